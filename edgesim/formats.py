@@ -1,0 +1,348 @@
+"""Weight encodings: exact stored bytes of a real tensor under each encoding.
+
+Public names: ``ENCODINGS``, ``SCALE_BYTES``, ``stored_bytes``, ``best_encoding``,
+``encoding_table``, ``dense``, ``bitmap``, ``csr``, ``csc``, ``rle_bytes``, ``rle``,
+``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``, ``nested``, ``separate_csr_bytes``.
+
+Every function takes the quantized values as they will be stored (an integer NumPy array whose
+first axis is the output channel), the bits per stored value, and the number of per-region scales
+stored with the tensor (4 bytes each, fp32), and returns the exact number of bytes.
+
+A tensor is viewed as a matrix with ``rows = shape[0]`` and ``cols = prod(shape[1:])``; a 1-D
+tensor is one row and a 0-D tensor is a 1 x 1 matrix. "Flattened" means row-major (C) order.
+
+**Packing rule (all encodings).** Each array of an encoding (values, indices, pointers, bitmap,
+signs) is bit-packed on its own, its fields back to back, and padded at its end to a whole byte:
+an array of ``n`` fields of ``w`` bits costs ``ceil(n * w / 8)`` bytes. Scales are fp32,
+``SCALE_BYTES`` each. An index or pointer field is as narrow as it can be and still address its
+range, and never narrower than 1 bit: ``width(m) = max(1, ceil(log2(m)))`` for ``m`` choices.
+
+>>> import numpy as np
+>>> stored_bytes(np.ones((4, 3), dtype=np.int8), "dense", bits=8, scales=4)
+28
+>>> encoding_table(np.array([[0, 3, 0, -2], [0, 0, 0, -1]]), bits=8)   # row 0 has both signs
+{'dense': 8, 'bitmap': 4, 'csr': 5, 'csc': 6, 'rle': 5, 'nested': 5}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+__all__ = [
+    "ENCODINGS",
+    "SCALE_BYTES",
+    "best_encoding",
+    "bitmap",
+    "csc",
+    "csr",
+    "dense",
+    "encoding_table",
+    "nested",
+    "nested_bytes",
+    "rle",
+    "rle_bytes",
+    "separate_csr_bytes",
+    "signed_binary",
+    "signed_binary_bytes",
+    "stored_bytes",
+]
+
+#: Bytes of one stored scale (fp32).
+SCALE_BYTES = 4
+
+
+def _bits_to_bytes(bits: int) -> int:
+    return (bits + 7) // 8
+
+
+def _field_bits(choices: int) -> int:
+    """Bits of a field that can hold ``choices`` distinct values: max(1, ceil(log2(choices)))."""
+    return max(1, (int(choices) - 1).bit_length())
+
+
+def _matrix(values: np.ndarray) -> np.ndarray:
+    """``values`` as a rows x cols matrix (rows = shape[0], cols = prod(shape[1:]))."""
+    a = np.asarray(values)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    if a.ndim == 1:
+        return a.reshape(1, a.shape[0])
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))
+
+
+def _check_bits(bits: int, encoding: str) -> None:
+    if int(bits) < 1:
+        raise ValueError(f"encoding {encoding!r}: bits per value must be >= 1, got {bits}")
+
+
+def _csr_from_counts(nnz: int, rows: int, cols: int, bits: int, scales: int,
+                     index_bits: int | None = None) -> int:
+    """CSR bytes from the counts alone (values + column indices + rows+1 row pointers + scales)."""
+    idx_bits = _field_bits(cols) if index_bits is None else index_bits
+    ptr_bits = _field_bits(nnz + 1)
+    return (_bits_to_bytes(nnz * bits) + _bits_to_bytes(nnz * idx_bits)
+            + _bits_to_bytes((rows + 1) * ptr_bits) + scales * SCALE_BYTES)
+
+
+def dense(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """Every value at ``bits`` bits, packed, plus the scales."""
+    return _bits_to_bytes(values.size * bits) + scales * SCALE_BYTES
+
+
+def bitmap(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """A 1-bit nonzero mask over every element plus the nonzero values, plus the scales.
+
+    bytes = ceil(n / 8) + ceil(nnz * bits / 8) + 4 * scales (n elements, nnz of them nonzero).
+
+    >>> bitmap(np.array([[0, 5, 0], [7, 0, 0]]), bits=8, scales=2)
+    11
+    """
+    _check_bits(bits, "bitmap")
+    a = np.asarray(values)
+    nnz = int(np.count_nonzero(a))
+    return _bits_to_bytes(a.size) + _bits_to_bytes(nnz * bits) + scales * SCALE_BYTES
+
+
+def csr(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """Compressed sparse rows: values, column indices, row pointers, plus the scales.
+
+    bytes = ceil(nnz * bits / 8)                    nonzero values
+          + ceil(nnz * width(cols) / 8)             column index of each nonzero
+          + ceil((rows + 1) * width(nnz + 1) / 8)   row pointers, each in 0..nnz
+          + 4 * scales,
+    with width(m) = max(1, ceil(log2(m))) bits; each array packed on its own (module docstring).
+
+    >>> csr(np.array([[0, 5, 0], [7, 0, 0]]), bits=8)   # 2 + ceil(2*2/8) + ceil(3*2/8)
+    4
+    """
+    _check_bits(bits, "csr")
+    m = _matrix(values)
+    return _csr_from_counts(int(np.count_nonzero(m)), m.shape[0], m.shape[1], bits, scales)
+
+
+def csc(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """Compressed sparse columns: CSR of the transposed rows x cols matrix.
+
+    bytes = ceil(nnz * bits / 8) + ceil(nnz * width(rows) / 8)
+          + ceil((cols + 1) * width(nnz + 1) / 8) + 4 * scales.
+
+    >>> csc(np.array([[0, 5, 0], [7, 0, 0]]), bits=8)   # 2 + ceil(2*1/8) + ceil(4*2/8)
+    4
+    """
+    _check_bits(bits, "csc")
+    m = _matrix(values)
+    return _csr_from_counts(int(np.count_nonzero(m)), m.shape[1], m.shape[0], bits, scales)
+
+
+def _rle_entries(values: np.ndarray, run_bits: int) -> int:
+    """Stored entries of EIE relative indexing over the flattened tensor (pads included)."""
+    flat = np.asarray(values).reshape(-1)
+    pos = np.flatnonzero(flat)
+    if pos.size == 0:
+        return 0
+    # zeros before each nonzero since the previous nonzero (or the start)
+    gaps = np.diff(pos, prepend=-1) - 1
+    # a pad entry stands for 2^w - 1 zeros (its run) plus itself (a stored zero): 2^w positions
+    pads = int(np.sum(gaps >> run_bits))
+    return int(pos.size) + pads
+
+
+def rle_bytes(values: np.ndarray, bits: int, scales: int = 0, run_bits: int = 4) -> int:
+    """EIE-style relative indexing: each nonzero with a ``run_bits``-wide count of zeros before it.
+
+    The tensor is flattened row-major into one stream. An entry is (value: ``bits``, run:
+    ``run_bits``). A gap of ``z`` zeros before a nonzero longer than ``2^w - 1`` (w = run_bits) is
+    bridged by pad entries (value 0, run ``2^w - 1``), each covering ``2^w`` positions (its run plus
+    itself), so a gap of ``z`` zeros needs ``z // 2^w`` pads. Zeros after the last nonzero are not
+    stored (the decoder knows the tensor size).
+
+    bytes = ceil(entries * (bits + run_bits) / 8) + 4 * scales.
+
+    >>> rle_bytes(np.array([0] * 20 + [3]), bits=4)   # 1 pad + 1 entry = 2 x 8 bits
+    2
+    """
+    _check_bits(bits, "rle")
+    if int(run_bits) < 1:
+        raise ValueError(f"encoding 'rle': run_bits must be >= 1, got {run_bits}")
+    entries = _rle_entries(values, int(run_bits))
+    return _bits_to_bytes(entries * (bits + int(run_bits))) + scales * SCALE_BYTES
+
+
+def rle(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """``rle_bytes`` with the default 4-bit run field (EIE)."""
+    return rle_bytes(values, bits, scales, run_bits=4)
+
+
+def signed_binary_bytes(values: np.ndarray, bits: int = 1, scales: int = 0,
+                        region: int | None = None) -> int:
+    """Signed binary: per region one sign bit and one fp32 scale; per element a 1-bit mask.
+
+    Each region holds values in {0, +a} or {0, -a}. Regions are consecutive runs of ``region``
+    elements of the flattened (row-major) tensor; the default is one row (one output channel).
+    The last region may be shorter when ``region`` does not divide the size.
+
+    bytes = ceil(regions / 8)   sign bits
+          + ceil(n / 8)         magnitude (nonzero) mask
+          + 4 * regions         one fp32 scale per region.
+
+    ``bits`` is ignored (each element costs 1 mask bit) and so is ``scales``: the encoding stores
+    exactly one scale per region. Only zero/nonzero and the sign are recorded, so the nonzero
+    magnitude of a region is its scale. Raises ``ValueError`` naming the first region that holds
+    both positive and negative values, which this encoding cannot represent.
+
+    >>> signed_binary_bytes(np.array([[0, 1, 1], [-1, 0, -1]]), bits=1)   # 1 + 1 + 8
+    10
+    """
+    del bits, scales  # fixed by the encoding; kept for the common signature
+    m = _matrix(values)
+    flat = m.reshape(-1)
+    n = int(flat.size)
+    size = m.shape[1] if region is None else int(region)
+    if size < 1:
+        raise ValueError(f"encoding 'signed_binary': region must be >= 1 elements, got {region}")
+    regions = -(-n // size) if n else 0
+    if regions:
+        idx = np.arange(n) // size
+        has_pos = np.zeros(regions, dtype=bool)
+        has_neg = np.zeros(regions, dtype=bool)
+        has_pos[idx[flat > 0]] = True
+        has_neg[idx[flat < 0]] = True
+        mixed = np.flatnonzero(has_pos & has_neg)
+        if mixed.size:
+            r = int(mixed[0])
+            raise ValueError(
+                f"encoding 'signed_binary': region {r} (elements {r * size}..."
+                f"{min(n, (r + 1) * size) - 1}) holds both positive and negative values; "
+                f"expected values in {{0, +a}} or {{0, -a}} per region of {size} elements")
+    return _bits_to_bytes(regions) + _bits_to_bytes(n) + regions * SCALE_BYTES
+
+
+def signed_binary(values: np.ndarray, bits: int = 1, scales: int = 0) -> int:
+    """``signed_binary_bytes`` with one region per output channel (row)."""
+    return signed_binary_bytes(values, bits, scales)
+
+
+def _level_counts(levels: np.ndarray, n_levels: int | None) -> tuple[np.ndarray, int, int]:
+    """(nnz per level 1..N, rows, cols) of a level array; checks levels are in 0..N."""
+    m = _matrix(levels)
+    if m.size and not np.issubdtype(m.dtype, np.integer) and m.dtype != np.bool_:
+        raise ValueError(f"nested levels must be integers, got dtype {m.dtype}")
+    flat = m.reshape(-1).astype(np.int64)
+    lo = int(flat.min()) if flat.size else 0
+    hi = int(flat.max()) if flat.size else 0
+    n = hi if n_levels is None else int(n_levels)
+    if lo < 0 or hi > n:
+        raise ValueError(f"nested levels must lie in 0..{n}, got range {lo}..{hi}")
+    counts = np.bincount(flat, minlength=n + 1)[1:n + 1]
+    return counts, m.shape[0], m.shape[1]
+
+
+def nested_bytes(levels: np.ndarray, bits: int, index_bits: int | None = None,
+                 scales: int = 0, n_levels: int | None = None) -> list[int]:
+    """Cumulative stored bytes of each nested sub-network's prefix of one weight stream.
+
+    ``levels`` has the tensor's shape: 0 = zero in every sub-network, k = the weight is first
+    present in sub-network k (1 = sparsest); sub-network k holds every weight with 1 <= level <= k.
+    ``n_levels`` (default ``levels.max()``) is N, the number of sub-networks.
+
+    Layout: the scales first (read by every sub-network), then one CSR segment per level k = 1..N
+    in order: the rows+1 row pointers of level k (relative to the segment, in 0..nnz_k), and the
+    level-k nonzeros in row-major order, each with its value and its column index. Sub-network k
+    reads segments 1..k, a prefix of the stream; row r of it is the union of row r of each segment.
+
+    prefix(k) = 4 * scales + sum_{j<=k} [ ceil(nnz_j * bits / 8) + ceil(nnz_j * index_bits / 8)
+                                          + ceil((rows + 1) * width(nnz_j + 1) / 8) ],
+    index_bits = width(cols) by default (width(m) = max(1, ceil(log2(m)))). With N = 1 this is
+    exactly ``csr``. Returns [prefix(1), ..., prefix(N)], non-decreasing; the last is the stream.
+
+    >>> nested_bytes(np.array([[1, 0, 2, 0], [0, 2, 0, 1]]), bits=8)
+    [4, 8]
+    """
+    _check_bits(bits, "nested")
+    counts, rows, cols = _level_counts(levels, n_levels)
+    need = _field_bits(cols)
+    if index_bits is None:
+        index_bits = need
+    elif int(index_bits) < need:
+        raise ValueError(f"nested index_bits={index_bits} cannot address {cols} columns; "
+                         f"expected >= {need}")
+    total = scales * SCALE_BYTES
+    out: list[int] = []
+    for nnz in counts.tolist():
+        total += _csr_from_counts(int(nnz), rows, cols, bits, 0, int(index_bits))
+        out.append(total)
+    return out
+
+
+def nested(values: np.ndarray, bits: int, scales: int = 0) -> int:
+    """The whole nested stream of a tensor with one level (nonzero = level 1); equals ``csr``."""
+    levels = (np.asarray(values) != 0).astype(np.int64)
+    return nested_bytes(levels, bits, scales=scales, n_levels=1)[-1]
+
+
+def separate_csr_bytes(levels: np.ndarray, bits: int, scales: int = 0,
+                       n_levels: int | None = None) -> int:
+    """Bytes of storing the N nested sub-networks as N separate CSR models (each with its scales).
+
+    = sum_{k=1..N} csr bytes of the mask 1 <= level <= k, i.e. with cumulative nnz_1 + ... + nnz_k.
+
+    >>> separate_csr_bytes(np.array([[1, 0, 2, 0], [0, 2, 0, 1]]), bits=8)   # 4 + 7
+    11
+    """
+    _check_bits(bits, "nested")
+    counts, rows, cols = _level_counts(levels, n_levels)
+    cumulative = np.cumsum(counts).tolist()
+    return sum(_csr_from_counts(int(nnz), rows, cols, bits, scales) for nnz in cumulative)
+
+
+#: name -> function(values, bits, scales) -> stored bytes
+ENCODINGS: dict[str, Callable[..., int]] = {
+    "dense": dense,
+    "bitmap": bitmap,
+    "csr": csr,
+    "csc": csc,
+    "rle": rle,
+    "signed_binary": signed_binary,
+    "nested": nested,
+}
+
+
+def stored_bytes(values: np.ndarray, encoding: str, bits: int, scales: int = 0) -> int:
+    """Exact stored bytes of ``values`` under ``encoding``."""
+    try:
+        fn = ENCODINGS[encoding]
+    except KeyError:
+        raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}") from None
+    return int(fn(np.asarray(values), bits, scales))
+
+
+def best_encoding(values: np.ndarray, bits: int, allowed: Iterable[str],
+                  scales: int = 0) -> tuple[str, int]:
+    """The allowed encoding with the fewest stored bytes (first in ``allowed`` on a tie)."""
+    best: tuple[str, int] | None = None
+    for name in allowed:
+        n = stored_bytes(values, name, bits, scales)
+        if best is None or n < best[1]:
+            best = (name, n)
+    if best is None:
+        raise ValueError("no encoding allowed")
+    return best
+
+
+def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
+                   allowed: Iterable[str] | None = None) -> dict[str, int]:
+    """Stored bytes under every applicable encoding, in ``allowed`` (default ``ENCODINGS``) order.
+
+    ``signed_binary`` is left out when a region holds both signs (it cannot represent it).
+    """
+    names = list(ENCODINGS) if allowed is None else list(allowed)
+    table: dict[str, int] = {}
+    for name in names:
+        try:
+            table[name] = stored_bytes(values, name, bits, scales)
+        except ValueError:
+            if name != "signed_binary":
+                raise
+    return table
