@@ -1,0 +1,119 @@
+"""Weight quantization as deployed: symmetric, per output channel (NumPy only).
+
+Public names: ``BITS``, ``bits_of``, ``quantize``, ``quantize_bias``.
+
+``quantize(values, precision, channel_axis)`` returns the integers that are stored and one fp32
+scale per output channel (``channel_axis=None``: one scale for the whole tensor):
+
+* ``int8``: ``q = round(v / s)`` in [-127, 127] with ``s = max|v| / 127`` per channel;
+* ``int4``: the same in [-7, 7] with ``s = max|v| / 7``;
+* ``fp16``: the values cast to float16, no scales;
+* ``binary``: signed-binary weights, already {0, +a} or {0, -a} per channel: ``q = sign(v)`` in
+  {-1, 0, 1} and ``s = a`` (the mean nonzero magnitude) per channel.
+
+A value that rounds to 0 is a real zero of the stored tensor (it is counted as a zero). A channel
+that is all zero has scale 0.
+
+>>> q, s = quantize(np.array([[1.0, -0.5, 0.001], [0.0, 0.0, 0.0]]), "int8")
+>>> q.tolist(), [round(float(x), 5) for x in s]
+([[127, -64, 0], [0, 0, 0]], [0.00787, 0.0])
+>>> bits_of("int4")
+4
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["BITS", "bits_of", "quantize", "quantize_bias"]
+
+#: Bits per stored weight value for each precision.
+BITS: dict[str, int] = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
+_QMAX = {"int8": 127, "int4": 7}
+_INT32_MAX = 2**31 - 1
+
+
+def bits_of(precision: str) -> int:
+    """Bits per stored weight value: int8 8, int4 4, fp16 16, binary 1."""
+    try:
+        return BITS[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; expected one of "
+                         f"{', '.join(BITS)}") from None
+
+
+def _channel_max(a: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel max |a| (shape: channels) and the same broadcastable against ``a``."""
+    mag = np.abs(a)
+    if axis is None or a.ndim == 0:
+        m = np.asarray([mag.max()]) if a.size else np.zeros(1)
+        return m, m.reshape((1,) * a.ndim)
+    other = tuple(i for i in range(a.ndim) if i != axis)
+    keep = mag.max(axis=other, keepdims=True) if a.size else np.zeros(
+        [a.shape[i] if i == axis else 1 for i in range(a.ndim)])
+    return keep.reshape(-1), keep
+
+
+def _axis(values: np.ndarray, channel_axis: int | None) -> int | None:
+    if channel_axis is None or values.ndim == 0:
+        return None
+    if not -values.ndim <= channel_axis < values.ndim:
+        raise ValueError(f"channel_axis {channel_axis} out of range for a tensor of shape "
+                         f"{values.shape}")
+    return channel_axis % values.ndim
+
+
+def quantize(values: np.ndarray, precision: str,
+             channel_axis: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize ``values`` symmetric per channel; returns ``(q, scales)``, scales in fp32."""
+    bits_of(precision)
+    a = np.asarray(values, dtype=np.float32)
+    if precision == "fp16":
+        return a.astype(np.float16), np.zeros(0, dtype=np.float32)
+    axis = _axis(a, channel_axis)
+    if precision == "binary":
+        return _binary(a, axis)
+    qmax = _QMAX[precision]
+    amax, amax_b = _channel_max(a, axis)
+    scale_b = amax_b / qmax
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(scale_b > 0, np.rint(a / np.where(scale_b > 0, scale_b, 1.0)), 0.0)
+    q = np.clip(q, -qmax, qmax).astype(np.int8)
+    return q, (amax / qmax).astype(np.float32)
+
+
+def _binary(a: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    q = np.sign(a).astype(np.int8)
+    moved = q.reshape(1, -1) if axis is None else np.moveaxis(q, axis, 0).reshape(
+        q.shape[axis], -1)
+    mixed = np.flatnonzero((moved > 0).any(axis=1) & (moved < 0).any(axis=1))
+    if mixed.size:
+        raise ValueError(f"binary precision: channel {int(mixed[0])} holds both positive and "
+                         "negative values; expected {0, +a} or {0, -a} per output channel")
+    mag = (np.abs(a).reshape(1, -1) if axis is None
+           else np.moveaxis(np.abs(a), axis, 0).reshape(q.shape[axis], -1))
+    nnz = np.count_nonzero(moved, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scales = np.where(nnz > 0, mag.sum(axis=1) / np.maximum(nnz, 1), 0.0)
+    return q, scales.astype(np.float32)
+
+
+def quantize_bias(values: np.ndarray, scales: np.ndarray | float | None = None) -> np.ndarray:
+    """Biases as int32: ``round(b / scale)``.
+
+    ``scales`` is the bias scale (weight scale x input activation scale, per output channel or
+    one number). Without it a per-tensor scale maps max|b| to 2**31 - 1, which keeps every
+    nonzero bias nonzero.
+
+    >>> quantize_bias(np.array([0.5, 0.0, -1.0])).tolist()
+    [1073741824, 0, -2147483647]
+    """
+    b = np.asarray(values, dtype=np.float64)
+    if scales is None:
+        amax = float(np.abs(b).max()) if b.size else 0.0
+        s = np.asarray(amax / _INT32_MAX if amax > 0 else 1.0)
+    else:
+        s = np.asarray(scales, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s > 0, np.rint(b / np.where(s > 0, s, 1.0)), 0.0)
+    return np.clip(q, -_INT32_MAX, _INT32_MAX).astype(np.int32)
