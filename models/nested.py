@@ -1,0 +1,351 @@
+"""Nested sparsity: N sparse sub-networks in one set of weights, chosen by a run-time knob.
+
+Public names: ``DEFAULT_DENSITIES``, ``prunable_modules``, ``nested_levels``, ``level_sparsity``,
+``LevelMask``, ``NestedModel``, ``train_nested``, ``nested_resnet50``, ``nested_storage_report``.
+
+After Grimaldi et al., "Dynamic ConvNets on Tiny Devices via Nested Sparsity" (arXiv 2203.03324,
+REFERENCE.md A4). Every prunable weight (conv / linear) carries an int8 ``levels`` tensor of its
+shape: 0 = pruned in every sub-network, k = the weight is first present in sub-network k.
+Sub-network k uses the weights with ``1 <= level <= k``; level 1 is the sparsest, level N the
+densest. So the sub-networks are nested (each one's weights are a subset of the next one's) and
+can be stored as one weight stream of which sub-network k reads a prefix
+(``edgesim.formats.nested_bytes``).
+
+``NestedModel`` wraps a model: ``set_level(k)`` selects sub-network k. The mask is applied at
+forward time by a ``torch.nn.utils.parametrize`` parametrization (``LevelMask``), so
+``module.weight`` is the masked tensor that ``F.conv2d`` sees while the latent weights stay
+intact. A tracer reads ``model.edgesim_nested_levels`` (qualified weight name, as in
+``model.named_modules()`` + ``".weight"`` -> levels tensor) and ``model.level`` to split each
+weight into per-level segments; each masked module also carries ``edgesim_levels``.
+
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(10, 10))
+>>> model = NestedModel(net, nested_levels(net, densities=(0.1, 0.5)))
+>>> model.set_level(1)
+>>> int(torch.count_nonzero(net[0].weight))   # the top 10 % of 100 weights by |w|
+10
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from edgesim import formats
+from edgesim.errors import ModelError
+
+__all__ = [
+    "DEFAULT_DENSITIES",
+    "LevelMask",
+    "NestedModel",
+    "level_sparsity",
+    "nested_levels",
+    "nested_resnet50",
+    "nested_storage_report",
+    "prunable_modules",
+    "train_nested",
+]
+
+#: Fraction of each layer's weights present in sub-network 1, 2, 3 (cumulative).
+DEFAULT_DENSITIES: tuple[float, ...] = (0.1, 0.3, 0.5)
+
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def prunable_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The conv and linear modules of ``model`` in ``named_modules`` order (first conv first,
+    classifier last for a usual CNN)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, _PRUNABLE)]
+
+
+def _check_densities(densities: Sequence[float], what: str) -> tuple[float, ...]:
+    ds = tuple(float(d) for d in densities)
+    if not ds:
+        raise ModelError(f"nested {what}: need at least one density, got {densities!r}")
+    prev = 0.0
+    for k, d in enumerate(ds, start=1):
+        if not prev < d <= 1.0:
+            raise ModelError(f"nested {what}: density of level {k} is {d}; expected "
+                             f"{prev} < density <= 1 (strictly increasing fractions)")
+        prev = d
+    return ds
+
+
+def _layer_levels(weight: torch.Tensor, densities: Sequence[float]) -> torch.Tensor:
+    """Levels of one tensor: by |w| descending, the first round(d_1 * n) get level 1, the next up
+    to round(d_2 * n) level 2, ...; the rest 0. Ties keep flattened order (stable sort)."""
+    flat = weight.detach().abs().reshape(-1)
+    n = flat.numel()
+    order = torch.argsort(flat, descending=True, stable=True)
+    ranked = torch.zeros(n, dtype=torch.int8)
+    start = 0
+    for k, d in enumerate(densities, start=1):
+        stop = max(start, round(d * n))
+        ranked[start:stop] = k
+        start = stop
+    levels = torch.empty(n, dtype=torch.int8)
+    levels[order] = ranked
+    return levels.reshape(weight.shape)
+
+
+def nested_levels(model: nn.Module, densities: Sequence[float] = DEFAULT_DENSITIES, *,
+                  first_last_densities: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+    """Magnitude-based nested levels of every prunable weight: ``{"<module>.weight": levels}``.
+
+    In each layer the top ``densities[0]`` fraction of weights by |w| get level 1, the next up to
+    ``densities[1]`` level 2, and so on; the rest get 0 (pruned everywhere). ``densities`` are
+    cumulative and strictly increasing in (0, 1]; N = ``len(densities)``. The first conv and the
+    classifier (first and last prunable module) use ``first_last_densities`` when given (same
+    length), e.g. ``(0.5, 0.8, 1.0)`` to keep them denser.
+
+    >>> from torch import nn
+    >>> lv = nested_levels(nn.Linear(5, 2), densities=(0.2, 0.5))["weight"]
+    >>> [int((lv == k).sum()) for k in range(3)]   # 10 weights: 2 at level 1, 3 at level 2
+    [5, 2, 3]
+    """
+    ds = _check_densities(densities, "densities")
+    edge = ds if first_last_densities is None else _check_densities(first_last_densities,
+                                                                     "first_last_densities")
+    if len(edge) != len(ds):
+        raise ModelError(f"nested first_last_densities has {len(edge)} levels, densities has "
+                         f"{len(ds)}; expected the same number")
+    mods = prunable_modules(model)
+    if not mods:
+        raise ModelError(f"nested_levels: {type(model).__name__} has no conv or linear layer")
+    out: dict[str, torch.Tensor] = {}
+    for i, (name, m) in enumerate(mods):
+        use = edge if i in (0, len(mods) - 1) else ds
+        out[_weight_name(name)] = _layer_levels(m.weight, use)
+    return out
+
+
+def _weight_name(module_name: str) -> str:
+    return f"{module_name}.weight" if module_name else "weight"
+
+
+def level_sparsity(levels: torch.Tensor | np.ndarray, k: int) -> float:
+    """Fraction of zero weights in sub-network ``k`` (level 0 or level > k).
+
+    >>> level_sparsity(torch.tensor([0, 1, 2, 3]), 2)
+    0.5
+    """
+    a = torch.as_tensor(np.asarray(levels) if isinstance(levels, np.ndarray) else levels)
+    if a.numel() == 0:
+        return 0.0
+    present = ((a >= 1) & (a <= int(k))).sum().item()
+    return 1.0 - present / a.numel()
+
+
+class LevelMask(nn.Module):
+    """Parametrization ``w -> w * (1 <= levels <= level)``; ``level`` is set by ``NestedModel``."""
+
+    def __init__(self, levels: torch.Tensor, level: int) -> None:
+        super().__init__()
+        self.register_buffer("levels", levels.to(torch.int8))
+        self.level = int(level)
+
+    def mask(self) -> torch.Tensor:
+        """Boolean mask of the weights in the current sub-network."""
+        return (self.levels >= 1) & (self.levels <= self.level)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask().to(weight.dtype)
+
+
+class NestedModel(nn.Module):
+    """A model with N nested sparse sub-networks; ``set_level(k)`` picks sub-network k.
+
+    ``levels`` maps weight names of ``model`` (``nested_levels`` keys) to level tensors. The
+    wrapped model is ``self.net``; weights at level 0 are zeroed (pruned in every level), the rest
+    keep their values and are masked at forward time. ``edgesim_nested_levels`` is keyed by the
+    names seen from this wrapper (``"net.<module>.weight"``).
+    """
+
+    def __init__(self, model: nn.Module, levels: Mapping[str, torch.Tensor],
+                 level: int | None = None) -> None:
+        super().__init__()
+        self.net = model
+        mods = dict(model.named_modules())
+        n_levels = 0
+        for wname, lv in levels.items():
+            mname = wname.removesuffix(".weight") if wname != "weight" else ""
+            m = mods.get(mname)
+            if m is None or wname.rsplit(".", 1)[-1] != "weight" or not isinstance(m, _PRUNABLE):
+                raise ModelError(f"nested levels name {wname!r}: expected '<conv or linear "
+                                 f"module>.weight' of {type(model).__name__}")
+            if tuple(lv.shape) != tuple(m.weight.shape):
+                raise ModelError(f"nested levels of {wname!r} have shape {tuple(lv.shape)}; "
+                                 f"expected the weight's shape {tuple(m.weight.shape)}")
+            n_levels = max(n_levels, int(lv.max().item()) if lv.numel() else 0)
+        if n_levels < 1:
+            raise ModelError("nested levels: no weight has a level >= 1; expected N >= 1 levels")
+        self.n_levels = n_levels
+        self.level = n_levels if level is None else self._check_level(level)
+        self._masks: dict[str, LevelMask] = {}
+        for wname, lv in levels.items():
+            mname = wname.removesuffix(".weight") if wname != "weight" else ""
+            m = mods[mname]
+            with torch.no_grad():
+                m.weight[lv.to(m.weight.device) == 0] = 0.0
+            pm = LevelMask(lv.detach().clone().to(m.weight.device), self.level)
+            parametrize.register_parametrization(m, "weight", pm)
+            m.edgesim_levels = pm.levels
+            self._masks[_weight_name(f"net.{mname}" if mname else "net")] = pm
+
+    def _check_level(self, k: int) -> int:
+        if not 1 <= int(k) <= self.n_levels:
+            raise ModelError(f"nested level {k} out of range; expected 1..{self.n_levels}")
+        return int(k)
+
+    def set_level(self, k: int) -> None:
+        """Run sub-network ``k`` (1 = sparsest, N = densest) from the next forward on."""
+        self.level = self._check_level(k)
+        for pm in self._masks.values():
+            pm.level = self.level
+
+    @property
+    def edgesim_nested_levels(self) -> dict[str, torch.Tensor]:
+        """Qualified weight name (from this wrapper) -> int8 levels tensor."""
+        return {name: pm.levels for name, pm in self._masks.items()}
+
+    def masks(self) -> dict[str, LevelMask]:
+        """Qualified weight name -> its ``LevelMask`` parametrization."""
+        return dict(self._masks)
+
+    def latent_weights(self) -> dict[str, torch.Tensor]:
+        """Qualified weight name -> the unmasked (latent) weight parameter."""
+        out: dict[str, torch.Tensor] = {}
+        mods = dict(self.named_modules())
+        for name in self._masks:
+            out[name] = mods[name.removesuffix(".weight")].parametrizations.weight.original
+        return out
+
+    def sparsity(self, k: int | None = None) -> float:
+        """Fraction of zero weights over all masked weights in sub-network ``k`` (default: the
+        current level)."""
+        k = self.level if k is None else self._check_level(k)
+        total = sum(pm.levels.numel() for pm in self._masks.values())
+        zeros = sum(level_sparsity(pm.levels, k) * pm.levels.numel()
+                    for pm in self._masks.values())
+        return zeros / total if total else 0.0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.net(*args, **kwargs)
+
+
+def _mask_gradients(model: NestedModel, k: int) -> None:
+    """Gradient masking: zero the gradient of every latent weight outside sub-network ``k``."""
+    latent = model.latent_weights()
+    for name, pm in model.masks().items():
+        g = latent[name].grad
+        if g is not None:
+            g.mul_(((pm.levels >= 1) & (pm.levels <= k)).to(g.dtype))
+
+
+def train_nested(model: NestedModel, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                 epochs: int = 1, lr: float = 1e-2, steps: int | None = None,
+                 schedule: str = "round_robin",
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+                 ) -> list[float]:
+    """Train all nested sub-networks with gradient masking; returns the loss of each step.
+
+    ``schedule="round_robin"``: step i trains sub-network ``i % N + 1`` alone; its latent weights
+    outside sub-network k get a zero gradient, so a level-k step changes only weights with
+    ``1 <= level <= k`` (and the non-prunable parameters, e.g. norms and biases).
+    ``schedule="sum"``: each step sums the losses of all N sub-networks (the weights of level j
+    then get gradient from the sub-networks k >= j). The optimizer is plain SGD (no momentum, no
+    weight decay), so a zero gradient means an unchanged weight. Stops after ``steps`` steps when
+    given. The model's level is restored afterwards; the model is left in train mode.
+    """
+    if schedule not in ("round_robin", "sum"):
+        raise ModelError(f"train_nested schedule {schedule!r}; expected 'round_robin' or 'sum'")
+    if epochs < 1 or (steps is not None and steps < 1):
+        raise ModelError(f"train_nested: epochs={epochs}, steps={steps}; expected >= 1")
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+    start_level = model.level
+    losses: list[float] = []
+    model.train()
+    try:
+        for _ in range(epochs):
+            for x, y in loader:
+                opt.zero_grad(set_to_none=True)
+                if schedule == "round_robin":
+                    k = len(losses) % model.n_levels + 1
+                    model.set_level(k)
+                    loss = loss_fn(model(x), y)
+                    loss.backward()
+                    _mask_gradients(model, k)
+                else:
+                    loss = torch.zeros(())
+                    for k in range(1, model.n_levels + 1):
+                        model.set_level(k)
+                        loss = loss + loss_fn(model(x), y)
+                    loss.backward()
+                    _mask_gradients(model, model.n_levels)
+                opt.step()
+                losses.append(float(loss.detach()))
+                if steps is not None and len(losses) >= steps:
+                    return losses
+    finally:
+        model.set_level(start_level)
+    return losses
+
+
+def nested_resnet50(seed: int = 0, levels: int = 3, densities: Sequence[float] = DEFAULT_DENSITIES,
+                    level: int | None = None, *, num_classes: int = 1000,
+                    first_last_densities: Sequence[float] | None = None) -> NestedModel:
+    """A seeded (randomly initialised, no pretrained weights) ResNet-50 with ``levels`` nested
+    magnitude-pruned sub-networks, running sub-network ``level`` (default the densest). Load a
+    checkpoint into the dense model and call ``NestedModel(model, nested_levels(model))`` for a
+    trained one."""
+    from models.resnet import resnet50
+
+    if len(densities) != levels:
+        raise ModelError(f"nested_resnet50: levels={levels} but {len(densities)} densities "
+                         f"{tuple(densities)}; expected one density per level")
+    torch.manual_seed(seed)
+    net = resnet50(num_classes=num_classes)
+    lv = nested_levels(net, densities, first_last_densities=first_last_densities)
+    return NestedModel(net, lv, level=levels if level is None else level)
+
+
+def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, Any]]:
+    """Stored bytes of the one nested stream vs N separately stored CSR sub-networks.
+
+    One row per masked weight and a last row ``layer="total"``. Columns: ``layer``,
+    ``elements``, ``nnz`` (list, sub-network 1..N), ``nested_bytes`` (list: cumulative prefix
+    bytes that sub-network k reads, ``formats.nested_bytes``), ``stream_bytes`` (the whole stream,
+    = ``nested_bytes[-1]``), ``separate_bytes`` (``formats.separate_csr_bytes``: N CSR models,
+    each with its scales) and ``saving`` (1 - stream / separate). Values are ``bits`` wide with
+    one fp32 scale per output channel (per-channel quantization).
+    """
+    n = model.n_levels
+    rows: list[dict[str, Any]] = []
+    for name, pm in model.masks().items():
+        lv = pm.levels.cpu().numpy()
+        scales = int(lv.shape[0]) if lv.ndim else 1
+        prefix = formats.nested_bytes(lv, bits, scales=scales, n_levels=n)
+        separate = formats.separate_csr_bytes(lv, bits, scales=scales, n_levels=n)
+        nnz = [int(((lv >= 1) & (lv <= k)).sum()) for k in range(1, n + 1)]
+        rows.append({"layer": name, "elements": int(lv.size), "nnz": nnz,
+                     "nested_bytes": prefix, "stream_bytes": prefix[-1],
+                     "separate_bytes": separate})
+    total = {
+        "layer": "total",
+        "elements": sum(r["elements"] for r in rows),
+        "nnz": [sum(r["nnz"][k] for r in rows) for k in range(n)],
+        "nested_bytes": [sum(r["nested_bytes"][k] for r in rows) for k in range(n)],
+        "stream_bytes": sum(r["stream_bytes"] for r in rows),
+        "separate_bytes": sum(r["separate_bytes"] for r in rows),
+    }
+    rows.append(total)
+    for r in rows:
+        r["saving"] = 1.0 - r["stream_bytes"] / r["separate_bytes"] if r["separate_bytes"] else 0.0
+    return rows
