@@ -1,0 +1,490 @@
+"""The discrete-event engine: one stream of inferences of a Workload on a HardwareConfig.
+
+Public names: ``simulate``, ``Result``, ``PREFETCH_MODES``, ``INFERENCE_COLUMNS``,
+``LAYER_COLUMNS``.
+
+``simulate(hw, workload)`` runs every input of ``workload.sequence`` in order, SRAM state kept
+between inferences (the first is cold), and returns a ``Result`` with one row per inference and,
+on request, one row per op.
+
+How an inference runs (integer time in picoseconds, one simpy process each for the off-chip
+channel and for the compute array, one event per transfer and per op):
+
+1. The residency policy (``edgesim.sram``) decides, op by op, which weight bytes must come from
+   off-chip and whether they stay. These bytes depend only on the access sequence.
+2. The DMA process moves each op's bytes in op order over one channel: ``latency`` plus the bytes
+   rounded up to whole bursts at the channel bandwidth. Kept bytes for op j may start once op
+   ``j - depth - 1`` has finished (``depth`` = ``hw.prefetch_depth``; prefetch "none" is depth 0),
+   once every op that still used the bytes they displace has finished, and, in a routed model,
+   once the router that gates op j has decided (unless ``prefetch="speculative"``). Streamed bytes
+   (weights that are not kept, and activation spills) start when op j-1 has finished and overlap
+   op j's compute, tile by tile.
+3. The compute process runs the ops in order: op j starts when op j-1 is done and its kept bytes
+   are on chip, takes ``ceil(MACs / (peak MACs per cycle x mapping utilisation))`` cycles, and
+   ends no earlier than its streamed bytes have arrived. Time the array waits is a stall.
+
+Energy (``edgesim.energy``) is computed from the counts. Identical (policy state, path[, future])
+situations give identical inferences, so a repeated one is taken from a memo instead of being run
+again (``memo=False`` runs every inference; the tests check both give the same table).
+
+>>> from edgesim.testing import tiny_config, tiny_workload
+>>> r = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=3))
+>>> list(r.inferences.weight_dram_bytes)
+[3000, 0, 0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from edgesim import energy as _energy
+from edgesim.sram import NEVER, NEVER_OP, OP_STRIDE, Residency, make_policy
+from edgesim.workload import LayerOp, Workload
+
+__all__ = ["INFERENCE_COLUMNS", "LAYER_COLUMNS", "PREFETCH_MODES", "Result", "simulate"]
+
+PREFETCH_MODES = ("next", "none", "speculative")
+
+INFERENCE_COLUMNS = (
+    "input", "path", "weight_dram_bytes", "weight_stream_bytes", "spec_wasted_bytes",
+    "act_dram_bytes", "sram_read_bytes", "sram_write_bytes", "macs", "compute_cycles",
+    "stall_cycles", "cycles", "latency_s", "energy_j", "energy_mac_j", "energy_sram_j",
+    "energy_offchip_j", "energy_decode_j", "energy_leak_j",
+)
+
+LAYER_COLUMNS = (
+    "input", "path", "op", "name", "kind", "precision", "weight_bytes", "weight_dram_bytes",
+    "weight_stream_bytes", "act_dram_bytes", "macs", "compute_cycles", "dma_start_s",
+    "dma_end_s", "compute_start_s", "compute_end_s", "stall_s",
+)
+
+#: Elements per cycle of ops without MACs (pooling, adds, activations): one per array column.
+_PS = 10**12
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a simulation produced: per-inference rows, optional per-op rows, a summary."""
+
+    inferences: pd.DataFrame
+    layers: pd.DataFrame | None
+    summary: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# compile: a path on a hardware config -> per-op integer arrays
+# ---------------------------------------------------------------------------------------------
+
+def _utilisation(op: LayerOp, rows: int, cols: int) -> float:
+    """Fraction of the MAC array an op keeps busy: reduction dim on rows, outputs on columns."""
+    d = op.dims
+    if op.kind == "conv" and "C" in d and "K" in d:
+        red, out = d["C"] * d.get("R", 1) * d.get("S", 1), d["K"]
+        if d.get("C", 1) == 1:  # depthwise: one reduction lane per output
+            red = d.get("R", 1) * d.get("S", 1)
+    elif "K" in d and "N" in d:
+        red, out = d["K"], d["N"]
+    else:
+        return 1.0
+    util_r = red / (math.ceil(red / rows) * rows)
+    util_c = out / (math.ceil(out / cols) * cols)
+    return util_r * util_c
+
+
+@dataclass(frozen=True, slots=True)
+class _PathPlan:
+    name: str
+    blocks: tuple[tuple[int, ...], ...]   # per op: block indices (deduplicated)
+    cycles: np.ndarray                    # per op compute cycles
+    compute_ps: np.ndarray                # per op compute time
+    spill: np.ndarray                     # per op activation spill bytes (write + read back)
+    gate: np.ndarray                      # per op: index of the gating router op, or -1
+    macs: int
+    compute_cycles: int
+    sram_read_fixed: int                  # weight reads + activation reads
+    sram_write_fixed: int                 # activation writes
+    energy_mac_j: float
+    energy_decode_j: float
+    act_dram_bytes: int
+    gated_blocks: frozenset[int]          # blocks read by gated ops
+
+
+def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
+    rows, cols = hw.array_rows, hw.array_cols
+    clock = int(round(hw.clock_hz))
+    plans = []
+    for path in workload.paths:
+        n = len(path.ops)
+        cycles = np.zeros(n, dtype=np.int64)
+        spill = np.zeros(n, dtype=np.int64)
+        gate = np.full(n, -1, dtype=np.int64)
+        names = {op.name: j for j, op in enumerate(path.ops)}
+        blocks: list[tuple[int, ...]] = []
+        macs = sram_read = sram_write = 0
+        decode = 0
+        mac_pj = 0.0
+        gated: set[int] = set()
+        for j, op in enumerate(path.ops):
+            ids = tuple(dict.fromkeys(index[b] for b in op.weights))
+            blocks.append(ids)
+            executed = op.effective_macs if hw.skip_zero_weights else op.macs
+            if op.macs:
+                peak = hw.macs_per_cycle[op.precision] * _utilisation(op, rows, cols)
+                cycles[j] = math.ceil(executed / peak) if executed else 0
+            else:
+                elements = op.meta.get("elements")
+                if elements is None:
+                    elements = (op.out_bytes * 8) // max(1, hw.act_bits)
+                cycles[j] = math.ceil(elements / cols)
+            macs += executed
+            mac_pj += executed * hw.mac_pj[op.precision]
+            wbytes = sum(workload.blocks[b].stored_bytes for b in dict.fromkeys(op.weights))
+            sram_read += wbytes + op.in_bytes
+            sram_write += op.out_bytes
+            for b in dict.fromkeys(op.weights):
+                blk = workload.blocks[b]
+                if blk.encoding != "dense":
+                    decode += blk.nonzeros
+            spill[j] = 2 * max(0, op.live_bytes - hw.act_reserve_bytes)
+            g = op.meta.get("gate")
+            if g is not None and g in names and names[g] < j:
+                gate[j] = names[g]
+                gated.update(ids)
+        compute_ps = -(-(cycles * _PS) // clock)
+        plans.append(_PathPlan(
+            name=path.name, blocks=tuple(blocks), cycles=cycles, compute_ps=compute_ps,
+            spill=spill, gate=gate, macs=macs, compute_cycles=int(cycles.sum()),
+            sram_read_fixed=sram_read, sram_write_fixed=sram_write,
+            energy_mac_j=mac_pj * 1e-12, energy_decode_j=decode * hw.index_decode_pj * 1e-12,
+            act_dram_bytes=int(spill.sum()), gated_blocks=frozenset(gated)))
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# next use, for belady
+# ---------------------------------------------------------------------------------------------
+
+def _next_use_fn(workload: Workload, index: dict[str, int],
+                 plans: list[_PathPlan]) -> Callable[[int, int, int], int]:
+    seq = workload.sequence
+    nblocks = len(index)
+    # per path, per block: sorted op indices reading it
+    ops_of: list[dict[int, np.ndarray]] = []
+    for plan in plans:
+        d: dict[int, list[int]] = {}
+        for j, ids in enumerate(plan.blocks):
+            for b in ids:
+                d.setdefault(b, []).append(j)
+        ops_of.append({b: np.asarray(v, dtype=np.int64) for b, v in d.items()})
+    # per block: sorted inference indices whose path reads it
+    uses_path = np.zeros((nblocks, len(plans)), dtype=bool)
+    for p, d in enumerate(ops_of):
+        for b in d:
+            uses_path[b, p] = True
+    inferences_of = [np.flatnonzero(uses_path[b][seq]) for b in range(nblocks)]
+
+    def next_use(b: int, i: int, j: int) -> int:
+        here = ops_of[seq[i]].get(b)
+        if here is not None and j != NEVER_OP:
+            k = np.searchsorted(here, j, side="right")
+            if k < here.size:
+                return i * OP_STRIDE + int(here[k])
+        inf = inferences_of[b]
+        k = np.searchsorted(inf, i, side="right")
+        if k == inf.size:
+            return NEVER
+        i2 = int(inf[k])
+        return i2 * OP_STRIDE + int(ops_of[seq[i2]][b][0])
+
+    return next_use
+
+
+def _pinned_priority(workload: Workload, index: dict[str, int],
+                     plans: list[_PathPlan]) -> list[int]:
+    """Blocks by decreasing use frequency over the stream, ties by first use."""
+    freq = workload.path_frequencies()
+    use = np.zeros(len(index))
+    first: dict[int, int] = {}
+    order = 0
+    for p, plan in enumerate(plans):
+        for ids in plan.blocks:
+            for b in ids:
+                if b not in first:
+                    first[b] = order
+                    order += 1
+        for b in {b for ids in plan.blocks for b in ids}:
+            use[b] += freq[p]
+    return sorted(first, key=lambda b: (-round(use[b], 12), first[b]))
+
+
+# ---------------------------------------------------------------------------------------------
+# one inference
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Inference:
+    weight_bytes: int
+    stream_bytes: int
+    wasted_bytes: int
+    latency_ps: int
+    layers: list[tuple] | None
+
+
+def _transfer_ps(nbytes: int, hw) -> int:
+    burst = hw.offchip_burst_bytes
+    moved = -(-nbytes // burst) * burst
+    return hw._latency_ps + (-(-moved * _PS // hw._bw))
+
+
+def _run_one(hw, plan: _PathPlan, policy: Residency, i: int, depth: int,
+             speculate: tuple[int, ...] | None, sizes: list[int], per_layer: bool) -> _Inference:
+    n = len(plan.blocks)
+    kept = [0] * n
+    streamed = [0] * n
+    wait = [-1] * n
+    last_use: dict[int, int] = {}
+    for j, ids in enumerate(plan.blocks):
+        if ids:
+            served = policy.serve(ids, i, j)
+            kept[j], streamed[j] = served.kept, served.streamed
+            for b in served.evicted:
+                w = last_use.get(b, -1)
+                if w > wait[j]:
+                    wait[j] = w
+            for b in ids:
+                last_use[b] = j
+    wasted = 0
+    # speculation: bytes of the predicted path's gated blocks this path does not read
+    if speculate is not None:
+        wasted = sum(sizes[b] for b in speculate)
+    weight_bytes = sum(kept) + sum(streamed)
+
+    # transfer queue in op order: (op, part, bytes, op whose end it waits for)
+    queue: list[tuple[int, int, int, int]] = []
+    first_gate = -1
+    for j in range(n):
+        g = int(plan.gate[j])
+        if speculate is not None:
+            g = -1
+        if wasted and first_gate < 0 and plan.gate[j] >= 0:
+            first_gate = j
+            queue.append((j, 2, wasted, max(-1, j - depth - 1, int(plan.gate[j]) - 1)))
+        if kept[j]:
+            queue.append((j, 0, kept[j], max(j - depth - 1, wait[j], g)))
+        s = streamed[j] + int(plan.spill[j])
+        if s:
+            queue.append((j, 1, s, max(j - 1, wait[j], g)))
+
+    env = simpy.Environment()
+    kept_done = [0 if not kept[j] else -1 for j in range(n)]
+    stream_done = [0 if not (streamed[j] or plan.spill[j]) else -1 for j in range(n)]
+    ended = [-1] * n
+    waiting: dict[tuple[str, int], simpy.Event] = {}
+    dma_times: dict[int, list[int]] = {}
+    comp_times: list[tuple[int, int]] = []
+
+    def dma():
+        for j, part, nbytes, cond in queue:
+            if cond >= 0 and ended[cond] < 0:
+                ev = waiting[("end", cond)] = env.event()
+                yield ev
+            start = env.now
+            yield env.timeout(_transfer_ps(nbytes, hw))
+            if per_layer:
+                t = dma_times.setdefault(j, [start, env.now])
+                t[1] = env.now
+            if part == 0:
+                kept_done[j] = env.now
+                ev = waiting.pop(("kept", j), None)
+            elif part == 1:
+                stream_done[j] = env.now
+                ev = waiting.pop(("stream", j), None)
+            else:
+                ev = None
+            if ev is not None:
+                ev.succeed()
+
+    def compute():
+        for j in range(n):
+            if kept_done[j] < 0:
+                ev = waiting[("kept", j)] = env.event()
+                yield ev
+            start = env.now
+            if plan.compute_ps[j]:
+                yield env.timeout(int(plan.compute_ps[j]))
+            if stream_done[j] < 0:
+                ev = waiting[("stream", j)] = env.event()
+                yield ev
+            ended[j] = env.now
+            if per_layer:
+                comp_times.append((start, env.now))
+            ev = waiting.pop(("end", j), None)
+            if ev is not None:
+                ev.succeed()
+
+    env.process(dma())
+    env.process(compute())
+    env.run()
+    latency = ended[-1] if n else 0
+
+    layers = None
+    if per_layer:
+        layers = []
+        prev_end = 0
+        for j in range(n):
+            ds, de = dma_times.get(j, (None, None))
+            cs, ce = comp_times[j]
+            stall = (cs - prev_end) + (ce - cs - int(plan.compute_ps[j]))
+            prev_end = ce
+            layers.append((j, kept[j] + streamed[j], streamed[j], int(plan.spill[j]),
+                           int(plan.cycles[j]), ds, de, cs, ce, stall))
+    return _Inference(weight_bytes + wasted, sum(streamed), wasted, int(latency), layers)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stream
+# ---------------------------------------------------------------------------------------------
+
+class _HW:
+    """The config plus integer time constants the hot loop needs."""
+
+    def __init__(self, hw) -> None:
+        self._hw = hw
+        self._latency_ps = int(math.ceil(hw.offchip_latency_s * _PS - 1e-6))
+        self._bw = int(round(hw.offchip_bytes_per_s))
+        if self._bw <= 0:
+            raise ValueError("offchip bandwidth must be positive")
+
+    def __getattr__(self, name: str):
+        return getattr(self._hw, name)
+
+
+def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
+             per_layer: bool = False, memo: bool = True,
+             progress: Callable[[int], None] | None = None) -> Result:
+    """Run every input of ``workload`` on ``hw`` and return per-inference (and per-op) rows.
+
+    ``policy``: "lru", "pinned" or "belady". ``prefetch``: "next" (fetch up to
+    ``hw.prefetch_depth`` ops ahead), "none" (fetch an op's weights after the previous op ends),
+    or "speculative" ("next", and a routed model fetches the most frequent path's gated weights
+    before its routers decide; a wrong guess costs the bytes, reported as ``spec_wasted_bytes``).
+    ``progress`` is called with the number of inferences done so far, now and then.
+    """
+    if prefetch not in PREFETCH_MODES:
+        raise ValueError(f"unknown prefetch mode {prefetch!r}; expected one of "
+                         f"{', '.join(PREFETCH_MODES)}")
+    hwi = _HW(hw)
+    index = {b: k for k, b in enumerate(workload.blocks)}
+    sizes = [workload.blocks[b].stored_bytes for b in workload.blocks]
+    plans = _compile(hwi, workload, index)
+    capacity = hw.weight_sram_bytes
+    next_use = _next_use_fn(workload, index, plans) if policy == "belady" else None
+    priority = _pinned_priority(workload, index, plans) if policy == "pinned" else None
+    pol = make_policy(policy, sizes, capacity, priority=priority, next_use=next_use)
+    depth = 0 if prefetch == "none" else max(0, int(hw.prefetch_depth))
+
+    speculative_path = None
+    if prefetch == "speculative" and len(plans) > 1:
+        speculative_path = int(np.argmax(workload.path_frequencies()))
+
+    rows: list[tuple] = []
+    layer_rows: list[tuple] = []
+    cache: dict[Any, tuple[_Inference, Any]] = {}
+    seq = workload.sequence
+    period_clock = hw.clock_hz
+    for i in range(seq.size):
+        p = int(seq[i])
+        plan = plans[p]
+        spec = None
+        if speculative_path is not None and p != speculative_path:
+            spec_blocks = plans[speculative_path].gated_blocks - plan.gated_blocks
+            spec = tuple(sorted(spec_blocks))
+        key = None
+        if memo:
+            key = (p, pol.state())
+            if policy == "belady":
+                key = (*key, pol.future_key(_all_blocks(plan), i))
+        hit = cache.get(key) if key is not None else None
+        if hit is not None:
+            inf, end_state = hit
+            pol.restore(end_state)
+        else:
+            inf = _run_one(hwi, plan, pol, i, depth, spec, sizes, per_layer)
+            if key is not None:
+                cache[key] = (inf, pol.state())
+        latency_ps = inf.latency_ps
+        cycles = -(-latency_ps * int(round(period_clock)) // _PS)
+        cycles = max(cycles, plan.compute_cycles)
+        latency_s = latency_ps * 1e-12
+        wb = inf.weight_bytes
+        sram_read = plan.sram_read_fixed + plan.act_dram_bytes // 2
+        sram_write = plan.sram_write_fixed + wb - inf.wasted_bytes + plan.act_dram_bytes // 2
+        parts = _energy.inference_energy(
+            hw, mac_j=plan.energy_mac_j, decode_j=plan.energy_decode_j,
+            sram_read_bytes=sram_read, sram_write_bytes=sram_write,
+            offchip_read_bytes=wb + plan.act_dram_bytes // 2,
+            offchip_write_bytes=plan.act_dram_bytes // 2, latency_s=latency_s)
+        rows.append((i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes, plan.act_dram_bytes,
+                     sram_read, sram_write, plan.macs, plan.compute_cycles,
+                     cycles - plan.compute_cycles, cycles, latency_s, parts.total,
+                     parts.mac, parts.sram, parts.offchip, parts.decode, parts.leak))
+        if per_layer and inf.layers is not None:
+            ops = workload.paths[p].ops
+            for (j, wbytes, sbytes, spill, cyc, ds, de, cs, ce, stall) in inf.layers:
+                op = ops[j]
+                layer_rows.append((
+                    i, plan.name, j, op.name, op.kind, op.precision,
+                    sum(sizes[b] for b in plan.blocks[j]), wbytes, sbytes, spill,
+                    op.effective_macs if hw.skip_zero_weights else op.macs, cyc,
+                    None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
+                    cs * 1e-12, ce * 1e-12, stall * 1e-12))
+        if progress is not None and (i + 1) % 256 == 0:
+            progress(i + 1)
+    if progress is not None:
+        progress(seq.size)
+    inferences = pd.DataFrame.from_records(rows, columns=list(INFERENCE_COLUMNS))
+    layers = (pd.DataFrame.from_records(layer_rows, columns=list(LAYER_COLUMNS))
+              if per_layer else None)
+    meta = {"policy": policy, "prefetch": prefetch, "memo_entries": len(cache)}
+    return Result(inferences, layers, summarize(inferences), meta)
+
+
+def _all_blocks(plan: _PathPlan) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(b for ids in plan.blocks for b in ids))
+
+
+SUMMARY_METRICS = ("weight_dram_bytes", "act_dram_bytes", "latency_s", "energy_j",
+                   "energy_mac_j", "energy_sram_j", "energy_offchip_j", "energy_decode_j",
+                   "energy_leak_j", "stall_cycles", "spec_wasted_bytes")
+
+
+def summarize(inferences: pd.DataFrame) -> dict[str, Any]:
+    """Cold (first inference), steady-state mean, p50 and p99 (inferences 2..N) per metric.
+
+    With a single inference the steady-state figures are those of the cold one.
+    """
+    out: dict[str, Any] = {"inputs": int(len(inferences))}
+    if inferences.empty:
+        return out
+    steady = inferences.iloc[1:] if len(inferences) > 1 else inferences
+    for m in SUMMARY_METRICS:
+        col = steady[m].to_numpy(dtype=float)
+        out[m] = {
+            "cold": _py(inferences[m].iloc[0]),
+            "steady_mean": float(col.mean()),
+            "p50": float(np.percentile(col, 50)),
+            "p99": float(np.percentile(col, 99)),
+        }
+    return out
+
+
+def _py(v):
+    return v.item() if hasattr(v, "item") else v

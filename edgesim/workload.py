@@ -1,0 +1,251 @@
+"""The Workload IR: the plain-data contract between tracing and simulation.
+
+Public names: ``WeightBlock``, ``LayerOp``, ``Path``, ``Workload``, ``OP_KINDS``, ``PRECISIONS``.
+
+A Workload is what lives off-chip (the ``WeightBlock`` catalogue), the ways one inference can run
+(the ``Path`` catalogue, each an ordered tuple of ``LayerOp``), and which path each input of a
+stream takes (``sequence``). It is frozen dataclasses and a NumPy array: it pickles, it has a stable
+``digest()``, and it knows nothing of torch or simpy.
+
+Units: bytes are ``int`` bytes; MACs are ``int`` multiply-accumulates for a batch of one.
+
+>>> b = WeightBlock("fc.weight", elements=8, nonzeros=8, bits=8, encoding="dense",
+...                 stored_bytes=8, dense_bytes=8)
+>>> op = LayerOp("fc", "linear", weights=("fc.weight",), in_bytes=4, out_bytes=2, live_bytes=6,
+...              macs=8, effective_macs=8, precision="int8", shape=(("M", 1), ("N", 2), ("K", 4)))
+>>> w = Workload.single_path("toy", "dense", [b], [op], inputs=3)
+>>> w.stored_bytes, w.path_stored_bytes(0), list(w.sequence)
+(8, 8, [0, 0, 0])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OP_KINDS", "PRECISIONS", "LayerOp", "Path", "WeightBlock", "Workload"]
+
+#: Op kinds. Weight ops read WeightBlocks; the others move activations only.
+OP_KINDS = (
+    "conv",       # convolution with constant weights (loop nest N K C R S P Q)
+    "linear",     # fully connected / 1x1 over tokens (M N K)
+    "matmul",     # matmul; with a constant operand it has weights, activation x activation it has none
+    "embedding",  # table lookup
+    "router",     # a routing decision of a dynamic model (has weights)
+    "pool",       # max/avg pooling, global pooling
+    "eltwise",    # add, mul, concat of activations
+    "norm",       # batch/layer norm that is not folded away
+    "act",        # activation functions, softmax
+    "sample",     # point sampling (farthest-point sampling) and similar index computations
+    "group",      # gather/grouping ops (ball query, window partition)
+    "other",
+)
+
+#: Compute precisions a HardwareConfig gives a peak rate and an energy for.
+PRECISIONS = ("int8", "int4", "fp16", "binary")
+
+
+@dataclass(frozen=True, slots=True)
+class WeightBlock:
+    """One stored tensor (a parameter after deployment preparation), as it lies off-chip.
+
+    ``stored_bytes`` is computed from the real tensor under ``encoding`` (see
+    ``edgesim.formats``); ``dense_bytes`` is the same tensor stored dense at ``bits`` per value.
+    """
+
+    id: str
+    elements: int
+    nonzeros: int
+    bits: int
+    encoding: str
+    stored_bytes: int
+    dense_bytes: int
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.elements < 0 or not 0 <= self.nonzeros <= self.elements:
+            raise ValueError(f"block {self.id}: need 0 <= nonzeros <= elements, "
+                             f"got {self.nonzeros} of {self.elements}")
+        if self.stored_bytes < 0 or self.dense_bytes < 0:
+            raise ValueError(f"block {self.id}: negative byte count")
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zero values, 0.0 for an empty block."""
+        return 1.0 - self.nonzeros / self.elements if self.elements else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LayerOp:
+    """One op of one inference.
+
+    ``live_bytes`` is the activation working set while the op runs: its inputs, its output and
+    every earlier tensor still needed by a later op (residual branches). ``shape`` is the loop
+    nest, ``(("N",1),("K",64),("C",3),("R",7),("S",7),("P",112),("Q",112))`` for a conv or
+    ``(("M",m),("N",n),("K",k))`` for a matmul (K is the reduction). ``meta`` may hold ``gate``:
+    the name of the router op whose decision must be known before this op's weights are fetched.
+    """
+
+    name: str
+    kind: str
+    weights: tuple[str, ...]
+    in_bytes: int
+    out_bytes: int
+    live_bytes: int
+    macs: int
+    effective_macs: int
+    precision: str
+    shape: tuple[tuple[str, int], ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in OP_KINDS:
+            raise ValueError(f"op {self.name}: kind {self.kind!r} is not one of {OP_KINDS}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"op {self.name}: precision {self.precision!r} not in {PRECISIONS}")
+        if not 0 <= self.effective_macs <= self.macs:
+            raise ValueError(f"op {self.name}: need 0 <= effective_macs <= macs, "
+                             f"got {self.effective_macs} and {self.macs}")
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """The loop nest as a dict, e.g. ``{"K": 64, "C": 3, ...}``."""
+        return dict(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """One root-to-leaf execution: the ops in execution order. Dense models have one."""
+
+    name: str
+    ops: tuple[LayerOp, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def block_ids(self) -> tuple[str, ...]:
+        """Weight block ids this path reads, each once, in first-use order."""
+        seen: dict[str, None] = {}
+        for op in self.ops:
+            for b in op.weights:
+                seen.setdefault(b, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """Weight blocks, paths and the per-input path sequence of one model on one input stream.
+
+    ``meta`` carries at least ``precision`` and may carry ``input`` (the input spec), ``params``
+    (model parameters) and anything a transform wants to report.
+    """
+
+    name: str
+    family: str
+    blocks: Mapping[str, WeightBlock]
+    paths: tuple[Path, ...]
+    sequence: np.ndarray
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seq = np.ascontiguousarray(self.sequence, dtype=np.int32)
+        object.__setattr__(self, "sequence", seq)
+        seq.setflags(write=False)
+        if not self.paths:
+            raise ValueError(f"workload {self.name}: no paths")
+        if seq.ndim != 1 or (seq.size and (seq.min() < 0 or seq.max() >= len(self.paths))):
+            raise ValueError(f"workload {self.name}: sequence must index {len(self.paths)} paths")
+        for path in self.paths:
+            for op in path.ops:
+                for b in op.weights:
+                    if b not in self.blocks:
+                        raise ValueError(f"workload {self.name}: op {op.name} reads unknown "
+                                         f"block {b}")
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def single_path(cls, name: str, family: str, blocks: Iterable[WeightBlock],
+                    ops: Iterable[LayerOp], inputs: int = 1,
+                    meta: Mapping[str, Any] | None = None) -> Workload:
+        """A one-path (dense) workload whose ``inputs`` inputs all take path 0."""
+        return cls(name, family, {b.id: b for b in blocks}, (Path("dense", tuple(ops)),),
+                   np.zeros(inputs, dtype=np.int32), dict(meta or {}))
+
+    def with_sequence(self, sequence: Iterable[int] | np.ndarray,
+                      meta: Mapping[str, Any] | None = None) -> Workload:
+        """The same model on another input stream."""
+        return Workload(self.name, self.family, self.blocks, self.paths,
+                        np.asarray(sequence, dtype=np.int32), {**self.meta, **(meta or {})})
+
+    def with_inputs(self, n: int) -> Workload:
+        """A one-path workload repeated ``n`` times; routed workloads need ``with_sequence``."""
+        if len(self.paths) != 1:
+            raise ValueError(f"workload {self.name} has {len(self.paths)} paths: "
+                             "give a path sequence")
+        return self.with_sequence(np.zeros(n, dtype=np.int32))
+
+    # -- accounting -----------------------------------------------------------------------
+    @property
+    def inputs(self) -> int:
+        return int(self.sequence.size)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of all weight blocks as stored off-chip (the whole model, every path)."""
+        return sum(b.stored_bytes for b in self.blocks.values())
+
+    @property
+    def dense_bytes(self) -> int:
+        return sum(b.dense_bytes for b in self.blocks.values())
+
+    @property
+    def total_params(self) -> int:
+        """Stored values of all blocks (weights and biases after deployment preparation)."""
+        return sum(b.elements for b in self.blocks.values())
+
+    @cached_property
+    def _path_blocks(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(p.block_ids() for p in self.paths)
+
+    def path_blocks(self, i: int) -> tuple[str, ...]:
+        return self._path_blocks[i]
+
+    def path_params(self, i: int) -> int:
+        return sum(self.blocks[b].elements for b in self._path_blocks[i])
+
+    def path_stored_bytes(self, i: int) -> int:
+        return sum(self.blocks[b].stored_bytes for b in self._path_blocks[i])
+
+    def path_frequencies(self) -> np.ndarray:
+        """Fraction of inputs taking each path (uniform over paths for an empty sequence)."""
+        if self.sequence.size == 0:
+            return np.full(len(self.paths), 1.0 / len(self.paths))
+        counts = np.bincount(self.sequence, minlength=len(self.paths))
+        return counts / counts.sum()
+
+    @property
+    def active_params(self) -> float:
+        """Mean parameters per inference over the paths, weighted by path frequency.
+
+        With no inputs, or a one-path model, it is the plain mean over the path catalogue.
+        """
+        freqs = self.path_frequencies()
+        return float(sum(f * self.path_params(i) for i, f in enumerate(freqs)))
+
+    @property
+    def mean_path_params(self) -> float:
+        """Unweighted mean of parameters per path (what a routed model costs on average)."""
+        return float(np.mean([self.path_params(i) for i in range(len(self.paths))]))
+
+    def digest(self) -> str:
+        """A stable hash of the whole workload (blocks, paths, sequence, meta)."""
+        h = hashlib.sha256()
+        h.update(pickle.dumps((self.name, self.family, sorted(self.blocks.items()),
+                               self.paths, sorted(self.meta.items(), key=lambda kv: kv[0])),
+                              protocol=4))
+        h.update(self.sequence.tobytes())
+        return h.hexdigest()
