@@ -83,7 +83,7 @@ class ResNet(nn.Module):
     the published nets; small values build tiny test nets); stage i has ``width * 2**i`` planes.
     """
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int],
                  num_classes: int = 1000, stem: str = "imagenet", width: int = 64) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
@@ -112,7 +112,7 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int,
                     stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
