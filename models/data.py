@@ -1,0 +1,226 @@
+"""Input streams for tracing, calibration and routing: synthetic clustered inputs and file loaders.
+
+Public names: ``synthetic_images``, ``synthetic_points``, ``load_inputs``, ``IMAGE_EXTENSIONS``.
+
+Synthetic inputs are *clustered* (a few prototypes plus per-sample noise) so that a routed model
+sees structure and its routing is not degenerate. Both generators are deterministic in ``seed``.
+
+* ``synthetic_images(n, shape=(3, H, W), clusters=8, seed=0) -> (x, labels)``: each prototype is a
+  smooth random image (low-resolution noise upsampled bilinearly); a sample is its prototype plus
+  smooth and pixel noise. Values are roughly zero-mean, unit-variance (like normalised ImageNet).
+* ``synthetic_points(n, points=1024, clusters=8, seed=0) -> (x, labels)``: each cluster is a shape
+  primitive (sphere, box, cylinder, cone, torus, plane, helix, ellipsoid) with its own aspect
+  ratios; a sample is a fresh draw of points on it plus jitter, centred and scaled into the unit
+  sphere like ModelNet40. ``x`` is ``(n, points, 3)``.
+* ``load_inputs(path, kind="image" | "points", shape) -> Tensor``: a ``.pt`` tensor, a ``.npy``
+  array, or (images) a folder of image files; images are resized (shorter side) and
+  centre-cropped to ``shape`` and normalised with the ImageNet mean and std.
+
+>>> x, y = synthetic_images(4, shape=(3, 8, 8), clusters=2)
+>>> tuple(x.shape), y.tolist()
+((4, 3, 8, 8), [0, 1, 0, 1])
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgesim.errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "load_inputs", "synthetic_images", "synthetic_points"]
+
+#: File extensions ``load_inputs`` reads from an image folder (PNG natively, others via Pillow).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406])
+_STD = torch.tensor([0.229, 0.224, 0.225])
+
+
+def _check_counts(n: int, clusters: int) -> None:
+    if n < 0 or clusters < 1:
+        raise ValueError(f"need n >= 0 and clusters >= 1, got n={n}, clusters={clusters}")
+
+
+def _smooth_noise(gen: torch.Generator, count: int, shape: tuple[int, int, int],
+                  grid: int) -> torch.Tensor:
+    c, h, w = shape
+    low = torch.randn(count, c, grid, grid, generator=gen)
+    return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def synthetic_images(n: int, shape: tuple[int, int, int] = (3, 224, 224), clusters: int = 8,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` clustered images ``(n, *shape)`` and labels (sample i is in cluster i % clusters)."""
+    _check_counts(n, clusters)
+    gen = torch.Generator().manual_seed(seed)
+    protos = _smooth_noise(gen, clusters, shape, 4)
+    protos = (protos - protos.mean(dim=(1, 2, 3), keepdim=True)) / \
+        protos.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    labels = torch.arange(n) % clusters
+    noise = 0.3 * _smooth_noise(gen, n, shape, 8) + 0.1 * torch.randn(n, *shape, generator=gen)
+    return protos[labels] + noise, labels
+
+
+def _primitive(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Points on primitive ``kind`` (0..7) from uniform parameters ``u, v`` in [0, 1)."""
+    tau = 2 * math.pi
+    if kind == 0:  # sphere
+        th, z = tau * u, 2 * v - 1
+        r = torch.sqrt(1 - z**2)
+        return torch.stack([r * torch.cos(th), r * torch.sin(th), z], -1)
+    if kind == 1:  # box surface: pick a face by u, position by (u, v)
+        face = torch.floor(u * 6).long()
+        a, b = (u * 6 - face) * 2 - 1, 2 * v - 1
+        axis, sign = face // 2, (face % 2) * 2 - 1
+        pts = torch.stack([a, b, sign.to(a.dtype)], -1)
+        rolled = [pts.roll(int(k), dims=-1) for k in range(3)]
+        return torch.stack(rolled, 0)[axis, torch.arange(len(u))]
+    if kind == 2:  # cylinder
+        th = tau * u
+        return torch.stack([torch.cos(th), torch.sin(th), 2 * v - 1], -1)
+    if kind == 3:  # cone
+        th, h = tau * u, v
+        return torch.stack([(1 - h) * torch.cos(th), (1 - h) * torch.sin(th), 2 * h - 1], -1)
+    if kind == 4:  # torus
+        th, ph = tau * u, tau * v
+        r = 1 + 0.4 * torch.cos(ph)
+        return torch.stack([r * torch.cos(th), r * torch.sin(th), 0.4 * torch.sin(ph)], -1)
+    if kind == 5:  # plane with a bump
+        x, y = 2 * u - 1, 2 * v - 1
+        return torch.stack([x, y, 0.5 * torch.exp(-4 * (x**2 + y**2))], -1)
+    if kind == 6:  # helix tube
+        th = 3 * tau * u
+        return torch.stack([torch.cos(th) + 0.1 * torch.cos(tau * v),
+                            torch.sin(th) + 0.1 * torch.sin(tau * v), 2 * u - 1], -1)
+    th, z = tau * u, 2 * v - 1  # ellipsoid (kind 7)
+    r = torch.sqrt(1 - z**2)
+    return torch.stack([r * torch.cos(th), 0.5 * r * torch.sin(th), 0.3 * z], -1)
+
+
+def synthetic_points(n: int, points: int = 1024, clusters: int = 8,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` clustered point clouds ``(n, points, 3)`` in the unit sphere and their labels."""
+    _check_counts(n, clusters)
+    if points < 1:
+        raise ValueError(f"need points >= 1, got {points}")
+    gen = torch.Generator().manual_seed(seed)
+    aspects = 0.5 + torch.rand(clusters, 3, generator=gen)
+    labels = torch.arange(n) % clusters
+    clouds = []
+    for i in range(n):
+        c = int(labels[i])
+        u, v = torch.rand(points, generator=gen), torch.rand(points, generator=gen)
+        pts = _primitive(c % 8, u, v) * aspects[c]
+        pts = pts + 0.01 * torch.randn(points, 3, generator=gen)
+        pts = pts - pts.mean(0)
+        clouds.append(pts / pts.norm(dim=1).max().clamp_min(1e-6))
+    x = torch.stack(clouds) if clouds else torch.zeros(0, points, 3)
+    return x, labels
+
+
+def _resize_crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Scale ``img`` (n, C, H0, W0) so it covers (h, w), then centre-crop to (h, w)."""
+    h0, w0 = img.shape[-2:]
+    if (h0, w0) == (h, w):
+        return img
+    scale = max(h / h0, w / w0)
+    nh, nw = max(h, round(h0 * scale)), max(w, round(w0 * scale))
+    img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False)
+    top, left = (nh - h) // 2, (nw - w) // 2
+    return img[..., top:top + h, left:left + w]
+
+
+def _read_image(file: Path) -> np.ndarray:
+    if file.suffix.lower() == ".png":
+        import matplotlib.image as mpimg
+
+        return np.asarray(mpimg.imread(file), dtype=np.float32)
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DataError(f"{file}: reading {file.suffix} needs Pillow; convert to PNG") from exc
+    with Image.open(file) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"{path}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder; "
+                        f"expected images for input shape {shape}")
+    if len(shape) != 3 or shape[0] != 3:
+        raise DataError(f"{path}: image folders give 3 channels; expected input shape (3, H, W), "
+                        f"got {shape}")
+    _, h, w = shape
+    out = []
+    for f in files:
+        try:
+            arr = _read_image(f)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{f}: cannot read image ({exc})") from exc
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.max() > 1.0:  # integer-valued images read as 0..255
+            arr = arr / 255.0
+        arr = arr[..., :3] if arr.shape[-1] >= 3 else np.repeat(arr[..., :1], 3, axis=-1)
+        img = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+        img = _resize_crop(img, h, w)[0]
+        out.append((img - _MEAN[:, None, None]) / _STD[:, None, None])
+    return torch.stack(out)
+
+
+def _read_array(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    try:
+        if path.suffix == ".npy":
+            obj = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read inputs ({type(exc).__name__}: {exc}); "
+                        f"expected a tensor of shape (n, {', '.join(map(str, shape))})") from exc
+    if not isinstance(obj, torch.Tensor):
+        raise DataError(f"{path}: holds a {type(obj).__name__}, expected a tensor of shape "
+                        f"(n, {', '.join(map(str, shape))})")
+    return obj
+
+
+def load_inputs(path: str | Path, kind: str = "image",
+                shape: tuple[int, ...] = (3, 224, 224)) -> torch.Tensor:
+    """Read a batch of model inputs ``(n, *shape)`` (float32) from ``path``.
+
+    ``kind="image"``, ``shape=(C, H, W)``: a ``.pt``/``.npy`` of ``(n, C, H, W)`` or ``(C, H, W)``
+    (other H, W are resized and centre-cropped) or a folder of images (sorted by name, resized,
+    cropped, ImageNet-normalised). ``kind="points"``, ``shape=(N, 3)``: a ``.pt``/``.npy`` of
+    ``(n, N, 3)`` or ``(N, 3)``. Anything else raises ``DataError`` naming the path and the shape.
+    """
+    p = Path(path)
+    shape = tuple(int(s) for s in shape)
+    if kind not in ("image", "points"):
+        raise DataError(f"{p}: kind must be 'image' or 'points', got {kind!r}")
+    want = f"(n, {', '.join(map(str, shape))})"
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder; expected inputs of shape {want}")
+    if p.is_dir():
+        if kind != "image":
+            raise DataError(f"{p}: a folder is only read for images; expected a .pt or .npy "
+                            f"point tensor of shape {want}")
+        return _image_folder(p, shape)
+    if p.suffix not in (".pt", ".pth", ".npy"):
+        raise DataError(f"{p}: unknown input file type {p.suffix!r}; expected .pt, .pth, .npy"
+                        + (" or an image folder" if kind == "image" else ""))
+    x = _read_array(p, shape)
+    if x.dim() == len(shape):
+        x = x.unsqueeze(0)
+    x = x.float()
+    if kind == "image":
+        if x.dim() != 4 or len(shape) != 3 or x.shape[1] != shape[0]:
+            raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
+        return _resize_crop(x, shape[1], shape[2]).contiguous()
+    if x.dim() != 3 or tuple(x.shape[1:]) != shape:
+        raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
+    return x.contiguous()
