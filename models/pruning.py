@@ -1,0 +1,657 @@
+"""Mix-and-Match pruning (Monachan et al., arXiv 2603.20280): per-layer unstructured sparsity.
+
+Public names: ``SENSITIVITIES``, ``BASELINES``, ``STRATEGIES``, ``LayerPruning``, ``PruneReport``,
+``prunable_weights``, ``norm_weights``, ``is_patch_embed``, ``layer_rule``, ``magnitude_scores``,
+``gradient_scores``, ``product_scores``, ``grasp_scores``, ``global_sparsities``, ``layer_ranges``,
+``strategy_sparsities``, ``prune``, ``apply_masks``, ``fine_tune``, ``mix_and_match``,
+``synthetic_calibration``, ``sparse_resnet50``, ``sparse_swin_tiny``.
+
+The method, in three phases (REFERENCE.md A2):
+
+1. **Ranges.** Run the global baselines {magnitude, SNIP, GraSP} at targets {70, 80, 90 %} on a
+   calibration set (9 runs); a layer's ``[rho_min, rho_max]`` is the min/max of the sparsity that
+   layer received. Then the structural rules, first match wins: norm layers ``[0, 0]``
+   (``"norm-0"``); a patch-embedding layer clipped into ``[0.15, 0.30]`` (``"patch-embed"``);
+   layers with < 10 K weights clipped into ``[0, 0.10]`` (``"small<10K"``).
+2. **Strategy.** One of ten rules (:data:`STRATEGIES`) picks ``rho`` inside each layer's range.
+3. **Prune.** Rank each layer's weights by a sensitivity (magnitude ``|w|``, gradient ``|dL/dw|``
+   or product ``|w|*|dL/dw|``), zero the lowest ``floor(rho * n)``; fine-tune with Adam, re-applying
+   the masks after every optimizer step.
+
+A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"``). Prunable weights are those
+of ``nn.Conv*`` and ``nn.Linear`` modules (biases, norm affine parameters and Swin's relative
+position bias tables stay dense). Norm-layer weights appear in ranges and reports with ``rho = 0``.
+
+Calibration data is any re-iterable of ``(inputs, targets)`` batches (a list, a DataLoader); only the
+first ``steps`` batches are used. No pretrained weights or datasets ship with edgesim, so the
+``sparse_*`` factories prune a seeded random-init model against :func:`synthetic_calibration`
+(random images, random labels); pass real calibration batches through ``calib`` to prune a trained
+model. Their sparsity pattern is real (and what the simulator counts); their accuracy is not.
+
+>>> import torch
+>>> from torch import nn
+>>> m = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+>>> calib = synthetic_calibration(seed=0, shape=(64,), num_classes=10, batch_size=4)
+>>> m, report = mix_and_match(m, calib, strategy="aggressive")
+>>> [r.rule for r in report.layers]
+['', 'small<10K']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edgesim.errors import DataError, ModelError
+
+__all__ = [
+    "BASELINES",
+    "SENSITIVITIES",
+    "STRATEGIES",
+    "LayerPruning",
+    "PruneReport",
+    "apply_masks",
+    "fine_tune",
+    "global_sparsities",
+    "gradient_scores",
+    "grasp_scores",
+    "is_patch_embed",
+    "layer_ranges",
+    "layer_rule",
+    "magnitude_scores",
+    "mix_and_match",
+    "norm_weights",
+    "product_scores",
+    "prunable_weights",
+    "prune",
+    "sparse_resnet50",
+    "sparse_swin_tiny",
+    "strategy_sparsities",
+    "synthetic_calibration",
+]
+
+SENSITIVITIES = ("magnitude", "gradient", "product")
+BASELINES = ("magnitude", "snip", "grasp")
+STRATEGIES = (
+    "conservative",
+    "aggressive",
+    "balanced",
+    "percentile_30",
+    "percentile_50",
+    "percentile_70",
+    "percentile_90",
+    "param_proportional",
+    "late_heavy",
+    "early_heavy",
+)
+SMALL_LAYER_PARAMS = 10_000
+SMALL_LAYER_MAX = 0.10
+PATCH_EMBED_RANGE = (0.15, 0.30)
+
+Batch = tuple[Tensor, Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+NamePredicate = Callable[[str], bool]
+
+_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+_PERCENTILES = {
+    "percentile_30": 0.3, "percentile_50": 0.5, "percentile_70": 0.7, "percentile_90": 0.9,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# which weights
+
+
+def _weights_of(model: nn.Module, kinds: tuple[type[nn.Module], ...]) -> dict[str, nn.Parameter]:
+    out: dict[str, nn.Parameter] = {}
+    for mod_name, mod in model.named_modules():
+        weight = getattr(mod, "weight", None)
+        if isinstance(mod, kinds) and isinstance(weight, nn.Parameter):
+            out[f"{mod_name}.weight" if mod_name else "weight"] = weight
+    return out
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Conv and Linear weights by parameter name, in module order (the pruned layers)."""
+    return _weights_of(model, _PRUNABLE)
+
+
+def norm_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """BatchNorm/LayerNorm/GroupNorm weights by parameter name (kept at 0 % sparsity)."""
+    return _weights_of(model, _NORMS)
+
+
+def is_patch_embed(name: str) -> bool:
+    """Default patch-embedding predicate: the layer name contains ``"patch_embed"``."""
+    return "patch_embed" in name
+
+
+def layer_rule(
+    name: str, numel: int, *, norm: bool, patch_embed: NamePredicate = is_patch_embed
+) -> str:
+    """The structural rule that governs a layer: ``"norm-0"``, ``"patch-embed"``, ``"small<10K"``
+    or ``""`` (first match wins, in that order).
+
+    >>> layer_rule("patch_embed.proj.weight", 4608, norm=False)
+    'patch-embed'
+    """
+    if norm:
+        return "norm-0"
+    if patch_embed(name):
+        return "patch-embed"
+    if numel < SMALL_LAYER_PARAMS:
+        return "small<10K"
+    return ""
+
+
+def _apply_rule(rule: str, lo: float, hi: float) -> tuple[float, float]:
+    if rule == "norm-0":
+        return 0.0, 0.0
+    if rule == "patch-embed":
+        a, b = PATCH_EMBED_RANGE
+        return min(max(lo, a), b), min(max(hi, a), b)
+    if rule == "small<10K":
+        return min(lo, SMALL_LAYER_MAX), min(hi, SMALL_LAYER_MAX)
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------------------------
+# sensitivities
+
+
+def _batches(loader: Iterable[Batch], steps: int) -> list[Batch]:
+    if steps < 1:
+        raise DataError(f"calibration steps must be >= 1, got {steps}")
+    out: list[Batch] = []
+    for batch in loader:
+        if len(out) == steps:
+            break
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise DataError(
+                f"calibration batch {len(out)}: expected an (inputs, targets) pair, got "
+                f"{type(batch).__name__}"
+            )
+        out.append((batch[0], batch[1]))
+    if not out:
+        raise DataError("calibration loader yielded no batches; expected (inputs, targets) pairs")
+    return out
+
+
+def _prunable_or_raise(model: nn.Module) -> dict[str, nn.Parameter]:
+    params = prunable_weights(model)
+    if not params:
+        raise ModelError(f"{type(model).__name__}: no Conv/Linear weights to prune")
+    return params
+
+
+def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
+    """``|w|`` for every prunable weight."""
+    return {n: p.detach().abs() for n, p in _prunable_or_raise(model).items()}
+
+
+def _grads(
+    model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn, params: dict[str, nn.Parameter],
+) -> list[list[Tensor]]:
+    """Per-batch gradients of the loss w.r.t. ``params`` (model in eval mode; ``.grad`` untouched)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for x, y in batches:
+            loss = loss_fn(model(x), y)
+            out.append(list(torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
+        return out
+    finally:
+        model.train(was_training)
+
+
+def gradient_scores(
+    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
+) -> dict[str, Tensor]:
+    """SNIP-like ``|dL/dw|``, averaged over the first ``steps`` calibration batches.
+
+    Each batch contributes the absolute value of its own gradient (mean of ``|g_b|``), so
+    gradients of opposite sign in different batches do not cancel.
+    """
+    params = _prunable_or_raise(model)
+    per_batch = _grads(model, _batches(loader, steps), loss_fn, params)
+    scores = {}
+    for i, (name, p) in enumerate(params.items()):
+        acc = torch.zeros_like(p, requires_grad=False)
+        for grads in per_batch:
+            if grads[i] is not None:
+                acc += grads[i].abs()
+        scores[name] = acc / len(per_batch)
+    return scores
+
+
+def product_scores(
+    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
+) -> dict[str, Tensor]:
+    """``|w| * |dL/dw|`` (the SNIP saliency; the paper's "product" sensitivity)."""
+    grads = gradient_scores(model, loader, loss_fn, steps)
+    return {n: p.detach().abs() * grads[n] for n, p in _prunable_or_raise(model).items()}
+
+
+def grasp_scores(
+    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
+) -> dict[str, Tensor]:
+    """GraSP scores ``-w * (H g)`` (Wang et al., ICLR 2020), summed over ``steps`` batches.
+
+    ``H g`` is exact: the gradient of ``g . stopgrad(g)`` w.r.t. ``w`` (autograd double-backward),
+    where ``g`` is the batch gradient. GraSP removes the weights with the **highest** score.
+    """
+    params = _prunable_or_raise(model)
+    plist = list(params.values())
+    was_training = model.training
+    model.eval()
+    try:
+        acc = [torch.zeros_like(p, requires_grad=False) for p in plist]
+        for x, y in _batches(loader, steps):
+            g = torch.autograd.grad(
+                loss_fn(model(x), y), plist, create_graph=True, allow_unused=True
+            )
+            z = sum((gi * gi.detach()).sum() for gi in g if gi is not None)
+            hg = torch.autograd.grad(z, plist, allow_unused=True)
+            for a, p, h in zip(acc, plist, hg, strict=True):
+                if h is not None:
+                    a -= p.detach() * h
+        return dict(zip(params, acc, strict=True))
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 1: ranges
+
+
+def global_sparsities(
+    scores: Mapping[str, Tensor], target: float, *, prune_highest: bool = False
+) -> dict[str, float]:
+    """Per-layer sparsity of one global pruning run at ``target`` (fraction of all scored weights).
+
+    Exactly ``floor(target * N)`` weights are removed: the lowest scores (the highest with
+    ``prune_highest``, as GraSP does); ties at the threshold go to layers in ``scores`` order.
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ModelError(f"global pruning target {target} is outside [0, 1]")
+    flat = torch.cat([s.detach().flatten().float() for s in scores.values()])
+    if prune_highest:
+        flat = -flat
+    k = math.floor(target * flat.numel())
+    if k == 0:
+        return dict.fromkeys(scores, 0.0)
+    thr = flat.kthvalue(k).values
+    out: dict[str, float] = {}
+    ties_left = k - int((flat < thr).sum())
+    for name, s in scores.items():
+        v = -s.detach().float() if prune_highest else s.detach().float()
+        ties = min(ties_left, int((v == thr).sum()))
+        ties_left -= ties
+        out[name] = (int((v < thr).sum()) + ties) / s.numel()
+    return out
+
+
+def layer_ranges(
+    model: nn.Module,
+    calib_loader: Iterable[Batch],
+    targets: Sequence[float] = (0.7, 0.8, 0.9),
+    baselines: Sequence[str] = BASELINES,
+    *,
+    loss_fn: LossFn = F.cross_entropy,
+    steps: int = 1,
+    patch_embed: NamePredicate = is_patch_embed,
+) -> dict[str, tuple[float, float]]:
+    """Per-layer ``(rho_min, rho_max)`` from ``len(baselines) x len(targets)`` global runs, after
+    the structural rules. Keys: prunable and norm weights (norms ``(0, 0)``), in module order.
+
+    Baselines: ``"magnitude"`` (global ``|w|``), ``"snip"`` (global ``|w * g|``), ``"grasp"``
+    (global ``-w * Hg``, highest removed). The model is not modified.
+    """
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown or not baselines:
+        raise ModelError(f"baselines {list(baselines)}: expected a non-empty subset of {BASELINES}")
+    if not targets:
+        raise ModelError("layer_ranges: targets is empty; expected fractions such as (0.7, 0.8, 0.9)")
+    batches = _batches(calib_loader, steps) if {"snip", "grasp"} & set(baselines) else []
+    params = _prunable_or_raise(model)
+    lo = dict.fromkeys(params, math.inf)
+    hi = dict.fromkeys(params, -math.inf)
+    for base in baselines:
+        if base == "magnitude":
+            scores = magnitude_scores(model)
+        elif base == "snip":
+            scores = product_scores(model, batches, loss_fn, len(batches))
+        else:
+            scores = grasp_scores(model, batches, loss_fn, len(batches))
+        for target in targets:
+            for name, rho in global_sparsities(scores, target, prune_highest=base == "grasp").items():
+                lo[name], hi[name] = min(lo[name], rho), max(hi[name], rho)
+    ranges = {}
+    for name, p in _weights_of(model, _PRUNABLE + _NORMS).items():
+        if name in params:
+            rule = layer_rule(name, p.numel(), norm=False, patch_embed=patch_embed)
+            ranges[name] = _apply_rule(rule, lo[name], hi[name])
+        else:
+            ranges[name] = (0.0, 0.0)
+    return ranges
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 2: strategies
+
+
+def strategy_sparsities(
+    ranges: Mapping[str, tuple[float, float]],
+    strategy: str,
+    param_counts: Mapping[str, int],
+    layer_order: Sequence[str],
+) -> dict[str, float]:
+    """Per-layer ``rho = rho_min + alpha * (rho_max - rho_min)``, clipped to the range.
+
+    ``alpha`` by strategy: conservative 0, aggressive 1, balanced 0.5, percentile_P P/100,
+    param_proportional ``min(1, 0.1 * |W_l| / |W_avg|)``, late_heavy ``t_l``, early_heavy
+    ``1 - t_l``, where ``t_l = i / (L - 1)`` is the layer's position in ``layer_order`` (0 first,
+    1 last, so the classifier head is at ``rho_max`` under late_heavy). ``|W_avg|`` and the positions
+    count only layers with ``rho_max > 0`` (norm layers fixed at 0 are left out, as the paper
+    averages over prunable weights). The per-architecture name rules of the paper (ResNet
+    "fc_heavy", Swin "MLP heavy") are not reproduced; late/early-heavy are their architecture-free
+    form.
+
+    >>> strategy_sparsities({"a": (0.2, 0.6)}, "percentile_70", {"a": 100}, ["a"])
+    {'a': 0.48}
+    """
+    if strategy not in STRATEGIES:
+        raise ModelError(f"unknown pruning strategy {strategy!r}; expected one of {STRATEGIES}")
+    for name, (lo, hi) in ranges.items():
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ModelError(f"layer {name}: range ({lo}, {hi}) is not 0 <= rho_min <= rho_max <= 1")
+        if name not in param_counts:
+            raise ModelError(f"layer {name}: missing from param_counts")
+    missing = [n for n in ranges if n not in set(layer_order)]
+    if missing:
+        raise ModelError(f"layers {missing[:3]} are missing from layer_order")
+    active = [n for n in layer_order if n in ranges and ranges[n][1] > 0.0]
+    pos = {n: (i / (len(active) - 1) if len(active) > 1 else 1.0) for i, n in enumerate(active)}
+    avg = sum(param_counts[n] for n in active) / len(active) if active else 1.0
+    out = {}
+    for name in layer_order:
+        if name not in ranges:
+            continue
+        lo, hi = ranges[name]
+        if strategy == "conservative":
+            alpha = 0.0
+        elif strategy == "aggressive":
+            alpha = 1.0
+        elif strategy == "balanced":
+            alpha = 0.5
+        elif strategy in _PERCENTILES:
+            alpha = _PERCENTILES[strategy]
+        elif strategy == "param_proportional":
+            alpha = min(1.0, 0.1 * param_counts[name] / avg)
+        elif strategy == "late_heavy":
+            alpha = pos.get(name, 0.0)
+        else:  # early_heavy
+            alpha = 1.0 - pos.get(name, 1.0)
+        out[name] = min(max(lo + alpha * (hi - lo), lo), hi)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 3: prune and fine-tune
+
+
+def _named(model: nn.Module) -> dict[str, nn.Parameter]:
+    return dict(model.named_parameters())
+
+
+def prune(
+    model: nn.Module, sparsities: Mapping[str, float], scores: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Boolean keep-masks: in each layer the ``floor(rho * n)`` lowest-scored weights are dropped.
+
+    Ties break by flat index (stable sort), so the result is deterministic. A layer with ``rho = 0``
+    gets an all-true mask and needs no score. The model is not modified (see :func:`apply_masks`).
+    """
+    params = _named(model)
+    masks = {}
+    for name, rho in sparsities.items():
+        if name not in params:
+            raise ModelError(f"layer {name}: not a parameter of {type(model).__name__}")
+        if not 0.0 <= rho <= 1.0:
+            raise ModelError(f"layer {name}: sparsity {rho} is outside [0, 1]")
+        p = params[name]
+        k = math.floor(rho * p.numel())
+        mask = torch.ones(p.numel(), dtype=torch.bool, device=p.device)
+        if k > 0:
+            if name not in scores:
+                raise ModelError(f"layer {name}: no sensitivity score (sparsity {rho})")
+            s = scores[name]
+            if s.shape != p.shape:
+                raise ModelError(
+                    f"layer {name}: score shape {tuple(s.shape)} != weight shape {tuple(p.shape)}"
+                )
+            order = torch.argsort(s.detach().flatten(), stable=True)
+            mask[order[:k]] = False
+        masks[name] = mask.view(p.shape)
+    return masks
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+    """Zero every weight whose mask entry is false (in place)."""
+    params = _named(model)
+    for name, mask in masks.items():
+        if name not in params:
+            raise ModelError(f"mask {name}: not a parameter of {type(model).__name__}")
+        params[name].masked_fill_(~mask.bool(), 0.0)
+
+
+def fine_tune(
+    model: nn.Module,
+    masks: Mapping[str, Tensor],
+    loader: Iterable[Batch],
+    *,
+    epochs: int = 1,
+    lr: float = 5e-5,
+    steps: int | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+) -> nn.Module:
+    """Adam fine-tuning (paper: lr 5e-5), masks re-applied after every optimizer step.
+
+    Runs ``epochs`` passes over ``loader``, or stops after ``steps`` optimizer steps if given.
+    Returns the model, left in train mode.
+    """
+    if epochs < 1 or (steps is not None and steps < 1):
+        raise ModelError(f"fine_tune: need epochs >= 1 and steps >= 1, got {epochs}, {steps}")
+    apply_masks(model, masks)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    done = 0
+    for _ in range(epochs):
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            opt.step()
+            apply_masks(model, masks)
+            done += 1
+            if steps is not None and done >= steps:
+                return model
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole method
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPruning:
+    """One report row: the layer's range, chosen and achieved sparsity, and the rule in force."""
+
+    layer: str
+    params: int
+    rho_min: float
+    rho_max: float
+    rho: float
+    achieved: float
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What :func:`mix_and_match` did, one row per layer (prunable and norm weights, module order)."""
+
+    sensitivity: str
+    strategy: str
+    layers: tuple[LayerPruning, ...]
+
+    @property
+    def sparsity(self) -> float:
+        """Zeros / weights over all layers in the report (norm weights included, at 0 %)."""
+        total = sum(r.params for r in self.layers)
+        zeros = sum(round(r.achieved * r.params) for r in self.layers)
+        return zeros / total if total else 0.0
+
+    def rows(self) -> list[dict[str, object]]:
+        """Rows as dicts, ready for ``pandas.DataFrame``."""
+        return [
+            {"layer": r.layer, "params": r.params, "rho_min": r.rho_min, "rho_max": r.rho_max,
+             "rho": r.rho, "achieved": r.achieved, "rule": r.rule}
+            for r in self.layers
+        ]
+
+
+def mix_and_match(
+    model: nn.Module,
+    calib_loader: Iterable[Batch],
+    *,
+    sensitivity: str = "magnitude",
+    strategy: str = "percentile_70",
+    targets: Sequence[float] = (0.7, 0.8, 0.9),
+    baselines: Sequence[str] = BASELINES,
+    loss_fn: LossFn = F.cross_entropy,
+    steps: int = 1,
+    patch_embed: NamePredicate = is_patch_embed,
+) -> tuple[nn.Module, PruneReport]:
+    """Prune ``model`` in place by Mix-and-Match; return it with a per-layer report.
+
+    ``steps`` calibration batches feed the SNIP/GraSP baselines and the gradient sensitivities.
+    Fine-tuning is separate (:func:`fine_tune` with the returned masks from :func:`prune`, or a
+    mask of ``w != 0``).
+    """
+    if sensitivity not in SENSITIVITIES:
+        raise ModelError(f"unknown sensitivity {sensitivity!r}; expected one of {SENSITIVITIES}")
+    if strategy not in STRATEGIES:
+        raise ModelError(f"unknown pruning strategy {strategy!r}; expected one of {STRATEGIES}")
+    batches = _batches(calib_loader, steps)
+    ranges = layer_ranges(
+        model, batches, targets, baselines, loss_fn=loss_fn, steps=len(batches),
+        patch_embed=patch_embed,
+    )
+    named = _named(model)
+    counts = {n: named[n].numel() for n in ranges}
+    rhos = strategy_sparsities(ranges, strategy, counts, list(ranges))
+    if sensitivity == "magnitude":
+        scores = magnitude_scores(model)
+    elif sensitivity == "gradient":
+        scores = gradient_scores(model, batches, loss_fn, len(batches))
+    else:
+        scores = product_scores(model, batches, loss_fn, len(batches))
+    masks = prune(model, rhos, scores)
+    apply_masks(model, masks)
+    norms = set(norm_weights(model))
+    rows = []
+    for name, (lo, hi) in ranges.items():
+        p = named[name]
+        rows.append(LayerPruning(
+            layer=name, params=p.numel(), rho_min=lo, rho_max=hi, rho=rhos[name],
+            achieved=int((p == 0).sum()) / p.numel(),
+            rule=layer_rule(name, p.numel(), norm=name in norms, patch_embed=patch_embed),
+        ))
+    return model, PruneReport(sensitivity, strategy, tuple(rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# registry factories
+
+
+def synthetic_calibration(
+    *,
+    seed: int = 0,
+    shape: Sequence[int] = (3, 224, 224),
+    num_classes: int = 1000,
+    batch_size: int = 2,
+    batches: int = 1,
+) -> list[Batch]:
+    """Seeded random calibration batches: standard-normal inputs of ``shape``, uniform labels."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(batch_size, *shape, generator=gen),
+         torch.randint(0, num_classes, (batch_size,), generator=gen))
+        for _ in range(batches)
+    ]
+
+
+def sparse_resnet50(
+    seed: int = 0,
+    *,
+    num_classes: int = 1000,
+    strategy: str = "param_proportional",
+    sensitivity: str = "magnitude",
+    calib: Iterable[Batch] | None = None,
+    steps: int = 1,
+    targets: Sequence[float] = (0.7, 0.8, 0.9),
+) -> nn.Module:
+    """ResNet-50 (224x224) pruned by Mix-and-Match; the report is on ``model.prune_report``.
+
+    Defaults follow the paper's best ResNet setting (magnitude sensitivity, parameter-proportional
+    strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
+    images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
+    """
+    from models.resnet import resnet50
+
+    torch.manual_seed(seed)
+    model = resnet50(num_classes)
+    data = calib if calib is not None else synthetic_calibration(seed=seed, num_classes=num_classes)
+    model, report = mix_and_match(
+        model, data, sensitivity=sensitivity, strategy=strategy, targets=targets, steps=steps
+    )
+    model.prune_report = report
+    return model.eval()
+
+
+def sparse_swin_tiny(
+    seed: int = 0,
+    *,
+    num_classes: int = 1000,
+    img_size: int = 224,
+    strategy: str = "percentile_70",
+    sensitivity: str = "magnitude",
+    calib: Iterable[Batch] | None = None,
+    steps: int = 1,
+    targets: Sequence[float] = (0.7, 0.8, 0.9),
+) -> nn.Module:
+    """Swin-T pruned by Mix-and-Match; the report is on ``model.prune_report``.
+
+    Defaults follow the paper's best Swin-T setting (magnitude sensitivity, 70th-percentile
+    strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
+    images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
+    """
+    from models.swin import swin_tiny
+
+    torch.manual_seed(seed)
+    model = swin_tiny(num_classes, img_size)
+    data = calib if calib is not None else synthetic_calibration(
+        seed=seed, shape=(3, img_size, img_size), num_classes=num_classes
+    )
+    model, report = mix_and_match(
+        model, data, sensitivity=sensitivity, strategy=strategy, targets=targets, steps=steps
+    )
+    model.prune_report = report
+    return model.eval()
