@@ -1,0 +1,181 @@
+"""Named model specs, and building a model from one (torch is imported only to build).
+
+Public names: ``FAMILIES``, ``ModelSpec``, ``REGISTRY``, ``register``, ``get_spec``,
+``build_model``.
+
+A ``ModelSpec`` names a factory by string (``"models.resnet:resnet50"``), so listing and looking
+up models costs no torch import; ``build_model`` imports the factory, seeds torch and builds it
+(the same name and seed give the same weights), then optionally loads a checkpoint. A name of the
+form ``package.module:factory`` is a user model: an ad-hoc dense spec whose input shape is the
+factory's ``input_shape`` attribute, or (3, 224, 224).
+
+>>> get_spec("dense_r50").input_shape
+(3, 224, 224)
+>>> get_spec("dens_r50")
+Traceback (most recent call last):
+...
+edgesim.errors.ModelError: unknown model 'dens_r50'; did you mean dense_r50, dense_r50_c100?
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgesim.errors import ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["FAMILIES", "REGISTRY", "ModelSpec", "build_model", "get_spec", "register"]
+
+#: Model families (see DESIGN.md).
+FAMILIES = ("dense", "sigmab", "sparse", "nested", "signed_binary")
+_DEFAULT_INPUT = (3, 224, 224)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model and what input it takes.
+
+    ``input_shape`` is one example without the batch dimension: ``(C, H, W)`` for images,
+    ``(points, 3)`` for point clouds. ``dynamic`` is True for models whose execution path depends
+    on the input (routed trees).
+    """
+
+    name: str
+    family: str
+    factory: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = _DEFAULT_INPUT
+    description: str = ""
+    dynamic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ModelError(f"model '{self.name}': family {self.family!r} is not one of "
+                             f"{', '.join(FAMILIES)}")
+        module, sep, attr = self.factory.partition(":")
+        if not (module and sep and attr):
+            raise ModelError(f"model '{self.name}': factory {self.factory!r} must look like "
+                             "'package.module:function'")
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+
+
+#: name -> spec of every known model.
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to ``REGISTRY`` (again with the same spec is a no-op; a different one errs)."""
+    old = REGISTRY.get(spec.name)
+    if old is not None and old != spec:
+        raise ModelError(f"model '{spec.name}' is already registered with factory "
+                         f"{old.factory!r}; pick another name")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+register(ModelSpec("dense_r50", "dense", "models.resnet:resnet50", {"num_classes": 1000},
+                   (3, 224, 224), "ResNet-50 v1.5, ImageNet-1K, 224x224 (25.56 M params)"))
+register(ModelSpec("dense_r50_c100", "dense", "models.resnet:resnet50_cifar",
+                   {"num_classes": 100}, (3, 32, 32),
+                   "ResNet-50 v1.5, CIFAR-100, 32x32, 3x3 stem (23.71 M params)"))
+
+
+def _import_factory(name: str, target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ModelError(f"model '{name}': cannot import module '{module_name}': "
+                         f"{type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(f"model '{name}': module '{module_name}' has no callable '{attr}'")
+    return factory
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec registered as ``name``, or an ad-hoc dense spec for ``package.module:factory``."""
+    spec = REGISTRY.get(name)
+    if spec is not None:
+        return spec
+    if ":" in name:
+        factory = _import_factory(name, name)
+        shape = getattr(factory, "input_shape", _DEFAULT_INPUT)
+        return ModelSpec(name, "dense", name, {}, tuple(shape),
+                         getattr(factory, "__doc__", None) or "user model")
+    known = sorted(REGISTRY)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        raise ModelError(f"unknown model '{name}'; did you mean {', '.join(sorted(close))}?")
+    raise ModelError(f"unknown model '{name}'; known models: {', '.join(known)} "
+                     "(or give package.module:factory)")
+
+
+def _state_dict(path: str) -> Mapping[str, Any]:
+    import torch
+
+    if not os.path.isfile(path):
+        raise ModelError(f"checkpoint file '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"checkpoint file '{path}' cannot be read: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not (isinstance(obj, Mapping) and obj
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
+        raise ModelError(f"checkpoint file '{path}' is not a state_dict (expected a mapping of "
+                         f"parameter names to tensors, got {type(obj).__name__})")
+    return obj
+
+
+def _load(model: nn.Module, path: str) -> None:
+    state = _state_dict(path)
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise ModelError(f"checkpoint file '{path}': missing key '{key}' "
+                             f"(expected shape {tuple(value.shape)})")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ModelError(f"checkpoint file '{path}': key '{key}' has shape "
+                             f"{tuple(state[key].shape)}, expected {tuple(value.shape)}")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise ModelError(f"checkpoint file '{path}': unexpected key '{extra[0]}' "
+                         f"({len(extra)} keys the model does not have)")
+    model.load_state_dict(state)
+
+
+def build_model(spec: ModelSpec, weights: str | None = None, seed: int = 0) -> nn.Module:
+    """Build ``spec``'s model with seeded init (``torch.manual_seed(seed)`` first), in eval mode.
+
+    ``weights`` is an optional checkpoint file holding a state_dict (or ``{"state_dict": ...}``)
+    whose keys and shapes must match the model exactly.
+    """
+    import torch
+
+    factory = _import_factory(spec.name, spec.factory)
+    torch.manual_seed(seed)
+    try:
+        model = factory(**spec.kwargs)
+    except Exception as exc:
+        raise ModelError(f"model '{spec.name}': factory '{spec.factory}' raised "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ModelError(f"model '{spec.name}': factory '{spec.factory}' returned "
+                         f"{type(model).__name__}, expected a torch.nn.Module")
+    if weights is not None:
+        _load(model, os.fspath(weights))
+    return model.eval()
