@@ -1,0 +1,198 @@
+"""Tests for models.signed_binary: the binarization rule, the STE, model conversion, storage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from edgesim.errors import ModelError
+from models.resnet import BasicBlock, ResNet
+from models.signed_binary import (
+    fine_tune_ste,
+    sb_resnet50,
+    signed_binarize,
+    signed_binary_,
+    signed_binary_storage_report,
+    to_signed_binary,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def tiny_resnet() -> ResNet:
+    return ResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=4)
+
+
+def tiny_batches(n: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 3, (4,), generator=g))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("region", [None, 9, 12, 36])
+def test_each_region_holds_zero_and_one_signed_value(region: int | None) -> None:
+    w = torch.randn(8, 4, 3, 3)
+    wq, signs, scales = signed_binarize(w, region=region)
+    size = 36 if region is None else region
+    rows = wq.reshape(-1, size)
+    assert signs.shape == scales.shape == (rows.shape[0],)
+    for r, s, a in zip(rows, signs, scales, strict=True):
+        values = set(r.tolist())
+        assert values <= {0.0, float(s * a)}          # at most two values, one of them 0
+        assert bool((r * s >= 0).all())               # every nonzero has the region's sign
+        assert float(a) >= 0.0
+
+
+def test_closed_form_filter() -> None:
+    # One filter [3, -1, 2, 0.5]: sum 4.5 > 0, so sign +1 and the candidates are 3, 2, 0.5.
+    # sparsity 0.5 keeps round(0.5 * 4) = 2 of them, the largest: 3 and 2; a = (3 + 2) / 2.
+    wq, signs, scales = signed_binarize(torch.tensor([[3.0, -1.0, 2.0, 0.5]]), sparsity=0.5)
+    assert wq.tolist() == [[2.5, 0.0, 2.5, 0.0]]
+    assert signs.tolist() == [1.0]
+    assert scales.tolist() == [2.5]
+
+
+def test_sign_is_the_side_with_larger_total_magnitude() -> None:
+    # Three small positives (sum 0.3) against one large negative (-1): the sum is negative,
+    # so the region keeps only the negative weight, with a = 1.
+    wq, signs, scales = signed_binarize(torch.tensor([[0.1, 0.1, 0.1, -1.0]]), sparsity=0.5)
+    assert signs.tolist() == [-1.0]
+    assert wq.tolist() == [[0.0, 0.0, 0.0, -1.0]]   # only one candidate, so only one kept
+    assert scales.tolist() == [1.0]
+
+
+@pytest.mark.parametrize("sparsity", [0.69, 0.5, 0.8])
+def test_sparsity_meets_the_target(sparsity: float) -> None:
+    # round((1 - s) * n) weights are kept per tensor (normal weights have about half of each
+    # filter on its majority side, more than 1 - s), so zeros / n is s within 1 / n.
+    w = torch.randn(16, 8, 3, 3)
+    wq, _, _ = signed_binarize(w, sparsity=sparsity)
+    zeros = float((wq == 0).float().mean())
+    assert zeros == pytest.approx(sparsity, abs=1 / w.numel())
+
+
+def test_kept_weights_are_the_largest_candidates_and_scale_is_their_mean() -> None:
+    w = torch.randn(6, 20)
+    wq, signs, scales = signed_binarize(w)
+    mag = w * signs[:, None]
+    kept = wq != 0
+    dropped_candidates = (mag > 0) & ~kept
+    assert mag[kept].min() >= mag[dropped_candidates].max()
+    for i in range(6):
+        if kept[i].any():
+            assert float(scales[i]) == pytest.approx(float(mag[i][kept[i]].mean()))
+
+
+@pytest.mark.parametrize("region", [5, 0, -3, 2.5, True])
+def test_bad_region_is_an_error(region: object) -> None:
+    with pytest.raises(ModelError, match=f"region={region!r}"):
+        signed_binarize(torch.randn(4, 4, 3, 3), region=region)  # type: ignore[arg-type]
+
+
+def test_region_must_divide_a_filter_naming_the_layer() -> None:
+    net = tiny_resnet()
+    # 3x3 filters (36 or 72 elements) are divisible by 9, the 1x1 shortcut conv (4 elements) not;
+    # nothing is converted when one layer fails.
+    with pytest.raises(ModelError, match=r"layer2\.0\.downsample\.0: region=9 does not divide "
+                                         r"the 4 elements"):
+        to_signed_binary(net, region=9)
+    assert not any(parametrize.is_parametrized(m) for m in net.modules())
+
+
+@pytest.mark.parametrize("sparsity", [1.0, -0.1])
+def test_bad_sparsity_is_an_error(sparsity: float) -> None:
+    with pytest.raises(ModelError, match="sparsity"):
+        signed_binarize(torch.randn(2, 4), sparsity=sparsity)
+
+
+def test_to_signed_binary_leaves_first_and_last_layers_untouched() -> None:
+    net = tiny_resnet()
+    stem, fc = net.conv1.weight.detach().clone(), net.fc.weight.detach().clone()
+    to_signed_binary(net)
+    assert not parametrize.is_parametrized(net.conv1)
+    assert not parametrize.is_parametrized(net.fc)
+    assert torch.equal(net.conv1.weight, stem)
+    assert torch.equal(net.fc.weight, fc)
+    assert not hasattr(net.conv1, "edgesim_precision")
+    converted = [m for m in net.modules() if parametrize.is_parametrized(m)]
+    assert len(converted) == 5   # layer1: 2 convs; layer2: 2 convs + the shortcut conv
+    for m in converted:
+        assert m.edgesim_precision == "binary"
+        assert m.edgesim_encoding == "signed_binary"
+        # module.weight IS the binarized tensor; the state_dict holds the latent weight
+        latent = m.parametrizations.weight.original
+        assert torch.equal(m.weight, signed_binarize(latent)[0])
+    assert "layer1.0.conv1.parametrizations.weight.original" in net.state_dict()
+
+
+def test_first_and_last_can_be_chosen_separately() -> None:
+    net = to_signed_binary(tiny_resnet(), keep_first_last_int8=(True, False))
+    assert not parametrize.is_parametrized(net.conv1)
+    assert parametrize.is_parametrized(net.fc)
+    net = to_signed_binary(tiny_resnet(), keep_first_last_int8=False)
+    assert parametrize.is_parametrized(net.conv1)
+
+
+def test_ste_passes_gradient_to_latent_weights_with_clipping() -> None:
+    lin = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.5, 2.0, 0.3, 0.2], [-0.4, -0.1, 0.2, -1.5]]))
+    signed_binary_(lin, sparsity=0.5, clip=1.0)
+    x = torch.ones(1, 4)
+    lin(x).sum().backward()
+    grad = lin.parametrizations.weight.original.grad
+    # d(sum of outputs)/d wq = 1 for every weight; the clipped STE passes it where |w| <= 1
+    # and blocks it at 2.0 and -1.5.
+    assert grad.tolist() == [[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]]
+
+
+def test_one_fine_tune_step_changes_latent_weights() -> None:
+    net = to_signed_binary(tiny_resnet())
+    latent = net.layer1[0].conv1.parametrizations.weight.original
+    before = latent.detach().clone()
+    losses = fine_tune_ste(net, tiny_batches(2), steps=1, lr=1e-2)
+    assert len(losses) == 1
+    assert not torch.equal(latent.detach(), before)
+    wq = net.layer1[0].conv1.weight
+    assert len(set(wq.abs().reshape(wq.shape[0], -1)[0].tolist())) <= 2   # still {0, a}
+
+
+def test_storage_report_closed_form() -> None:
+    # stem Conv2d(3, 4, 3) + BN: int8 dense 108 bytes + 4 fp32 scales (16) = 124; folded BN bias
+    #   4 x int32 = 16.
+    # conv Conv2d(4, 8, 3) + BN, signed binary, 8 regions of 36: ceil(8/8) = 1 sign byte
+    #   + ceil(288/8) = 36 mask bytes + 8 x 4 = 32 scale bytes = 69; folded bias 8 x 4 = 32.
+    #   Dense int8: 288 + 32 = 320.
+    # fc Linear(8, 2) with bias: int8 16 + 2 scales (8) = 24; bias 2 x 4 = 8.
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4),
+                        nn.Conv2d(4, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    to_signed_binary(net)
+    stem, conv, fc, total = signed_binary_storage_report(net)
+    assert (stem["encoding"], stem["weight_bytes"], stem["bias_bytes"]) == ("dense", 124, 16)
+    assert (conv["encoding"], conv["weight_bytes"], conv["bias_bytes"]) == ("signed_binary", 69, 32)
+    assert conv["dense_int8_bytes"] == 320 + 32
+    assert conv["nonzeros"] == round(0.31 * 288)
+    assert (fc["weight_bytes"], fc["bias_bytes"]) == (24, 8)
+    assert total["bytes"] == 124 + 16 + 69 + 32 + 24 + 8
+    assert total["dense_int8_bytes"] == 140 + 352 + 32
+    assert total["elements"] == 108 + 288 + 16
+
+
+@pytest.mark.slow
+def test_sb_resnet50_sparsity_and_bytes() -> None:
+    # Default: stem int8, everything else (classifier included) binarized at 69 % sparsity.
+    # 25.50 M weights of which 9,408 (stem) dense: sparsity ~ 0.69 * (1 - 9408 / 25.5e6).
+    # Bytes ~ 25.5 M mask bits (3.19 MB) + 26.6 K fp32 scales + folded int32 biases ~ 3.4 MB,
+    # far below dense int8 / 6 (25.7 MB / 6 = 4.29 MB).
+    rows = signed_binary_storage_report(sb_resnet50(seed=0))
+    total = rows[-1]
+    assert 0.65 <= total["sparsity"] <= 0.72
+    assert total["bytes"] * 6 <= total["dense_int8_bytes"]
+    assert total["bytes"] * 6 <= 25_557_032
