@@ -1,0 +1,190 @@
+"""Human quantities (``512 KiB``, ``4 GB/s``, ``0.2 pJ``) parsed in one place.
+
+Public names: ``KINDS``, ``parse_quantity``, ``format_quantity``, ``accepted_units``.
+
+Every kind has a SI base unit and a table of accepted unit spellings (case matters: ``MB`` is
+10**6 bytes, ``Mb`` is not accepted). Whitespace between number and unit is optional.
+
+==================  ===========  ======================================================
+kind                base unit    accepted units
+==================  ===========  ======================================================
+size                B (int)      B, KB, MB, GB (10**3), KiB, MiB, GiB (2**10)
+bandwidth           B/s          B/s, KB/s, MB/s, GB/s, KiB/s, MiB/s, GiB/s
+frequency           Hz           Hz, kHz, MHz, GHz
+time                s            s, ms, us, µs, ns, ps
+energy              J            fJ, pJ, nJ, uJ, µJ, mJ, J
+energy_per_bit      J/bit        fJ/bit, pJ/bit, nJ/bit (also ``/b``)
+energy_per_byte     J/B          fJ/B, pJ/B, nJ/B
+power               W            uW, µW, mW, W
+==================  ===========  ======================================================
+
+A bare number (no unit) is accepted only for ``size`` (bytes) and for zero of any kind. Numbers
+are parsed exactly (``fractions.Fraction``), so ``1.1 KB`` is 1100 bytes, not 1100.0000000000002.
+Negative quantities are always an error; ``positive=True`` also rejects zero.
+
+>>> parse_quantity("512 KiB", "size", where="npu.yaml: sram.size")
+524288
+>>> parse_quantity("4 GB/s", "bandwidth", where="x")
+4000000000.0
+>>> parse_quantity("0.5 pJ/B", "energy_per_byte", where="x", to="pJ/B")
+0.5
+>>> format_quantity(524288, "size")
+'512 KiB'
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from edgesim.errors import UnitError
+
+__all__ = ["KINDS", "accepted_units", "format_quantity", "parse_quantity"]
+
+_K, _KI = 1000, 1024
+_PICO = Fraction(1, 10**12)
+
+#: kind -> {unit spelling: factor to the base unit}; the first spelling of a factor is canonical.
+_UNITS: dict[str, dict[str, Fraction]] = {
+    "size": {"B": Fraction(1), "KB": Fraction(_K), "kB": Fraction(_K), "MB": Fraction(_K**2),
+             "GB": Fraction(_K**3), "KiB": Fraction(_KI), "MiB": Fraction(_KI**2),
+             "GiB": Fraction(_KI**3)},
+    "bandwidth": {"B/s": Fraction(1), "KB/s": Fraction(_K), "kB/s": Fraction(_K),
+                  "MB/s": Fraction(_K**2), "GB/s": Fraction(_K**3), "KiB/s": Fraction(_KI),
+                  "MiB/s": Fraction(_KI**2), "GiB/s": Fraction(_KI**3)},
+    "frequency": {"Hz": Fraction(1), "kHz": Fraction(_K), "MHz": Fraction(_K**2),
+                  "GHz": Fraction(_K**3)},
+    "time": {"s": Fraction(1), "ms": Fraction(1, _K), "us": Fraction(1, _K**2),
+             "µs": Fraction(1, _K**2), "μs": Fraction(1, _K**2), "ns": Fraction(1, _K**3),
+             "ps": _PICO},
+    "energy": {"J": Fraction(1), "mJ": Fraction(1, _K), "uJ": Fraction(1, _K**2),
+               "µJ": Fraction(1, _K**2), "nJ": Fraction(1, _K**3), "pJ": _PICO,
+               "fJ": _PICO / 1000},
+    "energy_per_bit": {"pJ/bit": _PICO, "pJ/b": _PICO, "fJ/bit": _PICO / 1000,
+                       "fJ/b": _PICO / 1000, "nJ/bit": _PICO * 1000, "nJ/b": _PICO * 1000,
+                       "J/bit": Fraction(1)},
+    "energy_per_byte": {"pJ/B": _PICO, "fJ/B": _PICO / 1000, "nJ/B": _PICO * 1000,
+                        "J/B": Fraction(1)},
+    "power": {"W": Fraction(1), "mW": Fraction(1, _K), "uW": Fraction(1, _K**2),
+              "µW": Fraction(1, _K**2), "μW": Fraction(1, _K**2)},
+}
+
+#: The quantity kinds ``parse_quantity`` understands.
+KINDS = tuple(_UNITS)
+
+#: Units ``format_quantity`` may print, largest first.
+_DISPLAY: dict[str, tuple[str, ...]] = {
+    "size": ("GiB", "MiB", "KiB", "B"),
+    "bandwidth": ("GB/s", "MB/s", "KB/s", "B/s"),
+    "frequency": ("GHz", "MHz", "kHz", "Hz"),
+    "time": ("s", "ms", "us", "ns", "ps"),
+    "energy": ("J", "mJ", "uJ", "nJ", "pJ"),
+    "energy_per_bit": ("nJ/bit", "pJ/bit"),
+    "energy_per_byte": ("nJ/B", "pJ/B"),
+    "power": ("W", "mW", "uW"),
+}
+
+_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
+
+
+def accepted_units(kind: str) -> tuple[str, ...]:
+    """The unit spellings accepted for ``kind`` (e.g. ``("B", "KB", ...)`` for ``"size"``)."""
+    return tuple(_units_of(kind))
+
+
+def _units_of(kind: str) -> dict[str, Fraction]:
+    try:
+        return _UNITS[kind]
+    except KeyError:
+        raise ValueError(f"unknown quantity kind {kind!r}; known: {', '.join(KINDS)}") from None
+
+
+def _exact(text_or_number: str | float, kind: str, where: str) -> Fraction:
+    """The quantity as an exact Fraction in the base unit of ``kind``."""
+    units = _units_of(kind)
+    expected = f"expected a {kind.replace('_', ' ')} in {', '.join(units)}"
+    if isinstance(text_or_number, bool) or not isinstance(text_or_number, (str, int, float)):
+        raise UnitError(f"{where}: {text_or_number!r} is not a quantity; {expected}")
+    if isinstance(text_or_number, (int, float)):
+        number_text, unit = repr(text_or_number), ""
+    else:
+        match = _NUMBER.fullmatch(text_or_number)
+        if match is None:
+            raise UnitError(f"{where}: {text_or_number!r} is not a number with a unit; {expected}")
+        number_text, unit = match.group(1), match.group(2)
+    try:
+        value = Fraction(number_text)
+    except (ValueError, ZeroDivisionError):  # inf, nan
+        raise UnitError(f"{where}: {text_or_number!r} is not a finite number; {expected}") from None
+    if unit == "":
+        if kind == "size" or value == 0:
+            return value
+        raise UnitError(f"{where}: {text_or_number!r} has no unit; {expected}")
+    if unit not in units:
+        raise UnitError(f"{where}: {text_or_number!r} has unit {unit!r}; {expected}")
+    return value * units[unit]
+
+
+def parse_quantity(text_or_number: str | float, kind: str, *, where: str,
+                   positive: bool = False, to: str | None = None) -> float | int:
+    """Parse a human quantity of ``kind`` into its SI base unit (or into unit ``to``).
+
+    ``where`` names the value in error messages (``"npu_small.yaml: offchip.bandwidth"``).
+    Sizes return ``int`` bytes and must be whole bytes; every other kind returns ``float``.
+    Raises ``UnitError`` for a wrong or missing unit, a negative value, or zero when
+    ``positive`` is set.
+
+    >>> parse_quantity("100 ns", "time", where="x", to="ns")
+    100.0
+    >>> parse_quantity("2 MB", "size", where="x")
+    2000000
+    """
+    value = _exact(text_or_number, kind, where)
+    if value < 0 or (positive and value == 0):
+        need = "a positive" if positive else "a non-negative"
+        raise UnitError(f"{where}: {text_or_number!r} must be {need} {kind.replace('_', ' ')}")
+    if to is not None:
+        units = _units_of(kind)
+        if to not in units:
+            raise ValueError(f"unit {to!r} is not a {kind} unit; known: {', '.join(units)}")
+        value = value / units[to]
+    if kind == "size" and to is None:
+        if value.denominator != 1:
+            raise UnitError(f"{where}: {text_or_number!r} is not a whole number of bytes")
+        return int(value)
+    return float(value)
+
+
+def _number(x: float) -> str:
+    text = f"{x:.6g}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_quantity(value: float, kind: str) -> str:
+    """A short human string for ``value`` given in the base unit of ``kind``.
+
+    Sizes use the largest binary unit that divides them exactly (else a decimal unit that does,
+    else bytes); other kinds use the largest unit that keeps the number >= 1 (energies at least
+    pJ), at 6 significant digits. ``parse_quantity`` reads the result back (to 6 digits).
+
+    >>> format_quantity(131072, "size"), format_quantity(2_000_000, "size")
+    ('128 KiB', '2 MB')
+    >>> format_quantity(3.75e9, "bandwidth"), format_quantity(2.3e-13, "energy")
+    ('3.75 GB/s', '0.23 pJ')
+    """
+    units = _units_of(kind)
+    if kind == "size" and float(value).is_integer():
+        n = int(value)
+        for unit in ("GiB", "MiB", "KiB", "GB", "MB", "KB"):
+            factor = int(units[unit])
+            if n != 0 and n % factor == 0:
+                return f"{n // factor} {unit}"
+        return f"{n} B"
+    display = _DISPLAY[kind]
+    if value == 0:
+        return f"0 {display[-1]}"
+    for unit in display:
+        scaled = value / float(units[unit])
+        if abs(scaled) >= 1:
+            return f"{_number(scaled)} {unit}"
+    return f"{_number(value / float(units[display[-1]]))} {display[-1]}"
