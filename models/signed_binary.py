@@ -13,10 +13,13 @@ is the whole filter (one region per output channel).
 
 1. the sign is the sign of the region's sum (= the side, positive or negative, with the larger
    total magnitude); a region summing to exactly 0 gets +1;
-2. the candidates are the weights of that sign; over the whole tensor the
-   ``round((1 - sparsity) * n)`` candidates of largest |w| are kept (one magnitude threshold per
-   tensor, so the tensor's sparsity is ``sparsity`` whatever the region size, unless fewer
-   candidates exist, in which case all candidates are kept);
+2. the candidates are the weights of that sign; region i keeps its k_i candidates of largest
+   |w| (a per-region magnitude threshold; all candidates when it has fewer than k_i), where
+   k_i = floor((i + 1) * t + 1/2) - floor(i * t + 1/2) and t = (1 - sparsity) * region size,
+   i.e. t rounded, with the rounding spread evenly over the regions so that the tensor keeps
+   floor(R * t + 1/2) = round((1 - sparsity) * n) weights in all (R regions, n elements).
+   Because the choice is made inside each region, binarizing commutes with scaling a filter by
+   any nonzero constant (e.g. folding a BatchNorm): ``signed_binarize(c * w) = c * wq``;
 3. kept weights become ``sign * a`` with ``a`` = the mean |w| of the region's kept weights (the
    per-region scale); all others become 0.
 
@@ -110,13 +113,14 @@ def signed_binarize(w: torch.Tensor, region: int | None = None,
     signs = torch.where(r.sum(dim=1) >= 0, 1.0, -1.0).to(w.dtype)
     mag = r * signs[:, None]                       # > 0 where the weight has the region's sign
     cand = mag > 0
-    n_keep = min(round((1.0 - s) * r.numel()), int(cand.sum()))
-    flat = torch.where(cand, mag, torch.full_like(mag, -1.0)).reshape(-1)
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    if n_keep > 0:
-        order = torch.argsort(flat, descending=True, stable=True)
-        keep[order[:n_keep]] = True
-    keep = keep.reshape(r.shape)
+    t = (1.0 - s) * size
+    edges = torch.floor(torch.arange(r.shape[0] + 1, dtype=torch.float64) * t + 0.5)
+    k = (edges[1:] - edges[:-1]).to(torch.int64)          # weights to keep per region
+    ranked = torch.where(cand, mag, torch.full_like(mag, -1.0))
+    order = torch.argsort(ranked, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(size).expand_as(order).contiguous())
+    keep = cand & (rank < k[:, None])
     count = keep.sum(dim=1)
     total = torch.where(keep, mag, torch.zeros_like(mag)).sum(dim=1)
     scales = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
