@@ -22,8 +22,8 @@ A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"``). Prunab
 of ``nn.Conv*`` and ``nn.Linear`` modules (biases, norm affine parameters and Swin's relative
 position bias tables stay dense). Norm-layer weights appear in ranges and reports with ``rho = 0``.
 
-Calibration data is any re-iterable of ``(inputs, targets)`` batches (a list, a DataLoader); only the
-first ``steps`` batches are used. No pretrained weights or datasets ship with edgesim, so the
+Calibration data is any re-iterable of ``(inputs, targets)`` batches (a list, a DataLoader); only
+the first ``steps`` batches are used. No pretrained weights or datasets ship with edgesim, so the
 ``sparse_*`` factories prune a seeded random-init model against :func:`synthetic_calibration`
 (random images, random labels); pass real calibration batches through ``calib`` to prune a trained
 model. Their sparsity pattern is real (and what the simulator counts); their accuracy is not.
@@ -198,7 +198,7 @@ def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
 def _grads(
     model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn, params: dict[str, nn.Parameter],
 ) -> list[list[Tensor]]:
-    """Per-batch gradients of the loss w.r.t. ``params`` (model in eval mode; ``.grad`` untouched)."""
+    """Per-batch gradients of the loss w.r.t. ``params`` (eval mode; ``.grad`` is untouched)."""
     was_training = model.training
     model.eval()
     try:
@@ -318,7 +318,7 @@ def layer_ranges(
     if unknown or not baselines:
         raise ModelError(f"baselines {list(baselines)}: expected a non-empty subset of {BASELINES}")
     if not targets:
-        raise ModelError("layer_ranges: targets is empty; expected fractions such as (0.7, 0.8, 0.9)")
+        raise ModelError("layer_ranges: targets is empty; expected fractions like (0.7, 0.8, 0.9)")
     batches = _batches(calib_loader, steps) if {"snip", "grasp"} & set(baselines) else []
     params = _prunable_or_raise(model)
     lo = dict.fromkeys(params, math.inf)
@@ -331,7 +331,8 @@ def layer_ranges(
         else:
             scores = grasp_scores(model, batches, loss_fn, len(batches))
         for target in targets:
-            for name, rho in global_sparsities(scores, target, prune_highest=base == "grasp").items():
+            run = global_sparsities(scores, target, prune_highest=base == "grasp")
+            for name, rho in run.items():
                 lo[name], hi[name] = min(lo[name], rho), max(hi[name], rho)
     ranges = {}
     for name, p in _weights_of(model, _PRUNABLE + _NORMS).items():
@@ -358,11 +359,11 @@ def strategy_sparsities(
     ``alpha`` by strategy: conservative 0, aggressive 1, balanced 0.5, percentile_P P/100,
     param_proportional ``min(1, 0.1 * |W_l| / |W_avg|)``, late_heavy ``t_l``, early_heavy
     ``1 - t_l``, where ``t_l = i / (L - 1)`` is the layer's position in ``layer_order`` (0 first,
-    1 last, so the classifier head is at ``rho_max`` under late_heavy). ``|W_avg|`` and the positions
-    count only layers with ``rho_max > 0`` (norm layers fixed at 0 are left out, as the paper
-    averages over prunable weights). The per-architecture name rules of the paper (ResNet
-    "fc_heavy", Swin "MLP heavy") are not reproduced; late/early-heavy are their architecture-free
-    form.
+    1 last, so the classifier head is at ``rho_max`` under late_heavy). ``|W_avg|`` and the
+    positions count only layers with ``rho_max > 0`` (norm layers fixed at 0 are left out, as
+    the paper averages over prunable weights). The paper's per-architecture name rules (ResNet
+    "fc_heavy", Swin "MLP heavy") are not reproduced; late/early-heavy are their
+    architecture-free form.
 
     >>> strategy_sparsities({"a": (0.2, 0.6)}, "percentile_70", {"a": 100}, ["a"])
     {'a': 0.48}
@@ -371,7 +372,9 @@ def strategy_sparsities(
         raise ModelError(f"unknown pruning strategy {strategy!r}; expected one of {STRATEGIES}")
     for name, (lo, hi) in ranges.items():
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ModelError(f"layer {name}: range ({lo}, {hi}) is not 0 <= rho_min <= rho_max <= 1")
+            raise ModelError(
+                f"layer {name}: range ({lo}, {hi}) is not 0 <= rho_min <= rho_max <= 1"
+            )
         if name not in param_counts:
             raise ModelError(f"layer {name}: missing from param_counts")
     missing = [n for n in ranges if n not in set(layer_order)]
@@ -505,7 +508,7 @@ class LayerPruning:
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
-    """What :func:`mix_and_match` did, one row per layer (prunable and norm weights, module order)."""
+    """What :func:`mix_and_match` did: one row per prunable or norm weight, in module order."""
 
     sensitivity: str
     strategy: str

@@ -1,4 +1,4 @@
-"""Swin Transformer (Swin-Tiny) written from scratch, with shifted windows and relative position bias.
+"""Swin Transformer (Swin-Tiny) from scratch, with shifted windows and relative position bias.
 
 Public names: ``SwinTransformer``, ``swin_tiny``, ``swin_tiny_cifar``, ``window_partition``,
 ``window_reverse``, ``shifted_window_mask``, ``relative_position_index``.
@@ -193,7 +193,7 @@ class PatchMerging(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch x patch`` conv to ``dim`` channels, flattened to tokens, LayerNorm."""
+    """Non-overlapping ``patch x patch`` conv to ``dim`` channels, flattened to tokens, then LN."""
 
     def __init__(self, in_chans: int, dim: int, patch: int) -> None:
         super().__init__()
@@ -242,7 +242,9 @@ class SwinTransformer(nn.Module):
     ) -> None:
         super().__init__()
         if len(depths) != len(heads):
-            raise ModelError(f"swin: depths {tuple(depths)} and heads {tuple(heads)} differ in length")
+            raise ModelError(
+                f"swin: depths {tuple(depths)} and heads {tuple(heads)} differ in length"
+            )
         if img_size % patch_size:
             raise ModelError(f"swin: img_size {img_size} is not a multiple of patch {patch_size}")
         self.img_size = img_size
@@ -253,7 +255,8 @@ class SwinTransformer(nn.Module):
             last = i == len(depths) - 1
             if not last and res % 2:
                 raise ModelError(f"swin: stage {i} map {res}x{res} is odd; cannot merge patches")
-            stages.append(Stage(embed_dim * 2**i, (res, res), depth, nh, window, mlp_ratio, not last))
+            dim = embed_dim * 2**i
+            stages.append(Stage(dim, (res, res), depth, nh, window, mlp_ratio, not last))
             res = res if last else res // 2
         self.layers = nn.ModuleList(stages)
         self.num_features = embed_dim * 2 ** (len(depths) - 1)

@@ -1,0 +1,298 @@
+"""Mix-and-Match pruning: scores, global baselines, ranges and rules, ten strategies, masks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from edgesim.errors import DataError, ModelError
+from models.pruning import (
+    BASELINES,
+    STRATEGIES,
+    apply_masks,
+    fine_tune,
+    global_sparsities,
+    gradient_scores,
+    grasp_scores,
+    layer_ranges,
+    magnitude_scores,
+    mix_and_match,
+    norm_weights,
+    product_scores,
+    prunable_weights,
+    prune,
+    strategy_sparsities,
+    synthetic_calibration,
+)
+from models.resnet import Bottleneck, ResNet
+from models.swin import swin_tiny
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+class Tiny(nn.Module):
+    """Every rule in one small net: patch embed, norms, small and large conv/linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, 16, 4, stride=4)  # 768 weights: patch-embed rule
+        self.bn = nn.BatchNorm2d(16)  # norm-0
+        self.conv = nn.Conv2d(16, 32, 3, padding=1)  # 4,608 weights: small<10K
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # 18,432 weights: free
+        self.ln = nn.LayerNorm(64)  # norm-0
+        self.fc1 = nn.Linear(64, 256)  # 16,384 weights: free
+        self.head = nn.Linear(256, 10)  # 2,560 weights: small<10K
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.patch_embed(x)))
+        x = torch.relu(self.conv2(torch.relu(self.conv(x))))
+        x = self.ln(x.mean(dim=(2, 3)))
+        return self.head(torch.relu(self.fc1(x)))
+
+
+RULES = {
+    "patch_embed.weight": "patch-embed",
+    "bn.weight": "norm-0",
+    "conv.weight": "small<10K",
+    "conv2.weight": "",
+    "ln.weight": "norm-0",
+    "fc1.weight": "",
+    "head.weight": "small<10K",
+}
+
+
+@pytest.fixture
+def calib() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return synthetic_calibration(seed=1, shape=(3, 16, 16), num_classes=10, batch_size=4, batches=2)
+
+
+# --- which weights -----------------------------------------------------------------------------
+
+
+def test_prunable_and_norm_weights() -> None:
+    m = Tiny()
+    assert list(prunable_weights(m)) == [
+        "patch_embed.weight", "conv.weight", "conv2.weight", "fc1.weight", "head.weight"
+    ]
+    assert list(norm_weights(m)) == ["bn.weight", "ln.weight"]
+
+
+# --- sensitivities -----------------------------------------------------------------------------
+
+
+def test_score_shapes(calib) -> None:
+    m = Tiny()
+    mag = magnitude_scores(m)
+    grad = gradient_scores(m, calib, steps=2)
+    prod = product_scores(m, calib, steps=2)
+    grasp = grasp_scores(m, calib, steps=2)
+    for scores in (mag, grad, prod, grasp):
+        assert {n: s.shape for n, s in scores.items()} == {
+            n: p.shape for n, p in prunable_weights(m).items()
+        }
+    for name, p in prunable_weights(m).items():
+        assert torch.equal(mag[name], p.detach().abs())
+        assert bool((grad[name] >= 0).all())
+        torch.testing.assert_close(prod[name], p.detach().abs() * grad[name])
+
+
+def test_gradient_scores_closed_form() -> None:
+    # y = w . x with loss = sum(out): dL/dw = sum over the batch of x. Batch 1: x rows (1, -2) and
+    # (1, 1) -> g = (2, -1); batch 2: x = (-4, 0) -> g = (-4, 0). Mean of |g_b| = (3, 0.5).
+    m = nn.Linear(2, 1, bias=False)
+    batches = [
+        (torch.tensor([[1.0, -2.0], [1.0, 1.0]]), torch.zeros(2)),
+        (torch.tensor([[-4.0, 0.0]]), torch.zeros(1)),
+    ]
+    scores = gradient_scores(m, batches, lambda out, y: out.sum(), steps=2)
+    assert scores["weight"].tolist() == [[3.0, 0.5]]
+
+
+def test_grasp_scores_closed_form() -> None:
+    # L = 0.5 * (w . x - y)^2 with w = (1, 2), x = (1, 1), y = 0: residual r = 3, g = r x = (3, 3),
+    # H = x x^T = [[1, 1], [1, 1]], H g = (6, 6), GraSP score -w * Hg = (-6, -12).
+    m = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([[1.0, 2.0]]))
+    batch = [(torch.tensor([[1.0, 1.0]]), torch.zeros(1, 1))]
+    scores = grasp_scores(m, batch, lambda out, y: 0.5 * ((out - y) ** 2).sum())
+    assert scores["weight"].tolist() == [[-6.0, -12.0]]
+
+
+def test_empty_calibration_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="no batches"):
+        gradient_scores(Tiny(), [])
+
+
+# --- phase 1: global baselines and ranges ------------------------------------------------------
+
+
+def test_global_sparsities_closed_form() -> None:
+    scores = {"a": torch.tensor([1.0, 2.0, 3.0, 4.0]), "b": torch.tensor([5.0, 6.0])}
+    # 50 % of 6 weights = 3 removed: the lowest are 1, 2, 3, all in a.
+    assert global_sparsities(scores, 0.5) == {"a": 0.75, "b": 0.0}
+    # GraSP removes the highest: 6, 5, 4.
+    assert global_sparsities(scores, 0.5, prune_highest=True) == {"a": 0.25, "b": 1.0}
+    # Four equal scores, 2 removed: ties go to layers in order.
+    ties = {"a": torch.ones(2), "b": torch.ones(2)}
+    assert global_sparsities(ties, 0.5) == {"a": 1.0, "b": 0.0}
+
+
+@pytest.mark.parametrize("target", [0.7, 0.8, 0.9])
+def test_global_run_removes_exact_count(target: float) -> None:
+    # Law: a global run removes floor(target * N) weights in total, however they split by layer.
+    m = Tiny()
+    scores = magnitude_scores(m)
+    rhos = global_sparsities(scores, target)
+    n_total = sum(s.numel() for s in scores.values())
+    removed = sum(round(rhos[n] * s.numel()) for n, s in scores.items())
+    assert removed == math.floor(target * n_total)
+
+
+def test_ranges_obey_structural_rules(calib) -> None:
+    ranges = layer_ranges(Tiny(), calib, steps=2)
+    assert list(ranges) == list(RULES)  # prunable + norm weights, module order, no biases
+    for name, (lo, hi) in ranges.items():
+        assert 0.0 <= lo <= hi <= 1.0
+        if RULES[name] == "norm-0":
+            assert (lo, hi) == (0.0, 0.0)
+        elif RULES[name] == "small<10K":
+            assert hi <= 0.10
+        elif RULES[name] == "patch-embed":
+            assert 0.15 <= lo <= hi <= 0.30
+
+
+def test_free_layer_range_is_min_max_of_the_nine_runs(calib) -> None:
+    m = Tiny()
+    ranges = layer_ranges(m, calib, steps=2)
+    runs = []
+    for base, scores in (
+        ("magnitude", magnitude_scores(m)),
+        ("snip", product_scores(m, calib, steps=2)),
+        ("grasp", grasp_scores(m, calib, steps=2)),
+    ):
+        highest = base == "grasp"
+        runs += [global_sparsities(scores, t, prune_highest=highest) for t in (0.7, 0.8, 0.9)]
+    assert len(runs) == len(BASELINES) * 3
+    for name in ("conv2.weight", "fc1.weight"):
+        assert ranges[name] == (min(r[name] for r in runs), max(r[name] for r in runs))
+
+
+# --- phase 2: strategies -----------------------------------------------------------------------
+
+
+def test_strategy_closed_forms() -> None:
+    ranges = {"a": (0.2, 0.6), "n": (0.0, 0.0), "b": (0.0, 1.0), "c": (0.5, 0.9)}
+    counts = {"a": 10, "n": 4, "b": 30, "c": 20}
+    order = ["a", "n", "b", "c"]
+
+    def rho(strategy: str) -> dict[str, float]:
+        return strategy_sparsities(ranges, strategy, counts, order)
+
+    assert rho("conservative") == {"a": 0.2, "n": 0.0, "b": 0.0, "c": 0.5}
+    assert rho("aggressive") == {"a": 0.6, "n": 0.0, "b": 1.0, "c": 0.9}
+    assert rho("balanced") == pytest.approx({"a": 0.4, "n": 0.0, "b": 0.5, "c": 0.7})
+    assert rho("percentile_30") == pytest.approx({"a": 0.32, "n": 0.0, "b": 0.3, "c": 0.62})
+    # |W_avg| over the layers not fixed at 0 (a, b, c) = 20; alpha = min(1, 0.1 * |W_l| / 20).
+    assert rho("param_proportional") == pytest.approx(
+        {"a": 0.2 + 0.05 * 0.4, "n": 0.0, "b": 0.15, "c": 0.5 + 0.1 * 0.4}
+    )
+    # positions over a, b, c: t = 0, 0.5, 1 (the fixed layer n has no position).
+    assert rho("late_heavy") == pytest.approx({"a": 0.2, "n": 0.0, "b": 0.5, "c": 0.9})
+    assert rho("early_heavy") == pytest.approx({"a": 0.6, "n": 0.0, "b": 0.5, "c": 0.5})
+
+
+def test_unknown_strategy_names_the_choices() -> None:
+    with pytest.raises(ModelError, match=r"'fc_heavy'.*conservative"):
+        strategy_sparsities({"a": (0.0, 1.0)}, "fc_heavy", {"a": 1}, ["a"])
+
+
+# --- phase 3: whole method, masks, fine-tuning -------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_inside_ranges_and_exact_counts(strategy: str, calib) -> None:
+    m, report = mix_and_match(Tiny(), calib, strategy=strategy, steps=2)
+    params = dict(m.named_parameters())
+    assert [r.layer for r in report.layers] == list(RULES)
+    for row in report.layers:
+        assert row.rho_min <= row.rho <= row.rho_max
+        assert row.rule == RULES[row.layer]
+        zeros = int((params[row.layer] == 0).sum())
+        assert zeros == math.floor(row.rho * row.params)  # random init has no zeros of its own
+        assert row.achieved == zeros / row.params
+        if row.rule == "norm-0":
+            assert row.achieved == 0.0
+        if row.rule == "small<10K":
+            assert row.achieved <= 0.10
+        if row.rule == "patch-embed":
+            assert 0.15 <= row.rho <= 0.30
+
+
+@pytest.mark.parametrize("sensitivity", ["gradient", "product"])
+def test_gradient_sensitivities_run(sensitivity: str, calib) -> None:
+    _, report = mix_and_match(Tiny(), calib, sensitivity=sensitivity, steps=2)
+    assert report.sensitivity == sensitivity
+    assert 0.0 < report.sparsity < 1.0
+
+
+def test_prune_drops_lowest_scores() -> None:
+    m = Tiny()
+    scores = magnitude_scores(m)
+    masks = prune(m, {"fc1.weight": 0.37, "conv.weight": 0.0}, scores)
+    keep, s = masks["fc1.weight"], scores["fc1.weight"]
+    assert int((~keep).sum()) == math.floor(0.37 * 16384)
+    assert float(s[~keep].max()) <= float(s[keep].min())
+    assert bool(masks["conv.weight"].all())
+
+
+def test_masks_persist_through_fine_tuning(calib) -> None:
+    m = Tiny()
+    masks = prune(m, {"conv2.weight": 0.5, "fc1.weight": 0.8}, magnitude_scores(m))
+    apply_masks(m, masks)
+    before = m.fc1.weight.detach().clone()
+    fine_tune(m, masks, calib, epochs=2, lr=1e-2)  # 2 epochs x 2 batches = 4 Adam steps
+    for name, mask in masks.items():
+        assert bool((dict(m.named_parameters())[name][~mask] == 0).all())
+    assert not torch.equal(m.fc1.weight[masks["fc1.weight"]], before[masks["fc1.weight"]])
+
+
+def test_fine_tune_steps_limit(calib) -> None:
+    m = Tiny()
+    masks = prune(m, {"fc1.weight": 0.5}, magnitude_scores(m))
+    before = m.fc1.weight.detach().clone()
+    fine_tune(m, masks, calib, steps=1, lr=1e-2)
+    assert not torch.equal(m.fc1.weight, before)
+
+
+def test_tiny_swin_patch_embed_rule_and_grasp() -> None:
+    # GraSP's double backward runs through softmax attention, LayerNorm and GELU.
+    m = swin_tiny(10, 56, embed_dim=16, depths=(2, 2), heads=(1, 2))
+    calib = synthetic_calibration(seed=0, shape=(3, 56, 56), num_classes=10, batch_size=2)
+    m, report = mix_and_match(m, calib, strategy="percentile_70")
+    rows = {r.layer: r for r in report.layers}
+    pe = rows["patch_embed.proj.weight"]
+    assert pe.rule == "patch-embed"
+    assert 0.15 <= pe.rho_min <= pe.rho <= pe.rho_max <= 0.30
+    assert rows["patch_embed.norm.weight"].rule == "norm-0"
+    assert "layers.0.blocks.0.attn.relative_position_bias_table" not in rows  # stays dense
+
+
+def test_tiny_resnet_batchnorm_and_grasp() -> None:
+    # GraSP's double backward runs through BatchNorm and in-place ReLU; BN weights stay dense.
+    m = ResNet(Bottleneck, [1, 1], num_classes=10, stem="cifar", width=8)
+    calib = synthetic_calibration(seed=0, shape=(3, 16, 16), num_classes=10, batch_size=2)
+    running = m.bn1.running_mean.clone()
+    m, report = mix_and_match(m, calib, strategy="param_proportional")
+    assert torch.equal(m.bn1.running_mean, running)  # calibration runs in eval mode
+    for row in report.layers:
+        assert row.rho_min <= row.rho <= row.rho_max
+        assert row.rule != "norm-0" or row.achieved == 0.0
+        assert ".bn" not in row.layer or row.rule == "norm-0"
