@@ -151,7 +151,8 @@ class _Prefetch(_Section):
     source: _Text
 
 
-_DEFAULT_PREFETCH = _Prefetch(depth=2, source="edgesim default: weights of 2 ops ahead (assumption)")
+_DEFAULT_PREFETCH = _Prefetch(
+    depth=2, source="edgesim default: weights of up to 2 ops ahead (assumption)")
 
 
 class _ConfigFile(_Section):
@@ -314,7 +315,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_dupl
 
 def _read_yaml(text: str, file: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
@@ -375,7 +376,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
             value = yaml.safe_load(value_text) if value_text else None
         except yaml.YAMLError as exc:
             problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"{where}: --set {text}: value is not valid YAML: {problem}") from None
+            raise ConfigError(f"{where}: --set {text}: value is not valid YAML: {problem}"
+                              ) from None
         created = len(path) > 1 and path[0] not in out
         node = out
         for i, part in enumerate(path[:-1]):

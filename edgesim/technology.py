@@ -63,7 +63,7 @@ def energy_factor(node_nm: float, vdd_v: float) -> float:
 
 
 def energy_scale(from_nm: float, from_vdd: float, to_nm: float, to_vdd: float) -> float:
-    """Multiply an energy at (``from_nm``, ``from_vdd``) by this to get it at (``to_nm``, ``to_vdd``).
+    """The factor taking an energy at (``from_nm``, ``from_vdd``) to (``to_nm``, ``to_vdd``).
 
     ``energy_factor(to) / energy_factor(from)``; 1.0 when both points are the same.
 
