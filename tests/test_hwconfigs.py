@@ -1,0 +1,160 @@
+"""Tests for the shipped hwconfigs/*.yaml: they load, cite sources, hold their datasheet facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgesim.config import HWCONFIG_DIR, config_table, load_config, shipped_configs
+from edgesim.technology import energy_scale
+
+SHIPPED = shipped_configs()
+IDS = [p.stem for p in SHIPPED]
+SECTIONS = ("technology", "compute", "sram", "offchip", "energy", "prefetch")
+
+
+def raw_of(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_the_six_configs_are_shipped() -> None:
+    assert set(IDS) == {"npu_small", "ethos_u55", "ethos_u65", "nvdla_small", "stm32h7",
+                        "edgetpu"}
+    assert all(p.parent == HWCONFIG_DIR for p in SHIPPED)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_shipped_config_loads_and_is_named_for_its_file(path: Path) -> None:
+    hw = load_config(path)
+    assert hw.name == path.stem
+    assert hw.weight_sram_bytes > 0
+    assert hw.act_reserve_bytes >= 0
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_every_section_has_a_source_that_cites_or_says_assumption(path: Path) -> None:
+    raw = raw_of(path)
+    texts = {"config": raw["source"]}
+    texts.update({s: raw[s]["source"] for s in SECTIONS if s in raw})
+    for section, text in texts.items():
+        assert isinstance(text, str), section
+        assert text.strip(), section
+        # every number is covered either by a REFERENCE.md row / named document or a plain
+        # statement that it is an assumption
+        assert any(word in text for word in ("REFERENCE.md", "ssumption", ".spec", "Vela",
+                                             "Coral")), section
+    hw = load_config(path)
+    assert all(text.strip() for text in hw.sources.values())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_array_shape_matches_int8_peak(path: Path) -> None:
+    # the MAC array used for mapping has exactly the int8 peak number of MACs
+    hw = load_config(path)
+    assert hw.array_rows * hw.array_cols == hw.macs_per_cycle["int8"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_mac_energy_is_scaled_by_the_technology_rule(path: Path) -> None:
+    raw = raw_of(path)
+    hw = load_config(path)
+    scale = energy_scale(raw["energy"]["reference_node_nm"], raw["energy"]["reference_vdd_v"],
+                         raw["technology"]["node_nm"], raw["technology"]["vdd_v"])
+    for precision, text in raw["energy"]["mac"].items():
+        written_pj = float(text.removesuffix("pJ"))
+        assert hw.mac_pj[precision] == pytest.approx(written_pj * scale, rel=1e-12)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=IDS)
+def test_resolved_reloads_to_the_same_config(path: Path, tmp_path: Path) -> None:
+    # resolved is the config in the file schema with human units: writing it back and loading it
+    # gives the same HardwareConfig (apart from the file name)
+    hw = load_config(path)
+    again_path = tmp_path / path.name
+    again_path.write_text(yaml.safe_dump(dict(_plain(hw.resolved)), allow_unicode=True),
+                          encoding="utf-8")
+    again = load_config(again_path)
+    first, second = hw.to_dict(), again.to_dict()
+    first.pop("file")
+    second.pop("file")
+    assert second == first
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_npu_small_is_the_specified_design() -> None:
+    hw = load_config(HWCONFIG_DIR / "npu_small.yaml")
+    assert hw.macs_per_cycle["int8"] == 256
+    assert hw.clock_hz == 500e6
+    assert hw.sram_bytes == 512 * 1024
+    assert hw.act_reserve_bytes * 4 == hw.sram_bytes          # 25 %
+    assert hw.offchip_kind == "dram"
+    assert hw.offchip_bytes_per_s == 4e9
+    assert hw.offchip_read_pj_per_bit == 8.0                   # LPDDR4, REFERENCE.md B5
+    assert hw.node_nm == 28
+
+
+def test_ethos_u55_follows_vela_high_end_embedded() -> None:
+    hw = load_config(HWCONFIG_DIR / "ethos_u55.yaml")
+    assert hw.macs_per_cycle["int8"] == 128
+    assert hw.clock_hz == 500e6
+    assert hw.offchip_kind == "flash"
+    assert hw.offchip_bytes_per_s == 0.5e9
+    assert hw.offchip_latency_s * hw.clock_hz == pytest.approx(64)   # 64 cycles at 500 MHz
+    assert hw.offchip_burst_bytes == 128
+
+
+def test_ethos_u65_follows_vela_high_end_dedicated_sram() -> None:
+    hw = load_config(HWCONFIG_DIR / "ethos_u65.yaml")
+    assert hw.macs_per_cycle["int8"] == 512
+    assert 2 * hw.macs_per_cycle["int8"] * hw.clock_hz == pytest.approx(1.024e12)  # "1 TOPS"
+    assert hw.sram_bytes == 384 * 1024
+    assert hw.offchip_bytes_per_s == 3.75e9
+    assert hw.offchip_latency_s * hw.clock_hz == pytest.approx(500)  # 500 cycles at 1 GHz
+    assert hw.offchip_burst_bytes == 128
+
+
+def test_nvdla_small_follows_nv_small_spec() -> None:
+    hw = load_config(HWCONFIG_DIR / "nvdla_small.yaml")
+    assert hw.macs_per_cycle["int8"] == 8 * 8            # atomic-C x atomic-K
+    assert hw.sram_bytes == 32 * 512 * 8                  # CBUF banks x depth x width = 128 KiB
+    assert hw.offchip_bytes_per_s == 8 * hw.clock_hz      # 64-bit memif, 8 B per cycle
+    assert hw.offchip_burst_bytes == 4 * 8                # max burst 4 beats of 8 B
+
+
+def test_stm32h7_is_a_flash_mcu() -> None:
+    hw = load_config(HWCONFIG_DIR / "stm32h7.yaml")
+    assert hw.clock_hz == 480e6
+    assert hw.sram_bytes == 512 * 1024
+    assert hw.offchip_kind == "flash"
+    assert hw.macs_per_cycle["int8"] == 2
+    assert hw.offchip_bytes_per_s == pytest.approx(8 * 240e6 / 2)  # half of 64-bit AXI x 240 MHz
+    assert hw.mac_pj["int8"] == 150.0                              # quoted at its own node
+
+
+def test_edgetpu_has_8_mib_for_weights_and_about_4_tops() -> None:
+    hw = load_config(HWCONFIG_DIR / "edgetpu.yaml")
+    assert hw.weight_sram_bytes == 8 * 1024 * 1024
+    tops = 2 * hw.macs_per_cycle["int8"] * hw.clock_hz / 1e12
+    assert tops == pytest.approx(4.0, rel=0.02)  # 64 x 64 x 2 x 480 MHz = 3.93 TOPS
+    assert hw.offchip_bytes_per_s == 0.5e9        # 5 Gb/s link after 8b/10b
+
+
+def test_config_table_has_one_row_per_shipped_config() -> None:
+    rows = config_table()
+    assert [r["name"] for r in rows] == IDS
+    assert set(rows[0]) == {"name", "file", "clock", "int8_macs_per_cycle", "sram", "offchip",
+                            "offchip_bandwidth", "source"}
+    u65 = next(r for r in rows if r["name"] == "ethos_u65")
+    assert u65["sram"] == "384 KiB"
+    assert u65["offchip_bandwidth"] == "3.75 GB/s"
+    assert u65["clock"] == "1 GHz"
