@@ -14,9 +14,11 @@ can be stored as one weight stream of which sub-network k reads a prefix
 ``NestedModel`` wraps a model: ``set_level(k)`` selects sub-network k. The mask is applied at
 forward time by a ``torch.nn.utils.parametrize`` parametrization (``LevelMask``), so
 ``module.weight`` is the masked tensor that ``F.conv2d`` sees while the latent weights stay
-intact. A tracer reads ``model.edgesim_nested_levels`` (qualified weight name, as in
-``model.named_modules()`` + ``".weight"`` -> levels tensor) and ``model.level`` to split each
-weight into per-level segments; each masked module also carries ``edgesim_levels``.
+intact. A tracer reads ``model.edgesim_nested_levels`` (qualified parameter name of the latent
+weight as in ``model.named_parameters()``, e.g. ``"net.conv1.parametrizations.weight.original"``,
+which is the WeightBlock id ``edgesim.trace`` gives the masked weight -> levels tensor) and
+``model.level`` to split each weight into per-level segments; each masked module also carries
+``edgesim_levels``. ``model.num_levels`` is N.
 
 >>> import torch
 >>> from torch import nn
@@ -130,6 +132,12 @@ def _weight_name(module_name: str) -> str:
     return f"{module_name}.weight" if module_name else "weight"
 
 
+def _latent_name(module_name: str) -> str:
+    """Parameter name, seen from a ``NestedModel``, of a masked module's latent weight."""
+    prefix = f"net.{module_name}" if module_name else "net"
+    return f"{prefix}.parametrizations.weight.original"
+
+
 def level_sparsity(levels: torch.Tensor | np.ndarray, k: int) -> float:
     """Fraction of zero weights in sub-network ``k`` (level 0 or level > k).
 
@@ -164,8 +172,9 @@ class NestedModel(nn.Module):
 
     ``levels`` maps weight names of ``model`` (``nested_levels`` keys) to level tensors. The
     wrapped model is ``self.net``; weights at level 0 are zeroed (pruned in every level), the rest
-    keep their values and are masked at forward time. ``edgesim_nested_levels`` is keyed by the
-    names seen from this wrapper (``"net.<module>.weight"``).
+    keep their values and are masked at forward time. ``edgesim_nested_levels``, ``masks()`` and
+    ``latent_weights()`` are keyed by the latent weight's parameter name seen from this wrapper
+    (``"net.<module>.parametrizations.weight.original"``).
     """
 
     def __init__(self, model: nn.Module, levels: Mapping[str, torch.Tensor],
@@ -197,12 +206,17 @@ class NestedModel(nn.Module):
             pm = LevelMask(lv.detach().clone().to(m.weight.device), self.level)
             parametrize.register_parametrization(m, "weight", pm)
             m.edgesim_levels = pm.levels
-            self._masks[_weight_name(f"net.{mname}" if mname else "net")] = pm
+            self._masks[_latent_name(mname)] = pm
 
     def _check_level(self, k: int) -> int:
         if not 1 <= int(k) <= self.n_levels:
             raise ModelError(f"nested level {k} out of range; expected 1..{self.n_levels}")
         return int(k)
+
+    @property
+    def num_levels(self) -> int:
+        """N, the number of nested sub-networks."""
+        return self.n_levels
 
     def set_level(self, k: int) -> None:
         """Run sub-network ``k`` (1 = sparsest, N = densest) from the next forward on."""
@@ -212,20 +226,17 @@ class NestedModel(nn.Module):
 
     @property
     def edgesim_nested_levels(self) -> dict[str, torch.Tensor]:
-        """Qualified weight name (from this wrapper) -> int8 levels tensor."""
+        """Latent weight parameter name (from this wrapper) -> int8 levels tensor."""
         return {name: pm.levels for name, pm in self._masks.items()}
 
     def masks(self) -> dict[str, LevelMask]:
-        """Qualified weight name -> its ``LevelMask`` parametrization."""
+        """Latent weight parameter name -> its ``LevelMask`` parametrization."""
         return dict(self._masks)
 
     def latent_weights(self) -> dict[str, torch.Tensor]:
-        """Qualified weight name -> the unmasked (latent) weight parameter."""
-        out: dict[str, torch.Tensor] = {}
-        mods = dict(self.named_modules())
-        for name in self._masks:
-            out[name] = mods[name.removesuffix(".weight")].parametrizations.weight.original
-        return out
+        """Latent weight parameter name -> the unmasked (latent) weight parameter."""
+        params = dict(self.named_parameters())
+        return {name: params[name] for name in self._masks}
 
     def sparsity(self, k: int | None = None) -> float:
         """Fraction of zero weights over all masked weights in sub-network ``k`` (default: the
@@ -319,7 +330,8 @@ def nested_resnet50(seed: int = 0, levels: int = 3, densities: Sequence[float] =
 def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, Any]]:
     """Stored bytes of the one nested stream vs N separately stored CSR sub-networks.
 
-    One row per masked weight and a last row ``layer="total"``. Columns: ``layer``,
+    One row per masked weight (``layer`` = its latent parameter name, the WeightBlock id a traced
+    workload gives it) and a last row ``layer="total"``. Columns: ``layer``,
     ``elements``, ``nnz`` (list, sub-network 1..N), ``nested_bytes`` (list: cumulative prefix
     bytes that sub-network k reads, ``formats.nested_bytes``), ``stream_bytes`` (the whole stream,
     = ``nested_bytes[-1]``), ``separate_bytes`` (``formats.separate_csr_bytes``: N CSR models,

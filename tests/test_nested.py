@@ -128,10 +128,12 @@ def test_tracer_attributes_name_weights_as_seen_from_the_wrapper() -> None:
     lv = model.edgesim_nested_levels
     modules = dict(model.named_modules())
     assert model.level == 2
-    assert "net.conv1.weight" in lv
+    params = dict(model.named_parameters())
+    assert model.num_levels == 3
+    assert "net.conv1.parametrizations.weight.original" in lv
     for name, levels in lv.items():
-        m = modules[name.removesuffix(".weight")]
-        assert m.weight.shape == levels.shape
+        m = modules[name.removesuffix(".parametrizations.weight.original")]
+        assert params[name].shape == m.weight.shape == levels.shape
         assert m.edgesim_levels is levels
 
 
@@ -198,7 +200,7 @@ def test_storage_report_closed_form() -> None:
     levels = torch.tensor([[1, 0, 2, 0], [0, 2, 0, 1]], dtype=torch.int8)
     model = NestedModel(net, {"0.weight": levels})
     layer, total = nested_storage_report(model, bits=8)
-    assert layer["layer"] == "net.0.weight"
+    assert layer["layer"] == "net.0.parametrizations.weight.original"
     assert layer["nnz"] == [2, 4]
     assert layer["nested_bytes"] == [12, 16]
     assert layer["stream_bytes"] == 16
@@ -235,3 +237,20 @@ def test_nested_resnet50_sub_network_sparsity() -> None:
     assert [model.sparsity(k) for k in (1, 2, 3)] == pytest.approx([0.9, 0.7, 0.5], abs=1e-3)
     y = model(torch.randn(1, 3, 64, 64))
     assert y.shape == (1, 10)
+
+
+def test_tracer_sees_the_level_k_weights_under_the_nested_level_names() -> None:
+    # The tracer names a masked weight after its latent parameter and quantizes the masked
+    # tensor: sub-network k has exactly the weights with 1 <= level <= k (int8 rounding can only
+    # zero a few more).
+    from edgesim.trace import record
+
+    net = tiny_resnet()
+    model = NestedModel(net, nested_levels(net, densities=(0.1, 0.3, 0.5)), level=2).eval()
+    with torch.no_grad():
+        blocks, _ = record(model, torch.randn(1, 3, 8, 8))
+    by_id = {b.id: b for b in blocks}
+    for name, levels in model.edgesim_nested_levels.items():
+        present = int(((levels >= 1) & (levels <= 2)).sum())
+        assert by_id[name].elements == levels.numel()
+        assert present - 2 <= by_id[name].nonzeros <= present

@@ -219,3 +219,21 @@ def test_sb_resnet50_sparsity_and_bytes() -> None:
     assert 0.65 <= total["sparsity"] <= 0.72
     assert total["bytes"] * 6 <= total["dense_int8_bytes"]
     assert total["bytes"] * 6 <= 25_557_032
+
+
+def test_tracer_records_binarized_layers_as_binary() -> None:
+    # module.weight is the binarized tensor and the module says edgesim_precision = "binary",
+    # so the tracer stores 1-bit values with exactly the kept weights as nonzeros.
+    from edgesim.trace import record
+
+    net = to_signed_binary(tiny_resnet()).eval()
+    with torch.no_grad():
+        blocks, ops = record(net, torch.randn(1, 3, 8, 8))
+    by_id = {b.id: b for b in blocks}
+    block = by_id["layer1.0.conv1.parametrizations.weight.original"]
+    assert block.bits == 1
+    assert block.nonzeros == int(torch.count_nonzero(net.layer1[0].conv1.weight))
+    assert by_id["conv1.weight"].bits == 8
+    precisions = {op.name: op.precision for op in ops if op.kind == "conv"}
+    assert precisions["conv1"] == "int8"
+    assert precisions["layer1.0.conv1.conv2d"] == "binary"
