@@ -443,10 +443,13 @@ class _Recorder(TorchFunctionMode):
         if role == "bias":
             encoding, stored = "dense", formats.stored_bytes(q, "dense", bits, 0)
         else:
-            try:
-                encoding, stored = formats.best_encoding(q, bits, self.encodings, nscales)
-            except ValueError as exc:
-                raise TraceError(f"parameter '{bid}': {exc}") from exc
+            # Encodings that cannot hold this tensor (signed_binary with mixed signs) drop out.
+            table = formats.encoding_table(q, bits, nscales, allowed=self.encodings)
+            if not table:
+                raise TraceError(f"parameter '{bid}': none of the encodings "
+                                 f"{', '.join(self.encodings)} can store it")
+            encoding = min(table, key=table.__getitem__)   # first of the smallest on a tie
+            stored = table[encoding]
         dense = formats.stored_bytes(q, "dense", bits, nscales)
         self.blocks[bid] = WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored),
                                        int(dense), {"shape": tuple(values.shape), "role": role,

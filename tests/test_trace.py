@@ -1,0 +1,306 @@
+"""edgesim.trace: ops, MACs, weight blocks, liveness, fusion, routers and errors of one pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesim import formats
+from edgesim.errors import TraceError
+from edgesim.quantize import quantize
+from edgesim.trace import record, trace
+from models.deploy import prepare
+from models.resnet import Bottleneck, ResNet, resnet50
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _tiny() -> ResNet:
+    torch.manual_seed(0)
+    return ResNet(Bottleneck, [1, 1], num_classes=10, stem="cifar", width=4).eval()
+
+
+def test_tiny_resnet_op_kinds() -> None:
+    # Two bottlenecks, each with a projection shortcut (4 -> 16 channels, then stride 2):
+    # convs 1 (stem) + 2 * (3 + 1) = 9, each followed by an unfolded BN (9 norms);
+    # relus 1 + 2 * 3 = 7, all fused; adds 2; global avg pool 1 (no max pool in the CIFAR stem);
+    # fc 1. torch.flatten is a view, not an op.
+    _, ops = record(_tiny(), torch.randn(1, 3, 8, 8))
+    kinds = Counter(op.kind for op in ops)
+    assert kinds == {"conv": 9, "norm": 9, "act": 7, "eltwise": 2, "pool": 1, "linear": 1}
+    assert all(op.meta.get("fused") for op in ops if op.kind == "act")
+    assert [op.name for op in ops[:3]] == ["conv1", "bn1", "relu"]
+    assert ops[-1].name == "fc"
+    assert "layer1.0.add" in [op.name for op in ops]
+    # Folding removes the 9 norms and gives every conv a bias block.
+    blocks, folded = record(prepare(_tiny(), torch.randn(1, 3, 8, 8)), torch.randn(1, 3, 8, 8))
+    assert Counter(op.kind for op in folded)["norm"] == 0
+    assert len(folded) == len(ops) - 9
+    assert sum(b.id.endswith(".bias") for b in blocks) == 10   # 9 convs + fc
+
+
+def test_conv_shape_and_macs() -> None:
+    # Stem of the tiny net: K=4, C=3, 3x3, 8x8 output: 4*3*9*64 = 6912 MACs.
+    _, ops = record(_tiny(), torch.randn(1, 3, 8, 8))
+    assert ops[0].dims == {"N": 1, "K": 4, "C": 3, "R": 3, "S": 3, "P": 8, "Q": 8}
+    assert ops[0].macs == ops[0].effective_macs == 6912
+    # fc: stage 2 has 8 planes x expansion 4 = 32 features; M=1, N=10, K=32 -> 320 MACs.
+    assert ops[-1].dims == {"M": 1, "N": 10, "K": 32}
+    assert ops[-1].macs == 320
+
+
+def test_grouped_conv_counts_channels_per_group() -> None:
+    # Depthwise 3x3 on 8 channels, 5x5 output: K=8, C/groups=1 -> 8*1*9*25 = 1800 MACs.
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+    _, ops = record(conv, torch.randn(1, 8, 5, 5))
+    assert ops[0].dims["C"] == 1
+    assert ops[0].macs == 1800
+    assert ops[0].meta["groups"] == 8
+
+
+def test_resnet50_macs() -> None:
+    # Dense conv+linear MACs of ResNet-50 v1.5 at 224x224: 4,089,184,256 (torchvision's
+    # "GFLOPS 4.09" counts multiply-accumulates). Checked to 1 % and pinned exactly.
+    w = trace(resnet50(), torch.randn(1, 3, 224, 224), name="dense_r50", family="dense")
+    macs = sum(op.macs for op in w.paths[0].ops if op.kind in ("conv", "linear"))
+    assert abs(macs - 4.09e9) / 4.09e9 < 0.01
+    assert macs == 4_089_184_256
+    assert w.total_params == w.meta["params"] == 25_557_032
+
+
+@pytest.mark.parametrize("encodings", [("dense",), ("dense", "csr", "bitmap")])
+def test_stored_bytes_equal_the_encoded_tensors(encodings: tuple[str, ...]) -> None:
+    net = prepare(_tiny(), torch.randn(1, 3, 8, 8))
+    with torch.no_grad():   # prune: zero the smaller half of every conv weight
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight[m.weight.abs() < m.weight.abs().median()] = 0.0
+    w = trace(net, torch.randn(1, 3, 8, 8), name="tiny", family="sparse", encodings=encodings)
+    expected = 0
+    for name, p in net.named_parameters():
+        v = p.detach().numpy()
+        if name.endswith("bias"):
+            expected += 4 * v.size                       # int32, dense, no scales
+            continue
+        q, scales = quantize(v, "int8")
+        expected += formats.best_encoding(q, 8, encodings, scales=scales.size)[1]
+        block = w.blocks[name]
+        assert block.nonzeros == np.count_nonzero(q)
+        assert block.dense_bytes == formats.stored_bytes(q, "dense", 8, scales.size)
+    assert w.stored_bytes == expected
+    assert set(w.blocks) == {n for n, _ in net.named_parameters()}
+
+
+def test_effective_macs_skip_zeros() -> None:
+    # Half of the output channels are zero: effective MACs are exactly half.
+    conv = nn.Conv2d(2, 4, 1, bias=False)
+    with torch.no_grad():
+        conv.weight[:2] = 0.0
+    _, ops = record(conv, torch.randn(1, 2, 3, 3))
+    assert ops[0].macs == 4 * 2 * 9
+    assert ops[0].effective_macs == ops[0].macs // 2
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 1, bias=False)
+        self.conv2 = nn.Conv2d(2, 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x)) + x
+
+
+def test_live_bytes_hold_the_residual_branch() -> None:
+    # Every tensor is 1x2x4x4 = 32 values = 32 bytes at 8 bits.
+    # conv1: x (kept for the add) + y1            = 64
+    # conv2: x + y1 (its input) + y2              = 96
+    # add:   x + y2 + out                         = 96, in_bytes 64, out_bytes 32
+    _, ops = record(_Residual(), torch.randn(1, 2, 4, 4))
+    assert [(op.in_bytes, op.out_bytes, op.live_bytes) for op in ops] == [
+        (32, 32, 64), (32, 32, 96), (64, 32, 96)]
+    # 4-bit activations halve every number.
+    _, ops4 = record(_Residual(), torch.randn(1, 2, 4, 4), act_bits=4)
+    assert [op.live_bytes for op in ops4] == [32, 48, 48]
+
+
+def test_live_bytes_at_least_in_plus_out() -> None:
+    _, ops = record(_tiny(), torch.randn(1, 3, 8, 8))
+    assert all(op.live_bytes >= op.in_bytes + op.out_bytes for op in ops)
+    # The shortcut output of layer1.0 is alive while its main branch runs.
+    by_name = {op.name: op for op in ops}
+    main = by_name["layer1.0.conv2"]
+    shortcut = by_name["layer1.0.downsample.1"].out_bytes
+    assert main.live_bytes >= main.in_bytes + main.out_bytes + shortcut
+
+
+def test_activation_is_fused_only_when_sole_reader() -> None:
+    class TwoReaders(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return F.relu(y) + y
+
+    _, ops = record(TwoReaders(), torch.randn(1, 2, 2, 2))
+    relu = next(op for op in ops if op.kind == "act")
+    assert "fused" not in relu.meta
+    assert (relu.in_bytes, relu.out_bytes) == (8, 8)
+    _, seq = record(nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU()), torch.randn(1, 2, 2, 2))
+    assert seq[1].meta["fused"] is True
+    assert (seq[1].in_bytes, seq[1].out_bytes) == (0, 0)
+
+
+class _Attention(nn.Module):
+    """Functional conv with a raw parameter, then single-head attention over its pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 3, 1, 1))
+        self.proj = nn.Parameter(torch.randn(4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = F.conv2d(x, self.w).flatten(2).transpose(1, 2)      # (1, 6, 4) tokens
+        attn = torch.softmax(t @ t.transpose(1, 2), dim=-1)     # (1, 6, 6)
+        return (attn @ t) @ self.proj                           # (1, 6, 5)
+
+
+def test_functional_conv_and_attention_matmuls() -> None:
+    _, ops = record(_Attention(), torch.randn(1, 3, 2, 3))
+    assert [op.kind for op in ops] == ["conv", "matmul", "act", "matmul", "matmul"]
+    conv, qk, _, av, proj = ops
+    assert conv.weights == ("w",)
+    assert conv.macs == 4 * 3 * 6                  # K*C*P*Q with a 1x1 kernel
+    # q @ k^T: M=6 tokens, N=6, K=4 channels -> 144 MACs, activation x activation: no weights.
+    assert (qk.weights, qk.dims, qk.macs, qk.effective_macs) == ((), {"M": 6, "N": 6, "K": 4},
+                                                                 144, 144)
+    assert av.macs == 6 * 4 * 6                    # attn (6x6) @ v (6x4)
+    assert proj.weights == ("proj",)
+    assert proj.macs == 6 * 5 * 4
+
+
+def test_shared_parameter_is_one_block() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.fc(x))
+
+    blocks, ops = record(Twice(), torch.randn(1, 3))
+    assert [b.id for b in blocks] == ["fc.weight", "fc.bias"]
+    assert [op.name for op in ops] == ["fc", "fc.1"]
+    assert ops[0].weights == ops[1].weights
+
+
+def test_masked_weight_is_named_after_its_parameter() -> None:
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(2, 4))
+            self.register_buffer("mask", torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 1]]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, self.weight * self.mask)
+
+    blocks, ops = record(Masked(), torch.randn(1, 4))
+    assert [(b.id, b.elements, b.nonzeros) for b in blocks] == [("weight", 8, 3)]
+    assert [op.kind for op in ops] == ["linear"]
+    assert ops[0].effective_macs == 8 * 3 // 8
+
+
+class _Router(nn.Module):
+    edgesim_kind = "router"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.fc(x), dim=-1)
+
+
+class _Tree(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.router = _Router()
+        self.leaves = nn.ModuleList([nn.Linear(4, 3), nn.Linear(4, 3)])
+
+    def forward_path(self, x: torch.Tensor, leaf: int) -> torch.Tensor:
+        h = self.stem(x)
+        self.router(h)
+        return self.leaves[leaf](h)
+
+
+def test_router_ops_and_gates() -> None:
+    tree = _Tree()
+    blocks, ops = record(tree, torch.randn(1, 4), forward=lambda x: tree.forward_path(x, 1))
+    by_name = {op.name: op for op in ops}
+    assert by_name["router.fc"].kind == "router"
+    assert by_name["router.fc"].meta["router"] == "router"
+    assert "gate" not in by_name["stem"].meta          # ran before any router
+    assert "gate" not in by_name["router.fc"].meta     # a router does not gate itself
+    assert by_name["leaves.1"].meta["gate"] == "router"
+    assert "leaves.0.weight" not in {b.id for b in blocks}   # the leaf not taken is not read
+
+
+def test_binary_precision_hint() -> None:
+    tree = _Tree()
+    leaf = tree.leaves[0]
+    leaf.edgesim_precision = "binary"
+    with torch.no_grad():   # signed binary: row r is {0, +a} or {0, -a}
+        leaf.weight.copy_(torch.tensor([[0.5, 0, 0.5, 0], [0, -0.3, 0, -0.3], [0, 0, 0, 0.1]]))
+    blocks, ops = record(tree, torch.randn(1, 4), forward=lambda x: tree.forward_path(x, 0),
+                         encodings=("dense", "signed_binary"))
+    b = {blk.id: blk for blk in blocks}
+    assert (b["leaves.0.weight"].bits, b["leaves.0.weight"].nonzeros) == (1, 5)
+    # signed_binary: ceil(3/8) sign bytes + ceil(12/8) mask bytes + 3 fp32 scales = 1 + 2 + 12;
+    # dense at 1 bit with the sign in the fp32 scale: ceil(12/8) + 3 * 4 = 14, the smaller.
+    q = np.sign(leaf.weight.detach().numpy()).astype(np.int8)
+    assert formats.stored_bytes(q, "signed_binary", 1, 3) == 15
+    assert (b["leaves.0.weight"].encoding, b["leaves.0.weight"].stored_bytes) == ("dense", 14)
+    # The int8 stem has both signs in a row: signed_binary cannot hold it, dense does.
+    assert b["stem.weight"].encoding == "dense"
+    assert b["leaves.0.bias"].bits == 32
+    assert b["stem.weight"].bits == 8
+    assert ops[-1].precision == "binary"
+    assert ops[-1].effective_macs == ops[-1].macs * 5 // 12
+
+
+def test_binary_hint_on_mixed_signs_names_the_parameter() -> None:
+    tree = _Tree()
+    tree.leaves[0].edgesim_precision = "binary"
+    with pytest.raises(TraceError, match=r"leaves\.0\.weight"):
+        record(tree, torch.randn(1, 4), forward=lambda x: tree.forward_path(x, 0))
+
+
+def test_errors_name_the_module() -> None:
+    net = nn.Sequential(nn.Linear(4, 3), nn.Linear(4, 2))   # 3 features into a 4-input layer
+    with pytest.raises(TraceError, match=r"module '1' \(Linear\)"):
+        record(net, torch.randn(1, 4))
+    assert not net[0]._forward_hooks   # hooks are removed after a failure
+    with pytest.raises(TraceError, match="precision 'int2'"):
+        record(net, torch.randn(1, 4), precision="int2")
+
+
+def test_trace_workload_meta_and_training_flag() -> None:
+    net = _tiny().train()
+    w = trace(net, torch.randn(1, 3, 8, 8), name="tiny", family="dense", inputs=3,
+              meta={"source": "test"})
+    assert net.training                               # restored after the pass
+    assert w.inputs == 3
+    assert (w.meta["precision"], w.meta["input"], w.meta["source"]) == ("int8", (1, 3, 8, 8),
+                                                                        "test")
+    assert w.path_params(0) == w.total_params == sum(p.numel() for p in net.parameters())
