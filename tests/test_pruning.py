@@ -24,6 +24,8 @@ from models.pruning import (
     product_scores,
     prunable_weights,
     prune,
+    sparse_resnet50,
+    sparse_swin_tiny,
     strategy_sparsities,
     synthetic_calibration,
 )
@@ -296,3 +298,22 @@ def test_tiny_resnet_batchnorm_and_grasp() -> None:
         assert row.rho_min <= row.rho <= row.rho_max
         assert row.rule != "norm-0" or row.achieved == 0.0
         assert ".bn" not in row.layer or row.rule == "norm-0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("factory", "strategy", "patch_embeds"),
+    [(sparse_swin_tiny, "percentile_70", 1), (sparse_resnet50, "param_proportional", 0)],
+)
+def test_full_size_factories(factory, strategy: str, patch_embeds: int) -> None:
+    # Seeded random init + one synthetic batch of 2 images (~30 s each on one core).
+    m = factory(seed=0)
+    report = m.prune_report
+    assert report.strategy == strategy
+    assert report.sensitivity == "magnitude"
+    assert sum(r.rule == "patch-embed" for r in report.layers) == patch_embeds
+    params = dict(m.named_parameters())
+    for row in report.layers:
+        assert row.rho_min <= row.rho <= row.rho_max
+        assert int((params[row.layer] == 0).sum()) == math.floor(row.rho * row.params)
+    assert 0.3 < report.sparsity < 0.95
