@@ -55,6 +55,7 @@ __all__ = [
     "HWCONFIG_DIR",
     "HardwareConfig",
     "apply_overrides",
+    "config_from_dict",
     "config_table",
     "load_config",
     "parse_override",
@@ -606,7 +607,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    raw = _read_yaml(text, file)
+    return config_from_dict(_read_yaml(text, file), overrides=overrides, file=file)
+
+
+def config_from_dict(raw: Any, *, overrides: Sequence[str] = (),
+                     file: str = "<config>") -> HardwareConfig:
+    """Validate and freeze a config given as the YAML's mapping (``file`` names it in errors).
+
+    >>> import yaml
+    >>> raw = yaml.safe_load(open(shipped_configs()[0]))
+    >>> config_from_dict(raw, overrides=["sram.size=1MiB"]).sram_bytes
+    1048576
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys (name, clock, compute, ...) at "
                           f"the top level, got {type(raw).__name__}")

@@ -119,7 +119,7 @@ class _PathPlan:
 
 def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
     rows, cols = hw.array_rows, hw.array_cols
-    clock = int(round(hw.clock_hz))
+    clock = round(hw.clock_hz)
     plans = []
     for path in workload.paths:
         n = len(path.ops)
@@ -358,8 +358,8 @@ class _HW:
 
     def __init__(self, hw) -> None:
         self._hw = hw
-        self._latency_ps = int(math.ceil(hw.offchip_latency_s * _PS - 1e-6))
-        self._bw = int(round(hw.offchip_bytes_per_s))
+        self._latency_ps = math.ceil(hw.offchip_latency_s * _PS - 1e-6)
+        self._bw = round(hw.offchip_bytes_per_s)
         if self._bw <= 0:
             raise ValueError("offchip bandwidth must be positive")
 
@@ -421,7 +421,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             if key is not None:
                 cache[key] = (inf, pol.state())
         latency_ps = inf.latency_ps
-        cycles = -(-latency_ps * int(round(period_clock)) // _PS)
+        cycles = -(-latency_ps * round(period_clock) // _PS)
         cycles = max(cycles, plan.compute_cycles)
         latency_s = latency_ps * 1e-12
         wb = inf.weight_bytes
@@ -471,7 +471,7 @@ def summarize(inferences: pd.DataFrame) -> dict[str, Any]:
 
     With a single inference the steady-state figures are those of the cold one.
     """
-    out: dict[str, Any] = {"inputs": int(len(inferences))}
+    out: dict[str, Any] = {"inputs": len(inferences)}
     if inferences.empty:
         return out
     steady = inferences.iloc[1:] if len(inferences) > 1 else inferences

@@ -14,7 +14,7 @@ Units: bytes are ``int`` bytes; MACs are ``int`` multiply-accumulates for a batc
 >>> op = LayerOp("fc", "linear", weights=("fc.weight",), in_bytes=4, out_bytes=2, live_bytes=6,
 ...              macs=8, effective_macs=8, precision="int8", shape=(("M", 1), ("N", 2), ("K", 4)))
 >>> w = Workload.single_path("toy", "dense", [b], [op], inputs=3)
->>> w.stored_bytes, w.path_stored_bytes(0), list(w.sequence)
+>>> w.stored_bytes, w.path_stored_bytes(0), w.sequence.tolist()
 (8, 8, [0, 0, 0])
 """
 
@@ -35,7 +35,7 @@ __all__ = ["OP_KINDS", "PRECISIONS", "LayerOp", "Path", "WeightBlock", "Workload
 OP_KINDS = (
     "conv",       # convolution with constant weights (loop nest N K C R S P Q)
     "linear",     # fully connected / 1x1 over tokens (M N K)
-    "matmul",     # matmul; with a constant operand it has weights, activation x activation it has none
+    "matmul",     # with a constant operand it has weights; activation x activation has none
     "embedding",  # table lookup
     "router",     # a routing decision of a dynamic model (has weights)
     "pool",       # max/avg pooling, global pooling

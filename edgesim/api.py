@@ -1,0 +1,231 @@
+"""The Python API: the same verbs as the command line, returning DataFrames.
+
+Public names: ``workload``, ``run``, ``models``, ``configs``, ``model_info``, ``Run``,
+``parse_model_name``.
+
+>>> from edgesim.testing import tiny_config, tiny_workload
+>>> r = run(tiny_config(sram="1 MiB"), tiny_workload(inputs=2))
+>>> list(r.inferences.weight_dram_bytes)
+[3000, 0]
+
+Tracing happens once per model, precision and encoding set and is cached on disk
+(``edgesim.cache``); with a cached Workload, ``run`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from edgesim import cache
+from edgesim.engine import Result, simulate
+from edgesim.errors import ModelError
+from edgesim.workload import Workload
+
+__all__ = ["Run", "configs", "model_info", "models", "parse_model_name", "run", "workload"]
+
+DEFAULT_INPUTS = 8
+
+
+def parse_model_name(name: str) -> tuple[str, int | None]:
+    """Split ``nested_r50@2`` into ``("nested_r50", 2)``; no suffix gives ``(name, None)``."""
+    if "@" in name and ":" not in name.split("@", 1)[1]:
+        base, _, level = name.rpartition("@")
+        try:
+            k = int(level)
+        except ValueError:
+            raise ModelError(f"model {name!r}: the part after '@' must be a whole level number, "
+                             f"got {level!r}") from None
+        if k < 1:
+            raise ModelError(f"model {name!r}: level must be >= 1, got {k}")
+        return base, k
+    return name, None
+
+
+def _spec(name: str):
+    from models.registry import get_spec
+    return get_spec(name)
+
+
+def workload(model: str, *, precision: str = "int8", act_bits: int = 8,
+             formats: Sequence[str] | None = None, inputs: int = 1, data: str | None = None,
+             seed: int = 0, weights: str | None = None, level: int | None = None,
+             use_cache: bool = True, progress: Callable[[str], None] | None = None) -> Workload:
+    """The Workload of a registered (or ``package.module:factory``) model on an input stream.
+
+    ``formats`` are the weight encodings the hardware decodes (None: the model's own preference).
+    ``level`` selects a nested sub-network (also written ``name@K``). Routed models route
+    ``inputs`` inputs (``data``: a .pt/.npy file or an image folder; default: a seeded clustered
+    synthetic stream); other models repeat their one path ``inputs`` times.
+    """
+    base, suffix_level = parse_model_name(model)
+    if suffix_level is not None:
+        if level is not None and level != suffix_level:
+            raise ModelError(f"model {model!r}: level {suffix_level} in the name and "
+                             f"model.level={level} disagree")
+        level = suffix_level
+    spec = _spec(base)
+    encodings = tuple(spec_encodings(spec, formats))
+    weights_fp = cache.file_fingerprint(weights)
+    if weights is not None and not Path(weights).exists():
+        raise ModelError(f"checkpoint {weights} does not exist")
+    parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
+             "precision": precision, "act_bits": act_bits, "encodings": encodings,
+             "weights": weights_fp, "seed": seed, "level": level}
+    key = cache.make_key("workload", parts)
+    cat = cache.load("workload", key) if use_cache else None
+    if cat is None:
+        if progress:
+            progress(f"tracing {spec.name} (once; cached afterwards)")
+        from edgesim import build
+        cat = build.build_workload(spec, precision=precision, act_bits=act_bits,
+                                   encodings=encodings, weights=weights, seed=seed, level=level)
+        if use_cache:
+            cache.save("workload", key, cat)
+    if len(cat.paths) == 1:
+        return cat.with_inputs(inputs)
+    skey = cache.make_key("route", key, inputs, cache.file_fingerprint(data), seed)
+    seq = cache.load("route", skey) if use_cache else None
+    if seq is None:
+        if progress:
+            progress(f"routing {inputs} inputs through {spec.name}")
+        from edgesim import build
+        seq = build.route(spec, inputs=inputs, data=data, seed=seed, weights=weights,
+                          catalogue=cat)
+        if use_cache:
+            cache.save("route", skey, seq)
+    return cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data, "seed": seed}})
+
+
+def spec_encodings(spec, formats: Sequence[str] | None) -> list[str]:
+    """The model's preferred encodings, limited to what the hardware decodes (dense always)."""
+    preferred = list(getattr(spec, "encodings", ()) or ("dense",))
+    if formats is None:
+        out = preferred
+    else:
+        out = [e for e in preferred if e in formats]
+    if "dense" not in out and spec_family(spec) != "signed_binary":
+        out.append("dense")
+    return out or ["dense"]
+
+
+def spec_family(spec) -> str:
+    return getattr(spec, "family", "dense")
+
+
+def model_info(w: Workload) -> dict[str, Any]:
+    """The model fields of a report: name, family, params, active params, stored and dense bytes."""
+    blocks = list(w.blocks.values())
+    elements = sum(b.elements for b in blocks)
+    nonzeros = sum(b.nonzeros for b in blocks)
+    return {
+        "name": w.name,
+        "family": w.family,
+        "total_params": w.total_params,
+        "active_params": round(w.mean_path_params),
+        "active_fraction": round(w.mean_path_params / w.total_params, 4) if w.total_params else 0,
+        "paths": len(w.paths),
+        "stored_weight_bytes": w.stored_bytes,
+        "dense_weight_bytes": w.dense_bytes,
+        "weight_sparsity": round(1 - nonzeros / elements, 4) if elements else 0.0,
+        "precision": w.meta.get("precision"),
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One simulated stream: rows per inference (and per op), a summary, model and hardware."""
+
+    inferences: pd.DataFrame
+    layers: pd.DataFrame | None
+    summary: dict[str, Any]
+    model: dict[str, Any]
+    hardware: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report: ``model``, ``hardware``, ``inferences``, ``summary``."""
+        out = {"model": self.model, "hardware": self.hardware,
+               "inferences": _records(self.inferences), "summary": self.summary,
+               "run": self.meta}
+        if self.layers is not None:
+            out["layers"] = _records(self.layers)
+        return out
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v.item() if isinstance(v, np.generic) else
+                 (None if isinstance(v, float) and np.isnan(v) else v))
+             for k, v in rec.items()}
+            for rec in df.to_dict(orient="records")]
+
+
+def run(config, model, *, inputs: int | None = None, policy: str = "lru",
+        prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
+        data: str | None = None, seed: int = 0, weights: str | None = None,
+        memo: bool = True, progress: Callable[[str], None] | None = None,
+        sim_progress: Callable[[int], None] | None = None) -> Run:
+    """Simulate ``model`` on ``config``.
+
+    ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
+    ``package.module:factory`` or a Workload (its own stream unless ``inputs`` is given).
+    ``inputs`` defaults to 8 for a named model. ``overrides`` are ``--set``
+    strings; ``model.level=K`` selects a nested level.
+    """
+    from edgesim.config import HardwareConfig, load_config
+    model_overrides = [o for o in overrides if o.startswith("model.")]
+    hw_overrides = [o for o in overrides if not o.startswith("model.")]
+    if isinstance(config, HardwareConfig):
+        hw = config
+        if hw_overrides:
+            raise ModelError("overrides need a config file path, not a HardwareConfig")
+    else:
+        hw = load_config(config, hw_overrides)
+    level = _model_level(model_overrides)
+    if isinstance(model, Workload):
+        w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
+    else:
+        w = workload(model, precision=hw.precision, act_bits=hw.act_bits, formats=hw.formats,
+                     inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data, seed=seed, weights=weights, level=level,
+                     progress=progress)
+    res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
+                           memo=memo, progress=sim_progress)
+    return Run(res.inferences, res.layers, res.summary, model_info(w), hw.to_dict(),
+               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed})
+
+
+def _model_level(overrides: Sequence[str]) -> int | None:
+    level = None
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key != "model.level":
+            raise ModelError(f"--set {o}: the only model setting is model.level=K")
+        try:
+            level = int(value)
+        except ValueError:
+            raise ModelError(f"--set {o}: model.level must be a whole number") from None
+        if level < 1:
+            raise ModelError(f"--set {o}: model.level must be >= 1")
+    return level
+
+
+def models(*, names: Sequence[str] | None = None,
+           progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per registered model with its parameters and bytes (traces what is not cached)."""
+    from models.registry import REGISTRY
+    rows = []
+    for name in names or list(REGISTRY):
+        w = workload(name, progress=progress)
+        rows.append(model_info(w))
+    return pd.DataFrame(rows)
+
+
+def configs() -> pd.DataFrame:
+    """One row per shipped hardware config."""
+    from edgesim.config import config_table
+    return pd.DataFrame(config_table())

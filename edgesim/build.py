@@ -1,0 +1,115 @@
+"""From a model spec to a Workload: build the nn.Module, prepare it as deployed, trace it.
+
+Public names: ``build_workload``, ``route``, ``example_input``.
+
+This is the one module of the pipeline that runs PyTorch; ``edgesim.api`` imports it only when a
+Workload is not in the cache. Dense models are traced once. Routed models (``spec.dynamic``)
+expose ``num_paths``, ``path_names()``, ``forward_path(x, i)`` and ``route(x)``: each path is
+traced once (the path catalogue) and inputs are routed in one batched pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgesim.errors import DataError, ModelError, TraceError
+from edgesim.workload import Path, Workload
+
+__all__ = ["build_workload", "example_input", "route"]
+
+#: Inputs routed per batch when routing a stream.
+ROUTE_BATCH = 64
+
+
+def example_input(spec, seed: int = 0):
+    """One seeded random input of the model's shape, batch of one."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((1, *spec.input_shape), generator=g)
+
+
+def _build(spec, weights: str | None, seed: int, level: int | None):
+    from models.registry import build_model
+    model = build_model(spec, weights=weights, seed=seed)
+    if level is not None:
+        if not hasattr(model, "set_level"):
+            raise ModelError(f"model {spec.name} has no nesting levels; model.level={level} "
+                             "applies to nested models only")
+        n = int(getattr(model, "levels", getattr(model, "num_levels", level)))
+        if level > n:
+            raise ModelError(f"model {spec.name}: level {level} out of range 1..{n}")
+        model.set_level(level)
+    return model.eval()
+
+
+def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
+                   encodings: Sequence[str] = ("dense",), weights: str | None = None,
+                   seed: int = 0, level: int | None = None) -> Workload:
+    """Trace ``spec`` into a Workload with one input (dense) or the path catalogue (routed)."""
+    import torch
+
+    from edgesim.trace import record
+    from models.deploy import fold_batchnorm, prepare
+
+    torch.set_grad_enabled(False)
+    model = _build(spec, weights, seed, level)
+    x = example_input(spec, seed)
+    meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
+            "params": dict(spec.kwargs), "seed": seed, "level": level}
+    try:
+        if not spec.dynamic:
+            model = prepare(model, x)
+            blocks, ops = record(model, x, precision=precision, act_bits=act_bits,
+                                 encodings=encodings)
+            return Workload.single_path(spec.name, spec.family, blocks, ops, 1, meta)
+        model = fold_batchnorm(model)
+        catalogue: dict[str, object] = {}
+        paths = []
+        names = model.path_names()
+        for i in range(model.num_paths):
+            def forward(inp, i=i):
+                return model.forward_path(inp, i)
+            blocks, ops = record(model, x, forward=forward, precision=precision,
+                                 act_bits=act_bits, encodings=encodings)
+            for b in blocks:
+                catalogue.setdefault(b.id, b)
+            paths.append(Path(str(names[i]), tuple(ops), {"index": i}))
+    except (TraceError, ModelError):
+        raise
+    except Exception as exc:  # a model that fails while being traced
+        raise TraceError(f"tracing {spec.name} failed: {type(exc).__name__}: {exc}") from exc
+    # blocks in first-use order over the catalogue, tree total from the model's own counter
+    meta["tree"] = {k: v for k, v in model.param_counts().items() if k != "nodes"} \
+        if hasattr(model, "param_counts") else {}
+    return Workload(spec.name, spec.family, catalogue, tuple(paths),
+                    np.zeros(0, dtype=np.int32), meta)
+
+
+def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None,
+          catalogue: Workload) -> np.ndarray:
+    """Path index per input: ``data`` (a file or folder) or a seeded clustered synthetic stream."""
+    import torch
+
+    from models import data as mdata
+
+    torch.set_grad_enabled(False)
+    model = _build(spec, weights, seed, None)
+    kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
+    if data is not None:
+        x = mdata.load_inputs(data, kind=kind, shape=tuple(spec.input_shape))
+        if x.shape[0] < inputs:
+            raise DataError(f"{data}: holds {x.shape[0]} inputs, --inputs asks for {inputs}")
+        x = x[:inputs]
+    elif kind == "points":
+        x, _ = mdata.synthetic_points(inputs, points=spec.input_shape[0], seed=seed + 1)
+    else:
+        x, _ = mdata.synthetic_images(inputs, shape=tuple(spec.input_shape), seed=seed + 1)
+    out = [model.route(x[start:start + ROUTE_BATCH]).cpu().numpy()
+           for start in range(0, inputs, ROUTE_BATCH)]
+    seq = np.concatenate(out).astype(np.int32) if out else np.zeros(0, dtype=np.int32)
+    if seq.size and seq.max() >= len(catalogue.paths):
+        raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the catalogue has "
+                         f"{len(catalogue.paths)} paths")
+    return seq
