@@ -77,6 +77,13 @@ _ELTWISE = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__
             "div_", "__truediv__", "__rtruediv__", "__itruediv__", "__neg__", "neg", "cat",
             "concat", "concatenate", "stack", "where", "maximum", "minimum", "pow", "__pow__",
             "addcmul", "addcdiv", "lerp", "clamp", "clamp_", "clip", "abs"}
+_ELTWISE |= {"eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__",
+             "__gt__", "__ge__", "logical_and", "logical_or", "logical_not", "__and__", "__or__",
+             "__invert__", "masked_fill", "masked_fill_"}
+#: Calls whose output does not depend on the values of their tensor inputs: constants out.
+_FACTORY = {"zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+            "randint_like", "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor",
+            "arange", "zeros", "ones", "full", "empty", "eye", "linspace"}
 _GROUP = {"gather", "index_select", "take_along_dim", "take", "masked_select", "index"}
 _SAMPLE = {"topk", "sort", "argsort", "argmax", "argmin", "multinomial", "cdist", "nonzero"}
 _VIEW = {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "contiguous",
@@ -185,7 +192,8 @@ class _Recorder(TorchFunctionMode):
         self._refs: dict[int, weakref.ref] = {}
         self._names: dict[str, int] = {}
         self.bufs: list[_Buf] = []
-        for name, p in model.named_parameters():
+        self._params = dict(model.named_parameters())
+        for name, p in self._params.items():
             self._consts[id(p)] = _Const(p, (name,), ())
         for name, b in model.named_buffers():
             self._consts[id(b)] = _Const(b, (), (name,))
@@ -273,6 +281,8 @@ class _Recorder(TorchFunctionMode):
                 consts.append(c)
             else:
                 acts.append((t, self._act_of(t)))
+        if fname in _FACTORY:
+            acts, consts = [], []
         if not acts:  # weight preprocessing (w * mask, w.t()) or a factory: constants out
             params = tuple(dict.fromkeys(n for c in consts for n in c.params))
             buffers = tuple(dict.fromkeys(n for c in consts for n in c.buffers))
@@ -392,7 +402,13 @@ class _Recorder(TorchFunctionMode):
             role, axis = roles.get(id(c.tensor), ("aux", None))
             if role == "aux" and bid.rsplit(".", 1)[-1].startswith("bias"):
                 role = "bias"
-            self._block(bid, c.tensor, role, axis, precision)
+            values = c.tensor
+            param = self._params.get(bid)
+            if param is not None and param.numel() != values.numel():
+                # Gathered or expanded from a parameter (a relative position bias table): what
+                # is stored is the parameter itself.
+                values, axis = param, (0 if role == "weight" else axis)
+            self._block(bid, values, role, axis, precision)
             weights.append(bid)
             if c.tensor is main_t:
                 main = bid

@@ -304,3 +304,20 @@ def test_trace_workload_meta_and_training_flag() -> None:
     assert (w.meta["precision"], w.meta["input"], w.meta["source"]) == ("int8", (1, 3, 8, 8),
                                                                         "test")
     assert w.path_params(0) == w.total_params == sum(p.numel() for p in net.parameters())
+
+
+def test_gathered_table_is_stored_as_the_parameter() -> None:
+    # A relative-position-bias-like table of 5 values, gathered by a 3x3 index buffer into a
+    # 9-value bias: what lies off-chip is the 5-value table, read by the add.
+    class Biased(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.arange(1.0, 6.0))
+            self.register_buffer("index", torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.table[self.index]
+
+    blocks, ops = record(Biased(), torch.randn(1, 3, 3))
+    assert [(b.id, b.elements) for b in blocks] == [("table", 5)]
+    assert [(op.kind, op.weights) for op in ops] == [("eltwise", ("table",))]
