@@ -321,3 +321,17 @@ def test_gathered_table_is_stored_as_the_parameter() -> None:
     blocks, ops = record(Biased(), torch.randn(1, 3, 3))
     assert [(b.id, b.elements) for b in blocks] == [("table", 5)]
     assert [(op.kind, op.weights) for op in ops] == [("eltwise", ("table",))]
+
+
+def test_parametrized_weight_is_named_as_the_module_reads_it() -> None:
+    # With torch.nn.utils.parametrize the parameter is "parametrizations.weight.original"; the
+    # block is the tensor F.linear reads, named "weight", with the zeros the mask makes.
+    class Mask(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return w * (torch.arange(w.numel()).reshape(w.shape) % 2)
+
+    fc = nn.Linear(4, 2, bias=False)
+    torch.nn.utils.parametrize.register_parametrization(fc, "weight", Mask())
+    blocks, ops = record(fc, torch.randn(1, 4))
+    assert [(b.id, b.elements, b.nonzeros) for b in blocks] == [("weight", 8, 4)]
+    assert ops[0].weights == ("weight",)
