@@ -464,9 +464,9 @@ class _Builder:
                 raise ConfigError(f"{self.where(key)}: {value!r} must be >= 0% and < 100%")
             return int(size_bytes * percent / 100)  # floor: whole bytes
         reserve = self.q(key, value, "size")
-        if reserve >= size_bytes:
+        if reserve > size_bytes:  # equal is allowed: no SRAM left for weights (all streamed)
             raise ConfigError(
-                f"{self.where(key)}: {value!r} ({reserve} B) must be smaller than sram.size "
+                f"{self.where(key)}: {value!r} ({reserve} B) must not exceed sram.size "
                 f"({size_bytes} B); write it as a percentage (e.g. 25%) to follow sram.size")
         return reserve
 

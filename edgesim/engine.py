@@ -244,8 +244,8 @@ def _transfer_ps(nbytes: int, hw) -> int:
     return hw._latency_ps + (-(-moved * _PS // hw._bw))
 
 
-def _run_one(hw, plan: _PathPlan, policy: Residency, i: int, depth: int,
-             speculate: tuple[int, ...] | None, sizes: list[int], per_layer: bool) -> _Inference:
+def _run_one(hw, plan: _PathPlan, policy: Residency, i: int, depth: int, speculative: bool,
+             wrong_guess: tuple[int, ...], sizes: list[int], per_layer: bool) -> _Inference:
     n = len(plan.blocks)
     kept = [0] * n
     streamed = [0] * n
@@ -261,19 +261,15 @@ def _run_one(hw, plan: _PathPlan, policy: Residency, i: int, depth: int,
                     wait[j] = w
             for b in ids:
                 last_use[b] = j
-    wasted = 0
-    # speculation: bytes of the predicted path's gated blocks this path does not read
-    if speculate is not None:
-        wasted = sum(sizes[b] for b in speculate)
+    # a wrong guess moved the guessed path's gated blocks that were not on chip, for nothing
+    wasted = sum(sizes[b] for b in wrong_guess)
     weight_bytes = sum(kept) + sum(streamed)
 
     # transfer queue in op order: (op, part, bytes, op whose end it waits for)
     queue: list[tuple[int, int, int, int]] = []
     first_gate = -1
     for j in range(n):
-        g = int(plan.gate[j])
-        if speculate is not None:
-            g = -1
+        g = -1 if speculative else int(plan.gate[j])
         if wasted and first_gate < 0 and plan.gate[j] >= 0:
             first_gate = j
             queue.append((j, 2, wasted, max(-1, j - depth - 1, int(plan.gate[j]) - 1)))
@@ -403,10 +399,11 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     for i in range(seq.size):
         p = int(seq[i])
         plan = plans[p]
-        spec = None
+        wrong: tuple[int, ...] = ()
         if speculative_path is not None and p != speculative_path:
-            spec_blocks = plans[speculative_path].gated_blocks - plan.gated_blocks
-            spec = tuple(sorted(spec_blocks))
+            resident = pol.resident_set()
+            wrong = tuple(sorted(b for b in plans[speculative_path].gated_blocks
+                                 - plan.gated_blocks if b not in resident))
         key = None
         if memo:
             key = (p, pol.state())
@@ -417,7 +414,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             inf, end_state = hit
             pol.restore(end_state)
         else:
-            inf = _run_one(hwi, plan, pol, i, depth, spec, sizes, per_layer)
+            inf = _run_one(hwi, plan, pol, i, depth, speculative_path is not None, wrong, sizes,
+                           per_layer)
             if key is not None:
                 cache[key] = (inf, pol.state())
         latency_ps = inf.latency_ps

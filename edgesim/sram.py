@@ -74,6 +74,10 @@ class Residency:
     def resident_bytes(self) -> int:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def resident_set(self) -> frozenset[int]:
+        """Blocks wholly on chip now."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
 
 class LRU(Residency):
     """Least recently used, whole blocks."""
@@ -94,6 +98,9 @@ class LRU(Residency):
 
     def resident_bytes(self) -> int:
         return self._used
+
+    def resident_set(self) -> frozenset[int]:
+        return frozenset(self._order)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         order, sizes = self._order, self.sizes
@@ -152,6 +159,9 @@ class Pinned(Residency):
     def resident_bytes(self) -> int:
         return sum(self.sizes[b] for b in self._loaded)
 
+    def resident_set(self) -> frozenset[int]:
+        return frozenset(self._loaded)
+
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         kept = streamed = 0
         for b in dict.fromkeys(blocks):
@@ -189,6 +199,9 @@ class Belady(Residency):
 
     def resident_bytes(self) -> int:
         return sum(self._held.values())
+
+    def resident_set(self) -> frozenset[int]:
+        return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
 
     def future_key(self, blocks: Sequence[int], inference: int) -> Hashable:
         """Next uses, relative to ``inference``, of the blocks that matter after it."""

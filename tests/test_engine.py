@@ -1,0 +1,273 @@
+"""The engine's laws, on random small workloads and configs, and closed-form cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgesim.engine import INFERENCE_COLUMNS, simulate
+from edgesim.testing import tiny_config, tiny_workload
+from edgesim.workload import LayerOp, Path, WeightBlock, Workload
+
+FAST = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def workloads(draw) -> Workload:
+    """1-8 blocks of 1 B..6 KB, 1-3 paths of 1-6 ops (0-2 blocks each), 1-7 inputs."""
+    nblocks = draw(st.integers(1, 8))
+    sizes = draw(st.lists(st.integers(1, 6000), min_size=nblocks, max_size=nblocks))
+    blocks = [WeightBlock(f"w{k}", s, s, 8, "dense", s, s) for k, s in enumerate(sizes)]
+    npaths = draw(st.integers(1, 3))
+    paths = []
+    for p in range(npaths):
+        nops = draw(st.integers(1, 6))
+        ops = []
+        for j in range(nops):
+            reads = draw(st.lists(st.integers(0, nblocks - 1), max_size=2, unique=True))
+            macs = draw(st.integers(0, 50_000))
+            act = draw(st.integers(0, 3000))
+            kind = "linear" if macs else "eltwise"
+            shape = (("M", 1), ("N", 8), ("K", max(1, macs // 8))) if macs else ()
+            ops.append(LayerOp(f"p{p}op{j}", kind, tuple(f"w{b}" for b in reads), act, act,
+                               2 * act, macs, macs, "int8", shape))
+        paths.append(Path(f"path{p}", tuple(ops)))
+    seq = draw(st.lists(st.integers(0, npaths - 1), min_size=1, max_size=7))
+    return Workload("random", "dense", {b.id: b for b in blocks}, tuple(paths),
+                    np.asarray(seq), {"precision": "int8"})
+
+
+def _total(df: pd.DataFrame, col: str = "weight_dram_bytes") -> int:
+    return int(df[col].sum())
+
+
+@FAST
+@given(w=workloads(), sizes=st.lists(st.integers(0, 40_000), min_size=2, max_size=4))
+def test_belady_bytes_never_rise_as_sram_grows(w, sizes):
+    totals = [_total(simulate(tiny_config(sram=s), w, policy="belady").inferences)
+              for s in sorted(sizes)]
+    assert all(a >= b for a, b in zip(totals, totals[1:], strict=False)), totals
+
+
+@FAST
+@given(w=workloads(), sram=st.integers(0, 20_000))
+def test_lru_and_pinned_never_beat_belady(w, sram):
+    hw = tiny_config(sram=sram)
+    best = _total(simulate(hw, w, policy="belady").inferences)
+    for policy in ("lru", "pinned"):
+        assert _total(simulate(hw, w, policy=policy).inferences) >= best
+
+
+@FAST
+@given(w=workloads(), sram=st.integers(0, 20_000),
+       policy=st.sampled_from(["lru", "pinned", "belady"]),
+       prefetch=st.sampled_from(["next", "none"]))
+def test_latency_is_at_least_the_roofline(w, sram, policy, prefetch):
+    hw = tiny_config(sram=sram)
+    df = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
+    for row in df.itertuples():
+        compute_s = row.macs / (hw.macs_per_cycle["int8"] * hw.clock_hz)
+        moved = row.weight_dram_bytes + row.act_dram_bytes
+        transfer_s = moved / hw.offchip_bytes_per_s
+        assert row.latency_s >= max(compute_s, transfer_s) * (1 - 1e-12)
+        assert row.cycles == row.compute_cycles + row.stall_cycles
+        assert row.stall_cycles >= 0
+
+
+@FAST
+@given(w=workloads(), sram=st.integers(0, 20_000),
+       policy=st.sampled_from(["lru", "pinned", "belady"]))
+def test_energy_is_the_sum_of_its_parts(w, sram, policy):
+    df = simulate(tiny_config(sram=sram), w, policy=policy).inferences
+    parts = (df.energy_mac_j + df.energy_sram_j + df.energy_offchip_j + df.energy_decode_j
+             + df.energy_leak_j)
+    assert (df.energy_j == parts).all()
+    assert (df[["energy_mac_j", "energy_sram_j", "energy_offchip_j", "energy_leak_j"]] >= 0
+            ).all().all()
+
+
+@FAST
+@given(w=workloads(), sram=st.integers(0, 20_000),
+       policy=st.sampled_from(["lru", "pinned", "belady"]),
+       prefetch=st.sampled_from(["next", "none", "speculative"]))
+def test_memo_and_reruns_give_identical_tables(w, sram, policy, prefetch):
+    hw = tiny_config(sram=sram)
+    a = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
+    b = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
+    c = simulate(hw, w, policy=policy, prefetch=prefetch, memo=False).inferences
+    assert a.to_csv() == b.to_csv() == c.to_csv()
+
+
+@FAST
+@given(w=workloads(), policy=st.sampled_from(["lru", "pinned", "belady"]))
+def test_sram_holding_the_model_moves_nothing_after_first_use(w, policy):
+    hw = tiny_config(sram=w.stored_bytes)
+    df = simulate(hw, w, policy=policy).inferences
+    seen: set[str] = set()
+    for i, p in enumerate(w.sequence):
+        new = set(w.path_blocks(int(p))) - seen
+        assert df.weight_dram_bytes[i] == sum(w.blocks[b].stored_bytes for b in new)
+        seen |= new
+
+
+@FAST
+@given(w=workloads(), policy=st.sampled_from(["lru", "pinned", "belady"]))
+def test_no_weight_sram_moves_every_path_in_full(w, policy):
+    # nothing stays on chip, so every op streams its blocks: a path moves its stored bytes,
+    # and a block read by two ops of the path moves twice
+    df = simulate(tiny_config(sram=0), w, policy=policy).inferences
+    for i, p in enumerate(w.sequence):
+        per_op = sum(w.blocks[b].stored_bytes for op in w.paths[int(p)].ops
+                     for b in dict.fromkeys(op.weights))
+        assert df.weight_dram_bytes[i] == per_op >= w.path_stored_bytes(int(p))
+
+
+def test_columns_and_one_row_per_input():
+    df = simulate(tiny_config(), tiny_workload(inputs=5)).inferences
+    assert tuple(df.columns) == INFERENCE_COLUMNS
+    assert list(df.input) == [0, 1, 2, 3, 4]
+
+
+def test_cold_inference_closed_form():
+    # tiny: 1 GHz, 64 int8 MACs/cycle on 8x8, 1 GB/s (1 ns per byte), no latency, 1-byte bursts.
+    # op a: 1000 B kept -> DMA 0..1000 ns; 64,000 MACs at full utilisation = 1000 cycles
+    #       -> compute 1000..2000 ns (stall 1000 ns waiting for weights).
+    # relu: 100 B out = 100 elements over 8 columns = 13 cycles -> 2000..2013 ns.
+    # op b: 2000 B kept; may start once op (2 - depth 2 - 1) < 0 ended, i.e. right after a's
+    #       transfer: DMA 1000..3000 ns. 2000 MACs on K=250 rows (250/256 used), N=8 columns:
+    #       2000 / (64 * 250/256) = 32 cycles exactly -> compute 3000..3032 ns.
+    # latency 3032 ns; compute cycles 1000 + 13 + 32 = 1045; stall 1987.
+    df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
+    cold = df.iloc[0]
+    assert cold.weight_dram_bytes == 3000
+    assert cold.compute_cycles == 1045
+    assert cold.cycles == 3032
+    assert cold.stall_cycles == 3032 - 1045
+    assert math.isclose(cold.latency_s, 3032e-9, rel_tol=1e-12)
+    # warm: everything resident, no stall: 1045 cycles
+    assert df.iloc[1].weight_dram_bytes == 0
+    assert df.iloc[1].cycles == 1045
+
+
+def test_energy_closed_form():
+    # warm inference of tiny_workload (weights resident, activations fit in 1 KiB):
+    # MAC: 66,000 MACs x 0.2 pJ = 13,200 pJ
+    # SRAM reads: weights 3000 B + activations in 100+100+100 = 3300 B at 1 pJ/B
+    # SRAM writes: activations out 100+100+10 = 210 B at 1 pJ/B
+    # off-chip: 0; leakage 1 mW x 1045 ns = 1.045 pJ
+    df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
+    warm = df.iloc[1]
+    assert math.isclose(warm.energy_mac_j, 13_200e-12, rel_tol=1e-12)
+    assert warm.sram_read_bytes == 3300
+    assert warm.sram_write_bytes == 210
+    assert math.isclose(warm.energy_sram_j, 3510e-12, rel_tol=1e-12)
+    assert warm.energy_offchip_j == 0
+    assert math.isclose(warm.energy_leak_j, 1e-3 * 1045e-9, rel_tol=1e-9)
+
+
+def test_prefetch_none_serialises_transfer_and_compute():
+    # with prefetch off op b's 2000 B start only after relu ends (2013 ns): 2013..4013 ns,
+    # then 32 cycles: latency 4045 ns.
+    df = simulate(tiny_config(sram="1 MiB"), tiny_workload(), prefetch="none").inferences
+    assert df.cycles[0] == 4045
+
+
+def test_activation_spill_is_counted_apart_from_weights():
+    # 1 KiB activation reserve; a workload whose op holds 3000 live bytes spills 3000 - 1024
+    # bytes out and back: 2 x 1976 = 3952 bytes of act_dram_bytes, weights unaffected.
+    blocks = [WeightBlock("w", 10, 10, 8, "dense", 10, 10)]
+    ops = [LayerOp("big", "linear", ("w",), 1000, 2000, 3000, 10, 10, "int8",
+                   (("M", 1), ("N", 1), ("K", 10)))]
+    w = Workload.single_path("spill", "dense", blocks, ops, 2)
+    df = simulate(tiny_config(sram="1 MiB"), w).inferences
+    assert list(df.act_dram_bytes) == [3952, 3952]
+    assert list(df.weight_dram_bytes) == [10, 0]
+
+
+def test_skip_zero_weights_uses_effective_macs():
+    blocks = [WeightBlock("w", 100, 25, 8, "dense", 100, 100)]
+    ops = [LayerOp("fc", "linear", ("w",), 10, 10, 20, 6400, 1600, "int8",
+                   (("M", 1), ("N", 8), ("K", 800)))]
+    w = Workload.single_path("sparse", "dense", blocks, ops, 1)
+    dense = simulate(tiny_config(), w).inferences
+    skip = simulate(tiny_config(overrides=["compute.skip_zero_weights=true"]), w).inferences
+    assert dense.macs[0] == 6400 and skip.macs[0] == 1600
+    assert skip.energy_mac_j[0] < dense.energy_mac_j[0]
+
+
+def _routed() -> Workload:
+    """Backbone (1000 B) -> router (10 B) -> one of two leaves (4000 B each)."""
+    blocks = [WeightBlock(n, s, s, 8, "dense", s, s)
+              for n, s in [("bb", 1000), ("r", 10), ("l0", 4000), ("l1", 4000)]]
+    bb = LayerOp("bb", "linear", ("bb",), 100, 100, 200, 8000, 8000, "int8",
+                 (("M", 1), ("N", 8), ("K", 1000)))
+    r = LayerOp("r", "router", ("r",), 100, 2, 102, 20, 20, "int8",
+                (("M", 1), ("N", 2), ("K", 10)))
+
+    def leaf(k):
+        return LayerOp(f"l{k}", "linear", (f"l{k}",), 100, 10, 110, 32_000, 32_000, "int8",
+                       (("M", 1), ("N", 8), ("K", 4000)), {"gate": "r"})
+    paths = (Path("L", (bb, r, leaf(0))), Path("R", (bb, r, leaf(1))))
+    seq = [0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+    return Workload("tree", "sigmab", {b.id: b for b in blocks}, paths, np.asarray(seq))
+
+
+def test_router_gates_leaf_fetch_and_stall_shows():
+    # SRAM holds the whole tree; look at the cold inference, where the leaf must be fetched.
+    # Gated: the leaf's 4000 B (4000 ns) may move only after the router ends, so the leaf op
+    # waits for them. Speculative: the most frequent leaf (L) moves right after the backbone.
+    w = _routed()
+    hw = tiny_config(sram=9010)
+    gated = simulate(hw, w).inferences
+    spec = simulate(hw, w, prefetch="speculative").inferences
+    assert gated.weight_dram_bytes[0] == spec.weight_dram_bytes[0] == w.path_stored_bytes(0)
+    assert spec.stall_cycles[0] < gated.stall_cycles[0]
+    # bb: 1000 B (1000 ns) then 8000 MACs / 64 = 125 cycles -> ends 1125 ns; router: 10 B
+    # moved at 1000..1010 ns, 20 MACs on 10 of 8x8 rows... -> ends 1125 + 2 cycles = 1127 ns;
+    # gated leaf transfer 1127..5127 ns, then 32,000 MACs / 64 = 500 cycles: 5627 ns.
+    assert gated.cycles[0] == 5627
+    # a wrong guess costs the guessed leaf's bytes, reported and counted as moved
+    w_miss = w.with_sequence([1, 0, 0, 0])
+    g = simulate(hw, w_miss).inferences
+    s = simulate(hw, w_miss, prefetch="speculative").inferences
+    assert s.spec_wasted_bytes[0] == 4000 and g.spec_wasted_bytes[0] == 0
+    assert s.weight_dram_bytes[0] == g.weight_dram_bytes[0] + 4000
+
+
+def test_routed_policies_on_skewed_paths():
+    # SRAM holds backbone + router + one leaf (5010 B): belady <= pinned, lru; pinned keeps the
+    # hot leaf L, so its steady state moves only R's leaf when R runs.
+    w = _routed()
+    hw = tiny_config(sram=5010)
+    res = {p: simulate(hw, w, policy=p).inferences.weight_dram_bytes.iloc[1:].sum()
+           for p in ("lru", "pinned", "belady")}
+    assert res["belady"] <= min(res["lru"], res["pinned"])
+    assert res["pinned"] == 2 * 4000
+    path_bytes = sum(w.path_stored_bytes(int(p)) for p in w.sequence[1:])
+    assert res["lru"] < path_bytes and res["pinned"] < path_bytes
+
+
+def test_per_layer_rows_add_up_to_inference_rows():
+    r = simulate(tiny_config(sram=1500), tiny_workload(inputs=3), per_layer=True)
+    per = r.layers.groupby("input")[["weight_dram_bytes", "compute_cycles"]].sum()
+    assert list(per.weight_dram_bytes) == list(r.inferences.weight_dram_bytes)
+    assert list(per.compute_cycles) == list(r.inferences.compute_cycles)
+
+
+def test_unknown_policy_and_prefetch_are_errors():
+    with pytest.raises(ValueError, match="unknown policy"):
+        simulate(tiny_config(), tiny_workload(), policy="fifo")
+    with pytest.raises(ValueError, match="unknown prefetch"):
+        simulate(tiny_config(), tiny_workload(), prefetch="eager")
+
+
+def test_summary_cold_and_steady():
+    r = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=4))
+    s = r.summary["weight_dram_bytes"]
+    assert s["cold"] == 3000 and s["steady_mean"] == 0 and s["p99"] == 0
