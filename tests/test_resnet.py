@@ -34,13 +34,13 @@ def test_resnet50_cifar_param_count() -> None:
 
 
 def test_torchvision_module_names() -> None:
-    names = dict(resnet50().named_parameters())
+    net = resnet50()
+    names = dict(net.named_parameters())
     for key in ("conv1.weight", "bn1.weight", "layer1.0.conv1.weight",
                 "layer1.0.downsample.0.weight", "layer1.0.downsample.1.bias",
                 "layer4.2.bn3.weight", "fc.weight", "fc.bias"):
         assert key in names
     # v1.5: the stride of the first block of layer2 sits on the 3x3 conv, not the 1x1.
-    net = resnet50()
     assert net.layer2[0].conv1.stride == (1, 1)
     assert net.layer2[0].conv2.stride == (2, 2)
     assert net.layer2[0].downsample[0].stride == (2, 2)
