@@ -39,7 +39,6 @@ call runs in). It runs the model once, in eval mode under ``no_grad``, on a real
 from __future__ import annotations
 
 import math
-import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,17 +94,6 @@ _VIEW = {"view", "reshape", "flatten", "unflatten", "permute", "transpose", "t",
          "swapdims", "__getitem__", "__get__", "cpu", "cuda", "requires_grad_", "identity",
          "as_strided", "unfold", "repeat", "tile", "repeat_interleave", "broadcast_to",
          "ravel", "flip", "roll", "numpy", "tolist", "item"}
-
-
-_PARAMETRIZED = re.compile(r"^(.*?)\.?parametrizations\.(\w+)\.original\d*$")
-
-
-def _deployed_name(name: str) -> str:
-    """``conv.parametrizations.weight.original`` -> ``conv.weight`` (what the module reads)."""
-    m = _PARAMETRIZED.match(name)
-    if m is None:
-        return name
-    return f"{m.group(1)}.{m.group(2)}" if m.group(1) else m.group(2)
 
 
 def _name_of(func: Any) -> str:
@@ -204,7 +192,7 @@ class _Recorder(TorchFunctionMode):
         self._refs: dict[int, weakref.ref] = {}
         self._names: dict[str, int] = {}
         self.bufs: list[_Buf] = []
-        self._params = {_deployed_name(n): p for n, p in model.named_parameters()}
+        self._params = dict(model.named_parameters())
         for name, p in self._params.items():
             self._consts[id(p)] = _Const(p, (name,), ())
         for name, b in model.named_buffers():

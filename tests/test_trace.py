@@ -323,9 +323,10 @@ def test_gathered_table_is_stored_as_the_parameter() -> None:
     assert [(op.kind, op.weights) for op in ops] == [("eltwise", ("table",))]
 
 
-def test_parametrized_weight_is_named_as_the_module_reads_it() -> None:
-    # With torch.nn.utils.parametrize the parameter is "parametrizations.weight.original"; the
-    # block is the tensor F.linear reads, named "weight", with the zeros the mask makes.
+def test_parametrized_weight_is_named_after_its_latent_parameter() -> None:
+    # With torch.nn.utils.parametrize the parameter is "parametrizations.weight.original" (the
+    # name in named_parameters() and in a state_dict); the block holds the tensor F.linear
+    # reads, with the zeros the mask makes.
     class Mask(nn.Module):
         def forward(self, w: torch.Tensor) -> torch.Tensor:
             return w * (torch.arange(w.numel()).reshape(w.shape) % 2)
@@ -333,5 +334,6 @@ def test_parametrized_weight_is_named_as_the_module_reads_it() -> None:
     fc = nn.Linear(4, 2, bias=False)
     torch.nn.utils.parametrize.register_parametrization(fc, "weight", Mask())
     blocks, ops = record(fc, torch.randn(1, 4))
-    assert [(b.id, b.elements, b.nonzeros) for b in blocks] == [("weight", 8, 4)]
-    assert ops[0].weights == ("weight",)
+    name = "parametrizations.weight.original"
+    assert [(b.id, b.elements, b.nonzeros) for b in blocks] == [(name, 8, 4)]
+    assert ops[0].weights == (name,)
