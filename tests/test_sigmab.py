@@ -1,0 +1,355 @@
+"""Sigma-Branch trees: k-means, routing consistency, soft training, accounting, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from edgesim.errors import ModelError
+from models.data import synthetic_images, synthetic_points
+from models.pointnet2 import pointnet2_ssg
+from models.resnet import Bottleneck, ResNet, resnet50
+from models.sigmab import (
+    DEFAULT_LEVELS,
+    Router,
+    SigmaTree,
+    fine_tune,
+    load_tree,
+    save_tree,
+    sigmab_pointnet2,
+    sigmab_resnet50,
+    spherical_kmeans,
+    to_tree,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _n(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet() -> tuple[nn.Module, torch.Tensor]:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dense = ResNet(Bottleneck, [1, 1, 2, 1], num_classes=6, stem="cifar", width=4).eval()
+    x, _ = synthetic_images(24, shape=(3, 16, 16), clusters=8, seed=0)
+    return dense, x
+
+
+@pytest.fixture(scope="module")
+def resnet_tree(tiny_resnet: tuple[nn.Module, torch.Tensor]) -> SigmaTree:
+    dense, x = tiny_resnet
+    return to_tree(dense, x[:16])
+
+
+@pytest.fixture(scope="module")
+def pointnet_tree() -> tuple[nn.Module, SigmaTree, torch.Tensor]:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    dense = pointnet2_ssg(num_classes=5, in_points=64, width=0.125).eval()
+    x, _ = synthetic_points(16, points=64, clusters=4, seed=0)
+    return dense, to_tree(dense, x[:12]), x
+
+
+# -- spherical k-means ---------------------------------------------------------------------
+
+
+def test_spherical_kmeans_recovers_planted_clusters() -> None:
+    # two tight caps around orthogonal directions on the unit sphere in R^8, with different norms
+    # (norms must not matter for cosine clustering)
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.eye(8)[:2]
+    truth = torch.arange(40) % 2
+    x = centres[truth] + 0.05 * torch.randn(40, 8, generator=gen)
+    x = x * (1 + 4 * torch.rand(40, 1, generator=gen))
+    labels, cent = spherical_kmeans(x, k=2, seed=3)
+    agree = float((labels == truth).float().mean())
+    assert max(agree, 1 - agree) == 1.0  # perfect up to label swap
+    assert torch.allclose(cent.norm(dim=1), torch.ones(2))
+    # each centroid points at its planted direction: cosine close to 1
+    assert float((cent @ centres.T).abs().max(dim=1).values.min()) > 0.99
+
+
+def test_spherical_kmeans_is_deterministic_and_labels_are_nearest_centroids() -> None:
+    x = torch.randn(30, 5, generator=torch.Generator().manual_seed(1))
+    l1, c1 = spherical_kmeans(x, k=3, seed=7)
+    l2, c2 = spherical_kmeans(x, k=3, seed=7)
+    assert torch.equal(l1, l2)
+    assert torch.equal(c1, c2)
+    nearest = (nn.functional.normalize(x, dim=1) @ c1.T).argmax(1)
+    assert torch.equal(l1, nearest)
+    assert set(l1.tolist()) == {0, 1, 2}  # no empty cluster
+
+
+def test_spherical_kmeans_rejects_bad_k() -> None:
+    with pytest.raises(ValueError, match="k"):
+        spherical_kmeans(torch.randn(2, 3), k=3)
+
+
+def test_router_argmax_is_nearest_centroid_by_cosine() -> None:
+    router = Router(3, scale=5.0)
+    with torch.no_grad():
+        router.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+    # (B, C, H, W) inputs are average-pooled: means (2, 1, 0) -> L, (0.5, 3, 0) -> R
+    x = torch.tensor([[2.0, 1, 0], [0.5, 3, 0]])[:, :, None, None].expand(2, 3, 2, 2)
+    assert router(x).argmax(1).tolist() == [0, 1]
+    assert Router.edgesim_kind == "router"
+
+
+# -- structure and routing -----------------------------------------------------------------
+
+
+def test_default_resnet_tree_structure(resnet_tree: SigmaTree) -> None:
+    # default: stem..layer3 backbone, layer4 + head in the 8 leaves at depth 3, routers only
+    assert resnet_tree.backbone_names == ["stem", "layer1", "layer2", "layer3"]
+    assert resnet_tree.num_paths == 8
+    assert resnet_tree.path_names()[:3] == ["L-L-L", "L-L-R", "L-R-L"]
+    assert resnet_tree.path_nodes(5) == ["root", "R", "RL", "RLR"]
+    pc = resnet_tree.param_counts()
+    internal = [k for k in pc["nodes"] if len(k) < 3 or k == "root"]
+    assert all(pc["nodes"][k] == 0 for k in internal)  # internal nodes hold no layers
+    routers = [m for m in resnet_tree.modules() if isinstance(m, Router)]
+    assert len(routers) == 7  # 2**3 - 1 internal nodes
+    # every router reads layer3's output: 4 * 2**2 * 4 = 64 channels (width 4, expansion 4)
+    assert {r.weight.shape for r in routers} == {torch.Size([2, 64])}
+
+
+def test_hard_forward_equals_forward_path_of_each_inputs_own_path(
+        resnet_tree: SigmaTree, tiny_resnet: tuple[nn.Module, torch.Tensor]) -> None:
+    x = tiny_resnet[1]
+    with torch.no_grad():
+        paths = resnet_tree.route(x)
+        out = resnet_tree(x)
+        for i in paths.unique().tolist():
+            sel = paths == i
+            assert torch.allclose(resnet_tree.forward_path(x[sel], i), out[sel], atol=1e-5)
+    assert len(paths.unique()) >= 3  # clustered inputs spread over several leaves
+
+
+def test_route_matches_the_argmax_of_the_routers_on_the_path(resnet_tree: SigmaTree,
+                                                             tiny_resnet) -> None:
+    x = tiny_resnet[1]
+    with torch.no_grad():
+        paths = resnet_tree.route(x)
+        feats = resnet_tree._backbone(x)
+        for b in range(x.shape[0]):
+            key, bits = "root", ""
+            for _ in range(resnet_tree.depth):
+                c = int(resnet_tree.nodes[key].router(feats[b:b + 1]).argmax())
+                bits += "LR"[c]
+                key = bits
+            assert resnet_tree.path_names()[int(paths[b])] == "-".join(bits)
+
+
+def test_forward_path_runs_the_routers_on_the_path_as_modules(resnet_tree: SigmaTree,
+                                                              tiny_resnet) -> None:
+    seen: list[str] = []
+    names = {m: n for n, m in resnet_tree.named_modules()}
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(names[m]))
+             for m in resnet_tree.modules() if isinstance(m, Router)]
+    with torch.no_grad():
+        resnet_tree.forward_path(tiny_resnet[1][:2], 6)  # R-R-L
+    for h in hooks:
+        h.remove()
+    assert seen == ["nodes.root.router", "nodes.R.router", "nodes.RR.router"]
+
+
+def test_soft_forward_is_the_probability_weighted_mix_of_leaves(resnet_tree: SigmaTree,
+                                                                tiny_resnet) -> None:
+    x = tiny_resnet[1][:4]
+    with torch.no_grad():
+        feats = resnet_tree._backbone(x)
+        mix = torch.zeros(4, 6)
+        for i in range(resnet_tree.num_paths):
+            nodes = resnet_tree.path_nodes(i)
+            p = torch.ones(4)
+            for d, bit in enumerate(resnet_tree.path_names()[i].split("-")):
+                probs = torch.softmax(resnet_tree.nodes[nodes[d]].router(feats), 1)
+                p = p * probs[:, "LR".index(bit)]
+            mix += p[:, None] * resnet_tree.forward_path(x, i)
+        assert torch.allclose(resnet_tree.soft_forward(x), mix, atol=1e-5)
+
+
+def test_pointnet_tree_default_levels_and_routing(pointnet_tree) -> None:
+    _, tree, x = pointnet_tree
+    # backbone sa1 + sa2; sa3 in the two level-1 nodes; head in the four leaves
+    assert tree.backbone_names == ["sa1", "sa2"]
+    assert tree.num_paths == 4
+    assert tree.nodes["L"].stage_names == ["sa3"]
+    assert tree.nodes["LR"].stage_names == ["head"]
+    with torch.no_grad():
+        paths = tree.route(x)
+        out = tree(x)
+        for i in paths.unique().tolist():
+            sel = paths == i
+            assert torch.allclose(tree.forward_path(x[sel], i), out[sel], atol=1e-5)
+    # the level-1 routers read their own sa3 copy's kept channels
+    assert tree.nodes["L"].router.weight.shape[1] == tree.nodes["L"].sa3.mlp[6].out_channels
+
+
+# -- channel allocation and accounting -----------------------------------------------------
+
+
+def test_param_count_identities(resnet_tree: SigmaTree) -> None:
+    pc = resnet_tree.param_counts()
+    assert pc["total"] == _n(resnet_tree)
+    assert pc["total"] == pc["backbone"] + pc["routers"] + sum(pc["nodes"].values())
+    for i in range(resnet_tree.num_paths):
+        nodes = resnet_tree.path_nodes(i)
+        routers = sum(_n(resnet_tree.nodes[k].router) for k in nodes[:-1])
+        assert pc["paths"][i] == pc["backbone"] + routers + sum(pc["nodes"][k] for k in nodes)
+    # a path holds one leaf: the rest of the tree is what it does not load
+    assert max(pc["paths"]) < pc["total"]
+
+
+def test_tree_holds_about_the_dense_parameters(resnet_tree: SigmaTree,
+                                               tiny_resnet, pointnet_tree) -> None:
+    dense = tiny_resnet[0]
+    # the backbone is copied unchanged; the solved keep fraction makes the 8 leaves hold about
+    # the dense layer4 + fc, so total = dense + routers, up to channel rounding
+    assert resnet_tree.param_counts()["backbone"] == _n(dense) - _n(dense.layer4) - _n(dense.fc)
+    assert resnet_tree.param_counts()["total"] == pytest.approx(_n(dense), rel=0.1)
+    pdense, ptree, _ = pointnet_tree
+    assert ptree.param_counts()["total"] == pytest.approx(_n(pdense), rel=0.1)
+
+
+def test_leaves_slice_the_pretrained_weights(resnet_tree: SigmaTree, tiny_resnet) -> None:
+    dense = tiny_resnet[0]
+    leaf = resnet_tree.nodes["LRL"]
+    keep = resnet_tree.config["nodes"]["LRL"]["stages"]["layer4"]["keep"]
+    # layer4 block 0: conv1 reads all of layer3's 64 channels and keeps keep["0.bn1"] of 32
+    w = leaf.layer4[0].conv1.weight
+    assert w.shape == (keep["0.bn1"], 64, 1, 1)
+    rows = [(dense.layer4[0].conv1.weight == r).all(dim=(1, 2, 3)).nonzero().item() for r in w]
+    assert rows == sorted(rows)  # kept rows are the dense rows, in order
+    # the residual set is shared: conv3 and downsample keep the same output channels, and the fc
+    # reads exactly those; class outputs stay full
+    assert leaf.layer4[0].conv3.out_channels == leaf.layer4[0].downsample[0].out_channels
+    assert leaf.head.fc.in_features == keep["res"]
+    assert leaf.head.fc.out_features == 6
+
+
+def test_kept_channels_follow_the_clusters_activation(tiny_resnet) -> None:
+    dense, x = tiny_resnet
+    tree = to_tree(dense, x[:16], fractions={"layer4": 0.5})
+    # with f = 1/2 the kept residual set is half of layer4's 128 output channels
+    assert tree.nodes["LLL"].head.fc.in_features == 64
+    assert tree.config["fractions"] == {"layer4": 0.5}
+
+
+def test_custom_levels_put_layers_in_internal_nodes(tiny_resnet) -> None:
+    dense, x = tiny_resnet
+    tree = to_tree(dense, x[:16], levels={"layer3": 1, "layer4": 2, "head": 2})
+    assert tree.backbone_names == ["stem", "layer1", "layer2"]
+    assert tree.nodes["L"].stage_names == ["layer3"]
+    assert tree.param_counts()["nodes"]["root"] == 0
+    with torch.no_grad():
+        paths, out = tree.route(x), tree(x)
+        for i in paths.unique().tolist():
+            assert torch.allclose(tree.forward_path(x[paths == i], i), out[paths == i],
+                                  atol=1e-5)
+    assert tree.param_counts()["total"] == pytest.approx(_n(dense), rel=0.1)
+
+
+def test_bad_levels_name_the_problem(tiny_resnet) -> None:
+    dense, x = tiny_resnet
+    with pytest.raises(ModelError, match="unknown stages"):
+        to_tree(dense, x[:4], levels={"layer9": 1})
+    with pytest.raises(ModelError, match="non-decreasing"):
+        to_tree(dense, x[:4], levels={"layer3": 2, "layer4": 1, "head": 2})
+    with pytest.raises(ModelError, match="prefix"):
+        to_tree(dense, x[:4], levels={"layer3": 1, "head": 1})
+    with pytest.raises(ModelError, match="at least 2"):
+        to_tree(dense, x[:1])
+    with pytest.raises(ModelError, match="architecture"):
+        to_tree(nn.Linear(3, 3), x[:4])
+
+
+# -- training and checkpoints --------------------------------------------------------------
+
+
+def test_one_soft_step_reaches_routers_and_leaves(resnet_tree: SigmaTree, tiny_resnet) -> None:
+    x = tiny_resnet[1]
+    tree = copy.deepcopy(resnet_tree)
+    y = torch.arange(8) % 6
+    tree.train()
+    out = tree.soft_forward(x[:8])
+    nn.functional.cross_entropy(out, y).backward()
+    for key in ("root", "L", "LR"):
+        grad = tree.nodes[key].router.weight.grad
+        assert grad is not None
+        assert float(grad.abs().sum()) > 0
+    for key in ("LLL", "RRR"):
+        assert float(tree.nodes[key].head.fc.weight.grad.abs().sum()) > 0
+    tree.zero_grad()
+    before = tree.nodes["root"].router.weight.detach().clone()
+    losses = fine_tune(tree, [(x[:8], y)] * 3, lr=1e-2, steps=2)
+    assert len(losses) == 2
+    assert not torch.equal(before, tree.nodes["root"].router.weight)
+    assert not tree.training
+
+
+def test_save_load_round_trip_gives_identical_outputs(resnet_tree: SigmaTree, tiny_resnet,
+                                                      pointnet_tree, tmp_path: Path) -> None:
+    x = tiny_resnet[1]
+    save_tree(resnet_tree, tmp_path / "tree.pt")
+    back = load_tree(tmp_path / "tree.pt")
+    with torch.no_grad():
+        assert torch.equal(back(x), resnet_tree(x))
+        assert torch.equal(back.route(x), resnet_tree.route(x))
+    assert back.param_counts() == resnet_tree.param_counts()
+    _, ptree, px = pointnet_tree
+    save_tree(ptree, tmp_path / "pn.pt")
+    with torch.no_grad():
+        assert torch.equal(load_tree(tmp_path / "pn.pt")(px), ptree(px))
+
+
+def test_missing_or_corrupt_checkpoint_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"nothere\.pt"):
+        load_tree(tmp_path / "nothere.pt")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match=r"bad\.pt"):
+        load_tree(tmp_path / "bad.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match=r"other\.pt.*not a Sigma-Branch"):
+        load_tree(tmp_path / "other.pt")
+
+
+# -- full size -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_full_resnet50_active_params_are_40_to_42_percent_of_dense() -> None:
+    # Derivation of the target (REFERENCE.md A1): backbone stem..layer3 = 8,543,296 params;
+    # layer4 + fc = 17,013,736 spread over 8 leaves ~ 2.13 M each; plus 3 routers of 2 x 1024.
+    # (8,543,296 + 17,013,736 / 8 + 6,144) / 25,557,032 ~ 0.418.
+    tree = sigmab_resnet50(calibration=8)
+    dense = _n(resnet50())
+    assert dense == 25_557_032
+    pc = tree.param_counts()
+    mean_active = sum(pc["paths"]) / len(pc["paths"])
+    assert 0.40 <= mean_active / dense <= 0.42
+    assert abs(pc["total"] / dense - 1) < 0.10
+
+
+@pytest.mark.slow
+def test_full_pointnet2_active_params_are_40_to_42_percent_of_dense() -> None:
+    # Derivation: backbone sa1 + sa2 = 79,936 params; sa3 (725,248) over 2 level-1 nodes and the
+    # head (667,176) over 4 leaves: (79,936 + 362,624 + 166,794 + routers ~1.9 k) / 1,472,360
+    # ~ 0.415.
+    assert DEFAULT_LEVELS["pointnet2"] == {"sa3": 1, "head": 2}
+    tree = sigmab_pointnet2(calibration=8)
+    dense = _n(pointnet2_ssg())
+    pc = tree.param_counts()
+    mean_active = sum(pc["paths"]) / len(pc["paths"])
+    assert 0.40 <= mean_active / dense <= 0.42
+    assert abs(pc["total"] / dense - 1) < 0.10
