@@ -43,6 +43,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -278,24 +279,41 @@ def global_sparsities(
 
     Exactly ``floor(target * N)`` weights are removed: the lowest scores (the highest with
     ``prune_highest``, as GraSP does); ties at the threshold go to layers in ``scores`` order.
+
+    >>> global_sparsities({"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([4.0])}, 0.5)
+    {'a': 0.6666666666666666, 'b': 0.0}
     """
-    if not 0.0 <= target <= 1.0:
-        raise ModelError(f"global pruning target {target} is outside [0, 1]")
-    flat = torch.cat([s.detach().flatten().float() for s in scores.values()])
+    return _global_runs(scores, (target,), prune_highest=prune_highest)[0]
+
+
+def _global_runs(
+    scores: Mapping[str, Tensor], targets: Sequence[float], *, prune_highest: bool
+) -> list[dict[str, float]]:
+    """:func:`global_sparsities` for several targets with one partition of the scores."""
+    bad = [t for t in targets if not 0.0 <= t <= 1.0]
+    if bad:
+        raise ModelError(f"global pruning targets {bad} are outside [0, 1]")
+    arrays = {n: s.detach().float().flatten().numpy() for n, s in scores.items()}
     if prune_highest:
-        flat = -flat
-    k = math.floor(target * flat.numel())
-    if k == 0:
-        return dict.fromkeys(scores, 0.0)
-    thr = flat.kthvalue(k).values
-    out: dict[str, float] = {}
-    ties_left = k - int((flat < thr).sum())
-    for name, s in scores.items():
-        v = -s.detach().float() if prune_highest else s.detach().float()
-        ties = min(ties_left, int((v == thr).sum()))
-        ties_left -= ties
-        out[name] = (int((v < thr).sum()) + ties) / s.numel()
-    return out
+        arrays = {n: -a for n, a in arrays.items()}
+    flat = np.concatenate(list(arrays.values()))
+    ks = [math.floor(t * flat.size) for t in targets]
+    kth = np.partition(flat, sorted({k - 1 for k in ks if k > 0})) if any(ks) else flat
+    runs = []
+    for k in ks:
+        if k == 0:
+            runs.append(dict.fromkeys(scores, 0.0))
+            continue
+        thr = kth[k - 1]
+        less = {n: int(np.count_nonzero(a < thr)) for n, a in arrays.items()}
+        ties_left = k - sum(less.values())
+        run = {}
+        for n, a in arrays.items():
+            ties = min(ties_left, int(np.count_nonzero(a == thr)))
+            ties_left -= ties
+            run[n] = (less[n] + ties) / a.size
+        runs.append(run)
+    return runs
 
 
 def layer_ranges(
@@ -330,8 +348,7 @@ def layer_ranges(
             scores = product_scores(model, batches, loss_fn, len(batches))
         else:
             scores = grasp_scores(model, batches, loss_fn, len(batches))
-        for target in targets:
-            run = global_sparsities(scores, target, prune_highest=base == "grasp")
+        for run in _global_runs(scores, targets, prune_highest=base == "grasp"):
             for name, rho in run.items():
                 lo[name], hi[name] = min(lo[name], rho), max(hi[name], rho)
     ranges = {}
