@@ -18,7 +18,9 @@ channel and for the compute array, one event per transfer and per op):
    once every op that still used the bytes they displace has finished, and, in a routed model,
    once the router that gates op j has decided (unless ``prefetch="speculative"``). Streamed bytes
    (weights that are not kept, and activation spills) start when op j-1 has finished and overlap
-   op j's compute, tile by tile.
+   op j's compute, tile by tile. An op whose live activations (inputs, output and tensors held
+   for later ops) exceed the activation reserve spills the part of its output that does not fit:
+   written out once and read back once (``act_dram_bytes``, never mixed into weight bytes).
 3. The compute process runs the ops in order: op j starts when op j-1 is done and its kept bytes
    are on chip, takes ``ceil(MACs / (peak MACs per cycle x mapping utilisation))`` cycles, and
    ends no earlier than its streamed bytes have arrived. Time the array waits is a stall.
@@ -153,7 +155,9 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
                 blk = workload.blocks[b]
                 if blk.encoding != "dense":
                     decode += blk.nonzeros
-            spill[j] = 2 * max(0, op.live_bytes - hw.act_reserve_bytes)
+            # the part of this op's output that finds no room is written out and read back
+            # once by its consumer (counted here, at the producer, so never twice)
+            spill[j] = 2 * min(op.out_bytes, max(0, op.live_bytes - hw.act_reserve_bytes))
             g = op.meta.get("gate")
             if g is not None and g in names and names[g] < j:
                 gate[j] = names[g]
@@ -238,10 +242,13 @@ class _Inference:
     layers: list[tuple] | None
 
 
-def _transfer_ps(nbytes: int, hw) -> int:
-    burst = hw.offchip_burst_bytes
-    moved = -(-nbytes // burst) * burst
-    return hw._latency_ps + (-(-moved * _PS // hw._bw))
+def _transfer_ps(nbytes: int, hw: _HW) -> int:
+    """Latency plus the bytes rounded up to whole bursts at the channel bandwidth (ceil, ps)."""
+    t = hw.transfer_cache.get(nbytes)
+    if t is None:
+        moved = -(-nbytes // hw.burst) * hw.burst
+        t = hw.transfer_cache[nbytes] = hw.latency_ps + (-(-moved * _PS // hw.bw))
+    return t
 
 
 def _run_one(hw, plan: _PathPlan, policy: Residency, i: int, depth: int, speculative: bool,
@@ -354,9 +361,11 @@ class _HW:
 
     def __init__(self, hw) -> None:
         self._hw = hw
-        self._latency_ps = math.ceil(hw.offchip_latency_s * _PS - 1e-6)
-        self._bw = round(hw.offchip_bytes_per_s)
-        if self._bw <= 0:
+        self.latency_ps = math.ceil(hw.offchip_latency_s * _PS - 1e-6)
+        self.bw = round(hw.offchip_bytes_per_s)
+        self.burst = hw.offchip_burst_bytes
+        self.transfer_cache: dict[int, int] = {}
+        if self.bw <= 0:
             raise ValueError("offchip bandwidth must be positive")
 
     def __getattr__(self, name: str):

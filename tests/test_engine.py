@@ -179,8 +179,9 @@ def test_prefetch_none_serialises_transfer_and_compute():
 
 
 def test_activation_spill_is_counted_apart_from_weights():
-    # 1 KiB activation reserve; a workload whose op holds 3000 live bytes spills 3000 - 1024
-    # bytes out and back: 2 x 1976 = 3952 bytes of act_dram_bytes, weights unaffected.
+    # 1 KiB activation reserve; an op holding 3000 live bytes (2000 of them its output) has
+    # 3000 - 1024 = 1976 bytes without room, all of them output: written out and read back,
+    # 2 x 1976 = 3952 bytes of act_dram_bytes; weights unaffected.
     blocks = [WeightBlock("w", 10, 10, 8, "dense", 10, 10)]
     ops = [LayerOp("big", "linear", ("w",), 1000, 2000, 3000, 10, 10, "int8",
                    (("M", 1), ("N", 1), ("K", 10)))]
