@@ -3,7 +3,9 @@
 Public names: ``synthetic_images``, ``synthetic_points``, ``load_inputs``, ``IMAGE_EXTENSIONS``.
 
 Synthetic inputs are *clustered* (a few prototypes plus per-sample noise) so that a routed model
-sees structure and its routing is not degenerate. Both generators are deterministic in ``seed``.
+sees structure and its routing is not degenerate. Both generators are deterministic: cluster
+prototypes in ``prototype_seed`` (default 0), per-sample noise in ``seed``, so a stream drawn with
+another ``seed`` holds new samples of the same clusters (what a calibrated routed model sees).
 
 * ``synthetic_images(n, shape=(3, H, W), clusters=8, seed=0) -> (x, labels)``: each prototype is a
   smooth random image (low-resolution noise upsampled bilinearly); a sample is its prototype plus
@@ -37,6 +39,9 @@ __all__ = ["IMAGE_EXTENSIONS", "load_inputs", "synthetic_images", "synthetic_poi
 #: File extensions ``load_inputs`` reads from an image folder (PNG natively, others via Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
+#: Offset between prototype and sample generator seeds (independent streams for equal seeds).
+_SAMPLE_SEED = 1_000_003
+
 _MEAN = torch.tensor([0.485, 0.456, 0.406])
 _STD = torch.tensor([0.229, 0.224, 0.225])
 
@@ -54,11 +59,15 @@ def _smooth_noise(gen: torch.Generator, count: int, shape: tuple[int, int, int],
 
 
 def synthetic_images(n: int, shape: tuple[int, int, int] = (3, 224, 224), clusters: int = 8,
-                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` clustered images ``(n, *shape)`` and labels (sample i is in cluster i % clusters)."""
+                     seed: int = 0, prototype_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` clustered images ``(n, *shape)`` and labels (sample i is in cluster i % clusters).
+
+    The cluster prototypes depend on ``prototype_seed`` only, the per-sample noise on ``seed``:
+    streams with different ``seed`` are fresh samples of the same clusters.
+    """
     _check_counts(n, clusters)
-    gen = torch.Generator().manual_seed(seed)
-    protos = _smooth_noise(gen, clusters, shape, 4)
+    protos = _smooth_noise(torch.Generator().manual_seed(prototype_seed), clusters, shape, 4)
+    gen = torch.Generator().manual_seed(_SAMPLE_SEED + seed)
     protos = (protos - protos.mean(dim=(1, 2, 3), keepdim=True)) / \
         protos.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     labels = torch.arange(n) % clusters
@@ -102,14 +111,18 @@ def _primitive(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.stack([r * torch.cos(th), 0.5 * r * torch.sin(th), 0.3 * z], -1)
 
 
-def synthetic_points(n: int, points: int = 1024, clusters: int = 8,
-                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` clustered point clouds ``(n, points, 3)`` in the unit sphere and their labels."""
+def synthetic_points(n: int, points: int = 1024, clusters: int = 8, seed: int = 0,
+                     prototype_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` clustered point clouds ``(n, points, 3)`` in the unit sphere and their labels.
+
+    Cluster shapes (primitive and aspect ratios) depend on ``prototype_seed`` only, the sampled
+    points and jitter on ``seed``.
+    """
     _check_counts(n, clusters)
     if points < 1:
         raise ValueError(f"need points >= 1, got {points}")
-    gen = torch.Generator().manual_seed(seed)
-    aspects = 0.5 + torch.rand(clusters, 3, generator=gen)
+    aspects = 0.5 + torch.rand(clusters, 3, generator=torch.Generator().manual_seed(prototype_seed))
+    gen = torch.Generator().manual_seed(_SAMPLE_SEED + seed)
     labels = torch.arange(n) % clusters
     clouds = []
     for i in range(n):

@@ -29,6 +29,11 @@ def test_synthetic_images_are_clustered_and_deterministic() -> None:
     assert y.tolist() == [i % 4 for i in range(32)]
     assert torch.equal(x, synthetic_images(32, shape=(3, 16, 16), clusters=4, seed=5)[0])
     assert not torch.equal(x, synthetic_images(32, shape=(3, 16, 16), clusters=4, seed=6)[0])
+    # another seed draws new samples of the same clusters; another prototype seed, new clusters
+    other = synthetic_images(32, shape=(3, 16, 16), clusters=4, seed=6)[0]
+    assert _nearest_centroid_accuracy(torch.cat([x, other]), torch.cat([y, y])) == 1.0
+    moved = synthetic_images(4, shape=(3, 16, 16), clusters=4, seed=5, prototype_seed=1)[0]
+    assert float((moved - x[:4]).abs().mean()) > 0.3
     # clustered: every sample is nearest to its own cluster mean
     assert _nearest_centroid_accuracy(x, y) == 1.0
     assert abs(float(x.mean())) < 0.3
