@@ -1,0 +1,240 @@
+"""Sweep grids: ``--set key=spec`` ranges, expanded and checked before any work.
+
+Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``QUANTITY_KINDS``.
+
+A spec is one of
+
+* a single value: ``sram.size=2MiB`` (a YAML flow list such as ``formats=[dense,csr]`` is one
+  value too);
+* a list: ``dram.bandwidth=1GB/s,4GB/s`` (values in the order given);
+* a geometric range ``start..stop:xFACTOR``: start, start*F, start*F^2, ... up to stop
+  (inclusive, sizes rounded to whole bytes);
+* an arithmetic range ``start..stop:+STEP``: start, start+STEP, ... up to stop (inclusive).
+
+Range ends are parsed in the unit kind of the key (``QUANTITY_KINDS``; plain numbers for counts
+such as ``prefetch.depth``). Every produced value is applied to the config once
+(``load_config(config, [f"{key}={value}"])``) so a value the config rejects fails here, with one
+line naming the offending ``--set``. The grid is the product of the axes, first axis slowest.
+
+>>> axis = parse_axis("sram.size=32KiB..256KiB:x2", "npu_small")
+>>> axis.values
+('32 KiB', '64 KiB', '128 KiB', '256 KiB')
+>>> parse_axis("prefetch.depth=0..4:+2", "npu_small").values
+('0', '2', '4')
+>>> pts = grid_points(parse_grid("npu_small", ["sram.size=1MiB,2MiB", "dram.bandwidth=1GB/s"]))
+>>> pts[1]
+{'sram.size': '2MiB', 'offchip.bandwidth': '1GB/s'}
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from edgesim.errors import ConfigError, EdgesimError
+from edgesim.units import format_quantity, parse_quantity
+
+__all__ = ["QUANTITY_KINDS", "Axis", "grid_points", "parse_axis", "parse_grid"]
+
+#: Config keys holding a human quantity -> its unit kind (``edgesim.units``).
+QUANTITY_KINDS: dict[str, str] = {
+    "clock": "frequency",
+    "sram.size": "size",
+    "sram.activation_reserve": "size",
+    "sram.read_energy": "energy_per_byte",
+    "sram.write_energy": "energy_per_byte",
+    "sram.leakage": "power",
+    "offchip.bandwidth": "bandwidth",
+    "offchip.latency": "time",
+    "offchip.burst": "size",
+    "offchip.read_energy": "energy_per_bit",
+    "offchip.write_energy": "energy_per_bit",
+    "energy.mac.int8": "energy",
+    "energy.mac.int4": "energy",
+    "energy.mac.fp16": "energy",
+    "energy.mac.binary": "energy",
+    "energy.index_decode": "energy",
+}
+
+_ALIASES = {"dram": "offchip"}
+_PLAIN = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+#: A range may produce at most this many values (a typo like ``x1.0001`` is an error, not a hang).
+MAX_VALUES = 10_000
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept key: its canonical dotted name, the values (config text) and the ``--set``."""
+
+    key: str
+    values: tuple[str, ...]
+    text: str
+
+
+def _fail(text: str, why: str) -> ConfigError:
+    return ConfigError(" ".join(f"--set {text}: {why}".split()))
+
+
+def _canonical_key(key: str) -> str:
+    parts = [p.strip() for p in key.split(".")]
+    parts[0] = _ALIASES.get(parts[0], parts[0])
+    return ".".join(parts)
+
+
+def _split_list(spec: str) -> list[str]:
+    """Split on commas outside brackets (``[dense,csr]`` stays one value)."""
+    out, depth, cur = [], 0, []
+    for ch in spec:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
+def _number(value: str, what: str, text: str) -> Fraction:
+    if not _PLAIN.match(value.strip()):
+        raise _fail(text, f"{what} {value!r} is not a number")
+    return Fraction(value.strip())
+
+
+def _end(value: str, kind: str | None, what: str, text: str) -> Fraction:
+    """A range end as an exact number in the key's base unit."""
+    if kind is None:
+        return _number(value, what, text)
+    try:
+        q = parse_quantity(value, kind, where=f"{what} {value!r}")
+    except EdgesimError as exc:
+        raise _fail(text, str(exc)) from None
+    return Fraction(q) if isinstance(q, int) else Fraction(repr(q))
+
+
+def _format(value: Fraction, kind: str | None, integral: bool) -> str:
+    if kind == "size":
+        return format_quantity(round(value), "size")
+    if kind is not None:
+        return format_quantity(float(value), kind)
+    if integral:
+        return str(round(value))
+    return f"{float(value):.12g}"
+
+
+def _expand_range(start_t: str, stop_t: str, step_t: str | None, kind: str | None,
+                  text: str) -> list[str]:
+    if not start_t or not stop_t:
+        raise _fail(text, "empty range end; expected start..stop:xFACTOR or start..stop:+STEP")
+    if step_t is None or not step_t.strip():
+        raise _fail(text, "a range needs a step: start..stop:xFACTOR (geometric) or "
+                    "start..stop:+STEP (arithmetic)")
+    start = _end(start_t, kind, "range start", text)
+    stop = _end(stop_t, kind, "range stop", text)
+    if stop < start:
+        raise _fail(text, f"range stop {stop_t!r} is below its start {start_t!r}")
+    step_t = step_t.strip()
+    integral = kind is None and all(_PLAIN.match(t.strip()) and "." not in t and "e" not in
+                                    t.lower() for t in (start_t, stop_t))
+    values: list[Fraction] = []
+    if step_t[0] in "xX*":
+        factor = _number(step_t[1:], "factor", text)
+        if factor <= 1:
+            raise _fail(text, f"factor {step_t[1:]!r} must be > 1")
+        if start <= 0:
+            raise _fail(text, f"a geometric range needs a start above 0, got {start_t!r}")
+        count = math.floor(math.log(stop / start) / math.log(factor) + 1e-9) + 1
+        if count > MAX_VALUES:
+            raise _fail(text, f"the range has {count} values; at most {MAX_VALUES}")
+        values = [start * factor**k for k in range(count)]
+        values = [v for v in values if v <= stop * (1 + Fraction(1, 10**9))]
+    elif step_t[0] == "+":
+        step_part = step_t[1:].strip()
+        step = _end(step_part, kind, "step", text)
+        if step <= 0:
+            raise _fail(text, f"step {step_part!r} must be > 0")
+        integral = integral and step.denominator == 1
+        count = math.floor((stop - start) / step) + 1
+        if count > MAX_VALUES:
+            raise _fail(text, f"the range has {count} values; at most {MAX_VALUES}")
+        values = [start + k * step for k in range(count)]
+    else:
+        raise _fail(text, f"step {step_t!r} must be xFACTOR (geometric) or +STEP (arithmetic)")
+    out = list(dict.fromkeys(_format(v, kind, integral) for v in values))
+    if not out:
+        raise _fail(text, "the range is empty")
+    return out
+
+
+def _check_values(config: Any, key: str, values: Sequence[str], text: str) -> None:
+    """Apply each value to the config; the first one it rejects fails the whole grid."""
+    from edgesim.config import config_from_dict, load_config
+    for v in values:
+        try:
+            if isinstance(config, Mapping):
+                config_from_dict(dict(config), overrides=[f"{key}={v}"])
+            else:
+                load_config(config, [f"{key}={v}"])
+        except EdgesimError as exc:
+            raise _fail(text, str(exc)) from None
+
+
+def parse_axis(text: str, config: Any) -> Axis:
+    """One ``key=spec`` as an Axis, every value checked against ``config`` (path or mapping)."""
+    key, sep, spec = text.partition("=")
+    if not sep or not key.strip():
+        raise _fail(text, "expected key=spec, e.g. sram.size=32KiB..32MiB:x2")
+    key = _canonical_key(key)
+    if key.startswith("model."):
+        raise _fail(text, "model settings are not swept; name nested levels as models "
+                    "(e.g. --model nested_r50@1 nested_r50@2)")
+    spec = spec.strip()
+    if not spec:
+        raise _fail(text, "empty value; expected a value, a list a,b,c or a range")
+    kind = QUANTITY_KINDS.get(key)
+    if spec.startswith(("[", "{")):
+        values = [spec]
+    else:
+        values = []
+        for part in _split_list(spec):
+            if not part:
+                raise _fail(text, "empty list entry; expected values separated by single commas")
+            if ".." not in part:
+                values.append(part)
+                continue
+            start, _, rest = part.partition("..")
+            stop, colon, step = rest.partition(":")
+            if ".." in stop:
+                raise _fail(text, f"{part!r} is not start..stop:xFACTOR or start..stop:+STEP")
+            values.extend(_expand_range(start.strip(), stop.strip(), step if colon else None,
+                                        kind, text))
+    values = list(dict.fromkeys(values))
+    _check_values(config, key, values, text)
+    return Axis(key, tuple(values), text)
+
+
+def parse_grid(config: Any, sets: Sequence[str]) -> list[Axis]:
+    """The axes of ``sets`` in order; a key given twice is an error."""
+    axes: list[Axis] = []
+    seen: dict[str, str] = {}
+    for text in sets:
+        axis = parse_axis(text, config)
+        if axis.key in seen:
+            raise _fail(text, f"{axis.key} is already swept by --set {seen[axis.key]}")
+        seen[axis.key] = text
+        axes.append(axis)
+    return axes
+
+
+def grid_points(axes: Sequence[Axis]) -> list[dict[str, str]]:
+    """The product of the axes as ``{key: value}`` dicts (first axis varies slowest)."""
+    return [dict(zip([a.key for a in axes], combo, strict=True))
+            for combo in itertools.product(*(a.values for a in axes))]
