@@ -21,6 +21,9 @@ call runs in). It runs the model once, in eval mode under ``no_grad``, on a real
   quantized once (``edgesim.quantize``) at the precision in force where it is first read; nonzeros
   are counted after quantization; biases are int32. Norm affine weights and parameters read by
   non-MAC ops are quantized per tensor (int8 when the precision is binary).
+* ``edgesim_opaque = True`` on a module records its whole call as ONE op without weights, of
+  kind ``edgesim_kind`` (e.g. ``sample`` for farthest-point sampling, ``group`` for ball query),
+  with the activation bytes of its inputs and outputs; the torch calls inside are not recorded.
 * Module hints: ``edgesim_precision`` (innermost wins) sets the precision of the module's ops and
   parameters; ``edgesim_kind = "router"`` makes every op inside the module a ``router`` op
   (``meta["router"]`` = module name), and every weight op recorded after a router module ran gets
@@ -52,7 +55,7 @@ from torch.overrides import TorchFunctionMode
 from edgesim import formats
 from edgesim.errors import TraceError
 from edgesim.quantize import bits_of, quantize, quantize_bias
-from edgesim.workload import PRECISIONS, LayerOp, WeightBlock, Workload
+from edgesim.workload import OP_KINDS, PRECISIONS, LayerOp, WeightBlock, Workload
 
 __all__ = ["record", "trace"]
 
@@ -184,6 +187,7 @@ class _Recorder(TorchFunctionMode):
         self.encodings = encodings
         self.stack: list[tuple[str, nn.Module]] = []
         self.gate: str | None = None
+        self.opaque = 0          # depth inside modules with ``edgesim_opaque = True``
         self.raws: list[_Raw] = []
         self.blocks: dict[str, WeightBlock] = {}
         self._nnz_frac: dict[str, tuple[int, int]] = {}
@@ -193,6 +197,7 @@ class _Recorder(TorchFunctionMode):
         self._names: dict[str, int] = {}
         self.bufs: list[_Buf] = []
         self._params = dict(model.named_parameters())
+        self._modules = dict(model.named_modules())
         for name, p in self._params.items():
             self._consts[id(p)] = _Const(p, (name,), ())
         for name, b in model.named_buffers():
@@ -257,6 +262,8 @@ class _Recorder(TorchFunctionMode):
                            kwargs: Mapping[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self.opaque:  # inside an opaque module: recorded as one op when it returns
+            return out
         try:
             self._on_call(_name_of(func), args, kwargs, out)
         except TraceError:
@@ -319,6 +326,24 @@ class _Recorder(TorchFunctionMode):
             if fname in names:
                 return kind
         return "other"
+
+    def record_module(self, name: str, mod: nn.Module, args: Sequence[Any], out: Any) -> None:
+        """One op for a whole opaque module (``edgesim_opaque``): its activations in and out."""
+        outs = _tensors(out)
+        if not outs:
+            return
+        acts, seen = [], set()
+        for t in (x for a in args for x in _tensors(a)):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            c = self._consts.get(id(t))
+            if c is None or c.tensor is not t:
+                acts.append((t, self._act_of(t)))
+        kind = str(getattr(mod, "edgesim_kind", "other"))
+        if kind not in OP_KINDS or kind == "router":
+            kind = "other"
+        self._record(kind, type(mod).__name__, (), {}, acts, [], outs)
 
     # -- one op --------------------------------------------------------------------------------
     def _record(self, kind: str, fname: str, args: Sequence[Any], kwargs: Mapping[str, Any],
@@ -408,6 +433,14 @@ class _Recorder(TorchFunctionMode):
                 # Gathered or expanded from a parameter (a relative position bias table): what
                 # is stored is the parameter itself.
                 values, axis = param, (0 if role == "weight" else axis)
+            owner = self._modules.get(bid.split(".parametrizations.", 1)[0])
+            if role == "weight" and getattr(owner, "edgesim_levels", None) is not None:
+                segments, nnz = self._nested_blocks(bid, owner, precision)
+                weights.extend(segments)
+                extra = {**extra, "nested_nonzeros": nnz}
+                if c.tensor is main_t:
+                    main = segments[0]
+                continue
             self._block(bid, values, role, axis, precision)
             weights.append(bid)
             if c.tensor is main_t:
@@ -473,6 +506,38 @@ class _Recorder(TorchFunctionMode):
                                        int(dense), {"shape": tuple(values.shape), "role": role,
                                                     "precision": precision, "scales": nscales})
 
+    def _nested_blocks(self, bid: str, mod: nn.Module, precision: str) -> tuple[list[str], int]:
+        """A nested weight as one stream in the nested prefix layout, one block per level.
+
+        Block ``bid#Lk`` holds the bytes the stream adds for level k (``formats.nested_bytes``),
+        so sub-network k reads the blocks of levels 1..k, a prefix of the stream. Elements are
+        split so that the blocks together count the tensor once. Returns the ids the current
+        level reads and the nonzeros of the current sub-network.
+        """
+        levels = mod.edgesim_levels.detach().cpu().numpy().astype(np.int64)
+        level = int(mod.parametrizations.weight[0].level)
+        n_levels = max(int(levels.max()), level)
+        latent = mod.parametrizations.weight.original.detach().float().cpu().numpy()
+        q, scales = quantize(latent * (levels >= 1), precision, channel_axis=0)
+        bits, nscales = bits_of(precision), int(scales.size)
+        levels = np.where(q != 0, levels, 0)      # quantized to zero: in no level
+        prefix = formats.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)
+        counts = [int((levels == k).sum()) for k in range(1, n_levels + 1)]
+        ids = []
+        for k in range(1, n_levels + 1):
+            sid = f"{bid}#L{k}"
+            ids.append(sid)
+            if sid in self.blocks:
+                continue
+            stored = prefix[k - 1] - (prefix[k - 2] if k > 1 else 0)
+            elements = q.size - sum(counts[1:]) if k == 1 else counts[k - 1]
+            dense = formats.stored_bytes(q, "dense", bits, nscales) if k == 1 else 0
+            self.blocks[sid] = WeightBlock(
+                sid, int(elements), counts[k - 1], bits, "nested", int(stored), int(dense),
+                {"shape": tuple(q.shape), "role": "weight", "precision": precision,
+                 "level": k, "levels": n_levels, "parameter": bid})
+        return ids[:level], sum(counts[:level])
+
     # -- after the pass --------------------------------------------------------------------------
     def finish(self) -> list[LayerOp]:
         fused = self._fuse()
@@ -491,7 +556,10 @@ class _Recorder(TorchFunctionMode):
             out_b = 0 if i in fused else sum(a.nbytes for a in r.outs)
             meta = {**r.meta, "fused": True} if i in fused else r.meta
             eff = r.macs
-            if r.main is not None:
+            if "nested_nonzeros" in r.meta:
+                shape = self.blocks[r.main].meta["shape"]
+                eff = r.macs * r.meta["nested_nonzeros"] // max(1, math.prod(shape))
+            elif r.main is not None:
                 b = self.blocks[r.main]
                 eff = r.macs * b.nonzeros // b.elements if b.elements else 0
             ops.append(LayerOp(r.name, r.kind, tuple(r.weights), in_b, out_b,
@@ -543,9 +611,20 @@ def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None
     modules = {n: m for n, m in model.named_modules()}
 
     def pre(mod: nn.Module, _args: Any) -> None:
+        if rec.opaque:
+            rec.opaque += bool(getattr(mod, "edgesim_opaque", False))
+            return
         rec.stack.append((names[id(mod)], mod))
+        if getattr(mod, "edgesim_opaque", False):
+            rec.opaque = 1
 
-    def post(mod: nn.Module, _args: Any, _out: Any) -> None:
+    def post(mod: nn.Module, args: Any, out: Any) -> None:
+        if getattr(mod, "edgesim_opaque", False):
+            rec.opaque -= 1
+            if rec.opaque == 0:
+                rec.record_module(names[id(mod)], mod, args, out)
+        if rec.opaque:
+            return
         if rec.stack and rec.stack[-1][1] is mod:
             rec.stack.pop()
         if getattr(mod, "edgesim_kind", None) == "router":

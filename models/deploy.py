@@ -134,7 +134,11 @@ def _fold(w: nn.Module, bn: nn.Module) -> None:
         1.0 / torch.sqrt(bn.running_var + bn.eps)
     shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     view = (-1,) + (1,) * (w.weight.dim() - 1)
-    w.weight.mul_(inv.reshape(view).to(w.weight.dtype))
+    # a parametrized weight (nested masks, signed-binary) is computed from its latent original:
+    # scale that (per-output-channel scaling commutes with masking and with sign-binarizing)
+    parametrized = getattr(getattr(w, "parametrizations", None), "weight", None)
+    target = parametrized.original if parametrized is not None else w.weight
+    target.mul_(inv.reshape(view).to(target.dtype))
     old = w.bias if w.bias is not None else torch.zeros_like(bn.running_mean)
     new_bias = (old - bn.running_mean) * inv + shift
     w.bias = nn.Parameter(new_bias.to(w.weight.dtype))
