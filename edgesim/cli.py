@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--config", help="take precision and formats from this config")
     t.add_argument("--out")
+
+    # sweep and plot: defined in their own modules (edgesim.sweep, edgesim.plot)
+    from edgesim import plot, sweep
+    sweep.register(sub)
+    plot.register(sub)
     return p
 
 
@@ -204,4 +209,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _extra_commands() -> dict:
     """Commands that live in their own modules (sweep, plot), when present."""
-    return {}
+    from edgesim import plot, sweep
+    return {"sweep": sweep.cmd_sweep, "plot": plot.cmd_plot}
