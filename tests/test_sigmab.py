@@ -353,3 +353,17 @@ def test_full_pointnet2_active_params_are_40_to_42_percent_of_dense() -> None:
     mean_active = sum(pc["paths"]) / len(pc["paths"])
     assert 0.40 <= mean_active / dense <= 0.42
     assert abs(pc["total"] / dense - 1) < 0.10
+
+
+def test_factory_loads_a_dense_checkpoint_and_names_a_bad_one(tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    dense = pointnet2_ssg(num_classes=5, in_points=64, width=0.125)
+    torch.save(dense.state_dict(), tmp_path / "dense.pt")
+    tree = sigmab_pointnet2(num_classes=5, in_points=64, calibration=8, width=0.125,
+                            checkpoint=tmp_path / "dense.pt")
+    # the backbone is the checkpoint's sa1 + sa2, unchanged
+    assert torch.equal(tree.backbone["sa2"].mlp[0].weight, dense.sa2.mlp[0].weight)
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
+    with pytest.raises(ModelError, match=r"wrong\.pt.*PointNet2"):
+        sigmab_pointnet2(num_classes=5, in_points=64, calibration=8, width=0.125,
+                         checkpoint=tmp_path / "wrong.pt")
