@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return extra[a.command](a)
         return handler[a.command](a)
     except EdgesimError as exc:
-        print(f"edgesim: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line, whatever a library said
+        print(f"edgesim: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgesim: interrupted", file=sys.stderr)

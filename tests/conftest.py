@@ -1,0 +1,36 @@
+"""Shared fixtures: a private workload cache per test session, one torch thread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Traces made by the tests go to a fresh cache, never the user's ~/.cache/edgesim.
+
+    Set EDGESIM_TEST_CACHE to reuse a cache across test sessions (faster local reruns).
+    """
+    old = os.environ.get("EDGESIM_CACHE")
+    os.environ["EDGESIM_CACHE"] = os.environ.get(
+        "EDGESIM_TEST_CACHE", str(tmp_path_factory.mktemp("edgesim-cache")))
+    yield
+    if old is None:
+        os.environ.pop("EDGESIM_CACHE", None)
+    else:
+        os.environ["EDGESIM_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,0 +1,151 @@
+"""The command line: outputs a user reads, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgesim.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+USER = "usermodels:tiny_net"
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, f"error is more than one line: {err!r}"
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def bad_yaml(tmp_path) -> Path:
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: broken\nclock: [500 MHz\n")
+    return p
+
+
+@pytest.fixture
+def unknown_key_yaml(tmp_path) -> Path:
+    raw = yaml.safe_load(Path(NPU).read_text())
+    raw["sram"]["colour"] = "blue"
+    p = tmp_path / "unknown.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "missing.yaml", "--model", USER], "missing.yaml"),
+    (["run", NPU, "--model", USER, "--set", "offchip.bandwidth=4 GB"], "offchip.bandwidth"),
+    (["run", NPU, "--model", USER, "--set", "dram.bandwidth=4GB"], "offchip.bandwidth"),
+    (["run", NPU, "--model", USER, "--set", "sram.size=0B"], "sram.size"),
+    (["run", NPU, "--model", USER, "--set", "sram.size=-1KiB"], "sram.size"),
+    (["run", NPU, "--model", USER, "--set", "sram.colour=blue"], "sram.colour"),
+    (["run", NPU, "--model", "dens_r50"], "did you mean dense_r50"),
+    (["run", NPU, "--model", "nosuchpkg.mod:fn"], "nosuchpkg.mod"),
+    (["run", NPU, "--model", "usermodels:broken_net"], "always fails"),
+    (["run", NPU, "--model", USER, "--weights", "nope.pt"], "nope.pt"),
+    (["run", NPU, "--model", USER, "--inputs", "0"], "--inputs"),
+    (["run", NPU, "--model", USER, "--policy", "fifo"], "fifo"),
+    (["run", NPU, "--model", USER, "--set", "model.level=2"], "nested"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, args, expected):
+    assert main(args) == 2
+    assert expected in _err(capsys)
+
+
+def test_malformed_yaml_names_the_file_and_line(capsys, bad_yaml):
+    assert main(["run", str(bad_yaml), "--model", USER]) == 2
+    err = _err(capsys)
+    assert "broken.yaml" in err
+    assert "line" in err
+
+
+def test_unknown_yaml_key_is_named(capsys, unknown_key_yaml):
+    assert main(["run", str(unknown_key_yaml), "--model", USER]) == 2
+    err = _err(capsys)
+    assert "unknown.yaml" in err
+    assert "sram.colour" in err
+
+
+def test_checkpoint_with_wrong_shapes_names_key_and_shapes(capsys, tmp_path):
+    from usermodels import save_wrong_checkpoint
+    ckpt = tmp_path / "wrong.pt"
+    save_wrong_checkpoint(ckpt)
+    assert main(["run", NPU, "--model", USER, "--weights", str(ckpt)]) == 2
+    err = _err(capsys)
+    assert "wrong.pt" in err
+    assert "5.weight" in err
+
+
+def test_checkpoint_that_is_not_a_state_dict(capsys, tmp_path):
+    ckpt = tmp_path / "junk.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    assert main(["run", NPU, "--model", USER, "--weights", str(ckpt)]) == 2
+    assert "junk.pt" in _err(capsys)
+
+
+def test_run_table_has_one_row_per_input(capsys):
+    assert main(["run", NPU, "--model", USER, "--inputs", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("input"))
+    assert lines[header].split()[:3] == ["input", "path", "weight_dram_bytes"]
+    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["0", "1", "2"]
+    assert "# summary" in out
+
+
+def test_run_json_has_model_hardware_inferences_summary(capsys, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["run", NPU, "--model", USER, "--inputs", "2", "--format", "json",
+                 "--out", str(out)]) == 0
+    obj = json.loads(out.read_text())
+    assert set(obj) >= {"model", "hardware", "inferences", "summary"}
+    assert set(obj["model"]) >= {"name", "family", "total_params", "active_params",
+                                 "stored_weight_bytes", "dense_weight_bytes"}
+    # tiny_net after BN folding: conv 8x3x3x3 = 216 + bias 8; fc 8x10 = 80 + bias 10 -> 314
+    assert obj["model"]["total_params"] == 314
+    assert len(obj["inferences"]) == 2
+    assert obj["hardware"]["name"] == "npu_small"
+    # SRAM holds the whole model: the warm inference moves no weights
+    assert obj["inferences"][1]["weight_dram_bytes"] == 0
+    assert obj["inferences"][0]["weight_dram_bytes"] == obj["model"]["stored_weight_bytes"]
+
+
+def test_run_csv_and_per_layer(capsys):
+    assert main(["run", NPU, "--model", USER, "--inputs", "2", "--format", "csv",
+                 "--per-layer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input,path,op,name,kind")
+    assert len(lines) > 3
+
+
+def test_identical_runs_give_identical_bytes(capsys):
+    outs = []
+    for _ in range(2):
+        assert main(["run", NPU, "--model", USER, "--inputs", "4", "--format", "csv",
+                     "--policy", "belady"]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+
+
+def test_configs_lists_the_shipped_configs(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    for name in ("npu_small", "ethos_u55", "ethos_u65", "nvdla_small", "stm32h7", "edgetpu"):
+        assert name in out
+
+
+def test_python_m_edgesim_entry_point():
+    r = subprocess.run([sys.executable, "-m", "edgesim", "run", NPU, "--model", "dens_r50"],
+                       capture_output=True, text=True, cwd=ROOT, check=False)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("edgesim: error: unknown model 'dens_r50'")
+    assert len(r.stderr.strip().splitlines()) == 1
