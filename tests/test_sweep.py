@@ -1,0 +1,246 @@
+"""Sweeps: the tidy table, laws over SRAM size, resume, kill-and-resume, Dask vs process pool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from edgesim import sweep as sweep_mod
+from edgesim.cli import main
+from edgesim.errors import ConfigError, EdgesimError
+from edgesim.sweep import load_detail, sweep
+from edgesim.testing import TINY_CONFIG, tiny_workload
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path
+
+
+# tiny workload: block a = 1000 B (op 1), block b = 2000 B (op 3); 3000 B in all.
+# The tiny config reserves 1 KiB of its SRAM for activations: weight SRAM = sram.size - 1024 B.
+SIZES = "sram.size=2KiB,3KiB,4KiB,8KiB"
+
+
+def test_one_row_per_point_model_policy_in_grid_order(tiny_yaml, tmp_path):
+    df = sweep(tiny_yaml, [tiny_workload()], [SIZES, "dram.bandwidth=1GB/s,2GB/s"],
+               policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "out",
+               executor="serial")
+    assert len(df) == 4 * 2 * 2
+    assert df["point"].tolist() == sorted(df["point"].tolist())
+    assert df["policy"].tolist()[:2] == ["lru", "belady"]
+    assert df["sram.size"].tolist()[:4] == ["2KiB", "2KiB", "2KiB", "2KiB"]
+    assert df["offchip.bandwidth"].tolist()[:4] == ["1GB/s", "1GB/s", "2GB/s", "2GB/s"]
+    for col in ("weight_dram_bytes_cold", "weight_dram_bytes_steady", "act_dram_bytes_steady",
+                "latency_s_steady", "latency_s_p50", "latency_s_p99", "energy_j_steady",
+                "energy_mac_j_steady", "energy_offchip_j_steady", "energy_leak_j_steady",
+                "model", "family", "total_params", "stored_weight_bytes", "sram_bytes"):
+        assert col in df.columns, col
+    on_disk = pd.read_csv(tmp_path / "out" / "sweep.csv")
+    assert len(on_disk) == len(df)
+    assert (tmp_path / "out" / "results.sqlite").is_file()
+
+
+def test_closed_form_bytes_and_laws(tiny_yaml, tmp_path):
+    df = sweep(tiny_yaml, [tiny_workload()], [SIZES], policies=("lru", "belady"), inputs=5,
+               out_dir=tmp_path, executor="serial")
+    lru, belady = df[df.policy == "lru"], df[df.policy == "belady"]
+    # cold: nothing is on chip, all 3000 B move. Steady state under LRU:
+    #   2 KiB (1024 B for weights): a (1000 B) stays, b (2000 B) never fits: 2000 B a time
+    #   3 KiB (2048 B): a and b fit only one at a time and evict each other: 3000 B a time
+    #   4 KiB, 8 KiB (>= 3000 B for weights): everything stays: 0 B
+    assert lru["weight_dram_bytes_cold"].tolist() == [3000, 3000, 3000, 3000]
+    assert lru["weight_dram_bytes_steady"].tolist() == [2000.0, 3000.0, 0.0, 0.0]
+    # law: the offline-optimal policy never moves more bytes when SRAM grows, and never more
+    # than LRU
+    steady = belady["weight_dram_bytes_steady"].tolist()
+    assert steady == sorted(steady, reverse=True)
+    assert (belady["weight_dram_bytes_steady"].to_numpy()
+            <= lru["weight_dram_bytes_steady"].to_numpy()).all()
+    # law: energy is the sum of its parts
+    parts = df[[f"{c}_steady" for c in ("energy_mac_j", "energy_sram_j", "energy_offchip_j",
+                                        "energy_decode_j", "energy_leak_j")]].sum(axis=1)
+    assert (abs(parts - df["energy_j_steady"]) <= 1e-12 * df["energy_j_steady"]).all()
+
+
+def test_rerun_skips_finished_points(tiny_yaml, tmp_path, monkeypatch):
+    first = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
+                  out_dir=tmp_path, executor="serial")
+    calls = []
+    real = sweep_mod._simulate_task
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].sram_bytes)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "_simulate_task", counting)
+    again = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
+                  out_dir=tmp_path, executor="serial")
+    assert calls == []
+    pd.testing.assert_frame_equal(first, again)
+    # a larger grid over the same folder computes only its new point (8 KiB = 8192 B)
+    bigger = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB,8KiB"], inputs=3,
+                   out_dir=tmp_path, executor="serial")
+    assert calls == [8192]
+    pd.testing.assert_frame_equal(bigger.iloc[:2].drop(columns="point"),
+                                  first.drop(columns="point"))
+
+
+def test_equal_points_share_one_key(tiny_yaml, tmp_path):
+    # 2 KiB and 2048 B resolve to the same config: one stored row, two table rows
+    df = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,2048B"], inputs=2,
+               out_dir=tmp_path, executor="serial")
+    assert len(df) == 2
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+
+
+def test_detail_keeps_every_inference(tiny_yaml, tmp_path):
+    sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3, out_dir=tmp_path,
+          executor="serial", detail=True)
+    detail = load_detail(tmp_path)
+    assert len(detail) == 2 * 3
+    assert set(detail["input"]) == {0, 1, 2}
+    assert (tmp_path / "detail.csv").is_file()
+
+
+def test_bad_grid_fails_before_any_work(tiny_yaml, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("traced or simulated before the grid was checked")
+
+    monkeypatch.setattr(sweep_mod, "_workloads", boom)
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"^--set sram.size=1MiB..2MiB: .*step"):
+        sweep(tiny_yaml, ["dense_r50"], ["sram.size=1MiB..2MiB"], out_dir=out)
+    assert not out.exists()
+
+
+def test_bad_arguments_are_errors(tiny_yaml, tmp_path):
+    with pytest.raises(EdgesimError, match="policy 'fifo'"):
+        sweep(tiny_yaml, [tiny_workload()], [], policies=("fifo",), out_dir=tmp_path)
+    with pytest.raises(EdgesimError, match="unknown executor"):
+        sweep(tiny_yaml, [tiny_workload()], [], executor="mpi", out_dir=tmp_path)
+    with pytest.raises(EdgesimError, match="at least one model"):
+        sweep(tiny_yaml, [], [], out_dir=tmp_path)
+
+
+def test_process_pool_equals_serial(tiny_yaml, tmp_path):
+    args = (tiny_yaml, [tiny_workload()], [SIZES])
+    pool = sweep(*args, policies=("lru", "pinned"), inputs=4, out_dir=tmp_path / "pool",
+                 executor="process", workers=2)
+    serial = sweep(*args, policies=("lru", "pinned"), inputs=4, out_dir=tmp_path / "serial",
+                   executor="serial")
+    pd.testing.assert_frame_equal(pool, serial)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    args = (tiny_yaml, [tiny_workload()], [SIZES])
+    pool = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "pool",
+                 executor="process", workers=2)
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        dask = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "dask",
+                     executor="dask", scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(pool, dask)
+    assert (tmp_path / "pool" / "sweep.csv").read_bytes() == \
+        (tmp_path / "dask" / "sweep.csv").read_bytes()
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from edgesim.sweep import sweep
+    from edgesim.testing import tiny_workload
+    sweep(sys.argv[1], [tiny_workload()], [sys.argv[2]], inputs=int(sys.argv[3]),
+          out_dir=sys.argv[4], executor="process", workers=1, memo=False, progress=False)
+""")
+
+
+def _committed(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(tiny_yaml, tmp_path):
+    # memo=False and 400 inputs make each of the 10 points take a noticeable time, so the
+    # sweep is killed with some points committed and others not
+    grid, inputs, total = "sram.size=1KiB..10KiB:+1KiB", 400, 10
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tiny_yaml), grid,
+                             str(inputs), str(killed)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done_at_kill = 0
+    try:
+        for _ in range(3000):  # at most ~60 s of 20 ms polls
+            done_at_kill = _committed(killed / "results.sqlite")
+            if done_at_kill >= 2:
+                break
+            try:
+                proc.wait(timeout=0.02)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its pool workers
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert 0 < _committed(killed / "results.sqlite") < total
+    resumed = sweep(tiny_yaml, [tiny_workload()], [grid], inputs=inputs, out_dir=killed,
+                    executor="serial", memo=False)
+    clean = sweep(tiny_yaml, [tiny_workload()], [grid], inputs=inputs,
+                  out_dir=tmp_path / "clean", executor="serial")
+    pd.testing.assert_frame_equal(resumed, clean)
+    assert (killed / "sweep.csv").read_bytes() == (tmp_path / "clean" / "sweep.csv").read_bytes()
+    assert _committed(killed / "results.sqlite") == total  # none lost, none repeated
+
+
+def test_cli_sweep_writes_table_and_store(tiny_yaml, tmp_path, capsys):
+    from models.registry import ModelSpec, register
+    register(ModelSpec("tiny_linear_sweep", "dense", "torch.nn:Linear",
+                       {"in_features": 16, "out_features": 8}, (16,), "test model"))
+    out = tmp_path / "cli"
+    code = main(["sweep", str(tiny_yaml), "--model", "tiny_linear_sweep",
+                 "--set", "sram.size=1KiB..4KiB:x2", "--inputs", "3", "--out", str(out),
+                 "--workers", "1"])
+    assert code == 0
+    df = pd.read_csv(out / "sweep.csv")
+    assert df["sram.size"].tolist() == ["1 KiB", "2 KiB", "4 KiB"]
+    assert (df["model"] == "tiny_linear_sweep").all()
+    assert "3 rows" in capsys.readouterr().out
+
+
+def test_cli_bad_grid_is_one_line(tiny_yaml, tmp_path, capsys):
+    code = main(["sweep", str(tiny_yaml), "--model", "dense_r50", "--set", "sram.size=1GB/s",
+                 "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "--set sram.size=1GB/s" in err
