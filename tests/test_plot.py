@@ -1,0 +1,89 @@
+"""Plots: the Pareto front rule, and every kind writes a non-empty PNG and SVG."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from edgesim.cli import main
+from edgesim.engine import simulate
+from edgesim.errors import DataError, EdgesimError
+from edgesim.plot import pareto_front, plot
+from edgesim.sweep import sweep
+from edgesim.testing import TINY_CONFIG, tiny_config, tiny_workload
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    small = tiny_workload()
+    other = dataclasses.replace(small, name="tiny_b")
+    sweep(TINY_CONFIG, [small, other], ["sram.size=1KiB..16KiB:x2"],
+          policies=("lru", "belady"), inputs=3, out_dir=out, executor="serial")
+    return out
+
+
+@pytest.fixture(scope="module")
+def timeline_csv(tmp_path_factory):
+    res = simulate(tiny_config(sram="2 KiB"), tiny_workload(inputs=2), per_layer=True)
+    path = tmp_path_factory.mktemp("run") / "events.csv"
+    res.layers.to_csv(path, index=False)
+    return path
+
+
+def test_pareto_front_keeps_exactly_the_undominated():
+    # (1,4) (2,2) (4,1) trade off; (3,3) is beaten by (2,2); (2,2) twice: ties both kept
+    df = pd.DataFrame({"x": [1, 2, 4, 3, 2], "y": [4, 2, 1, 3, 2]})
+    assert pareto_front(df, "x", "y").tolist() == [True, True, True, False, True]
+
+
+def test_pareto_front_of_one_point_is_that_point():
+    assert pareto_front(pd.DataFrame({"x": [5], "y": [7]}), "x", "y").tolist() == [True]
+
+
+def _written(paths):
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    for p in paths:
+        assert p.is_file()
+        assert p.stat().st_size > 1000
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in paths[1].read_bytes()[:2000]
+
+
+@pytest.mark.parametrize("kind", ["pareto", "bytes-vs-sram", "energy-breakdown"])
+def test_sweep_plots_write_png_and_svg(sweep_dir, kind):
+    _written(plot(kind, sweep_dir))
+
+
+def test_pareto_on_bytes(sweep_dir, tmp_path):
+    _written(plot("pareto", sweep_dir, y="weight_dram_bytes_steady", out=tmp_path / "p"))
+
+
+def test_timeline_writes_png_and_svg(timeline_csv):
+    paths = plot("timeline", timeline_csv)
+    _written(paths)
+    assert paths[0].name == "events_timeline.png"
+
+
+def test_unknown_column_names_the_columns(sweep_dir):
+    with pytest.raises(DataError, match="column 'nope' is not in the table"):
+        plot("pareto", sweep_dir, x="nope")
+
+
+def test_timeline_needs_an_event_log(sweep_dir):
+    with pytest.raises(DataError, match="lacks columns"):
+        plot("timeline", sweep_dir / "sweep.csv")
+
+
+def test_missing_sweep_folder_is_an_error(tmp_path):
+    with pytest.raises(EdgesimError, match=r"no sweep\.csv"):
+        plot("pareto", tmp_path)
+
+
+def test_cli_plot(sweep_dir, tmp_path, capsys):
+    out = tmp_path / "knee"
+    assert main(["plot", "bytes-vs-sram", str(sweep_dir), "--out", str(out)]) == 0
+    _written([out.with_suffix(".png"), out.with_suffix(".svg")])
+    assert "wrote" in capsys.readouterr().out
