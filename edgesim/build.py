@@ -30,9 +30,49 @@ def example_input(spec, seed: int = 0):
     return torch.randn((1, *spec.input_shape), generator=g)
 
 
-def _build(spec, weights: str | None, seed: int, level: int | None):
+#: Built models of this process, by (name, factory, kwargs, weights, seed).
+_BUILT: dict[str, object] = {}
+
+
+def _built_model(spec, weights: str | None, seed: int):
+    """The built nn.Module, from this process, the on-disk cache, or the factory (slowest).
+
+    Routed trees cost tens of seconds to calibrate; routing a new input stream reuses them.
+    """
+    import copy
+
+    import torch
+
+    from edgesim import cache
     from models.registry import build_model
-    model = build_model(spec, weights=weights, seed=seed)
+
+    key = cache.make_key("model", spec.name, spec.factory, dict(spec.kwargs),
+                         cache.file_fingerprint(weights), seed)
+    model = _BUILT.get(key)
+    if model is None:
+        path = cache.cache_dir() / "model" / f"{key}.pt"
+        if spec.dynamic and path.is_file():
+            try:
+                model = torch.load(path, weights_only=False)
+            except Exception:  # a corrupt entry is a miss
+                model = None
+        if model is None:
+            model = build_model(spec, weights=weights, seed=seed)
+            if spec.dynamic:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp")
+                    torch.save(model, tmp)
+                    tmp.replace(path)
+                except OSError:
+                    pass
+        _BUILT.clear()  # keep one model: they are large
+        _BUILT[key] = model
+    return copy.deepcopy(model)
+
+
+def _build(spec, weights: str | None, seed: int, level: int | None):
+    model = _built_model(spec, weights, seed)
     if level is not None:
         if not hasattr(model, "set_level"):
             raise ModelError(f"model {spec.name} has no nesting levels; model.level={level} "

@@ -162,7 +162,8 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
             if g is not None and g in names and names[g] < j:
                 gate[j] = names[g]
                 gated.update(ids)
-        compute_ps = -(-(cycles * _PS) // clock)
+        # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
+        compute_ps = np.array([-(-(int(c) * _PS) // clock) for c in cycles], dtype=object)
         plans.append(_PathPlan(
             name=path.name, blocks=tuple(blocks), cycles=cycles, compute_ps=compute_ps,
             spill=spill, gate=gate, macs=macs, compute_cycles=int(cycles.sum()),

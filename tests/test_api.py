@@ -1,0 +1,77 @@
+"""The Python API end to end on the real ResNet-50: the issue's "must hold" statements."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgesim import api
+from edgesim.config import load_config
+from edgesim.engine import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+
+
+@pytest.fixture(scope="module")
+def r50():
+    return api.workload("dense_r50")
+
+
+def test_dense_r50_counts(r50):
+    info = api.model_info(r50)
+    # torchvision's 25,557,032 less the 53,120 BatchNorm affine parameters and 26,560 BN
+    # channels' worth of mean/var buffers are not parameters; folding adds one int32 bias per
+    # conv output channel (26,560) in place of BN's gamma/beta (2 x 26,560):
+    # 25,557,032 - 2 x 26,560 + 26,560 = 25,530,472 stored values.
+    assert info["total_params"] == 25_530_472
+    # int8 weights (25,502,912 B) + one fp32 scale per output channel (27,560 x 4 B) + int32
+    # biases (27,560 x 4 B): 25,502,912 + 110,240 + 110,240 = 25,723,392 B (about 25.7 MB).
+    assert info["stored_weight_bytes"] == 25_723_392
+    assert sum(op.macs for op in r50.paths[0].ops if op.weights) == 4_089_184_256
+
+
+def test_every_inference_moves_the_whole_model_when_sram_is_smaller(r50):
+    run = api.run(NPU, "dense_r50", inputs=4)
+    assert (run.inferences.weight_dram_bytes == run.model["stored_weight_bytes"]).all()
+
+
+def test_sram_holding_the_model_moves_it_once(r50):
+    run = api.run(NPU, "dense_r50", inputs=4, overrides=["sram.size=64MiB"])
+    moved = list(run.inferences.weight_dram_bytes)
+    assert moved == [run.model["stored_weight_bytes"], 0, 0, 0]
+
+
+def test_latency_meets_the_roofline_on_every_shipped_config(r50):
+    from edgesim.config import shipped_configs
+    for path in shipped_configs():
+        hw = load_config(path)
+        df = simulate(hw, r50.with_inputs(2)).inferences
+        for row in df.itertuples():
+            compute = row.macs / (hw.macs_per_cycle[hw.precision] * hw.clock_hz)
+            transfer = (row.weight_dram_bytes + row.act_dram_bytes) / hw.offchip_bytes_per_s
+            assert row.latency_s >= max(compute, transfer) * (1 - 1e-12), path.name
+
+
+def test_cached_run_does_not_import_torch(r50):
+    # the fixture traced dense_r50 into this session's cache; a new process answers from it
+    code = ("import sys; from edgesim import api; "
+            f"r = api.run({NPU!r}, 'dense_r50', inputs=2); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; "
+            "print(int(r.inferences.weight_dram_bytes[0]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ}, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "25723392"
+
+
+def test_model_level_suffix_needs_a_nested_model():
+    from edgesim.errors import ModelError
+    with pytest.raises(ModelError, match="@"):
+        api.parse_model_name("nested_r50@x")
+    assert api.parse_model_name("nested_r50@2") == ("nested_r50", 2)
+    assert api.parse_model_name("pkg.mod:factory") == ("pkg.mod:factory", None)
