@@ -244,3 +244,27 @@ def test_cli_bad_grid_is_one_line(tiny_yaml, tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 1
     assert "--set sram.size=1GB/s" in err
+
+
+@pytest.mark.slow
+def test_must_hold_dense_drops_to_zero_and_routed_moves_less(tmp_path):
+    # 16 SRAM sizes on npu_small (75 % of the SRAM holds weights): 2, 5, ..., 47 MiB. dense_r50
+    # stores 25.7 MB, so from 34 MiB (25.5 MiB for weights) on it stays on chip and its steady
+    # state moves 0 B; below that LRU cycles through the whole model every inference. The
+    # routed tree (sigmab_r50) runs one root-to-leaf path per input, about half the params.
+    from models.registry import REGISTRY
+    routed = "sigmab_r50" if "sigmab_r50" in REGISTRY else next(
+        n for n, s in REGISTRY.items() if s.dynamic)
+    df = sweep("npu_small", ["dense_r50", routed], ["sram.size=2MiB..47MiB:+3MiB"],
+               inputs=1000, out_dir=tmp_path, workers=2)
+    assert df["point"].nunique() == 16
+    dense = df[df.model == "dense_r50"].set_index("point")
+    tree = df[df.model == routed].set_index("point")
+    holds = dense["weight_sram_bytes"] >= dense["stored_weight_bytes"]
+    assert holds.any()
+    assert (~holds).any()
+    assert (dense.loc[holds, "weight_dram_bytes_steady"] == 0).all()
+    below = dense.index[~holds]
+    assert (dense.loc[below, "weight_dram_bytes_steady"] > 0).all()
+    assert (tree.loc[below, "weight_dram_bytes_steady"]
+            < dense.loc[below, "weight_dram_bytes_steady"]).all()
