@@ -88,13 +88,11 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
                    encodings: Sequence[str] = ("dense",), weights: str | None = None,
                    seed: int = 0, level: int | None = None) -> Workload:
     """Trace ``spec`` into a Workload with one input (dense) or the path catalogue (routed)."""
-    import torch
 
     from edgesim.trace import record
     from models.deploy import fold_batchnorm, prepare
 
-    torch.set_grad_enabled(False)
-    model = _build(spec, weights, seed, level)
+    model = _build(spec, weights, seed, level)   # factories may train (pruning): grads on
     x = example_input(spec, seed)
     meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
             "params": dict(spec.kwargs), "seed": seed, "level": level}
@@ -134,7 +132,6 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
 
     from models import data as mdata
 
-    torch.set_grad_enabled(False)
     model = _build(spec, weights, seed, None)
     kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
     if data is not None:
@@ -146,8 +143,9 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
         x, _ = mdata.synthetic_points(inputs, points=spec.input_shape[0], seed=seed + 1)
     else:
         x, _ = mdata.synthetic_images(inputs, shape=tuple(spec.input_shape), seed=seed + 1)
-    out = [model.route(x[start:start + ROUTE_BATCH]).cpu().numpy()
-           for start in range(0, inputs, ROUTE_BATCH)]
+    with torch.no_grad():
+        out = [model.route(x[start:start + ROUTE_BATCH]).cpu().numpy()
+               for start in range(0, inputs, ROUTE_BATCH)]
     seq = np.concatenate(out).astype(np.int32) if out else np.zeros(0, dtype=np.int32)
     if seq.size and seq.max() >= len(catalogue.paths):
         raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the catalogue has "

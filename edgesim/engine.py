@@ -128,7 +128,11 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
         cycles = np.zeros(n, dtype=np.int64)
         spill = np.zeros(n, dtype=np.int64)
         gate = np.full(n, -1, dtype=np.int64)
+        # a gate names a router (its module): the decision is known when that router's last
+        # op has run; plain op names are accepted too
         names = {op.name: j for j, op in enumerate(path.ops)}
+        names.update({op.meta["router"]: j for j, op in enumerate(path.ops)
+                      if "router" in op.meta})
         blocks: list[tuple[int, ...]] = []
         macs = sram_read = sram_write = 0
         decode = 0
