@@ -191,8 +191,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
         w = workload(model, precision=hw.precision, act_bits=hw.act_bits, formats=hw.formats,
-                     inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data, seed=seed, weights=weights, level=level,
-                     progress=progress)
+                     inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data,
+                     seed=seed, weights=weights, level=level, progress=progress)
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
                            memo=memo, progress=sim_progress)
     return Run(res.inferences, res.layers, res.summary, model_info(w), hw.to_dict(),

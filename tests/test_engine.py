@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -52,7 +53,7 @@ def _total(df: pd.DataFrame, col: str = "weight_dram_bytes") -> int:
 def test_belady_bytes_never_rise_as_sram_grows(w, sizes):
     totals = [_total(simulate(tiny_config(sram=s), w, policy="belady").inferences)
               for s in sorted(sizes)]
-    assert all(a >= b for a, b in zip(totals, totals[1:], strict=False)), totals
+    assert all(a >= b for a, b in itertools.pairwise(totals)), totals
 
 
 @FAST
@@ -198,7 +199,8 @@ def test_skip_zero_weights_uses_effective_macs():
     w = Workload.single_path("sparse", "dense", blocks, ops, 1)
     dense = simulate(tiny_config(), w).inferences
     skip = simulate(tiny_config(overrides=["compute.skip_zero_weights=true"]), w).inferences
-    assert dense.macs[0] == 6400 and skip.macs[0] == 1600
+    assert dense.macs[0] == 6400
+    assert skip.macs[0] == 1600
     assert skip.energy_mac_j[0] < dense.energy_mac_j[0]
 
 
@@ -237,7 +239,8 @@ def test_router_gates_leaf_fetch_and_stall_shows():
     w_miss = w.with_sequence([1, 0, 0, 0])
     g = simulate(hw, w_miss).inferences
     s = simulate(hw, w_miss, prefetch="speculative").inferences
-    assert s.spec_wasted_bytes[0] == 4000 and g.spec_wasted_bytes[0] == 0
+    assert s.spec_wasted_bytes[0] == 4000
+    assert g.spec_wasted_bytes[0] == 0
     assert s.weight_dram_bytes[0] == g.weight_dram_bytes[0] + 4000
 
 
@@ -251,7 +254,8 @@ def test_routed_policies_on_skewed_paths():
     assert res["belady"] <= min(res["lru"], res["pinned"])
     assert res["pinned"] == 2 * 4000
     path_bytes = sum(w.path_stored_bytes(int(p)) for p in w.sequence[1:])
-    assert res["lru"] < path_bytes and res["pinned"] < path_bytes
+    assert res["lru"] < path_bytes
+    assert res["pinned"] < path_bytes
 
 
 def test_per_layer_rows_add_up_to_inference_rows():
@@ -271,4 +275,6 @@ def test_unknown_policy_and_prefetch_are_errors():
 def test_summary_cold_and_steady():
     r = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=4))
     s = r.summary["weight_dram_bytes"]
-    assert s["cold"] == 3000 and s["steady_mean"] == 0 and s["p99"] == 0
+    assert s["cold"] == 3000
+    assert s["steady_mean"] == 0
+    assert s["p99"] == 0
