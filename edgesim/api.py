@@ -89,7 +89,7 @@ def workload(model: str, *, precision: str = "int8", act_bits: int = 8,
             cache.save("workload", key, cat)
     if len(cat.paths) == 1:
         return cat.with_inputs(inputs)
-    skey = cache.make_key("route", key, inputs, cache.file_fingerprint(data), seed)
+    skey = cache.make_key("route", key, inputs, cache.file_fingerprint(data), seed, "batched")
     seq = cache.load("route", skey) if use_cache else None
     if seq is None:
         if progress:

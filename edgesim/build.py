@@ -134,17 +134,24 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
 
     model = _build(spec, weights, seed, None)
     kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
+    x = None
     if data is not None:
         x = mdata.load_inputs(data, kind=kind, shape=tuple(spec.input_shape))
         if x.shape[0] < inputs:
             raise DataError(f"{data}: holds {x.shape[0]} inputs, --inputs asks for {inputs}")
-        x = x[:inputs]
-    elif kind == "points":
-        x, _ = mdata.synthetic_points(inputs, points=spec.input_shape[0], seed=seed + 1)
-    else:
-        x, _ = mdata.synthetic_images(inputs, shape=tuple(spec.input_shape), seed=seed + 1)
+
+    def batch(start: int, n: int):
+        """Inputs start..start+n: from the data, or a seeded synthetic batch (memory stays
+        bounded for long streams; batch b uses seed + 1 + b)."""
+        if x is not None:
+            return x[start:start + n]
+        b = start // ROUTE_BATCH
+        if kind == "points":
+            return mdata.synthetic_points(n, points=spec.input_shape[0], seed=seed + 1 + b)[0]
+        return mdata.synthetic_images(n, shape=tuple(spec.input_shape), seed=seed + 1 + b)[0]
+
     with torch.no_grad():
-        out = [model.route(x[start:start + ROUTE_BATCH]).cpu().numpy()
+        out = [model.route(batch(start, min(ROUTE_BATCH, inputs - start))).cpu().numpy()
                for start in range(0, inputs, ROUTE_BATCH)]
     seq = np.concatenate(out).astype(np.int32) if out else np.zeros(0, dtype=np.int32)
     if seq.size and seq.max() >= len(catalogue.paths):
