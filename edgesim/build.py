@@ -101,6 +101,7 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
             model = prepare(model, x)
             blocks, ops = record(model, x, precision=precision, act_bits=act_bits,
                                  encodings=encodings)
+            blocks = _annotate(blocks, model)
             return Workload.single_path(spec.name, spec.family, blocks, ops, 1, meta)
         model = fold_batchnorm(model)
         catalogue: dict[str, object] = {}
@@ -123,6 +124,25 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
         if hasattr(model, "param_counts") else {}
     return Workload(spec.name, spec.family, catalogue, tuple(paths),
                     np.zeros(0, dtype=np.int32), meta)
+
+
+def _annotate(blocks: list, model) -> list:
+    """Blocks with what a transform decided about them in ``meta`` (Mix-and-Match: the layer
+    rule and sparsity range, from ``model.prune_report``), for the per-layer report."""
+    from dataclasses import replace
+    report = getattr(model, "prune_report", None)
+    if report is None:
+        return blocks
+    rows = {r["layer"]: r for r in report.rows()}
+    out = []
+    for b in blocks:
+        r = rows.get(b.id)
+        if r is not None:
+            b = replace(b, meta={**b.meta, "rule": r.get("rule", ""),
+                                 "rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
+                                 "rho": r.get("rho")})
+        out.append(b)
+    return out
 
 
 def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None,

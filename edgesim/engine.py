@@ -62,7 +62,8 @@ INFERENCE_COLUMNS = (
 )
 
 LAYER_COLUMNS = (
-    "input", "path", "op", "name", "kind", "precision", "weight_bytes", "weight_dram_bytes",
+    "input", "path", "op", "name", "kind", "precision", "encoding", "weight_sparsity", "rule",
+    "weight_bytes", "weight_dram_bytes",
     "weight_stream_bytes", "act_dram_bytes", "macs", "compute_cycles", "dma_start_s",
     "dma_end_s", "compute_start_s", "compute_end_s", "stall_s",
 )
@@ -452,8 +453,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             ops = workload.paths[p].ops
             for (j, wbytes, sbytes, spill, cyc, ds, de, cs, ce, stall) in inf.layers:
                 op = ops[j]
+                enc, sparsity, rule = _op_blocks_info(workload, op)
                 layer_rows.append((
-                    i, plan.name, j, op.name, op.kind, op.precision,
+                    i, plan.name, j, op.name, op.kind, op.precision, enc, sparsity, rule,
                     sum(sizes[b] for b in plan.blocks[j]), wbytes, sbytes, spill,
                     op.effective_macs if hw.skip_zero_weights else op.macs, cyc,
                     None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
@@ -467,6 +469,18 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
               if per_layer else None)
     meta = {"policy": policy, "prefetch": prefetch, "memo_entries": len(cache)}
     return Result(inferences, layers, summarize(inferences), meta)
+
+
+def _op_blocks_info(workload: Workload, op: LayerOp) -> tuple[str, float | None, str]:
+    """Encodings of an op's blocks ("csr+dense"), its weight sparsity, and any layer rule."""
+    blocks = [workload.blocks[b] for b in dict.fromkeys(op.weights)]
+    if not blocks:
+        return "", None, ""
+    enc = "+".join(dict.fromkeys(b.encoding for b in blocks))
+    elements = sum(b.elements for b in blocks)
+    sparsity = round(1 - sum(b.nonzeros for b in blocks) / elements, 4) if elements else 0.0
+    rule = "+".join(dict.fromkeys(str(b.meta.get("rule")) for b in blocks if b.meta.get("rule")))
+    return enc, sparsity, rule
 
 
 def _all_blocks(plan: _PathPlan) -> tuple[int, ...]:

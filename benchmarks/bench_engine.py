@@ -1,0 +1,117 @@
+"""Speed of the engine and of the whole `run` command (a benchmark, not a test).
+
+    python benchmarks/bench_engine.py [--repeat 5] [--inputs 1000] [--stream 10000]
+
+Measures, each as the median of ``--repeat`` runs on one core:
+
+* simulated dense ResNet-50 inferences per second on npu_small, the trace already made, for each
+  policy, with the engine's memo (the default) and without it (every inference event by event);
+* the wall time of ``python -m edgesim run hwconfigs/npu_small.yaml --model dense_r50`` with the
+  Workload in the on-disk cache (a fresh process each time);
+* building and tracing ``sigmab_r50`` once (cold cache), and loading it again from the cache;
+* simulating a 10,000-input ``sigmab_r50`` stream. Routing 10,000 images at 224x224 through the
+  backbone would take an hour on one core, so the stream's path sequence is drawn (seeded) from
+  the path frequencies of 64 routed synthetic inputs; the simulation itself is what is timed.
+
+Prints a Markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _median(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--inputs", type=int, default=1000)
+    ap.add_argument("--stream", type=int, default=10_000)
+    ap.add_argument("--skip-cold", action="store_true",
+                    help="do not measure the cold build of sigmab_r50 (slow)")
+    a = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from edgesim import api
+    from edgesim.config import load_config
+    from edgesim.engine import simulate
+
+    rows = []
+    npu = ROOT / "hwconfigs" / "npu_small.yaml"
+    hw = load_config(npu)
+    w = api.workload("dense_r50", formats=hw.formats).with_inputs(a.inputs)
+    for policy in ("lru", "pinned", "belady"):
+        for memo in (True, False):
+            n = a.inputs if memo else max(50, a.inputs // 10)
+            ww = w if memo else w.with_inputs(n)
+            t = _median(lambda ww=ww, policy=policy, memo=memo:
+                        simulate(hw, ww, policy=policy, memo=memo), a.repeat)
+            rows.append((f"dense_r50 on npu_small, {policy}, memo {'on' if memo else 'off'}",
+                         f"{n / t:,.0f} inferences/s", f"{n} inputs, median of {a.repeat}"))
+
+    cmd = [sys.executable, "-m", "edgesim", "run", str(npu), "--model", "dense_r50"]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)  # make sure it is cached
+    t = _median(lambda: subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT), a.repeat)
+    rows.append(("`edgesim run npu_small --model dense_r50` (cached, 8 inputs)", f"{t:.2f} s",
+                 "wall time of a fresh process"))
+
+    if not a.skip_cold:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = os.environ.get("EDGESIM_CACHE")
+            os.environ["EDGESIM_CACHE"] = tmp
+            from edgesim import build
+            build._BUILT.clear()
+            t0 = time.perf_counter()
+            api.workload("sigmab_r50")
+            cold = time.perf_counter() - t0
+            if old is None:
+                os.environ.pop("EDGESIM_CACHE")
+            else:
+                os.environ["EDGESIM_CACHE"] = old
+        rows.append(("build + trace sigmab_r50 (cold cache)", f"{cold:.1f} s",
+                     "k-means calibration on 32 images, 8 paths traced"))
+    api.workload("sigmab_r50")  # cached for what follows
+    t = _median(lambda: api.workload("sigmab_r50"), a.repeat)
+    rows.append(("load sigmab_r50 from the trace cache", f"{t * 1000:.0f} ms",
+                 f"median of {a.repeat}"))
+
+    tree = api.workload("sigmab_r50", inputs=64)
+    freq = np.bincount(tree.sequence, minlength=len(tree.paths)) / tree.sequence.size
+    seq = np.random.default_rng(0).choice(len(tree.paths), size=a.stream, p=freq)
+    stream = tree.with_sequence(seq)
+    for policy in ("lru", "belady"):
+        t = _median(lambda policy=policy: simulate(hw, stream, policy=policy),
+                    max(1, a.repeat // 2))
+        rows.append((f"{a.stream:,}-input sigmab_r50 stream on npu_small, {policy}",
+                     f"{t:.2f} s", "path sequence drawn from 64 routed inputs"))
+
+    print("| benchmark | median | notes |")
+    print("|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
