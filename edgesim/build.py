@@ -56,6 +56,9 @@ def _built_model(spec, weights: str | None, seed: int):
                 model = torch.load(path, weights_only=False)
             except Exception:  # a corrupt entry is a miss
                 model = None
+        if model is None and spec.family == "sigmab" and weights is not None:
+            from models.sigmab import load_tree
+            model = load_tree(weights)   # a tree checkpoint carries its own structure
         if model is None:
             model = build_model(spec, weights=weights, seed=seed)
             if spec.dynamic:

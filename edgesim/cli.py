@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out")
 
     # sweep and plot: defined in their own modules (edgesim.sweep, edgesim.plot)
-    from edgesim import plot, sweep
+    from edgesim import finetune, plot, sweep
     sweep.register(sub)
     plot.register(sub)
+    finetune.register(sub)
     return p
 
 
@@ -210,5 +211,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _extra_commands() -> dict:
     """Commands that live in their own modules (sweep, plot), when present."""
-    from edgesim import plot, sweep
-    return {"sweep": sweep.cmd_sweep, "plot": plot.cmd_plot}
+    from edgesim import finetune, plot, sweep
+    return {"sweep": sweep.cmd_sweep, "plot": plot.cmd_plot, "finetune": finetune.cmd_finetune}

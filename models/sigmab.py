@@ -854,9 +854,14 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
               balance: float = 0.01) -> list[float]:
     """Soft-routing fine-tuning: Adam on cross-entropy of ``soft_forward`` plus ``balance`` x
     the load-balancing term. ``loader`` yields ``(x, labels)``; stops after ``steps`` steps if
-    given. Returns the loss of every step; ``log(step, loss)`` is called after each. Leaves the
+    given. Returns the loss of every step; ``log(step, loss)`` is called after each. BatchNorm
+    statistics stay frozen (eval mode), as usual when fine-tuning a pretrained net on small
+    batches: batch statistics of a few inputs would shift every router's input. Leaves the
     tree in eval mode."""
     tree.to(device).train()
+    for m in tree.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
     opt = torch.optim.Adam(tree.parameters(), lr=lr)
     losses: list[float] = []
     try:

@@ -1,0 +1,49 @@
+"""`edgesim finetune`: soft routing on labelled data, a checkpoint that `run --weights` reloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgesim.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+
+pytestmark = pytest.mark.slow
+
+
+def test_finetune_saves_a_tree_that_run_reloads(tmp_path, capsys):
+    # a small labelled set in the documented .pt layout
+    g = torch.Generator().manual_seed(0)
+    data = tmp_path / "train.pt"
+    torch.save({"inputs": torch.randn(8, 3, 32, 32, generator=g),
+                "labels": torch.randint(0, 100, (8,), generator=g)}, data)
+    ckpt = tmp_path / "tree.pt"
+    assert main(["finetune", "sigmab_r50_c100", "--data", str(data), "--checkpoint", str(ckpt),
+                 "--steps", "2", "--batch", "4"]) == 0
+    assert "2 steps" in capsys.readouterr().out
+    assert ckpt.is_file()
+
+    from models.sigmab import load_tree
+    tree = load_tree(ckpt)
+    assert tree.num_paths == 8
+
+    assert main(["run", NPU, "--model", "sigmab_r50_c100", "--weights", str(ckpt),
+                 "--inputs", "3", "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 4
+
+
+def test_finetune_rejects_bad_data_and_dense_models(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    torch.save({"inputs": torch.zeros(2, 3, 8, 8), "labels": torch.zeros(2)}, bad)
+    assert main(["finetune", "sigmab_r50_c100", "--data", str(bad),
+                 "--checkpoint", str(tmp_path / "t.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.pt" in err
+    assert len(err.splitlines()) == 1
+    assert main(["finetune", "dense_r50_c100", "--checkpoint", str(tmp_path / "t.pt")]) == 2
+    assert "not a routed tree" in capsys.readouterr().err
