@@ -472,13 +472,22 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
 
 
 def _op_blocks_info(workload: Workload, op: LayerOp) -> tuple[str, float | None, str]:
-    """Encodings of an op's blocks ("csr+dense"), its weight sparsity, and any layer rule."""
+    """Encodings of an op's blocks ("csr+dense"), its weight sparsity, and any layer rule.
+
+    The sparsity is that of the weights proper: bias blocks (``meta["role"] == "bias"``) are
+    left out unless the op reads nothing else, so a LayerNorm with an all-zero bias is 0 %.
+    The level blocks of a nested weight (``meta["parameter"]``) count their whole tensor once:
+    sub-network k's sparsity is 1 - (nonzeros of levels 1..k) / (elements of the tensor).
+    """
     blocks = [workload.blocks[b] for b in dict.fromkeys(op.weights)]
     if not blocks:
         return "", None, ""
     enc = "+".join(dict.fromkeys(b.encoding for b in blocks))
-    elements = sum(b.elements for b in blocks)
-    sparsity = round(1 - sum(b.nonzeros for b in blocks) / elements, 4) if elements else 0.0
+    weights = [b for b in blocks if b.meta.get("role") != "bias"] or blocks
+    sizes = {b.meta.get("parameter", b.id): (math.prod(b.meta["shape"]) if "parameter" in b.meta
+                                             else b.elements) for b in weights}
+    elements = sum(sizes.values())
+    sparsity = round(1 - sum(b.nonzeros for b in weights) / elements, 4) if elements else 0.0
     rule = "+".join(dict.fromkeys(str(b.meta.get("rule")) for b in blocks if b.meta.get("rule")))
     return enc, sparsity, rule
 
