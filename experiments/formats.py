@@ -13,20 +13,20 @@ tracer's ``stored_bytes`` (the script fails otherwise, since the two would disag
 model). One row per weight block:
 
 * ``block``, ``shape``, ``elements``, ``nonzeros``, ``sparsity``, ``bits``;
-* ``encoding`` and ``stored_bytes``: what the tracer chose (the smallest encoding the model and
-  the config allow) and its bytes;
+* ``encoding``, ``stored_bytes`` and ``dense_bytes``: what the tracer chose (the smallest
+  encoding the model and the config allow), its bytes, and the tracer's dense bytes;
 * one column per encoding (``ENCODING_COLUMNS``), empty where it does not apply: biases are
   stored int32 dense only; ``signed_binary`` holds 1-bit tensors whose regions have one sign.
   A nested weight is one block per level (``<param>#Lk``): its columns are the bytes of that
   level's segment alone (the scales counted with level 1), ``nested`` is the segment of the one
-  stream (``formats.nested_bytes`` prefix k minus prefix k-1) and ``dense`` is the tracer's
-  dense bytes (the whole tensor on level 1, 0 on the others);
+  stream (``formats.nested_bytes`` prefix k minus prefix k-1) and ``dense`` does not apply (the
+  tracer gives the whole tensor's dense bytes to level 1 and 0 to the others);
 * ``best``: the smallest of the row's encodings.
 
 A last row ``total`` sums every column; an encoding column's total stores each block in that
-encoding where it applies and dense elsewhere. For a nested model the script also prints
-``models.nested.nested_storage_report``'s total: the one stream vs N separately stored CSR
-sub-networks (written to ``<CSV stem>_nested.csv`` with ``--out``).
+encoding where it applies and at its ``dense_bytes`` elsewhere. For a nested model the script
+also prints ``models.nested.nested_storage_report``'s total: the one stream vs N separately
+stored CSR sub-networks (all rows written to ``<CSV stem>_nested.csv`` with ``--out``).
 
 ``--config`` takes the precision, activation bits and decodable encodings from a hardware config
 (default: int8 and the model's own preferred encodings, as ``edgesim models``). ``NAME@K``
@@ -122,7 +122,7 @@ def _row(block, table: dict[str, int]) -> dict[str, Any]:
             "elements": block.elements, "nonzeros": block.nonzeros,
             "sparsity": round(block.sparsity, 4), "bits": block.bits,
             "encoding": block.encoding, "stored_bytes": block.stored_bytes,
-            **{e: table.get(e) for e in ENCODING_COLUMNS},
+            "dense_bytes": block.dense_bytes, **{e: table.get(e) for e in ENCODING_COLUMNS},
             "best": min(table.values())}
 
 
@@ -147,7 +147,6 @@ def _nested_rows(block_list, owner, precision: str) -> list[dict[str, Any]]:
         table = formats.encoding_table(segment, bits, seg_scales,
                                        allowed=[e for e in ENCODING_COLUMNS
                                                 if e not in ("dense", "signed_binary", "nested")])
-        table["dense"] = b.dense_bytes
         table["nested"] = prefix[k] - prefix[k - 1]
         rows.append(_row(b, table))
     return rows
@@ -165,6 +164,13 @@ def block_table(model, blocks, precision: str):
     for b in blocks:
         if "level" in b.meta:
             nested.setdefault(b.meta["parameter"], []).append(b)
+    for b in blocks:
+        if "level" in b.meta:   # a nested weight: all its levels at its first block
+            group = nested.pop(b.meta["parameter"], None)
+            if group is not None:
+                owner = modules[b.meta["parameter"][: -len(_LATENT)]]
+                rows.extend(_nested_rows(sorted(group, key=lambda g: g.meta["level"]), owner,
+                                         precision))
             continue
         q, bits, nscales = _quantized(b, _stored_values(model, b, params, modules))
         if b.meta.get("role") == "bias":
@@ -173,23 +179,19 @@ def block_table(model, blocks, precision: str):
             allowed = [e for e in ENCODING_COLUMNS if e != "signed_binary" or bits == 1]
             table = formats.encoding_table(q, bits, nscales, allowed=allowed)
         rows.append(_row(b, table))
-    for pname, level_blocks in nested.items():
-        owner = modules[pname[: -len(_LATENT)]]
-        rows.extend(_nested_rows(sorted(level_blocks, key=lambda b: b.meta["level"]), owner,
-                                 precision))
     for r in rows:
         if r[r["encoding"]] != r["stored_bytes"]:
             raise _ScriptError(f"block {r['block']}: {r['encoding']} bytes {r[r['encoding']]} "
                                f"here, {r['stored_bytes']} in the trace")
     df = pd.DataFrame(rows)
     total: dict[str, Any] = {"block": "total", "shape": "", "encoding": "mixed"}
-    for col in ("elements", "nonzeros", "stored_bytes", "best"):
+    for col in ("elements", "nonzeros", "stored_bytes", "dense_bytes", "best"):
         total[col] = int(df[col].sum())
     total["sparsity"] = round(1 - total["nonzeros"] / total["elements"], 4) \
         if total["elements"] else 0.0
     total["bits"] = None
     for e in ENCODING_COLUMNS:
-        total[e] = int(df[e].fillna(df["dense"]).sum())
+        total[e] = int(df[e].fillna(df["dense_bytes"]).sum())
     df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
     for e in (*ENCODING_COLUMNS, "bits"):
         df[e] = df[e].astype("Int64")

@@ -70,10 +70,12 @@ def _consistent(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         # best is the smallest encoding of the row
         assert r["best"] == min(r[e] for e in ENCODINGS if pd.notna(r[e]))
         assert 0 <= r["nonzeros"] <= r["elements"]
-    for col in ("elements", "nonzeros", "stored_bytes", "best"):
+    for col in ("elements", "nonzeros", "stored_bytes", "dense_bytes", "best"):
         assert total[col] == blocks[col].sum()
     for e in ENCODINGS:  # each block in encoding e where it applies, dense elsewhere
-        assert total[e] == blocks[e].fillna(blocks["dense"]).sum()
+        assert total[e] == blocks[e].fillna(blocks["dense_bytes"]).sum()
+    # every block can be stored dense: the dense column is the model's dense bytes
+    assert total["dense"] == total["dense_bytes"]
     return blocks, total
 
 
@@ -110,10 +112,14 @@ def test_nested_levels_are_prefix_segments(tmp_path):
     assert (levels["encoding"] == "nested").all()
     # sub-network k = levels 1..k: 20 / 50 / 80 % of each weight; so level 2 holds 30 %
     # (+/- values quantized to zero) and the level-1 block carries the tensor's dense bytes
+    assert levels["dense"].isna().all()   # dense does not apply to one level's segment
     for pname, g in levels.groupby(levels["block"].str.rsplit("#", n=1).str[0]):
         g = g.sort_values("block")
         n = int(g["elements"].sum())   # the blocks together count the tensor once
-        assert g["dense"].iloc[1:].eq(0).all(), pname
+        # dense int8: 1 byte per weight + one fp32 scale per output channel (8, 16, 10 filters)
+        filters = {"net.0": 8, "net.3": 16, "net.7": 10}[pname.split(".parametrizations")[0]]
+        assert g["dense_bytes"].iloc[0] == n + 4 * filters
+        assert g["dense_bytes"].iloc[1:].eq(0).all(), pname
         assert g["nonzeros"].iloc[1] <= round(0.3 * n) + 1
     nested = pd.read_csv(tmp_path / "blocks_nested.csv")
     row = nested[nested["layer"] == "total"].iloc[0]
