@@ -30,8 +30,9 @@ stored CSR sub-networks (all rows written to ``<CSV stem>_nested.csv`` with ``--
 
 ``--config`` takes the precision, activation bits and decodable encodings from a hardware config
 (default: int8 and the model's own preferred encodings, as ``edgesim models``). ``NAME@K``
-selects nested level K. ``--quick`` uses ``QUICK_MODEL`` when no MODEL is given. A bad model or
-config is one line on stderr and exit code 2.
+selects nested level K. A routed tree (Sigma-Branch) lists every block of its path catalogue
+(each path traced once, as ``edgesim.build`` does). ``--quick`` uses ``QUICK_MODEL`` when no
+MODEL is given. A bad model or config is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -222,14 +223,11 @@ def _measure(name: str, config: str | None, seed: int):
     from edgesim.errors import ModelError
     from edgesim.quantize import bits_of
     from edgesim.trace import record
-    from models.deploy import prepare
+    from models.deploy import fold_batchnorm, prepare
     from models.registry import build_model, get_spec
 
     base, level = api.parse_model_name(name)
     spec = get_spec(base)
-    if spec.dynamic:
-        raise ModelError(f"model {base}: routed trees have one catalogue of paths; "
-                         "formats.py measures single-path models")
     precision, act_bits, allowed = "int8", 8, None
     if config is not None:
         from edgesim.config import load_config
@@ -246,9 +244,20 @@ def _measure(name: str, config: str | None, seed: int):
             raise ModelError(f"model {base}: level {level} out of range 1..{model.num_levels}")
         model.set_level(level)
     x = example_input(spec, seed)
-    deployed = prepare(model, x)
-    blocks, _ops = record(deployed, x, precision=precision, act_bits=act_bits,
-                          encodings=encodings)
+    if spec.dynamic:   # a routed tree: every block of the path catalogue, as edgesim.build does
+        deployed = fold_batchnorm(model)
+        catalogue: dict[str, Any] = {}
+        for i in range(deployed.num_paths):
+            path_blocks, _ops = record(deployed, x, precision=precision, act_bits=act_bits,
+                                       encodings=encodings,
+                                       forward=lambda inp, i=i: deployed.forward_path(inp, i))
+            for blk in path_blocks:
+                catalogue.setdefault(blk.id, blk)
+        blocks = list(catalogue.values())
+    else:
+        deployed = prepare(model, x)
+        blocks, _ops = record(deployed, x, precision=precision, act_bits=act_bits,
+                              encodings=encodings)
     df = block_table(deployed, blocks, precision)
     title = (f"# {name}: {len(blocks)} weight blocks, precision {precision}, encodings the "
              f"tracer may pick: {', '.join(encodings)}")

@@ -152,3 +152,16 @@ def test_bad_model_is_one_line_exit_2():
     assert "\n" not in err
     assert "Traceback" not in err
     assert "unknown model 'dens_r50'; did you mean dense_r50" in err
+
+
+@pytest.mark.slow
+def test_routed_tree_lists_its_whole_catalogue(tmp_path):
+    torch.set_num_threads(1)
+    df = _table(tmp_path, "sigmab_r50_c100")
+    blocks, total = _consistent(df)
+    from edgesim import api
+    w = api.workload("sigmab_r50_c100")
+    # every block of every root-to-leaf path, once: the tree as stored off-chip
+    assert set(blocks["block"]) == set(w.blocks)
+    assert total["stored_bytes"] == w.stored_bytes
+    assert total["elements"] == w.total_params
