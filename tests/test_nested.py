@@ -240,9 +240,10 @@ def test_nested_resnet50_sub_network_sparsity() -> None:
 
 
 def test_tracer_sees_the_level_k_weights_under_the_nested_level_names() -> None:
-    # The tracer names a masked weight after its latent parameter and quantizes the masked
-    # tensor: sub-network k has exactly the weights with 1 <= level <= k (int8 rounding can only
-    # zero a few more).
+    # The tracer stores a nested weight as one stream in the nested prefix layout, one block per
+    # level named after the latent parameter (``<name>#Lk``); sub-network 2 reads levels 1 and 2,
+    # and the blocks of all levels together count the tensor's elements once. Level k's block
+    # holds the weights first present at level k (int8 rounding can only zero a few more).
     from edgesim.trace import record
 
     net = tiny_resnet()
@@ -251,6 +252,9 @@ def test_tracer_sees_the_level_k_weights_under_the_nested_level_names() -> None:
         blocks, _ = record(model, torch.randn(1, 3, 8, 8))
     by_id = {b.id: b for b in blocks}
     for name, levels in model.edgesim_nested_levels.items():
-        present = int(((levels >= 1) & (levels <= 2)).sum())
-        assert by_id[name].elements == levels.numel()
-        assert present - 2 <= by_id[name].nonzeros <= present
+        segments = [by_id[f"{name}#L{k}"] for k in (1, 2)]
+        assert f"{name}#L3" not in by_id or sum(  # every level's block, counted once
+            by_id[f"{name}#L{k}"].elements for k in (1, 2, 3)) == levels.numel()
+        for k, seg in zip((1, 2), segments, strict=True):
+            present = int((levels == k).sum())
+            assert present - 2 <= seg.nonzeros <= present

@@ -256,7 +256,7 @@ def test_must_hold_dense_drops_to_zero_and_routed_moves_less(tmp_path):
     routed = "sigmab_r50" if "sigmab_r50" in REGISTRY else next(
         n for n, s in REGISTRY.items() if s.dynamic)
     df = sweep("npu_small", ["dense_r50", routed], ["sram.size=2MiB..47MiB:+3MiB"],
-               inputs=1000, out_dir=tmp_path, workers=2)
+               inputs=64, out_dir=tmp_path, workers=2)
     assert df["point"].nunique() == 16
     dense = df[df.model == "dense_r50"].set_index("point")
     tree = df[df.model == routed].set_index("point")
