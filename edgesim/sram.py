@@ -27,6 +27,7 @@ streamed and not kept. The blocks of the op being served are never evicted to se
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class Served:
     evicted: tuple[int, ...]
 
 
-class Residency:
+class Residency(ABC):
     """Base class of residency policies; ``sizes[i]`` is block i's stored bytes."""
 
     name = "base"
@@ -59,24 +60,26 @@ class Residency:
         self.sizes = [int(s) for s in sizes]
         self.capacity = max(0, int(capacity))
 
+    @abstractmethod
     def state(self) -> Hashable:
         """A hashable snapshot that, with the path (and for ``belady`` the future), fixes what
         the next inference costs."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abstractmethod
     def restore(self, state: Hashable) -> None:
         """Return to a snapshot taken with ``state()``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abstractmethod
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Bring an op's blocks on chip; what it cost and what was displaced."""
 
+    @abstractmethod
     def resident_bytes(self) -> int:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Weight bytes on chip now."""
 
+    @abstractmethod
     def resident_set(self) -> frozenset[int]:
         """Blocks wholly on chip now."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
 
 class LRU(Residency):
