@@ -1,4 +1,4 @@
-"""Shared fixtures: a private workload cache per test session, one torch thread."""
+"""Shared fixtures: a private workload cache per test session; one torch thread, seed 0."""
 
 from __future__ import annotations
 
@@ -32,5 +32,6 @@ def _one_thread():
         return
     n = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)
     yield
     torch.set_num_threads(n)

@@ -12,11 +12,6 @@ from edgesim.errors import DataError
 from models.data import load_inputs, synthetic_images, synthetic_points
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _nearest_centroid_accuracy(x: torch.Tensor, labels: torch.Tensor) -> float:
     flat = x.flatten(1)
     centroids = torch.stack([flat[labels == c].mean(0) for c in labels.unique()])

@@ -20,12 +20,6 @@ from models.nested import (
 from models.resnet import BasicBlock, ResNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-
-
 def tiny_resnet() -> ResNet:
     return ResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=4)
 

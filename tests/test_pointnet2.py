@@ -14,11 +14,6 @@ from models.pointnet2 import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def test_param_count_matches_the_layer_sum() -> None:
     # Shared MLPs and the two hidden fc layers have no bias (BatchNorm follows); each BN has
     # weight + bias. Weights: sa1 3*64 + 64*64 + 64*128 = 12,480;

@@ -33,12 +33,6 @@ from models.resnet import Bottleneck, ResNet
 from models.swin import swin_tiny
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-
-
 class Tiny(nn.Module):
     """Every rule in one small net: patch embed, norms, small and large conv/linear layers."""
 

@@ -16,11 +16,6 @@ from models.registry import REGISTRY, ModelSpec, build_model, get_spec, register
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A module ``edgesim_user_models`` on sys.path with a tiny factory and broken ones."""

@@ -10,11 +10,6 @@ from models.deploy import find_bn_pairs, fold_batchnorm, prepare
 from models.resnet import BasicBlock, Bottleneck, ResNet, resnet50, resnet50_cifar
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

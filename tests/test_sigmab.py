@@ -27,11 +27,6 @@ from models.sigmab import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _n(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

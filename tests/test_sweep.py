@@ -23,12 +23,6 @@ from edgesim.testing import TINY_CONFIG, tiny_workload
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-    torch.set_num_threads(1)
-
-
 @pytest.fixture
 def tiny_yaml(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"

@@ -17,12 +17,6 @@ from models.swin import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-
-
 def tiny(num_classes: int = 10):
     # 56x56 image, patch 4 -> 14x14 tokens (stage 0, shifted by 3), merge -> 7x7 (stage 1: the
     # window covers the whole map, so no shift and no mask there).

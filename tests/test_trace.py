@@ -18,11 +18,6 @@ from models.deploy import prepare
 from models.resnet import Bottleneck, ResNet, resnet50
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 def _tiny() -> ResNet:
     torch.manual_seed(0)
     return ResNet(Bottleneck, [1, 1], num_classes=10, stem="cifar", width=4).eval()
