@@ -47,3 +47,25 @@ def test_finetune_rejects_bad_data_and_dense_models(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["finetune", "dense_r50_c100", "--checkpoint", str(tmp_path / "t.pt")]) == 2
     assert "not a routed tree" in capsys.readouterr().err
+
+
+def test_run_routes_the_users_data(tmp_path, capsys):
+    # a .npy of 5 CIFAR-size images: one row per input, each with the path its router chose
+    import numpy as np
+    x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    data = tmp_path / "inputs.npy"
+    np.save(data, x)
+    assert main(["run", NPU, "--model", "sigmab_r50_c100", "--data", str(data), "--inputs", "5",
+                 "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    assert len(rows) == 5
+    from edgesim.build import _built_model
+    from models.registry import get_spec
+    tree = _built_model(get_spec("sigmab_r50_c100"), None, 0)
+    names = tree.path_names()
+    with torch.no_grad():
+        expected = [names[i] for i in tree.route(torch.from_numpy(x)).tolist()]
+    assert [r.split(",")[1] for r in rows] == expected
+    assert main(["run", NPU, "--model", "sigmab_r50_c100", "--data", str(data),
+                 "--inputs", "9"]) == 2
+    assert "inputs.npy" in capsys.readouterr().err
