@@ -105,8 +105,8 @@ def _save(plt, fig, out: Path) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    fig.savefig(paths[0])
-    fig.savefig(paths[1], metadata={"Date": None})
+    fig.savefig(paths[0], bbox_inches="tight")
+    fig.savefig(paths[1], metadata={"Date": None}, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -159,7 +159,7 @@ def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s
     ax.set_ylabel(ylabel)
     ax.set_title("Pareto front (lower-left is better; dots: every point, lines: fronts)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(plt, fig, Path(out))
 
 
@@ -192,7 +192,8 @@ def plot_bytes_vs_sram(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "sr
     ax.set_ylim(bottom=0)
     ax.set_title("Off-chip weight traffic vs SRAM size")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", frameon=False)
+    # many curves: the legend goes beside the axes, never over a curve
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(plt, fig, Path(out))
 
 
