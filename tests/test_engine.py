@@ -44,6 +44,20 @@ def workloads(draw) -> Workload:
                     np.asarray(seq), {"precision": "int8"})
 
 
+@st.composite
+def configs(draw):
+    """The tiny config with random SRAM, channel, clock, prefetch depth and activation reserve."""
+    sram = draw(st.integers(0, 20_000))
+    return tiny_config(sram=sram, overrides=[
+        f"offchip.bandwidth={draw(st.integers(1, 16))}GB/s",
+        f"offchip.latency={draw(st.integers(0, 500))}ns",
+        f"offchip.burst={draw(st.sampled_from([1, 32, 64, 256]))}B",
+        f"clock={draw(st.sampled_from([100, 480, 500, 1000, 2000]))}MHz",
+        f"prefetch.depth={draw(st.integers(0, 3))}",
+        f"sram.activation_reserve={draw(st.integers(0, 1024))}B",
+    ])
+
+
 def _total(df: pd.DataFrame, col: str = "weight_dram_bytes") -> int:
     return int(df[col].sum())
 
@@ -66,11 +80,10 @@ def test_lru_and_pinned_never_beat_belady(w, sram):
 
 
 @FAST
-@given(w=workloads(), sram=st.integers(0, 20_000),
+@given(w=workloads(), hw=configs(),
        policy=st.sampled_from(["lru", "pinned", "belady"]),
-       prefetch=st.sampled_from(["next", "none"]))
-def test_latency_is_at_least_the_roofline(w, sram, policy, prefetch):
-    hw = tiny_config(sram=sram)
+       prefetch=st.sampled_from(["next", "none", "speculative"]))
+def test_latency_is_at_least_the_roofline(w, hw, policy, prefetch):
     df = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     for row in df.itertuples():
         compute_s = row.macs / (hw.macs_per_cycle["int8"] * hw.clock_hz)
@@ -82,10 +95,9 @@ def test_latency_is_at_least_the_roofline(w, sram, policy, prefetch):
 
 
 @FAST
-@given(w=workloads(), sram=st.integers(0, 20_000),
-       policy=st.sampled_from(["lru", "pinned", "belady"]))
-def test_energy_is_the_sum_of_its_parts(w, sram, policy):
-    df = simulate(tiny_config(sram=sram), w, policy=policy).inferences
+@given(w=workloads(), hw=configs(), policy=st.sampled_from(["lru", "pinned", "belady"]))
+def test_energy_is_the_sum_of_its_parts(w, hw, policy):
+    df = simulate(hw, w, policy=policy).inferences
     parts = (df.energy_mac_j + df.energy_sram_j + df.energy_offchip_j + df.energy_decode_j
              + df.energy_leak_j)
     assert (df.energy_j == parts).all()
@@ -94,11 +106,10 @@ def test_energy_is_the_sum_of_its_parts(w, sram, policy):
 
 
 @FAST
-@given(w=workloads(), sram=st.integers(0, 20_000),
+@given(w=workloads(), hw=configs(),
        policy=st.sampled_from(["lru", "pinned", "belady"]),
        prefetch=st.sampled_from(["next", "none", "speculative"]))
-def test_memo_and_reruns_give_identical_tables(w, sram, policy, prefetch):
-    hw = tiny_config(sram=sram)
+def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch):
     a = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     b = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     c = simulate(hw, w, policy=policy, prefetch=prefetch, memo=False).inferences
