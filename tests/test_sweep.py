@@ -148,7 +148,7 @@ def test_process_pool_equals_serial(tiny_yaml, tmp_path):
 
 @pytest.mark.slow
 def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # in the dev extra, so CI always runs this
     args = (tiny_yaml, [tiny_workload()], [SIZES])
     pool = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "pool",
                  executor="process", workers=2)
