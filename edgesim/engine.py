@@ -38,6 +38,7 @@ again (``memo=False`` runs every inference; the tests check both give the same t
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,39 +183,59 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
 # next use, for belady
 # ---------------------------------------------------------------------------------------------
 
-def _next_use_fn(workload: Workload, index: dict[str, int],
-                 plans: list[_PathPlan]) -> Callable[[int, int, int], int]:
-    seq = workload.sequence
-    nblocks = len(index)
-    # per path, per block: sorted op indices reading it
-    ops_of: list[dict[int, np.ndarray]] = []
-    for plan in plans:
-        d: dict[int, list[int]] = {}
-        for j, ids in enumerate(plan.blocks):
-            for b in ids:
-                d.setdefault(b, []).append(j)
-        ops_of.append({b: np.asarray(v, dtype=np.int64) for b, v in d.items()})
-    # per block: sorted inference indices whose path reads it
-    uses_path = np.zeros((nblocks, len(plans)), dtype=bool)
-    for p, d in enumerate(ops_of):
-        for b in d:
-            uses_path[b, p] = True
-    inferences_of = [np.flatnonzero(uses_path[b][seq]) for b in range(nblocks)]
+class _Future:
+    """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
 
-    def next_use(b: int, i: int, j: int) -> int:
-        here = ops_of[seq[i]].get(b)
-        if here is not None and j != NEVER_OP:
-            k = np.searchsorted(here, j, side="right")
-            if k < here.size:
-                return i * OP_STRIDE + int(here[k])
-        inf = inferences_of[b]
-        k = np.searchsorted(inf, i, side="right")
-        if k == inf.size:
+    ``next_use(b, i, j)`` is the stream position (``i * OP_STRIDE + op``) of block b's first use
+    after op j of inference i, or ``NEVER``; ``key(blocks, i)`` is what of the future an
+    inference's decisions depend on: the next uses after inference i of the given blocks.
+    """
+
+    def __init__(self, workload: Workload, nblocks: int, plans: list[_PathPlan]) -> None:
+        seq = workload.sequence
+        n = int(seq.size)
+        self.seq = seq
+        self.n = n
+        # per path, per block: the op indices reading it (sorted lists, for bisect)
+        self.ops_of: list[dict[int, list[int]]] = []
+        first = np.full((len(plans), nblocks), -1, dtype=np.int64)
+        uses = np.zeros((nblocks, len(plans)), dtype=bool)
+        for p, plan in enumerate(plans):
+            d: dict[int, list[int]] = {}
+            for j, ids in enumerate(plan.blocks):
+                for b in ids:
+                    d.setdefault(b, []).append(j)
+            self.ops_of.append(d)
+            for b, ops in d.items():
+                first[p, b] = ops[0]
+                uses[b, p] = True
+        self.first = first
+        # nxt[b, i]: the first inference after i whose path reads b (n if none)
+        idx = np.where(uses[:, seq], np.arange(n, dtype=np.int64), n)        # (blocks, n)
+        after = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]          # first >= i
+        self.nxt = np.concatenate([after[:, 1:], np.full((nblocks, 1), n)], axis=1)
+
+    def next_use(self, b: int, i: int, j: int) -> int:
+        if j != NEVER_OP:
+            here = self.ops_of[self.seq[i]].get(b)
+            if here is not None:
+                k = bisect_right(here, j)
+                if k < len(here):
+                    return i * OP_STRIDE + here[k]
+        i2 = int(self.nxt[b, i])
+        if i2 >= self.n:
             return NEVER
-        i2 = int(inf[k])
-        return i2 * OP_STRIDE + int(ops_of[seq[i2]][b][0])
+        return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
 
-    return next_use
+    def key(self, blocks, i: int):
+        """Decisions inside inference i compare next uses; those after it only by their order
+        (all come after every use inside it), so their dense ranks are the whole key."""
+        arr = np.fromiter(sorted(blocks), dtype=np.int64)
+        nx = self.nxt[arr, i]
+        pos = np.where(nx >= self.n, np.iinfo(np.int64).max,
+                       nx * OP_STRIDE + self.first[self.seq[np.minimum(nx, self.n - 1)], arr])
+        ranks = np.unique(pos, return_inverse=True)[1].astype(np.int32)
+        return arr.tobytes() + ranks.tobytes()
 
 
 def _pinned_priority(workload: Workload, index: dict[str, int],
@@ -397,7 +418,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     sizes = [workload.blocks[b].stored_bytes for b in workload.blocks]
     plans = _compile(hwi, workload, index)
     capacity = hw.weight_sram_bytes
-    next_use = _next_use_fn(workload, index, plans) if policy == "belady" else None
+    future = _Future(workload, len(index), plans) if policy == "belady" and seq_size(workload) \
+        else None
+    next_use = future.next_use if future is not None else (lambda b, i, j: NEVER)
     priority = _pinned_priority(workload, index, plans) if policy == "pinned" else None
     pol = make_policy(policy, sizes, capacity, priority=priority, next_use=next_use)
     depth = 0 if prefetch == "none" else max(0, int(hw.prefetch_depth))
@@ -423,7 +446,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
         if memo:
             key = (p, pol.state())
             if policy == "belady":
-                key = (*key, pol.future_key(_all_blocks(plan), i))
+                key = (*key, future.key(pol.held_blocks() | set(_all_blocks(plan)), i))
         hit = cache.get(key) if key is not None else None
         if hit is not None:
             inf, end_state = hit
@@ -490,6 +513,10 @@ def _op_blocks_info(workload: Workload, op: LayerOp) -> tuple[str, float | None,
     sparsity = round(1 - sum(b.nonzeros for b in weights) / elements, 4) if elements else 0.0
     rule = "+".join(dict.fromkeys(str(b.meta.get("rule")) for b in blocks if b.meta.get("rule")))
     return enc, sparsity, rule
+
+
+def seq_size(workload: Workload) -> int:
+    return int(workload.sequence.size)
 
 
 def _all_blocks(plan: _PathPlan) -> tuple[int, ...]:

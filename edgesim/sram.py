@@ -206,14 +206,9 @@ class Belady(Residency):
     def resident_set(self) -> frozenset[int]:
         return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
 
-    def future_key(self, blocks: Sequence[int], inference: int) -> Hashable:
-        """Next uses, relative to ``inference``, of the blocks that matter after it."""
-        keys = set(self._held) | set(blocks)
-        out = []
-        for b in sorted(keys):
-            pos = self._next_use(b, inference, NEVER_OP)
-            out.append((b, pos if pos == NEVER else pos - inference * OP_STRIDE))
-        return tuple(out)
+    def held_blocks(self) -> set[int]:
+        """Blocks with any bytes on chip."""
+        return set(self._held)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         held, sizes, nu = self._held, self.sizes, self._nu
