@@ -14,7 +14,7 @@ factory's ``input_shape`` attribute, or (3, 224, 224).
 >>> get_spec("dens_r50")
 Traceback (most recent call last):
 ...
-edgesim.errors.ModelError: unknown model 'dens_r50'; did you mean dense_r50, dense_r50_c100?
+edgesim.errors.ModelError: unknown model 'dens_r50'; did you mean dense_r50, dense_r50_c100, sb_r50?
 """
 
 from __future__ import annotations
