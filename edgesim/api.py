@@ -19,11 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from edgesim import cache
-from edgesim.engine import Result, simulate
+from edgesim.engine import INFERENCE_COLUMNS, LAYER_COLUMNS, Result, simulate
 from edgesim.errors import ModelError
 from edgesim.workload import Workload
 
@@ -139,30 +136,43 @@ def model_info(w: Workload) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Run:
-    """One simulated stream: rows per inference (and per op), a summary, model and hardware."""
+    """One simulated stream: rows per inference (and per op), a summary, model and hardware.
 
-    inferences: pd.DataFrame
-    layers: pd.DataFrame | None
-    summary: dict[str, Any]
+    ``inferences`` and ``layers`` are DataFrames; ``result.rows`` the same rows as tuples.
+    """
+
+    result: Result
     model: dict[str, Any]
     hardware: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def inferences(self):
+        return self.result.inferences
+
+    @property
+    def layers(self):
+        return self.result.layers
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.result.summary
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: ``model``, ``hardware``, ``inferences``, ``summary``."""
         out = {"model": self.model, "hardware": self.hardware,
-               "inferences": _records(self.inferences), "summary": self.summary,
-               "run": self.meta}
-        if self.layers is not None:
-            out["layers"] = _records(self.layers)
+               "inferences": _records(INFERENCE_COLUMNS, self.result.rows),
+               "summary": self.summary, "run": self.meta}
+        if self.result.layer_rows is not None:
+            out["layers"] = _records(LAYER_COLUMNS, self.result.layer_rows)
         return out
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (v.item() if isinstance(v, np.generic) else
-                 (None if isinstance(v, float) and np.isnan(v) else v))
-             for k, v in rec.items()}
-            for rec in df.to_dict(orient="records")]
+def _records(columns: Sequence[str], rows: Sequence[tuple]) -> list[dict[str, Any]]:
+    def plain(v: Any) -> Any:
+        v = v.item() if hasattr(v, "item") else v
+        return None if isinstance(v, float) and v != v else v   # NaN -> null
+    return [{c: plain(v) for c, v in zip(columns, r, strict=True)} for r in rows]
 
 
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
@@ -195,7 +205,7 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
                      seed=seed, weights=weights, level=level, progress=progress)
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
                            memo=memo, progress=sim_progress)
-    return Run(res.inferences, res.layers, res.summary, model_info(w), hw.to_dict(),
+    return Run(res, model_info(w), hw.to_dict(),
                {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed})
 
 
@@ -215,8 +225,10 @@ def _model_level(overrides: Sequence[str]) -> int | None:
 
 
 def models(*, names: Sequence[str] | None = None,
-           progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+           progress: Callable[[str], None] | None = None):
     """One row per registered model with its parameters and bytes (traces what is not cached)."""
+    import pandas as pd
+
     from models.registry import REGISTRY
     rows = []
     for name in names or list(REGISTRY):
@@ -225,7 +237,9 @@ def models(*, names: Sequence[str] | None = None,
     return pd.DataFrame(rows)
 
 
-def configs() -> pd.DataFrame:
-    """One row per shipped hardware config."""
+def configs():
+    """One row per shipped hardware config (a DataFrame)."""
+    import pandas as pd
+
     from edgesim.config import config_table
     return pd.DataFrame(config_table())

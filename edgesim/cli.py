@@ -133,23 +133,26 @@ def _cmd_run(a) -> int:
     finally:
         if bar is not None:
             bar.close()
+    from edgesim.engine import INFERENCE_COLUMNS, LAYER_COLUMNS
+    r = res.result
     if a.timeline:
-        from edgesim.report import render as _render
-        _write(_render(res.layers, "csv"), a.timeline)
+        _write(render(LAYER_COLUMNS, "csv", rows=r.layer_rows), a.timeline)
     if a.format == "json":
-        _write(render(res.inferences, "json", json_obj=res.to_dict()), a.out)
+        _write(render(INFERENCE_COLUMNS, "json", json_obj=res.to_dict()), a.out)
         return 0
-    table = res.layers if a.per_layer else res.inferences
+    columns, rows = ((LAYER_COLUMNS, r.layer_rows) if a.per_layer
+                     else (INFERENCE_COLUMNS, r.rows))
     if a.format == "csv":
-        _write(render(table, "csv"), a.out)
+        _write(render(columns, "csv", rows=rows), a.out)
         return 0
     m = res.model
     head = (f"# {m['name']} ({m['family']}) on {res.hardware['name']}: "
             f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
             f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
             f"prefetch {a.prefetch}")
-    text = "\n".join([head, render(table, "table"), "", "# summary (cold = first inference; "
-                      "steady = the rest)", render_summary(res.summary)])
+    text = "\n".join([head, render(columns, "table", rows=rows), "",
+                      "# summary (cold = first inference; steady = the rest)",
+                      render_summary(res.summary)])
     _write(text, a.out)
     return 0
 

@@ -40,11 +40,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from edgesim import energy as _energy
@@ -73,14 +73,32 @@ LAYER_COLUMNS = (
 _PS = 10**12
 
 
-@dataclass(frozen=True)
 class Result:
-    """What a simulation produced: per-inference rows, optional per-op rows, a summary."""
+    """What a simulation produced: per-inference rows, optional per-op rows, a summary.
 
-    inferences: pd.DataFrame
-    layers: pd.DataFrame | None
-    summary: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
+    ``rows`` / ``layer_rows`` are plain tuples in ``INFERENCE_COLUMNS`` / ``LAYER_COLUMNS``
+    order; ``inferences`` and ``layers`` are the same as DataFrames, built on first use (so a
+    command that only prints rows never imports pandas).
+    """
+
+    def __init__(self, rows: list[tuple], layer_rows: list[tuple] | None,
+                 summary: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+        self.rows = rows
+        self.layer_rows = layer_rows
+        self.summary = summary
+        self.meta = dict(meta or {})
+
+    @cached_property
+    def inferences(self):
+        import pandas as pd
+        return pd.DataFrame.from_records(self.rows, columns=list(INFERENCE_COLUMNS))
+
+    @cached_property
+    def layers(self):
+        if self.layer_rows is None:
+            return None
+        import pandas as pd
+        return pd.DataFrame.from_records(self.layer_rows, columns=list(LAYER_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,11 +505,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             progress(i + 1)
     if progress is not None:
         progress(seq.size)
-    inferences = pd.DataFrame.from_records(rows, columns=list(INFERENCE_COLUMNS))
-    layers = (pd.DataFrame.from_records(layer_rows, columns=list(LAYER_COLUMNS))
-              if per_layer else None)
     meta = {"policy": policy, "prefetch": prefetch, "memo_entries": len(cache)}
-    return Result(inferences, layers, summarize(inferences), meta)
+    return Result(rows, layer_rows if per_layer else None, summarize(rows), meta)
 
 
 def _op_blocks_info(workload: Workload, op: LayerOp) -> tuple[str, float | None, str]:
@@ -528,25 +543,23 @@ SUMMARY_METRICS = ("weight_dram_bytes", "act_dram_bytes", "latency_s", "energy_j
                    "energy_leak_j", "stall_cycles", "spec_wasted_bytes")
 
 
-def summarize(inferences: pd.DataFrame) -> dict[str, Any]:
+def summarize(rows: list[tuple]) -> dict[str, Any]:
     """Cold (first inference), steady-state mean, p50 and p99 (inferences 2..N) per metric.
 
-    With a single inference the steady-state figures are those of the cold one.
+    ``rows`` are per-inference tuples in ``INFERENCE_COLUMNS`` order. With a single inference
+    the steady-state figures are those of the cold one.
     """
-    out: dict[str, Any] = {"inputs": len(inferences)}
-    if inferences.empty:
+    out: dict[str, Any] = {"inputs": len(rows)}
+    if not rows:
         return out
-    steady = inferences.iloc[1:] if len(inferences) > 1 else inferences
+    steady = rows[1:] if len(rows) > 1 else rows
     for m in SUMMARY_METRICS:
-        col = steady[m].to_numpy(dtype=float)
+        k = INFERENCE_COLUMNS.index(m)
+        col = np.fromiter((r[k] for r in steady), dtype=float, count=len(steady))
         out[m] = {
-            "cold": _py(inferences[m].iloc[0]),
+            "cold": rows[0][k],
             "steady_mean": float(col.mean()),
             "p50": float(np.percentile(col, 50)),
             "p99": float(np.percentile(col, 99)),
         }
     return out
-
-
-def _py(v):
-    return v.item() if hasattr(v, "item") else v

@@ -2,8 +2,10 @@
 
 Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``.
 
->>> import pandas as pd
->>> print(render_table(pd.DataFrame({"input": [0, 1], "latency_s": [0.00125, 0.0005]})))
+Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
+(this module itself never imports pandas, so printing a cached run stays fast).
+
+>>> print(render_table(["input", "latency_s"], [(0, 0.00125), (1, 0.0005)]))
 input  latency_s
     0    0.00125
     1     0.0005
@@ -11,19 +13,24 @@ input  latency_s
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
-
-import pandas as pd
 
 __all__ = ["FORMATS", "render", "render_summary", "render_table"]
 
 FORMATS = ("table", "csv", "json")
 
 
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
 def _cell(v: Any) -> str:
+    v = _plain(v)
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, bool):
@@ -34,45 +41,72 @@ def _cell(v: Any) -> str:
         if v == int(v) and abs(v) < 1e15:
             return str(int(v))
         return f"{v:.6g}"
-    if hasattr(v, "item"):
-        return _cell(v.item())
     return str(v)
 
 
-def render_table(df: pd.DataFrame) -> str:
+def _table(table: Any, rows: Sequence[Sequence[Any]] | None) -> tuple[list[str], list[tuple]]:
+    """(columns, rows) from a DataFrame, or from columns and rows given apart."""
+    if rows is None:  # a DataFrame
+        return [str(c) for c in table.columns], list(table.itertuples(index=False, name=None))
+    return [str(c) for c in table], [tuple(r) for r in rows]
+
+
+def _numeric(values: list[Any]) -> bool:
+    present = [_plain(v) for v in values if v is not None]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 for v in present)
+
+
+def render_table(table: Any, rows: Sequence[Sequence[Any]] | None = None) -> str:
     """Columns right-aligned for numbers, left for text; six significant digits for floats."""
-    cols = list(df.columns)
-    cells = [[_cell(v) for v in df[c].tolist()] for c in cols]
-    widths = [max([len(str(c))] + [len(x) for x in col])
-              for c, col in zip(cols, cells, strict=True)]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in cols]
-    rows = [[str(c) for c in cols]] + [[col[r] for col in cells] for r in range(len(df))]
+    cols, data = _table(table, rows)
+    cells = [[_cell(r[k]) for r in data] for k in range(len(cols))]
+    numeric = [_numeric([r[k] for r in data]) for k in range(len(cols))]
+    widths = [max([len(c)] + [len(x) for x in col]) for c, col in zip(cols, cells, strict=True)]
+    lines = [cols] + [[col[r] for col in cells] for r in range(len(data))]
     return "\n".join(
         "  ".join(x.rjust(w) if num else x.ljust(w)
-                  for x, w, num in zip(row, widths, numeric, strict=True)).rstrip()
-        for row in rows)
+                  for x, w, num in zip(line, widths, numeric, strict=True)).rstrip()
+        for line in lines)
 
 
 def render_summary(summary: dict[str, Any]) -> str:
     """The summary block: one line per metric with cold, steady-state mean, p50, p99."""
-    rows = [{"metric": metric, **v} for metric, v in summary.items() if isinstance(v, dict)]
-    if not rows:
+    metrics = [(m, v) for m, v in summary.items() if isinstance(v, dict)]
+    if not metrics:
         return ""
-    return render_table(pd.DataFrame(rows))
+    keys = list(metrics[0][1])
+    return render_table(["metric", *keys], [(m, *(v.get(k) for k in keys)) for m, v in metrics])
 
 
-def render(df: pd.DataFrame, fmt: str, *, json_obj: dict[str, Any] | None = None) -> str:
-    """``df`` as a table or CSV, or ``json_obj`` (default: the rows) as indented JSON."""
+def _csv_cell(v: Any) -> Any:
+    v = _plain(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return format(v, ".12g")
+    return v
+
+
+def render(table: Any, fmt: str, *, rows: Sequence[Sequence[Any]] | None = None,
+           json_obj: dict[str, Any] | None = None) -> str:
+    """A table (DataFrame, or columns with ``rows``) as text or CSV, or ``json_obj`` (default:
+    the rows as records) as indented JSON."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "json" and json_obj is not None:
+        return json.dumps(json_obj, indent=2, default=_json_default)
+    cols, data = _table(table, rows)
     if fmt == "table":
-        return render_table(df)
+        return render_table(cols, data)
     if fmt == "csv":
         buf = io.StringIO()
-        df.to_csv(buf, index=False, float_format="%.12g", lineterminator="\n")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows([_csv_cell(v) for v in r] for r in data)
         return buf.getvalue().rstrip("\n")
-    if fmt == "json":
-        obj = json_obj if json_obj is not None else df.to_dict(orient="records")
-        return json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return json.dumps([dict(zip(cols, map(_plain, r), strict=True)) for r in data], indent=2,
+                      default=_json_default)
 
 
 def _json_default(v: Any) -> Any:
