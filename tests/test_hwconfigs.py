@@ -74,21 +74,13 @@ def test_resolved_reloads_to_the_same_config(path: Path, tmp_path: Path) -> None
     # gives the same HardwareConfig (apart from the file name)
     hw = load_config(path)
     again_path = tmp_path / path.name
-    again_path.write_text(yaml.safe_dump(dict(_plain(hw.resolved)), allow_unicode=True),
+    again_path.write_text(yaml.safe_dump(hw.to_dict()["resolved"], allow_unicode=True),
                           encoding="utf-8")
     again = load_config(again_path)
     first, second = hw.to_dict(), again.to_dict()
     first.pop("file")
     second.pop("file")
     assert second == first
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def test_npu_small_is_the_specified_design() -> None:

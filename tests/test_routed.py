@@ -42,15 +42,21 @@ def test_sigmab_pn2_active_params_are_40_to_42_percent_of_dense():
 
 
 def test_parameter_accounting_of_the_catalogue(tree):
-    # every block of the tree is on some path; a path = backbone + its routers + its leaf
+    # the tree = backbone + routers + leaves, every block on some path; a path (e.g. L-R-L)
+    # = backbone + the routers of nodes root, L, LR + the leaf LRL, whose blocks no other
+    # path reads
     on_paths = set().union(*(tree.path_blocks(i) for i in range(len(tree.paths))))
     assert on_paths == set(tree.blocks)
-    shared = set.intersection(*(set(tree.path_blocks(i)) for i in range(len(tree.paths))))
-    leaves = [set(tree.path_blocks(i)) - shared for i in range(len(tree.paths))]
-    for i, own in enumerate(leaves):
-        others = set().union(*(leaves[:i] + leaves[i + 1:]))
-        assert not {b for b in own if "router" not in b and b.split(".")[1] not in ("root",)} \
-            & {b for b in others if "router" not in b}
+    for i, path in enumerate(tree.paths):
+        turns = path.name.split("-")
+        nodes = ["root"] + ["".join(turns[:d]) for d in range(1, len(turns))]
+        leaf = "nodes." + "".join(turns) + "."
+        expected = {b for b in tree.blocks if b.startswith("backbone.")}
+        expected |= {f"nodes.{n}.router.weight" for n in nodes}
+        expected |= {b for b in tree.blocks if b.startswith(leaf)}
+        assert set(tree.path_blocks(i)) == expected
+        others = set().union(*(tree.path_blocks(k) for k in range(len(tree.paths)) if k != i))
+        assert not {b for b in expected if b.startswith(leaf)} & others
 
 
 def test_inputs_take_different_paths_and_each_row_moves_its_path(tree):
