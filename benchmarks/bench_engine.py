@@ -6,7 +6,7 @@ Measures, each as the median of ``--repeat`` runs on one core:
 
 * simulated dense ResNet-50 inferences per second on npu_small, the trace already made, for each
   policy, with the engine's memo (the default) and without it (every inference event by event);
-* the wall time of ``python -m edgesim run hwconfigs/npu_small.yaml --model dense_r50`` with the
+* the wall time of ``python -m edgesim run npu_small --model dense_r50`` with the
   Workload in the on-disk cache (a fresh process each time);
 * building and tracing ``sigmab_r50`` once (cold cache), and loading it again from the cache;
 * simulating a 10,000-input ``sigmab_r50`` stream. Routing 10,000 images at 224x224 through the
@@ -58,7 +58,7 @@ def main() -> int:
     from edgesim.engine import simulate
 
     rows = []
-    npu = ROOT / "hwconfigs" / "npu_small.yaml"
+    npu = ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml"
     hw = load_config(npu)
     w = api.workload("dense_r50", formats=hw.formats).with_inputs(a.inputs)
     for policy in ("lru", "pinned", "belady"):

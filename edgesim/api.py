@@ -45,7 +45,7 @@ def parse_model_name(name: str) -> tuple[str, int | None]:
 
 
 def _spec(name: str):
-    from models.registry import get_spec
+    from edgesim.zoo.registry import get_spec
     return get_spec(name)
 
 
@@ -229,7 +229,7 @@ def models(*, names: Sequence[str] | None = None,
     """One row per registered model with its parameters and bytes (traces what is not cached)."""
     import pandas as pd
 
-    from models.registry import REGISTRY
+    from edgesim.zoo.registry import REGISTRY
     rows = []
     for name in names or list(REGISTRY):
         w = workload(name, progress=progress)

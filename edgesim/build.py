@@ -44,7 +44,7 @@ def _built_model(spec, weights: str | None, seed: int):
     import torch
 
     from edgesim import cache
-    from models.registry import build_model
+    from edgesim.zoo.registry import build_model
 
     key = cache.make_key("model", spec.name, spec.factory, dict(spec.kwargs),
                          cache.file_fingerprint(weights), seed)
@@ -57,7 +57,7 @@ def _built_model(spec, weights: str | None, seed: int):
             except Exception:  # a corrupt entry is a miss
                 model = None
         if model is None and spec.family == "sigmab" and weights is not None:
-            from models.sigmab import load_tree
+            from edgesim.zoo.sigmab import load_tree
             model = load_tree(weights)   # a tree checkpoint carries its own structure
         if model is None:
             model = build_model(spec, weights=weights, seed=seed)
@@ -93,7 +93,7 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
     """Trace ``spec`` into a Workload with one input (dense) or the path catalogue (routed)."""
 
     from edgesim.trace import record
-    from models.deploy import fold_batchnorm, prepare
+    from edgesim.zoo.deploy import fold_batchnorm, prepare
 
     model = _build(spec, weights, seed, level)   # factories may train (pruning): grads on
     x = example_input(spec, seed)
@@ -153,7 +153,7 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
     """Path index per input: ``data`` (a file or folder) or a seeded clustered synthetic stream."""
     import torch
 
-    from models import data as mdata
+    from edgesim.zoo import data as mdata
 
     model = _build(spec, weights, seed, None)
     kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"

@@ -13,7 +13,8 @@ The pipeline is three steps, each of which can fail with one line naming the fil
    reserve < SRAM size, known weight encodings), scale the per-MAC energies from the reference
    node to the chip's node (``edgesim.technology.energy_scale``) and freeze the result.
 
-The YAML schema (every section needs a non-empty ``source:``) is shown in ``hwconfigs/*.yaml``.
+The YAML schema (every section needs a non-empty ``source:``) is shown in the shipped configs,
+``edgesim/hwconfigs/*.yaml``.
 Energies in ``energy:`` (``mac`` and ``index_decode``) are quoted at ``reference_node_nm`` /
 ``reference_vdd_v`` and scaled; SRAM and off-chip energies are taken as written (off-chip energy
 does not follow logic scaling, REFERENCE.md B6).
@@ -45,7 +46,7 @@ from pydantic import (
     ValidationError,
 )
 
-from edgesim import formats
+from edgesim import encodings
 from edgesim.errors import ConfigError, UnitError
 from edgesim.technology import energy_scale
 from edgesim.units import format_quantity, parse_quantity
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 #: The repository's shipped hardware configs.
-HWCONFIG_DIR = Path(__file__).resolve().parent.parent / "hwconfigs"
+HWCONFIG_DIR = Path(__file__).resolve().parent / "hwconfigs"
 
 #: ``--set dram.x=...`` is read as ``--set offchip.x=...``.
 _ALIASES = {"dram": "offchip"}
@@ -486,7 +487,7 @@ def _build(m: _ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
     if len(set(m.formats)) != len(m.formats) or not m.formats:
         raise ConfigError(f"{b.where('formats')}: {list(m.formats)!r} must be a non-empty list "
                           "of distinct encodings")
-    known = tuple(formats.ENCODINGS)
+    known = tuple(encodings.ENCODINGS)
     for name in m.formats:
         if name not in known:
             raise ConfigError(f"{b.where('formats')}: unknown weight encoding {name!r}; "
@@ -579,10 +580,17 @@ def _resolved(m: _ConfigFile, v: dict[str, Any], mac_ref_pj: Mapping[str, float]
 # --------------------------------------------------------------------------- public verbs
 
 def _locate(path: str | Path) -> Path:
-    """``path`` itself, or a shipped config named like ``npu_small`` when no such file exists."""
+    """``path`` itself, or the shipped config it names when no such file exists.
+
+    A shipped config is addressed by its bare name (``npu_small``), its file name
+    (``npu_small.yaml``) or its old place in a clone (``hwconfigs/npu_small.yaml``).
+    """
     p = Path(path)
-    if not p.exists() and p.suffix == "" and len(p.parts) == 1:
-        shipped = HWCONFIG_DIR / f"{p.name}.yaml"
+    if p.exists():
+        return p
+    bare = len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "hwconfigs")
+    if bare and p.suffix in ("", ".yaml"):
+        shipped = HWCONFIG_DIR / f"{p.stem}.yaml"
         if shipped.exists():
             return shipped
     return p
@@ -632,7 +640,7 @@ def config_from_dict(raw: Any, *, overrides: Sequence[str] = (),
 
 
 def shipped_configs() -> list[Path]:
-    """The repository's ``hwconfigs/*.yaml``, sorted by file name."""
+    """The shipped ``edgesim/hwconfigs/*.yaml`` (package data), sorted by file name."""
     return sorted(HWCONFIG_DIR.glob("*.yaml"))
 
 

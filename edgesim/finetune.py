@@ -4,13 +4,13 @@ Public names: ``register``, ``cmd_finetune``, ``load_labelled``, ``finetune``.
 
     python -m edgesim finetune sigmab_r50_c100 --data train.pt --checkpoint tree.pt \\
         [--epochs 1] [--steps N] [--lr 1e-4] [--batch 32] [--weights tree.pt]
-    python -m edgesim run hwconfigs/npu_small.yaml --model sigmab_r50_c100 --weights tree.pt
+    python -m edgesim run npu_small --model sigmab_r50_c100 --weights tree.pt
 
 ``--data`` is a labelled set: a ``.pt`` file holding ``(inputs, labels)`` or ``{"inputs": ...,
 "labels": ...}``, an ``.npz`` with arrays ``inputs`` and ``labels``, or (images) a folder with one
 sub-folder of images per class. Without ``--data`` the model's seeded clustered synthetic inputs,
 labelled by cluster, are used (a demonstration, not a training set). The checkpoint holds the
-tree's structure and weights (``models.sigmab.save_tree``); ``--weights`` reloads it, in
+tree's structure and weights (``edgesim.zoo.sigmab.save_tree``); ``--weights`` reloads it, in
 ``finetune`` to continue and in ``run`` to simulate the fine-tuned tree.
 """
 
@@ -44,7 +44,7 @@ def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...]):
     import numpy as np
     import torch
 
-    from models import data as mdata
+    from edgesim.zoo import data as mdata
 
     p = Path(path)
     if not p.exists():
@@ -84,9 +84,9 @@ def finetune(model: str, *, checkpoint: str, data: str | None = None,
     import torch
 
     from edgesim.build import _built_model
-    from models import data as mdata
-    from models.registry import get_spec
-    from models.sigmab import fine_tune, save_tree
+    from edgesim.zoo import data as mdata
+    from edgesim.zoo.registry import get_spec
+    from edgesim.zoo.sigmab import fine_tune, save_tree
 
     spec = get_spec(model)
     if not spec.dynamic:

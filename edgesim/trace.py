@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from edgesim import formats
+from edgesim import encodings
 from edgesim.errors import TraceError
 from edgesim.quantize import bits_of, quantize, quantize_bias
 from edgesim.workload import OP_KINDS, PRECISIONS, LayerOp, WeightBlock, Workload
@@ -490,18 +490,18 @@ class _Recorder(TorchFunctionMode):
             bits, nscales = bits_of(prec), int(scales.size)
         nnz = int(np.count_nonzero(q))
         if role == "bias":
-            encoding, stored = "dense", formats.stored_bytes(q, "dense", bits, 0)
+            encoding, stored = "dense", encodings.stored_bytes(q, "dense", bits, 0)
         else:
             # Encodings that cannot hold this tensor (signed_binary with mixed signs) drop out.
             # signed_binary keeps only zero/nonzero and a sign: it holds 1-bit tensors only.
             allowed = [e for e in self.encodings if e != "signed_binary" or bits == 1]
-            table = formats.encoding_table(q, bits, nscales, allowed=allowed)
+            table = encodings.encoding_table(q, bits, nscales, allowed=allowed)
             if not table:
                 raise TraceError(f"parameter '{bid}': none of the encodings "
                                  f"{', '.join(self.encodings)} can store it")
             encoding = min(table, key=table.__getitem__)   # first of the smallest on a tie
             stored = table[encoding]
-        dense = formats.stored_bytes(q, "dense", bits, nscales)
+        dense = encodings.stored_bytes(q, "dense", bits, nscales)
         self.blocks[bid] = WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored),
                                        int(dense), {"shape": tuple(values.shape), "role": role,
                                                     "precision": precision, "scales": nscales})
@@ -509,7 +509,7 @@ class _Recorder(TorchFunctionMode):
     def _nested_blocks(self, bid: str, mod: nn.Module, precision: str) -> tuple[list[str], int]:
         """A nested weight as one stream in the nested prefix layout, one block per level.
 
-        Block ``bid#Lk`` holds the bytes the stream adds for level k (``formats.nested_bytes``),
+        Block ``bid#Lk`` holds the bytes the stream adds for level k (``encodings.nested_bytes``),
         so sub-network k reads the blocks of levels 1..k, a prefix of the stream. Elements are
         split so that the blocks together count the tensor once. Returns the ids the current
         level reads and the nonzeros of the current sub-network.
@@ -521,7 +521,7 @@ class _Recorder(TorchFunctionMode):
         q, scales = quantize(latent * (levels >= 1), precision, channel_axis=0)
         bits, nscales = bits_of(precision), int(scales.size)
         levels = np.where(q != 0, levels, 0)      # quantized to zero: in no level
-        prefix = formats.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)
+        prefix = encodings.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)
         counts = [int((levels == k).sum()) for k in range(1, n_levels + 1)]
         ids = []
         for k in range(1, n_levels + 1):
@@ -531,7 +531,7 @@ class _Recorder(TorchFunctionMode):
                 continue
             stored = prefix[k - 1] - (prefix[k - 2] if k > 1 else 0)
             elements = q.size - sum(counts[1:]) if k == 1 else counts[k - 1]
-            dense = formats.stored_bytes(q, "dense", bits, nscales) if k == 1 else 0
+            dense = encodings.stored_bytes(q, "dense", bits, nscales) if k == 1 else 0
             self.blocks[sid] = WeightBlock(
                 sid, int(elements), counts[k - 1], bits, "nested", int(stored), int(dense),
                 {"shape": tuple(q.shape), "role": "weight", "precision": precision,

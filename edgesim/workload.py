@@ -56,7 +56,7 @@ class WeightBlock:
     """One stored tensor (a parameter after deployment preparation), as it lies off-chip.
 
     ``stored_bytes`` is computed from the real tensor under ``encoding`` (see
-    ``edgesim.formats``); ``dense_bytes`` is the same tensor stored dense at ``bits`` per value.
+    ``edgesim.encodings``); ``dense_bytes`` is the same tensor stored dense at ``bits`` per value.
     """
 
     id: str

@@ -37,7 +37,7 @@ def arguments(description: str, argv: Sequence[str] | None) -> argparse.Namespac
 
 def registered(names: Sequence[str] | None = None, *, quick: bool = False) -> list[str]:
     """Registered model names, in registry order: ``names`` (or all, or the quick ones)."""
-    from models.registry import REGISTRY
+    from edgesim.zoo.registry import REGISTRY
     wanted = QUICK_MODELS if quick and names is None else names
     if wanted is None:
         return list(REGISTRY)

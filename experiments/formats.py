@@ -4,11 +4,11 @@ Usage: ``python experiments/formats.py MODEL [--config CONFIG] [--out CSV] [--qu
 
 Public names: ``QUICK_MODEL``, ``ENCODING_COLUMNS``, ``block_table``, ``nested_table``, ``main``.
 
-The model is built (``models.registry.build_model``), prepared as deployed
-(``models.deploy.prepare``: BatchNorm folded) and traced once (``edgesim.trace.record``), so the
-blocks are exactly the tracer's. Each block's stored tensor is rebuilt the way the tracer builds
+The model is built (``edgesim.zoo.registry.build_model``), prepared as deployed
+(``edgesim.zoo.deploy.prepare``: BatchNorm folded) and traced once (``edgesim.trace.record``), so
+the blocks are exactly the tracer's. Each block's stored tensor is rebuilt the way the tracer builds
 it (``edgesim.quantize`` at the block's precision and per-channel scales) and measured with
-``edgesim.formats.encoding_table``; the column of the encoding the tracer chose must equal the
+``edgesim.encodings.encoding_table``; the column of the encoding the tracer chose must equal the
 tracer's ``stored_bytes`` (the script fails otherwise, since the two would disagree about the
 model). One row per weight block:
 
@@ -19,13 +19,13 @@ model). One row per weight block:
   stored int32 dense only; ``signed_binary`` holds 1-bit tensors whose regions have one sign.
   A nested weight is one block per level (``<param>#Lk``): its columns are the bytes of that
   level's segment alone (the scales counted with level 1), ``nested`` is the segment of the one
-  stream (``formats.nested_bytes`` prefix k minus prefix k-1) and ``dense`` does not apply (the
+  stream (``encodings.nested_bytes`` prefix k minus prefix k-1) and ``dense`` does not apply (the
   tracer gives the whole tensor's dense bytes to level 1 and 0 to the others);
 * ``best``: the smallest of the row's encodings.
 
 A last row ``total`` sums every column; an encoding column's total stores each block in that
 encoding where it applies and at its ``dense_bytes`` elsewhere. For a nested model the script
-also prints ``models.nested.nested_storage_report``'s total: the one stream vs N separately
+also prints ``edgesim.zoo.nested.nested_storage_report``'s total: the one stream vs N separately
 stored CSR sub-networks (all rows written to ``<CSV stem>_nested.csv`` with ``--out``).
 
 ``--config`` takes the precision, activation bits and decodable encodings from a hardware config
@@ -50,7 +50,7 @@ __all__ = ["ENCODING_COLUMNS", "QUICK_MODEL", "block_table", "main", "nested_tab
 #: The model ``--quick`` measures (CIFAR-size ResNet-50: seconds to build and trace).
 QUICK_MODEL = "dense_r50_c100"
 
-#: The encoding columns, in ``edgesim.formats.ENCODINGS`` order.
+#: The encoding columns, in ``edgesim.encodings.ENCODINGS`` order.
 ENCODING_COLUMNS = ("dense", "bitmap", "csr", "csc", "rle", "signed_binary", "nested")
 
 _LATENT = ".parametrizations.weight.original"
@@ -131,7 +131,7 @@ def _nested_rows(block_list, owner, precision: str) -> list[dict[str, Any]]:
     """Rows of one nested parameter's level blocks (see the module docstring)."""
     import numpy as np
 
-    from edgesim import formats
+    from edgesim import encodings
     from edgesim.quantize import bits_of, quantize
     levels = owner.edgesim_levels.detach().cpu().numpy().astype(np.int64)
     n_levels = int(block_list[0].meta["levels"])
@@ -139,13 +139,13 @@ def _nested_rows(block_list, owner, precision: str) -> list[dict[str, Any]]:
     q, scales = quantize(latent * (levels >= 1), precision, channel_axis=0)
     bits, nscales = bits_of(precision), int(scales.size)
     levels = np.where(q != 0, levels, 0)
-    prefix = [0, *formats.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)]
+    prefix = [0, *encodings.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)]
     rows = []
     for b in block_list:
         k = int(b.meta["level"])
         segment = np.where(levels == k, q, 0)
         seg_scales = nscales if k == 1 else 0
-        table = formats.encoding_table(segment, bits, seg_scales,
+        table = encodings.encoding_table(segment, bits, seg_scales,
                                        allowed=[e for e in ENCODING_COLUMNS
                                                 if e not in ("dense", "signed_binary", "nested")])
         table["nested"] = prefix[k] - prefix[k - 1]
@@ -157,7 +157,7 @@ def block_table(model, blocks, precision: str):
     """One row per traced block of the prepared ``model`` and a ``total`` row (a DataFrame)."""
     import pandas as pd
 
-    from edgesim import formats
+    from edgesim import encodings
     params = dict(model.named_parameters())
     modules = dict(model.named_modules())
     rows: list[dict[str, Any]] = []
@@ -175,10 +175,10 @@ def block_table(model, blocks, precision: str):
             continue
         q, bits, nscales = _quantized(b, _stored_values(model, b, params, modules))
         if b.meta.get("role") == "bias":
-            table = {"dense": formats.stored_bytes(q, "dense", bits, 0)}
+            table = {"dense": encodings.stored_bytes(q, "dense", bits, 0)}
         else:
             allowed = [e for e in ENCODING_COLUMNS if e != "signed_binary" or bits == 1]
-            table = formats.encoding_table(q, bits, nscales, allowed=allowed)
+            table = encodings.encoding_table(q, bits, nscales, allowed=allowed)
         rows.append(_row(b, table))
     for r in rows:
         if r[r["encoding"]] != r["stored_bytes"]:
@@ -200,10 +200,10 @@ def block_table(model, blocks, precision: str):
 
 
 def nested_table(model, bits: int):
-    """``models.nested.nested_storage_report`` as a DataFrame (None for a model without levels)."""
+    """``edgesim.zoo.nested.nested_storage_report`` as a DataFrame (None without levels)."""
     import pandas as pd
 
-    from models.nested import NestedModel, nested_storage_report
+    from edgesim.zoo.nested import NestedModel, nested_storage_report
     if not isinstance(model, NestedModel):
         return None
     rows = nested_storage_report(model, bits=bits)
@@ -223,8 +223,8 @@ def _measure(name: str, config: str | None, seed: int):
     from edgesim.errors import ModelError
     from edgesim.quantize import bits_of
     from edgesim.trace import record
-    from models.deploy import fold_batchnorm, prepare
-    from models.registry import build_model, get_spec
+    from edgesim.zoo.deploy import fold_batchnorm, prepare
+    from edgesim.zoo.registry import build_model, get_spec
 
     base, level = api.parse_model_name(name)
     spec = get_spec(base)
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if nested is not None:
             tot = nested.iloc[-1]
             print(f"\n# nested stream vs {len(str(tot['nnz']).split(','))} separate CSR "
-                  f"sub-networks (models.nested.nested_storage_report)")
+                  f"sub-networks (edgesim.zoo.nested.nested_storage_report)")
             print(nested[nested["layer"] == "total"].to_string(index=False))
     if a.out:
         out = Path(a.out)

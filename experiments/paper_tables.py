@@ -44,7 +44,7 @@ def routed_table(names: Sequence[str], inputs: int):
     """One row per routed tree among ``names``."""
     import pandas as pd
 
-    from models.registry import REGISTRY
+    from edgesim.zoo.registry import REGISTRY
     rows = []
     for name in names:
         if REGISTRY[name].family != "sigmab":
@@ -93,7 +93,7 @@ def nested_table(names: Sequence[str]):
     """One row per nested model and level: bytes of the prefix that level reads."""
     import pandas as pd
 
-    from models.registry import REGISTRY
+    from edgesim.zoo.registry import REGISTRY
     rows = []
     for name in names:
         spec = REGISTRY[name]

@@ -13,7 +13,7 @@ import yaml
 from edgesim.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
 USER = "usermodels:tiny_net"
 
 

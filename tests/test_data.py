@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgesim.errors import DataError
-from models.data import load_inputs, synthetic_images, synthetic_points
+from edgesim.zoo.data import load_inputs, synthetic_images, synthetic_points
 
 
 def _nearest_centroid_accuracy(x: torch.Tensor, labels: torch.Tensor) -> float:

@@ -18,15 +18,15 @@ import pandas as pd
 import pytest
 import torch
 
-from edgesim import api, formats
+from edgesim import api, encodings
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-NPU = str(REPO / "hwconfigs" / "npu_small.yaml")
+NPU = str(REPO / "edgesim" / "hwconfigs" / "npu_small.yaml")
 #: Hardware that decodes every encoding: each model keeps its own preferred encodings, so runs
 #: reuse the workloads ``edgesim models`` traced (npu_small itself decodes dense only).
-ALL_FORMATS = "formats=[" + ",".join(formats.ENCODINGS) + "]"
+ALL_FORMATS = "formats=[" + ",".join(encodings.ENCODINGS) + "]"
 #: sram.size is 512 KiB in npu_small: reserving all of it for activations leaves 0 B for weights.
 NO_WEIGHT_SRAM = "sram.activation_reserve=512KiB"
 NESTED_LEVELS = 3
@@ -63,7 +63,7 @@ def listing(workloads):
 
 
 def _built(name: str):
-    from models.registry import build_model, get_spec
+    from edgesim.zoo.registry import build_model, get_spec
     torch.set_num_threads(1)
     return build_model(get_spec(name))
 
@@ -107,7 +107,7 @@ def test_sb_r50_binary_blocks_two_values_per_region(sb_model, workloads):
         assert block.bits == 1
         assert block.nonzeros == int(torch.count_nonzero(m.weight))
         signs = torch.sign(m.weight.detach()).to(torch.int8).numpy()
-        assert block.stored_bytes <= formats.signed_binary_bytes(signs)
+        assert block.stored_bytes <= encodings.signed_binary_bytes(signs)
     assert w.blocks["conv1.weight"].bits == 8   # the stem stays int8
 
 
@@ -166,7 +166,7 @@ def test_layer_rules_in_per_layer_output(workloads, name, rules):
 # -- nested sparsity ----------------------------------------------------------------------------
 
 def test_nested_level_moves_its_prefix(workloads, nested_model):
-    from models.nested import nested_storage_report
+    from edgesim.zoo.nested import nested_storage_report
     report = nested_storage_report(nested_model, bits=8)[-1]      # the total row
     moved = []
     for k in range(1, NESTED_LEVELS + 1):
@@ -182,7 +182,7 @@ def test_nested_level_moves_its_prefix(workloads, nested_model):
         assert {b.meta["role"] for b in others} == {"bias"}   # the int32 biases, dense
         # level k reads the blocks of levels 1..k of every nested weight, and the rest
         assert bytes_k == w.path_stored_bytes(0) == read + other
-        # = the stream prefix for k (formats.nested_bytes summed over the nested weights)
+        # = the stream prefix for k (encodings.nested_bytes summed over the nested weights)
         assert bytes_k == report["nested_bytes"][k - 1] + other
         # the whole stream (every level) is stored, whatever level runs
         assert w.stored_bytes == report["stream_bytes"] + other

@@ -10,7 +10,7 @@ import torch
 from edgesim.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_finetune_saves_a_tree_that_run_reloads(tmp_path, capsys):
     assert "2 steps" in capsys.readouterr().out
     assert ckpt.is_file()
 
-    from models.sigmab import load_tree
+    from edgesim.zoo.sigmab import load_tree
     tree = load_tree(ckpt)
     assert tree.num_paths == 8
 
@@ -60,7 +60,7 @@ def test_run_routes_the_users_data(tmp_path, capsys):
     rows = capsys.readouterr().out.strip().splitlines()[1:]
     assert len(rows) == 5
     from edgesim.build import _built_model
-    from models.registry import get_spec
+    from edgesim.zoo.registry import get_spec
     tree = _built_model(get_spec("sigmab_r50_c100"), None, 0)
     names = tree.path_names()
     with torch.no_grad():

@@ -30,14 +30,14 @@ def _net() -> nn.Module:
 
 def tiny_nested() -> nn.Module:
     """The tiny net with 3 nested sub-networks keeping 20 / 50 / 80 % of each weight."""
-    from models.nested import NestedModel, nested_levels
+    from edgesim.zoo.nested import NestedModel, nested_levels
     net = _net()
     return NestedModel(net, nested_levels(net, densities=(0.2, 0.5, 0.8)))
 
 
 def tiny_sb() -> nn.Module:
     """The tiny net signed-binarized, first conv int8, classifier binary."""
-    from models.signed_binary import to_signed_binary
+    from edgesim.zoo.signed_binary import to_signed_binary
     return to_signed_binary(_net(), keep_first_last_int8=(True, False))
 
 

@@ -1,4 +1,4 @@
-"""Tests for models.nested: nested levels by magnitude, level masks, gradient masking, storage."""
+"""edgesim.zoo.nested: nested levels by magnitude, level masks, gradient masking, storage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgesim.errors import ModelError
-from models.nested import (
+from edgesim.zoo.nested import (
     NestedModel,
     level_sparsity,
     nested_levels,
@@ -17,7 +17,7 @@ from models.nested import (
     nested_storage_report,
     train_nested,
 )
-from models.resnet import BasicBlock, ResNet
+from edgesim.zoo.resnet import BasicBlock, ResNet
 
 
 def tiny_resnet() -> ResNet:

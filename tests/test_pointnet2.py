@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.pointnet2 import (
+from edgesim.zoo.pointnet2 import (
     BallQueryGroup,
     FarthestPointSample,
     ball_query,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgesim.errors import DataError, ModelError
-from models.pruning import (
+from edgesim.zoo.pruning import (
     BASELINES,
     STRATEGIES,
     apply_masks,
@@ -29,8 +29,8 @@ from models.pruning import (
     strategy_sparsities,
     synthetic_calibration,
 )
-from models.resnet import Bottleneck, ResNet
-from models.swin import swin_tiny
+from edgesim.zoo.resnet import Bottleneck, ResNet
+from edgesim.zoo.swin import swin_tiny
 
 
 class Tiny(nn.Module):

@@ -33,14 +33,16 @@ def _blocks(lang: str) -> list[str]:
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     first = _blocks("bash")[0].strip().splitlines()
     assert len(first) == 2
-    assert first[0].endswith("python -m edgesim run hwconfigs/npu_small.yaml --model sigmab_r50")
+    assert first[0].endswith("edgesim run npu_small --model sigmab_r50")
+    assert " -e " not in first[0]           # a normal install, not an editable one
     ci = (ROOT / ".ci" / "run").read_text()
     assert first[1] in ci
 
 
 def test_every_edgesim_command_in_the_readme_parses():
-    # each `python -m edgesim ...` in a table or text is a valid command line (no stale flags)
-    commands = re.findall(r"`python -m edgesim ([^`]+)`", README)
+    # every `edgesim ...` command in a table or text is a valid command line (no stale flags)
+    commands = re.findall(r"`(?:python -m )?edgesim ((?:run|sweep|plot|models|configs|trace|"
+                          r"finetune)\b[^`]*)`", README)
     assert len(commands) >= 8
     parser = build_parser()
     parsed = 0
@@ -57,7 +59,7 @@ def test_every_edgesim_command_in_the_readme_parses():
 def test_main_command_prints_what_the_readme_shows(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     shown = next(b for b in _blocks("") if b.startswith("# sigmab_r50")).splitlines()
-    assert main(["run", "hwconfigs/npu_small.yaml", "--model", "sigmab_r50"]) == 0
+    assert main(["run", "npu_small", "--model", "sigmab_r50"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == shown[0]          # params, active params, stored bytes
     assert printed[1] == shown[1]          # the columns

@@ -1,4 +1,4 @@
-"""models.registry: lookup, suggestions, user factories, seeded builds and checkpoint errors."""
+"""edgesim.zoo.registry: lookup, suggestions, user factories, seeded builds, checkpoint errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgesim.errors import ModelError
-from models.registry import REGISTRY, ModelSpec, build_model, get_spec, register
+from edgesim.zoo.registry import REGISTRY, ModelSpec, build_model, get_spec, register
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_registry_has_the_dense_resnets() -> None:
 
 
 def test_registry_import_does_not_import_torch() -> None:
-    code = ("import sys, models.registry as r; r.get_spec('dense_r50'); "
+    code = ("import sys, edgesim.zoo.registry as r; r.get_spec('dense_r50'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)

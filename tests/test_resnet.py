@@ -1,4 +1,4 @@
-"""ResNet-50 v1.5: parameter counts, torchvision names, shapes, BN folding (models.deploy)."""
+"""ResNet-50 v1.5: parameter counts, torchvision names, shapes, BN folding (edgesim.zoo.deploy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.deploy import find_bn_pairs, fold_batchnorm, prepare
-from models.resnet import BasicBlock, Bottleneck, ResNet, resnet50, resnet50_cifar
+from edgesim.zoo.deploy import find_bn_pairs, fold_batchnorm, prepare
+from edgesim.zoo.resnet import BasicBlock, Bottleneck, ResNet, resnet50, resnet50_cifar
 
 
 def _params(m: nn.Module) -> int:

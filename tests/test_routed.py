@@ -12,7 +12,7 @@ from edgesim.config import load_config
 from edgesim.engine import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
-NPU = str(ROOT / "hwconfigs" / "npu_small.yaml")
+NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
 
 pytestmark = pytest.mark.slow
 

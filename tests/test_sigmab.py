@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from edgesim.errors import ModelError
-from models.data import synthetic_images, synthetic_points
-from models.pointnet2 import pointnet2_ssg
-from models.resnet import Bottleneck, ResNet, resnet50
-from models.sigmab import (
+from edgesim.zoo.data import synthetic_images, synthetic_points
+from edgesim.zoo.pointnet2 import pointnet2_ssg
+from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50
+from edgesim.zoo.sigmab import (
     DEFAULT_LEVELS,
     Router,
     SigmaTree,

@@ -1,4 +1,4 @@
-"""Tests for models.signed_binary: the binarization rule, the STE, model conversion, storage."""
+"""edgesim.zoo.signed_binary: the binarization rule, the STE, model conversion, storage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgesim.errors import ModelError
-from models.resnet import BasicBlock, ResNet
-from models.signed_binary import (
+from edgesim.zoo.resnet import BasicBlock, ResNet
+from edgesim.zoo.signed_binary import (
     fine_tune_ste,
     sb_resnet50,
     signed_binarize,

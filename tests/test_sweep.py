@@ -217,7 +217,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_yaml, tmp_path):
 
 
 def test_cli_sweep_writes_table_and_store(tiny_yaml, tmp_path, capsys):
-    from models.registry import ModelSpec, register
+    from edgesim.zoo.registry import ModelSpec, register
     register(ModelSpec("tiny_linear_sweep", "dense", "torch.nn:Linear",
                        {"in_features": 16, "out_features": 8}, (16,), "test model"))
     out = tmp_path / "cli"
@@ -246,7 +246,7 @@ def test_must_hold_dense_drops_to_zero_and_routed_moves_less(tmp_path):
     # stores 25.7 MB, so from 34 MiB (25.5 MiB for weights) on it stays on chip and its steady
     # state moves 0 B; below that LRU cycles through the whole model every inference. The
     # routed tree (sigmab_r50) runs one root-to-leaf path per input, about half the params.
-    from models.registry import REGISTRY
+    from edgesim.zoo.registry import REGISTRY
     routed = "sigmab_r50" if "sigmab_r50" in REGISTRY else next(
         n for n, s in REGISTRY.items() if s.dynamic)
     df = sweep("npu_small", ["dense_r50", routed], ["sram.size=2MiB..47MiB:+3MiB"],

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgesim.errors import ModelError
-from models.swin import (
+from edgesim.zoo.swin import (
     SwinBlock,
     relative_position_index,
     shifted_window_mask,

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgesim import formats
+from edgesim import encodings as enc
 from edgesim.errors import TraceError
 from edgesim.quantize import quantize
 from edgesim.trace import record, trace
-from models.deploy import prepare
-from models.resnet import Bottleneck, ResNet, resnet50
+from edgesim.zoo.deploy import prepare
+from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50
 
 
 def _tiny() -> ResNet:
@@ -86,10 +86,10 @@ def test_stored_bytes_equal_the_encoded_tensors(encodings: tuple[str, ...]) -> N
             expected += 4 * v.size                       # int32, dense, no scales
             continue
         q, scales = quantize(v, "int8")
-        expected += formats.best_encoding(q, 8, encodings, scales=scales.size)[1]
+        expected += enc.best_encoding(q, 8, encodings, scales=scales.size)[1]
         block = w.blocks[name]
         assert block.nonzeros == np.count_nonzero(q)
-        assert block.dense_bytes == formats.stored_bytes(q, "dense", 8, scales.size)
+        assert block.dense_bytes == enc.stored_bytes(q, "dense", 8, scales.size)
     assert w.stored_bytes == expected
     assert set(w.blocks) == {n for n, _ in net.named_parameters()}
 
@@ -264,7 +264,7 @@ def test_binary_precision_hint() -> None:
     # signed_binary: ceil(3/8) sign bytes + ceil(12/8) mask bytes + 3 fp32 scales = 1 + 2 + 12;
     # dense at 1 bit with the sign in the fp32 scale: ceil(12/8) + 3 * 4 = 14, the smaller.
     q = np.sign(leaf.weight.detach().numpy()).astype(np.int8)
-    assert formats.stored_bytes(q, "signed_binary", 1, 3) == 15
+    assert enc.stored_bytes(q, "signed_binary", 1, 3) == 15
     assert (b["leaves.0.weight"].encoding, b["leaves.0.weight"].stored_bytes) == ("dense", 14)
     # The int8 stem has both signs in a row: signed_binary cannot hold it, dense does.
     assert b["stem.weight"].encoding == "dense"

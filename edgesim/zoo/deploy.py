@@ -14,7 +14,7 @@ other reader), or, without an example, by structure: consecutive children of one
 (``conv1, bn1``; ``Sequential(conv, bn)``) where the conv's width matches the BN.
 
 >>> import torch
->>> from models.resnet import BasicBlock, ResNet
+>>> from edgesim.zoo.resnet import BasicBlock, ResNet
 >>> net = ResNet(BasicBlock, [1, 1], num_classes=3, width=4).eval()
 >>> x = torch.randn(1, 3, 32, 32)
 >>> folded = prepare(net, x)

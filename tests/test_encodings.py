@@ -1,4 +1,4 @@
-"""Tests of edgesim.formats: hand-counted stored bytes of every encoding, and laws they obey.
+"""Tests of edgesim.encodings: hand-counted stored bytes of every encoding, and laws they obey.
 
 Notation in the derivations: n elements, nnz nonzeros, a rows x cols matrix view,
 width(m) = max(1, ceil(log2(m))) bits, every array packed on its own and rounded up to whole
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import edgesim.formats
-from edgesim.formats import (
+import edgesim.encodings
+from edgesim.encodings import (
     ENCODINGS,
     SCALE_BYTES,
     best_encoding,
@@ -40,7 +40,7 @@ A = np.array([[0, 5, 0], [7, 0, 0]], dtype=np.int8)
 
 def test_docstring_examples_run():
     # The worked examples in the module's docstrings are part of the contract.
-    result = doctest.testmod(edgesim.formats)
+    result = doctest.testmod(edgesim.encodings)
     assert result.attempted >= 10
     assert result.failed == 0
 

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edgesim import formats
+from edgesim import encodings
 from edgesim.errors import ModelError
 
 __all__ = [
@@ -245,7 +245,7 @@ def sb_resnet50(seed: int = 0, *, num_classes: int = 1000, region: int | None = 
     int8 fc + 23.4 M conv weights at >= 1 bit = 5.0 MB > 25.6 MB / 6 = 4.3 MB). Pass
     ``keep_first_last_int8=True`` for int8 first and last layers.
     """
-    from models.resnet import resnet50
+    from edgesim.zoo.resnet import resnet50
 
     torch.manual_seed(seed)
     net = resnet50(num_classes=num_classes)
@@ -256,7 +256,7 @@ def sb_resnet50(seed: int = 0, *, num_classes: int = 1000, region: int | None = 
 def _int8_dense_bytes(w: torch.Tensor) -> int:
     """Dense int8 bytes with one fp32 scale per output channel."""
     vals = np.zeros(tuple(w.shape), dtype=np.int8)
-    return formats.stored_bytes(vals, "dense", bits=8, scales=int(w.shape[0]) if w.ndim else 1)
+    return encodings.stored_bytes(vals, "dense", bits=8, scales=int(w.shape[0]) if w.ndim else 1)
 
 
 @torch.no_grad()
@@ -266,7 +266,7 @@ def signed_binary_storage_report(model: nn.Module) -> list[dict[str, Any]]:
     One row per conv/linear module and a last row ``layer="total"``. Columns: ``layer``,
     ``encoding`` (``signed_binary`` for binarized modules, else ``dense`` int8 with one fp32
     scale per output channel), ``elements``, ``nonzeros``, ``weight_bytes``
-    (``formats.signed_binary_bytes``: 1 sign bit and one fp32 scale per region + 1 mask bit per
+    (``encodings.signed_binary_bytes``: 1 sign bit and one fp32 scale per region + 1 mask bit per
     weight), ``bias_bytes`` (int32: the module's own bias, or the folded BatchNorm that follows
     it, whose shift becomes a per-channel bias: 4 bytes per output channel), ``bytes`` (weight +
     bias) and ``dense_int8_bytes`` (the same module dense int8 with per-channel scales, + the same
@@ -283,7 +283,7 @@ def signed_binary_storage_report(model: nn.Module) -> list[dict[str, Any]]:
         bias_bytes = 4 * out_ch if has_bias else 0
         if binary:
             vals = torch.sign(w).to(torch.int8).cpu().numpy()
-            wbytes = formats.signed_binary_bytes(vals, region=getattr(m, "edgesim_region", None))
+            wbytes = encodings.signed_binary_bytes(vals, region=getattr(m, "edgesim_region", None))
             nnz = int(np.count_nonzero(vals))
         else:
             wbytes = _int8_dense_bytes(w)

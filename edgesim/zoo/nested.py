@@ -9,7 +9,7 @@ shape: 0 = pruned in every sub-network, k = the weight is first present in sub-n
 Sub-network k uses the weights with ``1 <= level <= k``; level 1 is the sparsest, level N the
 densest. So the sub-networks are nested (each one's weights are a subset of the next one's) and
 can be stored as one weight stream of which sub-network k reads a prefix
-(``edgesim.formats.nested_bytes``).
+(``edgesim.encodings.nested_bytes``).
 
 ``NestedModel`` wraps a model: ``set_level(k)`` selects sub-network k. The mask is applied at
 forward time by a ``torch.nn.utils.parametrize`` parametrization (``LevelMask``), so
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edgesim import formats
+from edgesim import encodings
 from edgesim.errors import ModelError
 
 __all__ = [
@@ -316,7 +316,7 @@ def nested_resnet50(seed: int = 0, levels: int = 3, densities: Sequence[float] =
     magnitude-pruned sub-networks, running sub-network ``level`` (default the densest). Load a
     checkpoint into the dense model and call ``NestedModel(model, nested_levels(model))`` for a
     trained one."""
-    from models.resnet import resnet50
+    from edgesim.zoo.resnet import resnet50
 
     if len(densities) != levels:
         raise ModelError(f"nested_resnet50: levels={levels} but {len(densities)} densities "
@@ -333,8 +333,8 @@ def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, A
     One row per masked weight (``layer`` = its latent parameter name, the WeightBlock id a traced
     workload gives it) and a last row ``layer="total"``. Columns: ``layer``,
     ``elements``, ``nnz`` (list, sub-network 1..N), ``nested_bytes`` (list: cumulative prefix
-    bytes that sub-network k reads, ``formats.nested_bytes``), ``stream_bytes`` (the whole stream,
-    = ``nested_bytes[-1]``), ``separate_bytes`` (``formats.separate_csr_bytes``: N CSR models,
+    bytes that sub-network k reads, ``encodings.nested_bytes``), ``stream_bytes`` (the whole stream,
+    = ``nested_bytes[-1]``), ``separate_bytes`` (``encodings.separate_csr_bytes``: N CSR models,
     each with its scales) and ``saving`` (1 - stream / separate). Values are ``bits`` wide with
     one fp32 scale per output channel (per-channel quantization).
     """
@@ -343,8 +343,8 @@ def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, A
     for name, pm in model.masks().items():
         lv = pm.levels.cpu().numpy()
         scales = int(lv.shape[0]) if lv.ndim else 1
-        prefix = formats.nested_bytes(lv, bits, scales=scales, n_levels=n)
-        separate = formats.separate_csr_bytes(lv, bits, scales=scales, n_levels=n)
+        prefix = encodings.nested_bytes(lv, bits, scales=scales, n_levels=n)
+        separate = encodings.separate_csr_bytes(lv, bits, scales=scales, n_levels=n)
         nnz = [int(((lv >= 1) & (lv <= k)).sum()) for k in range(1, n + 1)]
         rows.append({"layer": name, "elements": int(lv.size), "nnz": nnz,
                      "nested_bytes": prefix, "stream_bytes": prefix[-1],

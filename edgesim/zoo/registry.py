@@ -3,8 +3,9 @@
 Public names: ``FAMILIES``, ``ModelSpec``, ``REGISTRY``, ``register``, ``get_spec``,
 ``build_model``.
 
-A ``ModelSpec`` names a factory by string (``"models.resnet:resnet50"``), so listing and looking
-up models costs no torch import; ``build_model`` imports the factory, seeds torch and builds it
+A ``ModelSpec`` names a factory by string (``"edgesim.zoo.resnet:resnet50"``), so listing and
+looking up models costs no torch import; ``build_model`` imports the factory, seeds torch and
+builds it
 (the same name and seed give the same weights), then optionally loads a checkpoint. A name of the
 form ``package.module:factory`` is a user model: an ad-hoc dense spec whose input shape is the
 factory's ``input_shape`` attribute, or (3, 224, 224).
@@ -83,43 +84,43 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-register(ModelSpec("dense_r50", "dense", "models.resnet:resnet50", {"num_classes": 1000},
+register(ModelSpec("dense_r50", "dense", "edgesim.zoo.resnet:resnet50", {"num_classes": 1000},
                    (3, 224, 224), "ResNet-50 v1.5, ImageNet-1K, 224x224 (25.56 M params)"))
-register(ModelSpec("dense_r50_c100", "dense", "models.resnet:resnet50_cifar",
+register(ModelSpec("dense_r50_c100", "dense", "edgesim.zoo.resnet:resnet50_cifar",
                    {"num_classes": 100}, (3, 32, 32),
                    "ResNet-50 v1.5, CIFAR-100, 32x32, 3x3 stem (23.71 M params)"))
-register(ModelSpec("dense_pn2", "dense", "models.pointnet2:pointnet2_ssg",
+register(ModelSpec("dense_pn2", "dense", "edgesim.zoo.pointnet2:pointnet2_ssg",
                    {"num_classes": 40, "in_points": 1024}, (1024, 3),
                    "PointNet++ SSG, ModelNet40, 1024 points (1.47 M params)"))
 
 # Routed trees (Sigma-Branch, REFERENCE.md A1): one root-to-leaf path per input.
-register(ModelSpec("sigmab_r50", "sigmab", "models.sigmab:sigmab_resnet50",
+register(ModelSpec("sigmab_r50", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50",
                    {"num_classes": 1000, "image_size": 224}, (3, 224, 224),
                    "Sigma-Branch tree of ResNet-50 (ImageNet): backbone to layer3, layer4+fc in "
                    "8 leaves", dynamic=True))
-register(ModelSpec("sigmab_r50_c100", "sigmab", "models.sigmab:sigmab_resnet50_cifar",
+register(ModelSpec("sigmab_r50_c100", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50_cifar",
                    {"num_classes": 100, "image_size": 32}, (3, 32, 32),
                    "Sigma-Branch tree of the CIFAR-100 ResNet-50", dynamic=True))
-register(ModelSpec("sigmab_pn2", "sigmab", "models.sigmab:sigmab_pointnet2",
+register(ModelSpec("sigmab_pn2", "sigmab", "edgesim.zoo.sigmab:sigmab_pointnet2",
                    {"num_classes": 40, "in_points": 1024}, (1024, 3),
                    "Sigma-Branch tree of PointNet++: sa3 in 2 nodes, head in 4 leaves",
                    dynamic=True))
 
 # Sparse, nested and signed-binary weights (REFERENCE.md A2-A4).
 _SPARSE_ENCODINGS = ("dense", "bitmap", "csr", "csc", "rle")
-register(ModelSpec("sparse_r50", "sparse", "models.pruning:sparse_resnet50",
+register(ModelSpec("sparse_r50", "sparse", "edgesim.zoo.pruning:sparse_resnet50",
                    {"num_classes": 1000}, (3, 224, 224),
                    "Mix-and-Match pruned ResNet-50 (magnitude, parameter-proportional)",
                    encodings=_SPARSE_ENCODINGS))
-register(ModelSpec("sparse_swint", "sparse", "models.pruning:sparse_swin_tiny",
+register(ModelSpec("sparse_swint", "sparse", "edgesim.zoo.pruning:sparse_swin_tiny",
                    {"num_classes": 1000, "img_size": 224}, (3, 224, 224),
                    "Mix-and-Match pruned Swin-Tiny (magnitude, 70th percentile)",
                    encodings=_SPARSE_ENCODINGS))
-register(ModelSpec("nested_r50", "nested", "models.nested:nested_resnet50",
+register(ModelSpec("nested_r50", "nested", "edgesim.zoo.nested:nested_resnet50",
                    {"levels": 3, "num_classes": 1000}, (3, 224, 224),
                    "ResNet-50 with 3 nested sparse sub-networks in one stream; level via "
                    "@K or --set model.level=K", encodings=("dense", "nested")))
-register(ModelSpec("sb_r50", "signed_binary", "models.signed_binary:sb_resnet50",
+register(ModelSpec("sb_r50", "signed_binary", "edgesim.zoo.signed_binary:sb_resnet50",
                    {"num_classes": 1000}, (3, 224, 224),
                    "Signed-binary ResNet-50 ({0,+a}/{0,-a} per filter), first conv int8",
                    encodings=("dense", "signed_binary")))

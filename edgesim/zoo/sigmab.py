@@ -246,7 +246,7 @@ Group = tuple[str, int, nn.Module | None]  # (key, channels, module whose output
 
 
 class _ResNetArch:
-    """ResNet (models.resnet layout): stem, layer1..layerN, head (avgpool + flatten + fc)."""
+    """ResNet (edgesim.zoo.resnet layout): stem, layer1..layerN, head (avgpool + flatten + fc)."""
 
     name = "resnet"
 
@@ -352,7 +352,7 @@ class _ResNetArch:
 
 
 class _PointNetArch:
-    """PointNet++ (models.pointnet2 layout): sa1, sa2, sa3, head; state = (xyz, features)."""
+    """PointNet++ (edgesim.zoo.pointnet2 layout): sa1, sa2, sa3, head; state = (xyz, features)."""
 
     name = "pointnet2"
 
@@ -959,7 +959,7 @@ def _seeded(build: Callable[[], nn.Module], seed: int,
 def _resnet_tree(build: Callable[[], nn.Module], image_size: int, calibration: int, seed: int,
                  depth: int | None, levels: Mapping[str, int] | None,
                  checkpoint: str | Path | None) -> SigmaTree:
-    from models.data import synthetic_images
+    from edgesim.zoo.data import synthetic_images
 
     dense = _seeded(build, seed, checkpoint)
     x, _ = synthetic_images(calibration, (3, image_size, image_size), clusters=8, seed=seed)
@@ -972,7 +972,7 @@ def sigmab_resnet50(num_classes: int = 1000, image_size: int = 224, calibration:
                     checkpoint: str | Path | None = None) -> SigmaTree:
     """ΣB tree of ResNet-50 (ImageNet stem): seeded dense model (or ``checkpoint``), calibrated on
     ``calibration`` synthetic clustered images, default levels: layer4 + head in 8 leaves."""
-    from models.resnet import resnet50
+    from edgesim.zoo.resnet import resnet50
 
     return _resnet_tree(lambda: resnet50(num_classes), image_size, calibration, seed, depth,
                         levels, checkpoint)
@@ -983,7 +983,7 @@ def sigmab_resnet50_cifar(num_classes: int = 100, image_size: int = 32, calibrat
                           levels: Mapping[str, int] | None = None,
                           checkpoint: str | Path | None = None) -> SigmaTree:
     """ΣB tree of the CIFAR ResNet-50 (3x3 stem, 32x32 inputs); as ``sigmab_resnet50``."""
-    from models.resnet import resnet50_cifar
+    from edgesim.zoo.resnet import resnet50_cifar
 
     return _resnet_tree(lambda: resnet50_cifar(num_classes), image_size, calibration, seed,
                         depth, levels, checkpoint)
@@ -994,8 +994,8 @@ def sigmab_pointnet2(num_classes: int = 40, in_points: int = 1024, calibration: 
                      levels: Mapping[str, int] | None = None,
                      checkpoint: str | Path | None = None) -> SigmaTree:
     """ΣB tree of PointNet++ SSG: sa1+sa2 backbone, sa3 at level 1, head in 4 leaves."""
-    from models.data import synthetic_points
-    from models.pointnet2 import pointnet2_ssg
+    from edgesim.zoo.data import synthetic_points
+    from edgesim.zoo.pointnet2 import pointnet2_ssg
 
     dense = _seeded(lambda: pointnet2_ssg(num_classes, in_points, width), seed, checkpoint)
     x, _ = synthetic_points(calibration, in_points, clusters=8, seed=seed)

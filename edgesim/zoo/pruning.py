@@ -634,7 +634,7 @@ def sparse_resnet50(
     strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
     images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
     """
-    from models.resnet import resnet50
+    from edgesim.zoo.resnet import resnet50
 
     torch.manual_seed(seed)
     model = resnet50(num_classes)
@@ -663,7 +663,7 @@ def sparse_swin_tiny(
     strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
     images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
     """
-    from models.swin import swin_tiny
+    from edgesim.zoo.swin import swin_tiny
 
     torch.manual_seed(seed)
     model = swin_tiny(num_classes, img_size)
