@@ -141,9 +141,9 @@ def _annotate(blocks: list, model) -> list:
     for b in blocks:
         r = rows.get(b.id)
         if r is not None:
-            b = replace(b, meta={**b.meta, "rule": r.get("rule", ""),
-                                 "rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
-                                 "rho": r.get("rho")})
+            b = replace(b, rule=str(r.get("rule", "") or ""),
+                        meta={**b.meta, "rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
+                              "rho": r.get("rho")})
         out.append(b)
     return out
 

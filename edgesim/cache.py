@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["cache_dir", "file_fingerprint", "load", "make_key", "save"]
 
 #: Bump when the meaning of a cached Workload changes (tracer or IR semantics).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def cache_dir() -> Path:

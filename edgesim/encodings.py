@@ -346,3 +346,11 @@ def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
             if name != "signed_binary":
                 raise
     return table
+
+
+def resolve(workload, hw):
+    """The Workload as the hardware ``hw`` stores and moves it (its encodings, activation bits).
+
+    Placeholder while tracing still fixes encodings and activation bytes: returns ``workload``.
+    """
+    return workload

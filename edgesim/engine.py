@@ -48,6 +48,7 @@ import numpy as np
 import simpy
 
 from edgesim import energy as _energy
+from edgesim.encodings import resolve
 from edgesim.sram import NEVER, NEVER_OP, OP_STRIDE, Residency, make_policy
 from edgesim.workload import LayerOp, Workload
 
@@ -151,8 +152,7 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
         # a gate names a router (its module): the decision is known when that router's last
         # op has run; plain op names are accepted too
         names = {op.name: j for j, op in enumerate(path.ops)}
-        names.update({op.meta["router"]: j for j, op in enumerate(path.ops)
-                      if "router" in op.meta})
+        names.update({op.router: j for j, op in enumerate(path.ops) if op.router is not None})
         blocks: list[tuple[int, ...]] = []
         macs = sram_read = sram_write = 0
         decode = 0
@@ -166,9 +166,7 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
                 peak = hw.macs_per_cycle[op.precision] * _utilisation(op, rows, cols)
                 cycles[j] = math.ceil(executed / peak) if executed else 0
             else:
-                elements = op.meta.get("elements")
-                if elements is None:
-                    elements = (op.out_bytes * 8) // max(1, hw.act_bits)
+                elements = (op.out_bytes * 8) // max(1, hw.act_bits)
                 cycles[j] = math.ceil(elements / cols)
             macs += executed
             mac_pj += executed * hw.mac_pj[op.precision]
@@ -182,7 +180,7 @@ def _compile(hw, workload: Workload, index: dict[str, int]) -> list[_PathPlan]:
             # the part of this op's output that finds no room is written out and read back
             # once by its consumer (counted here, at the producer, so never twice)
             spill[j] = 2 * min(op.out_bytes, max(0, op.live_bytes - hw.act_reserve_bytes))
-            g = op.meta.get("gate")
+            g = op.gate
             if g is not None and g in names and names[g] < j:
                 gate[j] = names[g]
                 gated.update(ids)
@@ -431,6 +429,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     if prefetch not in PREFETCH_MODES:
         raise ValueError(f"unknown prefetch mode {prefetch!r}; expected one of "
                          f"{', '.join(PREFETCH_MODES)}")
+    workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     hwi = _HW(hw)
     index = {b: k for k, b in enumerate(workload.blocks)}
     sizes = [workload.blocks[b].stored_bytes for b in workload.blocks]
@@ -526,7 +525,7 @@ def _op_blocks_info(workload: Workload, op: LayerOp) -> tuple[str, float | None,
                                              else b.elements) for b in weights}
     elements = sum(sizes.values())
     sparsity = round(1 - sum(b.nonzeros for b in weights) / elements, 4) if elements else 0.0
-    rule = "+".join(dict.fromkeys(str(b.meta.get("rule")) for b in blocks if b.meta.get("rule")))
+    rule = "+".join(dict.fromkeys(b.rule for b in blocks if b.rule))
     return enc, sparsity, rule
 
 

@@ -10,7 +10,7 @@ call runs in). It runs the model once, in eval mode under ``no_grad``, on a real
   activation x activation matmuls have no weights), embedding, pool, eltwise (add, mul, cat),
   norm (not folded), act (relu, gelu, softmax, ...), group/sample (gather, topk), other.
   View and shape ops are not ops. An activation that directly consumes the previous op's output,
-  and is its only reader, is fused into it: it stays in the list with ``meta["fused"] = True``
+  and is its only reader, is fused into it: it stays in the list with ``fused=True``
   and 0 in/out bytes.
 * Bytes: an activation tensor costs ``ceil(numel * act_bits / 8)``; ``in_bytes`` sums the
   distinct activation inputs, ``out_bytes`` the outputs, ``live_bytes`` every activation buffer
@@ -26,8 +26,8 @@ call runs in). It runs the model once, in eval mode under ``no_grad``, on a real
   with the activation bytes of its inputs and outputs; the torch calls inside are not recorded.
 * Module hints: ``edgesim_precision`` (innermost wins) sets the precision of the module's ops and
   parameters; ``edgesim_kind = "router"`` makes every op inside the module a ``router`` op
-  (``meta["router"]`` = module name), and every weight op recorded after a router module ran gets
-  ``meta["gate"]`` = that router's module name (the last router seen).
+  (``LayerOp.router`` = module name), and every weight op recorded after a router module ran gets
+  ``LayerOp.gate`` = that router's module name (the last router seen).
 
 >>> import torch
 >>> from torch import nn
@@ -554,7 +554,7 @@ class _Recorder(TorchFunctionMode):
         for i, r in enumerate(self.raws):
             in_b = 0 if i in fused else sum(a.nbytes for a in r.ins)
             out_b = 0 if i in fused else sum(a.nbytes for a in r.outs)
-            meta = {**r.meta, "fused": True} if i in fused else r.meta
+            meta = dict(r.meta)
             eff = r.macs
             if "nested_nonzeros" in r.meta:
                 shape = self.blocks[r.main].meta["shape"]
@@ -562,9 +562,10 @@ class _Recorder(TorchFunctionMode):
             elif r.main is not None:
                 b = self.blocks[r.main]
                 eff = r.macs * b.nonzeros // b.elements if b.elements else 0
+            gate, router = meta.pop("gate", None), meta.pop("router", None)
             ops.append(LayerOp(r.name, r.kind, tuple(r.weights), in_b, out_b,
                                max(int(live[i]), in_b + out_b), r.macs, eff, r.precision,
-                               r.shape, meta))
+                               r.shape, meta, gate=gate, router=router, fused=i in fused))
         return ops
 
     def _fuse(self) -> set[int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -67,6 +67,10 @@ class WeightBlock:
     stored_bytes: int
     dense_bytes: int
     meta: Mapping[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    #: What a transform decided for this tensor, free text shown per layer (Mix-and-Match: the
+    #: layer rule that set its sparsity range); "" when nothing did.
+    rule: str = ""
 
     def __post_init__(self) -> None:
         if self.elements < 0 or not 0 <= self.nonzeros <= self.elements:
@@ -88,8 +92,13 @@ class LayerOp:
     ``live_bytes`` is the activation working set while the op runs: its inputs, its output and
     every earlier tensor still needed by a later op (residual branches). ``shape`` is the loop
     nest, ``(("N",1),("K",64),("C",3),("R",7),("S",7),("P",112),("Q",112))`` for a conv or
-    ``(("M",m),("N",n),("K",k))`` for a matmul (K is the reduction). ``meta`` may hold ``gate``:
-    the name of the router op whose decision must be known before this op's weights are fetched.
+    ``(("M",m),("N",n),("K",k))`` for a matmul (K is the reduction).
+
+    The engine reads typed fields only: ``gate`` names the router (its module, or an op name)
+    whose decision must be known before this op's weights may be fetched; ``router`` is the
+    router module a ``router`` op belongs to; ``fused`` marks an activation fused into the op
+    before it (0 activation bytes of its own). ``meta`` is free-form provenance for reports
+    (``module``, ``func``, ``groups``, ...), never read by the simulator.
     """
 
     name: str
@@ -103,6 +112,10 @@ class LayerOp:
     precision: str
     shape: tuple[tuple[str, int], ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    _: KW_ONLY
+    gate: str | None = None
+    router: str | None = None
+    fused: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in OP_KINDS:

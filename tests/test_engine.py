@@ -226,7 +226,7 @@ def _routed() -> Workload:
 
     def leaf(k):
         return LayerOp(f"l{k}", "linear", (f"l{k}",), 100, 10, 110, 32_000, 32_000, "int8",
-                       (("M", 1), ("N", 8), ("K", 4000)), {"gate": "r"})
+                       (("M", 1), ("N", 8), ("K", 4000)), gate="r")
     paths = (Path("L", (bb, r, leaf(0))), Path("R", (bb, r, leaf(1))))
     seq = [0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
     return Workload("tree", "sigmab", {b.id: b for b in blocks}, paths, np.asarray(seq))

@@ -31,7 +31,7 @@ def test_tiny_resnet_op_kinds() -> None:
     _, ops = record(_tiny(), torch.randn(1, 3, 8, 8))
     kinds = Counter(op.kind for op in ops)
     assert kinds == {"conv": 9, "norm": 9, "act": 7, "eltwise": 2, "pool": 1, "linear": 1}
-    assert all(op.meta.get("fused") for op in ops if op.kind == "act")
+    assert all(op.fused for op in ops if op.kind == "act")
     assert [op.name for op in ops[:3]] == ["conv1", "bn1", "relu"]
     assert ops[-1].name == "fc"
     assert "layer1.0.add" in [op.name for op in ops]
@@ -149,10 +149,10 @@ def test_activation_is_fused_only_when_sole_reader() -> None:
 
     _, ops = record(TwoReaders(), torch.randn(1, 2, 2, 2))
     relu = next(op for op in ops if op.kind == "act")
-    assert "fused" not in relu.meta
+    assert not relu.fused
     assert (relu.in_bytes, relu.out_bytes) == (8, 8)
     _, seq = record(nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU()), torch.randn(1, 2, 2, 2))
-    assert seq[1].meta["fused"] is True
+    assert seq[1].fused is True
     assert (seq[1].in_bytes, seq[1].out_bytes) == (0, 0)
 
 
@@ -244,10 +244,10 @@ def test_router_ops_and_gates() -> None:
     blocks, ops = record(tree, torch.randn(1, 4), forward=lambda x: tree.forward_path(x, 1))
     by_name = {op.name: op for op in ops}
     assert by_name["router.fc"].kind == "router"
-    assert by_name["router.fc"].meta["router"] == "router"
-    assert "gate" not in by_name["stem"].meta          # ran before any router
-    assert "gate" not in by_name["router.fc"].meta     # a router does not gate itself
-    assert by_name["leaves.1"].meta["gate"] == "router"
+    assert by_name["router.fc"].router == "router"
+    assert by_name["stem"].gate is None                # ran before any router
+    assert by_name["router.fc"].gate is None           # a router does not gate itself
+    assert by_name["leaves.1"].gate == "router"
     assert "leaves.0.weight" not in {b.id for b in blocks}   # the leaf not taken is not read
 
 
