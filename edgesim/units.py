@@ -1,6 +1,7 @@
 """Human quantities (``512 KiB``, ``4 GB/s``, ``0.2 pJ``) parsed in one place.
 
-Public names: ``KINDS``, ``parse_quantity``, ``format_quantity``, ``accepted_units``.
+Public names: ``KINDS``, ``parse_quantity``, ``format_quantity``, ``accepted_units``,
+``unit_factor``.
 
 Every kind has a SI base unit and a table of accepted unit spellings (case matters: ``MB`` is
 10**6 bytes, ``Mb`` is not accepted). Whitespace between number and unit is optional.
@@ -39,7 +40,7 @@ from fractions import Fraction
 
 from edgesim.errors import UnitError
 
-__all__ = ["KINDS", "accepted_units", "format_quantity", "parse_quantity"]
+__all__ = ["KINDS", "accepted_units", "format_quantity", "parse_quantity", "unit_factor"]
 
 _K, _KI = 1000, 1024
 _PICO = Fraction(1, 10**12)
@@ -90,6 +91,18 @@ _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?
 def accepted_units(kind: str) -> tuple[str, ...]:
     """The unit spellings accepted for ``kind`` (e.g. ``("B", "KB", ...)`` for ``"size"``)."""
     return tuple(_units_of(kind))
+
+
+def unit_factor(kind: str, unit: str) -> Fraction:
+    """How many base units of ``kind`` one ``unit`` is, exactly.
+
+    >>> unit_factor("energy", "pJ"), unit_factor("size", "KiB")
+    (Fraction(1, 1000000000000), Fraction(1024, 1))
+    """
+    units = _units_of(kind)
+    if unit not in units:
+        raise ValueError(f"unit {unit!r} is not a {kind} unit; known: {', '.join(units)}")
+    return units[unit]
 
 
 def _units_of(kind: str) -> dict[str, Fraction]:

@@ -12,7 +12,7 @@ from typing import Any, get_args
 import pytest
 import yaml
 
-from edgesim import config as config_module
+from edgesim import schema as schema_module
 from edgesim.config import (
     HWCONFIG_DIR,
     HardwareConfig,
@@ -129,7 +129,7 @@ def test_bare_name_finds_shipped_config() -> None:
 
 
 def test_precision_literal_matches_the_ir() -> None:
-    assert get_args(config_module._Precision) == PRECISIONS
+    assert get_args(schema_module._Precision) == PRECISIONS
 
 
 # ----------------------------------------------------------------------------- immutability

@@ -1,0 +1,339 @@
+"""The hardware-config schema: the YAML's sections and keys, and the frozen ``HardwareConfig``.
+
+Public names: ``HardwareConfig``, ``Unit``, ``Attr``, ``ConfigFile``, ``unit_kind``,
+``schema_fields``, ``section_at``, ``canonical_path``.
+
+This module is the one place that says which key holds what. A key holding a human quantity
+carries a ``Unit`` (its kind in ``edgesim.units``, the unit its ``HardwareConfig`` field is kept
+in, whether zero is allowed, and that field's name); a plain key copied into ``HardwareConfig``
+carries an ``Attr`` naming the field. ``edgesim.config`` builds a ``HardwareConfig`` by walking
+these fields, and ``edgesim.sweep.grid`` reads range ends in ``unit_kind(key)``; a new hardware
+field is one line here, one attribute of ``HardwareConfig`` and its value in the YAMLs.
+
+>>> unit_kind("sram.size"), unit_kind("dram.bandwidth"), unit_kind("prefetch.depth")
+('size', 'bandwidth', None)
+>>> unit_kind("energy.mac.int4")
+'energy'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StringConstraints,
+)
+from pydantic.fields import FieldInfo
+
+__all__ = ["Attr", "ConfigFile", "HardwareConfig", "Unit", "canonical_path", "schema_fields",
+           "section_at", "unit_kind"]
+
+#: ``--set dram.x=...`` is read as ``--set offchip.x=...``.
+ALIASES = {"dram": "offchip"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Schema metadata of a key holding a human quantity of ``kind`` (``edgesim.units.KINDS``).
+
+    ``to``: the unit of the ``HardwareConfig`` field (None: the SI base unit of the kind);
+    ``positive``: zero is an error too; ``attr``: the ``HardwareConfig`` field (None when the
+    section's ``Attr`` collects it); ``scaled``: quoted at the reference node and multiplied by
+    ``technology.energy_scale`` for the chip's node.
+    """
+
+    kind: str
+    to: str | None = None
+    positive: bool = False
+    attr: str | None = None
+    scaled: bool = False
+
+
+@dataclass(frozen=True)
+class Attr:
+    """Schema metadata: the value (a section: its mapping) is ``HardwareConfig`` field ``name``."""
+
+    name: str
+
+
+def _quantity_input(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a number with a unit such as '512 KiB', got {value!r}")
+    return value
+
+
+def _q(kind: str, attr: str | None = None, *, to: str | None = None, positive: bool = False,
+       scaled: bool = False) -> Any:
+    """The annotation of a quantity key."""
+    return Annotated[Any, AfterValidator(_quantity_input),
+                     Unit(kind, to=to, positive=positive, attr=attr, scaled=scaled)]
+
+
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_Precision = Literal["int8", "int4", "fp16", "binary"]  # == workload.PRECISIONS (tested)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Technology(_Section):
+    node_nm: Annotated[PositiveFloat, Attr("node_nm")]
+    vdd_v: Annotated[PositiveFloat, Attr("vdd_v")]
+    source: _Text
+
+
+class _MacsPerCycle(_Section):
+    int8: PositiveInt
+    int4: PositiveInt
+    fp16: PositiveInt
+    binary: PositiveInt
+
+
+class _Array(_Section):
+    rows: Annotated[PositiveInt, Attr("array_rows")]
+    cols: Annotated[PositiveInt, Attr("array_cols")]
+
+
+class _Compute(_Section):
+    precision: Annotated[_Precision, Attr("precision")]
+    activation_bits: Annotated[PositiveInt, Attr("act_bits")]
+    macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
+    array: _Array
+    skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
+    source: _Text
+
+
+class _Sram(_Section):
+    size: _q("size", "sram_bytes", positive=True)
+    #: a size, or a percentage of ``size`` (``25%``); built by ``edgesim.config``
+    activation_reserve: _q("size", "act_reserve_bytes")
+    read_energy: _q("energy_per_byte", "sram_read_pj_per_byte", to="pJ/B")
+    write_energy: _q("energy_per_byte", "sram_write_pj_per_byte", to="pJ/B")
+    leakage: _q("power", "sram_leak_w")
+    source: _Text
+
+
+class _Offchip(_Section):
+    kind: Annotated[Literal["dram", "flash"], Attr("offchip_kind")]
+    bandwidth: _q("bandwidth", "offchip_bytes_per_s", positive=True)
+    latency: _q("time", "offchip_latency_s")
+    burst: _q("size", "offchip_burst_bytes", positive=True)
+    read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit")
+    write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit")
+    source: _Text
+
+
+class _MacEnergy(_Section):
+    int8: _q("energy", to="pJ", scaled=True)
+    int4: _q("energy", to="pJ", scaled=True)
+    fp16: _q("energy", to="pJ", scaled=True)
+    binary: _q("energy", to="pJ", scaled=True)
+
+
+class _Energy(_Section):
+    reference_node_nm: PositiveFloat
+    reference_vdd_v: PositiveFloat
+    mac: Annotated[_MacEnergy, Attr("mac_pj")]
+    index_decode: _q("energy", "index_decode_pj", to="pJ", scaled=True) = 0
+    source: _Text
+
+
+class _Prefetch(_Section):
+    depth: Annotated[NonNegativeInt, Attr("prefetch_depth")]
+    source: _Text
+
+
+_DEFAULT_PREFETCH = _Prefetch(
+    depth=2, source="edgesim default: weights of up to 2 ops ahead (assumption)")
+
+
+class ConfigFile(_Section):
+    """The whole YAML file (every section needs a non-empty ``source:``)."""
+
+    name: Annotated[_Text, Attr("name")]
+    description: Annotated[_Text, Attr("description")]
+    source: _Text
+    clock: _q("frequency", "clock_hz", positive=True)
+    technology: _Technology
+    compute: _Compute
+    sram: _Sram
+    offchip: _Offchip
+    energy: _Energy
+    prefetch: _Prefetch = _DEFAULT_PREFETCH
+    #: the weight encodings the hardware decodes (checked against ``edgesim.encodings``)
+    formats: Annotated[tuple[_Text, ...], Attr("formats")] = ("dense",)
+
+
+# --------------------------------------------------------------------------- walking the schema
+
+def _sub_model(info: FieldInfo | None) -> type[BaseModel] | None:
+    ann = info.annotation if info is not None else None
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def section_at(path: Sequence[str]) -> type[BaseModel] | None:
+    """The schema model of the section at ``path`` (``()`` is the top level), or None."""
+    cls: type[BaseModel] = ConfigFile
+    for part in path:
+        sub = _sub_model(cls.model_fields.get(part))
+        if sub is None:
+            return None
+        cls = sub
+    return cls
+
+
+def meta(info: FieldInfo, kind: type) -> Any:
+    """The ``Unit`` or ``Attr`` of a schema field, or None."""
+    return next((m for m in info.metadata if isinstance(m, kind)), None)
+
+
+def schema_fields(cls: type[BaseModel] = ConfigFile, prefix: tuple[str, ...] = ()
+                  ) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every field of the schema as ``(path, FieldInfo)``, sections before their keys, in order.
+
+    >>> [".".join(p) for p, _ in schema_fields()][:5]
+    ['name', 'description', 'source', 'clock', 'technology']
+    """
+    for name, info in cls.model_fields.items():
+        path = (*prefix, name)
+        yield path, info
+        sub = _sub_model(info)
+        if sub is not None:
+            yield from schema_fields(sub, path)
+
+
+def canonical_path(key: str | Sequence[str]) -> tuple[str, ...]:
+    """A dotted key (or its parts) with whitespace stripped and ``dram.`` read as ``offchip.``."""
+    parts = [p.strip() for p in (key.split(".") if isinstance(key, str) else key)]
+    if parts:
+        parts[0] = ALIASES.get(parts[0], parts[0])
+    return tuple(parts)
+
+
+def unit_kind(key: str | Sequence[str]) -> str | None:
+    """The unit kind of the quantity at ``key`` (``"sram.size"`` -> ``"size"``), else None.
+
+    None for keys that hold plain values (counts, names, flags), for sections and for keys the
+    schema does not have.
+    """
+    path = canonical_path(key)
+    cls = section_at(path[:-1])
+    info = cls.model_fields.get(path[-1]) if cls is not None and path else None
+    unit = meta(info, Unit) if info is not None else None
+    return unit.kind if unit is not None else None
+
+
+# --------------------------------------------------------------------------- the frozen result
+
+class _FrozenDict(dict):
+    """A read-only, hashable, picklable dict (JSON-serialisable as a plain object)."""
+
+    __slots__ = ()
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("HardwareConfig mappings are read-only; use load_config(..., overrides)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+    __ior__ = _readonly
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> _FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _FrozenDict:
+        return self
+
+
+def freeze(value: Any) -> Any:
+    """Mappings as read-only dicts and sequences as tuples, recursively."""
+    if isinstance(value, Mapping):
+        return _FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of ``freeze``: plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareConfig:
+    """One accelerator, in SI units (or pJ where the name says so), immutable.
+
+    ``mac_pj`` and ``index_decode_pj`` are already scaled from the config's reference node to
+    ``node_nm``/``vdd_v``. ``sources`` maps each section (``config`` for the top level) to its
+    ``source:`` text. ``resolved`` is the validated config in the YAML schema with human units.
+    Build one with ``edgesim.config.load_config``; change one by loading again with overrides.
+    """
+
+    name: str
+    file: str
+    description: str
+    clock_hz: float
+    precision: str
+    act_bits: int
+    macs_per_cycle: Mapping[str, int]
+    array_rows: int
+    array_cols: int
+    skip_zero_weights: bool
+    sram_bytes: int
+    act_reserve_bytes: int
+    sram_read_pj_per_byte: float
+    sram_write_pj_per_byte: float
+    sram_leak_w: float
+    offchip_kind: str
+    offchip_bytes_per_s: float
+    offchip_latency_s: float
+    offchip_burst_bytes: int
+    offchip_read_pj_per_bit: float
+    offchip_write_pj_per_bit: float
+    node_nm: float
+    vdd_v: float
+    mac_pj: Mapping[str, float]
+    index_decode_pj: float
+    prefetch_depth: int
+    formats: tuple[str, ...]
+    sources: Mapping[str, str]
+    resolved: Mapping[str, Any]
+
+    @property
+    def weight_sram_bytes(self) -> int:
+        """SRAM bytes available to weights: ``sram_bytes - act_reserve_bytes``."""
+        return self.sram_bytes - self.act_reserve_bytes
+
+    @property
+    def period_ps(self) -> int:
+        """One clock cycle in integer picoseconds (rounded to nearest; 480 MHz -> 2083)."""
+        return round(1e12 / self.clock_hz)
+
+    @property
+    def offchip_latency_ps(self) -> int:
+        """Off-chip access latency in integer picoseconds (rounded to nearest)."""
+        return round(self.offchip_latency_s * 1e12)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields plus ``weight_sram_bytes`` and ``period_ps`` as plain JSON-able values."""
+        out = {f.name: thaw(getattr(self, f.name)) for f in fields(self)}
+        out["weight_sram_bytes"] = self.weight_sram_bytes
+        out["period_ps"] = self.period_ps
+        return out
