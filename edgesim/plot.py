@@ -1,7 +1,7 @@
 """Figures of sweeps and runs (matplotlib, Agg): each written as PNG and SVG.
 
 Public names: ``KINDS``, ``plot``, ``pareto_front``, ``plot_pareto``, ``plot_bytes_vs_sram``,
-``plot_energy_breakdown``, ``plot_timeline``, ``register``, ``cmd_plot``.
+``plot_energy_breakdown``, ``plot_timeline`` (the command is ``edgesim.cli.plot``).
 
 * ``pareto``: every (point, model, policy) of a sweep as x = steady-state latency, y =
   steady-state energy per inference (or any two columns); the non-dominated points of each
@@ -33,8 +33,8 @@ from edgesim.errors import DataError, EdgesimError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KINDS", "cmd_plot", "pareto_front", "plot", "plot_bytes_vs_sram",
-           "plot_energy_breakdown", "plot_pareto", "plot_timeline", "register"]
+__all__ = ["KINDS", "pareto_front", "plot", "plot_bytes_vs_sram", "plot_energy_breakdown",
+           "plot_pareto", "plot_timeline"]
 
 KINDS = ("pareto", "bytes-vs-sram", "energy-breakdown", "timeline")
 ENERGY_PARTS = (("energy_mac_j", "MAC"), ("energy_sram_j", "SRAM"),
@@ -331,24 +331,3 @@ def plot(kind: str, source: str | os.PathLike, *, x: str | None = None, y: str |
         return plot_bytes_vs_sram(df, target, x=x or "sram_bytes",
                                   y=y or "weight_dram_bytes_steady")
     return plot_energy_breakdown(df, target)
-
-
-def register(subparsers) -> None:
-    """Add the ``plot`` subcommand to an argparse subparsers object."""
-    s = subparsers.add_parser("plot", help="draw a sweep or a run timeline (PNG and SVG)")
-    s.add_argument("kind", choices=KINDS)
-    s.add_argument("source", metavar="DIR",
-                   help="sweep results folder; for timeline, the CSV of `run --timeline`")
-    s.add_argument("--x", help="x column (pareto: latency_s_steady; bytes-vs-sram: sram_bytes)")
-    s.add_argument("--y", help="y column (pareto: energy_j_steady, or e.g. "
-                   "weight_dram_bytes_steady)")
-    s.add_argument("--out", help="output file name (.png and .svg are written)")
-    s.add_argument("--input", type=int, dest="input_index",
-                   help="timeline: which inference (default: the last)")
-
-
-def cmd_plot(a) -> int:
-    """Handler of ``edgesim plot``."""
-    paths = plot(a.kind, a.source, x=a.x, y=a.y, out=a.out, input_index=a.input_index)
-    print("edgesim: wrote " + ", ".join(str(p) for p in paths))
-    return 0

@@ -1,0 +1,107 @@
+"""What the command modules share: the parser class, ``--format``/``--out``, progress, tables.
+
+Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
+``add_format``, ``write``, ``progress_printer``, ``sim_progress``, ``policies``,
+``prefetch_modes``, ``columns``.
+
+Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
+``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
+``EdgesimError`` as ``edgesim: error: <one line>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from edgesim.errors import EdgesimError
+from edgesim.report import FORMATS
+
+__all__ = ["Parser", "UsageError", "add_format", "columns", "policies", "prefetch_modes",
+           "progress_printer", "sim_progress", "write"]
+
+
+class UsageError(EdgesimError):
+    """A flag or argument of the command line is missing or malformed."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, exit 2, no usage dump."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def add_format(sp: argparse.ArgumentParser) -> None:
+    """``--format table|csv|json`` and ``--out FILE``."""
+    sp.add_argument("--format", choices=FORMATS, default="table")
+    sp.add_argument("--out", help="write to this file instead of standard output")
+
+
+def write(text: str, out: str | None) -> None:
+    """``text`` and a newline to standard output, or to the file ``out`` (folders created)."""
+    if out is None:
+        sys.stdout.write(text + "\n")
+        return
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    except OSError as exc:
+        raise EdgesimError(f"--out {out}: cannot write ({exc.strerror})") from None
+
+
+def progress_printer(enabled: bool):
+    """A ``say(msg)`` printing ``edgesim: msg`` on stderr, or None when not ``enabled``."""
+    if not enabled:
+        return None
+
+    def say(msg: str) -> None:
+        print(f"edgesim: {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def sim_progress(enabled: bool, total: int):
+    """``(update(done), bar)`` of a tqdm bar for long streams, else ``(None, None)``."""
+    if not enabled or total < 512:
+        return None, None
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit="inf", file=sys.stderr, leave=False)
+
+    def update(done: int) -> None:
+        bar.update(done - bar.n)
+    return update, bar
+
+
+def _sim_name(name: str, modules: tuple[str, ...]):
+    """``name`` from the first of ``modules`` that has it (the simulator's one table).
+
+    The simulator is moving from ``edgesim.engine``/``edgesim.sram`` into ``edgesim.sim``;
+    the CLI reads the table wherever it lives and never repeats it.
+    """
+    for mod in modules:
+        try:
+            return getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"{name} is in none of {', '.join(modules)}")
+
+
+def policies() -> tuple[str, ...]:
+    """The residency policy names, from the simulator's policy table."""
+    return tuple(_sim_name("POLICIES", ("edgesim.sim", "edgesim.sim.residency",
+                                        "edgesim.sram")))
+
+
+def prefetch_modes() -> tuple[str, ...]:
+    """The prefetch mode names, from the simulator's table."""
+    return tuple(_sim_name("PREFETCH_MODES", ("edgesim.sim", "edgesim.sim.engine",
+                                              "edgesim.engine")))
+
+
+def columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(INFERENCE_COLUMNS, LAYER_COLUMNS)``: the columns of the simulator's result rows."""
+    mods = ("edgesim.sim", "edgesim.sim.result", "edgesim.sim.engine", "edgesim.engine")
+    return _sim_name("INFERENCE_COLUMNS", mods), _sim_name("LAYER_COLUMNS", mods)

@@ -1,0 +1,89 @@
+"""``edgesim run CONFIG --model NAME``: simulate a stream of inferences and print the rows.
+
+Public names: ``add_parser``, ``main``.
+
+Prints a header line naming the model, the hardware and the policy, one row per inference (or per
+op and inference with ``--per-layer``) and the cold/steady summary; ``--format csv|json`` prints
+the rows alone (JSON: the whole ``Run``). torch and pandas are imported only when the model is
+not yet traced (a cached run imports neither).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from edgesim.cli._common import (
+    UsageError,
+    add_format,
+    columns,
+    policies,
+    prefetch_modes,
+    progress_printer,
+    sim_progress,
+    write,
+)
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(subparsers) -> None:
+    """Add ``run`` to an argparse subparsers object."""
+    r = subparsers.add_parser("run", help="simulate a stream of inferences")
+    r.add_argument("config", help="hardware config YAML (see `edgesim configs`)")
+    r.add_argument("--model", required=True,
+                   help="registry name (see `edgesim models`), NAME@LEVEL, "
+                   "or package.module:factory")
+    r.add_argument("--inputs", type=int, default=8, help="inferences in the stream (default 8)")
+    r.add_argument("--policy", choices=policies(), default="lru")
+    r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. sram.size=2MiB; model.level=K")
+    r.add_argument("--per-layer", action="store_true", help="one row per op and inference")
+    r.add_argument("--data", help="inputs: a .pt/.npy tensor file or a folder of images")
+    r.add_argument("--weights", help="a state_dict checkpoint for the model")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
+    r.add_argument("--no-memo", action="store_true",
+                   help="simulate every inference even when an identical one was seen")
+    add_format(r)
+
+
+def main(a) -> int:
+    """Handler of ``edgesim run``."""
+    from edgesim import api
+    from edgesim.report import render, render_summary
+
+    if a.inputs < 1:
+        raise UsageError(f"--inputs must be >= 1, got {a.inputs}")
+    tty = sys.stderr.isatty()
+    update, bar = sim_progress(tty, a.inputs)
+    try:
+        res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
+                      overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
+                      seed=a.seed, weights=a.weights, memo=not a.no_memo,
+                      progress=progress_printer(tty), sim_progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    r = res.result
+    inference_columns, layer_columns = columns()
+    if a.timeline:
+        write(render(layer_columns, "csv", rows=r.layer_rows), a.timeline)
+    if a.format == "json":
+        write(render(inference_columns, "json", json_obj=res.to_dict()), a.out)
+        return 0
+    cols, rows = ((layer_columns, r.layer_rows) if a.per_layer
+                  else (inference_columns, r.rows))
+    if a.format == "csv":
+        write(render(cols, "csv", rows=rows), a.out)
+        return 0
+    m = res.model
+    head = (f"# {m['name']} ({m['family']}) on {res.hardware['name']}: "
+            f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
+            f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
+            f"prefetch {a.prefetch}")
+    text = "\n".join([head, render(cols, "table", rows=rows), "",
+                      "# summary (cold = first inference; steady = the rest)",
+                      render_summary(res.summary)])
+    write(text, a.out)
+    return 0

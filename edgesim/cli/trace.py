@@ -1,0 +1,42 @@
+"""``edgesim trace MODEL``: a model's Workload (blocks and ops) dumped as JSON.
+
+Public names: ``add_parser``, ``main``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from edgesim.cli._common import progress_printer, write
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(subparsers) -> None:
+    """Add ``trace`` to an argparse subparsers object."""
+    t = subparsers.add_parser("trace", help="dump a model's Workload (blocks and ops) as JSON")
+    t.add_argument("model")
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--config", help="take precision and formats from this config")
+    t.add_argument("--out")
+
+
+def main(a) -> int:
+    """Handler of ``edgesim trace``: precision and formats from ``--config`` (default int8)."""
+    from dataclasses import asdict
+
+    from edgesim import api
+    precision, act_bits, formats = "int8", 8, None
+    if a.config:
+        from edgesim.config import load_config
+        hw = load_config(a.config, [s for s in a.sets if not s.startswith("model.")])
+        precision, act_bits, formats = hw.precision, hw.act_bits, hw.formats
+    level = api._model_level([s for s in a.sets if s.startswith("model.")])
+    w = api.workload(a.model, precision=precision, act_bits=act_bits, formats=formats,
+                     level=level, progress=progress_printer(sys.stderr.isatty()))
+    obj = {"model": api.model_info(w),
+           "blocks": [asdict(b) for b in w.blocks.values()],
+           "paths": [{"name": p.name, "ops": [asdict(op) for op in p.ops]} for p in w.paths]}
+    write(json.dumps(obj, indent=1, default=str), a.out)
+    return 0
