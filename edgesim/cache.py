@@ -1,10 +1,30 @@
-"""The on-disk cache of traced Workloads, routing sequences and built models.
+"""The on-disk cache of traced Workloads and routing sequences, in a format that holds no code.
 
-Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``file_fingerprint``.
+Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``file_fingerprint``,
+``FORMAT_VERSION``.
 
-Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per entry named by a
-SHA-256 of its key parts. Writes are atomic (a temporary file renamed into place), so a killed
-process never leaves a half-written entry. A corrupt or unreadable entry counts as a miss.
+Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per entry,
+``<kind>/<key>.npz``, named by a SHA-256 of the entry's key parts. An entry is an uncompressed
+zip of ``doc.json`` (a header, then the value) and NumPy ``.npy`` members for the arrays, read
+with ``allow_pickle=False``. The JSON holds only data: numbers, strings, tuples, lists, dicts,
+NumPy scalars and arrays, and the dataclasses of the Workload IR (``edgesim.workload``), written
+field by field from ``dataclasses.fields`` so that a field added to the IR round-trips without a
+change here. Repeated objects are written once and referred to afterwards, so a loaded Workload
+shares what the traced one shared and its ``digest()`` is the same byte for byte.
+
+Why data rather than a pickle signed with a per-user key (HMAC): unpickling a file can run code,
+so a signed pickle is safe only while the key is secret and every entry was written by edgesim;
+a leaked or reused key, or a bug in whatever wrote the file, turns the cache into code execution
+again. A decoder that can only build numbers, strings, containers and the IR's own classes
+(whose constructors validate their fields) cannot be made to run anything, needs no key to
+manage, and leaves the entries readable by any tool.
+
+The folder is private: it is created with mode 0o700, and a folder another user owns or that
+group or others can write to is refused with a ``CacheError`` naming the folder and its mode.
+Writes are atomic (a temporary file renamed into place), so a killed process never leaves a
+half-written entry. An entry that is unreadable, truncated, of another format version, written
+for another key or by other IR fields, or not what this module writes, is a miss: the caller
+rebuilds it.
 
 >>> make_key("dense_r50", {"precision": "int8"}) == make_key("dense_r50", {"precision": "int8"})
 True
@@ -12,24 +32,68 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import os
-import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "file_fingerprint", "load", "make_key", "save"]
+import numpy as np
 
-#: Bump when the meaning of a cached Workload changes (tracer or IR semantics).
-FORMAT_VERSION = 2
+import edgesim.workload as _ir
+from edgesim.errors import CacheError
 
+__all__ = ["FORMAT_VERSION", "cache_dir", "file_fingerprint", "load", "make_key", "save"]
+
+#: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
+#: 3: JSON + .npy entries instead of pickles.
+FORMAT_VERSION = 3
+
+_DOC = "doc.json"
+_NUMERIC = "biuf"  # NumPy dtype kinds an entry may hold: bool, int, uint, float
+
+
+class _Bad(ValueError):
+    """An entry that is not what this module writes."""
+
+
+# --------------------------------------------------------------------------- folder and keys
 
 def cache_dir() -> Path:
-    """The cache folder: ``$EDGESIM_CACHE`` or ``~/.cache/edgesim``."""
+    """The cache folder, ``$EDGESIM_CACHE`` or ``~/.cache/edgesim``, created private (0o700).
+
+    Raises ``CacheError`` when the folder belongs to another user or group or others can
+    write to it. A folder that cannot be created is returned as it is (every load then misses
+    and every save is skipped).
+    """
     env = os.environ.get("EDGESIM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "edgesim"
+    root = Path(env) if env else Path.home() / ".cache" / "edgesim"
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return root
+    _check_private(root)
+    return root
+
+
+def _check_private(folder: Path) -> None:
+    try:
+        st = folder.stat()
+    except OSError:
+        return
+    mode = st.st_mode & 0o777
+    uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+    if st.st_uid != uid:
+        raise CacheError(f"cache folder {folder} belongs to another user (uid {st.st_uid}, "
+                         f"mode {mode:#o}); set EDGESIM_CACHE to a folder of your own")
+    if st.st_mode & 0o022:
+        raise CacheError(f"cache folder {folder} can be written by other users (mode "
+                         f"{mode:#o}); run `chmod 700 {folder}` or set EDGESIM_CACHE to a "
+                         "private folder")
 
 
 def make_key(*parts: Any) -> str:
@@ -58,28 +122,200 @@ def file_fingerprint(path: str | os.PathLike | None) -> str | None:
     return h.hexdigest()[:32]
 
 
+# --------------------------------------------------------------------------- the IR classes
+
+def _ir_classes() -> dict[str, type]:
+    """The dataclasses ``edgesim.workload`` exports: the only classes an entry may build."""
+    out = {}
+    for name in _ir.__all__:
+        obj = getattr(_ir, name)
+        if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+            out[name] = obj
+    return out
+
+
+def _schema() -> list[list[str]]:
+    """Each IR class with its field names: an entry written by other fields is a miss."""
+    return [[name, *(f.name for f in dataclasses.fields(cls))]
+            for name, cls in sorted(_ir_classes().items())]
+
+
+# --------------------------------------------------------------------------- encoding
+
+class _Encoder:
+    """Values to JSON-able data; arrays set aside; an object seen again becomes ``{"@r": i}``.
+
+    Strings, containers, arrays and IR objects are numbered in the order they are finished
+    (children first), the same order ``_Decoder`` numbers what it builds.
+    """
+
+    def __init__(self) -> None:
+        self.classes = {cls: name for name, cls in _ir_classes().items()}
+        self.memo: dict[int, int] = {}
+        self.alive: list[Any] = []    # keeps every numbered object alive, so ids stay unique
+        self.arrays: list[np.ndarray] = []
+
+    def _number(self, obj: Any, data: Any) -> Any:
+        self.memo[id(obj)] = len(self.alive)
+        self.alive.append(obj)
+        return data
+
+    def encode(self, v: Any) -> Any:
+        if v is None or type(v) in (bool, int, float):
+            return v
+        if isinstance(v, np.generic) and v.dtype.kind in _NUMERIC:
+            return {"@n": v.dtype.str, "v": v.item()}
+        if id(v) in self.memo:
+            return {"@r": self.memo[id(v)]}
+        if type(v) is str:
+            return self._number(v, v)
+        if type(v) is tuple:
+            return self._number(v, {"@t": [self.encode(x) for x in v]})
+        if type(v) is list:
+            return self._number(v, [self.encode(x) for x in v])
+        if type(v) is dict:
+            return self._number(v, {"@d": [[self.encode(k), self.encode(x)]
+                                          for k, x in v.items()]})
+        if type(v) in (set, frozenset):
+            tag = "@s" if type(v) is set else "@f"
+            return self._number(v, {tag: [self.encode(x) for x in v]})
+        if type(v) in self.classes:
+            fields = {f.name: self.encode(getattr(v, f.name))
+                      for f in dataclasses.fields(v) if f.init}
+            return self._number(v, {"@o": self.classes[type(v)], "f": fields})
+        if isinstance(v, np.ndarray) and v.dtype.kind in _NUMERIC:
+            self.arrays.append(v)
+            return self._number(v, {"@a": len(self.arrays) - 1})
+        raise TypeError(f"cannot cache a {type(v).__name__}")
+
+
+class _Decoder:
+    """JSON-able data back to values; builds only what ``_Encoder`` writes."""
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self.classes = _ir_classes()
+        self.built: list[Any] = []
+        self.arrays = arrays
+
+    def _number(self, obj: Any) -> Any:
+        self.built.append(obj)
+        return obj
+
+    def decode(self, d: Any) -> Any:
+        if d is None or isinstance(d, (bool, int, float)):
+            return d
+        if isinstance(d, str):
+            return self._number(d)
+        if isinstance(d, list):
+            return self._number([self.decode(x) for x in d])
+        if not isinstance(d, dict) or len(d) not in (1, 2):
+            raise _Bad("unexpected value")
+        tag = next(iter(d))
+        body = d[tag]
+        if tag == "@r" and len(d) == 1:
+            return self.built[_index(body, len(self.built))]
+        if tag == "@n" and set(d) == {"@n", "v"}:
+            dtype = np.dtype(body)
+            if dtype.kind not in _NUMERIC or isinstance(d["v"], (str, list, dict)):
+                raise _Bad("not a numeric scalar")
+            return dtype.type(d["v"])
+        if tag == "@o" and set(d) == {"@o", "f"}:
+            cls = self.classes.get(body) if isinstance(body, str) else None
+            if cls is None or not isinstance(d["f"], dict):
+                raise _Bad(f"not an IR class: {body!r}")
+            names = {f.name for f in dataclasses.fields(cls) if f.init}
+            if not set(d["f"]) <= names:
+                raise _Bad(f"{body}: unknown fields")
+            return self._number(cls(**{k: self.decode(x) for k, x in d["f"].items()}))
+        if len(d) != 1:
+            raise _Bad("unexpected object")
+        if tag == "@a":
+            return self._number(self.arrays[_index(body, len(self.arrays))])
+        if not isinstance(body, list):
+            raise _Bad("unexpected container")
+        if tag == "@t":
+            return self._number(tuple(self.decode(x) for x in body))
+        if tag == "@s":
+            return self._number({self.decode(x) for x in body})
+        if tag == "@f":
+            return self._number(frozenset(self.decode(x) for x in body))
+        if tag == "@d":
+            if not all(isinstance(kv, list) and len(kv) == 2 for kv in body):
+                raise _Bad("unexpected dict")
+            return self._number({self.decode(k): self.decode(x) for k, x in body})
+        raise _Bad(f"unknown tag {tag!r}")
+
+
+def _index(i: Any, n: int) -> int:
+    if type(i) is not int or not 0 <= i < n:
+        raise _Bad("reference out of range")
+    return i
+
+
+# --------------------------------------------------------------------------- entries
+
 def _path(kind: str, key: str) -> Path:
-    return cache_dir() / kind / f"{key}.pkl"
+    return cache_dir() / kind / f"{key}.npz"
+
+
+def _header(kind: str, key: str) -> dict[str, Any]:
+    return {"edgesim_cache": FORMAT_VERSION, "kind": kind, "key": key, "schema": _schema()}
+
+
+def _read(p: Path, kind: str, key: str) -> Any:
+    with zipfile.ZipFile(p) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        if any(i.compress_type != zipfile.ZIP_STORED for i in infos.values()):
+            raise _Bad("compressed member")  # never inflate: no decompression bombs
+        doc = json.loads(zf.read(infos[_DOC]).decode())
+        if not isinstance(doc, dict) or doc.get("header") != _header(kind, key):
+            raise _Bad("other format, key or IR fields")
+        n = doc.get("arrays")
+        if type(n) is not int or n < 0:
+            raise _Bad("bad array count")
+        arrays = []
+        for i in range(n):
+            with zf.open(infos[f"a{i}.npy"]) as fh:
+                arrays.append(np.lib.format.read_array(fh, allow_pickle=False))
+    return _Decoder(arrays).decode(doc.get("value"))
 
 
 def load(kind: str, key: str) -> Any | None:
-    """The cached object, or None when absent or unreadable."""
+    """The cached value, or None when absent, unreadable or not a valid entry for this key.
+
+    Raises ``CacheError`` only for an unsafe cache folder (see ``cache_dir``).
+    """
     p = _path(kind, key)
     try:
-        with p.open("rb") as fh:
-            return pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return _read(p, kind, key)
+    except (OSError, EOFError, KeyError, IndexError, TypeError, ValueError, RecursionError,
+            UnicodeDecodeError, zipfile.BadZipFile):
         return None
 
 
 def save(kind: str, key: str, obj: Any) -> None:
-    """Store ``obj`` atomically; a cache that cannot be written is silently skipped."""
+    """Store ``obj`` atomically; a cache that cannot be written is silently skipped.
+
+    ``obj`` is a Workload, an array, or plain data of the kinds the module docstring lists.
+    """
     p = _path(kind, key)
+    enc = _Encoder()
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        value = enc.encode(obj)
+    except (TypeError, RecursionError):
+        return
+    doc = {"header": _header(kind, key), "arrays": len(enc.arrays), "value": value}
+    tmp = None
+    try:
+        p.parent.mkdir(mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(_DOC, json.dumps(doc, separators=(",", ":")))
+            for i, a in enumerate(enc.arrays):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+                zf.writestr(f"a{i}.npy", buf.getvalue())
         os.replace(tmp, p)
     except OSError:
-        return
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

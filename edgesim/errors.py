@@ -4,12 +4,13 @@ Every message names the file, key, layer or value at fault and what was expected
 The CLI prints ``edgesim: error: <message>`` and exits with code 2; a traceback is a bug.
 
 Public names: ``EdgesimError``, ``ConfigError``, ``UnitError``, ``ModelError``, ``TraceError``,
-``DataError``.
+``DataError``, ``CacheError``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "EdgesimError", "ModelError", "TraceError", "UnitError"]
+__all__ = ["CacheError", "ConfigError", "DataError", "EdgesimError", "ModelError", "TraceError",
+           "UnitError"]
 
 
 class EdgesimError(Exception):
@@ -34,3 +35,7 @@ class TraceError(EdgesimError):
 
 class DataError(EdgesimError):
     """Input data (``--data``) is missing or has the wrong shape."""
+
+
+class CacheError(EdgesimError):
+    """The trace cache folder is unsafe: another user owns it or can write to it."""
