@@ -1,11 +1,13 @@
 """From a model spec to a Workload: build the nn.Module, prepare it as deployed, trace it.
 
-Public names: ``build_workload``, ``route``, ``example_input``.
+Public names: ``build_workload``, ``route``, ``example_input``, ``built_model``.
 
 This is the one module of the pipeline that runs PyTorch; ``edgesim.api`` imports it only when a
-Workload is not in the cache. Dense models are traced once. Routed models (``spec.dynamic``)
-expose ``num_paths``, ``path_names()``, ``forward_path(x, i)`` and ``route(x)``: each path is
-traced once (the path catalogue) and inputs are routed in one batched pass.
+Workload is not in the cache. It knows no model family: it calls the hooks of the spec's family
+(``edgesim.zoo.family.Family``: build, routed, select_level, annotate, save_built / load_built).
+Dense models are traced once. Routed models expose ``num_paths``, ``path_names()``,
+``forward_path(x, i)`` and ``route(x)``: each path is traced once (the path catalogue) and inputs
+are routed in one batched pass.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from edgesim.errors import DataError, ModelError, TraceError
 from edgesim.workload import Path, Workload
 
-__all__ = ["build_workload", "example_input", "route"]
+__all__ = ["build_workload", "built_model", "example_input", "route"]
 
 #: Inputs routed per batch when routing a stream.
 ROUTE_BATCH = 64
@@ -30,61 +32,53 @@ def example_input(spec, seed: int = 0):
     return torch.randn((1, *spec.input_shape), generator=g)
 
 
-#: Built models of this process, by (name, factory, kwargs, weights, seed).
+#: Built routed models of this process, by (name, factory, kwargs, weights, seed): at most one.
 _BUILT: dict[str, object] = {}
 
 
-def _built_model(spec, weights: str | None, seed: int):
-    """The built nn.Module, from this process, the on-disk cache, or the factory (slowest).
+def built_model(spec, weights: str | None, seed: int):
+    """The built nn.Module of ``spec``: for a routed model from this process, the on-disk cache
+    or its family's ``build`` (slowest); other models are built afresh (their Workload is what
+    is cached).
 
-    Routed trees cost tens of seconds to calibrate; routing a new input stream reuses them.
+    Routed trees cost tens of seconds to calibrate; routing a new input stream reuses them. The
+    returned routed model is shared with later calls: callers must not change it (tracing works
+    on a folded copy, routing only reads it; ``finetune`` trains a copy). The disk entry is the
+    family's plain-data format (``save_built`` / ``load_built``, no pickled code); a corrupt or
+    foreign entry is a miss and is rebuilt.
     """
-    import copy
-
-    import torch
-
     from edgesim import cache
-    from edgesim.zoo.registry import build_model
+    from edgesim.zoo.registry import get_family
 
+    family = get_family(spec.family)
+    if not family.routed(spec):
+        return family.build(spec, weights, seed)
     key = cache.make_key("model", spec.name, spec.factory, dict(spec.kwargs),
                          cache.file_fingerprint(weights), seed)
     model = _BUILT.get(key)
     if model is None:
         path = cache.cache_dir() / "model" / f"{key}.pt"
-        if spec.dynamic and path.is_file():
-            try:
-                model = torch.load(path, weights_only=False)
-            except Exception:  # a corrupt entry is a miss
-                model = None
-        if model is None and spec.family == "sigmab" and weights is not None:
-            from edgesim.zoo.sigmab import load_tree
-            model = load_tree(weights)   # a tree checkpoint carries its own structure
+        if path.is_file():
+            model = family.load_built(path)
         if model is None:
-            model = build_model(spec, weights=weights, seed=seed)
-            if spec.dynamic:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    torch.save(model, tmp)
+            model = family.build(spec, weights, seed)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                if family.save_built(model, tmp):
                     tmp.replace(path)
-                except OSError:
-                    pass
+            except OSError:
+                pass
         _BUILT.clear()  # keep one model: they are large
         _BUILT[key] = model
-    return copy.deepcopy(model)
+    return model
 
 
 def _build(spec, weights: str | None, seed: int, level: int | None):
-    model = _built_model(spec, weights, seed)
-    if level is not None:
-        if not hasattr(model, "set_level"):
-            raise ModelError(f"model {spec.name} has no nesting levels; model.level={level} "
-                             "applies to nested models only")
-        n = int(getattr(model, "levels", getattr(model, "num_levels", level)))
-        if level > n:
-            raise ModelError(f"model {spec.name}: level {level} out of range 1..{n}")
-        model.set_level(level)
-    return model.eval()
+    from edgesim.zoo.registry import get_family
+
+    model = built_model(spec, weights, seed)
+    return get_family(spec.family).select_level(spec, model, level).eval()
 
 
 def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
@@ -94,17 +88,19 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
 
     from edgesim.trace import record
     from edgesim.zoo.deploy import fold_batchnorm, prepare
+    from edgesim.zoo.registry import get_family
 
+    family = get_family(spec.family)
     model = _build(spec, weights, seed, level)   # factories may train (pruning): grads on
     x = example_input(spec, seed)
     meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
             "params": dict(spec.kwargs), "seed": seed, "level": level}
     try:
-        if not spec.dynamic:
+        if not family.routed(spec):
             model = prepare(model, x)
             blocks, ops = record(model, x, precision=precision, act_bits=act_bits,
                                  encodings=encodings)
-            blocks = _annotate(blocks, model)
+            blocks = family.annotate(blocks, model)
             return Workload.single_path(spec.name, spec.family, blocks, ops, 1, meta)
         model = fold_batchnorm(model)
         catalogue: dict[str, object] = {}
@@ -127,25 +123,6 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
         if hasattr(model, "param_counts") else {}
     return Workload(spec.name, spec.family, catalogue, tuple(paths),
                     np.zeros(0, dtype=np.int32), meta)
-
-
-def _annotate(blocks: list, model) -> list:
-    """Blocks with what a transform decided about them in ``meta`` (Mix-and-Match: the layer
-    rule and sparsity range, from ``model.prune_report``), for the per-layer report."""
-    from dataclasses import replace
-    report = getattr(model, "prune_report", None)
-    if report is None:
-        return blocks
-    rows = {r["layer"]: r for r in report.rows()}
-    out = []
-    for b in blocks:
-        r = rows.get(b.id)
-        if r is not None:
-            b = replace(b, rule=str(r.get("rule", "") or ""),
-                        meta={**b.meta, "rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
-                              "rho": r.get("rho")})
-        out.append(b)
-    return out
 
 
 def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None,

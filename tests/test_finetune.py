@@ -59,9 +59,9 @@ def test_run_routes_the_users_data(tmp_path, capsys):
                  "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()[1:]
     assert len(rows) == 5
-    from edgesim.build import _built_model
+    from edgesim.build import built_model
     from edgesim.zoo.registry import get_spec
-    tree = _built_model(get_spec("sigmab_r50_c100"), None, 0)
+    tree = built_model(get_spec("sigmab_r50_c100"), None, 0)
     names = tree.path_names()
     with torch.no_grad():
         expected = [names[i] for i in tree.route(torch.from_numpy(x)).tolist()]

@@ -4,7 +4,8 @@ Public names: ``SENSITIVITIES``, ``BASELINES``, ``STRATEGIES``, ``LayerPruning``
 ``prunable_weights``, ``norm_weights``, ``is_patch_embed``, ``layer_rule``, ``magnitude_scores``,
 ``gradient_scores``, ``product_scores``, ``grasp_scores``, ``global_sparsities``, ``layer_ranges``,
 ``strategy_sparsities``, ``prune``, ``apply_masks``, ``fine_tune``, ``mix_and_match``,
-``synthetic_calibration``, ``sparse_resnet50``, ``sparse_swin_tiny``.
+``synthetic_calibration``, ``sparse_resnet50``, ``sparse_swin_tiny``, ``SparseFamily`` (the
+family hooks: per-layer annotations of traced weight blocks).
 
 The method, in three phases (REFERENCE.md A2):
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgesim.errors import DataError, ModelError
+from edgesim.zoo.family import Family
 
 __all__ = [
     "BASELINES",
@@ -56,6 +59,7 @@ __all__ = [
     "STRATEGIES",
     "LayerPruning",
     "PruneReport",
+    "SparseFamily",
     "apply_masks",
     "fine_tune",
     "global_sparsities",
@@ -675,3 +679,31 @@ def sparse_swin_tiny(
     )
     model.prune_report = report
     return model.eval()
+
+
+class SparseFamily(Family):
+    """Mix-and-Match models: traced blocks carry their layer's rule (``WeightBlock.rule``) and
+    sparsity range (``meta``: ``rho_min``, ``rho_max``, ``rho``) from ``model.prune_report``."""
+
+    name = "sparse"
+
+    def annotate(self, blocks: Sequence[Any], model: Any) -> list[Any]:
+        from dataclasses import fields, replace
+
+        report = getattr(model, "prune_report", None)
+        if report is None:
+            return list(blocks)
+        rows = {r["layer"]: r for r in report.rows()}
+        out = []
+        for b in blocks:
+            r = rows.get(b.id)
+            if r is not None:
+                rule = str(r.get("rule", "") or "")
+                ranges = {"rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
+                          "rho": r.get("rho")}
+                if "rule" in {f.name for f in fields(b)}:   # the typed IR field
+                    b = replace(b, rule=rule, meta={**b.meta, **ranges})
+                else:  # an IR without it (transition): the rule as a meta key, as before
+                    b = replace(b, meta={**b.meta, "rule": r.get("rule", ""), **ranges})
+            out.append(b)
+        return out

@@ -1,7 +1,7 @@
 """Named model specs, and building a model from one (torch is imported only to build).
 
 Public names: ``FAMILIES``, ``ModelSpec``, ``REGISTRY``, ``register``, ``get_spec``,
-``build_model``.
+``build_model``, ``register_family``, ``get_family``.
 
 A ``ModelSpec`` names a factory by string (``"edgesim.zoo.resnet:resnet50"``), so listing and
 looking up models costs no torch import; ``build_model`` imports the factory, seeds torch and
@@ -9,6 +9,9 @@ builds it
 (the same name and seed give the same weights), then optionally loads a checkpoint. A name of the
 form ``package.module:factory`` is a user model: an ad-hoc dense spec whose input shape is the
 factory's ``input_shape`` attribute, or (3, 224, 224).
+
+Each family (``FAMILIES``: name -> ``"module:Class"`` of its ``edgesim.zoo.family.Family``
+subclass) is imported only by ``get_family``, when a model is built.
 
 >>> get_spec("dense_r50").input_shape
 (3, 224, 224)
@@ -32,10 +35,18 @@ from edgesim.errors import ModelError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["FAMILIES", "REGISTRY", "ModelSpec", "build_model", "get_spec", "register"]
+__all__ = ["FAMILIES", "REGISTRY", "ModelSpec", "build_model", "get_family", "get_spec",
+           "register", "register_family"]
 
-#: Model families (see DESIGN.md).
-FAMILIES = ("dense", "sigmab", "sparse", "nested", "signed_binary")
+#: Model families (see DESIGN.md): name -> the ``Family`` class implementing its hooks.
+FAMILIES: dict[str, str] = {
+    "dense": "edgesim.zoo.family:Family",
+    "sigmab": "edgesim.zoo.sigmab:SigmaBranchFamily",
+    "sparse": "edgesim.zoo.pruning:SparseFamily",
+    "nested": "edgesim.zoo.nested:NestedFamily",
+    "signed_binary": "edgesim.zoo.family:Family",
+}
+_FAMILY_OBJECTS: dict[str, Any] = {}
 _DEFAULT_INPUT = (3, 224, 224)
 
 
@@ -124,6 +135,28 @@ register(ModelSpec("sb_r50", "signed_binary", "edgesim.zoo.signed_binary:sb_resn
                    {"num_classes": 1000}, (3, 224, 224),
                    "Signed-binary ResNet-50 ({0,+a}/{0,-a} per filter), first conv int8",
                    encodings=("dense", "signed_binary")))
+
+
+def register_family(name: str, target: str) -> None:
+    """Add family ``name`` whose hooks are the ``Family`` subclass ``target`` (``module:Class``,
+    imported when a model of the family is first built)."""
+    module, sep, attr = target.partition(":")
+    if not (name and module and sep and attr):
+        raise ModelError(f"family {name!r}: {target!r} must look like 'package.module:Class'")
+    if FAMILIES.get(name, target) != target:
+        raise ModelError(f"family {name!r} is already registered as {FAMILIES[name]!r}")
+    FAMILIES[name] = target
+
+
+def get_family(name: str) -> Any:
+    """The ``Family`` object of family ``name`` (imported on first use, then kept)."""
+    family = _FAMILY_OBJECTS.get(name)
+    if family is None:
+        if name not in FAMILIES:
+            raise ModelError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
+        family = _import_factory(f"family {name}", FAMILIES[name])()
+        _FAMILY_OBJECTS[name] = family
+    return family
 
 
 def _import_factory(name: str, target: str) -> Callable[..., Any]:

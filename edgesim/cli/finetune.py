@@ -1,0 +1,64 @@
+"""``edgesim finetune``: soft-routing fine-tuning of a routed tree, saved as a checkpoint.
+
+Public names: ``add_parser``, ``main``. The work is ``edgesim.zoo.sigmab.train.finetune``'s.
+
+    python -m edgesim finetune sigmab_r50_c100 --data train.pt --checkpoint tree.pt \\
+        [--epochs 1] [--steps N] [--lr 1e-4] [--batch 32] [--weights tree.pt]
+    python -m edgesim run npu_small --model sigmab_r50_c100 --weights tree.pt
+
+``--data`` is a labelled set: a ``.pt`` file holding ``(inputs, labels)`` or ``{"inputs": ...,
+"labels": ...}``, an ``.npz`` with arrays ``inputs`` and ``labels``, or (images) a folder with one
+sub-folder of images per class. Without ``--data`` the model's seeded clustered synthetic inputs,
+labelled by cluster, are used (a demonstration, not a training set). The checkpoint holds the
+tree's structure and weights (``edgesim.zoo.sigmab.save_tree``); ``--weights`` reloads it, in
+``finetune`` to continue and in ``run`` to simulate the fine-tuned tree.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(subparsers) -> None:
+    """Add ``finetune`` to an argparse subparsers object."""
+    f = subparsers.add_parser("finetune", help="soft-routing fine-tuning of a routed tree")
+    f.add_argument("model", help="a routed model (sigmab_r50, sigmab_r50_c100, sigmab_pn2)")
+    f.add_argument("--data", help="labelled data: .pt (inputs, labels), .npz, or class folders")
+    f.add_argument("--checkpoint", required=True, help="write the fine-tuned tree here")
+    f.add_argument("--weights", help="start from this tree checkpoint")
+    f.add_argument("--epochs", type=int, default=1)
+    f.add_argument("--steps", type=int, help="stop after this many optimizer steps")
+    f.add_argument("--lr", type=float, default=1e-4)
+    f.add_argument("--batch", type=int, default=32)
+    f.add_argument("--samples", type=int, default=64,
+                   help="synthetic samples when no --data is given")
+    f.add_argument("--seed", type=int, default=0)
+
+
+def _own_copy(spec, weights, seed):
+    """A copy of the (cached) built tree: training changes it, the process cache keeps its own."""
+    import copy
+
+    from edgesim.build import built_model
+    return copy.deepcopy(built_model(spec, weights, seed))
+
+
+def main(a) -> int:
+    """Handler of ``edgesim finetune``: trains, saves, prints steps and first/last loss."""
+    from edgesim.zoo.sigmab.train import finetune
+
+    def log(step: int, loss: float) -> None:
+        if sys.stderr.isatty():
+            print(f"\redgesim: step {step} loss {loss:.4f}", end="", file=sys.stderr,
+                  flush=True)
+    losses = finetune(a.model, checkpoint=a.checkpoint, data=a.data, weights=a.weights,
+                      epochs=a.epochs, steps=a.steps, lr=a.lr, batch=a.batch,
+                      samples=a.samples, seed=a.seed, log=log, builder=_own_copy)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    first = f"{losses[0]:.4f}" if losses else "-"
+    last = f"{losses[-1]:.4f}" if losses else "-"
+    print(f"{a.model}: {len(losses)} steps, loss {first} -> {last}; saved {a.checkpoint}")
+    return 0

@@ -1,0 +1,181 @@
+"""The Sigma-Branch tree module: a shared backbone and a binary tree of nodes with routers.
+
+Public names: ``SigmaTree``, ``node_key``.
+
+Paths are numbered by their leaf, left to right; path i's decisions are the bits of i, most
+significant first (0 = "L", 1 = "R"); ``path_names()`` gives e.g. ``"L-R-L"``. Node names are
+``"root"`` and the decision strings ``"L"``, ``"LR"``, ... (module names ``nodes.LR.layer4...``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgesim.errors import ModelError
+from edgesim.zoo.sigmab.adapters import ARCHS, State, n_params
+from edgesim.zoo.sigmab.router import Router
+
+__all__ = ["SigmaTree", "node_key"]
+
+
+def node_key(bits: str) -> str:
+    return bits or "root"
+
+
+class _Node(nn.Module):
+    """One tree node: its copies of the stages at its level (as attributes) and, if internal,
+    its ``router``."""
+
+    def __init__(self, stage_names: list[str], stages: Mapping[str, nn.Module],
+                 router: Router | None) -> None:
+        super().__init__()
+        self.stage_names = list(stage_names)
+        for n in self.stage_names:
+            self.add_module(n, stages[n])
+        self.router = router
+
+
+class SigmaTree(nn.Module):
+    """A Sigma-Branch tree: ``backbone`` (stage name -> module) and ``nodes`` (node name -> node).
+
+    ``config`` is plain data (the structure: arch, dense model constructor, levels, per-node kept
+    channel counts, router scales); ``save_tree`` stores it with the state dict.
+    """
+
+    def __init__(self, config: dict[str, Any], backbone: Mapping[str, nn.Module],
+                 nodes: Mapping[str, _Node]) -> None:
+        super().__init__()
+        self.config = config
+        self.arch = ARCHS[config["arch"]]
+        self.depth: int = int(config["depth"])
+        self.backbone_names: list[str] = list(config["backbone"])
+        self.backbone = nn.ModuleDict(OrderedDict((n, backbone[n]) for n in self.backbone_names))
+        self.nodes = nn.ModuleDict(OrderedDict(nodes))
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def num_paths(self) -> int:
+        """Number of root-to-leaf paths (leaves), ``2 ** depth``."""
+        return 2 ** self.depth
+
+    def _bits(self, i: int) -> str:
+        if not 0 <= i < self.num_paths:
+            raise ModelError(f"path index {i} out of range: the tree has {self.num_paths} paths")
+        return "".join("LR"[(i >> (self.depth - 1 - d)) & 1] for d in range(self.depth))
+
+    def path_names(self) -> list[str]:
+        """Decision strings of the paths in index order, e.g. ``["L-L", "L-R", "R-L", "R-R"]``."""
+        return ["-".join(self._bits(i)) for i in range(self.num_paths)]
+
+    def path_nodes(self, i: int) -> list[str]:
+        """Names of the nodes on path ``i``, root first (``depth + 1`` names)."""
+        bits = self._bits(i)
+        return [node_key(bits[:d]) for d in range(self.depth + 1)]
+
+    # -- execution ------------------------------------------------------------------------
+    def _backbone(self, x: torch.Tensor) -> State:
+        state = self.arch.start(x)
+        for n in self.backbone_names:
+            state = self.arch.run(n, self.backbone[n], state)
+        return state
+
+    def _run_node(self, key: str, state: State) -> State:
+        node = self.nodes[key]
+        for n in node.stage_names:
+            state = self.arch.run(n, getattr(node, n), state)
+        return state
+
+    def _router(self, key: str, state: State) -> torch.Tensor:
+        return self.nodes[key].router(self.arch.features(state))
+
+    def forward_path(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Run the backbone and path ``i`` only: its nodes' stages and its routers (executed as
+        modules so a tracer records them; their decisions are not used)."""
+        state = self._backbone(x)
+        for d, key in enumerate(self.path_nodes(i)):
+            state = self._run_node(key, state)
+            if d < self.depth:
+                self._router(key, state)
+        return state
+
+    def _descend(self, key: str, depth: int, state: State, idx: torch.Tensor,
+                 visit: Callable[[str, State, torch.Tensor], None], run_leaf: bool) -> None:
+        """Hard routing of ``state`` (rows ``idx`` of the batch) below node ``key``."""
+        if depth == self.depth:
+            visit(key, self._run_node(key, state) if run_leaf else state, idx)
+            return
+        state = self._run_node(key, state)
+        choice = self._router(key, state).argmax(dim=1)
+        bits = "" if key == "root" else key
+        for c, letter in enumerate("LR"):
+            rows = (choice == c).nonzero().flatten()
+            if len(rows):
+                self._descend(node_key(bits + letter), depth + 1,
+                              self.arch.take(state, rows), idx[rows], visit, run_leaf)
+
+    def _leaf_index(self, key: str) -> int:
+        bits = "" if key == "root" else key
+        return int("".join("01"[c == "R"] for c in bits) or "0", 2)
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Path index of every input, ``LongTensor (B,)``: one batched pass, argmax per router."""
+        paths = torch.zeros(x.shape[0], dtype=torch.long)
+
+        def visit(key: str, _state: State, idx: torch.Tensor) -> None:
+            paths[idx] = self._leaf_index(key)
+
+        self._descend("root", 0, self._backbone(x), torch.arange(x.shape[0]), visit, False)
+        return paths
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Hard-routed output: each input runs its own path (the batch is grouped by path)."""
+        outs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._descend("root", 0, self._backbone(x), torch.arange(x.shape[0]),
+                      lambda _k, y, idx: outs.append((idx, y)), True)
+        first = outs[0][1]
+        out = first.new_empty((x.shape[0], *first.shape[1:]))
+        for idx, y in outs:
+            out[idx] = y
+        return out
+
+    def _soft(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor,
+                                                                        torch.Tensor]]]:
+        """Soft routing: (leaf mix, [(reach probability (B,), branch probabilities (B, 2))])."""
+        gates: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def walk(key: str, depth: int, state: State, reach: torch.Tensor) -> torch.Tensor:
+            state = self._run_node(key, state)
+            if depth == self.depth:
+                return reach.view(-1, *([1] * (state.dim() - 1))) * state
+            probs = torch.softmax(self._router(key, state), dim=1)
+            gates.append((reach, probs))
+            bits = "" if key == "root" else key
+            return sum((walk(node_key(bits + letter), depth + 1, state, reach * probs[:, c])
+                        for c, letter in enumerate("LR")), start=torch.zeros(()))
+
+        out = walk("root", 0, self._backbone(x), torch.ones(x.shape[0]))
+        return out, gates
+
+    def soft_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Routers give softmax branch probabilities; output = sum over leaves of
+        P(leaf) x leaf output (every node runs)."""
+        return self._soft(x)[0]
+
+    # -- accounting -----------------------------------------------------------------------
+    def param_counts(self) -> dict[str, Any]:
+        """Parameter counts: ``backbone``, ``routers`` (all), ``nodes`` (node -> params of its
+        stages, routers excluded), ``total`` = backbone + routers + nodes, and ``paths`` (path i =
+        backbone + routers on the path + nodes on the path)."""
+        backbone = n_params(self.backbone)
+        routers = {k: n_params(n.router) if n.router is not None else 0
+                   for k, n in self.nodes.items()}
+        nodes = {k: n_params(n) - routers[k] for k, n in self.nodes.items()}
+        paths = [backbone + sum(routers[k] + nodes[k] for k in self.path_nodes(i))
+                 for i in range(self.num_paths)]
+        return {"backbone": backbone, "routers": sum(routers.values()), "nodes": nodes,
+                "total": backbone + sum(routers.values()) + sum(nodes.values()), "paths": paths}

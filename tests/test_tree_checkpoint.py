@@ -1,0 +1,153 @@
+"""Tree checkpoints name architectures from an allow-list: no code runs from a file (issue 11).
+
+A hostile ``tree.pt`` (its dense architecture ``os:system`` or ``builtins:eval`` with arguments
+that would write a marker file) is refused in one line before anything is imported, by
+``load_tree``, ``run --weights`` and ``finetune --weights``; old checkpoints that named the zoo's
+own classes load exactly; the built-model cache holds plain data and treats anything else as a
+miss.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgesim.cli import main
+from edgesim.errors import ModelError
+from edgesim.zoo.data import synthetic_images
+from edgesim.zoo.resnet import BasicBlock, Bottleneck, ResNet
+from edgesim.zoo.sigmab import SigmaBranchFamily, load_tree, save_tree, to_tree
+from edgesim.zoo.sigmab.adapters import check_dense
+
+
+@pytest.fixture(scope="module")
+def tree_and_inputs():
+    torch.manual_seed(0)
+    dense = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=5, stem="cifar", width=4).eval()
+    x, _ = synthetic_images(12, shape=(3, 16, 16), clusters=4, seed=0)
+    return to_tree(dense, x[:8]), x
+
+
+def _hostile(path: Path, marker: Path, variant: str) -> Path:
+    """A format-1 checkpoint whose dense 'class' would write ``marker`` if it were called."""
+    dense = {
+        "os": {"class": "os:system", "kwargs": {"command": f"touch {marker}"}},
+        "eval": {"class": "builtins:eval",
+                 "kwargs": {"source": f"__import__('pathlib').Path({str(marker)!r}).touch()"}},
+        "block": {"class": "edgesim.zoo.resnet:ResNet",
+                  "kwargs": {"block": "os:system", "layers": [1], "num_classes": 2,
+                             "stem": "cifar", "width": 4}},
+        "arch": {"arch": "subprocess:run", "kwargs": {"args": ["touch", str(marker)]}},
+    }[variant]
+    config = {"format": "edgesim.sigmab.tree/1", "arch": "resnet", "depth": 1,
+              "backbone": ["stem"], "tree": ["layer1"], "dense": dense,
+              "nodes": {"root": {"stages": {}, "router": None}}}
+    torch.save({"format": "edgesim.sigmab.tree/1", "config": config, "state_dict": {}}, path)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["os", "eval", "block", "arch"])
+def test_a_hostile_tree_checkpoint_is_refused_before_anything_runs(tmp_path, variant):
+    marker = tmp_path / "marker"
+    ckpt = _hostile(tmp_path / "tree.pt", marker, variant)
+    with pytest.raises(ModelError, match=r"tree\.pt: dense .* is not allowed") as err:
+        load_tree(ckpt)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("variant", ["os", "eval"])
+def test_run_and_finetune_refuse_a_hostile_tree_in_one_line(tmp_path, capsys, variant):
+    marker = tmp_path / "marker"
+    ckpt = _hostile(tmp_path / "tree.pt", marker, variant)
+    assert main(["run", "npu_small", "--model", "sigmab_r50", "--weights", str(ckpt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "tree.pt" in err[0]
+    assert "not allowed" in err[0]
+    assert main(["finetune", "sigmab_r50", "--weights", str(ckpt),
+                 "--checkpoint", str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "tree.pt" in err[0]
+    assert not marker.exists()
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("width", 0), ("width", 2.5), ("width", True), ("layers", []), ("layers", [1, "x"]),
+    ("stem", "os:system"), ("num_classes", 10 ** 9), ("block", "Bottleneck"),
+])
+def test_resnet_parameters_outside_their_range_are_named(key, value):
+    kwargs = {"block": "bottleneck", "layers": [1, 1], "num_classes": 3, "stem": "cifar",
+              "width": 4, key: value}
+    with pytest.raises(ModelError, match=rf"f\.pt: dense resnet parameter {key}="):
+        check_dense({"arch": "resnet", "kwargs": kwargs}, "f.pt")
+
+
+def test_unknown_or_missing_parameters_are_refused():
+    base = {"num_classes": 3, "in_points": 64, "width": 0.5}
+    with pytest.raises(ModelError, match=r"unknown \['command'\]"):
+        check_dense({"arch": "pointnet2", "kwargs": {**base, "command": "id"}}, "f.pt")
+    with pytest.raises(ModelError, match=r"missing \['width'\]"):
+        check_dense({"arch": "pointnet2", "kwargs": {"num_classes": 3, "in_points": 64}}, "f.pt")
+
+
+def test_a_checkpoint_of_the_old_format_maps_exactly_onto_the_allow_list(tree_and_inputs,
+                                                                          tmp_path):
+    tree, x = tree_and_inputs
+    config = copy.deepcopy(tree.config)
+    kw = dict(config["dense"]["kwargs"])
+    kw["block"] = "models.resnet:Bottleneck"
+    config["dense"] = {"class": "models.resnet:ResNet", "kwargs": kw}
+    config["format"] = "edgesim.sigmab.tree/1"
+    torch.save({"format": "edgesim.sigmab.tree/1", "config": config,
+                "state_dict": tree.state_dict()}, tmp_path / "old.pt")
+    back = load_tree(tmp_path / "old.pt")
+    with torch.no_grad():
+        assert torch.equal(back(x), tree(x))
+    assert back.config["dense"] == tree.config["dense"]
+    assert back.config["format"] == "edgesim.sigmab.tree/2"
+
+
+def test_a_tree_of_a_class_outside_the_zoo_is_not_saved(tmp_path):
+    class MyResNet(ResNet):
+        pass
+    torch.manual_seed(0)
+    dense = MyResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=4).eval()
+    x, _ = synthetic_images(6, shape=(3, 8, 8), clusters=2, seed=0)
+    tree = to_tree(dense, x, levels={"layer2": 1, "head": 1})
+    with pytest.raises(ModelError, match="cannot save"):
+        save_tree(tree, tmp_path / "t.pt")
+    assert not (tmp_path / "t.pt").exists()
+    assert SigmaBranchFamily().save_built(tree, tmp_path / "t.pt") is False
+
+
+class _Plant:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_the_built_model_cache_is_plain_data_and_anything_else_is_a_miss(tree_and_inputs,
+                                                                         tmp_path):
+    tree, x = tree_and_inputs
+    family = SigmaBranchFamily()
+    entry = tmp_path / "entry.pt"
+    assert family.save_built(tree, entry)
+    back = family.load_built(entry)
+    with torch.no_grad():
+        assert torch.equal(back.route(x), tree.route(x))
+    marker = tmp_path / "marker"
+    planted = tmp_path / "planted.pt"
+    torch.save(_Plant(marker), planted)          # a pickle that runs code when unpickled
+    assert family.load_built(planted) is None
+    (tmp_path / "junk.pt").write_bytes(pickle.dumps([1, 2]) + b"junk")
+    assert family.load_built(tmp_path / "junk.pt") is None
+    assert not marker.exists()
