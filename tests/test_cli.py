@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgesim.cli import main
+from edgesim.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
@@ -149,3 +149,41 @@ def test_python_m_edgesim_entry_point():
     assert r.returncode == 2
     assert r.stderr.strip().startswith("edgesim: error: unknown model 'dens_r50'")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("config", "name"), [
+    ("npu_small", "npu_small"),             # a shipped config by name
+    ("npu_small.yaml", "npu_small"),        # ... or by its file name
+    ("own/mine.yaml", "mine"),              # one's own file, relative to the directory
+])
+def test_run_finds_the_config_from_any_directory(capsys, tmp_path, monkeypatch, config, name):
+    raw = yaml.safe_load(Path(NPU).read_text())
+    raw["name"] = "mine"
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "mine.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)  # neither the package nor a clone
+    assert main(["run", config, "--model", USER, "--inputs", "2", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hardware"]["name"] == name
+
+
+def test_policy_and_prefetch_choices_are_the_simulators_tables():
+    from edgesim.cli._common import policies, prefetch_modes
+    parser = build_parser()
+    for policy in policies():
+        assert parser.parse_args(["run", "x", "--model", "m", "--policy", policy]).policy == policy
+    for mode in prefetch_modes():
+        assert parser.parse_args(["run", "x", "--model", "m", "--prefetch", mode]).prefetch == mode
+    assert set(policies()) >= {"lru", "pinned", "belady"}
+    assert set(prefetch_modes()) >= {"next", "none", "speculative"}
+
+
+def test_every_command_module_has_add_parser_and_main():
+    import importlib
+
+    from edgesim.cli import COMMANDS
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        hooks = (("add_parser", "main") if hasattr(mod, "add_parser")
+                 else ("register", f"cmd_{name}"))
+        assert all(callable(getattr(mod, h)) for h in hooks), module
+    assert list(COMMANDS)[:4] == ["run", "models", "configs", "trace"]
