@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgesim.errors import ConfigError
-from edgesim.grid import grid_points, parse_axis, parse_grid
+from edgesim.sweep.grid import grid_points, parse_axis, parse_grid
 from edgesim.testing import TINY_CONFIG
 
 CFG = "npu_small"

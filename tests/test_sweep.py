@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from edgesim import sweep as sweep_mod
 from edgesim.cli import main
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.sweep import load_detail, sweep
+from edgesim.sweep import run as sweep_run
 from edgesim.testing import TINY_CONFIG, tiny_workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,13 +80,13 @@ def test_rerun_skips_finished_points(tiny_yaml, tmp_path, monkeypatch):
     first = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
                   out_dir=tmp_path, executor="serial")
     calls = []
-    real = sweep_mod._simulate_task
+    real = sweep_run.simulate_point
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].sram_bytes)
-        return real(*args, **kwargs)
+    def counting(task, wref):
+        calls.append(task.hw.sram_bytes)
+        return real(task, wref)
 
-    monkeypatch.setattr(sweep_mod, "_simulate_task", counting)
+    monkeypatch.setattr(sweep_run, "simulate_point", counting)
     again = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
                   out_dir=tmp_path, executor="serial")
     assert calls == []
@@ -121,7 +121,7 @@ def test_bad_grid_fails_before_any_work(tiny_yaml, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("traced or simulated before the grid was checked")
 
-    monkeypatch.setattr(sweep_mod, "_workloads", boom)
+    monkeypatch.setattr(sweep_run, "_workloads", boom)
     out = tmp_path / "never"
     with pytest.raises(ConfigError, match=r"^--set sram.size=1MiB..2MiB: .*step"):
         sweep(tiny_yaml, ["dense_r50"], ["sram.size=1MiB..2MiB"], out_dir=out)

@@ -1,20 +1,22 @@
 """Sweep grids: ``--set key=spec`` ranges, expanded and checked before any work.
 
-Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``QUANTITY_KINDS``.
+Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``MAX_VALUES``.
 
 A spec is one of
 
 * a single value: ``sram.size=2MiB`` (a YAML flow list such as ``formats=[dense,csr]`` is one
   value too);
-* a list: ``dram.bandwidth=1GB/s,4GB/s`` (values in the order given);
+* a list: ``dram.bandwidth=1GB/s,4GB/s`` (values in the order given; commas inside brackets do
+  not split, so ``formats=[dense],[dense,csr]`` is two values);
 * a geometric range ``start..stop:xFACTOR``: start, start*F, start*F^2, ... up to stop
   (inclusive, sizes rounded to whole bytes);
 * an arithmetic range ``start..stop:+STEP``: start, start+STEP, ... up to stop (inclusive).
 
-Range ends are parsed in the unit kind of the key (``QUANTITY_KINDS``; plain numbers for counts
-such as ``prefetch.depth``). Every produced value is applied to the config once
-(``load_config(config, [f"{key}={value}"])``) so a value the config rejects fails here, with one
-line naming the offending ``--set``. The grid is the product of the axes, first axis slowest.
+Range ends are parsed in the unit kind the config schema gives the key
+(``edgesim.schema.unit_kind``; plain numbers for counts such as ``prefetch.depth``). Every
+produced value is applied to the config once (``load_config(config, [f"{key}={value}"])``) so a
+value the config rejects fails here, with one line naming the offending ``--set``. The grid is
+the product of the axes, first axis slowest.
 
 >>> axis = parse_axis("sram.size=32KiB..256KiB:x2", "npu_small")
 >>> axis.values
@@ -37,31 +39,11 @@ from fractions import Fraction
 from typing import Any
 
 from edgesim.errors import ConfigError, EdgesimError
+from edgesim.schema import canonical_path, unit_kind
 from edgesim.units import format_quantity, parse_quantity
 
-__all__ = ["QUANTITY_KINDS", "Axis", "grid_points", "parse_axis", "parse_grid"]
+__all__ = ["MAX_VALUES", "Axis", "grid_points", "parse_axis", "parse_grid"]
 
-#: Config keys holding a human quantity -> its unit kind (``edgesim.units``).
-QUANTITY_KINDS: dict[str, str] = {
-    "clock": "frequency",
-    "sram.size": "size",
-    "sram.activation_reserve": "size",
-    "sram.read_energy": "energy_per_byte",
-    "sram.write_energy": "energy_per_byte",
-    "sram.leakage": "power",
-    "offchip.bandwidth": "bandwidth",
-    "offchip.latency": "time",
-    "offchip.burst": "size",
-    "offchip.read_energy": "energy_per_bit",
-    "offchip.write_energy": "energy_per_bit",
-    "energy.mac.int8": "energy",
-    "energy.mac.int4": "energy",
-    "energy.mac.fp16": "energy",
-    "energy.mac.binary": "energy",
-    "energy.index_decode": "energy",
-}
-
-_ALIASES = {"dram": "offchip"}
 _PLAIN = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 #: A range may produce at most this many values (a typo like ``x1.0001`` is an error, not a hang).
 MAX_VALUES = 10_000
@@ -81,9 +63,7 @@ def _fail(text: str, why: str) -> ConfigError:
 
 
 def _canonical_key(key: str) -> str:
-    parts = [p.strip() for p in key.split(".")]
-    parts[0] = _ALIASES.get(parts[0], parts[0])
-    return ".".join(parts)
+    return ".".join(canonical_path(key))
 
 
 def _split_list(spec: str) -> list[str]:
@@ -199,23 +179,20 @@ def parse_axis(text: str, config: Any) -> Axis:
     spec = spec.strip()
     if not spec:
         raise _fail(text, "empty value; expected a value, a list a,b,c or a range")
-    kind = QUANTITY_KINDS.get(key)
-    if spec.startswith(("[", "{")):
-        values = [spec]
-    else:
-        values = []
-        for part in _split_list(spec):
-            if not part:
-                raise _fail(text, "empty list entry; expected values separated by single commas")
-            if ".." not in part:
-                values.append(part)
-                continue
-            start, _, rest = part.partition("..")
-            stop, colon, step = rest.partition(":")
-            if ".." in stop:
-                raise _fail(text, f"{part!r} is not start..stop:xFACTOR or start..stop:+STEP")
-            values.extend(_expand_range(start.strip(), stop.strip(), step if colon else None,
-                                        kind, text))
+    kind = unit_kind(key)
+    values = []
+    for part in _split_list(spec):
+        if not part:
+            raise _fail(text, "empty list entry; expected values separated by single commas")
+        if ".." not in part or part.startswith(("[", "{")):
+            values.append(part)
+            continue
+        start, _, rest = part.partition("..")
+        stop, colon, step = rest.partition(":")
+        if ".." in stop:
+            raise _fail(text, f"{part!r} is not start..stop:xFACTOR or start..stop:+STEP")
+        values.extend(_expand_range(start.strip(), stop.strip(), step if colon else None,
+                                    kind, text))
     values = list(dict.fromkeys(values))
     _check_values(config, key, values, text)
     return Axis(key, tuple(values), text)

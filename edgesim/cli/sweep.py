@@ -1,0 +1,55 @@
+"""``edgesim sweep``: a grid of hardware points x models x policies into a results folder.
+
+Public names: ``add_parser``, ``main``.
+
+    edgesim sweep CONFIG --model NAME [NAME ...] [--set KEY=SPEC ...] [--policy P ...]
+                  [--prefetch M] [--inputs N] --out DIR [--executor process|dask|serial]
+                  [--scheduler ADDR] [--workers N] [--seed S] [--detail]
+
+The work is ``edgesim.sweep.sweep``; this module parses the flags and prints where the table
+went (``DIR/sweep.csv``, ``DIR/results.sqlite``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgesim.cli._common import policies, prefetch_modes
+from edgesim.errors import EdgesimError
+from edgesim.sweep.executors import EXECUTORS
+from edgesim.sweep.store import CSV_FILE, RESULTS_FILE
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(subparsers) -> None:
+    """Add ``sweep`` to an argparse subparsers object."""
+    s = subparsers.add_parser("sweep", help="simulate a grid of hardware points x models")
+    s.add_argument("config", help="hardware config YAML or shipped name (see `edgesim configs`)")
+    s.add_argument("--model", nargs="+", required=True, help="registry names (NAME@LEVEL too)")
+    s.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=SPEC",
+                   help="a swept key: a value, a list a,b,c, start..stop:xFACTOR or "
+                   "start..stop:+STEP (e.g. sram.size=32KiB..32MiB:x2)")
+    s.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
+    s.add_argument("--prefetch", choices=prefetch_modes(), default="next")
+    s.add_argument("--inputs", type=int, default=1000, help="inferences per stream (1000)")
+    s.add_argument("--out", required=True, help="results folder (results.sqlite, sweep.csv)")
+    s.add_argument("--executor", choices=EXECUTORS, default="process")
+    s.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
+    s.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--detail", action="store_true",
+                   help="also keep every inference's row (detail.csv)")
+
+
+def main(a) -> int:
+    """Handler of ``edgesim sweep``: runs the sweep, prints where the table went."""
+    from edgesim.sweep import sweep
+    if a.scheduler and a.executor != "dask":
+        raise EdgesimError("--scheduler needs --executor dask")
+    df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
+               inputs=a.inputs, out_dir=a.out, executor=a.executor, scheduler=a.scheduler,
+               workers=a.workers, seed=a.seed, detail=a.detail)
+    print(f"edgesim: {len(df)} rows -> {Path(a.out) / CSV_FILE} "
+          f"({Path(a.out) / RESULTS_FILE})")
+    return 0

@@ -1,0 +1,171 @@
+"""Where a sweep's tasks run: a pool of clean worker processes, a Dask cluster, or this process.
+
+Public names: ``EXECUTORS``, ``ExecutorSpec``, ``open_executor``, ``Serial``, ``WorkerCache``,
+``workload_of``, ``worker_stats``.
+
+``open_executor(spec, workloads, stack)`` gives a ``concurrent.futures.Executor`` and, for each
+workload id, the reference a task passes to ``workload_of`` to get the Workload back where it
+runs:
+
+* ``process``: a ``ProcessPoolExecutor`` whose workers are started by a fork server (else
+  spawned), never forked from this process, so a worker holds only what it imports itself: the
+  simulator and NumPy, not torch or the model zoo that tracing may have loaded here. Each worker
+  gets the pickled Workloads once, in its initializer, as a ``WorkerCache`` that unpickles a
+  Workload when a task first asks for it; a task names its Workload by id.
+* ``dask``: a distributed cluster (``scheduler`` address, or a LocalCluster when None); the
+  Workloads are scattered to every worker and a task gets the future.
+* ``serial``: each task runs when submitted, here; a task gets the Workload itself.
+
+``worker_stats()`` is what a task reports about the process it ran in: pid, peak RSS and
+whether torch or the zoo is loaded there (``edgesim.sweep.run`` keeps it in ``df.attrs``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import resource
+import sys
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from edgesim.errors import EdgesimError
+
+__all__ = ["EXECUTORS", "ExecutorSpec", "Serial", "WorkerCache", "open_executor",
+           "worker_stats", "workload_of"]
+
+EXECUTORS = ("process", "dask", "serial")
+#: Modules a worker process preloads (the fork server imports them once for all workers).
+_PRELOAD = ["edgesim.sweep.run", "edgesim.sim"]
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How to run tasks: ``kind`` of ``EXECUTORS``, Dask ``scheduler`` address, ``workers``."""
+
+    kind: str = "process"
+    scheduler: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise EdgesimError(f"unknown executor {self.kind!r}; expected one of "
+                               f"{', '.join(EXECUTORS)}")
+        if self.workers is not None and self.workers < 1:
+            raise EdgesimError(f"workers must be >= 1, got {self.workers}")
+
+
+class WorkerStats(NamedTuple):
+    """What one task saw of its process: pid, peak RSS (MiB), heavy modules loaded there."""
+
+    pid: int
+    max_rss_mib: float
+    torch: bool
+    zoo: bool
+
+
+def worker_stats() -> WorkerStats:
+    """This process's pid, peak resident memory and whether torch / ``edgesim.zoo`` is loaded."""
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return WorkerStats(os.getpid(), round(rss_kib / 1024, 1), "torch" in sys.modules,
+                       any(m == "edgesim.zoo" or m.startswith("edgesim.zoo.")
+                           for m in sys.modules))
+
+
+class WorkerCache:
+    """The pickled Workloads of one sweep inside one worker process, unpickled on first use.
+
+    The pool's initializer is ``WorkerCache(blobs).install``: it makes this object the process's
+    cache, which is the one piece of state a pool worker keeps between tasks (it lives only in
+    worker processes; the serial and Dask executors hand tasks the Workload itself).
+    """
+
+    current: ClassVar[WorkerCache | None] = None
+
+    def __init__(self, blobs: Mapping[str, bytes]) -> None:
+        self._blobs = dict(blobs)
+        self._loaded: dict[str, Any] = {}
+
+    def install(self) -> None:
+        WorkerCache.current = self
+
+    def get(self, wid: str) -> Any:
+        w = self._loaded.get(wid)
+        if w is None:
+            w = self._loaded[wid] = pickle.loads(self._blobs.pop(wid))
+        return w
+
+
+def workload_of(ref: Any) -> Any:
+    """The Workload a task's reference names: an id in this worker's cache, or the Workload."""
+    if isinstance(ref, str):
+        cache = WorkerCache.current
+        if cache is None:
+            raise EdgesimError(f"workload {ref}: this process is not a sweep worker")
+        return cache.get(ref)
+    return ref
+
+
+class Serial(Executor):
+    """Runs each task when submitted, in this process (for debugging and doctests)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """A fork server (workers start clean, quickly), or spawn where there is none."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def open_executor(spec: ExecutorSpec, workloads: Mapping[str, Any], stack: ExitStack,
+                  tasks: int) -> tuple[Executor, Callable[[str], Any]]:
+    """The executor (closed by ``stack``) and how a task names each workload id there.
+
+    At most ``tasks`` workers are started (all cores when ``spec.workers`` is None).
+    """
+    if spec.kind == "serial":
+        return Serial(), lambda wid: workloads[wid]
+    n = min(spec.workers or os.cpu_count() or 1, max(1, tasks))
+    if spec.kind == "process":
+        from concurrent.futures import ProcessPoolExecutor
+        blobs = {wid: pickle.dumps(w, protocol=pickle.HIGHEST_PROTOCOL)
+                 for wid, w in workloads.items()}
+        ex = stack.enter_context(ProcessPoolExecutor(
+            max_workers=n, mp_context=_context(), initializer=WorkerCache(blobs).install))
+        return ex, lambda wid: wid
+    return _dask(spec, n, workloads, stack)
+
+
+def _dask(spec: ExecutorSpec, n: int, workloads: Mapping[str, Any],
+          stack: ExitStack) -> tuple[Executor, Callable[[str], Any]]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise EdgesimError("--executor dask needs the optional extra: "
+                           "pip install 'edgesim[dask]'") from None
+    if spec.scheduler is None:
+        cluster = stack.enter_context(LocalCluster(n_workers=n, threads_per_worker=1,
+                                                   dashboard_address=None))
+        client = stack.enter_context(Client(cluster))
+    else:
+        try:
+            client = stack.enter_context(Client(spec.scheduler, timeout=30))
+        except OSError as exc:
+            raise EdgesimError(f"--scheduler {spec.scheduler}: cannot connect ({exc})") from None
+    scattered = {wid: client.scatter(w, broadcast=True, hash=False)
+                 for wid, w in workloads.items()}
+    return client.get_executor(pure=False), lambda wid: scattered[wid]

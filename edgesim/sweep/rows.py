@@ -1,0 +1,82 @@
+"""The row schema of a sweep table, built in one place.
+
+Public names: ``SweepRow``, ``DetailHead``, ``HW_COLUMNS``, ``PERCENTILE_METRICS``.
+
+A ``SweepRow`` is one (grid point, model, policy). Its columns, in order: ``point``, one column
+per swept key (the value as configured), ``config``, the hardware numbers of ``HW_COLUMNS``, the
+model fields of ``api.model_info`` (``model``, ``family``, ``total_params``, ...), ``policy``,
+``prefetch``, ``inputs`` and, for each metric of ``edgesim.sim.SUMMARY_METRICS``,
+``<metric>_cold`` and ``<metric>_steady`` (mean over inferences 2..N), plus ``_p50``/``_p99``
+for the metrics of ``PERCENTILE_METRICS``. Units are in the names.
+
+>>> from edgesim.testing import tiny_config
+>>> hw = tiny_config(sram="4 KiB")
+>>> s = {"cold": 1, "steady_mean": 0.5, "p50": 0.5, "p99": 1}
+>>> row = SweepRow.build(0, {"sram.size": "4KiB"}, hw, {"name": "m", "family": "dense"}, "m",
+...                      "lru", "next", 2, {m: s for m in SUMMARY_METRICS})
+>>> list(row.columns())[:9]
+['point', 'sram.size', 'config', 'sram_bytes', 'weight_sram_bytes', 'offchip_bytes_per_s', \
+'clock_hz', 'model', 'family']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from edgesim.sim import SUMMARY_METRICS
+
+__all__ = ["HW_COLUMNS", "PERCENTILE_METRICS", "DetailHead", "SweepRow"]
+
+#: Hardware fields that every row carries (numbers, for plotting), in this order.
+HW_COLUMNS = ("sram_bytes", "weight_sram_bytes", "offchip_bytes_per_s", "clock_hz")
+#: Metrics that also get p50 and p99 columns.
+PERCENTILE_METRICS = ("latency_s", "energy_j")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    """One (point, model, policy) of a sweep; ``columns()`` is the table row."""
+
+    point: int
+    params: Mapping[str, str]
+    config: str
+    hardware: tuple[Any, ...]          # the values of HW_COLUMNS
+    model: str
+    info: Mapping[str, Any]            # api.model_info without "name"
+    policy: str
+    prefetch: str
+    inputs: int
+    metrics: tuple[tuple[str, Any], ...]   # (column, value) per summary metric column
+
+    @classmethod
+    def build(cls, point: int, params: Mapping[str, str], hw, info: Mapping[str, Any],
+              model: str, policy: str, prefetch: str, inputs: int,
+              summary: Mapping[str, Any]) -> SweepRow:
+        """The row of one task from its hardware, model info and ``simulate`` summary."""
+        metrics: list[tuple[str, Any]] = []
+        for m in SUMMARY_METRICS:
+            s = summary[m]
+            metrics += [(f"{m}_cold", s["cold"]), (f"{m}_steady", s["steady_mean"])]
+            if m in PERCENTILE_METRICS:
+                metrics += [(f"{m}_p50", s["p50"]), (f"{m}_p99", s["p99"])]
+        return cls(point, dict(params), hw.name, tuple(getattr(hw, c) for c in HW_COLUMNS),
+                   model, {k: v for k, v in info.items() if k != "name"}, policy, prefetch,
+                   inputs, tuple(metrics))
+
+    def columns(self) -> dict[str, Any]:
+        """The row as ``{column: value}`` in table order (what the store keeps)."""
+        return {"point": self.point, **self.params, "config": self.config,
+                **dict(zip(HW_COLUMNS, self.hardware, strict=True)), "model": self.model,
+                **self.info, "policy": self.policy, "prefetch": self.prefetch,
+                "inputs": self.inputs, **dict(self.metrics)}
+
+
+class DetailHead(NamedTuple):
+    """The columns that lead each stored per-inference row: which task it belongs to."""
+
+    key: str
+    point: int
+    model: str
+    policy: str

@@ -1,0 +1,296 @@
+"""The sweep verb: many hardware points x models x policies, resumable, on any executor.
+
+Public names: ``sweep``, ``simulate_point``, ``PointTask``, ``PointResult``.
+
+``sweep`` is a list of steps: check the arguments and the grid (``edgesim.sweep.grid``; bad
+ranges fail before any work), load one config per point, trace each model once per trace key of
+the grid (``trace_options``: what ``api.workload`` takes of a config; disk-cached), then run
+every (point, model, policy) not already in the store as a ``PointTask`` on the executor
+(``edgesim.sweep.executors``) and commit each ``SweepRow`` (``edgesim.sweep.rows``) to the store
+(``edgesim.sweep.store``) the moment it comes back. The table is read back from the store in
+grid order, then model order, then policy order, so it is the same for every executor and for a
+killed-and-rerun sweep; ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS
+and whether torch or the zoo was loaded there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import as_completed
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from edgesim.errors import ConfigError, EdgesimError
+from edgesim.sweep.executors import (
+    ExecutorSpec,
+    WorkerStats,
+    open_executor,
+    worker_stats,
+    workload_of,
+)
+from edgesim.sweep.rows import DetailHead, SweepRow
+from edgesim.sweep.store import CSV_FILE, DETAIL_FILE, RESULTS_FILE, Store, detail_frame, point_key
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from edgesim.config import HardwareConfig
+    from edgesim.workload import Workload
+
+__all__ = ["PointResult", "PointTask", "simulate_point", "sweep", "trace_options"]
+
+
+# --------------------------------------------------------------------------- the per-point task
+
+@dataclass(frozen=True)
+class PointTask:
+    """What a worker needs for one (point, model, policy), besides the Workload reference."""
+
+    hw: HardwareConfig
+    policy: str
+    prefetch: str
+    memo: bool
+    detail: bool
+
+
+class PointResult(NamedTuple):
+    """A task's answer: the ``simulate`` summary, per-inference rows on request, its process."""
+
+    summary: dict[str, Any]
+    rows: list[list[Any]] | None
+    worker: WorkerStats
+
+
+def simulate_point(task: PointTask, wref: Any) -> PointResult:
+    """Run one task where the executor put it (``wref``: see ``executors.workload_of``)."""
+    from edgesim.sim import simulate
+    res = simulate(task.hw, workload_of(wref), policy=task.policy, prefetch=task.prefetch,
+                   memo=task.memo)
+    rows = [list(r) for r in res.rows] if task.detail else None
+    return PointResult(res.summary, rows, worker_stats())
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass(frozen=True)
+class _Task:
+    key: str
+    point: int
+    model: int
+    policy: int
+    wid: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything the tasks of one sweep share, built once by ``sweep``."""
+
+    hws: Sequence[HardwareConfig]
+    points: Sequence[Mapping[str, str]]
+    labels: Sequence[str]
+    policies: Sequence[str]
+    prefetch: str
+    inputs: int
+    workloads: Mapping[str, Workload]
+    infos: Mapping[str, Mapping[str, Any]]
+    memo: bool
+    detail: bool
+
+    def row(self, t: _Task, summary: Mapping[str, Any]) -> SweepRow:
+        return SweepRow.build(t.point, self.points[t.point], self.hws[t.point], self.infos[t.wid],
+                              self.labels[t.model], self.policies[t.policy], self.prefetch,
+                              self.workloads[t.wid].inputs, summary)
+
+    def task(self, t: _Task) -> PointTask:
+        return PointTask(self.hws[t.point], self.policies[t.policy], self.prefetch, self.memo,
+                         self.detail)
+
+
+def _check(policies: Sequence[str], prefetch: str, inputs: int, models: Sequence[Any]) -> None:
+    from edgesim.sim import POLICIES, PREFETCH_MODES
+    if not models:
+        raise EdgesimError("sweep needs at least one model")
+    for p in policies:
+        if p not in POLICIES:
+            raise EdgesimError(f"policy {p!r}: expected one of {', '.join(POLICIES)}")
+    if len(set(policies)) != len(policies) or not policies:
+        raise EdgesimError(f"policies {list(policies)}: give each policy once, at least one")
+    if prefetch not in PREFETCH_MODES:
+        raise EdgesimError(f"prefetch {prefetch!r}: expected one of {', '.join(PREFETCH_MODES)}")
+    if inputs < 1:
+        raise EdgesimError(f"inputs must be >= 1, got {inputs}")
+
+
+def _load(config: Any, overrides: Sequence[str]) -> HardwareConfig:
+    from edgesim.config import HardwareConfig, config_from_dict, load_config
+    if isinstance(config, HardwareConfig):
+        raise ConfigError("sweep needs a config file path (or its YAML mapping), not a "
+                          "HardwareConfig, so that --set can change it")
+    if isinstance(config, Mapping):
+        return config_from_dict(dict(config), overrides=overrides)
+    return load_config(config, overrides)
+
+
+def trace_options(hw: HardwareConfig) -> dict[str, Any]:
+    """The config's settings a trace depends on: those ``api.workload`` takes.
+
+    Points with equal options share one trace. ``precision`` always; activation bits and weight
+    encodings only while tracing still fixes them (once they are decided when simulating,
+    ``api.workload`` no longer takes them and a sweep over them traces once).
+    """
+    from edgesim import api
+    takes = inspect.signature(api.workload).parameters
+    opts: dict[str, Any] = {"precision": hw.precision}
+    if "act_bits" in takes:
+        opts["act_bits"] = hw.act_bits
+    if "formats" in takes:
+        opts["formats"] = tuple(hw.formats)
+    return opts
+
+
+def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int, seed: int,
+               say: Callable[[str], None] | None
+               ) -> tuple[list[list[str]], dict[str, Workload], list[str]]:
+    """Trace each model once per ``trace_options`` of the grid.
+
+    Returns, per point, the workload id of each model; the workloads by id; the model labels.
+    """
+    from edgesim import api
+    from edgesim.workload import Workload
+    labels = [m.name if isinstance(m, Workload) else str(m) for m in models]
+    if len(set(labels)) != len(labels):
+        raise EdgesimError(f"models {labels}: each model may appear once")
+    by_key: dict[str, list[str]] = {}
+    table: dict[str, Workload] = {}
+    ids: list[list[str]] = []
+    for hw in hws:
+        opts = trace_options(hw)
+        key = json.dumps(opts, sort_keys=True)
+        if key not in by_key:
+            row = []
+            for m in models:
+                if isinstance(m, Workload):
+                    w = m.with_inputs(inputs) if len(m.paths) == 1 else m
+                else:
+                    w = api.workload(m, **opts, inputs=inputs, seed=seed, progress=say)
+                wid = w.digest()
+                table.setdefault(wid, w)
+                row.append(wid)
+            by_key[key] = row
+        ids.append(by_key[key])
+    return ids, table, labels
+
+
+def _bar(enabled: bool | None, total: int, initial: int):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="pt", file=sys.stderr, leave=False)
+
+
+# --------------------------------------------------------------------------- the verb
+
+def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
+          policies: Sequence[str] = ("lru",), prefetch: str = "next", inputs: int = 1000,
+          out_dir: str | os.PathLike, executor: str = "process", scheduler: str | None = None,
+          workers: int | None = None, seed: int = 0, detail: bool = False, memo: bool = True,
+          progress: bool | None = None) -> pd.DataFrame:
+    """Simulate every (grid point, model, policy); the tidy table, sorted by grid order.
+
+    ``config``: a YAML path, a shipped config name or the YAML's mapping. ``models``: registry
+    names (``nested_r50@2`` included) or Workloads. ``grid_sets``: ``--set`` specs
+    (``edgesim.sweep.grid``). ``executor``: ``process`` (all cores, or ``workers``), ``dask``
+    (``scheduler`` address, or a LocalCluster when None) or ``serial``. ``progress``: a tqdm
+    bar on stderr (None: only when it is a terminal); tracing messages go to stderr only when
+    the bar is on. The table is also written to ``out_dir/sweep.csv``; columns as in
+    ``edgesim.sweep.rows``.
+
+    >>> import tempfile
+    >>> from edgesim.testing import TINY_CONFIG, tiny_workload
+    >>> df = sweep(TINY_CONFIG, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
+    ...            out_dir=tempfile.mkdtemp(), executor="serial")
+    >>> df[["sram.size", "weight_dram_bytes_cold", "weight_dram_bytes_steady"]].values.tolist()
+    [['2KiB', 3000, 2000.0], ['4KiB', 3000, 0.0]]
+    """
+    import pandas as pd
+
+    from edgesim.sweep.grid import grid_points, parse_grid
+    _check(policies, prefetch, inputs, models)
+    how = ExecutorSpec(executor, scheduler, workers)
+    axes = parse_grid(config, grid_sets)       # bad grids fail here, before any work
+    points = grid_points(axes)
+    hws = [_load(config, [f"{k}={v}" for k, v in pt.items()]) for pt in points]
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgesimError(f"--out {out}: cannot create ({exc.strerror})") from None
+
+    tty = sys.stderr.isatty() if progress is None else progress
+    say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
+    ids, table, labels = _workloads(models, hws, inputs, seed, say)
+    from edgesim.api import model_info
+    plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
+                 {wid: model_info(w) for wid, w in table.items()}, memo, detail)
+    tasks = [
+        _Task(point_key(hw, labels[m], ids[p][m], table[ids[p][m]].inputs, pol, prefetch),
+              p, m, k, ids[p][m])
+        for p, hw in enumerate(hws) for m in range(len(models)) for k, pol in enumerate(policies)
+    ]
+    keys = [t.key for t in tasks]
+    with Store(out / RESULTS_FILE) as store:
+        done = store.finished(detail=detail)
+        pending = list({t.key: t for t in tasks if t.key not in done}.values())
+        bar = _bar(progress, len(set(keys)), len(set(keys) & done))
+        try:
+            seen = _run(pending, plan, store, how, bar) if pending else {}
+        finally:
+            if bar is not None:
+                bar.close()
+        df = pd.DataFrame(store.rows(keys))
+        # a key shared by two tasks (the same point given twice) is one row per task
+        df["point"] = [t.point for t in tasks]
+        df = df.reset_index(drop=True)
+        if detail:
+            detail_df = detail_frame(store.detail(list(dict.fromkeys(keys))))
+            detail_df.to_csv(out / DETAIL_FILE, index=False, float_format="%.12g")
+    df.to_csv(out / CSV_FILE, index=False, float_format="%.12g", lineterminator="\n")
+    df.attrs["workers"] = {pid: s._asdict() for pid, s in sorted(seen.items())}
+    return df
+
+
+def _run(pending: Sequence[_Task], plan: _Plan, store: Store, how: ExecutorSpec,
+         bar) -> dict[int, WorkerStats]:
+    """Run the pending tasks, committing each row as it arrives; the last stats per process."""
+    seen: dict[int, WorkerStats] = {}
+    used = {t.wid: plan.workloads[t.wid] for t in pending}
+    with ExitStack() as stack:
+        ex, ref = open_executor(how, used, stack, len(pending))
+        futures = {ex.submit(simulate_point, plan.task(t), ref(t.wid)): t for t in pending}
+        for fut in as_completed(futures):
+            t = futures[fut]
+            res: PointResult = fut.result()
+            drows = None
+            if res.rows is not None:
+                head = DetailHead(t.key, t.point, plan.labels[t.model], plan.policies[t.policy])
+                drows = json.dumps({"head": head._asdict(), "rows": res.rows},
+                                   default=_json_default)
+            store.put(t.key, plan.row(t, res.summary).columns(), drows)
+            seen[res.worker.pid] = res.worker
+            if bar is not None:
+                bar.update(1)
+    return seen
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
