@@ -55,7 +55,7 @@ def main() -> int:
     torch.set_num_threads(1)
     from edgesim import api
     from edgesim.config import load_config
-    from edgesim.engine import simulate
+    from edgesim.sim import simulate
 
     rows = []
     npu = ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml"

@@ -23,6 +23,6 @@ def __getattr__(name: str):
         from edgesim.config import load_config
         return load_config
     if name == "simulate":
-        from edgesim.engine import simulate
+        from edgesim.sim import simulate
         return simulate
     raise AttributeError(f"module 'edgesim' has no attribute {name!r}")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from edgesim import cache
-from edgesim.engine import INFERENCE_COLUMNS, LAYER_COLUMNS, Result, simulate
 from edgesim.errors import ModelError
+from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
 __all__ = ["Run", "configs", "model_info", "models", "parse_model_name", "run", "workload"]
@@ -161,18 +161,18 @@ class Run:
     def to_dict(self) -> dict[str, Any]:
         """The JSON report: ``model``, ``hardware``, ``inferences``, ``summary``."""
         out = {"model": self.model, "hardware": self.hardware,
-               "inferences": _records(INFERENCE_COLUMNS, self.result.rows),
+               "inferences": _records(self.result.rows),
                "summary": self.summary, "run": self.meta}
         if self.result.layer_rows is not None:
-            out["layers"] = _records(LAYER_COLUMNS, self.result.layer_rows)
+            out["layers"] = _records(self.result.layer_rows)
         return out
 
 
-def _records(columns: Sequence[str], rows: Sequence[tuple]) -> list[dict[str, Any]]:
+def _records(rows: Sequence[InferenceRow | LayerRow]) -> list[dict[str, Any]]:
     def plain(v: Any) -> Any:
         v = v.item() if hasattr(v, "item") else v
         return None if isinstance(v, float) and v != v else v   # NaN -> null
-    return [{c: plain(v) for c, v in zip(columns, r, strict=True)} for r in rows]
+    return [{c: plain(v) for c, v in zip(r._fields, r, strict=True)} for r in rows]
 
 
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",

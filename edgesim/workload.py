@@ -21,6 +21,7 @@ Units: bytes are ``int`` bytes; MACs are ``int`` multiply-accumulates for a batc
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -83,6 +84,24 @@ class WeightBlock:
     def sparsity(self) -> float:
         """Fraction of zero values, 0.0 for an empty block."""
         return 1.0 - self.nonzeros / self.elements if self.elements else 0.0
+
+    # Until the tracer fills typed fields for them, these two read the block's provenance; they
+    # are the only readers of ``meta`` the simulator relies on.
+    @property
+    def role(self) -> str:
+        """``"weight"`` or ``"bias"`` (what the stored tensor is to its op)."""
+        return self.meta.get("role", "weight")
+
+    @property
+    def tensor(self) -> tuple[str, int]:
+        """The parameter this block stores (part of) and that whole tensor's element count.
+
+        A level block of a nested weight names its parameter and the size of the full tensor;
+        any other block is a whole tensor: ``(id, elements)``.
+        """
+        if "parameter" in self.meta:
+            return self.meta["parameter"], math.prod(self.meta["shape"])
+        return self.id, self.elements
 
 
 @dataclass(frozen=True, slots=True)

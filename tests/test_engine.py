@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgesim.engine import INFERENCE_COLUMNS, simulate
+from edgesim.sim import INFERENCE_COLUMNS, POLICIES, PREFETCH_MODES, simulate
 from edgesim.testing import tiny_config, tiny_workload
 from edgesim.workload import LayerOp, Path, WeightBlock, Workload
 
@@ -21,10 +21,15 @@ FAST = settings(max_examples=40, deadline=None,
 
 @st.composite
 def workloads(draw) -> Workload:
-    """1-8 blocks of 1 B..6 KB, 1-3 paths of 1-6 ops (0-2 blocks each), 1-7 inputs."""
+    """1-8 blocks of 1 B..6 KB (dense, or csr with some zeros), 1-3 paths of 1-6 ops (0-2 blocks
+    each), 1-7 inputs."""
     nblocks = draw(st.integers(1, 8))
     sizes = draw(st.lists(st.integers(1, 6000), min_size=nblocks, max_size=nblocks))
-    blocks = [WeightBlock(f"w{k}", s, s, 8, "dense", s, s) for k, s in enumerate(sizes)]
+    blocks = []
+    for k, s in enumerate(sizes):
+        enc = draw(st.sampled_from(["dense", "csr"]))
+        nonzeros = s if enc == "dense" else draw(st.integers(0, s))
+        blocks.append(WeightBlock(f"w{k}", s, nonzeros, 8, enc, s, s))
     npaths = draw(st.integers(1, 3))
     paths = []
     for p in range(npaths):
@@ -75,14 +80,14 @@ def test_belady_bytes_never_rise_as_sram_grows(w, sizes):
 def test_lru_and_pinned_never_beat_belady(w, sram):
     hw = tiny_config(sram=sram)
     best = _total(simulate(hw, w, policy="belady").inferences)
-    for policy in ("lru", "pinned"):
+    for policy in POLICIES.keys() - {"belady"}:
         assert _total(simulate(hw, w, policy=policy).inferences) >= best
 
 
 @FAST
 @given(w=workloads(), hw=configs(),
-       policy=st.sampled_from(["lru", "pinned", "belady"]),
-       prefetch=st.sampled_from(["next", "none", "speculative"]))
+       policy=st.sampled_from(list(POLICIES)),
+       prefetch=st.sampled_from(list(PREFETCH_MODES)))
 def test_latency_is_at_least_the_roofline(w, hw, policy, prefetch):
     df = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     for row in df.itertuples():
@@ -94,21 +99,72 @@ def test_latency_is_at_least_the_roofline(w, hw, policy, prefetch):
         assert row.stall_cycles >= 0
 
 
+@st.composite
+def energy_configs(draw):
+    """The tiny config with random SRAM, channel, energies per byte, bit, MAC and index."""
+    def pj(lo, hi):
+        return draw(st.floats(lo, hi, allow_nan=False).map(lambda x: round(x, 3)))
+    return tiny_config(sram=draw(st.integers(0, 20_000)), overrides=[
+        f"offchip.bandwidth={draw(st.integers(1, 16))}GB/s",
+        f"offchip.latency={draw(st.integers(0, 500))}ns",
+        f"sram.read_energy={pj(0.1, 5)}pJ/B", f"sram.write_energy={pj(0.1, 5)}pJ/B",
+        f"offchip.read_energy={pj(1, 50)}pJ/bit", f"offchip.write_energy={pj(1, 50)}pJ/bit",
+        f"sram.leakage={pj(0.1, 20)}mW", f"energy.index_decode={pj(0.01, 2)}pJ",
+        f"energy.mac.int8={pj(0.05, 2)}pJ",
+        f"compute.skip_zero_weights={draw(st.booleans())}".lower(),
+    ])
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-24)
+
+
 @FAST
-@given(w=workloads(), hw=configs(), policy=st.sampled_from(["lru", "pinned", "belady"]))
-def test_energy_is_the_sum_of_its_parts(w, hw, policy):
-    df = simulate(hw, w, policy=policy).inferences
-    parts = (df.energy_mac_j + df.energy_sram_j + df.energy_offchip_j + df.energy_decode_j
-             + df.energy_leak_j)
-    assert (df.energy_j == parts).all()
-    assert (df[["energy_mac_j", "energy_sram_j", "energy_offchip_j", "energy_leak_j"]] >= 0
-            ).all().all()
+@given(w=workloads(), hw=energy_configs(), policy=st.sampled_from(list(POLICIES)),
+       prefetch=st.sampled_from(list(PREFETCH_MODES)))
+def test_energy_is_the_sum_of_its_parts(w, hw, policy, prefetch):
+    # each part against its own formula (DESIGN.md, energy), from the workload and the config:
+    #   mac     = executed MACs of each op (effective ones when zeros are skipped) x pJ/MAC of
+    #             its precision
+    #   sram    = bytes read x read pJ/B + bytes written x write pJ/B, where reads are every
+    #             op's weight bytes and input bytes plus the spill read back, and writes every
+    #             op's output plus the weights brought on chip plus the spill written
+    #   offchip = (weights read + spill read back) x 8 x read pJ/bit + spill written x 8 x
+    #             write pJ/bit (a spill is written once and read once: half each)
+    #   decode  = nonzeros of each op's non-dense blocks x pJ per index
+    #   leak    = leakage W x latency
+    # and the total is exactly the sum of the five.
+    for row in simulate(hw, w, policy=policy, prefetch=prefetch).rows:
+        ops = w.paths[int(w.sequence[row.input])].ops
+        blocks = [[w.blocks[b] for b in dict.fromkeys(op.weights)] for op in ops]
+        executed = [op.effective_macs if hw.skip_zero_weights else op.macs for op in ops]
+        assert row.macs == sum(executed)
+        mac_pj = sum(m * hw.mac_pj[op.precision] for m, op in zip(executed, ops, strict=True))
+        assert _close(row.energy_mac_j, mac_pj * 1e-12)
+        spill = row.act_dram_bytes // 2
+        assert row.act_dram_bytes == 2 * spill
+        assert row.sram_read_bytes == spill + sum(
+            op.in_bytes + sum(b.stored_bytes for b in bl)
+            for op, bl in zip(ops, blocks, strict=True))
+        assert row.sram_write_bytes == (spill + sum(op.out_bytes for op in ops)
+                                        + row.weight_dram_bytes - row.spec_wasted_bytes)
+        assert _close(row.energy_sram_j, (row.sram_read_bytes * hw.sram_read_pj_per_byte
+                                          + row.sram_write_bytes * hw.sram_write_pj_per_byte)
+                      * 1e-12)
+        assert _close(row.energy_offchip_j,
+                      ((row.weight_dram_bytes + spill) * 8 * hw.offchip_read_pj_per_bit
+                       + spill * 8 * hw.offchip_write_pj_per_bit) * 1e-12)
+        decoded = sum(b.nonzeros for bl in blocks for b in bl if b.encoding != "dense")
+        assert _close(row.energy_decode_j, decoded * hw.index_decode_pj * 1e-12)
+        assert _close(row.energy_leak_j, hw.sram_leak_w * row.latency_s)
+        assert row.energy_j == (row.energy_mac_j + row.energy_sram_j + row.energy_offchip_j
+                                + row.energy_decode_j + row.energy_leak_j)
 
 
 @FAST
 @given(w=workloads(), hw=configs(),
-       policy=st.sampled_from(["lru", "pinned", "belady"]),
-       prefetch=st.sampled_from(["next", "none", "speculative"]))
+       policy=st.sampled_from(list(POLICIES)),
+       prefetch=st.sampled_from(list(PREFETCH_MODES)))
 def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch):
     a = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     b = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
@@ -117,7 +173,7 @@ def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch):
 
 
 @FAST
-@given(w=workloads(), policy=st.sampled_from(["lru", "pinned", "belady"]))
+@given(w=workloads(), policy=st.sampled_from(list(POLICIES)))
 def test_sram_holding_the_model_moves_nothing_after_first_use(w, policy):
     hw = tiny_config(sram=w.stored_bytes)
     df = simulate(hw, w, policy=policy).inferences
@@ -129,7 +185,7 @@ def test_sram_holding_the_model_moves_nothing_after_first_use(w, policy):
 
 
 @FAST
-@given(w=workloads(), policy=st.sampled_from(["lru", "pinned", "belady"]))
+@given(w=workloads(), policy=st.sampled_from(list(POLICIES)))
 def test_no_weight_sram_moves_every_path_in_full(w, policy):
     # nothing stays on chip, so every op streams its blocks: a path moves its stored bytes,
     # and a block read by two ops of the path moves twice
@@ -261,7 +317,7 @@ def test_routed_policies_on_skewed_paths():
     w = _routed()
     hw = tiny_config(sram=5010)
     res = {p: simulate(hw, w, policy=p).inferences.weight_dram_bytes.iloc[1:].sum()
-           for p in ("lru", "pinned", "belady")}
+           for p in POLICIES}
     assert res["belady"] <= min(res["lru"], res["pinned"])
     assert res["pinned"] == 2 * 4000
     path_bytes = sum(w.path_stored_bytes(int(p)) for p in w.sequence[1:])

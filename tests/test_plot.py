@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from edgesim.cli import main
-from edgesim.engine import simulate
 from edgesim.errors import DataError, EdgesimError
 from edgesim.plot import pareto_front, plot
+from edgesim.sim import simulate
 from edgesim.sweep import sweep
 from edgesim.testing import TINY_CONFIG, tiny_config, tiny_workload
 

@@ -9,7 +9,7 @@ import pytest
 
 from edgesim import api
 from edgesim.config import load_config
-from edgesim.engine import simulate
+from edgesim.sim import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")

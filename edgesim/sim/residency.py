@@ -1,13 +1,13 @@
 """Weight residency in on-chip SRAM: which weight bytes stay between ops and between inferences.
 
-Public names: ``POLICIES``, ``Residency``, ``LRU``, ``Pinned``, ``Belady``, ``make_policy``,
-``Served``.
+Public names: ``POLICIES``, ``Residency``, ``LRU``, ``Pinned``, ``Belady``, ``Stream``,
+``Served``, ``make_policy``, ``NEVER``, ``NEVER_OP``, ``OP_STRIDE``.
 
 A policy sees the ops of a stream in order. For each op it is asked to ``serve`` the op's weight
 blocks (indices into a size array) and answers how many bytes had to come from off-chip and be
 kept, how many came from off-chip and were not kept (streamed in tiles), and which resident blocks
 lost bytes to make room. Decisions depend only on the access sequence, so the bytes an inference
-moves are independent of timing; the engine (``edgesim.engine``) then schedules the transfers.
+moves are independent of timing; the engine (``edgesim.sim.engine``) then schedules the transfers.
 
 Byte model. Capacity is the weight part of SRAM in bytes. Every fetched byte passes through SRAM;
 a policy only decides what stays afterwards. A block larger than what the policy can make free is
@@ -23,23 +23,58 @@ streamed and not kept. The blocks of the op being served are never evicted to se
   in part. With every byte an equal-size unit and next uses known, this is optimal (it is a stack
   algorithm), so it is a lower bound on the bytes of any policy of this model, ``lru`` and
   ``pinned`` included, and it never moves more bytes when capacity grows.
+
+Each policy class builds itself for a stream (``for_stream``, where offline preparation such as
+pinned's priority order or belady's next-use table happens) and says what of the stream its next
+inference depends on (``memo_key``). A new policy is one class and one line in ``POLICIES``.
+
+>>> s = Stream(sizes=(10, 10), capacity=10, paths=(((0,), (1,)),), sequence=np.zeros(2, int))
+>>> lru = make_policy("lru", s)
+>>> [lru.serve(ids, 0, j).kept for j, ids in enumerate(s.paths[0])]
+[10, 10]
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
-__all__ = ["LRU", "POLICIES", "Belady", "Pinned", "Residency", "Served", "make_policy"]
-
-POLICIES = ("lru", "pinned", "belady")
+__all__ = ["LRU", "NEVER", "NEVER_OP", "OP_STRIDE", "POLICIES", "Belady", "Pinned", "Residency",
+           "Served", "Stream", "make_policy"]
 
 #: A next-use position larger than any real one.
 NEVER = np.iinfo(np.int64).max
+#: Stream positions are ``inference * OP_STRIDE + op index``.
+OP_STRIDE = 1 << 20
+#: ``op`` value meaning "after the last op of the inference".
+NEVER_OP = OP_STRIDE - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """What a policy may know of a stream before it starts (offline preparation).
+
+    ``sizes[b]`` is block b's stored bytes; ``capacity`` the weight SRAM bytes; ``paths[p][j]``
+    the block indices op j of path p reads (deduplicated); ``sequence`` the path of each input.
+    """
+
+    sizes: Sequence[int]
+    capacity: int
+    paths: Sequence[Sequence[tuple[int, ...]]]
+    sequence: np.ndarray
+
+    def frequencies(self) -> np.ndarray:
+        """Fraction of inputs taking each path (uniform over paths for an empty sequence)."""
+        if self.sequence.size == 0:
+            return np.full(len(self.paths), 1.0 / len(self.paths))
+        counts = np.bincount(self.sequence, minlength=len(self.paths))
+        return counts / counts.sum()
 
 
 @dataclass(slots=True)
@@ -59,6 +94,11 @@ class Residency(ABC):
     def __init__(self, sizes: Sequence[int], capacity: int) -> None:
         self.sizes = [int(s) for s in sizes]
         self.capacity = max(0, int(capacity))
+
+    @classmethod
+    def for_stream(cls, stream: Stream) -> Residency:
+        """The policy for ``stream``, with whatever it prepares offline."""
+        return cls(stream.sizes, stream.capacity)
 
     @abstractmethod
     def state(self) -> Hashable:
@@ -80,6 +120,11 @@ class Residency(ABC):
     @abstractmethod
     def resident_set(self) -> frozenset[int]:
         """Blocks wholly on chip now."""
+
+    def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
+        """What, besides the path, fixes the cost of ``inference`` reading ``blocks``: the
+        policy's state (an offline policy adds what it knows of the future)."""
+        return self.state()
 
 
 class LRU(Residency):
@@ -138,7 +183,8 @@ class LRU(Residency):
 
 
 class Pinned(Residency):
-    """A static allocation chosen offline from use frequencies."""
+    """A static allocation chosen offline from use frequencies (``priority``: blocks in the order
+    they are offered room)."""
 
     name = "pinned"
 
@@ -152,6 +198,10 @@ class Pinned(Residency):
                 room -= self.sizes[b]
         self.pinned = frozenset(pinned)
         self._loaded: set[int] = set()
+
+    @classmethod
+    def for_stream(cls, stream: Stream) -> Pinned:
+        return cls(stream.sizes, stream.capacity, pinned_priority(stream))
 
     def state(self) -> Hashable:
         return frozenset(self._loaded)
@@ -178,20 +228,48 @@ class Pinned(Residency):
         return Served(kept, streamed, ())
 
 
+def pinned_priority(stream: Stream) -> list[int]:
+    """Blocks by decreasing use frequency over the stream, ties by first use (path order, then
+    op order); blocks no path reads are left out."""
+    freq = stream.frequencies()
+    use = np.zeros(len(stream.sizes))
+    first: dict[int, int] = {}
+    order = 0
+    for p, ops in enumerate(stream.paths):
+        for ids in ops:
+            for b in ids:
+                if b not in first:
+                    first[b] = order
+                    order += 1
+        for b in {b for ids in ops for b in ids}:
+            use[b] += freq[p]
+    return sorted(first, key=lambda b: (-round(use[b], 12), first[b]))
+
+
 class Belady(Residency):
     """Belady's MIN at byte granularity with bypass (offline optimal).
 
     ``next_use(block, inference, op)`` gives the stream position of the block's next use after
-    (inference, op), or ``NEVER``; positions are comparable integers.
+    (inference, op), or ``NEVER``; positions are comparable integers. ``future`` (a ``Future``),
+    when given, adds what of the future an inference depends on to ``memo_key``.
     """
 
     name = "belady"
 
-    def __init__(self, sizes: Sequence[int], capacity: int, next_use) -> None:
+    def __init__(self, sizes: Sequence[int], capacity: int, next_use,
+                 future: Future | None = None) -> None:
         super().__init__(sizes, capacity)
         self._next_use = next_use
+        self._future = future
         self._held: dict[int, int] = {}       # block -> resident bytes
         self._nu: dict[int, int] = {}         # block -> its next use position
+
+    @classmethod
+    def for_stream(cls, stream: Stream) -> Belady:
+        if stream.sequence.size == 0:
+            return cls(stream.sizes, stream.capacity, lambda b, i, j: NEVER)
+        future = Future(stream)
+        return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
         return tuple(sorted(self._held.items()))
@@ -199,6 +277,12 @@ class Belady(Residency):
     def restore(self, state: Hashable) -> None:
         self._held = dict(state)  # type: ignore[arg-type]
         self._nu = {}
+
+    def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
+        state = self.state()
+        if self._future is None:
+            return state
+        return state, self._future.key(set(self._held) | set(blocks), inference)
 
     def resident_bytes(self) -> int:
         return sum(self._held.values())
@@ -242,21 +326,73 @@ class Belady(Residency):
         return Served(kept, fetched - kept, tuple(evicted))
 
 
-#: Positions are inference * OP_STRIDE + op index.
-OP_STRIDE = 1 << 20
-#: ``op`` value meaning "after the last op of the inference".
-NEVER_OP = OP_STRIDE - 1
+class Future:
+    """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
+
+    ``next_use(b, i, j)`` is the stream position (``i * OP_STRIDE + op``) of block b's first use
+    after op j of inference i, or ``NEVER``; ``key(blocks, i)`` is what of the future an
+    inference's decisions depend on: the next uses after inference i of the given blocks.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        seq = stream.sequence
+        n = int(seq.size)
+        nblocks, npaths = len(stream.sizes), len(stream.paths)
+        self.seq = seq
+        self.n = n
+        # per path, per block: the op indices reading it (sorted lists, for bisect)
+        self.ops_of: list[dict[int, list[int]]] = []
+        first = np.full((npaths, nblocks), -1, dtype=np.int64)
+        uses = np.zeros((nblocks, npaths), dtype=bool)
+        for p, ops in enumerate(stream.paths):
+            d: dict[int, list[int]] = {}
+            for j, ids in enumerate(ops):
+                for b in ids:
+                    d.setdefault(b, []).append(j)
+            self.ops_of.append(d)
+            for b, js in d.items():
+                first[p, b] = js[0]
+                uses[b, p] = True
+        self.first = first
+        # nxt[b, i]: the first inference after i whose path reads b (n if none)
+        idx = np.where(uses[:, seq], np.arange(n, dtype=np.int64), n)        # (blocks, n)
+        after = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]          # first >= i
+        self.nxt = np.concatenate([after[:, 1:], np.full((nblocks, 1), n)], axis=1)
+
+    def next_use(self, b: int, i: int, j: int) -> int:
+        if j != NEVER_OP:
+            here = self.ops_of[self.seq[i]].get(b)
+            if here is not None:
+                k = bisect_right(here, j)
+                if k < len(here):
+                    return i * OP_STRIDE + here[k]
+        i2 = int(self.nxt[b, i])
+        if i2 >= self.n:
+            return NEVER
+        return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
+
+    def key(self, blocks, i: int) -> bytes:
+        """Decisions inside inference i compare next uses; those after it only by their order
+        (all come after every use inside it), so their dense ranks are the whole key."""
+        arr = np.fromiter(sorted(blocks), dtype=np.int64)
+        nx = self.nxt[arr, i]
+        pos = np.where(nx >= self.n, np.iinfo(np.int64).max,
+                       nx * OP_STRIDE + self.first[self.seq[np.minimum(nx, self.n - 1)], arr])
+        ranks = np.unique(pos, return_inverse=True)[1].astype(np.int32)
+        return arr.tobytes() + ranks.tobytes()
 
 
-def make_policy(name: str, sizes: Sequence[int], capacity: int, *, priority=None,
-                next_use=None) -> Residency:
-    """Build a residency policy by name."""
-    if name == "lru":
-        return LRU(sizes, capacity)
-    if name == "pinned":
-        return Pinned(sizes, capacity, priority if priority is not None else range(len(sizes)))
-    if name == "belady":
-        if next_use is None:
-            raise ValueError("belady needs next_use")
-        return Belady(sizes, capacity, next_use)
-    raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
+#: The residency policies by name (CLI, sweep and tests read this table).
+POLICIES: Mapping[str, type[Residency]] = MappingProxyType({
+    "lru": LRU,
+    "pinned": Pinned,
+    "belady": Belady,
+})
+
+
+def make_policy(name: str, stream: Stream) -> Residency:
+    """The policy ``name`` of ``POLICIES``, prepared for ``stream``."""
+    cls = POLICIES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
+    return cls.for_stream(stream)

@@ -1,0 +1,34 @@
+"""The simulator: a Workload on a HardwareConfig -> per-inference and per-op rows.
+
+Public names: ``simulate``, ``Result``, ``InferenceRow``, ``LayerRow``, ``POLICIES``,
+``PREFETCH_MODES``, ``INFERENCE_COLUMNS``, ``LAYER_COLUMNS``, ``SUMMARY_METRICS``, ``summarize``,
+``Residency``, ``Energy``, ``inference_energy``.
+
+Modules, in the order a simulation uses them:
+
+* ``plan``: the config's fields the simulator reads (``Machine``) and each path compiled for it;
+* ``residency``: which weight bytes stay on chip (``lru``, ``pinned``, ``belady``; ``POLICIES``);
+* ``engine``: the discrete-event run of a stream (``simulate``, ``PREFETCH_MODES``);
+* ``energy``: the energy parts of one inference from its counts;
+* ``result``: the named rows, ``Result`` and ``summarize``.
+
+It reads a Workload and a HardwareConfig and never imports torch, the zoo or pandas (a
+``Result`` builds its DataFrames on first use).
+"""
+
+from edgesim.sim.energy import Energy, inference_energy
+from edgesim.sim.engine import PREFETCH_MODES, simulate
+from edgesim.sim.residency import POLICIES, Residency
+from edgesim.sim.result import (
+    INFERENCE_COLUMNS,
+    LAYER_COLUMNS,
+    SUMMARY_METRICS,
+    InferenceRow,
+    LayerRow,
+    Result,
+    summarize,
+)
+
+__all__ = ["INFERENCE_COLUMNS", "LAYER_COLUMNS", "POLICIES", "PREFETCH_MODES", "SUMMARY_METRICS",
+           "Energy", "InferenceRow", "LayerRow", "Residency", "Result", "inference_energy",
+           "simulate", "summarize"]

@@ -1,0 +1,140 @@
+"""Residency policies on tiny streams, each with its closed form derived in a comment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgesim.sim import POLICIES, Residency
+from edgesim.sim.residency import LRU, Belady, Pinned, Stream, make_policy, pinned_priority
+
+A, B, C = 0, 1, 2
+
+
+def _stream(sizes, capacity, paths, sequence=(0,)) -> Stream:
+    return Stream(tuple(sizes), capacity, tuple(tuple(tuple(op) for op in p) for p in paths),
+                  np.asarray(sequence, dtype=np.int32))
+
+
+def _run(policy: Residency, stream: Stream) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(kept, streamed, evicted) of every op of the stream, in order."""
+    out = []
+    for i, p in enumerate(stream.sequence.tolist()):
+        for j, ids in enumerate(stream.paths[p]):
+            s = policy.serve(ids, i, j)
+            out.append((s.kept, s.streamed, s.evicted))
+    return out
+
+
+def test_the_table_names_each_policy_class():
+    assert list(POLICIES) == ["lru", "pinned", "belady"]
+    for name, cls in POLICIES.items():
+        assert issubclass(cls, Residency)
+        assert cls.name == name
+
+
+def test_unknown_policy_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown policy 'fifo'; expected one of lru, pinned"):
+        make_policy("fifo", _stream([1], 1, [[(A,)]]))
+
+
+def test_lru_two_blocks_that_do_not_fit_together_both_miss_every_time():
+    # 10 + 10 > 15: each use of A evicts B and each use of B evicts A, so the stream
+    # A B A B moves 4 x 10 = 40 bytes, all kept (each block alone fits), and every access
+    # after the first evicts the other block.
+    s = _stream([10, 10], 15, [[(A,), (B,), (A,), (B,)]])
+    assert _run(make_policy("lru", s), s) == [(10, 0, ()), (10, 0, (A,)), (10, 0, (B,)),
+                                              (10, 0, (A,))]
+
+
+def test_lru_evicts_the_least_recently_used():
+    # room for two of three 10-byte blocks: after A B A the least recent is B, so C evicts B
+    # and the next A hits (0 bytes).
+    s = _stream([10, 10, 10], 20, [[(A,), (B,), (A,), (C,), (A,)]])
+    res = _run(make_policy("lru", s), s)
+    assert res[3] == (10, 0, (B,))
+    assert res[4] == (0, 0, ())
+
+
+def test_lru_streams_a_block_larger_than_its_room_and_keeps_nothing():
+    # a 20-byte block in 15 bytes cannot be kept: streamed every time, nothing evicted.
+    s = _stream([5, 20], 15, [[(A,), (B,), (A,), (B,)]])
+    lru = make_policy("lru", s)
+    assert _run(lru, s) == [(5, 0, ()), (0, 20, ()), (0, 0, ()), (0, 20, ())]
+    assert lru.resident_set() == {A}
+    # an op's own blocks are never evicted to serve it: A (5) + B (12) > 15 in one op, so B is
+    # streamed although it alone would fit
+    s2 = _stream([5, 12], 15, [[(A, B)]])
+    assert _run(make_policy("lru", s2), s2) == [(5, 12, ())]
+
+
+def test_belady_keeps_the_block_used_again():
+    # A B A with room for one 10-byte block: after B, A's next use (op 2) is nearer than B's
+    # (never), so B bypasses SRAM (streamed) and A stays: 10 + 10 + 0 = 20 bytes, against
+    # LRU's 30 (B evicts A, A misses again).
+    s = _stream([10, 10], 10, [[(A,), (B,), (A,)]])
+    assert _run(make_policy("belady", s), s) == [(10, 0, ()), (0, 10, ()), (0, 0, ())]
+    lru = _run(make_policy("lru", s), s)
+    assert sum(k + st for k, st, _ in lru) == 30
+
+
+def test_belady_keeps_blocks_in_part():
+    # A B A B, 10-byte blocks, 15 bytes of room. op 1: 20 B held > 15; B's next use (op 3)
+    # is later than A's (op 2), so 5 of B's bytes go: kept 5, streamed 5. op 2: A is whole,
+    # a hit. op 3: B's missing 5 bytes are fetched (held 20 again); neither block is used
+    # again, the tie is broken by the higher block index, so B loses the 5 again: kept 0,
+    # streamed 5. Total 10 + 10 + 0 + 5 = 25 bytes (LRU: 40).
+    s = _stream([10, 10], 15, [[(A,), (B,), (A,), (B,)]])
+    bel = make_policy("belady", s)
+    assert _run(bel, s) == [(10, 0, ()), (5, 5, ()), (0, 0, ()), (0, 5, ())]
+    assert bel.resident_bytes() == 15
+    assert bel.resident_set() == {A}
+
+
+def test_belady_looks_across_inferences():
+    # two inferences of path (A, B), room for one: at B of inference 0 the next uses are A at
+    # inference 1 op 0, B at inference 1 op 1, so B bypasses; inference 1 then hits A and
+    # streams B again: 10 + 10 + 0 + 10 = 30 bytes.
+    s = _stream([10, 10], 10, [[(A,), (B,)]], sequence=[0, 0])
+    assert _run(make_policy("belady", s), s) == [(10, 0, ()), (0, 10, ()), (0, 0, ()),
+                                                 (0, 10, ())]
+
+
+def test_pinned_keeps_the_most_frequent_blocks_first():
+    # path 0 = (A, B) taken by 3 of 4 inputs, path 1 = (A, C) by 1: use frequencies A 1.0,
+    # B 0.75, C 0.25. Room for two 10-byte blocks: A and B are pinned; C is streamed on each
+    # use: 4 inputs move A and B once (20 bytes) and C once per path-1 input (10 bytes).
+    s = _stream([10, 10, 10], 20, [[(A,), (B,)], [(A,), (C,)]], sequence=[1, 0, 0, 0])
+    assert pinned_priority(s) == [A, B, C]
+    pin = make_policy("pinned", s)
+    assert pin.pinned == {A, B}
+    assert _run(pin, s) == [(10, 0, ()), (0, 10, ()), (0, 0, ()), (10, 0, ()),
+                            (0, 0, ()), (0, 0, ()), (0, 0, ()), (0, 0, ())]
+
+
+def test_pinned_ties_go_to_first_use_and_packing_is_greedy():
+    # one path (C, B, A): equal frequencies, so priority is first use: C, B, A. A 30-byte C
+    # does not fit in 20 and is skipped; B (10) and A (10) fill the room.
+    s = _stream([10, 10, 30], 20, [[(C,), (B,), (A,)]])
+    assert pinned_priority(s) == [C, B, A]
+    assert make_policy("pinned", s).pinned == {A, B}
+
+
+def test_pinned_on_an_empty_stream_weighs_paths_equally():
+    # no inputs: each of the two paths counts 1/2, so the shared block A (1.0) comes first,
+    # then B and C (0.5 each) by first use.
+    s = _stream([10, 10, 10], 20, [[(A,), (B,)], [(A,), (C,)]], sequence=[])
+    assert pinned_priority(s) == [A, B, C]
+
+
+@pytest.mark.parametrize("cls", [LRU, Pinned, Belady])
+def test_state_and_restore_replay_the_same_costs(cls):
+    # a policy restored to a snapshot answers the same stream the same way again
+    s = _stream([10, 10, 10], 20, [[(A,), (B,), (C,), (A,)]], sequence=[0, 0])
+    pol = cls.for_stream(s)
+    pol.serve((A,), 0, 0)
+    snap = pol.state()
+    first = [pol.serve(ids, 0, j + 1) for j, ids in enumerate(s.paths[0][1:])]
+    pol.restore(snap)
+    again = [pol.serve(ids, 0, j + 1) for j, ids in enumerate(s.paths[0][1:])]
+    assert first == again
