@@ -102,3 +102,24 @@ def test_value_the_config_rejects_fails_in_the_grid():
     # activation reserve of npu_small is 25 %; 0 B SRAM is rejected by the config (positive)
     with pytest.raises(ConfigError, match=r"^--set sram.size=0B,1MiB: "):
         parse_grid(CFG, ["sram.size=0B,1MiB"])
+
+
+def test_list_of_flow_lists_is_one_value_each():
+    # commas inside brackets do not split: two format lists, in the order given
+    assert parse_axis("formats=[dense],[dense,csr]", CFG).values == ("[dense]", "[dense,csr]")
+
+
+def test_every_quantity_key_of_the_schema_takes_a_range_in_its_kind():
+    # the unit kinds come from the config schema alone: a new quantity field is swept in its
+    # unit with no change here. 1..4 of a unit, x2, is 1, 2 and 4 of it (3 values).
+    from edgesim.schema import Unit, meta, schema_fields
+    from edgesim.units import accepted_units
+    for path, info in schema_fields():
+        unit = meta(info, Unit)
+        if unit is None:
+            continue
+        u = accepted_units(unit.kind)[1 if unit.kind == "size" else 0]
+        key = ".".join(path)
+        axis = parse_axis(f"{key}=1{u}..4{u}:x2", CFG)
+        assert len(axis.values) == 3, key
+        assert axis.values[0].endswith(" " + u) or unit.kind == "size", (key, axis.values)

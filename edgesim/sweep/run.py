@@ -1,10 +1,11 @@
 """The sweep verb: many hardware points x models x policies, resumable, on any executor.
 
-Public names: ``sweep``, ``simulate_point``, ``PointTask``, ``PointResult``.
+Public names: ``sweep``, ``simulate_point``, ``PointTask``, ``PointResult``,
+``workload_options``.
 
 ``sweep`` is a list of steps: check the arguments and the grid (``edgesim.sweep.grid``; bad
-ranges fail before any work), load one config per point, trace each model once per trace key of
-the grid (``trace_options``: what ``api.workload`` takes of a config; disk-cached), then run
+ranges fail before any work), load one config per point, get each model's Workload once per
+``workload_options`` of the grid (``api.workload``: traced once per precision, disk-cached), run
 every (point, model, policy) not already in the store as a ``PointTask`` on the executor
 (``edgesim.sweep.executors``) and commit each ``SweepRow`` (``edgesim.sweep.rows``) to the store
 (``edgesim.sweep.store``) the moment it comes back. The table is read back from the store in
@@ -15,7 +16,6 @@ and whether torch or the zoo was loaded there.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from edgesim.config import HardwareConfig
     from edgesim.workload import Workload
 
-__all__ = ["PointResult", "PointTask", "simulate_point", "sweep", "trace_options"]
+__all__ = ["PointResult", "PointTask", "simulate_point", "sweep", "workload_options"]
 
 
 # --------------------------------------------------------------------------- the per-point task
@@ -137,27 +137,21 @@ def _load(config: Any, overrides: Sequence[str]) -> HardwareConfig:
     return load_config(config, overrides)
 
 
-def trace_options(hw: HardwareConfig) -> dict[str, Any]:
-    """The config's settings a trace depends on: those ``api.workload`` takes.
+def workload_options(hw: HardwareConfig) -> dict[str, Any]:
+    """What ``api.workload`` takes of a config: the Workload as this hardware stores it.
 
-    Points with equal options share one trace. ``precision`` always; activation bits and weight
-    encodings only while tracing still fixes them (once they are decided when simulating,
-    ``api.workload`` no longer takes them and a sweep over them traces once).
+    Points with equal options share one Workload. The trace under it depends on the precision
+    alone (``api.workload`` caches it by model, precision, weights, seed and level, and decides
+    encodings and activation bytes from ``formats`` and ``act_bits`` afterwards), so a sweep
+    over formats or activation bits traces each model once.
     """
-    from edgesim import api
-    takes = inspect.signature(api.workload).parameters
-    opts: dict[str, Any] = {"precision": hw.precision}
-    if "act_bits" in takes:
-        opts["act_bits"] = hw.act_bits
-    if "formats" in takes:
-        opts["formats"] = tuple(hw.formats)
-    return opts
+    return {"precision": hw.precision, "act_bits": hw.act_bits, "formats": tuple(hw.formats)}
 
 
 def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int, seed: int,
                say: Callable[[str], None] | None
                ) -> tuple[list[list[str]], dict[str, Workload], list[str]]:
-    """Trace each model once per ``trace_options`` of the grid.
+    """Each model's Workload once per ``workload_options`` of the grid.
 
     Returns, per point, the workload id of each model; the workloads by id; the model labels.
     """
@@ -170,7 +164,7 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
     table: dict[str, Workload] = {}
     ids: list[list[str]] = []
     for hw in hws:
-        opts = trace_options(hw)
+        opts = workload_options(hw)
         key = json.dumps(opts, sort_keys=True)
         if key not in by_key:
             row = []
