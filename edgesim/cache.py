@@ -190,66 +190,96 @@ class _Encoder:
 
 
 class _Decoder:
-    """JSON-able data back to values; builds only what ``_Encoder`` writes."""
+    """JSON-able data back to values; builds only what ``_Encoder`` writes.
+
+    ``decode`` dispatches on the type first and on the tag of a one-key object second (a
+    Workload is thousands of small values; this walk is most of a cached run's load time).
+    """
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.classes = _ir_classes()
+        self.classes = {name: (cls, frozenset(f.name for f in dataclasses.fields(cls) if f.init))
+                        for name, cls in _ir_classes().items()}
         self.built: list[Any] = []
         self.arrays = arrays
+        self.tags = {"@r": self._ref, "@t": self._tuple, "@d": self._dict, "@a": self._array,
+                     "@s": self._set, "@f": self._frozenset}
 
-    def _number(self, obj: Any) -> Any:
+    def decode(self, d: Any) -> Any:
+        t = type(d)
+        if t is str:
+            self.built.append(d)
+            return d
+        if t is dict:
+            if len(d) == 1:
+                ((tag, body),) = d.items()
+                if tag not in self.tags:
+                    raise _Bad(f"unknown tag {tag!r}")
+                return self.tags[tag](body)
+            if d.keys() == {"@o", "f"}:
+                return self._object(d["@o"], d["f"])
+            if d.keys() == {"@n", "v"}:
+                return self._scalar(d["@n"], d["v"])
+            raise _Bad("unexpected object")
+        if t is list:
+            out = [self.decode(x) for x in d]
+            self.built.append(out)
+            return out
+        if d is None or t is int or t is float or t is bool:
+            return d
+        raise _Bad("unexpected value")
+
+    def _items(self, body: Any) -> list[Any]:
+        if type(body) is not list:
+            raise _Bad("unexpected container")
+        return [self.decode(x) for x in body]
+
+    def _keep(self, obj: Any) -> Any:
         self.built.append(obj)
         return obj
 
-    def decode(self, d: Any) -> Any:
-        if d is None or isinstance(d, (bool, int, float)):
-            return d
-        if isinstance(d, str):
-            return self._number(d)
-        if isinstance(d, list):
-            return self._number([self.decode(x) for x in d])
-        if not isinstance(d, dict) or len(d) not in (1, 2):
-            raise _Bad("unexpected value")
-        tag = next(iter(d))
-        body = d[tag]
-        if tag == "@r" and len(d) == 1:
-            return self.built[_index(body, len(self.built))]
-        if tag == "@n" and set(d) == {"@n", "v"}:
-            dtype = np.dtype(body)
-            if dtype.kind not in _NUMERIC or isinstance(d["v"], (str, list, dict)):
-                raise _Bad("not a numeric scalar")
-            return dtype.type(d["v"])
-        if tag == "@o" and set(d) == {"@o", "f"}:
-            cls = self.classes.get(body) if isinstance(body, str) else None
-            if cls is None or not isinstance(d["f"], dict):
-                raise _Bad(f"not an IR class: {body!r}")
-            names = {f.name for f in dataclasses.fields(cls) if f.init}
-            if not set(d["f"]) <= names:
-                raise _Bad(f"{body}: unknown fields")
-            return self._number(cls(**{k: self.decode(x) for k, x in d["f"].items()}))
-        if len(d) != 1:
-            raise _Bad("unexpected object")
-        if tag == "@a":
-            return self._number(self.arrays[_index(body, len(self.arrays))])
-        if not isinstance(body, list):
-            raise _Bad("unexpected container")
-        if tag == "@t":
-            return self._number(tuple(self.decode(x) for x in body))
-        if tag == "@s":
-            return self._number({self.decode(x) for x in body})
-        if tag == "@f":
-            return self._number(frozenset(self.decode(x) for x in body))
-        if tag == "@d":
-            if not all(isinstance(kv, list) and len(kv) == 2 for kv in body):
-                raise _Bad("unexpected dict")
-            return self._number({self.decode(k): self.decode(x) for k, x in body})
-        raise _Bad(f"unknown tag {tag!r}")
+    def _ref(self, i: Any) -> Any:
+        if type(i) is not int or i < 0:
+            raise _Bad("bad reference")
+        return self.built[i]
 
+    def _tuple(self, body: Any) -> tuple:
+        return self._keep(tuple(self._items(body)))
 
-def _index(i: Any, n: int) -> int:
-    if type(i) is not int or not 0 <= i < n:
-        raise _Bad("reference out of range")
-    return i
+    def _set(self, body: Any) -> set:
+        return self._keep(set(self._items(body)))
+
+    def _frozenset(self, body: Any) -> frozenset:
+        return self._keep(frozenset(self._items(body)))
+
+    def _dict(self, body: Any) -> dict:
+        if type(body) is not list:
+            raise _Bad("unexpected dict")
+        out = {}
+        for kv in body:
+            if type(kv) is not list or len(kv) != 2:
+                raise _Bad("unexpected dict item")
+            k = self.decode(kv[0])
+            out[k] = self.decode(kv[1])
+        return self._keep(out)
+
+    def _array(self, i: Any) -> np.ndarray:
+        if type(i) is not int or not 0 <= i < len(self.arrays):
+            raise _Bad("bad array reference")
+        return self._keep(self.arrays[i])
+
+    def _scalar(self, dtype: Any, v: Any) -> np.generic:
+        if type(dtype) is not str or type(v) not in (bool, int, float):
+            raise _Bad("not a numeric scalar")
+        dt = np.dtype(dtype)
+        if dt.kind not in _NUMERIC:
+            raise _Bad("not a numeric scalar")
+        return dt.type(v)
+
+    def _object(self, name: Any, fields: Any) -> Any:
+        cls, names = self.classes.get(name, (None, None)) if type(name) is str else (None, None)
+        if cls is None or type(fields) is not dict or not fields.keys() <= names:
+            raise _Bad(f"not an IR object: {name!r}")
+        return self._keep(cls(**{k: self.decode(x) for k, x in fields.items()}))
 
 
 # --------------------------------------------------------------------------- entries
