@@ -234,11 +234,7 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     from edgesim.api import model_info
     plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
                  {wid: model_info(w) for wid, w in table.items()}, memo, detail)
-    tasks = [
-        _Task(point_key(hw, labels[m], ids[p][m], table[ids[p][m]].inputs, pol, prefetch),
-              p, m, k, ids[p][m])
-        for p, hw in enumerate(hws) for m in range(len(models)) for k, pol in enumerate(policies)
-    ]
+    tasks = _tasks(plan, ids)
     keys = [t.key for t in tasks]
     with Store(out / RESULTS_FILE) as store:
         done = store.finished(detail=detail)
@@ -259,6 +255,16 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     df.to_csv(out / CSV_FILE, index=False, float_format="%.12g", lineterminator="\n")
     df.attrs["workers"] = {pid: s._asdict() for pid, s in sorted(seen.items())}
     return df
+
+
+def _tasks(plan: _Plan, ids: Sequence[Sequence[str]]) -> list[_Task]:
+    """Every (point, model, policy) in table order, each with its store key."""
+    return [
+        _Task(point_key(hw, plan.labels[m], wid, plan.workloads[wid].inputs, pol, plan.prefetch),
+              p, m, k, wid)
+        for p, hw in enumerate(plan.hws) for m, wid in enumerate(ids[p])
+        for k, pol in enumerate(plan.policies)
+    ]
 
 
 def _run(pending: Sequence[_Task], plan: _Plan, store: Store, how: ExecutorSpec,
