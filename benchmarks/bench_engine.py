@@ -55,13 +55,13 @@ def main() -> int:
     torch.set_num_threads(1)
     from edgesim import api
     from edgesim.config import load_config
-    from edgesim.sim import simulate
+    from edgesim.sim import POLICIES, simulate
 
     rows = []
     npu = ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml"
     hw = load_config(npu)
     w = api.workload("dense_r50", formats=hw.formats).with_inputs(a.inputs)
-    for policy in ("lru", "pinned", "belady"):
+    for policy in POLICIES:
         for memo in (True, False):
             n = a.inputs if memo else max(50, a.inputs // 10)
             ww = w if memo else w.with_inputs(n)

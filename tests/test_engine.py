@@ -11,7 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgesim.sim import INFERENCE_COLUMNS, POLICIES, PREFETCH_MODES, simulate
+from edgesim.sim import (
+    INFERENCE_COLUMNS,
+    LAYER_COLUMNS,
+    POLICIES,
+    PREFETCH_MODES,
+    InferenceRow,
+    LayerRow,
+    simulate,
+)
 from edgesim.testing import tiny_config, tiny_workload
 from edgesim.workload import LayerOp, Path, WeightBlock, Workload
 
@@ -345,3 +353,20 @@ def test_summary_cold_and_steady():
     assert s["cold"] == 3000
     assert s["steady_mean"] == 0
     assert s["p99"] == 0
+
+
+def test_rows_are_named_and_the_columns_are_their_fields():
+    r = simulate(tiny_config(sram=1500), tiny_workload(inputs=2), per_layer=True)
+    assert all(isinstance(row, InferenceRow) for row in r.rows)
+    assert all(isinstance(row, LayerRow) for row in r.layer_rows)
+    assert INFERENCE_COLUMNS == InferenceRow._fields
+    assert LAYER_COLUMNS == LayerRow._fields
+    assert [row.input for row in r.rows] == [0, 1]
+    # per op rows: 3 ops per input, in op order
+    assert [(row.input, row.op, row.name) for row in r.layer_rows] == [
+        (i, j, name) for i in range(2) for j, name in enumerate(("a", "relu", "b"))]
+
+
+def test_prefetch_modes_are_described():
+    assert list(PREFETCH_MODES) == ["next", "none", "speculative"]
+    assert all(isinstance(d, str) and d for d in PREFETCH_MODES.values())

@@ -9,7 +9,7 @@ import pytest
 
 from edgesim import api
 from edgesim.config import load_config
-from edgesim.sim import simulate
+from edgesim.sim import POLICIES, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
@@ -82,7 +82,7 @@ def test_skewed_stream_with_sram_for_backbone_and_one_leaf(tree):
     need = max(w.path_stored_bytes(i) for i in range(len(w.paths)))
     hw = load_config(NPU, [f"sram.size={need + 256 * 1024}B", "sram.activation_reserve=256KiB"])
     steady = {p: int(simulate(hw, w, policy=p).inferences.weight_dram_bytes.iloc[1:].sum())
-              for p in ("lru", "pinned", "belady")}
+              for p in POLICIES}
     path_bytes = sum(w.path_stored_bytes(int(p)) for p in seq[1:])
     assert steady["lru"] < path_bytes
     assert steady["pinned"] < path_bytes
