@@ -12,7 +12,6 @@ Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``Usage
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -75,33 +74,19 @@ def sim_progress(enabled: bool, total: int):
     return update, bar
 
 
-def _sim_name(name: str, modules: tuple[str, ...]):
-    """``name`` from the first of ``modules`` that has it (the simulator's one table).
-
-    The simulator is moving from ``edgesim.engine``/``edgesim.sram`` into ``edgesim.sim``;
-    the CLI reads the table wherever it lives and never repeats it.
-    """
-    for mod in modules:
-        try:
-            return getattr(importlib.import_module(mod), name)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"{name} is in none of {', '.join(modules)}")
-
-
 def policies() -> tuple[str, ...]:
-    """The residency policy names, from the simulator's policy table."""
-    return tuple(_sim_name("POLICIES", ("edgesim.sim", "edgesim.sim.residency",
-                                        "edgesim.sram")))
+    """The residency policy names: the keys of the simulator's one policy table."""
+    from edgesim.sim import POLICIES
+    return tuple(POLICIES)
 
 
 def prefetch_modes() -> tuple[str, ...]:
     """The prefetch mode names, from the simulator's table."""
-    return tuple(_sim_name("PREFETCH_MODES", ("edgesim.sim", "edgesim.sim.engine",
-                                              "edgesim.engine")))
+    from edgesim.sim import PREFETCH_MODES
+    return tuple(PREFETCH_MODES)
 
 
 def columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(INFERENCE_COLUMNS, LAYER_COLUMNS)``: the columns of the simulator's result rows."""
-    mods = ("edgesim.sim", "edgesim.sim.result", "edgesim.sim.engine", "edgesim.engine")
-    return _sim_name("INFERENCE_COLUMNS", mods), _sim_name("LAYER_COLUMNS", mods)
+    from edgesim.sim import INFERENCE_COLUMNS, LAYER_COLUMNS
+    return tuple(INFERENCE_COLUMNS), tuple(LAYER_COLUMNS)
