@@ -8,8 +8,9 @@ Public names: ``workload``, ``run``, ``models``, ``configs``, ``model_info``, ``
 >>> list(r.inferences.weight_dram_bytes)
 [3000, 0]
 
-Tracing happens once per model, precision and encoding set and is cached on disk
-(``edgesim.cache``); with a cached Workload, ``run`` does not import torch.
+Tracing happens once per model and precision and is cached on disk (``edgesim.cache``); the
+encodings and activation bytes a hardware uses are decided when simulating
+(``edgesim.encodings.resolve``). With a cached Workload, ``run`` does not import torch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesim import cache
+from edgesim.encodings import resolve
 from edgesim.errors import ModelError
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
@@ -49,17 +51,21 @@ def _spec(name: str):
     return get_spec(name)
 
 
-def workload(model: str, *, precision: str = "int8", act_bits: int = 8,
+def workload(model: str, *, precision: str = "int8", act_bits: int | None = None,
              formats: Sequence[str] | None = None, inputs: int = 1, data: str | None = None,
              seed: int = 0, weights: str | None = None, level: int | None = None,
              use_cache: bool = True, progress: Callable[[str], None] | None = None) -> Workload:
     """The Workload of a registered (or ``package.module:factory``) model on an input stream.
 
-    ``formats`` are the weight encodings the hardware decodes (None: the model's own preference).
+    The model is traced once per precision (and weights, seed, level) with its weights measured
+    under every encoding it prefers and activations at 8 bits; ``formats`` (the weight encodings
+    a hardware decodes) and ``act_bits`` then give it as that hardware stores it
+    (``edgesim.encodings.as_stored``; None: as traced, the model's own preference at 8 bits).
     ``level`` selects a nested sub-network (also written ``name@K``). Routed models route
     ``inputs`` inputs (``data``: a .pt/.npy file or an image folder; default: a seeded clustered
     synthetic stream); other models repeat their one path ``inputs`` times.
     """
+    from edgesim.encodings import as_stored
     base, suffix_level = parse_model_name(model)
     if suffix_level is not None:
         if level is not None and level != suffix_level:
@@ -67,25 +73,25 @@ def workload(model: str, *, precision: str = "int8", act_bits: int = 8,
                              f"model.level={level} disagree")
         level = suffix_level
     spec = _spec(base)
-    encodings = tuple(spec_encodings(spec, formats))
+    candidates = tuple(spec_encodings(spec, None))
     weights_fp = cache.file_fingerprint(weights)
     if weights is not None and not Path(weights).exists():
         raise ModelError(f"checkpoint {weights} does not exist")
     parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
-             "precision": precision, "act_bits": act_bits, "encodings": encodings,
-             "weights": weights_fp, "seed": seed, "level": level}
+             "precision": precision, "candidates": candidates, "weights": weights_fp,
+             "seed": seed, "level": level}
     key = cache.make_key("workload", parts)
     cat = cache.load("workload", key) if use_cache else None
     if cat is None:
         if progress:
             progress(f"tracing {spec.name} (once; cached afterwards)")
         from edgesim import build
-        cat = build.build_workload(spec, precision=precision, act_bits=act_bits,
-                                   encodings=encodings, weights=weights, seed=seed, level=level)
+        cat = build.build_workload(spec, precision=precision, act_bits=8, encodings=candidates,
+                                   weights=weights, seed=seed, level=level)
         if use_cache:
             cache.save("workload", key, cat)
     if len(cat.paths) == 1:
-        return cat.with_inputs(inputs)
+        return as_stored(cat.with_inputs(inputs), formats, act_bits)
     skey = cache.make_key("route", key, inputs, cache.file_fingerprint(data), seed, "batched")
     seq = cache.load("route", skey) if use_cache else None
     if seq is None:
@@ -96,27 +102,27 @@ def workload(model: str, *, precision: str = "int8", act_bits: int = 8,
                           catalogue=cat)
         if use_cache:
             cache.save("route", skey, seq)
-    return cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data, "seed": seed}})
+    return as_stored(cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data,
+                                                       "seed": seed}}), formats, act_bits)
 
 
 def spec_encodings(spec, formats: Sequence[str] | None) -> list[str]:
-    """The model's preferred encodings, limited to what the hardware decodes (dense always)."""
-    preferred = list(getattr(spec, "encodings", ()) or ("dense",))
-    if formats is None:
-        out = preferred
-    else:
-        out = [e for e in preferred if e in formats]
-    if "dense" not in out and spec_family(spec) != "signed_binary":
-        out.append("dense")
-    return out or ["dense"]
+    """The model's preferred encodings (``spec.encodings``) limited to what the hardware
+    decodes, with the dense fallback of ``edgesim.encodings.decodable``."""
+    from edgesim.encodings import decodable
+    return decodable(list(getattr(spec, "encodings", ()) or ("dense",)), formats)
 
 
 def spec_family(spec) -> str:
+    """The family a spec names (``dense`` for an object without one)."""
     return getattr(spec, "family", "dense")
 
 
 def model_info(w: Workload) -> dict[str, Any]:
-    """The model fields of a report: name, family, params, active params, stored and dense bytes."""
+    """The model fields of a report: name, family, params, active params, stored and dense bytes.
+
+    Stored bytes are those of ``w`` as given: pass the resolved Workload
+    (``edgesim.encodings.resolve``) for what a hardware stores."""
     blocks = list(w.blocks.values())
     elements = sum(b.elements for b in blocks)
     nonzeros = sum(b.nonzeros for b in blocks)
@@ -200,9 +206,10 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     if isinstance(model, Workload):
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
-        w = workload(model, precision=hw.precision, act_bits=hw.act_bits, formats=hw.formats,
+        w = workload(model, precision=hw.precision,
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data,
                      seed=seed, weights=weights, level=level, progress=progress)
+    w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
                            memo=memo, progress=sim_progress)
     return Run(res, model_info(w), hw.to_dict(),

@@ -1,7 +1,8 @@
 """Weight encodings: exact stored bytes of a real tensor under each encoding.
 
-Public names: ``ENCODINGS``, ``SCALE_BYTES``, ``stored_bytes``, ``best_encoding``,
-``encoding_table``, ``dense``, ``bitmap``, ``csr``, ``csc``, ``rle_bytes``, ``rle``,
+Public names: ``ENCODINGS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``, ``stored_bytes``,
+``holds``, ``best_encoding``, ``encoding_table``, ``candidates``, ``decodable``, ``resolve``,
+``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``, ``rle_bytes``, ``rle``,
 ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``, ``nested``, ``separate_csr_bytes``.
 
 Every function takes the quantized values as they will be stored (an integer NumPy array whose
@@ -26,21 +27,33 @@ range, and never narrower than 1 bit: ``width(m) = max(1, ceil(log2(m)))`` for `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from edgesim.workload import LayerOp, WeightBlock, Workload
+
 __all__ = [
     "ENCODINGS",
+    "EXCLUSIVE",
     "SCALE_BYTES",
+    "VALUE_BITS",
+    "as_stored",
     "best_encoding",
     "bitmap",
+    "candidates",
     "csc",
     "csr",
+    "decodable",
     "dense",
     "encoding_table",
+    "holds",
     "nested",
     "nested_bytes",
+    "resolve",
     "rle",
     "rle_bytes",
     "separate_csr_bytes",
@@ -309,12 +322,38 @@ ENCODINGS: dict[str, Callable[..., int]] = {
 }
 
 
-def stored_bytes(values: np.ndarray, encoding: str, bits: int, scales: int = 0) -> int:
-    """Exact stored bytes of ``values`` under ``encoding``."""
+#: What each encoding can hold, beyond what its function checks on the values: the widths of
+#: value it stores (absent: any). ``signed_binary`` keeps only zero/nonzero and a sign per
+#: region, so it holds 1-bit tensors only.
+VALUE_BITS: dict[str, tuple[int, ...]] = {"signed_binary": (1,)}
+
+#: Encodings a model is made for: a model that prefers one of them gets no implicit ``dense``
+#: fallback (``decodable``), it is stored in what the hardware decodes or not at all.
+EXCLUSIVE: tuple[str, ...] = ("signed_binary",)
+
+
+def holds(encoding: str, bits: int) -> bool:
+    """Whether ``encoding`` can store values of ``bits`` bits (the capability check).
+
+    >>> holds("signed_binary", 8), holds("signed_binary", 1), holds("csr", 8)
+    (False, True, True)
+    """
+    widths = VALUE_BITS.get(encoding)
+    return widths is None or int(bits) in widths
+
+
+def stored_bytes(values: np.ndarray, encoding: str, bits: int, scales: int = 0,
+                 region: int | None = None) -> int:
+    """Exact stored bytes of ``values`` under ``encoding``.
+
+    ``region`` (elements per scale region, None: one row) is read by ``signed_binary`` only.
+    """
     try:
         fn = ENCODINGS[encoding]
     except KeyError:
         raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}") from None
+    if encoding == "signed_binary" and region is not None:
+        return int(signed_binary_bytes(np.asarray(values), bits, scales, region=region))
     return int(fn(np.asarray(values), bits, scales))
 
 
@@ -332,25 +371,148 @@ def best_encoding(values: np.ndarray, bits: int, allowed: Iterable[str],
 
 
 def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
-                   allowed: Iterable[str] | None = None) -> dict[str, int]:
+                   allowed: Iterable[str] | None = None,
+                   region: int | None = None) -> dict[str, int]:
     """Stored bytes under every applicable encoding, in ``allowed`` (default ``ENCODINGS``) order.
 
     ``signed_binary`` is left out when a region holds both signs (it cannot represent it).
+    ``region`` is passed to ``stored_bytes``.
     """
     names = list(ENCODINGS) if allowed is None else list(allowed)
     table: dict[str, int] = {}
     for name in names:
         try:
-            table[name] = stored_bytes(values, name, bits, scales)
+            table[name] = stored_bytes(values, name, bits, scales, region=region)
         except ValueError:
             if name != "signed_binary":
                 raise
     return table
 
 
-def resolve(workload, hw):
-    """The Workload as the hardware ``hw`` stores and moves it (its encodings, activation bits).
+def candidates(values: np.ndarray, bits: int, scales: int, preferred: Sequence[str],
+               region: int | None = None) -> dict[str, int]:
+    """Stored bytes under each of ``preferred`` that can hold the tensor (``holds`` and the
+    encoding's own check on the values), in ``preferred`` order; what a tracer records in
+    ``WeightBlock.encoded``.
 
-    Placeholder while tracing still fixes encodings and activation bytes: returns ``workload``.
+    >>> candidates(np.array([[0, 3, 0, -2]]), 8, 0, ["signed_binary", "csr", "dense"])
+    {'csr': 4, 'dense': 4}
     """
-    return workload
+    return encoding_table(values, bits, scales, [e for e in preferred if holds(e, bits)],
+                          region=region)
+
+
+def decodable(preferred: Sequence[str], formats: Sequence[str] | None) -> list[str]:
+    """The model's ``preferred`` encodings limited to ``formats`` (None: all), in that order.
+
+    ``dense`` is added at the end when it is missing, unless the model prefers an ``EXCLUSIVE``
+    encoding; an empty result is ``["dense"]``.
+
+    >>> decodable(["dense", "csr"], ["csr"])
+    ['csr', 'dense']
+    >>> decodable(["dense", "signed_binary"], ["signed_binary"])   # no dense fallback
+    ['signed_binary']
+    """
+    out = list(preferred) if formats is None else [e for e in preferred if e in formats]
+    if "dense" not in out and not any(e in EXCLUSIVE for e in preferred):
+        out.append("dense")
+    return out or ["dense"]
+
+
+
+
+# -- a traced Workload as a hardware stores it -------------------------------------------------
+#: Resolved workloads of this process: workload -> {(formats, act_bits): resolved}.
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def resolve(workload: Workload, hw: Any) -> Workload:
+    """The Workload as the hardware ``hw`` stores and moves it: ``as_stored(workload,
+    hw.formats, hw.act_bits)``."""
+    return as_stored(workload, tuple(hw.formats), int(hw.act_bits))
+
+
+def as_stored(workload: Workload, formats: Sequence[str] | None,
+              act_bits: int | None) -> Workload:
+    """``workload`` with its weights in the ``formats`` a hardware decodes and its activation
+    bytes at ``act_bits`` per element (None: leave that part as traced).
+
+    Weights: each block with candidates (``WeightBlock.encoded``) takes the smallest of them
+    among ``decodable(workload.meta["encodings"], formats)`` (the first in that order on a tie)
+    and sets ``encoding`` and ``stored_bytes``; a block without candidates stays as stored. A
+    block that none of them can hold is a ``ConfigError`` naming it and the formats.
+
+    Activations: a traced workload records ``meta["act_bits"]`` bits per element (8: bytes =
+    elements); ``in_bytes``, ``out_bytes`` and ``live_bytes`` become ``ceil(b * act_bits /
+    traced)`` (``live_bytes`` at least in + out). Per-op sums are rounded once rather than per
+    tensor as a trace at ``act_bits`` would: a difference of < 1 byte per tensor at non-8 bits.
+    A workload without ``meta["act_bits"]`` is taken to be at the hardware's bits already.
+
+    Returns ``workload`` itself when nothing changes, and the same object for the same
+    (workload, formats, act_bits) again (memoised per process), so a sweep resolves cheaply.
+
+    >>> from edgesim.testing import tiny_workload
+    >>> w = tiny_workload()
+    >>> as_stored(w, ["dense"], 4) is w    # no candidates, no traced bits: as stored
+    True
+    """
+    key = (None if formats is None else tuple(formats), None if act_bits is None else int(act_bits))
+    memo = _RESOLVED.get(workload)
+    if memo is None:
+        memo = _RESOLVED[workload] = {}
+    out = memo.get(key)
+    if out is None:
+        out = memo[key] = _as_stored(workload, *key)
+        if out is not workload:
+            _RESOLVED.setdefault(out, {})[key] = out
+    return out
+
+
+def _as_stored(w: Workload, formats: tuple[str, ...] | None, act_bits: int | None) -> Workload:
+    from dataclasses import replace
+    blocks = None if formats is None else _stored_blocks(w, formats)
+    traced = w.meta.get("act_bits")
+    scale = act_bits is not None and traced is not None and int(traced) != act_bits
+    if blocks is None and not scale:
+        return w
+    paths, meta = w.paths, w.meta
+    if scale:
+        paths = tuple(replace(p, ops=tuple(_scaled(op, int(traced), act_bits) for op in p.ops))
+                      for p in w.paths)
+        meta = {**w.meta, "act_bits": act_bits}
+    return replace(w, blocks=w.blocks if blocks is None else blocks, paths=paths, meta=meta)
+
+
+def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlock] | None:
+    """The blocks stored in ``formats`` (see ``as_stored``), or None when none changes."""
+    from dataclasses import replace
+
+    from edgesim.errors import ConfigError
+    preferred = w.meta.get("encodings")
+    order = None if preferred is None else decodable(list(preferred), formats)
+    out: dict[str, WeightBlock] = {}
+    changed = False
+    for bid, b in w.blocks.items():
+        if b.encoded:
+            names = decodable(list(b.encoded), formats) if order is None else order
+            allowed = [e for e in names if e in b.encoded]
+            if not allowed:
+                raise ConfigError(f"weight block '{bid}': none of the encodings "
+                                  f"{', '.join(names)} (formats {', '.join(formats)}) can store "
+                                  f"it; it can be stored as {', '.join(b.encoded)}")
+            best = min(allowed, key=b.encoded.__getitem__)   # first of the smallest on a tie
+            if (best, b.encoded[best]) != (b.encoding, b.stored_bytes):
+                b = replace(b, encoding=best, stored_bytes=int(b.encoded[best]))
+                changed = True
+        out[bid] = b
+    return out if changed else None
+
+
+def _scaled(op: LayerOp, traced: int, act_bits: int) -> LayerOp:
+    from dataclasses import replace
+
+    def at(b: int) -> int:
+        return -(-b * act_bits // traced)
+    in_b, out_b = at(op.in_bytes), at(op.out_bytes)
+    return replace(op, in_bytes=in_b, out_bytes=out_b, live_bytes=max(at(op.live_bytes),
+                                                                       in_b + out_b))

@@ -58,6 +58,10 @@ class WeightBlock:
 
     ``stored_bytes`` is computed from the real tensor under ``encoding`` (see
     ``edgesim.encodings``); ``dense_bytes`` is the same tensor stored dense at ``bits`` per value.
+    ``encoded`` is the stored bytes under each candidate encoding that can hold the tensor (in
+    the model's order of preference), from which ``edgesim.encodings.resolve`` picks what a
+    hardware decodes; empty means "as stored": only ``encoding`` / ``stored_bytes`` (biases, the
+    level segments of a nested stream).
     """
 
     id: str
@@ -72,12 +76,14 @@ class WeightBlock:
     #: What a transform decided for this tensor, free text shown per layer (Mix-and-Match: the
     #: layer rule that set its sparsity range); "" when nothing did.
     rule: str = ""
+    encoded: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.elements < 0 or not 0 <= self.nonzeros <= self.elements:
             raise ValueError(f"block {self.id}: need 0 <= nonzeros <= elements, "
                              f"got {self.nonzeros} of {self.elements}")
-        if self.stored_bytes < 0 or self.dense_bytes < 0:
+        if self.stored_bytes < 0 or self.dense_bytes < 0 or any(
+                v < 0 for v in self.encoded.values()):
             raise ValueError(f"block {self.id}: negative byte count")
 
     @property

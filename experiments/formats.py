@@ -7,7 +7,7 @@ Public names: ``QUICK_MODEL``, ``ENCODING_COLUMNS``, ``block_table``, ``nested_t
 The model is built (``edgesim.zoo.registry.build_model``), prepared as deployed
 (``edgesim.zoo.deploy.prepare``: BatchNorm folded) and traced once (``edgesim.trace.record``), so
 the blocks are exactly the tracer's. Each block's stored tensor is rebuilt the way the tracer builds
-it (``edgesim.quantize`` at the block's precision and per-channel scales) and measured with
+it (``edgesim.trace.weights`` at the block's precision and per-channel scales) and measured with
 ``edgesim.encodings.encoding_table``; the column of the encoding the tracer chose must equal the
 tracer's ``stored_bytes`` (the script fails otherwise, since the two would disagree about the
 model). One row per weight block:
@@ -104,7 +104,7 @@ def _stored_values(model, block, params: dict, modules: dict):
 
 def _quantized(block, values):
     """(stored integers, bits, scales) of a block, as ``edgesim.trace`` computes them."""
-    from edgesim.quantize import bits_of, quantize, quantize_bias
+    from edgesim.trace.weights import bits_of, quantize, quantize_bias
     if block.meta.get("role") == "bias":
         return quantize_bias(values), 32, 0
     prec = block.meta["precision"]
@@ -132,7 +132,7 @@ def _nested_rows(block_list, owner, precision: str) -> list[dict[str, Any]]:
     import numpy as np
 
     from edgesim import encodings
-    from edgesim.quantize import bits_of, quantize
+    from edgesim.trace.weights import bits_of, quantize
     levels = owner.edgesim_levels.detach().cpu().numpy().astype(np.int64)
     n_levels = int(block_list[0].meta["levels"])
     latent = owner.parametrizations.weight.original.detach().float().cpu().numpy()
@@ -221,8 +221,8 @@ def _measure(name: str, config: str | None, seed: int):
     from edgesim import api
     from edgesim.build import example_input
     from edgesim.errors import ModelError
-    from edgesim.quantize import bits_of
     from edgesim.trace import record
+    from edgesim.trace.weights import bits_of
     from edgesim.zoo.deploy import fold_batchnorm, prepare
     from edgesim.zoo.registry import build_model, get_spec
 

@@ -1,4 +1,4 @@
-"""edgesim.quantize: symmetric per-channel int8/int4, fp16, signed binary, int32 biases."""
+"""edgesim.trace.weights: quantization (int8/int4 per channel, fp16, signed binary, int32 bias)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edgesim.quantize import bits_of, quantize, quantize_bias
+from edgesim.trace.weights import bits_of, quantize, quantize_bias
 
 
 def test_bits_of() -> None:

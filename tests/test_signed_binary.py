@@ -231,3 +231,31 @@ def test_tracer_records_binarized_layers_as_binary() -> None:
     precisions = {op.name: op.precision for op in ops if op.kind == "conv"}
     assert precisions["conv1"] == "int8"
     assert precisions["layer1.0.conv1.conv2d"] == "binary"
+
+
+def test_region_hint_is_traced() -> None:
+    # The documented to_signed_binary(model, region=9) on three 3x3 convs: each filter of the
+    # last two holds 2 regions of 9 weights, each region with its own sign, so a filter can hold
+    # both signs; the tracer reads ``edgesim_region`` and stores exactly
+    # encodings.signed_binary_bytes(values, region=9) (one sign bit and one scale per region).
+    from edgesim import encodings
+    from edgesim.trace import record
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1),
+                        nn.Conv2d(2, 2, 3, padding=1))
+    to_signed_binary(net, region=9, keep_first_last_int8=False)
+    with torch.no_grad():
+        blocks, _ = record(net.eval(), torch.randn(1, 1, 4, 4),
+                           encodings=("signed_binary",))
+    by_id = {b.id: b for b in blocks}
+    mixed = 0
+    for i in range(3):
+        values = torch.sign(net[i].weight).to(torch.int8).numpy()
+        rows = values.reshape(values.shape[0], -1)
+        mixed += int(((rows > 0).any(axis=1) & (rows < 0).any(axis=1)).sum())
+        block = by_id[f"{i}.parametrizations.weight.original"]
+        assert (block.bits, block.encoding) == (1, "signed_binary")
+        assert block.stored_bytes == encodings.signed_binary_bytes(values, region=9)
+        assert block.meta["scales"] == values.size // 9
+    assert mixed > 0   # per-channel signs could not have stored these filters

@@ -12,8 +12,8 @@ from torch import nn
 
 from edgesim import encodings as enc
 from edgesim.errors import TraceError
-from edgesim.quantize import quantize
 from edgesim.trace import record, trace
+from edgesim.trace.weights import quantize
 from edgesim.zoo.deploy import prepare
 from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50
 
@@ -332,3 +332,46 @@ def test_parametrized_weight_is_named_after_its_latent_parameter() -> None:
     name = "parametrizations.weight.original"
     assert [(b.id, b.elements, b.nonzeros) for b in blocks] == [(name, 8, 4)]
     assert ops[0].weights == (name,)
+
+
+def test_layout_hook_stores_a_weight_as_its_module_says() -> None:
+    # A module's ``edgesim_weight_blocks`` hook replaces the tracer's own block: the op reads
+    # the ids it returns and its effective MACs keep nonzeros / elements of the dense MACs.
+    from edgesim.workload import WeightBlock
+
+    fc = nn.Linear(4, 2, bias=False)
+    calls = []
+
+    def hook(bid, stored, precision):
+        calls.append((bid, tuple(stored.shape), precision))
+        parts = [WeightBlock(f"{bid}#a", 4, 2, 8, "csr", 5, 4),
+                 WeightBlock(f"{bid}#b", 4, 4, 8, "csr", 7, 4)]
+        return parts, [parts[0].id], 2
+
+    fc.edgesim_weight_blocks = hook
+    blocks, ops = record(fc, torch.randn(1, 4))
+    assert calls == [("weight", (2, 4), "int8")]
+    assert [b.id for b in blocks] == ["weight#a", "weight#b"]
+    assert ops[0].weights == ("weight#a",)
+    assert (ops[0].macs, ops[0].effective_macs) == (8, 8 * 2 // 8)
+
+
+def test_op_kinds_come_from_one_table() -> None:
+    from edgesim.trace import ops as opa
+    from edgesim.workload import OP_KINDS
+
+    assert set(opa.KINDS.values()) <= set(OP_KINDS)
+    assert not set(opa.KINDS) & (opa.VIEWS | opa.FACTORIES)
+    assert opa.kind_of("max", (torch.ones(1),)) == "pool"           # a reduction
+    assert opa.kind_of("max", (torch.ones(1), torch.ones(1))) == "eltwise"
+    assert opa.kind_of("addmm", ()) == "linear"
+
+
+def test_the_tracer_names_no_family() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, edgesim.trace; "
+            "print(sorted(m for m in sys.modules if m.startswith('edgesim.zoo')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

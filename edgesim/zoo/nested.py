@@ -14,11 +14,12 @@ can be stored as one weight stream of which sub-network k reads a prefix
 ``NestedModel`` wraps a model: ``set_level(k)`` selects sub-network k. The mask is applied at
 forward time by a ``torch.nn.utils.parametrize`` parametrization (``LevelMask``), so
 ``module.weight`` is the masked tensor that ``F.conv2d`` sees while the latent weights stay
-intact. A tracer reads ``model.edgesim_nested_levels`` (qualified parameter name of the latent
-weight as in ``model.named_parameters()``, e.g. ``"net.conv1.parametrizations.weight.original"``,
-which is the WeightBlock id ``edgesim.trace`` gives the masked weight -> levels tensor) and
-``model.level`` to split each weight into per-level segments; each masked module also carries
-``edgesim_levels``. ``model.num_levels`` is N.
+intact. The tracer (``edgesim.trace``) stores each masked weight as ``LevelMask``'s layout hook
+``edgesim_weight_blocks`` says: one block per level (``<latent name>#Lk``, the latent name as in
+``model.named_parameters()``, e.g. ``"net.conv1.parametrizations.weight.original"``), of which
+sub-network ``model.level`` reads levels 1..k. ``model.edgesim_nested_levels`` maps those latent
+names to the levels tensors; each masked module also carries ``edgesim_levels``.
+``model.num_levels`` is N.
 
 >>> import torch
 >>> from torch import nn
@@ -165,6 +166,41 @@ class LevelMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask().to(weight.dtype)
+
+    def edgesim_weight_blocks(self, block_id: str, latent: torch.Tensor,
+                              precision: str) -> tuple[list[Any], list[str], int]:
+        """The tracer's layout hook (``edgesim.trace``): the weight as one stream in the nested
+        prefix layout, one ``WeightBlock`` per level.
+
+        Block ``<block_id>#Lk`` holds the bytes the stream adds for level k
+        (``encodings.nested_bytes``, encoding ``nested``), so sub-network k reads the blocks of
+        levels 1..k, a prefix of the stream. Elements are split so that the blocks together
+        count the tensor once. ``latent`` is the unmasked weight, quantized per output channel
+        at ``precision`` after level-0 weights are zeroed. Returns all the blocks, the ids the
+        current level reads and the nonzeros of the current sub-network.
+        """
+        from edgesim.trace.weights import bits_of, quantize
+        from edgesim.workload import WeightBlock
+
+        levels = self.levels.detach().cpu().numpy().astype(np.int64)
+        n_levels = max(int(levels.max()), self.level)
+        values = latent.detach().float().cpu().numpy()
+        q, scales = quantize(values * (levels >= 1), precision, channel_axis=0)
+        bits, nscales = bits_of(precision), int(scales.size)
+        levels = np.where(q != 0, levels, 0)      # quantized to zero: in no level
+        prefix = encodings.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)
+        counts = [int((levels == k).sum()) for k in range(1, n_levels + 1)]
+        blocks = []
+        for k in range(1, n_levels + 1):
+            sid = f"{block_id}#L{k}"
+            stored = prefix[k - 1] - (prefix[k - 2] if k > 1 else 0)
+            elements = q.size - sum(counts[1:]) if k == 1 else counts[k - 1]
+            dense = encodings.stored_bytes(q, "dense", bits, nscales) if k == 1 else 0
+            blocks.append(WeightBlock(
+                sid, int(elements), counts[k - 1], bits, "nested", int(stored), int(dense),
+                {"shape": tuple(q.shape), "role": "weight", "precision": precision,
+                 "level": k, "levels": n_levels, "parameter": block_id}))
+        return blocks, [b.id for b in blocks[:self.level]], sum(counts[:self.level])
 
 
 class NestedModel(nn.Module):

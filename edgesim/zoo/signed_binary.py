@@ -29,7 +29,8 @@ the latent real weight is ``module.parametrizations.weight.original`` (what the 
 The backward pass is a clipped straight-through estimator: d wq / d w = 1 where |w| <= clip, else
 0. Binarized modules carry ``edgesim_precision = "binary"`` (a binary MAC is an add),
 ``edgesim_encoding = "signed_binary"`` and ``edgesim_region`` (elements per region, ``None`` = one
-output channel).
+output channel), which the tracer reads: one scale per region, stored bytes
+``encodings.signed_binary_bytes(values, region=region)``.
 
 >>> import torch
 >>> wq, signs, scales = signed_binarize(torch.tensor([[3.0, -1.0, 2.0, 0.5]]), sparsity=0.5)

@@ -1,6 +1,7 @@
-"""Weight quantization as deployed: symmetric, per output channel (NumPy only).
+"""Weights as deployed: quantized (symmetric, per output channel) and encoded (NumPy only).
 
-Public names: ``BITS``, ``bits_of``, ``quantize``, ``quantize_bias``.
+Public names: ``BITS``, ``bits_of``, ``quantize``, ``quantize_regions``, ``quantize_bias``,
+``weight_block``.
 
 ``quantize(values, precision, channel_axis)`` returns the integers that are stored and one fp32
 scale per output channel (``channel_axis=None``: one scale for the whole tensor):
@@ -19,13 +20,25 @@ that is all zero has scale 0.
 ([[127, -64, 0], [0, 0, 0]], [0.00787, 0.0])
 >>> bits_of("int4")
 4
+
+``weight_block`` turns one parameter into a ``WeightBlock``: quantized once at its precision,
+nonzeros counted after quantization, and its stored bytes under every candidate encoding that
+can hold it (``WeightBlock.encoded``; ``edgesim.encodings.resolve`` later picks what a hardware
+decodes). Biases are int32, stored dense. Norm affine weights and other auxiliary parameters are
+quantized per tensor (int8 when the precision is binary).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["BITS", "bits_of", "quantize", "quantize_bias"]
+from edgesim import encodings
+from edgesim.errors import TraceError
+from edgesim.workload import WeightBlock
+
+__all__ = ["BITS", "bits_of", "quantize", "quantize_bias", "quantize_regions", "weight_block"]
 
 #: Bits per stored weight value for each precision.
 BITS: dict[str, int] = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
@@ -96,6 +109,63 @@ def _binary(a: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         scales = np.where(nnz > 0, mag.sum(axis=1) / np.maximum(nnz, 1), 0.0)
     return q, scales.astype(np.float32)
+
+
+def quantize_regions(values: np.ndarray, precision: str,
+                     region: int) -> tuple[np.ndarray, np.ndarray]:
+    """``quantize`` with one scale per ``region`` consecutive elements of the flattened tensor
+    (the regions of ``encodings.signed_binary_bytes``); ``region`` must divide the size.
+
+    >>> q, s = quantize_regions(np.array([[1.0, 1.0, -2.0, 0.0]]), "binary", region=2)
+    >>> q.tolist(), s.tolist()
+    ([[1, 1, -1, 0]], [1.0, 2.0])
+    """
+    a = np.asarray(values, dtype=np.float32)
+    if int(region) < 1 or a.size % int(region):
+        raise ValueError(f"region={region} does not divide the {a.size} elements of a tensor "
+                         f"of shape {a.shape}")
+    q, scales = quantize(a.reshape(-1, int(region)), precision, channel_axis=0)
+    return q.reshape(a.shape), scales
+
+
+def weight_block(bid: str, values: np.ndarray, role: str, axis: int | None, precision: str,
+                 preferred: Sequence[str], region: int | None = None) -> WeightBlock:
+    """The block of one parameter read as ``role`` (``weight``, ``bias`` or ``aux``).
+
+    ``axis`` is the output-channel axis of a weight (one scale per channel); ``region`` (a
+    module's ``edgesim_region`` hint) gives a weight one scale per region of that many elements
+    instead. ``encoding`` / ``stored_bytes`` are the smallest of ``encoded`` (first on a tie).
+    """
+    if role == "bias":
+        q, bits, nscales = quantize_bias(values), 32, 0
+    else:
+        prec = precision
+        if role == "aux":
+            prec = "int8" if precision == "binary" else precision
+            axis = None
+        try:
+            q, scales = (quantize_regions(values, prec, region)
+                         if region is not None and role == "weight"
+                         else quantize(values, prec, channel_axis=axis))
+        except ValueError as exc:
+            raise TraceError(f"parameter '{bid}': {exc}") from exc
+        bits, nscales = bits_of(prec), int(scales.size)
+    nnz = int(np.count_nonzero(q))
+    dense = encodings.stored_bytes(q, "dense", bits, nscales)
+    encoded: dict[str, int] = {}
+    if role == "bias":
+        encoding, stored = "dense", encodings.stored_bytes(q, "dense", bits, 0)
+    else:
+        encoded = encodings.candidates(q, bits, nscales, preferred,
+                                       region=region if role == "weight" else None)
+        if not encoded:
+            raise TraceError(f"parameter '{bid}': none of the encodings "
+                             f"{', '.join(preferred)} can store it")
+        encoding = min(encoded, key=encoded.__getitem__)   # first of the smallest on a tie
+        stored = encoded[encoding]
+    return WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored), int(dense),
+                       {"shape": tuple(np.shape(values)), "role": role, "precision": precision,
+                        "scales": nscales}, encoded=encoded)
 
 
 def quantize_bias(values: np.ndarray, scales: np.ndarray | float | None = None) -> np.ndarray:
