@@ -11,10 +11,9 @@ Public names: ``main``, ``build_parser``, ``COMMANDS``.
     python -m edgesim trace MODEL [--set ...] [--out FILE]
     python -m edgesim sweep | plot | finetune ...
 
-Each command is a module exposing ``add_parser(subparsers)`` and ``main(args) -> int``; the
-``COMMANDS`` table below is the one place a command is registered (its order is the order of
-``edgesim --help``). Bad input is one line on stderr, ``edgesim: error: ...``, and exit code 2;
-never a traceback.
+Each command is a module of this package exposing ``add_parser(subparsers)`` and
+``main(args) -> int``; the ``COMMANDS`` tuple below is the one place a command is registered.
+Bad input is one line on stderr, ``edgesim: error: ...``, and exit code 2; never a traceback.
 """
 
 from __future__ import annotations
@@ -22,32 +21,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from edgesim.cli._common import Parser
 from edgesim.errors import EdgesimError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-#: The commands: name -> the module that holds it (``add_parser`` and ``main``).
-#: Modules not yet moved here expose ``register`` and ``cmd_<name>`` instead.
-COMMANDS: dict[str, str] = {
-    "run": "edgesim.cli.run",
-    "models": "edgesim.cli.models",
-    "configs": "edgesim.cli.configs",
-    "trace": "edgesim.cli.trace",
-    "sweep": "edgesim.cli.sweep",
-    "plot": "edgesim.cli.plot",
-    "finetune": "edgesim.cli.finetune",
-}
+#: The commands, in the order ``edgesim --help`` lists them. Each is the module
+#: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
+#: command is one module and one name here.
+COMMANDS = ("run", "models", "configs", "trace", "sweep", "plot", "finetune")
 
 
-def _hooks(name: str) -> tuple[Callable, Callable]:
-    """``(add_parser, main)`` of the command ``name``."""
-    mod = importlib.import_module(COMMANDS[name])
-    if hasattr(mod, "add_parser"):
-        return mod.add_parser, mod.main
-    return mod.register, getattr(mod, f"cmd_{name}")
+def _module(name: str):
+    return importlib.import_module(f"edgesim.cli.{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     sub.required = True
     for name in COMMANDS:
-        _hooks(name)[0](sub)
+        _module(name).add_parser(sub)
     return p
 
 
@@ -65,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
         a = build_parser().parse_args(argv)
-        return _hooks(a.command)[1](a)
+        return _module(a.command).main(a)
     except EdgesimError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever a library said
         print(f"edgesim: error: {message}", file=sys.stderr)
