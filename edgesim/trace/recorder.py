@@ -359,23 +359,9 @@ def _precision_ok(precision: str, act_bits: int) -> None:
         raise TraceError(f"act_bits must be a positive integer, got {act_bits!r}")
 
 
-def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None = None,
-           precision: str = "int8", act_bits: int = 8,
-           encodings: Iterable[str] = ("dense",)) -> tuple[list[WeightBlock], list[LayerOp]]:
-    """Run ``forward`` (default ``model``) once on ``example``; the blocks read and the ops run.
-
-    ``example`` is a tensor, or a tuple of tensors passed as positional arguments. Parameter
-    names come from ``model.named_parameters()``. ``encodings`` are the candidates each weight
-    block is measured under (``WeightBlock.encoded``); ``act_bits`` the bits per activation
-    element of the recorded bytes (8, what ``edgesim.encodings.resolve`` expects, gives bytes =
-    elements). Errors inside the forward are re-raised as ``TraceError`` naming the innermost
-    module that was running.
-    """
-    _precision_ok(precision, act_bits)
-    encodings = tuple(encodings)
-    rec = _Recorder(model, precision, int(act_bits), encodings)
-    names = {id(m): n for n, m in model.named_modules()}
-    modules = {n: m for n, m in model.named_modules()}
+def _hooks(rec: _Recorder, modules: Mapping[str, nn.Module]) -> list[Any]:
+    """Forward pre/post hooks on every module: the module stack, opaque modules, router gates."""
+    names = {id(m): n for n, m in modules.items()}
 
     def pre(mod: nn.Module, _args: Any) -> None:
         if rec.opaque:
@@ -401,6 +387,26 @@ def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None
     for m in modules.values():
         handles.append(m.register_forward_pre_hook(pre))
         handles.append(m.register_forward_hook(post))
+    return handles
+
+
+def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None = None,
+           precision: str = "int8", act_bits: int = 8,
+           encodings: Iterable[str] = ("dense",)) -> tuple[list[WeightBlock], list[LayerOp]]:
+    """Run ``forward`` (default ``model``) once on ``example``; the blocks read and the ops run.
+
+    ``example`` is a tensor, or a tuple of tensors passed as positional arguments. Parameter
+    names come from ``model.named_parameters()``. ``encodings`` are the candidates each weight
+    block is measured under (``WeightBlock.encoded``); ``act_bits`` the bits per activation
+    element of the recorded bytes (8, what ``edgesim.encodings.resolve`` expects, gives bytes =
+    elements). Errors inside the forward are re-raised as ``TraceError`` naming the innermost
+    module that was running.
+    """
+    _precision_ok(precision, act_bits)
+    encodings = tuple(encodings)
+    rec = _Recorder(model, precision, int(act_bits), encodings)
+    modules = dict(model.named_modules())
+    handles = _hooks(rec, modules)
     training = {m: m.training for m in modules.values()}
     model.eval()
     fn = model if forward is None else forward
