@@ -8,9 +8,10 @@ Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per 
 zip of ``doc.json`` (a header, then the value) and NumPy ``.npy`` members for the arrays, read
 with ``allow_pickle=False``. The JSON holds only data: numbers, strings, tuples, lists, dicts,
 NumPy scalars and arrays, and the dataclasses of the Workload IR (``edgesim.workload``), written
-field by field from ``dataclasses.fields`` so that a field added to the IR round-trips without a
-change here. Repeated objects are written once and referred to afterwards, so a loaded Workload
-shares what the traced one shared and its ``digest()`` is the same byte for byte.
+as the values of their ``dataclasses.fields`` (whose names the header records), so that a field
+added to the IR round-trips without a change here. Repeated objects are written once and
+referred to afterwards, so a loaded Workload shares what the traced one shared and its
+``digest()`` (a pickle, which records sharing) is the same byte for byte.
 
 Why data rather than a pickle signed with a per-user key (HMAC): unpickling a file can run code,
 so a signed pickle is safe only while the key is secret and every entry was written by edgesim;
@@ -180,9 +181,8 @@ class _Encoder:
             tag = "@s" if type(v) is set else "@f"
             return self._number(v, {tag: [self.encode(x) for x in v]})
         if type(v) in self.classes:
-            fields = {f.name: self.encode(getattr(v, f.name))
-                      for f in dataclasses.fields(v) if f.init}
-            return self._number(v, {"@o": self.classes[type(v)], "f": fields})
+            values = [self.encode(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init]
+            return self._number(v, {"@o": self.classes[type(v)], "v": values})
         if isinstance(v, np.ndarray) and v.dtype.kind in _NUMERIC:
             self.arrays.append(v)
             return self._number(v, {"@a": len(self.arrays) - 1})
@@ -197,7 +197,7 @@ class _Decoder:
     """
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.classes = {name: (cls, frozenset(f.name for f in dataclasses.fields(cls) if f.init))
+        self.classes = {name: (cls, tuple(f.name for f in dataclasses.fields(cls) if f.init))
                         for name, cls in _ir_classes().items()}
         self.built: list[Any] = []
         self.arrays = arrays
@@ -215,8 +215,8 @@ class _Decoder:
                 if tag not in self.tags:
                     raise _Bad(f"unknown tag {tag!r}")
                 return self.tags[tag](body)
-            if d.keys() == {"@o", "f"}:
-                return self._object(d["@o"], d["f"])
+            if d.keys() == {"@o", "v"}:
+                return self._object(d["@o"], d["v"])
             if d.keys() == {"@n", "v"}:
                 return self._scalar(d["@n"], d["v"])
             raise _Bad("unexpected object")
@@ -275,11 +275,13 @@ class _Decoder:
             raise _Bad("not a numeric scalar")
         return dt.type(v)
 
-    def _object(self, name: Any, fields: Any) -> Any:
-        cls, names = self.classes.get(name, (None, None)) if type(name) is str else (None, None)
-        if cls is None or type(fields) is not dict or not fields.keys() <= names:
+    def _object(self, name: Any, values: Any) -> Any:
+        # values in the order of the class's init fields (the header's schema vouches for it)
+        cls, names = self.classes.get(name, (None, ())) if type(name) is str else (None, ())
+        if cls is None or type(values) is not list or len(values) != len(names):
             raise _Bad(f"not an IR object: {name!r}")
-        return self._keep(cls(**{k: self.decode(x) for k, x in fields.items()}))
+        return self._keep(cls(**dict(zip(names, [self.decode(x) for x in values],
+                                         strict=True))))
 
 
 # --------------------------------------------------------------------------- entries

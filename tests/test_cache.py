@@ -152,9 +152,10 @@ def test_a_planted_pickle_is_a_miss(private_cache, tmp_path):
 
 @pytest.mark.parametrize("value", [
     {"py/reduce": [{"py/function": "pathlib.Path.touch"}, {"py/tuple": ["MARKER"]}]},
-    {"@o": "pathlib.Path", "f": {"name": "MARKER"}},
-    {"@o": "os:system", "f": {"command": "touch MARKER"}},
-    {"@o": "Workload", "f": {"__reduce__": "touch MARKER"}},
+    {"@o": "pathlib.Path", "v": ["MARKER"]},
+    {"@o": "os:system", "v": ["touch MARKER"]},
+    {"@o": "Workload", "v": {"__reduce__": "touch MARKER"}},
+    {"@o": "Workload", "v": ["touch MARKER"]},
     {"__reduce__": ["os.system", ["touch MARKER"]]},
 ])
 def test_a_planted_json_payload_is_a_miss(private_cache, tmp_path, monkeypatch, value):
