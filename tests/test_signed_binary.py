@@ -43,15 +43,6 @@ def test_each_region_holds_zero_and_one_signed_value(region: int | None) -> None
         assert float(a) >= 0.0
 
 
-def test_closed_form_filter() -> None:
-    # One filter [3, -1, 2, 0.5]: sum 4.5 > 0, so sign +1 and the candidates are 3, 2, 0.5.
-    # sparsity 0.5 keeps round(0.5 * 4) = 2 of them, the largest: 3 and 2; a = (3 + 2) / 2.
-    wq, signs, scales = signed_binarize(torch.tensor([[3.0, -1.0, 2.0, 0.5]]), sparsity=0.5)
-    assert wq.tolist() == [[2.5, 0.0, 2.5, 0.0]]
-    assert signs.tolist() == [1.0]
-    assert scales.tolist() == [2.5]
-
-
 def test_sign_is_the_side_with_larger_total_magnitude() -> None:
     # Three small positives (sum 0.3) against one large negative (-1): the sum is negative,
     # so the region keeps only the negative weight, with a = 1.
