@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -305,11 +306,23 @@ def _read(p: Path, kind: str, key: str) -> Any:
         n = doc.get("arrays")
         if type(n) is not int or n < 0:
             raise _Bad("bad array count")
-        arrays = []
-        for i in range(n):
-            with zf.open(infos[f"a{i}.npy"]) as fh:
-                arrays.append(np.lib.format.read_array(fh, allow_pickle=False))
+        arrays = [_npy(zf.read(infos[f"a{i}.npy"])) for i in range(n)]
     return _Decoder(arrays).decode(doc.get("value"))
+
+
+def _npy(data: bytes) -> np.ndarray:
+    """A numeric ``.npy`` array from its bytes; its header must describe exactly those bytes
+    (a header claiming a huge shape allocates nothing)."""
+    fmt = np.lib.format
+    fh = io.BytesIO(data)
+    version = fmt.read_magic(fh)
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read_header(fh)
+    count = math.prod(shape)
+    if dtype.kind not in _NUMERIC or count * dtype.itemsize != len(data) - fh.tell():
+        raise _Bad("array header does not match its data")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=fh.tell())
+    return flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def load(kind: str, key: str) -> Any | None:

@@ -176,6 +176,17 @@ def test_an_array_holding_a_pickle_is_a_miss(private_cache, tmp_path):
     assert not marker.exists()
 
 
+def test_an_array_header_claiming_a_huge_shape_is_a_miss(private_cache):
+    # 2**40 int64s (8 TiB) announced, 8 bytes present: refused before anything is allocated
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<i8", "fortran_order": False, "shape": (2**40,)})
+    doc = json.dumps({"header": _header("route", "r"), "arrays": 1, "value": {"@a": 0}})
+    _zip(_entry("route", "r"), {"doc.json": doc.encode(),
+                                "a0.npy": buf.getvalue() + b"\0" * 8})
+    assert cache.load("route", "r") is None
+
+
 def test_truncated_foreign_and_stale_entries_are_misses(private_cache, monkeypatch):
     cache.save("workload", "k", tiny_workload())
     good = _entry("workload", "k").read_bytes()
