@@ -38,13 +38,14 @@ def _module(name: str):
     return importlib.import_module(f"edgesim.cli.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``edgesim`` parser with every command of ``COMMANDS``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``edgesim`` parser with every command of ``COMMANDS`` (or just the command ``only``,
+    so that running one command does not import the modules of the others)."""
     p = Parser(prog="edgesim", description="Off-chip weight traffic, latency and energy of "
                "neural networks on edge accelerators.")
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         _module(name).add_parser(sub)
     return p
 
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
-        a = build_parser().parse_args(argv)
+        args = sys.argv[1:] if argv is None else list(argv)
+        only = args[0] if args and args[0] in COMMANDS else None  # else --help or an error
+        a = build_parser(only).parse_args(args)
         return _module(a.command).main(a)
     except EdgesimError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever a library said
