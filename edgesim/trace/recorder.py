@@ -76,7 +76,7 @@ class _Raw:
 
 
 class _Recorder(TorchFunctionMode):
-    """Records every torch call of one forward pass (see the module docstring)."""
+    """Records every torch call of one forward pass (see ``edgesim.trace``)."""
 
     def __init__(self, model: nn.Module, precision: str, act_bits: int,
                  encodings: tuple[str, ...]) -> None:
