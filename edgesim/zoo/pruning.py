@@ -688,7 +688,7 @@ class SparseFamily(Family):
     name = "sparse"
 
     def annotate(self, blocks: Sequence[Any], model: Any) -> list[Any]:
-        from dataclasses import fields, replace
+        from dataclasses import replace
 
         report = getattr(model, "prune_report", None)
         if report is None:
@@ -698,12 +698,8 @@ class SparseFamily(Family):
         for b in blocks:
             r = rows.get(b.id)
             if r is not None:
-                rule = str(r.get("rule", "") or "")
-                ranges = {"rho_min": r.get("rho_min"), "rho_max": r.get("rho_max"),
-                          "rho": r.get("rho")}
-                if "rule" in {f.name for f in fields(b)}:   # the typed IR field
-                    b = replace(b, rule=rule, meta={**b.meta, **ranges})
-                else:  # an IR without it (transition): the rule as a meta key, as before
-                    b = replace(b, meta={**b.meta, "rule": r.get("rule", ""), **ranges})
+                b = replace(b, rule=str(r.get("rule", "") or ""),
+                            meta={**b.meta, "rho_min": r.get("rho_min"),
+                                  "rho_max": r.get("rho_max"), "rho": r.get("rho")})
             out.append(b)
         return out
