@@ -367,7 +367,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
     'flash'
     """
     p = _locate(path)
-    file = str(p)
+    # a shipped config is named by its place in the package, the same wherever it is installed
+    file = f"edgesim/hwconfigs/{p.name}" if p != Path(path) else str(p)
     if not p.is_file():
         names = ", ".join(s.stem for s in shipped_configs())
         raise ConfigError(f"{file}: no such hardware config file (shipped configs: {names})")
