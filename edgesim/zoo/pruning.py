@@ -50,8 +50,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgesim.errors import DataError, ModelError
+from edgesim.errors import ModelError
 from edgesim.zoo.family import Family
+from edgesim.zoo.sensitivity import (
+    Batch,
+    LossFn,
+    calibration_batches,
+    gradient_scores,
+    grasp_scores,
+    layer_weights,
+    magnitude_scores,
+    norm_weights,
+    product_scores,
+    prunable_weights,
+    require_prunable,
+)
 
 __all__ = [
     "BASELINES",
@@ -98,12 +111,8 @@ SMALL_LAYER_PARAMS = 10_000
 SMALL_LAYER_MAX = 0.10
 PATCH_EMBED_RANGE = (0.15, 0.30)
 
-Batch = tuple[Tensor, Tensor]
-LossFn = Callable[[Tensor, Tensor], Tensor]
 NamePredicate = Callable[[str], bool]
 
-_PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
 _PERCENTILES = {
     "percentile_30": 0.3, "percentile_50": 0.5, "percentile_70": 0.7, "percentile_90": 0.9,
 }
@@ -111,25 +120,6 @@ _PERCENTILES = {
 
 # ---------------------------------------------------------------------------------------------
 # which weights
-
-
-def _weights_of(model: nn.Module, kinds: tuple[type[nn.Module], ...]) -> dict[str, nn.Parameter]:
-    out: dict[str, nn.Parameter] = {}
-    for mod_name, mod in model.named_modules():
-        weight = getattr(mod, "weight", None)
-        if isinstance(mod, kinds) and isinstance(weight, nn.Parameter):
-            out[f"{mod_name}.weight" if mod_name else "weight"] = weight
-    return out
-
-
-def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Conv and Linear weights by parameter name, in module order (the pruned layers)."""
-    return _weights_of(model, _PRUNABLE)
-
-
-def norm_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """BatchNorm/LayerNorm/GroupNorm weights by parameter name (kept at 0 % sparsity)."""
-    return _weights_of(model, _NORMS)
 
 
 def is_patch_embed(name: str) -> bool:
@@ -164,112 +154,6 @@ def _apply_rule(rule: str, lo: float, hi: float) -> tuple[float, float]:
     if rule == "small<10K":
         return min(lo, SMALL_LAYER_MAX), min(hi, SMALL_LAYER_MAX)
     return lo, hi
-
-
-# ---------------------------------------------------------------------------------------------
-# sensitivities
-
-
-def _batches(loader: Iterable[Batch], steps: int) -> list[Batch]:
-    if steps < 1:
-        raise DataError(f"calibration steps must be >= 1, got {steps}")
-    out: list[Batch] = []
-    for batch in loader:
-        if len(out) == steps:
-            break
-        if not isinstance(batch, tuple | list) or len(batch) != 2:
-            raise DataError(
-                f"calibration batch {len(out)}: expected an (inputs, targets) pair, got "
-                f"{type(batch).__name__}"
-            )
-        out.append((batch[0], batch[1]))
-    if not out:
-        raise DataError("calibration loader yielded no batches; expected (inputs, targets) pairs")
-    return out
-
-
-def _prunable_or_raise(model: nn.Module) -> dict[str, nn.Parameter]:
-    params = prunable_weights(model)
-    if not params:
-        raise ModelError(f"{type(model).__name__}: no Conv/Linear weights to prune")
-    return params
-
-
-def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
-    """``|w|`` for every prunable weight."""
-    return {n: p.detach().abs() for n, p in _prunable_or_raise(model).items()}
-
-
-def _grads(
-    model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn, params: dict[str, nn.Parameter],
-) -> list[list[Tensor]]:
-    """Per-batch gradients of the loss w.r.t. ``params`` (eval mode; ``.grad`` is untouched)."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = []
-        for x, y in batches:
-            loss = loss_fn(model(x), y)
-            out.append(list(torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
-        return out
-    finally:
-        model.train(was_training)
-
-
-def gradient_scores(
-    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
-) -> dict[str, Tensor]:
-    """SNIP-like ``|dL/dw|``, averaged over the first ``steps`` calibration batches.
-
-    Each batch contributes the absolute value of its own gradient (mean of ``|g_b|``), so
-    gradients of opposite sign in different batches do not cancel.
-    """
-    params = _prunable_or_raise(model)
-    per_batch = _grads(model, _batches(loader, steps), loss_fn, params)
-    scores = {}
-    for i, (name, p) in enumerate(params.items()):
-        acc = torch.zeros_like(p, requires_grad=False)
-        for grads in per_batch:
-            if grads[i] is not None:
-                acc += grads[i].abs()
-        scores[name] = acc / len(per_batch)
-    return scores
-
-
-def product_scores(
-    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
-) -> dict[str, Tensor]:
-    """``|w| * |dL/dw|`` (the SNIP saliency; the paper's "product" sensitivity)."""
-    grads = gradient_scores(model, loader, loss_fn, steps)
-    return {n: p.detach().abs() * grads[n] for n, p in _prunable_or_raise(model).items()}
-
-
-def grasp_scores(
-    model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
-) -> dict[str, Tensor]:
-    """GraSP scores ``-w * (H g)`` (Wang et al., ICLR 2020), summed over ``steps`` batches.
-
-    ``H g`` is exact: the gradient of ``g . stopgrad(g)`` w.r.t. ``w`` (autograd double-backward),
-    where ``g`` is the batch gradient. GraSP removes the weights with the **highest** score.
-    """
-    params = _prunable_or_raise(model)
-    plist = list(params.values())
-    was_training = model.training
-    model.eval()
-    try:
-        acc = [torch.zeros_like(p, requires_grad=False) for p in plist]
-        for x, y in _batches(loader, steps):
-            g = torch.autograd.grad(
-                loss_fn(model(x), y), plist, create_graph=True, allow_unused=True
-            )
-            z = sum((gi * gi.detach()).sum() for gi in g if gi is not None)
-            hg = torch.autograd.grad(z, plist, allow_unused=True)
-            for a, p, h in zip(acc, plist, hg, strict=True):
-                if h is not None:
-                    a -= p.detach() * h
-        return dict(zip(params, acc, strict=True))
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,8 +225,8 @@ def layer_ranges(
         raise ModelError(f"baselines {list(baselines)}: expected a non-empty subset of {BASELINES}")
     if not targets:
         raise ModelError("layer_ranges: targets is empty; expected fractions like (0.7, 0.8, 0.9)")
-    batches = _batches(calib_loader, steps) if {"snip", "grasp"} & set(baselines) else []
-    params = _prunable_or_raise(model)
+    batches = calibration_batches(calib_loader, steps) if {"snip", "grasp"} & set(baselines) else []
+    params = require_prunable(model)
     lo = dict.fromkeys(params, math.inf)
     hi = dict.fromkeys(params, -math.inf)
     for base in baselines:
@@ -356,7 +240,7 @@ def layer_ranges(
             for name, rho in run.items():
                 lo[name], hi[name] = min(lo[name], rho), max(hi[name], rho)
     ranges = {}
-    for name, p in _weights_of(model, _PRUNABLE + _NORMS).items():
+    for name, p in layer_weights(model).items():
         if name in params:
             rule = layer_rule(name, p.numel(), norm=False, patch_embed=patch_embed)
             ranges[name] = _apply_rule(rule, lo[name], hi[name])
@@ -573,7 +457,7 @@ def mix_and_match(
         raise ModelError(f"unknown sensitivity {sensitivity!r}; expected one of {SENSITIVITIES}")
     if strategy not in STRATEGIES:
         raise ModelError(f"unknown pruning strategy {strategy!r}; expected one of {STRATEGIES}")
-    batches = _batches(calib_loader, steps)
+    batches = calibration_batches(calib_loader, steps)
     ranges = layer_ranges(
         model, batches, targets, baselines, loss_fn=loss_fn, steps=len(batches),
         patch_embed=patch_embed,
