@@ -167,6 +167,24 @@ def _check_levels(order: list[str], levels: Mapping[str, int], depth: int | None
     return backbone, tree, depth
 
 
+def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
+    """A 2-way router from spherical k-means of the node's pooled features, and its choices.
+
+    With a single calibration input the two centroids are its direction and the opposite one.
+    """
+    pooled = feats.flatten(2).mean(dim=2) if feats.dim() > 2 else feats
+    if pooled.shape[0] >= 2:
+        _, cent = spherical_kmeans(pooled, 2, seed=seed)
+    else:
+        v = F.normalize(pooled[:1].double(), dim=1)[0]
+        cent = torch.stack([v, -v])
+    router = Router(pooled.shape[1], _router_scale(pooled, cent))
+    with torch.no_grad():
+        router.weight.copy_(cent.to(router.weight.dtype))
+        choice = router(feats).argmax(dim=1)
+    return router, choice
+
+
 def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: str | None = None,
             depth: int | None = None, levels: Mapping[str, int] | None = None, seed: int = 0,
             budget: float = 1.0, fractions: Mapping[str, float] | None = None,
@@ -178,6 +196,10 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
     ``budget``: tree params / dense params to aim for. ``fractions``: fixed keep fractions per
     stage (skips the solve for those stages). ``chunk``: calibration batch size of the dense pass.
     The dense model is not modified; the tree copies (slices) its weights.
+
+    Longer than 60 lines because the recursive ``build`` closure walks the tree top-down with the
+    calibration state of each node (stats, fractions, config) in scope; splitting it would thread
+    six values through every call.
     """
     a = detect_arch(dense_model, arch)
     levels = dict(DEFAULT_LEVELS[a.name] if levels is None else levels)
@@ -226,18 +248,8 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
             in_sel = out_sel
         router = None
         if d < depth:
-            feats = a.features(state)
-            pooled = feats.flatten(2).mean(dim=2) if feats.dim() > 2 else feats
-            if pooled.shape[0] >= 2:
-                _, cent = spherical_kmeans(pooled, 2, seed=seed)
-            else:
-                v = F.normalize(pooled[:1].double(), dim=1)[0]
-                cent = torch.stack([v, -v])
-            router = Router(pooled.shape[1], _router_scale(pooled, cent))
-            with torch.no_grad():
-                router.weight.copy_(cent.to(router.weight.dtype))
-                choice = router(feats).argmax(dim=1)
-            node_cfg["router"] = {"channels": pooled.shape[1], "scale": router.scale}
+            router, choice = _fit_router(a.features(state), seed)
+            node_cfg["router"] = {"channels": router.weight.shape[1], "scale": router.scale}
         nodes[key] = _Node(names, mods, router)
         config["nodes"][key] = node_cfg
         if d < depth:
