@@ -57,18 +57,21 @@ def test_latency_meets_the_roofline_on_every_shipped_config(r50):
             assert row.latency_s >= max(compute, transfer) * (1 - 1e-12), path.name
 
 
-def test_cached_run_imports_neither_torch_nor_pandas(r50):
-    # the fixture traced dense_r50 into this session's cache; a new process answers from it
-    # nor pandas: the rows are printed without building a DataFrame
-    code = ("import sys; from edgesim import api; "
-            f"r = api.run({NPU!r}, 'dense_r50', inputs=2); "
+@pytest.mark.parametrize(("call", "shown"), [
+    (f"r = api.run({NPU!r}, 'dense_r50', inputs=2); print(r.result.rows[0][2])", "25723392"),
+    ("from edgesim.cli import main; assert main(['run', 'npu_small', '--model', 'dense_r50', "
+     "'--inputs', '2']) == 0", "# dense_r50 (dense) on npu_small: 25,530,472 params stored"),
+], ids=["api", "cli"])
+def test_cached_run_imports_neither_torch_nor_pandas(r50, call, shown):
+    # the fixture traced dense_r50 into this session's cache (now JSON + .npy entries); a new
+    # process answers from it without torch, nor pandas: rows are printed without a DataFrame
+    code = (f"import sys; from edgesim import api; {call}; "
             "assert 'torch' not in sys.modules, 'torch was imported'; "
-            "assert 'pandas' not in sys.modules, 'pandas was imported'; "
-            "print(r.result.rows[0][2])")
+            "assert 'pandas' not in sys.modules, 'pandas was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ}, check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "25723392"
+    assert shown in out.stdout
 
 
 def test_model_level_suffix_needs_a_nested_model():

@@ -7,8 +7,6 @@ import io
 import json
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -246,17 +244,3 @@ def test_a_folder_of_another_user_is_refused(private_cache):
     os.chown(private_cache, 65534, 65534)
     with pytest.raises(CacheError, match="another user"):
         cache.cache_dir()
-
-
-def test_a_cached_cli_run_imports_neither_torch_nor_pandas():
-    from edgesim import api
-    api.workload("dense_r50")  # into this session's cache (shared with test_api)
-    code = ("import sys; from edgesim.cli import main; "
-            "rc = main(['run', 'npu_small', '--model', 'dense_r50', '--inputs', '2']); "
-            "assert rc == 0; "
-            "assert 'torch' not in sys.modules, 'torch was imported'; "
-            "assert 'pandas' not in sys.modules, 'pandas was imported'")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, env={**os.environ}, check=False)
-    assert out.returncode == 0, out.stderr
-    assert "# dense_r50 (dense) on npu_small: 25,530,472 params stored" in out.stdout
