@@ -7,6 +7,7 @@ The package ships its hardware configs as data and installs one top-level packag
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,9 +26,13 @@ def _pip(*args: str, cwd: Path, python: str = sys.executable) -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # built from a copy of the sources: setuptools leaves build/ behind, and a stale build/lib
+    # in the clone would put removed modules into the next wheel
+    src = tmp_path_factory.mktemp("src") / "edgesim"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".hypothesis", ".ruff_cache"))
     out = tmp_path_factory.mktemp("wheel")
-    _pip("wheel", "--no-deps", "-q", "-w", str(out), str(ROOT),
-         cwd=out)
+    _pip("wheel", "--no-deps", "-q", "-w", str(out), str(src), cwd=out)
     (whl,) = out.glob("edgesim-*.whl")
     return whl
 
