@@ -164,3 +164,28 @@ def test_dense_r50_c100_builds() -> None:
     model = build_model(get_spec("dense_r50_c100"))
     assert sum(p.numel() for p in model.parameters()) == 23_705_252
     assert not model.training
+
+
+def test_registry_has_the_calibration_models() -> None:
+    v1, lap, mbv2 = get_spec("dense_r50v1"), get_spec("dense_r50v1_laplace"), get_spec("dense_mbv2")
+    assert v1.factory == lap.factory == "edgesim.zoo.resnet:resnet50_v1"
+    # the Laplace model differs from v1 only by its init kwarg, which is part of every cache key
+    # (the spec's kwargs are), so the two never share a cached workload
+    assert dict(lap.kwargs) == {**v1.kwargs, "init": "laplace"}
+    assert "init" not in get_spec("dense_r50").kwargs  # existing models keep their own init
+    assert (mbv2.family, mbv2.input_shape) == ("dense", (3, 224, 224))
+    assert mbv2.factory == "edgesim.zoo.mobilenetv2:mobilenet_v2"
+
+
+def test_init_kwarg_is_applied_not_passed(user_module: str, tmp_path: Path) -> None:
+    # ``tiny(classes=3)`` takes no ``init``: build_model must keep it from the factory.
+    spec = ModelSpec("t_lap", "dense", f"{user_module}:tiny", {"init": "laplace"}, (2, 4))
+    plain = build_model(get_spec(f"{user_module}:tiny"))
+    lap, again = build_model(spec), build_model(spec)
+    assert torch.equal(lap[1].weight, again[1].weight)  # seeded
+    assert not torch.equal(lap[1].weight, plain[1].weight)
+    assert torch.count_nonzero(lap[1].bias) == 0  # the Laplace init zeroes biases
+    # a checkpoint is loaded after the init, so it wins
+    path = tmp_path / "plain.pt"
+    torch.save(plain.state_dict(), path)
+    assert torch.equal(build_model(spec, weights=str(path))[1].weight, plain[1].weight)

@@ -10,15 +10,20 @@ builds it
 form ``package.module:factory`` is a user model: an ad-hoc dense spec whose input shape is the
 factory's ``input_shape`` attribute, or (3, 224, 224).
 
+The one kwarg a spec may give that its factory does not see is ``init`` (one of ``INITS``):
+``"laplace"`` redraws the built model's conv and linear weights heavy-tailed, as trained ones are
+(``edgesim.zoo.init``), seeded by the build seed; absent or ``"default"``, the factory's own init
+is kept.
+
 Each family (``FAMILIES``: name -> ``"module:Class"`` of its ``edgesim.zoo.family.Family``
 subclass) is imported only by ``get_family``, when a model is built.
 
 >>> get_spec("dense_r50").input_shape
 (3, 224, 224)
->>> get_spec("dens_r50")
+>>> get_spec("dense_mb2")
 Traceback (most recent call last):
 ...
-edgesim.errors.ModelError: unknown model 'dens_r50'; did you mean dense_r50, dense_r50_c100, sb_r50?
+edgesim.errors.ModelError: unknown model 'dense_mb2'; did you mean dense_mbv2, dense_pn2, dense_r50?
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from edgesim.errors import ModelError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["FAMILIES", "REGISTRY", "ModelSpec", "build_model", "get_family", "get_spec",
+__all__ = ["FAMILIES", "INITS", "REGISTRY", "ModelSpec", "build_model", "get_family", "get_spec",
            "register", "register_family"]
 
 #: Model families (see DESIGN.md): name -> the ``Family`` class implementing its hooks.
@@ -47,6 +52,8 @@ FAMILIES: dict[str, str] = {
     "signed_binary": "edgesim.zoo.family:Family",
 }
 _FAMILY_OBJECTS: dict[str, Any] = {}
+#: Values of a spec's ``init`` kwarg (applied by ``edgesim.zoo.init.apply_init`` after the factory).
+INITS = ("default", "laplace")
 _DEFAULT_INPUT = (3, 224, 224)
 
 
@@ -77,6 +84,10 @@ class ModelSpec:
             raise ModelError(f"model '{self.name}': factory {self.factory!r} must look like "
                              "'package.module:function'")
         object.__setattr__(self, "kwargs", dict(self.kwargs))
+        init = self.kwargs.get("init", "default")
+        if init not in INITS:
+            raise ModelError(f"model '{self.name}': init {init!r} is not one of "
+                             f"{', '.join(INITS)}")
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "encodings", tuple(self.encodings))
 
@@ -100,6 +111,17 @@ register(ModelSpec("dense_r50", "dense", "edgesim.zoo.resnet:resnet50", {"num_cl
 register(ModelSpec("dense_r50_c100", "dense", "edgesim.zoo.resnet:resnet50_cifar",
                    {"num_classes": 100}, (3, 32, 32),
                    "ResNet-50 v1.5, CIFAR-100, 32x32, 3x3 stem (23.71 M params)"))
+register(ModelSpec("dense_r50v1", "dense", "edgesim.zoo.resnet:resnet50_v1",
+                   {"num_classes": 1000}, (3, 224, 224),
+                   "ResNet-50 v1 (Keras layout: stride in the first 1x1), ImageNet-1K, 224x224 "
+                   "(25.56 M params)"))
+register(ModelSpec("dense_r50v1_laplace", "dense", "edgesim.zoo.resnet:resnet50_v1",
+                   {"num_classes": 1000, "init": "laplace"}, (3, 224, 224),
+                   "ResNet-50 v1 with Laplace weights of He std (trained-like int8 histogram): "
+                   "Vela's calibration model"))
+register(ModelSpec("dense_mbv2", "dense", "edgesim.zoo.mobilenetv2:mobilenet_v2",
+                   {"num_classes": 1000}, (3, 224, 224),
+                   "MobileNetV2 1.0, ImageNet-1K, 224x224 (3.50 M params)"))
 register(ModelSpec("dense_pn2", "dense", "edgesim.zoo.pointnet2:pointnet2_ssg",
                    {"num_classes": 40, "in_points": 1024}, (1024, 3),
                    "PointNet++ SSG, ModelNet40, 1024 points (1.47 M params)"))
@@ -232,21 +254,29 @@ def _load(model: nn.Module, path: str) -> None:
 def build_model(spec: ModelSpec, weights: str | None = None, seed: int = 0) -> nn.Module:
     """Build ``spec``'s model with seeded init (``torch.manual_seed(seed)`` first), in eval mode.
 
+    A spec's ``init`` kwarg (see ``INITS``) is not passed to the factory; a non-default one is
+    applied to the built model, seeded by ``seed``, before any checkpoint is loaded.
+
     ``weights`` is an optional checkpoint file holding a state_dict (or ``{"state_dict": ...}``)
     whose keys and shapes must match the model exactly.
     """
     import torch
 
     factory = _import_factory(spec.name, spec.factory)
+    kwargs = dict(spec.kwargs)
+    init = kwargs.pop("init", "default")
     torch.manual_seed(seed)
     try:
-        model = factory(**spec.kwargs)
+        model = factory(**kwargs)
     except Exception as exc:
         raise ModelError(f"model '{spec.name}': factory '{spec.factory}' raised "
                          f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"model '{spec.name}': factory '{spec.factory}' returned "
                          f"{type(model).__name__}, expected a torch.nn.Module")
+    if init != "default":
+        from edgesim.zoo.init import apply_init
+        apply_init(model, init, seed)
     if weights is not None:
         _load(model, os.fspath(weights))
     return model.eval()
