@@ -1,9 +1,10 @@
 """Weight encodings: exact stored bytes of a real tensor under each encoding.
 
-Public names: ``ENCODINGS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``, ``stored_bytes``,
-``holds``, ``best_encoding``, ``encoding_table``, ``candidates``, ``decodable``, ``resolve``,
-``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``, ``rle_bytes``, ``rle``,
-``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``, ``nested``, ``separate_csr_bytes``.
+Public names: ``ENCODINGS``, ``CODECS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``,
+``stored_bytes``, ``holds``, ``best_encoding``, ``encoding_table``, ``candidates``,
+``decodable``, ``resolve``, ``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``,
+``rle_bytes``, ``rle``, ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``,
+``nested``, ``separate_csr_bytes``, ``mlw``.
 
 Every function takes the quantized values as they will be stored (an integer NumPy array whose
 first axis is the output channel), the bits per stored value, and the number of per-region scales
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from edgesim.workload import LayerOp, WeightBlock, Workload
 
 __all__ = [
+    "CODECS",
     "ENCODINGS",
     "EXCLUSIVE",
     "SCALE_BYTES",
@@ -51,6 +53,7 @@ __all__ = [
     "dense",
     "encoding_table",
     "holds",
+    "mlw",
     "nested",
     "nested_bytes",
     "resolve",
@@ -310,6 +313,21 @@ def separate_csr_bytes(levels: np.ndarray, bits: int, scales: int = 0,
     return sum(_csr_from_counts(int(nnz), rows, cols, bits, scales) for nnz in cumulative)
 
 
+def mlw(values: np.ndarray, bits: int = 8, scales: int = 0) -> int:
+    """Arm Ethos-U's lossless weight stream (Vela's ``mlw_codec``), counted from the values.
+
+    bytes = ceil16(10 * scales)   one 40-bit bias + 32-bit scale + 6-bit shift record per
+                                  output channel (Vela stores them in place of fp32 scales)
+          + the tensor's Golomb-Rice stream (palette, zero runs, 23-bit slice headers), padded
+            to 16 bytes (``edgesim.weight_codec``, which gives the format and its source).
+
+    >>> mlw(np.zeros((4, 4), dtype=np.int8), 8, scales=4)   # 48 B of records + a 16 B stream
+    64
+    """
+    from edgesim.weight_codec import mlw_bytes
+    return mlw_bytes(values, bits, scales)
+
+
 #: name -> function(values, bits, scales) -> stored bytes
 ENCODINGS: dict[str, Callable[..., int]] = {
     "dense": dense,
@@ -319,13 +337,19 @@ ENCODINGS: dict[str, Callable[..., int]] = {
     "rle": rle,
     "signed_binary": signed_binary,
     "nested": nested,
+    "mlw": mlw,
 }
 
 
 #: What each encoding can hold, beyond what its function checks on the values: the widths of
 #: value it stores (absent: any). ``signed_binary`` keeps only zero/nonzero and a sign per
-#: region, so it holds 1-bit tensors only.
-VALUE_BITS: dict[str, tuple[int, ...]] = {"signed_binary": (1,)}
+#: region, so it holds 1-bit tensors only; ``mlw`` is the Ethos-U55/U65 weight decoder's
+#: format, which takes int8 weights (Vela compiles int8 models only).
+VALUE_BITS: dict[str, tuple[int, ...]] = {"signed_binary": (1,), "mlw": (8,)}
+
+#: Whole-stream codecs of one hardware's weight decoder (``mlw``: Arm Ethos-U55/U65), as opposed
+#: to the generic sparse formats; ``encoding_table`` leaves them out unless they are asked for.
+CODECS: tuple[str, ...] = ("mlw",)
 
 #: Encodings a model is made for: a model that prefers one of them gets no implicit ``dense``
 #: fallback (``decodable``), it is stored in what the hardware decodes or not at all.
@@ -373,12 +397,13 @@ def best_encoding(values: np.ndarray, bits: int, allowed: Iterable[str],
 def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
                    allowed: Iterable[str] | None = None,
                    region: int | None = None) -> dict[str, int]:
-    """Stored bytes under every applicable encoding, in ``allowed`` (default ``ENCODINGS``) order.
+    """Stored bytes under every applicable encoding, in ``allowed`` order (default: ``ENCODINGS``
+    but the hardware stream codecs, ``CODECS``, which are listed only when asked for).
 
     ``signed_binary`` is left out when a region holds both signs (it cannot represent it).
     ``region`` is passed to ``stored_bytes``.
     """
-    names = list(ENCODINGS) if allowed is None else list(allowed)
+    names = [e for e in ENCODINGS if e not in CODECS] if allowed is None else list(allowed)
     table: dict[str, int] = {}
     for name in names:
         try:

@@ -38,7 +38,7 @@ A = np.array([[0, 5, 0], [7, 0, 0]], dtype=np.int8)
 
 def test_registered_names_in_order():
     # dense first and unchanged; the new encodings after it in a fixed (tie-breaking) order.
-    assert ALL == ["dense", "bitmap", "csr", "csc", "rle", "signed_binary", "nested"]
+    assert ALL == ["dense", "bitmap", "csr", "csc", "rle", "signed_binary", "nested", "mlw"]
 
 
 def test_small_matrix_every_encoding():
