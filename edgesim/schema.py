@@ -101,6 +101,15 @@ class _MacsPerCycle(_Section):
 class _Array(_Section):
     rows: Annotated[PositiveInt, Attr("array_rows")]
     cols: Annotated[PositiveInt, Attr("array_cols")]
+    #: how ops fold onto the array (``edgesim.sim.mapping``)
+    dataflow: Annotated[Literal["weight_stationary", "output_stationary"],
+                        Attr("array_dataflow")] = "weight_stationary"
+
+
+class _Vector(_Section):
+    #: elements per cycle of the unit running ops without MACs and depthwise convs;
+    #: None: one per array column (edgesim default, an assumption)
+    elements_per_cycle: Annotated[PositiveFloat | None, Attr("vector_elements_per_cycle")] = None
 
 
 class _Compute(_Section):
@@ -108,6 +117,7 @@ class _Compute(_Section):
     activation_bits: Annotated[PositiveInt, Attr("act_bits")]
     macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
     array: _Array
+    vector: _Vector = _Vector()
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
     source: _Text
 
@@ -116,6 +126,8 @@ class _Sram(_Section):
     size: _q("size", "sram_bytes", positive=True)
     #: a size, or a percentage of ``size`` (``25%``); built by ``edgesim.config``
     activation_reserve: _q("size", "act_reserve_bytes")
+    #: SRAM bytes per clock cycle the compute units can read and write; 0: no port cap
+    port_width: _q("size", "sram_port_bytes") = 0
     read_energy: _q("energy_per_byte", "sram_read_pj_per_byte", to="pJ/B")
     write_energy: _q("energy_per_byte", "sram_write_pj_per_byte", to="pJ/B")
     leakage: _q("power", "sram_leak_w")
@@ -295,9 +307,12 @@ class HardwareConfig:
     macs_per_cycle: Mapping[str, int]
     array_rows: int
     array_cols: int
+    array_dataflow: str
+    vector_elements_per_cycle: float | None
     skip_zero_weights: bool
     sram_bytes: int
     act_reserve_bytes: int
+    sram_port_bytes: int
     sram_read_pj_per_byte: float
     sram_write_pj_per_byte: float
     sram_leak_w: float

@@ -238,7 +238,8 @@ def test_apply_overrides_does_not_mutate_its_input() -> None:
 def test_unknown_override_key_lists_known_keys_of_its_section() -> None:
     msg = error_of(NPU_SMALL, ("sram.sise=1MiB",))
     assert "'sram.sise'" in msg
-    assert "known keys of sram: size, activation_reserve, read_energy" in msg
+    assert "known keys of sram: size, activation_reserve," in msg
+    assert "read_energy" in msg
 
 
 def test_unknown_top_level_override_key() -> None:

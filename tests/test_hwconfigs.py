@@ -52,9 +52,10 @@ def test_every_section_has_a_source_that_cites_or_says_assumption(path: Path) ->
 
 @pytest.mark.parametrize("path", SHIPPED, ids=IDS)
 def test_array_shape_matches_int8_peak(path: Path) -> None:
-    # the MAC array used for mapping has exactly the int8 peak number of MACs
+    # the int8 peak is a whole number of MACs per PE of the array (1 for a plain systolic
+    # array, 8 for an Ethos-U PE, an 8-wide dot product: edgesim.sim.mapping)
     hw = load_config(path)
-    assert hw.array_rows * hw.array_cols == hw.macs_per_cycle["int8"]
+    assert hw.macs_per_cycle["int8"] % (hw.array_rows * hw.array_cols) == 0
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=IDS)

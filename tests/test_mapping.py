@@ -1,0 +1,142 @@
+"""Array mapping: folds, the vector unit, the SRAM port cap, per-op utilisation."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgesim.sim import simulate
+from edgesim.sim.mapping import Array, mac_cycles, op_cycles, port_cycles, utilisation
+from edgesim.testing import tiny_config, tiny_workload
+from edgesim.workload import LayerOp, WeightBlock, Workload
+
+WS = Array(rows=8, cols=8, dataflow="weight_stationary", vector_rate=8, port_bytes=0)
+OS = Array(rows=2, cols=8, dataflow="output_stationary", vector_rate=8, port_bytes=0)
+
+
+def _conv(k, c, r, p, *, groups=1, macs=None, in_bytes=0, out_bytes=0):
+    shape = (("N", 1), ("K", k), ("C", c), ("R", r), ("S", r), ("P", p), ("Q", p))
+    n = macs if macs is not None else k * c * r * r * p * p
+    return LayerOp("c", "conv", ("w",), in_bytes, out_bytes, in_bytes + out_bytes, n, n,
+                   "int8", shape, {"groups": groups})
+
+
+def test_one_fold_closed_form():
+    # C*R*S = 8 <= 8 rows, K = 8 <= 8 columns: one fold = 8 (weight load, one row per cycle)
+    # + 8 + 8 - 2 (fill, drain) + 100 pixels streamed = 122
+    assert mac_cycles(WS, {"N": 1, "K": 8, "C": 8, "R": 1, "S": 1, "P": 10, "Q": 10},
+                      64, 6400) == 122
+
+
+def test_conv_folds_counted_by_hand():
+    # 3x3 conv, C 16, K 20, 7x7 out: rows hold C*R*S = 144 -> 18 folds; columns K = 20 -> 3;
+    # 54 folds x (8 + 14 + 49) = 3834 cycles
+    assert mac_cycles(WS, {"K": 20, "C": 16, "R": 3, "S": 3, "P": 7, "Q": 7}, 64,
+                      20 * 144 * 49) == 54 * (8 + 14 + 49)
+    # output-stationary 2 x 8 array of 8-MAC PEs (peak 128): 49 pixels -> 25 row folds,
+    # K 20 -> 3 column folds; each streams 9 taps x ceil(16/8) = 18 cycles + 8 fill/drain
+    assert mac_cycles(OS, {"K": 20, "C": 16, "R": 3, "S": 3, "P": 7, "Q": 7}, 128,
+                      20 * 144 * 49) == 75 * (18 + 8)
+    # a 3-channel tap fills 3 of a PE's 8 lanes: 49 taps x 1 cycle each
+    assert mac_cycles(OS, {"K": 8, "C": 3, "R": 7, "S": 7, "P": 1, "Q": 2}, 128,
+                      8 * 147 * 2) == 1 * (49 + 8)
+
+
+def test_fc_at_batch_one_is_weight_load_bound():
+    # FC 2048 -> 1000, M = 1: 256 row folds x 125 column folds, each 8 + 14 + 1 cycles;
+    # the weight loads alone (8 per fold) exceed the 32,000-cycle MAC bound 8x
+    folds = 256 * 125
+    cycles = mac_cycles(WS, {"M": 1, "N": 1000, "K": 2048}, 64, 2048 * 1000)
+    assert cycles == folds * (8 + 14 + 1)
+    assert folds * 8 > 8 * math.ceil(2048 * 1000 / 64) - 1
+    # a larger batch amortises the loads: M = 256 streams 256 pixels per fold
+    assert mac_cycles(WS, {"M": 256, "N": 1000, "K": 2048}, 64, 256 * 2048 * 1000) == \
+        folds * (8 + 14 + 256)
+
+
+def test_depthwise_goes_to_the_vector_unit():
+    # 3x3 depthwise, 32 channels, 10x10 out: 32*100 outputs x 9 MACs = 28,800 MACs at 8 per
+    # cycle on the vector unit = 3600 cycles (not folds on the array)
+    op = _conv(32, 1, 3, 10, groups=32)
+    assert op_cycles(WS, op, 64, op.macs, 288, 8) == 3600
+    # a 2x faster vector unit halves it: the array's folds play no part (never below the
+    # MAC roofline, 28,800 / 64 = 450)
+    fast = Array(8, 8, "weight_stationary", 16, 0)
+    assert op_cycles(fast, op, 64, op.macs, 288, 8) == 1800
+
+
+def test_eltwise_add_costs_its_input_elements():
+    # add of two 1000-element int8 tensors reads 2000 elements: ceil(2000 / 3) cycles at 3/cycle
+    add = LayerOp("add", "eltwise", (), 2000, 1000, 3000, 0, 0, "int8")
+    assert op_cycles(Array(8, 8, "weight_stationary", 3, 0), add, 64, 0, 0, 8) == 667
+    # a fused activation is free
+    relu = LayerOp("relu", "act", (), 0, 0, 0, 0, 0, "int8", fused=True)
+    assert op_cycles(WS, relu, 64, 0, 0, 8) == 0
+
+
+def test_port_cap_binds_when_the_port_is_narrow():
+    # one fold streaming 100 pixels: 122 cycles; reads 800 B in + 64 B weights, writes 800 B:
+    # 1664 B over a 1 B/cycle port = 1664 cycles; over 64 B/cycle (26) the array binds
+    op = _conv(8, 8, 1, 10, in_bytes=800, out_bytes=800)
+    narrow = Array(8, 8, "weight_stationary", 8, 1)
+    wide = Array(8, 8, "weight_stationary", 8, 64)
+    assert port_cycles(narrow, 1664) == 1664
+    assert op_cycles(narrow, op, 64, op.macs, 64, 8) == 1664
+    assert op_cycles(wide, op, 64, op.macs, 64, 8) == 122
+    # through the config: sram.port_width caps the tiny workload's ops
+    base = simulate(tiny_config(), tiny_workload()).inferences.compute_cycles[0]
+    capped = simulate(tiny_config(overrides=["sram.port_width=1 B"]),
+                      tiny_workload()).inferences.compute_cycles[0]
+    assert capped > base
+
+
+_dims = st.fixed_dictionaries({
+    "K": st.integers(1, 300), "C": st.integers(1, 300), "R": st.sampled_from([1, 3, 5, 7]),
+    "P": st.integers(1, 60), "groups": st.sampled_from([1, 1, 2, 4])})
+_arrays = st.builds(Array, rows=st.integers(1, 64), cols=st.integers(1, 64),
+                    dataflow=st.sampled_from(["weight_stationary", "output_stationary"]),
+                    vector_rate=st.floats(0.5, 128), port_bytes=st.integers(0, 64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(d=_dims, a=_arrays, pack=st.sampled_from([1, 2, 8]), slow=st.booleans(),
+       skip=st.floats(0.0, 1.0))
+def test_util_at_most_one_and_cycles_at_least_roofline(d, a, pack, slow, skip):
+    # util = MACs / (cycles x peak) <= 1 for any shape, array, precision packing and
+    # zero-skipping: cycles never fall below the MAC roofline ceil(MACs / peak)
+    peak = max(1, a.rows * a.cols // 4) if slow else a.rows * a.cols * pack
+    k = d["K"] * d["groups"]
+    op = _conv(k, d["C"], d["R"], d["P"], groups=d["groups"], in_bytes=100, out_bytes=100)
+    executed = int(op.macs * skip)
+    cycles = op_cycles(a, op, peak, executed, 50, 8)
+    assert cycles >= math.ceil(executed / peak)
+    assert utilisation(executed, cycles, peak) <= 1.0
+
+
+def test_latency_never_below_mac_roofline_and_util_column():
+    # per-layer util = macs / (compute_cycles x 64) for MAC ops, 0.0 for the ReLU
+    r = simulate(tiny_config(), tiny_workload(inputs=2), per_layer=True)
+    rows = r.layers[r.layers.input == 0]
+    assert list(rows.util) == [64_000 / (1022 * 64), 0.0, 2_000 / (736 * 64)]
+    for row in r.inferences.itertuples():
+        assert row.latency_s >= row.macs / (64 * 1e9)
+        assert row.cycles == row.compute_cycles + row.stall_cycles
+
+
+def test_zero_skipping_shortens_only_the_stream():
+    # half the MACs skipped: the 100-pixel stream halves (50), load and fill (22) stay
+    d = {"K": 8, "C": 8, "R": 1, "S": 1, "P": 10, "Q": 10}
+    assert mac_cycles(WS, d, 64, 3200, 6400) == 22 + 50
+
+
+def test_mapping_reads_shipped_configs():
+    blocks = [WeightBlock("w", 64, 64, 8, "dense", 64, 64)]
+    w = Workload.single_path("one", "dense", blocks, [_conv(8, 8, 1, 10)])
+    hw = tiny_config(overrides=["compute.array.dataflow=output_stationary",
+                                "compute.vector.elements_per_cycle=2"])
+    assert (hw.array_dataflow, hw.vector_elements_per_cycle) == ("output_stationary", 2)
+    # OS 8x8, one MAC per PE: 100 pixels -> 13 row folds x 1 column fold, each 8 taps... of
+    # C 8 = 8 cycles + 14 fill/drain
+    assert simulate(hw, w).inferences.compute_cycles[0] == 13 * (8 + 14)
