@@ -37,7 +37,8 @@ __all__ = ["KINDS", "pareto_front", "plot", "plot_bytes_vs_sram", "plot_energy_b
            "plot_pareto", "plot_timeline"]
 
 KINDS = ("pareto", "bytes-vs-sram", "energy-breakdown", "timeline")
-ENERGY_PARTS = (("energy_mac_j", "MAC"), ("energy_sram_j", "SRAM"),
+ENERGY_PARTS = (("energy_mac_j", "MAC"), ("energy_array_j", "PE registers"),
+                ("energy_sram_j", "SRAM"),
                 ("energy_offchip_j", "off-chip"), ("energy_decode_j", "index decode"),
                 ("energy_leak_j", "leakage"))
 _NICE = {

@@ -19,7 +19,7 @@ field is one line here, one attribute of ``HardwareConfig`` and its value in the
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,8 +30,14 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic.fields import FieldInfo
+
+from edgesim.errors import UnitError
+from edgesim.technology import sram_energy
+from edgesim.units import parse_quantity
 
 __all__ = ["Attr", "ConfigFile", "HardwareConfig", "Unit", "canonical_path", "schema_fields",
            "section_at", "unit_kind"]
@@ -101,15 +107,6 @@ class _MacsPerCycle(_Section):
 class _Array(_Section):
     rows: Annotated[PositiveInt, Attr("array_rows")]
     cols: Annotated[PositiveInt, Attr("array_cols")]
-    #: how ops fold onto the array (``edgesim.sim.mapping``)
-    dataflow: Annotated[Literal["weight_stationary", "output_stationary"],
-                        Attr("array_dataflow")] = "weight_stationary"
-
-
-class _Vector(_Section):
-    #: elements per cycle of the unit running ops without MACs and depthwise convs;
-    #: None: one per array column (edgesim default, an assumption)
-    elements_per_cycle: Annotated[PositiveFloat | None, Attr("vector_elements_per_cycle")] = None
 
 
 class _Compute(_Section):
@@ -117,21 +114,45 @@ class _Compute(_Section):
     activation_bits: Annotated[PositiveInt, Attr("act_bits")]
     macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
     array: _Array
-    vector: _Vector = _Vector()
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
     source: _Text
 
 
 class _Sram(_Section):
+    """``energy_model: fixed`` (the default): ``read_energy``/``write_energy``/``leakage`` are this
+    macro's figures at the chip's node, taken as written. ``energy_model: sqrt``: they are quoted
+    for an SRAM of ``reference_size`` at ``reference_node_nm``/``reference_vdd_v`` and scaled to
+    ``size`` and the chip's node by ``edgesim.technology.sram_energy``."""
+
     size: _q("size", "sram_bytes", positive=True)
     #: a size, or a percentage of ``size`` (``25%``); built by ``edgesim.config``
     activation_reserve: _q("size", "act_reserve_bytes")
-    #: SRAM bytes per clock cycle the compute units can read and write; 0: no port cap
-    port_width: _q("size", "sram_port_bytes") = 0
-    read_energy: _q("energy_per_byte", "sram_read_pj_per_byte", to="pJ/B")
-    write_energy: _q("energy_per_byte", "sram_write_pj_per_byte", to="pJ/B")
-    leakage: _q("power", "sram_leak_w")
+    reference_size: _q("size", "sram_reference_bytes") = "0 B"
+    reference_node_nm: Annotated[PositiveFloat | None, Attr("sram_reference_node_nm")] = None
+    reference_vdd_v: Annotated[PositiveFloat | None, Attr("sram_reference_vdd_v")] = None
+    energy_model: Annotated[Literal["fixed", "sqrt"], Attr("sram_energy_model")] = "fixed"
+    read_energy: _q("energy_per_byte", "sram_quoted_read_pj_per_byte", to="pJ/B")
+    write_energy: _q("energy_per_byte", "sram_quoted_write_pj_per_byte", to="pJ/B")
+    leakage: _q("power", "sram_quoted_leak_w")
     source: _Text
+
+    @field_validator("energy_model")
+    @classmethod
+    def _reference_given(cls, model: str, info: ValidationInfo) -> str:
+        """``sqrt`` needs the reference point: a positive size, a node and a voltage."""
+        if model != "sqrt":
+            return model
+        missing = [k for k in ("reference_node_nm", "reference_vdd_v")
+                   if info.data.get(k) is None]
+        size = info.data.get("reference_size", "0 B")
+        try:
+            parse_quantity(size, "size", where="sram.reference_size", positive=True)
+        except UnitError:
+            missing.insert(0, "reference_size (a positive size)")
+        if missing:
+            raise ValueError("energy_model sqrt scales a reference SRAM: set "
+                             + ", ".join(f"sram.{k}" for k in missing))
+        return model
 
 
 class _Offchip(_Section):
@@ -152,10 +173,12 @@ class _MacEnergy(_Section):
 
 
 class _Energy(_Section):
-    reference_node_nm: PositiveFloat
-    reference_vdd_v: PositiveFloat
+    reference_node_nm: Annotated[PositiveFloat, Attr("energy_reference_node_nm")]
+    reference_vdd_v: Annotated[PositiveFloat, Attr("energy_reference_vdd_v")]
     mac: Annotated[_MacEnergy, Attr("mac_pj")]
     index_decode: _q("energy", "index_decode_pj", to="pJ", scaled=True) = 0
+    #: per byte of operand or partial sum latched in a PE register (``edgesim.sim.energy``)
+    pe_register: _q("energy_per_byte", "register_pj_per_byte", to="pJ/B", scaled=True) = 0
     source: _Text
 
 
@@ -307,15 +330,16 @@ class HardwareConfig:
     macs_per_cycle: Mapping[str, int]
     array_rows: int
     array_cols: int
-    array_dataflow: str
-    vector_elements_per_cycle: float | None
     skip_zero_weights: bool
     sram_bytes: int
     act_reserve_bytes: int
-    sram_port_bytes: int
-    sram_read_pj_per_byte: float
-    sram_write_pj_per_byte: float
-    sram_leak_w: float
+    sram_reference_bytes: int
+    sram_reference_node_nm: float | None
+    sram_reference_vdd_v: float | None
+    sram_energy_model: str
+    sram_quoted_read_pj_per_byte: float
+    sram_quoted_write_pj_per_byte: float
+    sram_quoted_leak_w: float
     offchip_kind: str
     offchip_bytes_per_s: float
     offchip_latency_s: float
@@ -324,12 +348,33 @@ class HardwareConfig:
     offchip_write_pj_per_bit: float
     node_nm: float
     vdd_v: float
+    energy_reference_node_nm: float
+    energy_reference_vdd_v: float
     mac_pj: Mapping[str, float]
     index_decode_pj: float
+    register_pj_per_byte: float
     prefetch_depth: int
     formats: tuple[str, ...]
     sources: Mapping[str, str]
     resolved: Mapping[str, Any]
+    #: the SRAM of ``sram_bytes`` at ``node_nm``/``vdd_v`` (``technology.sram_energy``)
+    sram_read_pj_per_byte: float = field(init=False)
+    sram_write_pj_per_byte: float = field(init=False)
+    sram_leak_w: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        quoted = (self.sram_quoted_read_pj_per_byte, self.sram_quoted_write_pj_per_byte,
+                  self.sram_quoted_leak_w)
+        if self.sram_energy_model == "sqrt":
+            read, write, leak = sram_energy(
+                *quoted, size_bytes=self.sram_bytes, reference_bytes=self.sram_reference_bytes,
+                reference=(self.sram_reference_node_nm, self.sram_reference_vdd_v),
+                node=(self.node_nm, self.vdd_v))
+        else:
+            read, write, leak = quoted
+        object.__setattr__(self, "sram_read_pj_per_byte", read)
+        object.__setattr__(self, "sram_write_pj_per_byte", write)
+        object.__setattr__(self, "sram_leak_w", leak)
 
     @property
     def weight_sram_bytes(self) -> int:

@@ -70,7 +70,10 @@ def test_npu_small_fields_in_si_units() -> None:
     assert hw.offchip_latency_ps == 100_000
     assert hw.offchip_burst_bytes == 64
     assert hw.offchip_read_pj_per_bit == 8.0
-    assert hw.sram_read_pj_per_byte == 1.27
+    # sqrt model (technology.sram_energy): 1.25 pJ/B at 8 KiB, 45 nm/0.9 V, x sqrt(512/8) = 8,
+    # x energy_scale(45, 0.9, 28, 0.9) = 0.5066 -> 5.066 pJ/B; leakage 46.875 uW x 64 = 3 mW
+    assert hw.sram_energy_model == "sqrt"
+    assert hw.sram_read_pj_per_byte == pytest.approx(1.25 * 8 * energy_scale(45, 0.9, 28, 0.9))
     assert hw.sram_leak_w == pytest.approx(3e-3)
     assert hw.prefetch_depth == 2
     assert hw.formats == ("dense", "bitmap", "csr", "csc", "rle", "nested", "signed_binary")

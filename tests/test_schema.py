@@ -11,7 +11,9 @@ from edgesim.schema import Attr, HardwareConfig, Unit, meta, schema_fields, unit
 from edgesim.units import KINDS, accepted_units
 
 #: Fields that no schema key gives: the file name and what the builder derives from sections.
-_DERIVED = {"file", "sources", "resolved"}
+_DERIVED = {"file", "sources", "resolved",
+            # the SRAM at its size and node, from the quoted figures (technology.sram_energy)
+            "sram_read_pj_per_byte", "sram_write_pj_per_byte", "sram_leak_w"}
 
 
 def _names() -> list[str]:

@@ -71,8 +71,9 @@ def test_closed_form_bytes_and_laws(tiny_yaml, tmp_path):
     assert (belady["weight_dram_bytes_steady"].to_numpy()
             <= lru["weight_dram_bytes_steady"].to_numpy()).all()
     # law: energy is the sum of its parts
-    parts = df[[f"{c}_steady" for c in ("energy_mac_j", "energy_sram_j", "energy_offchip_j",
-                                        "energy_decode_j", "energy_leak_j")]].sum(axis=1)
+    parts = df[[f"{c}_steady" for c in ("energy_mac_j", "energy_array_j", "energy_sram_j",
+                                        "energy_offchip_j", "energy_decode_j",
+                                        "energy_leak_j")]].sum(axis=1)
     assert (abs(parts - df["energy_j_steady"]) <= 1e-12 * df["energy_j_steady"]).all()
 
 

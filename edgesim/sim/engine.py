@@ -249,14 +249,14 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     sram_read = plan.sram_read_fixed + spill_half
     sram_write = plan.sram_write_fixed + wb - inf.wasted_bytes + spill_half
     e = inference_energy(
-        m, mac_j=plan.energy_mac_j, decode_j=plan.energy_decode_j,
+        m, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
         sram_read_bytes=sram_read, sram_write_bytes=sram_write,
         offchip_read_bytes=wb + spill_half, offchip_write_bytes=spill_half,
         latency_s=latency_s)
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
                         plan.act_dram_bytes, sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
-                        e.total, e.mac, e.sram, e.offchip, e.decode, e.leak)
+                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak)
 
 
 def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
@@ -270,7 +270,7 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
             op.rule, op.weight_bytes, inf.kept[j] + inf.streamed[j], inf.streamed[j],
-            plan.spill[j], op.macs, int(plan.cycles[j]), plan.util[j],
+            plan.spill[j], op.macs, int(plan.cycles[j]),
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
             cs * 1e-12, ce * 1e-12, stall * 1e-12))
     return rows

@@ -40,8 +40,9 @@ class InferenceRow(NamedTuple):
     stall_cycles: int            # cycles - compute_cycles
     cycles: int
     latency_s: float
-    energy_j: float              # the sum of the five parts that follow
+    energy_j: float              # the sum of the six parts that follow
     energy_mac_j: float
+    energy_array_j: float        # PE registers of the MAC array
     energy_sram_j: float
     energy_offchip_j: float
     energy_decode_j: float
@@ -67,7 +68,6 @@ class LayerRow(NamedTuple):
     act_dram_bytes: int
     macs: int
     compute_cycles: int
-    util: float                  # macs / (compute_cycles x peak MACs/cycle); 0.0 without MACs
     dma_start_s: float | None
     dma_end_s: float | None
     compute_start_s: float
@@ -80,8 +80,8 @@ LAYER_COLUMNS: tuple[str, ...] = LayerRow._fields
 
 #: Columns ``summarize`` describes (cold, steady-state mean, p50, p99).
 SUMMARY_METRICS = ("weight_dram_bytes", "act_dram_bytes", "latency_s", "energy_j",
-                   "energy_mac_j", "energy_sram_j", "energy_offchip_j", "energy_decode_j",
-                   "energy_leak_j", "stall_cycles", "spec_wasted_bytes")
+                   "energy_mac_j", "energy_array_j", "energy_sram_j", "energy_offchip_j",
+                   "energy_decode_j", "energy_leak_j", "stall_cycles", "spec_wasted_bytes")
 
 
 class Result:
