@@ -107,18 +107,19 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 register(ModelSpec("dense_r50", "dense", "edgesim.zoo.resnet:resnet50", {"num_classes": 1000},
-                   (3, 224, 224), "ResNet-50 v1.5, ImageNet-1K, 224x224 (25.56 M params)"))
+                   (3, 224, 224), "ResNet-50 v1.5, ImageNet-1K, 224x224 (25.56 M params)",
+                   encodings=("dense", "mlw")))
 register(ModelSpec("dense_r50_c100", "dense", "edgesim.zoo.resnet:resnet50_cifar",
                    {"num_classes": 100}, (3, 32, 32),
                    "ResNet-50 v1.5, CIFAR-100, 32x32, 3x3 stem (23.71 M params)"))
 register(ModelSpec("dense_r50v1", "dense", "edgesim.zoo.resnet:resnet50_v1",
                    {"num_classes": 1000}, (3, 224, 224),
                    "ResNet-50 v1 (Keras layout: stride in the first 1x1), ImageNet-1K, 224x224 "
-                   "(25.56 M params)"))
+                   "(25.56 M params)", encodings=("dense", "mlw")))
 register(ModelSpec("dense_r50v1_laplace", "dense", "edgesim.zoo.resnet:resnet50_v1",
                    {"num_classes": 1000, "init": "laplace"}, (3, 224, 224),
                    "ResNet-50 v1 with Laplace weights of He std (trained-like int8 histogram): "
-                   "Vela's calibration model"))
+                   "Vela's calibration model", encodings=("dense", "mlw")))
 register(ModelSpec("dense_mbv2", "dense", "edgesim.zoo.mobilenetv2:mobilenet_v2",
                    {"num_classes": 1000}, (3, 224, 224),
                    "MobileNetV2 1.0, ImageNet-1K, 224x224 (3.50 M params)"))
