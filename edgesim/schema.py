@@ -107,6 +107,15 @@ class _MacsPerCycle(_Section):
 class _Array(_Section):
     rows: Annotated[PositiveInt, Attr("array_rows")]
     cols: Annotated[PositiveInt, Attr("array_cols")]
+    #: how ops fold onto the array (``edgesim.sim.mapping``)
+    dataflow: Annotated[Literal["weight_stationary", "output_stationary"],
+                        Attr("array_dataflow")] = "weight_stationary"
+
+
+class _Vector(_Section):
+    #: elements per cycle of the unit running ops without MACs and depthwise convs;
+    #: None: one per array column (edgesim default, an assumption)
+    elements_per_cycle: Annotated[PositiveFloat | None, Attr("vector_elements_per_cycle")] = None
 
 
 class _Compute(_Section):
@@ -114,6 +123,7 @@ class _Compute(_Section):
     activation_bits: Annotated[PositiveInt, Attr("act_bits")]
     macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
     array: _Array
+    vector: _Vector = _Vector()
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
     source: _Text
 
@@ -127,6 +137,8 @@ class _Sram(_Section):
     size: _q("size", "sram_bytes", positive=True)
     #: a size, or a percentage of ``size`` (``25%``); built by ``edgesim.config``
     activation_reserve: _q("size", "act_reserve_bytes")
+    #: SRAM bytes per clock cycle the compute units can read and write; 0: no port cap
+    port_width: _q("size", "sram_port_bytes") = 0
     reference_size: _q("size", "sram_reference_bytes") = "0 B"
     reference_node_nm: Annotated[PositiveFloat | None, Attr("sram_reference_node_nm")] = None
     reference_vdd_v: Annotated[PositiveFloat | None, Attr("sram_reference_vdd_v")] = None
@@ -330,9 +342,12 @@ class HardwareConfig:
     macs_per_cycle: Mapping[str, int]
     array_rows: int
     array_cols: int
+    array_dataflow: str
+    vector_elements_per_cycle: float | None
     skip_zero_weights: bool
     sram_bytes: int
     act_reserve_bytes: int
+    sram_port_bytes: int
     sram_reference_bytes: int
     sram_reference_node_nm: float | None
     sram_reference_vdd_v: float | None

@@ -218,24 +218,28 @@ def test_columns_and_one_row_per_input():
 
 
 def test_cold_inference_closed_form():
-    # tiny: 1 GHz, 64 int8 MACs/cycle on 8x8, 1 GB/s (1 ns per byte), no latency, 1-byte bursts.
-    # op a: 1000 B kept -> DMA 0..1000 ns; 64,000 MACs at full utilisation = 1000 cycles
-    #       -> compute 1000..2000 ns (stall 1000 ns waiting for weights).
-    # relu: 100 B out = 100 elements over 8 columns = 13 cycles -> 2000..2013 ns.
+    # tiny: 1 GHz, 64 int8 MACs/cycle on an 8x8 weight-stationary array, vector unit 8
+    # elements/cycle (one per column, the default), no SRAM port cap; 1 GB/s (1 ns per byte),
+    # no latency, 1-byte bursts. A fold costs 8 (weight load) + 8 + 8 - 2 (fill, drain) = 22
+    # cycles plus one per pixel streamed (edgesim.sim.mapping).
+    # op a: 1000 B kept -> DMA 0..1000 ns; C*R*S = 8 rows, K = 8 columns: one fold streaming
+    #       1000 pixels = 22 + 1000 = 1022 cycles -> compute 1000..2022 ns.
+    # relu: reads 100 elements on 8 lanes = 13 cycles -> 2022..2035 ns.
     # op b: 2000 B kept; may start once op (2 - depth 2 - 1) < 0 ended, i.e. right after a's
-    #       transfer: DMA 1000..3000 ns. 2000 MACs on K=250 rows (250/256 used), N=8 columns:
-    #       2000 / (64 * 250/256) = 32 cycles exactly -> compute 3000..3032 ns.
-    # latency 3032 ns; compute cycles 1000 + 13 + 32 = 1045; stall 1987.
+    #       transfer: DMA 1000..3000 ns. K=250 on rows: ceil(250/8) = 32 folds, N=8 one column
+    #       fold, M=1 pixel: 32 x (22 + 1) = 736 cycles (weight-load bound; MAC bound 32)
+    #       -> compute 3000..3736 ns.
+    # latency 3736 ns; compute cycles 1022 + 13 + 736 = 1771; stall 3736 - 1771 = 1965.
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
     cold = df.iloc[0]
     assert cold.weight_dram_bytes == 3000
-    assert cold.compute_cycles == 1045
-    assert cold.cycles == 3032
-    assert cold.stall_cycles == 3032 - 1045
-    assert math.isclose(cold.latency_s, 3032e-9, rel_tol=1e-12)
-    # warm: everything resident, no stall: 1045 cycles
+    assert cold.compute_cycles == 1771
+    assert cold.cycles == 3736
+    assert cold.stall_cycles == 3736 - 1771
+    assert math.isclose(cold.latency_s, 3736e-9, rel_tol=1e-12)
+    # warm: everything resident, no stall: 1771 cycles
     assert df.iloc[1].weight_dram_bytes == 0
-    assert df.iloc[1].cycles == 1045
+    assert df.iloc[1].cycles == 1771
 
 
 def test_energy_closed_form():
@@ -243,7 +247,7 @@ def test_energy_closed_form():
     # MAC: 66,000 MACs x 0.2 pJ = 13,200 pJ
     # SRAM reads: weights 3000 B + activations in 100+100+100 = 3300 B at 1 pJ/B
     # SRAM writes: activations out 100+100+10 = 210 B at 1 pJ/B
-    # off-chip: 0; leakage 1 mW x 1045 ns = 1.045 pJ
+    # off-chip: 0; leakage 1 mW x 1771 ns (the warm latency, test_cold_inference_closed_form)
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
     warm = df.iloc[1]
     assert math.isclose(warm.energy_mac_j, 13_200e-12, rel_tol=1e-12)
@@ -251,14 +255,14 @@ def test_energy_closed_form():
     assert warm.sram_write_bytes == 210
     assert math.isclose(warm.energy_sram_j, 3510e-12, rel_tol=1e-12)
     assert warm.energy_offchip_j == 0
-    assert math.isclose(warm.energy_leak_j, 1e-3 * 1045e-9, rel_tol=1e-9)
+    assert math.isclose(warm.energy_leak_j, 1e-3 * 1771e-9, rel_tol=1e-9)
 
 
 def test_prefetch_none_serialises_transfer_and_compute():
-    # with prefetch off op b's 2000 B start only after relu ends (2013 ns): 2013..4013 ns,
-    # then 32 cycles: latency 4045 ns.
+    # with prefetch off op b's 2000 B start only after relu ends (2035 ns, see
+    # test_cold_inference_closed_form): 2035..4035 ns, then 736 cycles: latency 4771 ns.
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(), prefetch="none").inferences
-    assert df.cycles[0] == 4045
+    assert df.cycles[0] == 4771
 
 
 def test_activation_spill_is_counted_apart_from_weights():
@@ -313,10 +317,12 @@ def test_router_gates_leaf_fetch_and_stall_shows():
     spec = simulate(hw, w, prefetch="speculative").inferences
     assert gated.weight_dram_bytes[0] == spec.weight_dram_bytes[0] == w.path_stored_bytes(0)
     assert spec.stall_cycles[0] < gated.stall_cycles[0]
-    # bb: 1000 B (1000 ns) then 8000 MACs / 64 = 125 cycles -> ends 1125 ns; router: 10 B
-    # moved at 1000..1010 ns, 20 MACs on 10 of 8x8 rows... -> ends 1125 + 2 cycles = 1127 ns;
-    # gated leaf transfer 1127..5127 ns, then 32,000 MACs / 64 = 500 cycles: 5627 ns.
-    assert gated.cycles[0] == 5627
+    # batch-1 linears on the tiny 8x8 weight-stationary array: ceil(K/8) folds of 8 (weight
+    # load) + 14 (fill, drain) + 1 (the one pixel) = 23 cycles (edgesim.sim.mapping).
+    # bb: 1000 B (1000 ns) then K=1000: 125 folds x 23 = 2875 cycles -> ends 3875 ns; router:
+    # 10 B moved at 1000..1010 ns, K=10: 2 folds x 23 = 46 cycles -> ends 3921 ns; gated leaf
+    # transfer 3921..7921 ns, then K=4000: 500 folds x 23 = 11,500 cycles: 19,421 ns.
+    assert gated.cycles[0] == 19_421
     # a wrong guess costs the guessed leaf's bytes, reported and counted as moved
     w_miss = w.with_sequence([1, 0, 0, 0])
     g = simulate(hw, w_miss).inferences

@@ -270,7 +270,7 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
             op.rule, op.weight_bytes, inf.kept[j] + inf.streamed[j], inf.streamed[j],
-            plan.spill[j], op.macs, int(plan.cycles[j]),
+            plan.spill[j], op.macs, int(plan.cycles[j]), plan.util[j],
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
             cs * 1e-12, ce * 1e-12, stall * 1e-12))
     return rows

@@ -6,14 +6,20 @@ Public names: ``Machine``, ``PathPlan``, ``OpInfo``, ``compile_paths``, ``utilis
 ``Machine.from_config(hw)`` takes, once, the typed fields of a ``HardwareConfig`` the simulator
 needs, with the off-chip channel turned into integers (picoseconds of latency, bytes per second).
 ``compile_paths(machine, workload)`` maps every path onto it: per op the deduplicated block
-indices, compute cycles on the MAC array (``utilisation``: reduction on rows, outputs on columns)
-or the vector lanes, compute time in integer picoseconds, activation spill bytes and the router
-op that gates it; per path the totals the energy model needs.
+indices, compute cycles (``edgesim.sim.mapping``: folds on the MAC array, the vector unit,
+at least what the SRAM port feeds) and the MAC utilisation they give, compute time in integer
+picoseconds, activation spill bytes and the router op that gates it; per path the totals the
+energy model needs.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> plan, = compile_paths(Machine.from_config(tiny_config()), tiny_workload())
+
+On the tiny 8x8 weight-stationary array: conv ``a`` (C 8, K 8, 1000 pixels) is one fold of
+8 (weight load) + 14 (fill, drain) + 1000 cycles; the ReLU reads 100 elements on 8 lanes (13);
+the batch-1 FC ``b`` (K 250, N 8) is 32 folds of 8 + 14 + 1 = 736 cycles, 23x its MAC bound.
+
 >>> plan.cycles.tolist(), plan.compute_cycles, plan.macs
-([1000, 13, 32], 1045, 66000)
+([1022, 13, 736], 1771, 66000)
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesim.sim.energy import register_bits_per_mac
+from edgesim.sim.mapping import Array, op_cycles, utilisation
 from edgesim.workload import LayerOp, Workload
 
 __all__ = ["PS_PER_S", "Machine", "OpInfo", "PathPlan", "compile_paths", "utilisation"]
@@ -45,6 +52,9 @@ class Machine:
     clock_hz: int
     array_rows: int
     array_cols: int
+    array_dataflow: str
+    vector_elements_per_cycle: float      # the config's rate, or one per array column
+    sram_port_bytes: int                  # per cycle; 0: no port cap
     act_bits: int
     act_reserve_bytes: int
     weight_sram_bytes: int
@@ -63,6 +73,12 @@ class Machine:
     offchip_write_pj_per_bit: float
     sram_leak_w: float
 
+    @property
+    def array(self) -> Array:
+        """The array, vector unit and SRAM port ops are mapped onto."""
+        return Array(self.array_rows, self.array_cols, self.array_dataflow,
+                     self.vector_elements_per_cycle, self.sram_port_bytes)
+
     @classmethod
     def from_config(cls, hw) -> Machine:
         """Read ``hw`` (a HardwareConfig); a non-positive off-chip bandwidth is an error."""
@@ -72,6 +88,9 @@ class Machine:
                              "B/s")
         return cls(
             clock_hz=round(hw.clock_hz), array_rows=hw.array_rows, array_cols=hw.array_cols,
+            array_dataflow=hw.array_dataflow,
+            vector_elements_per_cycle=hw.vector_elements_per_cycle or hw.array_cols,
+            sram_port_bytes=hw.sram_port_bytes,
             act_bits=hw.act_bits, act_reserve_bytes=hw.act_reserve_bytes,
             weight_sram_bytes=hw.weight_sram_bytes, skip_zero_weights=hw.skip_zero_weights,
             macs_per_cycle=hw.macs_per_cycle, mac_pj=hw.mac_pj,
@@ -83,27 +102,6 @@ class Machine:
             sram_write_pj_per_byte=hw.sram_write_pj_per_byte,
             offchip_read_pj_per_bit=hw.offchip_read_pj_per_bit,
             offchip_write_pj_per_bit=hw.offchip_write_pj_per_bit, sram_leak_w=hw.sram_leak_w)
-
-
-def utilisation(op: LayerOp, rows: int, cols: int) -> float:
-    """Fraction of the MAC array an op keeps busy: reduction dim on rows, outputs on columns.
-
-    >>> op = LayerOp("fc", "linear", (), 0, 0, 0, 8, 8, "int8", (("M", 1), ("N", 2), ("K", 4)))
-    >>> utilisation(op, 8, 8)   # 4 of 8 rows, 2 of 8 columns
-    0.125
-    """
-    d = op.dims
-    if op.kind == "conv" and "C" in d and "K" in d:
-        red, out = d["C"] * d.get("R", 1) * d.get("S", 1), d["K"]
-        if d.get("C", 1) == 1:  # depthwise: one reduction lane per output
-            red = d.get("R", 1) * d.get("S", 1)
-    elif "K" in d and "N" in d:
-        red, out = d["K"], d["N"]
-    else:
-        return 1.0
-    util_r = red / (math.ceil(red / rows) * rows)
-    util_c = out / (math.ceil(out / cols) * cols)
-    return util_r * util_c
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +126,7 @@ class PathPlan:
     blocks: tuple[tuple[int, ...], ...]   # per op: block indices (deduplicated)
     all_blocks: tuple[int, ...]           # every block the path reads, in first-use order
     cycles: np.ndarray                    # per op compute cycles
+    util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
     spill: tuple[int, ...]                # per op activation spill bytes (write + read back)
     gate: tuple[int, ...]                 # per op: index of the gating router op, or -1
@@ -154,6 +153,8 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
                   per_layer: bool) -> PathPlan:
     n = len(path.ops)
     cycles = np.zeros(n, dtype=np.int64)
+    util = [0.0] * n
+    array = m.array
     spill = [0] * n
     gate = [-1] * n
     # a gate names a router (its module): the decision is known when that router's last
@@ -170,12 +171,9 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
         ids = tuple(dict.fromkeys(index[b] for b in op.weights))
         blocks.append(ids)
         executed = _executed_macs(m, op)
-        if op.macs:
-            peak = m.macs_per_cycle[op.precision] * utilisation(op, m.array_rows, m.array_cols)
-            cycles[j] = math.ceil(executed / peak) if executed else 0
-        else:
-            elements = (op.out_bytes * 8) // max(1, m.act_bits)
-            cycles[j] = math.ceil(elements / m.array_cols)
+        peak = m.macs_per_cycle[op.precision]
+        cycles[j] = op_cycles(array, op, peak, executed, _weight_bytes(workload, op), m.act_bits)
+        util[j] = utilisation(executed, int(cycles[j]), peak)
         macs += executed
         mac_pj += executed * m.mac_pj[op.precision]
         if op.macs:
@@ -200,12 +198,18 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
+        util=tuple(util),
         compute_ps=compute_ps, spill=tuple(spill), gate=tuple(gate), macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read, sram_write_fixed=sram_write,
         energy_mac_j=mac_pj * 1e-12,
         energy_array_j=register_bits / 8 * m.register_pj_per_byte * 1e-12,
         energy_decode_j=decode * m.index_decode_pj * 1e-12,
         act_dram_bytes=sum(spill), gated_blocks=frozenset(gated), ops=ops)
+
+
+def _weight_bytes(workload: Workload, op: LayerOp) -> int:
+    """Stored bytes of the op's blocks (each once): what it reads of weights from SRAM."""
+    return sum(workload.blocks[b].stored_bytes for b in dict.fromkeys(op.weights))
 
 
 def _executed_macs(m: Machine, op: LayerOp) -> int:

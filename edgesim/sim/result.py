@@ -68,6 +68,7 @@ class LayerRow(NamedTuple):
     act_dram_bytes: int
     macs: int
     compute_cycles: int
+    util: float                  # macs / (compute_cycles x peak MACs/cycle); 0.0 without MACs
     dma_start_s: float | None
     dma_end_s: float | None
     compute_start_s: float
