@@ -161,7 +161,10 @@ def weight_block(bid: str, values: np.ndarray, role: str, axis: int | None, prec
         if not encoded:
             raise TraceError(f"parameter '{bid}': none of the encodings "
                              f"{', '.join(preferred)} can store it")
-        encoding = min(encoded, key=encoded.__getitem__)   # first of the smallest on a tie
+        # first of the smallest on a tie; a hardware codec (encodings.CODECS) only where a
+        # hardware lists it (encodings.resolve), never as the hardware-free default
+        generic = [e for e in encoded if e not in encodings.CODECS] or list(encoded)
+        encoding = min(generic, key=encoded.__getitem__)
         stored = encoded[encoding]
     return WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored), int(dense),
                        {"shape": tuple(np.shape(values)), "role": role, "precision": precision,
