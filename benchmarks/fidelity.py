@@ -518,7 +518,7 @@ def print_summary(key: str, es: EsRun, vela: VelaRun, rows: list[Row],
                                            for r in unmatched_e) or "none"))
     print(f"{'':18} {'edgesim':>14} {'Vela':>14} {'ratio':>6}  target")
     for ln in lines:
-        label = f"{ln.level} {ln.what} {ln.unit}"
+        label = f"{ln.level} {ln.what}" + ("" if ln.unit == ln.what else f" {ln.unit}")
         fmt = (lambda x: f"{x:,.3f}") if ln.unit == "ms" else _n
         band = f"{ln.band[0]:g}-{ln.band[1]:g}x {ln.verdict}" if ln.band else ""
         print(f"{label:18} {fmt(ln.edgesim):>14} {fmt(ln.vela):>14} {_r(ln.ratio):>6}  {band}")
