@@ -7,7 +7,9 @@ Public names: ``add_parser``, ``main``.
                   [--scheduler ADDR] [--workers N] [--seed S] [--detail]
 
 The work is ``edgesim.sweep.sweep``; this module parses the flags and prints where the table
-went (``DIR/sweep.csv``, ``DIR/results.sqlite``).
+went (``DIR/sweep.csv``, ``DIR/results.sqlite``). When some points failed in the engine, the
+others are still in the table, and the command ends with one line naming the failed points
+(exit code 2); rerunning it retries them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def add_parser(subparsers) -> None:
 def main(a) -> int:
     """Handler of ``edgesim sweep``: runs the sweep, prints where the table went."""
     from edgesim.sweep import sweep
+    from edgesim.sweep.run import failed_points
     if a.scheduler and a.executor != "dask":
         raise EdgesimError("--scheduler needs --executor dask")
     df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
@@ -52,4 +55,8 @@ def main(a) -> int:
                workers=a.workers, seed=a.seed, detail=a.detail)
     print(f"edgesim: {len(df)} rows -> {Path(a.out) / CSV_FILE} "
           f"({Path(a.out) / RESULTS_FILE})")
+    failed = failed_points(df)
+    if failed is not None:
+        raise EdgesimError(f"{failed} (status/error columns of {Path(a.out) / CSV_FILE}; the "
+                           "other rows are stored, and a rerun retries the failed ones)")
     return 0

@@ -7,7 +7,9 @@ per swept key (the value as configured), ``config``, the hardware numbers of ``H
 model fields of ``api.model_info`` (``model``, ``family``, ``total_params``, ...), ``policy``,
 ``prefetch``, ``inputs`` and, for each metric of ``edgesim.sim.SUMMARY_METRICS``,
 ``<metric>_cold`` and ``<metric>_steady`` (mean over inferences 2..N), plus ``_p50``/``_p99``
-for the metrics of ``PERCENTILE_METRICS``. Units are in the names.
+for the metrics of ``PERCENTILE_METRICS``, then ``status`` (``ok`` or ``failed``) and ``error``
+(empty, or the one-line error of a failed task, whose metric columns are empty). Units are in
+the names.
 
 >>> from edgesim.testing import tiny_config
 >>> hw = tiny_config(sram="4 KiB")
@@ -27,12 +29,25 @@ from typing import Any, NamedTuple
 
 from edgesim.sim import SUMMARY_METRICS
 
-__all__ = ["HW_COLUMNS", "PERCENTILE_METRICS", "DetailHead", "SweepRow"]
+__all__ = ["HW_COLUMNS", "PERCENTILE_METRICS", "STATUSES", "DetailHead", "SweepRow",
+           "metric_columns"]
 
 #: Hardware fields that every row carries (numbers, for plotting), in this order.
 HW_COLUMNS = ("sram_bytes", "weight_sram_bytes", "offchip_bytes_per_s", "clock_hz")
 #: Metrics that also get p50 and p99 columns.
 PERCENTILE_METRICS = ("latency_s", "energy_j")
+#: Values of the ``status`` column.
+STATUSES = ("ok", "failed")
+
+
+def metric_columns() -> list[str]:
+    """The metric columns of a row, in table order (``<metric>_cold``, ``_steady``, ...)."""
+    cols: list[str] = []
+    for m in SUMMARY_METRICS:
+        cols += [f"{m}_cold", f"{m}_steady"]
+        if m in PERCENTILE_METRICS:
+            cols += [f"{m}_p50", f"{m}_p99"]
+    return cols
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,8 @@ class SweepRow:
     prefetch: str
     inputs: int
     metrics: tuple[tuple[str, Any], ...]   # (column, value) per summary metric column
+    status: str = "ok"
+    error: str = ""
 
     @classmethod
     def build(cls, point: int, params: Mapping[str, str], hw, info: Mapping[str, Any],
@@ -65,12 +82,21 @@ class SweepRow:
                    model, {k: v for k, v in info.items() if k != "name"}, policy, prefetch,
                    inputs, tuple(metrics))
 
+    @classmethod
+    def failed(cls, point: int, params: Mapping[str, str], hw, info: Mapping[str, Any],
+               model: str, policy: str, prefetch: str, inputs: int, error: str) -> SweepRow:
+        """The row of a task that raised ``error``: metric columns empty (None)."""
+        return cls(point, dict(params), hw.name, tuple(getattr(hw, c) for c in HW_COLUMNS),
+                   model, {k: v for k, v in info.items() if k != "name"}, policy, prefetch,
+                   inputs, tuple((c, None) for c in metric_columns()), "failed", error)
+
     def columns(self) -> dict[str, Any]:
         """The row as ``{column: value}`` in table order (what the store keeps)."""
         return {"point": self.point, **self.params, "config": self.config,
                 **dict(zip(HW_COLUMNS, self.hardware, strict=True)), "model": self.model,
                 **self.info, "policy": self.policy, "prefetch": self.prefetch,
-                "inputs": self.inputs, **dict(self.metrics)}
+                "inputs": self.inputs, **dict(self.metrics), "status": self.status,
+                "error": self.error}
 
 
 class DetailHead(NamedTuple):

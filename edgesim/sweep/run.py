@@ -1,6 +1,6 @@
 """The sweep verb: many hardware points x models x policies, resumable, on any executor.
 
-Public names: ``sweep``, ``simulate_point``, ``PointTask``, ``PointResult``,
+Public names: ``sweep``, ``failed_points``, ``simulate_point``, ``PointTask``, ``PointResult``,
 ``workload_options``.
 
 ``sweep`` is a list of steps: check the arguments and the grid (``edgesim.sweep.grid``; bad
@@ -35,7 +35,15 @@ from edgesim.sweep.executors import (
     workload_of,
 )
 from edgesim.sweep.rows import DetailHead, SweepRow
-from edgesim.sweep.store import CSV_FILE, DETAIL_FILE, RESULTS_FILE, Store, detail_frame, point_key
+from edgesim.sweep.store import (
+    CSV_FILE,
+    DETAIL_FILE,
+    RESULTS_FILE,
+    Store,
+    detail_frame,
+    point_key,
+    write_csv,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +51,8 @@ if TYPE_CHECKING:
     from edgesim.config import HardwareConfig
     from edgesim.workload import Workload
 
-__all__ = ["PointResult", "PointTask", "simulate_point", "sweep", "workload_options"]
+__all__ = ["PointResult", "PointTask", "failed_points", "simulate_point", "sweep",
+           "workload_options"]
 
 
 # --------------------------------------------------------------------------- the per-point task
@@ -106,6 +115,16 @@ class _Plan:
         return SweepRow.build(t.point, self.points[t.point], self.hws[t.point], self.infos[t.wid],
                               self.labels[t.model], self.policies[t.policy], self.prefetch,
                               self.workloads[t.wid].inputs, summary)
+
+    def failed_row(self, t: _Task, error: str) -> SweepRow:
+        return SweepRow.failed(t.point, self.points[t.point], self.hws[t.point],
+                               self.infos[t.wid], self.labels[t.model], self.policies[t.policy],
+                               self.prefetch, self.workloads[t.wid].inputs, error)
+
+    def expect(self, t: _Task) -> dict[str, Any]:
+        """Columns the stored row of ``t`` must hold: what its key was made of."""
+        return {"model": self.labels[t.model], "policy": self.policies[t.policy],
+                "prefetch": self.prefetch, "inputs": self.workloads[t.wid].inputs}
 
     def task(self, t: _Task) -> PointTask:
         return PointTask(self.hws[t.point], self.policies[t.policy], self.prefetch, self.memo,
@@ -207,6 +226,11 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     the bar is on. The table is also written to ``out_dir/sweep.csv``; columns as in
     ``edgesim.sweep.rows``.
 
+    A task that raises (a value the config accepts but the engine cannot compute with) does
+    not stop the sweep: its row has ``status`` ``failed``, its ``error`` and empty metrics; it
+    is kept in the store, and a rerun over the same folder retries it. ``failed_points(df)``
+    says which. A store that is corrupt, read-only or altered is refused (``StoreError``).
+
     >>> import tempfile
     >>> from edgesim.testing import TINY_CONFIG, tiny_workload
     >>> df = sweep(TINY_CONFIG, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
@@ -228,15 +252,16 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     except OSError as exc:
         raise EdgesimError(f"--out {out}: cannot create ({exc.strerror})") from None
 
-    tty = sys.stderr.isatty() if progress is None else progress
-    say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
-    ids, table, labels = _workloads(models, hws, inputs, seed, say)
-    from edgesim.api import model_info
-    plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
-                 {wid: model_info(w) for wid, w in table.items()}, memo, detail)
-    tasks = _tasks(plan, ids)
-    keys = [t.key for t in tasks]
+    # the store is checked before any work: a corrupt or read-only one is refused here
     with Store(out / RESULTS_FILE) as store:
+        tty = sys.stderr.isatty() if progress is None else progress
+        say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
+        ids, table, labels = _workloads(models, hws, inputs, seed, say)
+        from edgesim.api import model_info
+        plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
+                     {wid: model_info(w) for wid, w in table.items()}, memo, detail)
+        tasks = _tasks(plan, ids)
+        keys = [t.key for t in tasks]
         done = store.finished(detail=detail)
         pending = list({t.key: t for t in tasks if t.key not in done}.values())
         bar = _bar(progress, len(set(keys)), len(set(keys) & done))
@@ -245,16 +270,29 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         finally:
             if bar is not None:
                 bar.close()
-        df = pd.DataFrame(store.rows(keys))
+        df = pd.DataFrame(store.rows(keys, [plan.expect(t) for t in tasks]))
         # a key shared by two tasks (the same point given twice) is one row per task
         df["point"] = [t.point for t in tasks]
         df = df.reset_index(drop=True)
         if detail:
             detail_df = detail_frame(store.detail(list(dict.fromkeys(keys))))
-            detail_df.to_csv(out / DETAIL_FILE, index=False, float_format="%.12g")
-    df.to_csv(out / CSV_FILE, index=False, float_format="%.12g", lineterminator="\n")
+            write_csv(detail_df, out / DETAIL_FILE)
+    write_csv(df, out / CSV_FILE)
     df.attrs["workers"] = {pid: s._asdict() for pid, s in sorted(seen.items())}
     return df
+
+
+def failed_points(df: pd.DataFrame, show: int = 5) -> str | None:
+    """One line naming the failed rows of a sweep table (how many, the first ``show`` points,
+    the first error), or None when every row is ok."""
+    bad = df[df["status"] == "failed"]
+    if bad.empty:
+        return None
+    points = ", ".join(str(p) for p in bad["point"].head(show))
+    more = f" and {len(bad) - show} more" if len(bad) > show else ""
+    r = next(bad.itertuples())
+    return (f"{len(bad)} of {len(df)} sweep rows failed (points {points}{more}); first, "
+            f"point {r.point} ({r.model}, {r.policy}): {r.error}")
 
 
 def _tasks(plan: _Plan, ids: Sequence[Sequence[str]]) -> list[_Task]:
@@ -269,15 +307,18 @@ def _tasks(plan: _Plan, ids: Sequence[Sequence[str]]) -> list[_Task]:
 
 def _run(pending: Sequence[_Task], plan: _Plan, store: Store, how: ExecutorSpec,
          bar) -> dict[int, WorkerStats]:
-    """Run the pending tasks, committing each row as it arrives; the last stats per process."""
+    """Run the pending tasks, committing each row as it arrives; the last stats per process.
+
+    A task that raises is committed as a failed row with its error (``SweepRow.failed``) and
+    the others go on. The serial executor runs and commits one task at a time, so an
+    interrupt keeps every task finished before it.
+    """
     seen: dict[int, WorkerStats] = {}
-    used = {t.wid: plan.workloads[t.wid] for t in pending}
-    with ExitStack() as stack:
-        ex, ref = open_executor(how, used, stack, len(pending))
-        futures = {ex.submit(simulate_point, plan.task(t), ref(t.wid)): t for t in pending}
-        for fut in as_completed(futures):
-            t = futures[fut]
-            res: PointResult = fut.result()
+
+    def commit(t: _Task, res: PointResult | None, exc: Exception | None) -> None:
+        if res is None:
+            store.fail(t.key, plan.failed_row(t, _describe(exc)).columns())
+        else:
             drows = None
             if res.rows is not None:
                 head = DetailHead(t.key, t.point, plan.labels[t.model], plan.policies[t.policy])
@@ -285,9 +326,36 @@ def _run(pending: Sequence[_Task], plan: _Plan, store: Store, how: ExecutorSpec,
                                    default=_json_default)
             store.put(t.key, plan.row(t, res.summary).columns(), drows)
             seen[res.worker.pid] = res.worker
-            if bar is not None:
-                bar.update(1)
+        if bar is not None:
+            bar.update(1)
+
+    used = {t.wid: plan.workloads[t.wid] for t in pending}
+    with ExitStack() as stack:
+        ex, ref = open_executor(how, used, stack, len(pending))
+        if how.kind == "serial":
+            for t in pending:
+                try:
+                    res = simulate_point(plan.task(t), ref(t.wid))
+                except Exception as exc:  # recorded as this point's failure
+                    commit(t, None, exc)
+                else:
+                    commit(t, res, None)
+            return seen
+        futures = {ex.submit(simulate_point, plan.task(t), ref(t.wid)): t for t in pending}
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except Exception as exc:  # recorded as this point's failure
+                commit(futures[fut], None, exc)
+            else:
+                commit(futures[fut], res, None)
     return seen
+
+
+def _describe(exc: BaseException | None, limit: int = 300) -> str:
+    """An exception as one line: its type and message, cut to ``limit`` characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _json_default(v: Any) -> Any:

@@ -1,0 +1,234 @@
+"""Sweeps never lose finished work: failing points, corrupt / read-only / tampered stores, CSV
+cells that a spreadsheet would run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import edgesim.sim
+from edgesim.cli import main
+from edgesim.sweep import run as sweep_run
+from edgesim.sweep import sweep
+from edgesim.sweep.store import StoreError, csv_safe
+from edgesim.testing import TINY_CONFIG, tiny_workload
+
+GRID = ["sram.size=2KiB,3KiB,4KiB,8KiB"]
+BAD_SRAM = 3 * 1024   # the point made to fail below
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path
+
+
+@pytest.fixture
+def failing_engine(monkeypatch):
+    """``simulate`` raises for the 3 KiB point only; records the SRAM size of every call."""
+    real = edgesim.sim.simulate
+    calls: list[int] = []
+
+    def simulate(hw, workload, **kwargs):
+        calls.append(hw.sram_bytes)
+        if hw.sram_bytes == BAD_SRAM:
+            raise ZeroDivisionError("planted failure")
+        return real(hw, workload, **kwargs)
+
+    monkeypatch.setattr(edgesim.sim, "simulate", simulate)
+    return calls
+
+
+def _sweep(config, out, **kwargs):
+    return sweep(config, [tiny_workload()], GRID, inputs=3, out_dir=out, executor="serial",
+                 **kwargs)
+
+
+def _count(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as con:
+        return con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+# --------------------------------------------------------------------------- a failing point
+
+def test_failing_point_is_a_failed_row_and_the_others_are_committed(tiny_yaml, tmp_path,
+                                                                    failing_engine):
+    df = _sweep(tiny_yaml, tmp_path)
+    assert df["status"].tolist() == ["ok", "failed", "ok", "ok"]
+    bad = df[df.status == "failed"].iloc[0]
+    assert bad["error"] == "ZeroDivisionError: planted failure"
+    assert bad["sram_bytes"] == BAD_SRAM                  # the point's own columns are kept
+    assert pd.isna(bad["weight_dram_bytes_cold"])
+    assert pd.isna(bad["latency_s_steady"])
+    assert df[df.status == "ok"]["weight_dram_bytes_cold"].notna().all()
+    db = tmp_path / "results.sqlite"
+    assert _count(db, "results") == 3
+    assert _count(db, "failed") == 1
+    on_disk = pd.read_csv(tmp_path / "sweep.csv")
+    assert on_disk["status"].tolist() == ["ok", "failed", "ok", "ok"]
+    assert sweep_run.failed_points(df).startswith("1 of 4 sweep rows failed (points 1); ")
+
+
+def test_rerun_retries_only_the_failed_point(tiny_yaml, tmp_path, failing_engine):
+    _sweep(tiny_yaml, tmp_path)
+    failing_engine.clear()
+    again = _sweep(tiny_yaml, tmp_path)
+    assert failing_engine == [BAD_SRAM]                    # the finished ones are not rerun
+    assert again["status"].tolist() == ["ok", "failed", "ok", "ok"]
+
+
+def test_a_retried_point_that_succeeds_replaces_its_failure(tiny_yaml, tmp_path,
+                                                            failing_engine, monkeypatch):
+    _sweep(tiny_yaml, tmp_path)
+    monkeypatch.undo()                                     # the engine is whole again
+    fixed = _sweep(tiny_yaml, tmp_path)
+    assert (fixed["status"] == "ok").all()
+    assert _count(tmp_path / "results.sqlite", "failed") == 0
+    clean = _sweep(tiny_yaml, tmp_path / "clean")
+    pd.testing.assert_frame_equal(fixed, clean)
+
+
+def test_process_pool_records_an_engine_failure(tiny_yaml, tmp_path):
+    # a bandwidth the config accepts; if the engine computes with it, no point fails
+    df = sweep(tiny_yaml, [tiny_workload()], ["offchip.bandwidth=0.1B/s,1GB/s"], inputs=2,
+               out_dir=tmp_path, executor="process", workers=1)
+    assert len(df) == 2
+    assert df["status"].iloc[1] == "ok"
+    if df["status"].iloc[0] == "failed":
+        assert df["error"].iloc[0]
+        assert _count(tmp_path / "results.sqlite", "failed") == 1
+
+
+def test_cli_names_the_failed_points_in_one_line(tiny_yaml, tmp_path, capsys, failing_engine):
+    from edgesim.zoo.registry import ModelSpec, register
+    register(ModelSpec("tiny_linear_fail", "dense", "torch.nn:Linear",
+                       {"in_features": 16, "out_features": 8}, (16,), "test model"))
+    out = tmp_path / "cli"
+    code = main(["sweep", str(tiny_yaml), "--model", "tiny_linear_fail", "--set", GRID[0],
+                 "--inputs", "2", "--out", str(out), "--executor", "serial"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "1 of 4 sweep rows failed (points 1)" in err
+    assert "ZeroDivisionError: planted failure" in err
+    assert "Traceback" not in err
+    assert len(pd.read_csv(out / "sweep.csv")) == 4
+
+
+# --------------------------------------------------------------------------- unusable stores
+
+def _refused(capsys, tiny_yaml, out: Path) -> str:
+    code = main(["sweep", str(tiny_yaml), "--model", "dense_r50", "--set", GRID[0],
+                 "--inputs", "2", "--out", str(out), "--executor", "serial"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("content", [b"this is not a database\n" * 50,
+                                     b"SQLite format 3\x00" + b"\xff" * 5000])
+def test_corrupt_store_is_refused_and_left_alone(tiny_yaml, tmp_path, capsys, monkeypatch,
+                                                 content):
+    monkeypatch.setattr(sweep_run, "_workloads", lambda *a: pytest.fail("traced"))
+    db = tmp_path / "results.sqlite"
+    db.write_bytes(content)
+    with pytest.raises(StoreError, match="move it aside or pass a new --out"):
+        _sweep(tiny_yaml, tmp_path)
+    err = _refused(capsys, tiny_yaml, tmp_path)
+    assert str(db) in err
+    assert db.read_bytes() == content
+
+
+def test_store_of_another_schema_is_refused(tiny_yaml, tmp_path):
+    db = tmp_path / "results.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE results (id INTEGER, payload BLOB)")
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=r"table results has columns \['id', 'payload'\]"):
+        _sweep(tiny_yaml, tmp_path)
+    assert db.read_bytes() == before
+
+
+def test_read_only_store_is_refused_and_left_alone(tiny_yaml, tmp_path, capsys):
+    _sweep(tiny_yaml, tmp_path)
+    db = tmp_path / "results.sqlite"
+    before = db.read_bytes()
+    db.chmod(stat.S_IRUSR | stat.S_IRGRP)
+    try:
+        err = _refused(capsys, tiny_yaml, tmp_path)
+        assert f"{db}: the sweep store is read-only (mode 440)" in err
+        assert "move it aside or pass a new --out" in err
+        assert db.read_bytes() == before
+    finally:
+        db.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+# --------------------------------------------------------------------------- tampered rows
+
+def _tamper(db: Path, column: str, value) -> None:
+    with sqlite3.connect(db) as con:
+        key, text = con.execute("SELECT key, row FROM results ORDER BY key").fetchone()
+        row = json.loads(text)
+        row[column] = value
+        con.execute("UPDATE results SET row = ? WHERE key = ?", (json.dumps(row), key))
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("weight_dram_bytes_cold", -5, "weight_dram_bytes_cold = -5, expected a finite number >= 0"),
+    ("latency_s_steady", "fast", "latency_s_steady = 'fast', expected a finite number >= 0"),
+    ("energy_j_cold", True, "energy_j_cold = True, expected a finite number >= 0"),
+    ("model", "=HYPERLINK(\"http://x\")", "has model = '=HYPERLINK"),
+    ("policy", 3, "policy = 3, expected text"),
+    ("status", "maybe", "status = 'maybe', expected ok or failed"),
+])
+def test_tampered_row_is_one_line_naming_store_and_point(tiny_yaml, tmp_path, column, value,
+                                                         message):
+    _sweep(tiny_yaml, tmp_path)
+    db = tmp_path / "results.sqlite"
+    _tamper(db, column, value)
+    with pytest.raises(StoreError) as info:
+        _sweep(tiny_yaml, tmp_path)
+    text = str(info.value)
+    assert text.startswith(str(db))
+    assert "point " in text
+    assert message in text
+    assert "\n" not in text
+
+
+def test_tampered_row_never_reaches_the_csv(tiny_yaml, tmp_path):
+    _sweep(tiny_yaml, tmp_path)
+    before = (tmp_path / "sweep.csv").read_bytes()
+    _tamper(tmp_path / "results.sqlite", "act_dram_bytes_steady", -1.0)
+    with pytest.raises(StoreError):
+        _sweep(tiny_yaml, tmp_path)
+    assert (tmp_path / "sweep.csv").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- CSV escaping
+
+@pytest.mark.parametrize("text", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+def test_formula_like_text_is_escaped(text):
+    assert csv_safe(text) == "'" + text
+
+
+@pytest.mark.parametrize("value", ["dense_r50", "2KiB", "", -1, 3.5, None])
+def test_other_cells_are_unchanged(value):
+    assert csv_safe(value) == value
+
+
+def test_sweep_csv_escapes_text_columns_only(tiny_yaml, tmp_path):
+    cfg = dict(TINY_CONFIG, name="=cmd|' /C calc'!A0")
+    df = sweep(cfg, [tiny_workload()], GRID, inputs=3, out_dir=tmp_path, executor="serial")
+    assert df["config"].iloc[0] == cfg["name"]            # the table keeps the name
+    on_disk = pd.read_csv(tmp_path / "sweep.csv")
+    assert (on_disk["config"] == "'" + cfg["name"]).all()
+    assert on_disk["sram_bytes"].tolist() == df["sram_bytes"].tolist()
