@@ -22,7 +22,7 @@ from typing import Any
 
 from edgesim import cache
 from edgesim.encodings import resolve
-from edgesim.errors import ModelError
+from edgesim.errors import DataError, ModelError
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
@@ -73,10 +73,9 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
                              f"model.level={level} disagree")
         level = suffix_level
     spec = _spec(base)
+    check_inputs(spec, data=data, weights=weights)
     candidates = tuple(spec_encodings(spec, None))
     weights_fp = cache.file_fingerprint(weights)
-    if weights is not None and not Path(weights).exists():
-        raise ModelError(f"checkpoint {weights} does not exist")
     parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
              "precision": precision, "candidates": candidates, "weights": weights_fp,
              "seed": seed, "level": level}
@@ -104,6 +103,26 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
             cache.save("route", skey, seq)
     return as_stored(cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data,
                                                        "seed": seed}}), formats, act_bits)
+
+
+def check_inputs(spec, *, data: str | None, weights: str | None) -> None:
+    """Refuse, before any work, ``--data`` for a model that does not read it and paths that
+    cannot be what they are given as: ``data`` must exist (a file, or a folder of images),
+    ``weights`` must be a file (a folder is refused without being walked)."""
+    if data is not None:
+        if not spec.dynamic:
+            raise DataError(f"--data {data}: model '{spec.name}' does not use input data (only "
+                            "routed models route their inputs; every input of a "
+                            f"{spec.family} model moves the same weights); drop --data")
+        if not Path(data).exists():
+            raise DataError(f"--data {data}: no such file or folder (expected a .pt/.npy "
+                            "tensor file or a folder of images)")
+    if weights is not None:
+        p = Path(weights)
+        if p.is_dir():
+            raise ModelError(f"--weights {weights}: is a folder; expected a checkpoint file")
+        if not p.is_file():
+            raise ModelError(f"--weights {weights}: no such checkpoint file")
 
 
 def spec_encodings(spec, formats: Sequence[str] | None) -> list[str]:
@@ -194,6 +213,13 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     strings; ``model.level=K`` selects a nested level.
     """
     from edgesim.config import HardwareConfig, load_config
+    if isinstance(model, Workload):
+        if data is not None or weights is not None:
+            flag = "--data" if data is not None else "--weights"
+            raise ModelError(f"{flag}: model {model.name!r} is given as a traced Workload, "
+                             f"which {flag} cannot change; drop {flag}")
+    else:   # flags that do nothing, and paths that cannot be read, before any work
+        check_inputs(_spec(parse_model_name(model)[0]), data=data, weights=weights)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]
     if isinstance(config, HardwareConfig):

@@ -187,3 +187,63 @@ def test_every_command_module_has_add_parser_and_main():
         assert callable(mod.main), name
     # --help lists them in table order
     assert "{" + ",".join(COMMANDS) + "}" in build_parser().format_help()
+
+
+# --------------------------------------------------------------------------- flags that do nothing
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Tracing, building, fingerprinting or reading the cache fails the test: the flags must be
+    refused before any of it."""
+    import edgesim.build
+    import edgesim.cache
+
+    def boom(*args, **kwargs):
+        raise AssertionError("work was done before the flags were checked")
+
+    for name in ("build_workload", "route", "built_model"):
+        monkeypatch.setattr(edgesim.build, name, boom)
+    for name in ("load", "file_fingerprint"):
+        monkeypatch.setattr(edgesim.cache, name, boom)
+
+
+@pytest.mark.parametrize("data", ["inputs.pt", "missing/inputs.pt"])
+def test_data_on_a_dense_model_names_the_flag(capsys, tmp_path, no_work, data):
+    path = tmp_path / data
+    if path.parent == tmp_path:
+        path.write_bytes(b"x")
+    assert main(["run", NPU, "--model", "dense_r50", "--data", str(path)]) == 2
+    err = _err(capsys)
+    assert f"--data {path}" in err
+    assert "dense_r50" in err
+    assert "does not use input data" in err
+
+
+def test_data_missing_for_a_routed_model(capsys, tmp_path, no_work):
+    path = tmp_path / "nope.pt"
+    assert main(["run", NPU, "--model", "sigmab_r50", "--data", str(path)]) == 2
+    assert f"--data {path}: no such file or folder" in _err(capsys)
+
+
+def test_weights_folder_is_refused_without_walking_it(capsys, tmp_path, no_work, monkeypatch):
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the folder was walked")
+
+    monkeypatch.setattr(Path, "rglob", no_walk)
+    monkeypatch.setattr(Path, "iterdir", no_walk)
+    assert main(["run", NPU, "--model", USER, "--weights", str(tmp_path)]) == 2
+    assert f"--weights {tmp_path}: is a folder; expected a checkpoint file" in _err(capsys)
+    assert main(["run", NPU, "--model", USER, "--weights", "/"]) == 2
+    assert "--weights /: is a folder" in _err(capsys)
+
+
+def test_run_csv_escapes_text_a_spreadsheet_would_run(capsys, tmp_path):
+    # tests/formula_models.py: one linear layer named "=1+2"
+    timeline = tmp_path / "timeline.csv"
+    assert main(["run", NPU, "--model", "formula_models:formula_net", "--per-layer",
+                 "--format", "csv", "--inputs", "1", "--timeline", str(timeline)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head, row = out[0].split(","), out[1].split(",")
+    assert row[head.index("name")] == "'=1+2"
+    assert int(row[head.index("weight_bytes")]) > 0     # numbers are not escaped
+    assert "'=1+2" in timeline.read_text()

@@ -2,7 +2,7 @@
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
 ``add_format``, ``write``, ``progress_printer``, ``sim_progress``, ``policies``,
-``prefetch_modes``, ``columns``.
+``prefetch_modes``, ``columns``, ``csv_rows``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
 ``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
@@ -18,8 +18,8 @@ from pathlib import Path
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["Parser", "UsageError", "add_format", "columns", "policies", "prefetch_modes",
-           "progress_printer", "sim_progress", "write"]
+__all__ = ["Parser", "UsageError", "add_format", "columns", "csv_rows", "policies",
+           "prefetch_modes", "progress_printer", "sim_progress", "write"]
 
 
 class UsageError(EdgesimError):
@@ -90,3 +90,10 @@ def columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(INFERENCE_COLUMNS, LAYER_COLUMNS)``: the columns of the simulator's result rows."""
     from edgesim.sim import INFERENCE_COLUMNS, LAYER_COLUMNS
     return tuple(INFERENCE_COLUMNS), tuple(LAYER_COLUMNS)
+
+
+def csv_rows(rows):
+    """``rows`` with every text cell a spreadsheet would run as a formula escaped
+    (``edgesim.sweep.store.csv_safe``: a leading ``'``); numbers unchanged."""
+    from edgesim.sweep.store import csv_safe
+    return [tuple(csv_safe(v) for v in r) for r in rows]

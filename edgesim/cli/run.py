@@ -16,6 +16,7 @@ from edgesim.cli._common import (
     UsageError,
     add_format,
     columns,
+    csv_rows,
     policies,
     prefetch_modes,
     progress_printer,
@@ -68,14 +69,14 @@ def main(a) -> int:
     r = res.result
     inference_columns, layer_columns = columns()
     if a.timeline:
-        write(render(layer_columns, "csv", rows=r.layer_rows), a.timeline)
+        write(render(layer_columns, "csv", rows=csv_rows(r.layer_rows)), a.timeline)
     if a.format == "json":
         write(render(inference_columns, "json", json_obj=res.to_dict()), a.out)
         return 0
     cols, rows = ((layer_columns, r.layer_rows) if a.per_layer
                   else (inference_columns, r.rows))
-    if a.format == "csv":
-        write(render(cols, "csv", rows=rows), a.out)
+    if a.format == "csv":   # op, path and encoding names come from the model: escaped
+        write(render(cols, "csv", rows=csv_rows(rows)), a.out)
         return 0
     m = res.model
     head = (f"# {m['name']} ({m['family']}) on {res.hardware['name']}: "
