@@ -1,10 +1,14 @@
 """Soft-routing fine-tuning of a tree, and fine-tuning a registered tree on labelled data.
 
-Public names: ``fine_tune``, ``load_labelled``, ``finetune``.
+Public names: ``fine_tune``, ``load_labelled``, ``finetune``, ``check_checkpoint_path``,
+``save_atomically``.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,8 @@ from torch import nn
 from edgesim.errors import DataError, ModelError
 from edgesim.zoo.sigmab.tree import SigmaTree
 
-__all__ = ["fine_tune", "finetune", "load_labelled"]
+__all__ = ["check_checkpoint_path", "fine_tune", "finetune", "load_labelled",
+           "save_atomically"]
 
 
 def _balance_loss(gates: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -32,10 +37,14 @@ def _balance_loss(gates: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tenso
 def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
               epochs: int = 1, lr: float = 1e-4, steps: int | None = None, device: str = "cpu",
               log: Callable[[int, float], None] | None = None,
-              balance: float = 0.01) -> list[float]:
+              balance: float = 0.01,
+              epoch_done: Callable[[int], None] | None = None) -> list[float]:
     """Soft-routing fine-tuning: Adam on cross-entropy of ``soft_forward`` plus ``balance`` x
     the load-balancing term. ``loader`` yields ``(x, labels)``; stops after ``steps`` steps if
-    given. Returns the loss of every step; ``log(step, loss)`` is called after each. BatchNorm
+    given. Returns the loss of every step; ``log(step, loss)`` is called after each and
+    ``epoch_done(epoch)`` after each epoch (1, 2, ...; ``finetune`` saves the checkpoint there).
+    A loss that is NaN or infinite stops training before it changes a weight (``ModelError``
+    naming the step). BatchNorm
     statistics stay frozen (eval mode), as usual when fine-tuning a pretrained net on small
     batches: batch statistics of a few inputs would shift every router's input. Leaves the
     tree in eval mode."""
@@ -46,7 +55,9 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
     opt = torch.optim.Adam(tree.parameters(), lr=lr)
     losses: list[float] = []
     try:
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
+            if steps is not None and len(losses) >= steps:
+                break
             for x, y in loader:
                 if steps is not None and len(losses) >= steps:
                     break
@@ -54,23 +65,32 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
                 loss = F.cross_entropy(out, y.to(device))
                 if balance:
                     loss = loss + balance * _balance_loss(gates)
+                if not math.isfinite(float(loss.detach())):
+                    raise ModelError(f"training stopped at step {len(losses) + 1} (epoch "
+                                     f"{epoch}): the loss is {float(loss.detach())}; try a "
+                                     "lower --lr or check the data")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
                 if log is not None:
                     log(len(losses), losses[-1])
+            if epoch_done is not None:
+                epoch_done(epoch)
     finally:
         tree.eval()
     return losses
 
 
-def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...]):
+def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...],
+                  classes: int | None = None):
     """(inputs, labels) tensors from a .pt / .npz file or an image folder of class folders.
 
     A ``.pt`` file holds ``(inputs, labels)`` or ``{"inputs": ..., "labels": ...}`` (read with
     ``weights_only=True``), an ``.npz`` arrays ``inputs`` and ``labels``; a folder has one
-    sub-folder of images per class (labels by sorted folder name). ``DataError`` names the path.
+    sub-folder of images per class (labels by sorted folder name). Inputs must be finite and
+    labels whole numbers in ``0..classes-1`` (when ``classes`` is given). ``DataError`` names
+    the path and the bad value.
     """
     import numpy as np
 
@@ -88,7 +108,7 @@ def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...]):
             x = mdata.load_inputs(d, kind=kind, shape=shape)
             xs.append(x)
             ys.append(torch.full((x.shape[0],), label, dtype=torch.long))
-        return torch.cat(xs), torch.cat(ys)
+        return _checked(p, torch.cat(xs), torch.cat(ys), classes)
     try:
         if p.suffix == ".npz":
             z = np.load(p)
@@ -99,11 +119,79 @@ def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...]):
     except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
         raise DataError(f"{p}: expected (inputs, labels) or {{'inputs', 'labels'}} "
                         f"({type(exc).__name__}: {exc})") from None
-    x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
-    if tuple(x.shape[1:]) != tuple(shape) or x.shape[0] != y.shape[0]:
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        if y.is_complex() or not torch.isfinite(y).all() or (y != y.round()).any():
+            raise DataError(f"{p}: labels must be whole class numbers (dtype {y.dtype})")
+    x, y = x.float(), y.long()
+    if (x.dim() < 1 or y.dim() != 1 or tuple(x.shape[1:]) != tuple(shape)
+            or x.shape[0] != y.shape[0]):
         raise DataError(f"{p}: inputs {tuple(x.shape)} and labels {tuple(y.shape)}; expected "
                         f"inputs (N, {', '.join(map(str, shape))}) and N labels")
+    return _checked(p, x, y, classes)
+
+
+def _checked(p: Path, x: torch.Tensor, y: torch.Tensor, classes: int | None):
+    """``(x, y)`` once the inputs are finite and the labels in ``0..classes-1``."""
+    if x.shape[0] == 0:
+        raise DataError(f"{p}: holds no samples")
+    finite = torch.isfinite(x)
+    if not finite.all():
+        i = int((~finite).flatten(1).any(1).nonzero()[0])
+        raise DataError(f"{p}: input {i} holds NaN or infinite values; expected finite inputs")
+    if classes is not None:
+        out = (y < 0) | (y >= classes)
+        if out.any():
+            i = int(out.nonzero()[0])
+            raise DataError(f"{p}: label {int(y[i])} (sample {i}) is out of range; the model "
+                            f"has {classes} classes, expected labels 0..{classes - 1}")
     return x, y
+
+
+def check_checkpoint_path(checkpoint: str | Path) -> Path:
+    """The ``--checkpoint`` path once it can be written: its folder exists and takes a new file
+    (tried with a temporary file, removed again), and the path is not a folder. Nothing is
+    created; ``ModelError`` names the path."""
+    out = Path(checkpoint)
+    parent = out.parent
+    if out.is_dir():
+        raise ModelError(f"--checkpoint {out}: is a folder; expected a file path")
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise ModelError(f"--checkpoint {out}: folder {parent} {what}; create it first")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"--checkpoint {out}: cannot write in {parent} ({exc.strerror})"
+                         ) from None
+    return out
+
+
+def save_atomically(tree: SigmaTree, out: Path) -> None:
+    """``save_tree`` to a temporary file beside ``out``, then renamed over it: ``out`` is
+    always a whole checkpoint (the previous one, or the new one)."""
+    import edgesim.zoo.sigmab.checkpoint as ckpt
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ckpt.save_tree(tree, tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ModelError(f"--checkpoint {out}: cannot write ({exc.strerror})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check_args(epochs: int, steps: int | None, lr: float, batch: int, samples: int) -> None:
+    for flag, value in (("--epochs", epochs), ("--batch", batch), ("--samples", samples)):
+        if type(value) is not int or value < 1:
+            raise ModelError(f"{flag} {value}: expected a whole number >= 1")
+    if steps is not None and (type(steps) is not int or steps < 1):
+        raise ModelError(f"--steps {steps}: expected a whole number >= 1")
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and 0 < lr <= 1):
+        raise ModelError(f"--lr {lr}: expected a finite learning rate in (0, 1]")
 
 
 def finetune(model: str, *, checkpoint: str, data: str | None = None,
@@ -117,35 +205,46 @@ def finetune(model: str, *, checkpoint: str, data: str | None = None,
     (``samples`` of them). ``builder(spec, weights, seed)`` gives the tree to train, which this
     function then modifies (the CLI passes a copy of the cached built model); the default builds
     it through the model's family (a tree checkpoint in ``weights`` is loaded as it is).
+
+    Checked before any work, in this order: the numbers (``epochs``, ``batch``, ``steps``,
+    ``lr``, ``samples``), that ``checkpoint`` can be written, that the model is a routed tree,
+    that ``weights`` is a file and ``data`` exists; then the data (finite inputs, labels within
+    the model's classes) before the tree is built. The checkpoint is saved atomically after
+    every epoch (the epoch ``steps`` stops in included), so an interrupt or a failure mid-way
+    leaves the last whole epoch's tree, never a partial file.
     """
     from edgesim.zoo import data as mdata
     from edgesim.zoo.registry import get_family, get_spec
-    from edgesim.zoo.sigmab.checkpoint import save_tree
 
+    _check_args(epochs, steps, lr, batch, samples)
+    out = check_checkpoint_path(checkpoint)
     spec = get_spec(model)
     if not spec.dynamic:
         raise ModelError(f"model '{model}' is not a routed tree; finetune takes "
                          "sigmab_r50, sigmab_r50_c100 or sigmab_pn2")
-    if builder is None:
-        tree = get_family(spec.family).build(spec, weights, seed)
-    else:
-        tree = builder(spec, weights, seed)
+    if weights is not None:
+        if Path(weights).is_dir():
+            raise ModelError(f"--weights {weights}: is a folder; expected a tree checkpoint")
+        if not Path(weights).is_file():
+            raise ModelError(f"--weights {weights}: no such checkpoint file")
+    if data is not None and not Path(data).exists():
+        raise DataError(f"--data {data}: no such file or folder (expected labelled data)")
+    classes = spec.kwargs.get("num_classes")
     kind = "points" if len(spec.input_shape) == 2 else "image"
     if data is not None:
-        x, y = load_labelled(data, kind, tuple(spec.input_shape))
+        x, y = load_labelled(data, kind, tuple(spec.input_shape), classes)
     elif kind == "points":
         x, y = mdata.synthetic_points(samples, points=spec.input_shape[0], seed=seed + 7)
     else:
         x, y = mdata.synthetic_images(samples, shape=tuple(spec.input_shape), seed=seed + 7)
+    if builder is None:
+        tree = get_family(spec.family).build(spec, weights, seed)
+    else:
+        tree = builder(spec, weights, seed)
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
                                          batch_size=batch, shuffle=True, generator=g)
     torch.manual_seed(seed)
-    losses = fine_tune(tree, loader, epochs=epochs, lr=lr, steps=steps, log=log)
-    out = Path(checkpoint)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_tree(tree, out)
-    except OSError as exc:
-        raise ModelError(f"--checkpoint {out}: cannot write ({exc.strerror})") from None
-    return losses
+    # every epoch ends with a save, the last one too (a --steps stop ends its epoch)
+    return fine_tune(tree, loader, epochs=epochs, lr=lr, steps=steps, log=log,
+                     epoch_done=lambda epoch: save_atomically(tree, out))
