@@ -128,6 +128,8 @@ def _check_path(path: tuple[str, ...], text: str, where: str) -> None:
     """Raise ConfigError unless ``path`` names a field of the schema."""
     for i, part in enumerate(path):
         section = path[:i]
+        if section == ("memories",):
+            continue        # a memory's name: any name
         cls = section_at(section)
         if cls is None:
             raise ConfigError(f"{where}: --set {text}: {'.'.join(section)} is a value, "
@@ -267,7 +269,9 @@ def _parse_quantities(m: ConfigFile, b: _Builder) -> dict[tuple[str, ...], Any]:
         if unit is None:
             continue
         value = _value_at(m, path)
-        if path == ("sram", "activation_reserve"):
+        if value is None:      # an optional quantity left out (``offchip.write_latency``)
+            parsed[path] = None
+        elif path == ("sram", "activation_reserve"):
             parsed[path] = b.reserve(value, parsed[("sram", "size")])
         else:
             parsed[path] = b.q(".".join(path), value, unit)
@@ -312,9 +316,57 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
             values[name] = value(path, info)
         if path[-1] == "source" and len(path) == 2:
             sources[path[0]] = _value_at(m, path)
+    values["memories"] = _memories(m, parsed, b)
+    _check_placement(m, values["memories"], b)
     values["sources"] = sources
     values["resolved"] = _resolved(m, parsed)
     return HardwareConfig(**{k: freeze(v) for k, v in values.items()})
+
+
+_MEMORY_FIELDS = {"bandwidth": "bytes_per_s", "latency": "latency_s",
+                  "write_latency": "write_latency_s", "burst": "burst_bytes",
+                  "read_energy": "read_pj_per_bit", "write_energy": "write_pj_per_bit"}
+
+
+def _memories(m: ConfigFile, parsed: dict[tuple[str, ...], Any], b: _Builder
+              ) -> dict[str, dict[str, Any]]:
+    """Every off-chip memory by name, ``offchip`` first, quantities parsed (SI, pJ/bit).
+
+    A memory's ``write_latency`` left out is its ``latency``. ``parsed`` gains the paths
+    ``("memories", name, key)`` (for ``_resolved``).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, mem in (("offchip", m.offchip), *m.memories.items()):
+        if name in out or name == "sram":
+            raise ConfigError(f"{b.where('memories.' + name)}: the memory name {name!r} is "
+                              "taken (offchip and sram are the built-in memories)")
+        row: dict[str, Any] = {"kind": mem.kind, "port": mem.port.upper()}
+        for key, info in type(mem).model_fields.items():
+            field = _MEMORY_FIELDS.get(key)
+            if field is None:
+                continue
+            value = getattr(mem, key)
+            if name == "offchip":
+                row[field] = parsed[("offchip", key)]
+            else:
+                row[field] = parsed[("memories", name, key)] = (
+                    None if value is None else b.q(f"memories.{name}.{key}", value,
+                                                   meta(info, Unit)))
+        if row["write_latency_s"] is None:
+            row["write_latency_s"] = row["latency_s"]
+        out[name] = row
+    return out
+
+
+def _check_placement(m: ConfigFile, memories: Mapping[str, Any], b: _Builder) -> None:
+    """Each placement names a memory: weights and spills an off-chip one, the arena also sram."""
+    p = m.placement
+    for key, name, allowed in (("weights", p.weights, tuple(memories)),
+                               ("arena", p.arena, ("sram", *memories)),
+                               ("spills", p.spills, tuple(memories))):
+        if name is not None and name not in allowed:
+            raise ConfigError(f"{b.where('placement.' + key)}: unknown memory {name!r}; "
+                              f"expected one of {', '.join(allowed)}")
 
 
 def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
@@ -323,9 +375,17 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
     Energies quoted at the reference node are shown as quoted (unscaled).
     """
     out = m.model_dump()
-    for path, info in schema_fields():
-        unit = meta(info, Unit)
+    memory_paths = [(p, meta(section_at(p[:-1]).model_fields[p[-1]], Unit))
+                    for p in parsed if p[0] == "memories"]
+    for path, info in [*schema_fields(), *memory_paths]:
+        unit = info if isinstance(info, Unit) else meta(info, Unit)
         if unit is None:
+            continue
+        if parsed[path] is None:     # an optional quantity left out stays out
+            node = out
+            for part in path[:-1]:
+                node = node[part]
+            node.pop(path[-1], None)
             continue
         factor = 1.0 if unit.to is None else float(unit_factor(unit.kind, unit.to))
         base = parsed[path] if unit.kind == "size" else parsed[path] * factor

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -167,14 +167,64 @@ class _Sram(_Section):
         return model
 
 
+_Port = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                         pattern=r"^[A-Za-z0-9_]+$")]
+
+
 class _Offchip(_Section):
+    """The off-chip memory named ``offchip``: weights and the activation arena by default.
+
+    ``write_latency``: the latency of a write (None: ``latency``, reads and writes alike).
+    ``port``: the bus port it sits on (``AXI1`` unless given); transfers on one port queue,
+    on different ports they overlap (``edgesim.sim.engine``).
+    """
+
     kind: Annotated[Literal["dram", "flash"], Attr("offchip_kind")]
     bandwidth: _q("bandwidth", "offchip_bytes_per_s", positive=True)
     latency: _q("time", "offchip_latency_s")
+    write_latency: _q("time", "offchip_write_latency_s") = None
     burst: _q("size", "offchip_burst_bytes", positive=True)
     read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit")
     write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit")
+    port: Annotated[_Port, Attr("offchip_port")] = "AXI1"
     source: _Text
+
+
+class _Memory(_Section):
+    """One more off-chip memory under ``memories.<name>`` (keys as ``offchip``; port needed)."""
+
+    kind: Literal["dram", "flash"]
+    bandwidth: _q("bandwidth", positive=True)
+    latency: _q("time")
+    write_latency: _q("time") = None
+    burst: _q("size", positive=True)
+    read_energy: _q("energy_per_bit", to="pJ/bit")
+    write_energy: _q("energy_per_bit", to="pJ/bit")
+    port: _Port
+    source: _Text
+
+
+class _Placement(_Section):
+    """Where data lives (Vela's memory modes, calibration/vela/README.md).
+
+    ``weights``: the memory weights are read from (``offchip`` or a name in ``memories``).
+    ``arena``: the memory of the activation arena: ``offchip`` or another off-chip memory
+    (the SRAM's ``activation_reserve`` caches it, the rest spills there, the network's input
+    is read from and its output written to it: Vela's Dedicated_Sram), or ``sram`` (the arena
+    is the SRAM's ``activation_reserve``: nothing moves off-chip while it fits, Vela's
+    Shared_Sram). ``spills``: where activations that do not fit go (None: the arena's memory;
+    ``offchip`` when the arena is ``sram``).
+    """
+
+    weights: Annotated[_Port, Attr("placement_weights")] = "offchip"
+    arena: Annotated[_Port, Attr("placement_arena")] = "offchip"
+    spills: Annotated[_Port | None, Attr("placement_spills")] = None
+    source: _Text
+
+
+_DEFAULT_PLACEMENT = _Placement(
+    source="edgesim default: weights and the activation arena in the off-chip memory, the "
+           "SRAM caching both (one off-chip memory)")
 
 
 class _MacEnergy(_Section):
@@ -214,6 +264,9 @@ class ConfigFile(_Section):
     compute: _Compute
     sram: _Sram
     offchip: _Offchip
+    #: more off-chip memories by name (``edgesim.config`` parses their quantities)
+    memories: Annotated[dict[_Port, _Memory], Attr("memories")] = {}
+    placement: _Placement = _DEFAULT_PLACEMENT
     energy: _Energy
     prefetch: _Prefetch = _DEFAULT_PREFETCH
     #: the weight encodings the hardware decodes (checked against ``edgesim.encodings``)
@@ -227,14 +280,33 @@ def _sub_model(info: FieldInfo | None) -> type[BaseModel] | None:
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
+def named_model(info: FieldInfo | None) -> type[BaseModel] | None:
+    """The section model of a mapping of named sections (``memories``), or None."""
+    args = get_args(info.annotation) if info is not None else ()
+    if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+        return args[1]
+    return None
+
+
 def section_at(path: Sequence[str]) -> type[BaseModel] | None:
-    """The schema model of the section at ``path`` (``()`` is the top level), or None."""
+    """The schema model of the section at ``path`` (``()`` is the top level), or None.
+
+    ``("memories", "dram")`` is a memory's section, whatever its name.
+    """
     cls: type[BaseModel] = ConfigFile
-    for part in path:
-        sub = _sub_model(cls.model_fields.get(part))
+    i = 0
+    while i < len(path):
+        info = cls.model_fields.get(path[i])
+        named = named_model(info)
+        if named is not None:
+            if i + 1 == len(path):
+                return None
+            cls, i = named, i + 2
+            continue
+        sub = _sub_model(info)
         if sub is None:
             return None
-        cls = sub
+        cls, i = sub, i + 1
     return cls
 
 
@@ -361,6 +433,15 @@ class HardwareConfig:
     offchip_burst_bytes: int
     offchip_read_pj_per_bit: float
     offchip_write_pj_per_bit: float
+    offchip_write_latency_s: float | None
+    offchip_port: str
+    #: the memories by name (``offchip`` first), each a mapping of ``kind``, ``bytes_per_s``,
+    #: ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,
+    #: ``write_pj_per_bit``, ``port`` (built by ``edgesim.config``)
+    memories: Mapping[str, Mapping[str, Any]]
+    placement_weights: str
+    placement_arena: str
+    placement_spills: str | None
     node_nm: float
     vdd_v: float
     energy_reference_node_nm: float

@@ -77,8 +77,9 @@ def test_npu_small_fields_in_si_units() -> None:
     assert hw.sram_leak_w == pytest.approx(3e-3)
     assert hw.prefetch_depth == 2
     assert hw.formats == ("dense", "bitmap", "csr", "csc", "rle", "nested", "signed_binary")
+    # placement: the default (weights and arena in offchip) carries its own source
     assert set(hw.sources) == {"config", "technology", "compute", "sram", "offchip", "energy",
-                               "prefetch"}
+                               "prefetch", "placement"}
 
 
 def test_mac_energy_is_scaled_from_reference_node() -> None:

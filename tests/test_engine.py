@@ -137,10 +137,15 @@ def test_energy_is_the_sum_of_its_parts(w, hw, policy, prefetch):
     #   array   = executed MACs of each op with MACs x (weight bits + activation bits + 32
     #             accumulator bits) / 8 x PE register pJ/B
     #   sram    = bytes read x read pJ/B + bytes written x write pJ/B, where reads are every
-    #             op's weight bytes and input bytes plus the spill read back, and writes every
-    #             op's output plus the weights brought on chip plus the spill written
-    #   offchip = (weights read + spill read back) x 8 x read pJ/bit + spill written x 8 x
-    #             write pJ/bit (a spill is written once and read once: half each)
+    #             op's weight bytes and input bytes plus the activations written off-chip, and
+    #             writes every op's output plus the weights brought on chip plus the
+    #             activations read from off-chip
+    #   offchip = (weights read + activations read) x 8 x read pJ/bit + activations written
+    #             x 8 x write pJ/bit; with the default placement (one off-chip memory holding
+    #             the arena, plan.py) the activations read are the network input (op 0's
+    #             in_bytes) plus every spill S read back by its consumer, those written the
+    #             network output (the last unfused op's out_bytes) plus S, where S sums
+    #             min(out, live - reserve) over the ops before that last one
     #   decode  = nonzeros of each op's non-dense blocks x pJ per index
     #   leak    = leakage W x latency
     # and the total is exactly the sum of the six.
@@ -155,19 +160,22 @@ def test_energy_is_the_sum_of_its_parts(w, hw, policy, prefetch):
         reg_bits = sum(m * (bits[op.precision] + hw.act_bits + 32)
                        for m, op in zip(executed, ops, strict=True) if op.macs)
         assert _close(row.energy_array_j, reg_bits / 8 * hw.register_pj_per_byte * 1e-12)
-        spill = row.act_dram_bytes // 2
-        assert row.act_dram_bytes == 2 * spill
-        assert row.sram_read_bytes == spill + sum(
+        last = max(j for j, op in enumerate(ops) if not op.fused or j == 0)
+        spills = sum(min(op.out_bytes, max(0, op.live_bytes - hw.act_reserve_bytes))
+                     for op in ops[:last])
+        act_read, act_write = ops[0].in_bytes + spills, ops[last].out_bytes + spills
+        assert row.act_dram_bytes == act_read + act_write
+        assert row.sram_read_bytes == act_write + sum(
             op.in_bytes + sum(b.stored_bytes for b in bl)
             for op, bl in zip(ops, blocks, strict=True))
-        assert row.sram_write_bytes == (spill + sum(op.out_bytes for op in ops)
+        assert row.sram_write_bytes == (act_read + sum(op.out_bytes for op in ops)
                                         + row.weight_dram_bytes - row.spec_wasted_bytes)
         assert _close(row.energy_sram_j, (row.sram_read_bytes * hw.sram_read_pj_per_byte
                                           + row.sram_write_bytes * hw.sram_write_pj_per_byte)
                       * 1e-12)
         assert _close(row.energy_offchip_j,
-                      ((row.weight_dram_bytes + spill) * 8 * hw.offchip_read_pj_per_bit
-                       + spill * 8 * hw.offchip_write_pj_per_bit) * 1e-12)
+                      ((row.weight_dram_bytes + act_read) * 8 * hw.offchip_read_pj_per_bit
+                       + act_write * 8 * hw.offchip_write_pj_per_bit) * 1e-12)
         decoded = sum(b.nonzeros for bl in blocks for b in bl if b.encoding != "dense")
         assert _close(row.energy_decode_j, decoded * hw.index_decode_pj * 1e-12)
         assert _close(row.energy_leak_j, hw.sram_leak_w * row.latency_s)
@@ -222,22 +230,28 @@ def test_cold_inference_closed_form():
     # elements/cycle (one per column, the default), no SRAM port cap; 1 GB/s (1 ns per byte),
     # no latency, 1-byte bursts. A fold costs 8 (weight load) + 8 + 8 - 2 (fill, drain) = 22
     # cycles plus one per pixel streamed (edgesim.sim.mapping).
-    # op a: 1000 B kept -> DMA 0..1000 ns; C*R*S = 8 rows, K = 8 columns: one fold streaming
-    #       1000 pixels = 22 + 1000 = 1022 cycles -> compute 1000..2022 ns.
+    # One off-chip memory holds weights and the arena (the default placement), so the
+    # network's input (op a's 100 B) is read from it and its output (op b's 10 B) written to
+    # it, on the one port, in queue order (plan.py, engine.py).
+    # op a: 1000 B kept -> DMA 0..1000 ns, then its 100 B input streamed 1000..1100 ns;
+    #       C*R*S = 8 rows, K = 8 columns: one fold streaming 1000 pixels = 22 + 1000 = 1022
+    #       cycles -> compute 1000..2022 ns (the input has arrived by then).
     # relu: reads 100 elements on 8 lanes = 13 cycles -> 2022..2035 ns.
-    # op b: 2000 B kept; may start once op (2 - depth 2 - 1) < 0 ended, i.e. right after a's
-    #       transfer: DMA 1000..3000 ns. K=250 on rows: ceil(250/8) = 32 folds, N=8 one column
-    #       fold, M=1 pixel: 32 x (22 + 1) = 736 cycles (weight-load bound; MAC bound 32)
-    #       -> compute 3000..3736 ns.
-    # latency 3736 ns; compute cycles 1022 + 13 + 736 = 1771; stall 3736 - 1771 = 1965.
+    # op b: 2000 B kept; may start once op (2 - depth 2 - 1) < 0 ended, i.e. right after the
+    #       port is free: DMA 1100..3100 ns. K=250 on rows: ceil(250/8) = 32 folds, N=8 one
+    #       column fold, M=1 pixel: 32 x (22 + 1) = 736 cycles (weight-load bound; MAC bound
+    #       32) -> compute 3100..3836 ns; its 10 B output written 3100..3110 ns.
+    # latency 3836 ns; compute cycles 1022 + 13 + 736 = 1771; stall 3836 - 1771 = 2065.
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
     cold = df.iloc[0]
     assert cold.weight_dram_bytes == 3000
     assert cold.compute_cycles == 1771
-    assert cold.cycles == 3736
-    assert cold.stall_cycles == 3736 - 1771
-    assert math.isclose(cold.latency_s, 3736e-9, rel_tol=1e-12)
-    # warm: everything resident, no stall: 1771 cycles
+    assert cold.cycles == 3836
+    assert cold.stall_cycles == 3836 - 1771
+    assert math.isclose(cold.latency_s, 3836e-9, rel_tol=1e-12)
+    assert cold.act_dram_bytes == 100 + 10
+    # warm: everything resident; the input (0..100 ns) and output (1035..1045 ns, after relu)
+    # overlap compute: no stall, 1771 cycles
     assert df.iloc[1].weight_dram_bytes == 0
     assert df.iloc[1].cycles == 1771
 
@@ -245,36 +259,41 @@ def test_cold_inference_closed_form():
 def test_energy_closed_form():
     # warm inference of tiny_workload (weights resident, activations fit in 1 KiB):
     # MAC: 66,000 MACs x 0.2 pJ = 13,200 pJ
-    # SRAM reads: weights 3000 B + activations in 100+100+100 = 3300 B at 1 pJ/B
-    # SRAM writes: activations out 100+100+10 = 210 B at 1 pJ/B
-    # off-chip: 0; leakage 1 mW x 1771 ns (the warm latency, test_cold_inference_closed_form)
+    # SRAM reads: weights 3000 B + activations in 100+100+100 + the 10 B output read out to
+    # off-chip = 3310 B at 1 pJ/B
+    # SRAM writes: activations out 100+100+10 + the 100 B input brought in = 310 B at 1 pJ/B
+    # off-chip: input 100 B read + output 10 B written = 110 B x 8 x 10 pJ/bit = 8800 pJ;
+    # leakage 1 mW x 1771 ns (the warm latency, test_cold_inference_closed_form)
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
     warm = df.iloc[1]
     assert math.isclose(warm.energy_mac_j, 13_200e-12, rel_tol=1e-12)
-    assert warm.sram_read_bytes == 3300
-    assert warm.sram_write_bytes == 210
-    assert math.isclose(warm.energy_sram_j, 3510e-12, rel_tol=1e-12)
-    assert warm.energy_offchip_j == 0
+    assert warm.sram_read_bytes == 3310
+    assert warm.sram_write_bytes == 310
+    assert math.isclose(warm.energy_sram_j, 3620e-12, rel_tol=1e-12)
+    assert math.isclose(warm.energy_offchip_j, 8800e-12, rel_tol=1e-12)
     assert math.isclose(warm.energy_leak_j, 1e-3 * 1771e-9, rel_tol=1e-9)
 
 
 def test_prefetch_none_serialises_transfer_and_compute():
     # with prefetch off op b's 2000 B start only after relu ends (2035 ns, see
-    # test_cold_inference_closed_form): 2035..4035 ns, then 736 cycles: latency 4771 ns.
+    # test_cold_inference_closed_form): 2035..4035 ns, then 736 cycles: latency 4771 ns (its
+    # 10 B output write queues behind them, 4035..4045 ns, inside b's compute).
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(), prefetch="none").inferences
     assert df.cycles[0] == 4771
 
 
 def test_activation_spill_is_counted_apart_from_weights():
     # 1 KiB activation reserve; an op holding 3000 live bytes (2000 of them its output) has
-    # 3000 - 1024 = 1976 bytes without room, all of them output: written out and read back,
-    # 2 x 1976 = 3952 bytes of act_dram_bytes; weights unaffected.
+    # 3000 - 1024 = 1976 bytes without room, all of them output: written out by it and read
+    # back by its consumer, 2 x 1976 = 3952 bytes; with the network input (1000 B) and output
+    # (10 B) of the off-chip arena, act_dram_bytes = 3952 + 1010 = 4962; weights unaffected.
     blocks = [WeightBlock("w", 10, 10, 8, "dense", 10, 10)]
     ops = [LayerOp("big", "linear", ("w",), 1000, 2000, 3000, 10, 10, "int8",
-                   (("M", 1), ("N", 1), ("K", 10)))]
+                   (("M", 1), ("N", 1), ("K", 10))),
+           LayerOp("head", "linear", (), 2000, 10, 1000, 0, 0, "int8")]
     w = Workload.single_path("spill", "dense", blocks, ops, 2)
     df = simulate(tiny_config(sram="1 MiB"), w).inferences
-    assert list(df.act_dram_bytes) == [3952, 3952]
+    assert list(df.act_dram_bytes) == [4962, 4962]
     assert list(df.weight_dram_bytes) == [10, 0]
 
 

@@ -20,9 +20,10 @@ def raw_of(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def test_the_six_configs_are_shipped() -> None:
+def test_the_shipped_configs() -> None:
+    # the six systems, and the U65 with the 384 KB Dedicated_Sram cache of REFERENCE.md C
     assert set(IDS) == {"npu_small", "ethos_u55", "ethos_u65", "nvdla_small", "stm32h7",
-                        "edgetpu"}
+                        "edgetpu", "ethos_u65_384k"}
     assert all(p.parent == HWCONFIG_DIR for p in SHIPPED)
 
 
@@ -103,17 +104,25 @@ def test_ethos_u55_follows_vela_high_end_embedded() -> None:
     assert hw.offchip_kind == "flash"
     assert hw.offchip_bytes_per_s == 0.5e9
     assert hw.offchip_latency_s * hw.clock_hz == pytest.approx(64)   # 64 cycles at 500 MHz
+    assert hw.offchip_write_latency_s * hw.clock_hz == pytest.approx(64)
     assert hw.offchip_burst_bytes == 128
+    # Shared_Sram: weights in flash on AXI1, the arena in SRAM
+    assert (hw.placement_weights, hw.placement_arena, hw.offchip_port) == ("offchip", "sram",
+                                                                           "AXI1")
 
 
 def test_ethos_u65_follows_vela_high_end_dedicated_sram() -> None:
     hw = load_config(HWCONFIG_DIR / "ethos_u65.yaml")
     assert hw.macs_per_cycle["int8"] == 512
     assert 2 * hw.macs_per_cycle["int8"] * hw.clock_hz == pytest.approx(1.024e12)  # "1 TOPS"
-    assert hw.sram_bytes == 384 * 1024
+    assert hw.sram_bytes == 2 * 2**20          # >= the 1781 KiB Vela used (summary.csv)
     assert hw.offchip_bytes_per_s == 3.75e9
     assert hw.offchip_latency_s * hw.clock_hz == pytest.approx(500)  # 500 cycles at 1 GHz
+    assert hw.offchip_write_latency_s * hw.clock_hz == pytest.approx(250)
     assert hw.offchip_burst_bytes == 128
+    # Dedicated_Sram: weights and arena in DRAM
+    assert (hw.placement_weights, hw.placement_arena) == ("offchip", "offchip")
+    assert load_config(HWCONFIG_DIR / "ethos_u65_384k.yaml").sram_bytes == 384 * 1024
 
 
 def test_nvdla_small_follows_nv_small_spec() -> None:
@@ -148,6 +157,6 @@ def test_config_table_has_one_row_per_shipped_config() -> None:
     assert set(rows[0]) == {"name", "file", "clock", "int8_macs_per_cycle", "sram", "offchip",
                             "offchip_bandwidth", "source"}
     u65 = next(r for r in rows if r["name"] == "ethos_u65")
-    assert u65["sram"] == "384 KiB"
+    assert u65["sram"] == "2 MiB"
     assert u65["offchip_bandwidth"] == "3.75 GB/s"
     assert u65["clock"] == "1 GHz"

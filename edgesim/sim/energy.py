@@ -9,7 +9,8 @@ Public names: ``Energy``, ``inference_energy``, ``register_bits_per_mac``, ``ACC
               byte (``energy.pe_register``, scaled to the node): the PE registers of the MAC array
     sram    = bytes read x read energy per byte + bytes written x write energy per byte
               (per byte energies that grow with the SRAM's size: ``technology.sram_energy``)
-    offchip = bytes read x 8 x read energy per bit + bytes written x 8 x write energy per bit
+    offchip = per off-chip memory: bytes read x 8 x its read energy per bit + bytes written x 8
+              x its write energy per bit
     decode  = decoded sparse indices x energy per index (0 unless the config sets it)
     leak    = SRAM leakage power (proportional to its size) x latency
 
@@ -37,7 +38,9 @@ All inputs in bytes, seconds and joules; every component is returned in joules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ACCUMULATOR_BITS", "Energy", "inference_energy", "register_bits_per_mac"]
 
@@ -75,12 +78,21 @@ class Energy:
 
 def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
                      sram_read_bytes: int, sram_write_bytes: int, offchip_read_bytes: int,
-                     offchip_write_bytes: int, latency_s: float) -> Energy:
-    """Energy components of one inference on ``hw`` (a HardwareConfig or Machine)."""
+                     offchip_write_bytes: int, latency_s: float,
+                     memories: Sequence[tuple[int, int, Any]] = ()) -> Energy:
+    """Energy components of one inference on ``hw`` (a HardwareConfig or Machine).
+
+    ``offchip_*_bytes`` are charged at ``hw``'s off-chip energies; ``memories`` adds, per
+    memory, ``(read bytes, write bytes, memory)`` at that memory's own ``read_pj_per_bit`` /
+    ``write_pj_per_bit`` (``edgesim.sim.plan.Memory``).
+    """
     sram = (sram_read_bytes * hw.sram_read_pj_per_byte
             + sram_write_bytes * hw.sram_write_pj_per_byte) * _PJ
-    offchip = (offchip_read_bytes * 8 * hw.offchip_read_pj_per_bit
-               + offchip_write_bytes * 8 * hw.offchip_write_pj_per_bit) * _PJ
+    pj = (offchip_read_bytes * 8 * hw.offchip_read_pj_per_bit
+          + offchip_write_bytes * 8 * hw.offchip_write_pj_per_bit)
+    for read, write, mem in memories:
+        pj += read * 8 * mem.read_pj_per_bit + write * 8 * mem.write_pj_per_bit
+    offchip = pj * _PJ
     leak = hw.sram_leak_w * latency_s
     return Energy(mac=mac_j, array=array_j, sram=sram, offchip=offchip, decode=decode_j,
                   leak=leak)

@@ -83,22 +83,30 @@ _KEPT, _STREAMED = Part.KEPT, Part.STREAMED
 
 
 class _Channel:
-    """The off-chip channel's transfer time, in integer picoseconds, memoised by size."""
+    """Transfer times of the off-chip memories, in integer picoseconds, memoised.
 
-    __slots__ = ("burst", "bytes_per_s", "cache", "latency_ps")
+    ``ports[k]`` is the port of memory k: each port is one FIFO server (a process taking its
+    transfers in queue order), so transfers on one port queue and on different ports overlap.
+    """
+
+    __slots__ = ("cache", "memories", "ports", "weights_mem")
 
     def __init__(self, m: Machine) -> None:
-        self.latency_ps = m.offchip_latency_ps
-        self.bytes_per_s = m.offchip_bytes_per_s
-        self.burst = m.offchip_burst_bytes
-        self.cache: dict[int, int] = {}
+        self.memories = m.memories
+        self.weights_mem = m.weights_mem
+        self.ports = len(m.ports)
+        self.cache: dict[tuple[int, bool, int], int] = {}
 
-    def transfer_ps(self, nbytes: int) -> int:
-        """Latency plus the bytes rounded up to whole bursts at the bandwidth (ceil, ps)."""
-        t = self.cache.get(nbytes)
+    def transfer_ps(self, nbytes: int, mem: int = 0, write: bool = False) -> int:
+        """Read (or write) latency plus the bytes rounded up to whole bursts at the memory's
+        bandwidth (ceil, ps)."""
+        key = (mem, write, nbytes)
+        t = self.cache.get(key)
         if t is None:
-            moved = -(-nbytes // self.burst) * self.burst
-            t = self.cache[nbytes] = self.latency_ps + (-(-moved * PS_PER_S // self.bytes_per_s))
+            mm = self.memories[mem]
+            moved = -(-nbytes // mm.burst_bytes) * mm.burst_bytes
+            lat = mm.write_latency_ps if write else mm.latency_ps
+            t = self.cache[key] = lat + (-(-moved * PS_PER_S // mm.bytes_per_s))
         return t
 
 
@@ -145,77 +153,99 @@ def _serve(plan: PathPlan, policy: Residency, i: int) -> tuple[list[int], list[i
     return kept, streamed, wait
 
 
+_Transfer = tuple[int, Part, int, int, int, bool]
+
+
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
-               wasted: int, depth: int, speculative: bool) -> list[tuple[int, Part, int, int]]:
-    """The DMA queue in op order: (op, part, bytes, op whose end it waits for, or -1)."""
-    queue: list[tuple[int, Part, int, int]] = []
+               wasted: int, depth: int, speculative: bool, wmem: int) -> list[_Transfer]:
+    """The DMA queue in op order: (op, part, bytes, op whose end it waits for or -1, memory,
+    is a write). Weights come from memory ``wmem``; an op's streamed weights and the
+    activations it reads from the same memory are one transfer."""
+    queue: list[_Transfer] = []
     first_gate = -1
     for j in range(len(plan.blocks)):
         gate = plan.gate[j]
         g = -1 if speculative else gate
         if wasted and first_gate < 0 and gate >= 0:
             first_gate = j
-            queue.append((j, Part.GUESS, wasted, max(-1, j - depth - 1, gate - 1)))
+            queue.append((j, Part.GUESS, wasted, max(-1, j - depth - 1, gate - 1), wmem, False))
         if kept[j]:
-            queue.append((j, _KEPT, kept[j], max(j - depth - 1, wait[j], g)))
-        s = streamed[j] + plan.spill[j]
+            queue.append((j, _KEPT, kept[j], max(j - depth - 1, wait[j], g), wmem, False))
+        parts = plan.act_parts[j]
+        s = streamed[j] + sum(nb for mem, write, nb in parts if mem == wmem and not write)
         if s:
-            queue.append((j, _STREAMED, s, max(j - 1, wait[j], g)))
+            queue.append((j, _STREAMED, s, max(j - 1, wait[j], g), wmem, False))
+        for mem, write, nbytes in parts:
+            if write or mem != wmem:
+                queue.append((j, _STREAMED, nbytes, j - 1, mem, write))
     return queue
 
 
-def _timeline(channel: _Channel, plan: PathPlan, queue: list[tuple[int, Part, int, int]],
+def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
               kept: list[int], streamed: list[int], per_layer: bool):
-    """Run the DMA and compute processes; per-op end times, and per-op timings if asked."""
+    """Run one DMA process per port and the compute process; per-op end times, and per-op
+    timings if asked."""
     n = len(plan.blocks)
     env = simpy.Environment()
     kept_done = [0 if not kept[j] else -1 for j in range(n)]
-    stream_done = [0 if not (streamed[j] or plan.spill[j]) else -1 for j in range(n)]
+    pending = [0] * n                  # streamed transfers of op j not yet done
+    for t in queue:
+        if t[1] == _STREAMED:
+            pending[t[0]] += 1
+    stream_done = [0 if not pending[j] else -1 for j in range(n)]
     ended = [-1] * n
-    waiting: dict[tuple[str, int], simpy.Event] = {}
+    waiting: dict[tuple[str, int], list[simpy.Event]] = {}
     dma_times: dict[int, list[int]] = {}
     comp_times: list[tuple[int, int]] = []
+    port_of = [mm.port for mm in channel.memories]
 
-    def dma():
-        for j, part, nbytes, cond in queue:
+    def wake(key: tuple[str, int]) -> None:
+        for ev in waiting.pop(key, ()):
+            ev.succeed()
+
+    def wait_for(key: tuple[str, int]) -> simpy.Event:
+        ev = env.event()
+        waiting.setdefault(key, []).append(ev)
+        return ev
+
+    def dma(port: int):
+        for j, part, nbytes, cond, mem, write in queue:
+            if port_of[mem] != port:
+                continue
             if cond >= 0 and ended[cond] < 0:
-                ev = waiting[("end", cond)] = env.event()
-                yield ev
+                yield wait_for(("end", cond))
             start = env.now
-            yield env.timeout(channel.transfer_ps(nbytes))
+            yield env.timeout(channel.transfer_ps(nbytes, mem, write))
             if per_layer:
                 t = dma_times.setdefault(j, [start, env.now])
-                t[1] = env.now
+                t[0] = min(t[0], start)
+                t[1] = max(t[1], env.now)
             if part == _KEPT:
                 kept_done[j] = env.now
-                ev = waiting.pop(("kept", j), None)
+                wake(("kept", j))
             elif part == _STREAMED:
-                stream_done[j] = env.now
-                ev = waiting.pop(("stream", j), None)
-            else:
-                ev = None
-            if ev is not None:
-                ev.succeed()
+                pending[j] -= 1
+                if not pending[j]:
+                    stream_done[j] = env.now
+                    wake(("stream", j))
 
     def compute():
         for j in range(n):
             if kept_done[j] < 0:
-                ev = waiting[("kept", j)] = env.event()
-                yield ev
+                yield wait_for(("kept", j))
             start = env.now
             if plan.compute_ps[j]:
                 yield env.timeout(plan.compute_ps[j])
             if stream_done[j] < 0:
-                ev = waiting[("stream", j)] = env.event()
-                yield ev
+                yield wait_for(("stream", j))
             ended[j] = env.now
             if per_layer:
                 comp_times.append((start, env.now))
-            ev = waiting.pop(("end", j), None)
-            if ev is not None:
-                ev.succeed()
+            wake(("end", j))
 
-    env.process(dma())
+    used = {port_of[t[4]] for t in queue}
+    for port in sorted(used):
+        env.process(dma(port))
     env.process(compute())
     env.run()
     timings = None
@@ -228,7 +258,8 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
              speculative: bool, wasted: int, per_layer: bool) -> _Inference:
     """Inference i on path ``plan``: serve, queue the transfers, run the timeline."""
     kept, streamed, wait = _serve(plan, policy, i)
-    queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative)
+    queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                       channel.weights_mem)
     ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
     return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, int(latency),
@@ -245,14 +276,16 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     cycles = max(cycles, plan.compute_cycles)
     latency_s = inf.latency_ps * 1e-12
     wb = inf.weight_bytes
-    spill_half = plan.act_dram_bytes // 2
-    sram_read = plan.sram_read_fixed + spill_half
-    sram_write = plan.sram_write_fixed + wb - inf.wasted_bytes + spill_half
+    # activations moved off-chip are read out of SRAM or written into it (``sram_*_fixed``)
+    sram_read = plan.sram_read_fixed
+    sram_write = plan.sram_write_fixed + wb - inf.wasted_bytes
+    traffic = {mem: [r, w] for mem, r, w in plan.act_traffic}
+    traffic.setdefault(m.weights_mem, [0, 0])[0] += wb
     e = inference_energy(
         m, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
         sram_read_bytes=sram_read, sram_write_bytes=sram_write,
-        offchip_read_bytes=wb + spill_half, offchip_write_bytes=spill_half,
-        latency_s=latency_s)
+        offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
+        memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
                         plan.act_dram_bytes, sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,

@@ -1,15 +1,24 @@
 """Compiling a Workload's paths for a hardware config: per-op integer arrays the engine runs.
 
-Public names: ``Machine``, ``PathPlan``, ``OpInfo``, ``compile_paths``, ``utilisation``,
-``PS_PER_S``.
+Public names: ``Machine``, ``Memory``, ``PathPlan``, ``OpInfo``, ``compile_paths``,
+``utilisation``, ``PS_PER_S``, ``SRAM``.
 
 ``Machine.from_config(hw)`` takes, once, the typed fields of a ``HardwareConfig`` the simulator
 needs, with the off-chip channel turned into integers (picoseconds of latency, bytes per second).
 ``compile_paths(machine, workload)`` maps every path onto it: per op the deduplicated block
 indices, compute cycles (``edgesim.sim.mapping``: folds on the MAC array, the vector unit,
 at least what the SRAM port feeds) and the MAC utilisation they give, compute time in integer
-picoseconds, activation spill bytes and the router op that gates it; per path the totals the
-energy model needs.
+picoseconds, the activation bytes it moves off-chip and the router op that gates it; per path
+the totals the energy model needs.
+
+Activation traffic (the memory system, ``placement``). An op whose live activations exceed the
+activation reserve spills the part of its output that does not fit, ``min(out, live -
+reserve)``: written to the spill memory by the op (the producer) and read back by its consumer.
+The IR records no reader list per tensor, so the consumer is the next op of the path that is
+not a fused activation (the first reader of a sequential chain; a residual read later is not
+told apart: an assumption). The last op's spill is never read back. When the arena is off-chip
+(Vela's Dedicated_Sram) op 0 reads the network input from it and the last op writes the
+network output to it; with the arena in SRAM (Shared_Sram) both stay in SRAM.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> plan, = compile_paths(Machine.from_config(tiny_config()), tiny_workload())
@@ -34,10 +43,32 @@ from edgesim.sim.energy import register_bits_per_mac
 from edgesim.sim.mapping import Array, op_cycles, utilisation
 from edgesim.workload import LayerOp, Workload
 
-__all__ = ["PS_PER_S", "Machine", "OpInfo", "PathPlan", "compile_paths", "utilisation"]
+__all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
+           "utilisation"]
 
 #: Picoseconds per second: simulated time is integer picoseconds.
 PS_PER_S = 10**12
+
+#: ``Machine.arena_mem`` when the activation arena is the SRAM (no off-chip memory).
+SRAM = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One off-chip memory: integer times (ps, rounded up), bytes per second, its port index."""
+
+    name: str
+    port: int
+    latency_ps: int
+    write_latency_ps: int
+    bytes_per_s: int
+    burst_bytes: int
+    read_pj_per_bit: float
+    write_pj_per_bit: float
+
+
+def _ps(seconds: float) -> int:
+    return math.ceil(seconds * PS_PER_S - 1e-6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +103,11 @@ class Machine:
     offchip_read_pj_per_bit: float
     offchip_write_pj_per_bit: float
     sram_leak_w: float
+    memories: tuple[Memory, ...] = ()     # ``offchip`` first
+    ports: tuple[str, ...] = ("AXI1",)    # port names, by index
+    weights_mem: int = 0                  # index into ``memories``
+    arena_mem: int = 0                    # index, or ``SRAM``
+    spill_mem: int = 0                    # index
 
     @property
     def array(self) -> Array:
@@ -86,6 +122,19 @@ class Machine:
         if bw <= 0:
             raise ValueError(f"offchip bandwidth must be positive, got {hw.offchip_bytes_per_s} "
                              "B/s")
+        names = list(hw.memories)
+        ports = tuple(dict.fromkeys(mem["port"] for mem in hw.memories.values()))
+        memories = []
+        for name, mem in hw.memories.items():
+            if round(mem["bytes_per_s"]) <= 0:
+                raise ValueError(f"memory {name}: bandwidth must be positive, got "
+                                 f"{mem['bytes_per_s']} B/s")
+            memories.append(Memory(
+                name, ports.index(mem["port"]), _ps(mem["latency_s"]),
+                _ps(mem["write_latency_s"]), round(mem["bytes_per_s"]), mem["burst_bytes"],
+                mem["read_pj_per_bit"], mem["write_pj_per_bit"]))
+        arena = SRAM if hw.placement_arena == "sram" else names.index(hw.placement_arena)
+        spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
         return cls(
             clock_hz=round(hw.clock_hz), array_rows=hw.array_rows, array_cols=hw.array_cols,
             array_dataflow=hw.array_dataflow,
@@ -101,7 +150,10 @@ class Machine:
             sram_read_pj_per_byte=hw.sram_read_pj_per_byte,
             sram_write_pj_per_byte=hw.sram_write_pj_per_byte,
             offchip_read_pj_per_bit=hw.offchip_read_pj_per_bit,
-            offchip_write_pj_per_bit=hw.offchip_write_pj_per_bit, sram_leak_w=hw.sram_leak_w)
+            offchip_write_pj_per_bit=hw.offchip_write_pj_per_bit, sram_leak_w=hw.sram_leak_w,
+            memories=tuple(memories), ports=ports,
+            weights_mem=names.index(hw.placement_weights), arena_mem=arena,
+            spill_mem=names.index(spills))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +180,8 @@ class PathPlan:
     cycles: np.ndarray                    # per op compute cycles
     util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
-    spill: tuple[int, ...]                # per op activation spill bytes (write + read back)
+    spill: tuple[int, ...]                # per op activation bytes moved off-chip
+    act_parts: tuple[tuple[tuple[int, bool, int], ...], ...]  # per op (memory, write, bytes)
     gate: tuple[int, ...]                 # per op: index of the gating router op, or -1
     macs: int
     compute_cycles: int
@@ -138,6 +191,7 @@ class PathPlan:
     energy_array_j: float                 # PE registers (``energy.register_bits_per_mac``)
     energy_decode_j: float
     act_dram_bytes: int
+    act_traffic: tuple[tuple[int, int, int], ...]  # per memory used: (memory, read, write)
     gated_blocks: frozenset[int]          # blocks read by gated ops
     ops: tuple[OpInfo, ...] | None        # per-op row fields (only when asked for)
 
@@ -155,7 +209,6 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
     cycles = np.zeros(n, dtype=np.int64)
     util = [0.0] * n
     array = m.array
-    spill = [0] * n
     gate = [-1] * n
     # a gate names a router (its module): the decision is known when that router's last
     # op has run; plain op names are accepted too
@@ -185,13 +238,18 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
             blk = workload.blocks[b]
             if blk.encoding != "dense":
                 decode += blk.nonzeros
-        # the part of this op's output that finds no room is written out and read back
-        # once by its consumer (counted here, at the producer, so never twice)
-        spill[j] = 2 * min(op.out_bytes, max(0, op.live_bytes - m.act_reserve_bytes))
         g = op.gate
         if g is not None and g in names and names[g] < j:
             gate[j] = names[g]
             gated.update(ids)
+    parts = _act_parts(m, path.ops)
+    spill = [sum(b for _, _, b in ps) for ps in parts]
+    traffic: dict[int, list[int]] = {}
+    for ps in parts:
+        for mem, write, b in ps:
+            traffic.setdefault(mem, [0, 0])[write] += b
+    act_in = sum(r for r, _ in traffic.values())
+    act_out = sum(w for _, w in traffic.values())
     # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
     compute_ps = tuple(-(-(int(c) * PS_PER_S) // m.clock_hz) for c in cycles)
     ops = (tuple(_op_info(m, workload, op) for op in path.ops) if per_layer else None)
@@ -200,11 +258,42 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
         util=tuple(util),
         compute_ps=compute_ps, spill=tuple(spill), gate=tuple(gate), macs=macs,
-        compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read, sram_write_fixed=sram_write,
+        compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
+        sram_write_fixed=sram_write + act_in,
         energy_mac_j=mac_pj * 1e-12,
         energy_array_j=register_bits / 8 * m.register_pj_per_byte * 1e-12,
         energy_decode_j=decode * m.index_decode_pj * 1e-12,
-        act_dram_bytes=sum(spill), gated_blocks=frozenset(gated), ops=ops)
+        act_dram_bytes=sum(spill), act_parts=parts,
+        act_traffic=tuple((k, r, w) for k, (r, w) in sorted(traffic.items())),
+        gated_blocks=frozenset(gated), ops=ops)
+
+
+def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
+    """Per op, the activation transfers it makes off-chip: (memory, is a write, bytes).
+
+    Reads come before writes; a spill's write is the producer's, its read-back the consumer's.
+    """
+    n = len(ops)
+    reads: list[dict[int, int]] = [{} for _ in range(n)]
+    writes: list[dict[int, int]] = [{} for _ in range(n)]
+    off = m.arena_mem != SRAM
+    out_op = next((j for j in range(n - 1, -1, -1) if not ops[j].fused), n - 1)
+    for j, op in enumerate(ops):
+        last = j >= out_op
+        if off and j == out_op:
+            writes[j][m.arena_mem] = op.out_bytes       # the network's output
+            continue
+        over = min(op.out_bytes, max(0, op.live_bytes - m.act_reserve_bytes))
+        if not over:
+            continue
+        writes[j][m.spill_mem] = writes[j].get(m.spill_mem, 0) + over
+        consumer = next((c for c in range(j + 1, n) if not ops[c].fused), None)
+        if consumer is not None and not last:
+            reads[consumer][m.spill_mem] = reads[consumer].get(m.spill_mem, 0) + over
+    if off and n:
+        reads[0][m.arena_mem] = reads[0].get(m.arena_mem, 0) + ops[0].in_bytes   # the input
+    return [tuple((k, False, b) for k, b in sorted(reads[j].items()) if b)
+            + tuple((k, True, b) for k, b in sorted(writes[j].items()) if b) for j in range(n)]
 
 
 def _weight_bytes(workload: Workload, op: LayerOp) -> int:

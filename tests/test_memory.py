@@ -1,0 +1,135 @@
+"""The memory system: named memories on ports, placement of weights and the arena, spills."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgesim.config import load_config
+from edgesim.errors import ConfigError
+from edgesim.sim.engine import simulate
+from edgesim.testing import tiny_config
+from edgesim.workload import LayerOp, WeightBlock, Workload
+
+# a second off-chip memory, 1 GB/s (1 ns per byte), no latency, 1-byte bursts, own energies
+_DRAM = ["memories.dram.kind=dram", "memories.dram.bandwidth=1GB/s", "memories.dram.latency=0ns",
+         "memories.dram.burst=1B", "memories.dram.read_energy=20pJ/bit",
+         "memories.dram.write_energy=30pJ/bit", "memories.dram.source=test value"]
+
+
+def _one_op(weight: int, in_bytes: int, out: int = 10) -> Workload:
+    """One FC reading ``weight`` stored bytes and ``in_bytes`` of input (compute: 1 fold)."""
+    blocks = [WeightBlock("w", weight, weight, 8, "dense", weight, weight)]
+    ops = [LayerOp("fc", "linear", ("w",), in_bytes, out, in_bytes + out, 8, 8, "int8",
+                   (("M", 1), ("N", 1), ("K", 8)))]
+    return Workload.single_path("one", "dense", blocks, ops, 1)
+
+
+def _weights_in_offchip_arena_in_dram(port: str):
+    return tiny_config(sram="1 MiB", overrides=[*_DRAM, f"memories.dram.port={port}",
+                                                "placement.arena=dram",
+                                                "placement.source=test value"])
+
+
+def test_transfers_on_different_ports_overlap_on_one_port_queue():
+    # tiny: 1 GHz. Op fc streams nothing; its 3000 B of weights are kept (fetched before it
+    # starts) from offchip (AXI1, 1 ns/B), its 2000 B input is read from the arena (dram, 1
+    # ns/B) while it computes; its 10 B output is written to dram. Compute: K=8 on 8 rows, one
+    # fold of 8 + 14 + 1 = 23 cycles = 23 ns.
+    # different ports: weights 0..3000 ns on AXI1, input 0..2000 ns on AXI0 (no wait: op -1);
+    #   fc computes 3000..3023, its output 10 B on AXI0 from 2000..2010 (waits for op -1 only):
+    #   latency max(3000, 2000) + 23 = 3023 ns.
+    # one port: the input queues behind the weights, 3000..5000 ns, output 5000..5010 ns; fc
+    #   computes 3000..3023 and ends when its streamed bytes are in: 5010 ns = 3000 + 2000 + 10.
+    w = _one_op(3000, 2000)
+    apart = simulate(_weights_in_offchip_arena_in_dram("AXI0"), w).rows[0]
+    shared = simulate(_weights_in_offchip_arena_in_dram("AXI1"), w).rows[0]
+    assert apart.cycles == max(3000, 2000) + 23
+    assert shared.cycles == 3000 + 2000 + 10
+    # the bytes are the same either way: 2000 in + 10 out off-chip activations
+    assert apart.act_dram_bytes == shared.act_dram_bytes == 2010
+
+
+def test_offchip_energy_is_charged_per_memory():
+    # weights 3000 B read from offchip at 10 pJ/bit; input 2000 B read from dram at 20 pJ/bit,
+    # output 10 B written to dram at 30 pJ/bit: 8 x (30,000 + 40,000 + 300) pJ
+    row = simulate(_weights_in_offchip_arena_in_dram("AXI0"), _one_op(3000, 2000)).rows[0]
+    assert row.energy_offchip_j == pytest.approx(8 * (3000 * 10 + 2000 * 20 + 10 * 30) * 1e-12,
+                                                 rel=1e-12)
+
+
+def _spilling() -> Workload:
+    # op "big" holds 3000 live bytes, its output 2000 of them; with a 1 KiB reserve 3000 - 1024
+    # = 1976 bytes of its output spill. "relu" is fused (reads nothing of its own), so the
+    # consumer is "head"; head is the network's last op.
+    blocks = [WeightBlock("w", 10, 10, 8, "dense", 10, 10)]
+    ops = [LayerOp("big", "linear", ("w",), 1000, 2000, 3000, 10, 10, "int8",
+                   (("M", 1), ("N", 1), ("K", 10))),
+           LayerOp("relu", "act", (), 0, 0, 2000, 0, 0, "int8", fused=True),
+           LayerOp("head", "linear", (), 2000, 10, 1000, 0, 0, "int8")]
+    return Workload.single_path("spill", "dense", blocks, ops, 1)
+
+
+def test_spill_lands_in_the_arena_memory_and_its_read_back_is_the_consumers():
+    # arena in dram: big reads the network input (1000 B) and writes its 1976 B spill to
+    # dram; head reads the 1976 B back and writes the network output (10 B); relu moves none.
+    hw = _weights_in_offchip_arena_in_dram("AXI0")
+    r = simulate(hw, _spilling(), per_layer=True)
+    assert [row.act_dram_bytes for row in r.layer_rows] == [1000 + 1976, 0, 1976 + 10]
+    assert r.rows[0].act_dram_bytes == 1000 + 2 * 1976 + 10
+    # the weights (10 B) still come from offchip: energy = offchip weights + dram activations
+    reads, writes = 1000 + 1976, 1976 + 10
+    assert r.rows[0].energy_offchip_j == pytest.approx(
+        8 * (10 * 10 + reads * 20 + writes * 30) * 1e-12, rel=1e-12)
+
+
+def test_default_placement_counts_input_and_output_in_the_one_offchip_memory():
+    # one off-chip memory (the existing configs): the input 1000 B and the output 10 B move
+    # to and from it, the spill as above
+    r = simulate(tiny_config(sram="1 MiB"), _spilling(), per_layer=True)
+    assert [row.act_dram_bytes for row in r.layer_rows] == [2976, 0, 1986]
+
+
+def test_shared_sram_arena_that_fits_moves_no_activations_off_chip():
+    # arena in SRAM with a reserve (4 KiB) above every op's live bytes (<= 3000): no spill,
+    # the input and output stay in SRAM: 0 off-chip activation bytes; weights still read
+    hw = tiny_config(sram="1 MiB", overrides=["sram.activation_reserve=4KiB",
+                                              "placement.arena=sram",
+                                              "placement.source=test value"])
+    row = simulate(hw, _spilling()).rows[0]
+    assert row.act_dram_bytes == 0
+    assert row.weight_dram_bytes == 10
+
+
+def test_shared_sram_overflow_spills_to_offchip_not_the_sram():
+    # arena in SRAM of 1 KiB: big's 1976 B still spill (to offchip, the default) and are read
+    # back by head; the input and output stay in SRAM
+    hw = tiny_config(sram="1 MiB", overrides=["placement.arena=sram",
+                                              "placement.source=test value"])
+    r = simulate(hw, _spilling(), per_layer=True)
+    assert [row.act_dram_bytes for row in r.layer_rows] == [1976, 0, 1976]
+
+
+def test_placement_naming_an_unknown_memory_is_one_line():
+    with pytest.raises(ConfigError, match=r"placement\.weights.*unknown memory 'hbm'") as info:
+        tiny_config(overrides=["placement.weights=hbm", "placement.source=x"])
+    assert "\n" not in str(info.value)
+
+
+def test_zero_bandwidth_memory_is_one_line():
+    over = [o for o in _DRAM if "bandwidth" not in o]
+    with pytest.raises(ConfigError, match=r"memories\.dram\.bandwidth") as info:
+        tiny_config(overrides=[*over, "memories.dram.bandwidth=0GB/s",
+                               "memories.dram.port=AXI0"])
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"offchip\.bandwidth"):
+        tiny_config(overrides=["offchip.bandwidth=0GB/s"])
+
+
+@pytest.mark.parametrize(("name", "weight_bytes"), [
+    # weight bytes of dense_r50 before the memory system (commit 8540825; README of the
+    # session): the weight path is unchanged by placement, only the activation path moved
+    ("npu_small", 25_723_392), ("stm32h7", 25_723_392), ("ethos_u65_384k", 24_030_048)])
+def test_existing_configs_give_the_same_weight_bytes(name, weight_bytes):
+    from edgesim import api
+    row = simulate(load_config(name), api.workload("dense_r50")).rows[0]
+    assert row.weight_dram_bytes == weight_bytes
