@@ -5,14 +5,16 @@ Public names: ``HardwareConfig``, ``load_config``, ``config_from_dict``, ``parse
 
 The pipeline is three steps, each of which can fail with one line naming the file and the key:
 
-1. read the YAML (syntax errors give the line; duplicate keys are errors) and apply ``--set``
-   overrides to the raw mapping (``apply_overrides``);
+1. read the YAML (syntax errors give the line; duplicate keys are errors; a file above
+   ``MAX_FILE_BYTES``, nesting deeper than ``MAX_DEPTH`` and aliases ``*name`` are refused before
+   anything is built) and apply ``--set`` overrides to the raw mapping (``apply_overrides``);
 2. check the structure with the pydantic schema (``edgesim.schema``; ``extra="forbid"``:
-   unknown keys, missing keys, wrong types, unknown precision or off-chip kind);
+   unknown keys, missing keys, wrong types, unknown precision or off-chip kind, numbers out of
+   their range). Errors show at most ``MAX_SHOWN`` keys or problems and values cut short;
 3. walk the schema: parse every human quantity once in the unit kind its field declares
-   (``edgesim.units``), check cross-field rules (activation reserve < SRAM size, known weight
-   encodings), scale the per-MAC energies from the reference node to the chip's node
-   (``edgesim.technology.energy_scale``) and freeze the result.
+   (``edgesim.units``) and check its range (``edgesim.schema.Unit``), check cross-field rules
+   (activation reserve < SRAM size, known weight encodings), scale the per-MAC energies from the
+   reference node to the chip's node (``edgesim.technology.energy_scale``) and freeze the result.
 
 The YAML schema (every section needs a non-empty ``source:``) is shown in the shipped configs,
 ``edgesim/hwconfigs/*.yaml``.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -47,15 +50,21 @@ from edgesim.schema import (
     canonical_path,
     freeze,
     meta,
+    named_model,
     schema_fields,
     section_at,
     unit_kind,
 )
 from edgesim.technology import energy_scale
-from edgesim.units import format_quantity, parse_quantity, unit_factor
+from edgesim.units import SHOWN, format_quantity, parse_quantity, shown, unit_factor
+
+_PERCENT = re.compile(r"\d{1,20}(?:\.\d{0,20})?|\.\d{1,20}")
 
 __all__ = [
     "HWCONFIG_DIR",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_SHOWN",
     "HardwareConfig",
     "apply_overrides",
     "config_from_dict",
@@ -68,6 +77,12 @@ __all__ = [
 
 #: The repository's shipped hardware configs.
 HWCONFIG_DIR = Path(__file__).resolve().parent / "hwconfigs"
+#: A config file may be at most this large (checked before it is read).
+MAX_FILE_BYTES = 2**20
+#: YAML mappings and lists nest at most this deep (a config needs 4).
+MAX_DEPTH = 32
+#: An error lists at most this many unknown keys or problems, then "and N more".
+MAX_SHOWN = 5
 
 
 def _section_name(path: Sequence[str]) -> str:
@@ -83,7 +98,7 @@ def _no_duplicate_keys(loader: yaml.SafeLoader, node: yaml.MappingNode,
         if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
             if key_node.value in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                    None, None, f"duplicate key {shown(key_node.value)}", key_node.start_mark)
             seen.add(key_node.value)
     return loader.construct_mapping(node, deep=deep)
 
@@ -95,16 +110,47 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
 
 
+def _check_events(text: str, file: str) -> None:
+    """Refuse aliases and nesting deeper than ``MAX_DEPTH``, reading events only (no nodes)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"{file}: line {event.start_mark.line + 1}: YAML aliases "
+                              f"(*{event.anchor[:40]}) are not supported; write the "
+                              "value out")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{file}: line {event.start_mark.line + 1}: YAML nested "
+                                  f"more than {MAX_DEPTH} deep")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def _read_yaml(text: str, file: str) -> Any:
+    """The YAML document in ``text``; every problem is a one-line ``ConfigError``."""
     try:
+        _check_events(text, file)
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = " ".join(str(exc.problem or exc).split())
-        raise ConfigError(f"{file}: {line}invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{file}: {line}invalid YAML: {_cut(problem)}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: int > 4300 digits
+        raise ConfigError(f"{file}: invalid YAML: {_cut(' '.join(str(exc).split()))}") from None
+
+
+def _arg(text: str) -> str:
+    """A ``--set`` argument as errors show it: cut to ``edgesim.units.SHOWN`` characters."""
+    return text if len(text) <= SHOWN else text[: SHOWN - 3] + "..."
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+
 
 
 def parse_override(text: str) -> tuple[tuple[str, ...], str]:
@@ -116,7 +162,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], str]:
     key, sep, value = text.partition("=")
     path = tuple(part.strip() for part in key.split("."))
     if not sep or not all(path):
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. sram.size=2MiB")
+        raise ConfigError(f"--set {_arg(text)!r}: expected key=value, e.g. sram.size=2MiB")
     return path, value.strip()
 
 
@@ -132,11 +178,12 @@ def _check_path(path: tuple[str, ...], text: str, where: str) -> None:
             continue        # a memory's name: any name
         cls = section_at(section)
         if cls is None:
-            raise ConfigError(f"{where}: --set {text}: {'.'.join(section)} is a value, "
+            raise ConfigError(f"{where}: --set {_arg(text)}: {'.'.join(section)} is a value, "
                               f"not a section with key {part!r}")
         if part not in cls.model_fields:
             known = ", ".join(cls.model_fields)
-            raise ConfigError(f"{where}: --set {text}: unknown key {'.'.join(path[: i + 1])!r}; "
+            raise ConfigError(f"{where}: --set {_arg(text)}: unknown key "
+                              f"{shown('.'.join(path[: i + 1]))}; "
                               f"known keys of {_section_name(section)}: {known}")
 
 
@@ -157,10 +204,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
         path = _canonical(path)
         _check_path(path, text, where)
         try:
-            value = yaml.safe_load(value_text) if value_text else None
-        except yaml.YAMLError as exc:
-            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"{where}: --set {text}: value is not valid YAML: {problem}"
+            value = _read_yaml(value_text, "") if value_text else None
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(": ").replace("invalid YAML: ", "", 1)
+            raise ConfigError(f"{where}: --set {_arg(text)}: value is not valid YAML: {problem}"
                               ) from None
         created = len(path) > 1 and path[0] not in out
         node = out
@@ -168,7 +215,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"{where}: {'.'.join(path[: i + 1])}: expected a mapping, "
-                                  f"got {child!r}; cannot apply --set {text}")
+                                  f"got {shown(child)}; cannot apply --set {_arg(text)}")
             node = child
         node[path[-1]] = value
         _note_source(out, path, value_text, created=created)
@@ -193,10 +240,40 @@ def _note_source(raw: dict[str, Any], path: tuple[str, ...], value_text: str, *,
 
 # --------------------------------------------------------------------------- step 2: explain
 
+def _unknown_keys(raw: Mapping[Any, Any], file: str, overridden: set[str],
+                  path: tuple[str, ...] = ()) -> None:
+    """Refuse keys the schema does not have, naming at most ``MAX_SHOWN`` of them.
+
+    Runs before pydantic, which would build one error (and one list of known keys) per key.
+    """
+    cls = section_at(path)
+    if cls is None:
+        return
+    unknown = [k for k in raw if not isinstance(k, str) or k not in cls.model_fields]
+    if unknown:
+        keys = [".".join((*path, k if isinstance(k, str) and len(k) <= 40 else shown(k, 40)))
+                for k in unknown[:MAX_SHOWN]]
+        more = f" and {len(unknown) - MAX_SHOWN} more" if len(unknown) > MAX_SHOWN else ""
+        raise ConfigError(f"{file}: {', '.join(_key(k.split('.'), overridden) for k in keys)}"
+                          f"{more}: unknown key{'s' if len(unknown) > 1 else ''}; known keys of "
+                          f"{_section_name(path)}: {', '.join(cls.model_fields)}")
+    for key, value in raw.items():
+        if not isinstance(value, Mapping):
+            continue
+        if named_model(cls.model_fields[key]) is not None:
+            for name, sub in value.items():
+                if isinstance(name, str) and isinstance(sub, Mapping):
+                    _unknown_keys(sub, file, overridden, (*path, key, name))
+        else:
+            _unknown_keys(value, file, overridden, (*path, key))
+
+
 def _explain(exc: ValidationError, file: str, overridden: set[str]) -> str:
+    errors = exc.errors()
     parts = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
+    for err in errors[:MAX_SHOWN]:
+        loc = tuple(shown(p, 40) if not isinstance(p, str) or len(p) > 40 else p
+                    for p in err["loc"])
         key = _key(loc, overridden)
         kind = err["type"]
         if kind == "missing":
@@ -206,10 +283,10 @@ def _explain(exc: ValidationError, file: str, overridden: set[str]) -> str:
             known = ", ".join(cls.model_fields) if cls is not None else "?"
             parts.append(f"{key}: unknown key; known keys of {_section_name(loc[:-1])}: {known}")
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            shown = repr(err["input"])
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            parts.append(f"{key}: {shown}: {msg}")
+            msg = _cut(err["msg"].removeprefix("Value error, "))
+            parts.append(f"{key}: {shown(err['input'], 60)}: {msg}")
+    if len(errors) > MAX_SHOWN:
+        parts.append(f"and {len(errors) - MAX_SHOWN} more problems")
     return f"{file}: " + "; ".join(parts)
 
 
@@ -233,24 +310,24 @@ class _Builder:
     def q(self, key: str, value: Any, unit: Unit) -> Any:
         """``value`` of ``key`` in the unit its schema field declares."""
         return parse_quantity(value, unit.kind, where=self.where(key), positive=unit.positive,
-                              to=unit.to)
+                              to=unit.to, **unit.bounds())
 
     def reserve(self, value: Any, size_bytes: int) -> int:
         """``sram.activation_reserve`` as bytes: a size, or a percentage of ``sram.size``."""
         key = "sram.activation_reserve"
         if isinstance(value, str) and value.strip().endswith("%"):
-            try:
-                percent = Fraction(value.strip()[:-1].strip())
-            except ValueError:
-                raise UnitError(f"{self.where(key)}: {value!r} is not a percentage like '25%'"
-                                ) from None
+            number = value.strip()[:-1].strip()
+            if not _PERCENT.fullmatch(number):   # no exponents: nothing big to compute
+                raise UnitError(f"{self.where(key)}: {shown(value)} is not a percentage like "
+                                "'25%'")
+            percent = Fraction(number)
             if not 0 <= percent < 100:
-                raise ConfigError(f"{self.where(key)}: {value!r} must be >= 0% and < 100%")
+                raise ConfigError(f"{self.where(key)}: {shown(value)} must be >= 0% and < 100%")
             return int(size_bytes * percent / 100)  # floor: whole bytes
-        reserve = parse_quantity(value, "size", where=self.where(key))
+        reserve = parse_quantity(value, "size", where=self.where(key), hi=2**60)
         if reserve > size_bytes:  # equal is allowed: no SRAM left for weights (all streamed)
             raise ConfigError(
-                f"{self.where(key)}: {value!r} ({reserve} B) must not exceed sram.size "
+                f"{self.where(key)}: {shown(value)} ({reserve} B) must not exceed sram.size "
                 f"({size_bytes} B); write it as a percentage (e.g. 25%) to follow sram.size")
         return reserve
 
@@ -289,12 +366,12 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
     if round(1e12 / parsed[("clock",)]) < 1:
         raise ConfigError(f"{b.where('clock')}: {m.clock!r} is above 1 THz (period < 1 ps)")
     if len(set(m.formats)) != len(m.formats) or not m.formats:
-        raise ConfigError(f"{b.where('formats')}: {list(m.formats)!r} must be a non-empty list "
-                          "of distinct encodings")
+        raise ConfigError(f"{b.where('formats')}: {shown(list(m.formats))} must be a non-empty "
+                          "list of distinct encodings")
     known = tuple(encodings.ENCODINGS)
     for name in m.formats:
         if name not in known:
-            raise ConfigError(f"{b.where('formats')}: unknown weight encoding {name!r}; "
+            raise ConfigError(f"{b.where('formats')}: unknown weight encoding {shown(name)}; "
                               f"known: {', '.join(known)}")
     scale = energy_scale(m.energy.reference_node_nm, m.energy.reference_vdd_v,
                          m.technology.node_nm, m.technology.vdd_v)
@@ -338,7 +415,7 @@ def _memories(m: ConfigFile, parsed: dict[tuple[str, ...], Any], b: _Builder
     out: dict[str, dict[str, Any]] = {}
     for name, mem in (("offchip", m.offchip), *m.memories.items()):
         if name in out or name == "sram":
-            raise ConfigError(f"{b.where('memories.' + name)}: the memory name {name!r} is "
+            raise ConfigError(f"{b.where('memories.' + name)}: the memory name {shown(name)} is "
                               "taken (offchip and sram are the built-in memories)")
         row: dict[str, Any] = {"kind": mem.kind, "port": mem.port.upper()}
         for key, info in type(mem).model_fields.items():
@@ -365,7 +442,7 @@ def _check_placement(m: ConfigFile, memories: Mapping[str, Any], b: _Builder) ->
                                ("arena", p.arena, ("sram", *memories)),
                                ("spills", p.spills, tuple(memories))):
         if name is not None and name not in allowed:
-            raise ConfigError(f"{b.where('placement.' + key)}: unknown memory {name!r}; "
+            raise ConfigError(f"{b.where('placement.' + key)}: unknown memory {shown(name)}; "
                               f"expected one of {', '.join(allowed)}")
 
 
@@ -433,7 +510,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
         names = ", ".join(s.stem for s in shipped_configs())
         raise ConfigError(f"{file}: no such hardware config file (shipped configs: {names})")
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)   # never more than the limit, whatever the file
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"{file}: larger than {MAX_FILE_BYTES // 2**10} KiB; a hardware "
+                              "config is a few KB")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
     return config_from_dict(_read_yaml(text, file), overrides=overrides, file=file)
@@ -453,6 +535,7 @@ def config_from_dict(raw: Any, *, overrides: Sequence[str] = (),
                           f"the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides, file)
     overridden = {".".join(_canonical(parse_override(o)[0])) for o in overrides}
+    _unknown_keys(raw, file, overridden)
     try:
         model = ConfigFile.model_validate(raw)
     except ValidationError as exc:

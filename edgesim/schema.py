@@ -5,10 +5,13 @@ Public names: ``HardwareConfig``, ``Unit``, ``Attr``, ``ConfigFile``, ``unit_kin
 
 This module is the one place that says which key holds what. A key holding a human quantity
 carries a ``Unit`` (its kind in ``edgesim.units``, the unit its ``HardwareConfig`` field is kept
-in, whether zero is allowed, and that field's name); a plain key copied into ``HardwareConfig``
-carries an ``Attr`` naming the field. ``edgesim.config`` builds a ``HardwareConfig`` by walking
-these fields, and ``edgesim.sweep.grid`` reads range ends in ``unit_kind(key)``; a new hardware
-field is one line here, one attribute of ``HardwareConfig`` and its value in the YAMLs.
+in, whether zero is allowed, its physical range and that field's name); a plain key copied into
+``HardwareConfig`` carries an ``Attr`` naming the field and, when a number, its range as pydantic
+``Field(ge=..., le=...)``. Every number has a range, stated where its key is declared, so the
+engine never sees a value it cannot compute with (the ``_SIZE``, ``_TIME``, ... limits below).
+``edgesim.config`` builds a ``HardwareConfig`` by walking these fields, and ``edgesim.sweep.grid``
+reads range ends in ``unit_kind(key)``; a new hardware field is one line here (with its range),
+one attribute of ``HardwareConfig`` and its value in the YAMLs.
 
 >>> unit_kind("sram.size"), unit_kind("dram.bandwidth"), unit_kind("prefetch.depth")
 ('size', 'bandwidth', None)
@@ -26,9 +29,8 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -53,7 +55,8 @@ class Unit:
     ``to``: the unit of the ``HardwareConfig`` field (None: the SI base unit of the kind);
     ``positive``: zero is an error too; ``attr``: the ``HardwareConfig`` field (None when the
     section's ``Attr`` collects it); ``scaled``: quoted at the reference node and multiplied by
-    ``technology.energy_scale`` for the chip's node.
+    ``technology.energy_scale`` for the chip's node. ``lo``, ``hi`` (inclusive) and ``below``
+    (exclusive): the physical range, in the kind's SI base unit.
     """
 
     kind: str
@@ -61,6 +64,29 @@ class Unit:
     positive: bool = False
     attr: str | None = None
     scaled: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    below: float | None = None
+
+    def bounds(self) -> dict[str, float | None]:
+        """``lo``, ``hi``, ``below`` as keyword arguments of ``edgesim.units.parse_quantity``."""
+        return {"lo": self.lo, "hi": self.hi, "below": self.below}
+
+
+# The physical ranges, in SI base units (checked at validation, before any simulation).
+_MAX_BYTES = 2**60                         #: sizes and bandwidths: at most 2^60 B (B/s)
+_SIZE = {"hi": _MAX_BYTES}
+_BANDWIDTH = {"lo": 1, "hi": _MAX_BYTES}    #: 1 B/s .. 2^60 B/s
+_BURST = {"lo": 1, "hi": 2**30}             #: 1 B .. 1 GiB
+_CLOCK = {"lo": 10**3, "hi": 10**12}        #: 1 kHz .. 1 THz
+_TIME = {"below": 1}                        #: latencies: below 1 s
+_PER_EVENT = {"below": 1}                   #: energies: below 1 J per MAC, bit or byte
+_POWER = {"below": 1000}                    #: leakage: below 1 kW
+_NODE = {"ge": 1, "le": 1000}               #: technology nodes: 1 .. 1000 nm
+_VDD = {"ge": 0.1, "le": 5}                 #: supply voltages: 0.1 .. 5 V
+_DIM = {"gt": 0, "le": 2**16}               #: array rows and columns
+_RATE = {"gt": 0, "le": 2**32}              #: MACs per cycle
+_COUNT = {"le": 2**16}                      #: small counts (prefetch depth)
 
 
 @dataclass(frozen=True)
@@ -77,10 +103,12 @@ def _quantity_input(value: Any) -> Any:
 
 
 def _q(kind: str, attr: str | None = None, *, to: str | None = None, positive: bool = False,
-       scaled: bool = False) -> Any:
-    """The annotation of a quantity key."""
+       scaled: bool = False, lo: float | None = None, hi: float | None = None,
+       below: float | None = None) -> Any:
+    """The annotation of a quantity key (``lo``/``hi``/``below``: its range in SI base units)."""
     return Annotated[Any, AfterValidator(_quantity_input),
-                     Unit(kind, to=to, positive=positive, attr=attr, scaled=scaled)]
+                     Unit(kind, to=to, positive=positive, attr=attr, scaled=scaled, lo=lo,
+                          hi=hi, below=below)]
 
 
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -88,25 +116,25 @@ _Precision = Literal["int8", "int4", "fp16", "binary"]  # == workload.PRECISIONS
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Technology(_Section):
-    node_nm: Annotated[PositiveFloat, Attr("node_nm")]
-    vdd_v: Annotated[PositiveFloat, Attr("vdd_v")]
+    node_nm: Annotated[float, Field(**_NODE), Attr("node_nm")]
+    vdd_v: Annotated[float, Field(**_VDD), Attr("vdd_v")]
     source: _Text
 
 
 class _MacsPerCycle(_Section):
-    int8: PositiveInt
-    int4: PositiveInt
-    fp16: PositiveInt
-    binary: PositiveInt
+    int8: Annotated[int, Field(**_RATE)]
+    int4: Annotated[int, Field(**_RATE)]
+    fp16: Annotated[int, Field(**_RATE)]
+    binary: Annotated[int, Field(**_RATE)]
 
 
 class _Array(_Section):
-    rows: Annotated[PositiveInt, Attr("array_rows")]
-    cols: Annotated[PositiveInt, Attr("array_cols")]
+    rows: Annotated[int, Field(**_DIM), Attr("array_rows")]
+    cols: Annotated[int, Field(**_DIM), Attr("array_cols")]
     #: how ops fold onto the array (``edgesim.sim.mapping``)
     dataflow: Annotated[Literal["weight_stationary", "output_stationary"],
                         Attr("array_dataflow")] = "weight_stationary"
@@ -115,12 +143,13 @@ class _Array(_Section):
 class _Vector(_Section):
     #: elements per cycle of the unit running ops without MACs and depthwise convs;
     #: None: one per array column (edgesim default, an assumption)
-    elements_per_cycle: Annotated[PositiveFloat | None, Attr("vector_elements_per_cycle")] = None
+    elements_per_cycle: Annotated[Annotated[float, Field(ge=2**-10, le=2**32)] | None,
+                                  Attr("vector_elements_per_cycle")] = None
 
 
 class _Compute(_Section):
     precision: Annotated[_Precision, Attr("precision")]
-    activation_bits: Annotated[PositiveInt, Attr("act_bits")]
+    activation_bits: Annotated[int, Field(gt=0, le=64), Attr("act_bits")]
     macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
     array: _Array
     vector: _Vector = _Vector()
@@ -134,18 +163,21 @@ class _Sram(_Section):
     for an SRAM of ``reference_size`` at ``reference_node_nm``/``reference_vdd_v`` and scaled to
     ``size`` and the chip's node by ``edgesim.technology.sram_energy``."""
 
-    size: _q("size", "sram_bytes", positive=True)
-    #: a size, or a percentage of ``size`` (``25%``); built by ``edgesim.config``
-    activation_reserve: _q("size", "act_reserve_bytes")
+    size: _q("size", "sram_bytes", positive=True, **_SIZE)
+    #: a size, or a percentage of ``size`` (``25%``, in [0, 100)); built by ``edgesim.config``
+    activation_reserve: _q("size", "act_reserve_bytes", **_SIZE)
     #: SRAM bytes per clock cycle the compute units can read and write; 0: no port cap
-    port_width: _q("size", "sram_port_bytes") = 0
-    reference_size: _q("size", "sram_reference_bytes") = "0 B"
-    reference_node_nm: Annotated[PositiveFloat | None, Attr("sram_reference_node_nm")] = None
-    reference_vdd_v: Annotated[PositiveFloat | None, Attr("sram_reference_vdd_v")] = None
+    port_width: _q("size", "sram_port_bytes", **_SIZE) = 0
+    reference_size: _q("size", "sram_reference_bytes", **_SIZE) = "0 B"
+    reference_node_nm: Annotated[Annotated[float, Field(**_NODE)] | None,
+                                 Attr("sram_reference_node_nm")] = None
+    reference_vdd_v: Annotated[Annotated[float, Field(**_VDD)] | None,
+                               Attr("sram_reference_vdd_v")] = None
     energy_model: Annotated[Literal["fixed", "sqrt"], Attr("sram_energy_model")] = "fixed"
-    read_energy: _q("energy_per_byte", "sram_quoted_read_pj_per_byte", to="pJ/B")
-    write_energy: _q("energy_per_byte", "sram_quoted_write_pj_per_byte", to="pJ/B")
-    leakage: _q("power", "sram_quoted_leak_w")
+    read_energy: _q("energy_per_byte", "sram_quoted_read_pj_per_byte", to="pJ/B", **_PER_EVENT)
+    write_energy: _q("energy_per_byte", "sram_quoted_write_pj_per_byte", to="pJ/B",
+                     **_PER_EVENT)
+    leakage: _q("power", "sram_quoted_leak_w", **_POWER)
     source: _Text
 
     @field_validator("energy_model")
@@ -180,12 +212,12 @@ class _Offchip(_Section):
     """
 
     kind: Annotated[Literal["dram", "flash"], Attr("offchip_kind")]
-    bandwidth: _q("bandwidth", "offchip_bytes_per_s", positive=True)
-    latency: _q("time", "offchip_latency_s")
-    write_latency: _q("time", "offchip_write_latency_s") = None
-    burst: _q("size", "offchip_burst_bytes", positive=True)
-    read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit")
-    write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit")
+    bandwidth: _q("bandwidth", "offchip_bytes_per_s", positive=True, **_BANDWIDTH)
+    latency: _q("time", "offchip_latency_s", **_TIME)
+    write_latency: _q("time", "offchip_write_latency_s", **_TIME) = None
+    burst: _q("size", "offchip_burst_bytes", positive=True, **_BURST)
+    read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit", **_PER_EVENT)
+    write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit", **_PER_EVENT)
     port: Annotated[_Port, Attr("offchip_port")] = "AXI1"
     source: _Text
 
@@ -194,12 +226,12 @@ class _Memory(_Section):
     """One more off-chip memory under ``memories.<name>`` (keys as ``offchip``; port needed)."""
 
     kind: Literal["dram", "flash"]
-    bandwidth: _q("bandwidth", positive=True)
-    latency: _q("time")
-    write_latency: _q("time") = None
-    burst: _q("size", positive=True)
-    read_energy: _q("energy_per_bit", to="pJ/bit")
-    write_energy: _q("energy_per_bit", to="pJ/bit")
+    bandwidth: _q("bandwidth", positive=True, **_BANDWIDTH)
+    latency: _q("time", **_TIME)
+    write_latency: _q("time", **_TIME) = None
+    burst: _q("size", positive=True, **_BURST)
+    read_energy: _q("energy_per_bit", to="pJ/bit", **_PER_EVENT)
+    write_energy: _q("energy_per_bit", to="pJ/bit", **_PER_EVENT)
     port: _Port
     source: _Text
 
@@ -228,24 +260,25 @@ _DEFAULT_PLACEMENT = _Placement(
 
 
 class _MacEnergy(_Section):
-    int8: _q("energy", to="pJ", scaled=True)
-    int4: _q("energy", to="pJ", scaled=True)
-    fp16: _q("energy", to="pJ", scaled=True)
-    binary: _q("energy", to="pJ", scaled=True)
+    int8: _q("energy", to="pJ", scaled=True, **_PER_EVENT)
+    int4: _q("energy", to="pJ", scaled=True, **_PER_EVENT)
+    fp16: _q("energy", to="pJ", scaled=True, **_PER_EVENT)
+    binary: _q("energy", to="pJ", scaled=True, **_PER_EVENT)
 
 
 class _Energy(_Section):
-    reference_node_nm: Annotated[PositiveFloat, Attr("energy_reference_node_nm")]
-    reference_vdd_v: Annotated[PositiveFloat, Attr("energy_reference_vdd_v")]
+    reference_node_nm: Annotated[float, Field(**_NODE), Attr("energy_reference_node_nm")]
+    reference_vdd_v: Annotated[float, Field(**_VDD), Attr("energy_reference_vdd_v")]
     mac: Annotated[_MacEnergy, Attr("mac_pj")]
-    index_decode: _q("energy", "index_decode_pj", to="pJ", scaled=True) = 0
+    index_decode: _q("energy", "index_decode_pj", to="pJ", scaled=True, **_PER_EVENT) = 0
     #: per byte of operand or partial sum latched in a PE register (``edgesim.sim.energy``)
-    pe_register: _q("energy_per_byte", "register_pj_per_byte", to="pJ/B", scaled=True) = 0
+    pe_register: _q("energy_per_byte", "register_pj_per_byte", to="pJ/B", scaled=True,
+                    **_PER_EVENT) = 0
     source: _Text
 
 
 class _Prefetch(_Section):
-    depth: Annotated[NonNegativeInt, Attr("prefetch_depth")]
+    depth: Annotated[NonNegativeInt, Field(**_COUNT), Attr("prefetch_depth")]
     source: _Text
 
 
@@ -259,7 +292,7 @@ class ConfigFile(_Section):
     name: Annotated[_Text, Attr("name")]
     description: Annotated[_Text, Attr("description")]
     source: _Text
-    clock: _q("frequency", "clock_hz", positive=True)
+    clock: _q("frequency", "clock_hz", positive=True, **_CLOCK)
     technology: _Technology
     compute: _Compute
     sram: _Sram

@@ -21,7 +21,10 @@ power               W            uW, µW, mW, W
 
 A bare number (no unit) is accepted only for ``size`` (bytes) and for zero of any kind. Numbers
 are parsed exactly (``fractions.Fraction``), so ``1.1 KB`` is 1100 bytes, not 1100.0000000000002.
-Negative quantities are always an error; ``positive=True`` also rejects zero.
+Negative quantities are always an error; ``positive=True`` also rejects zero; ``lo``, ``hi``
+(inclusive) and ``below`` (exclusive) bound the value in the kind's base unit. A number's exponent
+is checked before any arithmetic (``1e999999999 B`` fails at once, it is not computed), values
+past ``10**300`` base units are errors, and a value shown in an error is cut at ``SHOWN`` chars.
 
 >>> parse_quantity("512 KiB", "size", where="npu.yaml: sram.size")
 524288
@@ -40,7 +43,16 @@ from fractions import Fraction
 
 from edgesim.errors import UnitError
 
-__all__ = ["KINDS", "accepted_units", "format_quantity", "parse_quantity", "unit_factor"]
+__all__ = ["KINDS", "SHOWN", "accepted_units", "format_quantity", "parse_quantity", "shown",
+           "unit_factor"]
+
+#: Errors show at most this many characters of a value (``shown``).
+SHOWN = 80
+#: A number may have at most this many characters and an exponent of at most this magnitude;
+#: anything larger is an error before any big-number arithmetic.
+_MAX_NUMBER_CHARS, _MAX_EXPONENT = 100, 400
+#: No quantity is this large (in base units): above it ``float`` would overflow.
+_HUGE = Fraction(10**300)
 
 _K, _KI = 1000, 1024
 _PICO = Fraction(1, 10**12)
@@ -88,6 +100,25 @@ _DISPLAY: dict[str, tuple[str, ...]] = {
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
 
 
+def shown(value: object, limit: int = SHOWN) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``...`` and the full length when cut).
+
+    >>> shown("x" * 100, 20)
+    "'xxxxxxxxxxxxx... (102 chars)"
+    >>> shown(2**20000)
+    '<an integer of 20001 bits>'
+    """
+    if isinstance(value, int) and value.bit_length() > 1000:  # repr refuses > 4300 digits
+        return f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, str) and len(value) > limit:
+        text = repr(value[:limit]) + "..."   # cut first: never a copy of a huge value
+        return f"{text[: limit - 6]}... ({len(value) + 2} chars)"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 6]}... ({len(text)} chars)"
+
+
 def accepted_units(kind: str) -> tuple[str, ...]:
     """The unit spellings accepted for ``kind`` (e.g. ``("B", "KB", ...)`` for ``"size"``)."""
     return tuple(_units_of(kind))
@@ -117,45 +148,72 @@ def _exact(text_or_number: str | float, kind: str, where: str) -> Fraction:
     units = _units_of(kind)
     expected = f"expected a {kind.replace('_', ' ')} in {', '.join(units)}"
     if isinstance(text_or_number, bool) or not isinstance(text_or_number, (str, int, float)):
-        raise UnitError(f"{where}: {text_or_number!r} is not a quantity; {expected}")
+        raise UnitError(f"{where}: {shown(text_or_number)} is not a quantity; {expected}")
+    if isinstance(text_or_number, int) and text_or_number.bit_length() > 1000:
+        raise UnitError(f"{where}: {shown(text_or_number)} is far out of range; {expected}")
     if isinstance(text_or_number, (int, float)):
         number_text, unit = repr(text_or_number), ""
     else:
-        match = _NUMBER.fullmatch(text_or_number)
+        match = _NUMBER.fullmatch(text_or_number) if len(text_or_number) <= 200 else None
         if match is None:
-            raise UnitError(f"{where}: {text_or_number!r} is not a number with a unit; {expected}")
+            raise UnitError(f"{where}: {shown(text_or_number)} is not a number with a unit; "
+                            f"{expected}")
         number_text, unit = match.group(1), match.group(2)
+    _check_size(number_text, text_or_number, where)
     try:
         value = Fraction(number_text)
     except (ValueError, ZeroDivisionError):  # inf, nan
-        raise UnitError(f"{where}: {text_or_number!r} is not a finite number; {expected}") from None
+        raise UnitError(f"{where}: {shown(text_or_number)} is not a finite number; {expected}"
+                        ) from None
     if unit == "":
         if kind == "size" or value == 0:
             return value
-        raise UnitError(f"{where}: {text_or_number!r} has no unit; {expected}")
+        raise UnitError(f"{where}: {shown(text_or_number)} has no unit; {expected}")
     if unit not in units:
-        raise UnitError(f"{where}: {text_or_number!r} has unit {unit!r}; {expected}")
+        raise UnitError(f"{where}: {shown(text_or_number)} has unit {shown(unit)}; {expected}")
     return value * units[unit]
 
 
+def _check_size(number_text: str, value: object, where: str) -> None:
+    """Refuse a number too long or with too large an exponent, before ``Fraction`` sees it."""
+    exponent = number_text.lower().partition("e")[2]
+    if len(number_text) > _MAX_NUMBER_CHARS or (
+            exponent and abs(int(exponent)) > _MAX_EXPONENT):
+        raise UnitError(f"{where}: {shown(value)} is out of range (numbers have at most "
+                        f"{_MAX_NUMBER_CHARS} characters and exponents at most {_MAX_EXPONENT})")
+
+
 def parse_quantity(text_or_number: str | float, kind: str, *, where: str,
-                   positive: bool = False, to: str | None = None) -> float | int:
+                   positive: bool = False, to: str | None = None, lo: float | None = None,
+                   hi: float | None = None, below: float | None = None) -> float | int:
     """Parse a human quantity of ``kind`` into its SI base unit (or into unit ``to``).
 
     ``where`` names the value in error messages (``"npu_small.yaml: offchip.bandwidth"``).
     Sizes return ``int`` bytes and must be whole bytes; every other kind returns ``float``.
-    Raises ``UnitError`` for a wrong or missing unit, a negative value, or zero when
-    ``positive`` is set.
+    Raises ``UnitError`` for a wrong or missing unit, a negative value, zero when ``positive``
+    is set, or a value outside ``lo <= value <= hi``, ``value < below`` (base units).
 
     >>> parse_quantity("100 ns", "time", where="x", to="ns")
     100.0
     >>> parse_quantity("2 MB", "size", where="x")
     2000000
+    >>> parse_quantity("2 s", "time", where="x", below=1)
+    Traceback (most recent call last):
+    edgesim.errors.UnitError: x: '2 s' must be below 1 s
     """
     value = _exact(text_or_number, kind, where)
     if value < 0 or (positive and value == 0):
         need = "a positive" if positive else "a non-negative"
-        raise UnitError(f"{where}: {text_or_number!r} must be {need} {kind.replace('_', ' ')}")
+        raise UnitError(f"{where}: {shown(text_or_number)} must be {need} "
+                        f"{kind.replace('_', ' ')}")
+    for bound, ok, word in ((lo, lambda b: value >= b, "at least"),
+                            (hi, lambda b: value <= b, "at most"),
+                            (below, lambda b: value < b, "below")):
+        if bound is not None and not ok(Fraction(bound)):
+            raise UnitError(f"{where}: {shown(text_or_number)} must be {word} "
+                            f"{format_quantity(bound, kind)}")
+    if value > _HUGE:
+        raise UnitError(f"{where}: {shown(text_or_number)} is far out of range")
     if to is not None:
         units = _units_of(kind)
         if to not in units:
@@ -163,7 +221,7 @@ def parse_quantity(text_or_number: str | float, kind: str, *, where: str,
         value = value / units[to]
     if kind == "size" and to is None:
         if value.denominator != 1:
-            raise UnitError(f"{where}: {text_or_number!r} is not a whole number of bytes")
+            raise UnitError(f"{where}: {shown(text_or_number)} is not a whole number of bytes")
         return int(value)
     return float(value)
 

@@ -327,7 +327,7 @@ ERROR_CASES = [
      "greater than 0"),
     (lambda r: r["energy"]["mac"].update(int8="0.23 pJ/B"), "energy.mac.int8",
      "expected a energy"),
-    (_set("technology", "node_nm", 0), "technology.node_nm", "greater than 0"),
+    (_set("technology", "node_nm", 0), "technology.node_nm", "greater than or equal to 1"),
     (_set("sram", "source", "  "), "sram.source", "at least 1 character"),
     (_drop("offchip", "source"), "offchip.source", "missing"),
     (_set_top("source", ""), "source", "at least 1 character"),
