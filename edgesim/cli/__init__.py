@@ -26,7 +26,10 @@ from collections.abc import Sequence
 from edgesim.cli._common import Parser
 from edgesim.errors import EdgesimError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "MAX_MESSAGE", "build_parser", "main"]
+
+#: An error line is at most this many characters.
+MAX_MESSAGE = 1000
 
 #: The commands, in the order ``edgesim --help`` lists them. Each is the module
 #: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
@@ -59,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _module(a.command).main(a)
     except EdgesimError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever a library said
+        if len(message) > MAX_MESSAGE:       # values are cut where they are named; this is
+            message = message[: MAX_MESSAGE - 3] + "..."   # the backstop (a huge --set value)
         print(f"edgesim: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """What the command modules share: the parser class, ``--format``/``--out``, progress, tables.
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
-``add_format``, ``write``, ``progress_printer``, ``sim_progress``, ``policies``,
-``prefetch_modes``, ``columns``, ``csv_rows``.
+``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``write``, ``progress_printer``,
+``sim_progress``, ``policies``, ``prefetch_modes``, ``columns``, ``csv_rows``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
 ``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
@@ -18,8 +18,8 @@ from pathlib import Path
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["Parser", "UsageError", "add_format", "columns", "csv_rows", "policies",
-           "prefetch_modes", "progress_printer", "sim_progress", "write"]
+__all__ = ["INPUTS", "SEED", "Parser", "UsageError", "add_format", "bounded_int", "columns",
+           "csv_rows", "policies", "prefetch_modes", "progress_printer", "sim_progress", "write"]
 
 
 class UsageError(EdgesimError):
@@ -31,6 +31,27 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def bounded_int(lo: int, hi: int):
+    """An argparse ``type``: an integer in ``lo..hi`` (else one line naming the flag's value)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 30 else None
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            shown = text if len(text) <= 30 else text[:27] + "..."
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi:_}, got {shown!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+#: ``--seed``: a 32-bit unsigned integer (what every generator it seeds accepts).
+SEED = bounded_int(0, 2**32 - 1)
+#: ``--inputs``: inferences in a stream.
+INPUTS = bounded_int(1, 10**7)
 
 
 def add_format(sp: argparse.ArgumentParser) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sys
 
+from edgesim.cli._common import SEED
+
 __all__ = ["add_parser", "main"]
 
 
@@ -34,7 +36,7 @@ def add_parser(subparsers) -> None:
     f.add_argument("--batch", type=int, default=32)
     f.add_argument("--samples", type=int, default=64,
                    help="synthetic samples when no --data is given")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=SEED, default=0)
 
 
 def _own_copy(spec, weights, seed):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 
 from edgesim.cli._common import (
-    UsageError,
+    INPUTS,
+    SEED,
     add_format,
     columns,
     csv_rows,
@@ -34,7 +35,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--model", required=True,
                    help="registry name (see `edgesim models`), NAME@LEVEL, "
                    "or package.module:factory")
-    r.add_argument("--inputs", type=int, default=8, help="inferences in the stream (default 8)")
+    r.add_argument("--inputs", type=INPUTS, default=8, help="inferences in the stream (default 8)")
     r.add_argument("--policy", choices=policies(), default="lru")
     r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -42,7 +43,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--per-layer", action="store_true", help="one row per op and inference")
     r.add_argument("--data", help="inputs: a .pt/.npy tensor file or a folder of images")
     r.add_argument("--weights", help="a state_dict checkpoint for the model")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=SEED, default=0)
     r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
     r.add_argument("--no-memo", action="store_true",
                    help="simulate every inference even when an identical one was seen")
@@ -54,8 +55,6 @@ def main(a) -> int:
     from edgesim import api
     from edgesim.report import render, render_summary
 
-    if a.inputs < 1:
-        raise UsageError(f"--inputs must be >= 1, got {a.inputs}")
     tty = sys.stderr.isatty()
     update, bar = sim_progress(tty, a.inputs)
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesim.cli._common import policies, prefetch_modes
+from edgesim.cli._common import INPUTS, SEED, policies, prefetch_modes
 from edgesim.errors import EdgesimError
 from edgesim.sweep.executors import EXECUTORS
 from edgesim.sweep.store import CSV_FILE, RESULTS_FILE
@@ -34,12 +34,12 @@ def add_parser(subparsers) -> None:
                    "start..stop:+STEP (e.g. sram.size=32KiB..32MiB:x2)")
     s.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
     s.add_argument("--prefetch", choices=prefetch_modes(), default="next")
-    s.add_argument("--inputs", type=int, default=1000, help="inferences per stream (1000)")
+    s.add_argument("--inputs", type=INPUTS, default=1000, help="inferences per stream (1000)")
     s.add_argument("--out", required=True, help="results folder (results.sqlite, sweep.csv)")
     s.add_argument("--executor", choices=EXECUTORS, default="process")
     s.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
     s.add_argument("--workers", type=int, help="worker processes (default: all cores)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--detail", action="store_true",
                    help="also keep every inference's row (detail.csv)")
 

@@ -1,6 +1,7 @@
 """Sweep grids: ``--set key=spec`` ranges, expanded and checked before any work.
 
-Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``MAX_VALUES``.
+Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``MAX_VALUES``,
+``MAX_POINTS``.
 
 A spec is one of
 
@@ -16,7 +17,8 @@ Range ends are parsed in the unit kind the config schema gives the key
 (``edgesim.schema.unit_kind``; plain numbers for counts such as ``prefetch.depth``). Every
 produced value is applied to the config once (``load_config(config, [f"{key}={value}"])``) so a
 value the config rejects fails here, with one line naming the offending ``--set``. The grid is
-the product of the axes, first axis slowest.
+the product of the axes, first axis slowest. An axis has at most ``MAX_VALUES`` values and a grid
+at most ``MAX_POINTS`` points (checked before any value is applied to the config).
 
 >>> axis = parse_axis("sram.size=32KiB..256KiB:x2", "npu_small")
 >>> axis.values
@@ -40,13 +42,15 @@ from typing import Any
 
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.schema import canonical_path, unit_kind
-from edgesim.units import format_quantity, parse_quantity
+from edgesim.units import format_quantity, parse_quantity, shown
 
-__all__ = ["MAX_VALUES", "Axis", "grid_points", "parse_axis", "parse_grid"]
+__all__ = ["MAX_POINTS", "MAX_VALUES", "Axis", "grid_points", "parse_axis", "parse_grid"]
 
 _PLAIN = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 #: A range may produce at most this many values (a typo like ``x1.0001`` is an error, not a hang).
 MAX_VALUES = 10_000
+#: A grid may have at most this many points (the product of its axes).
+MAX_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,13 @@ def _split_list(spec: str) -> list[str]:
 
 
 def _number(value: str, what: str, text: str) -> Fraction:
-    if not _PLAIN.match(value.strip()):
-        raise _fail(text, f"{what} {value!r} is not a number")
-    return Fraction(value.strip())
+    value = value.strip()
+    if not _PLAIN.match(value) or len(value) > 100:
+        raise _fail(text, f"{what} {shown(value)} is not a number")
+    exponent = value.lower().partition("e")[2]
+    if exponent and abs(int(exponent)) > 300:   # checked before Fraction computes 10**exponent
+        raise _fail(text, f"{what} {shown(value)} is out of range")
+    return Fraction(value)
 
 
 def _end(value: str, kind: str | None, what: str, text: str) -> Fraction:
@@ -131,7 +139,10 @@ def _expand_range(start_t: str, stop_t: str, step_t: str | None, kind: str | Non
             raise _fail(text, f"factor {step_t[1:]!r} must be > 1")
         if start <= 0:
             raise _fail(text, f"a geometric range needs a start above 0, got {start_t!r}")
-        count = math.floor(math.log(stop / start) / math.log(factor) + 1e-9) + 1
+        try:
+            count = math.floor(math.log(stop / start) / math.log(factor) + 1e-9) + 1
+        except (OverflowError, ValueError):
+            raise _fail(text, "the range is too wide") from None
         if count > MAX_VALUES:
             raise _fail(text, f"the range has {count} values; at most {MAX_VALUES}")
         values = [start * factor**k for k in range(count)]
@@ -142,7 +153,7 @@ def _expand_range(start_t: str, stop_t: str, step_t: str | None, kind: str | Non
         if step <= 0:
             raise _fail(text, f"step {step_part!r} must be > 0")
         integral = integral and step.denominator == 1
-        count = math.floor((stop - start) / step) + 1
+        count = math.floor((stop - start) / step) + 1   # exact: Fractions
         if count > MAX_VALUES:
             raise _fail(text, f"the range has {count} values; at most {MAX_VALUES}")
         values = [start + k * step for k in range(count)]
@@ -167,8 +178,9 @@ def _check_values(config: Any, key: str, values: Sequence[str], text: str) -> No
             raise _fail(text, str(exc)) from None
 
 
-def parse_axis(text: str, config: Any) -> Axis:
-    """One ``key=spec`` as an Axis, every value checked against ``config`` (path or mapping)."""
+def parse_axis(text: str, config: Any, *, check: bool = True) -> Axis:
+    """One ``key=spec`` as an Axis, every value checked against ``config`` (path or mapping)
+    unless ``check`` is False."""
     key, sep, spec = text.partition("=")
     if not sep or not key.strip():
         raise _fail(text, "expected key=spec, e.g. sram.size=32KiB..32MiB:x2")
@@ -181,7 +193,10 @@ def parse_axis(text: str, config: Any) -> Axis:
         raise _fail(text, "empty value; expected a value, a list a,b,c or a range")
     kind = unit_kind(key)
     values = []
-    for part in _split_list(spec):
+    parts = _split_list(spec)
+    if len(parts) > MAX_VALUES:
+        raise _fail(text, f"the list has {len(parts)} values; at most {MAX_VALUES}")
+    for part in parts:
         if not part:
             raise _fail(text, "empty list entry; expected values separated by single commas")
         if ".." not in part or part.startswith(("[", "{")):
@@ -194,20 +209,33 @@ def parse_axis(text: str, config: Any) -> Axis:
         values.extend(_expand_range(start.strip(), stop.strip(), step if colon else None,
                                     kind, text))
     values = list(dict.fromkeys(values))
-    _check_values(config, key, values, text)
+    if len(values) > MAX_VALUES:
+        raise _fail(text, f"the axis has {len(values)} values; at most {MAX_VALUES}")
+    if check:
+        _check_values(config, key, values, text)
     return Axis(key, tuple(values), text)
 
 
 def parse_grid(config: Any, sets: Sequence[str]) -> list[Axis]:
-    """The axes of ``sets`` in order; a key given twice is an error."""
+    """The axes of ``sets`` in order; a key given twice is an error.
+
+    The grid's size is checked before any value is applied to the config.
+    """
     axes: list[Axis] = []
     seen: dict[str, str] = {}
+    points = 1
     for text in sets:
-        axis = parse_axis(text, config)
+        axis = parse_axis(text, config, check=False)
         if axis.key in seen:
             raise _fail(text, f"{axis.key} is already swept by --set {seen[axis.key]}")
         seen[axis.key] = text
         axes.append(axis)
+        points *= len(axis.values)
+        if points > MAX_POINTS:
+            raise _fail(text, f"the grid has {points:,} points with this axis; at most "
+                        f"{MAX_POINTS:,} (sweep fewer values, or in parts)")
+    for axis in axes:
+        _check_values(config, axis.key, axis.values, axis.text)
     return axes
 
 

@@ -16,7 +16,8 @@ another ``seed`` holds new samples of the same clusters (what a calibrated route
   sphere like ModelNet40. ``x`` is ``(n, points, 3)``.
 * ``load_inputs(path, kind="image" | "points", shape) -> Tensor``: a ``.pt`` tensor, a ``.npy``
   array, or (images) a folder of image files; images are resized (shorter side) and
-  centre-cropped to ``shape`` and normalised with the ImageNet mean and std.
+  centre-cropped to ``shape`` and normalised with the ImageNet mean and std. An image's pixel
+  count is read from its header and checked against ``MAX_IMAGE_PIXELS`` before it is decoded.
 
 >>> x, y = synthetic_images(4, shape=(3, 8, 8), clusters=2)
 >>> tuple(x.shape), y.tolist()
@@ -26,6 +27,7 @@ another ``seed`` holds new samples of the same clusters (what a calibrated route
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +36,14 @@ import torch.nn.functional as F
 
 from edgesim.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_inputs", "synthetic_images", "synthetic_points"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "load_inputs", "synthetic_images",
+           "synthetic_points"]
 
 #: File extensions ``load_inputs`` reads from an image folder (PNG natively, others via Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+#: An input image may have at most this many pixels (64 Mpx: 8192 x 8192), checked from its
+#: header before decoding (a 4 KB file can claim 30000 x 30000 pixels).
+MAX_IMAGE_PIXELS = 2**26
 
 #: Offset between prototype and sample generator seeds (independent streams for equal seeds).
 _SAMPLE_SEED = 1_000_003
@@ -148,7 +154,26 @@ def _resize_crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return img[..., top:top + h, left:left + w]
 
 
+def _check_pixels(file: Path) -> None:
+    """Refuse an image whose header claims more than ``MAX_IMAGE_PIXELS`` (nothing decoded)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the environment
+        return
+    try:
+        with warnings.catch_warnings():   # over Pillow's warning limit: refused below anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file) as im:   # reads the header only
+                width, height = im.size
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{file}: image too large ({exc})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{file}: image of {width} x {height} pixels; at most "
+                        f"{MAX_IMAGE_PIXELS:,} pixels are read")
+
+
 def _read_image(file: Path) -> np.ndarray:
+    _check_pixels(file)
     if file.suffix.lower() == ".png":
         import matplotlib.image as mpimg
 
