@@ -318,7 +318,8 @@ def plot(kind: str, source: str | os.PathLike, *, x: str | None = None, y: str |
         if not src.is_file():
             raise DataError(f"timeline: {src} is not a file; give the CSV of `edgesim run ... "
                             "--timeline FILE`")
-        layers = pd.read_csv(src)
+        from edgesim.sweep.store import read_table
+        layers = read_table(src, "an event log written by `edgesim run ... --timeline FILE`")
         target = Path(out) if out else src.with_name(f"{src.stem}_timeline")
         return plot_timeline(layers, target, input_index=input_index)
     from edgesim.sweep import load_results

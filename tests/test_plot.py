@@ -87,3 +87,15 @@ def test_cli_plot(sweep_dir, tmp_path, capsys):
     assert main(["plot", "bytes-vs-sram", str(sweep_dir), "--out", str(out)]) == 0
     _written([out.with_suffix(".png"), out.with_suffix(".svg")])
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", ["", "\"unterminated\n"], ids=["empty", "broken"])
+@pytest.mark.parametrize("kind", ["pareto", "timeline"])
+def test_an_empty_or_broken_csv_is_one_line(tmp_path, capsys, kind, content):
+    (tmp_path / "sweep.csv").write_text(content)
+    source = tmp_path if kind == "pareto" else tmp_path / "sweep.csv"
+    assert main(["plot", kind, str(source)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "sweep.csv" in err
+    assert "Traceback" not in err

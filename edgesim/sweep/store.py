@@ -312,7 +312,19 @@ def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(out_dir) / CSV_FILE
     if not path.is_file():
         raise EdgesimError(f"{out_dir}: no {CSV_FILE}; run `edgesim sweep ... --out {out_dir}`")
-    return pd.read_csv(path)
+    return read_table(path, "a sweep table written by `edgesim sweep`")
+
+
+def read_table(path: Path, what: str) -> pd.DataFrame:
+    """A CSV file as a DataFrame; an empty or unparsable file is one line naming it."""
+    import pandas as pd
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise EdgesimError(f"{path}: not {what} ({reason})") from None
+    except OSError as exc:
+        raise EdgesimError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def load_detail(out_dir: str | os.PathLike) -> pd.DataFrame:
