@@ -310,7 +310,6 @@ def plot(kind: str, source: str | os.PathLike, *, x: str | None = None, y: str |
     Writes ``out`` (default ``<folder>/<kind>``, or ``<log>_timeline``) as .png and .svg and
     returns both paths.
     """
-    import pandas as pd
     if kind not in KINDS:
         raise EdgesimError(f"unknown plot {kind!r}; expected one of {', '.join(KINDS)}")
     src = Path(source)

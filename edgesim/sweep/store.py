@@ -308,7 +308,6 @@ def detail_frame(blobs: Sequence[str]) -> pd.DataFrame:
 
 def load_results(out_dir: str | os.PathLike) -> pd.DataFrame:
     """The sweep table written to ``out_dir`` (``sweep.csv``)."""
-    import pandas as pd
     path = Path(out_dir) / CSV_FILE
     if not path.is_file():
         raise EdgesimError(f"{out_dir}: no {CSV_FILE}; run `edgesim sweep ... --out {out_dir}`")
