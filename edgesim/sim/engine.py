@@ -184,7 +184,12 @@ def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[
 def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
               kept: list[int], streamed: list[int], per_layer: bool):
     """Run one DMA process per port and the compute process; per-op end times, and per-op
-    timings if asked."""
+    timings if asked.
+
+    Longer than 60 lines because the port processes and the compute process are simpy
+    generators that share the per-op completion state (``kept_done``, the streamed counters,
+    the timings) by closure; as separate functions each would take that state as six arguments.
+    """
     n = len(plan.blocks)
     env = simpy.Environment()
     kept_done = [0 if not kept[j] else -1 for j in range(n)]

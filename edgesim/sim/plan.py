@@ -205,6 +205,12 @@ def compile_paths(machine: Machine, workload: Workload, *,
 
 def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
                   per_layer: bool) -> PathPlan:
+    """One path's plan: per-op cycles, bytes, spills and gates, and the path's totals.
+
+    Longer than 60 lines: it is one pass over the ops that accumulates a dozen per-path totals
+    together (cycles, SRAM reads and writes, MAC and decode energy, spills, gated blocks);
+    splitting the pass would walk the ops several times or thread the totals through helpers.
+    """
     n = len(path.ops)
     cycles = np.zeros(n, dtype=np.int64)
     util = [0.0] * n
