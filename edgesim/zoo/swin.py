@@ -24,6 +24,7 @@ different regions of a shifted window get attention probability exactly 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -301,16 +302,9 @@ def swin_tiny(
     )
 
 
-def swin_tiny_cifar(
-    num_classes: int = 100,
-    img_size: int = 224,
-    *,
-    embed_dim: int = 96,
-    depths: Sequence[int] = (2, 2, 6, 2),
-    heads: Sequence[int] = (3, 6, 12, 24),
-    window: int = 7,
-) -> SwinTransformer:
-    """Swin-T with a 100-class head, as in Mix-and-Match (CIFAR-100 upsampled to 224x224)."""
-    return swin_tiny(
-        num_classes, img_size, embed_dim=embed_dim, depths=depths, heads=heads, window=window
-    )
+def swin_tiny_cifar(num_classes: int = 100, img_size: int = 224, **shape: Any) -> SwinTransformer:
+    """Swin-T with a 100-class head, as in Mix-and-Match (CIFAR-100 upsampled to 224x224).
+
+    ``shape`` takes the keyword arguments of :func:`swin_tiny` (``embed_dim``, ``depths``, ...).
+    """
+    return swin_tiny(num_classes, img_size, **shape)
