@@ -28,8 +28,10 @@ The steps, in order:
       weight bytes).
    c. ``_timeline``: the channel moves each transfer in queue order (``latency`` plus the bytes
       rounded up to whole bursts at the bandwidth); the compute process runs the ops in order:
-      op j starts when op j-1 is done and its kept bytes are on chip, takes its compiled cycles,
-      and ends no earlier than its streamed bytes have arrived. Time the array waits is a stall.
+      op j starts when op j-1 is done, takes its compiled cycles, and ends no earlier than its
+      weight bytes (kept or streamed) and activation reads have arrived: weights enter the
+      array tile by tile as they come, so an op that keeps its weights never waits longer
+      than one that streams them. Time the array waits is a stall.
    d. ``_inference_row`` and ``_layer_rows``: the counts and times become named rows, energy
       (``edgesim.sim.energy``) computed from the counts.
 
@@ -122,9 +124,11 @@ class _Inference:
     weight_bytes: int
     stream_bytes: int
     wasted_bytes: int
+    refetch_bytes: int
     latency_ps: int
     kept: list[int]
-    streamed: list[int]
+    streamed: list[int]                 # per op, re-fetches included
+    refetch: list[int]
     timings: list[tuple[int | None, int | None, int, int]] | None
     row: InferenceRow | None = None
 
@@ -236,11 +240,13 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
 
     def compute():
         for j in range(n):
-            if kept_done[j] < 0:
-                yield wait_for(("kept", j))
             start = env.now
             if plan.compute_ps[j]:
                 yield env.timeout(plan.compute_ps[j])
+            # weights arrive tile by tile while the op computes, kept or not: an op ends
+            # when its compute and its last byte are done (so more SRAM never adds a wait)
+            if kept_done[j] < 0:
+                yield wait_for(("kept", j))
             if stream_done[j] < 0:
                 yield wait_for(("stream", j))
             ended[j] = env.now
@@ -263,12 +269,16 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
              speculative: bool, wasted: int, per_layer: bool) -> _Inference:
     """Inference i on path ``plan``: serve, queue the transfers, run the timeline."""
     kept, streamed, wait = _serve(plan, policy, i)
+    # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
+    refetch = [(t.input_stripes - 1) * s for t, s in zip(plan.tiling, streamed, strict=True)]
+    if any(refetch):
+        streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
     queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
                        channel.weights_mem)
     ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
-    return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, int(latency),
-                      kept, streamed, timings)
+    return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
+                      int(latency), kept, streamed, refetch, timings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +302,16 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
         offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
         memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
-                        plan.act_dram_bytes, sram_read, sram_write, plan.macs,
+                        inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes, sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
                         e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak)
+
+
+def _order(t) -> str:
+    """A tiling as a report shows it: ``once``, ``weights_outer/3``, ``input_outer/2``."""
+    if t.order == "once":
+        return "once"
+    return f"{t.order}/{t.weight_tiles if t.order == 'weights_outer' else t.input_stripes}"
 
 
 def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
@@ -308,7 +325,8 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
             op.rule, op.weight_bytes, inf.kept[j] + inf.streamed[j], inf.streamed[j],
-            plan.spill[j], op.macs, int(plan.cycles[j]), plan.util[j],
+            inf.refetch[j], plan.spill[j], plan.tiling[j].act_reread, _order(plan.tiling[j]),
+            op.macs, int(plan.cycles[j]), plan.util[j],
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
             cs * 1e-12, ce * 1e-12, stall * 1e-12))
     return rows
@@ -391,6 +409,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     seq = workload.sequence
     pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes,
                                      [plan.blocks for plan in plans], seq))
+    if pol.reserved_bytes():   # pinned blocks take their room from every op's weight tiles
+        plans = compile_paths(machine, workload, per_layer=per_layer,
+                              reserved=pol.reserved_bytes())
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,
                      memo=memo)
     rows: list[InferenceRow] = []

@@ -41,6 +41,7 @@ import numpy as np
 
 from edgesim.sim.energy import register_bits_per_mac
 from edgesim.sim.mapping import Array, op_cycles, utilisation
+from edgesim.sim.tiling import ONCE, PSUM_BITS, Tiling, plan_tiling
 from edgesim.workload import LayerOp, Workload
 
 __all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
@@ -181,6 +182,7 @@ class PathPlan:
     util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
     spill: tuple[int, ...]                # per op activation bytes moved off-chip
+    tiling: tuple[Tiling, ...]            # per op loop order and tiles (``sim.tiling``)
     act_parts: tuple[tuple[tuple[int, bool, int], ...], ...]  # per op (memory, write, bytes)
     gate: tuple[int, ...]                 # per op: index of the gating router op, or -1
     macs: int
@@ -191,20 +193,27 @@ class PathPlan:
     energy_array_j: float                 # PE registers (``energy.register_bits_per_mac``)
     energy_decode_j: float
     act_dram_bytes: int
+    act_reread_bytes: int                 # of act_dram_bytes: input re-reads (tiling)
     act_traffic: tuple[tuple[int, int, int], ...]  # per memory used: (memory, read, write)
     gated_blocks: frozenset[int]          # blocks read by gated ops
     ops: tuple[OpInfo, ...] | None        # per-op row fields (only when asked for)
 
 
-def compile_paths(machine: Machine, workload: Workload, *,
-                  per_layer: bool = False) -> list[PathPlan]:
-    """Every path of ``workload`` compiled for ``machine``; ``per_layer`` adds ``ops``."""
+def compile_paths(machine: Machine, workload: Workload, *, per_layer: bool = False,
+                  reserved: int = 0) -> list[PathPlan]:
+    """Every path of ``workload`` compiled for ``machine``; ``per_layer`` adds ``ops``.
+
+    ``reserved`` weight-SRAM bytes are held by the residency policy for the whole stream (the
+    pinned set): a weight tile gets the rest. lru and belady evict to make room (0).
+    """
     index = {b: k for k, b in enumerate(workload.blocks)}
-    return [_compile_path(machine, workload, path, index, per_layer) for path in workload.paths]
+    weight_buf = max(0, machine.weight_sram_bytes - reserved)
+    return [_compile_path(machine, workload, path, index, per_layer, weight_buf)
+            for path in workload.paths]
 
 
 def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
-                  per_layer: bool) -> PathPlan:
+                  per_layer: bool, weight_buf: int) -> PathPlan:
     """One path's plan: per-op cycles, bytes, spills and gates, and the path's totals.
 
     Longer than 60 lines: it is one pass over the ops that accumulates a dozen per-path totals
@@ -249,6 +258,10 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
             gate[j] = names[g]
             gated.update(ids)
     parts = _act_parts(m, path.ops)
+    tiling = _tile(m, workload, path.ops, parts, weight_buf)
+    # weights outer: the off-chip input is read once per weight tile
+    parts = [tuple((mem, w, b * (t.weight_tiles if t.order == "weights_outer" and not w else 1))
+                   for mem, w, b in ps) for ps, t in zip(parts, tiling, strict=True)]
     spill = [sum(b for _, _, b in ps) for ps in parts]
     traffic: dict[int, list[int]] = {}
     for ps in parts:
@@ -263,13 +276,15 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
         util=tuple(util),
-        compute_ps=compute_ps, spill=tuple(spill), gate=tuple(gate), macs=macs,
+        compute_ps=compute_ps, spill=tuple(spill), tiling=tuple(tiling), gate=tuple(gate),
+        macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
         sram_write_fixed=sram_write + act_in,
         energy_mac_j=mac_pj * 1e-12,
         energy_array_j=register_bits / 8 * m.register_pj_per_byte * 1e-12,
         energy_decode_j=decode * m.index_decode_pj * 1e-12,
-        act_dram_bytes=sum(spill), act_parts=parts,
+        act_dram_bytes=sum(spill), act_reread_bytes=sum(t.act_reread for t in tiling),
+        act_parts=parts,
         act_traffic=tuple((k, r, w) for k, (r, w) in sorted(traffic.items())),
         gated_blocks=frozenset(gated), ops=ops)
 
@@ -300,6 +315,33 @@ def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
         reads[0][m.arena_mem] = reads[0].get(m.arena_mem, 0) + ops[0].in_bytes   # the input
     return [tuple((k, False, b) for k, b in sorted(reads[j].items()) if b)
             + tuple((k, True, b) for k, b in sorted(writes[j].items()) if b) for j in range(n)]
+
+
+def _tile(m: Machine, workload: Workload, ops, parts, weight_buf: int) -> list[Tiling]:
+    """Per op, its tiling (``sim.tiling.plan_tiling``) for the SRAM left to it.
+
+    The off-chip input is what ``parts`` reads for the op; a tile of weights may fill
+    ``weight_buf``, a stripe of input the activation share. The unit of a weight tile is an
+    output channel (``K`` of a conv, ``N`` of a matmul), of a stripe an output row (``N*P`` of a
+    conv, ``M`` of a matmul); an op without a loop nest is one of each.
+    """
+    out = []
+    for op, ps in zip(ops, parts, strict=True):
+        if not op.macs:    # no reduction: each weight meets its own slice of input once
+            out.append(ONCE)
+            continue
+        offchip = sum(b for _, write, b in ps if not write)
+        dims = op.dims
+        if "C" in dims:
+            channels, rows = dims.get("K", 1), dims.get("N", 1) * dims.get("P", 1)
+        else:
+            channels, rows = dims.get("N", 1), dims.get("M", 1)
+        out.append(plan_tiling(op.name, weight_bytes=_weight_bytes(workload, op),
+                               input_offchip=offchip, input_bytes=op.in_bytes,
+                               channels=channels, rows=rows, weight_buf=weight_buf,
+                               act_buf=m.act_reserve_bytes,
+                               psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits)))
+    return out
 
 
 def _weight_bytes(workload: Workload, op: LayerOp) -> int:

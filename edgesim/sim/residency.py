@@ -100,6 +100,11 @@ class Residency(ABC):
         """The policy for ``stream``, with whatever it prepares offline."""
         return cls(stream.sizes, stream.capacity)
 
+    def reserved_bytes(self) -> int:
+        """Weight-SRAM bytes the policy holds for the whole stream, out of reach of an op's
+        weight tiles (``edgesim.sim.tiling``); 0 for a policy that evicts to make room."""
+        return 0
+
     @abstractmethod
     def state(self) -> Hashable:
         """A hashable snapshot that, with the path (and for ``belady`` the future), fixes what
@@ -202,6 +207,9 @@ class Pinned(Residency):
     @classmethod
     def for_stream(cls, stream: Stream) -> Pinned:
         return cls(stream.sizes, stream.capacity, pinned_priority(stream))
+
+    def reserved_bytes(self) -> int:
+        return sum(self.sizes[b] for b in self.pinned)
 
     def state(self) -> Hashable:
         return frozenset(self._loaded)

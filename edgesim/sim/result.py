@@ -32,7 +32,9 @@ class InferenceRow(NamedTuple):
     weight_dram_bytes: int       # weight bytes read off-chip (kept + streamed + speculative)
     weight_stream_bytes: int     # of those, bytes streamed in tiles and not kept
     spec_wasted_bytes: int       # bytes of a wrong speculative guess
-    act_dram_bytes: int          # activation spills: written out + read back
+    weight_refetch_bytes: int    # of weight_dram_bytes, re-reads per input stripe (tiling)
+    act_dram_bytes: int          # activation spills: written out + read back (+ re-reads)
+    act_reread_bytes: int        # of act_dram_bytes, input re-reads per weight tile (tiling)
     sram_read_bytes: int
     sram_write_bytes: int
     macs: int                    # executed MACs (effective ones when zeros are skipped)
@@ -65,7 +67,10 @@ class LayerRow(NamedTuple):
     weight_bytes: int            # stored bytes of the op's blocks
     weight_dram_bytes: int
     weight_stream_bytes: int
+    weight_refetch_bytes: int    # of weight_dram_bytes, re-reads per input stripe
     act_dram_bytes: int
+    act_reread_bytes: int        # of act_dram_bytes, input re-reads per weight tile
+    tiling: str                  # loop order and tiles: "once", "weights_outer/3", ...
     macs: int
     compute_cycles: int
     util: float                  # macs / (compute_cycles x peak MACs/cycle); 0.0 without MACs
