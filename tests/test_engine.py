@@ -259,22 +259,25 @@ def test_cold_inference_closed_form():
     # One off-chip memory holds weights and the arena (the default placement), so the
     # network's input (op a's 100 B) is read from it and its output (op b's 10 B) written to
     # it, on the one port, in queue order (plan.py, engine.py).
+    # An op starts when the one before it ends and ends when its compute and its last byte
+    # (kept weights, streamed weights, activation reads and writes) are done (engine.py).
     # op a: 1000 B kept -> DMA 0..1000 ns, then its 100 B input streamed 1000..1100 ns;
     #       C*R*S = 8 rows, K = 8 columns: one fold streaming 1000 pixels = 22 + 1000 = 1022
-    #       cycles -> compute 1000..2022 ns (the input has arrived by then).
-    # relu: reads 100 elements on 8 lanes = 13 cycles -> 2022..2035 ns.
+    #       cycles -> compute 0..1022 ns, ends when its input has arrived: 1100 ns.
+    # relu: reads 100 elements on 8 lanes = 13 cycles -> 1100..1113 ns.
     # op b: 2000 B kept; may start once op (2 - depth 2 - 1) < 0 ended, i.e. right after the
     #       port is free: DMA 1100..3100 ns. K=250 on rows: ceil(250/8) = 32 folds, N=8 one
     #       column fold, M=1 pixel: 32 x (22 + 1) = 736 cycles (weight-load bound; MAC bound
-    #       32) -> compute 3100..3836 ns; its 10 B output written 3100..3110 ns.
-    # latency 3836 ns; compute cycles 1022 + 13 + 736 = 1771; stall 3836 - 1771 = 2065.
+    #       32) -> compute 1113..1849 ns; its 10 B output written 3100..3110 ns (queued
+    #       behind its weights on the one port): ends 3110 ns.
+    # latency 3110 ns; compute cycles 1022 + 13 + 736 = 1771; stall 3110 - 1771 = 1339.
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=2)).inferences
     cold = df.iloc[0]
     assert cold.weight_dram_bytes == 3000
     assert cold.compute_cycles == 1771
-    assert cold.cycles == 3836
-    assert cold.stall_cycles == 3836 - 1771
-    assert math.isclose(cold.latency_s, 3836e-9, rel_tol=1e-12)
+    assert cold.cycles == 3110
+    assert cold.stall_cycles == 3110 - 1771
+    assert math.isclose(cold.latency_s, 3110e-9, rel_tol=1e-12)
     assert cold.act_dram_bytes == 100 + 10
     # warm: everything resident; the input (0..100 ns) and output (1035..1045 ns, after relu)
     # overlap compute: no stall, 1771 cycles
@@ -301,11 +304,12 @@ def test_energy_closed_form():
 
 
 def test_prefetch_none_serialises_transfer_and_compute():
-    # with prefetch off op b's 2000 B start only after relu ends (2035 ns, see
-    # test_cold_inference_closed_form): 2035..4035 ns, then 736 cycles: latency 4771 ns (its
-    # 10 B output write queues behind them, 4035..4045 ns, inside b's compute).
+    # with prefetch off op b's 2000 B start only after relu ends (1113 ns, see
+    # test_cold_inference_closed_form): 1113..3113 ns; its 10 B output write queues behind
+    # them, 3113..3123 ns; b computes 1113..1849 ns and ends with its last byte: 3123 ns,
+    # 13 ns later than with prefetch (3110 ns)
     df = simulate(tiny_config(sram="1 MiB"), tiny_workload(), prefetch="none").inferences
-    assert df.cycles[0] == 4771
+    assert df.cycles[0] == 3123
 
 
 def test_activation_spill_is_counted_apart_from_weights():
@@ -345,8 +349,8 @@ def _routed() -> Workload:
                 (("M", 1), ("N", 2), ("K", 10)))
 
     def leaf(k):
-        return LayerOp(f"l{k}", "linear", (f"l{k}",), 100, 10, 110, 32_000, 32_000, "int8",
-                       (("M", 1), ("N", 8), ("K", 4000)), gate="r")
+        return LayerOp(f"l{k}", "linear", (f"l{k}",), 100, 10, 110, 4000, 4000, "int8",
+                       (("M", 1), ("N", 8), ("K", 500)), gate="r")
     paths = (Path("L", (bb, r, leaf(0))), Path("R", (bb, r, leaf(1))))
     seq = [0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
     return Workload("tree", "sigmab", {b.id: b for b in blocks}, paths, np.asarray(seq))
@@ -355,7 +359,7 @@ def _routed() -> Workload:
 def test_router_gates_leaf_fetch_and_stall_shows():
     # SRAM holds the whole tree; look at the cold inference, where the leaf must be fetched.
     # Gated: the leaf's 4000 B (4000 ns) may move only after the router ends, so the leaf op
-    # waits for them. Speculative: the most frequent leaf (L) moves right after the backbone.
+    # (1449 ns of compute) waits for them. Speculative: the most frequent leaf (L) moves right after the backbone.
     w = _routed()
     hw = tiny_config(sram=9010)
     gated = simulate(hw, w).inferences
@@ -363,11 +367,18 @@ def test_router_gates_leaf_fetch_and_stall_shows():
     assert gated.weight_dram_bytes[0] == spec.weight_dram_bytes[0] == w.path_stored_bytes(0)
     assert spec.stall_cycles[0] < gated.stall_cycles[0]
     # batch-1 linears on the tiny 8x8 weight-stationary array: ceil(K/8) folds of 8 (weight
-    # load) + 14 (fill, drain) + 1 (the one pixel) = 23 cycles (edgesim.sim.mapping).
-    # bb: 1000 B (1000 ns) then K=1000: 125 folds x 23 = 2875 cycles -> ends 3875 ns; router:
-    # 10 B moved at 1000..1010 ns, K=10: 2 folds x 23 = 46 cycles -> ends 3921 ns; gated leaf
-    # transfer 3921..7921 ns, then K=4000: 500 folds x 23 = 11,500 cycles: 19,421 ns.
-    assert gated.cycles[0] == 19_421
+    # load) + 14 (fill, drain) + 1 (the one pixel) = 23 cycles (edgesim.sim.mapping); an op
+    # ends when its compute and its last byte are done (engine.py). One port, 1 ns per byte:
+    # bb weights 0..1000 ns, the network input 1000..1100, router weights 1100..1110.
+    # bb: K=1000: 125 folds x 23 = 2875 cycles -> 0..2875 ns; router: K=10: 2 folds x 23 = 46
+    # -> 2875..2921 ns. Gated leaf: its 4000 B move 2921..6921 ns, its 10 B output
+    # 6921..6931; K=500: 63 folds x 23 = 1449 cycles, 2921..4370 ns: ends 6931 ns, stall
+    # 6931 - (2875 + 46 + 1449) = 2561 cycles. Speculative: the leaf moves as soon as the port
+    # is free, 1110..5110 ns, the output 5110..5120: ends 5120 ns, stall 750.
+    assert gated.cycles[0] == 6931
+    assert gated.stall_cycles[0] == 2561
+    assert spec.cycles[0] == 5120
+    assert spec.stall_cycles[0] == 750
     # a wrong guess costs the guessed leaf's bytes, reported and counted as moved
     w_miss = w.with_sequence([1, 0, 0, 0])
     g = simulate(hw, w_miss).inferences
