@@ -359,7 +359,8 @@ def _routed() -> Workload:
 def test_router_gates_leaf_fetch_and_stall_shows():
     # SRAM holds the whole tree; look at the cold inference, where the leaf must be fetched.
     # Gated: the leaf's 4000 B (4000 ns) may move only after the router ends, so the leaf op
-    # (1449 ns of compute) waits for them. Speculative: the most frequent leaf (L) moves right after the backbone.
+    # (1449 ns of compute) waits for them. Speculative: the most frequent leaf (L) moves right
+    # after the backbone.
     w = _routed()
     hw = tiny_config(sram=9010)
     gated = simulate(hw, w).inferences

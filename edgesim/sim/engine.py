@@ -302,7 +302,8 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
         offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
         memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
-                        inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes, sram_read, sram_write, plan.macs,
+                        inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
+                        sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
                         e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak)
 

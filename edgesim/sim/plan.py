@@ -336,7 +336,7 @@ def _tile(m: Machine, workload: Workload, ops, parts, weight_buf: int) -> list[T
             channels, rows = dims.get("K", 1), dims.get("N", 1) * dims.get("P", 1)
         else:
             channels, rows = dims.get("N", 1), dims.get("M", 1)
-        out.append(plan_tiling(op.name, weight_bytes=_weight_bytes(workload, op),
+        out.append(plan_tiling(f"{op.name} ({op.kind})", weight_bytes=_weight_bytes(workload, op),
                                input_offchip=offchip, input_bytes=op.in_bytes,
                                channels=channels, rows=rows, weight_buf=weight_buf,
                                act_buf=m.act_reserve_bytes,
