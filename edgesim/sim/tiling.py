@@ -28,9 +28,10 @@ input-stationary at the buffer level):
 ``plan_tiling`` takes the order with the fewer extra bytes (weights outer on a tie). When the
 weights fit (``W <= weight_buf``) or the input is on chip (``I_off == 0``) the op is
 ``"once"``: every byte crosses once (so is an op whose input fits one stripe). The extra
-bytes of either order fall as either buffer grows, so the chosen total never rises with SRAM. An op whose tiling is needed but whose
-smallest tile fits neither buffer (one output channel's weights in ``weight_buf``, one output
-row's input in ``act_buf``) raises ``TileError`` naming the op and the bytes it needs.
+bytes of either order fall as either buffer grows, so the chosen total never rises with SRAM.
+An op whose tiling is needed but whose smallest tile fits neither buffer (one output channel's
+weights in ``weight_buf``, one output row's input in ``act_buf``) raises ``TileError`` naming
+the op and the bytes it needs.
 
 >>> plan_tiling("fc", weight_bytes=4000, input_offchip=1000, input_bytes=1000, channels=4,
 ...             rows=4, weight_buf=2000, act_buf=500)
