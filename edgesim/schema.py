@@ -138,6 +138,9 @@ class _Array(_Section):
     #: how ops fold onto the array (``edgesim.sim.mapping``)
     dataflow: Annotated[Literal["weight_stationary", "output_stationary"],
                         Attr("array_dataflow")] = "weight_stationary"
+    #: consecutive folds overlap: a fold's weight load, fill and drain hide under the
+    #: streaming of the fold before it (double-buffered weights and accumulators)
+    pipelined: Annotated[bool, Attr("array_pipelined")] = False
 
 
 class _Vector(_Section):
@@ -448,6 +451,7 @@ class HardwareConfig:
     array_rows: int
     array_cols: int
     array_dataflow: str
+    array_pipelined: bool
     vector_elements_per_cycle: float | None
     skip_zero_weights: bool
     sram_bytes: int

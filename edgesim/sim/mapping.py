@@ -24,6 +24,13 @@ on rows, output channels on columns, ``folds = groups * ceil(N*P*Q / rows) * cei
 cols)``; each fold streams the reduction tap by tap, ``R*S*ceil(C / pack)`` cycles (channels
 pack into the PE's dot product; a 3-channel stem tap fills 3 of 8 lanes), plus fill and drain.
 
+**Pipelined** folds (``array.pipelined``; Vela's conv estimate overlaps a block's output with
+the next block's MACs: ``max(dpu, output) x blocks + min(dpu, output)``, ethos-u-vela
+``npu_performance._estimate_conv_cycles``): with double-buffered weights and accumulators, a
+fold's weight load, fill and drain proceed while the fold before it streams, so an op costs
+``fixed + stream + (folds - 1) x max(stream, fixed)``. A batch-1 FC stays weight-load bound
+(``fixed > stream``); a layer of many short folds loses its fill and drain.
+
 Depthwise convs (C per group == 1) run on the vector unit: ``ceil(N*K*P*Q*R*S / rate)`` (each
 output needs R*S MACs at the vector rate). Zero-skipping hardware shortens only the streaming
 part, by effective / dense MACs (a skipped weight still occupies its PE during loads and
@@ -65,6 +72,7 @@ class Array:
     dataflow: str
     vector_rate: float      # elements per cycle of the vector unit
     port_bytes: int         # SRAM bytes per cycle; 0: no port cap
+    pipelined: bool = False  # a fold's fixed cost hides under the previous fold's streaming
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
@@ -114,6 +122,11 @@ def mac_cycles(a: Array, dims: Mapping[str, int], peak: int, executed: int,
     dense = dense or executed
     # zero-skipping shortens the streaming part only: executed / dense of it (ceil)
     streamed = -(-folds * stream * executed // dense)
+    if a.pipelined:
+        # fold f+1 loads and fills while fold f streams: after the first fold's fixed cost,
+        # each further fold costs the longer of its streaming and its fixed work
+        per_fold = -(-streamed // folds)
+        return max(roof, fixed + per_fold + (folds - 1) * max(per_fold, fixed))
     return max(roof, folds * fixed + streamed)
 
 

@@ -85,6 +85,7 @@ class Machine:
     array_rows: int
     array_cols: int
     array_dataflow: str
+    array_pipelined: bool
     vector_elements_per_cycle: float      # the config's rate, or one per array column
     sram_port_bytes: int                  # per cycle; 0: no port cap
     act_bits: int
@@ -114,7 +115,8 @@ class Machine:
     def array(self) -> Array:
         """The array, vector unit and SRAM port ops are mapped onto."""
         return Array(self.array_rows, self.array_cols, self.array_dataflow,
-                     self.vector_elements_per_cycle, self.sram_port_bytes)
+                     self.vector_elements_per_cycle, self.sram_port_bytes,
+                     self.array_pipelined)
 
     @classmethod
     def from_config(cls, hw) -> Machine:
@@ -138,7 +140,7 @@ class Machine:
         spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
         return cls(
             clock_hz=round(hw.clock_hz), array_rows=hw.array_rows, array_cols=hw.array_cols,
-            array_dataflow=hw.array_dataflow,
+            array_dataflow=hw.array_dataflow, array_pipelined=hw.array_pipelined,
             vector_elements_per_cycle=hw.vector_elements_per_cycle or hw.array_cols,
             sram_port_bytes=hw.sram_port_bytes,
             act_bits=hw.act_bits, act_reserve_bytes=hw.act_reserve_bytes,
