@@ -122,7 +122,9 @@ class LayerOp:
     The engine reads typed fields only: ``gate`` names the router (its module, or an op name)
     whose decision must be known before this op's weights may be fetched; ``router`` is the
     router module a ``router`` op belongs to; ``fused`` marks an activation fused into the op
-    before it (0 activation bytes of its own). ``meta`` is free-form provenance for reports
+    before it (0 activation bytes of its own); ``readers`` names the later ops that read this
+    op's output (from the trace; empty: the next op that is not fused, an assumption for
+    hand-made workloads). ``meta`` is free-form provenance for reports
     (``module``, ``func``, ``groups``, ...), never read by the simulator.
     """
 
@@ -141,6 +143,7 @@ class LayerOp:
     gate: str | None = None
     router: str | None = None
     fused: bool = False
+    readers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in OP_KINDS:

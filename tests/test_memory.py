@@ -81,6 +81,27 @@ def test_spill_lands_in_the_arena_memory_and_its_read_back_is_the_consumers():
         8 * (10 * 10 + reads * 20 + writes * 30) * 1e-12, rel=1e-12)
 
 
+def test_a_residual_spill_is_read_back_by_each_of_its_readers():
+    # "big" (3000 live bytes, 2000 of them its output) spills 1976 B; the trace says its
+    # output is read by "branch" and, later, by the residual "add": each reads the 1976 B
+    # back. "branch" is the next op, so without the reader list only it would.
+    blocks = [WeightBlock("w", 10, 10, 8, "dense", 10, 10)]
+    ops = [LayerOp("big", "linear", ("w",), 1000, 2000, 3000, 10, 10, "int8",
+                   (("M", 1), ("N", 1), ("K", 10)), readers=("branch", "add")),
+           LayerOp("branch", "eltwise", (), 2000, 500, 1000, 0, 0, "int8", readers=("add",)),
+           LayerOp("add", "eltwise", (), 2500, 10, 1000, 0, 0, "int8")]
+    w = Workload.single_path("residual", "dense", blocks, ops, 1)
+    r = simulate(_weights_in_offchip_arena_in_dram("AXI0"), w, per_layer=True)
+    # big: input 1000 + spill 1976 written; branch: 1976 read; add: 1976 read + output 10
+    assert [row.act_dram_bytes for row in r.layer_rows] == [1000 + 1976, 1976, 1976 + 10]
+    # dropping the reader list falls back to the next op only
+    plain = Workload.single_path("residual", "dense", blocks, [
+        LayerOp(o.name, o.kind, o.weights, o.in_bytes, o.out_bytes, o.live_bytes, o.macs,
+                o.effective_macs, o.precision, o.shape) for o in ops], 1)
+    r = simulate(_weights_in_offchip_arena_in_dram("AXI0"), plain, per_layer=True)
+    assert [row.act_dram_bytes for row in r.layer_rows] == [1000 + 1976, 1976, 10]
+
+
 def test_default_placement_counts_input_and_output_in_the_one_offchip_memory():
     # one off-chip memory (the existing configs): the input 1000 B and the output 10 B move
     # to and from it, the spill as above

@@ -375,3 +375,30 @@ def test_the_tracer_names_no_family() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+class _Residual(nn.Module):
+    """conv -> relu -> (conv -> relu) + skip: the first relu's output has two readers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        y = F.relu(self.a(x))
+        return F.relu(self.b(y)) + y
+
+
+def test_readers_are_recorded_through_fused_activations():
+    # a's output goes through its fused relu to b and to the add; b's (through its relu) to
+    # the add; the add's output is the network's, read by nothing
+    w = trace(_Residual(), torch.randn(1, 3, 8, 8), name="res", family="dense")
+    ops = {op.name: op for op in w.paths[0].ops}
+    unfused = [op for op in w.paths[0].ops if not op.fused]
+    assert [op.kind for op in unfused] == ["conv", "conv", "eltwise"]
+    a, b, add = unfused
+    assert a.readers == (b.name, add.name)
+    assert b.readers == (add.name,)
+    assert add.readers == ()
+    assert all(op.readers == () for op in ops.values() if op.fused)

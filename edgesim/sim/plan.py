@@ -13,10 +13,11 @@ the totals the energy model needs.
 
 Activation traffic (the memory system, ``placement``). An op whose live activations exceed the
 activation reserve spills the part of its output that does not fit, ``min(out, live -
-reserve)``: written to the spill memory by the op (the producer) and read back by its consumer.
-The IR records no reader list per tensor, so the consumer is the next op of the path that is
-not a fused activation (the first reader of a sequential chain; a residual read later is not
-told apart: an assumption). The last op's spill is never read back. When the arena is off-chip
+reserve)``: written to the spill memory by the op (the producer) and read back by each of its
+readers (``LayerOp.readers``, from the trace: a block output read by the next block's first
+conv and by its residual add is read back twice). An op without recorded readers (a
+hand-made workload) is read by the next op of the path that is not a fused activation (an
+assumption). The last op's spill is never read back. When the arena is off-chip
 (Vela's Dedicated_Sram) op 0 reads the network input from it and the last op writes the
 network output to it; with the arena in SRAM (Shared_Sram) both stay in SRAM.
 
@@ -301,6 +302,7 @@ def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
     writes: list[dict[int, int]] = [{} for _ in range(n)]
     off = m.arena_mem != SRAM
     out_op = next((j for j in range(n - 1, -1, -1) if not ops[j].fused), n - 1)
+    position = {op.name: j for j, op in enumerate(ops)}
     for j, op in enumerate(ops):
         last = j >= out_op
         if off and j == out_op:
@@ -310,9 +312,14 @@ def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
         if not over:
             continue
         writes[j][m.spill_mem] = writes[j].get(m.spill_mem, 0) + over
-        consumer = next((c for c in range(j + 1, n) if not ops[c].fused), None)
-        if consumer is not None and not last:
-            reads[consumer][m.spill_mem] = reads[consumer].get(m.spill_mem, 0) + over
+        if last:
+            continue
+        consumers = [position[r] for r in op.readers if position.get(r, -1) > j]
+        if not consumers:
+            nxt = next((c for c in range(j + 1, n) if not ops[c].fused), None)
+            consumers = [] if nxt is None else [nxt]
+        for c in consumers:    # each reader reads the spilled part back
+            reads[c][m.spill_mem] = reads[c].get(m.spill_mem, 0) + over
     if off and n:
         reads[0][m.arena_mem] = reads[0].get(m.arena_mem, 0) + ops[0].in_bytes   # the input
     return [tuple((k, False, b) for k, b in sorted(reads[j].items()) if b)

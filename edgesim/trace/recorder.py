@@ -323,6 +323,10 @@ class _Recorder(TorchFunctionMode):
         live = live_bytes(self.bufs, len(self.raws))
         ops = []
         for i, r in enumerate(self.raws):
+            # the ops that read this op's output (through a fused activation's merged buffer)
+            readers = () if i in fused else tuple(dict.fromkeys(
+                self.raws[k].name for a in r.outs for k in a.buf.root().readers
+                if k > i and k not in fused))
             in_b = 0 if i in fused else sum(a.nbytes for a in r.ins)
             out_b = 0 if i in fused else sum(a.nbytes for a in r.outs)
             meta = dict(r.meta)
@@ -335,7 +339,8 @@ class _Recorder(TorchFunctionMode):
             gate, router = meta.pop("gate", None), meta.pop("router", None)
             ops.append(LayerOp(r.name, r.kind, tuple(r.weights), in_b, out_b,
                                max(int(live[i]), in_b + out_b), r.macs, eff, r.precision,
-                               r.shape, meta, gate=gate, router=router, fused=i in fused))
+                               r.shape, meta, gate=gate, router=router, fused=i in fused,
+                               readers=readers))
         return ops
 
 
