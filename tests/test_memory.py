@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgesim.config import load_config
 from edgesim.errors import ConfigError
 from edgesim.sim.engine import simulate
+from edgesim.sim.tiling import TileError
 from edgesim.testing import tiny_config
 from edgesim.workload import LayerOp, WeightBlock, Workload
 
@@ -153,3 +156,39 @@ def test_existing_configs_give_the_same_weight_bytes(name, weight_bytes):
     from edgesim import api
     row = simulate(load_config(name), api.workload("dense_r50")).rows[0]
     assert row.weight_dram_bytes == weight_bytes
+
+
+@st.composite
+def _chains(draw):
+    """1-4 FCs in a chain: weights 1 B..8 KB, activations 1 B..4 KB, 1-3 inputs."""
+    n = draw(st.integers(1, 4))
+    acts = draw(st.lists(st.integers(1, 4000), min_size=n + 1, max_size=n + 1))
+    blocks, ops = [], []
+    for j in range(n):
+        size = draw(st.integers(1, 8000))
+        blocks.append(WeightBlock(f"w{j}", size, size, 8, "dense", size, size))
+        ops.append(LayerOp(f"fc{j}", "linear", (f"w{j}",), acts[j], acts[j + 1],
+                           acts[j] + acts[j + 1], 8 * size, 8 * size, "int8",
+                           (("M", 8), ("N", 8), ("K", size))))
+    return Workload.single_path("chain", "dense", blocks, ops, draw(st.integers(1, 3)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=_chains(), port=st.sampled_from(["AXI0", "AXI1"]), sram=st.integers(0, 20_000),
+       bw=st.integers(1, 8))
+def test_latency_is_at_least_each_ports_roofline(w, port, sram, bw):
+    # weights come from offchip (1 GB/s on AXI1), activations from dram (bw GB/s on ``port``):
+    # each port moves its bytes no faster than its memories' bandwidths, one after another on
+    # one port, so latency >= max over ports of sum(bytes / bandwidth) on that port
+    hw = tiny_config(sram=sram, overrides=[*_DRAM, f"memories.dram.bandwidth={bw}GB/s",
+                                           f"memories.dram.port={port}",
+                                           "placement.arena=dram", "placement.source=test"])
+    try:
+        rows = simulate(hw, w).rows
+    except TileError:
+        return
+    for row in rows:
+        t_weights = row.weight_dram_bytes / hw.offchip_bytes_per_s
+        t_acts = row.act_dram_bytes / (bw * 1e9)
+        bound = t_weights + t_acts if port == "AXI1" else max(t_weights, t_acts)
+        assert row.latency_s >= bound * (1 - 1e-12)
