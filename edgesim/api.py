@@ -76,9 +76,14 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
     check_inputs(spec, data=data, weights=weights)
     candidates = tuple(spec_encodings(spec, None))
     weights_fp = cache.file_fingerprint(weights)
+    # a user's checkpoint is transformed (pruned, nested, binarised, made a tree) calibrated
+    # on --data when given (``Family.build``)
+    calibration = data if weights is not None else None
     parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
              "precision": precision, "candidates": candidates, "weights": weights_fp,
              "seed": seed, "level": level}
+    if calibration is not None:
+        parts["calibration"] = cache.file_fingerprint(calibration)
     key = cache.make_key("workload", parts)
     cat = cache.load("workload", key) if use_cache else None
     if cat is None:
@@ -86,7 +91,8 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
             progress(f"tracing {spec.name} (once; cached afterwards)")
         from edgesim import build
         cat = build.build_workload(spec, precision=precision, act_bits=8, encodings=candidates,
-                                   weights=weights, seed=seed, level=level)
+                                   weights=weights, seed=seed, level=level,
+                                   calibration=calibration)
         if use_cache:
             cache.save("workload", key, cat)
     if len(cat.paths) == 1:

@@ -36,7 +36,7 @@ def example_input(spec, seed: int = 0):
 _BUILT: dict[str, object] = {}
 
 
-def built_model(spec, weights: str | None, seed: int):
+def built_model(spec, weights: str | None, seed: int, data: str | None = None):
     """The built nn.Module of ``spec``: for a routed model from this process, the on-disk cache
     or its family's ``build`` (slowest); other models are built afresh (their Workload is what
     is cached).
@@ -52,16 +52,16 @@ def built_model(spec, weights: str | None, seed: int):
 
     family = get_family(spec.family)
     if not family.routed(spec):
-        return family.build(spec, weights, seed)
+        return family.build(spec, weights, seed, data)
     key = cache.make_key("model", spec.name, spec.factory, dict(spec.kwargs),
-                         cache.file_fingerprint(weights), seed)
+                         cache.file_fingerprint(weights), seed, cache.file_fingerprint(data))
     model = _BUILT.get(key)
     if model is None:
         path = cache.cache_dir() / "model" / f"{key}.pt"
         if path.is_file():
             model = family.load_built(path)
         if model is None:
-            model = family.build(spec, weights, seed)
+            model = family.build(spec, weights, seed, data)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
@@ -74,24 +74,28 @@ def built_model(spec, weights: str | None, seed: int):
     return model
 
 
-def _build(spec, weights: str | None, seed: int, level: int | None):
+def _build(spec, weights: str | None, seed: int, level: int | None, data: str | None = None):
     from edgesim.zoo.registry import get_family
 
-    model = built_model(spec, weights, seed)
+    model = built_model(spec, weights, seed, data)
     return get_family(spec.family).select_level(spec, model, level).eval()
 
 
 def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
                    encodings: Sequence[str] = ("dense",), weights: str | None = None,
-                   seed: int = 0, level: int | None = None) -> Workload:
-    """Trace ``spec`` into a Workload with one input (dense) or the path catalogue (routed)."""
+                   seed: int = 0, level: int | None = None,
+                   calibration: str | None = None) -> Workload:
+    """Trace ``spec`` into a Workload with one input (dense) or the path catalogue (routed).
+
+    ``calibration`` is the data (``--data``) a family's transform calibrates on when it is
+    applied to a user's checkpoint (``Family.build``'s ``data``)."""
 
     from edgesim.trace import record
     from edgesim.zoo.deploy import fold_batchnorm, prepare
     from edgesim.zoo.registry import get_family
 
     family = get_family(spec.family)
-    model = _build(spec, weights, seed, level)   # factories may train (pruning): grads on
+    model = _build(spec, weights, seed, level, calibration)   # factories may train: grads on
     x = example_input(spec, seed)
     meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
             "params": dict(spec.kwargs), "seed": seed, "level": level}
@@ -132,7 +136,8 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
 
     from edgesim.zoo import data as mdata
 
-    model = _build(spec, weights, seed, None)
+    # a user's checkpoint is transformed calibrated on the same data (``api.workload``)
+    model = _build(spec, weights, seed, None, data if weights is not None else None)
     kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
     x = None
     if data is not None:

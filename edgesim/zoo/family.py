@@ -31,8 +31,12 @@ class Family:
     #: The family name a ``ModelSpec`` gives.
     name = "dense"
 
-    def build(self, spec: Any, weights: str | None, seed: int) -> Any:
-        """The model of ``spec`` (seeded), with ``weights`` (a checkpoint file) loaded if given."""
+    def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
+        """The model of ``spec`` (seeded), with ``weights`` (a checkpoint file) loaded if given.
+
+        ``data`` (``--data``: a file or image folder, ``edgesim.zoo.data``) is what a family's
+        transform may calibrate on (pruning sensitivity, tree construction); dense models
+        ignore it."""
         from edgesim.zoo.registry import build_model
         return build_model(spec, weights=weights, seed=seed)
 

@@ -86,7 +86,7 @@ class SigmaBranchFamily(Family):
 
     name = "sigmab"
 
-    def build(self, spec: Any, weights: str | None, seed: int) -> Any:
+    def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
         if weights is not None:
             return load_tree(weights)
         return super().build(spec, None, seed)
