@@ -141,13 +141,19 @@ class LRU(Residency):
         super().__init__(sizes, capacity)
         self._order: OrderedDict[int, None] = OrderedDict()
         self._used = 0
+        self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
 
     def state(self) -> Hashable:
-        return tuple(self._order)
+        if self._snap is None:
+            self._snap = tuple(self._order)
+        return self._snap
 
     def restore(self, state: Hashable) -> None:
+        if state is self._snap:   # a memo hit in a steady stream: already there
+            return
         self._order = OrderedDict.fromkeys(state)  # type: ignore[arg-type]
         self._used = sum(self.sizes[b] for b in self._order)
+        self._snap = state  # type: ignore[assignment]
 
     def resident_bytes(self) -> int:
         return self._used
@@ -157,6 +163,7 @@ class LRU(Residency):
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         order, sizes = self._order, self.sizes
+        self._snap = None
         misses = []
         for b in blocks:
             if b in order:
@@ -290,7 +297,7 @@ class Belady(Residency):
         state = self.state()
         if self._future is None:
             return state
-        return state, self._future.key(set(self._held) | set(blocks), inference)
+        return state, self._future.key(blocks, inference)
 
     def resident_bytes(self) -> int:
         return sum(self._held.values())
@@ -339,7 +346,12 @@ class Future:
 
     ``next_use(b, i, j)`` is the stream position (``i * OP_STRIDE + op``) of block b's first use
     after op j of inference i, or ``NEVER``; ``key(blocks, i)`` is what of the future an
-    inference's decisions depend on: the next uses after inference i of the given blocks.
+    inference's decisions depend on.
+
+    Memory is O(sets x N), not O(blocks x N): blocks read by the same set of paths (a tree's
+    backbone, one node's blocks, a leaf's) share one next-inference index ``nxt[s, i]``, the
+    first inference after i whose path is in set s (``n`` if none). A dense model has one set;
+    a depth-3 tree at most 15.
     """
 
     def __init__(self, stream: Stream) -> None:
@@ -351,7 +363,7 @@ class Future:
         # per path, per block: the op indices reading it (sorted lists, for bisect)
         self.ops_of: list[dict[int, list[int]]] = []
         first = np.full((npaths, nblocks), -1, dtype=np.int64)
-        uses = np.zeros((nblocks, npaths), dtype=bool)
+        readers: list[set[int]] = [set() for _ in range(nblocks)]
         for p, ops in enumerate(stream.paths):
             d: dict[int, list[int]] = {}
             for j, ids in enumerate(ops):
@@ -360,12 +372,22 @@ class Future:
             self.ops_of.append(d)
             for b, js in d.items():
                 first[p, b] = js[0]
-                uses[b, p] = True
+                readers[b].add(p)
         self.first = first
-        # nxt[b, i]: the first inference after i whose path reads b (n if none)
-        idx = np.where(uses[:, seq], np.arange(n, dtype=np.int64), n)        # (blocks, n)
-        after = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]          # first >= i
-        self.nxt = np.concatenate([after[:, 1:], np.full((nblocks, 1), n)], axis=1)
+        sets: dict[frozenset[int], int] = {}
+        self.set_of = np.array([sets.setdefault(frozenset(r), len(sets)) for r in readers],
+                               dtype=np.int64)
+        dtype = np.int32 if n < 2**31 - 1 else np.int64
+        self.nxt = np.empty((len(sets), n), dtype=dtype)
+        arange = np.arange(n, dtype=dtype)
+        for paths, k in sets.items():
+            reads = np.zeros(npaths, dtype=bool)
+            reads[list(paths)] = True
+            idx = np.where(reads[seq], arange, n)                     # one row at a time
+            after = np.minimum.accumulate(idx[::-1])[::-1]              # first >= i
+            self.nxt[k, :-1] = after[1:]
+            if n:
+                self.nxt[k, -1] = n
 
     def next_use(self, b: int, i: int, j: int) -> int:
         if j != NEVER_OP:
@@ -374,20 +396,20 @@ class Future:
                 k = bisect_right(here, j)
                 if k < len(here):
                     return i * OP_STRIDE + here[k]
-        i2 = int(self.nxt[b, i])
+        i2 = int(self.nxt[self.set_of[b], i])
         if i2 >= self.n:
             return NEVER
         return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
 
-    def key(self, blocks, i: int) -> bytes:
-        """Decisions inside inference i compare next uses; those after it only by their order
-        (all come after every use inside it), so their dense ranks are the whole key."""
-        arr = np.fromiter(sorted(blocks), dtype=np.int64)
-        nx = self.nxt[arr, i]
-        pos = np.where(nx >= self.n, np.iinfo(np.int64).max,
-                       nx * OP_STRIDE + self.first[self.seq[np.minimum(nx, self.n - 1)], arr])
-        ranks = np.unique(pos, return_inverse=True)[1].astype(np.int32)
-        return arr.tobytes() + ranks.tobytes()
+    def key(self, blocks, i: int) -> tuple[tuple[int, int], ...]:
+        """Decisions inside inference i compare next uses; a use after it is at
+        ``nxt[s, i] * OP_STRIDE + first[path there, b]``, so the order of all of them is fixed
+        by, per set s, the rank of ``nxt[s, i]`` among the sets' and the path taken there (-1:
+        never). That tuple is the key (exact; ``blocks`` are implied by the state and path)."""
+        vals = self.nxt[:, i].tolist()
+        rank = {v: r for r, v in enumerate(sorted(set(vals)))}
+        n, seq = self.n, self.seq
+        return tuple((rank[v], int(seq[v]) if v < n else -1) for v in vals)
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
