@@ -138,3 +138,34 @@ def test_state_and_restore_replay_the_same_costs(cls):
     pol.restore(snap)
     again = [pol.serve(ids, 0, j + 1) for j, ids in enumerate(s.paths[0][1:])]
     assert first == again
+
+
+def test_belady_future_index_grows_with_sets_of_paths_not_blocks():
+    # a tree: backbone blocks 0-49 on both paths, leaf blocks 50-99 on path 0 and 100-149 on
+    # path 1: three sets of paths ({0,1}, {0}, {1}), so the next-use index is 3 rows of N
+    # int32 whatever the number of blocks; its bytes per input stay 3 x 4 as N grows
+    from edgesim.sim.residency import Future
+    paths = ((tuple(range(50)), tuple(range(50, 100))), (tuple(range(50)), tuple(range(100, 150))))
+    per_input = []
+    for n in (100, 1000, 10_000):
+        seq = np.arange(n, dtype=np.int32) % 2
+        f = Future(_stream([10] * 150, 100, paths, seq))
+        assert f.nxt.shape == (3, n)
+        per_input.append(f.nxt.nbytes / n)
+        # block 60 (path 0's leaf) after inference 0 (path 0) is next read by inference 2
+        assert f.next_use(60, 0, 1) == 2 * (1 << 20) + 1
+        assert f.next_use(10, 0, 1) == 1 * (1 << 20) + 0
+    assert per_input == [12.0, 12.0, 12.0]
+
+
+def test_belady_memo_key_is_small_and_repeats_in_a_periodic_stream():
+    # the key names, per set of paths, the rank of its next inference and the path there: in
+    # an alternating stream every inference of the same path has the same key
+    from edgesim.sim.residency import Future
+    paths = (((0,), (1,)), ((0,), (2,)))
+    seq = np.array([0, 1] * 20, dtype=np.int32)
+    f = Future(_stream([10, 10, 10], 20, paths, seq))
+    keys = [f.key((), i) for i in range(2, 30)]
+    assert len(set(keys[0::2])) == 1
+    assert len(set(keys[1::2])) == 1
+    assert len(keys[0]) == 3
