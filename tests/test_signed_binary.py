@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +13,8 @@ from torch.nn.utils import parametrize
 from edgesim.errors import ModelError
 from edgesim.zoo.resnet import BasicBlock, ResNet
 from edgesim.zoo.signed_binary import (
+    DEFAULT_THRESHOLD,
+    calibrate_thresholds,
     fine_tune_ste,
     sb_resnet50,
     signed_binarize,
@@ -46,31 +51,49 @@ def test_each_region_holds_zero_and_one_signed_value(region: int | None) -> None
 def test_sign_is_the_side_with_larger_total_magnitude() -> None:
     # Three small positives (sum 0.3) against one large negative (-1): the sum is negative,
     # so the region keeps only the negative weight, with a = 1.
-    wq, signs, scales = signed_binarize(torch.tensor([[0.1, 0.1, 0.1, -1.0]]), sparsity=0.5)
+    wq, signs, scales = signed_binarize(torch.tensor([[0.1, 0.1, 0.1, -1.0]]))
     assert signs.tolist() == [-1.0]
     assert wq.tolist() == [[0.0, 0.0, 0.0, -1.0]]   # only one candidate, so only one kept
     assert scales.tolist() == [1.0]
 
 
-@pytest.mark.parametrize("sparsity", [0.69, 0.75, 0.9])
-def test_sparsity_meets_the_target(sparsity: float) -> None:
-    # Region i keeps k_i = floor((i+1)t + 1/2) - floor(it + 1/2) weights, t = (1 - s) * 72, so
-    # the tensor keeps floor(16 t + 1/2) = round((1 - s) * n) in all, provided every filter has
-    # k_i candidates (normal weights put about half of each filter, ~36, on its majority side,
-    # more than k_i <= 23). So zeros / n is s within 1 / n.
-    w = torch.randn(16, 8, 3, 3)
-    wq, _, _ = signed_binarize(w, sparsity=sparsity)
-    zeros = float((wq == 0).float().mean())
-    assert zeros == pytest.approx(sparsity, abs=1 / w.numel())
+def _zeros(wq: torch.Tensor) -> float:
+    return float((wq == 0).float().mean())
 
 
-@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.69])
-def test_sparsity_is_never_below_the_target(sparsity: float) -> None:
-    # A region with fewer candidates than k_i keeps only those, so zeros can exceed the target
-    # (sparsity 0 still zeroes the minority side), never fall short of it.
-    w = torch.randn(8, 4, 3, 3)
-    wq, _, _ = signed_binarize(w, sparsity=sparsity, region=9)
-    assert int((wq == 0).sum()) >= round(sparsity * w.numel())
+def test_sparsity_changes_with_the_threshold() -> None:
+    # A weight is kept when it has its region's sign and |w| >= t * mean|w|: a higher t keeps a
+    # subset, so zeros never fall as t rises, and do rise between t = 0.3 and t = 1.2.
+    w = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(0))
+    zeros = [_zeros(signed_binarize(w, threshold=t)[0]) for t in (0.0, 0.3, 0.7, 1.2, 2.0)]
+    assert zeros == sorted(zeros)
+    assert zeros[3] > zeros[1] + 0.1
+    # t = 0 keeps every weight of the region's sign: the zeros are the other side's
+    wq, signs, _ = signed_binarize(w, threshold=0.0)
+    rows = w.reshape(16, -1) * signs[:, None]
+    assert torch.equal(wq.reshape(16, -1) != 0, rows > 0)
+
+
+def test_sparsity_is_an_outcome_of_the_weights_not_a_target() -> None:
+    # No sparsity is asked for anywhere ...
+    for fn in (signed_binarize, signed_binary_, to_signed_binary, sb_resnet50):
+        assert "sparsity" not in inspect.signature(fn).parameters
+    # ... so at the same t two weight distributions give different sparsities. Normal weights
+    # (mean|w| = sigma sqrt(2/pi)): half on the other side + P(|z| < 0.7 sqrt(2/pi) = 0.5585)
+    # = 0.4235 of the rest -> 0.5 + 0.5 * 0.4235 = 0.712. Laplace (mean|w| = b): P(|w| < 0.7 b)
+    # = 1 - e^-0.7 = 0.5034 -> 0.752. 512 regions of 576: within 0.02 (the region's side
+    # holds a little more than half of its weights).
+    g = torch.Generator().manual_seed(0)
+    normal = torch.randn(512, 64, 3, 3, generator=g)
+    u = torch.rand(512, 64, 3, 3, generator=g) - 0.5
+    laplace = -torch.sign(u) * torch.log1p(-2 * u.abs())
+    assert DEFAULT_THRESHOLD == 0.7
+    z_normal = _zeros(signed_binarize(normal)[0])
+    z_laplace = _zeros(signed_binarize(laplace)[0])
+    expect_normal = 0.5 + 0.5 * math.erf(0.7 * math.sqrt(2 / math.pi) / math.sqrt(2))
+    assert z_normal == pytest.approx(expect_normal, abs=0.02)
+    assert z_laplace == pytest.approx(0.5 + 0.5 * (1 - math.exp(-0.7)), abs=0.02)
+    assert z_laplace > z_normal + 0.02
 
 
 def test_kept_weights_are_each_regions_largest_candidates_and_scale_is_their_mean() -> None:
@@ -78,6 +101,8 @@ def test_kept_weights_are_each_regions_largest_candidates_and_scale_is_their_mea
     wq, signs, scales = signed_binarize(w)
     mag = w * signs[:, None]
     kept = wq != 0
+    # the rule: kept <=> the region's sign and |w| >= 0.7 * mean|w| of the region
+    assert torch.equal(kept, (mag > 0) & (mag >= 0.7 * w.abs().mean(dim=1, keepdim=True)))
     dropped_candidates = (mag > 0) & ~kept
     for i in range(6):
         assert kept[i].any()
@@ -113,10 +138,10 @@ def test_region_must_divide_a_filter_naming_the_layer() -> None:
     assert not any(parametrize.is_parametrized(m) for m in net.modules())
 
 
-@pytest.mark.parametrize("sparsity", [1.0, -0.1])
-def test_bad_sparsity_is_an_error(sparsity: float) -> None:
-    with pytest.raises(ModelError, match="sparsity"):
-        signed_binarize(torch.randn(2, 4), sparsity=sparsity)
+@pytest.mark.parametrize("threshold", [-0.1, math.inf, math.nan])
+def test_bad_threshold_is_an_error(threshold: float) -> None:
+    with pytest.raises(ModelError, match="threshold"):
+        signed_binarize(torch.randn(2, 4), threshold=threshold)
 
 
 def test_to_signed_binary_leaves_first_and_last_layers_untouched() -> None:
@@ -151,7 +176,7 @@ def test_ste_passes_gradient_to_latent_weights_with_clipping() -> None:
     lin = nn.Linear(4, 2, bias=False)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[0.5, 2.0, 0.3, 0.2], [-0.4, -0.1, 0.2, -1.5]]))
-    signed_binary_(lin, sparsity=0.5, clip=1.0)
+    signed_binary_(lin, clip=1.0)
     x = torch.ones(1, 4)
     lin(x).sum().backward()
     grad = lin.parametrizations.weight.original.grad
@@ -171,6 +196,24 @@ def test_one_fine_tune_step_changes_latent_weights() -> None:
     assert len(set(wq.abs().reshape(wq.shape[0], -1)[0].tolist())) <= 2   # still {0, a}
 
 
+def test_the_threshold_is_learned_through_the_ste() -> None:
+    # The threshold is a parameter of each binarized weight; a step on data moves it (the box
+    # surrogate passes the gradient of the decisions near Delta), and calibrating the
+    # thresholds alone leaves the latent weights as they were.
+    torch.manual_seed(0)
+    net = to_signed_binary(tiny_resnet())
+    conv = net.layer1[0].conv1
+    t = conv.parametrizations.weight[0].threshold
+    latent = conv.parametrizations.weight.original.detach().clone()
+    assert isinstance(t, nn.Parameter)
+    assert t.item() == pytest.approx(0.7)
+    calibrate_thresholds(net, tiny_batches(4), lr=0.2)
+    assert t.item() != pytest.approx(0.7)
+    assert t.item() >= 0.0
+    assert torch.equal(conv.parametrizations.weight.original.detach(), latent)
+    assert "layer1.0.conv1.parametrizations.weight.0.threshold" in net.state_dict()
+
+
 def test_storage_report_closed_form() -> None:
     # stem Conv2d(3, 4, 3) + BN: int8 dense 108 bytes + 4 fp32 scales (16) = 124; folded BN bias
     #   4 x int32 = 16.
@@ -186,7 +229,7 @@ def test_storage_report_closed_form() -> None:
     assert (stem["encoding"], stem["weight_bytes"], stem["bias_bytes"]) == ("dense", 124, 16)
     assert (conv["encoding"], conv["weight_bytes"], conv["bias_bytes"]) == ("signed_binary", 69, 32)
     assert conv["dense_int8_bytes"] == 320 + 32
-    assert conv["nonzeros"] == round(0.31 * 288)
+    assert conv["nonzeros"] == int(torch.count_nonzero(net[2].weight))   # what the rule kept
     assert (fc["weight_bytes"], fc["bias_bytes"]) == (24, 8)
     assert total["bytes"] == 124 + 16 + 69 + 32 + 24 + 8
     assert total["dense_int8_bytes"] == 140 + 352 + 32
@@ -195,8 +238,9 @@ def test_storage_report_closed_form() -> None:
 
 @pytest.mark.slow
 def test_sb_resnet50_sparsity_and_bytes() -> None:
-    # Default: stem int8, everything else (classifier included) binarized at 69 % sparsity.
-    # 25.50 M weights of which 9,408 (stem) dense: sparsity ~ 0.69 * (1 - 9408 / 25.5e6).
+    # Default: stem int8, everything else (classifier included) binarized at t = 0.7, whose
+    # sparsity on the normal (He) conv init is ~0.71 (test above) and 0.675 on the uniform fc
+    # (U(-a, a): mean|w| = a/2, kept 0.5 * (1 - 0.35)); measured 0.7006.
     # Bytes ~ 25.5 M mask bits (3.19 MB) + 26.6 K fp32 scales + folded int32 biases ~ 3.4 MB,
     # far below dense int8 / 6 (25.7 MB / 6 = 4.29 MB).
     rows = signed_binary_storage_report(sb_resnet50(seed=0))

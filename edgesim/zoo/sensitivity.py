@@ -2,7 +2,10 @@
 
 Public names: ``prunable_weights``, ``norm_weights``, ``layer_weights``, ``magnitude_scores``,
 ``gradient_scores``, ``product_scores``, ``grasp_scores`` (re-exported by ``edgesim.zoo.pruning``),
-``calibration_batches``, ``require_prunable``, ``Batch``, ``LossFn``.
+``calibration_batches``, ``require_prunable``, ``Batch``, ``LossFn``; and, shared by the sparse,
+nested and signed-binary families, ``data_batches`` (calibration batches from ``--data``),
+``transformed_build`` (a user's checkpoint: dense -> loaded then transformed; transformed ->
+loaded as itself), ``CALIB_BATCHES``, ``CALIB_BATCH_SIZE``, ``CALIB_LIMIT``.
 
 Calibration data is any re-iterable of ``(inputs, targets)`` batches; only the first ``steps``
 are used. A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"``).
@@ -10,7 +13,8 @@ are used. A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,12 +23,17 @@ from torch import Tensor, nn
 from edgesim.errors import DataError, ModelError
 
 __all__ = [
+    "CALIB_BATCHES",
+    "CALIB_BATCH_SIZE",
+    "CALIB_LIMIT",
+    "data_batches",
     "gradient_scores",
     "grasp_scores",
     "magnitude_scores",
     "norm_weights",
     "product_scores",
     "prunable_weights",
+    "transformed_build",
 ]
 
 Batch = tuple[Tensor, Tensor]
@@ -165,3 +174,112 @@ def grasp_scores(
         return dict(zip(params, acc, strict=True))
     finally:
         model.train(was_training)
+
+
+# calibration data and checkpoints of a transform (shared by the sparse, nested and
+# signed-binary families: a user's dense checkpoint is loaded first, then transformed)
+
+#: Seeded synthetic calibration when no ``--data`` is given: batches x images per batch.
+CALIB_BATCHES = 2
+CALIB_BATCH_SIZE = 8
+#: At most this many ``--data`` inputs calibrate a transform of a user's checkpoint (the paper
+#: calibrates on 5-10 % of the training set; 128 images keep ResNet-50's GraSP pass ~1 min).
+CALIB_LIMIT = 128
+
+
+def data_batches(path: str, *, shape: Sequence[int], model: nn.Module,
+                 batch_size: int = CALIB_BATCH_SIZE, limit: int | None = None) -> list[Batch]:
+    """Calibration batches from ``--data``: labelled data (``(inputs, labels)`` .pt, .npz, or a
+    folder of class folders) keeps its labels; inputs alone (a .pt/.npy tensor, an image folder)
+    are labelled by ``model``'s own prediction (argmax), so the gradients a sensitivity reads are
+    those of the model's decision on real inputs. At most ``limit`` inputs (None: all).
+    """
+    from edgesim.zoo import data as mdata
+    from edgesim.zoo.sigmab.train import load_labelled
+
+    kind = "points" if len(shape) == 2 and shape[-1] == 3 else "image"
+    shape = tuple(int(s) for s in shape)
+    try:
+        x, y = load_labelled(path, kind, shape)
+    except DataError:
+        x, y = mdata.load_inputs(path, kind=kind, shape=shape), None
+    if limit is not None:
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    if x.shape[0] == 0:
+        raise DataError(f"{path}: holds no inputs; expected calibration inputs of shape "
+                        f"(n, {', '.join(map(str, shape))})")
+    x = x.float()
+    if y is None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            y = torch.cat([model(x[i:i + batch_size]).argmax(dim=1)
+                           for i in range(0, x.shape[0], batch_size)])
+        model.train(was_training)
+    y = y.long()
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+
+
+def _problem(state: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> str | None:
+    """Why ``state`` is not ``expected`` (first key at fault), None when keys and shapes agree."""
+    for key, value in expected.items():
+        if key not in state:
+            return f"missing key '{key}' (expected shape {tuple(value.shape)})"
+        if tuple(state[key].shape) != tuple(value.shape):
+            return (f"key '{key}' has shape {tuple(state[key].shape)}, expected "
+                    f"{tuple(value.shape)}")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        return f"unexpected key '{extra[0]}' ({len(extra)} keys the model does not have)"
+    return None
+
+
+def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
+                      transform: Callable[[nn.Module, list[Batch] | None], nn.Module],
+                      skeleton: Callable[[nn.Module], nn.Module],
+                      restore: Callable[[nn.Module], nn.Module] | None = None,
+                      what: str = "transformed", reads_data: bool = True) -> nn.Module:
+    """The model of a transform family (``spec``) from the checkpoint file ``weights``.
+
+    The spec's factory carries ``edgesim_dense(**kwargs)``, the dense model it transforms.
+    A checkpoint whose keys and shapes are that dense model's is loaded into it and
+    ``transform(dense, calib)`` is applied (``calib``: batches from ``data`` when given, else
+    None: the factory's seeded synthetic calibration). One whose keys and shapes are the
+    transformed model's (``skeleton(dense)``: the transformed structure, its values untrained)
+    is loaded as itself, then ``restore(model)`` rebuilds what the state_dict does not hold.
+    ``reads_data=False``: the transform reads no data (``calib`` is None even with ``data``).
+    Calibration reads at most ``CALIB_LIMIT`` inputs of ``data``.
+    Anything else is a ``ModelError`` naming the file and the first key at fault (against the
+    closer of the two). Both are seeded with ``seed``.
+    """
+    from edgesim.zoo.registry import _import_factory, _state_dict
+
+    factory = _import_factory(spec.name, spec.factory)
+    dense_of = getattr(factory, "edgesim_dense", None)
+    if not callable(dense_of):
+        raise ModelError(f"model '{spec.name}': factory '{spec.factory}' has no edgesim_dense "
+                         "(the dense model a checkpoint is loaded into before the transform)")
+    kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
+    state = _state_dict(weights)
+    torch.manual_seed(seed)
+    dense = dense_of(**kwargs)
+    dense_problem = _problem(state, dense.state_dict())
+    if dense_problem is None:
+        dense.load_state_dict(state)
+        calib = None if data is None or not reads_data else data_batches(
+            data, shape=spec.input_shape, model=dense, limit=CALIB_LIMIT)
+        torch.manual_seed(seed)
+        return transform(dense, calib).eval()
+    model = skeleton(dense)
+    expected = model.state_dict()
+    problem = _problem(state, expected)
+    if problem is None:
+        model.load_state_dict(state)
+        return (restore(model) if restore is not None else model).eval()
+    overlap_dense = len(set(state) & set(dense.state_dict()))
+    overlap_model = len(set(state) & set(expected))
+    closer, why = ((f"the dense model {spec.name} transforms", dense_problem)
+                   if overlap_dense > overlap_model else (f"the {what} {spec.name}", problem))
+    raise ModelError(f"checkpoint file '{weights}' is neither the dense nor the {what} "
+                     f"{spec.name} state_dict: against {closer}, {why}")

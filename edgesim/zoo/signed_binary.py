@@ -1,40 +1,47 @@
 """Signed-binary weights: per region values in {0, +a} or {0, -a}, trained with a clipped STE.
 
-Public names: ``DEFAULT_SPARSITY``, ``signed_binarize``, ``SignedBinaryWeight``,
-``signed_binary_``, ``to_signed_binary``, ``fine_tune_ste``, ``sb_resnet50``,
-``signed_binary_storage_report``.
+Public names: ``DEFAULT_THRESHOLD``, ``signed_binarize``, ``SignedBinaryWeight``,
+``signed_binary_``, ``to_signed_binary``, ``fine_tune_ste``, ``calibrate_thresholds``,
+``sb_resnet50``, ``signed_binary_storage_report``, ``SignedBinaryFamily`` (the family hooks: a
+user's dense checkpoint binarised after loading, a binarised one loaded as itself).
 
 After Kuhar, Tumanov, Hoffman, "Signed Binary Weight Networks" (arXiv 2211.13838, REFERENCE.md A3):
-weight repetition (one magnitude per region) and sparsity (about 69 % zeros) together. A region is
-``region`` consecutive elements of one output filter's flattened (row-major) weights; the default
-is the whole filter (one region per output channel).
+weight repetition (one magnitude per region) and sparsity together. A region is ``region``
+consecutive elements of one output filter's flattened (row-major) weights; the default is the
+whole filter (one region per output channel).
 
-``signed_binarize`` quantizes one tensor. Per region:
+``signed_binarize`` quantizes one tensor with a threshold ``t`` relative to each region's scale,
+as a ternary/signed-binary network is trained (TWN's ``Delta = 0.7 E|w|``, Li & Liu 2016). Per
+region:
 
 1. the sign is the sign of the region's sum (= the side, positive or negative, with the larger
    total magnitude); a region summing to exactly 0 gets +1;
-2. the candidates are the weights of that sign; region i keeps its k_i candidates of largest
-   |w| (a per-region magnitude threshold; all candidates when it has fewer than k_i), where
-   k_i = floor((i + 1) * t + 1/2) - floor(i * t + 1/2) and t = (1 - sparsity) * region size,
-   i.e. t rounded, with the rounding spread evenly over the regions so that the tensor keeps
-   floor(R * t + 1/2) = round((1 - sparsity) * n) weights in all (R regions, n elements).
-   Because the choice is made inside each region, binarizing commutes with scaling a filter by
-   any nonzero constant (e.g. folding a BatchNorm): ``signed_binarize(c * w) = c * wq``;
+2. the region keeps the weights of that sign whose magnitude is at least ``Delta = t * mean|w|``
+   (the mean over the whole region); every other weight becomes 0. The fraction of zeros is the
+   outcome of the weights and ``t``, not a target: about 71 % for normal weights at the default
+   ``t = 0.7`` (half the weights on the other side, and ``P(|w| < 0.56 sigma)`` = 42 % of the
+   rest), 75 % for Laplace ones. Because ``Delta`` scales with the region, binarizing commutes
+   with scaling a filter by any nonzero constant (e.g. folding a BatchNorm):
+   ``signed_binarize(c * w) = c * wq``;
 3. kept weights become ``sign * a`` with ``a`` = the mean |w| of the region's kept weights (the
-   per-region scale); all others become 0.
+   per-region scale).
 
 ``signed_binary_(module)`` registers a ``torch.nn.utils.parametrize`` parametrization on a conv or
 linear weight: ``module.weight`` IS the binarized tensor (what ``F.conv2d`` and a tracer see),
-the latent real weight is ``module.parametrizations.weight.original`` (what the state_dict holds).
-The backward pass is a clipped straight-through estimator: d wq / d w = 1 where |w| <= clip, else
-0. Binarized modules carry ``edgesim_precision = "binary"`` (a binary MAC is an add),
+the latent real weight is ``module.parametrizations.weight.original`` and the threshold ``t``
+is a parameter of the parametrization (``module.parametrizations.weight[0].threshold``, both in
+the state_dict). Backward is straight-through: to the latent weight, d wq / d w = 1 where
+|w| <= clip, else 0 (clipped STE); to the threshold, each kept-or-dropped decision passes its
+gradient through a box of half-width ``mean|w|`` around ``Delta`` (d keep / d t =
+-1/2 there), so training on data (``fine_tune_ste``, ``calibrate_thresholds``) learns ``t``.
+Binarized modules carry ``edgesim_precision = "binary"`` (a binary MAC is an add),
 ``edgesim_encoding = "signed_binary"`` and ``edgesim_region`` (elements per region, ``None`` = one
 output channel), which the tracer reads: one scale per region, stored bytes
 ``encodings.signed_binary_bytes(values, region=region)``.
 
 >>> import torch
->>> wq, signs, scales = signed_binarize(torch.tensor([[3.0, -1.0, 2.0, 0.5]]), sparsity=0.5)
->>> wq.tolist(), signs.tolist(), scales.tolist()   # sign +, keep 2 of 4: 3 and 2, a = 2.5
+>>> wq, signs, scales = signed_binarize(torch.tensor([[3.0, -1.0, 2.0, 0.5]]))
+>>> wq.tolist(), signs.tolist(), scales.tolist()   # sign +, Delta = 0.7 * 1.625: keep 3 and 2
 ([[2.5, 0.0, 2.5, 0.0]], [1.0], [2.5])
 """
 
@@ -53,8 +60,10 @@ from edgesim import encodings
 from edgesim.errors import ModelError
 
 __all__ = [
-    "DEFAULT_SPARSITY",
+    "DEFAULT_THRESHOLD",
+    "SignedBinaryFamily",
     "SignedBinaryWeight",
+    "calibrate_thresholds",
     "fine_tune_ste",
     "sb_resnet50",
     "signed_binarize",
@@ -63,8 +72,8 @@ __all__ = [
     "to_signed_binary",
 ]
 
-#: Target fraction of zero weights in a binarized tensor (the paper's 69 %).
-DEFAULT_SPARSITY = 0.69
+#: Threshold relative to a region's mean |w| below which a weight becomes 0 (TWN's 0.7).
+DEFAULT_THRESHOLD = 0.7
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -88,80 +97,97 @@ def _region_size(shape: Sequence[int], region: int | None, where: str) -> int:
     return region
 
 
-def _check_sparsity(sparsity: float) -> float:
-    s = float(sparsity)
-    if not 0.0 <= s < 1.0:
-        raise ModelError(f"signed-binary sparsity={sparsity}; expected 0 <= sparsity < 1")
-    return s
+def _check_threshold(threshold: float, where: str = "weight") -> float:
+    t = float(threshold)
+    if not t >= 0.0 or t == float("inf"):
+        raise ModelError(f"signed-binary {where}: threshold={threshold}; expected a finite "
+                         f"t >= 0 (a weight is kept when |w| >= t * mean|w| of its region)")
+    return t
+
+
+def _binarize(r: torch.Tensor, t: torch.Tensor | float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of ``r`` (one region each) -> (wq rows, signs, scales, keep, mean|w|)."""
+    signs = torch.where(r.sum(dim=1) >= 0, 1.0, -1.0).to(r.dtype)
+    mag = r * signs[:, None]                       # > 0 where the weight has the region's sign
+    mean = r.abs().mean(dim=1)
+    delta = torch.as_tensor(t, dtype=r.dtype) * mean
+    keep = (mag > 0) & (mag >= delta[:, None])
+    count = keep.sum(dim=1)
+    total = torch.where(keep, mag, torch.zeros_like(mag)).sum(dim=1)
+    scales = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    wq = torch.where(keep, (signs * scales)[:, None], torch.zeros_like(r))
+    return wq, signs, scales, keep, mean
 
 
 @torch.no_grad()
 def signed_binarize(w: torch.Tensor, region: int | None = None,
-                    sparsity: float = DEFAULT_SPARSITY, *, where: str = "weight",
+                    threshold: float = DEFAULT_THRESHOLD, *, where: str = "weight",
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Signed-binarize ``w``; returns ``(wq, signs, scales)``.
 
     ``wq`` has ``w``'s shape and dtype with values in {0, +a_r} or {0, -a_r} per region r;
     ``signs`` (+1/-1) and ``scales`` (a_r >= 0, 0 for a region with nothing kept) have one entry
     per region, regions in flattened order (``out_channels * filter_size / region`` of them).
-    ``region`` (default: one output filter) must divide the filter size; ``sparsity`` is the
-    target fraction of zeros (see the module docstring for the rule). ``where`` names the tensor
-    in error messages.
+    ``region`` (default: one output filter) must divide the filter size; ``threshold`` is ``t``
+    of the rule (module docstring): a weight is kept when it has its region's sign and
+    ``|w| >= t * mean|w|`` of the region. ``where`` names the tensor in error messages.
     """
     size = _region_size(tuple(w.shape), region, where)
-    s = _check_sparsity(sparsity)
-    r = w.detach().reshape(-1, size)
-    signs = torch.where(r.sum(dim=1) >= 0, 1.0, -1.0).to(w.dtype)
-    mag = r * signs[:, None]                       # > 0 where the weight has the region's sign
-    cand = mag > 0
-    t = (1.0 - s) * size
-    edges = torch.floor(torch.arange(r.shape[0] + 1, dtype=torch.float64) * t + 0.5)
-    k = (edges[1:] - edges[:-1]).to(torch.int64)          # weights to keep per region
-    ranked = torch.where(cand, mag, torch.full_like(mag, -1.0))
-    order = torch.argsort(ranked, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(size).expand_as(order).contiguous())
-    keep = cand & (rank < k[:, None])
-    count = keep.sum(dim=1)
-    total = torch.where(keep, mag, torch.zeros_like(mag)).sum(dim=1)
-    scales = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
-    wq = torch.where(keep, (signs * scales)[:, None], torch.zeros_like(r))
+    t = _check_threshold(threshold, where)
+    wq, signs, scales, _, _ = _binarize(w.detach().reshape(-1, size), t)
     return wq.reshape(w.shape), signs, scales
 
 
-class _ClippedSTE(torch.autograd.Function):
-    """Forward: the given binarized tensor; backward: grad where |w| <= clip, else 0."""
+class _SignedBinarySTE(torch.autograd.Function):
+    """Forward: ``signed_binarize(w, t)``; backward: the clipped STE to ``w`` and the box
+    surrogate to ``t`` (module docstring)."""
 
     @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, wq: torch.Tensor, clip: float) -> torch.Tensor:
-        ctx.save_for_backward(w)
-        ctx.clip = clip
-        return wq
+    def forward(ctx: Any, w: torch.Tensor, t: torch.Tensor, size: int,
+                clip: float) -> torch.Tensor:
+        r = w.detach().reshape(-1, size)
+        wq, signs, scales, _, mean = _binarize(r, t.detach())
+        ctx.save_for_backward(w, t, signs, scales, mean)
+        ctx.size, ctx.clip = size, clip
+        return wq.reshape(w.shape)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (w,) = ctx.saved_tensors
-        return grad * (w.abs() <= ctx.clip).to(grad.dtype), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        w, t, signs, scales, mean = ctx.saved_tensors
+        grad_w = grad * (w.abs() <= ctx.clip).to(grad.dtype)
+        r = w.detach().reshape(-1, ctx.size)
+        mag = r * signs[:, None]
+        near = (mag > 0) & ((mag - t * mean[:, None]).abs() <= mean[:, None])
+        g = grad.reshape(-1, ctx.size) * (signs * scales)[:, None]
+        grad_t = -0.5 * (g * near.to(g.dtype)).sum()
+        return grad_w, grad_t.reshape(t.shape).to(t.dtype), None, None
 
 
 class SignedBinaryWeight(nn.Module):
-    """Parametrization: latent weight -> signed-binarized weight, clipped STE backward."""
+    """Parametrization: latent weight -> signed-binarized weight; ``threshold`` (``t``) is a
+    parameter, learned through the straight-through backward when training."""
 
-    def __init__(self, region: int | None = None, sparsity: float = DEFAULT_SPARSITY,
+    def __init__(self, region: int | None = None, threshold: float = DEFAULT_THRESHOLD,
                  clip: float = 1.0, where: str = "weight") -> None:
         super().__init__()
         self.region = region
-        self.sparsity = _check_sparsity(sparsity)
+        self.threshold = nn.Parameter(torch.tensor(_check_threshold(threshold, where)))
         self.clip = float(clip)
         self.where = where
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        wq, _, _ = signed_binarize(w, self.region, self.sparsity, where=self.where)
-        return _ClippedSTE.apply(w, wq, self.clip)
+        size = _region_size(tuple(w.shape), self.region, self.where)
+        if torch.is_grad_enabled():
+            return _SignedBinarySTE.apply(w, self.threshold.clamp(min=0.0), size, self.clip)
+        # inference (and tracing): t as a number, so the binarized tensor is made of the latent
+        # weight alone (the tracer names a block by the parameters a tensor is made of)
+        wq, _, _, _, _ = _binarize(w.reshape(-1, size), max(0.0, self.threshold.detach().item()))
+        return wq.reshape(w.shape)
 
 
 def signed_binary_(module: nn.Module, *, region: int | None = None,
-                   sparsity: float = DEFAULT_SPARSITY, clip: float = 1.0,
+                   threshold: float = DEFAULT_THRESHOLD, clip: float = 1.0,
                    name: str = "weight") -> nn.Module:
     """Binarize ``module.weight`` in place (a parametrization) and tag the module for the tracer.
 
@@ -172,7 +198,7 @@ def signed_binary_(module: nn.Module, *, region: int | None = None,
                          f"linear module")
     _region_size(tuple(module.weight.shape), region, name)
     parametrize.register_parametrization(
-        module, "weight", SignedBinaryWeight(region, sparsity, clip, where=name))
+        module, "weight", SignedBinaryWeight(region, threshold, clip, where=name))
     module.edgesim_precision = "binary"
     module.edgesim_encoding = "signed_binary"
     module.edgesim_region = region
@@ -187,7 +213,7 @@ def _first_last(keep: bool | tuple[bool, bool]) -> tuple[bool, bool]:
 
 
 def to_signed_binary(model: nn.Module, *, region: int | None = None,
-                     sparsity: float = DEFAULT_SPARSITY,
+                     threshold: float = DEFAULT_THRESHOLD,
                      keep_first_last_int8: bool | tuple[bool, bool] = True,
                      clip: float = 1.0) -> nn.Module:
     """Binarize every conv/linear of ``model`` in place and return it.
@@ -203,25 +229,38 @@ def to_signed_binary(model: nn.Module, *, region: int | None = None,
     keep_first, keep_last = _first_last(keep_first_last_int8)
     chosen = [(n, m) for i, (n, m) in enumerate(mods)
               if not ((i == 0 and keep_first) or (i == len(mods) - 1 and keep_last))]
-    _check_sparsity(sparsity)
+    _check_threshold(threshold)
     for n, m in chosen:
         _region_size(tuple(m.weight.shape), region, n)
     for n, m in chosen:
-        signed_binary_(m, region=region, sparsity=sparsity, clip=clip, name=n)
+        signed_binary_(m, region=region, threshold=threshold, clip=clip, name=n)
     return model
 
 
+def _thresholds(model: nn.Module) -> list[nn.Parameter]:
+    return [m.threshold for m in model.modules() if isinstance(m, SignedBinaryWeight)]
+
+
 def fine_tune_ste(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
-                  epochs: int = 1, lr: float = 1e-4, steps: int | None = None,
+                  epochs: int = 1, lr: float = 1e-4, threshold_lr: float = 1e-2,
+                  steps: int | None = None, train_weights: bool = True,
                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                   ) -> list[float]:
-    """Fine-tune the latent weights through the STE with Adam; returns the loss of each step.
+    """Train through the straight-through backward with Adam; returns the loss of each step.
 
-    Stops after ``steps`` steps when given; leaves the model in train mode.
+    The latent weights (and every other parameter) learn at ``lr``, the thresholds at
+    ``threshold_lr`` (kept >= 0); ``train_weights=False`` learns the thresholds alone. Stops
+    after ``steps`` steps when given; leaves the model in train mode.
     """
     if epochs < 1 or (steps is not None and steps < 1):
         raise ModelError(f"fine_tune_ste: epochs={epochs}, steps={steps}; expected >= 1")
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    thresholds = _thresholds(model)
+    ids = {id(p) for p in thresholds}
+    groups = [{"params": thresholds, "lr": threshold_lr}]
+    if train_weights:
+        groups.append({"params": [p for p in model.parameters()
+                                  if p.requires_grad and id(p) not in ids], "lr": lr})
+    opt = torch.optim.Adam([g for g in groups if g["params"]])
     losses: list[float] = []
     model.train()
     for _ in range(epochs):
@@ -230,28 +269,51 @@ def fine_tune_ste(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.T
             loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                for t in thresholds:
+                    t.clamp_(min=0.0)
             losses.append(float(loss.detach()))
             if steps is not None and len(losses) >= steps:
                 return losses
     return losses
 
 
+def calibrate_thresholds(model: nn.Module,
+                         batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                         epochs: int = 1, lr: float = 1e-2) -> nn.Module:
+    """Learn the thresholds on ``batches`` (the latent weights stay as loaded): what the
+    ``signed_binary`` family does with ``--data`` for a user's checkpoint. Returns the model
+    in eval mode."""
+    fine_tune_ste(model, batches, epochs=epochs, threshold_lr=lr, train_weights=False)
+    return model.eval()
+
+
+def _resnet50_dense(*, num_classes: int = 1000, **_: Any) -> nn.Module:
+    from edgesim.zoo.resnet import resnet50
+    return resnet50(num_classes=num_classes)
+
+
 def sb_resnet50(seed: int = 0, *, num_classes: int = 1000, region: int | None = None,
-                sparsity: float = DEFAULT_SPARSITY,
-                keep_first_last_int8: bool | tuple[bool, bool] = (True, False)) -> nn.Module:
-    """A seeded (random init, no pretrained weights) signed-binary ResNet-50.
+                threshold: float = DEFAULT_THRESHOLD,
+                keep_first_last_int8: bool | tuple[bool, bool] = (True, False),
+                base: nn.Module | None = None,
+                calib: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> nn.Module:
+    """A signed-binary ResNet-50: ``base`` (a user's dense ResNet-50) or a seeded random init.
 
     By default the stem conv stays int8 and the classifier is binarized too: with the 2.05 M
     classifier weights dense int8 the model cannot reach 1/6 of dense int8 ResNet-50 (2.05 MB of
     int8 fc + 23.4 M conv weights at >= 1 bit = 5.0 MB > 25.6 MB / 6 = 4.3 MB). Pass
-    ``keep_first_last_int8=True`` for int8 first and last layers.
+    ``keep_first_last_int8=True`` for int8 first and last layers. ``calib`` batches, when
+    given, learn the thresholds (``calibrate_thresholds``).
     """
-    from edgesim.zoo.resnet import resnet50
-
     torch.manual_seed(seed)
-    net = resnet50(num_classes=num_classes)
-    return to_signed_binary(net, region=region, sparsity=sparsity,
-                            keep_first_last_int8=keep_first_last_int8)
+    net = base if base is not None else _resnet50_dense(num_classes=num_classes)
+    net = to_signed_binary(net, region=region, threshold=threshold,
+                           keep_first_last_int8=keep_first_last_int8)
+    return calibrate_thresholds(net, calib) if calib is not None else net
+
+
+sb_resnet50.edgesim_dense = _resnet50_dense  # type: ignore[attr-defined]
 
 
 def _int8_dense_bytes(w: torch.Tensor) -> int:
@@ -314,3 +376,34 @@ def _bn_followers(model: nn.Module) -> set[str]:
                 out.add(f"{pname}.{prev[0]}" if pname else prev[0])
             prev = (cname, child)
     return out
+
+
+# -- family hooks (edgesim.zoo.family) ---------------------------------------------------------
+
+from edgesim.zoo.family import Family  # noqa: E402  (appended section: the family's hooks)
+
+
+class SignedBinaryFamily(Family):
+    """Signed-binary models. With ``--weights``, a dense checkpoint is loaded into the dense
+    model and binarized (thresholds learned on ``--data`` when given); a binarized one (latent
+    weights and thresholds) loads as itself (``edgesim.zoo.sensitivity.transformed_build``)."""
+
+    name = "signed_binary"
+
+    def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
+        if weights is None:
+            return super().build(spec, weights, seed, data)
+        from edgesim.zoo.registry import _import_factory
+        from edgesim.zoo.sensitivity import transformed_build
+
+        factory = _import_factory(spec.name, spec.factory)
+        kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
+
+        def transform(dense: nn.Module, calib: list[Any] | None) -> nn.Module:
+            return factory(**kwargs, base=dense, calib=calib)
+
+        def skeleton(dense: nn.Module) -> nn.Module:
+            return factory(**kwargs, base=dense)
+
+        return transformed_build(spec, weights, seed, data, transform=transform,
+                                 skeleton=skeleton, what="signed-binary model")
