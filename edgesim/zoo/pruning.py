@@ -4,8 +4,11 @@ Public names: ``SENSITIVITIES``, ``BASELINES``, ``STRATEGIES``, ``LayerPruning``
 ``prunable_weights``, ``norm_weights``, ``is_patch_embed``, ``layer_rule``, ``magnitude_scores``,
 ``gradient_scores``, ``product_scores``, ``grasp_scores``, ``global_sparsities``, ``layer_ranges``,
 ``strategy_sparsities``, ``prune``, ``apply_masks``, ``fine_tune``, ``mix_and_match``,
-``synthetic_calibration``, ``sparse_resnet50``, ``sparse_swin_tiny``, ``SparseFamily`` (the
-family hooks: per-layer annotations of traced weight blocks).
+``synthetic_calibration``, ``he_classifier_``, ``pruned_model``, ``attach_masks``,
+``report_from_masks``,
+``MASK_BUFFER``, ``RANGE_BUFFER``, ``sparse_resnet50``, ``sparse_swin_tiny``, ``SparseFamily``
+(the family hooks: a user's checkpoint pruned after loading; per-layer annotations of traced
+weight blocks).
 
 The method, in three phases (REFERENCE.md A2):
 
@@ -26,8 +29,11 @@ position bias tables stay dense). Norm-layer weights appear in ranges and report
 Calibration data is any re-iterable of ``(inputs, targets)`` batches (a list, a DataLoader); only
 the first ``steps`` batches are used. No pretrained weights or datasets ship with edgesim, so the
 ``sparse_*`` factories prune a seeded random-init model against :func:`synthetic_calibration`
-(random images, random labels); pass real calibration batches through ``calib`` to prune a trained
-model. Their sparsity pattern is real (and what the simulator counts); their accuracy is not.
+(16 random images, random labels; the classifier drawn at the convs' scale, ``he_classifier_``);
+pass a trained model as ``base`` and real batches as ``calib`` (the CLI: ``--weights dense.pt
+--data ...``, ``SparseFamily.build``). A pruned model carries its masks and ranges as buffers
+(``attach_masks``), so its own checkpoint loads as itself. The sparsity pattern of a random-init
+model is real (and what the simulator counts); its accuracy is not.
 
 >>> import torch
 >>> from torch import nn
@@ -53,6 +59,8 @@ from torch import Tensor, nn
 from edgesim.errors import ModelError
 from edgesim.zoo.family import Family
 from edgesim.zoo.sensitivity import (
+    CALIB_BATCH_SIZE,
+    CALIB_BATCHES,
     Batch,
     LossFn,
     calibration_batches,
@@ -64,20 +72,25 @@ from edgesim.zoo.sensitivity import (
     product_scores,
     prunable_weights,
     require_prunable,
+    transformed_build,
 )
 
 __all__ = [
     "BASELINES",
+    "MASK_BUFFER",
+    "RANGE_BUFFER",
     "SENSITIVITIES",
     "STRATEGIES",
     "LayerPruning",
     "PruneReport",
     "SparseFamily",
     "apply_masks",
+    "attach_masks",
     "fine_tune",
     "global_sparsities",
     "gradient_scores",
     "grasp_scores",
+    "he_classifier_",
     "is_patch_embed",
     "layer_ranges",
     "layer_rule",
@@ -87,6 +100,8 @@ __all__ = [
     "product_scores",
     "prunable_weights",
     "prune",
+    "pruned_model",
+    "report_from_masks",
     "sparse_resnet50",
     "sparse_swin_tiny",
     "strategy_sparsities",
@@ -494,16 +509,103 @@ def synthetic_calibration(
     seed: int = 0,
     shape: Sequence[int] = (3, 224, 224),
     num_classes: int = 1000,
-    batch_size: int = 2,
-    batches: int = 1,
+    batch_size: int = CALIB_BATCH_SIZE,
+    batches: int = CALIB_BATCHES,
 ) -> list[Batch]:
-    """Seeded random calibration batches: standard-normal inputs of ``shape``, uniform labels."""
+    """Seeded random calibration batches: standard-normal inputs of ``shape``, uniform labels
+    (default 2 batches of 8 images)."""
     gen = torch.Generator().manual_seed(seed)
     return [
         (torch.randn(batch_size, *shape, generator=gen),
          torch.randint(0, num_classes, (batch_size,), generator=gen))
         for _ in range(batches)
     ]
+
+
+@torch.no_grad()
+def he_classifier_(model: nn.Module) -> nn.Module:
+    """Redraw a random-init model's Linear weights by the rule its convs are drawn by (He normal,
+    ``std = sqrt(2 / fan_out)``, ``edgesim.zoo.resnet``), biases 0; returns the model.
+
+    PyTorch's default Linear init, ``U(+-1/sqrt(fan_in))``, gives ResNet-50's classifier a std
+    of 0.0128, 2-14x below its convs (0.021-0.18): a global magnitude ranking (the Mix-and-Match
+    baselines) then removes ~99.7 % of the classifier for its init alone. Only for random
+    weights; a user's checkpoint keeps its own scale.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+#: Buffers a pruned model carries per Conv/Linear (in its state_dict, so that a checkpoint of
+#: the pruned model is told from a dense one and loads as itself): the keep-mask, and
+#: ``(rho_min, rho_max, rho)`` of the layer's range and chosen sparsity.
+MASK_BUFFER = "weight_mask"
+RANGE_BUFFER = "weight_prune_range"
+
+
+def attach_masks(model: nn.Module, report: PruneReport | None = None) -> nn.Module:
+    """Register each Conv/Linear's keep-mask (``w != 0``) and range (from ``report``; NaN
+    without one) as buffers (``MASK_BUFFER``, ``RANGE_BUFFER``); returns the model."""
+    rows = {} if report is None else {r.layer: r for r in report.layers}
+    for name, p in prunable_weights(model).items():
+        mod = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        r = rows.get(name)
+        rng = (r.rho_min, r.rho_max, r.rho) if r is not None else (math.nan,) * 3
+        mod.register_buffer(MASK_BUFFER, (p.detach() != 0).clone())
+        mod.register_buffer(RANGE_BUFFER, torch.tensor(rng, dtype=torch.float64))
+    return model
+
+
+def report_from_masks(model: nn.Module, sensitivity: str, strategy: str, *,
+                      patch_embed: NamePredicate = is_patch_embed) -> PruneReport:
+    """Re-apply a loaded pruned model's masks (``attach_masks``) and rebuild its report."""
+    masks, rows = {}, []
+    norms = set(norm_weights(model))
+    prunable = prunable_weights(model)
+    for name, p in layer_weights(model).items():
+        mod = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        lo = hi = rho = 0.0
+        if name in prunable:
+            masks[name] = getattr(mod, MASK_BUFFER)
+            lo, hi, rho = (float(v) for v in getattr(mod, RANGE_BUFFER))
+        rows.append((name, p, lo, hi, rho))
+    apply_masks(model, masks)
+    return PruneReport(sensitivity, strategy, tuple(
+        LayerPruning(layer=name, params=p.numel(), rho_min=lo, rho_max=hi, rho=rho,
+                     achieved=int((p == 0).sum()) / p.numel(),
+                     rule=layer_rule(name, p.numel(), norm=name in norms,
+                                     patch_embed=patch_embed))
+        for name, p, lo, hi, rho in rows))
+
+
+def pruned_model(model: nn.Module, calib: Iterable[Batch] | None, *, shape: Sequence[int],
+            num_classes: int, seed: int, strategy: str, sensitivity: str, steps: int | None,
+            targets: Sequence[float]) -> nn.Module:
+    """``model`` pruned in place by Mix-and-Match on ``calib`` (None: ``synthetic_calibration``
+    of ``shape`` and ``num_classes``, seeded), with ``prune_report`` and the mask and range
+    buffers (``attach_masks``); ``steps`` None uses every calibration batch."""
+    data = list(calib) if calib is not None else synthetic_calibration(
+        seed=seed, shape=shape, num_classes=num_classes)
+    model, report = mix_and_match(
+        model, data, sensitivity=sensitivity, strategy=strategy, targets=targets,
+        steps=len(data) if steps is None else steps,
+    )
+    model.prune_report = report
+    return attach_masks(model, report).eval()
+
+
+def _resnet50_dense(*, num_classes: int = 1000, **_: Any) -> nn.Module:
+    from edgesim.zoo.resnet import resnet50
+    return resnet50(num_classes)
+
+
+def _swin_tiny_dense(*, num_classes: int = 1000, img_size: int = 224, **_: Any) -> nn.Module:
+    from edgesim.zoo.swin import swin_tiny
+    return swin_tiny(num_classes, img_size)
 
 
 def sparse_resnet50(
@@ -513,25 +615,22 @@ def sparse_resnet50(
     strategy: str = "param_proportional",
     sensitivity: str = "magnitude",
     calib: Iterable[Batch] | None = None,
-    steps: int = 1,
+    steps: int | None = None,
     targets: Sequence[float] = (0.7, 0.8, 0.9),
+    base: nn.Module | None = None,
 ) -> nn.Module:
     """ResNet-50 (224x224) pruned by Mix-and-Match; the report is on ``model.prune_report``.
 
     Defaults follow the paper's best ResNet setting (magnitude sensitivity, parameter-proportional
-    strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
-    images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
+    strategy). ``base`` is the dense ResNet-50 to prune (a user's trained weights); without it,
+    a seeded random init whose classifier is drawn at the convs' scale (``he_classifier_``).
+    ``calib`` (all of its batches unless ``steps``) defaults to ``synthetic_calibration`` (16
+    images): supply real batches for meaningful ranges.
     """
-    from edgesim.zoo.resnet import resnet50
-
     torch.manual_seed(seed)
-    model = resnet50(num_classes)
-    data = calib if calib is not None else synthetic_calibration(seed=seed, num_classes=num_classes)
-    model, report = mix_and_match(
-        model, data, sensitivity=sensitivity, strategy=strategy, targets=targets, steps=steps
-    )
-    model.prune_report = report
-    return model.eval()
+    model = base if base is not None else he_classifier_(_resnet50_dense(num_classes=num_classes))
+    return pruned_model(model, calib, shape=(3, 224, 224), num_classes=num_classes, seed=seed,
+                   strategy=strategy, sensitivity=sensitivity, steps=steps, targets=targets)
 
 
 def sparse_swin_tiny(
@@ -542,27 +641,27 @@ def sparse_swin_tiny(
     strategy: str = "percentile_70",
     sensitivity: str = "magnitude",
     calib: Iterable[Batch] | None = None,
-    steps: int = 1,
+    steps: int | None = None,
     targets: Sequence[float] = (0.7, 0.8, 0.9),
+    base: nn.Module | None = None,
 ) -> nn.Module:
     """Swin-T pruned by Mix-and-Match; the report is on ``model.prune_report``.
 
     Defaults follow the paper's best Swin-T setting (magnitude sensitivity, 70th-percentile
-    strategy). Weights are a seeded random init; ``calib`` defaults to one synthetic batch of 2
-    images. Supply real calibration batches (and a trained model's weights) for meaningful ranges.
+    strategy). ``base`` is the dense Swin-T to prune; without it, a seeded random init (its
+    Linear layers share one truncated-normal init, so no redraw is needed). ``calib`` defaults
+    to ``synthetic_calibration`` (16 images).
     """
-    from edgesim.zoo.swin import swin_tiny
-
     torch.manual_seed(seed)
-    model = swin_tiny(num_classes, img_size)
-    data = calib if calib is not None else synthetic_calibration(
-        seed=seed, shape=(3, img_size, img_size), num_classes=num_classes
-    )
-    model, report = mix_and_match(
-        model, data, sensitivity=sensitivity, strategy=strategy, targets=targets, steps=steps
-    )
-    model.prune_report = report
-    return model.eval()
+    model = base if base is not None else _swin_tiny_dense(num_classes=num_classes,
+                                                           img_size=img_size)
+    return pruned_model(model, calib, shape=(3, img_size, img_size), num_classes=num_classes,
+                   seed=seed, strategy=strategy, sensitivity=sensitivity, steps=steps,
+                   targets=targets)
+
+
+sparse_resnet50.edgesim_dense = _resnet50_dense  # type: ignore[attr-defined]
+sparse_swin_tiny.edgesim_dense = _swin_tiny_dense  # type: ignore[attr-defined]
 
 
 class SparseFamily(Family):
@@ -570,6 +669,31 @@ class SparseFamily(Family):
     sparsity range (``meta``: ``rho_min``, ``rho_max``, ``rho``) from ``model.prune_report``."""
 
     name = "sparse"
+
+    def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
+        """The seeded pruned model; with ``weights``, a dense checkpoint is loaded into the
+        dense model and then pruned (calibrated on ``data`` when given), a pruned one
+        (``attach_masks`` buffers) loads as itself (``transformed_build``)."""
+        if weights is None:
+            return super().build(spec, weights, seed, data)
+        from edgesim.zoo.registry import _import_factory
+        factory = _import_factory(spec.name, spec.factory)
+        kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
+
+        def transform(dense: nn.Module, calib: list[Batch] | None) -> nn.Module:
+            return factory(**kwargs, base=dense, calib=calib)
+
+        def restore(model: nn.Module) -> nn.Module:
+            import inspect
+            params = inspect.signature(factory).parameters
+            pick = {k: kwargs.get(k, params[k].default if k in params else "")
+                    for k in ("sensitivity", "strategy")}
+            model.prune_report = report_from_masks(model, **pick)
+            return model
+
+        return transformed_build(spec, weights, seed, data, transform=transform,
+                                 skeleton=attach_masks, restore=restore,
+                                 what="pruned model")
 
     def annotate(self, blocks: Sequence[Any], model: Any) -> list[Any]:
         from dataclasses import replace
