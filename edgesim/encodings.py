@@ -4,7 +4,8 @@ Public names: ``ENCODINGS``, ``CODECS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCL
 ``stored_bytes``, ``holds``, ``best_encoding``, ``encoding_table``, ``candidates``,
 ``decodable``, ``resolve``, ``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``,
 ``rle_bytes``, ``rle``, ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``,
-``nested``, ``separate_csr_bytes``, ``mlw``.
+``nested``, ``separate_csr_bytes``, ``SEGMENT_ENCODINGS``, ``segment_candidates``, ``mlw``,
+``storage_note``, ``StorageWarning``.
 
 Every function takes the quantized values as they will be stored (an integer NumPy array whose
 first axis is the output channel), the bits per stored value, and the number of per-region scales
@@ -42,7 +43,9 @@ __all__ = [
     "ENCODINGS",
     "EXCLUSIVE",
     "SCALE_BYTES",
+    "SEGMENT_ENCODINGS",
     "VALUE_BITS",
+    "StorageWarning",
     "as_stored",
     "best_encoding",
     "bitmap",
@@ -59,9 +62,11 @@ __all__ = [
     "resolve",
     "rle",
     "rle_bytes",
+    "segment_candidates",
     "separate_csr_bytes",
     "signed_binary",
     "signed_binary_bytes",
+    "storage_note",
     "stored_bytes",
 ]
 
@@ -313,6 +318,27 @@ def separate_csr_bytes(levels: np.ndarray, bits: int, scales: int = 0,
     return sum(_csr_from_counts(int(nnz), rows, cols, bits, scales) for nnz in cumulative)
 
 
+#: Encodings one level segment of a nested stream may be stored in besides ``nested`` (its CSR
+#: segment): the generic sparse formats, each decoding the segment as a sparse tensor of its own
+#: that the sub-network adds to the segments before it (their supports are disjoint). ``dense``
+#: does not apply to a segment (it would store every level's zeros again).
+SEGMENT_ENCODINGS: tuple[str, ...] = ("bitmap", "csr", "csc", "rle")
+
+
+def segment_candidates(segment: np.ndarray, bits: int, scales: int = 0) -> dict[str, int]:
+    """Bytes of one nested level segment (the tensor's values with ``level == k``, zeros
+    elsewhere) under each of ``SEGMENT_ENCODINGS``; ``scales`` go with level 1.
+
+    A level segment of a 50 %-dense sub-network's last 20 % costs, per element of the tensor,
+    1 bit of bitmap + 0.2 x 8 bits of values = 2.6 bits in ``bitmap``, against 0.2 x (8 + 13)
+    = 4.2 bits in CSR (3x3x512 columns: 13-bit indices).
+
+    >>> segment_candidates(np.array([[0, 3, 0, 0, 0, 0, 0, -2]]), bits=8)   # csc: 2 + 1 + 3
+    {'bitmap': 3, 'csr': 4, 'csc': 6, 'rle': 3}
+    """
+    return {e: stored_bytes(segment, e, bits, scales) for e in SEGMENT_ENCODINGS}
+
+
 def mlw(values: np.ndarray, bits: int = 8, scales: int = 0) -> int:
     """Arm Ethos-U's lossless weight stream (Vela's ``mlw_codec``), counted from the values.
 
@@ -453,8 +479,14 @@ _RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def resolve(workload: Workload, hw: Any) -> Workload:
     """The Workload as the hardware ``hw`` stores and moves it: ``as_stored(workload,
-    hw.formats, hw.act_bits)``."""
-    return as_stored(workload, tuple(hw.formats), int(hw.act_bits))
+    hw.formats, hw.act_bits)``; a ``StorageWarning`` (``storage_note``) when its weights do not
+    fit a flash-only device."""
+    out = as_stored(workload, tuple(hw.formats), int(hw.act_bits))
+    note = storage_note(out, hw)
+    if note is not None:
+        import warnings
+        warnings.warn(note, StorageWarning, stacklevel=2)
+    return out
 
 
 def as_stored(workload: Workload, formats: Sequence[str] | None,
@@ -465,7 +497,10 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
     Weights: each block with candidates (``WeightBlock.encoded``) takes the smallest of them
     among ``decodable(workload.meta["encodings"], formats)`` (the first in that order on a tie)
     and sets ``encoding`` and ``stored_bytes``; a block without candidates stays as stored. A
-    block that none of them can hold is a ``ConfigError`` naming it and the formats.
+    block that none of them can hold is a ``ConfigError`` naming it and the formats, except a
+    nested level segment (``meta["level"]``): where the hardware decodes none of its encodings
+    it stays in the ``nested`` layout, read by the model's own kernels (the paper's
+    Cortex-M7 kernels, REFERENCE.md A4).
 
     Activations: a traced workload records ``meta["act_bits"]`` bits per element (8: bytes =
     elements); ``in_bytes``, ``out_bytes`` and ``live_bytes`` become ``ceil(b * act_bits /
@@ -521,6 +556,8 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
         if b.encoded:
             names = decodable(list(b.encoded), formats) if order is None else order
             allowed = [e for e in names if e in b.encoded]
+            if not allowed and "level" in b.meta and "nested" in b.encoded:
+                allowed = ["nested"]
             if not allowed:
                 raise ConfigError(f"weight block '{bid}': none of the encodings "
                                   f"{', '.join(names)} (formats {', '.join(formats)}) can store "
@@ -541,3 +578,41 @@ def _scaled(op: LayerOp, traced: int, act_bits: int) -> LayerOp:
     in_b, out_b = at(op.in_bytes), at(op.out_bytes)
     return replace(op, in_bytes=in_b, out_bytes=out_b, live_bytes=max(at(op.live_bytes),
                                                                        in_b + out_b))
+
+
+class StorageWarning(UserWarning):
+    """A model's stored weights do not fit the memory a hardware keeps them in."""
+
+
+def storage_note(workload: Workload, hw: Any) -> str | None:
+    """One line when ``workload``'s stored weights exceed a flash-only device's flash, else None.
+
+    A device is flash-only for weights when they are placed in its ``offchip`` memory
+    (``placement_weights``) of kind ``flash``; its size is ``hw.offchip_bytes`` (None: unknown,
+    nothing to check). The line names the model, its stored bytes (for a nested model: the
+    whole stream and what each level reads) and the flash size. ``workload`` is as stored on
+    ``hw`` (``resolve``).
+    """
+    size = getattr(hw, "offchip_bytes", None)
+    if (size is None or getattr(hw, "offchip_kind", None) != "flash"
+            or getattr(hw, "placement_weights", "offchip") != "offchip"):
+        return None
+    stored = int(workload.stored_bytes)
+    if stored <= int(size):
+        return None
+    name = getattr(hw, "name", "the device")
+    levels: dict[int, int] = {}
+    for b in workload.blocks.values():
+        k = b.meta.get("level")
+        if k is not None:
+            levels[int(k)] = levels.get(int(k), 0) + int(b.stored_bytes)
+    if levels:
+        acc, reads = stored - sum(levels.values()), []
+        for k in sorted(levels):
+            acc += levels[k]
+            reads.append(f"{acc:,}")
+        return (f"nested model {workload.model}: its weight stream ({stored:,} B; levels "
+                f"1..{max(levels)} read {' / '.join(reads)} B) does not fit the {int(size):,} B "
+                f"flash of {name}, and switching levels at run time needs all of it stored")
+    return (f"model {workload.model}: its stored weights ({stored:,} B) do not fit the "
+            f"{int(size):,} B flash of {name}")

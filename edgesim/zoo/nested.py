@@ -174,7 +174,10 @@ class LevelMask(nn.Module):
 
         Block ``<block_id>#Lk`` holds the bytes the stream adds for level k
         (``encodings.nested_bytes``, encoding ``nested``), so sub-network k reads the blocks of
-        levels 1..k, a prefix of the stream. Elements are split so that the blocks together
+        levels 1..k, a prefix of the stream. Its ``encoded`` also holds the segment's bytes
+        under each generic sparse encoding (``encodings.segment_candidates``: the level-k
+        weights alone, the scales with level 1), of which ``encodings.resolve`` takes the
+        smallest the hardware decodes. Elements are split so that the blocks together
         count the tensor once. ``latent`` is the unmasked weight, quantized per output channel
         at ``precision`` after level-0 weights are zeroed. Returns all the blocks, the ids the
         current level reads and the nonzeros of the current sub-network.
@@ -196,10 +199,13 @@ class LevelMask(nn.Module):
             stored = prefix[k - 1] - (prefix[k - 2] if k > 1 else 0)
             elements = q.size - sum(counts[1:]) if k == 1 else counts[k - 1]
             dense = encodings.stored_bytes(q, "dense", bits, nscales) if k == 1 else 0
+            segment = np.where(levels == k, q, 0)
+            encoded = {"nested": int(stored), **encodings.segment_candidates(
+                segment, bits, nscales if k == 1 else 0)}
             blocks.append(WeightBlock(
                 sid, int(elements), counts[k - 1], bits, "nested", int(stored), int(dense),
                 {"shape": tuple(q.shape), "role": "weight", "precision": precision,
-                 "level": k, "levels": n_levels, "parameter": block_id}))
+                 "level": k, "levels": n_levels, "parameter": block_id}, encoded=encoded))
         return blocks, [b.id for b in blocks[:self.level]], sum(counts[:self.level])
 
 
@@ -345,22 +351,28 @@ def train_nested(model: NestedModel, loader: Iterable[tuple[torch.Tensor, torch.
     return losses
 
 
+def _resnet50_dense(*, num_classes: int = 1000, **_: Any) -> nn.Module:
+    from edgesim.zoo.resnet import resnet50
+    return resnet50(num_classes=num_classes)
+
+
 def nested_resnet50(seed: int = 0, levels: int = 3, densities: Sequence[float] = DEFAULT_DENSITIES,
                     level: int | None = None, *, num_classes: int = 1000,
-                    first_last_densities: Sequence[float] | None = None) -> NestedModel:
-    """A seeded (randomly initialised, no pretrained weights) ResNet-50 with ``levels`` nested
-    magnitude-pruned sub-networks, running sub-network ``level`` (default the densest). Load a
-    checkpoint into the dense model and call ``NestedModel(model, nested_levels(model))`` for a
-    trained one."""
-    from edgesim.zoo.resnet import resnet50
-
+                    first_last_densities: Sequence[float] | None = None,
+                    base: nn.Module | None = None) -> NestedModel:
+    """A ResNet-50 with ``levels`` nested magnitude-pruned sub-networks, running sub-network
+    ``level`` (default the densest): of ``base`` (a user's dense ResNet-50, e.g. loaded from a
+    checkpoint) or of a seeded random init (no pretrained weights ship)."""
     if len(densities) != levels:
         raise ModelError(f"nested_resnet50: levels={levels} but {len(densities)} densities "
                          f"{tuple(densities)}; expected one density per level")
     torch.manual_seed(seed)
-    net = resnet50(num_classes=num_classes)
+    net = base if base is not None else _resnet50_dense(num_classes=num_classes)
     lv = nested_levels(net, densities, first_last_densities=first_last_densities)
     return NestedModel(net, lv, level=levels if level is None else level)
+
+
+nested_resnet50.edgesim_dense = _resnet50_dense  # type: ignore[attr-defined]
 
 
 def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, Any]]:
@@ -408,6 +420,31 @@ class NestedFamily(Family):
     """Nested models: ``model.level=K`` (or ``name@K``) selects sub-network K of the stream."""
 
     name = "nested"
+
+    def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
+        """The seeded nested model; with ``weights``, a dense checkpoint is loaded into the
+        dense model and nested (levels by magnitude, which reads no data: ``data`` is not
+        needed), a nested one (latent weights and levels) loads as itself
+        (``edgesim.zoo.sensitivity.transformed_build``)."""
+        if weights is None:
+            return super().build(spec, weights, seed, data)
+        from edgesim.zoo.registry import _import_factory
+        from edgesim.zoo.sensitivity import transformed_build
+
+        factory = _import_factory(spec.name, spec.factory)
+        kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
+
+        def transform(dense: nn.Module, calib: Any) -> nn.Module:
+            del calib   # magnitude levels: the loaded weights decide
+            return factory(**kwargs, base=dense)
+
+        def restore(model: nn.Module) -> nn.Module:
+            model.set_level(model.level)   # levels loaded in place; re-arm the masks
+            return model
+
+        return transformed_build(spec, weights, seed, data, transform=transform,
+                                 skeleton=lambda dense: factory(**kwargs, base=dense),
+                                 restore=restore, what="nested model", reads_data=False)
 
     def select_level(self, spec: Any, model: Any, level: int | None) -> Any:
         if level is None:
