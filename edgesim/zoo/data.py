@@ -1,6 +1,7 @@
 """Input streams for tracing, calibration and routing: synthetic clustered inputs and file loaders.
 
-Public names: ``synthetic_images``, ``synthetic_points``, ``load_inputs``, ``IMAGE_EXTENSIONS``.
+Public names: ``synthetic_images``, ``synthetic_points``, ``load_inputs``, ``load_labelled``,
+``labels_file``, ``check_classes``, ``IMAGE_EXTENSIONS``.
 
 Synthetic inputs are *clustered* (a few prototypes plus per-sample noise) so that a routed model
 sees structure and its routing is not degenerate. Both generators are deterministic: cluster
@@ -18,6 +19,15 @@ another ``seed`` holds new samples of the same clusters (what a calibrated route
   array, or (images) a folder of image files; images are resized (shorter side) and
   centre-cropped to ``shape`` and normalised with the ImageNet mean and std. An image's pixel
   count is read from its header and checked against ``MAX_IMAGE_PIXELS`` before it is decoded.
+  A labelled file or folder (below) gives its inputs.
+* ``load_labelled(path, kind, shape) -> (x, labels)``: inputs and one whole class number per
+  input, from a ``.pt`` holding ``{"x": inputs, "y": labels}`` (or ``{"inputs", "labels"}``, or
+  an ``(inputs, labels)`` pair), an ``.npz`` with arrays ``x`` and ``y`` (or ``inputs`` and
+  ``labels``), a ``.npy`` of inputs with its labels beside it (``labels_file``: ``y.npy`` for
+  ``x.npy``, else ``NAME_labels.npy`` for ``NAME.npy``), or an image folder with one sub-folder
+  per class. Nothing read runs code: ``torch.load(weights_only=True)``,
+  ``np.load(allow_pickle=False)``. ``check_classes(path, labels, classes)`` refuses a label
+  outside the model's ``0..classes-1``.
 
 >>> x, y = synthetic_images(4, shape=(3, 8, 8), clusters=2)
 >>> tuple(x.shape), y.tolist()
@@ -36,8 +46,8 @@ import torch.nn.functional as F
 
 from edgesim.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "load_inputs", "synthetic_images",
-           "synthetic_points"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "check_classes", "labels_file", "load_inputs",
+           "load_labelled", "synthetic_images", "synthetic_points"]
 
 #: File extensions ``load_inputs`` reads from an image folder (PNG natively, others via Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -186,8 +196,22 @@ def _read_image(file: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _image_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _class_folders(path: Path) -> list[Path]:
+    """Sub-folders of ``path`` (hidden ones skipped), in class order: numerically when every
+    name is a whole number, else by name."""
+    dirs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if dirs and all(d.name.isdigit() for d in dirs):
+        return sorted(dirs, key=lambda d: (int(d.name), d.name))
+    return sorted(dirs, key=lambda d: d.name)
+
+
 def _image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = _image_files(path)
     if not files:
         raise DataError(f"{path}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder; "
                         f"expected images for input shape {shape}")
@@ -212,19 +236,115 @@ def _image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _read_array(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+def _class_image_folder(path: Path, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of every class sub-folder of ``path`` and their labels: a folder named by a whole
+    number is that class; otherwise classes are numbered 0.. in sorted name order."""
+    dirs = _class_folders(path)
+    if not dirs:
+        loose = len(_image_files(path))
+        raise DataError(f"{path}: no class sub-folders (found {loose} loose images); expected "
+                        "one sub-folder of images per class (e.g. 0/, 1/, ... or cat/, dog/)")
+    numeric = all(d.name.isdigit() for d in dirs)
+    xs, ys = [], []
+    for k, d in enumerate(dirs):
+        x = _image_folder(d, shape)
+        xs.append(x)
+        ys.append(torch.full((x.shape[0],), int(d.name) if numeric else k, dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def labels_file(path: str | Path) -> Path:
+    """Where the labels of the ``.npy`` inputs ``path`` are: ``y.npy`` beside ``x.npy``, else
+    ``NAME_labels.npy`` beside ``NAME.npy``."""
+    p = Path(path)
+    return p.with_name("y.npy") if p.stem == "x" else p.with_name(f"{p.stem}_labels.npy")
+
+
+#: Names of the (inputs, labels) entries of a labelled ``.pt`` mapping or ``.npz``.
+_PAIRS = (("x", "y"), ("inputs", "labels"))
+_LABELLED_FORMS = ("{'x': inputs, 'y': labels} (or 'inputs'/'labels') in a .pt, arrays x and y "
+                   "in an .npz, x.npy with y.npy, or a folder of class sub-folders")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def _container(path: Path, shape: tuple[int, ...]) -> tuple[object, object]:
+    """(inputs, labels or None) as stored in the file ``path`` (nothing in it is run)."""
+    want = f"(n, {', '.join(map(str, shape))})"
     try:
         if path.suffix == ".npy":
-            obj = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return _load_npy(path), None
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                names = set(z.files)
+                for xk, yk in _PAIRS:
+                    if xk in names:
+                        return z[xk], (z[yk] if yk in names else None)
+            raise DataError(f"{path}: holds arrays {sorted(names)[:5]}; expected arrays 'x' "
+                            f"(inputs {want}) and 'y' (labels)")
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read inputs ({type(exc).__name__}: {exc}); "
-                        f"expected a tensor of shape (n, {', '.join(map(str, shape))})") from exc
+                        f"expected a tensor of shape {want}") from exc
+    if isinstance(obj, dict):
+        for xk, yk in _PAIRS:
+            if xk in obj:
+                return obj[xk], obj.get(yk)
+        keys = ", ".join(repr(k) for k in list(obj)[:5])
+        raise DataError(f"{path}: holds a mapping of {keys}; expected {{'x': inputs {want}, "
+                        "'y': labels}")
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        return obj[0], obj[1]
+    return obj, None
+
+
+def _as_tensor(path: Path, obj: object, what: str, expected: str) -> torch.Tensor:
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise DataError(f"{path}: {what} of dtype {obj.dtype}; expected {expected}")
+        return torch.from_numpy(np.ascontiguousarray(obj))
     if not isinstance(obj, torch.Tensor):
-        raise DataError(f"{path}: holds a {type(obj).__name__}, expected a tensor of shape "
-                        f"(n, {', '.join(map(str, shape))})")
+        raise DataError(f"{path}: holds {what} as a {type(obj).__name__}; expected {expected}")
     return obj
+
+
+def _shaped(p: Path, x: torch.Tensor, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """``x`` as a float batch ``(n, *shape)``: one example gains the batch dimension, images of
+    another size are resized and centre-cropped."""
+    want = f"(n, {', '.join(map(str, shape))})"
+    if x.dim() == len(shape):
+        x = x.unsqueeze(0)
+    if x.is_complex():
+        raise DataError(f"{p}: complex inputs; expected real inputs of shape {want}")
+    x = x.float()
+    if kind == "image":
+        if x.dim() != 4 or len(shape) != 3 or x.shape[1] != shape[0]:
+            raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
+        return _resize_crop(x, shape[1], shape[2]).contiguous()
+    if x.dim() != 3 or tuple(x.shape[1:]) != shape:
+        raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
+    return x.contiguous()
+
+
+def _check_path(p: Path, kind: str, shape: tuple[int, ...], labelled: bool) -> None:
+    want = f"(n, {', '.join(map(str, shape))})"
+    if kind not in ("image", "points"):
+        raise DataError(f"{p}: kind must be 'image' or 'points', got {kind!r}")
+    if not p.exists():
+        what = "labelled inputs" if labelled else "inputs"
+        raise DataError(f"{p}: no such file or folder; expected {what} of shape {want}")
+    if p.is_dir():
+        if kind != "image":
+            raise DataError(f"{p}: a folder is only read for images; expected a .pt, .npz or "
+                            f".npy point tensor of shape {want}")
+        return
+    if p.suffix not in (".pt", ".pth", ".npy", ".npz"):
+        raise DataError(f"{p}: unknown input file type {p.suffix!r}; expected .pt, .pth, .npz, "
+                        ".npy" + (" or an image folder" if kind == "image" else ""))
 
 
 def load_inputs(path: str | Path, kind: str = "image",
@@ -234,31 +354,106 @@ def load_inputs(path: str | Path, kind: str = "image",
     ``kind="image"``, ``shape=(C, H, W)``: a ``.pt``/``.npy`` of ``(n, C, H, W)`` or ``(C, H, W)``
     (other H, W are resized and centre-cropped) or a folder of images (sorted by name, resized,
     cropped, ImageNet-normalised). ``kind="points"``, ``shape=(N, 3)``: a ``.pt``/``.npy`` of
-    ``(n, N, 3)`` or ``(N, 3)``. Anything else raises ``DataError`` naming the path and the shape.
+    ``(n, N, 3)`` or ``(N, 3)``. The inputs of a labelled file or folder (``load_labelled``) are
+    read the same way, their labels ignored. Anything else raises ``DataError`` naming the path
+    and the shape.
     """
     p = Path(path)
     shape = tuple(int(s) for s in shape)
-    if kind not in ("image", "points"):
-        raise DataError(f"{p}: kind must be 'image' or 'points', got {kind!r}")
-    want = f"(n, {', '.join(map(str, shape))})"
-    if not p.exists():
-        raise DataError(f"{p}: no such file or folder; expected inputs of shape {want}")
+    _check_path(p, kind, shape, labelled=False)
     if p.is_dir():
-        if kind != "image":
-            raise DataError(f"{p}: a folder is only read for images; expected a .pt or .npy "
-                            f"point tensor of shape {want}")
-        return _image_folder(p, shape)
-    if p.suffix not in (".pt", ".pth", ".npy"):
-        raise DataError(f"{p}: unknown input file type {p.suffix!r}; expected .pt, .pth, .npy"
-                        + (" or an image folder" if kind == "image" else ""))
-    x = _read_array(p, shape)
-    if x.dim() == len(shape):
-        x = x.unsqueeze(0)
-    x = x.float()
-    if kind == "image":
-        if x.dim() != 4 or len(shape) != 3 or x.shape[1] != shape[0]:
-            raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
-        return _resize_crop(x, shape[1], shape[2]).contiguous()
-    if x.dim() != 3 or tuple(x.shape[1:]) != shape:
-        raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
-    return x.contiguous()
+        if _image_files(p) or not _class_folders(p):
+            return _image_folder(p, shape)
+        return _class_image_folder(p, shape)[0]
+    want = f"a tensor of shape (n, {', '.join(map(str, shape))})"
+    x, _ = _container(p, shape)
+    return _shaped(p, _as_tensor(p, x, "the inputs", want), kind, shape)
+
+
+def load_labelled(path: str | Path, kind: str = "image",
+                  shape: tuple[int, ...] = (3, 224, 224),
+                  classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``(n, *shape)`` (float32, as ``load_inputs`` reads them) and their labels
+    ``(n,)`` (int64 class numbers) from a labelled file or folder (see the module docstring).
+
+    Labels must be whole numbers >= 0, one per input (and below ``classes`` when given); the
+    inputs finite. Anything else is a ``DataError`` naming the path and what was expected.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "d.pt"
+    >>> torch.save({"x": torch.zeros(3, 2, 3), "y": torch.tensor([0, 2, 1])}, f)
+    >>> x, y = load_labelled(f, "points", (2, 3))
+    >>> tuple(x.shape), y.tolist()
+    ((3, 2, 3), [0, 2, 1])
+    """
+    p = Path(path)
+    shape = tuple(int(s) for s in shape)
+    _check_path(p, kind, shape, labelled=True)
+    want = f"a tensor of shape (n, {', '.join(map(str, shape))})"
+    if p.is_dir():
+        x, y = _class_image_folder(p, shape)
+    else:
+        xs, ys = _container(p, shape)
+        if ys is None and p.suffix == ".npy":
+            lab = labels_file(p)
+            if not lab.is_file():
+                raise DataError(f"{p}: no labels file {lab.name} beside it; expected the class "
+                                f"of each input in {lab} (or {_LABELLED_FORMS})")
+            try:
+                ys = _load_npy(lab)
+            except Exception as exc:
+                raise DataError(f"{lab}: cannot read labels ({type(exc).__name__}: {exc}); "
+                                "expected a .npy of whole class numbers") from exc
+            p_labels = lab
+        else:
+            p_labels = p
+        if ys is None:
+            raise DataError(f"{p}: holds inputs without labels; expected {_LABELLED_FORMS}")
+        x = _shaped(p, _as_tensor(p, xs, "the inputs", want), kind, shape)
+        y = _labels(p_labels, _as_tensor(p_labels, ys, "the labels",
+                                         "a 1-D tensor of whole class numbers"))
+        if y.shape[0] != x.shape[0]:
+            raise DataError(f"{p_labels}: {y.shape[0]} labels for {x.shape[0]} inputs; "
+                            "expected one label per input")
+    if x.shape[0] == 0:
+        raise DataError(f"{p}: holds no inputs; expected at least one labelled input")
+    bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
+    if bad.any():
+        raise DataError(f"{p}: input {int(bad.nonzero()[0])} holds NaN or infinite values; "
+                        "expected finite inputs")
+    if classes is not None:
+        check_classes(p, y, classes)
+    return x, y
+
+
+def _labels(p: Path, y: torch.Tensor) -> torch.Tensor:
+    """``y`` as int64 class numbers: 1-D (or ``(n, 1)``), whole, >= 0."""
+    if y.dim() == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dim() != 1:
+        raise DataError(f"{p}: labels of shape {tuple(y.shape)}; expected one whole class "
+                        "number per input, shape (n,)")
+    if y.is_complex() or y.dtype == torch.bool:
+        raise DataError(f"{p}: labels of dtype {y.dtype}; expected whole class numbers")
+    if y.is_floating_point():
+        frac = ~torch.isfinite(y) | (y != y.round())
+        if frac.any():
+            i = int(frac.nonzero()[0])
+            raise DataError(f"{p}: label {float(y[i])!r} of input {i} is not a whole class "
+                            "number")
+    y = y.long()
+    neg = y < 0
+    if neg.any():
+        i = int(neg.nonzero()[0])
+        raise DataError(f"{p}: label {int(y[i])} of input {i} is negative; expected class "
+                        "numbers 0, 1, ...")
+    return y
+
+
+def check_classes(path: str | Path, y: torch.Tensor, classes: int) -> None:
+    """Refuse labels outside ``0..classes-1`` (``classes``: the model's output width)."""
+    out = (y < 0) | (y >= classes)
+    if out.any():
+        i = int(out.nonzero()[0])
+        raise DataError(f"{path}: label {int(y[i])} of input {i} is out of range; expected "
+                        f"classes 0..{classes - 1} (the model has {classes} outputs)")
