@@ -1,7 +1,7 @@
 """The Python API: the same verbs as the command line, returning DataFrames.
 
-Public names: ``workload``, ``run``, ``models``, ``configs``, ``model_info``, ``Run``,
-``parse_model_name``.
+Public names: ``workload``, ``run``, ``evaluate``, ``models``, ``configs``, ``model_info``,
+``Run``, ``parse_model_name``.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> r = run(tiny_config(sram="1 MiB"), tiny_workload(inputs=2))
@@ -11,6 +11,10 @@ Public names: ``workload``, ``run``, ``models``, ``configs``, ``model_info``, ``
 Tracing happens once per model and precision and is cached on disk (``edgesim.cache``); the
 encodings and activation bytes a hardware uses are decided when simulating
 (``edgesim.encodings.resolve``). With a cached Workload, ``run`` does not import torch.
+
+``evaluate`` (and ``run(..., evaluate=True)``) gives the top-1 accuracy of the built model on
+labelled data (``edgesim.build.evaluate``), cached by model, weights, data, seed, level and
+input count, so a repeated evaluation is a file read.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from edgesim.errors import DataError, ModelError
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
-__all__ = ["Run", "configs", "model_info", "models", "parse_model_name", "run", "workload"]
+__all__ = ["Run", "configs", "evaluate", "model_info", "models", "parse_model_name", "run",
+           "workload"]
 
 DEFAULT_INPUTS = 8
 
@@ -54,7 +59,8 @@ def _spec(name: str):
 def workload(model: str, *, precision: str = "int8", act_bits: int | None = None,
              formats: Sequence[str] | None = None, inputs: int = 1, data: str | None = None,
              seed: int = 0, weights: str | None = None, level: int | None = None,
-             use_cache: bool = True, progress: Callable[[str], None] | None = None) -> Workload:
+             use_cache: bool = True, progress: Callable[[str], None] | None = None,
+             evaluate: bool = False) -> Workload:
     """The Workload of a registered (or ``package.module:factory``) model on an input stream.
 
     The model is traced once per precision (and weights, seed, level) with its weights measured
@@ -63,17 +69,12 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
     (``edgesim.encodings.as_stored``; None: as traced, the model's own preference at 8 bits).
     ``level`` selects a nested sub-network (also written ``name@K``). Routed models route
     ``inputs`` inputs (``data``: a .pt/.npy file or an image folder; default: a seeded clustered
-    synthetic stream); other models repeat their one path ``inputs`` times.
+    synthetic stream); other models repeat their one path ``inputs`` times. ``evaluate``: the
+    ``data`` is labelled data being evaluated (``evaluate``), so any model may be given it.
     """
     from edgesim.encodings import as_stored
-    base, suffix_level = parse_model_name(model)
-    if suffix_level is not None:
-        if level is not None and level != suffix_level:
-            raise ModelError(f"model {model!r}: level {suffix_level} in the name and "
-                             f"model.level={level} disagree")
-        level = suffix_level
-    spec = _spec(base)
-    check_inputs(spec, data=data, weights=weights)
+    spec, level = _spec_level(model, level)
+    check_inputs(spec, data=data, weights=weights, evaluate=evaluate)
     candidates = tuple(spec_encodings(spec, None))
     weights_fp = cache.file_fingerprint(weights)
     # a user's checkpoint is transformed (pruned, nested, binarised, made a tree) calibrated
@@ -111,15 +112,32 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
                                                        "seed": seed}}), formats, act_bits)
 
 
-def check_inputs(spec, *, data: str | None, weights: str | None) -> None:
+def _spec_level(model: str, level: int | None):
+    """(spec, level) of a model name, ``name@K`` agreeing with ``level`` when both are given."""
+    base, suffix_level = parse_model_name(model)
+    if suffix_level is not None:
+        if level is not None and level != suffix_level:
+            raise ModelError(f"model {model!r}: level {suffix_level} in the name and "
+                             f"model.level={level} disagree")
+        level = suffix_level
+    return _spec(base), level
+
+
+def check_inputs(spec, *, data: str | None, weights: str | None,
+                 evaluate: bool = False) -> None:
     """Refuse, before any work, ``--data`` for a model that does not read it and paths that
     cannot be what they are given as: ``data`` must exist (a file, or a folder of images),
-    ``weights`` must be a file (a folder is refused without being walked)."""
+    ``weights`` must be a file (a folder is refused without being walked). With ``evaluate``
+    every model reads ``data`` (its labelled inputs), and ``data`` is required."""
+    if evaluate and data is None:
+        raise DataError("--eval needs --data LABELLED: a .pt of {'x': inputs, 'y': labels}, an "
+                        ".npz, x.npy with y.npy, or an image folder with one sub-folder per class")
     if data is not None:
-        if not spec.dynamic:
+        if not spec.dynamic and not evaluate:
             raise DataError(f"--data {data}: model '{spec.name}' does not use input data (only "
                             "routed models route their inputs; every input of a "
-                            f"{spec.family} model moves the same weights); drop --data")
+                            f"{spec.family} model moves the same weights); drop --data, or "
+                            "add --eval to measure its top-1 on labelled data")
         if not Path(data).exists():
             raise DataError(f"--data {data}: no such file or folder (expected a .pt/.npy "
                             "tensor file or a folder of images)")
@@ -176,6 +194,8 @@ class Run:
     model: dict[str, Any]
     hardware: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    #: ``evaluate``'s answer (top1, correct, inputs, data) when the run evaluated, else None.
+    accuracy: dict[str, Any] | None = None
 
     @property
     def inferences(self):
@@ -190,10 +210,13 @@ class Run:
         return self.result.summary
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report: ``model``, ``hardware``, ``inferences``, ``summary``."""
+        """The JSON report: ``model``, ``hardware``, ``inferences``, ``summary``, ``run``, and
+        ``accuracy`` when the run evaluated (``top1``, ``correct``, ``inputs``, ``data``)."""
         out = {"model": self.model, "hardware": self.hardware,
                "inferences": _records(self.result.rows),
                "summary": self.summary, "run": self.meta}
+        if self.accuracy is not None:
+            out["accuracy"] = dict(self.accuracy)
         if self.result.layer_rows is not None:
             out["layers"] = _records(self.result.layer_rows)
         return out
@@ -210,22 +233,28 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
         data: str | None = None, seed: int = 0, weights: str | None = None,
         memo: bool = True, progress: Callable[[str], None] | None = None,
-        sim_progress: Callable[[int], None] | None = None) -> Run:
+        sim_progress: Callable[[int], None] | None = None, evaluate: bool = False,
+        eval_progress: Callable[[int, int], None] | None = None) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
     ``package.module:factory`` or a Workload (its own stream unless ``inputs`` is given).
     ``inputs`` defaults to 8 for a named model. ``overrides`` are ``--set``
     strings; ``model.level=K`` selects a nested level.
+
+    ``evaluate``: ``data`` is labelled; the stream is its inputs (the first ``inputs`` when
+    given, else all of them; a routed model routes them) and ``Run.accuracy`` their top-1
+    (``evaluate``; ``eval_progress(done, total)`` while it runs).
     """
     from edgesim.config import HardwareConfig, load_config
     if isinstance(model, Workload):
-        if data is not None or weights is not None:
-            flag = "--data" if data is not None else "--weights"
+        if data is not None or weights is not None or evaluate:
+            flag = "--eval" if evaluate else "--data" if data is not None else "--weights"
             raise ModelError(f"{flag}: model {model.name!r} is given as a traced Workload, "
                              f"which {flag} cannot change; drop {flag}")
     else:   # flags that do nothing, and paths that cannot be read, before any work
-        check_inputs(_spec(parse_model_name(model)[0]), data=data, weights=weights)
+        check_inputs(_spec(parse_model_name(model)[0]), data=data, weights=weights,
+                     evaluate=evaluate)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]
     if isinstance(config, HardwareConfig):
@@ -235,17 +264,87 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     else:
         hw = load_config(config, hw_overrides)
     level = _model_level(model_overrides)
+    accuracy = None
+    if evaluate:
+        accuracy = _accuracy(model, data=data, weights=weights, seed=seed, level=level,
+                             inputs=inputs, progress=progress, eval_progress=eval_progress)
+        inputs = accuracy["inputs"]
     if isinstance(model, Workload):
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
         w = workload(model, precision=hw.precision,
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data,
-                     seed=seed, weights=weights, level=level, progress=progress)
+                     seed=seed, weights=weights, level=level, progress=progress,
+                     evaluate=evaluate)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
                            memo=memo, progress=sim_progress)
     return Run(res, model_info(w), hw.to_dict(),
-               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed})
+               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed},
+               accuracy)
+
+
+#: Evaluations of this process, by cache key (a repeated call does not re-read the file).
+_EVALS: dict[str, dict[str, Any]] = {}
+
+
+def evaluate(model: str, *, data: str, weights: str | None = None, seed: int = 0,
+             level: int | None = None, inputs: int | None = None, use_cache: bool = True,
+             progress: Callable[[str], None] | None = None,
+             eval_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Top-1 of ``model`` (a registry name, ``name@K`` or ``package.module:factory``) on the
+    labelled ``data`` (``edgesim.zoo.data.load_labelled``: a .pt/.npz/.npy pair or a folder of
+    class folders), over its first ``inputs`` inputs (None: all).
+
+    The model is built as the trace builds it (``edgesim.build.evaluate``: routed models run
+    each input through its one path, nested ones at ``level``). The answer is cached on disk
+    by model, weights, data (content fingerprint), seed, level and ``inputs``: a repeated call
+    does not import torch. Returns ``{"top1", "correct", "inputs", "data"}``; registry models
+    without ``weights`` have seeded random weights, so their top-1 is chance level.
+    """
+    return _accuracy(model, data=data, weights=weights, seed=seed, level=level, inputs=inputs,
+                     use_cache=use_cache, progress=progress, eval_progress=eval_progress)
+
+
+def _accuracy(model: str, *, data: str, weights: str | None, seed: int, level: int | None,
+              inputs: int | None, use_cache: bool = True,
+              progress: Callable[[str], None] | None = None,
+              eval_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """``evaluate`` (``run``'s ``evaluate`` argument hides the name there)."""
+    spec, level = _spec_level(model, level)
+    check_inputs(spec, data=data, weights=weights, evaluate=True)
+    key = cache.make_key("eval", {"model": spec.name, "factory": spec.factory,
+                                  "kwargs": dict(spec.kwargs),
+                                  "weights": cache.file_fingerprint(weights),
+                                  "data": cache.file_fingerprint(data), "seed": seed,
+                                  "level": level, "inputs": inputs})
+    got = _EVALS.get(key) if use_cache else None
+    if got is None and use_cache:
+        got = _cached_eval(key)
+    if got is None:
+        if progress:
+            progress(f"evaluating {spec.name} on {data} (once; cached afterwards)")
+        from edgesim import build
+        got = build.evaluate(spec, data=data, weights=weights, seed=seed, level=level,
+                             inputs=inputs, progress=eval_progress)
+        got = {"top1": float(got["top1"]), "correct": int(got["correct"]),
+               "inputs": int(got["inputs"])}
+        if use_cache:
+            cache.save("eval", key, got)
+    if use_cache:
+        _EVALS[key] = got
+    return {**got, "data": str(data)}
+
+
+def _cached_eval(key: str) -> dict[str, Any] | None:
+    """A cached evaluation that is what ``evaluate`` writes, else None (a miss)."""
+    got = cache.load("eval", key)
+    if not isinstance(got, dict):
+        return None
+    n, c = got.get("inputs"), got.get("correct")
+    if type(n) is not int or type(c) is not int or not 0 <= c <= n or n < 1:
+        return None
+    return {"top1": c / n, "correct": c, "inputs": n}
 
 
 def _model_level(overrides: Sequence[str]) -> int | None:

@@ -1,28 +1,37 @@
 """From a model spec to a Workload: build the nn.Module, prepare it as deployed, trace it.
 
-Public names: ``build_workload``, ``route``, ``example_input``, ``built_model``.
+Public names: ``build_workload``, ``route``, ``evaluate``, ``example_input``, ``built_model``.
 
 This is the one module of the pipeline that runs PyTorch; ``edgesim.api`` imports it only when a
 Workload is not in the cache. It knows no model family: it calls the hooks of the spec's family
 (``edgesim.zoo.family.Family``: build, routed, select_level, annotate, save_built / load_built).
 Dense models are traced once. Routed models expose ``num_paths``, ``path_names()``,
 ``forward_path(x, i)`` and ``route(x)``: each path is traced once (the path catalogue) and inputs
-are routed in one batched pass.
+are routed in one batched pass. ``evaluate`` counts the top-1 of the same built model on
+labelled data, each input through the path its routers choose (nested models at their level).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from edgesim.errors import DataError, ModelError, TraceError
 from edgesim.workload import Path, Workload
 
-__all__ = ["build_workload", "built_model", "example_input", "route"]
+__all__ = ["build_workload", "built_model", "evaluate", "example_input", "route"]
 
 #: Inputs routed per batch when routing a stream.
 ROUTE_BATCH = 64
+#: Inputs per forward pass when evaluating.
+EVAL_BATCH = 64
+
+
+def _kind(spec) -> str:
+    """``points`` for a ``(N, 3)`` input, else ``image`` (what ``edgesim.zoo.data`` reads)."""
+    return "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
 
 
 def example_input(spec, seed: int = 0):
@@ -138,7 +147,7 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
 
     # a user's checkpoint is transformed calibrated on the same data (``api.workload``)
     model = _build(spec, weights, seed, None, data if weights is not None else None)
-    kind = "points" if spec.input_shape[-1] == 3 and len(spec.input_shape) == 2 else "image"
+    kind = _kind(spec)
     x = None
     if data is not None:
         x = mdata.load_inputs(data, kind=kind, shape=tuple(spec.input_shape))
@@ -163,3 +172,73 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
         raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the catalogue has "
                          f"{len(catalogue.paths)} paths")
     return seq
+
+
+def _logits(spec, out, batch: int):
+    """The ``(batch, classes)`` logits of a model output, or ``ModelError`` saying what it was."""
+    import torch
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]   # (logits, extras...) as some models return
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != batch:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"{spec.name}: the model gives {shape} for a batch of {batch}; "
+                         "top-1 needs logits of shape (batch, classes)")
+    return out
+
+
+def evaluate(spec, *, data: str, weights: str | None = None, seed: int = 0,
+             level: int | None = None, inputs: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Top-1 of ``spec``'s built model over the labelled ``data`` (the first ``inputs`` of it).
+
+    The model is the one the trace and the routing use (``built_model``, a user's checkpoint
+    transformed calibrated on ``data``, nested ``level`` selected, eval mode). A routed model runs
+    each input through its one path: ``route(x)``, then ``forward_path`` of the chosen path on
+    the inputs that took it. Labels are checked against the model's output width before any
+    input is counted. ``progress(done, total)`` is called after each batch of ``EVAL_BATCH``.
+    Returns ``{"top1": correct / n, "correct": correct, "inputs": n}``.
+    """
+    import torch
+
+    from edgesim.zoo import data as mdata
+    from edgesim.zoo.registry import get_family
+
+    x, y = mdata.load_labelled(data, kind=_kind(spec), shape=tuple(spec.input_shape))
+    if inputs is not None:
+        if x.shape[0] < inputs:
+            raise DataError(f"{data}: holds {x.shape[0]} labelled inputs, --inputs asks for "
+                            f"{inputs}")
+        x, y = x[:inputs], y[:inputs]
+    model = _build(spec, weights, seed, level, data if weights is not None else None)
+    routed = get_family(spec.family).routed(spec)
+    n, correct = int(x.shape[0]), 0
+
+    def forward(xb):
+        if not routed:
+            return _logits(spec, model(xb), xb.shape[0])
+        paths = model.route(xb).long().flatten()
+        out = None
+        for i in torch.unique(paths).tolist():
+            rows = (paths == i).nonzero().flatten()
+            part = _logits(spec, model.forward_path(xb[rows], int(i)), len(rows))
+            if out is None:
+                out = part.new_empty((xb.shape[0], part.shape[1]))
+            out[rows] = part
+        return out
+
+    try:
+        with torch.no_grad():
+            for start in range(0, n, EVAL_BATCH):
+                logits = forward(x[start:start + EVAL_BATCH])
+                if start == 0:
+                    mdata.check_classes(data, y, int(logits.shape[1]))
+                yb = y[start:start + EVAL_BATCH]
+                correct += int((logits.argmax(dim=1) == yb).sum())
+                if progress is not None:
+                    progress(min(start + EVAL_BATCH, n), n)
+    except (DataError, ModelError):
+        raise
+    except Exception as exc:   # a model that fails on the data's inputs
+        raise ModelError(f"evaluating {spec.name} on {data} failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return {"top1": correct / n, "correct": correct, "inputs": n}
