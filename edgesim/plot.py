@@ -1,11 +1,14 @@
 """Figures of sweeps and runs (matplotlib, Agg): each written as PNG and SVG.
 
-Public names: ``KINDS``, ``plot``, ``pareto_front``, ``plot_pareto``, ``plot_bytes_vs_sram``,
-``plot_energy_breakdown``, ``plot_timeline`` (the command is ``edgesim.cli.plot``).
+Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``plot``, ``pareto_front``, ``plot_pareto``,
+``plot_bytes_vs_sram``, ``plot_energy_breakdown``, ``plot_timeline`` (the command is
+``edgesim.cli.plot``).
 
 * ``pareto``: every (point, model, policy) of a sweep as x = steady-state latency, y =
-  steady-state energy per inference (or any two columns); the non-dominated points of each
-  model joined as its front, the overall front highlighted.
+  steady-state energy per inference (or any two columns, e.g. ``top1`` of a sweep run with
+  ``--data LABELLED --eval`` against ``weight_dram_bytes_steady``); the non-dominated points of
+  each model joined as its front, the overall front highlighted. Columns of
+  ``HIGHER_IS_BETTER`` (accuracy) are maximised, every other one minimised.
 * ``bytes-vs-sram``: steady-state off-chip weight bytes per inference against SRAM size (log x),
   one curve per model: where the knee sits.
 * ``energy-breakdown``: stacked bars per model of the energy components (MAC, SRAM, off-chip,
@@ -13,12 +16,16 @@ Public names: ``KINDS``, ``plot``, ``pareto_front``, ``plot_pareto``, ``plot_byt
 * ``timeline``: one inference of a ``edgesim run ... --timeline FILE`` event log as a Gantt
   chart: off-chip transfers, compute and stalls.
 
-``pareto_front`` is the one piece of logic here (both axes minimised; ties kept):
+``pareto_front`` is the one piece of logic here (axes minimised unless named in ``maximize``;
+ties kept):
 
 >>> import pandas as pd
 >>> df = pd.DataFrame({"x": [1, 2, 3, 2], "y": [3, 1, 2, 3]})
 >>> pareto_front(df, "x", "y").tolist()
 [True, True, False, False]
+>>> acc = pd.DataFrame({"bytes": [1, 2, 3, 2], "top1": [0.1, 0.3, 0.2, 0.3]})
+>>> pareto_front(acc, "bytes", "top1", maximize=("top1",)).tolist()
+[True, True, False, True]
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ from edgesim.errors import DataError, EdgesimError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KINDS", "pareto_front", "plot", "plot_bytes_vs_sram", "plot_energy_breakdown",
-           "plot_pareto", "plot_timeline"]
+__all__ = ["HIGHER_IS_BETTER", "KINDS", "pareto_front", "plot", "plot_bytes_vs_sram",
+           "plot_energy_breakdown", "plot_pareto", "plot_timeline"]
 
 KINDS = ("pareto", "bytes-vs-sram", "energy-breakdown", "timeline")
+#: Columns where more is better (a Pareto front maximises them).
+HIGHER_IS_BETTER = ("top1",)
 ENERGY_PARTS = (("energy_mac_j", "MAC"), ("energy_array_j", "PE registers"),
                 ("energy_sram_j", "SRAM"),
                 ("energy_offchip_j", "off-chip"), ("energy_decode_j", "index decode"),
@@ -47,7 +56,7 @@ _NICE = {
     "act_dram_bytes": "off-chip activation bytes per inference",
     "sram_bytes": "SRAM size", "weight_sram_bytes": "SRAM for weights",
     "offchip_bytes_per_s": "off-chip bandwidth", "clock_hz": "clock",
-    "stall_cycles": "stall cycles per inference",
+    "stall_cycles": "stall cycles per inference", "top1": "top-1 accuracy",
 }
 _STAT = {"cold": "cold", "steady": "steady-state", "p50": "median", "p99": "p99"}
 
@@ -58,6 +67,8 @@ def _unit(col: str, values: Sequence[float]) -> tuple[float, str]:
     """(divisor, unit) so that the largest value reads between 1 and 1000."""
     top = max((abs(float(v)) for v in values), default=0.0)
     base = col.rsplit("_", 1)[0] if col.rsplit("_", 1)[-1] in _STAT else col
+    if base in HIGHER_IS_BETTER:   # a fraction 0..1, shown in percent
+        return 0.01, "%"
     if base.endswith("_s") and not base.endswith("bytes_per_s"):
         table = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")]
     elif base.endswith("_j"):
@@ -87,7 +98,10 @@ def _label(col: str, unit: str) -> str:
 
 def _scaled(df: pd.DataFrame, col: str) -> tuple[Any, str]:
     if col not in df.columns:
-        raise DataError(f"column {col!r} is not in the table; columns: {', '.join(df.columns)}")
+        hint = ("; run the sweep with --data LABELLED --eval for top1"
+                if col in HIGHER_IS_BETTER else "")
+        raise DataError(f"column {col!r} is not in the table{hint}; columns: "
+                        f"{', '.join(df.columns)}")
     div, unit = _unit(col, df[col].tolist())
     return df[col] / div, _label(col, unit)
 
@@ -125,11 +139,13 @@ def _series(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 # --------------------------------------------------------------------------- pareto
 
-def pareto_front(df: pd.DataFrame, x: str, y: str):
-    """Boolean Series: rows no other row beats in both ``x`` and ``y`` (lower is better)."""
+def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize: Sequence[str] = ()):
+    """Boolean Series: rows no other row beats in both ``x`` and ``y`` (lower is better, higher
+    for the columns named in ``maximize``)."""
     import numpy as np
     import pandas as pd
     xs, ys = df[x].to_numpy(dtype=float), df[y].to_numpy(dtype=float)
+    xs, ys = (-xs if x in maximize else xs), (-ys if y in maximize else ys)
     keep = np.ones(len(df), dtype=bool)
     for i in range(len(df)):
         better = (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
@@ -139,26 +155,33 @@ def pareto_front(df: pd.DataFrame, x: str, y: str):
 
 def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s_steady",
                 y: str = "energy_j_steady") -> list[Path]:
-    """Every row as a point; each model's front as a line; the overall front highlighted."""
-    plt, fig = _figure()
-    ax = fig.add_subplot()
+    """Every row as a point; each model's front as a line; the overall front highlighted.
+
+    Accuracy columns (``HIGHER_IS_BETTER``) are maximised; rows without a value on either axis
+    (failed points) are left out."""
     xs, xlabel = _scaled(df, x)
     ys, ylabel = _scaled(df, y)
-    data = df.assign(_x=xs, _y=ys)
+    data = df.assign(_x=xs, _y=ys).dropna(subset=["_x", "_y"])
+    if data.empty:
+        raise DataError(f"pareto: no row has both {x} and {y}")
+    up = tuple(a for a, col in (("_x", x), ("_y", y)) if col in HIGHER_IS_BETTER)
+    plt, fig = _figure()
+    ax = fig.add_subplot()
     colors = plt.get_cmap("tab10")
     for k, (label, g) in enumerate(_series(data)):
         c = colors(k % 10)
         ax.scatter(g["_x"], g["_y"], s=14, color=c, alpha=0.35, linewidths=0)
-        front = g[pareto_front(g, "_x", "_y")].sort_values(["_x", "_y"])
+        front = g[pareto_front(g, "_x", "_y", maximize=up)].sort_values(["_x", "_y"])
         ax.plot(front["_x"], front["_y"], "-o", color=c, ms=4, lw=1.3, label=label)
-    overall = data[pareto_front(data, "_x", "_y")].sort_values(["_x", "_y"])
+    overall = data[pareto_front(data, "_x", "_y", maximize=up)].sort_values(["_x", "_y"])
     ax.plot(overall["_x"], overall["_y"], "-", color="black", lw=3, alpha=0.25, zorder=0,
             label="overall front")
     ax.scatter(overall["_x"], overall["_y"], s=70, facecolors="none", edgecolors="black",
                linewidths=1.2, zorder=3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("Pareto front (lower-left is better; dots: every point, lines: fronts)")
+    best = f"{'upper' if '_y' in up else 'lower'}-{'right' if '_x' in up else 'left'}"
+    ax.set_title(f"Pareto front ({best} is better; dots: every point, lines: fronts)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(plt, fig, Path(out))

@@ -1,8 +1,9 @@
 """What the command modules share: the parser class, ``--format``/``--out``, progress, tables.
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
-``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``write``, ``progress_printer``,
-``sim_progress``, ``policies``, ``prefetch_modes``, ``columns``, ``csv_rows``.
+``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``add_eval``, ``write``,
+``progress_printer``, ``sim_progress``, ``eval_progress``, ``policies``, ``prefetch_modes``,
+``columns``, ``csv_rows``, ``accuracy_line``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
 ``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
@@ -18,8 +19,9 @@ from pathlib import Path
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["INPUTS", "SEED", "Parser", "UsageError", "add_format", "bounded_int", "columns",
-           "csv_rows", "policies", "prefetch_modes", "progress_printer", "sim_progress", "write"]
+__all__ = ["INPUTS", "SEED", "Parser", "UsageError", "accuracy_line", "add_eval", "add_format",
+           "bounded_int", "columns", "csv_rows", "eval_progress", "policies", "prefetch_modes",
+           "progress_printer", "sim_progress", "write"]
 
 
 class UsageError(EdgesimError):
@@ -60,6 +62,25 @@ def add_format(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--out", help="write to this file instead of standard output")
 
 
+def add_eval(sp: argparse.ArgumentParser) -> None:
+    """``--eval``: top-1 over the labelled ``--data`` (whose inputs become the stream)."""
+    sp.add_argument("--eval", action="store_true", dest="evaluate",
+                    help="report top-1 accuracy over the labelled --data (a .pt of "
+                    "{'x': inputs, 'y': labels}, an .npz, x.npy with y.npy, or an image folder "
+                    "with one sub-folder per class); the stream is its inputs (--inputs N: the "
+                    "first N)")
+
+
+def accuracy_line(acc: dict, *, random_weights: bool) -> str:
+    """The report line of an evaluation: top-1, correct of inputs, the data (and, for seeded
+    random weights, that chance level is what they score)."""
+    line = (f"# top-1 {100 * acc['top1']:.2f} % ({acc['correct']:,} of {acc['inputs']:,} "
+            f"inputs of {acc['data']} correct)")
+    if random_weights:
+        line += "; the model has seeded random weights (no --weights): expect chance level"
+    return line
+
+
 def write(text: str, out: str | None) -> None:
     """``text`` and a newline to standard output, or to the file ``out`` (folders created)."""
     if out is None:
@@ -83,16 +104,53 @@ def progress_printer(enabled: bool):
     return say
 
 
-def sim_progress(enabled: bool, total: int):
-    """``(update(done), bar)`` of a tqdm bar for long streams, else ``(None, None)``."""
-    if not enabled or total < 512:
+def sim_progress(enabled: bool, total: int | None):
+    """``(update(done), bar)`` of a tqdm bar for long streams, else ``(None, None)``.
+
+    ``total`` None (the stream is as long as the data): the bar opens at the first update
+    (the simulator reports every 256 inferences) and ``bar`` is a handle whose ``close``
+    closes it."""
+    if not enabled or (total is not None and total < 512):
         return None, None
+    if total is None:
+        lazy = _LazyBar("inf")
+        return (lambda done: lazy.update(done, None)), lazy
     from tqdm import tqdm
     bar = tqdm(total=total, unit="inf", file=sys.stderr, leave=False)
 
     def update(done: int) -> None:
         bar.update(done - bar.n)
     return update, bar
+
+
+class _LazyBar:
+    """A tqdm bar on stderr opened at the first update (with its total), closed by ``close``."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit, self.bar = unit, None
+
+    def update(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def eval_progress(enabled: bool):
+    """``(update(done, total), bar)``: a bar of inputs evaluated, opened when an evaluation of
+    at least 256 inputs reports (short ones show none), else ``(None, None)``."""
+    if not enabled:
+        return None, None
+    lazy = _LazyBar("input")
+
+    def update(done: int, total: int) -> None:
+        if total >= 256:
+            lazy.update(done, total)
+    return update, lazy
 
 
 def policies() -> tuple[str, ...]:

@@ -5,18 +5,20 @@ Public names: ``add_parser``, ``main``.
     edgesim sweep CONFIG --model NAME [NAME ...] [--set KEY=SPEC ...] [--policy P ...]
                   [--prefetch M] [--inputs N] --out DIR [--executor process|dask|serial]
                   [--scheduler ADDR] [--workers N] [--seed S] [--detail]
+                  [--data PATH [--eval]]
 
 The work is ``edgesim.sweep.sweep``; this module parses the flags and prints where the table
 went (``DIR/sweep.csv``, ``DIR/results.sqlite``). When some points failed in the engine, the
 others are still in the table, and the command ends with one line naming the failed points
-(exit code 2); rerunning it retries them.
+(exit code 2); rerunning it retries them. ``--data LABELLED --eval`` adds each model's ``top1``
+over the labelled inputs (which become every model's stream) to every row.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgesim.cli._common import INPUTS, SEED, policies, prefetch_modes
+from edgesim.cli._common import INPUTS, SEED, add_eval, policies, prefetch_modes
 from edgesim.errors import EdgesimError
 from edgesim.sweep.executors import EXECUTORS
 from edgesim.sweep.store import CSV_FILE, RESULTS_FILE
@@ -34,7 +36,8 @@ def add_parser(subparsers) -> None:
                    "start..stop:+STEP (e.g. sram.size=32KiB..32MiB:x2)")
     s.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
     s.add_argument("--prefetch", choices=prefetch_modes(), default="next")
-    s.add_argument("--inputs", type=INPUTS, default=1000, help="inferences per stream (1000)")
+    s.add_argument("--inputs", type=INPUTS, default=None,
+                   help="inferences per stream (1000; with --eval all of --data)")
     s.add_argument("--out", required=True, help="results folder (results.sqlite, sweep.csv)")
     s.add_argument("--executor", choices=EXECUTORS, default="process")
     s.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
@@ -42,6 +45,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--detail", action="store_true",
                    help="also keep every inference's row (detail.csv)")
+    s.add_argument("--data", help="inputs routed models route: a .pt/.npy tensor file or a "
+                   "folder of images (with --eval: labelled)")
+    add_eval(s)
 
 
 def main(a) -> int:
@@ -52,7 +58,8 @@ def main(a) -> int:
         raise EdgesimError("--scheduler needs --executor dask")
     df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
                inputs=a.inputs, out_dir=a.out, executor=a.executor, scheduler=a.scheduler,
-               workers=a.workers, seed=a.seed, detail=a.detail)
+               workers=a.workers, seed=a.seed, detail=a.detail, data=a.data,
+               evaluate=a.evaluate)
     print(f"edgesim: {len(df)} rows -> {Path(a.out) / CSV_FILE} "
           f"({Path(a.out) / RESULTS_FILE})")
     failed = failed_points(df)

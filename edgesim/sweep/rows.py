@@ -5,7 +5,8 @@ Public names: ``SweepRow``, ``DetailHead``, ``HW_COLUMNS``, ``PERCENTILE_METRICS
 A ``SweepRow`` is one (grid point, model, policy). Its columns, in order: ``point``, one column
 per swept key (the value as configured), ``config``, the hardware numbers of ``HW_COLUMNS``, the
 model fields of ``api.model_info`` (``model``, ``family``, ``total_params``, ...), ``policy``,
-``prefetch``, ``inputs`` and, for each metric of ``edgesim.sim.SUMMARY_METRICS``,
+``prefetch``, ``inputs``, ``top1`` (only in an evaluated sweep: the model's top-1 over the
+labelled data, a fraction 0..1) and, for each metric of ``edgesim.sim.SUMMARY_METRICS``,
 ``<metric>_cold`` and ``<metric>_steady`` (mean over inferences 2..N), plus ``_p50``/``_p99``
 for the metrics of ``PERCENTILE_METRICS``, then ``status`` (``ok`` or ``failed``) and ``error``
 (empty, or the one-line error of a failed task, whose metric columns are empty). Units are in
@@ -66,12 +67,14 @@ class SweepRow:
     metrics: tuple[tuple[str, Any], ...]   # (column, value) per summary metric column
     status: str = "ok"
     error: str = ""
+    accuracy: tuple[tuple[str, Any], ...] = ()   # (("top1", value),) in an evaluated sweep
 
     @classmethod
     def build(cls, point: int, params: Mapping[str, str], hw, info: Mapping[str, Any],
               model: str, policy: str, prefetch: str, inputs: int,
-              summary: Mapping[str, Any]) -> SweepRow:
-        """The row of one task from its hardware, model info and ``simulate`` summary."""
+              summary: Mapping[str, Any], accuracy: Mapping[str, Any] | None = None) -> SweepRow:
+        """The row of one task from its hardware, model info and ``simulate`` summary (and the
+        model's ``api.evaluate`` answer in an evaluated sweep)."""
         metrics: list[tuple[str, Any]] = []
         for m in SUMMARY_METRICS:
             s = summary[m]
@@ -80,23 +83,31 @@ class SweepRow:
                 metrics += [(f"{m}_p50", s["p50"]), (f"{m}_p99", s["p99"])]
         return cls(point, dict(params), hw.name, tuple(getattr(hw, c) for c in HW_COLUMNS),
                    model, {k: v for k, v in info.items() if k != "name"}, policy, prefetch,
-                   inputs, tuple(metrics))
+                   inputs, tuple(metrics), accuracy=_accuracy(accuracy))
 
     @classmethod
     def failed(cls, point: int, params: Mapping[str, str], hw, info: Mapping[str, Any],
-               model: str, policy: str, prefetch: str, inputs: int, error: str) -> SweepRow:
-        """The row of a task that raised ``error``: metric columns empty (None)."""
+               model: str, policy: str, prefetch: str, inputs: int, error: str,
+               accuracy: Mapping[str, Any] | None = None) -> SweepRow:
+        """The row of a task that raised ``error``: metric columns empty (None); the top-1 of
+        an evaluated sweep is the model's, which the failure does not change."""
         return cls(point, dict(params), hw.name, tuple(getattr(hw, c) for c in HW_COLUMNS),
                    model, {k: v for k, v in info.items() if k != "name"}, policy, prefetch,
-                   inputs, tuple((c, None) for c in metric_columns()), "failed", error)
+                   inputs, tuple((c, None) for c in metric_columns()), "failed", error,
+                   _accuracy(accuracy))
 
     def columns(self) -> dict[str, Any]:
         """The row as ``{column: value}`` in table order (what the store keeps)."""
         return {"point": self.point, **self.params, "config": self.config,
                 **dict(zip(HW_COLUMNS, self.hardware, strict=True)), "model": self.model,
                 **self.info, "policy": self.policy, "prefetch": self.prefetch,
-                "inputs": self.inputs, **dict(self.metrics), "status": self.status,
-                "error": self.error}
+                "inputs": self.inputs, **dict(self.accuracy), **dict(self.metrics),
+                "status": self.status, "error": self.error}
+
+
+def _accuracy(acc: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """The accuracy columns of a row: ``top1`` of an evaluation, none without one."""
+    return () if acc is None else (("top1", float(acc["top1"])),)
 
 
 class DetailHead(NamedTuple):

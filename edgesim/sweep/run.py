@@ -12,6 +12,10 @@ every (point, model, policy) not already in the store as a ``PointTask`` on the 
 grid order, then model order, then policy order, so it is the same for every executor and for a
 killed-and-rerun sweep; ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS
 and whether torch or the zoo was loaded there.
+
+With ``data`` routed models route those inputs; with ``evaluate`` the data is labelled, each model
+is evaluated once here (``api.evaluate``, cached: top-1 does not depend on the hardware), its
+inputs are every model's stream, and every row carries the model's ``top1``.
 """
 
 from __future__ import annotations
@@ -110,21 +114,32 @@ class _Plan:
     infos: Mapping[str, Mapping[str, Any]]
     memo: bool
     detail: bool
+    #: per model label, ``api.evaluate``'s answer (evaluated sweeps), else empty
+    accuracy: Mapping[str, Mapping[str, Any]]
+    #: per model label, what its top-1 came from (a part of the store key), else empty
+    evaluations: Mapping[str, Any]
+
+    def _acc(self, t: _Task) -> Mapping[str, Any] | None:
+        return self.accuracy.get(self.labels[t.model])
 
     def row(self, t: _Task, summary: Mapping[str, Any]) -> SweepRow:
         return SweepRow.build(t.point, self.points[t.point], self.hws[t.point], self.infos[t.wid],
                               self.labels[t.model], self.policies[t.policy], self.prefetch,
-                              self.workloads[t.wid].inputs, summary)
+                              self.workloads[t.wid].inputs, summary, self._acc(t))
 
     def failed_row(self, t: _Task, error: str) -> SweepRow:
         return SweepRow.failed(t.point, self.points[t.point], self.hws[t.point],
                                self.infos[t.wid], self.labels[t.model], self.policies[t.policy],
-                               self.prefetch, self.workloads[t.wid].inputs, error)
+                               self.prefetch, self.workloads[t.wid].inputs, error, self._acc(t))
 
     def expect(self, t: _Task) -> dict[str, Any]:
         """Columns the stored row of ``t`` must hold: what its key was made of."""
-        return {"model": self.labels[t.model], "policy": self.policies[t.policy],
-                "prefetch": self.prefetch, "inputs": self.workloads[t.wid].inputs}
+        out = {"model": self.labels[t.model], "policy": self.policies[t.policy],
+               "prefetch": self.prefetch, "inputs": self.workloads[t.wid].inputs}
+        acc = self._acc(t)
+        if acc is not None:
+            out["top1"] = float(acc["top1"])
+        return out
 
     def task(self, t: _Task) -> PointTask:
         return PointTask(self.hws[t.point], self.policies[t.policy], self.prefetch, self.memo,
@@ -167,8 +182,35 @@ def workload_options(hw: HardwareConfig) -> dict[str, Any]:
     return {"precision": hw.precision, "act_bits": hw.act_bits, "formats": tuple(hw.formats)}
 
 
+def _labels(models: Sequence[Any]) -> list[str]:
+    from edgesim.workload import Workload
+    labels = [m.name if isinstance(m, Workload) else str(m) for m in models]
+    if len(set(labels)) != len(labels):
+        raise EdgesimError(f"models {labels}: each model may appear once")
+    return labels
+
+
+def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed: int,
+              say: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:
+    """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label."""
+    from edgesim import api
+    from edgesim.workload import Workload
+    out = {}
+    for m in models:
+        if isinstance(m, Workload):
+            raise EdgesimError(f"--eval: model {m.name!r} is given as a traced Workload, whose "
+                               "accuracy cannot be measured; give it by name")
+        out[str(m)] = api.evaluate(str(m), data=data, seed=seed, inputs=inputs, progress=say)
+    counts = {a["inputs"] for a in out.values()}
+    if len(counts) > 1:   # one data file: every model reads the same inputs
+        raise EdgesimError(f"--data {data}: the models read different numbers of inputs "
+                           f"({sorted(counts)})")
+    return out
+
+
 def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int, seed: int,
-               say: Callable[[str], None] | None
+               say: Callable[[str], None] | None, data: str | None = None,
+               evaluate: bool = False
                ) -> tuple[list[list[str]], dict[str, Workload], list[str]]:
     """Each model's Workload once per ``workload_options`` of the grid.
 
@@ -176,9 +218,7 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
     """
     from edgesim import api
     from edgesim.workload import Workload
-    labels = [m.name if isinstance(m, Workload) else str(m) for m in models]
-    if len(set(labels)) != len(labels):
-        raise EdgesimError(f"models {labels}: each model may appear once")
+    labels = _labels(models)
     by_key: dict[str, list[str]] = {}
     table: dict[str, Workload] = {}
     ids: list[list[str]] = []
@@ -191,7 +231,8 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
                 if isinstance(m, Workload):
                     w = m.with_inputs(inputs) if len(m.paths) == 1 else m
                 else:
-                    w = api.workload(m, **opts, inputs=inputs, seed=seed, progress=say)
+                    w = api.workload(m, **opts, inputs=inputs, seed=seed, progress=say,
+                                     data=data, evaluate=evaluate)
                 wid = w.digest()
                 table.setdefault(wid, w)
                 row.append(wid)
@@ -212,10 +253,11 @@ def _bar(enabled: bool | None, total: int, initial: int):
 # --------------------------------------------------------------------------- the verb
 
 def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
-          policies: Sequence[str] = ("lru",), prefetch: str = "next", inputs: int = 1000,
+          policies: Sequence[str] = ("lru",), prefetch: str = "next", inputs: int | None = None,
           out_dir: str | os.PathLike, executor: str = "process", scheduler: str | None = None,
           workers: int | None = None, seed: int = 0, detail: bool = False, memo: bool = True,
-          progress: bool | None = None) -> pd.DataFrame:
+          progress: bool | None = None, data: str | None = None,
+          evaluate: bool = False) -> pd.DataFrame:
     """Simulate every (grid point, model, policy); the tidy table, sorted by grid order.
 
     ``config``: a YAML path, a shipped config name or the YAML's mapping. ``models``: registry
@@ -224,7 +266,10 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     (``scheduler`` address, or a LocalCluster when None) or ``serial``. ``progress``: a tqdm
     bar on stderr (None: only when it is a terminal); tracing messages go to stderr only when
     the bar is on. The table is also written to ``out_dir/sweep.csv``; columns as in
-    ``edgesim.sweep.rows``.
+    ``edgesim.sweep.rows``. ``inputs``: inferences per stream (None: 1000, or with ``evaluate``
+    all of ``data``). ``data``: inputs routed models route (a file or image folder);
+    ``evaluate``: ``data`` is labelled and every row gets its model's ``top1`` over those
+    inputs (``api.evaluate``).
 
     A task that raises (a value the config accepts but the engine cannot compute with) does
     not stop the sweep: its row has ``status`` ``failed``, its ``error`` and empty metrics; it
@@ -241,7 +286,10 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     import pandas as pd
 
     from edgesim.sweep.grid import grid_points, parse_grid
-    _check(policies, prefetch, inputs, models)
+    if evaluate and data is None:
+        raise EdgesimError("--eval needs --data LABELLED (a .pt of {'x': inputs, 'y': labels}, "
+                           "an .npz, x.npy with y.npy, or an image folder of class folders)")
+    _check(policies, prefetch, 1000 if inputs is None else inputs, models)
     how = ExecutorSpec(executor, scheduler, workers)
     axes = parse_grid(config, grid_sets)       # bad grids fail here, before any work
     points = grid_points(axes)
@@ -256,10 +304,21 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     with Store(out / RESULTS_FILE) as store:
         tty = sys.stderr.isatty() if progress is None else progress
         say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
-        ids, table, labels = _workloads(models, hws, inputs, seed, say)
+        accuracy, evaluations = {}, {}
+        if evaluate:
+            from edgesim import cache
+            _labels(models)   # each model once, before evaluating any
+            accuracy = _accuracy(models, data, inputs, seed, say)
+            inputs = next(iter(accuracy.values()))["inputs"]
+            fingerprint = cache.file_fingerprint(data)
+            evaluations = {m: {"data": fingerprint, "seed": seed, "top1": a["top1"],
+                               "correct": a["correct"]} for m, a in accuracy.items()}
+        inputs = 1000 if inputs is None else inputs
+        ids, table, labels = _workloads(models, hws, inputs, seed, say, data, evaluate)
         from edgesim.api import model_info
         plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
-                     {wid: model_info(w) for wid, w in table.items()}, memo, detail)
+                     {wid: model_info(w) for wid, w in table.items()}, memo, detail, accuracy,
+                     evaluations)
         tasks = _tasks(plan, ids)
         keys = [t.key for t in tasks]
         done = store.finished(detail=detail)
@@ -298,7 +357,8 @@ def failed_points(df: pd.DataFrame, show: int = 5) -> str | None:
 def _tasks(plan: _Plan, ids: Sequence[Sequence[str]]) -> list[_Task]:
     """Every (point, model, policy) in table order, each with its store key."""
     return [
-        _Task(point_key(hw, plan.labels[m], wid, plan.workloads[wid].inputs, pol, plan.prefetch),
+        _Task(point_key(hw, plan.labels[m], wid, plan.workloads[wid].inputs, pol, plan.prefetch,
+                        plan.evaluations.get(plan.labels[m])),
               p, m, k, wid)
         for p, hw in enumerate(plan.hws) for m, wid in enumerate(ids[p])
         for k, pol in enumerate(plan.policies)

@@ -41,17 +41,22 @@ DETAIL_FILE = "detail.csv"
 _KEY_IGNORES = ("file", "sources", "description", "resolved")
 
 
-def point_key(hw, model: str, digest: str, inputs: int, policy: str, prefetch: str) -> str:
+def point_key(hw, model: str, digest: str, inputs: int, policy: str, prefetch: str,
+              evaluation: Any = None) -> str:
     """The store key of one task: a hash of everything its result depends on.
 
     The hardware enters as its resolved numbers (so ``2MiB`` and ``2048KiB`` are one point),
     the model as its name and ``Workload.digest()`` (which covers precision, formats, seed and the
-    input stream), plus the stream length, policy, prefetch mode and the edgesim version.
+    input stream), plus the stream length, policy, prefetch mode and the edgesim version; in an
+    evaluated sweep, ``evaluation`` (what the top-1 was computed from: data fingerprint, weights,
+    seed) too, so a sweep with ``--eval`` never reuses a row without ``top1``.
     """
     from edgesim import __version__
     identity = {k: v for k, v in hw.to_dict().items() if k not in _KEY_IGNORES}
-    text = json.dumps([identity, model, digest, inputs, policy, prefetch, __version__],
-                      sort_keys=True, default=str)
+    parts = [identity, model, digest, inputs, policy, prefetch, __version__]
+    if evaluation is not None:
+        parts.append(evaluation)
+    text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -253,6 +258,8 @@ def check_row(text: str, where: str) -> dict[str, Any]:
     for col in (*HW_COLUMNS, "inputs", "total_params", "stored_weight_bytes"):
         if col in row and not (_is_number(row[col]) and row[col] >= 0):
             raise bad(col, row[col], "a finite number >= 0")
+    if "top1" in row and not (_is_number(row["top1"]) and 0 <= row["top1"] <= 1):
+        raise bad("top1", row["top1"], "a fraction 0..1")
     failed = row["status"] == "failed"
     for col in metric_columns():
         if col not in row:
