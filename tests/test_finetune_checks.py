@@ -14,6 +14,7 @@ import edgesim.zoo.sigmab.checkpoint as ckpt_mod
 from edgesim.cli import main
 from edgesim.errors import DataError, ModelError
 from edgesim.zoo.sigmab import train
+from edgesim.zoo.sigmab.tree import Soft
 
 MODEL = "sigmab_r50_c100"          # 100 classes, inputs (3, 32, 32)
 
@@ -30,11 +31,11 @@ class TinyTree(nn.Module):
         self.calls = 0
         self.fail_at, self.fail_with = fail_at, fail_with
 
-    def _soft(self, x):
+    def _soft(self, x, temperature=1.0, hard=False):
         self.calls += 1
         if self.calls == self.fail_at:
             raise self.fail_with
-        return self.fc(x.flatten(1)), []
+        return Soft(self.fc(x.flatten(1)), [], torch.ones(x.shape[0], 1))
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def builds(monkeypatch):
 
 
 def _builder(record, tree=None):
-    def build(spec, weights, seed):
+    def build(spec, weights, seed, data):
         record["built"] += 1
         return tree if tree is not None else TinyTree()
     return build

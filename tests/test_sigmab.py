@@ -12,7 +12,7 @@ from torch import nn
 from edgesim.errors import ModelError
 from edgesim.zoo.data import synthetic_images, synthetic_points
 from edgesim.zoo.pointnet2 import pointnet2_ssg
-from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50
+from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50, resnet50_cifar
 from edgesim.zoo.sigmab import (
     DEFAULT_LEVELS,
     Router,
@@ -22,9 +22,14 @@ from edgesim.zoo.sigmab import (
     save_tree,
     sigmab_pointnet2,
     sigmab_resnet50,
+    sigmab_resnet50_cifar,
     spherical_kmeans,
     to_tree,
 )
+
+#: layer3 block 1 in the two level-1 nodes, layer4 + head in the four leaves (the shape of the
+#: ResNet-50 defaults, on a ResNet whose layer3 has 2 blocks).
+LEVELS = {"layer3_1": 1, "layer4": 2}
 
 
 def _n(m: nn.Module) -> int:
@@ -43,7 +48,7 @@ def tiny_resnet() -> tuple[nn.Module, torch.Tensor]:
 @pytest.fixture(scope="module")
 def resnet_tree(tiny_resnet: tuple[nn.Module, torch.Tensor]) -> SigmaTree:
     dense, x = tiny_resnet
-    return to_tree(dense, x[:16])
+    return to_tree(dense, x[:16], levels=LEVELS)
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +108,22 @@ def test_router_argmax_is_nearest_centroid_by_cosine() -> None:
 # -- structure and routing -----------------------------------------------------------------
 
 
-def test_default_resnet_tree_structure(resnet_tree: SigmaTree) -> None:
-    # default: stem..layer3 backbone, layer4 + head in the 8 leaves at depth 3, routers only
+def test_resnet_tree_structure(resnet_tree: SigmaTree) -> None:
+    # stem..layer3 block 0 backbone; layer3 block 1 in the level-1 nodes; layer4 + head in the
+    # 4 leaves at depth 2
     assert resnet_tree.backbone_names == ["stem", "layer1", "layer2", "layer3"]
-    assert resnet_tree.num_paths == 8
-    assert resnet_tree.path_names()[:3] == ["L-L-L", "L-L-R", "L-R-L"]
-    assert resnet_tree.path_nodes(5) == ["root", "R", "RL", "RLR"]
+    assert resnet_tree.num_paths == 4
+    assert resnet_tree.path_names() == ["L-L", "L-R", "R-L", "R-R"]
+    assert resnet_tree.path_nodes(2) == ["root", "R", "RL"]
+    assert resnet_tree.nodes["L"].stage_names == ["layer3_1"]
+    assert resnet_tree.nodes["RL"].stage_names == ["layer4", "head"]
     pc = resnet_tree.param_counts()
-    internal = [k for k in pc["nodes"] if len(k) < 3 or k == "root"]
-    assert all(pc["nodes"][k] == 0 for k in internal)  # internal nodes hold no layers
+    assert pc["nodes"]["root"] == 0
+    assert pc["nodes"]["L"] > 0  # internal nodes hold layers
     routers = [m for m in resnet_tree.modules() if isinstance(m, Router)]
-    assert len(routers) == 7  # 2**3 - 1 internal nodes
-    # every router reads layer3's output: 4 * 2**2 * 4 = 64 channels (width 4, expansion 4)
+    assert len(routers) == 3  # 2**2 - 1 internal nodes
+    # the root router reads layer3 block 0's output, 4 * 2**2 * 4 = 64 channels (width 4,
+    # expansion 4); block 1 keeps the residual width, so the level-1 routers read 64 too
     assert {r.weight.shape for r in routers} == {torch.Size([2, 64])}
 
 
@@ -130,17 +139,16 @@ def test_hard_forward_equals_forward_path_of_each_inputs_own_path(
     assert len(paths.unique()) >= 3  # clustered inputs spread over several leaves
 
 
-def test_route_matches_the_argmax_of_the_routers_on_the_path(resnet_tree: SigmaTree,
-                                                             tiny_resnet) -> None:
+def test_route_matches_the_argmax_of_each_nodes_router_on_its_own_output(
+        resnet_tree: SigmaTree, tiny_resnet) -> None:
     x = tiny_resnet[1]
     with torch.no_grad():
         paths = resnet_tree.route(x)
-        feats = resnet_tree._backbone(x)
         for b in range(x.shape[0]):
-            key, bits = "root", ""
+            state, key, bits = resnet_tree._backbone(x[b:b + 1]), "root", ""
             for _ in range(resnet_tree.depth):
-                c = int(resnet_tree.nodes[key].router(feats[b:b + 1]).argmax())
-                bits += "LR"[c]
+                state = resnet_tree._run_node(key, state)
+                bits += "LR"[int(resnet_tree.nodes[key].router(state).argmax())]
                 key = bits
             assert resnet_tree.path_names()[int(paths[b])] == "-".join(bits)
 
@@ -152,26 +160,28 @@ def test_forward_path_runs_the_routers_on_the_path_as_modules(resnet_tree: Sigma
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append(names[m]))
              for m in resnet_tree.modules() if isinstance(m, Router)]
     with torch.no_grad():
-        resnet_tree.forward_path(tiny_resnet[1][:2], 6)  # R-R-L
+        resnet_tree.forward_path(tiny_resnet[1][:2], 3)  # R-R
     for h in hooks:
         h.remove()
-    assert seen == ["nodes.root.router", "nodes.R.router", "nodes.RR.router"]
+    assert seen == ["nodes.root.router", "nodes.R.router"]
 
 
 def test_soft_forward_is_the_probability_weighted_mix_of_leaves(resnet_tree: SigmaTree,
                                                                 tiny_resnet) -> None:
     x = tiny_resnet[1][:4]
+    tree = resnet_tree
     with torch.no_grad():
-        feats = resnet_tree._backbone(x)
         mix = torch.zeros(4, 6)
-        for i in range(resnet_tree.num_paths):
-            nodes = resnet_tree.path_nodes(i)
-            p = torch.ones(4)
-            for d, bit in enumerate(resnet_tree.path_names()[i].split("-")):
-                probs = torch.softmax(resnet_tree.nodes[nodes[d]].router(feats), 1)
+        for i in range(tree.num_paths):
+            state, p = tree._backbone(x), torch.ones(4)
+            for key, bit in zip(tree.path_nodes(i), tree.path_names()[i].split("-"),
+                                strict=False):
+                state = tree._run_node(key, state)
+                probs = torch.softmax(tree.nodes[key].router(state), 1)
                 p = p * probs[:, "LR".index(bit)]
-            mix += p[:, None] * resnet_tree.forward_path(x, i)
-        assert torch.allclose(resnet_tree.soft_forward(x), mix, atol=1e-5)
+            mix += p[:, None] * tree.forward_path(x, i)
+        assert torch.allclose(tree.soft_forward(x), mix, atol=1e-5)
+        assert torch.allclose(tree._soft(x).leaves.sum(1), torch.ones(4))
 
 
 def test_pointnet_tree_default_levels_and_routing(pointnet_tree) -> None:
@@ -209,9 +219,11 @@ def test_param_count_identities(resnet_tree: SigmaTree) -> None:
 def test_tree_holds_about_the_dense_parameters(resnet_tree: SigmaTree,
                                                tiny_resnet, pointnet_tree) -> None:
     dense = tiny_resnet[0]
-    # the backbone is copied unchanged; the solved keep fraction makes the 8 leaves hold about
-    # the dense layer4 + fc, so total = dense + routers, up to channel rounding
-    assert resnet_tree.param_counts()["backbone"] == _n(dense) - _n(dense.layer4) - _n(dense.fc)
+    # the backbone is copied unchanged; the solved keep fractions make the 2 level-1 nodes hold
+    # about the dense layer3 block 1 and the 4 leaves the dense layer4 + fc, so total = dense +
+    # routers, up to channel rounding
+    assert resnet_tree.param_counts()["backbone"] == (
+        _n(dense) - _n(dense.layer3[1]) - _n(dense.layer4) - _n(dense.fc))
     assert resnet_tree.param_counts()["total"] == pytest.approx(_n(dense), rel=0.1)
     pdense, ptree, _ = pointnet_tree
     assert ptree.param_counts()["total"] == pytest.approx(_n(pdense), rel=0.1)
@@ -219,9 +231,10 @@ def test_tree_holds_about_the_dense_parameters(resnet_tree: SigmaTree,
 
 def test_leaves_slice_the_pretrained_weights(resnet_tree: SigmaTree, tiny_resnet) -> None:
     dense = tiny_resnet[0]
-    leaf = resnet_tree.nodes["LRL"]
-    keep = resnet_tree.config["nodes"]["LRL"]["stages"]["layer4"]["keep"]
-    # layer4 block 0: conv1 reads all of layer3's 64 channels and keeps keep["0.bn1"] of 32
+    leaf = resnet_tree.nodes["LR"]
+    keep = resnet_tree.config["nodes"]["LR"]["stages"]["layer4"]["keep"]
+    # layer4 block 0: conv1 reads all 64 channels of the parent's layer3 block 1 (its residual
+    # width is the backbone's) and keeps keep["0.bn1"] of 32
     w = leaf.layer4[0].conv1.weight
     assert w.shape == (keep["0.bn1"], 64, 1, 1)
     rows = [(dense.layer4[0].conv1.weight == r).all(dim=(1, 2, 3)).nonzero().item() for r in w]
@@ -235,10 +248,12 @@ def test_leaves_slice_the_pretrained_weights(resnet_tree: SigmaTree, tiny_resnet
 
 def test_kept_channels_follow_the_clusters_activation(tiny_resnet) -> None:
     dense, x = tiny_resnet
-    tree = to_tree(dense, x[:16], fractions={"layer4": 0.5})
-    # with f = 1/2 the kept residual set is half of layer4's 128 output channels
-    assert tree.nodes["LLL"].head.fc.in_features == 64
-    assert tree.config["fractions"] == {"layer4": 0.5}
+    tree = to_tree(dense, x[:16], levels=LEVELS, fractions={"layer4": 0.5})
+    # with f = 1/2 the 4 leaves hold 0.5 x 4 x 128 = 256 copies of layer4's 128 output channels
+    # between them, shared out by their inputs' activations
+    widths = [tree.nodes[k].head.fc.in_features for k in ("LL", "LR", "RL", "RR")]
+    assert sum(widths) == 256
+    assert tree.config["fractions"]["layer4"] == 0.5
 
 
 def test_custom_levels_put_layers_in_internal_nodes(tiny_resnet) -> None:
@@ -262,9 +277,11 @@ def test_bad_levels_name_the_problem(tiny_resnet) -> None:
     with pytest.raises(ModelError, match="non-decreasing"):
         to_tree(dense, x[:4], levels={"layer3": 2, "layer4": 1, "head": 2})
     with pytest.raises(ModelError, match="prefix"):
-        to_tree(dense, x[:4], levels={"layer3": 1, "head": 1})
+        to_tree(dense, x[:4], levels={"stem": 1})
+    with pytest.raises(ModelError, match=r"unknown stages \['layer3_5'\]"):
+        to_tree(dense, x[:4], levels={"layer3_5": 1})
     with pytest.raises(ModelError, match="at least 2"):
-        to_tree(dense, x[:1])
+        to_tree(dense, x[:1], levels=LEVELS)
     with pytest.raises(ModelError, match="architecture"):
         to_tree(nn.Linear(3, 3), x[:4])
 
@@ -279,11 +296,11 @@ def test_one_soft_step_reaches_routers_and_leaves(resnet_tree: SigmaTree, tiny_r
     tree.train()
     out = tree.soft_forward(x[:8])
     nn.functional.cross_entropy(out, y).backward()
-    for key in ("root", "L", "LR"):
+    for key in ("root", "L", "R"):
         grad = tree.nodes[key].router.weight.grad
         assert grad is not None
         assert float(grad.abs().sum()) > 0
-    for key in ("LLL", "RRR"):
+    for key in ("LL", "RR"):
         assert float(tree.nodes[key].head.fc.weight.grad.abs().sum()) > 0
     tree.zero_grad()
     before = tree.nodes["root"].router.weight.detach().clone()
@@ -323,17 +340,25 @@ def test_missing_or_corrupt_checkpoint_names_the_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_full_resnet50_active_params_are_40_to_42_percent_of_dense() -> None:
-    # Derivation of the target (REFERENCE.md A1): backbone stem..layer3 = 8,543,296 params;
-    # layer4 + fc = 17,013,736 spread over 8 leaves ~ 2.13 M each; plus 3 routers of 2 x 1024.
-    # (8,543,296 + 17,013,736 / 8 + 6,144) / 25,557,032 ~ 0.418.
-    tree = sigmab_resnet50(calibration=8)
-    dense = _n(resnet50())
-    assert dense == 25_557_032
+@pytest.mark.parametrize(("factory", "dense_factory", "levels"), [
+    (sigmab_resnet50, resnet50, "resnet"),
+    (sigmab_resnet50_cifar, resnet50_cifar, "resnet_cifar"),
+])
+def test_full_resnet50_active_params_are_40_to_42_percent_of_dense(factory, dense_factory,
+                                                                    levels) -> None:
+    # Derivation of the target (REFERENCE.md A1, a stage at depth d shared by its 2**d nodes):
+    # ImageNet: backbone stem..layer3 block 1 = 4,074,560; layer3 blocks 2-5 = 4,468,736 over 2
+    # nodes; layer4 + fc = 17,013,736 over 4 leaves: (4,074,560 + 2,234,368 + 4,253,434) /
+    # 25,557,032 = 0.413. CIFAR-100 (23,705,252; 3x3 stem, fc 204,900): backbone to layer3
+    # block 0 = 2,949,696; blocks 1-5 = 5,585,920 / 2; (layer4 + fc) / 4 = 3,792,409: 0.402.
+    tree = factory(calibration=8)
+    assert tree.config["levels"]["layer4"] == DEFAULT_LEVELS[levels]["layer4"] == 2
+    dense = _n(dense_factory())
     pc = tree.param_counts()
     mean_active = sum(pc["paths"]) / len(pc["paths"])
     assert 0.40 <= mean_active / dense <= 0.42
     assert abs(pc["total"] / dense - 1) < 0.10
+    assert {r["coverage"] for r in tree.node_report()} == {1.0}
 
 
 @pytest.mark.slow
@@ -359,6 +384,6 @@ def test_factory_loads_a_dense_checkpoint_and_names_a_bad_one(tmp_path: Path) ->
     # the backbone is the checkpoint's sa1 + sa2, unchanged
     assert torch.equal(tree.backbone["sa2"].mlp[0].weight, dense.sa2.mlp[0].weight)
     torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
-    with pytest.raises(ModelError, match=r"wrong\.pt.*PointNet2"):
+    with pytest.raises(ModelError, match=r"wrong\.pt.*missing key 'sa1\."):
         sigmab_pointnet2(num_classes=5, in_points=64, calibration=8, width=0.125,
                          checkpoint=tmp_path / "wrong.pt")

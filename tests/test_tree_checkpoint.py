@@ -29,7 +29,7 @@ def tree_and_inputs():
     torch.manual_seed(0)
     dense = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=5, stem="cifar", width=4).eval()
     x, _ = synthetic_images(12, shape=(3, 16, 16), clusters=4, seed=0)
-    return to_tree(dense, x[:8]), x
+    return to_tree(dense, x[:8], levels={"layer3": 1, "layer4": 2}), x
 
 
 def _hostile(path: Path, marker: Path, variant: str) -> Path:

@@ -11,7 +11,13 @@ Public names: ``add_parser``, ``main``. The work is ``edgesim.zoo.sigmab.train.f
 sub-folder of images per class. Without ``--data`` the model's seeded clustered synthetic inputs,
 labelled by cluster, are used (a demonstration, not a training set). The checkpoint holds the
 tree's structure and weights (``edgesim.zoo.sigmab.save_tree``); ``--weights`` reloads it, in
-``finetune`` to continue and in ``run`` to simulate the fine-tuned tree.
+``finetune`` to continue and in ``run`` to simulate the fine-tuned tree. A ``--weights`` file
+that is a dense state_dict (of the ResNet-50 / PointNet++ the model is made from) is turned into
+the tree first, calibrated on the ``--data`` inputs.
+
+Training anneals the routing temperature from 1 to 0.05 and ends with a hard (straight-through)
+phase, the last quarter of the steps; a progress line on stderr every ``--log-every`` steps
+gives the temperature, the loss, the routing entropy (bits) and each leaf's share of the batch.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ def add_parser(subparsers) -> None:
     f.add_argument("model", help="a routed model (sigmab_r50, sigmab_r50_c100, sigmab_pn2)")
     f.add_argument("--data", help="labelled data: .pt (inputs, labels), .npz, or class folders")
     f.add_argument("--checkpoint", required=True, help="write the fine-tuned tree here")
-    f.add_argument("--weights", help="start from this tree checkpoint")
+    f.add_argument("--weights", help="start from this tree checkpoint, or build the tree from "
+                   "this dense state_dict (calibrated on the --data inputs)")
     f.add_argument("--epochs", type=int, default=1)
     f.add_argument("--steps", type=int, help="stop after this many optimizer steps")
     f.add_argument("--lr", type=float, default=1e-4)
@@ -37,30 +44,45 @@ def add_parser(subparsers) -> None:
     f.add_argument("--samples", type=int, default=64,
                    help="synthetic samples when no --data is given")
     f.add_argument("--seed", type=SEED, default=0)
+    f.add_argument("--log-every", type=int, default=10, dest="log_every",
+                   help="a progress line on stderr every N steps (and the first, and the "
+                        "first hard one)")
 
 
-def _own_copy(spec, weights, seed):
-    """A copy of the (cached) built tree: training changes it, the process cache keeps its own."""
+def _own_copy(spec, weights, seed, data):
+    """A copy of the (cached) built tree: training changes it, the process cache keeps its own.
+    A dense ``--weights`` file becomes the tree calibrated on the training inputs."""
     import copy
 
     from edgesim.build import built_model
-    return copy.deepcopy(built_model(spec, weights, seed))
+    return copy.deepcopy(built_model(spec, weights, seed, data if weights is not None else None))
 
 
 def main(a) -> int:
     """Handler of ``edgesim finetune``: trains, saves, prints steps and first/last loss."""
     from edgesim.zoo.sigmab.train import finetune
 
-    def log(step: int, loss: float) -> None:
-        if sys.stderr.isatty():
-            print(f"\redgesim: step {step} loss {loss:.4f}", end="", file=sys.stderr,
-                  flush=True)
+    if a.log_every < 1:
+        from edgesim.errors import ModelError
+        raise ModelError(f"--log-every {a.log_every}: expected a whole number >= 1")
+    history = []
+
+    def log(record) -> None:
+        step = record.step
+        if step == 1 or step % a.log_every == 0 or (record.temperature is None and (
+                not history or history[-1].temperature is not None)):
+            print(f"edgesim: {record.line()}", file=sys.stderr, flush=True)
+        history.append(record)
     losses = finetune(a.model, checkpoint=a.checkpoint, data=a.data, weights=a.weights,
                       epochs=a.epochs, steps=a.steps, lr=a.lr, batch=a.batch,
                       samples=a.samples, seed=a.seed, log=log, builder=_own_copy)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
     first = f"{losses[0]:.4f}" if losses else "-"
     last = f"{losses[-1]:.4f}" if losses else "-"
-    print(f"{a.model}: {len(losses)} steps, loss {first} -> {last}; saved {a.checkpoint}")
+    end = ""
+    if history:
+        h = history[-1]
+        end = (f"; last step T={'hard' if h.temperature is None else f'{h.temperature:.3g}'}, "
+               f"routing entropy {h.entropy:.3f} bits, leaf load "
+               + " ".join(f"{v:.2f}" for v in h.load))
+    print(f"{a.model}: {len(losses)} steps, loss {first} -> {last}{end}; saved {a.checkpoint}")
     return 0

@@ -1,7 +1,7 @@
 """Named model specs, and building a model from one (torch is imported only to build).
 
 Public names: ``FAMILIES``, ``ModelSpec``, ``REGISTRY``, ``register``, ``get_spec``,
-``build_model``, ``register_family``, ``get_family``.
+``build_model``, ``load_weights``, ``register_family``, ``get_family``.
 
 A ``ModelSpec`` names a factory by string (``"edgesim.zoo.resnet:resnet50"``), so listing and
 looking up models costs no torch import; ``build_model`` imports the factory, seeds torch and
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["FAMILIES", "INITS", "REGISTRY", "ModelSpec", "build_model", "get_family", "get_spec",
-           "register", "register_family"]
+           "load_weights", "register", "register_family"]
 
 #: Model families (see DESIGN.md): name -> the ``Family`` class implementing its hooks.
 FAMILIES: dict[str, str] = {
@@ -130,11 +130,12 @@ register(ModelSpec("dense_pn2", "dense", "edgesim.zoo.pointnet2:pointnet2_ssg",
 # Routed trees (Sigma-Branch, REFERENCE.md A1): one root-to-leaf path per input.
 register(ModelSpec("sigmab_r50", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50",
                    {"num_classes": 1000, "image_size": 224}, (3, 224, 224),
-                   "Sigma-Branch tree of ResNet-50 (ImageNet): backbone to layer3, layer4+fc in "
-                   "8 leaves", dynamic=True))
+                   "Sigma-Branch tree of ResNet-50 (ImageNet): backbone to layer3 block 1, "
+                   "layer3 blocks 2-5 in 2 nodes, layer4+fc in 4 leaves", dynamic=True))
 register(ModelSpec("sigmab_r50_c100", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50_cifar",
                    {"num_classes": 100, "image_size": 32}, (3, 32, 32),
-                   "Sigma-Branch tree of the CIFAR-100 ResNet-50", dynamic=True))
+                   "Sigma-Branch tree of the CIFAR-100 ResNet-50: layer3 blocks 1-5 in 2 "
+                   "nodes, layer4+fc in 4 leaves", dynamic=True))
 register(ModelSpec("sigmab_pn2", "sigmab", "edgesim.zoo.sigmab:sigmab_pointnet2",
                    {"num_classes": 40, "in_points": 1024}, (1024, 3),
                    "Sigma-Branch tree of PointNet++: sa3 in 2 nodes, head in 4 leaves",
@@ -221,8 +222,9 @@ def _state_dict(path: str) -> Mapping[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelError(f"checkpoint file '{path}' cannot be read: "
-                         f"{type(exc).__name__}: {exc}") from exc
+                         f"{type(exc).__name__}: {first}") from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -233,6 +235,13 @@ def _state_dict(path: str) -> Mapping[str, Any]:
         raise ModelError(f"checkpoint file '{path}' is not a state_dict (expected a mapping of "
                          f"parameter names to tensors, got {type(obj).__name__})")
     return obj
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the state_dict file ``path`` into ``model``: keys and shapes must match exactly
+    (read with ``weights_only=True``); otherwise one ``ModelError`` line naming the file and
+    the first key that does not fit."""
+    _load(model, os.fspath(path))
 
 
 def _load(model: nn.Module, path: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -127,13 +127,33 @@ class ResNetArch:
         return all(hasattr(model, a) for a in ("conv1", "bn1", "layer1", "avgpool", "fc"))
 
     @staticmethod
-    def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    def cut_names(model: nn.Module) -> list[str]:
+        """Names of the split points inside layers: ``layerN_k`` = blocks k.. of layerN
+        (1 <= k < its number of blocks)."""
+        return [f"{n}_{k}" for n, m in model.named_children() if n.startswith("layer")
+                for k in range(1, len(m))]
+
+    @classmethod
+    def stages(cls, model: nn.Module, cuts: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
+        """``stem, layer1.., head``; a cut ``layerN_k`` (see ``cut_names``) splits layerN into
+        ``layerN`` (blocks before k) and ``layerN_k`` (blocks k up to the next cut). The stages
+        share the model's modules."""
+        bad = sorted(set(cuts) - set(cls.cut_names(model)))
+        if bad:
+            raise ModelError(f"unknown split points {bad}; a ResNet layer is split at "
+                             f"layerN_k, 1 <= k < its blocks: {cls.cut_names(model)}")
         stem = nn.Sequential(OrderedDict(conv1=model.conv1, bn1=model.bn1, relu=model.relu,
                                          maxpool=model.maxpool))
-        layers = [(n, m) for n, m in model.named_children() if n.startswith("layer")]
+        out: list[tuple[str, nn.Module]] = [("stem", stem)]
+        for n, m in model.named_children():
+            if not n.startswith("layer"):
+                continue
+            ks = sorted(int(c.rsplit("_", 1)[1]) for c in cuts if c.rsplit("_", 1)[0] == n)
+            for lo, hi in itertools.pairwise([0, *ks, len(m)]):
+                out.append((n if lo == 0 else f"{n}_{lo}", m[lo:hi]))
         head = nn.Sequential(OrderedDict(avgpool=model.avgpool, flatten=nn.Flatten(1),
                                          fc=model.fc))
-        return [("stem", stem), *layers, ("head", head)]
+        return [*out, ("head", head)]
 
     @staticmethod
     def start(x: torch.Tensor) -> State:
@@ -248,7 +268,15 @@ class PointNetArch:
         return all(hasattr(model, a) for a in ("sa1", "sa2", "sa3", "head"))
 
     @staticmethod
-    def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    def cut_names(model: nn.Module) -> list[str]:
+        """PointNet++ stages are not split further."""
+        return []
+
+    @staticmethod
+    def stages(model: nn.Module, cuts: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
+        if cuts:
+            raise ModelError(f"unknown split points {sorted(cuts)}; PointNet++ is cut only "
+                             "between its stages sa1, sa2, sa3, head")
         return [(n, getattr(model, n)) for n in ("sa1", "sa2", "sa3", "head")]
 
     @staticmethod
@@ -362,7 +390,6 @@ def detect_arch(model: nn.Module, arch: str | None) -> Any:
             return a
     raise ModelError(f"cannot tell the architecture of {type(model).__name__}: expected a ResNet "
                      "(conv1, bn1, layer1.., avgpool, fc) or a PointNet++ (sa1, sa2, sa3, head)")
-
 
 
 def _cut(value: Any, n: int = 60) -> str:

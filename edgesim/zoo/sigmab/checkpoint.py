@@ -1,6 +1,7 @@
 """Tree checkpoints: structure config + state dict, loaded without running code from the file.
 
-Public names: ``FORMAT``, ``save_tree``, ``load_tree``, ``check_config``.
+Public names: ``FORMAT``, ``save_tree``, ``load_tree``, ``check_config``, ``read_checkpoint``,
+``is_tree_checkpoint``, ``tree_from_checkpoint``.
 
 A checkpoint is a torch file ``{"format": FORMAT, "config": ..., "state_dict": ...}`` read with
 ``weights_only=True``. The config is plain data; its dense architecture is a name of
@@ -16,7 +17,9 @@ names are mapped onto the allow-list, any other name is refused.
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,8 @@ from edgesim.zoo.sigmab.adapters import ARCHS, _cut, check_dense
 from edgesim.zoo.sigmab.router import Router
 from edgesim.zoo.sigmab.tree import SigmaTree, _Node
 
-__all__ = ["FORMAT", "check_config", "load_tree", "save_tree"]
+__all__ = ["FORMAT", "check_config", "is_tree_checkpoint", "load_tree", "read_checkpoint",
+           "save_tree", "tree_from_checkpoint"]
 
 #: Format tag of files written by ``save_tree`` (also the ``format`` key of a tree's config).
 FORMAT = "edgesim.sigmab.tree/2"
@@ -100,6 +104,19 @@ def _check_node(key: str, cfg: Any, tree: list[str], where: str) -> None:
             _count(scfg["in"], f"node {key} stage {s} in", where)
         for g, k in scfg["keep"].items():
             _count(k, f"node {key} stage {s} keep {_cut(g)}", where)
+        chans = scfg.get("channels")
+        if chans is None:
+            continue
+        if not isinstance(chans, Mapping) or set(chans) != set(scfg["keep"]):
+            raise ModelError(f"{where}: node {key} stage {s} channels {_cut(chans)} do not name "
+                             "the kept groups")
+        for g, sel in chans.items():
+            if type(sel) is not list or len(sel) != scfg["keep"][g] or not all(
+                    type(c) is int and 0 <= c < _MAX_CHANNELS for c in sel) \
+                    or any(a >= b for a, b in itertools.pairwise(sel)):
+                raise ModelError(f"{where}: node {key} stage {s} channels {_cut(g)}="
+                                 f"{_cut(sel)} are not {scfg['keep'][g]} increasing channel "
+                                 "numbers")
     r = cfg.get("router")
     if r is not None:
         if not isinstance(r, Mapping):
@@ -126,6 +143,9 @@ def check_config(config: Any, where: str) -> dict[str, Any]:
                          f"dense architecture {config['dense']['arch']!r}")
     depth = _count(config.get("depth"), "depth", where, _MAX_DEPTH)
     backbone = _names(config.get("backbone"), "backbone", where)
+    cuts = _names(config.setdefault("cuts", []), "cuts", where)
+    if not all(re.fullmatch(r"layer\d{1,2}_\d{1,2}", c) for c in cuts):
+        raise ModelError(f"{where}: cuts={_cut(cuts)} are not split points layerN_k")
     tree = _names(config.get("tree"), "tree", where)
     if not backbone or not tree:
         raise ModelError(f"{where}: backbone {_cut(backbone)} and tree {_cut(tree)} must both "
@@ -146,7 +166,7 @@ def check_config(config: Any, where: str) -> dict[str, Any]:
 def _rebuild(config: Mapping[str, Any]) -> SigmaTree:
     a = ARCHS[config["arch"]]
     dense = a.build_dense(config["dense"]["kwargs"])
-    stages = dict(a.stages(dense))
+    stages = dict(a.stages(dense, config.get("cuts", [])))
     if list(stages) != [*config["backbone"], *config["tree"]]:
         raise ValueError(f"backbone + tree {[*config['backbone'], *config['tree']]} are not "
                          f"the {a.name} stages {list(stages)}")
@@ -165,24 +185,49 @@ def _rebuild(config: Mapping[str, Any]) -> SigmaTree:
     return SigmaTree(dict(config), backbone, nodes)
 
 
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The object in the torch file ``path``, read with ``weights_only=True`` (no code runs);
+    ``ModelError`` names the path if it is missing or unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: no such checkpoint file")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is a model error for the user
+        raise ModelError(f"{p}: not a readable checkpoint ({_first_line(exc)})") from None
+
+
+def is_tree_checkpoint(obj: Any) -> bool:
+    """True for what ``save_tree`` writes (or a file claiming to be one): a mapping whose
+    ``format`` names a Sigma-Branch tree; a dense state_dict is not."""
+    return isinstance(obj, Mapping) and isinstance(obj.get("format"), str) \
+        and obj["format"].startswith("edgesim.sigmab.tree/")
+
+
+def tree_from_checkpoint(obj: Any, path: str | Path) -> SigmaTree:
+    """Rebuild the tree of a checkpoint object read from ``path`` (``read_checkpoint``)."""
+    p = Path(path)
+    if not isinstance(obj, dict) or obj.get("format") not in (FORMAT, _LEGACY):
+        raise ModelError(f"{p}: not a Sigma-Branch checkpoint (expected format {FORMAT!r})")
+    config = check_config(obj.get("config"), str(p))
+    try:
+        tree = _rebuild(config)
+        tree.load_state_dict(obj["state_dict"])
+    except Exception as exc:  # checked values that still do not fit the architecture
+        raise ModelError(f"{p}: checkpoint does not rebuild a tree ({_first_line(exc)})"
+                         ) from None
+    return tree.eval()
+
+
 def load_tree(path: str | Path) -> SigmaTree:
     """Rebuild a tree written by ``save_tree``; ``ModelError`` names the path if it is missing,
     corrupt, asks for an architecture outside the allow-list, or does not fit."""
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{p}: no such Sigma-Branch checkpoint file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is a model error for the user
-        raise ModelError(f"{p}: not a readable Sigma-Branch checkpoint "
-                         f"({type(exc).__name__}: {exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, _LEGACY):
-        raise ModelError(f"{p}: not a Sigma-Branch checkpoint (expected format {FORMAT!r})")
-    config = check_config(ckpt.get("config"), str(p))
-    try:
-        tree = _rebuild(config)
-        tree.load_state_dict(ckpt["state_dict"])
-    except Exception as exc:  # checked values that still do not fit the architecture
-        raise ModelError(f"{p}: checkpoint does not rebuild a tree "
-                         f"({type(exc).__name__}: {exc})") from exc
-    return tree.eval()
+    obj = read_checkpoint(p)
+    return tree_from_checkpoint(obj, p)

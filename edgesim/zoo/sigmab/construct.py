@@ -1,16 +1,18 @@
 """Building a Sigma-Branch tree from a dense net, and the registry's tree factories.
 
-Public names: ``DEFAULT_LEVELS``, ``to_tree``, ``sigmab_resnet50``, ``sigmab_resnet50_cifar``,
-``sigmab_pointnet2``.
+Public names: ``DEFAULT_LEVELS``, ``allocate``, ``to_tree``, ``sigmab_resnet50``,
+``sigmab_resnet50_cifar``, ``sigmab_pointnet2``.
 
-See ``edgesim.zoo.sigmab`` for the method (routers from k-means, channels kept by activation,
-the per-stage budget solved by bisection).
+See ``edgesim.zoo.sigmab`` for the method (routers from k-means of each node's own output,
+channels distributed over the nodes of a depth by the activations of their inputs, the
+per-stage budget solved by bisection).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,17 @@ from edgesim.zoo.sigmab.kmeans import spherical_kmeans
 from edgesim.zoo.sigmab.router import Router
 from edgesim.zoo.sigmab.tree import SigmaTree, _Node, node_key
 
-__all__ = ["DEFAULT_LEVELS", "sigmab_pointnet2", "sigmab_resnet50", "sigmab_resnet50_cifar",
-           "to_tree"]
+__all__ = ["DEFAULT_LEVELS", "MAX_CALIBRATION", "allocate", "sigmab_pointnet2",
+           "sigmab_resnet50", "sigmab_resnet50_cifar", "to_tree"]
 
-#: Default stage -> level maps (stages not named are the shared backbone).
+#: Default split points: stage -> the tree level from which on it and the stages after it run
+#: (stages before the first named one are the shared backbone). ``layerN_k`` = blocks k.. of
+#: layerN. ResNet-50 (ImageNet): backbone stem..layer3 block 1, layer3 blocks 2-5 in the 2
+#: level-1 nodes, layer4 + fc in the 4 leaves; the CIFAR-100 ResNet-50 (a 10x smaller fc) cuts
+#: layer3 after block 0; PointNet++: backbone sa1 + sa2, sa3 in 2 nodes, the head in 4 leaves.
 DEFAULT_LEVELS: dict[str, dict[str, int]] = {
-    "resnet": {"layer4": 3, "head": 3},
+    "resnet": {"layer3_2": 1, "layer4": 2},
+    "resnet_cifar": {"layer3_1": 1, "layer4": 2},
     "pointnet2": {"sa3": 1, "head": 2},
 }
 
@@ -79,64 +86,65 @@ def _calibrate(arch: Any, stages: list[tuple[str, nn.Module]], backbone: list[st
     return back, {n: {g: torch.cat(v) for g, v in d.items()} for n, d in stats.items()}
 
 
-def _count(k: float, channels: int) -> int:
-    return min(channels, max(1, round(k * channels)))
+def allocate(importance: torch.Tensor, total: int) -> list[torch.Tensor]:
+    """Share the C channels of one group among m nodes: ``importance`` (m, C) is each node's
+    mean |activation| per channel over its calibration inputs; ``total`` (C..m*C) channel
+    copies are handed out. Returns the sorted kept indices of each node.
+
+    Each channel first goes to the node that needs it most (relative importance: a node's
+    importance over its own mean; ties to the lowest node), so every channel lives in at least
+    one node; a node left empty takes its most important channel; the remaining copies go to
+    the (node, channel) pairs of highest relative importance. Nodes whose inputs use more
+    channels strongly get wider. Deterministic (stable sorts).
+
+    >>> imp = torch.tensor([[4.0, 3.0, 0.1, 0.1], [0.1, 0.2, 2.0, 1.0]])
+    >>> [s.tolist() for s in allocate(imp, 5)]
+    [[0, 1], [1, 2, 3]]
+    """
+    m, c = importance.shape
+    rel = importance.double() / importance.double().mean(dim=1, keepdim=True).clamp_min(1e-30)
+    chosen = torch.zeros(m, c, dtype=torch.bool)
+    chosen[rel.argmax(dim=0), torch.arange(c)] = True
+    for j in range(m):
+        if not bool(chosen[j].any()):
+            chosen[j, int(rel[j].argmax())] = True
+    extra = min(m * c, total) - int(chosen.sum())
+    if extra > 0:
+        score = rel.masked_fill(chosen, -math.inf).flatten()
+        chosen.view(-1)[torch.argsort(-score, stable=True)[:extra]] = True
+    return [chosen[j].nonzero().flatten() for j in range(m)]
 
 
-def _top(importance: torch.Tensor, k: int) -> torch.Tensor:
-    order = torch.argsort(-importance, stable=True)[:k]
-    return order.sort().values
+def _total(f: float, m: int, channels: int) -> int:
+    """Channel copies of a group over m nodes at keep fraction f (at least one full cover)."""
+    return min(m * channels, max(channels, m, round(f * m * channels)))
 
 
-def _solve_fractions(arch: Any, stages: dict[str, nn.Module], tree: list[str],
-                     levels: Mapping[str, int], budget: float,
-                     fixed: Mapping[str, float]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per-stage keep fractions so that tree params of stages so far ~= budget x dense params."""
-    groups = {n: arch.groups(n, stages[n]) for n in tree}
-    dense_n = {n: n_params(stages[n]) for n in tree}
-    stages = {n: copy.deepcopy(stages[n]).to("meta") for n in tree}  # shapes only: cheap slices
-    fractions: dict[str, float] = {}
-    in_n: int | None = None  # kept output channels of the previous tree stage (None = all)
-    acc_dense = acc_tree = 0
-    i = 0
-    while i < len(tree):
-        j = i + 1
-        while j < len(tree) and not groups[tree[j]]:
-            j += 1
-        block = tree[i:j]
-
-        def count(f: float, block: list[str] = block, start: int | None = in_n
-                  ) -> tuple[int, int | None]:
-            total, cur = 0, start
-            for s in block:
-                keep = {g: torch.arange(_count(f, c)) for g, c, _ in groups[s]}
-                mod, out = arch.slice(s, stages[s], None if cur is None else torch.arange(cur),
-                                      keep)
-                total += n_params(mod) * 2 ** levels[s]
-                cur = None if out is None else len(out)
-            return total, cur
-
-        target = budget * (acc_dense + sum(dense_n[s] for s in block)) - acc_tree
-        s0 = block[0]
-        if not groups[s0]:
-            f = 1.0
-        elif s0 in fixed:
-            f = float(fixed[s0])
-        else:
-            lo, hi = 0.0, 1.0
-            if count(hi)[0] <= target:
-                lo = hi
-            else:
-                for _ in range(30):
-                    mid = (lo + hi) / 2
-                    lo, hi = (mid, hi) if count(mid)[0] <= target else (lo, mid)
-            f = lo if abs(count(lo)[0] - target) <= abs(count(hi)[0] - target) else hi
-        fractions[s0] = f
-        n_tree, in_n = count(f)
-        acc_tree += n_tree
-        acc_dense += sum(dense_n[s] for s in block)
-        i = j
-    return fractions, {n: groups[n] for n in tree}
+def _check_levels(order: list[str], levels: Mapping[str, int], depth: int | None
+                  ) -> tuple[list[str], list[str], dict[str, int], int]:
+    """(backbone, tree stages, level of every tree stage, depth) of split points ``levels``."""
+    unknown = sorted(set(levels) - set(order))
+    if unknown:
+        raise ModelError(f"levels name unknown stages {unknown}; the stages are {order}")
+    named = [s for s in order if s in levels]
+    if not named:
+        raise ModelError(f"levels must map at least one stage to a tree level; stages: {order}")
+    lv = [int(levels[s]) for s in named]
+    depth = max(lv) if depth is None else int(depth)
+    if depth < 1 or any(a > b for a, b in itertools.pairwise(lv)) or min(lv) < 0 \
+            or lv[-1] != depth:
+        raise ModelError(f"levels {dict(levels)} must be non-decreasing along {named}, in "
+                         f"[0, depth], with the last stage at depth = {depth} >= 1")
+    backbone = order[:order.index(named[0])]
+    if not backbone:
+        raise ModelError(f"the backbone must be a non-empty prefix of the stages {order}; "
+                         f"levels {dict(levels)} leave none before {named[0]}")
+    tree = order[len(backbone):]
+    full, cur = {}, 0
+    for s in tree:
+        cur = int(levels.get(s, cur))
+        full[s] = cur
+    return backbone, tree, full, depth
 
 
 def _router_scale(feats: torch.Tensor, centroids: torch.Tensor) -> float:
@@ -144,27 +152,6 @@ def _router_scale(feats: torch.Tensor, centroids: torch.Tensor) -> float:
     cos = F.normalize(feats.double(), dim=1) @ centroids.double().T
     margin = (cos[:, 0] - cos[:, 1]).abs().median() if cos.shape[0] else torch.tensor(0.0)
     return float(min(1000.0, max(1.0, 2.0 / max(float(margin), 1e-6))))
-
-
-def _check_levels(order: list[str], levels: Mapping[str, int], depth: int | None
-                  ) -> tuple[list[str], list[str], int]:
-    unknown = sorted(set(levels) - set(order))
-    if unknown:
-        raise ModelError(f"levels name unknown stages {unknown}; the stages are {order}")
-    tree = [s for s in order if s in levels]
-    if not tree:
-        raise ModelError(f"levels must map at least one stage to a tree level; stages: {order}")
-    backbone = order[:order.index(tree[0])]
-    if not backbone or [s for s in order if s not in levels] != backbone:
-        raise ModelError(f"the backbone must be a non-empty prefix of the stages {order}; "
-                         f"levels {dict(levels)} leave {[s for s in order if s not in levels]}")
-    lv = [int(levels[s]) for s in tree]
-    depth = max(lv) if depth is None else int(depth)
-    if depth < 1 or any(a > b for a, b in itertools.pairwise(lv)) or min(lv) < 0 \
-            or lv[-1] != depth:
-        raise ModelError(f"levels {dict(levels)} must be non-decreasing along {tree}, in "
-                         f"[0, depth], with the last stage at depth = {depth} >= 1")
-    return backbone, tree, depth
 
 
 def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
@@ -185,28 +172,105 @@ def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
     return router, choice
 
 
+class _Level:
+    """The nodes at one depth while the tree is built: per node its calibration rows, its state
+    (the parent's output on those rows) and the channels its first stage reads."""
+
+    def __init__(self, keys: list[str], rows: list[torch.Tensor], states: list[State],
+                 in_sel: list[torch.Tensor | None]) -> None:
+        self.keys, self.rows, self.states, self.in_sel = keys, rows, states, in_sel
+
+
+def _solve_level(a: Any, stages: Mapping[str, nn.Module], names: list[str],
+                 stats: Mapping[str, Mapping[str, torch.Tensor]], level: _Level,
+                 target: Callable[[list[str]], float], fixed: Mapping[str, float]
+                 ) -> tuple[dict[str, list[dict[str, torch.Tensor]]], dict[str, float], int]:
+    """Per stage of this level and per node the kept channels of every group; the keep
+    fraction of each stage; the stages' total params. ``target(block)`` is the params the
+    stages of ``block`` should hold together over the level's nodes (cumulative budget).
+
+    A stage's fraction f is solved by bisection on the real parameter count (shapes only);
+    stages without a group (the ResNet head) follow the stage before them."""
+    m = len(level.keys)
+    meta = {s: copy.deepcopy(stages[s]).to("meta") for s in names}
+    groups = {s: a.groups(s, stages[s]) for s in names}
+    importance = {s: {g: torch.stack([stats[s][g][r].mean(dim=0) for r in level.rows])
+                      for g, _, _ in groups[s]} for s in names}
+    keeps: dict[str, list[dict[str, torch.Tensor]]] = {}
+    fractions: dict[str, float] = {}
+    cur_in = list(level.in_sel)
+    total = 0
+    i = 0
+    while i < len(names):
+        j = i + 1
+        while j < len(names) and not groups[names[j]]:
+            j += 1
+        block = names[i:j]
+
+        def alloc(f: float, block: list[str] = block, start: list = cur_in
+                  ) -> tuple[int, dict, list]:
+            count, ins, kept = 0, list(start), {}
+            for s in block:
+                per = [{} for _ in range(m)]
+                for g, c, _ in groups[s]:
+                    for k, sel in enumerate(allocate(importance[s][g], _total(f, m, c))):
+                        per[k][g] = sel
+                kept[s] = per
+                for k in range(m):
+                    mod, out = a.slice(s, meta[s], ins[k], per[k])
+                    count += n_params(mod)
+                    ins[k] = out
+            return count, kept, ins
+
+        goal = target(block)
+        s0 = block[0]
+        if not groups[s0] or m == 1:
+            f = 1.0
+        elif s0 in fixed:
+            f = float(fixed[s0])
+        else:
+            lo, hi = 1.0 / m, 1.0
+            if alloc(hi)[0] <= goal:
+                lo = hi
+            elif alloc(lo)[0] < goal:
+                for _ in range(24):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if alloc(mid)[0] <= goal else (lo, mid)
+            f = lo if abs(alloc(lo)[0] - goal) <= abs(alloc(hi)[0] - goal) else hi
+        count, kept, cur_in = alloc(f)
+        fractions[s0] = round(f, 6)
+        keeps.update(kept)
+        total += count
+        i = j
+    return keeps, fractions, total
+
+
 def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: str | None = None,
             depth: int | None = None, levels: Mapping[str, int] | None = None, seed: int = 0,
             budget: float = 1.0, fractions: Mapping[str, float] | None = None,
             chunk: int = 8) -> SigmaTree:
     """Transform ``dense_model`` into a ``SigmaTree`` using ``calibration_inputs`` (n >= 2).
 
-    ``arch``: ``"resnet"`` or ``"pointnet2"`` (detected when None). ``levels``: stage -> tree
-    level (default ``DEFAULT_LEVELS[arch]``); ``depth`` defaults to the largest level.
-    ``budget``: tree params / dense params to aim for. ``fractions``: fixed keep fractions per
-    stage (skips the solve for those stages). ``chunk``: calibration batch size of the dense pass.
-    The dense model is not modified; the tree copies (slices) its weights.
+    ``arch``: ``"resnet"`` or ``"pointnet2"`` (detected when None). ``levels``: split points,
+    stage -> the tree level from which on that stage and the ones after it run (default
+    ``DEFAULT_LEVELS[arch]``; a ResNet stage ``layerN_k`` splits layerN before block k);
+    ``depth`` defaults to the largest level. ``budget``: tree params / dense params of the tree
+    stages to aim for. ``fractions``: fixed keep fractions per stage (the mean share of a
+    group's channels a node keeps; skips the solve). ``chunk``: calibration batch size of the
+    dense pass. The dense model is not modified; the tree copies (slices) its weights.
 
-    Longer than 60 lines because the recursive ``build`` closure walks the tree top-down with the
-    calibration state of each node (stats, fractions, config) in scope; splitting it would thread
-    six values through every call.
+    Built top-down, one depth at a time: the stages of a depth are allocated over its nodes
+    together (``allocate``: every channel in at least one node), then each node runs its
+    calibration inputs through its own stages and its router splits them by k-means of that
+    output.
     """
     a = detect_arch(dense_model, arch)
     levels = dict(DEFAULT_LEVELS[a.name] if levels is None else levels)
-    stage_list = a.stages(dense_model)
+    cuts = [s for s in levels if s in a.cut_names(dense_model)]
+    stage_list = a.stages(dense_model, cuts)
     order = [n for n, _ in stage_list]
     stages = dict(stage_list)
-    backbone, tree, depth = _check_levels(order, levels, depth)
+    backbone, tree, lv, depth = _check_levels(order, levels, depth)
     n = calibration_inputs.shape[0]
     if n < 2:
         raise ModelError(f"to_tree needs at least 2 calibration inputs, got {n}")
@@ -214,54 +278,63 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
     dense_model.eval()
     try:
         back_out, stats = _calibrate(a, stage_list, backbone, calibration_inputs, chunk)
-        f, groups = _solve_fractions(a, stages, tree, levels, budget, fractions or {})
     finally:
         dense_model.train(was_training)
-
     config: dict[str, Any] = {
-        "format": FORMAT, "arch": a.name, "depth": depth, "levels": {s: levels[s] for s in tree},
-        "backbone": backbone, "tree": tree, "fractions": f, "seed": seed,
+        "format": FORMAT, "arch": a.name, "depth": depth, "levels": lv, "cuts": cuts,
+        "backbone": backbone, "tree": tree, "fractions": {}, "seed": seed,
         "dense": a.dense_config(dense_model), "nodes": {},
     }
+    dense_n = {s: n_params(stages[s]) for s in tree}
+    acc = {"dense": 0, "tree": 0}
+
+    def target(block: list[str]) -> float:
+        return budget * (acc["dense"] + sum(dense_n[s] for s in block)) - acc["tree"]
+
     nodes: dict[str, _Node] = {}
-    frac = {s: f[s] if s in f else 1.0 for s in tree}
-    for s in tree:  # a stage without groups uses no fraction; stages solved together share one
-        if s not in f:
-            frac[s] = frac[tree[tree.index(s) - 1]] if tree.index(s) > 0 else 1.0
-
-    def build(bits: str, d: int, state: State, rows: torch.Tensor,
-              in_sel: torch.Tensor | None) -> None:
-        key = node_key(bits)
-        names = [s for s in tree if levels[s] == d]
-        mods: dict[str, nn.Module] = {}
-        node_cfg: dict[str, Any] = {"stages": {}, "router": None, "calibration": len(rows)}
-        for s in names:
-            keep = {g: _top(stats[s][g][rows].mean(dim=0), _count(frac[s], c))
-                    for g, c, _ in groups[s]}
-            mod, out_sel = a.slice(s, stages[s], in_sel, keep)
-            mods[s] = mod.eval()
-            node_cfg["stages"][s] = {"in": None if in_sel is None else len(in_sel),
-                                     "keep": {g: len(v) for g, v in keep.items()}}
+    level = _Level([""], [torch.arange(n)], [back_out], [None])
+    for d in range(depth + 1):
+        names = [s for s in tree if lv[s] == d]
+        keeps, f, count = _solve_level(a, stages, names, stats, level, target, fractions or {})
+        config["fractions"].update(f)
+        acc["dense"] += sum(dense_n[s] for s in names)
+        acc["tree"] += count
+        nxt = _Level([], [], [], [])
+        for k, bits in enumerate(level.keys):
+            state, in_sel, rows = level.states[k], level.in_sel[k], level.rows[k]
+            mods: dict[str, nn.Module] = {}
+            node_cfg: dict[str, Any] = {"stages": {}, "router": None, "calibration": len(rows)}
+            for s in names:
+                keep = keeps[s][k]
+                mod, out_sel = a.slice(s, stages[s], in_sel, keep)
+                mods[s] = mod.eval()
+                node_cfg["stages"][s] = {
+                    "in": None if in_sel is None else len(in_sel),
+                    "keep": {g: len(v) for g, v in keep.items()},
+                    "channels": {g: v.tolist() for g, v in keep.items()}}
+                if d < depth:
+                    with torch.no_grad():
+                        state = a.run(s, mod, state)
+                in_sel = out_sel
+            router = None
             if d < depth:
-                with torch.no_grad():
-                    state = a.run(s, mod, state)
-            in_sel = out_sel
-        router = None
-        if d < depth:
-            router, choice = _fit_router(a.features(state), seed)
-            node_cfg["router"] = {"channels": router.weight.shape[1], "scale": router.scale}
-        nodes[key] = _Node(names, mods, router)
-        config["nodes"][key] = node_cfg
-        if d < depth:
-            for c, letter in enumerate("LR"):
-                sub = (choice == c).nonzero().flatten()
-                if len(sub) == 0:  # nobody routed here: inherit the parent's subset
-                    sub = torch.arange(len(rows))
-                build(bits + letter, d + 1, a.take(state, sub), rows[sub], in_sel)
-
-    build("", 0, back_out, torch.arange(n), None)
+                router, choice = _fit_router(a.features(state), seed)
+                node_cfg["router"] = {"channels": router.weight.shape[1], "scale": router.scale}
+                for c, letter in enumerate("LR"):
+                    sub = (choice == c).nonzero().flatten()
+                    if len(sub) == 0:  # nobody routed here: inherit the parent's subset
+                        sub = torch.arange(len(rows))
+                    nxt.keys.append(bits + letter)
+                    nxt.rows.append(rows[sub])
+                    nxt.states.append(a.take(state, sub))
+                    nxt.in_sel.append(in_sel)
+            nodes[node_key(bits)] = _Node(names, mods, router)
+            config["nodes"][node_key(bits)] = node_cfg
+        level = nxt
     backbone_mods = {s: copy.deepcopy(stages[s]).eval() for s in backbone}
-    return SigmaTree(config, backbone_mods, nodes).eval()
+    ordered = dict(sorted(nodes.items(), key=lambda kv: (kv[0] != "root", len(kv[0]), kv[0])))
+    config["nodes"] = {k: config["nodes"][k] for k in ordered}
+    return SigmaTree(config, backbone_mods, ordered).eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,64 +343,86 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
 
 def _seeded(build: Callable[[], nn.Module], seed: int,
             checkpoint: str | Path | None) -> nn.Module:
+    """The dense model: seeded init, then the user's ``checkpoint`` (a state_dict of exactly
+    this model, read with ``weights_only=True``; one-line ``ModelError`` naming the file and
+    the first key that does not fit)."""
+    from edgesim.zoo.registry import load_weights
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build()
     if checkpoint is not None:
-        p = Path(checkpoint)
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict)
-                                  else state)
-        except Exception as exc:  # reported to the user with the path
-            raise ModelError(f"{p}: cannot load dense checkpoint into {type(model).__name__} "
-                             f"({type(exc).__name__}: {exc})") from exc
+        load_weights(model, Path(checkpoint))
     return model.eval()
+
+
+#: At most this many of a user's ``--data`` inputs calibrate a tree (the dense pass keeps the
+#: backbone output of each: ~0.8 MB per ImageNet image).
+MAX_CALIBRATION = 128
+
+
+def _inputs(inputs: torch.Tensor | None, synthetic: Callable[[], torch.Tensor]) -> torch.Tensor:
+    if inputs is None:
+        return synthetic()
+    if inputs.shape[0] < 2:
+        raise ModelError(f"a tree needs at least 2 calibration inputs, got {inputs.shape[0]}")
+    return inputs[:MAX_CALIBRATION].float()
 
 
 def _resnet_tree(build: Callable[[], nn.Module], image_size: int, calibration: int, seed: int,
                  depth: int | None, levels: Mapping[str, int] | None,
-                 checkpoint: str | Path | None) -> SigmaTree:
+                 checkpoint: str | Path | None, inputs: torch.Tensor | None) -> SigmaTree:
     from edgesim.zoo.data import synthetic_images
 
     dense = _seeded(build, seed, checkpoint)
-    x, _ = synthetic_images(calibration, (3, image_size, image_size), clusters=8, seed=seed)
+    x = _inputs(inputs, lambda: synthetic_images(calibration, (3, image_size, image_size),
+                                                 clusters=8, seed=seed)[0])
     return to_tree(dense, x, arch="resnet", depth=depth, levels=levels, seed=seed)
 
 
 def sigmab_resnet50(num_classes: int = 1000, image_size: int = 224, calibration: int = 32,
                     seed: int = 0, *, depth: int | None = None,
                     levels: Mapping[str, int] | None = None,
-                    checkpoint: str | Path | None = None) -> SigmaTree:
-    """ΣB tree of ResNet-50 (ImageNet stem): seeded dense model (or ``checkpoint``), calibrated on
-    ``calibration`` synthetic clustered images, default levels: layer4 + head in 8 leaves."""
+                    checkpoint: str | Path | None = None,
+                    inputs: torch.Tensor | None = None) -> SigmaTree:
+    """ΣB tree of ResNet-50 (ImageNet stem): seeded dense model (or the state_dict file
+    ``checkpoint``), calibrated on ``inputs`` (the first ``MAX_CALIBRATION``) or on
+    ``calibration`` synthetic clustered images; default levels ``DEFAULT_LEVELS["resnet"]``
+    (layer3 blocks 2-5 in 2 nodes, layer4 + fc in 4 leaves)."""
     from edgesim.zoo.resnet import resnet50
 
     return _resnet_tree(lambda: resnet50(num_classes), image_size, calibration, seed, depth,
-                        levels, checkpoint)
+                        DEFAULT_LEVELS["resnet"] if levels is None else levels, checkpoint,
+                        inputs)
 
 
 def sigmab_resnet50_cifar(num_classes: int = 100, image_size: int = 32, calibration: int = 32,
                           seed: int = 0, *, depth: int | None = None,
                           levels: Mapping[str, int] | None = None,
-                          checkpoint: str | Path | None = None) -> SigmaTree:
-    """ΣB tree of the CIFAR ResNet-50 (3x3 stem, 32x32 inputs); as ``sigmab_resnet50``."""
+                          checkpoint: str | Path | None = None,
+                          inputs: torch.Tensor | None = None) -> SigmaTree:
+    """ΣB tree of the CIFAR ResNet-50 (3x3 stem, 32x32 inputs); as ``sigmab_resnet50`` with
+    ``DEFAULT_LEVELS["resnet_cifar"]`` (layer3 blocks 1-5 in 2 nodes, layer4 + fc in 4)."""
     from edgesim.zoo.resnet import resnet50_cifar
 
     return _resnet_tree(lambda: resnet50_cifar(num_classes), image_size, calibration, seed,
-                        depth, levels, checkpoint)
+                        depth, DEFAULT_LEVELS["resnet_cifar"] if levels is None else levels,
+                        checkpoint, inputs)
 
 
 def sigmab_pointnet2(num_classes: int = 40, in_points: int = 1024, calibration: int = 32,
                      seed: int = 0, *, width: float = 1.0, depth: int | None = None,
                      levels: Mapping[str, int] | None = None,
-                     checkpoint: str | Path | None = None) -> SigmaTree:
-    """ΣB tree of PointNet++ SSG: sa1+sa2 backbone, sa3 at level 1, head in 4 leaves."""
+                     checkpoint: str | Path | None = None,
+                     inputs: torch.Tensor | None = None) -> SigmaTree:
+    """ΣB tree of PointNet++ SSG: sa1+sa2 backbone, sa3 in the 2 level-1 nodes, head in 4
+    leaves; ``checkpoint`` and ``inputs`` as in ``sigmab_resnet50``."""
     from edgesim.zoo.data import synthetic_points
     from edgesim.zoo.pointnet2 import pointnet2_ssg
 
     dense = _seeded(lambda: pointnet2_ssg(num_classes, in_points, width), seed, checkpoint)
-    x, _ = synthetic_points(calibration, in_points, clusters=8, seed=seed)
+    x = _inputs(inputs, lambda: synthetic_points(calibration, in_points, clusters=8,
+                                                 seed=seed)[0])
     return to_tree(dense, x, arch="pointnet2", depth=depth, levels=levels, seed=seed)
 
 

@@ -1,6 +1,6 @@
 """The Sigma-Branch tree module: a shared backbone and a binary tree of nodes with routers.
 
-Public names: ``SigmaTree``, ``node_key``.
+Public names: ``SigmaTree``, ``Soft``, ``node_key``.
 
 Paths are numbered by their leaf, left to right; path i's decisions are the bits of i, most
 significant first (0 = "L", 1 = "R"); ``path_names()`` gives e.g. ``"L-R-L"``. Node names are
@@ -9,9 +9,10 @@ significant first (0 = "L", 1 = "R"); ``path_names()`` gives e.g. ``"L-R-L"``. N
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -20,11 +21,20 @@ from edgesim.errors import ModelError
 from edgesim.zoo.sigmab.adapters import ARCHS, State, n_params
 from edgesim.zoo.sigmab.router import Router
 
-__all__ = ["SigmaTree", "node_key"]
+__all__ = ["SigmaTree", "Soft", "node_key"]
 
 
 def node_key(bits: str) -> str:
     return bits or "root"
+
+
+class Soft(NamedTuple):
+    """What a soft-routed pass gives: the output mix, per router ``(reach (B,), branch
+    probabilities (B, 2))``, and ``leaves`` (B, paths): the probability of each leaf."""
+
+    out: torch.Tensor
+    gates: list[tuple[torch.Tensor, torch.Tensor]]
+    leaves: torch.Tensor
 
 
 class _Node(nn.Module):
@@ -143,28 +153,37 @@ class SigmaTree(nn.Module):
             out[idx] = y
         return out
 
-    def _soft(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor,
-                                                                        torch.Tensor]]]:
-        """Soft routing: (leaf mix, [(reach probability (B,), branch probabilities (B, 2))])."""
+    def _soft(self, x: torch.Tensor, temperature: float = 1.0, hard: bool = False) -> Soft:
+        """Soft routing: every node runs; a router's branch probabilities are
+        ``softmax(logits / temperature)``; with ``hard`` they are the one-hot argmax in the
+        forward pass and the temperature-``temperature`` softmax's gradient in the backward pass
+        (straight-through), so the output equals the hard-routed ``forward``."""
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ModelError(f"routing temperature {temperature}: expected a finite number > 0")
         gates: list[tuple[torch.Tensor, torch.Tensor]] = []
+        leaves: dict[int, torch.Tensor] = {}
 
         def walk(key: str, depth: int, state: State, reach: torch.Tensor) -> torch.Tensor:
             state = self._run_node(key, state)
             if depth == self.depth:
+                leaves[self._leaf_index(key)] = reach
                 return reach.view(-1, *([1] * (state.dim() - 1))) * state
-            probs = torch.softmax(self._router(key, state), dim=1)
+            probs = torch.softmax(self._router(key, state) / temperature, dim=1)
+            if hard:
+                one = torch.nn.functional.one_hot(probs.argmax(dim=1), probs.shape[1])
+                probs = one.to(probs.dtype) + probs - probs.detach()
             gates.append((reach, probs))
             bits = "" if key == "root" else key
             return sum((walk(node_key(bits + letter), depth + 1, state, reach * probs[:, c])
                         for c, letter in enumerate("LR")), start=torch.zeros(()))
 
         out = walk("root", 0, self._backbone(x), torch.ones(x.shape[0]))
-        return out, gates
+        return Soft(out, gates, torch.stack([leaves[i] for i in range(self.num_paths)], dim=1))
 
-    def soft_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Routers give softmax branch probabilities; output = sum over leaves of
-        P(leaf) x leaf output (every node runs)."""
-        return self._soft(x)[0]
+    def soft_forward(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Routers give softmax branch probabilities (at ``temperature``); output = sum over
+        leaves of P(leaf) x leaf output (every node runs)."""
+        return self._soft(x, temperature).out
 
     # -- accounting -----------------------------------------------------------------------
     def param_counts(self) -> dict[str, Any]:
@@ -179,3 +198,49 @@ class SigmaTree(nn.Module):
                  for i in range(self.num_paths)]
         return {"backbone": backbone, "routers": sum(routers.values()), "nodes": nodes,
                 "total": backbone + sum(routers.values()) + sum(nodes.values()), "paths": paths}
+
+    def _dense_groups(self) -> dict[str, dict[str, int]] | None:
+        """Channels of every group of every tree stage in the dense model (None: unknown)."""
+        dense = self.config.get("dense")
+        if dense is None:
+            return None
+        with torch.device("meta"):
+            model = self.arch.build_dense(dense["kwargs"])
+        stages = dict(self.arch.stages(model, self.config.get("cuts", [])))
+        return {s: {g: c for g, c, _ in self.arch.groups(s, stages[s])}
+                for s in self.config["tree"]}
+
+    def node_report(self) -> list[dict[str, Any]]:
+        """One row per node, stage and channel group: ``channels`` of the dense group, ``kept``
+        by the node, ``shared`` with its sibling and their ``jaccard`` (None at the root),
+        and ``coverage``: the share of the dense channels kept by at least one node of the
+        node's depth (1.0 when the pretrained weights are all stored). Shared, jaccard and
+        coverage are None for checkpoints that do not record channel numbers."""
+        dense = self._dense_groups()
+        cfg = self.config["nodes"]
+
+        def chans(key: str, s: str, g: str) -> set[int] | None:
+            sel = cfg[key]["stages"].get(s, {}).get("channels", {}).get(g)
+            return None if sel is None else set(sel)
+
+        rows = []
+        for key in self.nodes:
+            depth = 0 if key == "root" else len(key)
+            sib = None if key == "root" else key[:-1] + ("R" if key[-1] == "L" else "L")
+            same = [k for k in cfg if (0 if k == "root" else len(k)) == depth]
+            for s, scfg in cfg[key]["stages"].items():
+                for g, kept in scfg["keep"].items():
+                    mine = chans(key, s, g)
+                    other = None if sib is None else chans(sib, s, g)
+                    sets = [chans(k, s, g) for k in same]
+                    total = None if dense is None else dense[s][g]
+                    row = {"node": key, "level": depth, "stage": s, "group": g,
+                           "channels": total, "kept": kept, "shared": None, "jaccard": None,
+                           "coverage": None}
+                    if mine is not None and other is not None:
+                        row["shared"] = len(mine & other)
+                        row["jaccard"] = round(len(mine & other) / len(mine | other), 4)
+                    if total and all(x is not None for x in sets):
+                        row["coverage"] = round(len(set().union(*sets)) / total, 4)
+                    rows.append(row)
+        return rows
