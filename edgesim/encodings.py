@@ -611,8 +611,8 @@ def storage_note(workload: Workload, hw: Any) -> str | None:
         for k in sorted(levels):
             acc += levels[k]
             reads.append(f"{acc:,}")
-        return (f"nested model {workload.model}: its weight stream ({stored:,} B; levels "
+        return (f"nested model {workload.name}: its weight stream ({stored:,} B; levels "
                 f"1..{max(levels)} read {' / '.join(reads)} B) does not fit the {int(size):,} B "
                 f"flash of {name}, and switching levels at run time needs all of it stored")
-    return (f"model {workload.model}: its stored weights ({stored:,} B) do not fit the "
+    return (f"model {workload.name}: its stored weights ({stored:,} B) do not fit the "
             f"{int(size):,} B flash of {name}")

@@ -17,6 +17,7 @@ from edgesim.zoo.pruning import (
     global_sparsities,
     gradient_scores,
     grasp_scores,
+    he_classifier_,
     layer_ranges,
     magnitude_scores,
     mix_and_match,
@@ -281,6 +282,24 @@ def test_tiny_swin_patch_embed_rule_and_grasp() -> None:
     assert "layers.0.blocks.0.attn.relative_position_bias_table" not in rows  # stays dense
 
 
+def test_synthetic_calibration_default_is_16_seeded_images() -> None:
+    a = synthetic_calibration(seed=3, shape=(3, 8, 8), num_classes=5)
+    b = synthetic_calibration(seed=3, shape=(3, 8, 8), num_classes=5)
+    assert [tuple(x.shape) for x, _ in a] == [(8, 3, 8, 8), (8, 3, 8, 8)]
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a, b, strict=True))
+
+
+def test_he_classifier_draws_linear_weights_at_the_conv_scale() -> None:
+    # PyTorch's Linear default U(+-1/sqrt(2048)) has std 1/sqrt(3 * 2048) = 0.0128; the convs'
+    # rule (He normal, fan_out = 1000 outputs) gives sqrt(2 / 1000) = 0.0447.
+    torch.manual_seed(0)
+    fc = nn.Linear(2048, 1000)
+    assert fc.weight.detach().std().item() == pytest.approx(0.0128, rel=0.02)
+    he_classifier_(fc)
+    assert fc.weight.detach().std().item() == pytest.approx(math.sqrt(2 / 1000), rel=0.02)
+    assert not fc.bias.any()
+
+
 def test_tiny_resnet_batchnorm_and_grasp() -> None:
     # GraSP's double backward runs through BatchNorm and in-place ReLU; BN weights stay dense.
     m = ResNet(Bottleneck, [1, 1], num_classes=10, stem="cifar", width=8)
@@ -300,8 +319,11 @@ def test_tiny_resnet_batchnorm_and_grasp() -> None:
     [(sparse_swin_tiny, "percentile_70", 1), (sparse_resnet50, "param_proportional", 0)],
 )
 def test_full_size_factories(factory, strategy: str, patch_embeds: int) -> None:
-    # Seeded random init + one synthetic batch of 2 images (~30 s each on one core).
+    # Seeded random init + synthetic calibration: 2 batches of 8 images (~30-60 s each on one
+    # core); the masks and ranges are buffers of the model (its state_dict tells it pruned).
     m = factory(seed=0)
+    assert all(f"{name.rpartition('.')[0]}.weight_mask" in m.state_dict()
+               for name in prunable_weights(m))
     report = m.prune_report
     assert report.strategy == strategy
     assert report.sensitivity == "magnitude"

@@ -250,8 +250,9 @@ def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
     is loaded as itself, then ``restore(model)`` rebuilds what the state_dict does not hold.
     ``reads_data=False``: the transform reads no data (``calib`` is None even with ``data``).
     Calibration reads at most ``CALIB_LIMIT`` inputs of ``data``.
-    Anything else is a ``ModelError`` naming the file and the first key at fault (against the
-    closer of the two). Both are seeded with ``seed``.
+    Anything else is a ``ModelError`` naming the file and the first key at fault: against the
+    transformed model when the file holds a key only that model has, else against the dense
+    one. Both are seeded with ``seed``.
     """
     from edgesim.zoo.registry import _import_factory, _state_dict
 
@@ -277,9 +278,9 @@ def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
     if problem is None:
         model.load_state_dict(state)
         return (restore(model) if restore is not None else model).eval()
-    overlap_dense = len(set(state) & set(dense.state_dict()))
-    overlap_model = len(set(state) & set(expected))
-    closer, why = ((f"the dense model {spec.name} transforms", dense_problem)
-                   if overlap_dense > overlap_model else (f"the {what} {spec.name}", problem))
+    # the transformed model it is, if it holds a key only the transformed model has
+    own = set(expected) - set(dense.state_dict())
+    closer, why = ((f"the {what} {spec.name}", problem) if own & set(state) else
+                   (f"the dense model {spec.name} transforms", dense_problem))
     raise ModelError(f"checkpoint file '{weights}' is neither the dense nor the {what} "
                      f"{spec.name} state_dict: against {closer}, {why}")
