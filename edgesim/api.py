@@ -139,8 +139,10 @@ def check_inputs(spec, *, data: str | None, weights: str | None,
                             f"{spec.family} model moves the same weights); drop --data, or "
                             "add --eval to measure its top-1 on labelled data")
         if not Path(data).exists():
-            raise DataError(f"--data {data}: no such file or folder (expected a .pt/.npy "
-                            "tensor file or a folder of images)")
+            expected = ("labelled data: a .pt of {'x': inputs, 'y': labels}, an .npz, x.npy "
+                        "with y.npy, or a folder of class sub-folders" if evaluate else
+                        "a .pt/.npy tensor file or a folder of images")
+            raise DataError(f"--data {data}: no such file or folder (expected {expected})")
     if weights is not None:
         p = Path(weights)
         if p.is_dir():

@@ -396,3 +396,16 @@ def test_sweep_command_line_eval_and_a_sweep_without_top1(labelled, tmp_path, ca
     assert main(["plot", "pareto", str(plain), "--y", "top1"]) == 2
     err = capsys.readouterr().err
     assert "'top1' is not in the table; run the sweep with --data LABELLED --eval" in err
+
+
+def test_long_evaluations_show_progress_on_stderr(capsys):
+    from edgesim.cli._common import eval_progress
+    update, bar = eval_progress(True)
+    update(64, 100)                       # short: no bar
+    assert capsys.readouterr().err == ""
+    for done in (64, 128, 300):
+        update(done, 300)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "300/300" in err
+    assert eval_progress(False) == (None, None)
