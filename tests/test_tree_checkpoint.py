@@ -151,3 +151,24 @@ def test_the_built_model_cache_is_plain_data_and_anything_else_is_a_miss(tree_an
     (tmp_path / "junk.pt").write_bytes(pickle.dumps([1, 2]) + b"junk")
     assert family.load_built(tmp_path / "junk.pt") is None
     assert not marker.exists()
+
+
+def test_a_checkpoint_written_before_router_centring_loads_uncentred(tree_and_inputs, tmp_path):
+    # format-2 files of before: routers without "centered" and without a center parameter,
+    # nodes without recorded channel numbers, no cuts
+    tree, x = tree_and_inputs
+    config = copy.deepcopy(tree.config)
+    config.pop("cuts")
+    for node in config["nodes"].values():
+        if node["router"] is not None:
+            node["router"].pop("centered")
+        for scfg in node["stages"].values():
+            scfg.pop("channels")
+    state = {k: v for k, v in tree.state_dict().items() if not k.endswith("router.center")}
+    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": state},
+               tmp_path / "before.pt")
+    back = load_tree(tmp_path / "before.pt")
+    assert all(n.router.center is None for n in back.nodes.values() if n.router is not None)
+    assert {r["coverage"] for r in back.node_report()} == {None}
+    with torch.no_grad():
+        assert back.route(x).shape == (x.shape[0],)

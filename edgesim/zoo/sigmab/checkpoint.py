@@ -126,6 +126,9 @@ def _check_node(key: str, cfg: Any, tree: list[str], where: str) -> None:
         if type(scale) not in (int, float) or not (math.isfinite(scale) and 0 < scale <= 1e6):
             raise ModelError(f"{where}: node {key} router scale={_cut(scale)} is not a number "
                              "in (0, 1e6]")
+        if type(r.get("centered", False)) is not bool:
+            raise ModelError(f"{where}: node {key} router centered={_cut(r['centered'])} is "
+                             "not true or false")
 
 
 def check_config(config: Any, where: str) -> dict[str, Any]:
@@ -179,7 +182,8 @@ def _rebuild(config: Mapping[str, Any]) -> SigmaTree:
             keep = {g: torch.arange(scfg["keep"][g]) for g, _, _ in groups[s]}
             mods[s] = a.slice(s, stages[s], in_sel, keep)[0]
         r = cfg["router"]
-        router = None if r is None else Router(r["channels"], r["scale"])
+        router = None if r is None else Router(r["channels"], r["scale"],
+                                               centered=r.get("centered", False))
         nodes[key] = _Node(list(cfg["stages"]), mods, router)
     backbone = {s: stages[s] for s in config["backbone"]}
     return SigmaTree(dict(config), backbone, nodes)

@@ -155,19 +155,26 @@ def _router_scale(feats: torch.Tensor, centroids: torch.Tensor) -> float:
 
 
 def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
-    """A 2-way router from spherical k-means of the node's pooled features, and its choices.
+    """A 2-way router from spherical k-means of the node's centred pooled features (centre =
+    their mean), and its choices.
 
-    With a single calibration input the two centroids are its direction and the opposite one.
+    With a single calibration input (nothing to centre on) the centre is 0 and the two
+    centroids are its direction and the opposite one.
     """
     pooled = feats.flatten(2).mean(dim=2) if feats.dim() > 2 else feats
-    if pooled.shape[0] >= 2:
-        _, cent = spherical_kmeans(pooled, 2, seed=seed)
+    center = pooled.mean(dim=0) if pooled.shape[0] >= 2 else torch.zeros_like(pooled[0])
+    centred = pooled - center
+    if pooled.shape[0] >= 2 and bool((centred.norm(dim=1) > 0).all()):
+        _, cent = spherical_kmeans(centred, 2, seed=seed)
     else:
+        center = torch.zeros_like(pooled[0])
+        centred = pooled
         v = F.normalize(pooled[:1].double(), dim=1)[0]
         cent = torch.stack([v, -v])
-    router = Router(pooled.shape[1], _router_scale(pooled, cent))
+    router = Router(pooled.shape[1], _router_scale(centred, cent))
     with torch.no_grad():
         router.weight.copy_(cent.to(router.weight.dtype))
+        router.center.copy_(center.to(router.center.dtype))
         choice = router(feats).argmax(dim=1)
     return router, choice
 
@@ -319,7 +326,8 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
             router = None
             if d < depth:
                 router, choice = _fit_router(a.features(state), seed)
-                node_cfg["router"] = {"channels": router.weight.shape[1], "scale": router.scale}
+                node_cfg["router"] = {"channels": router.weight.shape[1], "scale": router.scale,
+                                      "centered": True}
                 for c, letter in enumerate("LR"):
                     sub = (choice == c).nonzero().flatten()
                     if len(sub) == 0:  # nobody routed here: inherit the parent's subset

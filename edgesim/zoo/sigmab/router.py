@@ -13,24 +13,37 @@ __all__ = ["Router"]
 
 
 class Router(nn.Module):
-    """A binary routing decision: global average pool -> unit-normalise -> linear (no bias).
+    """A binary routing decision: global average pool -> subtract ``center`` -> unit-normalise
+    -> linear (no bias).
 
-    ``weight`` (2, C) rows start as the k-means centroids, so ``argmax`` picks the nearest centroid
-    by cosine. Logits are ``scale * cosine``; ``scale`` (a fixed float, not a parameter) sets how
-    sharp the soft-routing probabilities are. Input: ``(B, C, ...)`` activations or ``(B, C)``.
+    ``weight`` (2, C) rows start as the k-means centroids of the node's centred pooled
+    features, and ``center`` (C,) as their mean over the node's calibration inputs, so
+    ``argmax`` picks the nearest centroid by cosine. Centring matters: post-ReLU features all
+    point into the positive orthant (cosines of 0.99 between any two inputs of an untrained
+    net), so uncentred centroids differ by a hair and one optimizer step can send every input
+    one way. A router of a checkpoint written before centring has no ``center``
+    (``centered=False``). Logits are ``scale * cosine``; ``scale`` (a fixed float, not a
+    parameter) sets how sharp the soft-routing probabilities are at temperature 1. Input:
+    ``(B, C, ...)`` activations or ``(B, C)``.
     """
 
     edgesim_kind = "router"
 
-    def __init__(self, channels: int, scale: float = 10.0, branches: int = 2) -> None:
+    def __init__(self, channels: int, scale: float = 10.0, branches: int = 2,
+                 centered: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(branches, channels))
+        self.center = nn.Parameter(torch.zeros(channels)) if centered else None
         self.scale = float(scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The centred pooled features ``(B, C)`` the router compares with its rows."""
         pooled = x.flatten(2).mean(dim=2) if x.dim() > 2 else x
-        return self.scale * F.linear(F.normalize(pooled, dim=1), self.weight)
+        return pooled if self.center is None else pooled - self.center
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(self.pooled(x), dim=1), self.weight)
 
     def extra_repr(self) -> str:
         return f"channels={self.weight.shape[1]}, branches={self.weight.shape[0]}, " \
-               f"scale={self.scale:.4g}"
+               f"scale={self.scale:.4g}, centered={self.center is not None}"
