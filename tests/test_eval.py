@@ -410,3 +410,36 @@ def test_long_evaluations_show_progress_on_stderr(capsys):
     assert "/300" in err
     assert "input/s" in err
     assert eval_progress(False) == (None, None)
+
+
+def test_an_evaluated_sweep_is_byte_identical_when_rerun_afresh(labelled, tmp_path):
+    from edgesim.sweep import sweep
+    for out in ("a", "b"):
+        api._EVALS.clear()
+        sweep(NPU, [CHANNEL], ["sram.size=4KiB,8KiB"], out_dir=tmp_path / out,
+              executor="serial", data=str(labelled), evaluate=True)
+    assert (tmp_path / "a" / "sweep.csv").read_bytes() == \
+        (tmp_path / "b" / "sweep.csv").read_bytes()
+    # a rerun into the same folder resumes: every row is found, top1 included
+    again = sweep(NPU, [CHANNEL], ["sram.size=4KiB,8KiB"], out_dir=tmp_path / "a",
+                  executor="serial", data=str(labelled), evaluate=True)
+    assert again["top1"].tolist() == [26 / 40] * 2
+
+
+def test_eval_refuses_a_traced_workload_and_a_tampered_top1(labelled, tmp_path):
+    import sqlite3
+
+    from edgesim.sweep import sweep
+    from edgesim.sweep.store import StoreError
+    from edgesim.testing import tiny_config, tiny_workload
+    with pytest.raises(ModelError, match="--eval: model 'tiny'"):
+        api.run(tiny_config(), tiny_workload(), evaluate=True, data=str(labelled))
+    out = tmp_path / "s"
+    sweep(NPU, [CHANNEL], out_dir=out, executor="serial", data=str(labelled), evaluate=True)
+    with sqlite3.connect(out / "results.sqlite") as db:
+        (key, row), = db.execute("SELECT key, row FROM results")
+        db.execute("UPDATE results SET row = ? WHERE key = ?",
+                   (row.replace('"top1": 0.65', '"top1": 1.5'), key))
+    with pytest.raises(StoreError, match=r"top1 = 1\.5, expected a fraction 0\.\.1"):
+        sweep(NPU, [CHANNEL], out_dir=out, executor="serial", data=str(labelled),
+              evaluate=True)

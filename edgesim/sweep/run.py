@@ -192,15 +192,31 @@ def _labels(models: Sequence[Any]) -> list[str]:
 
 def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed: int,
               say: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:
-    """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label."""
+    """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label; a bar
+    of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on."""
     from edgesim import api
     from edgesim.workload import Workload
-    out = {}
     for m in models:
         if isinstance(m, Workload):
             raise EdgesimError(f"--eval: model {m.name!r} is given as a traced Workload, whose "
                                "accuracy cannot be measured; give it by name")
-        out[str(m)] = api.evaluate(str(m), data=data, seed=seed, inputs=inputs, progress=say)
+    out = {}
+    for m in models:
+        bar: list[Any] = []
+
+        def update(done: int, total: int, bar: list[Any] = bar) -> None:
+            if total < 256:
+                return
+            if not bar:
+                from tqdm import tqdm
+                bar.append(tqdm(total=total, unit="input", file=sys.stderr, leave=False))
+            bar[0].update(done - bar[0].n)
+        try:
+            out[str(m)] = api.evaluate(str(m), data=data, seed=seed, inputs=inputs,
+                                       progress=say, eval_progress=update if say else None)
+        finally:
+            for b in bar:
+                b.close()
     counts = {a["inputs"] for a in out.values()}
     if len(counts) > 1:   # one data file: every model reads the same inputs
         raise EdgesimError(f"--data {data}: the models read different numbers of inputs "
