@@ -189,13 +189,16 @@ CALIB_LIMIT = 128
 
 def data_batches(path: str, *, shape: Sequence[int], model: nn.Module,
                  batch_size: int = CALIB_BATCH_SIZE, limit: int | None = None) -> list[Batch]:
-    """Calibration batches from ``--data``: labelled data (``(inputs, labels)`` .pt, .npz, or a
-    folder of class folders) keeps its labels; inputs alone (a .pt/.npy tensor, an image folder)
-    are labelled by ``model``'s own prediction (argmax), so the gradients a sensitivity reads are
-    those of the model's decision on real inputs. At most ``limit`` inputs (None: all).
+    """Calibration batches from ``--data``: labelled data (what ``load_labelled`` reads: a file
+    of inputs and labels, or a folder of class folders) keeps its labels; inputs alone (a
+    .pt/.npy tensor, an image folder) are labelled by ``model``'s own prediction (argmax), so
+    the gradients a sensitivity reads are those of the model's decision on real inputs. At most
+    ``limit`` inputs (None: all).
     """
     from edgesim.zoo import data as mdata
-    from edgesim.zoo.sigmab.train import load_labelled
+    load_labelled = getattr(mdata, "load_labelled", None)   # the --eval reader, where it exists
+    if load_labelled is None:
+        from edgesim.zoo.sigmab.train import load_labelled
 
     kind = "points" if len(shape) == 2 and shape[-1] == 3 else "image"
     shape = tuple(int(s) for s in shape)
