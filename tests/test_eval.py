@@ -53,6 +53,24 @@ def channel_net() -> nn.Module:
 channel_net.input_shape = SHAPE  # type: ignore[attr-defined]
 
 
+class PointMean(nn.Module):
+    """Point clouds ``(B, 16, 3)``: logits = the mean of each coordinate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = _identity_head()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=1))
+
+
+def point_net() -> nn.Module:
+    return PointMean()
+
+
+point_net.input_shape = (16, 3)  # type: ignore[attr-defined]
+
+
 class TwoPath(nn.Module):
     """Routed: path 1 (argmin of the channel means) when channel 0's mean is > 0, else path 0
     (argmax). ``forward`` is path 0 for every input (not what is deployed)."""
@@ -220,6 +238,14 @@ def test_npz_npy_pair_and_class_folders_read_the_same_labels(tmp_path):
     # the inputs of a labelled file are what --data gives a routed model
     assert torch.equal(mdata.load_inputs(tmp_path / "d.npz", "image", SHAPE), x)
     assert mdata.load_inputs(tmp_path / "imgs", "image", SHAPE).shape == (4, *SHAPE)
+
+
+def test_point_clouds_from_an_npz(tmp_path):
+    x = torch.randn((12, 16, 3), generator=torch.Generator().manual_seed(2))
+    y = _labels(x.mean(dim=1).argmax(dim=1))
+    np.savez(tmp_path / "pts.npz", inputs=x.numpy(), labels=y.numpy())
+    got = build.evaluate(api._spec("test_eval:point_net"), data=str(tmp_path / "pts.npz"))
+    assert (got["correct"], got["inputs"]) == (_right(12), 12)   # 12 minus 0, 3, 6, 9: 8
 
 
 # --------------------------------------------------------------------------- bad labelled data
