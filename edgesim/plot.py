@@ -1,8 +1,8 @@
 """Figures of sweeps and runs (matplotlib, Agg): each written as PNG and SVG.
 
-Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``plot``, ``pareto_front``, ``plot_pareto``,
-``plot_bytes_vs_sram``, ``plot_energy_breakdown``, ``plot_timeline`` (the command is
-``edgesim.cli.plot``).
+Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``plot``, ``column``, ``pareto_front``,
+``plot_pareto``, ``plot_bytes_vs_sram``, ``plot_energy_breakdown``, ``plot_timeline`` (the
+command is ``edgesim.cli.plot``).
 
 * ``pareto``: every (point, model, policy) of a sweep as x = steady-state latency, y =
   steady-state energy per inference (or any two columns, e.g. ``top1`` of a sweep run with
@@ -40,7 +40,7 @@ from edgesim.errors import DataError, EdgesimError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HIGHER_IS_BETTER", "KINDS", "pareto_front", "plot", "plot_bytes_vs_sram",
+__all__ = ["HIGHER_IS_BETTER", "KINDS", "column", "pareto_front", "plot", "plot_bytes_vs_sram",
            "plot_energy_breakdown", "plot_pareto", "plot_timeline"]
 
 KINDS = ("pareto", "bytes-vs-sram", "energy-breakdown", "timeline")
@@ -94,6 +94,14 @@ def _label(col: str, unit: str) -> str:
     else:
         text = _NICE.get(col, col.replace("_", " "))
     return f"{text} ({unit})" if unit else text
+
+
+def column(df: pd.DataFrame, col: str) -> str:
+    """``col``, or for a metric named without its statistic (``weight_dram_bytes``) its
+    steady-state column (``weight_dram_bytes_steady``) when the table has that one."""
+    if col not in df.columns and f"{col}_steady" in df.columns:
+        return f"{col}_steady"
+    return col
 
 
 def _scaled(df: pd.DataFrame, col: str) -> tuple[Any, str]:
@@ -158,7 +166,8 @@ def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s
     """Every row as a point; each model's front as a line; the overall front highlighted.
 
     Accuracy columns (``HIGHER_IS_BETTER``) are maximised; rows without a value on either axis
-    (failed points) are left out."""
+    (failed points) are left out. A metric named without its statistic is its steady state."""
+    x, y = column(df, x), column(df, y)
     xs, xlabel = _scaled(df, x)
     ys, ylabel = _scaled(df, y)
     data = df.assign(_x=xs, _y=ys).dropna(subset=["_x", "_y"])
@@ -195,6 +204,7 @@ def plot_bytes_vs_sram(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "sr
     from matplotlib.ticker import FixedLocator, NullLocator
 
     from edgesim.units import format_quantity
+    x, y = column(df, x), column(df, y)
     plt, fig = _figure()
     ax = fig.add_subplot()
     ys, ylabel = _scaled(df, y)

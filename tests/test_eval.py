@@ -398,11 +398,12 @@ def test_sweep_has_a_top1_column_and_pareto_takes_it(labelled, tmp_path, specs):
     with sqlite3.connect(out / "results.sqlite") as db:
         stored = [json.loads(r)["top1"] for (r,) in db.execute("SELECT row FROM results")]
     assert sorted(stored) == sorted(df["top1"].tolist())
-    paths = plot("pareto", out, x="weight_dram_bytes_steady", y="top1",
+    paths = plot("pareto", out, x="weight_dram_bytes", y="top1",   # weight_dram_bytes_steady
                  out=tmp_path / "acc_pareto")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert paths[0].stat().st_size > 10_000
     svg = paths[1].read_text()
+    assert "steady-state off-chip weight bytes per inference (B)" in svg
     assert "top-1 accuracy (%)" in svg
     assert "upper-left is better" in svg
 

@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
                    help="sweep results folder; for timeline, the CSV of `run --timeline`")
     s.add_argument("--x", help="x column (pareto: latency_s_steady; bytes-vs-sram: sram_bytes)")
     s.add_argument("--y", help="y column (pareto: energy_j_steady, or e.g. "
-                   "weight_dram_bytes_steady)")
+                   "weight_dram_bytes_steady; top1 of a sweep run with --eval; a metric "
+                   "without _cold/_steady is its steady state)")
     s.add_argument("--out", help="output file name (.png and .svg are written)")
     s.add_argument("--input", type=int, dest="input_index",
                    help="timeline: which inference (default: the last)")
