@@ -1,8 +1,8 @@
 """The simulator: a Workload on a HardwareConfig -> per-inference and per-op rows.
 
 Public names: ``simulate``, ``Result``, ``InferenceRow``, ``LayerRow``, ``POLICIES``,
-``PREFETCH_MODES``, ``INFERENCE_COLUMNS``, ``LAYER_COLUMNS``, ``SUMMARY_METRICS``, ``summarize``,
-``Residency``, ``Energy``, ``inference_energy``.
+``PREFETCH_MODES``, ``INFERENCE_COLUMNS``, ``LAYER_COLUMNS``, ``SUMMARY_METRICS``, ``Summary``,
+``summarize``, ``Residency``, ``Energy``, ``inference_energy``.
 
 Modules, in the order a simulation uses them:
 
@@ -26,9 +26,23 @@ from edgesim.sim.result import (
     InferenceRow,
     LayerRow,
     Result,
+    Summary,
     summarize,
 )
 
-__all__ = ["INFERENCE_COLUMNS", "LAYER_COLUMNS", "POLICIES", "PREFETCH_MODES", "SUMMARY_METRICS",
-           "Energy", "InferenceRow", "LayerRow", "Residency", "Result", "inference_energy",
-           "simulate", "summarize"]
+__all__ = [
+    "INFERENCE_COLUMNS",
+    "LAYER_COLUMNS",
+    "POLICIES",
+    "PREFETCH_MODES",
+    "SUMMARY_METRICS",
+    "Energy",
+    "InferenceRow",
+    "LayerRow",
+    "Residency",
+    "Result",
+    "Summary",
+    "inference_energy",
+    "simulate",
+    "summarize",
+]

@@ -59,7 +59,7 @@ from edgesim.encodings import resolve
 from edgesim.sim.energy import inference_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
-from edgesim.sim.result import InferenceRow, LayerRow, Result, summarize
+from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
 from edgesim.workload import Workload
 
 __all__ = ["PREFETCH_MODES", "Part", "simulate"]
@@ -392,7 +392,9 @@ def _check(policy: str, prefetch: str) -> None:
 
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
              per_layer: bool = False, memo: bool = True,
-             progress: Callable[[int], None] | None = None) -> Result:
+             progress: Callable[[int], None] | None = None,
+             on_row: Callable[[InferenceRow], None] | None = None,
+             keep_rows: bool = True) -> Result:
     """Run every input of ``workload`` on ``hw`` and return per-inference (and per-op) rows.
 
     ``policy``: a name of ``POLICIES`` ("lru", "pinned", "belady"). ``prefetch``: a name of
@@ -401,6 +403,10 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     fetches the most frequent path's gated weights before its routers decide; a wrong guess
     costs the bytes, reported as ``spec_wasted_bytes``). ``progress`` is called with the number
     of inferences done so far, now and then.
+
+    Long streams: ``on_row`` is called with each inference row as it is produced (to write it
+    out), and ``keep_rows=False`` keeps none in the Result (its summary is built on the fly,
+    ``Summary``), so memory does not grow with the number of inputs.
     """
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
@@ -416,13 +422,20 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,
                      memo=memo)
     rows: list[InferenceRow] = []
+    summary = Summary()
     layer_rows: list[LayerRow] | None = [] if per_layer else None
     for i, p in enumerate(seq.tolist()):
         inf = runner.infer(i, p)
         row = inf.row
         if row is None:
             row = inf.row = _inference_row(i, plans[p], inf, machine)
-        rows.append(row if row.input == i else InferenceRow(i, *row[1:]))
+        if row.input != i:
+            row = InferenceRow(i, *row[1:])
+        summary.add(row)
+        if on_row is not None:
+            on_row(row)
+        if keep_rows:
+            rows.append(row)
         if layer_rows is not None:
             layer_rows.extend(_layer_rows(i, plans[p], inf))
         if progress is not None and (i + 1) % 256 == 0:
@@ -431,4 +444,4 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
         progress(seq.size)
     meta = {"policy": policy, "prefetch": prefetch,
             "memo_entries": len(runner.memo) if runner.memo is not None else 0}
-    return Result(rows, layer_rows, summarize(rows), meta)
+    return Result(rows, layer_rows, summary.result(), meta)

@@ -1,7 +1,7 @@
 """What a simulation produces: named rows per inference and per op, a summary, ``Result``.
 
 Public names: ``InferenceRow``, ``LayerRow``, ``INFERENCE_COLUMNS``, ``LAYER_COLUMNS``,
-``SUMMARY_METRICS``, ``Result``, ``summarize``.
+``SUMMARY_METRICS``, ``Result``, ``Summary``, ``summarize``.
 
 Rows are NamedTuples: cheap to build, positional like the tuples they replace, and named.
 The column tuples are the rows' field names, so the order of a table is the order of its row
@@ -15,13 +15,12 @@ type. Units are in the names: bytes, cycles, seconds (``_s``), joules (``_j``).
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any, NamedTuple
 
-import numpy as np
-
 __all__ = ["INFERENCE_COLUMNS", "LAYER_COLUMNS", "SUMMARY_METRICS", "InferenceRow", "LayerRow",
-           "Result", "summarize"]
+           "Result", "Summary", "summarize"]
 
 
 class InferenceRow(NamedTuple):
@@ -118,22 +117,79 @@ class Result:
         return pd.DataFrame.from_records(self.layer_rows, columns=list(LAYER_COLUMNS))
 
 
+class Summary:
+    """``summarize`` built one row at a time, in memory bounded by the distinct values.
+
+    A stream's rows repeat (the engine's memo gives identical situations identical rows), so
+    keeping, per metric, how often each steady-state value occurs gives the mean and exact
+    percentiles of a million inferences in a few kilobytes.
+    """
+
+    __slots__ = ("cold", "counts", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cold: InferenceRow | None = None
+        self.counts: list[dict[Any, int]] = [{} for _ in SUMMARY_METRICS]
+
+    def add(self, row: InferenceRow) -> None:
+        """Count one inference (the first is the cold one)."""
+        self.n += 1
+        if self.cold is None:
+            self.cold = row
+            return
+        for c, k in zip(self.counts, _METRIC_INDEX, strict=True):
+            v = row[k]
+            c[v] = c.get(v, 0) + 1
+
+    def result(self) -> dict[str, Any]:
+        """Cold, steady-state mean, p50 and p99 per metric (``summarize``'s dict)."""
+        out: dict[str, Any] = {"inputs": self.n}
+        if self.cold is None:
+            return out
+        for m, c, k in zip(SUMMARY_METRICS, self.counts, _METRIC_INDEX, strict=True):
+            items = sorted(c.items()) if c else [(self.cold[k], 1)]
+            out[m] = {"cold": self.cold[k], "steady_mean": _mean(items),
+                      "p50": _percentile(items, 50), "p99": _percentile(items, 99)}
+        return out
+
+
+_METRIC_INDEX = tuple(INFERENCE_COLUMNS.index(m) for m in SUMMARY_METRICS)
+
+
+def _mean(items: list[tuple[Any, int]]) -> float:
+    """Mean of a multiset given as sorted (value, count) pairs (exactly rounded sum)."""
+    n = sum(c for _, c in items)
+    return math.fsum(float(v) * c for v, c in items) / n
+
+
+def _percentile(items: list[tuple[Any, int]], q: float) -> float:
+    """The q-th percentile of a multiset of sorted (value, count) pairs, interpolated linearly
+    between order statistics as ``numpy.percentile`` does by default (index (n - 1) q / 100)."""
+    n = sum(c for _, c in items)
+    h = (n - 1) * q / 100
+    lo = math.floor(h)
+
+    def order_stat(r: int) -> float:
+        seen = 0
+        for v, c in items:
+            seen += c
+            if r < seen:
+                return float(v)
+        return float(items[-1][0])
+
+    a = order_stat(lo)
+    b = order_stat(min(lo + 1, n - 1))
+    t = h - lo
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
+
+
 def summarize(rows: list[InferenceRow]) -> dict[str, Any]:
     """Cold (first inference), steady-state mean, p50 and p99 (inferences 2..N) per metric.
 
-    With a single inference the steady-state figures are those of the cold one.
+    With a single inference the steady-state figures are those of the cold one (``Summary``).
     """
-    out: dict[str, Any] = {"inputs": len(rows)}
-    if not rows:
-        return out
-    steady = rows[1:] if len(rows) > 1 else rows
-    for m in SUMMARY_METRICS:
-        k = INFERENCE_COLUMNS.index(m)
-        col = np.fromiter((r[k] for r in steady), dtype=float, count=len(steady))
-        out[m] = {
-            "cold": rows[0][k],
-            "steady_mean": float(col.mean()),
-            "p50": float(np.percentile(col, 50)),
-            "p99": float(np.percentile(col, 99)),
-        }
-    return out
+    s = Summary()
+    for row in rows:
+        s.add(row)
+    return s.result()

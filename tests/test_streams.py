@@ -1,0 +1,53 @@
+"""Long streams: summaries built on the fly, rows written as produced, memory flat in N."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgesim.sim import SUMMARY_METRICS, simulate, summarize
+from edgesim.sim.result import _mean, _percentile
+from edgesim.testing import tiny_config, tiny_workload
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.integers(0, 50), min_size=1, max_size=300),
+       q=st.sampled_from([0, 1, 25, 50, 75, 99, 100]))
+def test_percentile_of_counts_is_numpys(values, q):
+    # the multiset as sorted (value, count) pairs gives numpy's linear-interpolation
+    # percentile and its mean, to rounding
+    scaled = [v * 0.37 for v in values]
+    items = sorted({v: scaled.count(v) for v in scaled}.items())
+    assert np.isclose(_percentile(items, q), np.percentile(scaled, q), rtol=1e-12, atol=0)
+    assert np.isclose(_mean(items), np.mean(scaled), rtol=1e-12, atol=0)
+
+
+def test_rows_streamed_out_match_the_kept_rows_and_the_summary():
+    hw, w = tiny_config(sram=1500), tiny_workload(inputs=50)
+    kept = simulate(hw, w)
+    seen = []
+    streamed = simulate(hw, w, on_row=seen.append, keep_rows=False)
+    assert streamed.rows == []
+    assert seen == kept.rows
+    assert streamed.summary == kept.summary == summarize(kept.rows)
+    assert set(SUMMARY_METRICS) <= set(streamed.summary)
+
+
+def _peak(policy: str, n: int) -> int:
+    hw, w = tiny_config(sram=1500), tiny_workload(inputs=n)
+    tracemalloc.start()
+    simulate(hw, w, policy=policy, keep_rows=False, on_row=lambda row: None)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_memory_per_inference_does_not_grow_with_the_stream():
+    # 10x the inputs may add a few bytes per input (the path sequence, belady's next-use index:
+    # int32 per input and set of paths) but not a row's ~300 bytes
+    for policy in ("lru", "pinned", "belady"):
+        small, large = _peak(policy, 2_000), _peak(policy, 20_000)
+        assert (large - small) / 18_000 < 64, (policy, small, large)
