@@ -200,9 +200,13 @@ def test_storage_report_closed_form() -> None:
     assert layer["stream_bytes"] == 16
     assert layer["separate_bytes"] == 27
     assert layer["saving"] == pytest.approx(1 - 16 / 27)
+    # Each segment in the smallest segment encoding: a 1-bit mask over the 8 weights (1 byte)
+    # + 2 value bytes = 3 < 4 (CSR), so 8 + 3 = 11, then + 3 = 14 (bitmap and rle tie at 3).
+    assert layer["best_bytes"] == [11, 14]
     assert total["layer"] == "total"
     assert total["stream_bytes"] == 16
     assert total["separate_bytes"] == 27
+    assert total["best_bytes"] == [11, 14]
 
 
 def test_one_nested_stream_never_costs_more_than_separate_models() -> None:

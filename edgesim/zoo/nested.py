@@ -382,7 +382,9 @@ def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, A
     workload gives it) and a last row ``layer="total"``. Columns: ``layer``,
     ``elements``, ``nnz`` (list, sub-network 1..N), ``nested_bytes`` (list: cumulative prefix
     bytes that sub-network k reads, ``encodings.nested_bytes``), ``stream_bytes`` (the whole stream,
-    = ``nested_bytes[-1]``), ``separate_bytes`` (``encodings.separate_csr_bytes``: N CSR models,
+    = ``nested_bytes[-1]``), ``best_bytes`` (list: what sub-network k reads when each level
+    segment takes the smallest of ``nested`` and ``encodings.SEGMENT_ENCODINGS``, a hardware
+    decoding them all), ``separate_bytes`` (``encodings.separate_csr_bytes``: N CSR models,
     each with its scales) and ``saving`` (1 - stream / separate). Values are ``bits`` wide with
     one fp32 scale per output channel (per-channel quantization).
     """
@@ -394,15 +396,22 @@ def nested_storage_report(model: NestedModel, bits: int = 8) -> list[dict[str, A
         prefix = encodings.nested_bytes(lv, bits, scales=scales, n_levels=n)
         separate = encodings.separate_csr_bytes(lv, bits, scales=scales, n_levels=n)
         nnz = [int(((lv >= 1) & (lv <= k)).sum()) for k in range(1, n + 1)]
+        best, acc = [], 0
+        for k in range(1, n + 1):
+            seg = encodings.segment_candidates((lv == k).astype(np.int8), bits,
+                                               scales if k == 1 else 0)
+            acc += min(prefix[k - 1] - (prefix[k - 2] if k > 1 else 0), *seg.values())
+            best.append(acc)
         rows.append({"layer": name, "elements": int(lv.size), "nnz": nnz,
                      "nested_bytes": prefix, "stream_bytes": prefix[-1],
-                     "separate_bytes": separate})
+                     "best_bytes": best, "separate_bytes": separate})
     total = {
         "layer": "total",
         "elements": sum(r["elements"] for r in rows),
         "nnz": [sum(r["nnz"][k] for r in rows) for k in range(n)],
         "nested_bytes": [sum(r["nested_bytes"][k] for r in rows) for k in range(n)],
         "stream_bytes": sum(r["stream_bytes"] for r in rows),
+        "best_bytes": [sum(r["best_bytes"][k] for r in rows) for k in range(n)],
         "separate_bytes": sum(r["separate_bytes"] for r in rows),
     }
     rows.append(total)
