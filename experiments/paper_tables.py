@@ -8,11 +8,14 @@ From the registered models' traced Workloads (``edgesim.api.model_info``), write
 * ``routed.csv``: per routed tree (family ``sigmab``): stored params, mean params per
   root-to-leaf path, params per inference over the routed input stream, the active-parameter
   reduction against the whole tree and against the dense model it was made from;
+* ``paths.csv``: per routed tree and root-to-leaf path: params, stored bytes, share of the tree;
+* ``nodes.csv``: per routed tree, node, stage and channel group: dense channels, channels kept,
+  shared with the sibling (and Jaccard), coverage of the dense channels at that depth;
 * ``sparsity.csv``: per model: weight sparsity, stored bytes under the model's own encodings,
   dense bytes and the compression;
 * ``nested.csv``: per nested model and level k: bytes of the one weight stream a level-k
   inference reads (a prefix), params and the share of the whole stream;
-* ``tables.txt``: the three as aligned text.
+* ``tables.txt``: all of them as aligned text.
 
 ``--quick`` uses the cheapest models (no nested model: the only one is ImageNet-size).
 """
@@ -64,6 +67,49 @@ def routed_table(names: Sequence[str], inputs: int):
                "active_reduction_vs_dense": (round(1 - w.mean_path_params / dense.total_params,
                                                    4) if dense is not None else None)}
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paths_table(names: Sequence[str], inputs: int):
+    """One row per routed tree and path: its params and stored bytes (paths differ in size:
+    each node's width comes from its inputs' activations)."""
+    import pandas as pd
+
+    from edgesim.zoo.registry import REGISTRY
+    rows = []
+    for name in names:
+        if REGISTRY[name].family != "sigmab":
+            continue
+        w = _workload(name, inputs)
+        if w is None:
+            continue
+        for i, path in enumerate(w.paths):
+            rows.append({"model": name, "path": path.name, "params": w.path_params(i),
+                         "stored_bytes": w.path_stored_bytes(i),
+                         "share_of_tree": round(w.path_params(i) / w.total_params, 4)})
+    return pd.DataFrame(rows)
+
+
+def nodes_table(names: Sequence[str]):
+    """One row per routed tree, node, stage and channel group (``SigmaTree.node_report``): the
+    channels of the dense group, kept by the node, shared with its sibling (and their
+    Jaccard), and the coverage of the dense channels over the node's depth."""
+    import pandas as pd
+
+    from edgesim.build import built_model
+    from edgesim.errors import EdgesimError
+    from edgesim.zoo.registry import REGISTRY
+    rows = []
+    for name in names:
+        spec = REGISTRY[name]
+        if spec.family != "sigmab":
+            continue
+        try:
+            tree = built_model(spec, None, 0)
+        except EdgesimError as exc:
+            print(f"note: model {name} skipped: {exc}", file=sys.stderr)
+            continue
+        rows += [{"model": name, **r} for r in tree.node_report()]
     return pd.DataFrame(rows)
 
 
@@ -119,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.results) / "paper_tables"
     out.mkdir(parents=True, exist_ok=True)
     names = registered(quick=a.quick)
-    tables = {"routed": routed_table(names, a.inputs), "sparsity": sparsity_table(names),
+    tables = {"routed": routed_table(names, a.inputs), "paths": paths_table(names, a.inputs),
+              "nodes": nodes_table(names), "sparsity": sparsity_table(names),
               "nested": nested_table(names)}
     text = []
     for key, df in tables.items():

@@ -24,12 +24,16 @@ def test_finetune_saves_a_tree_that_run_reloads(tmp_path, capsys):
     ckpt = tmp_path / "tree.pt"
     assert main(["finetune", "sigmab_r50_c100", "--data", str(data), "--checkpoint", str(ckpt),
                  "--steps", "2", "--batch", "4"]) == 0
-    assert "2 steps" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 steps" in captured.out
+    assert "routing entropy 0.000 bits" in captured.out     # the last step is hard
+    assert "edgesim: step 1 T=1 loss" in captured.err       # progress on stderr
+    assert "entropy" in captured.err
     assert ckpt.is_file()
 
     from edgesim.zoo.sigmab import load_tree
     tree = load_tree(ckpt)
-    assert tree.num_paths == 8
+    assert tree.num_paths == 4
 
     assert main(["run", NPU, "--model", "sigmab_r50_c100", "--weights", str(ckpt),
                  "--inputs", "3", "--format", "csv"]) == 0
@@ -69,3 +73,40 @@ def test_run_routes_the_users_data(tmp_path, capsys):
     assert main(["run", NPU, "--model", "sigmab_r50_c100", "--data", str(data),
                  "--inputs", "9"]) == 2
     assert "inputs.npy" in capsys.readouterr().err
+
+
+def test_a_dense_checkpoint_becomes_the_tree_in_run_and_finetune(tmp_path, capsys):
+    # a user's dense CIFAR ResNet-50 (seed 3, not the zoo's seed 0) and 8 labelled inputs
+    from edgesim.zoo.resnet import resnet50_cifar
+    from edgesim.zoo.sigmab import load_tree
+
+    torch.manual_seed(3)
+    dense = resnet50_cifar(100).eval()
+    torch.save(dense.state_dict(), tmp_path / "dense.pt")
+    g = torch.Generator().manual_seed(0)
+    data = tmp_path / "train.pt"
+    torch.save({"inputs": torch.randn(8, 3, 32, 32, generator=g),
+                "labels": torch.randint(0, 100, (8,), generator=g)}, data)
+    ckpt = tmp_path / "tree.pt"
+    assert main(["finetune", "sigmab_r50_c100", "--weights", str(tmp_path / "dense.pt"),
+                 "--data", str(data), "--checkpoint", str(ckpt), "--steps", "1",
+                 "--batch", "8", "--lr", "1e-12"]) == 0
+    capsys.readouterr()
+    tree = load_tree(ckpt)
+    # calibrated on the 8 training inputs; the backbone is the user's
+    assert tree.config["nodes"]["root"]["calibration"] == 8
+    assert torch.allclose(tree.backbone["stem"].conv1.weight, dense.conv1.weight)
+    n = sum(p.numel() for p in dense.parameters())
+    assert abs(tree.param_counts()["total"] - n) <= 0.10 * n
+    assert main(["run", NPU, "--model", "sigmab_r50_c100", "--weights",
+                 str(tmp_path / "dense.pt"), "--data", str(data), "--inputs", "8",
+                 "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 9
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    assert main(["run", NPU, "--model", "sigmab_r50_c100", "--weights",
+                 str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "bad.pt" in err[0]
+    assert "conv1.weight" in err[0]
