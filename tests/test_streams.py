@@ -51,3 +51,17 @@ def test_memory_per_inference_does_not_grow_with_the_stream():
     for policy in ("lru", "pinned", "belady"):
         small, large = _peak(policy, 2_000), _peak(policy, 20_000)
         assert (large - small) / 18_000 < 64, (policy, small, large)
+
+
+def test_a_bounded_memo_gives_the_same_rows(monkeypatch):
+    # a memo that starts over every 2 situations still gives exactly the rows of no memo
+    from edgesim.sim import engine
+    hw = tiny_config(sram=1500)
+    w = tiny_workload(inputs=30)
+    free = simulate(hw, w, memo=False).rows
+    monkeypatch.setattr(engine, "MEMO_LIMIT", 2)
+    for policy in ("lru", "belady"):
+        bounded = simulate(hw, w, policy=policy)
+        assert bounded.meta["memo_entries"] <= 2
+        assert bounded.rows == simulate(hw, w, policy=policy, memo=False).rows
+    assert simulate(hw, w).rows == free

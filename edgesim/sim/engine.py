@@ -73,6 +73,12 @@ PREFETCH_MODES: Mapping[str, str] = MappingProxyType({
 })
 
 
+#: Most situations the memo keeps (each holds an inference and a policy state, ~KBs): a
+#: stream whose situations never repeat (belady over a random path sequence) would otherwise
+#: grow it by one entry per input.
+MEMO_LIMIT = 1 << 14
+
+
 class Part(IntEnum):
     """What a transfer carries; it decides which event of its op the transfer completes."""
 
@@ -378,6 +384,8 @@ class _Runner:
         inf = _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
                        wasted, self.per_layer)
         if key is not None:
+            if len(self.memo) >= MEMO_LIMIT:   # a stream of ever-new situations: start over,
+                self.memo.clear()              # so memory stays flat (results are the same)
             self.memo[key] = (inf, policy.state())
         return inf
 
