@@ -31,7 +31,7 @@ class TinyTree(nn.Module):
         self.calls = 0
         self.fail_at, self.fail_with = fail_at, fail_with
 
-    def _soft(self, x, temperature=1.0, hard=False):
+    def _soft(self, x, temperature=1.0, hard=False, track=0.0):
         self.calls += 1
         if self.calls == self.fail_at:
             raise self.fail_with

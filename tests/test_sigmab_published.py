@@ -271,3 +271,25 @@ def test_recorded_channel_numbers_are_checked_when_loading(resnet, tmp_path: Pat
         check_config(config, "t.pt")
     save_tree(tree, tmp_path / "ok.pt")
     assert load_tree(tmp_path / "ok.pt").config["cuts"] == ["layer3_1"]
+
+
+def test_a_router_centre_follows_the_reach_weighted_mean_of_its_inputs() -> None:
+    router = Router(2, scale=1.0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 4.0], [3.0, 3.0]])[:, :, None, None]
+    router.track(x, torch.tensor([1.0, 3.0, 0.0]), momentum=0.5)
+    # weighted mean = (1 x (1, 0) + 3 x (0, 4)) / 4 = (0.25, 3); half-way from (0, 0)
+    assert torch.allclose(router.center, torch.tensor([0.125, 1.5]))
+    assert not router.center.requires_grad
+    router.track(x, torch.zeros(3), momentum=0.5)          # nothing reached it: unchanged
+    assert torch.allclose(router.center, torch.tensor([0.125, 1.5]))
+
+
+def test_the_hard_phase_leaves_the_router_centres_as_inference_uses_them(resnet) -> None:
+    _, tree, x, y = resnet
+    tree = copy.deepcopy(tree)
+    loader = [(x[:8], y[:8])]
+    fine_tune(tree, loader, epochs=2, lr=1e-4, hard=1.0)   # every step hard
+    centres = {k: n.router.center.clone() for k, n in tree.nodes.items() if n.router}
+    fine_tune(tree, loader, epochs=2, lr=1e-12, hard=1.0)
+    for k, c in centres.items():
+        assert torch.equal(tree.nodes[k].router.center, c)

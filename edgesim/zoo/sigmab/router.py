@@ -17,7 +17,7 @@ class Router(nn.Module):
     -> linear (no bias).
 
     ``weight`` (2, C) rows start as the k-means centroids of the node's centred pooled
-    features, and ``center`` (C,) as their mean over the node's calibration inputs, so
+    features, and ``center`` (C,, fixed) is their mean over the node's calibration inputs, so
     ``argmax`` picks the nearest centroid by cosine. Centring matters: post-ReLU features all
     point into the positive orthant (cosines of 0.99 between any two inputs of an untrained
     net), so uncentred centroids differ by a hair and one optimizer step can send every input
@@ -33,13 +33,30 @@ class Router(nn.Module):
                  centered: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(branches, channels))
-        self.center = nn.Parameter(torch.zeros(channels)) if centered else None
+        # stored with the router (counted, traced) but not trained: a shifted centre moves
+        # every input's features alike and can send them all down one branch
+        self.center = (nn.Parameter(torch.zeros(channels), requires_grad=False) if centered
+                       else None)
         self.scale = float(scale)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The centred pooled features ``(B, C)`` the router compares with its rows."""
         pooled = x.flatten(2).mean(dim=2) if x.dim() > 2 else x
         return pooled if self.center is None else pooled - self.center
+
+    def track(self, x: torch.Tensor, weight: torch.Tensor, momentum: float) -> None:
+        """Move ``center`` by ``momentum`` toward the ``weight``-averaged pooled features of
+        ``x`` (no gradient), as BatchNorm's running mean follows its inputs: fine-tuning
+        shifts the features a router reads, and a centre left behind routes them all one
+        way."""
+        if self.center is None:
+            return
+        with torch.no_grad():
+            pooled = x.flatten(2).mean(dim=2) if x.dim() > 2 else x
+            w = weight.detach().clamp_min(0).to(pooled.dtype)
+            total = w.sum()
+            if float(total) > 0:
+                self.center.lerp_((w[:, None] * pooled).sum(0) / total, momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * F.linear(F.normalize(self.pooled(x), dim=1), self.weight)

@@ -101,12 +101,15 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
               epochs: int = 1, lr: float = 1e-4, steps: int | None = None, device: str = "cpu",
               log: Callable[[Step], None] | None = None,
               balance: float = 0.01, temperature: tuple[float, float] = (1.0, 0.05),
-              hard: float = 0.25, history: list[Step] | None = None,
+              hard: float = 0.25, track: float = 0.5, history: list[Step] | None = None,
               epoch_done: Callable[[int], None] | None = None) -> list[float]:
     """Soft-routing fine-tuning: Adam on cross-entropy of the soft-routed output plus
     ``balance`` x the load-balancing term, the routing temperature annealed by
     ``temperature_schedule(total, *temperature, hard)`` so that training ends in hard routing
-    (straight-through: the forward pass is the path inference runs). ``loader`` yields
+    (straight-through: the forward pass is the path inference runs). In the soft phase each
+    router's centre follows the reach-weighted mean of its inputs with momentum ``track``
+    (``Router.track``), as a BatchNorm running mean would; the hard phase leaves it as
+    inference uses it. ``loader`` yields
     ``(x, labels)``; stops after ``steps`` steps if given. Returns the loss of every step;
     each step's ``Step`` (temperature, loss, routing entropy, per-leaf load) is appended to
     ``history`` and passed to ``log``; ``epoch_done(epoch)`` is called after each epoch (1, 2,
@@ -131,7 +134,7 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
                     break
                 t = schedule[len(losses)]
                 soft = tree._soft(x.to(device), temperature[1] if t is None else t,
-                                  hard=t is None)
+                                  hard=t is None, track=0.0 if t is None else track)
                 ce = F.cross_entropy(soft.out, y.to(device))
                 bal = _balance_loss(soft.gates)
                 loss = ce + balance * bal if balance else ce

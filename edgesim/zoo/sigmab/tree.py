@@ -153,11 +153,14 @@ class SigmaTree(nn.Module):
             out[idx] = y
         return out
 
-    def _soft(self, x: torch.Tensor, temperature: float = 1.0, hard: bool = False) -> Soft:
+    def _soft(self, x: torch.Tensor, temperature: float = 1.0, hard: bool = False,
+              track: float = 0.0) -> Soft:
         """Soft routing: every node runs; a router's branch probabilities are
         ``softmax(logits / temperature)``; with ``hard`` they are the one-hot argmax in the
         forward pass and the temperature-``temperature`` softmax's gradient in the backward pass
-        (straight-through), so the output equals the hard-routed ``forward``."""
+        (straight-through), so the output equals the hard-routed ``forward``. ``track`` > 0
+        first moves each router's centre by that momentum toward the reach-weighted mean of
+        the features it reads (``Router.track``; fine-tuning's soft phase)."""
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ModelError(f"routing temperature {temperature}: expected a finite number > 0")
         gates: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -168,6 +171,8 @@ class SigmaTree(nn.Module):
             if depth == self.depth:
                 leaves[self._leaf_index(key)] = reach
                 return reach.view(-1, *([1] * (state.dim() - 1))) * state
+            if track:
+                self.nodes[key].router.track(self.arch.features(state), reach, track)
             probs = torch.softmax(self._router(key, state) / temperature, dim=1)
             if hard:
                 one = torch.nn.functional.one_hot(probs.argmax(dim=1), probs.shape[1])
