@@ -127,18 +127,22 @@ register(ModelSpec("dense_pn2", "dense", "edgesim.zoo.pointnet2:pointnet2_ssg",
                    {"num_classes": 40, "in_points": 1024}, (1024, 3),
                    "PointNet++ SSG, ModelNet40, 1024 points (1.47 M params)"))
 
-# Routed trees (Sigma-Branch, REFERENCE.md A1): one root-to-leaf path per input.
+# Routed trees (Sigma-Branch, REFERENCE.md A1): one root-to-leaf path per input. ``levels`` are
+# the split points (``edgesim.zoo.sigmab.DEFAULT_LEVELS``), named here so that the structure is
+# part of the spec (and of every cache key).
 register(ModelSpec("sigmab_r50", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50",
-                   {"num_classes": 1000, "image_size": 224}, (3, 224, 224),
+                   {"num_classes": 1000, "image_size": 224,
+                    "levels": {"layer3_2": 1, "layer4": 2}}, (3, 224, 224),
                    "Sigma-Branch tree of ResNet-50 (ImageNet): backbone to layer3 block 1, "
                    "layer3 blocks 2-5 in 2 nodes, layer4+fc in 4 leaves", dynamic=True))
 register(ModelSpec("sigmab_r50_c100", "sigmab", "edgesim.zoo.sigmab:sigmab_resnet50_cifar",
-                   {"num_classes": 100, "image_size": 32}, (3, 32, 32),
+                   {"num_classes": 100, "image_size": 32,
+                    "levels": {"layer3_1": 1, "layer4": 2}}, (3, 32, 32),
                    "Sigma-Branch tree of the CIFAR-100 ResNet-50: layer3 blocks 1-5 in 2 "
                    "nodes, layer4+fc in 4 leaves", dynamic=True))
 register(ModelSpec("sigmab_pn2", "sigmab", "edgesim.zoo.sigmab:sigmab_pointnet2",
-                   {"num_classes": 40, "in_points": 1024}, (1024, 3),
-                   "Sigma-Branch tree of PointNet++: sa3 in 2 nodes, head in 4 leaves",
+                   {"num_classes": 40, "in_points": 1024, "levels": {"sa3": 1, "head": 2}},
+                   (1024, 3), "Sigma-Branch tree of PointNet++: sa3 in 2 nodes, head in 4 leaves",
                    dynamic=True))
 
 # Sparse, nested and signed-binary weights (REFERENCE.md A2-A4).
