@@ -133,11 +133,12 @@ def check_inputs(spec, *, data: str | None, weights: str | None,
         raise DataError("--eval needs --data LABELLED: a .pt of {'x': inputs, 'y': labels}, an "
                         ".npz, x.npy with y.npy, or an image folder with one sub-folder per class")
     if data is not None:
-        if not spec.dynamic and not evaluate:
+        if not spec.dynamic and not evaluate and weights is None:
             raise DataError(f"--data {data}: model '{spec.name}' does not use input data (only "
                             "routed models route their inputs; every input of a "
-                            f"{spec.family} model moves the same weights); drop --data, or "
-                            "add --eval to measure its top-1 on labelled data")
+                            f"{spec.family} model moves the same weights); drop --data, add "
+                            "--eval to measure its top-1 on labelled data, or give --weights "
+                            "to transform your checkpoint calibrated on it")
         if not Path(data).exists():
             expected = ("labelled data: a .pt of {'x': inputs, 'y': labels}, an .npz, x.npy "
                         "with y.npy, or a folder of class sub-folders" if evaluate else

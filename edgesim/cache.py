@@ -53,7 +53,7 @@ __all__ = ["FORMAT_VERSION", "cache_dir", "file_fingerprint", "load", "make_key"
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
 #: 3: JSON + .npy entries instead of pickles.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 _DOC = "doc.json"
 _NUMERIC = "biuf"  # NumPy dtype kinds an entry may hold: bool, int, uint, float

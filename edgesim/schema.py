@@ -218,6 +218,8 @@ class _Offchip(_Section):
     bandwidth: _q("bandwidth", "offchip_bytes_per_s", positive=True, **_BANDWIDTH)
     latency: _q("time", "offchip_latency_s", **_TIME)
     write_latency: _q("time", "offchip_write_latency_s", **_TIME) = None
+    #: capacity (None: not stated); a flash-only device whose weights exceed it says so
+    size: _q("size", "offchip_bytes", positive=True, **_SIZE) = None
     burst: _q("size", "offchip_burst_bytes", positive=True, **_BURST)
     read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit", **_PER_EVENT)
     write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit", **_PER_EVENT)
@@ -471,6 +473,7 @@ class HardwareConfig:
     offchip_read_pj_per_bit: float
     offchip_write_pj_per_bit: float
     offchip_write_latency_s: float | None
+    offchip_bytes: int | None
     offchip_port: str
     #: the memories by name (``offchip`` first), each a mapping of ``kind``, ``bytes_per_s``,
     #: ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,

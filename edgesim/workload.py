@@ -60,8 +60,8 @@ class WeightBlock:
     ``edgesim.encodings``); ``dense_bytes`` is the same tensor stored dense at ``bits`` per value.
     ``encoded`` is the stored bytes under each candidate encoding that can hold the tensor (in
     the model's order of preference), from which ``edgesim.encodings.resolve`` picks what a
-    hardware decodes; empty means "as stored": only ``encoding`` / ``stored_bytes`` (biases, the
-    level segments of a nested stream).
+    hardware decodes; empty means "as stored": only ``encoding`` / ``stored_bytes`` (biases). A
+    level segment of a nested stream carries the nested layout and the generic sparse formats.
     """
 
     id: str

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from edgesim.cli._common import Parser
@@ -53,8 +54,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _note(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print an edgesim warning (a stream that does not fit a flash, ...) as one note line;
+    other warnings as Python prints them."""
+    from edgesim.encodings import StorageWarning
+    if issubclass(category, StorageWarning):
+        text = " ".join(str(message).split())
+        if text not in _NOTED:          # the same note from two steps of one run, once
+            _NOTED.add(text)
+            print(f"edgesim: note: {text}", file=sys.stderr)
+    else:
+        _SHOW(message, category, filename, lineno, file, line)
+
+
+_SHOW = warnings.showwarning
+_NOTED: set[str] = set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    with warnings.catch_warnings():    # restores the caller's warning display afterwards
+        warnings.simplefilter("default")
+        warnings.showwarning = _note
+        _NOTED.clear()
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = sys.argv[1:] if argv is None else list(argv)
         only = args[0] if args and args[0] in COMMANDS else None  # else --help or an error

@@ -241,7 +241,7 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
     for j, op in enumerate(path.ops):
         ids = tuple(dict.fromkeys(index[b] for b in op.weights))
         blocks.append(ids)
-        executed = _executed_macs(m, op)
+        executed = _executed_macs(m, op, workload)
         peak = m.macs_per_cycle[op.precision]
         cycles[j] = op_cycles(array, op, peak, executed, _weight_bytes(workload, op), m.act_bits)
         util[j] = utilisation(executed, int(cycles[j]), peak)
@@ -358,9 +358,17 @@ def _weight_bytes(workload: Workload, op: LayerOp) -> int:
     return sum(workload.blocks[b].stored_bytes for b in dict.fromkeys(op.weights))
 
 
-def _executed_macs(m: Machine, op: LayerOp) -> int:
-    """MACs the array executes: the effective ones when it skips zero weights."""
-    return op.effective_macs if m.skip_zero_weights else op.macs
+def _executed_macs(m: Machine, op: LayerOp, workload: Workload | None = None) -> int:
+    """MACs the array executes: the effective ones when it skips zero weights, or when the
+    op's weights are read in the nested layout (the nested-sparsity paper's own kernels walk
+    the stored nonzeros of the selected levels)."""
+    if m.skip_zero_weights:
+        return op.effective_macs
+    if workload is not None and op.weights:
+        weights = [workload.blocks[b] for b in op.weights if workload.blocks[b].role != "bias"]
+        if weights and all(b.encoding == "nested" for b in weights):
+            return op.effective_macs
+    return op.macs
 
 
 def _op_info(m: Machine, workload: Workload, op: LayerOp) -> OpInfo:
@@ -384,4 +392,4 @@ def _op_info(m: Machine, workload: Workload, op: LayerOp) -> OpInfo:
                     else 0.0)
         rule = "+".join(dict.fromkeys(b.rule for b in blocks if b.rule))
     return OpInfo(op.name, op.kind, op.precision, enc, sparsity, rule, weight_bytes,
-                  _executed_macs(m, op))
+                  _executed_macs(m, op, workload))
