@@ -247,3 +247,15 @@ def test_run_csv_escapes_text_a_spreadsheet_would_run(capsys, tmp_path):
     assert row[head.index("name")] == "'=1+2"
     assert int(row[head.index("weight_bytes")]) > 0     # numbers are not escaped
     assert "'=1+2" in timeline.read_text()
+
+
+def test_weights_larger_than_a_flash_only_device_give_one_note(capsys):
+    # stm32h7 keeps weights in its flash; with a 100 B flash the user model's weights do not
+    # fit: the run still answers (exit 0) and says so once, in one line
+    code = main(["run", "stm32h7", "--model", USER, "--set", "offchip.size=100B",
+                 "--inputs", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0
+    notes = [line for line in err if line.startswith("edgesim: note: ")]
+    assert len(notes) == 1, err
+    assert "do not fit the 100 B flash of stm32h7" in notes[0]
