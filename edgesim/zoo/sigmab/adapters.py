@@ -4,7 +4,9 @@ Public names: ``ARCHS``, ``ResNetArch``, ``PointNetArch``, ``detect_arch``, ``ch
 ``State``, ``Group``, ``n_params``.
 
 An adapter (``ResNetArch``, ``PointNetArch``) is a namespace of static functions over one
-architecture of the zoo (``edgesim.zoo.resnet``, ``edgesim.zoo.pointnet2``). Besides cutting and
+architecture of the zoo (``edgesim.zoo.resnet``, ``edgesim.zoo.pointnet2``): ``stages(model,
+cuts)`` (a ResNet layer may be cut between blocks at the split points ``cut_names`` lists),
+``groups``, ``slice``, ``run``. Besides cutting and
 slicing, it names its dense model as plain data (``dense_config``: the architecture's name and
 its constructor parameters) and rebuilds it from that data (``build_dense``), with the parameters
 checked against ``PARAMS`` first: a checkpoint can only ask for an architecture of this table,

@@ -1,7 +1,7 @@
 """Building a Sigma-Branch tree from a dense net, and the registry's tree factories.
 
-Public names: ``DEFAULT_LEVELS``, ``allocate``, ``to_tree``, ``sigmab_resnet50``,
-``sigmab_resnet50_cifar``, ``sigmab_pointnet2``.
+Public names: ``DEFAULT_LEVELS``, ``MAX_CALIBRATION``, ``allocate``, ``to_tree``,
+``sigmab_resnet50``, ``sigmab_resnet50_cifar``, ``sigmab_pointnet2``.
 
 See ``edgesim.zoo.sigmab`` for the method (routers from k-means of each node's own output,
 channels distributed over the nodes of a depth by the activations of their inputs, the
