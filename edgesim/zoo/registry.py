@@ -49,7 +49,7 @@ FAMILIES: dict[str, str] = {
     "sigmab": "edgesim.zoo.sigmab:SigmaBranchFamily",
     "sparse": "edgesim.zoo.pruning:SparseFamily",
     "nested": "edgesim.zoo.nested:NestedFamily",
-    "signed_binary": "edgesim.zoo.family:Family",
+    "signed_binary": "edgesim.zoo.signed_binary:SignedBinaryFamily",
 }
 _FAMILY_OBJECTS: dict[str, Any] = {}
 #: Values of a spec's ``init`` kwarg (applied by ``edgesim.zoo.init.apply_init`` after the factory).
@@ -158,7 +158,8 @@ register(ModelSpec("sparse_swint", "sparse", "edgesim.zoo.pruning:sparse_swin_ti
 register(ModelSpec("nested_r50", "nested", "edgesim.zoo.nested:nested_resnet50",
                    {"levels": 3, "num_classes": 1000}, (3, 224, 224),
                    "ResNet-50 with 3 nested sparse sub-networks in one stream; level via "
-                   "@K or --set model.level=K", encodings=("dense", "nested")))
+                   "@K or --set model.level=K",
+                   encodings=("dense", "nested", "bitmap", "csr", "csc", "rle")))
 register(ModelSpec("sb_r50", "signed_binary", "edgesim.zoo.signed_binary:sb_resnet50",
                    {"num_classes": 1000}, (3, 224, 224),
                    "Signed-binary ResNet-50 ({0,+a}/{0,-a} per filter), first conv int8",
