@@ -377,7 +377,7 @@ def test_the_tracer_names_no_family() -> None:
     assert out == "[]"
 
 
-class _Residual(nn.Module):
+class _TwoReaders(nn.Module):
     """conv -> relu -> (conv -> relu) + skip: the first relu's output has two readers."""
 
     def __init__(self) -> None:
@@ -393,7 +393,7 @@ class _Residual(nn.Module):
 def test_readers_are_recorded_through_fused_activations():
     # a's output goes through its fused relu to b and to the add; b's (through its relu) to
     # the add; the add's output is the network's, read by nothing
-    w = trace(_Residual(), torch.randn(1, 3, 8, 8), name="res", family="dense")
+    w = trace(_TwoReaders(), torch.randn(1, 3, 8, 8), name="res", family="dense")
     ops = {op.name: op for op in w.paths[0].ops}
     unfused = [op for op in w.paths[0].ops if not op.fused]
     assert [op.kind for op in unfused] == ["conv", "conv", "eltwise"]
