@@ -1,0 +1,521 @@
+"""The four methods on real data: scikit-learn's handwritten digits, trained end to end.
+
+Usage: ``python experiments/digits.py RESULTS [--quick]``
+
+Data: ``sklearn.datasets.load_digits`` (1,797 real 8x8 grey images of the digits 0-9, shipped
+inside scikit-learn: no download), split with a fixed seed, stratified by class, into train
+(60 %), calibration (10 %), validation (10 %) and held-out test (20 %). Pixels are scaled to
+[0, 1], standardised with the training mean and std, and repeated over 3 channels (the zoo's
+ResNet stem reads RGB).
+
+Models (every number below is measured by running them; nothing is a target):
+
+* **dense**: a CIFAR-style ResNet of the zoo (``edgesim.zoo.resnet.ResNet``: BasicBlocks
+  [2, 2, 2], width 32, 3x3 stem, 697 K parameters, ~700 KB int8), trained with Adam.
+* **sigmab** (Sigma-Branch): ``edgesim.zoo.sigmab.to_tree`` of the trained dense net on the
+  calibration split (activation-based spherical k-means; backbone stem..layer2 block 0, layer2
+  block 1 in the 2 level-1 nodes, layer3 + fc in 4 leaves), then ``sigmab.fine_tune`` (soft
+  routing annealed to hard, load-balanced) on the training split. Top-1 is hard-routed: each
+  test input runs the one path its routers choose, and that path sequence is simulated.
+* **mix_and_match**: ``pruning.layer_ranges`` (the 9 baseline runs, magnitude / SNIP / GraSP at
+  70 / 80 / 90 %, on the calibration split) gives each layer's range; each of the 10 strategies
+  (``pruning.STRATEGIES``; ``--quick``: 3) prunes by magnitude and is fine-tuned
+  (``pruning.fine_tune``, masks re-applied after every step); the strategy with the best
+  validation Top-1 is the method's model (ties: the sparser).
+* **nested**: ``nested.NestedModel`` with 3 magnitude-nested levels (densities 10 / 30 / 50 %,
+  first conv and classifier 50 / 80 / 100 %), trained by ``nested.train_nested`` (gradient
+  masking, the summed loss of the 3 sub-networks); each level is a row.
+* **signed_binary**: ``signed_binary.to_signed_binary`` (one region per filter; first conv
+  and classifier int8) trained by ``signed_binary.fine_tune_ste`` (straight-through, the
+  thresholds learned: the sparsity is an outcome).
+
+Each model is traced (``edgesim.trace.trace``, BatchNorm folded as deployed) and simulated
+over the held-out stream on ``npu_small`` as shipped (512 KiB SRAM) and with its SRAM scaled
+to 64 KiB (a 700 KB model against 512 KiB is the ratio of a small CNN, not of a ResNet-50 on a
+512 KiB NPU: at 64 KiB nothing here fits, as ResNet-50 does not fit the shipped SRAM).
+
+Writes ``RESULTS/digits/results.csv`` (one row per model and SRAM size), ``pareto.png`` and
+``pareto.svg`` (Top-1 against weight bytes per inference in the steady state, one panel per
+SRAM size, the Pareto front drawn) and ``strategies.csv`` (every Mix-and-Match strategy: its
+sparsity and validation / test Top-1). Seeded: two runs give byte-identical CSVs (one torch
+thread, deterministic algorithms). The full run takes about 3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SEED = 0
+CONFIG = "npu_small"
+#: SRAM sizes simulated: the config as shipped, and scaled so that no model here fits.
+SRAMS = ("512KiB", "64KiB")
+WIDTH = 32
+BLOCKS = (2, 2, 2)
+CLASSES = 10
+#: Sigma-Branch split points of the [2, 2, 2] ResNet (``to_tree``'s ``levels``).
+TREE_LEVELS = {"layer2_1": 1, "layer3": 2}
+NESTED_DENSITIES = (0.1, 0.3, 0.5)
+NESTED_EDGE_DENSITIES = (0.5, 0.8, 1.0)
+QUICK_STRATEGIES = ("conservative", "balanced", "aggressive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Epochs of each training step, and the Mix-and-Match strategies tried."""
+
+    dense_epochs: int
+    tree_epochs: int
+    prune_epochs: int
+    nested_epochs: int
+    binary_epochs: int
+    strategies: tuple[str, ...]
+
+
+def settings(quick: bool) -> Settings:
+    from edgesim.zoo.pruning import STRATEGIES
+    if quick:
+        return Settings(8, 2, 1, 4, 3, QUICK_STRATEGIES)
+    return Settings(20, 6, 3, 12, 8, tuple(STRATEGIES))
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True)
+class Split:
+    x: Any   # (n, 3, 8, 8) float32
+    y: Any   # (n,) int64
+
+
+def load_splits(seed: int = SEED) -> dict[str, Split]:
+    """train / calib / val / test splits of the bundled digits, stratified, seeded."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    labels = digits.target.astype(np.int64)
+    idx = np.arange(labels.size)
+    rest, test = train_test_split(idx, test_size=0.2, stratify=labels, random_state=seed)
+    rest, val = train_test_split(rest, test_size=0.125, stratify=labels[rest],
+                                 random_state=seed)
+    train, calib = train_test_split(rest, test_size=1 / 7, stratify=labels[rest],
+                                    random_state=seed)
+    mean, std = float(images[train].mean()), float(images[train].std())
+    out = {}
+    for name, rows in (("train", train), ("calib", calib), ("val", val), ("test", test)):
+        x = torch.from_numpy((images[np.sort(rows)] - mean) / std)[:, None].repeat(1, 3, 1, 1)
+        out[name] = Split(x.contiguous(), torch.from_numpy(labels[np.sort(rows)]))
+    return out
+
+
+def loader(split: Split, seed: int, batch: int = 64):
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(split.x, split.y),
+                                       batch_size=batch, shuffle=True, generator=g)
+
+
+def batches(split: Split, size: int) -> list[tuple[Any, Any]]:
+    return [(split.x[i:i + size], split.y[i:i + size]) for i in range(0, len(split.y), size)]
+
+
+def correct(model: Any, split: Split) -> int:
+    """Inputs of ``split`` whose argmax is the label (eval mode, float32, no grad)."""
+    import torch
+    model.eval()
+    with torch.no_grad():
+        return int((model(split.x).argmax(dim=1) == split.y).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# the dense net and the four methods
+
+
+def train_dense(data: dict[str, Split], epochs: int) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    from edgesim.zoo.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(SEED)
+    model = ResNet(BasicBlock, list(BLOCKS), CLASSES, stem="cifar", width=WIDTH)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    batches_ = loader(data["train"], SEED)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs *
+                                                len(batches_))
+    model.train()
+    for _ in range(epochs):
+        for x, y in batches_:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def sigma_branch(dense: Any, data: dict[str, Split], epochs: int) -> tuple[Any, int]:
+    """The tree (fine-tuned) and the test inputs right before fine-tuning (k-means only)."""
+    import torch
+
+    from edgesim.zoo.sigmab import fine_tune, to_tree
+
+    tree = to_tree(copy.deepcopy(dense).eval(), data["calib"].x, arch="resnet",
+                   levels=TREE_LEVELS, seed=SEED)
+    before = correct(tree, data["test"])
+    torch.manual_seed(SEED + 1)
+    fine_tune(tree, loader(data["train"], SEED + 1), epochs=epochs, lr=1e-3, balance=0.01)
+    return tree.eval(), before
+
+
+def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
+                  strategies: Sequence[str]) -> tuple[Any, str, list[dict[str, Any]]]:
+    """The Mix-and-Match model of the best strategy by validation Top-1, its name, and one row
+    per strategy (sparsity, validation and test correct)."""
+    import torch
+
+    from edgesim.zoo import pruning
+
+    calib = batches(data["calib"], 60)
+    ranges = pruning.layer_ranges(dense, calib, steps=len(calib))   # the 9 baseline runs
+    params = dict(dense.named_parameters())
+    counts = {n: params[n].numel() for n in ranges}
+    rows, best, best_key = [], None, None
+    for k, strategy in enumerate(strategies):
+        model = copy.deepcopy(dense)
+        rhos = pruning.strategy_sparsities(ranges, strategy, counts, list(ranges))
+        masks = pruning.prune(model, rhos, pruning.magnitude_scores(model))
+        torch.manual_seed(SEED + 10 + k)
+        pruning.fine_tune(model, masks, loader(data["train"], SEED + 10 + k), epochs=epochs,
+                          lr=5e-4)
+        model.eval()
+        weights = pruning.prunable_weights(model)
+        zeros = sum(int((p == 0).sum()) for p in weights.values())
+        sparsity = zeros / sum(p.numel() for p in weights.values())
+        val, test = correct(model, data["val"]), correct(model, data["test"])
+        rows.append({"strategy": strategy, "sparsity": round(sparsity, 4),
+                     "val_correct": val, "val_inputs": len(data["val"].y),
+                     "test_correct": test, "test_inputs": len(data["test"].y)})
+        key = (val, sparsity)
+        if best_key is None or key > best_key:
+            best, best_key = (model, strategy), key
+    assert best is not None
+    return best[0], best[1], rows
+
+
+def recalibrate_bn(model: Any, split: Split) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``split`` (weights frozen): the
+    cumulative mean and variance over its batches in train mode, then eval mode.
+
+    Binarised and nested weights change the activations a BatchNorm normalises faster than its
+    running average (momentum 0.1) follows while training: without this, the eval-mode net
+    is at chance although its train-mode loss is low."""
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    with torch.no_grad():
+        for x, _ in batches(split, 128):
+            model(x)
+    for bn, momentum in zip(bns, saved, strict=True):
+        bn.momentum = momentum
+    model.eval()
+
+
+class LevelNorms:
+    """BatchNorm statistics per nested level (as slimmable nets' switchable BN): ``use(k)``
+    selects sub-network k and loads its statistics. Folded into the convs they are a per-level
+    per-channel scale and bias; with per-channel int8 quantization the integer weights of
+    every level stay those of the one nested stream."""
+
+    def __init__(self, model: Any, split: Split) -> None:
+        from torch import nn
+        self.model = model
+        self.bns = {n: m for n, m in model.named_modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        self.stats = {}
+        for k in range(1, model.num_levels + 1):
+            model.set_level(k)
+            recalibrate_bn(model, split)
+            self.stats[k] = {n: (m.running_mean.clone(), m.running_var.clone())
+                             for n, m in self.bns.items()}
+
+    @property
+    def channels(self) -> int:
+        """BatchNorm channels of the net (per level: one scale and one bias each)."""
+        return sum(m.num_features for m in self.bns.values())
+
+    def use(self, k: int) -> Any:
+        import torch
+        self.model.set_level(k)
+        with torch.no_grad():
+            for n, m in self.bns.items():
+                mean, var = self.stats[k][n]
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+        return self.model.eval()
+
+
+def nested(dense: Any, data: dict[str, Split], epochs: int) -> LevelNorms:
+    import torch
+
+    from edgesim.zoo.nested import NestedModel, nested_levels, train_nested
+
+    net = copy.deepcopy(dense)
+    model = NestedModel(net, nested_levels(net, NESTED_DENSITIES,
+                                           first_last_densities=NESTED_EDGE_DENSITIES))
+    torch.manual_seed(SEED + 2)
+    train_nested(model, loader(data["train"], SEED + 2), epochs=epochs, lr=0.05,
+                 schedule="sum")
+    return LevelNorms(model, data["train"])
+
+
+def signed_binary(dense: Any, data: dict[str, Split], epochs: int) -> Any:
+    import torch
+
+    from edgesim.zoo.signed_binary import fine_tune_ste, to_signed_binary
+
+    model = to_signed_binary(copy.deepcopy(dense), keep_first_last_int8=True)
+    torch.manual_seed(SEED + 3)
+    fine_tune_ste(model, loader(data["train"], SEED + 3), epochs=epochs, lr=5e-3,
+                  threshold_lr=1e-2)
+    recalibrate_bn(model, data["train"])
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# tracing and simulation
+
+
+def sparsity(model: Any) -> float:
+    """Zero share of the conv and linear weights the model computes with (a nested model at
+    its current level; a tree over all its nodes)."""
+    from torch import nn
+    weights = [m.weight.detach() for m in model.modules()
+               if isinstance(m, nn.Conv2d | nn.Linear)]
+    return round(sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights), 4)
+
+
+def traced(model: Any, name: str, family: str, encodings: Sequence[str], inputs: int) -> Any:
+    """A one-path Workload of ``model`` as deployed (BatchNorm folded), ``inputs`` inputs."""
+    from edgesim.trace import trace
+    from edgesim.zoo.deploy import prepare
+
+    x = _example()
+    return trace(prepare(model, x), x, name=name, family=family, encodings=encodings,
+                 inputs=inputs)
+
+
+def traced_tree(tree: Any, name: str, test: Split) -> Any:
+    """The tree's path catalogue (each path traced once, BatchNorm folded) and the held-out
+    inputs' hard-routed path sequence."""
+    import numpy as np
+    import torch
+
+    from edgesim.trace import record
+    from edgesim.workload import Path as WPath
+    from edgesim.workload import Workload
+    from edgesim.zoo.deploy import fold_batchnorm
+
+    folded = fold_batchnorm(tree).eval()
+    x = _example()
+    catalogue, paths = {}, []
+    for i, pname in enumerate(folded.path_names()):
+        blocks, ops = record(folded, x, forward=lambda inp, i=i: folded.forward_path(inp, i),
+                             precision="int8", act_bits=8, encodings=("dense",))
+        for b in blocks:
+            catalogue.setdefault(b.id, b)
+        paths.append(WPath(pname, tuple(ops), {"index": i}))
+    with torch.no_grad():
+        seq = tree.route(test.x).numpy().astype(np.int32)
+    meta = {"precision": "int8", "act_bits": 8, "encodings": ["dense"]}
+    return Workload(name, "sigmab", catalogue, tuple(paths), seq, meta)
+
+
+def _example() -> Any:
+    import torch
+    g = torch.Generator().manual_seed(SEED)
+    return torch.randn((1, 3, 8, 8), generator=g)
+
+
+def simulate(workload: Any, sram: str) -> dict[str, Any]:
+    """Steady-state weight bytes, latency and energy per inference, stored bytes, on
+    ``npu_small`` with ``sram.size=sram``."""
+    from edgesim.config import load_config
+    from edgesim.encodings import resolve
+    from edgesim.sim import simulate as run
+
+    hw = load_config(CONFIG, [f"sram.size={sram}"])
+    w = resolve(workload, hw)
+    s = run(hw, w).summary
+    return {
+        "sram": sram,
+        "weight_bytes_per_inference": round(s["weight_dram_bytes"]["steady_mean"]),
+        "weight_bytes_cold": int(s["weight_dram_bytes"]["cold"]),
+        "stored_weight_bytes": int(w.stored_bytes),
+        "active_params": round(w.active_params),
+        "total_params": int(w.total_params),
+        "latency_us": round(s["latency_s"]["steady_mean"] * 1e6, 3),
+        "energy_uj": round(s["energy_j"]["steady_mean"] * 1e6, 4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# figure
+
+
+MARKERS = {"dense": ("o", "black"), "sigmab": ("^", "tab:blue"),
+           "mix_and_match": ("s", "tab:orange"), "nested": ("D", "tab:green"),
+           "signed_binary": ("v", "tab:red")}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (fewer bytes and at least the accuracy, or
+    as few bytes and more accuracy), by bytes ascending."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -1.0
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot(df: Any, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SRAMS), figsize=(11, 4.6), sharey=True)
+    for ax, sram in zip(axes, SRAMS, strict=True):
+        part = df[df["sram"] == sram].reset_index(drop=True)
+        xs = (part["weight_bytes_per_inference"] / 1e3).tolist()
+        ys = (100 * part["top1"]).tolist()
+        front = pareto_front(list(zip(xs, ys, strict=True)))
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="0.75", zorder=1,
+                label="Pareto front")
+        for method, (marker, color) in MARKERS.items():
+            rows = part[part["method"] == method]
+            ax.scatter(rows["weight_bytes_per_inference"] / 1e3, 100 * rows["top1"],
+                       marker=marker, color=color, s=60, zorder=3, label=method)
+        for i, r in part.iterrows():
+            label = r["variant"] if r["method"] == "nested" else ""
+            if label:
+                ax.annotate(label, (xs[i], ys[i]), textcoords="offset points",
+                            xytext=(6, -10), fontsize=8)
+        ax.set_title(f"{CONFIG}, SRAM {sram}" + (" (as shipped)" if sram == SRAMS[0] else ""))
+        ax.set_xlabel("weight bytes per inference, steady state (kB)")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(left=-0.04 * max([*xs, 1.0]))
+    axes[0].set_ylabel("Top-1 on the held-out digits (%)")
+    axes[-1].legend(loc="lower right", fontsize=8)
+    fig.suptitle("scikit-learn digits (real data): accuracy vs off-chip weight traffic")
+    fig.tight_layout()
+    for suffix in (".png", ".svg"):
+        fig.savefig(out.with_suffix(suffix), dpi=130, metadata={"Date": None} if suffix ==
+                    ".svg" else None)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", help="folder for the tables and figures")
+    p.add_argument("--quick", action="store_true", help="fewer epochs and strategies")
+    a = p.parse_args(argv)
+    import pandas as pd
+    import torch
+
+    from edgesim.encodings import SEGMENT_ENCODINGS
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    cfg = settings(a.quick)
+    out = Path(a.results) / "digits"
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def note(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr)
+
+    data = load_splits()
+    test = data["test"]
+    n = len(test.y)
+    note(f"digits: {', '.join(f'{k} {len(v.y)}' for k, v in data.items())}")
+    dense = train_dense(data, cfg.dense_epochs)
+    note(f"dense: {correct(dense, test)}/{n}")
+
+    models: list[tuple[str, str, int, float, Any]] = []   # method, variant, correct,
+    # weight sparsity, workload
+    models.append(("dense", "", correct(dense, test), sparsity(dense),
+                   traced(dense, "digits_dense", "dense", ("dense",), n)))
+
+    tree, before = sigma_branch(dense, data, cfg.tree_epochs)
+    note(f"sigmab: {before}/{n} after k-means, {correct(tree, test)}/{n} fine-tuned")
+    models.append(("sigmab", "hard-routed", correct(tree, test), sparsity(tree),
+                   traced_tree(tree, "digits_sigmab", test)))
+
+    pruned, strategy, strategy_rows = mix_and_match(dense, data, cfg.prune_epochs,
+                                                    cfg.strategies)
+    note(f"mix_and_match: best strategy {strategy}, {correct(pruned, test)}/{n}")
+    models.append(("mix_and_match", strategy, correct(pruned, test), sparsity(pruned),
+                   traced(pruned, "digits_mm", "sparse",
+                          ("dense", "bitmap", "csr", "csc", "rle"), n)))
+
+    norms = nested(dense, data, cfg.nested_epochs)
+    nested_encodings = ("dense", "nested", *SEGMENT_ENCODINGS)
+    for k in range(1, norms.model.num_levels + 1):
+        nest = norms.use(k)
+        c = correct(nest, test)
+        note(f"nested level {k}: {c}/{n}")
+        models.append(("nested", f"level {k}", c, sparsity(nest),
+                       traced(nest, f"digits_nested@{k}", "nested", nested_encodings, n)))
+    note(f"nested: per-level BatchNorm statistics, {norms.channels} channels x "
+         f"{norms.model.num_levels - 1} more levels x (scale + bias)")
+
+    sb = signed_binary(dense, data, cfg.binary_epochs)
+    note(f"signed_binary: {correct(sb, test)}/{n}")
+    models.append(("signed_binary", "learned thresholds", correct(sb, test), sparsity(sb),
+                   traced(sb, "digits_sb", "signed_binary", ("dense", "signed_binary"), n)))
+
+    rows = []
+    for sram in SRAMS:
+        for method, variant, c, zeros, w in models:
+            rows.append({"method": method, "variant": variant, "top1": round(c / n, 4),
+                         "correct": c, "test_inputs": n, "weight_sparsity": zeros,
+                         **simulate(w, sram)})
+    note("simulated")
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "results.csv", index=False)
+    pd.DataFrame(strategy_rows).to_csv(out / "strategies.csv", index=False)
+    plot(df, out / "pareto")
+    show = df.copy()
+    show["top1"] = (100 * show["top1"]).map(lambda v: f"{v:.1f} %")
+    cols = ["sram", "method", "variant", "top1", "weight_bytes_per_inference",
+            "stored_weight_bytes", "weight_sparsity", "latency_us", "energy_uj"]
+    print(show[cols].to_string(index=False))
+    note(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
