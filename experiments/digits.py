@@ -380,8 +380,6 @@ def simulate(workload: Any, sram: str) -> dict[str, Any]:
         "weight_bytes_per_inference": round(s["weight_dram_bytes"]["steady_mean"]),
         "weight_bytes_cold": int(s["weight_dram_bytes"]["cold"]),
         "stored_weight_bytes": int(w.stored_bytes),
-        "active_params": round(w.active_params),
-        "total_params": int(w.total_params),
         "path_inputs": "/".join(str(int(c)) for c in
                                 np.bincount(w.sequence, minlength=len(w.paths))),
         "latency_us": round(s["latency_s"]["steady_mean"] * 1e6, 3),
@@ -499,6 +497,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     note(f"sigmab: {before}/{n} after k-means, {correct(tree, test)}/{n} fine-tuned")
     tree_w = traced_tree(tree, "digits_sigmab", test)
     counts = [int((tree_w.sequence == i).sum()) for i in range(len(tree_w.paths))]
+    params = tree.param_counts()
+    dense_params = sum(q.numel() for q in dense.parameters())
+    note(f"sigmab: {params['total']} params stored ({params['total'] / dense_params:.1%} of "
+         f"dense), per path {params['paths']} (mean "
+         f"{sum(params['paths']) / len(params['paths']) / dense_params:.1%} of dense)")
     note("sigmab: held-out inputs per path " + ", ".join(
         f"{p.name} {c}" for p, c in zip(tree_w.paths, counts, strict=True)))
     models.append(("sigmab", "hard-routed", correct(tree, test), sparsity(tree), tree_w))
