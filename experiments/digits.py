@@ -174,8 +174,10 @@ def train_dense(data: dict[str, Split], epochs: int) -> Any:
     return model.eval()
 
 
-def sigma_branch(dense: Any, data: dict[str, Split], epochs: int) -> tuple[Any, int]:
-    """The tree (fine-tuned) and the test inputs right before fine-tuning (k-means only)."""
+def sigma_branch(dense: Any, data: dict[str, Split], epochs: int
+                 ) -> tuple[Any, int, list[int]]:
+    """The tree (fine-tuned), and right before fine-tuning (k-means only) the test inputs it
+    got right and the test inputs per path."""
     import torch
 
     from edgesim.zoo.sigmab import fine_tune, to_tree
@@ -183,9 +185,11 @@ def sigma_branch(dense: Any, data: dict[str, Split], epochs: int) -> tuple[Any, 
     tree = to_tree(copy.deepcopy(dense).eval(), data["calib"].x, arch="resnet",
                    levels=TREE_LEVELS, seed=SEED)
     before = correct(tree, data["test"])
+    with torch.no_grad():
+        paths = torch.bincount(tree.route(data["test"].x), minlength=tree.num_paths).tolist()
     torch.manual_seed(SEED + 1)
     fine_tune(tree, loader(data["train"], SEED + 1), epochs=epochs, lr=5e-4, balance=0.01)
-    return tree.eval(), before
+    return tree.eval(), before, paths
 
 
 def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
@@ -493,8 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     models.append(("dense", "", correct(dense, test), sparsity(dense),
                    traced(dense, "digits_dense", "dense", ("dense",), n)))
 
-    tree, before = sigma_branch(dense, data, cfg.tree_epochs)
-    note(f"sigmab: {before}/{n} after k-means, {correct(tree, test)}/{n} fine-tuned")
+    tree, before, paths_before = sigma_branch(dense, data, cfg.tree_epochs)
+    note(f"sigmab: {before}/{n} after k-means (held-out inputs per path {paths_before}), "
+         f"{correct(tree, test)}/{n} fine-tuned")
     tree_w = traced_tree(tree, "digits_sigmab", test)
     counts = [int((tree_w.sequence == i).sum()) for i in range(len(tree_w.paths))]
     params = tree.param_counts()
