@@ -237,7 +237,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         data: str | None = None, seed: int = 0, weights: str | None = None,
         memo: bool = True, progress: Callable[[str], None] | None = None,
         sim_progress: Callable[[int], None] | None = None, evaluate: bool = False,
-        eval_progress: Callable[[int, int], None] | None = None) -> Run:
+        eval_progress: Callable[[int, int], None] | None = None,
+        on_row: Callable[[InferenceRow], None] | None = None, keep_rows: bool = True) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
@@ -248,6 +249,10 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     ``evaluate``: ``data`` is labelled; the stream is its inputs (the first ``inputs`` when
     given, else all of them; a routed model routes them) and ``Run.accuracy`` their top-1
     (``evaluate``; ``eval_progress(done, total)`` while it runs).
+
+    ``on_row`` receives each inference row as it is produced and ``keep_rows=False`` keeps
+    none (``Run.inferences`` is then empty; the summary is built on the fly): a long stream in
+    flat memory.
     """
     from edgesim.config import HardwareConfig, load_config
     if isinstance(model, Workload):
@@ -281,7 +286,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
                      evaluate=evaluate)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
-                           memo=memo, progress=sim_progress)
+                           memo=memo, progress=sim_progress, on_row=on_row,
+                           keep_rows=keep_rows)
     return Run(res, model_info(w), hw.to_dict(),
                {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed},
                accuracy)

@@ -1,6 +1,6 @@
 """Rendering results: aligned text tables, CSV and JSON, deterministic to the byte.
 
-Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``.
+Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``.
 
 Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
 (this module itself never imports pandas, so printing a cached run stays fast).
@@ -20,9 +20,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["FORMATS", "render", "render_summary", "render_table"]
+__all__ = ["FORMATS", "RowWriter", "render", "render_summary", "render_table"]
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "jsonl")
 
 
 def _plain(v: Any) -> Any:
@@ -97,6 +97,8 @@ def render(table: Any, fmt: str, *, rows: Sequence[Sequence[Any]] | None = None,
     if fmt == "json" and json_obj is not None:
         return json.dumps(json_obj, indent=2, default=_json_default)
     cols, data = _table(table, rows)
+    if fmt == "jsonl":
+        return "\n".join(_jsonl(cols, r) for r in data)
     if fmt == "table":
         return render_table(cols, data)
     if fmt == "csv":
@@ -115,3 +117,27 @@ def _json_default(v: Any) -> Any:
     if isinstance(v, (set, frozenset, tuple)):
         return list(v)
     return str(v)
+
+
+def _jsonl(cols: Sequence[str], row: Sequence[Any]) -> str:
+    return json.dumps(dict(zip(cols, map(_plain, row), strict=True)), default=_json_default)
+
+
+class RowWriter:
+    """Rows written as they are produced, as CSV (header first) or JSON lines, to ``stream``:
+    byte for byte what ``render`` gives for the same rows, without holding them."""
+
+    def __init__(self, cols: Sequence[str], fmt: str, stream: Any) -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise ValueError(f"rows stream as csv or jsonl, not {fmt!r}")
+        self.cols, self.fmt, self.stream = list(cols), fmt, stream
+        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(self.cols)
+
+    def __call__(self, row: Sequence[Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow([_csv_cell(v) for v in row])
+        else:
+            self.stream.write(_jsonl(self.cols, row) + "\n")
+

@@ -259,3 +259,27 @@ def test_weights_larger_than_a_flash_only_device_give_one_note(capsys):
     notes = [line for line in err if line.startswith("edgesim: note: ")]
     assert len(notes) == 1, err
     assert "do not fit the 100 B flash of stm32h7" in notes[0]
+
+
+def test_csv_and_json_lines_stream_the_rows_a_table_would_show(capsys, monkeypatch, tmp_path):
+    # CSV and JSON lines are written row by row as the simulation produces them; they hold
+    # exactly the rows of the Python API, and a table of more rows than TABLE_ROWS shows the
+    # summary alone
+    from edgesim import api
+    from edgesim.cli import run as run_cli
+    from edgesim.report import render
+    rows = api.run(NPU, USER, inputs=5).result.rows
+    cols = list(rows[0]._fields)
+    assert main(["run", NPU, "--model", USER, "--inputs", "5", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == render(cols, "csv", rows=rows) + "\n"
+    out = tmp_path / "rows.jsonl"
+    assert main(["run", NPU, "--model", USER, "--inputs", "5", "--format", "jsonl",
+                 "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == [0, 1, 2, 3, 4]
+    assert json.loads(lines[4])["weight_dram_bytes"] == rows[4].weight_dram_bytes
+    monkeypatch.setattr(run_cli, "TABLE_ROWS", 3)
+    assert main(["run", NPU, "--model", USER, "--inputs", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "# 5 inferences: too many rows for a table" in text
+    assert "# summary" in text

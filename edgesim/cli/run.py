@@ -3,10 +3,13 @@
 Public names: ``add_parser``, ``main``.
 
 Prints a header line naming the model, the hardware and the policy, one row per inference (or per
-op and inference with ``--per-layer``) and the cold/steady summary; ``--format csv|json`` prints
-the rows alone (JSON: the whole ``Run``). With ``--eval`` the labelled ``--data`` is the stream
-and its top-1 follows the summary (JSON: ``accuracy``). torch and pandas are imported only when
-the model is not yet traced (a cached run imports neither).
+op and inference with ``--per-layer``) and the cold/steady summary; ``--format csv|json|jsonl``
+prints the rows alone (JSON: the whole ``Run``). CSV and JSON lines of inference rows are
+written as they are produced and not kept, and a table of more than ``TABLE_ROWS`` inferences
+shows the summary alone, so a stream of a million inputs runs in flat memory. With ``--eval``
+the labelled ``--data`` is the stream and its top-1 follows the summary (JSON: ``accuracy``).
+torch and pandas are imported only when the model is not yet traced (a cached run imports
+neither).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from edgesim.cli._common import (
     write,
 )
 
-__all__ = ["add_parser", "main"]
+__all__ = ["TABLE_ROWS", "add_parser", "main"]
+
+#: A text table shows at most this many inference rows (beyond: the summary; stream them with
+#: ``--format csv`` or ``jsonl``).
+TABLE_ROWS = 10_000
 
 
 def add_parser(subparsers) -> None:
@@ -66,38 +73,83 @@ def main(a) -> int:
     total = a.inputs if a.inputs is not None or a.evaluate else 8
     update, bar = sim_progress(tty, total)
     eval_update, eval_bar = eval_progress(tty and a.evaluate)
+    inference_columns, layer_columns = columns()
+    stream = a.format in ("csv", "jsonl") and not a.per_layer
+    many = a.format == "table" and not a.per_layer and total > TABLE_ROWS
+    sink = _RowSink(inference_columns, a.format, a.out) if stream else None
     try:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
                       seed=a.seed, weights=a.weights, memo=not a.no_memo,
                       progress=progress_printer(tty), sim_progress=update,
-                      evaluate=a.evaluate, eval_progress=eval_update)
+                      evaluate=a.evaluate, eval_progress=eval_update, on_row=sink,
+                      keep_rows=not (stream or many))
     finally:
         for b in (eval_bar, bar):
             if b is not None:
                 b.close()
+        if sink is not None:
+            sink.close()
     r = res.result
-    inference_columns, layer_columns = columns()
     if a.timeline:
         write(render(layer_columns, "csv", rows=csv_rows(r.layer_rows)), a.timeline)
     if a.format == "json":
         write(render(inference_columns, "json", json_obj=res.to_dict()), a.out)
         return 0
+    if stream:
+        return 0
     cols, rows = ((layer_columns, r.layer_rows) if a.per_layer
                   else (inference_columns, r.rows))
-    if a.format == "csv":   # op, path and encoding names come from the model: escaped
-        write(render(cols, "csv", rows=csv_rows(rows)), a.out)
+    if a.format in ("csv", "jsonl"):   # op, path and encoding names come from the model
+        write(render(cols, a.format, rows=csv_rows(rows) if a.format == "csv" else rows), a.out)
         return 0
     m = res.model
     head = (f"# {m['name']} ({m['family']}) on {res.hardware['name']}: "
             f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
             f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
             f"prefetch {a.prefetch}")
-    lines = [head, render(cols, "table", rows=rows), "",
-             "# summary (cold = first inference; steady = the rest)",
+    table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
+             "streams them)" if many else render(cols, "table", rows=rows))
+    lines = [head, table, "", "# summary (cold = first inference; steady = the rest)",
              render_summary(res.summary)]
     if res.accuracy is not None:
         registry = ":" not in a.model
         lines += ["", accuracy_line(res.accuracy, random_weights=registry and not a.weights)]
     write("\n".join(lines), a.out)
     return 0
+
+
+class _RowSink:
+    """Inference rows written out as they come (``report.RowWriter``), to ``out`` or stdout;
+    text cells a spreadsheet would run as a formula are escaped in CSV."""
+
+    def __init__(self, cols, fmt: str, out: str | None) -> None:
+        self.cols, self.fmt, self.out = cols, fmt, out
+        self.file = None
+        self.writer = None
+
+    def __call__(self, row) -> None:
+        if self.writer is None:     # opened at the first row: an error before it writes nothing
+            from edgesim.report import RowWriter
+            self.file = sys.stdout if self.out is None else _open(self.out)
+            self.writer = RowWriter(self.cols, self.fmt, self.file)
+        if self.fmt == "csv":
+            row = csv_rows([row])[0]
+        self.writer(row)
+
+    def close(self) -> None:
+        if self.file is not None and self.file is not sys.stdout:
+            self.file.close()
+
+
+def _open(out: str):
+    from pathlib import Path
+
+    from edgesim.errors import EdgesimError
+    path = Path(out)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise EdgesimError(f"--out {out}: cannot write ({exc.strerror})") from None
+
