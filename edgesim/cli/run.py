@@ -75,7 +75,8 @@ def main(a) -> int:
     eval_update, eval_bar = eval_progress(tty and a.evaluate)
     inference_columns, layer_columns = columns()
     stream = a.format in ("csv", "jsonl") and not a.per_layer
-    many = a.format == "table" and not a.per_layer and total > TABLE_ROWS
+    many = (a.format == "table" and not a.per_layer and total is not None
+            and total > TABLE_ROWS)
     sink = _RowSink(inference_columns, a.format, a.out) if stream else None
     try:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
