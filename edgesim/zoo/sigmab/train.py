@@ -26,12 +26,21 @@ __all__ = ["Step", "check_checkpoint_path", "fine_tune", "finetune", "load_label
 
 
 def _balance_loss(gates: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Mean over routers of 2 x sum_c (q_c - 1/2)^2, q = reach-weighted mean branch probability
-    (0 when every router splits its traffic evenly, 1 when one always takes everything)."""
+    """Mean over routers of ``2 x sum_c (q_c - 1/2)^2 + (2 x sum_c f_c q_c - 1)``: q is the
+    reach-weighted mean branch probability, f the reach-weighted share of inputs whose argmax
+    is branch c (no gradient). The first part is 0 when the probabilities split evenly; the
+    second (the Switch Transformer's load term, Fedus et al. 2021) is 0 when the *decisions*
+    split evenly and pushes probability away from the branch that takes more than its share,
+    which the first cannot see while soft probabilities hover near 1/2 (both reach 1 when one
+    branch takes everything)."""
     terms = []
     for reach, probs in gates:
-        q = (reach[:, None] * probs).sum(0) / reach.sum().clamp_min(1e-12)
-        terms.append(2 * ((q - 0.5) ** 2).sum())
+        total = reach.sum().clamp_min(1e-12)
+        q = (reach[:, None] * probs).sum(0) / total
+        with torch.no_grad():
+            won = F.one_hot(probs.argmax(dim=1), probs.shape[1]).to(probs.dtype)
+            f = (reach[:, None] * won).sum(0) / total
+        terms.append(2 * ((q - 0.5) ** 2).sum() + (2 * (f * q).sum() - 1))
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
