@@ -39,9 +39,10 @@ def test_sram_sweep_quick(tmp_path):
         _figure(out / f"{config}_bytes_vs_sram")
         df = pd.read_csv(out / config / "sweep.csv")
         # law: a dense model moves its whole stored model per inference while SRAM cannot hold
-        # it (32 KiB), so steady bytes at 32 KiB = stored bytes
+        # it (32 KiB), so steady bytes at 32 KiB = stored bytes, plus what tiling re-fetches
         dense = df[(df["family"] == "dense") & (df["sram.size"] == "32KiB")]
-        assert (dense["weight_dram_bytes_steady"] == dense["stored_weight_bytes"]).all()
+        once = dense["weight_dram_bytes_steady"] - dense["weight_refetch_bytes_steady"]
+        assert (once == dense["stored_weight_bytes"]).all()
 
 
 @pytest.mark.slow

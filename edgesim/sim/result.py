@@ -84,7 +84,8 @@ INFERENCE_COLUMNS: tuple[str, ...] = InferenceRow._fields
 LAYER_COLUMNS: tuple[str, ...] = LayerRow._fields
 
 #: Columns ``summarize`` describes (cold, steady-state mean, p50, p99).
-SUMMARY_METRICS = ("weight_dram_bytes", "act_dram_bytes", "latency_s", "energy_j",
+SUMMARY_METRICS = ("weight_dram_bytes", "weight_refetch_bytes", "act_dram_bytes",
+                   "act_reread_bytes", "latency_s", "energy_j",
                    "energy_mac_j", "energy_array_j", "energy_sram_j", "energy_offchip_j",
                    "energy_decode_j", "energy_leak_j", "stall_cycles", "spec_wasted_bytes")
 
