@@ -144,9 +144,10 @@ def _fold(w: nn.Module, bn: nn.Module) -> None:
     w.bias = nn.Parameter(new_bias.to(w.weight.dtype))
 
 
-def fold_batchnorm(model: nn.Module, example: Any = None) -> nn.Module:
-    """A deep copy of ``model`` with every foldable conv/linear -> BN pair folded."""
-    folded = copy.deepcopy(model)
+def fold_batchnorm(model: nn.Module, example: Any = None, *, inplace: bool = False) -> nn.Module:
+    """A deep copy of ``model`` with every foldable conv/linear -> BN pair folded (``inplace``:
+    ``model`` itself, for a model built for this call alone: no second copy of its weights)."""
+    folded = model if inplace else copy.deepcopy(model)
     for conv_name, bn_name in find_bn_pairs(folded, example):
         _fold(folded.get_submodule(conv_name), folded.get_submodule(bn_name))
         parent_name, _, attr = bn_name.rpartition(".")
@@ -154,6 +155,7 @@ def fold_batchnorm(model: nn.Module, example: Any = None) -> nn.Module:
     return folded
 
 
-def prepare(model: nn.Module, example: Any) -> nn.Module:
-    """The model as deployed: eval mode, BatchNorm folded (pairs found by running ``example``)."""
-    return fold_batchnorm(model.eval(), example).eval()
+def prepare(model: nn.Module, example: Any, *, inplace: bool = False) -> nn.Module:
+    """The model as deployed: eval mode, BatchNorm folded (pairs found by running ``example``;
+    ``inplace``: fold ``model`` itself)."""
+    return fold_batchnorm(model.eval(), example, inplace=inplace).eval()

@@ -1,0 +1,55 @@
+"""Tracing, routing and evaluating run on EDGESIM_TORCH_THREADS torch threads (default 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgesim import api
+from edgesim.cli import main
+
+SEEN: list[int] = []
+
+
+class _Probe(nn.Module):
+    """A linear layer that records how many torch threads its forward pass ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        SEEN.append(torch.get_num_threads())
+        return self.fc(x.flatten(1))
+
+
+def probe_net() -> nn.Module:
+    return _Probe()
+
+
+probe_net.input_shape = (4,)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, 1), ("2", 2)])
+def test_a_trace_runs_on_the_threads_asked_for_and_restores_them(monkeypatch, env, expected):
+    if env is None:
+        monkeypatch.delenv("EDGESIM_TORCH_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("EDGESIM_TORCH_THREADS", env)
+    torch.set_num_threads(2 if expected == 1 else 1)
+    before = torch.get_num_threads()
+    SEEN.clear()
+    api.workload("test_threads:probe_net", use_cache=False)
+    assert SEEN, "the model never ran"
+    assert set(SEEN) == {expected}
+    assert torch.get_num_threads() == before
+
+
+def test_a_bad_thread_count_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("EDGESIM_TORCH_THREADS", "lots")
+    code = main(["run", "npu_small", "--model", "test_threads:probe_net", "--inputs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == ("edgesim: error: EDGESIM_TORCH_THREADS='lots': expected a whole number of "
+                   "threads >= 1")
