@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from sigmab_trees import LEVELS, n_params, tiny_pointnet_tree
 from torch import nn
 
 from edgesim.errors import ModelError
-from edgesim.zoo.data import synthetic_images, synthetic_points
+from edgesim.zoo.data import synthetic_images
 from edgesim.zoo.pointnet2 import pointnet2_ssg
 from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50, resnet50_cifar
 from edgesim.zoo.sigmab import (
@@ -26,14 +27,6 @@ from edgesim.zoo.sigmab import (
     spherical_kmeans,
     to_tree,
 )
-
-#: layer3 block 1 in the two level-1 nodes, layer4 + head in the four leaves (the shape of the
-#: ResNet-50 defaults, on a ResNet whose layer3 has 2 blocks).
-LEVELS = {"layer3_1": 1, "layer4": 2}
-
-
-def _n(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +46,7 @@ def resnet_tree(tiny_resnet: tuple[nn.Module, torch.Tensor]) -> SigmaTree:
 
 @pytest.fixture(scope="module")
 def pointnet_tree() -> tuple[nn.Module, SigmaTree, torch.Tensor]:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    dense = pointnet2_ssg(num_classes=5, in_points=64, width=0.125).eval()
-    x, _ = synthetic_points(16, points=64, clusters=4, seed=0)
-    return dense, to_tree(dense, x[:12]), x
+    return tiny_pointnet_tree()
 
 
 # -- spherical k-means ---------------------------------------------------------------------
@@ -206,11 +195,11 @@ def test_pointnet_tree_default_levels_and_routing(pointnet_tree) -> None:
 
 def test_param_count_identities(resnet_tree: SigmaTree) -> None:
     pc = resnet_tree.param_counts()
-    assert pc["total"] == _n(resnet_tree)
+    assert pc["total"] == n_params(resnet_tree)
     assert pc["total"] == pc["backbone"] + pc["routers"] + sum(pc["nodes"].values())
     for i in range(resnet_tree.num_paths):
         nodes = resnet_tree.path_nodes(i)
-        routers = sum(_n(resnet_tree.nodes[k].router) for k in nodes[:-1])
+        routers = sum(n_params(resnet_tree.nodes[k].router) for k in nodes[:-1])
         assert pc["paths"][i] == pc["backbone"] + routers + sum(pc["nodes"][k] for k in nodes)
     # a path holds one leaf: the rest of the tree is what it does not load
     assert max(pc["paths"]) < pc["total"]
@@ -223,10 +212,10 @@ def test_tree_holds_about_the_dense_parameters(resnet_tree: SigmaTree,
     # about the dense layer3 block 1 and the 4 leaves the dense layer4 + fc, so total = dense +
     # routers, up to channel rounding
     assert resnet_tree.param_counts()["backbone"] == (
-        _n(dense) - _n(dense.layer3[1]) - _n(dense.layer4) - _n(dense.fc))
-    assert resnet_tree.param_counts()["total"] == pytest.approx(_n(dense), rel=0.1)
+        n_params(dense) - n_params(dense.layer3[1]) - n_params(dense.layer4) - n_params(dense.fc))
+    assert resnet_tree.param_counts()["total"] == pytest.approx(n_params(dense), rel=0.1)
     pdense, ptree, _ = pointnet_tree
-    assert ptree.param_counts()["total"] == pytest.approx(_n(pdense), rel=0.1)
+    assert ptree.param_counts()["total"] == pytest.approx(n_params(pdense), rel=0.1)
 
 
 def test_leaves_slice_the_pretrained_weights(resnet_tree: SigmaTree, tiny_resnet) -> None:
@@ -267,7 +256,7 @@ def test_custom_levels_put_layers_in_internal_nodes(tiny_resnet) -> None:
         for i in paths.unique().tolist():
             assert torch.allclose(tree.forward_path(x[paths == i], i), out[paths == i],
                                   atol=1e-5)
-    assert tree.param_counts()["total"] == pytest.approx(_n(dense), rel=0.1)
+    assert tree.param_counts()["total"] == pytest.approx(n_params(dense), rel=0.1)
 
 
 def test_bad_levels_name_the_problem(tiny_resnet) -> None:
@@ -353,7 +342,7 @@ def test_full_resnet50_active_params_are_40_to_42_percent_of_dense(factory, dens
     # block 0 = 2,949,696; blocks 1-5 = 5,585,920 / 2; (layer4 + fc) / 4 = 3,792,409: 0.402.
     tree = factory(calibration=8)
     assert tree.config["levels"]["layer4"] == DEFAULT_LEVELS[levels]["layer4"] == 2
-    dense = _n(dense_factory())
+    dense = n_params(dense_factory())
     pc = tree.param_counts()
     mean_active = sum(pc["paths"]) / len(pc["paths"])
     assert 0.40 <= mean_active / dense <= 0.42
@@ -368,7 +357,7 @@ def test_full_pointnet2_active_params_are_40_to_42_percent_of_dense() -> None:
     # ~ 0.415.
     assert DEFAULT_LEVELS["pointnet2"] == {"sa3": 1, "head": 2}
     tree = sigmab_pointnet2(calibration=8)
-    dense = _n(pointnet2_ssg())
+    dense = n_params(pointnet2_ssg())
     pc = tree.param_counts()
     mean_active = sum(pc["paths"]) / len(pc["paths"])
     assert 0.40 <= mean_active / dense <= 0.42

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sigmab_trees import LEVELS, n_params, tiny_pointnet_tree
 from torch import nn
 
 from edgesim.errors import ModelError
@@ -30,12 +31,6 @@ from edgesim.zoo.sigmab import (
 )
 from edgesim.zoo.sigmab.checkpoint import check_config
 
-LEVELS = {"layer3_1": 1, "layer4": 2}   # ResNet-50's default shape on a 2-block layer3
-
-
-def _n(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
 
 @pytest.fixture(scope="module")
 def resnet() -> tuple[nn.Module, SigmaTree, torch.Tensor, torch.Tensor]:
@@ -48,10 +43,7 @@ def resnet() -> tuple[nn.Module, SigmaTree, torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def pointnet() -> tuple[nn.Module, SigmaTree, torch.Tensor]:
-    torch.manual_seed(0)
-    dense = pointnet2_ssg(num_classes=5, in_points=64, width=0.125).eval()
-    x, _ = synthetic_points(16, points=64, clusters=4, seed=0)
-    return dense, to_tree(dense, x[:12]), x
+    return tiny_pointnet_tree()
 
 
 # -- channels distributed over the tree ----------------------------------------------------
@@ -113,7 +105,7 @@ def test_stored_parameters_are_the_dense_ones_and_a_path_about_two_fifths(resnet
     dense, tree, _, _ = resnet
     pc = tree.param_counts()
     # routers (3 x 2 x 64) aside, the nodes of each depth hold their dense stages' parameters
-    assert abs(pc["total"] - _n(dense)) <= 0.10 * _n(dense)
+    assert abs(pc["total"] - n_params(dense)) <= 0.10 * n_params(dense)
     assert max(pc["paths"]) < pc["total"]
 
 
@@ -216,7 +208,7 @@ def test_a_dense_checkpoint_becomes_a_tree_calibrated_on_the_data(tmp_path: Path
     assert isinstance(tree, SigmaTree)
     # the backbone is the user's sa1 + sa2, unchanged; the tree stores the dense parameters
     assert torch.equal(tree.backbone["sa2"].mlp[0].weight, dense.sa2.mlp[0].weight)
-    assert abs(tree.param_counts()["total"] - _n(dense)) <= 0.10 * _n(dense)
+    assert abs(tree.param_counts()["total"] - n_params(dense)) <= 0.10 * n_params(dense)
     assert tree.config["nodes"]["root"]["calibration"] == 12   # all of --data
     assert {r["coverage"] for r in tree.node_report()} == {1.0}
     # kept rows of a node are the user's rows
