@@ -43,18 +43,23 @@ def _workload(name: str, inputs: int, formats=None):
         return None
 
 
+def _trees(names: Sequence[str], inputs: int):
+    """``(name, Workload)`` of every routed tree among ``names`` that traces."""
+    from edgesim.zoo.registry import REGISTRY
+    for name in names:
+        if REGISTRY[name].family == "sigmab":
+            w = _workload(name, inputs)
+            if w is not None:
+                yield name, w
+
+
 def routed_table(names: Sequence[str], inputs: int):
     """One row per routed tree among ``names``."""
     import pandas as pd
 
     from edgesim.zoo.registry import REGISTRY
     rows = []
-    for name in names:
-        if REGISTRY[name].family != "sigmab":
-            continue
-        w = _workload(name, inputs)
-        if w is None:
-            continue
+    for name, w in _trees(names, inputs):
         dense_name = DENSE_OF.get(name)
         dense = (_workload(dense_name, 1) if dense_name in REGISTRY else None)
         total = w.total_params
@@ -75,14 +80,8 @@ def paths_table(names: Sequence[str], inputs: int):
     each node's width comes from its inputs' activations)."""
     import pandas as pd
 
-    from edgesim.zoo.registry import REGISTRY
     rows = []
-    for name in names:
-        if REGISTRY[name].family != "sigmab":
-            continue
-        w = _workload(name, inputs)
-        if w is None:
-            continue
+    for name, w in _trees(names, inputs):
         for i, path in enumerate(w.paths):
             rows.append({"model": name, "path": path.name, "params": w.path_params(i),
                          "stored_bytes": w.path_stored_bytes(i),
