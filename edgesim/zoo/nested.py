@@ -437,23 +437,15 @@ class NestedFamily(Family):
         (``edgesim.zoo.sensitivity.transformed_build``)."""
         if weights is None:
             return super().build(spec, weights, seed, data)
-        from edgesim.zoo.registry import _import_factory
         from edgesim.zoo.sensitivity import transformed_build
-
-        factory = _import_factory(spec.name, spec.factory)
-        kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
-
-        def transform(dense: nn.Module, calib: Any) -> nn.Module:
-            del calib   # magnitude levels: the loaded weights decide
-            return factory(**kwargs, base=dense)
 
         def restore(model: nn.Module) -> nn.Module:
             model.set_level(model.level)   # levels loaded in place; re-arm the masks
             return model
 
-        return transformed_build(spec, weights, seed, data, transform=transform,
-                                 skeleton=lambda dense: factory(**kwargs, base=dense),
-                                 restore=restore, what="nested model", reads_data=False)
+        # magnitude levels: the loaded weights decide, no data is read
+        return transformed_build(spec, weights, seed, data, restore=restore,
+                                 what="nested model", reads_data=False)
 
     def select_level(self, spec: Any, model: Any, level: int | None) -> Any:
         if level is None:

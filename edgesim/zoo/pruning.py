@@ -680,9 +680,6 @@ class SparseFamily(Family):
         factory = _import_factory(spec.name, spec.factory)
         kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
 
-        def transform(dense: nn.Module, calib: list[Batch] | None) -> nn.Module:
-            return factory(**kwargs, base=dense, calib=calib)
-
         def restore(model: nn.Module) -> nn.Module:
             import inspect
             params = inspect.signature(factory).parameters
@@ -691,9 +688,8 @@ class SparseFamily(Family):
             model.prune_report = report_from_masks(model, **pick)
             return model
 
-        return transformed_build(spec, weights, seed, data, transform=transform,
-                                 skeleton=attach_masks, restore=restore,
-                                 what="pruned model")
+        return transformed_build(spec, weights, seed, data, skeleton=attach_masks,
+                                 restore=restore, what="pruned model")
 
     def annotate(self, blocks: Sequence[Any], model: Any) -> list[Any]:
         from dataclasses import replace

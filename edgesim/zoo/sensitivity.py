@@ -239,8 +239,9 @@ def _problem(state: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> str
 
 
 def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
-                      transform: Callable[[nn.Module, list[Batch] | None], nn.Module],
-                      skeleton: Callable[[nn.Module], nn.Module],
+                      transform: Callable[[nn.Module, list[Batch] | None], nn.Module]
+                      | None = None,
+                      skeleton: Callable[[nn.Module], nn.Module] | None = None,
                       restore: Callable[[nn.Module], nn.Module] | None = None,
                       what: str = "transformed", reads_data: bool = True) -> nn.Module:
     """The model of a transform family (``spec``) from the checkpoint file ``weights``.
@@ -252,6 +253,9 @@ def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
     transformed model's (``skeleton(dense)``: the transformed structure, its values untrained)
     is loaded as itself, then ``restore(model)`` rebuilds what the state_dict does not hold.
     ``reads_data=False``: the transform reads no data (``calib`` is None even with ``data``).
+    By default ``transform`` is the spec's factory on the loaded dense model,
+    ``factory(**kwargs, base=dense[, calib=calib])``, and ``skeleton`` the same without
+    calibration.
     Calibration reads at most ``CALIB_LIMIT`` inputs of ``data``.
     Anything else is a ``ModelError`` naming the file and the first key at fault: against the
     transformed model when the file holds a key only that model has, else against the dense
@@ -265,6 +269,13 @@ def transformed_build(spec: Any, weights: str, seed: int, data: str | None, *,
         raise ModelError(f"model '{spec.name}': factory '{spec.factory}' has no edgesim_dense "
                          "(the dense model a checkpoint is loaded into before the transform)")
     kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
+    if skeleton is None:
+        def skeleton(dense: nn.Module) -> nn.Module:
+            return factory(**kwargs, base=dense)
+    if transform is None:
+        def transform(dense: nn.Module, calib: list[Batch] | None) -> nn.Module:
+            extra = {} if calib is None else {"calib": calib}
+            return factory(**kwargs, base=dense, **extra)
     state = _state_dict(weights)
     torch.manual_seed(seed)
     dense = dense_of(**kwargs)

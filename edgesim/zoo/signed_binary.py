@@ -393,17 +393,5 @@ class SignedBinaryFamily(Family):
     def build(self, spec: Any, weights: str | None, seed: int, data: str | None = None) -> Any:
         if weights is None:
             return super().build(spec, weights, seed, data)
-        from edgesim.zoo.registry import _import_factory
         from edgesim.zoo.sensitivity import transformed_build
-
-        factory = _import_factory(spec.name, spec.factory)
-        kwargs = {k: v for k, v in spec.kwargs.items() if k != "init"}
-
-        def transform(dense: nn.Module, calib: list[Any] | None) -> nn.Module:
-            return factory(**kwargs, base=dense, calib=calib)
-
-        def skeleton(dense: nn.Module) -> nn.Module:
-            return factory(**kwargs, base=dense)
-
-        return transformed_build(spec, weights, seed, data, transform=transform,
-                                 skeleton=skeleton, what="signed-binary model")
+        return transformed_build(spec, weights, seed, data, what="signed-binary model")
