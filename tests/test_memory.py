@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from chains import conv_chains
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -158,23 +159,8 @@ def test_existing_configs_give_the_same_weight_bytes(name, weight_bytes):
     assert row.weight_dram_bytes == weight_bytes
 
 
-@st.composite
-def _chains(draw):
-    """1-4 FCs in a chain: weights 1 B..8 KB, activations 1 B..4 KB, 1-3 inputs."""
-    n = draw(st.integers(1, 4))
-    acts = draw(st.lists(st.integers(1, 4000), min_size=n + 1, max_size=n + 1))
-    blocks, ops = [], []
-    for j in range(n):
-        size = draw(st.integers(1, 8000))
-        blocks.append(WeightBlock(f"w{j}", size, size, 8, "dense", size, size))
-        ops.append(LayerOp(f"fc{j}", "linear", (f"w{j}",), acts[j], acts[j + 1],
-                           acts[j] + acts[j + 1], 8 * size, 8 * size, "int8",
-                           (("M", 8), ("N", 8), ("K", size))))
-    return Workload.single_path("chain", "dense", blocks, ops, draw(st.integers(1, 3)))
-
-
 @settings(max_examples=60, deadline=None)
-@given(w=_chains(), port=st.sampled_from(["AXI0", "AXI1"]), sram=st.integers(0, 20_000),
+@given(w=conv_chains(), port=st.sampled_from(["AXI0", "AXI1"]), sram=st.integers(0, 20_000),
        bw=st.integers(1, 8))
 def test_latency_is_at_least_each_ports_roofline(w, port, sram, bw):
     # weights come from offchip (1 GB/s on AXI1), activations from dram (bw GB/s on ``port``):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path as FilePath
 
-import numpy as np
 import pytest
+from chains import conv, conv_chains
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,25 +14,17 @@ from edgesim.cli import main
 from edgesim.sim import simulate
 from edgesim.sim.tiling import TileError, plan_tiling
 from edgesim.testing import tiny_config
-from edgesim.workload import LayerOp, Path, WeightBlock, Workload
+from edgesim.workload import WeightBlock, Workload
 
 NPU = str(FilePath(__file__).resolve().parent.parent / "edgesim" / "hwconfigs" / "npu_small.yaml")
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _conv(name: str, weights: str | None, *, k: int, p: int, in_bytes: int, out_bytes: int,
-          macs: int = 1000) -> LayerOp:
-    """A 1x1 conv of K output channels over P output rows (1 row = Q pixels)."""
-    shape = (("N", 1), ("K", k), ("C", 8), ("R", 1), ("S", 1), ("P", p), ("Q", 4))
-    return LayerOp(name, "conv", (weights,) if weights else (), in_bytes, out_bytes,
-                   in_bytes + out_bytes, macs, macs, "int8", shape)
 
 
 def _one_conv(weight_bytes: int, in_bytes: int, out_bytes: int, *, k: int = 4,
               p: int = 4) -> Workload:
     blocks = [WeightBlock("w", weight_bytes, weight_bytes, 8, "dense", weight_bytes,
                           weight_bytes)]
-    op = _conv("c", "w", k=k, p=p, in_bytes=in_bytes, out_bytes=out_bytes)
+    op = conv("c", "w", k=k, p=p, in_bytes=in_bytes, out_bytes=out_bytes)
     return Workload.single_path("one", "dense", blocks, [op], 1)
 
 
@@ -163,24 +155,6 @@ def test_extra_bytes_never_rise_as_buffers_grow(op, wb, ab):
         if last is not None:
             assert extra <= last
         last = extra
-
-
-@st.composite
-def conv_chains(draw):
-    """1-4 convs in a chain, each with its own weights (100 B..20 KB over 1-32 channels) and
-    activations (100 B..20 KB over 1-16 rows), 1-3 inputs."""
-    n = draw(st.integers(1, 4))
-    acts = draw(st.lists(st.integers(100, 20_000), min_size=n + 1, max_size=n + 1))
-    blocks, ops_ = [], []
-    for j in range(n):
-        size = draw(st.integers(100, 20_000))
-        blocks.append(WeightBlock(f"w{j}", size, size, 8, "dense", size, size))
-        ops_.append(_conv(f"c{j}", f"w{j}", k=draw(st.integers(1, 32)),
-                          p=draw(st.integers(1, 16)), in_bytes=acts[j], out_bytes=acts[j + 1],
-                          macs=draw(st.integers(1, 100_000))))
-    inputs = draw(st.integers(1, 3))
-    return Workload("chain", "dense", {b.id: b for b in blocks}, (Path("p", tuple(ops_)),),
-                    np.zeros(inputs, int), {"precision": "int8"})
 
 
 def _runs(sram: int, w: Workload, policy: str):
