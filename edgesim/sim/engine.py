@@ -57,7 +57,7 @@ import simpy
 
 from edgesim.encodings import resolve
 from edgesim.sim.energy import inference_energy
-from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths
+from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
 from edgesim.workload import Workload
@@ -419,14 +419,13 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     machine = Machine.from_config(hw)
-    plans = compile_paths(machine, workload, per_layer=per_layer)
+    blocks = path_blocks(workload)
     sizes = [b.stored_bytes for b in workload.blocks.values()]
     seq = workload.sequence
-    pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes,
-                                     [plan.blocks for plan in plans], seq))
-    if pol.reserved_bytes():   # pinned blocks take their room from every op's weight tiles
-        plans = compile_paths(machine, workload, per_layer=per_layer,
-                              reserved=pol.reserved_bytes())
+    pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes, blocks, seq))
+    # pinned blocks take their room from every op's weight tiles
+    plans = compile_paths(machine, workload, per_layer=per_layer,
+                          reserved=pol.reserved_bytes(), blocks=blocks)
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,
                      memo=memo)
     rows: list[InferenceRow] = []

@@ -1,6 +1,6 @@
 """Compiling a Workload's paths for a hardware config: per-op integer arrays the engine runs.
 
-Public names: ``Machine``, ``Memory``, ``PathPlan``, ``OpInfo``, ``compile_paths``,
+Public names: ``Machine``, ``Memory``, ``PathPlan``, ``OpInfo``, ``compile_paths``, ``path_blocks``,
 ``utilisation``, ``PS_PER_S``, ``SRAM``.
 
 ``Machine.from_config(hw)`` takes, once, the typed fields of a ``HardwareConfig`` the simulator
@@ -46,7 +46,7 @@ from edgesim.sim.tiling import ONCE, PSUM_BITS, Tiling, plan_tiling
 from edgesim.workload import LayerOp, Workload
 
 __all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
-           "utilisation"]
+           "path_blocks", "utilisation"]
 
 #: Picoseconds per second: simulated time is integer picoseconds.
 PS_PER_S = 10**12
@@ -202,20 +202,30 @@ class PathPlan:
     ops: tuple[OpInfo, ...] | None        # per-op row fields (only when asked for)
 
 
+def path_blocks(workload: Workload) -> list[tuple[tuple[int, ...], ...]]:
+    """Per path, per op: the indices of the blocks it reads, deduplicated (``PathPlan.blocks``;
+    what a residency policy is prepared from, before any path is compiled)."""
+    index = {b: k for k, b in enumerate(workload.blocks)}
+    return [tuple(tuple(dict.fromkeys(index[b] for b in op.weights)) for op in path.ops)
+            for path in workload.paths]
+
+
 def compile_paths(machine: Machine, workload: Workload, *, per_layer: bool = False,
-                  reserved: int = 0) -> list[PathPlan]:
+                  reserved: int = 0,
+                  blocks: list[tuple[tuple[int, ...], ...]] | None = None) -> list[PathPlan]:
     """Every path of ``workload`` compiled for ``machine``; ``per_layer`` adds ``ops``.
 
     ``reserved`` weight-SRAM bytes are held by the residency policy for the whole stream (the
     pinned set): a weight tile gets the rest. lru and belady evict to make room (0).
+    ``blocks`` is ``path_blocks(workload)`` when the caller has it already.
     """
-    index = {b: k for k, b in enumerate(workload.blocks)}
+    blocks = path_blocks(workload) if blocks is None else blocks
     weight_buf = max(0, machine.weight_sram_bytes - reserved)
-    return [_compile_path(machine, workload, path, index, per_layer, weight_buf)
-            for path in workload.paths]
+    return [_compile_path(machine, workload, path, ids, per_layer, weight_buf)
+            for path, ids in zip(workload.paths, blocks, strict=True)]
 
 
-def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
+def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[int, ...], ...],
                   per_layer: bool, weight_buf: int) -> PathPlan:
     """One path's plan: per-op cycles, bytes, spills and gates, and the path's totals.
 
@@ -238,18 +248,20 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
     mac_pj = 0.0
     register_bits = 0
     gated: set[int] = set()
+    op_weight_bytes: list[int] = []
     for j, op in enumerate(path.ops):
-        ids = tuple(dict.fromkeys(index[b] for b in op.weights))
+        ids = op_blocks[j]
         blocks.append(ids)
         executed = _executed_macs(m, op, workload)
         peak = m.macs_per_cycle[op.precision]
-        cycles[j] = op_cycles(array, op, peak, executed, _weight_bytes(workload, op), m.act_bits)
+        wbytes = _weight_bytes(workload, op)
+        op_weight_bytes.append(wbytes)
+        cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits)
         util[j] = utilisation(executed, int(cycles[j]), peak)
         macs += executed
         mac_pj += executed * m.mac_pj[op.precision]
         if op.macs:
             register_bits += executed * register_bits_per_mac(op.precision, act_bits=m.act_bits)
-        wbytes = sum(workload.blocks[b].stored_bytes for b in dict.fromkeys(op.weights))
         sram_read += wbytes + op.in_bytes
         sram_write += op.out_bytes
         for b in dict.fromkeys(op.weights):
@@ -261,7 +273,7 @@ def _compile_path(m: Machine, workload: Workload, path, index: dict[str, int],
             gate[j] = names[g]
             gated.update(ids)
     parts = _act_parts(m, path.ops)
-    tiling = _tile(m, workload, path.ops, parts, weight_buf)
+    tiling = _tile(m, path.ops, op_weight_bytes, parts, weight_buf)
     # weights outer: the off-chip input is read once per weight tile
     parts = [tuple((mem, w, b * (t.weight_tiles if t.order == "weights_outer" and not w else 1))
                    for mem, w, b in ps) for ps, t in zip(parts, tiling, strict=True)]
@@ -326,7 +338,7 @@ def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
             + tuple((k, True, b) for k, b in sorted(writes[j].items()) if b) for j in range(n)]
 
 
-def _tile(m: Machine, workload: Workload, ops, parts, weight_buf: int) -> list[Tiling]:
+def _tile(m: Machine, ops, weight_bytes: list[int], parts, weight_buf: int) -> list[Tiling]:
     """Per op, its tiling (``sim.tiling.plan_tiling``) for the SRAM left to it.
 
     The off-chip input is what ``parts`` reads for the op; a tile of weights may fill
@@ -335,7 +347,7 @@ def _tile(m: Machine, workload: Workload, ops, parts, weight_buf: int) -> list[T
     conv, ``M`` of a matmul); an op without a loop nest is one of each.
     """
     out = []
-    for op, ps in zip(ops, parts, strict=True):
+    for op, wbytes, ps in zip(ops, weight_bytes, parts, strict=True):
         if not op.macs:    # no reduction: each weight meets its own slice of input once
             out.append(ONCE)
             continue
@@ -345,7 +357,7 @@ def _tile(m: Machine, workload: Workload, ops, parts, weight_buf: int) -> list[T
             channels, rows = dims.get("K", 1), dims.get("N", 1) * dims.get("P", 1)
         else:
             channels, rows = dims.get("N", 1), dims.get("M", 1)
-        out.append(plan_tiling(f"{op.name} ({op.kind})", weight_bytes=_weight_bytes(workload, op),
+        out.append(plan_tiling(f"{op.name} ({op.kind})", weight_bytes=wbytes,
                                input_offchip=offchip, input_bytes=op.in_bytes,
                                channels=channels, rows=rows, weight_buf=weight_buf,
                                act_buf=m.act_reserve_bytes,
