@@ -1,6 +1,7 @@
 """From a model spec to a Workload: build the nn.Module, prepare it as deployed, trace it.
 
-Public names: ``build_workload``, ``route``, ``evaluate``, ``example_input``, ``built_model``.
+Public names: ``build_workload``, ``trace_routed``, ``route``, ``evaluate``, ``example_input``,
+``built_model``.
 
 This is the one module of the pipeline that runs PyTorch; ``edgesim.api`` imports it only when a
 Workload is not in the cache. It knows no model family: it calls the hooks of the spec's family
@@ -23,7 +24,7 @@ import numpy as np
 from edgesim.errors import ConfigError, DataError, ModelError, TraceError
 from edgesim.workload import Path, Workload
 
-__all__ = ["build_workload", "built_model", "evaluate", "example_input", "route"]
+__all__ = ["build_workload", "built_model", "evaluate", "example_input", "route", "trace_routed"]
 
 #: Inputs routed per batch when routing a stream.
 ROUTE_BATCH = 64
@@ -129,7 +130,7 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
     applied to a user's checkpoint (``Family.build``'s ``data``)."""
 
     from edgesim.trace import record
-    from edgesim.zoo.deploy import fold_batchnorm, prepare
+    from edgesim.zoo.deploy import prepare
     from edgesim.zoo.registry import get_family
 
     family = get_family(spec.family)
@@ -144,27 +145,43 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
                                  encodings=encodings)
             blocks = family.annotate(blocks, model)
             return Workload.single_path(spec.name, spec.family, blocks, ops, 1, meta)
-        model = fold_batchnorm(model)
-        catalogue: dict[str, object] = {}
-        paths = []
-        names = model.path_names()
-        for i in range(model.num_paths):
-            def forward(inp, i=i):
-                return model.forward_path(inp, i)
-            blocks, ops = record(model, x, forward=forward, precision=precision,
-                                 act_bits=act_bits, encodings=encodings)
-            for b in blocks:
-                catalogue.setdefault(b.id, b)
-            paths.append(Path(str(names[i]), tuple(ops), {"index": i}))
+        return trace_routed(model, x, name=spec.name, family=spec.family, meta=meta,
+                            precision=precision, act_bits=act_bits, encodings=encodings)
     except (TraceError, ModelError):
         raise
     except Exception as exc:  # a model that fails while being traced
         raise TraceError(f"tracing {spec.name} failed: {type(exc).__name__}: {exc}") from exc
-    # blocks in first-use order over the catalogue, tree total from the model's own counter
+
+
+def trace_routed(model, x, *, name: str, family: str, meta: dict | None = None,
+                 precision: str = "int8", act_bits: int = 8,
+                 encodings: Sequence[str] = ("dense",),
+                 sequence: np.ndarray | None = None) -> Workload:
+    """The path catalogue of a routed ``model`` (``num_paths``, ``path_names()``,
+    ``forward_path``): BatchNorm folded into a copy, each path traced once on ``x``, blocks
+    shared between paths kept once in first-use order, the tree's own parameter counts in
+    ``meta["tree"]``; ``sequence`` is the path per input (default: none yet)."""
+    from edgesim.trace import record
+    from edgesim.zoo.deploy import fold_batchnorm
+
+    model = fold_batchnorm(model)
+    catalogue: dict[str, object] = {}
+    paths = []
+    names = model.path_names()
+    for i in range(model.num_paths):
+        def forward(inp, i=i):
+            return model.forward_path(inp, i)
+        blocks, ops = record(model, x, forward=forward, precision=precision,
+                             act_bits=act_bits, encodings=encodings)
+        for b in blocks:
+            catalogue.setdefault(b.id, b)
+        paths.append(Path(str(names[i]), tuple(ops), {"index": i}))
+    meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
+            **(meta or {})}
     meta["tree"] = {k: v for k, v in model.param_counts().items() if k != "nodes"} \
         if hasattr(model, "param_counts") else {}
-    return Workload(spec.name, spec.family, catalogue, tuple(paths),
-                    np.zeros(0, dtype=np.int32), meta)
+    seq = np.zeros(0, dtype=np.int32) if sequence is None else sequence
+    return Workload(name, family, catalogue, tuple(paths), seq, meta)
 
 
 @torch_threads

@@ -341,24 +341,11 @@ def traced_tree(tree: Any, name: str, test: Split) -> Any:
     import numpy as np
     import torch
 
-    from edgesim.trace import record
-    from edgesim.workload import Path as WPath
-    from edgesim.workload import Workload
-    from edgesim.zoo.deploy import fold_batchnorm
+    from edgesim.build import trace_routed
 
-    folded = fold_batchnorm(tree).eval()
-    x = _example()
-    catalogue, paths = {}, []
-    for i, pname in enumerate(folded.path_names()):
-        blocks, ops = record(folded, x, forward=lambda inp, i=i: folded.forward_path(inp, i),
-                             precision="int8", act_bits=8, encodings=("dense",))
-        for b in blocks:
-            catalogue.setdefault(b.id, b)
-        paths.append(WPath(pname, tuple(ops), {"index": i}))
     with torch.no_grad():
         seq = tree.route(test.x).numpy().astype(np.int32)
-    meta = {"precision": "int8", "act_bits": 8, "encodings": ["dense"]}
-    return Workload(name, "sigmab", catalogue, tuple(paths), seq, meta)
+    return trace_routed(tree.eval(), _example(), name=name, family="sigmab", sequence=seq)
 
 
 def _example() -> Any:
