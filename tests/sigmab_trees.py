@@ -27,3 +27,15 @@ def tiny_pointnet_tree() -> tuple[nn.Module, SigmaTree, torch.Tensor]:
     dense = pointnet2_ssg(num_classes=5, in_points=64, width=0.125).eval()
     x, _ = synthetic_points(16, points=64, clusters=4, seed=0)
     return dense, to_tree(dense, x[:12]), x
+
+
+def check_hard_routing(tree: SigmaTree, x: torch.Tensor) -> torch.Tensor:
+    """Assert that the tree's hard-routed output is, for every input, the ``forward_path`` of
+    the path its routers chose; returns the chosen paths."""
+    with torch.no_grad():
+        paths = tree.route(x)
+        out = tree(x)
+        for i in paths.unique().tolist():
+            sel = paths == i
+            assert torch.allclose(tree.forward_path(x[sel], i), out[sel], atol=1e-5)
+    return paths

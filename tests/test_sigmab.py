@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from sigmab_trees import LEVELS, n_params, tiny_pointnet_tree
+from sigmab_trees import LEVELS, check_hard_routing, n_params, tiny_pointnet_tree
 from torch import nn
 
 from edgesim.errors import ModelError
@@ -118,13 +118,7 @@ def test_resnet_tree_structure(resnet_tree: SigmaTree) -> None:
 
 def test_hard_forward_equals_forward_path_of_each_inputs_own_path(
         resnet_tree: SigmaTree, tiny_resnet: tuple[nn.Module, torch.Tensor]) -> None:
-    x = tiny_resnet[1]
-    with torch.no_grad():
-        paths = resnet_tree.route(x)
-        out = resnet_tree(x)
-        for i in paths.unique().tolist():
-            sel = paths == i
-            assert torch.allclose(resnet_tree.forward_path(x[sel], i), out[sel], atol=1e-5)
+    paths = check_hard_routing(resnet_tree, tiny_resnet[1])
     assert len(paths.unique()) >= 3  # clustered inputs spread over several leaves
 
 
@@ -180,12 +174,7 @@ def test_pointnet_tree_default_levels_and_routing(pointnet_tree) -> None:
     assert tree.num_paths == 4
     assert tree.nodes["L"].stage_names == ["sa3"]
     assert tree.nodes["LR"].stage_names == ["head"]
-    with torch.no_grad():
-        paths = tree.route(x)
-        out = tree(x)
-        for i in paths.unique().tolist():
-            sel = paths == i
-            assert torch.allclose(tree.forward_path(x[sel], i), out[sel], atol=1e-5)
+    check_hard_routing(tree, x)
     # the level-1 routers read their own sa3 copy's kept channels
     assert tree.nodes["L"].router.weight.shape[1] == tree.nodes["L"].sa3.mlp[6].out_channels
 
