@@ -19,10 +19,13 @@ input count, so a repeated evaluation is a file read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgesim import cache
 from edgesim.encodings import resolve
@@ -60,7 +63,8 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
              formats: Sequence[str] | None = None, inputs: int = 1, data: str | None = None,
              seed: int = 0, weights: str | None = None, level: int | None = None,
              use_cache: bool = True, progress: Callable[[str], None] | None = None,
-             evaluate: bool = False) -> Workload:
+             evaluate: bool = False,
+             route_progress: Callable[[int, int], None] | None = None) -> Workload:
     """The Workload of a registered (or ``package.module:factory``) model on an input stream.
 
     The model is traced once per precision (and weights, seed, level) with its weights measured
@@ -71,6 +75,8 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
     ``inputs`` inputs (``data``: a .pt/.npy file or an image folder; default: a seeded clustered
     synthetic stream); other models repeat their one path ``inputs`` times. ``evaluate``: the
     ``data`` is labelled data being evaluated (``evaluate``), so any model may be given it.
+    Routes are cached per routing batch (``_routes``); ``route_progress(done, total)`` reports
+    inputs routed while routing runs, ``progress(msg)`` each stage that does work.
     """
     from edgesim.encodings import as_stored
     spec, level = _spec_level(model, level)
@@ -89,27 +95,60 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
     cat = cache.load("workload", key) if use_cache else None
     if cat is None:
         if progress:
-            progress(f"tracing {spec.name} (once; cached afterwards)")
+            progress(f"building and tracing {spec.name} (once; cached afterwards)")
         from edgesim import build
+        t0 = time.perf_counter()
         cat = build.build_workload(spec, precision=precision, act_bits=8, encodings=candidates,
                                    weights=weights, seed=seed, level=level,
                                    calibration=calibration)
+        if progress:
+            progress(f"traced {spec.name} in {time.perf_counter() - t0:.1f} s "
+                     f"({len(cat.paths)} path{'s' if len(cat.paths) > 1 else ''})")
         if use_cache:
             cache.save("workload", key, cat)
     if len(cat.paths) == 1:
         return as_stored(cat.with_inputs(inputs), formats, act_bits)
-    skey = cache.make_key("route", key, inputs, cache.file_fingerprint(data), seed, "batched")
-    seq = cache.load("route", skey) if use_cache else None
-    if seq is None:
-        if progress:
-            progress(f"routing {inputs} inputs through {spec.name}")
-        from edgesim import build
-        seq = build.route(spec, inputs=inputs, data=data, seed=seed, weights=weights,
-                          catalogue=cat)
-        if use_cache:
-            cache.save("route", skey, seq)
+    seq = _routes(spec, key, cat, inputs=inputs, data=data, seed=seed, weights=weights,
+                  use_cache=use_cache, progress=progress, route_progress=route_progress)
     return as_stored(cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data,
                                                        "seed": seed}}), formats, act_bits)
+
+
+def _routes(spec, key: str, cat: Workload, *, inputs: int, data: str | None, seed: int,
+            weights: str | None, use_cache: bool, progress: Callable[[str], None] | None,
+            route_progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The path of each of ``inputs`` inputs of a routed model, cached per routing batch
+    (``build.route_batches``): a stream reuses every batch an earlier stream of the same data
+    and seed routed, whatever its length. A cached batch shorter than needed is routed again
+    to the length needed."""
+    from edgesim.build import route_batches
+    data_fp = cache.file_fingerprint(data)
+    plan = route_batches(inputs)
+    keys = [cache.make_key("route", key, data_fp, seed, "batch", b) for b, _ in plan]
+    parts: list[np.ndarray | None] = []
+    for k, (_, n) in zip(keys, plan, strict=True):
+        got = cache.load("route", k) if use_cache else None
+        ok = (isinstance(got, np.ndarray) and got.ndim == 1 and got.dtype.kind in "iu"
+              and len(got) >= n and (n == 0 or (0 <= got[:n].min() and
+                                     got[:n].max() < len(cat.paths))))
+        parts.append(got[:n].astype(np.int32) if ok else None)
+    missing = [(i, plan[i]) for i, p in enumerate(parts) if p is None]
+    if missing:
+        todo = sum(n for _, (_, n) in missing)
+        if progress:
+            progress(f"routing {todo} inputs through {spec.name} (once; cached afterwards)")
+        from edgesim import build
+        t0 = time.perf_counter()
+        routed = build.route(spec, batches=[b for _, b in missing], data=data, seed=seed,
+                             weights=weights, catalogue=cat, progress=route_progress)
+        for (i, _), seq in zip(missing, routed, strict=True):
+            parts[i] = seq
+            if use_cache:
+                cache.save("route", keys[i], seq)
+        if progress:
+            dt = time.perf_counter() - t0
+            progress(f"routed {todo} inputs in {dt:.1f} s ({todo / max(dt, 1e-9):.1f} inputs/s)")
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
 def _spec_level(model: str, level: int | None):
@@ -238,7 +277,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         memo: bool = True, progress: Callable[[str], None] | None = None,
         sim_progress: Callable[[int], None] | None = None, evaluate: bool = False,
         eval_progress: Callable[[int, int], None] | None = None,
-        on_row: Callable[[InferenceRow], None] | None = None, keep_rows: bool = True) -> Run:
+        on_row: Callable[[InferenceRow], None] | None = None, keep_rows: bool = True,
+        route_progress: Callable[[int, int], None] | None = None) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
@@ -252,7 +292,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
 
     ``on_row`` receives each inference row as it is produced and ``keep_rows=False`` keeps
     none (``Run.inferences`` is then empty; the summary is built on the fly): a long stream in
-    flat memory.
+    flat memory. ``progress(msg)`` gets a line per stage that does work (building, tracing,
+    routing) and ``route_progress(done, total)`` the inputs routed so far.
     """
     from edgesim.config import HardwareConfig, load_config
     if isinstance(model, Workload):
@@ -283,7 +324,7 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         w = workload(model, precision=hw.precision,
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data,
                      seed=seed, weights=weights, level=level, progress=progress,
-                     evaluate=evaluate)
+                     evaluate=evaluate, route_progress=route_progress)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
                            memo=memo, progress=sim_progress, on_row=on_row,

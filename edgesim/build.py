@@ -1,7 +1,7 @@
 """From a model spec to a Workload: build the nn.Module, prepare it as deployed, trace it.
 
-Public names: ``build_workload``, ``trace_routed``, ``route``, ``evaluate``, ``example_input``,
-``built_model``.
+Public names: ``build_workload``, ``trace_routed``, ``route``, ``route_batches``, ``evaluate``,
+``example_input``, ``built_model``.
 
 This is the one module of the pipeline that runs PyTorch; ``edgesim.api`` imports it only when a
 Workload is not in the cache. It knows no model family: it calls the hooks of the spec's family
@@ -24,7 +24,8 @@ import numpy as np
 from edgesim.errors import ConfigError, DataError, ModelError, TraceError
 from edgesim.workload import Path, Workload
 
-__all__ = ["build_workload", "built_model", "evaluate", "example_input", "route", "trace_routed"]
+__all__ = ["build_workload", "built_model", "evaluate", "example_input", "route", "route_batches",
+           "trace_routed"]
 
 #: Inputs routed per batch when routing a stream.
 ROUTE_BATCH = 64
@@ -184,10 +185,23 @@ def trace_routed(model, x, *, name: str, family: str, meta: dict | None = None,
     return Workload(name, family, catalogue, tuple(paths), seq, meta)
 
 
+def route_batches(inputs: int) -> list[tuple[int, int]]:
+    """``(batch index, inputs in it)`` of a stream of ``inputs``: batches of ``ROUTE_BATCH``,
+    the last one partial. Batch b is the same inputs in every stream that reaches it (a prefix
+    when partial), so a route cache kept per batch serves any ``--inputs N``."""
+    return [(b, min(ROUTE_BATCH, inputs - b * ROUTE_BATCH))
+            for b in range(-(-inputs // ROUTE_BATCH))]
+
+
 @torch_threads
-def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None,
-          catalogue: Workload) -> np.ndarray:
-    """Path index per input: ``data`` (a file or folder) or a seeded clustered synthetic stream."""
+def route(spec, *, batches: Sequence[tuple[int, int]], data: str | None, seed: int,
+          weights: str | None, catalogue: Workload,
+          progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """Path index per input of each ``(batch index, count)`` of ``batches`` (``route_batches``):
+    the first ``count`` inputs of batch b, from ``data`` (a file or folder: its inputs
+    ``b * ROUTE_BATCH`` on) or a seeded clustered synthetic stream (batch b drawn whole with
+    seed + 1 + b, then cut: memory stays bounded for long streams). ``progress(done, total)``
+    after each batch."""
     import torch
 
     from edgesim.zoo import data as mdata
@@ -198,27 +212,36 @@ def route(spec, *, inputs: int, data: str | None, seed: int, weights: str | None
     x = None
     if data is not None:
         x = mdata.load_inputs(data, kind=kind, shape=tuple(spec.input_shape))
-        if x.shape[0] < inputs:
-            raise DataError(f"{data}: holds {x.shape[0]} inputs, --inputs asks for {inputs}")
+        need = max((b * ROUTE_BATCH + n for b, n in batches), default=0)
+        if x.shape[0] < need:
+            raise DataError(f"{data}: holds {x.shape[0]} inputs, --inputs asks for {need}")
 
-    def batch(start: int, n: int):
-        """Inputs start..start+n: from the data, or a seeded synthetic batch (memory stays
-        bounded for long streams; batch b uses seed + 1 + b)."""
+    def batch(b: int, n: int):
         if x is not None:
-            return x[start:start + n]
-        b = start // ROUTE_BATCH
+            return x[b * ROUTE_BATCH:b * ROUTE_BATCH + n]
         if kind == "points":
-            return mdata.synthetic_points(n, points=spec.input_shape[0], seed=seed + 1 + b)[0]
-        return mdata.synthetic_images(n, shape=tuple(spec.input_shape), seed=seed + 1 + b)[0]
+            full = mdata.synthetic_points(ROUTE_BATCH, points=spec.input_shape[0],
+                                          seed=seed + 1 + b)[0]
+        else:
+            full = mdata.synthetic_images(ROUTE_BATCH, shape=tuple(spec.input_shape),
+                                          seed=seed + 1 + b)[0]
+        return full[:n]
 
+    out = []
+    total = sum(n for _, n in batches)
     with torch.no_grad():
-        out = [model.route(batch(start, min(ROUTE_BATCH, inputs - start))).cpu().numpy()
-               for start in range(0, inputs, ROUTE_BATCH)]
-    seq = np.concatenate(out).astype(np.int32) if out else np.zeros(0, dtype=np.int32)
-    if seq.size and seq.max() >= len(catalogue.paths):
-        raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the catalogue has "
-                         f"{len(catalogue.paths)} paths")
-    return seq
+        for b, n in batches:
+            seq = model.route(batch(b, n)).cpu().numpy().astype(np.int32)
+            if seq.shape != (n,):
+                raise ModelError(f"{spec.name}: route() gave {seq.shape[0]} paths for a batch "
+                                 f"of {n} inputs")
+            if n and (seq.min() < 0 or seq.max() >= len(catalogue.paths)):
+                raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the "
+                                 f"catalogue has {len(catalogue.paths)} paths")
+            out.append(seq)
+            if progress:
+                progress(sum(len(s) for s in out), total)
+    return out
 
 
 def _logits(spec, out, batch: int):

@@ -1,6 +1,6 @@
 """Small, fully specified hardware configs and workloads for tests, doctests and examples.
 
-Public names: ``tiny_config``, ``tiny_workload``, ``TINY_CONFIG``.
+Public names: ``tiny_config``, ``tiny_workload``, ``TINY_CONFIG``, ``stderr_lines``.
 
 ``tiny_config()`` is a 1 GHz array of 8x8 int8 MACs (64 MACs/cycle) with 1 GB/s off-chip, 0 ns
 latency and 1-byte bursts, so closed-form cases are easy to derive: a MAC takes 1/64 ns, a byte
@@ -20,7 +20,7 @@ from typing import Any
 
 from edgesim.workload import LayerOp, WeightBlock, Workload
 
-__all__ = ["TINY_CONFIG", "tiny_config", "tiny_workload"]
+__all__ = ["TINY_CONFIG", "stderr_lines", "tiny_config", "tiny_workload"]
 
 TINY_CONFIG: dict[str, Any] = {
     "name": "tiny",
@@ -77,3 +77,15 @@ def tiny_workload(inputs: int = 1) -> Workload:
                 (("M", 1), ("N", 8), ("K", 250))),
     ]
     return Workload.single_path("tiny", "dense", blocks, ops, inputs, {"precision": "int8"})
+
+
+def stderr_lines(err: str) -> list[str]:
+    """The lines of a command's stderr that are not progress: the CLI prints one
+    ``edgesim: <stage>`` line per stage that does work (building, tracing, routing), before
+    any error (``edgesim: error: ...``).
+
+    >>> stderr_lines("edgesim: tracing m\\nedgesim: error: bad\\n")
+    ['edgesim: error: bad']
+    """
+    return [ln for ln in err.strip().splitlines()
+            if ln.startswith("edgesim: error:") or not ln.startswith("edgesim: ")]

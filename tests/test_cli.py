@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from edgesim.cli import build_parser, main
+from edgesim.testing import stderr_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
@@ -18,9 +19,12 @@ USER = "usermodels:tiny_net"
 
 
 def _err(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err, f"error is more than one line: {err!r}"
-    assert "Traceback" not in err
+    """The error on stderr, which must be one line; the progress lines of the stages that ran
+    before it (``edgesim: building ...``, one per stage) are set aside."""
+    raw = capsys.readouterr().err
+    assert "Traceback" not in raw
+    err = "\n".join(stderr_lines(raw))
+    assert "\n" not in err, f"error is more than one line: {raw!r}"
     return err
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from edgesim import api
 from edgesim.cli import main
+from edgesim.testing import stderr_lines
 
 SEEN: list[int] = []
 
@@ -49,7 +50,7 @@ def test_a_trace_runs_on_the_threads_asked_for_and_restores_them(monkeypatch, en
 def test_a_bad_thread_count_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("EDGESIM_TORCH_THREADS", "lots")
     code = main(["run", "npu_small", "--model", "test_threads:probe_net", "--inputs", "1"])
-    err = capsys.readouterr().err.strip()
+    err = "\n".join(stderr_lines(capsys.readouterr().err))
     assert code == 2
     assert err == ("edgesim: error: EDGESIM_TORCH_THREADS='lots': expected a whole number of "
                    "threads >= 1")

@@ -18,6 +18,7 @@ import torch
 
 from edgesim.cli import main
 from edgesim.errors import ModelError
+from edgesim.testing import stderr_lines
 from edgesim.zoo.data import synthetic_images
 from edgesim.zoo.resnet import BasicBlock, Bottleneck, ResNet
 from edgesim.zoo.sigmab import SigmaBranchFamily, load_tree, save_tree, to_tree
@@ -65,13 +66,13 @@ def test_run_and_finetune_refuse_a_hostile_tree_in_one_line(tmp_path, capsys, va
     marker = tmp_path / "marker"
     ckpt = _hostile(tmp_path / "tree.pt", marker, variant)
     assert main(["run", "npu_small", "--model", "sigmab_r50", "--weights", str(ckpt)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = stderr_lines(capsys.readouterr().err)
     assert len(err) == 1
     assert "tree.pt" in err[0]
     assert "not allowed" in err[0]
     assert main(["finetune", "sigmab_r50", "--weights", str(ckpt),
                  "--checkpoint", str(tmp_path / "out.pt")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = stderr_lines(capsys.readouterr().err)
     assert len(err) == 1
     assert "tree.pt" in err[0]
     assert not marker.exists()

@@ -5,8 +5,6 @@ Public names: ``add_parser``, ``main``.
 
 from __future__ import annotations
 
-import sys
-
 from edgesim.cli._common import add_format, progress_printer, write
 
 __all__ = ["add_parser", "main"]
@@ -23,6 +21,6 @@ def main(a) -> int:
     """Handler of ``edgesim models`` (traces the models that are not cached yet)."""
     from edgesim import api
     from edgesim.report import render
-    df = api.models(names=a.model, progress=progress_printer(sys.stderr.isatty()))
+    df = api.models(names=a.model, progress=progress_printer(True))
     write(render(df, a.format), a.out)
     return 0

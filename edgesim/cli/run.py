@@ -73,6 +73,7 @@ def main(a) -> int:
     total = a.inputs if a.inputs is not None or a.evaluate else 8
     update, bar = sim_progress(tty, total)
     eval_update, eval_bar = eval_progress(tty and a.evaluate)
+    route_update, route_bar = eval_progress(tty)
     inference_columns, layer_columns = columns()
     stream = a.format in ("csv", "jsonl") and not a.per_layer
     many = (a.format == "table" and not a.per_layer and total is not None
@@ -82,11 +83,11 @@ def main(a) -> int:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
                       seed=a.seed, weights=a.weights, memo=not a.no_memo,
-                      progress=progress_printer(tty), sim_progress=update,
+                      progress=progress_printer(True), sim_progress=update,
                       evaluate=a.evaluate, eval_progress=eval_update, on_row=sink,
-                      keep_rows=not (stream or many))
+                      keep_rows=not (stream or many), route_progress=route_update)
     finally:
-        for b in (eval_bar, bar):
+        for b in (route_bar, eval_bar, bar):
             if b is not None:
                 b.close()
         if sink is not None:
