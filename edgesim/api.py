@@ -82,16 +82,11 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
     spec, level = _spec_level(model, level)
     check_inputs(spec, data=data, weights=weights, evaluate=evaluate)
     candidates = tuple(spec_encodings(spec, None))
-    weights_fp = cache.file_fingerprint(weights)
     # a user's checkpoint is transformed (pruned, nested, binarised, made a tree) calibrated
     # on --data when given (``Family.build``)
     calibration = data if weights is not None else None
-    parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
-             "precision": precision, "candidates": candidates, "weights": weights_fp,
-             "seed": seed, "level": level}
-    if calibration is not None:
-        parts["calibration"] = cache.file_fingerprint(calibration)
-    key = cache.make_key("workload", parts)
+    key = workload_key(spec, precision=precision, weights=weights, seed=seed, level=level,
+                       calibration=calibration)
     cat = cache.load("workload", key) if use_cache else None
     if cat is None:
         if progress:
@@ -114,6 +109,25 @@ def workload(model: str, *, precision: str = "int8", act_bits: int | None = None
                                                        "seed": seed}}), formats, act_bits)
 
 
+def workload_key(spec, *, precision: str = "int8", weights: str | None = None, seed: int = 0,
+                 level: int | None = None, calibration: str | None = None) -> str:
+    """The cache key of ``spec``'s traced Workload (path catalogue): by model, factory and
+    kwargs, precision, candidate encodings, seed, level and the content of the checkpoint and
+    calibration data files."""
+    parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
+             "precision": precision, "candidates": tuple(spec_encodings(spec, None)),
+             "weights": cache.file_fingerprint(weights), "seed": seed, "level": level}
+    if calibration is not None:
+        parts["calibration"] = cache.file_fingerprint(calibration)
+    return cache.make_key("workload", parts)
+
+
+def route_key(workload_key: str, data_fp: str | None, seed: int, batch: int) -> str:
+    """The cache key of routing batch ``batch`` (``build.route_batches``) of a stream: by the
+    Workload's key, the data's fingerprint (None: the seeded synthetic stream) and seed."""
+    return cache.make_key("route", workload_key, data_fp, seed, "batch", batch)
+
+
 def _routes(spec, key: str, cat: Workload, *, inputs: int, data: str | None, seed: int,
             weights: str | None, use_cache: bool, progress: Callable[[str], None] | None,
             route_progress: Callable[[int, int], None] | None) -> np.ndarray:
@@ -124,7 +138,7 @@ def _routes(spec, key: str, cat: Workload, *, inputs: int, data: str | None, see
     from edgesim.build import route_batches
     data_fp = cache.file_fingerprint(data)
     plan = route_batches(inputs)
-    keys = [cache.make_key("route", key, data_fp, seed, "batch", b) for b, _ in plan]
+    keys = [route_key(key, data_fp, seed, b) for b, _ in plan]
     parts: list[np.ndarray | None] = []
     for k, (_, n) in zip(keys, plan, strict=True):
         got = cache.load("route", k) if use_cache else None

@@ -1,7 +1,7 @@
 """The on-disk cache of traced Workloads and routing sequences, in a format that holds no code.
 
-Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``file_fingerprint``,
-``FORMAT_VERSION``.
+Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``ship``, ``shipped``,
+``file_fingerprint``, ``FORMAT_VERSION``, ``SHIPPED``.
 
 Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per entry,
 ``<kind>/<key>.npz``, named by a SHA-256 of the entry's key parts. An entry is an uncompressed
@@ -27,6 +27,14 @@ half-written entry. An entry that is unreadable, truncated, of another format ve
 for another key or by other IR fields, or not what this module writes, is a miss: the caller
 rebuilds it.
 
+Behind the user's cache stand the entries shipped inside the package (``SHIPPED``,
+``edgesim/shipped/<kind>/<key>.npz.gz``): the registry models traced at their defaults and the
+routes of their first routing batch, written by ``python -m edgesim.shipped``. They are the same
+entries, gzip-compressed (a tenth of the size); ``load`` reads one when the user's cache misses,
+inflating at most ``SHIPPED_LIMIT`` bytes, so a first run of a registry model needs no trace and
+no torch. They are keyed like any entry, so a change of format or of a model's spec makes them
+misses (and ``tests/test_shipped.py`` fails until they are written again).
+
 >>> make_key("dense_r50", {"precision": "int8"}) == make_key("dense_r50", {"precision": "int8"})
 True
 """
@@ -34,6 +42,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import io
 import json
@@ -49,11 +58,17 @@ import numpy as np
 import edgesim.workload as _ir
 from edgesim.errors import CacheError
 
-__all__ = ["FORMAT_VERSION", "cache_dir", "file_fingerprint", "load", "make_key", "save"]
+__all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "file_fingerprint", "load", "make_key", "save",
+           "ship", "shipped"]
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
 #: 3: JSON + .npy entries instead of pickles.
 FORMAT_VERSION = 5
+
+#: The entries shipped inside the package (read-only; ``python -m edgesim.shipped`` writes them).
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+#: The most bytes a shipped entry may inflate to.
+SHIPPED_LIMIT = 64 << 20
 
 _DOC = "doc.json"
 _NUMERIC = "biuf"  # NumPy dtype kinds an entry may hold: bool, int, uint, float
@@ -295,7 +310,7 @@ def _header(kind: str, key: str) -> dict[str, Any]:
     return {"edgesim_cache": FORMAT_VERSION, "kind": kind, "key": key, "schema": _schema()}
 
 
-def _read(p: Path, kind: str, key: str) -> Any:
+def _read(p: Path | io.BytesIO, kind: str, key: str) -> Any:
     with zipfile.ZipFile(p) as zf:
         infos = {i.filename: i for i in zf.infolist()}
         if any(i.compress_type != zipfile.ZIP_STORED for i in infos.values()):
@@ -325,17 +340,72 @@ def _npy(data: bytes) -> np.ndarray:
     return flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
+_MISS = (OSError, EOFError, KeyError, IndexError, TypeError, ValueError, RecursionError,
+         UnicodeDecodeError, zipfile.BadZipFile)
+
+
 def load(kind: str, key: str) -> Any | None:
     """The cached value, or None when absent, unreadable or not a valid entry for this key.
 
+    The user's cache first, then the entries shipped inside the package (``shipped``).
     Raises ``CacheError`` only for an unsafe cache folder (see ``cache_dir``).
     """
     p = _path(kind, key)
     try:
         return _read(p, kind, key)
-    except (OSError, EOFError, KeyError, IndexError, TypeError, ValueError, RecursionError,
-            UnicodeDecodeError, zipfile.BadZipFile):
+    except _MISS:
+        pass
+    return shipped(kind, key)
+
+
+def shipped(kind: str, key: str) -> Any | None:
+    """The entry shipped inside the package for ``kind`` and ``key``, or None."""
+    p = SHIPPED / kind / f"{key}.npz.gz"
+    try:
+        with gzip.open(p, "rb") as fh:
+            data = fh.read(SHIPPED_LIMIT + 1)
+        if len(data) > SHIPPED_LIMIT:
+            return None
+        return _read(io.BytesIO(data), kind, key)
+    except (*_MISS, gzip.BadGzipFile):
         return None
+
+
+def _entry(kind: str, key: str, obj: Any) -> bytes | None:
+    """The bytes of the entry for ``obj`` (None when it holds what an entry cannot)."""
+    enc = _Encoder()
+    try:
+        value = enc.encode(obj)
+    except (TypeError, RecursionError):
+        return None
+    doc = {"header": _header(kind, key), "arrays": len(enc.arrays), "value": value}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        # members dated 1980-01-01, so an entry's bytes depend on its value only
+        zf.writestr(zipfile.ZipInfo(_DOC), json.dumps(doc, separators=(",", ":")))
+        for i, a in enumerate(enc.arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"a{i}.npy"), buf.getvalue())
+    return out.getvalue()
+
+
+def _write_atomic(p: Path, data: bytes, public: bool = False) -> None:
+    """Write ``data`` to ``p`` through a temporary file renamed into place (mode 0o600, or
+    0o644 when ``public``: a file shipped in the package)."""
+    tmp = None
+    try:
+        p.parent.mkdir(mode=0o755 if public else 0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if public:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save(kind: str, key: str, obj: Any) -> None:
@@ -343,24 +413,26 @@ def save(kind: str, key: str, obj: Any) -> None:
 
     ``obj`` is a Workload, an array, or plain data of the kinds the module docstring lists.
     """
-    p = _path(kind, key)
-    enc = _Encoder()
-    try:
-        value = enc.encode(obj)
-    except (TypeError, RecursionError):
+    data = _entry(kind, key, obj)
+    if data is None:
         return
-    doc = {"header": _header(kind, key), "arrays": len(enc.arrays), "value": value}
-    tmp = None
+    p = _path(kind, key)
     try:
         p.parent.mkdir(mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr(_DOC, json.dumps(doc, separators=(",", ":")))
-            for i, a in enumerate(enc.arrays):
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
-                zf.writestr(f"a{i}.npy", buf.getvalue())
-        os.replace(tmp, p)
+        _write_atomic(p, data)
     except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        pass
+
+
+def ship(folder: str | os.PathLike, kind: str, key: str, obj: Any) -> Path:
+    """Write ``obj`` as a shipped entry, ``folder/<kind>/<key>.npz.gz`` (gzip without a file
+    name or time in its header, so the same entry gives the same bytes); returns the path.
+
+    Raises ``TypeError`` for a value an entry cannot hold, ``OSError`` when it cannot write.
+    """
+    data = _entry(kind, key, obj)
+    if data is None:
+        raise TypeError(f"cannot ship a {type(obj).__name__}")
+    p = Path(folder) / kind / f"{key}.npz.gz"
+    _write_atomic(p, gzip.compress(data, compresslevel=9, mtime=0), public=True)
+    return p
