@@ -10,7 +10,9 @@ Public names: ``workload``, ``run``, ``evaluate``, ``models``, ``configs``, ``mo
 
 Tracing happens once per model and precision and is cached on disk (``edgesim.cache``); the
 encodings and activation bytes a hardware uses are decided when simulating
-(``edgesim.encodings.resolve``). With a cached Workload, ``run`` does not import torch.
+(``edgesim.encodings.resolve``). With a cached Workload, ``run`` does not import torch; the
+registry models ship traced inside the package (``edgesim.ship``), so their first run does
+not either.
 
 ``evaluate`` (and ``run(..., evaluate=True)``) gives the top-1 accuracy of the built model on
 labelled data (``edgesim.build.evaluate``), cached by model, weights, data, seed, level and
