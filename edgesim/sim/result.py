@@ -16,6 +16,7 @@ type. Units are in the names: bytes, cycles, seconds (``_s``), joules (``_j``).
 from __future__ import annotations
 
 import math
+import operator
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -131,7 +132,9 @@ class Summary:
     def __init__(self) -> None:
         self.n = 0
         self.cold: InferenceRow | None = None
-        self.counts: list[dict[Any, int]] = [{} for _ in SUMMARY_METRICS]
+        #: steady-state rows' metric values (a tuple, in ``SUMMARY_METRICS`` order) -> count:
+        #: one dict lookup per row; split per metric in ``result``
+        self.counts: dict[tuple[Any, ...], int] = {}
 
     def add(self, row: InferenceRow) -> None:
         """Count one inference (the first is the cold one)."""
@@ -139,16 +142,19 @@ class Summary:
         if self.cold is None:
             self.cold = row
             return
-        for c, k in zip(self.counts, _METRIC_INDEX, strict=True):
-            v = row[k]
-            c[v] = c.get(v, 0) + 1
+        v = _metrics(row)
+        self.counts[v] = self.counts.get(v, 0) + 1
 
     def result(self) -> dict[str, Any]:
         """Cold, steady-state mean, p50 and p99 per metric (``summarize``'s dict)."""
         out: dict[str, Any] = {"inputs": self.n}
         if self.cold is None:
             return out
-        for m, c, k in zip(SUMMARY_METRICS, self.counts, _METRIC_INDEX, strict=True):
+        per_metric: list[dict[Any, int]] = [{} for _ in SUMMARY_METRICS]
+        for values, n in self.counts.items():
+            for c, v in zip(per_metric, values, strict=True):
+                c[v] = c.get(v, 0) + n
+        for m, c, k in zip(SUMMARY_METRICS, per_metric, _METRIC_INDEX, strict=True):
             items = sorted(c.items()) if c else [(self.cold[k], 1)]
             out[m] = {"cold": self.cold[k], "steady_mean": _mean(items),
                       "p50": _percentile(items, 50), "p99": _percentile(items, 99)}
@@ -156,6 +162,7 @@ class Summary:
 
 
 _METRIC_INDEX = tuple(INFERENCE_COLUMNS.index(m) for m in SUMMARY_METRICS)
+_metrics = operator.itemgetter(*_METRIC_INDEX)
 
 
 def _mean(items: list[tuple[Any, int]]) -> float:
