@@ -65,3 +65,23 @@ def test_a_bounded_memo_gives_the_same_rows(monkeypatch):
         assert bounded.meta["memo_entries"] <= 2
         assert bounded.rows == simulate(hw, w, policy=policy, memo=False).rows
     assert simulate(hw, w).rows == free
+
+
+def test_the_summary_is_numpys_over_the_steady_rows():
+    # a routed stream (the shipped sigmab_r50 routes of 64 inputs: four paths) has rows of
+    # several values; cold is row 0, mean and percentiles numpy's over rows 1..63
+    from edgesim import api
+    from edgesim.config import load_config
+    hw = load_config("npu_small")
+    res = simulate(hw, api.workload("sigmab_r50", inputs=64, formats=hw.formats))
+    df = res.inferences
+    varied = 0
+    for m in SUMMARY_METRICS:
+        col = df[m].to_numpy(dtype=float)
+        got = res.summary[m]
+        varied += len(set(col[1:])) > 1
+        assert got["cold"] == col[0]
+        assert np.isclose(got["steady_mean"], col[1:].mean(), rtol=1e-12, atol=0), m
+        for q in (50, 99):
+            assert np.isclose(got[f"p{q}"], np.percentile(col[1:], q), rtol=1e-12, atol=0), m
+    assert varied >= 3   # the check sees metrics that differ from row to row
