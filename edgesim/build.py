@@ -131,7 +131,6 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
     applied to a user's checkpoint (``Family.build``'s ``data``)."""
 
     from edgesim.trace import record
-    from edgesim.zoo.deploy import prepare
     from edgesim.zoo.registry import get_family
 
     family = get_family(spec.family)
@@ -141,9 +140,9 @@ def build_workload(spec, *, precision: str = "int8", act_bits: int = 8,
             "params": dict(spec.kwargs), "seed": seed, "level": level}
     try:
         if not family.routed(spec):
-            model = prepare(model, x, inplace=True)   # built for this call alone
+            # as deployed: BatchNorm folded by the trace's own pass, the model left as built
             blocks, ops = record(model, x, precision=precision, act_bits=act_bits,
-                                 encodings=encodings)
+                                 encodings=encodings, fold_bn=True)
             blocks = family.annotate(blocks, model)
             return Workload.single_path(spec.name, spec.family, blocks, ops, 1, meta)
         return trace_routed(model, x, name=spec.name, family=spec.family, meta=meta,
@@ -159,13 +158,14 @@ def trace_routed(model, x, *, name: str, family: str, meta: dict | None = None,
                  encodings: Sequence[str] = ("dense",),
                  sequence: np.ndarray | None = None) -> Workload:
     """The path catalogue of a routed ``model`` (``num_paths``, ``path_names()``,
-    ``forward_path``): BatchNorm folded into a copy, each path traced once on ``x``, blocks
-    shared between paths kept once in first-use order, the tree's own parameter counts in
-    ``meta["tree"]``; ``sequence`` is the path per input (default: none yet)."""
+    ``forward_path``): each path traced once on ``x`` with BatchNorm folded (by the trace,
+    ``model`` is neither changed nor copied), blocks shared between paths kept once in
+    first-use order, the tree's own parameter counts as deployed (BN folded, its pairs found by
+    structure: ``deploy.find_bn_pairs``) in ``meta["tree"]``; ``sequence`` is the path per
+    input (default: none yet)."""
     from edgesim.trace import record
-    from edgesim.zoo.deploy import fold_batchnorm
+    from edgesim.zoo.deploy import find_bn_pairs, skeleton
 
-    model = fold_batchnorm(model)
     catalogue: dict[str, object] = {}
     paths = []
     names = model.path_names()
@@ -173,14 +173,14 @@ def trace_routed(model, x, *, name: str, family: str, meta: dict | None = None,
         def forward(inp, i=i):
             return model.forward_path(inp, i)
         blocks, ops = record(model, x, forward=forward, precision=precision,
-                             act_bits=act_bits, encodings=encodings)
+                             act_bits=act_bits, encodings=encodings, fold_bn=True)
         for b in blocks:
             catalogue.setdefault(b.id, b)
         paths.append(Path(str(names[i]), tuple(ops), {"index": i}))
     meta = {"precision": precision, "act_bits": act_bits, "encodings": list(encodings),
             **(meta or {})}
-    meta["tree"] = {k: v for k, v in model.param_counts().items() if k != "nodes"} \
-        if hasattr(model, "param_counts") else {}
+    meta["tree"] = {k: v for k, v in skeleton(model, find_bn_pairs(model)).param_counts().items()
+                    if k != "nodes"} if hasattr(model, "param_counts") else {}
     seq = np.zeros(0, dtype=np.int32) if sequence is None else sequence
     return Workload(name, family, catalogue, tuple(paths), seq, meta)
 

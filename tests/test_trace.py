@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -12,7 +14,7 @@ from torch import nn
 
 from edgesim import encodings as enc
 from edgesim.errors import TraceError
-from edgesim.trace import record, trace
+from edgesim.trace import record, recorder, trace
 from edgesim.trace.weights import quantize
 from edgesim.zoo.deploy import prepare
 from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50
@@ -402,3 +404,122 @@ def test_readers_are_recorded_through_fused_activations():
     assert b.readers == (add.name,)
     assert add.readers == ()
     assert all(op.readers == () for op in ops.values() if op.fused)
+
+
+# -- BatchNorm folded by the trace (record(..., fold_bn=True)) ---------------------------------
+
+
+class _ConvBN(nn.Module):
+    """conv (2 output channels, 1x1, no bias) -> BN -> ReLU, with numbers that fold exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(2, eps=0.0)
+        self.relu = nn.ReLU()
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -2.0]).reshape(2, 1, 1, 1))
+            self.bn.weight.copy_(torch.tensor([2.0, 3.0]))        # gamma
+            self.bn.bias.copy_(torch.tensor([0.5, -1.0]))         # beta
+            self.bn.running_mean.copy_(torch.tensor([1.0, 2.0]))
+            self.bn.running_var.copy_(torch.tensor([4.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+def test_fold_bn_folds_in_one_pass_and_leaves_the_model_alone(monkeypatch) -> None:
+    # g / sqrt(var + eps) = [2 / 2, 3 / 1] = [1, 3]:
+    #   w' = w * [1, 3] = [1, -6];  b' = (0 - mean) * [1, 3] + beta = [-1 + 0.5, -6 - 1]
+    net = _ConvBN().eval()
+    before = {n: p.clone() for n, p in net.named_parameters()}
+    stored: dict[str, np.ndarray] = {}
+
+    def spy(bid, values, *args, **kwargs):
+        stored[bid] = values
+        return weight_block(bid, values, *args, **kwargs)
+
+    weight_block = recorder.weight_block
+    monkeypatch.setattr(recorder, "weight_block", spy)
+    forwards = []
+    net.register_forward_hook(lambda *_: forwards.append(1))
+    blocks, ops = record(net, torch.randn(1, 1, 3, 3), fold_bn=True)
+    assert forwards == [1]                                   # one pass of the model
+    assert [(op.name, op.kind, op.fused) for op in ops] == [("conv", "conv", False),
+                                                            ("relu", "act", True)]
+    assert ops[0].weights == ("conv.weight", "conv.bias")
+    assert [b.id for b in blocks] == ["conv.weight", "conv.bias"]
+    assert stored["conv.weight"].flatten().tolist() == [1.0, -6.0]
+    assert stored["conv.bias"].tolist() == [-0.5, -7.0]
+    # the model is as it was: same parameters, bit for bit, its BN still there, no conv bias
+    after = dict(net.named_parameters())
+    assert after.keys() == before.keys()
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert isinstance(net.bn, nn.BatchNorm2d)
+    assert net.conv.bias is None
+
+
+class _SharedOutput(nn.Module):
+    """The conv output feeds its BN and the add: folding would change the add's input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _SharedBN(nn.Module):
+    """One BN after two convs: called twice, it folds into neither."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+        self.bn = nn.BatchNorm2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.a(x)) + self.bn(self.b(x))
+
+
+def _signed_binary() -> nn.Module:
+    from edgesim.zoo.signed_binary import to_signed_binary
+    return to_signed_binary(_tiny(), region=None)
+
+
+def _nested() -> nn.Module:
+    from edgesim.zoo.nested import NestedModel, nested_levels
+    net = _tiny()
+    return NestedModel(net, nested_levels(net, densities=(0.3, 0.6)), level=1)
+
+
+def _with_stats(net: nn.Module) -> nn.Module:
+    """BN statistics and affine parameters away from 1 and 0, so that folding shows."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("make", [_tiny, _SharedOutput, _SharedBN, _signed_binary, _nested],
+                         ids=["resnet", "shared-output", "shared-bn", "signed-binary", "nested"])
+def test_fold_bn_traces_what_prepare_then_record_traces(make) -> None:
+    # The law: folding in the trace gives, byte for byte, the blocks and ops of tracing the
+    # model deploy.prepare folded (a copy, by a pass of its own) -- pairs it cannot fold stay.
+    net = _with_stats(make())
+    x = torch.randn(1, 3, 8, 8) if make in (_tiny, _signed_binary, _nested) else \
+        torch.randn(1, 2, 3, 3)
+    encodings = ("dense", "csr", "bitmap")
+    expected = record(prepare(copy.deepcopy(net), x), x, encodings=encodings)
+    got = record(net, x, encodings=encodings, fold_bn=True)
+    assert pickle.dumps(got) == pickle.dumps(expected)
+    norms = sum(op.kind == "norm" for op in got[1])
+    assert norms == {_SharedOutput: 1, _SharedBN: 2}.get(make, 0)

@@ -11,7 +11,7 @@ names no model family: what a family needs is said by hints and hooks on its mod
 
 * Ops: conv (``N K C R S P Q``, C per group), linear and matmul (``M N K``, K the reduction;
   activation x activation matmuls have no weights), embedding, pool, eltwise (add, mul, cat),
-  norm (not folded), act (relu, gelu, softmax, ...), group/sample (gather, topk), other.
+  norm (unless folded), act (relu, gelu, softmax, ...), group/sample (gather, topk), other.
   View and shape ops are not ops. An activation that directly consumes the previous op's output,
   and is its only reader, is fused into it: it stays in the list with ``fused=True``
   and 0 in/out bytes.
@@ -28,6 +28,11 @@ names no model family: what a family needs is said by hints and hooks on its mod
   parameters read by non-MAC ops are quantized per tensor (int8 when the precision is binary).
   Each block carries its stored bytes under every candidate encoding (``encodings``) that can
   hold it, in ``WeightBlock.encoded``; ``encoding`` / ``stored_bytes`` are the smallest.
+* ``fold_bn=True``: the model as deployed, in the same pass and without changing or copying
+  it: each conv/linear -> BatchNorm pair that ``edgesim.zoo.deploy`` would fold (each module
+  called once, the conv's output read by its BN alone) has no BN op and the conv's weight and
+  bias blocks hold the folded values (``recorder.folded``), bit for bit those of tracing the
+  model ``deploy.fold_batchnorm`` folded.
 * ``edgesim_opaque = True`` on a module records its whole call as ONE op without weights, of
   kind ``edgesim_kind`` (e.g. ``sample`` for farthest-point sampling, ``group`` for ball query),
   with the activation bytes of its inputs and outputs; the torch calls inside are not recorded.

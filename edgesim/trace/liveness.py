@@ -1,23 +1,26 @@
 """Activation buffers of one traced pass: who produces and reads them, fusion, live bytes.
 
-Public names: ``Buf``, ``Act``, ``fuse``, ``live_bytes``.
+Public names: ``Buf``, ``Act``, ``drop``, ``fuse``, ``live_bytes``.
 
 A ``Buf`` is one activation buffer (views of a tensor share it): its bytes, the op that produced
 it and the ops that read it. ``fuse`` merges an activation op into the op before it when it is
 that op's output's only reader (the two buffers become one); ``live_bytes`` sweeps the buffers
 and gives, per op, the bytes of every buffer alive while it runs (from its producer to its last
-reader, so a residual branch counts while the main branch runs).
+reader, so a residual branch counts while the main branch runs). ``drop`` removes ops that
+pass their input through as deployed (a folded BatchNorm): their output buffer joins their
+input's.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Act", "Buf", "fuse", "live_bytes"]
+__all__ = ["Act", "Buf", "drop", "fuse", "live_bytes"]
 
 
 @dataclass(slots=True, eq=False)
@@ -66,6 +69,25 @@ def fuse(raws: Sequence[Any]) -> set[int]:
         src.readers = [*(j for j in src.readers if j != i), i, *dst.readers]
         fused.add(i)
     return fused
+
+
+def drop(raws: Sequence[Any], bufs: Sequence[Buf], dropped: set[int]) -> list[Any]:
+    """``raws`` without the ops ``dropped`` (each with one input and one output): a dropped
+    op's output buffer joins its input's, whose readers become the dropped op's readers, and
+    the op indices in ``bufs`` are renumbered."""
+    for j in dropped:
+        src, dst = raws[j].ins[0].buf.root(), raws[j].outs[0].buf
+        dst.parent = src
+        src.readers = [*(k for k in src.readers if k != j), *dst.readers]
+    gone = sorted(dropped)
+
+    def index(i: int) -> int:
+        return i - bisect.bisect_left(gone, i)
+
+    for buf in bufs:
+        buf.first, buf.last = index(buf.first), index(buf.last)
+        buf.readers = [index(k) for k in buf.readers]
+    return [r for i, r in enumerate(raws) if i not in dropped]
 
 
 def live_bytes(bufs: Sequence[Buf], n: int) -> np.ndarray:

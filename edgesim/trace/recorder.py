@@ -1,31 +1,87 @@
 """The recorder: a ``TorchFunctionMode`` plus module hooks that see one eager forward pass.
 
-Public names: ``record``, ``trace`` (see ``edgesim.trace`` for what they record).
+Public names: ``record``, ``trace`` (see ``edgesim.trace`` for what they record); the rules and
+arithmetic of BatchNorm folding, shared with ``edgesim.zoo.deploy``: ``WEIGHTED``, ``NORMS``,
+``out_features``, ``foldable``, ``folded``.
 
 ``_Recorder`` keeps the bookkeeping of tensors (which are activations, in which buffer; which
 are constants, made of which parameters), the module context (hints, router gates, op names)
 and one ``_Raw`` per op; ``edgesim.trace.ops`` analyses each call, ``edgesim.trace.weights``
 makes the weight blocks and ``edgesim.trace.liveness`` the buffers and live bytes.
+
+BatchNorm folding (``fold_bn``) costs no second pass and no copy of the model: the pass also
+notes the dataflow ``edgesim.zoo.deploy.find_bn_pairs`` decides pairs by (calls per conv/linear
+and BN module, the BN that reads a conv's output, how many calls read that output), and the
+reads of a parameter itself (or of what its parametrization computes from it) are kept as
+``_Read`` until the pass is over. Then the foldable pairs are decided by the same rules, each BN
+op is dropped (``liveness.drop``: its output buffer joins the conv's), and the conv's blocks are
+made from ``folded`` tensors: the same values, bit for bit, as tracing a model that
+``deploy.fold_batchnorm`` folded. A conv whose weight is computed in its forward other than by
+a parametrization is not folded.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from edgesim.errors import TraceError
 from edgesim.trace import ops as opa
-from edgesim.trace.liveness import Act, Buf, fuse, live_bytes
+from edgesim.trace.liveness import Act, Buf, drop, fuse, live_bytes
 from edgesim.trace.weights import weight_block
 from edgesim.workload import OP_KINDS, PRECISIONS, LayerOp, WeightBlock, Workload
 
-__all__ = ["record", "trace"]
+__all__ = ["NORMS", "WEIGHTED", "foldable", "folded", "out_features", "record", "trace"]
+
+#: Modules a BatchNorm folds into, and the BatchNorms that fold.
+WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def out_features(m: nn.Module) -> int:
+    """Output channels of a conv, output features of a linear."""
+    return m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features
+
+
+def foldable(w: nn.Module, bn: nn.Module) -> bool:
+    """True when ``bn`` can fold into ``w``: a conv/linear and a BatchNorm with running
+    statistics over as many features as ``w`` has outputs."""
+    return (isinstance(w, WEIGHTED) and isinstance(bn, NORMS) and bn.running_mean is not None
+            and bn.running_var is not None and bn.num_features == out_features(w))
+
+
+@torch.no_grad()
+def folded(w: nn.Module, bn: nn.Module, latent: torch.Tensor,
+           dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bn`` (eval statistics) folded into ``w``, as new tensors (``w`` and ``bn`` unchanged):
+    ``(latent * s, (b - mean) * s + beta)`` with ``s = gamma / sqrt(var + eps)`` per output
+    channel. ``latent`` is what a fold scales: ``w.weight``, or the original of a parametrized
+    weight. The bias is in ``dtype`` (default: that of ``w.weight``).
+
+    >>> conv, bn = nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2, eps=0.0).eval()
+    >>> with torch.no_grad():
+    ...     _ = conv.weight.fill_(1.0), bn.running_var.fill_(4.0), bn.bias.fill_(0.5)
+    >>> weight, bias = folded(conv, bn, conv.weight)
+    >>> weight.flatten().tolist(), bias.tolist()     # 1 / sqrt(4), (0 - 0) / 2 + 0.5
+    ([0.5, 0.5], [0.5, 0.5])
+    """
+    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
+        1.0 / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+    view = (-1,) + (1,) * (latent.dim() - 1)
+    weight = latent * inv.reshape(view).to(latent.dtype)
+    old = w.bias if w.bias is not None else torch.zeros_like(bn.running_mean)
+    bias = (old - bn.running_mean) * inv + shift
+    return weight, bias.to(w.weight.dtype if dtype is None else dtype)
 
 
 def _name_of(func: Any) -> str:
@@ -52,6 +108,8 @@ class _Const:
     tensor: torch.Tensor
     params: tuple[str, ...]
     buffers: tuple[str, ...]
+    #: the parametrization list (``<module>.parametrizations.<name>``) that returned it
+    chain: str | None = None
 
     @property
     def block_id(self) -> str | None:
@@ -59,36 +117,73 @@ class _Const:
         return "+".join(self.params) if self.params else None
 
 
+@dataclass(slots=True, eq=False)
+class _Read:
+    """One op's read of the weight ``bid`` and, once made, the ``ids`` it reads and the
+    ``blocks`` it made (none when an earlier read made the block).
+
+    A read of a parameter itself (``chain`` None) or of what its parametrization list
+    ``chain`` computes from it is made after the pass (``ids`` None until then), from the
+    parameter, so that a fold can scale it first; any other is made at once.
+    """
+
+    bid: str
+    role: str
+    axis: int | None
+    precision: str
+    main: bool                  # the op's main weight (effective MACs skip its zeros)
+    numel: int                  # elements of the tensor read
+    dtype: torch.dtype
+    chain: str | None = None
+    ids: list[str] | None = None
+    blocks: list[WeightBlock] = field(default_factory=list)
+    #: (nonzeros, elements) of the tensor when a layout hook stored it
+    nonzeros: tuple[int, int] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Out:
+    """A conv/linear module's output: the module and how many torch calls read it."""
+
+    conv: str
+    reads: int = 0
+
+
 @dataclass(slots=True)
 class _Raw:
     name: str
     kind: str
-    weights: list[str]
-    main: str | None
+    reads: list[_Read]
     ins: list[Act]
     outs: list[Act]
     macs: int
     shape: tuple[tuple[str, int], ...]
     precision: str
     meta: dict[str, Any]
-    #: (nonzeros, elements) of the weight the op reads when a layout hook gave them
-    nonzeros: tuple[int, int] | None = None
 
 
 class _Recorder(TorchFunctionMode):
     """Records every torch call of one forward pass (see ``edgesim.trace``)."""
 
     def __init__(self, model: nn.Module, precision: str, act_bits: int,
-                 encodings: tuple[str, ...]) -> None:
+                 encodings: tuple[str, ...], fold_bn: bool = False) -> None:
         super().__init__()
         self.precision = precision
         self.act_bits = act_bits
         self.encodings = encodings
+        self.fold_bn = fold_bn
         self.stack: list[tuple[str, nn.Module]] = []
         self.gate: str | None = None
         self.opaque = 0          # depth inside modules with ``edgesim_opaque = True``
         self.raws: list[_Raw] = []
         self.blocks: dict[str, WeightBlock] = {}
+        self._made: set[str] = set()    # block ids made at once (by a read that is not kept)
+        # the dataflow a fold is decided by: calls per conv/linear and BN module, the outputs
+        # of conv/linear modules (by tensor id, forgotten when the tensor dies) and the
+        # (output, BN) pairs where a BN read such an output
+        self._calls: Counter[str] = Counter()
+        self._outs: dict[int, tuple[weakref.ref, _Out]] = {}
+        self._pairs: list[tuple[_Out, str]] = []
         self._acts: dict[int, Act] = {}
         self._consts: dict[int, _Const] = {}
         self._refs: dict[int, weakref.ref] = {}
@@ -160,6 +255,8 @@ class _Recorder(TorchFunctionMode):
                            kwargs: Mapping[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self._outs and isinstance(out, (torch.Tensor, list, tuple)):
+            self._count_reads((*args, *kwargs.values()))
         if self.opaque:  # inside an opaque module: recorded as one op when it returns
             return out
         try:
@@ -241,7 +338,7 @@ class _Recorder(TorchFunctionMode):
         index = len(self.raws)
         precision = self._precision()
         a = opa.analyse(kind, fname, args, kwargs, outs[0], {id(c.tensor) for c in consts})
-        weights, main, nonzeros = self._weights(consts, a, precision)
+        reads = self._reads(consts, a, precision)
         router = self._module_attr("edgesim_kind")
         meta: dict[str, Any] = {"module": self.stack[-1][0] if self.stack else "",
                                 "func": fname, **a.extra}
@@ -249,7 +346,7 @@ class _Recorder(TorchFunctionMode):
             meta["router"] = router[0]
             meta["op"] = kind
             kind = "router"
-        if weights and self.gate is not None:
+        if reads and self.gate is not None:
             meta["gate"] = self.gate
         seen: set[int] = set()
         ins: list[Act] = []
@@ -265,8 +362,8 @@ class _Recorder(TorchFunctionMode):
             act = Act(buf.nbytes, buf)
             self._set_act(o, act)
             out_acts.append(act)
-        self.raws.append(_Raw(self._op_name(fname), kind, weights, main, ins, out_acts, a.macs,
-                              tuple(a.shape), precision, meta, nonzeros))
+        self.raws.append(_Raw(self._op_name(fname), kind, reads, ins, out_acts, a.macs,
+                              tuple(a.shape), precision, meta))
 
     # -- weights ---------------------------------------------------------------------------------
     def _owner(self, bid: str) -> tuple[nn.Module | None, str | None]:
@@ -276,49 +373,161 @@ class _Recorder(TorchFunctionMode):
             return self._modules.get(head[1:]), rest.split(".", 1)[0]
         return self._modules.get(bid.rpartition(".")[0]), None
 
-    def _weights(self, consts: list[_Const], a: opa.Analysis,
-                 precision: str) -> tuple[list[str], str | None, tuple[int, int] | None]:
-        """Block ids an op reads (blocks made on first read), its main block, and (nonzeros,
-        elements) of its weight when a layout hook (``edgesim_weight_blocks``) stored it."""
-        weights: list[str] = []
-        main: str | None = None
-        nonzeros = None
+    def _reads(self, consts: list[_Const], a: opa.Analysis, precision: str) -> list[_Read]:
+        """The weights an op reads, one ``_Read`` per block id: made at once, or after the
+        pass when the read is of a parameter (or its parametrization) and BN may fold."""
+        reads: list[_Read] = []
         for c in consts:
             bid = c.block_id
-            if bid is None or bid in weights:
+            if bid is None or any(r.bid == bid for r in reads):
                 continue
             role, axis = a.roles.get(id(c.tensor), ("aux", None))
             if role == "aux" and bid.rsplit(".", 1)[-1].startswith("bias"):
                 role = "bias"
-            values = c.tensor
             param = self._params.get(bid)
-            if param is not None and param.numel() != values.numel():
-                # Gathered or expanded from a parameter (a relative position bias table): what
-                # is stored is the parameter itself.
-                values, axis = param, (0 if role == "weight" else axis)
-            owner, tensor = self._owner(bid)
-            hook = _layout_hook(owner, tensor) if role == "weight" else None
-            if hook is not None:
-                blocks, ids, nnz = hook(bid, values if param is None else param, precision)
-                for b in blocks:
+            kept = self.fold_bn and param is not None and (c.tensor is param or c.chain is not None)
+            read = _Read(bid, role, axis, precision, c.tensor is a.main, c.tensor.numel(),
+                         c.tensor.dtype, None if c.tensor is param else c.chain)
+            if not kept:
+                self._make(read, lambda c=c: c.tensor, param, self._made)
+                self._made.update(b.id for b in read.blocks)
+            reads.append(read)
+        return reads
+
+    def _make(self, read: _Read, values: Callable[[], torch.Tensor],
+              stored: torch.Tensor | None, made: Container[str]) -> None:
+        """Make ``read``'s blocks from ``values()`` (the tensor the op reads; ``stored``: the
+        parameter as it lies in ``named_parameters()``): by its layout hook, or quantized
+        unless ``made`` holds its id already (the first read makes a block)."""
+        axis, elements = read.axis, read.numel
+        if stored is not None and stored.numel() != read.numel:
+            # Gathered or expanded from a parameter (a relative position bias table): what
+            # is stored is the parameter itself.
+            values, axis = (lambda: stored), (0 if read.role == "weight" else axis)
+            elements = stored.numel()
+        owner, tensor = self._owner(read.bid)
+        hook = _layout_hook(owner, tensor) if read.role == "weight" else None
+        if hook is not None:
+            blocks, ids, nnz = hook(read.bid, values() if stored is None else stored,
+                                    read.precision)
+            read.blocks, read.ids, read.nonzeros = list(blocks), list(ids), (int(nnz), elements)
+            return
+        read.ids = [read.bid]
+        if read.bid in made:
+            return
+        region = getattr(owner, "edgesim_region", None) if read.role == "weight" else None
+        read.blocks = [weight_block(read.bid, values().detach().float().cpu().numpy(),
+                                    read.role, axis, read.precision, self.encodings,
+                                    region=region)]
+
+    # -- BatchNorm folding ------------------------------------------------------------------
+    def module_out(self, name: str, mod: nn.Module, args: Sequence[Any], out: Any) -> None:
+        """After a module call: count conv/linear and BN calls, watch a conv's output, note
+        the BN that reads it (``foldable``); tag a parametrization's output."""
+        if isinstance(mod, parametrize.ParametrizationList) and isinstance(out, torch.Tensor):
+            c = self._consts.get(id(out))
+            if c is not None and c.tensor is out and id(out) not in self._fixed:
+                c.chain = name
+        if not self.fold_bn or not isinstance(mod, (*WEIGHTED, *NORMS)):
+            return
+        self._calls[name] += 1
+        if isinstance(mod, WEIGHTED):
+            if isinstance(out, torch.Tensor):
+                key = id(out)
+                self._outs[key] = (weakref.ref(out, lambda _r, k=key: self._outs.pop(k, None)),
+                                   _Out(name))
+            return
+        seen = self._outs.get(id(args[0])) if args else None
+        if seen is not None and seen[0]() is args[0] and foldable(
+                self._modules[seen[1].conv], mod):
+            self._pairs.append((seen[1], name))
+
+    def _count_reads(self, args: Sequence[Any]) -> None:
+        """One read of each watched conv output among ``args`` (and one level inside them)."""
+        seen: set[int] = set()
+        for a in args:
+            for t in (a if isinstance(a, (list, tuple)) else (a,)):
+                if isinstance(t, torch.Tensor) and id(t) not in seen:
+                    out = self._outs.get(id(t))
+                    if out is not None and out[0]() is t:
+                        seen.add(id(t))
+                        out[1].reads += 1
+
+    def _folds(self) -> tuple[dict[str, torch.Tensor], set[int]]:
+        """The folded tensors by block id (the conv's stored weight and its bias) and the
+        indices of the BN ops folded away. A pair folds when each module ran once, the conv
+        output's one reader is its BN (one op), and the conv read its weight (and its bias,
+        if it has one) as a parameter or through the weight's parametrization."""
+        by_module: dict[str, list[int]] = {}
+        for i, r in enumerate(self.raws):
+            by_module.setdefault(r.meta["module"], []).append(i)
+        folds: dict[str, torch.Tensor] = {}
+        dropped: set[int] = set()
+        for out, bn_name in self._pairs:
+            conv_name = out.conv
+            if self._calls[conv_name] != 1 or self._calls[bn_name] != 1 or out.reads != 1:
+                continue
+            bn_ops = by_module.get(bn_name, [])
+            if len(bn_ops) != 1 or len(self.raws[bn_ops[0]].ins) != 1 \
+                    or len(self.raws[bn_ops[0]].outs) != 1:
+                continue
+            conv, bn = self._modules[conv_name], self._modules[bn_name]
+            prefix = f"{conv_name}." if conv_name else ""
+            latent = (f"{prefix}parametrizations.weight.original"
+                      if parametrize.is_parametrized(conv, "weight") else f"{prefix}weight")
+            bias = f"{prefix}bias"
+            found = [(r, read) for i in by_module.get(conv_name, ())
+                     for r in (self.raws[i],) for read in r.reads if read.bid == latent]
+            if len(found) != 1 or found[0][1].ids is not None:
+                continue
+            raw, weight_read = found[0]
+            bias_reads = [read for read in raw.reads if read.bid == bias]
+            if (len(bias_reads) != (conv.bias is not None)
+                    or any(read.ids is not None for read in bias_reads)):
+                continue
+            if not bias_reads:   # the folded conv reads a bias, right after its weight
+                raw.reads.insert(raw.reads.index(weight_read) + 1, _Read(
+                    bias, "bias", None, weight_read.precision, False,
+                    out_features(conv), weight_read.dtype))
+            folds[latent], folds[bias] = folded(conv, bn, self._params[latent],
+                                                weight_read.dtype)
+            dropped.add(bn_ops[0])
+        return folds, dropped
+
+    def _blocks(self, folds: Mapping[str, torch.Tensor]) -> None:
+        """Make the kept reads (folded where ``folds`` says) and the blocks, in first-read
+        order (a block is made by the first read of its id)."""
+        for r in self.raws:
+            for read in r.reads:
+                if read.ids is None:
+                    stored = folds.get(read.bid, self._params.get(read.bid))
+                    try:
+                        self._make(read, functools.partial(self._compute, read, stored),
+                                   stored, self.blocks)
+                    except TraceError:
+                        raise
+                    except Exception as exc:
+                        raise TraceError(f"op '{r.name}': storing parameter '{read.bid}' "
+                                         f"failed: {type(exc).__name__}: {exc}") from exc
+                for b in read.blocks:
                     self.blocks.setdefault(b.id, b)
-                weights.extend(ids)
-                nonzeros = (int(nnz), int(values.numel()))
-                ids_main = ids[0] if ids else None
-            else:
-                if bid not in self.blocks:
-                    region = getattr(owner, "edgesim_region", None) if role == "weight" else None
-                    self.blocks[bid] = weight_block(
-                        bid, values.detach().float().cpu().numpy(), role, axis, precision,
-                        self.encodings, region=region)
-                weights.append(bid)
-                ids_main = bid
-            if c.tensor is a.main:
-                main = ids_main
-        return weights, main, nonzeros
+
+    def _compute(self, read: _Read, stored: torch.Tensor) -> torch.Tensor:
+        """The tensor ``read`` reads, from its parameter ``stored`` (through its
+        parametrization list, if it has one)."""
+        if read.chain is None:
+            return stored
+        values = stored
+        for p in self._modules[read.chain]:
+            values = p(values)
+        return values
 
     # -- after the pass --------------------------------------------------------------------------
     def finish(self) -> list[LayerOp]:
+        """The ops, once the pass is over (BN folded when ``fold_bn``); fills ``blocks``."""
+        folds, dropped = self._folds() if self.fold_bn else ({}, set())
+        self.raws = drop(self.raws, self.bufs, dropped)
+        self._blocks(folds)
         fused = fuse(self.raws)
         live = live_bytes(self.bufs, len(self.raws))
         ops = []
@@ -330,14 +539,18 @@ class _Recorder(TorchFunctionMode):
             in_b = 0 if i in fused else sum(a.nbytes for a in r.ins)
             out_b = 0 if i in fused else sum(a.nbytes for a in r.outs)
             meta = dict(r.meta)
+            weights = tuple(w for read in r.reads for w in read.ids or ())
+            main = next((read for read in reversed(r.reads) if read.main), None)
+            hooked = next((read for read in reversed(r.reads) if read.nonzeros is not None),
+                          None)
             eff = r.macs
-            if r.nonzeros is not None:
-                eff = r.macs * r.nonzeros[0] // max(1, r.nonzeros[1])
-            elif r.main is not None:
-                b = self.blocks[r.main]
+            if hooked is not None:
+                eff = r.macs * hooked.nonzeros[0] // max(1, hooked.nonzeros[1])
+            elif main is not None and main.ids:
+                b = self.blocks[main.ids[0]]
                 eff = r.macs * b.nonzeros // b.elements if b.elements else 0
             gate, router = meta.pop("gate", None), meta.pop("router", None)
-            ops.append(LayerOp(r.name, r.kind, tuple(r.weights), in_b, out_b,
+            ops.append(LayerOp(r.name, r.kind, weights, in_b, out_b,
                                max(int(live[i]), in_b + out_b), r.macs, eff, r.precision,
                                r.shape, meta, gate=gate, router=router, fused=i in fused,
                                readers=readers))
@@ -377,6 +590,7 @@ def _hooks(rec: _Recorder, modules: Mapping[str, nn.Module]) -> list[Any]:
             rec.opaque = 1
 
     def post(mod: nn.Module, args: Any, out: Any) -> None:
+        rec.module_out(names[id(mod)], mod, args, out)
         if getattr(mod, "edgesim_opaque", False):
             rec.opaque -= 1
             if rec.opaque == 0:
@@ -396,8 +610,8 @@ def _hooks(rec: _Recorder, modules: Mapping[str, nn.Module]) -> list[Any]:
 
 
 def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None = None,
-           precision: str = "int8", act_bits: int = 8,
-           encodings: Iterable[str] = ("dense",)) -> tuple[list[WeightBlock], list[LayerOp]]:
+           precision: str = "int8", act_bits: int = 8, encodings: Iterable[str] = ("dense",),
+           fold_bn: bool = False) -> tuple[list[WeightBlock], list[LayerOp]]:
     """Run ``forward`` (default ``model``) once on ``example``; the blocks read and the ops run.
 
     ``example`` is a tensor, or a tuple of tensors passed as positional arguments. Parameter
@@ -405,11 +619,13 @@ def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None
     block is measured under (``WeightBlock.encoded``); ``act_bits`` the bits per activation
     element of the recorded bytes (8, what ``edgesim.encodings.resolve`` expects, gives bytes =
     elements). Errors inside the forward are re-raised as ``TraceError`` naming the innermost
-    module that was running.
+    module that was running. ``fold_bn``: the model as deployed, every foldable conv/linear ->
+    BatchNorm pair folded (``edgesim.zoo.deploy``'s rules and arithmetic) in the same pass,
+    without changing or copying ``model``: no BN op, the conv's weight and bias blocks folded.
     """
     _precision_ok(precision, act_bits)
     encodings = tuple(encodings)
-    rec = _Recorder(model, precision, int(act_bits), encodings)
+    rec = _Recorder(model, precision, int(act_bits), encodings, fold_bn)
     modules = dict(model.named_modules())
     handles = _hooks(rec, modules)
     training = {m: m.training for m in modules.values()}
@@ -417,24 +633,28 @@ def record(model: nn.Module, example: Any, *, forward: Callable[..., Any] | None
     fn = model if forward is None else forward
     ex = example if isinstance(example, tuple) else (example,)
     try:
-        with torch.no_grad():
-            for t in ex:
-                if isinstance(t, torch.Tensor):
-                    rec.add_input(t)
-            with rec:
-                fn(*ex)
-    except TraceError:
-        raise
-    except Exception as exc:
-        where, mod = rec.stack[-1] if rec.stack else ("<top>", model)
-        raise TraceError(f"module '{where}' ({type(mod).__name__}) failed during tracing: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        try:
+            with torch.no_grad():
+                for t in ex:
+                    if isinstance(t, torch.Tensor):
+                        rec.add_input(t)
+                with rec:
+                    fn(*ex)
+        except TraceError:
+            raise
+        except Exception as exc:
+            where, mod = rec.stack[-1] if rec.stack else ("<top>", model)
+            raise TraceError(f"module '{where}' ({type(mod).__name__}) failed during tracing: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            for h in handles:
+                h.remove()
+        with torch.no_grad():   # still in eval mode: parametrizations recomputed as in the pass
+            ops = rec.finish()
     finally:
-        for h in handles:
-            h.remove()
         for m, t in training.items():
             m.train(t)
-    return list(rec.blocks.values()), rec.finish()
+    return list(rec.blocks.values()), ops
 
 
 def trace(model: nn.Module, example: Any, *, name: str, family: str,

@@ -1,6 +1,6 @@
 """Inference preparation as deployed: BatchNorm folded into the preceding conv/linear.
 
-Public names: ``fold_batchnorm``, ``prepare``, ``find_bn_pairs``.
+Public names: ``fold_batchnorm``, ``prepare``, ``find_bn_pairs``, ``skeleton``.
 
 ``fold_batchnorm(model, example=None)`` returns a deep copy in which every ``Conv1d/2d/3d`` or
 ``Linear`` whose output feeds only a BatchNorm has that BN folded in (eval-mode statistics):
@@ -12,6 +12,12 @@ and the BN replaced by ``nn.Identity``. Pairs are found by running ``example`` o
 hooks (the BN's input must be the very tensor the conv returned, and that tensor must have no
 other reader), or, without an example, by structure: consecutive children of one parent
 (``conv1, bn1``; ``Sequential(conv, bn)``) where the conv's width matches the BN.
+
+The tracer folds without a copy (``edgesim.trace.record(..., fold_bn=True)``): it finds the
+pairs by the same rules in its own pass, and the rules and arithmetic are one
+(``edgesim.trace.recorder.foldable`` and ``folded``, which ``fold_batchnorm`` applies in place),
+so the values are the same to the bit. ``skeleton`` is the module tree as deployed on the meta
+device, to count its parameters.
 
 >>> import torch
 >>> from edgesim.zoo.resnet import BasicBlock, ResNet
@@ -31,21 +37,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["find_bn_pairs", "fold_batchnorm", "prepare"]
+from edgesim.trace.recorder import NORMS, WEIGHTED, foldable, folded, out_features
 
-_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def _out_features(m: nn.Module) -> int:
-    return m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features
-
-
-def _foldable(w: nn.Module, bn: nn.Module) -> bool:
-    return (isinstance(w, _WEIGHTED) and isinstance(bn, _BN) and bn.running_mean is not None
-            and bn.running_var is not None and bn.num_features == _out_features(w))
+__all__ = ["find_bn_pairs", "fold_batchnorm", "prepare", "skeleton"]
 
 
 class _Readers(TorchFunctionMode):
@@ -82,15 +79,15 @@ def _pairs_by_hooks(model: nn.Module, example: Any) -> list[tuple[str, str]]:
     def after(mod: nn.Module, args: tuple, out: Any) -> None:
         name = names[mod]
         calls[name] = calls.get(name, 0) + 1
-        if isinstance(mod, _WEIGHTED) and isinstance(out, torch.Tensor):
+        if isinstance(mod, WEIGHTED) and isinstance(out, torch.Tensor):
             produced[id(out)] = (name, out)
-        elif isinstance(mod, _BN) and args and id(args[0]) in produced:
+        elif isinstance(mod, NORMS) and args and id(args[0]) in produced:
             conv, t = produced[id(args[0])]
-            if t is args[0] and _foldable(model.get_submodule(conv), mod):
+            if t is args[0] and foldable(model.get_submodule(conv), mod):
                 pairs.append((conv, name, id(t)))
 
     handles = [m.register_forward_hook(after) for m in model.modules()
-               if isinstance(m, (*_WEIGHTED, *_BN))]
+               if isinstance(m, (*WEIGHTED, *NORMS))]
     readers = _Readers(produced)
     try:
         with torch.no_grad(), readers:
@@ -109,7 +106,7 @@ def _pairs_by_structure(model: nn.Module) -> list[tuple[str, str]]:
     for parent_name, parent in model.named_modules():
         kids = list(parent.named_children())
         for (wn, w), (bn_name, bn) in itertools.pairwise(kids):
-            if _foldable(w, bn):
+            if foldable(w, bn):
                 prefix = f"{parent_name}." if parent_name else ""
                 pairs.append((prefix + wn, prefix + bn_name))
     return pairs
@@ -130,18 +127,13 @@ def find_bn_pairs(model: nn.Module, example: Any = None) -> list[tuple[str, str]
 
 @torch.no_grad()
 def _fold(w: nn.Module, bn: nn.Module) -> None:
-    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
-        1.0 / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-    view = (-1,) + (1,) * (w.weight.dim() - 1)
     # a parametrized weight (nested masks, signed-binary) is computed from its latent original:
     # scale that (per-output-channel scaling commutes with masking and with sign-binarizing)
-    parametrized = getattr(getattr(w, "parametrizations", None), "weight", None)
-    target = parametrized.original if parametrized is not None else w.weight
-    target.mul_(inv.reshape(view).to(target.dtype))
-    old = w.bias if w.bias is not None else torch.zeros_like(bn.running_mean)
-    new_bias = (old - bn.running_mean) * inv + shift
-    w.bias = nn.Parameter(new_bias.to(w.weight.dtype))
+    latent = w.parametrizations.weight.original if parametrize.is_parametrized(w, "weight") \
+        else w.weight
+    weight, bias = folded(w, bn, latent)
+    latent.copy_(weight)
+    w.bias = nn.Parameter(bias)
 
 
 def fold_batchnorm(model: nn.Module, example: Any = None, *, inplace: bool = False) -> nn.Module:
@@ -159,3 +151,26 @@ def prepare(model: nn.Module, example: Any, *, inplace: bool = False) -> nn.Modu
     """The model as deployed: eval mode, BatchNorm folded (pairs found by running ``example``;
     ``inplace``: fold ``model`` itself)."""
     return fold_batchnorm(model.eval(), example, inplace=inplace).eval()
+
+
+def skeleton(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
+    """``model``'s module tree as deployed with ``pairs`` folded (each BN an ``nn.Identity``,
+    its conv with a bias), on the meta device: the same modules and parameter shapes and no
+    weights, to count parameters as deployed without copying them. ``model`` is unchanged.
+
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.BatchNorm2d(4))
+    >>> sum(p.numel() for p in skeleton(net, [("0", "1")]).parameters())   # 12 weights + 4 bias
+    16
+    """
+    memo: dict[int, Any] = {}
+    for t in (*model.parameters(), *model.buffers()):
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    sk = copy.deepcopy(model, memo)
+    for conv_name, bn_name in pairs:
+        conv = sk.get_submodule(conv_name)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.empty(out_features(conv), device="meta"))
+        parent_name, _, attr = bn_name.rpartition(".")
+        setattr(sk.get_submodule(parent_name), attr, nn.Identity())
+    return sk
