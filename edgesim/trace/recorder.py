@@ -142,6 +142,19 @@ class _Read:
 
 
 @dataclass(slots=True, eq=False)
+class _Fold:
+    """A BN folded into a conv: the blocks it changes (the conv's latent weight and its bias),
+    the dtype of the weight the conv reads, and the folded bias once computed."""
+
+    conv: nn.Module
+    bn: nn.Module
+    latent: str
+    bias: str
+    dtype: torch.dtype
+    folded_bias: torch.Tensor | None = None
+
+
+@dataclass(slots=True, eq=False)
 class _Out:
     """A conv/linear module's output: the module and how many torch calls read it."""
 
@@ -453,15 +466,15 @@ class _Recorder(TorchFunctionMode):
                         seen.add(id(t))
                         out[1].reads += 1
 
-    def _folds(self) -> tuple[dict[str, torch.Tensor], set[int]]:
-        """The folded tensors by block id (the conv's stored weight and its bias) and the
-        indices of the BN ops folded away. A pair folds when each module ran once, the conv
+    def _folds(self) -> tuple[dict[str, _Fold], set[int]]:
+        """The folds by the block ids they change (the conv's stored weight and its bias) and
+        the indices of the BN ops folded away. A pair folds when each module ran once, the conv
         output's one reader is its BN (one op), and the conv read its weight (and its bias,
         if it has one) as a parameter or through the weight's parametrization."""
         by_module: dict[str, list[int]] = {}
         for i, r in enumerate(self.raws):
             by_module.setdefault(r.meta["module"], []).append(i)
-        folds: dict[str, torch.Tensor] = {}
+        folds: dict[str, _Fold] = {}
         dropped: set[int] = set()
         for out, bn_name in self._pairs:
             conv_name = out.conv
@@ -489,18 +502,17 @@ class _Recorder(TorchFunctionMode):
                 raw.reads.insert(raw.reads.index(weight_read) + 1, _Read(
                     bias, "bias", None, weight_read.precision, False,
                     out_features(conv), weight_read.dtype))
-            folds[latent], folds[bias] = folded(conv, bn, self._params[latent],
-                                                weight_read.dtype)
+            folds[latent] = folds[bias] = _Fold(conv, bn, latent, bias, weight_read.dtype)
             dropped.add(bn_ops[0])
         return folds, dropped
 
-    def _blocks(self, folds: Mapping[str, torch.Tensor]) -> None:
+    def _blocks(self, folds: Mapping[str, _Fold]) -> None:
         """Make the kept reads (folded where ``folds`` says) and the blocks, in first-read
         order (a block is made by the first read of its id)."""
         for r in self.raws:
             for read in r.reads:
                 if read.ids is None:
-                    stored = folds.get(read.bid, self._params.get(read.bid))
+                    stored = self._stored(read.bid, folds)
                     try:
                         self._make(read, functools.partial(self._compute, read, stored),
                                    stored, self.blocks)
@@ -511,6 +523,18 @@ class _Recorder(TorchFunctionMode):
                                          f"failed: {type(exc).__name__}: {exc}") from exc
                 for b in read.blocks:
                     self.blocks.setdefault(b.id, b)
+
+    def _stored(self, bid: str, folds: Mapping[str, _Fold]) -> torch.Tensor | None:
+        """Parameter ``bid`` as deployed: folded (computed as it is needed, one conv at a time,
+        so no copy of the model's weights is held) or as it lies in the model."""
+        fold = folds.get(bid)
+        if fold is None:
+            return self._params.get(bid)
+        if bid == fold.bias and fold.folded_bias is not None:
+            return fold.folded_bias
+        weight, fold.folded_bias = folded(fold.conv, fold.bn, self._params[fold.latent],
+                                          fold.dtype)
+        return weight if bid == fold.latent else fold.folded_bias
 
     def _compute(self, read: _Read, stored: torch.Tensor) -> torch.Tensor:
         """The tensor ``read`` reads, from its parameter ``stored`` (through its
