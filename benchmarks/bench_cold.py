@@ -55,7 +55,8 @@ dense_r50 >= 5x faster than nn-dataflow, >= 50x ZigZag, with the other core busy
 checked on CPU time for both cold rows (the registry run as named, and the user-model run that
 traces) against each nn-dataflow row and ZigZag.
 
-Prints the date, machine load and versions, then Markdown tables for the README.
+Prints the date, the machine's load and the tools' versions, a line per run as it ends, then
+Markdown tables for the README.
 """
 
 from __future__ import annotations
@@ -170,6 +171,12 @@ class Row:
     def median(self, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
 
+    def add(self, run: Run) -> None:
+        """Keep ``run`` and print it at once, so an interrupted benchmark leaves its numbers."""
+        self.runs.append(run)
+        print(f"# {self.case}, {self.condition}: wall {run.wall_s:.2f} s, CPU {run.cpu_s:.2f} s,"
+              f" peak RSS {run.rss_kib / 1024:.0f} MiB", flush=True)
+
 
 def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
     """Run ``cmd`` to its end in a fresh process; its rusage alone, via ``os.wait4``."""
@@ -237,6 +244,15 @@ def zigzag(driver: Path, tmp: Path) -> Run:
     return measure([str(ZIGZAG_PYTHON), str(driver)], cwd=tmp)
 
 
+def version(python: Path, dist: str) -> str:
+    """``dist``'s installed version in the venv of ``python``, or "not installed"."""
+    if not python.exists():
+        return f"{dist} not installed"
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    return f"{dist} {out.stdout.strip() or 'not installed'}"
+
+
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
@@ -276,16 +292,16 @@ def measure_condition(condition: str, a: argparse.Namespace, tmp: Path,
         for model, (cold, cached) in (("dense_r50", EDGESIM_CASES[:2]),
                                       (USER_MODEL, EDGESIM_CASES[2:])):
             c_run, k_run = edgesim_pair(model)
-            rows[cold].runs.append(c_run)
-            rows[cached].runs.append(k_run)
+            rows[cold].add(c_run)
+            rows[cached].add(k_run)
             rows[cold].note = rows[cached].note = edgesim_note(k_run)
         if not nnd_skip:
             for c, extra in zip(BASELINES[:2], ((), ("--solve-loopblocking",)), strict=True):
-                rows[c].runs.append(nnd(extra, tmp))
+                rows[c].add(nnd(extra, tmp))
                 rows[c].note = nnd_note(rows[c].runs[-1])
         if not zz_skip and rep < a.zigzag_repeat:
             try:
-                rows[BASELINES[2]].runs.append(zigzag(driver, tmp))
+                rows[BASELINES[2]].add(zigzag(driver, tmp))
                 rows[BASELINES[2]].note = rows[BASELINES[2]].runs[-1].stdout.strip()
             except RuntimeError as e:
                 zz_skip = rows[BASELINES[2]].skipped = f"ZigZag failed: {str(e)[-300:]}"
@@ -312,6 +328,8 @@ def main() -> int:
                           text=True).stdout.strip()
     print(f"# bench_cold, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
           f"{platform.python_version()}, edgesim at {head[:90]}")
+    print(f"# {version(PYTHON, 'torch')}, {version(NND_PYTHON, 'nn-dataflow')}, "
+          f"{version(ZIGZAG_PYTHON, 'zigzag-dse')}")
     print(f"# start: {load()}")
     results: dict[tuple[str, str], Row] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp_s:
