@@ -81,10 +81,10 @@ def built_model(spec, weights: str | None, seed: int, data: str | None = None):
     is cached).
 
     Routed trees cost tens of seconds to calibrate; routing a new input stream reuses them. The
-    returned routed model is shared with later calls: callers must not change it (tracing works
-    on a folded copy, routing only reads it; ``finetune`` trains a copy). The disk entry is the
-    family's plain-data format (``save_built`` / ``load_built``, no pickled code); a corrupt or
-    foreign entry is a miss and is rebuilt.
+    returned routed model is shared with later calls: callers must not change it (tracing reads
+    its weights, folding BatchNorm in the trace, and routing only runs it; ``finetune`` trains a
+    copy). The disk entry is the family's plain-data format (``save_built`` / ``load_built``,
+    no pickled code); a corrupt or foreign entry is a miss and is rebuilt.
     """
     from edgesim import cache
     from edgesim.zoo.registry import get_family
