@@ -301,8 +301,9 @@ def evaluate(spec, *, data: str, weights: str | None = None, seed: int = 0,
             out[rows] = part
         return out
 
-    try:
-        with torch.no_grad():
+    from edgesim.zoo.memory import heap_buffers
+    try:   # one heap scope: each batch reuses the buffers of the one before (see ``route``)
+        with torch.no_grad(), heap_buffers():
             for start in range(0, n, EVAL_BATCH):
                 logits = forward(x[start:start + EVAL_BATCH])
                 if start == 0:
