@@ -21,6 +21,7 @@ input count, so a repeated evaluation is a file read.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,7 +122,23 @@ def workload_key(spec, *, precision: str = "int8", weights: str | None = None, s
              "weights": cache.file_fingerprint(weights), "seed": seed, "level": level}
     if calibration is not None:
         parts["calibration"] = cache.file_fingerprint(calibration)
+    source = _user_source(spec)
+    if source is not None:
+        parts["source"] = source
     return cache.make_key("workload", parts)
+
+
+def _user_source(spec) -> str | None:
+    """For a user model (``package.module:factory``, not in the registry), the content
+    fingerprint of its factory's module file, so a model edited in place is traced afresh
+    (the module is already imported: ``get_spec`` read its ``input_shape``). Modules it
+    imports in turn are not fingerprinted."""
+    from edgesim.zoo.registry import REGISTRY
+    if spec.name in REGISTRY:
+        return None
+    module = sys.modules.get(spec.factory.partition(":")[0])
+    path = getattr(module, "__file__", None)
+    return cache.file_fingerprint(path) if path else None
 
 
 def route_key(workload_key: str, data_fp: str | None, seed: int, batch: int) -> str:

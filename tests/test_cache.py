@@ -244,3 +244,25 @@ def test_a_folder_of_another_user_is_refused(private_cache):
     os.chown(private_cache, 65534, 65534)
     with pytest.raises(CacheError, match="another user"):
         cache.cache_dir()
+
+
+def test_a_user_model_edited_in_place_is_traced_afresh(private_cache, tmp_path, monkeypatch):
+    # the same factory name, its module's source changed: a new key, a new trace (8 -> 16
+    # channels: the conv's weight block grows from 3*8*9 to 3*16*9 elements)
+    import importlib
+    import sys
+
+    from edgesim import api
+    src = tmp_path / "editable_model.py"
+    body = ("from torch import nn\n\ndef net():\n    return nn.Sequential(nn.Conv2d(3, {c}, 3), "
+            "nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear({c}, 4))\n\n"
+            "net.input_shape = (3, 8, 8)\n")
+    src.write_text(body.format(c=8))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = api.workload("editable_model:net")
+    assert first.blocks["0.weight"].elements == 3 * 8 * 9
+    src.write_text(body.format(c=16))
+    sys.modules.pop("editable_model", None)
+    importlib.invalidate_caches()
+    second = api.workload("editable_model:net")
+    assert second.blocks["0.weight"].elements == 3 * 16 * 9
