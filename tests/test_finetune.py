@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgesim.cli import main
+from edgesim.testing import stderr_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
@@ -106,7 +107,7 @@ def test_a_dense_checkpoint_becomes_the_tree_in_run_and_finetune(tmp_path, capsy
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     assert main(["run", NPU, "--model", "sigmab_r50_c100", "--weights",
                  str(tmp_path / "bad.pt")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = stderr_lines(capsys.readouterr().err)
     assert len(err) == 1
     assert "bad.pt" in err[0]
     assert "conv1.weight" in err[0]
