@@ -373,7 +373,7 @@ class _Runner:
 
     def infer(self, i: int, p: int) -> _Inference:
         plan, policy = self.plans[p], self.policy
-        wasted = self.wasted_bytes(p)
+        wasted = 0 if self.guess is None else self.wasted_bytes(p)
         key = None
         if self.memo is not None:
             key = (p, policy.memo_key(i, plan.all_blocks))
@@ -388,6 +388,10 @@ class _Runner:
                 self.memo.clear()              # so memory stays flat (results are the same)
             self.memo[key] = (inf, policy.state())
         return inf
+
+
+#: ``InferenceRow`` from a tuple of its fields without the namedtuple's Python ``__new__``.
+_new_row = tuple.__new__
 
 
 def _check(policy: str, prefetch: str) -> None:
@@ -436,8 +440,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
         row = inf.row
         if row is None:
             row = inf.row = _inference_row(i, plans[p], inf, machine)
-        if row.input != i:
-            row = InferenceRow(i, *row[1:])
+        if row.input != i:   # a memo hit: the same row under this input's number
+            row = _new_row(InferenceRow, (i, *row[1:]))
         summary.add(row)
         if on_row is not None:
             on_row(row)

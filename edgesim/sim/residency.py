@@ -132,6 +132,23 @@ class Residency(ABC):
         return self.state()
 
 
+class _Hashed:
+    """A tuple with its hash computed once: a memo key asked for again and again."""
+
+    __slots__ = ("hash", "value")
+
+    def __init__(self, value: tuple) -> None:
+        self.value = value
+        self.hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Hashed) and self.hash == other.hash
+                                 and self.value == other.value)
+
+
 class LRU(Residency):
     """Least recently used, whole blocks."""
 
@@ -142,11 +159,21 @@ class LRU(Residency):
         self._order: OrderedDict[int, None] = OrderedDict()
         self._used = 0
         self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
+        self._key: _Hashed | None = None            # memo_key of ``_snap``
 
     def state(self) -> Hashable:
         if self._snap is None:
             self._snap = tuple(self._order)
         return self._snap
+
+    def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
+        """The state with its hash computed once per state, not per inference (a steady
+        stream asks for the same key thousands of times)."""
+        snap = self.state()
+        key = self._key
+        if key is None or key.value is not snap:
+            key = self._key = _Hashed(snap)
+        return key
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
