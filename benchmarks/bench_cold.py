@@ -197,27 +197,14 @@ def edgesim_cmd(model: str) -> list[str]:
     return [str(PYTHON), "-m", "edgesim", "run", "npu_small", "--model", model]
 
 
-def edgesim_pair(model: str, tries: int = 3) -> tuple[Run, Run]:
-    """A cold run in an empty private cache, then a cached run in the cache it filled.
-
-    A failed pair is tried again (up to ``tries`` in all, each in a new empty cache), saying so
-    on standard output: the checkout may be mid-edit while this runs.
-    """
-    for attempt in range(1, tries + 1):
-        with tempfile.TemporaryDirectory(prefix="edgesim-cold-") as cache:
-            env = {**os.environ, "EDGESIM_CACHE": cache}
-            try:
-                cold = measure(edgesim_cmd(model), env=env, cwd=ROOT)
-                cached = measure(edgesim_cmd(model), env=env, cwd=ROOT)
-            except RuntimeError as e:
-                if attempt == tries:
-                    raise
-                print(f"# retried {model} (try {attempt} failed: {str(e)[-200:].strip()})",
-                      flush=True)
-                time.sleep(5.0)
-                continue
-        return cold, cached
-    raise AssertionError("unreachable")
+def edgesim_pair(model: str) -> tuple[Run, Run]:
+    """A cold run in an empty private cache, then a cached run in the cache it filled (a
+    failed run raises: a benchmark does not retry what should not fail)."""
+    with tempfile.TemporaryDirectory(prefix="edgesim-cold-") as cache:
+        env = {**os.environ, "EDGESIM_CACHE": cache}
+        cold = measure(edgesim_cmd(model), env=env, cwd=ROOT)
+        cached = measure(edgesim_cmd(model), env=env, cwd=ROOT)
+    return cold, cached
 
 
 def edgesim_note(run: Run) -> str:
@@ -339,7 +326,8 @@ def main() -> int:
         for condition in ("idle", "busy"):
             busy = busy_loop() if condition == "busy" else None
             try:
-                time.sleep(1.0 if busy else 0.0)
+                if busy is not None:   # let the busy loop take its core first
+                    time.sleep(1.0)
                 print(f"# {condition}: {load()} at {dt.datetime.now(dt.UTC):%H:%M:%S} UTC",
                       flush=True)
                 rows = measure_condition(condition, a, tmp, driver)
