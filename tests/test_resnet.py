@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bn_nets import SharedOutput, randomize_bn
 from torch import nn
 
 from edgesim.trace import record
@@ -114,22 +115,11 @@ def test_bad_stem_is_an_error() -> None:
         ResNet(Bottleneck, [1], stem="mnist")
 
 
-def _randomize_bn(model: nn.Module, seed: int = 1) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("use_example", [True, False])
 def test_fold_batchnorm_preserves_eval_output(use_example: bool) -> None:
     torch.manual_seed(0)
     net = ResNet(Bottleneck, [2, 1], num_classes=10, stem="cifar", width=8)
-    _randomize_bn(net)
+    randomize_bn(net)
     net.eval()
     x = torch.randn(2, 3, 16, 16)
     folded = fold_batchnorm(net, x if use_example else None)
@@ -141,18 +131,7 @@ def test_fold_batchnorm_preserves_eval_output(use_example: bool) -> None:
 
 def test_fold_leaves_a_shared_conv_output_alone() -> None:
     # y = conv(x) feeds both bn(y) and y itself: folding would change the second reader.
-    class Branchy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(2, 2, 1)
-            self.bn = nn.BatchNorm2d(2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.conv(x)
-            return self.bn(y) + y
-
-    net = Branchy().eval()
-    _randomize_bn(net)
+    net = randomize_bn(SharedOutput().eval())
     x = torch.randn(1, 2, 3, 3)
     assert find_bn_pairs(net, x) == []
     with torch.no_grad():

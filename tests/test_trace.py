@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from bn_nets import SharedBN, SharedOutput, randomize_bn
 from torch import nn
 
 from edgesim import encodings as enc
@@ -459,31 +460,6 @@ def test_fold_bn_folds_in_one_pass_and_leaves_the_model_alone(monkeypatch) -> No
     assert net.conv.bias is None
 
 
-class _SharedOutput(nn.Module):
-    """The conv output feeds its BN and the add: folding would change the add's input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2, 2, 1)
-        self.bn = nn.BatchNorm2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return self.bn(y) + y
-
-
-class _SharedBN(nn.Module):
-    """One BN after two convs: called twice, it folds into neither."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
-        self.bn = nn.BatchNorm2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.a(x)) + self.bn(self.b(x))
-
-
 def _signed_binary() -> nn.Module:
     from edgesim.zoo.signed_binary import to_signed_binary
     return to_signed_binary(_tiny(), region=None)
@@ -497,19 +473,10 @@ def _nested() -> nn.Module:
 
 def _with_stats(net: nn.Module) -> nn.Module:
     """BN statistics and affine parameters away from 1 and 0, so that folding shows."""
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return net.eval()
+    return randomize_bn(net, seed=3).eval()
 
 
-@pytest.mark.parametrize("make", [_tiny, _SharedOutput, _SharedBN, _signed_binary, _nested],
+@pytest.mark.parametrize("make", [_tiny, SharedOutput, SharedBN, _signed_binary, _nested],
                          ids=["resnet", "shared-output", "shared-bn", "signed-binary", "nested"])
 def test_fold_bn_traces_what_prepare_then_record_traces(make) -> None:
     # The law: folding in the trace gives, byte for byte, the blocks and ops of tracing the
@@ -522,4 +489,4 @@ def test_fold_bn_traces_what_prepare_then_record_traces(make) -> None:
     got = record(net, x, encodings=encodings, fold_bn=True)
     assert pickle.dumps(got) == pickle.dumps(expected)
     norms = sum(op.kind == "norm" for op in got[1])
-    assert norms == {_SharedOutput: 1, _SharedBN: 2}.get(make, 0)
+    assert norms == {SharedOutput: 1, SharedBN: 2}.get(make, 0)
