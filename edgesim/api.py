@@ -162,8 +162,7 @@ def _routes(spec, key: str, cat: Workload, *, inputs: int, data: str | None, see
     for k, (_, n) in zip(keys, plan, strict=True):
         got = cache.load("route", k) if use_cache else None
         ok = (isinstance(got, np.ndarray) and got.ndim == 1 and got.dtype.kind in "iu"
-              and len(got) >= n and (n == 0 or (0 <= got[:n].min() and
-                                     got[:n].max() < len(cat.paths))))
+              and len(got) >= n and 0 <= got[:n].min() and got[:n].max() < len(cat.paths))
         parts.append(got[:n].astype(np.int32) if ok else None)
     missing = [(i, plan[i]) for i, p in enumerate(parts) if p is None]
     if missing:

@@ -29,7 +29,7 @@ rebuilds it.
 
 Behind the user's cache stand the entries shipped inside the package (``SHIPPED``,
 ``edgesim/shipped/<kind>/<key>.npz.gz``): the registry models traced at their defaults and the
-routes of their first routing batch, written by ``python -m edgesim.shipped``. They are the same
+routes of their first routing batch, written by ``python -m edgesim.ship``. They are the same
 entries, gzip-compressed (a tenth of the size); ``load`` reads one when the user's cache misses,
 inflating at most ``SHIPPED_LIMIT`` bytes, so a first run of a registry model needs no trace and
 no torch. They are keyed like any entry, so a change of format or of a model's spec makes them
@@ -65,7 +65,7 @@ __all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "file_fingerprint", "load",
 #: 3: JSON + .npy entries instead of pickles.
 FORMAT_VERSION = 5
 
-#: The entries shipped inside the package (read-only; ``python -m edgesim.shipped`` writes them).
+#: The entries shipped inside the package (read-only; ``python -m edgesim.ship`` writes them).
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 #: The most bytes a shipped entry may inflate to.
 SHIPPED_LIMIT = 64 << 20
@@ -416,10 +416,8 @@ def save(kind: str, key: str, obj: Any) -> None:
     data = _entry(kind, key, obj)
     if data is None:
         return
-    p = _path(kind, key)
     try:
-        p.parent.mkdir(mode=0o700, exist_ok=True)
-        _write_atomic(p, data)
+        _write_atomic(_path(kind, key), data)
     except OSError:
         pass
 

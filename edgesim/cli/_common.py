@@ -94,11 +94,9 @@ def write(text: str, out: str | None) -> None:
         raise EdgesimError(f"--out {out}: cannot write ({exc.strerror})") from None
 
 
-def progress_printer(enabled: bool):
-    """A ``say(msg)`` printing ``edgesim: msg`` on stderr, or None when not ``enabled``."""
-    if not enabled:
-        return None
-
+def progress_printer():
+    """A ``say(msg)`` printing ``edgesim: msg`` on stderr: one line per stage that does work
+    (building, tracing, routing), on a terminal or not."""
     def say(msg: str) -> None:
         print(f"edgesim: {msg}", file=sys.stderr, flush=True)
     return say
@@ -141,7 +139,7 @@ class _LazyBar:
 
 
 def eval_progress(enabled: bool):
-    """``(update(done, total), bar)``: a bar of inputs evaluated, opened when an evaluation of
+    """``(update(done, total), bar)``: a bar of inputs evaluated or routed, opened when a job of
     at least 256 inputs reports (short ones show none), else ``(None, None)``."""
     if not enabled:
         return None, None

@@ -21,6 +21,6 @@ def main(a) -> int:
     """Handler of ``edgesim models`` (traces the models that are not cached yet)."""
     from edgesim import api
     from edgesim.report import render
-    df = api.models(names=a.model, progress=progress_printer(True))
+    df = api.models(names=a.model, progress=progress_printer())
     write(render(df, a.format), a.out)
     return 0

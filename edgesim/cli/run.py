@@ -83,7 +83,7 @@ def main(a) -> int:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
                       seed=a.seed, weights=a.weights, memo=not a.no_memo,
-                      progress=progress_printer(True), sim_progress=update,
+                      progress=progress_printer(), sim_progress=update,
                       evaluate=a.evaluate, eval_progress=eval_update, on_row=sink,
                       keep_rows=not (stream or many), route_progress=route_update)
     finally:

@@ -33,7 +33,7 @@ def main(a) -> int:
         precision, act_bits, formats = hw.precision, hw.act_bits, hw.formats
     level = api._model_level([s for s in a.sets if s.startswith("model.")])
     w = api.workload(a.model, precision=precision, act_bits=act_bits, formats=formats,
-                     level=level, progress=progress_printer(True))
+                     level=level, progress=progress_printer())
     obj = {"model": api.model_info(w),
            "blocks": [asdict(b) for b in w.blocks.values()],
            "paths": [{"name": p.name, "ops": [asdict(op) for op in p.ops]} for p in w.paths]}

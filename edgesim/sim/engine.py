@@ -373,7 +373,7 @@ class _Runner:
 
     def infer(self, i: int, p: int) -> _Inference:
         plan, policy = self.plans[p], self.policy
-        wasted = 0 if self.guess is None else self.wasted_bytes(p)
+        wasted = self.wasted_bytes(p)
         key = None
         if self.memo is not None:
             key = (p, policy.memo_key(i, plan.all_blocks))
