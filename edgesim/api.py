@@ -33,6 +33,7 @@ import numpy as np
 from edgesim import cache
 from edgesim.encodings import resolve
 from edgesim.errors import DataError, ModelError
+from edgesim.outputs import input_file
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
@@ -215,6 +216,8 @@ def check_inputs(spec, *, data: str | None, weights: str | None,
                         "with y.npy, or a folder of class sub-folders" if evaluate else
                         "a .pt/.npy tensor file or a folder of images")
             raise DataError(f"--data {data}: no such file or folder (expected {expected})")
+        if not Path(data).is_dir():   # a FIFO or device: refused before anything opens it
+            input_file(data, "--data")
     if weights is not None:
         p = Path(weights)
         if p.is_dir():

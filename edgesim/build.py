@@ -107,9 +107,10 @@ def built_model(spec, weights: str | None, seed: int, data: str | None = None):
         if model is None:
             model = family.build(spec, weights, seed, data)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 if family.save_built(model, tmp):
+                    os.chmod(tmp, 0o600)   # owner-only, like every other cache entry
                     tmp.replace(path)
             except OSError:
                 pass

@@ -57,6 +57,7 @@ import numpy as np
 
 import edgesim.workload as _ir
 from edgesim.errors import CacheError
+from edgesim.outputs import read_regular
 
 __all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "file_fingerprint", "load", "make_key", "save",
            "ship", "shipped"]
@@ -69,6 +70,8 @@ FORMAT_VERSION = 5
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 #: The most bytes a shipped entry may inflate to.
 SHIPPED_LIMIT = 64 << 20
+#: The most bytes a cache entry may hold (the largest Workload, sigmab_r50's, is ~10 MiB).
+ENTRY_LIMIT = 1 << 30
 
 _DOC = "doc.json"
 _NUMERIC = "biuf"  # NumPy dtype kinds an entry may hold: bool, int, uint, float
@@ -351,8 +354,11 @@ def load(kind: str, key: str) -> Any | None:
     Raises ``CacheError`` only for an unsafe cache folder (see ``cache_dir``).
     """
     p = _path(kind, key)
-    try:
-        return _read(p, kind, key)
+    try:   # read only a regular file (a FIFO planted here would block the open)
+        data = read_regular(p, ENTRY_LIMIT)
+        if len(data) > ENTRY_LIMIT:
+            raise _Bad("larger than any entry")
+        return _read(io.BytesIO(data), kind, key)
     except _MISS:
         pass
     return shipped(kind, key)

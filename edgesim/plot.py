@@ -125,12 +125,22 @@ def _figure(width: float = 7.5, height: float = 5.0):
 
 
 def _save(plt, fig, out: Path) -> list[Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    """The figure as ``out.png`` and ``out.svg``, each checked (a new name or a regular file)
+    before anything is drawn and written atomically (``edgesim.outputs``)."""
+    import io
+
+    from edgesim.outputs import output_path, write_atomically
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    fig.savefig(paths[0], bbox_inches="tight")
-    fig.savefig(paths[1], metadata={"Date": None}, bbox_inches="tight")
-    plt.close(fig)
+    for p in paths:
+        output_path(p, "--out")
+    try:
+        fig.tight_layout()
+        for p, meta in zip(paths, ({}, {"metadata": {"Date": None}}), strict=True):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=p.suffix[1:], bbox_inches="tight", **meta)
+            write_atomically(p, buf.getvalue(), "--out")
+    finally:
+        plt.close(fig)
     return paths
 
 

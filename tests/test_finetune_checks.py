@@ -12,7 +12,7 @@ from torch import nn
 
 import edgesim.zoo.sigmab.checkpoint as ckpt_mod
 from edgesim.cli import main
-from edgesim.errors import DataError, ModelError
+from edgesim.errors import DataError, EdgesimError, ModelError
 from edgesim.zoo.sigmab import train
 from edgesim.zoo.sigmab.tree import Soft
 
@@ -82,13 +82,13 @@ def _finetune(tmp_path, record, checkpoint, tree=None, **kwargs):
 @pytest.mark.parametrize(("where", "message"), [
     ("missing/tree.pt", "folder {parent} does not exist; create it first"),
     ("afile/tree.pt", "folder {parent} is not a folder"),
-    ("adir", "is a folder; expected a file path"),
+    ("adir", "is a folder; expected a regular file or a new file name"),
 ])
 def test_bad_checkpoint_path_is_refused_before_training(tmp_path, builds, where, message):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     target = tmp_path / where
-    with pytest.raises(ModelError) as info:
+    with pytest.raises(EdgesimError) as info:
         _finetune(tmp_path, builds, target)
     assert str(info.value).startswith(f"--checkpoint {target}: ")
     assert message.format(parent=target.parent) in str(info.value)

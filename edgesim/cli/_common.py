@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
@@ -81,17 +80,15 @@ def accuracy_line(acc: dict, *, random_weights: bool) -> str:
     return line
 
 
-def write(text: str, out: str | None) -> None:
-    """``text`` and a newline to standard output, or to the file ``out`` (folders created)."""
+def write(text: str, out: str | None, flag: str = "--out") -> None:
+    """``text`` and a newline to standard output, or to the file ``out`` (folders created;
+    ``edgesim.outputs.write_atomically``: only a new name or a regular file is replaced).
+    Errors name ``flag``."""
     if out is None:
         sys.stdout.write(text + "\n")
         return
-    path = Path(out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    except OSError as exc:
-        raise EdgesimError(f"--out {out}: cannot write ({exc.strerror})") from None
+    from edgesim.outputs import write_atomically
+    write_atomically(out, text + "\n", flag)
 
 
 def progress_printer():

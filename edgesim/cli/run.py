@@ -31,6 +31,7 @@ from edgesim.cli._common import (
     sim_progress,
     write,
 )
+from edgesim.outputs import open_atomically, output_path
 
 __all__ = ["TABLE_ROWS", "add_parser", "main"]
 
@@ -78,7 +79,12 @@ def main(a) -> int:
     stream = a.format in ("csv", "jsonl") and not a.per_layer
     many = (a.format == "table" and not a.per_layer and total is not None
             and total > TABLE_ROWS)
+    if a.out is not None:       # refused before any work: a device, FIFO or folder
+        output_path(a.out, "--out")
+    if a.timeline:
+        output_path(a.timeline, "--timeline")
     sink = _RowSink(inference_columns, a.format, a.out) if stream else None
+    ok = False
     try:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
@@ -86,15 +92,17 @@ def main(a) -> int:
                       progress=progress_printer(), sim_progress=update,
                       evaluate=a.evaluate, eval_progress=eval_update, on_row=sink,
                       keep_rows=not (stream or many), route_progress=route_update)
+        ok = True
     finally:
         for b in (route_bar, eval_bar, bar):
             if b is not None:
                 b.close()
         if sink is not None:
-            sink.close()
+            sink.close(ok)
     r = res.result
     if a.timeline:
-        write(render(layer_columns, "csv", rows=csv_rows(r.layer_rows)), a.timeline)
+        write(render(layer_columns, "csv", rows=csv_rows(r.layer_rows)), a.timeline,
+              "--timeline")
     if a.format == "json":
         write(render(inference_columns, "json", json_obj=res.to_dict()), a.out)
         return 0
@@ -123,35 +131,33 @@ def main(a) -> int:
 
 class _RowSink:
     """Inference rows written out as they come (``report.RowWriter``), to ``out`` or stdout;
-    text cells a spreadsheet would run as a formula are escaped in CSV."""
+    text cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
+    written beside its target and renamed over it by ``close(True)`` (``open_atomically``);
+    a run that fails leaves the previous file as it was."""
 
     def __init__(self, cols, fmt: str, out: str | None) -> None:
         self.cols, self.fmt, self.out = cols, fmt, out
-        self.file = None
+        self.opened = None
         self.writer = None
 
     def __call__(self, row) -> None:
         if self.writer is None:     # opened at the first row: an error before it writes nothing
             from edgesim.report import RowWriter
-            self.file = sys.stdout if self.out is None else _open(self.out)
-            self.writer = RowWriter(self.cols, self.fmt, self.file)
+            if self.out is None:
+                file = sys.stdout
+            else:
+                self.opened = open_atomically(self.out, "--out")
+                file = self.opened.__enter__()
+            self.writer = RowWriter(self.cols, self.fmt, file)
         if self.fmt == "csv":
             row = csv_rows([row])[0]
         self.writer(row)
 
-    def close(self) -> None:
-        if self.file is not None and self.file is not sys.stdout:
-            self.file.close()
-
-
-def _open(out: str):
-    from pathlib import Path
-
-    from edgesim.errors import EdgesimError
-    path = Path(out)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="")
-    except OSError as exc:
-        raise EdgesimError(f"--out {out}: cannot write ({exc.strerror})") from None
+    def close(self, ok: bool) -> None:
+        if self.opened is not None:
+            opened, self.opened = self.opened, None
+            if ok:
+                opened.__exit__(None, None, None)
+            else:
+                opened.__exit__(RuntimeError, RuntimeError("run failed"), None)
 

@@ -294,7 +294,9 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     safe = df.copy()
     for c in text_cols:
         safe[c] = safe[c].map(csv_safe)
-    safe.to_csv(path, index=False, float_format="%.12g", lineterminator="\n")
+    from edgesim.outputs import write_atomically
+    write_atomically(path, safe.to_csv(index=False, float_format="%.12g", lineterminator="\n"),
+                     "--out")
 
 
 def detail_frame(blobs: Sequence[str]) -> pd.DataFrame:

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from edgesim.errors import DataError
+from edgesim.outputs import input_file
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "check_classes", "labels_file", "load_inputs",
            "load_labelled", "synthetic_images", "synthetic_points"]
@@ -337,6 +338,8 @@ def _check_path(p: Path, kind: str, shape: tuple[int, ...], labelled: bool) -> N
     if not p.exists():
         what = "labelled inputs" if labelled else "inputs"
         raise DataError(f"{p}: no such file or folder; expected {what} of shape {want}")
+    if not p.is_dir():   # a FIFO or device would block or never end: refused before opening
+        input_file(p, "--data")
     if p.is_dir():
         if kind != "image":
             raise DataError(f"{p}: a folder is only read for images; expected a .pt, .npz or "

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesim.errors import DataError, ModelError
+from edgesim.outputs import input_file, output_path
 from edgesim.zoo.sigmab.tree import SigmaTree
 
 __all__ = ["Step", "check_checkpoint_path", "fine_tune", "finetune", "load_labelled",
@@ -187,6 +188,8 @@ def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...],
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder (expected labelled data)")
+    if not p.is_dir():   # a FIFO or device would block: refused before opening
+        input_file(p, "--data")
     if p.is_dir():
         classes = sorted(d for d in p.iterdir() if d.is_dir())
         if not classes:
@@ -237,13 +240,12 @@ def _checked(p: Path, x: torch.Tensor, y: torch.Tensor, classes: int | None):
 
 
 def check_checkpoint_path(checkpoint: str | Path) -> Path:
-    """The ``--checkpoint`` path once it can be written: its folder exists and takes a new file
-    (tried with a temporary file, removed again), and the path is not a folder. Nothing is
-    created; ``ModelError`` names the path."""
-    out = Path(checkpoint)
+    """The real ``--checkpoint`` path (symlinks resolved) once it can be written: a new name or
+    a regular file (``edgesim.outputs.output_path``: never a device, FIFO, socket or folder),
+    whose folder exists and takes a new file (tried with a temporary file, removed again).
+    Nothing is created; ``ModelError`` / ``OutputError`` name the path."""
+    out = output_path(checkpoint, "--checkpoint")
     parent = out.parent
-    if out.is_dir():
-        raise ModelError(f"--checkpoint {out}: is a folder; expected a file path")
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"
         raise ModelError(f"--checkpoint {out}: folder {parent} {what}; create it first")
@@ -258,12 +260,15 @@ def check_checkpoint_path(checkpoint: str | Path) -> Path:
 
 def save_atomically(tree: SigmaTree, out: Path) -> None:
     """``save_tree`` to a temporary file beside ``out``, then renamed over it: ``out`` is
-    always a whole checkpoint (the previous one, or the new one)."""
+    always a whole checkpoint (the previous one, or the new one), and is checked again to be a
+    new name or a regular file just before the rename (``edgesim.outputs.output_path``)."""
     import edgesim.zoo.sigmab.checkpoint as ckpt
+    out = output_path(out, "--checkpoint")
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
         ckpt.save_tree(tree, tmp)
+        output_path(out, "--checkpoint")
         os.replace(tmp, out)
     except OSError as exc:
         raise ModelError(f"--checkpoint {out}: cannot write ({exc.strerror})") from None
@@ -321,6 +326,8 @@ def finetune(model: str, *, checkpoint: str, data: str | None = None,
             raise ModelError(f"--weights {weights}: no such checkpoint file")
     if data is not None and not Path(data).exists():
         raise DataError(f"--data {data}: no such file or folder (expected labelled data)")
+    if data is not None and not Path(data).is_dir():
+        input_file(data, "--data")
     classes = spec.kwargs.get("num_classes")
     kind = "points" if len(spec.input_shape) == 2 else "image"
     if data is not None:
