@@ -51,6 +51,7 @@ names no model family: what a family needs is said by hints and hooks on its mod
 
 >>> import torch
 >>> from torch import nn
+>>> from edgesim.trace import record
 >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
 >>> blocks, ops = record(net, torch.randn(1, 3, 4, 4))
 >>> [(op.name, op.kind, op.macs) for op in ops]     # conv: 4*3*3*3*4*4, linear: 2*64
@@ -59,6 +60,15 @@ names no model family: what a family needs is said by hints and hooks on its mod
 [('0.weight', 8, 108), ('0.bias', 32, 4), ('3.weight', 8, 128), ('3.bias', 32, 2)]
 """
 
-from edgesim.trace.recorder import record, trace
+from typing import Any
 
 __all__ = ["record", "trace"]
+
+
+def __getattr__(name: str) -> Any:
+    """``record`` and ``trace`` are imported on first use: the recorder needs torch, while
+    ``weights`` and ``liveness`` (used by the file importers, ``edgesim.frontends``) do not."""
+    if name in __all__:
+        from edgesim.trace import recorder
+        return getattr(recorder, name)
+    raise AttributeError(f"module 'edgesim.trace' has no attribute {name!r}")
