@@ -1,7 +1,7 @@
 """Weights as deployed: quantized (symmetric, per output channel) and encoded (NumPy only).
 
 Public names: ``BITS``, ``bits_of``, ``quantize``, ``quantize_regions``, ``quantize_bias``,
-``weight_block``.
+``weight_block``, ``stored_block``.
 
 ``quantize(values, precision, channel_axis)`` returns the integers that are stored and one fp32
 scale per output channel (``channel_axis=None``: one scale for the whole tensor):
@@ -25,7 +25,8 @@ that is all zero has scale 0.
 nonzeros counted after quantization, and its stored bytes under every candidate encoding that
 can hold it (``WeightBlock.encoded``; ``edgesim.encodings.resolve`` later picks what a hardware
 decodes). Biases are int32, stored dense. Norm affine weights and other auxiliary parameters are
-quantized per tensor (int8 when the precision is binary).
+quantized per tensor (int8 when the precision is binary). ``stored_block`` is its second half,
+for integers already stored (the file importers, ``edgesim.frontends``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from edgesim import encodings
 from edgesim.errors import TraceError
 from edgesim.workload import WeightBlock
 
-__all__ = ["BITS", "bits_of", "quantize", "quantize_bias", "quantize_regions", "weight_block"]
+__all__ = ["BITS", "bits_of", "quantize", "quantize_bias", "quantize_regions", "stored_block",
+           "weight_block"]
 
 #: Bits per stored weight value for each precision.
 BITS: dict[str, int] = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
@@ -150,24 +152,49 @@ def weight_block(bid: str, values: np.ndarray, role: str, axis: int | None, prec
         except ValueError as exc:
             raise TraceError(f"parameter '{bid}': {exc}") from exc
         bits, nscales = bits_of(prec), int(scales.size)
+    try:
+        return stored_block(bid, q, bits, nscales, preferred, role=role, precision=precision,
+                            shape=tuple(np.shape(values)),
+                            region=region if role == "weight" else None)
+    except ValueError as exc:
+        raise TraceError(f"parameter '{bid}': {exc}") from exc
+
+
+def stored_block(bid: str, q: np.ndarray, bits: int, nscales: int, preferred: Sequence[str], *,
+                 role: str, precision: str, shape: tuple[int, ...],
+                 region: int | None = None, records: int | None = None) -> WeightBlock:
+    """The block of stored integers ``q`` (``bits`` each, ``nscales`` fp32 scales): nonzeros
+    counted on ``q``; a bias is dense with no candidates; any other tensor carries its bytes
+    under every one of ``preferred`` that can hold it (``encodings.candidates``), and
+    ``encoding`` / ``stored_bytes`` are the smallest generic one (first on a tie; a hardware
+    codec, ``encodings.CODECS``, only where nothing else can). ``records``: the output
+    channels a codec writes a per-channel record for (``mlw``), when not one per scale (a
+    per-tensor scale). Raises ``ValueError`` when no candidate can hold ``q``.
+
+    >>> b = stored_block("w", np.array([[0, 3], [0, 0]]), 8, 2, ["dense", "csr"],
+    ...                  role="weight", precision="int8", shape=(2, 2))
+    >>> b.nonzeros, b.dense_bytes, dict(b.encoded), b.encoding   # 4 B + 2 fp32 scales
+    (1, 12, {'dense': 12, 'csr': 11}, 'csr')
+    """
     nnz = int(np.count_nonzero(q))
     dense = encodings.stored_bytes(q, "dense", bits, nscales)
     encoded: dict[str, int] = {}
     if role == "bias":
         encoding, stored = "dense", encodings.stored_bytes(q, "dense", bits, 0)
     else:
-        encoded = encodings.candidates(q, bits, nscales, preferred,
-                                       region=region if role == "weight" else None)
+        encoded = encodings.candidates(q, bits, nscales, preferred, region=region)
         if not encoded:
-            raise TraceError(f"parameter '{bid}': none of the encodings "
-                             f"{', '.join(preferred)} can store it")
+            raise ValueError(f"none of the encodings {', '.join(preferred)} can store it")
+        for codec in encodings.CODECS:
+            if records is not None and codec in encoded:
+                encoded[codec] = encodings.stored_bytes(q, codec, bits, records)
         # first of the smallest on a tie; a hardware codec (encodings.CODECS) only where a
         # hardware lists it (encodings.resolve), never as the hardware-free default
         generic = [e for e in encoded if e not in encodings.CODECS] or list(encoded)
         encoding = min(generic, key=encoded.__getitem__)
         stored = encoded[encoding]
     return WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored), int(dense),
-                       {"shape": tuple(np.shape(values)), "role": role, "precision": precision,
+                       {"shape": tuple(shape), "role": role, "precision": precision,
                         "scales": nscales}, encoded=encoded)
 
 
