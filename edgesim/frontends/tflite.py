@@ -79,7 +79,7 @@ _DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("<i4"), 3: np.dty
 
 
 def _tfl():
-    import tflite            # imported on first use: no work at import time
+    import tflite  # imported on first use: no work at import time
     return tflite
 
 
@@ -282,6 +282,10 @@ def _window(where: str, size: int, k: int, stride: int, dil: int, same: bool,
     return total // 2, total - total // 2
 
 
+_CONV_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+                 "TRANSPOSE_CONV": "TransposeConvOptions"}
+
+
 def _conv(r: _Reader, i: int, opname: str, op, ins: list[int], outs: list[int]) -> Node:
     where = f"{r.where}: operator {i} ({opname})"
     depthwise, transposed = opname == "DEPTHWISE_CONV_2D", opname == "TRANSPOSE_CONV"
@@ -294,8 +298,7 @@ def _conv(r: _Reader, i: int, opname: str, op, ins: list[int], outs: list[int]) 
         raise ModelError(f"{where}: input {list(x)}, filter {list(w)}, output {list(y)}; "
                          "expected 4-D NHWC tensors and a 4-D filter")
     n, h, wd, c = x
-    opts = _opts(r, op, {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D":
-                         "DepthwiseConv2DOptions", "TRANSPOSE_CONV": "TransposeConvOptions"}[opname])
+    opts = _opts(r, op, _CONV_OPTIONS[opname])
     same = opts is None or int(opts.Padding()) == 0
     sh, sw = (int(opts.StrideH()), int(opts.StrideW())) if opts is not None else (1, 1)
     dh, dw = ((int(opts.DilationHFactor()), int(opts.DilationWFactor()))
