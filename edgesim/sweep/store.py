@@ -2,14 +2,23 @@
 
 Public names: ``Store``, ``StoreError``, ``point_key``, ``check_row``, ``csv_safe``,
 ``write_csv``, ``load_results``, ``load_detail``, ``detail_frame``, ``RESULTS_FILE``,
-``CSV_FILE``, ``DETAIL_FILE``.
+``CSV_FILE``, ``DETAIL_FILE``, ``APPLICATION_ID``, ``STORE_VERSION``.
 
 ``out_dir/results.sqlite`` holds table ``results`` (key -> the row as JSON) and ``detail``
 (key -> that task's per-inference rows as JSON); ``Store.put`` commits a row and its detail in
 one transaction the moment a task finishes, so a sweep killed at any moment loses only the tasks
 in flight; ``failed`` (key -> the row of a task that raised, with its error). A corrupt,
 read-only or foreign file is refused in one line naming it (``StoreError``) and never
-overwritten; rows read back are checked (``check_row``). ``sweep.csv`` is written by
+written to; rows read back are checked (``check_row``).
+
+A store is stamped ``PRAGMA application_id = APPLICATION_ID`` and ``user_version =
+STORE_VERSION`` when it is created. An existing file (a symlink's target, when it is one) is
+checked through a read-only connection before anything opens it for writing: it must pass
+``quick_check``, carry this id and version, and hold exactly the store's tables and their
+primary-key indexes (any other table, index, view or trigger, or another declaration of a
+store table, is refused, the file left byte for byte as it was). A store written before the
+id existed (id and version 0, no entry but the store's own) is taken as ours: it is stamped
+and resumed. ``sweep.csv`` is written by
 ``write_csv``, whose text cells never start a spreadsheet formula (``csv_safe``).
 ``point_key`` is the key: a hash of everything a result depends on.
 """
@@ -25,14 +34,16 @@ import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from edgesim.errors import EdgesimError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CSV_FILE", "DETAIL_FILE", "RESULTS_FILE", "Store", "StoreError", "check_row",
-           "csv_safe", "detail_frame", "load_detail", "load_results", "point_key", "write_csv"]
+__all__ = ["APPLICATION_ID", "CSV_FILE", "DETAIL_FILE", "RESULTS_FILE", "STORE_VERSION", "Store",
+           "StoreError", "check_row", "csv_safe", "detail_frame", "load_detail", "load_results",
+           "point_key", "write_csv"]
 
 RESULTS_FILE = "results.sqlite"
 CSV_FILE = "sweep.csv"
@@ -69,6 +80,24 @@ _AFRESH = "it is left as it is: move it aside or pass a new --out"
 #: Columns whose stored values are names (text), checked to be strings.
 _TEXT_COLUMNS = ("config", "model", "family", "policy", "prefetch", "status", "error")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: ``PRAGMA application_id`` of a sweep store: "EdSw" in ASCII.
+APPLICATION_ID = 0x45645377
+#: ``PRAGMA user_version`` of the store layout this edgesim writes.
+STORE_VERSION = 1
+#: The store's tables and the name of each one's value column (the key column is ``key``).
+_TABLES = {"results": "row", "detail": "rows", "failed": "row"}
+#: A refusal names at most this many of the entries edgesim did not make.
+_SHOWN = 3
+
+
+def _schema() -> set[tuple[str, str, str, str | None]]:
+    """``sqlite_master`` of a sweep store: (type, name, tbl_name, sql) of every entry."""
+    out: set[tuple[str, str, str, str | None]] = set()
+    for table, col in _TABLES.items():
+        out.add(("table", table, table,
+                 f"CREATE TABLE {table} (key TEXT PRIMARY KEY, {col} TEXT NOT NULL)"))
+        out.add(("index", f"sqlite_autoindex_{table}_1", table, None))   # the primary key's
+    return out
 
 
 class Store:
@@ -76,71 +105,134 @@ class Store:
 
     Table ``results`` holds finished rows; ``failed`` the rows of tasks that raised (their
     error in the ``error`` column): a rerun retries those, and a success replaces them. A file
-    that is not a readable, writable sweep store is refused with ``StoreError`` naming it, and
-    never written to.
+    that is not a readable, writable sweep store of this edgesim (see the module docstring) is
+    refused with ``StoreError`` naming it, and never written to.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: the file itself: a symlink is followed first, and its target checked and used
+        self.file = Path(os.path.realpath(path))
         self._refuse_unusable()
+        if self.file.exists():
+            self._inspect_read_only()   # a foreign file is refused before any write
         try:
-            self.db = sqlite3.connect(path, timeout=30)
+            self.db = sqlite3.connect(self.file, timeout=30)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
-            (check,) = self.db.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise StoreError(f"{path}: corrupt sweep store (sqlite quick_check: "
-                                 f"{_cut(check)}); {_AFRESH}")
-            self._check_tables()
+            # the file is empty or ours: WAL first, so that even its creation writes the WAL
             self.db.execute("PRAGMA journal_mode=WAL")
-            for table, col in (("results", "row"), ("detail", "rows"), ("failed", "row")):
-                self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, "
-                                f"{col} TEXT NOT NULL)")
+            self.db.execute("BEGIN IMMEDIATE")  # checked again under the write lock
+            if self._classify(self.db) != "ours":
+                for table, col in _TABLES.items():
+                    self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY "
+                                    f"KEY, {col} TEXT NOT NULL)")
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
             self.db.commit()
         except sqlite3.Error as exc:
             self.db.close()
             raise self._error(exc) from None
         except StoreError:
+            self.db.rollback()
             self.db.close()
             raise
 
+    @property
+    def _name(self) -> str:
+        """The store as errors name it: its path, and the file a symlink leads to."""
+        return str(self.path) if self.file == self.path.absolute() else \
+            f"{self.path} (-> {self.file})"
+
     def _refuse_unusable(self) -> None:
         """A file that is not SQLite, or that its owner made read-only, before sqlite opens it."""
-        p = self.path
+        p = self.file
         if not p.exists():
             return
         if not p.is_file():
-            raise StoreError(f"{p}: not a file (expected a sweep store); {_AFRESH}")
+            raise StoreError(f"{self._name}: not a file (expected a sweep store); {_AFRESH}")
         st = p.stat()
         if not st.st_mode & stat.S_IWUSR or not os.access(p, os.W_OK):
-            raise StoreError(f"{p}: the sweep store is read-only (mode {st.st_mode & 0o777:o}); "
-                             f"{_AFRESH}, or make it writable to resume")
+            raise StoreError(f"{self._name}: the sweep store is read-only (mode "
+                             f"{st.st_mode & 0o777:o}); {_AFRESH}, or make it writable to "
+                             "resume")
         if st.st_size:
             try:
                 with p.open("rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
             except OSError as exc:
-                raise StoreError(f"{p}: cannot read the sweep store ({exc.strerror}); "
+                raise StoreError(f"{self._name}: cannot read the sweep store ({exc.strerror}); "
                                  f"{_AFRESH}") from None
             if head != _SQLITE_MAGIC:
-                raise StoreError(f"{p}: not an SQLite file (corrupt sweep store); {_AFRESH}")
+                raise StoreError(f"{self._name}: not an SQLite file (corrupt sweep store); "
+                                 f"{_AFRESH}")
 
-    def _check_tables(self) -> None:
-        """Tables this store knows must have the columns it reads."""
-        want = {"results": ["key", "row"], "detail": ["key", "rows"], "failed": ["key", "row"]}
-        have = {name for (name,) in self.db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table, cols in want.items():
-            if table in have:
-                got = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
-                if got != cols:
-                    raise StoreError(f"{self.path}: table {table} has columns {got}, expected "
-                                     f"{cols} (not a sweep store); {_AFRESH}")
+    def _inspect_read_only(self) -> None:
+        """Check the existing file through a read-only connection: intact, and ours.
+
+        Without a ``-wal`` file beside it no WAL connection is open on it (our stores are in
+        WAL mode, from their creation on), so it is read as immutable: sqlite then makes no
+        ``-shm`` or ``-wal`` file beside a file that may not be ours."""
+        wal = self.file.with_name(self.file.name + "-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"
+        uri = f"file:{quote(str(self.file))}?mode={mode}"
+        try:
+            con = sqlite3.connect(uri, uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            (check,) = con.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise StoreError(f"{self._name}: corrupt sweep store (sqlite quick_check: "
+                                 f"{_cut(check)}); {_AFRESH}")
+            self._classify(con)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            con.close()
+
+    def _classify(self, con: sqlite3.Connection) -> str:
+        """``new`` (an empty database), ``legacy`` (a store of an edgesim before the
+        application id: no id, no user_version, tables of the store only) or ``ours``; any
+        other file is a ``StoreError`` naming what was found in it."""
+        (app,) = con.execute("PRAGMA application_id").fetchone()
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        entries = set(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+
+        def refuse(found: str) -> StoreError:
+            return StoreError(f"{self._name}: not a sweep store ({found}); {_AFRESH}")
+        if app not in (0, APPLICATION_ID):
+            raise refuse(f"application_id {app & 0xFFFFFFFF:#010x}, edgesim's is "
+                         f"{APPLICATION_ID:#010x}")
+        if app == APPLICATION_ID and version != STORE_VERSION:
+            raise refuse(f"user_version {version}; this edgesim writes version {STORE_VERSION}")
+        if app == 0 and version != 0:
+            raise refuse(f"user_version {version} without edgesim's application_id")
+        schema = _schema()
+        extra = sorted(entries - schema, key=lambda e: (str(e[0]), str(e[1])))
+        for kind, name, _, _ in extra:
+            if kind == "table" and name in _TABLES:
+                got = [r[1] for r in con.execute(f"PRAGMA table_info({name})")]
+                cols = ["key", _TABLES[name]]
+                detail = f"columns {got}, expected {cols}" if got != cols else \
+                    "another declaration"
+                raise refuse(f"table {name} has {detail}")
+        if extra:
+            shown = ", ".join(f"{kind} {_cut(repr(name), 40)}" for kind, name, _, _ in
+                              extra[:_SHOWN])
+            more = f" and {len(extra) - _SHOWN} more" if len(extra) > _SHOWN else ""
+            raise refuse(f"{shown}{more} not made by edgesim")
+        if app == APPLICATION_ID:
+            missing = sorted(name for kind, name, _, _ in schema - entries if kind == "table")
+            if missing:
+                raise refuse(f"edgesim's application_id, but no table {', '.join(missing)}")
+            return "ours"
+        return "legacy" if entries else "new"
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         what = "read-only" if "readonly" in str(exc) else "unusable"
-        return StoreError(f"{self.path}: {what} sweep store ({_cut(str(exc))}); {_AFRESH}")
+        return StoreError(f"{self._name}: {what} sweep store ({_cut(str(exc))}); {_AFRESH}")
 
     def __enter__(self) -> Store:
         return self
