@@ -21,11 +21,8 @@ input count, so a repeated evaluation is a file read.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +30,8 @@ import numpy as np
 from edgesim import cache
 from edgesim.encodings import resolve
 from edgesim.errors import DataError, ModelError
-from edgesim.outputs import input_file
+from edgesim.progress import Progress, as_progress
+from edgesim.request import ModelRequest, model_request
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
@@ -45,185 +43,91 @@ DEFAULT_INPUTS = 8
 
 def parse_model_name(name: str) -> tuple[str, int | None]:
     """Split ``nested_r50@2`` into ``("nested_r50", 2)``; no suffix gives ``(name, None)``."""
-    if "@" in name and ":" not in name.split("@", 1)[1]:
-        base, _, level = name.rpartition("@")
-        try:
-            k = int(level)
-        except ValueError:
-            raise ModelError(f"model {name!r}: the part after '@' must be a whole level number, "
-                             f"got {level!r}") from None
-        if k < 1:
-            raise ModelError(f"model {name!r}: level must be >= 1, got {k}")
-        return base, k
-    return name, None
+    r = model_request(name) if "@" in name else None
+    return (r.name, r.level) if r is not None else (name, None)
 
 
-def _spec(name: str):
-    from edgesim.zoo.registry import get_spec
-    return get_spec(name)
+def _request(model: str | ModelRequest, *, data: str | None, seed: int, weights: str | None,
+             level: int | None, evaluate: bool,
+             input_shape: str | Sequence[int] | None) -> ModelRequest:
+    """``model`` as a checked ``ModelRequest`` (one given is taken as it is)."""
+    if isinstance(model, ModelRequest):
+        return model
+    return model_request(model, level=level, weights=weights, seed=seed,
+                         input_shape=input_shape, data=data, evaluate=evaluate)
 
 
-def workload(model: str, *, precision: str = "int8", act_bits: int | None = None,
-             formats: Sequence[str] | None = None, inputs: int = 1, data: str | None = None,
-             seed: int = 0, weights: str | None = None, level: int | None = None,
-             use_cache: bool = True, progress: Callable[[str], None] | None = None,
-             evaluate: bool = False,
-             route_progress: Callable[[int, int], None] | None = None) -> Workload:
-    """The Workload of a registered (or ``package.module:factory``) model on an input stream.
+def workload(model: str | ModelRequest, *, precision: str = "int8",
+             act_bits: int | None = None, formats: Sequence[str] | None = None,
+             inputs: int = 1, use_cache: bool = True,
+             progress: Progress | Callable[[str], None] | None = None,
+             data: str | None = None, seed: int = 0, weights: str | None = None,
+             level: int | None = None, evaluate: bool = False,
+             input_shape: str | Sequence[int] | None = None) -> Workload:
+    """The Workload of a model on an input stream: a registry name, ``package.module:factory``
+    or a ``.tflite`` / ``.onnx`` file, or a ``ModelRequest`` (``edgesim.model_request``) that
+    says all of it; ``data``, ``seed``, ``weights``, ``level``, ``evaluate`` and
+    ``input_shape`` build one when ``model`` is a name.
 
-    The model is traced once per precision (and weights, seed, level) with its weights measured
-    under every encoding it prefers and activations at 8 bits; ``formats`` (the weight encodings
-    a hardware decodes) and ``act_bits`` then give it as that hardware stores it
-    (``edgesim.encodings.as_stored``; None: as traced, the model's own preference at 8 bits).
-    ``level`` selects a nested sub-network (also written ``name@K``). Routed models route
-    ``inputs`` inputs (``data``: a .pt/.npy file or an image folder; default: a seeded clustered
-    synthetic stream); other models repeat their one path ``inputs`` times. ``evaluate``: the
-    ``data`` is labelled data being evaluated (``evaluate``), so any model may be given it.
-    Routes are cached per routing batch (``_routes``); ``route_progress(done, total)`` reports
-    inputs routed while routing runs, ``progress(msg)`` each stage that does work.
+    The model is traced (or its file imported) once, with its weights measured under every
+    encoding it may use and activations at 8 bits; ``formats`` (the weight encodings a
+    hardware decodes) and ``act_bits`` then give it as that hardware stores it
+    (``edgesim.encodings.as_stored``; None: as traced). Routed models route ``inputs`` inputs
+    (``data``: a .pt/.npy file or an image folder; default: a seeded clustered synthetic
+    stream); other models repeat their one path ``inputs`` times. ``progress`` (a
+    ``Progress`` or a ``say(line)``) hears of each stage that does work and of inputs routed.
     """
     from edgesim.encodings import as_stored
-    spec, level = _spec_level(model, level)
-    check_inputs(spec, data=data, weights=weights, evaluate=evaluate)
-    candidates = tuple(spec_encodings(spec, None))
-    # a user's checkpoint is transformed (pruned, nested, binarised, made a tree) calibrated
-    # on --data when given (``Family.build``)
-    calibration = data if weights is not None else None
-    key = workload_key(spec, precision=precision, weights=weights, seed=seed, level=level,
-                       calibration=calibration)
-    cat = cache.load("workload", key) if use_cache else None
-    if cat is None:
-        if progress:
-            progress(f"building and tracing {spec.name} (once; cached afterwards)")
-        from edgesim import build
-        t0 = time.perf_counter()
-        cat = build.build_workload(spec, precision=precision, act_bits=8, encodings=candidates,
-                                   weights=weights, seed=seed, level=level,
-                                   calibration=calibration)
-        if progress:
-            progress(f"traced {spec.name} in {time.perf_counter() - t0:.1f} s "
-                     f"({len(cat.paths)} path{'s' if len(cat.paths) > 1 else ''})")
-        if use_cache:
-            cache.save("workload", key, cat)
-    if len(cat.paths) == 1:
+    from edgesim.frontends import files, pytorch
+    req = _request(model, data=data, seed=seed, weights=weights, level=level,
+                   evaluate=evaluate, input_shape=input_shape)
+    progress = as_progress(progress)
+    if req.is_file:
+        if req.data is not None:
+            raise DataError(f"--data {req.data}: model {req.name} does not use input data "
+                            "(an imported file has one path: every input moves the same "
+                            "weights); drop --data")
+        _, cat = files.catalogue(req, precision=precision, use_cache=use_cache,
+                                 progress=progress)
         return as_stored(cat.with_inputs(inputs), formats, act_bits)
-    seq = _routes(spec, key, cat, inputs=inputs, data=data, seed=seed, weights=weights,
-                  use_cache=use_cache, progress=progress, route_progress=route_progress)
-    return as_stored(cat.with_sequence(seq, {"input": {"inputs": inputs, "data": data,
-                                                       "seed": seed}}), formats, act_bits)
+    spec = pytorch.spec_of(req)
+    key, cat = pytorch.catalogue(req, spec, precision=precision, use_cache=use_cache,
+                                 progress=progress)
+    shape = {"input_shape": list(spec.input_shape)}
+    if len(cat.paths) == 1:
+        return as_stored(cat.with_sequence(np.zeros(inputs, dtype=np.int32), shape),
+                         formats, act_bits)
+    seq = pytorch.routes(req, spec, key, cat, inputs=inputs, use_cache=use_cache,
+                         progress=progress)
+    return as_stored(cat.with_sequence(seq, {**shape, "input": {
+        "inputs": inputs, "data": req.data, "seed": req.seed}}), formats, act_bits)
 
 
-def workload_key(spec, *, precision: str = "int8", weights: str | None = None, seed: int = 0,
-                 level: int | None = None, calibration: str | None = None) -> str:
-    """The cache key of ``spec``'s traced Workload (path catalogue): by model, factory and
-    kwargs, precision, candidate encodings, seed, level and the content of the checkpoint and
-    calibration data files."""
-    parts = {"model": spec.name, "factory": spec.factory, "kwargs": dict(spec.kwargs),
-             "precision": precision, "candidates": tuple(spec_encodings(spec, None)),
-             "weights": cache.file_fingerprint(weights), "seed": seed, "level": level}
-    if calibration is not None:
-        parts["calibration"] = cache.file_fingerprint(calibration)
-    source = _user_source(spec)
-    if source is not None:
-        parts["source"] = source
-    return cache.make_key("workload", parts)
-
-
-def _user_source(spec) -> str | None:
-    """For a user model (``package.module:factory``, not in the registry), the content
-    fingerprint of its factory's module file, so a model edited in place is traced afresh
-    (the module is already imported: ``get_spec`` read its ``input_shape``). Modules it
-    imports in turn are not fingerprinted."""
-    from edgesim.zoo.registry import REGISTRY
-    if spec.name in REGISTRY:
-        return None
-    module = sys.modules.get(spec.factory.partition(":")[0])
-    path = getattr(module, "__file__", None)
-    return cache.file_fingerprint(path) if path else None
+def workload_key(spec, **kwargs: Any) -> str:
+    """``edgesim.frontends.pytorch.workload_key``: the cache key of a traced Workload."""
+    from edgesim.frontends.pytorch import workload_key as key
+    return key(spec, **kwargs)
 
 
 def route_key(workload_key: str, data_fp: str | None, seed: int, batch: int) -> str:
-    """The cache key of routing batch ``batch`` (``build.route_batches``) of a stream: by the
-    Workload's key, the data's fingerprint (None: the seeded synthetic stream) and seed."""
-    return cache.make_key("route", workload_key, data_fp, seed, "batch", batch)
-
-
-def _routes(spec, key: str, cat: Workload, *, inputs: int, data: str | None, seed: int,
-            weights: str | None, use_cache: bool, progress: Callable[[str], None] | None,
-            route_progress: Callable[[int, int], None] | None) -> np.ndarray:
-    """The path of each of ``inputs`` inputs of a routed model, cached per routing batch
-    (``build.route_batches``): a stream reuses every batch an earlier stream of the same data
-    and seed routed, whatever its length. A cached batch shorter than needed is routed again
-    to the length needed."""
-    from edgesim.build import route_batches
-    data_fp = cache.file_fingerprint(data)
-    plan = route_batches(inputs)
-    keys = [route_key(key, data_fp, seed, b) for b, _ in plan]
-    parts: list[np.ndarray | None] = []
-    for k, (_, n) in zip(keys, plan, strict=True):
-        got = cache.load("route", k) if use_cache else None
-        ok = (isinstance(got, np.ndarray) and got.ndim == 1 and got.dtype.kind in "iu"
-              and len(got) >= n and 0 <= got[:n].min() and got[:n].max() < len(cat.paths))
-        parts.append(got[:n].astype(np.int32) if ok else None)
-    missing = [(i, plan[i]) for i, p in enumerate(parts) if p is None]
-    if missing:
-        todo = sum(n for _, (_, n) in missing)
-        if progress:
-            progress(f"routing {todo} inputs through {spec.name} (once; cached afterwards)")
-        from edgesim import build
-        t0 = time.perf_counter()
-        routed = build.route(spec, batches=[b for _, b in missing], data=data, seed=seed,
-                             weights=weights, catalogue=cat, progress=route_progress)
-        for (i, _), seq in zip(missing, routed, strict=True):
-            parts[i] = seq
-            if use_cache:
-                cache.save("route", keys[i], seq)
-        if progress:
-            dt = time.perf_counter() - t0
-            progress(f"routed {todo} inputs in {dt:.1f} s ({todo / max(dt, 1e-9):.1f} inputs/s)")
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    """``edgesim.frontends.pytorch.route_key``: the cache key of one routing batch."""
+    from edgesim.frontends.pytorch import route_key as key
+    return key(workload_key, data_fp, seed, batch)
 
 
 def _spec_level(model: str, level: int | None):
     """(spec, level) of a model name, ``name@K`` agreeing with ``level`` when both are given."""
-    base, suffix_level = parse_model_name(model)
-    if suffix_level is not None:
-        if level is not None and level != suffix_level:
-            raise ModelError(f"model {model!r}: level {suffix_level} in the name and "
-                             f"model.level={level} disagree")
-        level = suffix_level
-    return _spec(base), level
+    from edgesim.frontends.pytorch import spec_of
+    req = model_request(model, level=level)
+    return spec_of(req), req.level
 
 
 def check_inputs(spec, *, data: str | None, weights: str | None,
                  evaluate: bool = False) -> None:
     """Refuse, before any work, ``--data`` for a model that does not read it and paths that
-    cannot be what they are given as: ``data`` must exist (a file, or a folder of images),
-    ``weights`` must be a file (a folder is refused without being walked). With ``evaluate``
-    every model reads ``data`` (its labelled inputs), and ``data`` is required."""
-    if evaluate and data is None:
-        raise DataError("--eval needs --data LABELLED: a .pt of {'x': inputs, 'y': labels}, an "
-                        ".npz, x.npy with y.npy, or an image folder with one sub-folder per class")
-    if data is not None:
-        if not spec.dynamic and not evaluate and weights is None:
-            raise DataError(f"--data {data}: model '{spec.name}' does not use input data (only "
-                            "routed models route their inputs; every input of a "
-                            f"{spec.family} model moves the same weights); drop --data, add "
-                            "--eval to measure its top-1 on labelled data, or give --weights "
-                            "to transform your checkpoint calibrated on it")
-        if not Path(data).exists():
-            expected = ("labelled data: a .pt of {'x': inputs, 'y': labels}, an .npz, x.npy "
-                        "with y.npy, or a folder of class sub-folders" if evaluate else
-                        "a .pt/.npy tensor file or a folder of images")
-            raise DataError(f"--data {data}: no such file or folder (expected {expected})")
-        if not Path(data).is_dir():   # a FIFO or device: refused before anything opens it
-            input_file(data, "--data")
-    if weights is not None:
-        p = Path(weights)
-        if p.is_dir():
-            raise ModelError(f"--weights {weights}: is a folder; expected a checkpoint file")
-        if not p.is_file():
-            raise ModelError(f"--weights {weights}: no such checkpoint file")
+    cannot be what they are given as (``edgesim.request.model_request`` checks the paths)."""
+    from edgesim.frontends.pytorch import spec_of
+    spec_of(model_request(spec.name, weights=weights, data=data, evaluate=evaluate))
 
 
 def spec_encodings(spec, formats: Sequence[str] | None) -> list[str]:
@@ -258,6 +162,12 @@ def model_info(w: Workload) -> dict[str, Any]:
         "weight_sparsity": round(1 - nonzeros / elements, 4) if elements else 0.0,
         "precision": w.meta.get("precision"),
     }
+
+
+def _input_shape(w: Workload) -> list[int] | None:
+    """The per-input shape a Workload was traced or imported at, when it says."""
+    shape = w.meta.get("input_shape") or (w.meta.get("input") or {}).get("shape")
+    return [int(d) for d in shape] if isinstance(shape, (list, tuple)) else None
 
 
 @dataclass(frozen=True)
@@ -308,78 +218,81 @@ def _records(rows: Sequence[InferenceRow | LayerRow]) -> list[dict[str, Any]]:
 
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
-        data: str | None = None, seed: int = 0, weights: str | None = None,
-        memo: bool = True, progress: Callable[[str], None] | None = None,
-        sim_progress: Callable[[int], None] | None = None, evaluate: bool = False,
-        eval_progress: Callable[[int, int], None] | None = None,
+        memo: bool = True, progress: Progress | Callable[[str], None] | None = None,
         on_row: Callable[[InferenceRow], None] | None = None, keep_rows: bool = True,
-        route_progress: Callable[[int, int], None] | None = None) -> Run:
+        data: str | None = None, seed: int = 0, weights: str | None = None,
+        evaluate: bool = False, input_shape: str | Sequence[int] | None = None) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
-    ``package.module:factory`` or a Workload (its own stream unless ``inputs`` is given).
-    ``inputs`` defaults to 8 for a named model. ``overrides`` are ``--set``
-    strings; ``model.level=K`` selects a nested level.
+    ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``ModelRequest`` or a
+    Workload (its own stream unless ``inputs`` is given). ``inputs`` defaults to 8 for a named
+    model. ``overrides`` are ``--set`` strings; ``model.level=K`` selects a nested level.
+    ``data``, ``seed``, ``weights``, ``evaluate`` and ``input_shape`` make the request of a
+    named model (``edgesim.request.model_request``).
 
     ``evaluate``: ``data`` is labelled; the stream is its inputs (the first ``inputs`` when
-    given, else all of them; a routed model routes them) and ``Run.accuracy`` their top-1
-    (``evaluate``; ``eval_progress(done, total)`` while it runs).
+    given, else all of them; a routed model routes them) and ``Run.accuracy`` their top-1.
 
     ``on_row`` receives each inference row as it is produced and ``keep_rows=False`` keeps
     none (``Run.inferences`` is then empty; the summary is built on the fly): a long stream in
-    flat memory. ``progress(msg)`` gets a line per stage that does work (building, tracing,
-    routing) and ``route_progress(done, total)`` the inputs routed so far.
+    flat memory. ``progress`` (``edgesim.progress.Progress``, or a ``say(line)``) hears of
+    each stage that does work and counts inputs routed and evaluated and inferences run.
     """
     from edgesim.config import HardwareConfig, load_config
+    progress = as_progress(progress)
+    model_overrides = [o for o in overrides if o.startswith("model.")]
+    hw_overrides = [o for o in overrides if not o.startswith("model.")]
     if isinstance(model, Workload):
         if data is not None or weights is not None or evaluate:
             flag = "--eval" if evaluate else "--data" if data is not None else "--weights"
             raise ModelError(f"{flag}: model {model.name!r} is given as a traced Workload, "
                              f"which {flag} cannot change; drop {flag}")
+        req = None
     else:   # flags that do nothing, and paths that cannot be read, before any work
-        check_inputs(_spec(parse_model_name(model)[0]), data=data, weights=weights,
-                     evaluate=evaluate)
-    model_overrides = [o for o in overrides if o.startswith("model.")]
-    hw_overrides = [o for o in overrides if not o.startswith("model.")]
+        req = _request(model, data=data, seed=seed, weights=weights,
+                       level=_model_level(model_overrides), evaluate=evaluate,
+                       input_shape=input_shape)
+        if not req.is_file:
+            from edgesim.frontends.pytorch import spec_of
+            spec_of(req)
     if isinstance(config, HardwareConfig):
         hw = config
         if hw_overrides:
             raise ModelError("overrides need a config file path, not a HardwareConfig")
     else:
         hw = load_config(config, hw_overrides)
-    level = _model_level(model_overrides)
     accuracy = None
-    if evaluate:
-        accuracy = _accuracy(model, data=data, weights=weights, seed=seed, level=level,
-                             inputs=inputs, progress=progress, eval_progress=eval_progress)
+    if req is not None and req.evaluate:
+        accuracy = _accuracy(req, inputs=inputs, progress=progress)
         inputs = accuracy["inputs"]
-    if isinstance(model, Workload):
+    if req is None:
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
-        w = workload(model, precision=hw.precision,
-                     inputs=DEFAULT_INPUTS if inputs is None else inputs, data=data,
-                     seed=seed, weights=weights, level=level, progress=progress,
-                     evaluate=evaluate, route_progress=route_progress)
+        w = workload(req, precision=hw.precision,
+                     inputs=DEFAULT_INPUTS if inputs is None else inputs, progress=progress)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
-                           memo=memo, progress=sim_progress, on_row=on_row,
+                           memo=memo, progress=progress.of("simulate"), on_row=on_row,
                            keep_rows=keep_rows)
     return Run(res, model_info(w), hw.to_dict(),
-               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed},
-               accuracy)
+               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed,
+                "input_shape": _input_shape(w)}, accuracy)
 
 
 #: Evaluations of this process, by cache key (a repeated call does not re-read the file).
 _EVALS: dict[str, dict[str, Any]] = {}
 
 
-def evaluate(model: str, *, data: str, weights: str | None = None, seed: int = 0,
-             level: int | None = None, inputs: int | None = None, use_cache: bool = True,
-             progress: Callable[[str], None] | None = None,
+def evaluate(model: str | ModelRequest, *, data: str | None = None,
+             weights: str | None = None, seed: int = 0, level: int | None = None,
+             inputs: int | None = None, use_cache: bool = True,
+             progress: Progress | Callable[[str], None] | None = None,
              eval_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Top-1 of ``model`` (a registry name, ``name@K`` or ``package.module:factory``) on the
-    labelled ``data`` (``edgesim.zoo.data.load_labelled``: a .pt/.npz/.npy pair or a folder of
-    class folders), over its first ``inputs`` inputs (None: all).
+    """Top-1 of ``model`` (a registry name, ``name@K``, ``package.module:factory`` or a
+    ``ModelRequest``) on the labelled ``data`` (``edgesim.zoo.data.load_labelled``: a
+    .pt/.npz/.npy pair or a folder of class folders), over its first ``inputs`` inputs
+    (None: all).
 
     The model is built as the trace builds it (``edgesim.build.evaluate``: routed models run
     each input through its one path, nested ones at ``level``). The answer is cached on disk
@@ -387,31 +300,38 @@ def evaluate(model: str, *, data: str, weights: str | None = None, seed: int = 0
     does not import torch. Returns ``{"top1", "correct", "inputs", "data"}``; registry models
     without ``weights`` have seeded random weights, so their top-1 is chance level.
     """
-    return _accuracy(model, data=data, weights=weights, seed=seed, level=level, inputs=inputs,
-                     use_cache=use_cache, progress=progress, eval_progress=eval_progress)
+    req = _request(model, data=data, seed=seed, weights=weights, level=level, evaluate=True,
+                   input_shape=None)
+    progress = as_progress(progress)
+    if eval_progress is not None:   # the sweep's bar (to become its Progress)
+        progress = Progress(progress.say, lambda step, done, total: eval_progress(done, total))
+    return _accuracy(req, inputs=inputs, use_cache=use_cache, progress=progress)
 
 
-def _accuracy(model: str, *, data: str, weights: str | None, seed: int, level: int | None,
-              inputs: int | None, use_cache: bool = True,
-              progress: Callable[[str], None] | None = None,
-              eval_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """``evaluate`` (``run``'s ``evaluate`` argument hides the name there)."""
-    spec, level = _spec_level(model, level)
-    check_inputs(spec, data=data, weights=weights, evaluate=True)
+def _accuracy(req: ModelRequest, *, inputs: int | None, use_cache: bool = True,
+              progress: Progress) -> dict[str, Any]:
+    """``evaluate`` of a checked request (``run``'s ``evaluate`` argument hides the name)."""
+    from edgesim.frontends.pytorch import spec_of
+    if req.is_file:
+        raise ModelError(f"--eval: model {req.name} is a {req.format} file; top-1 is measured "
+                         "on a PyTorch model (registry or package.module:factory)")
+    spec = spec_of(req)
+    data = req.data
     key = cache.make_key("eval", {"model": spec.name, "factory": spec.factory,
                                   "kwargs": dict(spec.kwargs),
-                                  "weights": cache.file_fingerprint(weights),
-                                  "data": cache.file_fingerprint(data), "seed": seed,
-                                  "level": level, "inputs": inputs})
+                                  "weights": cache.file_fingerprint(req.weights),
+                                  "data": cache.file_fingerprint(data), "seed": req.seed,
+                                  "level": req.level, "inputs": inputs,
+                                  **({"input_shape": list(spec.input_shape)}
+                                     if req.input_shape is not None else {})})
     got = _EVALS.get(key) if use_cache else None
     if got is None and use_cache:
         got = _cached_eval(key)
     if got is None:
-        if progress:
-            progress(f"evaluating {spec.name} on {data} (once; cached afterwards)")
+        progress.stage(f"evaluating {spec.name} on {data} (once; cached afterwards)")
         from edgesim import build
-        got = build.evaluate(spec, data=data, weights=weights, seed=seed, level=level,
-                             inputs=inputs, progress=eval_progress)
+        got = build.evaluate(spec, data=data, weights=req.weights, seed=req.seed,
+                             level=req.level, inputs=inputs, progress=progress.of("eval"))
         got = {"top1": float(got["top1"]), "correct": int(got["correct"]),
                "inputs": int(got["inputs"])}
         if use_cache:

@@ -43,18 +43,35 @@ EVAL_BATCH = 64
 THREADS_ENV = "EDGESIM_TORCH_THREADS"
 
 
+#: The most torch threads ``EDGESIM_TORCH_THREADS`` may ask for (OpenMP aborts the process,
+#: with no message of ours, when asked for a billion).
+MAX_THREADS = 1024
+
+#: What each torch step is, in the line that says torch is missing (``edgesim.extras``).
+_STEPS = {"build_workload": "tracing a PyTorch model",
+          "route": "routing inputs through a routed tree beyond its shipped routes",
+          "evaluate": "--eval (top-1 of the built model)"}
+
+
 def torch_threads(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` with ``EDGESIM_TORCH_THREADS`` torch threads (default 1), then restore."""
+    """Run ``fn`` with ``EDGESIM_TORCH_THREADS`` torch threads (default 1, at most
+    ``MAX_THREADS``), then restore; without torch, one line naming the step
+    (``edgesim.extras.require_torch``)."""
+    step = _STEPS.get(fn.__name__, f"{fn.__name__.replace('_', ' ')}")
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import torch
+        from edgesim.extras import require_torch
         raw = os.environ.get(THREADS_ENV, "1")
         try:
-            n = int(raw)
+            n = int(raw) if len(raw) <= 12 else 0
         except ValueError:
             n = 0
-        if n < 1:
-            raise ConfigError(f"{THREADS_ENV}={raw!r}: expected a whole number of threads >= 1")
+        if not 1 <= n <= MAX_THREADS:
+            shown = raw if len(raw) <= 30 else raw[:27] + "..."
+            raise ConfigError(f"{THREADS_ENV}={shown!r}: expected a whole number of threads "
+                              f"in 1..{MAX_THREADS}")
+        torch = require_torch(step)
         old = torch.get_num_threads()
         torch.set_num_threads(n)
         try:

@@ -1,6 +1,6 @@
 """The on-disk cache of traced Workloads and routing sequences, in a format that holds no code.
 
-Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``ship``, ``shipped``,
+Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``cached``, ``ship``, ``shipped``,
 ``file_fingerprint``, ``FORMAT_VERSION``, ``SHIPPED``.
 
 Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per entry,
@@ -50,6 +50,7 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,8 @@ import edgesim.workload as _ir
 from edgesim.errors import CacheError
 from edgesim.outputs import read_regular
 
-__all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "file_fingerprint", "load", "make_key", "save",
-           "ship", "shipped"]
+__all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "cached", "file_fingerprint", "load",
+           "make_key", "save", "ship", "shipped"]
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
 #: 3: JSON + .npy entries instead of pickles.
@@ -426,6 +427,21 @@ def save(kind: str, key: str, obj: Any) -> None:
         _write_atomic(_path(kind, key), data)
     except OSError:
         pass
+
+
+def cached(kind: str, key: str, make: Callable[[], Any], *, use_cache: bool = True,
+           valid: Callable[[Any], bool] | None = None) -> Any:
+    """The entry ``kind``/``key`` when there is one (and ``valid(entry)`` holds), else
+    ``make()``, saved for next time: the one load-or-make step every cached stage takes
+    (``use_cache=False``: always ``make()``, nothing saved)."""
+    if use_cache:
+        got = load(kind, key)
+        if got is not None and (valid is None or valid(got)):
+            return got
+    obj = make()
+    if use_cache:
+        save(kind, key, obj)
+    return obj
 
 
 def ship(folder: str | os.PathLike, kind: str, key: str, obj: Any) -> Path:

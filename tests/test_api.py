@@ -60,7 +60,8 @@ def test_latency_meets_the_roofline_on_every_shipped_config(r50):
 @pytest.mark.parametrize(("call", "shown"), [
     (f"r = api.run({NPU!r}, 'dense_r50', inputs=2); print(r.result.rows[0][2])", "25723392"),
     ("from edgesim.cli import main; assert main(['run', 'npu_small', '--model', 'dense_r50', "
-     "'--inputs', '2']) == 0", "# dense_r50 (dense) on npu_small: 25,530,472 params stored"),
+     "'--inputs', '2']) == 0",
+     "# dense_r50 (dense, input 3x224x224) on npu_small: 25,530,472 params stored"),
 ], ids=["api", "cli"])
 def test_cached_run_imports_neither_torch_nor_pandas(r50, call, shown):
     # the fixture traced dense_r50 into this session's cache (now JSON + .npy entries); a new

@@ -52,8 +52,9 @@ def test_load_pt_and_npy_round_trip(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x.numpy())
     assert torch.equal(load_inputs(tmp_path / "x.pt", "image", (3, 8, 8)), x)
     assert torch.equal(load_inputs(tmp_path / "x.npy", "image", (3, 8, 8)), x)
-    one = load_inputs(tmp_path / "x.pt", "image", (3, 4, 4))  # resized
-    assert one.shape == (3, 3, 4, 4)
+    # a tensor of another size is refused, never silently resized
+    with pytest.raises(DataError, match=r"--input-shape 3x8x8"):
+        load_inputs(tmp_path / "x.pt", "image", (3, 4, 4))
     pts = torch.rand(10, 3)
     torch.save(pts, tmp_path / "p.pt")
     assert torch.equal(load_inputs(tmp_path / "p.pt", "points", (10, 3)), pts[None])

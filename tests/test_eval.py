@@ -27,7 +27,7 @@ from edgesim.cli import main
 from edgesim.errors import DataError, ModelError
 from edgesim.testing import stderr_lines
 from edgesim.zoo import data as mdata
-from edgesim.zoo.registry import REGISTRY, ModelSpec
+from edgesim.zoo.registry import REGISTRY, ModelSpec, get_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 NPU = str(ROOT / "edgesim" / "hwconfigs" / "npu_small.yaml")
@@ -180,18 +180,18 @@ def labelled(tmp_path) -> Path:
 # --------------------------------------------------------------------------- top-1 by hand
 
 def test_top1_equals_the_hand_count(labelled):
-    got = build.evaluate(api._spec(CHANNEL), data=str(labelled))
+    got = build.evaluate(get_spec(CHANNEL), data=str(labelled))
     # 40 inputs, indices 0, 3, ..., 39 (14 of them) labelled wrong: 26 right
     assert got == {"top1": 26 / 40, "correct": 26, "inputs": 40}
     assert _right(N) == 26
 
 
 def test_the_first_inputs_only(labelled):
-    got = build.evaluate(api._spec(CHANNEL), data=str(labelled), inputs=10)
+    got = build.evaluate(get_spec(CHANNEL), data=str(labelled), inputs=10)
     assert (got["correct"], got["inputs"]) == (_right(10), 10)   # 1..9 minus 3, 6, 9: 6
     with pytest.raises(DataError, match=r"labelled\.pt: holds 40 labelled inputs, --inputs "
                        "asks for 41"):
-        build.evaluate(api._spec(CHANNEL), data=str(labelled), inputs=41)
+        build.evaluate(get_spec(CHANNEL), data=str(labelled), inputs=41)
 
 
 def test_a_routed_model_runs_each_input_through_its_own_path(tmp_path, specs):
@@ -245,7 +245,7 @@ def test_point_clouds_from_an_npz(tmp_path):
     x = torch.randn((12, 16, 3), generator=torch.Generator().manual_seed(2))
     y = _labels(x.mean(dim=1).argmax(dim=1))
     np.savez(tmp_path / "pts.npz", inputs=x.numpy(), labels=y.numpy())
-    got = build.evaluate(api._spec("test_eval:point_net"), data=str(tmp_path / "pts.npz"))
+    got = build.evaluate(get_spec("test_eval:point_net"), data=str(tmp_path / "pts.npz"))
     assert (got["correct"], got["inputs"]) == (_right(12), 12)   # 12 minus 0, 3, 6, 9: 8
 
 
@@ -285,7 +285,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
 def test_bad_label_files_are_one_line_data_errors(tmp_path):
     for path, expected in _bad_files(tmp_path):
         with pytest.raises(DataError, match=expected) as info:
-            build.evaluate(api._spec(CHANNEL), data=str(path))
+            build.evaluate(get_spec(CHANNEL), data=str(path))
         assert str(path) in str(info.value)
         assert "\n" not in str(info.value)
 
@@ -427,17 +427,18 @@ def test_sweep_command_line_eval_and_a_sweep_without_top1(labelled, tmp_path, ca
 
 
 def test_long_evaluations_show_progress_on_stderr(capsys):
-    from edgesim.cli._common import eval_progress
-    update, bar = eval_progress(True)
-    update(64, 100)                       # short: no bar
+    from edgesim.cli._common import CliProgress
+    shown = CliProgress(True, None)
+    shown.progress.count("eval", 64, 100)          # short: no bar
     assert capsys.readouterr().err == ""
     for done in (64, 128, 300):
-        update(done, 300)
-    bar.close()
+        shown.progress.count("eval", done, 300)
+    shown.close()
     err = capsys.readouterr().err       # a tqdm bar of inputs (cleared when closed)
     assert "/300" in err
     assert "input/s" in err
-    assert eval_progress(False) == (None, None)
+    quiet = CliProgress(False, None)     # not a terminal: stage lines only, no counter
+    assert quiet.progress.of("eval") is None
 
 
 def test_an_evaluated_sweep_is_byte_identical_when_rerun_afresh(labelled, tmp_path):

@@ -70,7 +70,7 @@ def test_main_command_runs_from_an_installed_wheel_in_a_fresh_venv(wheel, tmp_pa
                           timeout=1200)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("# sigmab_r50 (sigmab) on npu_small")
+    assert lines[0].startswith("# sigmab_r50 (sigmab, input 3x224x224) on npu_small")
     assert len([x for x in lines[2:10] if x.split()[0].isdigit()]) == 8   # 8 inputs, one row each
     where = subprocess.run([python, "-c", "import edgesim; print(edgesim.__file__)"], cwd=work,
                            env=env, capture_output=True, text=True, timeout=120).stdout

@@ -47,10 +47,13 @@ def test_a_trace_runs_on_the_threads_asked_for_and_restores_them(monkeypatch, en
     assert torch.get_num_threads() == before
 
 
-def test_a_bad_thread_count_is_one_line(monkeypatch, capsys):
-    monkeypatch.setenv("EDGESIM_TORCH_THREADS", "lots")
+@pytest.mark.parametrize("raw", ["lots", "0", "1000000000", "9" * 40])
+def test_a_bad_thread_count_is_one_line(monkeypatch, capsys, raw):
+    # a billion threads made libgomp abort the process with no edgesim line (issue 17)
+    monkeypatch.setenv("EDGESIM_TORCH_THREADS", raw)
     code = main(["run", "npu_small", "--model", "test_threads:probe_net", "--inputs", "1"])
     err = "\n".join(stderr_lines(capsys.readouterr().err))
     assert code == 2
-    assert err == ("edgesim: error: EDGESIM_TORCH_THREADS='lots': expected a whole number of "
-                   "threads >= 1")
+    shown = raw if len(raw) <= 30 else raw[:27] + "..."
+    assert err == (f"edgesim: error: EDGESIM_TORCH_THREADS={shown!r}: expected a whole number "
+                   "of threads in 1..1024")

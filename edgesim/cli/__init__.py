@@ -92,6 +92,13 @@ def _main(argv: Sequence[str] | None) -> int:
             message = message[: MAX_MESSAGE - 3] + "..."   # the backstop (a huge --set value)
         print(f"edgesim: error: {message}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch" and not str(exc.name).startswith("torch."):
+            raise
+        # a step that needs torch and did not say so itself (edgesim.extras.require_torch)
+        from edgesim.extras import missing_extra
+        print(f"edgesim: error: {missing_extra('this command')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgesim: interrupted", file=sys.stderr)
         return 130

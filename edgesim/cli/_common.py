@@ -1,8 +1,8 @@
 """What the command modules share: the parser class, ``--format``/``--out``, progress, tables.
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
-``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``add_eval``, ``write``,
-``progress_printer``, ``sim_progress``, ``eval_progress``, ``policies``, ``prefetch_modes``,
+``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``add_eval``, ``add_input_shape``,
+``write``, ``progress_printer``, ``CliProgress``, ``policies``, ``prefetch_modes``,
 ``columns``, ``csv_rows``, ``accuracy_line``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
@@ -18,9 +18,9 @@ import sys
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["INPUTS", "SEED", "Parser", "UsageError", "accuracy_line", "add_eval", "add_format",
-           "bounded_int", "columns", "csv_rows", "eval_progress", "policies", "prefetch_modes",
-           "progress_printer", "sim_progress", "write"]
+__all__ = ["INPUTS", "SEED", "CliProgress", "Parser", "UsageError", "accuracy_line", "add_eval",
+           "add_format", "add_input_shape", "bounded_int", "columns", "csv_rows", "policies",
+           "prefetch_modes", "progress_printer", "write"]
 
 
 class UsageError(EdgesimError):
@@ -70,6 +70,14 @@ def add_eval(sp: argparse.ArgumentParser) -> None:
                     "first N)")
 
 
+def add_input_shape(sp: argparse.ArgumentParser) -> None:
+    """``--input-shape CxHxW``: the shape a PyTorch model is traced at."""
+    sp.add_argument("--input-shape", metavar="SHAPE",
+                    help="trace the model at this input shape, without the batch (3x32x32); "
+                    "default: the shape of --data when given, else the factory's input_shape "
+                    "attribute or the registered shape")
+
+
 def accuracy_line(acc: dict, *, random_weights: bool) -> str:
     """The report line of an evaluation: top-1, correct of inputs, the data (and, for seeded
     random weights, that chance level is what they score)."""
@@ -99,23 +107,33 @@ def progress_printer():
     return say
 
 
-def sim_progress(enabled: bool, total: int | None):
-    """``(update(done), bar)`` of a tqdm bar for long streams, else ``(None, None)``.
+class CliProgress:
+    """The command line's ``edgesim.progress.Progress``: stage lines on stderr always, and on
+    a terminal a tqdm bar per counted step: inputs routed or evaluated (a job of at least 256
+    inputs), inferences simulated (a stream of at least 512; ``sim_total`` None: as long as
+    the data). ``close`` closes the bars."""
 
-    ``total`` None (the stream is as long as the data): the bar opens at the first update
-    (the simulator reports every 256 inferences) and ``bar`` is a handle whose ``close``
-    closes it."""
-    if not enabled or (total is not None and total < 512):
-        return None, None
-    if total is None:
-        lazy = _LazyBar("inf")
-        return (lambda done: lazy.update(done, None)), lazy
-    from tqdm import tqdm
-    bar = tqdm(total=total, unit="inf", file=sys.stderr, leave=False)
+    def __init__(self, tty: bool, sim_total: int | None) -> None:
+        from edgesim.progress import Progress
+        self.tty, self.sim_total = tty, sim_total
+        self.bars: dict[str, _LazyBar] = {}
+        self.progress = Progress(say=progress_printer(), counter=self._count if tty else None)
 
-    def update(done: int) -> None:
-        bar.update(done - bar.n)
-    return update, bar
+    def _count(self, step: str, done: int, total: int | None) -> None:
+        if step == "simulate":
+            total = self.sim_total if total is None else total
+            if total is not None and total < 512:
+                return
+        elif total is None or total < 256:
+            return
+        bar = self.bars.get(step)
+        if bar is None:
+            bar = self.bars[step] = _LazyBar("inf" if step == "simulate" else "input")
+        bar.update(done, total)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 class _LazyBar:
@@ -133,19 +151,6 @@ class _LazyBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def eval_progress(enabled: bool):
-    """``(update(done, total), bar)``: a bar of inputs evaluated or routed, opened when a job of
-    at least 256 inputs reports (short ones show none), else ``(None, None)``."""
-    if not enabled:
-        return None, None
-    lazy = _LazyBar("input")
-
-    def update(done: int, total: int) -> None:
-        if total >= 256:
-            lazy.update(done, total)
-    return update, lazy
 
 
 def policies() -> tuple[str, ...]:

@@ -19,16 +19,15 @@ import sys
 from edgesim.cli._common import (
     INPUTS,
     SEED,
+    CliProgress,
     accuracy_line,
     add_eval,
     add_format,
+    add_input_shape,
     columns,
     csv_rows,
-    eval_progress,
     policies,
     prefetch_modes,
-    progress_printer,
-    sim_progress,
     write,
 )
 from edgesim.outputs import open_atomically, output_path
@@ -46,7 +45,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("config", help="hardware config YAML (see `edgesim configs`)")
     r.add_argument("--model", required=True,
                    help="registry name (see `edgesim models`), NAME@LEVEL, "
-                   "or package.module:factory")
+                   "package.module:factory (mymodel.py in the current folder is found), or a "
+                   ".tflite / .onnx file")
     r.add_argument("--inputs", type=INPUTS, default=None,
                    help="inferences in the stream (default 8; with --eval all of --data)")
     r.add_argument("--policy", choices=policies(), default="lru")
@@ -58,6 +58,7 @@ def add_parser(subparsers) -> None:
                    "(with --eval: labelled, see --eval)")
     r.add_argument("--weights", help="a state_dict checkpoint for the model")
     r.add_argument("--seed", type=SEED, default=0)
+    add_input_shape(r)
     r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
     r.add_argument("--no-memo", action="store_true",
                    help="simulate every inference even when an identical one was seen")
@@ -70,11 +71,7 @@ def main(a) -> int:
     from edgesim import api
     from edgesim.report import render, render_summary
 
-    tty = sys.stderr.isatty()
     total = a.inputs if a.inputs is not None or a.evaluate else 8
-    update, bar = sim_progress(tty, total)
-    eval_update, eval_bar = eval_progress(tty and a.evaluate)
-    route_update, route_bar = eval_progress(tty)
     inference_columns, layer_columns = columns()
     stream = a.format in ("csv", "jsonl") and not a.per_layer
     many = (a.format == "table" and not a.per_layer and total is not None
@@ -84,19 +81,17 @@ def main(a) -> int:
     if a.timeline:
         output_path(a.timeline, "--timeline")
     sink = _RowSink(inference_columns, a.format, a.out) if stream else None
+    shown = CliProgress(sys.stderr.isatty(), total)
     ok = False
     try:
         res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
                       seed=a.seed, weights=a.weights, memo=not a.no_memo,
-                      progress=progress_printer(), sim_progress=update,
-                      evaluate=a.evaluate, eval_progress=eval_update, on_row=sink,
-                      keep_rows=not (stream or many), route_progress=route_update)
+                      progress=shown.progress, evaluate=a.evaluate, on_row=sink,
+                      keep_rows=not (stream or many), input_shape=a.input_shape)
         ok = True
     finally:
-        for b in (route_bar, eval_bar, bar):
-            if b is not None:
-                b.close()
+        shown.close()
         if sink is not None:
             sink.close(ok)
     r = res.result
@@ -114,7 +109,9 @@ def main(a) -> int:
         write(render(cols, a.format, rows=csv_rows(rows) if a.format == "csv" else rows), a.out)
         return 0
     m = res.model
-    head = (f"# {m['name']} ({m['family']}) on {res.hardware['name']}: "
+    shape = res.meta.get("input_shape")
+    shape = f", input {'x'.join(map(str, shape))}" if shape else ""
+    head = (f"# {m['name']} ({m['family']}{shape}) on {res.hardware['name']}: "
             f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
             f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
             f"prefetch {a.prefetch}")

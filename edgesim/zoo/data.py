@@ -314,8 +314,8 @@ def _as_tensor(path: Path, obj: object, what: str, expected: str) -> torch.Tenso
 
 
 def _shaped(p: Path, x: torch.Tensor, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """``x`` as a float batch ``(n, *shape)``: one example gains the batch dimension, images of
-    another size are resized and centre-cropped."""
+    """``x`` as a float batch ``(n, *shape)``: one example gains the batch dimension; another
+    size is refused (image files of a folder are resized, a tensor never is)."""
     want = f"(n, {', '.join(map(str, shape))})"
     if x.dim() == len(shape):
         x = x.unsqueeze(0)
@@ -323,9 +323,12 @@ def _shaped(p: Path, x: torch.Tensor, kind: str, shape: tuple[int, ...]) -> torc
         raise DataError(f"{p}: complex inputs; expected real inputs of shape {want}")
     x = x.float()
     if kind == "image":
-        if x.dim() != 4 or len(shape) != 3 or x.shape[1] != shape[0]:
-            raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
-        return _resize_crop(x, shape[1], shape[2]).contiguous()
+        if x.dim() != 4 or len(shape) != 3 or tuple(x.shape[1:]) != shape:
+            got = "x".join(map(str, x.shape[1:]))
+            raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want} (the "
+                            "shape the model is traced at); a tensor is never resized: pass "
+                            f"--input-shape {got} to trace the model at the data's shape")
+        return x.contiguous()
     if x.dim() != 3 or tuple(x.shape[1:]) != shape:
         raise DataError(f"{p}: got inputs of shape {tuple(x.shape)}, expected {want}")
     return x.contiguous()
@@ -355,11 +358,11 @@ def load_inputs(path: str | Path, kind: str = "image",
     """Read a batch of model inputs ``(n, *shape)`` (float32) from ``path``.
 
     ``kind="image"``, ``shape=(C, H, W)``: a ``.pt``/``.npy`` of ``(n, C, H, W)`` or ``(C, H, W)``
-    (other H, W are resized and centre-cropped) or a folder of images (sorted by name, resized,
-    cropped, ImageNet-normalised). ``kind="points"``, ``shape=(N, 3)``: a ``.pt``/``.npy`` of
-    ``(n, N, 3)`` or ``(N, 3)``. The inputs of a labelled file or folder (``load_labelled``) are
-    read the same way, their labels ignored. Anything else raises ``DataError`` naming the path
-    and the shape.
+    (other H, W are refused: ``--input-shape`` traces at the data's shape) or a folder of
+    images (sorted by name, resized, cropped, ImageNet-normalised). ``kind="points"``,
+    ``shape=(N, 3)``: a ``.pt``/``.npy`` of ``(n, N, 3)`` or ``(N, 3)``. The inputs of a
+    labelled file or folder (``load_labelled``) are read the same way, their labels ignored.
+    Anything else raises ``DataError`` naming the path and the shape.
     """
     p = Path(path)
     shape = tuple(int(s) for s in shape)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -190,8 +191,15 @@ def get_family(name: str) -> Any:
 
 def _import_factory(name: str, target: str) -> Callable[..., Any]:
     module_name, _, attr = target.partition(":")
+    _with_cwd()
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch" or str(exc.name).startswith("torch."):
+            from edgesim.extras import missing_extra
+            raise missing_extra(f"model '{name}' (a PyTorch model)") from None
+        raise ModelError(f"model '{name}': cannot import module '{module_name}': "
+                         f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         raise ModelError(f"model '{name}': cannot import module '{module_name}': "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -199,6 +207,19 @@ def _import_factory(name: str, target: str) -> Callable[..., Any]:
     if not callable(factory):
         raise ModelError(f"model '{name}': module '{module_name}' has no callable '{attr}'")
     return factory
+
+
+def _with_cwd() -> None:
+    """The current directory on ``sys.path``, so ``--model mymodel:factory`` finds
+    ``mymodel.py`` where the command runs, as under ``python -m`` (the ``edgesim`` script puts
+    only its own folder there). It goes last, not first as ``python -m`` puts it: a file of
+    the current directory never shadows a module edgesim or torch imports later."""
+    try:
+        cwd = os.getcwd()
+    except OSError:        # the current directory was removed
+        return
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -209,6 +230,13 @@ def get_spec(name: str) -> ModelSpec:
     if ":" in name:
         factory = _import_factory(name, name)
         shape = getattr(factory, "input_shape", _DEFAULT_INPUT)
+        if not (isinstance(shape, (tuple, list)) and shape and len(shape) <= 6 and all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 20
+                for d in shape)):
+            shown = repr(shape) if len(repr(shape)) <= 40 else repr(shape)[:37] + "..."
+            raise ModelError(f"model '{name}': the factory's input_shape {shown} is not a "
+                             "shape; expected a tuple of positive sizes without the batch, "
+                             "like (3, 32, 32) (or pass --input-shape 3x32x32)")
         return ModelSpec(name, "dense", name, {}, tuple(shape),
                          getattr(factory, "__doc__", None) or "user model")
     known = sorted(REGISTRY)
