@@ -60,6 +60,8 @@ def _own_copy(spec, weights, seed, data):
 
 def main(a) -> int:
     """Handler of ``edgesim finetune``: trains, saves, prints steps and first/last loss."""
+    from edgesim.extras import require_torch
+    require_torch("finetune (soft-routing training)")
     from edgesim.zoo.sigmab.train import finetune
 
     if a.log_every < 1:
