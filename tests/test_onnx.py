@@ -365,3 +365,57 @@ def test_an_impossible_shape_is_one_line(tmp_path):
     with pytest.raises(ModelError, match="window of 5 larger than the padded input 3") as exc:
         load(m, tmp_path)
     one_line(exc, tmp_path / "m.onnx")
+
+
+# -- the law: an ONNX file and the nn.Module it was written from give the same Workload --------
+
+def test_same_network_as_onnx_and_traced_module(tmp_path):
+    torch = pytest.importorskip("torch")
+    from bn_nets import randomize_bn
+    from torch import nn
+
+    from edgesim.frontends.graph import IMPORT_ENCODINGS
+    from edgesim.trace import record
+
+    net = randomize_bn(nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.ReLU6(),
+        nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10))).eval()
+    with torch.no_grad():
+        net[3].weight[2:4] = 0.0                     # two all-zero depthwise channels
+    p = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    bn = net[1]
+    nodes = [node("Conv", ["x", "0.weight"], ["c0"], pads=[1, 1, 1, 1]),
+             node("BatchNormalization", ["c0", "1.weight", "1.bias", "1.running_mean",
+                                         "1.running_var"], ["b1"], epsilon=bn.eps),
+             node("Relu", ["b1"], ["r2"]),
+             node("Conv", ["r2", "3.weight", "3.bias"], ["c3"], group=8, strides=[2, 2],
+                  pads=[1, 1, 1, 1]),
+             node("Clip", ["c3", "zero", "six"], ["r4"]),
+             node("Conv", ["r4", "5.weight", "5.bias"], ["c5"]),
+             node("Relu", ["c5"], ["r6"]),
+             node("GlobalAveragePool", ["r6"], ["p7"]),
+             node("Flatten", ["p7"], ["f8"]),
+             node("Gemm", ["f8", "9.weight", "9.bias"], ["y"], transB=1)]
+    inits = {k: v for k, v in p.items() if "num_batches" not in k}
+    inits.update(zero=np.float32(0), six=np.float32(6))
+    g = load(model(nodes, [("x", F, ["n", 3, 12, 12])], ["y"], inits), tmp_path)
+    imported = to_workload(g, encodings=IMPORT_ENCODINGS)
+
+    blocks, ops = record(net, torch.randn(1, 3, 12, 12), encodings=IMPORT_ENCODINGS,
+                         fold_bn=True)
+
+    def weights(bs):
+        return [(b.elements, b.nonzeros, b.bits, b.stored_bytes, dict(b.encoded), b.role)
+                for b in bs]
+
+    def layers(os_):
+        return [(o.kind, o.macs, o.effective_macs, o.fused, o.in_bytes, o.out_bytes,
+                 o.live_bytes, o.shape) for o in os_]
+
+    assert weights(imported.blocks.values()) == weights(blocks)
+    assert layers(imported.paths[0].ops) == layers(ops)
+    # and the law has content: the zero channels are zeros in both, the BN is folded away
+    assert weights(blocks)[2][:2] == (72, 72 - 18)
+    assert "norm" not in [o.kind for o in ops]

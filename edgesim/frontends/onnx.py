@@ -66,8 +66,8 @@ from edgesim.trace.weights import quantize, quantize_bias
 
 __all__ = ["LIMIT_BYTES", "load"]
 
-#: The largest ONNX file ``load`` reads (protobuf itself stops at 2 GiB).
-LIMIT_BYTES = 1 << 30
+#: The largest ONNX file ``load`` reads (2 GiB: protobuf stops there).
+LIMIT_BYTES = 2 << 30
 #: Elements the shape arithmetic on constants may create in all (a file cannot grow a constant
 #: without bound by concatenating it with itself).
 FOLD_ELEMENTS = 1 << 26
