@@ -419,3 +419,13 @@ def test_same_network_as_onnx_and_traced_module(tmp_path):
     # and the law has content: the zero channels are zeros in both, the BN is folded away
     assert weights(blocks)[2][:2] == (72, 72 - 18)
     assert "norm" not in [o.kind for o in ops]
+
+
+def test_a_shared_initialiser_is_one_block(tmp_path):
+    w = np.arange(16, dtype=np.float32).reshape(4, 4)
+    nodes = [node("MatMul", ["x", "w"], ["a"]), node("MatMul", ["a", "w"], ["y"])]
+    wl = to_workload(load(model(nodes, [("x", F, [1, 4])], ["y"], {"w": w}), tmp_path))
+    a, b = wl.paths[0].ops
+    # both ops read the one stored tensor: one 16-element block
+    assert a.weights == b.weights
+    assert [blk.elements for blk in wl.blocks.values()] == [16]

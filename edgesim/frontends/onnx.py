@@ -159,16 +159,24 @@ class _Op:
     groups: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def node(self) -> Node:
+    def node(self, memo: dict[int, Weights]) -> Node:
+        """The Node; ``memo`` makes a float tensor two ops share one ``Weights`` (one block)."""
         return Node(self.name, self.kind, self.op, self.inputs, self.outputs, self.shape,
-                    self.macs, _stored(self.weight), _stored(self.bias, bias=True),
+                    self.macs, _stored(self.weight, memo), _stored(self.bias, memo, bias=True),
                     self.groups, None, self.meta)
 
 
-def _stored(w: np.ndarray | Weights | None, *, bias: bool = False) -> Weights | None:
+def _stored(w: np.ndarray | Weights | None, memo: dict[int, Weights], *,
+            bias: bool = False) -> Weights | None:
     """A float weight quantised as the tracer does (int8 per output channel; bias int32)."""
     if w is None or isinstance(w, Weights):
         return w
+    if id(w) not in memo:
+        memo[id(w)] = _quantised(w, bias)
+    return memo[id(w)]
+
+
+def _quantised(w: np.ndarray, bias: bool) -> Weights:
     if bias:
         amax = float(np.abs(w).max()) if w.size else 0.0
         scale = np.array([amax / (2**31 - 1) if amax > 0 else 1.0], np.float32)
@@ -395,6 +403,7 @@ class _Import:
         self.producer: dict[str, int] = {}      # activation tensor -> index in self.ops
         self.names: set[str] = set()
         self.folded = 0
+        self.shared: dict[tuple[int, int, int], np.ndarray | Weights] = {}
         self.readers = Counter(i for n in self.graph.node for i in n.input if i)
         self.readers.update(o.name for o in self.graph.output)
 
@@ -421,7 +430,8 @@ class _Import:
                 raise ModelError(f"{self.file}: graph output '{o}' is not computed from the "
                                  "input (a constant or never produced)")
         tensors = {t: Tensor(t, s) for t, s in self.shapes.items()}
-        return Graph(name, tensors, tuple(op.node() for op in self.ops), inputs, outputs,
+        memo: dict[int, Weights] = {}
+        return Graph(name, tensors, tuple(op.node(memo) for op in self.ops), inputs, outputs,
                      dict(self.aliases), "onnx", self.file)
 
     def _inputs(self) -> tuple[str, ...]:
@@ -583,7 +593,15 @@ class _Import:
     # -- weights ------------------------------------------------------------------------------
     def weight(self, c: _Const, out_axis: int, layout: Callable[[np.ndarray], np.ndarray],
                what: str, groups: int = 1) -> np.ndarray | Weights:
-        """A weight operand in the tracer's layout: float (quantised at the end) or as stored."""
+        """A weight operand in the tracer's layout: float (quantised at the end) or as stored;
+        the same object each time ``c`` is read the same way (a shared tensor is one block)."""
+        key = (id(c), out_axis, groups)
+        if key not in self.shared:
+            self.shared[key] = self._weight(c, out_axis, layout, what, groups)
+        return self.shared[key]
+
+    def _weight(self, c: _Const, out_axis: int, layout: Callable[[np.ndarray], np.ndarray],
+                what: str, groups: int) -> np.ndarray | Weights:
         if not c.quantized:
             return layout(np.asarray(c.values, dtype=np.float32))
         if c.values.dtype not in (np.int8, np.uint8):
