@@ -31,7 +31,7 @@ names no model family: what a family needs is said by hints and hooks on its mod
 * ``fold_bn=True``: the model as deployed, in the same pass and without changing or copying
   it: each conv/linear -> BatchNorm pair that ``edgesim.zoo.deploy`` would fold (each module
   called once, the conv's output read by its BN alone) has no BN op and the conv's weight and
-  bias blocks hold the folded values (``recorder.folded``), bit for bit those of tracing the
+  bias blocks hold the folded values (``fold.folded``), bit for bit those of tracing the
   model ``deploy.fold_batchnorm`` folded.
 * ``edgesim_opaque = True`` on a module records its whole call as ONE op without weights, of
   kind ``edgesim_kind`` (e.g. ``sample`` for farthest-point sampling, ``group`` for ball query),

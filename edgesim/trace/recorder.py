@@ -1,30 +1,21 @@
 """The recorder: a ``TorchFunctionMode`` plus module hooks that see one eager forward pass.
 
-Public names: ``record``, ``trace`` (see ``edgesim.trace`` for what they record); the rules and
-arithmetic of BatchNorm folding, shared with ``edgesim.zoo.deploy``: ``WEIGHTED``, ``NORMS``,
-``out_features``, ``foldable``, ``folded``.
+Public names: ``record``, ``trace`` (see ``edgesim.trace`` for what they record).
 
 ``_Recorder`` keeps the bookkeeping of tensors (which are activations, in which buffer; which
 are constants, made of which parameters), the module context (hints, router gates, op names)
 and one ``_Raw`` per op; ``edgesim.trace.ops`` analyses each call, ``edgesim.trace.weights``
-makes the weight blocks and ``edgesim.trace.liveness`` the buffers and live bytes.
-
-BatchNorm folding (``fold_bn``) costs no second pass and no copy of the model: the pass also
-notes the dataflow ``edgesim.zoo.deploy.find_bn_pairs`` decides pairs by (calls per conv/linear
-and BN module, the BN that reads a conv's output, how many calls read that output), and the
-reads of a parameter itself (or of what its parametrization computes from it) are kept as
-``_Read`` until the pass is over. Then the foldable pairs are decided by the same rules, each BN
-op is dropped (``liveness.drop``: its output buffer joins the conv's), and the conv's blocks are
-made from ``folded`` tensors: the same values, bit for bit, as tracing a model that
-``deploy.fold_batchnorm`` folded. A conv whose weight is computed in its forward other than by
-a parametrization is not folded.
+makes the weight blocks, ``edgesim.trace.liveness`` the buffers and live bytes, and
+``edgesim.trace.fold`` decides the BatchNorm folds (``fold_bn``): reads of a parameter itself
+(or of what its parametrization computes from it) are kept as ``_Read`` until the pass is
+over, so that a fold can scale it first. A conv whose weight is computed in its forward other
+than by a parametrization is not folded.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,53 +27,12 @@ from torch.overrides import TorchFunctionMode
 
 from edgesim.errors import TraceError
 from edgesim.trace import ops as opa
+from edgesim.trace.fold import Fold, FoldWatch
 from edgesim.trace.liveness import Act, Buf, drop, fuse, live_bytes
 from edgesim.trace.weights import weight_block
 from edgesim.workload import OP_KINDS, PRECISIONS, LayerOp, WeightBlock, Workload
 
-__all__ = ["NORMS", "WEIGHTED", "foldable", "folded", "out_features", "record", "trace"]
-
-#: Modules a BatchNorm folds into, and the BatchNorms that fold.
-WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def out_features(m: nn.Module) -> int:
-    """Output channels of a conv, output features of a linear."""
-    return m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features
-
-
-def foldable(w: nn.Module, bn: nn.Module) -> bool:
-    """True when ``bn`` can fold into ``w``: a conv/linear and a BatchNorm with running
-    statistics over as many features as ``w`` has outputs."""
-    return (isinstance(w, WEIGHTED) and isinstance(bn, NORMS) and bn.running_mean is not None
-            and bn.running_var is not None and bn.num_features == out_features(w))
-
-
-@torch.no_grad()
-def folded(w: nn.Module, bn: nn.Module, latent: torch.Tensor,
-           dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``bn`` (eval statistics) folded into ``w``, as new tensors (``w`` and ``bn`` unchanged):
-    ``(latent * s, (b - mean) * s + beta)`` with ``s = gamma / sqrt(var + eps)`` per output
-    channel. ``latent`` is what a fold scales: ``w.weight``, or the original of a parametrized
-    weight. The bias is in ``dtype`` (default: that of ``w.weight``).
-
-    >>> conv, bn = nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2, eps=0.0).eval()
-    >>> with torch.no_grad():
-    ...     _ = conv.weight.fill_(1.0), bn.running_var.fill_(4.0), bn.bias.fill_(0.5)
-    >>> weight, bias = folded(conv, bn, conv.weight)
-    >>> weight.flatten().tolist(), bias.tolist()     # 1 / sqrt(4), (0 - 0) / 2 + 0.5
-    ([0.5, 0.5], [0.5, 0.5])
-    """
-    inv = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else \
-        1.0 / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-    view = (-1,) + (1,) * (latent.dim() - 1)
-    weight = latent * inv.reshape(view).to(latent.dtype)
-    old = w.bias if w.bias is not None else torch.zeros_like(bn.running_mean)
-    bias = (old - bn.running_mean) * inv + shift
-    return weight, bias.to(w.weight.dtype if dtype is None else dtype)
-
+__all__ = ["record", "trace"]
 
 def _name_of(func: Any) -> str:
     return getattr(func, "__name__", None) or type(func).__name__
@@ -141,27 +91,6 @@ class _Read:
     nonzeros: tuple[int, int] | None = None
 
 
-@dataclass(slots=True, eq=False)
-class _Fold:
-    """A BN folded into a conv: the blocks it changes (the conv's latent weight and its bias),
-    the dtype of the weight the conv reads, and the folded bias once computed."""
-
-    conv: nn.Module
-    bn: nn.Module
-    latent: str
-    bias: str
-    dtype: torch.dtype
-    folded_bias: torch.Tensor | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Out:
-    """A conv/linear module's output: the module and how many torch calls read it."""
-
-    conv: str
-    reads: int = 0
-
-
 @dataclass(slots=True)
 class _Raw:
     name: str
@@ -191,12 +120,6 @@ class _Recorder(TorchFunctionMode):
         self.raws: list[_Raw] = []
         self.blocks: dict[str, WeightBlock] = {}
         self._made: set[str] = set()    # block ids made at once (by a read that is not kept)
-        # the dataflow a fold is decided by: calls per conv/linear and BN module, the outputs
-        # of conv/linear modules (by tensor id, forgotten when the tensor dies) and the
-        # (output, BN) pairs where a BN read such an output
-        self._calls: Counter[str] = Counter()
-        self._outs: dict[int, tuple[weakref.ref, _Out]] = {}
-        self._pairs: list[tuple[_Out, str]] = []
         self._acts: dict[int, Act] = {}
         self._consts: dict[int, _Const] = {}
         self._refs: dict[int, weakref.ref] = {}
@@ -204,6 +127,7 @@ class _Recorder(TorchFunctionMode):
         self.bufs: list[Buf] = []
         self._params = dict(model.named_parameters())
         self._modules = dict(model.named_modules())
+        self._watch_folds = FoldWatch(self._modules) if fold_bn else None
         for name, p in self._params.items():
             self._consts[id(p)] = _Const(p, (name,), ())
         for name, b in model.named_buffers():
@@ -268,8 +192,8 @@ class _Recorder(TorchFunctionMode):
                            kwargs: Mapping[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self._outs and isinstance(out, (torch.Tensor, list, tuple)):
-            self._count_reads((*args, *kwargs.values()))
+        if self._watch_folds is not None and isinstance(out, (torch.Tensor, list, tuple)):
+            self._watch_folds.count_reads((*args, *kwargs.values()))
         if self.opaque:  # inside an opaque module: recorded as one op when it returns
             return out
         try:
@@ -433,80 +357,27 @@ class _Recorder(TorchFunctionMode):
                                     read.role, axis, read.precision, self.encodings,
                                     region=region)]
 
-    # -- BatchNorm folding ------------------------------------------------------------------
+    # -- BatchNorm folding (``edgesim.trace.fold``) --------------------------------------------
     def module_out(self, name: str, mod: nn.Module, args: Sequence[Any], out: Any) -> None:
-        """After a module call: count conv/linear and BN calls, watch a conv's output, note
-        the BN that reads it (``foldable``); tag a parametrization's output."""
+        """After a module call: tag a parametrization's output; the fold watch notes the
+        dataflow of conv/linear and BN modules."""
         if isinstance(mod, parametrize.ParametrizationList) and isinstance(out, torch.Tensor):
             c = self._consts.get(id(out))
             if c is not None and c.tensor is out and id(out) not in self._fixed:
                 c.chain = name
-        if not self.fold_bn or not isinstance(mod, (*WEIGHTED, *NORMS)):
-            return
-        self._calls[name] += 1
-        if isinstance(mod, WEIGHTED):
-            if isinstance(out, torch.Tensor):
-                key = id(out)
-                self._outs[key] = (weakref.ref(out, lambda _r, k=key: self._outs.pop(k, None)),
-                                   _Out(name))
-            return
-        seen = self._outs.get(id(args[0])) if args else None
-        if seen is not None and seen[0]() is args[0] and foldable(
-                self._modules[seen[1].conv], mod):
-            self._pairs.append((seen[1], name))
+        if self._watch_folds is not None:
+            self._watch_folds.module_out(name, mod, args, out)
 
-    def _count_reads(self, args: Sequence[Any]) -> None:
-        """One read of each watched conv output among ``args`` (and one level inside them)."""
-        seen: set[int] = set()
-        for a in args:
-            for t in (a if isinstance(a, (list, tuple)) else (a,)):
-                if isinstance(t, torch.Tensor) and id(t) not in seen:
-                    out = self._outs.get(id(t))
-                    if out is not None and out[0]() is t:
-                        seen.add(id(t))
-                        out[1].reads += 1
-
-    def _folds(self) -> tuple[dict[str, _Fold], set[int]]:
-        """The folds by the block ids they change (the conv's stored weight and its bias) and
-        the indices of the BN ops folded away. A pair folds when each module ran once, the conv
-        output's one reader is its BN (one op), and the conv read its weight (and its bias,
-        if it has one) as a parameter or through the weight's parametrization."""
-        by_module: dict[str, list[int]] = {}
-        for i, r in enumerate(self.raws):
-            by_module.setdefault(r.meta["module"], []).append(i)
-        folds: dict[str, _Fold] = {}
-        dropped: set[int] = set()
-        for out, bn_name in self._pairs:
-            conv_name = out.conv
-            if self._calls[conv_name] != 1 or self._calls[bn_name] != 1 or out.reads != 1:
-                continue
-            bn_ops = by_module.get(bn_name, [])
-            if len(bn_ops) != 1 or len(self.raws[bn_ops[0]].ins) != 1 \
-                    or len(self.raws[bn_ops[0]].outs) != 1:
-                continue
-            conv, bn = self._modules[conv_name], self._modules[bn_name]
-            prefix = f"{conv_name}." if conv_name else ""
-            latent = (f"{prefix}parametrizations.weight.original"
-                      if parametrize.is_parametrized(conv, "weight") else f"{prefix}weight")
-            bias = f"{prefix}bias"
-            found = [(r, read) for i in by_module.get(conv_name, ())
-                     for r in (self.raws[i],) for read in r.reads if read.bid == latent]
-            if len(found) != 1 or found[0][1].ids is not None:
-                continue
-            raw, weight_read = found[0]
-            bias_reads = [read for read in raw.reads if read.bid == bias]
-            if (len(bias_reads) != (conv.bias is not None)
-                    or any(read.ids is not None for read in bias_reads)):
-                continue
-            if not bias_reads:   # the folded conv reads a bias, right after its weight
-                raw.reads.insert(raw.reads.index(weight_read) + 1, _Read(
-                    bias, "bias", None, weight_read.precision, False,
-                    out_features(conv), weight_read.dtype))
-            folds[latent] = folds[bias] = _Fold(conv, bn, latent, bias, weight_read.dtype)
-            dropped.add(bn_ops[0])
+    def _folds(self) -> tuple[dict[str, Fold], set[int]]:
+        """The folds by the block ids they change and the indices of the BN ops folded away; a
+        folded conv that read no bias reads the folded one right after its weight."""
+        folds, dropped, biases = self._watch_folds.decide(self.raws)
+        for raw, weight_read, bias, features in biases:
+            raw.reads.insert(raw.reads.index(weight_read) + 1, _Read(
+                bias, "bias", None, weight_read.precision, False, features, weight_read.dtype))
         return folds, dropped
 
-    def _blocks(self, folds: Mapping[str, _Fold]) -> None:
+    def _blocks(self, folds: Mapping[str, Fold]) -> None:
         """Make the kept reads (folded where ``folds`` says) and the blocks, in first-read
         order (a block is made by the first read of its id)."""
         for r in self.raws:
@@ -524,17 +395,13 @@ class _Recorder(TorchFunctionMode):
                 for b in read.blocks:
                     self.blocks.setdefault(b.id, b)
 
-    def _stored(self, bid: str, folds: Mapping[str, _Fold]) -> torch.Tensor | None:
-        """Parameter ``bid`` as deployed: folded (computed as it is needed, one conv at a time,
-        so no copy of the model's weights is held) or as it lies in the model."""
+    def _stored(self, bid: str, folds: Mapping[str, Fold]) -> torch.Tensor | None:
+        """Parameter ``bid`` as deployed: folded (``Fold.tensor``) or as it lies in the
+        model."""
         fold = folds.get(bid)
         if fold is None:
             return self._params.get(bid)
-        if bid == fold.bias and fold.folded_bias is not None:
-            return fold.folded_bias
-        weight, fold.folded_bias = folded(fold.conv, fold.bn, self._params[fold.latent],
-                                          fold.dtype)
-        return weight if bid == fold.latent else fold.folded_bias
+        return fold.tensor(bid, self._params[fold.latent])
 
     def _compute(self, read: _Read, stored: torch.Tensor) -> torch.Tensor:
         """The tensor ``read`` reads, from its parameter ``stored`` (through its

@@ -15,7 +15,7 @@ other reader), or, without an example, by structure: consecutive children of one
 
 The tracer folds without a copy (``edgesim.trace.record(..., fold_bn=True)``): it finds the
 pairs by the same rules in its own pass, and the rules and arithmetic are one
-(``edgesim.trace.recorder.foldable`` and ``folded``, which ``fold_batchnorm`` applies in place),
+(``edgesim.trace.fold.foldable`` and ``folded``, which ``fold_batchnorm`` applies in place),
 so the values are the same to the bit. ``skeleton`` is the module tree as deployed on the meta
 device, to count its parameters.
 
@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-from edgesim.trace.recorder import NORMS, WEIGHTED, foldable, folded, out_features
+from edgesim.trace.fold import NORMS, WEIGHTED, foldable, folded, out_features
 
 __all__ = ["find_bn_pairs", "fold_batchnorm", "prepare", "skeleton"]
 
