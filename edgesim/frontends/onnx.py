@@ -68,9 +68,9 @@ __all__ = ["LIMIT_BYTES", "load"]
 
 #: The largest ONNX file ``load`` reads (2 GiB: protobuf stops there).
 LIMIT_BYTES = 2 << 30
-#: Elements the shape arithmetic on constants may create in all (a file cannot grow a constant
-#: without bound by concatenating it with itself).
-FOLD_ELEMENTS = 1 << 26
+#: Elements the arithmetic on constants may add beyond its inputs, in all (a file cannot grow
+#: a constant without bound by concatenating it with itself; a same-size result is free).
+FOLD_ELEMENTS = 1 << 22
 #: The most elements an activation tensor may claim.
 MAX_ELEMENTS = 1 << 40
 
@@ -532,14 +532,14 @@ class _Import:
         self.shapes[t] = shape
 
     def fold(self, t: str, values: np.ndarray) -> None:
-        self.folded += int(np.size(values))
-        if self.folded > FOLD_ELEMENTS:
-            raise _Bad(f"constant arithmetic makes over {FOLD_ELEMENTS} elements")
         self.consts[t] = _Const(np.asarray(values))
 
-    def budget(self, shape: Sequence[int]) -> None:
-        if self.folded + _count(shape) > FOLD_ELEMENTS:
-            raise _Bad(f"constant arithmetic would make a {tuple(shape)} tensor")
+    def budget(self, shape: Sequence[int], *inputs: np.ndarray) -> None:
+        """Refuse a result that grows past ``FOLD_ELEMENTS`` added elements, before making it."""
+        self.folded += max(_count(shape) - max((x.size for x in inputs), default=0), 0)
+        if self.folded > FOLD_ELEMENTS:
+            raise _Bad(f"constant arithmetic would make a {tuple(shape)} tensor (over "
+                       f"{FOLD_ELEMENTS} elements added in all)")
 
     # -- one node -----------------------------------------------------------------------------
     def _node(self, index: int, node: NodeProto) -> None:
@@ -708,14 +708,15 @@ def _axes(a: dict[str, Any], cs: list[_Const | None], i: int) -> list[int] | Non
 def _c_concat(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> np.ndarray:
     arrs = [c.values for c in cs if c is not None]
     axis = _axis(a.get("axis", 0), arrs[0].ndim)
-    imp.budget((sum(x.shape[axis] for x in arrs), *arrs[0].shape[:axis], *arrs[0].shape[axis + 1:]))
+    imp.budget((sum(x.shape[axis] for x in arrs), *arrs[0].shape[:axis],
+                *arrs[0].shape[axis + 1:]), *arrs)
     return np.concatenate(arrs, axis=axis)
 
 
 def _c_gather(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> np.ndarray:
     x, idx = cs[0].values, cs[1].values.astype(np.int64)
     axis = _axis(a.get("axis", 0), x.ndim)
-    imp.budget((*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]))
+    imp.budget((*x.shape[:axis], *idx.shape, *x.shape[axis + 1:]), x)
     return np.take(x, idx, axis=axis)
 
 
@@ -738,7 +739,7 @@ def _c_slice(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> np.nda
 def _c_math(fn: Callable[..., np.ndarray]) -> Callable[..., list[np.ndarray]]:
     def go(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> list[np.ndarray]:
         arrs = [c.floats() for c in cs if c is not None]
-        imp.budget(_broadcast(*(x.shape for x in arrs)))
+        imp.budget(_broadcast(*(x.shape for x in arrs)), *arrs)
         with np.errstate(all="ignore"):
             return [np.asarray(fn(*arrs))]
     return go
@@ -779,7 +780,7 @@ def _c_range(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> np.nda
 def _c_expand(imp: _Import, a: dict[str, Any], cs: list[_Const | None]) -> np.ndarray:
     x, shape = cs[0].values, tuple(int(v) for v in cs[1].values.reshape(-1))
     out = _broadcast(x.shape, shape)
-    imp.budget(out)
+    imp.budget(out, x)
     return np.broadcast_to(x, out).copy()
 
 
