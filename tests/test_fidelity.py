@@ -191,3 +191,39 @@ def test_script_end_to_end_u55(tmp_path):
                         "--vela", str(VELA)], capture_output=True, text=True, timeout=600,
                        check=False)
     assert c.returncode == (1 if failed else 0), c.stderr
+
+
+# --------------------------------------------------------------------------- MLPerf Tiny
+
+TINY = REPO / "benchmarks" / "fidelity_tiny.py"
+MODELS = REPO.parent / "shared" / "models" / "mlperf_tiny"
+needs_tiny = pytest.mark.skipif(not (VELA / "mlperf_tiny" / "summary.csv").exists()
+                                or not MODELS.is_dir(),
+                                reason="the MLPerf Tiny models and Vela CSVs are not in ../shared")
+
+
+def _load_tiny():
+    spec = importlib.util.spec_from_file_location("fidelity_tiny", TINY)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fidelity_tiny"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tiny = _load_tiny()
+
+
+def test_tiny_doctests():
+    assert doctest.testmod(tiny).failed == 0
+
+
+@needs_tiny
+def test_every_vela_operator_of_the_tiny_models_is_matched_once():
+    """Each Vela operator group lands on exactly one edgesim op (by the TFLite tensor it
+    writes), and both sides' per-op cycles add up to their totals."""
+    cases = tiny.cases(VELA / "mlperf_tiny", MODELS)
+    assert len(cases) >= 16               # 4 models x the systems with a shipped config
+    for c in cases:
+        assert not [ln for ln in c.lines if ln.name.startswith("vela:")], (c.model, c.system)
+        assert sum(ln.es for ln in c.lines) == c.es_cycles
+        assert sum(ln.vela for ln in c.lines) == c.vela_cycles
