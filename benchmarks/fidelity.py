@@ -554,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                     str(DEFAULT_VELA)),
                     help=f"Vela's CSVs (default {DEFAULT_VELA})")
     ap.add_argument("--model", default=MODEL, help=argparse.SUPPRESS)
+    ap.add_argument("--no-tiny", action="store_true",
+                    help="leave out the MLPerf Tiny table (benchmarks/fidelity_tiny.py)")
     args = ap.parse_args(argv)
     keys = list(SYSTEMS) if args.system == "both" else [args.system]
     print(f"# edgesim vs Vela 5.2.0 ({args.vela}); ratios are edgesim / Vela; stage and latency "
@@ -575,7 +577,20 @@ def main(argv: list[str] | None = None) -> int:
             w.writeheader()
             w.writerows(table)
     print(f"\ntargets failed: {len(failed)}" + (f" ({', '.join(failed)})" if failed else ""))
-    return 1 if args.check and failed else 0
+    tiny_failed = 0
+    if not args.no_tiny and args.system == "both":   # the MLPerf Tiny models, five systems
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "fidelity_tiny", Path(__file__).with_name("fidelity_tiny.py"))
+        tiny = importlib.util.module_from_spec(spec)
+        sys.modules["fidelity_tiny"] = tiny
+        spec.loader.exec_module(tiny)
+        tiny_dir = Path(args.vela) / "mlperf_tiny"
+        if (tiny_dir / "summary.csv").exists() and tiny.DEFAULT_MODELS.is_dir():
+            print()
+            lines, tiny_failed = tiny.table(tiny.cases(tiny_dir, tiny.DEFAULT_MODELS))
+            print("\n".join(lines))
+    return 1 if args.check and (failed or tiny_failed) else 0
 
 
 if __name__ == "__main__":

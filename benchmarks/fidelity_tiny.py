@@ -7,8 +7,8 @@ Vela 5.2.0's estimates live in ``../shared/calibration/vela/mlperf_tiny/`` (one 
 per model and system, ``summary.csv`` for totals); the models in ``../shared/models/mlperf_tiny/``.
 edgesim imports each ``.tflite`` (``edgesim.frontends.tflite``) and runs one inference from
 a cold cache on the config that states the system: Vela estimates one inference and carries
-nothing over (the tiny models' weights would otherwise stay in the cache). ``benchmarks/fidelity.py``
-prints this table beside its ResNet-50 one.
+nothing over (the tiny models' weights would otherwise stay in the cache).
+``benchmarks/fidelity.py`` prints this table after its ResNet-50 one.
 
 Matching: Vela's rows are grouped into the file's operators (a row's ``Name`` is the TFLite
 output tensor of its operator; fused ReLU rows and the ~29 rows of a lowered softmax join the
@@ -25,7 +25,6 @@ import argparse
 import csv
 import importlib.util
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,7 +247,8 @@ def _mark(r: float, band: tuple[float, float]) -> str:
 
 def table(all_cases: list[Case]) -> tuple[list[str], int]:
     """The report lines (totals, then op classes per case) and the number of failed targets."""
-    lines = ["# MLPerf Tiny: edgesim / Vela latency of one cold inference, each side at its own clock",
+    lines = ["# MLPerf Tiny: edgesim / Vela latency of one cold inference, each side at its "
+             "own clock",
              f"{'model':30s} {'system':24s} {'config':16s} {'total':>6s} "
              + " ".join(f"{c:>9s}" for c in CLASSES) + "  weightB  fmB"]
     failed = 0
