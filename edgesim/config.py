@@ -1,7 +1,8 @@
 """Hardware configs: YAML file -> validated pydantic model -> immutable ``HardwareConfig``.
 
-Public names: ``HardwareConfig``, ``load_config``, ``config_from_dict``, ``parse_override``,
-``apply_overrides``, ``shipped_configs``, ``config_table``, ``unit_kind``, ``HWCONFIG_DIR``.
+Public names: ``HardwareConfig``, ``load_config``, ``read_config``, ``config_from_dict``,
+``parse_override``, ``apply_overrides``, ``shipped_configs``, ``config_table``, ``unit_kind``,
+``HWCONFIG_DIR``.
 
 The pipeline is three steps, each of which can fail with one line naming the file and the key:
 
@@ -71,6 +72,7 @@ __all__ = [
     "config_table",
     "load_config",
     "parse_override",
+    "read_config",
     "shipped_configs",
     "unit_kind",
 ]
@@ -503,6 +505,19 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
     >>> load_config("ethos_u55").offchip_kind
     'flash'
     """
+    raw, file = read_config(path)
+    return config_from_dict(raw, overrides=overrides, file=file)
+
+
+def read_config(path: str | Path) -> tuple[Any, str]:
+    """Step 1 of ``load_config`` alone: the YAML document of ``path`` and the file name its
+    errors give, so that many override sets (a sweep grid) read and parse the file once:
+    ``config_from_dict(raw, overrides=..., file=file)`` is ``load_config(path, overrides)``.
+
+    >>> raw, file = read_config("npu_small")
+    >>> file, config_from_dict(raw, overrides=["sram.size=1MiB"], file=file).sram_bytes
+    ('edgesim/hwconfigs/npu_small.yaml', 1048576)
+    """
     p = _locate(path)
     # a shipped config is named by its place in the package, the same wherever it is installed
     file = f"edgesim/hwconfigs/{p.name}" if p != Path(path) else str(p)
@@ -518,7 +533,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    return config_from_dict(_read_yaml(text, file), overrides=overrides, file=file)
+    return _read_yaml(text, file), file
 
 
 def config_from_dict(raw: Any, *, overrides: Sequence[str] = (),

@@ -1,7 +1,7 @@
 """Sweep grids: ``--set key=spec`` ranges, expanded and checked before any work.
 
-Public names: ``Axis``, ``parse_axis``, ``parse_grid``, ``grid_points``, ``MAX_VALUES``,
-``MAX_POINTS``.
+Public names: ``Axis``, ``Base``, ``base_config``, ``parse_axis``, ``parse_grid``,
+``grid_points``, ``iter_points``, ``grid_size``, ``MAX_VALUES``, ``MAX_POINTS``.
 
 A spec is one of
 
@@ -14,11 +14,14 @@ A spec is one of
 * an arithmetic range ``start..stop:+STEP``: start, start+STEP, ... up to stop (inclusive).
 
 Range ends are parsed in the unit kind the config schema gives the key
-(``edgesim.schema.unit_kind``; plain numbers for counts such as ``prefetch.depth``). Every
-produced value is applied to the config once (``load_config(config, [f"{key}={value}"])``) so a
-value the config rejects fails here, with one line naming the offending ``--set``. The grid is
-the product of the axes, first axis slowest. An axis has at most ``MAX_VALUES`` values and a grid
-at most ``MAX_POINTS`` points (checked before any value is applied to the config).
+(``edgesim.schema.unit_kind``; plain numbers for counts such as ``prefetch.depth``). The config
+file is read and parsed once (``base_config``: a ``Base``, whose ``build(overrides)`` is
+``load_config(config, overrides)`` without reading the file again), and every produced value is
+applied to it once, so a value the config rejects fails here, with one line naming the offending
+``--set``: checking a grid costs one build per axis value, not per point. The grid is the product
+of the axes, first axis slowest (``iter_points`` yields it lazily, ``grid_size`` counts it). An
+axis has at most ``MAX_VALUES`` values and a grid at most ``MAX_POINTS`` points (checked before
+any value is applied to the config).
 
 >>> axis = parse_axis("sram.size=32KiB..256KiB:x2", "npu_small")
 >>> axis.values
@@ -35,16 +38,20 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.schema import canonical_path, unit_kind
 from edgesim.units import format_quantity, parse_quantity, shown
 
-__all__ = ["MAX_POINTS", "MAX_VALUES", "Axis", "grid_points", "parse_axis", "parse_grid"]
+if TYPE_CHECKING:
+    from edgesim.config import HardwareConfig
+
+__all__ = ["MAX_POINTS", "MAX_VALUES", "Axis", "Base", "base_config", "grid_points", "grid_size",
+           "iter_points", "parse_axis", "parse_grid"]
 
 _PLAIN = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 #: A range may produce at most this many values (a typo like ``x1.0001`` is an error, not a hang).
@@ -60,6 +67,33 @@ class Axis:
     key: str
     values: tuple[str, ...]
     text: str
+
+
+@dataclass(frozen=True)
+class Base:
+    """The config a grid varies, read once: the YAML's mapping and the name errors give it."""
+
+    raw: Any
+    file: str
+
+    def build(self, overrides: Sequence[str] = ()) -> HardwareConfig:
+        """The config with ``overrides`` applied: ``load_config(file, overrides)``, unread."""
+        from edgesim.config import config_from_dict
+        return config_from_dict(self.raw, overrides=overrides, file=self.file)
+
+
+def base_config(config: Any) -> Base:
+    """``config`` (a YAML path, a shipped config name, the YAML's mapping or a ``Base``) read
+    and parsed once; a file's problems are one ``ConfigError`` line naming it."""
+    from edgesim.config import HardwareConfig, read_config
+    if isinstance(config, Base):
+        return config
+    if isinstance(config, HardwareConfig):
+        raise ConfigError("sweep needs a config file path (or its YAML mapping), not a "
+                          "HardwareConfig, so that --set can change it")
+    if isinstance(config, Mapping):
+        return Base(dict(config), "<config>")
+    return Base(*read_config(config))
 
 
 def _fail(text: str, why: str) -> ConfigError:
@@ -165,22 +199,18 @@ def _expand_range(start_t: str, stop_t: str, step_t: str | None, kind: str | Non
     return out
 
 
-def _check_values(config: Any, key: str, values: Sequence[str], text: str) -> None:
+def _check_values(base: Base, key: str, values: Sequence[str], text: str) -> None:
     """Apply each value to the config; the first one it rejects fails the whole grid."""
-    from edgesim.config import config_from_dict, load_config
     for v in values:
         try:
-            if isinstance(config, Mapping):
-                config_from_dict(dict(config), overrides=[f"{key}={v}"])
-            else:
-                load_config(config, [f"{key}={v}"])
+            base.build([f"{key}={v}"])
         except EdgesimError as exc:
             raise _fail(text, str(exc)) from None
 
 
 def parse_axis(text: str, config: Any, *, check: bool = True) -> Axis:
-    """One ``key=spec`` as an Axis, every value checked against ``config`` (path or mapping)
-    unless ``check`` is False."""
+    """One ``key=spec`` as an Axis, every value checked against ``config`` (path, mapping or
+    ``Base``) unless ``check`` is False."""
     key, sep, spec = text.partition("=")
     if not sep or not key.strip():
         raise _fail(text, "expected key=spec, e.g. sram.size=32KiB..32MiB:x2")
@@ -212,14 +242,17 @@ def parse_axis(text: str, config: Any, *, check: bool = True) -> Axis:
     if len(values) > MAX_VALUES:
         raise _fail(text, f"the axis has {len(values)} values; at most {MAX_VALUES}")
     if check:
-        _check_values(config, key, values, text)
+        _check_values(base_config(config), key, values, text)
     return Axis(key, tuple(values), text)
 
 
-def parse_grid(config: Any, sets: Sequence[str]) -> list[Axis]:
+def parse_grid(config: Any, sets: Sequence[str], *,
+               say: Callable[[str], None] | None = None) -> list[Axis]:
     """The axes of ``sets`` in order; a key given twice is an error.
 
-    The grid's size is checked before any value is applied to the config.
+    The grid's size is checked before any value is applied to the config; then the config is
+    read once (``base_config``) and each value applied to it once. ``say``: a progress line
+    before the values are checked.
     """
     axes: list[Axis] = []
     seen: dict[str, str] = {}
@@ -234,12 +267,31 @@ def parse_grid(config: Any, sets: Sequence[str]) -> list[Axis]:
         if points > MAX_POINTS:
             raise _fail(text, f"the grid has {points:,} points with this axis; at most "
                         f"{MAX_POINTS:,} (sweep fewer values, or in parts)")
+    if not axes:
+        return axes
+    base = base_config(config)
+    if say is not None:
+        say(f"grid: {' x '.join(str(len(a.values)) for a in axes)} = {points:,} points; "
+            f"checking each of its {sum(len(a.values) for a in axes):,} values against "
+            f"{base.file}")
     for axis in axes:
-        _check_values(config, axis.key, axis.values, axis.text)
+        _check_values(base, axis.key, axis.values, axis.text)
     return axes
 
 
+def grid_size(axes: Sequence[Axis]) -> int:
+    """The number of points of the grid: the product of the axes' lengths (1 without axes)."""
+    return math.prod(len(a.values) for a in axes)
+
+
+def iter_points(axes: Sequence[Axis]) -> Iterator[dict[str, str]]:
+    """The product of the axes as ``{key: value}`` dicts (first axis varies slowest), one at a
+    time: a grid of any size costs the memory of one point."""
+    keys = [a.key for a in axes]
+    for combo in itertools.product(*(a.values for a in axes)):
+        yield dict(zip(keys, combo, strict=True))
+
+
 def grid_points(axes: Sequence[Axis]) -> list[dict[str, str]]:
-    """The product of the axes as ``{key: value}`` dicts (first axis varies slowest)."""
-    return [dict(zip([a.key for a in axes], combo, strict=True))
-            for combo in itertools.product(*(a.values for a in axes))]
+    """Every point of ``iter_points``, as a list."""
+    return list(iter_points(axes))
