@@ -3,15 +3,20 @@
 Public names: ``sweep``, ``failed_points``, ``simulate_point``, ``PointTask``, ``PointResult``,
 ``workload_options``.
 
-``sweep`` is a list of steps: check the arguments and the grid (``edgesim.sweep.grid``; bad
-ranges fail before any work), load one config per point, get each model's Workload once per
-``workload_options`` of the grid (``api.workload``: traced once per precision, disk-cached), run
-every (point, model, policy) not already in the store as a ``PointTask`` on the executor
-(``edgesim.sweep.executors``) and commit each ``SweepRow`` (``edgesim.sweep.rows``) to the store
-(``edgesim.sweep.store``) the moment it comes back. The table is read back from the store in
-grid order, then model order, then policy order, so it is the same for every executor and for a
-killed-and-rerun sweep; ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS
-and whether torch or the zoo was loaded there.
+``sweep`` is a list of steps: check the arguments and the grid (``edgesim.sweep.grid``: the
+config file is read once and each axis value applied to it once; bad ranges fail before any
+work), open the store, get each model's Workload once per ``workload_options`` of the grid
+(``api.workload``: traced once per precision, disk-cached; found from one point per combination
+of the axes that can change them), then plan and run in one stream: point by point, in grid
+order, the point's config is built from the parsed file, each (point, model, policy) not already
+in the store becomes a ``PointTask`` for the executor (``edgesim.sweep.executors``), at most
+``WINDOW`` per worker in flight, and each ``SweepRow`` (``edgesim.sweep.rows``) is committed to
+the store (``edgesim.sweep.store``) the moment it comes back. Planning before the first task is
+thus proportional to the axes, not the points; memory holds the tasks in flight and a store key
+per task. The table is read back from the store in grid order, then model order, then policy
+order, so it is the same for every executor and for a killed-and-rerun sweep;
+``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS and whether torch or the
+zoo was loaded there.
 
 With ``data`` routed models route those inputs; with ``evaluate`` the data is labelled, each model
 is evaluated once here (``api.evaluate``, cached: top-1 does not depend on the hardware), its
@@ -20,11 +25,12 @@ inputs are every model's stream, and every row carries the model's ``top1``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import as_completed
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +59,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from edgesim.config import HardwareConfig
+    from edgesim.sweep.grid import Axis, Base
     from edgesim.workload import Workload
 
-__all__ = ["PointResult", "PointTask", "failed_points", "simulate_point", "sweep",
+__all__ = ["WINDOW", "PointResult", "PointTask", "failed_points", "simulate_point", "sweep",
            "workload_options"]
+
+#: Tasks in flight per worker: enough to keep every worker busy, few enough that memory does
+#: not grow with the grid.
+WINDOW = 4
 
 
 # --------------------------------------------------------------------------- the per-point task
@@ -91,8 +102,11 @@ def simulate_point(task: PointTask, wref: Any) -> PointResult:
 
 # --------------------------------------------------------------------------- planning
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Task:
+    """One (point, model, policy) as the table needs it after the run: its store key, its
+    point, and model, policy and workload by index / id (kept for every task of the grid)."""
+
     key: str
     point: int
     model: int
@@ -100,12 +114,19 @@ class _Task:
     wid: str
 
 
+class _Item(NamedTuple):
+    """A task with its point's config and ``--set`` values (alive only while it is planned
+    and in flight)."""
+
+    task: _Task
+    hw: HardwareConfig
+    params: Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything the tasks of one sweep share, built once by ``sweep``."""
 
-    hws: Sequence[HardwareConfig]
-    points: Sequence[Mapping[str, str]]
     labels: Sequence[str]
     policies: Sequence[str]
     prefetch: str
@@ -122,15 +143,17 @@ class _Plan:
     def _acc(self, t: _Task) -> Mapping[str, Any] | None:
         return self.accuracy.get(self.labels[t.model])
 
-    def row(self, t: _Task, summary: Mapping[str, Any]) -> SweepRow:
-        return SweepRow.build(t.point, self.points[t.point], self.hws[t.point], self.infos[t.wid],
+    def row(self, it: _Item, summary: Mapping[str, Any]) -> SweepRow:
+        t = it.task
+        return SweepRow.build(t.point, it.params, it.hw, self.infos[t.wid],
                               self.labels[t.model], self.policies[t.policy], self.prefetch,
                               self.workloads[t.wid].inputs, summary, self._acc(t))
 
-    def failed_row(self, t: _Task, error: str) -> SweepRow:
-        return SweepRow.failed(t.point, self.points[t.point], self.hws[t.point],
-                               self.infos[t.wid], self.labels[t.model], self.policies[t.policy],
-                               self.prefetch, self.workloads[t.wid].inputs, error, self._acc(t))
+    def failed_row(self, it: _Item, error: str) -> SweepRow:
+        t = it.task
+        return SweepRow.failed(t.point, it.params, it.hw, self.infos[t.wid],
+                               self.labels[t.model], self.policies[t.policy], self.prefetch,
+                               self.workloads[t.wid].inputs, error, self._acc(t))
 
     def expect(self, t: _Task) -> dict[str, Any]:
         """Columns the stored row of ``t`` must hold: what its key was made of."""
@@ -141,8 +164,8 @@ class _Plan:
             out["top1"] = float(acc["top1"])
         return out
 
-    def task(self, t: _Task) -> PointTask:
-        return PointTask(self.hws[t.point], self.policies[t.policy], self.prefetch, self.memo,
+    def task(self, it: _Item) -> PointTask:
+        return PointTask(it.hw, self.policies[it.task.policy], self.prefetch, self.memo,
                          self.detail)
 
 
@@ -161,14 +184,55 @@ def _check(policies: Sequence[str], prefetch: str, inputs: int, models: Sequence
         raise EdgesimError(f"inputs must be >= 1, got {inputs}")
 
 
-def _load(config: Any, overrides: Sequence[str]) -> HardwareConfig:
-    from edgesim.config import HardwareConfig, config_from_dict, load_config
-    if isinstance(config, HardwareConfig):
-        raise ConfigError("sweep needs a config file path (or its YAML mapping), not a "
-                          "HardwareConfig, so that --set can change it")
-    if isinstance(config, Mapping):
-        return config_from_dict(dict(config), overrides=overrides)
-    return load_config(config, overrides)
+def _point_config(base: Base, point: int, params: Mapping[str, str]) -> HardwareConfig:
+    """The config of one grid point, built from the parsed file (no file read).
+
+    Each value was checked alone with the grid; a combination the config rejects (a reserve
+    above the SRAM size, say) is one ``ConfigError`` line naming the point."""
+    overrides = [f"{k}={v}" for k, v in params.items()]
+    try:
+        return base.build(overrides)
+    except ConfigError as exc:
+        if not params:
+            raise
+        raise ConfigError(f"grid point {point} ({', '.join(overrides)}): {exc}") from None
+
+
+#: The config keys ``workload_options`` reads (``compute.precision``, ``compute.activation_bits``,
+#: ``formats``): only an axis on one of them, or on a section holding one, changes a Workload.
+_WORKLOAD_KEYS = (("compute", "precision"), ("compute", "activation_bits"), ("formats",))
+
+
+def _changes_workload(axis: Axis) -> bool:
+    path = tuple(axis.key.split("."))
+    return any(key[:len(path)] == path for key in _WORKLOAD_KEYS)
+
+
+def _workload_points(axes: Sequence[Axis]) -> Iterator[tuple[int, dict[str, str]]]:
+    """One grid point (index, values) per combination of the values of the axes that can
+    change ``workload_options``: the first such point in grid order (every other axis at its
+    first value). Their workloads are every workload of the grid."""
+    moving = [i for i, a in enumerate(axes) if _changes_workload(a)]
+    sizes = [len(a.values) for a in axes]
+    for combo in itertools.product(*(range(sizes[i]) for i in moving)):
+        index = [0] * len(axes)
+        for i, k in zip(moving, combo, strict=True):
+            index[i] = k
+        point = 0
+        for i, k in enumerate(index):
+            point = point * sizes[i] + k
+        yield point, {a.key: a.values[k] for a, k in zip(axes, index, strict=True)}
+
+
+def _digit(axes: Sequence[Axis], point: int, i: int) -> int:
+    """The index into ``axes[i].values`` of grid point ``point`` (first axis slowest)."""
+    for a in axes[i + 1:]:
+        point //= len(a.values)
+    return point % len(axes[i].values)
+
+
+def _options_key(hw: HardwareConfig) -> str:
+    return json.dumps(workload_options(hw), sort_keys=True)
 
 
 def workload_options(hw: HardwareConfig) -> dict[str, Any]:
@@ -240,7 +304,7 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
     ids: list[list[str]] = []
     for hw in hws:
         opts = workload_options(hw)
-        key = json.dumps(opts, sort_keys=True)
+        key = _options_key(hw)
         if key not in by_key:
             row = []
             for m in models:
@@ -290,7 +354,10 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     A task that raises (a value the config accepts but the engine cannot compute with) does
     not stop the sweep: its row has ``status`` ``failed``, its ``error`` and empty metrics; it
     is kept in the store, and a rerun over the same folder retries it. ``failed_points(df)``
-    says which. A store that is corrupt, read-only or altered is refused (``StoreError``).
+    says which. A store that is corrupt, read-only, altered or not edgesim's is refused
+    (``StoreError``). Each ``--set`` value is checked against the config before any work; a
+    point whose combination of values the config rejects is met when it is planned: the rows
+    before it are stored, and its ``ConfigError`` names the point.
 
     >>> import tempfile
     >>> from edgesim.testing import TINY_CONFIG, tiny_workload
@@ -301,25 +368,24 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     """
     import pandas as pd
 
-    from edgesim.sweep.grid import grid_points, parse_grid
+    from edgesim.sweep.grid import base_config, grid_size, parse_grid
     if evaluate and data is None:
         raise EdgesimError("--eval needs --data LABELLED (a .pt of {'x': inputs, 'y': labels}, "
                            "an .npz, x.npy with y.npy, or an image folder of class folders)")
     _check(policies, prefetch, 1000 if inputs is None else inputs, models)
     how = ExecutorSpec(executor, scheduler, workers)
-    axes = parse_grid(config, grid_sets)       # bad grids fail here, before any work
-    points = grid_points(axes)
-    hws = [_load(config, [f"{k}={v}" for k, v in pt.items()]) for pt in points]
+    tty = sys.stderr.isatty() if progress is None else progress
+    say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
+    base = base_config(config)                 # the file is read and parsed once
+    axes = parse_grid(base, grid_sets, say=say)   # bad grids fail here, before any work
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgesimError(f"--out {out}: cannot create ({exc.strerror})") from None
 
-    # the store is checked before any work: a corrupt or read-only one is refused here
+    # the store is checked before any work: a corrupt, read-only or foreign one is refused here
     with Store(out / RESULTS_FILE) as store:
-        tty = sys.stderr.isatty() if progress is None else progress
-        say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
         accuracy, evaluations = {}, {}
         if evaluate:
             from edgesim import cache
@@ -330,24 +396,40 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
             evaluations = {m: {"data": fingerprint, "seed": seed, "top1": a["top1"],
                                "correct": a["correct"]} for m, a in accuracy.items()}
         inputs = 1000 if inputs is None else inputs
-        ids, table, labels = _workloads(models, hws, inputs, seed, say, data, evaluate)
+        reps = [_point_config(base, p, params) for p, params in _workload_points(axes)]
+        ids, table, labels = _workloads(models, reps, inputs, seed, say, data, evaluate)
+        by_options = {_options_key(hw): row for hw, row in zip(reps, ids, strict=True)}
         from edgesim.api import model_info
-        plan = _Plan(hws, points, labels, tuple(policies), prefetch, inputs, table,
+        plan = _Plan(labels, tuple(policies), prefetch, inputs, table,
                      {wid: model_info(w) for wid, w in table.items()}, memo, detail, accuracy,
                      evaluations)
-        tasks = _tasks(plan, ids)
-        keys = [t.key for t in tasks]
+        total = grid_size(axes) * len(labels) * len(plan.policies)
+        if say is not None:
+            say(f"{grid_size(axes):,} points x {_count(len(labels), 'model')} x "
+                f"{_count(len(plan.policies), 'policy', 'policies')} = {total:,} tasks, "
+                "planned and run point by point")
         done = store.finished(detail=detail)
-        pending = list({t.key: t for t in tasks if t.key not in done}.values())
-        bar = _bar(progress, len(set(keys)), len(set(keys) & done))
+        bar = _bar(progress, total, 0)
         try:
-            seen = _run(pending, plan, store, how, bar) if pending else {}
+            tasks, seen = _run(_items(base, axes, plan, by_options), plan, store, how, bar,
+                               done, total)
         finally:
             if bar is not None:
                 bar.close()
-        df = pd.DataFrame(store.rows(keys, [plan.expect(t) for t in tasks]))
-        # a key shared by two tasks (the same point given twice) is one row per task
+        keys = [t.key for t in tasks]
+        shared: dict[tuple[int, int, str], dict[str, Any]] = {}
+        expect = [shared.setdefault((t.model, t.policy, t.wid), plan.expect(t)) for t in tasks]
+        df = pd.DataFrame(store.rows(keys, expect))
+        del expect
+        # a key shared by two tasks (equal points, e.g. 2KiB and 2048B) is one stored row and
+        # one table row per task, each with its own point and swept values
         df["point"] = [t.point for t in tasks]
+        for i, axis in enumerate(axes):
+            values = [axis.values[_digit(axes, t.point, i)] for t in tasks]
+            if axis.key in df.columns:
+                df[axis.key] = values
+            else:   # every row was stored by a sweep without this axis
+                df.insert(1 + i, axis.key, values)
         df = df.reset_index(drop=True)
         if detail:
             detail_df = detail_frame(store.detail(list(dict.fromkeys(keys))))
@@ -370,62 +452,114 @@ def failed_points(df: pd.DataFrame, show: int = 5) -> str | None:
             f"point {r.point} ({r.model}, {r.policy}): {r.error}")
 
 
-def _tasks(plan: _Plan, ids: Sequence[Sequence[str]]) -> list[_Task]:
-    """Every (point, model, policy) in table order, each with its store key."""
-    return [
-        _Task(point_key(hw, plan.labels[m], wid, plan.workloads[wid].inputs, pol, plan.prefetch,
-                        plan.evaluations.get(plan.labels[m])),
-              p, m, k, wid)
-        for p, hw in enumerate(plan.hws) for m, wid in enumerate(ids[p])
-        for k, pol in enumerate(plan.policies)
-    ]
+def _items(base: Base, axes: Sequence[Axis], plan: _Plan,
+           by_options: Mapping[str, Sequence[str]]) -> Iterator[_Item]:
+    """Every (point, model, policy) in table order, each with its store key, planned lazily:
+    a point's config is built when its first task is asked for."""
+    from edgesim.sweep.grid import iter_points
+    for p, params in enumerate(iter_points(axes)):
+        hw = _point_config(base, p, params)
+        wids = by_options.get(_options_key(hw))
+        if wids is None:   # _WORKLOAD_KEYS misses a key workload_options reads
+            raise EdgesimError(f"grid point {p}: its workload options "
+                               f"{workload_options(hw)} were not traced before the run")
+        for m, wid in enumerate(wids):
+            label = plan.labels[m]
+            for k, pol in enumerate(plan.policies):
+                key = point_key(hw, label, wid, plan.workloads[wid].inputs, pol, plan.prefetch,
+                                plan.evaluations.get(label))
+                yield _Item(_Task(key, p, m, k, wid), hw, params)
 
 
-def _run(pending: Sequence[_Task], plan: _Plan, store: Store, how: ExecutorSpec,
-         bar) -> dict[int, WorkerStats]:
-    """Run the pending tasks, committing each row as it arrives; the last stats per process.
+def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, bar,
+         done: set[str], total: int) -> tuple[list[_Task], dict[int, WorkerStats]]:
+    """Plan and run: every task of ``items`` (kept, for the table), those whose key is not in
+    ``done`` run, each key once, committing each row as it arrives; the tasks and the last
+    stats per process.
 
-    A task that raises is committed as a failed row with its error (``SweepRow.failed``) and
-    the others go on. The serial executor runs and commits one task at a time, so an
-    interrupt keeps every task finished before it.
+    At most ``WINDOW`` tasks per worker are in flight: the next point is planned as a task
+    finishes, so the first rows are stored while later points are not yet planned. A task that
+    raises is committed as a failed row with its error (``SweepRow.failed``) and the others go
+    on. A point whose config cannot be built stops the planning: the tasks in flight are
+    committed, then its ``ConfigError`` is raised. The serial executor runs and commits one
+    task at a time, so an interrupt keeps every task finished before it. ``done`` gains the
+    keys run.
     """
+    tasks: list[_Task] = []
     seen: dict[int, WorkerStats] = {}
 
-    def commit(t: _Task, res: PointResult | None, exc: Exception | None) -> None:
+    def pending() -> Iterator[_Item]:
+        for it in items:
+            tasks.append(it.task)
+            if it.task.key in done:   # stored before, or run for an equal point of this grid
+                if bar is not None:
+                    bar.update(1)
+                continue
+            done.add(it.task.key)
+            yield it
+
+    def commit(it: _Item, res: PointResult | None, exc: Exception | None) -> None:
+        t = it.task
         if res is None:
-            store.fail(t.key, plan.failed_row(t, _describe(exc)).columns())
+            store.fail(t.key, plan.failed_row(it, _describe(exc)).columns())
         else:
             drows = None
             if res.rows is not None:
                 head = DetailHead(t.key, t.point, plan.labels[t.model], plan.policies[t.policy])
                 drows = json.dumps({"head": head._asdict(), "rows": res.rows},
                                    default=_json_default)
-            store.put(t.key, plan.row(t, res.summary).columns(), drows)
+            store.put(t.key, plan.row(it, res.summary).columns(), drows)
             seen[res.worker.pid] = res.worker
         if bar is not None:
             bar.update(1)
 
-    used = {t.wid: plan.workloads[t.wid] for t in pending}
+    todo = pending()
+    first = next(todo, None)   # a resumed grid plans its finished points before any executor
+    if first is None:
+        return tasks, seen
     with ExitStack() as stack:
-        ex, ref = open_executor(how, used, stack, len(pending))
+        ex, ref = open_executor(how, plan.workloads, stack, total)
         if how.kind == "serial":
-            for t in pending:
+            for it in itertools.chain([first], todo):
                 try:
-                    res = simulate_point(plan.task(t), ref(t.wid))
+                    res = simulate_point(plan.task(it), ref(it.task.wid))
                 except Exception as exc:  # recorded as this point's failure
-                    commit(t, None, exc)
+                    commit(it, None, exc)
                 else:
-                    commit(t, res, None)
-            return seen
-        futures = {ex.submit(simulate_point, plan.task(t), ref(t.wid)): t for t in pending}
-        for fut in as_completed(futures):
-            try:
-                res = fut.result()
-            except Exception as exc:  # recorded as this point's failure
-                commit(futures[fut], None, exc)
-            else:
-                commit(futures[fut], res, None)
-    return seen
+                    commit(it, res, None)
+            return tasks, seen
+        limit = WINDOW * (how.workers or os.cpu_count() or 1)
+        flight = {ex.submit(simulate_point, plan.task(first), ref(first.task.wid)): first}
+        stopped: EdgesimError | None = None
+        more = True
+        while True:
+            while more and len(flight) < limit:   # plan the next points as tasks finish
+                try:
+                    it = next(todo, None)
+                except EdgesimError as exc:   # a point that cannot be built: finish the rest
+                    stopped, it = exc, None
+                if it is None:
+                    more = False
+                else:
+                    flight[ex.submit(simulate_point, plan.task(it), ref(it.task.wid))] = it
+            if not flight:
+                break
+            finished, _ = wait(flight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                it = flight.pop(fut)
+                try:
+                    res = fut.result()
+                except Exception as exc:  # recorded as this point's failure
+                    commit(it, None, exc)
+                else:
+                    commit(it, res, None)
+        if stopped is not None:
+            raise stopped
+    return tasks, seen
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def _describe(exc: BaseException | None, limit: int = 300) -> str:
