@@ -148,6 +148,11 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{os.fspath(path)} is {file_kind(st.st_mode)}, not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(limit + 1)
+            # read(n) reserves n bytes at once: ask for what the file holds, then the rest
+            want = min(limit, st.st_size) + 1
+            data = fh.read(want)
+            if len(data) == want and want <= limit:    # it grew since fstat
+                data += fh.read(limit + 1 - want)
+            return data
     finally:
         os.close(fd)

@@ -1,6 +1,7 @@
 """Rendering results: aligned text tables, CSV and JSON, deterministic to the byte.
 
-Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``.
+Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``,
+``write_json``.
 
 Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
 (this module itself never imports pandas, so printing a cached run stays fast).
@@ -17,10 +18,11 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
-from typing import Any
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
-__all__ = ["FORMATS", "RowWriter", "render", "render_summary", "render_table"]
+__all__ = ["FORMATS", "RowWriter", "render", "render_summary", "render_table", "write_json"]
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
@@ -125,12 +127,15 @@ def _jsonl(cols: Sequence[str], row: Sequence[Any]) -> str:
 
 class RowWriter:
     """Rows written as they are produced, as CSV (header first) or JSON lines, to ``stream``:
-    byte for byte what ``render`` gives for the same rows, without holding them."""
+    byte for byte what ``render`` gives for the same rows, without holding them. ``"json"``
+    writes the rows as the items of an array of records (NaN as null) nested in an object as
+    ``write_json`` places them, the items alone: ``write_json`` adds the brackets."""
 
     def __init__(self, cols: Sequence[str], fmt: str, stream: Any) -> None:
-        if fmt not in ("csv", "jsonl"):
-            raise ValueError(f"rows stream as csv or jsonl, not {fmt!r}")
+        if fmt not in ("csv", "jsonl", "json"):
+            raise ValueError(f"rows stream as csv, jsonl or json, not {fmt!r}")
         self.cols, self.fmt, self.stream = list(cols), fmt, stream
+        self.rows = 0
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self.cols)
@@ -138,6 +143,48 @@ class RowWriter:
     def __call__(self, row: Sequence[Any]) -> None:
         if self._csv is not None:
             self._csv.writerow([_csv_cell(v) for v in row])
-        else:
+        elif self.fmt == "jsonl":
             self.stream.write(_jsonl(self.cols, row) + "\n")
+        else:
+            record = dict(zip(self.cols, map(_record_value, row), strict=True))
+            text = json.dumps(record, indent=2, default=_json_default)
+            self.stream.write((",\n    " if self.rows else "    ")
+                              + text.replace("\n", "\n    "))
+        self.rows += 1
 
+
+def _record_value(v: Any) -> Any:
+    v = _plain(v)
+    return None if isinstance(v, float) and v != v else v    # NaN -> null
+
+
+def write_json(stream: IO[str], obj: Mapping[str, Any], items: Mapping[str, IO[str]]) -> None:
+    """``obj`` as ``render(..., json_obj=obj)`` gives it, and a newline, written to ``stream``;
+    each key of ``items`` holds an array whose items are read from that file (written by a
+    ``RowWriter(cols, "json", file)``, copied from its start), so an array of any length is
+    never held in memory.
+
+    >>> import io
+    >>> rows = io.StringIO()
+    >>> w = RowWriter(["a"], "json", rows)
+    >>> w((1,))
+    >>> out = io.StringIO()
+    >>> write_json(out, {"n": 1, "rows": []}, {"rows": rows})
+    >>> out.getvalue().rstrip() == render(None, "json", json_obj={"n": 1, "rows": [{"a": 1}]})
+    True
+    """
+    stream.write("{")
+    for k, (key, value) in enumerate(obj.items()):
+        stream.write(("," if k else "") + "\n  " + json.dumps(key) + ": ")
+        spool = items.get(key)
+        if spool is None:
+            text = json.dumps(value, indent=2, default=_json_default)
+            stream.write(text.replace("\n", "\n  "))
+        elif spool.tell() == 0:
+            stream.write("[]")
+        else:
+            spool.seek(0)
+            stream.write("[\n")
+            shutil.copyfileobj(spool, stream)
+            stream.write("\n  ]")
+    stream.write("\n}\n" if obj else "}\n")

@@ -4,9 +4,11 @@ Public names: ``add_parser``, ``main``.
 
 Prints a header line naming the model, the hardware and the policy, one row per inference (or per
 op and inference with ``--per-layer``) and the cold/steady summary; ``--format csv|json|jsonl``
-prints the rows alone (JSON: the whole ``Run``). CSV and JSON lines of inference rows are
-written as they are produced and not kept, and a table of more than ``TABLE_ROWS`` inferences
-shows the summary alone, so a stream of a million inputs runs in flat memory. With ``--eval``
+prints the rows alone (JSON: the whole ``Run``). No row is kept: CSV and JSON lines are
+written as they are produced, the rows of a JSON document go to a temporary file and are
+copied into it at the end, the per-op ``--timeline`` is written as it is produced, and a table
+of more than ``TABLE_ROWS`` inferences shows the summary alone, so a stream of a million inputs
+runs in flat memory in every format. With ``--eval``
 the labelled ``--data`` is the stream and its top-1 follows the summary (JSON: ``accuracy``).
 torch and pandas are imported only when the model is not yet traced (a cached run imports
 neither).
@@ -25,7 +27,6 @@ from edgesim.cli._common import (
     add_format,
     add_input_shape,
     columns,
-    csv_rows,
     policies,
     prefetch_modes,
     write,
@@ -72,15 +73,13 @@ def main(a) -> int:
     from edgesim.report import render, render_summary
 
     total = a.inputs if a.inputs is not None or a.evaluate else 8
-    inference_columns, layer_columns = columns()
-    stream = a.format in ("csv", "jsonl") and not a.per_layer
     many = (a.format == "table" and not a.per_layer and total is not None
             and total > TABLE_ROWS)
     if a.out is not None:       # refused before any work: a device, FIFO or folder
         output_path(a.out, "--out")
     if a.timeline:
         output_path(a.timeline, "--timeline")
-    sink = _RowSink(inference_columns, a.format, a.out) if stream else None
+    sink = _Sink(a, many)
     shown = CliProgress(sys.stderr.isatty(), total)
     ok = False
     try:
@@ -88,25 +87,14 @@ def main(a) -> int:
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
                       seed=a.seed, weights=a.weights, memo=not a.no_memo,
                       progress=shown.progress, evaluate=a.evaluate, on_row=sink,
-                      keep_rows=not (stream or many), input_shape=a.input_shape)
+                      keep_rows=False, input_shape=a.input_shape)
         ok = True
     finally:
         shown.close()
-        if sink is not None:
-            sink.close(ok)
-    r = res.result
-    if a.timeline:
-        write(render(layer_columns, "csv", rows=csv_rows(r.layer_rows)), a.timeline,
-              "--timeline")
-    if a.format == "json":
-        write(render(inference_columns, "json", json_obj=res.to_dict()), a.out)
-        return 0
-    if stream:
-        return 0
-    cols, rows = ((layer_columns, r.layer_rows) if a.per_layer
-                  else (inference_columns, r.rows))
-    if a.format in ("csv", "jsonl"):   # op, path and encoding names come from the model
-        write(render(cols, a.format, rows=csv_rows(rows) if a.format == "csv" else rows), a.out)
+        if not ok:
+            sink.abort()
+    sink.finish(res)
+    if a.format != "table":
         return 0
     m = res.model
     shape = res.meta.get("input_shape")
@@ -115,8 +103,9 @@ def main(a) -> int:
             f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
             f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
             f"prefetch {a.prefetch}")
+    cols = sink.columns[bool(a.per_layer)]
     table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
-             "streams them)" if many else render(cols, "table", rows=rows))
+             "streams them)" if many else render(cols, "table", rows=sink.table))
     lines = [head, table, "", "# summary (cold = first inference; steady = the rest)",
              render_summary(res.summary)]
     if res.accuracy is not None:
@@ -126,31 +115,41 @@ def main(a) -> int:
     return 0
 
 
-class _RowSink:
-    """Inference rows written out as they come (``report.RowWriter``), to ``out`` or stdout;
+class _Rows:
+    """Rows of one kind written out as they come (``report.RowWriter``) to ``out`` or stdout;
     text cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
     written beside its target and renamed over it by ``close(True)`` (``open_atomically``);
-    a run that fails leaves the previous file as it was."""
+    a run that fails leaves the previous file as it was. Opened at the first row, so an error
+    before it writes nothing."""
 
-    def __init__(self, cols, fmt: str, out: str | None) -> None:
-        self.cols, self.fmt, self.out = cols, fmt, out
+    def __init__(self, cols, fmt: str, out: str | None, flag: str) -> None:
+        self.cols, self.fmt, self.out, self.flag = cols, fmt, out, flag
         self.opened = None
         self.writer = None
+        self.safe = None
 
     def __call__(self, row) -> None:
-        if self.writer is None:     # opened at the first row: an error before it writes nothing
-            from edgesim.report import RowWriter
-            if self.out is None:
-                file = sys.stdout
-            else:
-                self.opened = open_atomically(self.out, "--out")
-                file = self.opened.__enter__()
-            self.writer = RowWriter(self.cols, self.fmt, file)
-        if self.fmt == "csv":
-            row = csv_rows([row])[0]
+        if self.writer is None:
+            self._open()
+        if self.safe is not None:
+            row = [self.safe(v) for v in row]
         self.writer(row)
 
+    def _open(self) -> None:
+        from edgesim.report import RowWriter
+        if self.out is None:
+            file = sys.stdout
+        else:
+            self.opened = open_atomically(self.out, self.flag)
+            file = self.opened.__enter__()
+        if self.fmt == "csv":
+            from edgesim.sweep.store import csv_safe
+            self.safe = csv_safe
+        self.writer = RowWriter(self.cols, self.fmt, file)
+
     def close(self, ok: bool) -> None:
+        if ok and self.writer is None:      # no rows: the header alone
+            self._open()
         if self.opened is not None:
             opened, self.opened = self.opened, None
             if ok:
@@ -158,3 +157,90 @@ class _RowSink:
             else:
                 opened.__exit__(RuntimeError, RuntimeError("run failed"), None)
 
+
+class _Spool:
+    """The items of a JSON array of rows (``RowWriter(cols, "json")``) in an unnamed
+    temporary file, beside ``out`` when given: ``report.write_json`` copies them into the
+    document once the run is over, so no row is held in memory."""
+
+    def __init__(self, cols, out: str | None) -> None:
+        import tempfile
+
+        from edgesim.report import RowWriter
+        folder = None if out is None else output_path(out, "--out").parent
+        try:
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+            self.file = tempfile.TemporaryFile("w+", dir=folder, newline="")
+        except OSError as exc:
+            from edgesim.outputs import OutputError
+            shown = "a temporary file" if out is None else f"a temporary file beside {out}"
+            raise OutputError(f"--out: cannot write {shown} ({exc.strerror or exc})") from None
+        self.write = RowWriter(cols, "json", self.file)
+
+    def __call__(self, row) -> None:
+        self.write(row)
+
+
+class _Sink:
+    """Where the rows of ``run`` go as the engine produces them (``simulate(on_row=...,
+    keep_rows=False)``: no row is kept by the engine): CSV / JSON lines streamed to ``--out``
+    or stdout, JSON items spooled to a temporary file, the per-op ``--timeline`` streamed to
+    its file, and the rows of a text table (at most ``TABLE_ROWS`` inferences, or the per-op
+    rows) kept for it. ``finish(run)`` completes every output; ``abort()`` drops the files."""
+
+    def __init__(self, a, many: bool) -> None:
+        from edgesim.sim import LayerRow
+        self.columns = columns()
+        self.layer_type = LayerRow
+        self.table: list = []
+        self.json = a.format == "json"
+        self.spools: dict[str, _Spool] = {}
+        self.streams: list[_Rows] = []
+        main = self.table.append if a.format == "table" and not many else None
+        if a.format in ("csv", "jsonl"):
+            self.streams.append(_Rows(self.columns[bool(a.per_layer)], a.format, a.out, "--out"))
+            main = self.streams[-1]
+        inference_out = [] if a.per_layer else [main]
+        layer_out = [main] if a.per_layer else []
+        if self.json:
+            self.spools["inferences"] = _Spool(self.columns[0], a.out)
+            inference_out = [self.spools["inferences"]]
+            if a.per_layer or a.timeline:
+                self.spools["layers"] = _Spool(self.columns[1], a.out)
+                layer_out = [self.spools["layers"]]
+        if a.timeline:
+            self.streams.append(_Rows(self.columns[1], "csv", a.timeline, "--timeline"))
+            layer_out.append(self.streams[-1])
+        self.inference_out = [f for f in inference_out if f is not None]
+        self.layer_out = [f for f in layer_out if f is not None]
+        self.out = a.out
+
+    def __call__(self, row) -> None:
+        for f in self.layer_out if type(row) is self.layer_type else self.inference_out:
+            f(row)
+
+    def abort(self) -> None:
+        for s in self.streams:
+            s.close(False)
+        for spool in self.spools.values():
+            spool.file.close()
+
+    def finish(self, run) -> None:
+        """Every output completed (files renamed into place); the JSON document written."""
+        try:
+            for s in self.streams:
+                s.close(True)
+            if self.json:
+                self._json(run)
+        finally:
+            self.abort()
+
+    def _json(self, run) -> None:
+        from edgesim.report import write_json
+        items = {k: s.file for k, s in self.spools.items()}
+        if self.out is None:
+            write_json(sys.stdout, run.to_dict(), items)
+            return
+        with open_atomically(self.out, "--out") as fh:
+            write_json(fh, run.to_dict(), items)

@@ -405,7 +405,7 @@ def _check(policy: str, prefetch: str) -> None:
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
              per_layer: bool = False, memo: bool = True,
              progress: Callable[[int], None] | None = None,
-             on_row: Callable[[InferenceRow], None] | None = None,
+             on_row: Callable[[InferenceRow | LayerRow], None] | None = None,
              keep_rows: bool = True) -> Result:
     """Run every input of ``workload`` on ``hw`` and return per-inference (and per-op) rows.
 
@@ -417,8 +417,11 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     of inferences done so far, now and then.
 
     Long streams: ``on_row`` is called with each inference row as it is produced (to write it
-    out), and ``keep_rows=False`` keeps none in the Result (its summary is built on the fly,
-    ``Summary``), so memory does not grow with the number of inputs.
+    out), and ``keep_rows=False`` keeps no rows in the Result, per inference or per op (its
+    summary is built on the fly, ``Summary``), so memory does not grow with the number of
+    inputs. With ``per_layer`` and ``keep_rows=False``, ``on_row`` also hears each op's
+    ``LayerRow``, right after the ``InferenceRow`` of its inference (``Result.layer_rows`` is
+    then empty): a per-op log of any length is written as it is produced.
     """
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
@@ -448,7 +451,11 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
         if keep_rows:
             rows.append(row)
         if layer_rows is not None:
-            layer_rows.extend(_layer_rows(i, plans[p], inf))
+            if keep_rows:
+                layer_rows.extend(_layer_rows(i, plans[p], inf))
+            elif on_row is not None:
+                for layer_row in _layer_rows(i, plans[p], inf):
+                    on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
     if progress is not None:
