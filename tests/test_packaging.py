@@ -55,8 +55,7 @@ def test_main_command_runs_from_an_installed_wheel_in_a_fresh_venv(wheel, tmp_pa
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
-    _pip("install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel), cwd=tmp_path,
-         python=python)
+    _pip("install", "-q", str(wheel), cwd=tmp_path, python=python)   # the README's first line
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
@@ -79,3 +78,40 @@ def test_main_command_runs_from_an_installed_wheel_in_a_fresh_venv(wheel, tmp_pa
                             "print(u.find_spec('models') is None)"], cwd=work, env=env,
                            capture_output=True, text=True, timeout=120).stdout
     assert found.strip() == "True"                  # no top-level 'models' package
+    # torch is an extra: the plain install has none, yet runs a TFLite file and says in one
+    # line what a PyTorch model needs
+    no_torch = subprocess.run([python, "-c", "import importlib.util as u; "
+                               "print(u.find_spec('torch') is None)"], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=120).stdout
+    assert no_torch.strip() == "True"
+    model = _small_tflite(work / "net.tflite")
+    done = subprocess.run([str(venv / "bin" / "edgesim"), "run", "ethos_u55", "--model",
+                           str(model), "--inputs", "2", "--format", "csv"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 3       # header + two inferences
+    (work / "mine.py").write_text("import torch\ndef net():\n    return torch.nn.Linear(2, 2)\n")
+    refused = subprocess.run([str(venv / "bin" / "edgesim"), "run", "npu_small", "--model",
+                              "mine:net"], cwd=work, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2
+    assert "pip install 'edgesim[torch]'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def _small_tflite(path: Path) -> Path:
+    """A conv + fully connected int8 TFLite file (``tests/tflite_files``), written here."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tflite_files import CONV, FC, INT32, RESHAPE, Op, T, conv_opts, fc_opts, write
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8)
+    f = rng.integers(-127, 128, (4, 8 * 8 * 8)).astype(np.int8)
+    ts = [T((1, 8, 8, 3), scales=(0.1,)), T((8, 3, 3, 3), data=w, scales=(0.01,) * 8),
+          T((8,), INT32, np.zeros(8, np.int32)), T((1, 8, 8, 8), scales=(0.1,)),
+          T((1, 512), scales=(0.1,)), T((4, 512), data=f, scales=(0.01,) * 4),
+          T((4,), INT32, np.zeros(4, np.int32)), T((1, 4), scales=(0.1,))]
+    ops = [Op(CONV, (0, 1, 2), (3,), conv_opts(0, 1, 1)), Op(RESHAPE, (3,), (4,)),
+           Op(FC, (4, 5, 6), (7,), fc_opts())]
+    return write(path, ts, ops, [0], [7])
