@@ -2,7 +2,12 @@
 
 Usage: ``python experiments/formats.py MODEL [--config CONFIG] [--out CSV] [--quick]``
 
-Public names: ``QUICK_MODEL``, ``ENCODING_COLUMNS``, ``block_table``, ``nested_table``, ``main``.
+Public names: ``QUICK_MODEL``, ``ENCODING_COLUMNS``, ``FILE_COLUMNS``, ``block_table``,
+``file_table``, ``nested_table``, ``main``.
+
+A ``.tflite`` or ``.onnx`` file is imported (``edgesim.frontends``) and its blocks listed with
+the bytes the importer measured on the integers the file stores, one column per
+``FILE_COLUMNS`` encoding.
 
 The model is built (``edgesim.zoo.registry.build_model``), prepared as deployed
 (``edgesim.zoo.deploy.prepare``: BatchNorm folded) and traced once (``edgesim.trace.record``), so
@@ -45,7 +50,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-__all__ = ["ENCODING_COLUMNS", "QUICK_MODEL", "block_table", "main", "nested_table"]
+__all__ = ["ENCODING_COLUMNS", "FILE_COLUMNS", "QUICK_MODEL", "block_table", "file_table",
+           "main", "nested_table"]
 
 #: The model ``--quick`` measures (CIFAR-size ResNet-50: seconds to build and trace).
 QUICK_MODEL = "dense_r50_c100"
@@ -62,7 +68,8 @@ class _ScriptError(Exception):
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", nargs="?", help="registry name, NAME@LEVEL or package.module:factory")
+    p.add_argument("model", nargs="?", help="registry name, NAME@LEVEL, package.module:factory "
+                   "or a .tflite / .onnx file")
     p.add_argument("--config", help="hardware config: precision, activation bits, encodings")
     p.add_argument("--out", help="also write the table to this CSV file")
     p.add_argument("--seed", type=int, default=0)
@@ -214,8 +221,48 @@ def nested_table(model, bits: int):
     return pd.DataFrame(rows)
 
 
+#: The encoding columns of an imported model file (its blocks carry their bytes under each).
+FILE_COLUMNS = ("dense", "mlw", "bitmap", "csr", "csc", "rle")
+
+
+def file_table(w) -> Any:
+    """One row per weight block of a Workload imported from a ``.tflite`` / ``.onnx`` file,
+    with its bytes under every encoding the importer measured on the stored integers
+    (``WeightBlock.encoded``; biases are stored dense), the best of them and a ``total`` row
+    (an encoding column's total keeps a block dense where that encoding does not apply)."""
+    import pandas as pd
+    rows = []
+    for b in w.blocks.values():
+        row = {"block": b.id, "shape": "x".join(map(str, b.meta.get("shape", ()))),
+               "elements": b.elements, "nonzeros": b.nonzeros,
+               "sparsity": round(b.sparsity, 4), "bits": b.bits, "encoding": b.encoding,
+               "stored_bytes": b.stored_bytes, "dense_bytes": b.dense_bytes}
+        for e in FILE_COLUMNS:
+            row[e] = b.encoded.get(e, b.stored_bytes if e == "dense" and not b.encoded
+                                   else None)
+        generic = [v for e, v in b.encoded.items() if e != "mlw"] or [b.stored_bytes]
+        row["best"] = min(generic)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    total: dict[str, Any] = {"block": "total", "shape": "", "encoding": "mixed", "bits": None}
+    for col in ("elements", "nonzeros", "stored_bytes", "dense_bytes", "best"):
+        total[col] = int(df[col].sum())
+    total["sparsity"] = round(1 - total["nonzeros"] / total["elements"], 4) \
+        if total["elements"] else 0.0
+    for e in FILE_COLUMNS:
+        total[e] = int(df[e].fillna(df["dense_bytes"]).sum())
+    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+
+
 def _measure(name: str, config: str | None, seed: int):
     """(block table, nested table or None, title) of one model."""
+    from edgesim.request import model_request
+    if model_request(name).is_file:
+        from edgesim import api
+        w = api.workload(name)
+        title = (f"# {name}: {len(w.blocks)} weight blocks as stored in the file (int8 as "
+                 f"deployed); best = the smallest encoding but the hardware stream codec mlw")
+        return file_table(w), None, title
     import torch
 
     from edgesim import api

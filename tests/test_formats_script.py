@@ -165,3 +165,31 @@ def test_routed_tree_lists_its_whole_catalogue(tmp_path):
     assert set(blocks["block"]) == set(w.blocks)
     assert total["stored_bytes"] == w.stored_bytes
     assert total["elements"] == w.total_params
+
+
+def test_a_tflite_file_lists_its_stored_integers_under_every_encoding(tmp_path):
+    """A conv whose int8 weights are half zeros: the dense column is the stored int8 bytes
+    plus one fp32 scale per channel, bitmap is one bit per weight plus the nonzeros (plus the
+    scales), and the best is the smallest generic encoding of each block."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tflite_files import CONV, INT32, Op, T, conv_opts, write
+    w = np.zeros((8, 3, 3, 4), np.int8)
+    w[:, :, :, :2] = 127                            # 2 of every 4 input channels zero
+    ts = [T((1, 6, 6, 4), scales=(0.1,)), T((8, 3, 3, 4), data=w, scales=(0.01,) * 8),
+          T((8,), INT32, np.ones(8, np.int32)), T((1, 6, 6, 8), scales=(0.1,))]
+    path = write(tmp_path / "half.tflite", ts, [Op(CONV, (0, 1, 2), (3,), conv_opts())], [0],
+                 [3])
+    out = tmp_path / "t.csv"
+    env = {**os.environ, "EDGESIM_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, str(SCRIPT), str(path), "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out).set_index("block")
+    weight = df.loc["conv_2d_0.weight"]
+    assert weight["elements"] == 288 and weight["nonzeros"] == 144
+    assert weight["dense"] == 288 + 8 * 4                 # int8 values + 8 fp32 scales
+    assert weight["bitmap"] == 288 // 8 + 144 + 8 * 4     # mask bits, nonzeros, scales
+    assert weight["best"] == min(weight[e] for e in ("dense", "bitmap", "csr", "csc", "rle"))
+    assert df.loc["conv_2d_0.bias", "dense"] == 8 * 4      # int32 biases, dense
