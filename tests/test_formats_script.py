@@ -188,7 +188,8 @@ def test_a_tflite_file_lists_its_stored_integers_under_every_encoding(tmp_path):
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out).set_index("block")
     weight = df.loc["conv_2d_0.weight"]
-    assert weight["elements"] == 288 and weight["nonzeros"] == 144
+    assert weight["elements"] == 288
+    assert weight["nonzeros"] == 144
     assert weight["dense"] == 288 + 8 * 4                 # int8 values + 8 fp32 scales
     assert weight["bitmap"] == 288 // 8 + 144 + 8 * 4     # mask bits, nonzeros, scales
     assert weight["best"] == min(weight[e] for e in ("dense", "bitmap", "csr", "csc", "rle"))
