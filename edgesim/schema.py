@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -141,6 +142,19 @@ class _Array(_Section):
     #: consecutive folds overlap: a fold's weight load, fill and drain hide under the
     #: streaming of the fold before it (double-buffered weights and accumulators)
     pipelined: Annotated[bool, Attr("array_pipelined")] = False
+    #: what a fold's fixed cost is: ``systolic`` (fill and drain, rows + cols - 2 cycles) or
+    #: ``broadcast`` (dot-product micro-blocks, a write-back per channel slice; ``sim.mapping``)
+    kind: Annotated[Literal["systolic", "broadcast"], Attr("array_kind")] = "systolic"
+    #: where a depthwise conv runs: the ``vector`` unit or the MAC ``array``
+    depthwise: Annotated[Literal["vector", "array"], Attr("array_depthwise")] = "vector"
+    #: broadcast: output pixels of a micro-block along Q (``rows`` of them in all)
+    ublock_width: Annotated[int, Field(**_DIM), Attr("array_ublock_width")] = 1
+    #: broadcast: cycles of one kernel step per micro-block (it consumes that many
+    #: dot-product bricks)
+    step_cycles: Annotated[int, Field(**_DIM), Attr("array_step_cycles")] = 1
+    #: broadcast: the fewest cycles a kernel step over one slice of ``cols`` channels takes
+    #: (the accumulators' write-back)
+    writeback_cycles: Annotated[int, Field(ge=0, le=2**16), Attr("array_writeback_cycles")] = 0
 
 
 class _Vector(_Section):
@@ -150,12 +164,42 @@ class _Vector(_Section):
                                   Attr("vector_elements_per_cycle")] = None
 
 
+_CyclesPerElement = Annotated[float, Field(ge=0, le=2**16)]
+
+
+class _Ops(_Section):
+    """The unit and rate of each op class that does not fold onto the array (``sim.mapping``).
+
+    Rates are cycles per element (output elements; ``pool``: input elements); None runs the
+    class on the vector unit at ``compute.vector.elements_per_cycle`` over its input elements
+    (edgesim's earlier behaviour). ``output``: cycles per OFM element of a broadcast array's
+    output stage. ``command``: the fewest cycles an op of a rated class takes. ``softmax``: the
+    commands (element-wise/LUT passes) a fused softmax runs as (0: it is free). ``fuse_eltwise``:
+    an element-wise op reading the output of the MAC op before it is chained into it, free.
+    """
+
+    output: Annotated[_CyclesPerElement, Attr("output_cycles_per_element")] = 0.0
+    eltwise: Annotated[_CyclesPerElement | None, Attr("eltwise_cycles_per_element")] = None
+    pool: Annotated[_CyclesPerElement | None, Attr("pool_cycles_per_element")] = None
+    resize: Annotated[_CyclesPerElement | None, Attr("resize_cycles_per_element")] = None
+    lut: Annotated[_CyclesPerElement | None, Attr("lut_cycles_per_element")] = None
+    command: Annotated[int, Field(ge=0, le=2**20), Attr("command_cycles")] = 0
+    softmax: Annotated[int, Field(ge=0, le=2**10), Attr("softmax_commands")] = 0
+    fuse_eltwise: Annotated[bool, Attr("fuse_eltwise")] = False
+    source: _Text
+
+
+_DEFAULT_OPS = _Ops(source="edgesim default: every op without MACs on the vector unit, a fused "
+                           "activation free, nothing else fused (assumption)")
+
+
 class _Compute(_Section):
     precision: Annotated[_Precision, Attr("precision")]
     activation_bits: Annotated[int, Field(gt=0, le=64), Attr("act_bits")]
     macs_per_cycle: Annotated[_MacsPerCycle, Attr("macs_per_cycle")]
     array: _Array
     vector: _Vector = _Vector()
+    ops: _Ops = _DEFAULT_OPS
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
     source: _Text
 
@@ -331,6 +375,11 @@ def section_at(path: Sequence[str]) -> type[BaseModel] | None:
 
     ``("memories", "dram")`` is a memory's section, whatever its name.
     """
+    return _section_at(tuple(path))
+
+
+@lru_cache(maxsize=4096)   # the schema is fixed: a sweep builds a config per point
+def _section_at(path: tuple[str, ...]) -> type[BaseModel] | None:
     cls: type[BaseModel] = ConfigFile
     i = 0
     while i < len(path):
@@ -348,9 +397,20 @@ def section_at(path: Sequence[str]) -> type[BaseModel] | None:
     return cls
 
 
+#: ``meta`` answers by (id of the field, kind), with the field kept so that an id is never
+#: taken for another object's
+_META: dict[tuple[int, type], tuple[FieldInfo, Any]] = {}
+
+
 def meta(info: FieldInfo, kind: type) -> Any:
     """The ``Unit`` or ``Attr`` of a schema field, or None."""
-    return next((m for m in info.metadata if isinstance(m, kind)), None)
+    hit = _META.get((id(info), kind))
+    if hit is not None and hit[0] is info:
+        return hit[1]
+    found = next((m for m in info.metadata if isinstance(m, kind)), None)
+    if len(_META) < 4096:
+        _META[id(info), kind] = (info, found)
+    return found
 
 
 def schema_fields(cls: type[BaseModel] = ConfigFile, prefix: tuple[str, ...] = ()
@@ -360,12 +420,23 @@ def schema_fields(cls: type[BaseModel] = ConfigFile, prefix: tuple[str, ...] = (
     >>> [".".join(p) for p, _ in schema_fields()][:5]
     ['name', 'description', 'source', 'clock', 'technology']
     """
+    return iter(_schema_fields(cls, prefix))
+
+
+@lru_cache(maxsize=64)   # the schema is fixed: walked once per section, not once per config
+def _schema_fields(cls: type[BaseModel], prefix: tuple[str, ...]
+                   ) -> tuple[tuple[tuple[str, ...], FieldInfo], ...]:
+    return tuple(_walk_fields(cls, prefix))
+
+
+def _walk_fields(cls: type[BaseModel], prefix: tuple[str, ...]
+                 ) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
     for name, info in cls.model_fields.items():
         path = (*prefix, name)
         yield path, info
         sub = _sub_model(info)
         if sub is not None:
-            yield from schema_fields(sub, path)
+            yield from _walk_fields(sub, path)
 
 
 def canonical_path(key: str | Sequence[str]) -> tuple[str, ...]:
@@ -454,7 +525,20 @@ class HardwareConfig:
     array_cols: int
     array_dataflow: str
     array_pipelined: bool
+    array_kind: str
+    array_depthwise: str
+    array_ublock_width: int
+    array_step_cycles: int
+    array_writeback_cycles: int
     vector_elements_per_cycle: float | None
+    output_cycles_per_element: float
+    eltwise_cycles_per_element: float | None
+    pool_cycles_per_element: float | None
+    resize_cycles_per_element: float | None
+    lut_cycles_per_element: float | None
+    command_cycles: int
+    softmax_commands: int
+    fuse_eltwise: bool
     skip_zero_weights: bool
     sram_bytes: int
     act_reserve_bytes: int
