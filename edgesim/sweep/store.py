@@ -123,6 +123,10 @@ class Store:
         try:
             # the file is empty or ours: WAL first, so that even its creation writes the WAL
             self.db.execute("PRAGMA journal_mode=WAL")
+            # a commit is durable when the process dies (kill -9 keeps every committed row);
+            # only a power loss may take the last ones back, and a rerun computes them again.
+            # FULL would fsync each row (~9 ms a row, more than a small point's simulation)
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("BEGIN IMMEDIATE")  # checked again under the write lock
             if self._classify(self.db) != "ours":
                 for table, col in _TABLES.items():
