@@ -9,12 +9,17 @@ one error line, exit code 2 and nothing changed outside the temp folder.
 from __future__ import annotations
 
 import json
+import struct
 import tracemalloc
+import zlib
+from pathlib import Path
 
 import pytest
+from hostile import run_cli
 
 from edgesim import api
 from edgesim.cli import main
+from edgesim.errors import DataError
 from edgesim.report import render
 
 # ---------------------------------------------------------------------------------------------
@@ -74,3 +79,52 @@ def test_long_outputs_take_flat_memory(capsys, tmp_path, monkeypatch, how):
     small, large = (_peak(["run", "npu_small", "--model", model, "--inputs", str(n), *how],
                           capsys) for n in (300, 3_000))
     assert (large - small) / 2_700 < 100, (small, large)
+
+
+# ---------------------------------------------------------------------------------------------
+# image inputs: the size an image is scaled to is checked from its header
+# ---------------------------------------------------------------------------------------------
+
+def _png(path: Path, width: int, height: int) -> Path:
+    """A black 8-bit grey PNG of width x height, written row by row (a strip compresses to a
+    few hundred bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    z = zlib.compressobj(9)
+    row = bytes(width + 1)                  # filter byte 0, then the pixels
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize(("width", "height"), [(400_000, 1), (1, 400_000), (2**26, 1),
+                                               (8192, 16)])
+def test_a_thin_image_is_refused_before_it_is_scaled(tmp_path, width, height):
+    # a 1 x 400,000 px strip is ~0.5 KB on disk but would be scaled to 224 x 89,600,000 px to
+    # cover 224 x 224 (240 GB as float32): refused from the header, naming the file
+    from edgesim.zoo.data import MAX_SCALED_PIXELS, load_inputs
+    f = _png(tmp_path / "in" / "strip.png", width, height)
+    assert f.stat().st_size < 200_000
+    with pytest.raises(DataError, match=r"strip\.png: image of .* pixels would be scaled to"):
+        load_inputs(tmp_path / "in", shape=(3, 224, 224))
+    # the bound: the largest scaled image still read
+    assert MAX_SCALED_PIXELS == 2**24
+
+
+def test_images_near_the_input_shape_are_still_read(tmp_path):
+    from edgesim.zoo.data import load_inputs
+    _png(tmp_path / "in" / "a.png", 640, 480)
+    _png(tmp_path / "in" / "b.png", 2240, 224)      # a 10:1 panorama: scaled to 2240 x 224
+    assert tuple(load_inputs(tmp_path / "in", shape=(3, 224, 224)).shape) == (2, 3, 224, 224)
+
+
+def test_cli_refuses_a_strip_image_in_one_line(tmp_path):
+    _png(tmp_path / "data" / "0" / "strip.png", 400_000, 1)
+    got = run_cli(["run", "npu_small", "--model", "dense_r50", "--eval", "--data",
+                   str(tmp_path / "data")], tmp_path, memory=3 << 30)
+    assert got.code == 2
+    assert "strip.png: image of 400000 x 1 pixels would be scaled to" in got.error_line()

@@ -1,7 +1,8 @@
 """Input streams for tracing, calibration and routing: synthetic clustered inputs and file loaders.
 
 Public names: ``synthetic_images``, ``synthetic_points``, ``load_inputs``, ``load_labelled``,
-``labels_file``, ``check_classes``, ``IMAGE_EXTENSIONS``.
+``labels_file``, ``check_classes``, ``IMAGE_EXTENSIONS``, ``MAX_IMAGE_PIXELS``,
+``MAX_SCALED_PIXELS``.
 
 Synthetic inputs are *clustered* (a few prototypes plus per-sample noise) so that a routed model
 sees structure and its routing is not degenerate. Both generators are deterministic: cluster
@@ -18,7 +19,8 @@ another ``seed`` holds new samples of the same clusters (what a calibrated route
 * ``load_inputs(path, kind="image" | "points", shape) -> Tensor``: a ``.pt`` tensor, a ``.npy``
   array, or (images) a folder of image files; images are resized (shorter side) and
   centre-cropped to ``shape`` and normalised with the ImageNet mean and std. An image's pixel
-  count is read from its header and checked against ``MAX_IMAGE_PIXELS`` before it is decoded.
+  count is read from its header and checked against ``MAX_IMAGE_PIXELS``, and the size it is
+  scaled to against ``MAX_SCALED_PIXELS``, before it is decoded.
   A labelled file or folder (below) gives its inputs.
 * ``load_labelled(path, kind, shape) -> (x, labels)``: inputs and one whole class number per
   input, from a ``.pt`` holding ``{"x": inputs, "y": labels}`` (or ``{"inputs", "labels"}``, or
@@ -47,14 +49,20 @@ import torch.nn.functional as F
 from edgesim.errors import DataError
 from edgesim.outputs import input_file
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "check_classes", "labels_file", "load_inputs",
-           "load_labelled", "synthetic_images", "synthetic_points"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "MAX_SCALED_PIXELS", "check_classes",
+           "labels_file", "load_inputs", "load_labelled", "synthetic_images", "synthetic_points"]
 
 #: File extensions ``load_inputs`` reads from an image folder (PNG natively, others via Pillow).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: An input image may have at most this many pixels (64 Mpx: 8192 x 8192), checked from its
 #: header before decoding (a 4 KB file can claim 30000 x 30000 pixels).
 MAX_IMAGE_PIXELS = 2**26
+
+#: An image is scaled to cover the input shape before its centre is cropped; the scaled image
+#: may have at most this many pixels (16 Mpx, 192 MiB as 3 float32 channels), checked from the
+#: header's size before anything is decoded: a 1 x 400,000 px strip scaled to cover 224 x 224
+#: would be 224 x 89,600,000 px.
+MAX_SCALED_PIXELS = 2**24
 
 #: Offset between prototype and sample generator seeds (independent streams for equal seeds).
 _SAMPLE_SEED = 1_000_003
@@ -153,20 +161,42 @@ def synthetic_points(n: int, points: int = 1024, clusters: int = 8, seed: int = 
     return x, labels
 
 
+def _cover(h0: int, w0: int, h: int, w: int) -> tuple[int, int]:
+    """The (height, width) an h0 x w0 image is scaled to so that it covers h x w."""
+    scale = max(h / h0, w / w0)
+    return max(h, round(h0 * scale)), max(w, round(w0 * scale))
+
+
 def _resize_crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Scale ``img`` (n, C, H0, W0) so it covers (h, w), then centre-crop to (h, w)."""
     h0, w0 = img.shape[-2:]
     if (h0, w0) == (h, w):
         return img
-    scale = max(h / h0, w / w0)
-    nh, nw = max(h, round(h0 * scale)), max(w, round(w0 * scale))
+    nh, nw = _cover(h0, w0, h, w)
     img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False)
     top, left = (nh - h) // 2, (nw - w) // 2
     return img[..., top:top + h, left:left + w]
 
 
-def _check_pixels(file: Path) -> None:
-    """Refuse an image whose header claims more than ``MAX_IMAGE_PIXELS`` (nothing decoded)."""
+def _check_size(file: Path, width: int, height: int, h: int, w: int) -> None:
+    """Refuse an image of more than ``MAX_IMAGE_PIXELS``, or one whose scaling to cover
+    ``h`` x ``w`` would exceed ``MAX_SCALED_PIXELS`` (a thin strip), before allocating."""
+    if width < 1 or height < 1:
+        raise DataError(f"{file}: image of {width} x {height} pixels; expected a non-empty "
+                        "image")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{file}: image of {width} x {height} pixels; at most "
+                        f"{MAX_IMAGE_PIXELS:,} pixels are read")
+    nh, nw = _cover(height, width, h, w)
+    if nh * nw > MAX_SCALED_PIXELS:
+        raise DataError(f"{file}: image of {width} x {height} pixels would be scaled to "
+                        f"{nw:,} x {nh:,} to cover the input {w} x {h}; at most "
+                        f"{MAX_SCALED_PIXELS:,} pixels after scaling (crop the image nearer "
+                        "to the input's aspect ratio)")
+
+
+def _check_pixels(file: Path, h: int, w: int) -> None:
+    """``_check_size`` from the image's header (nothing decoded)."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - depends on the environment
@@ -178,13 +208,11 @@ def _check_pixels(file: Path) -> None:
                 width, height = im.size
     except Image.DecompressionBombError as exc:
         raise DataError(f"{file}: image too large ({exc})") from None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(f"{file}: image of {width} x {height} pixels; at most "
-                        f"{MAX_IMAGE_PIXELS:,} pixels are read")
+    _check_size(file, width, height, h, w)
 
 
-def _read_image(file: Path) -> np.ndarray:
-    _check_pixels(file)
+def _read_image(file: Path, h: int, w: int) -> np.ndarray:
+    _check_pixels(file, h, w)
     if file.suffix.lower() == ".png":
         import matplotlib.image as mpimg
 
@@ -223,9 +251,10 @@ def _image_folder(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     out = []
     for f in files:
         try:
-            arr = _read_image(f)
+            arr = _read_image(f, h, w)
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(f"{f}: cannot read image ({exc})") from exc
+        _check_size(f, arr.shape[1], arr.shape[0], h, w)    # as decoded (without Pillow)
         if arr.ndim == 2:
             arr = arr[..., None]
         if arr.max() > 1.0:  # integer-valued images read as 0..255
