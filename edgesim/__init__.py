@@ -1,7 +1,8 @@
 """edgesim: how many weight bytes cross the off-chip bus per inference, and what they cost.
 
 Public names (imported lazily, so ``import edgesim`` does not import torch):
-``run``, ``workload``, ``models``, ``configs``, ``load_config``, ``simulate``.
+``run``, ``workload``, ``evaluate``, ``models``, ``configs``, ``model_request``,
+``load_config``, ``simulate``.
 
 >>> import edgesim
 >>> edgesim.__version__
@@ -12,13 +13,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "configs", "load_config", "models", "run", "simulate", "workload"]
+__all__ = ["__version__", "configs", "evaluate", "load_config", "model_request", "models", "run",
+           "simulate", "workload"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "workload", "models", "configs"):
+    if name in ("run", "workload", "evaluate", "models", "configs"):
         from edgesim import api
         return getattr(api, name)
+    if name == "model_request":
+        from edgesim.request import model_request
+        return model_request
     if name == "load_config":
         from edgesim.config import load_config
         return load_config

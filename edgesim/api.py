@@ -47,40 +47,30 @@ def parse_model_name(name: str) -> tuple[str, int | None]:
     return (r.name, r.level) if r is not None else (name, None)
 
 
-def _request(model: str | ModelRequest, *, data: str | None, seed: int, weights: str | None,
-             level: int | None, evaluate: bool,
-             input_shape: str | Sequence[int] | None) -> ModelRequest:
+def _request(model: str | ModelRequest) -> ModelRequest:
     """``model`` as a checked ``ModelRequest`` (one given is taken as it is)."""
-    if isinstance(model, ModelRequest):
-        return model
-    return model_request(model, level=level, weights=weights, seed=seed,
-                         input_shape=input_shape, data=data, evaluate=evaluate)
+    return model if isinstance(model, ModelRequest) else model_request(model)
 
 
 def workload(model: str | ModelRequest, *, precision: str = "int8",
              act_bits: int | None = None, formats: Sequence[str] | None = None,
              inputs: int = 1, use_cache: bool = True,
-             progress: Progress | Callable[[str], None] | None = None,
-             data: str | None = None, seed: int = 0, weights: str | None = None,
-             level: int | None = None, evaluate: bool = False,
-             input_shape: str | Sequence[int] | None = None) -> Workload:
-    """The Workload of a model on an input stream: a registry name, ``package.module:factory``
-    or a ``.tflite`` / ``.onnx`` file, or a ``ModelRequest`` (``edgesim.model_request``) that
-    says all of it; ``data``, ``seed``, ``weights``, ``level``, ``evaluate`` and
-    ``input_shape`` build one when ``model`` is a name.
+             progress: Progress | Callable[[str], None] | None = None) -> Workload:
+    """The Workload of a model on an input stream: a registry name, ``name@K``,
+    ``package.module:factory`` or a ``.tflite`` / ``.onnx`` file, or a ``ModelRequest``
+    (``edgesim.model_request``: weights, seed, input shape, data) that says all of it.
 
     The model is traced (or its file imported) once, with its weights measured under every
     encoding it may use and activations at 8 bits; ``formats`` (the weight encodings a
     hardware decodes) and ``act_bits`` then give it as that hardware stores it
     (``edgesim.encodings.as_stored``; None: as traced). Routed models route ``inputs`` inputs
-    (``data``: a .pt/.npy file or an image folder; default: a seeded clustered synthetic
-    stream); other models repeat their one path ``inputs`` times. ``progress`` (a
+    (the request's ``data``: a .pt/.npy file or an image folder; default: a seeded clustered
+    synthetic stream); other models repeat their one path ``inputs`` times. ``progress`` (a
     ``Progress`` or a ``say(line)``) hears of each stage that does work and of inputs routed.
     """
     from edgesim.encodings import as_stored
     from edgesim.frontends import files, pytorch
-    req = _request(model, data=data, seed=seed, weights=weights, level=level,
-                   evaluate=evaluate, input_shape=input_shape)
+    req = _request(model)
     progress = as_progress(progress)
     if req.is_file:
         if req.data is not None:
@@ -219,40 +209,42 @@ def _records(rows: Sequence[InferenceRow | LayerRow]) -> list[dict[str, Any]]:
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
         memo: bool = True, progress: Progress | Callable[[str], None] | None = None,
-        on_row: Callable[[InferenceRow], None] | None = None, keep_rows: bool = True,
-        data: str | None = None, seed: int = 0, weights: str | None = None,
-        evaluate: bool = False, input_shape: str | Sequence[int] | None = None) -> Run:
+        rows: bool | Callable[[InferenceRow], None] = True) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
-    ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``ModelRequest`` or a
-    Workload (its own stream unless ``inputs`` is given). ``inputs`` defaults to 8 for a named
-    model. ``overrides`` are ``--set`` strings; ``model.level=K`` selects a nested level.
-    ``data``, ``seed``, ``weights``, ``evaluate`` and ``input_shape`` make the request of a
-    named model (``edgesim.request.model_request``).
+    ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``ModelRequest``
+    (``edgesim.model_request``: weights, seed, input shape, data, evaluate) or a Workload (its
+    own stream unless ``inputs`` is given). ``inputs`` defaults to 8 for a named model.
+    ``overrides`` are ``--set`` strings; ``model.level=K`` selects a nested level.
 
-    ``evaluate``: ``data`` is labelled; the stream is its inputs (the first ``inputs`` when
-    given, else all of them; a routed model routes them) and ``Run.accuracy`` their top-1.
+    A request with ``evaluate``: its ``data`` is labelled; the stream is its inputs (the first
+    ``inputs`` when given, else all of them; a routed model routes them) and ``Run.accuracy``
+    their top-1.
 
-    ``on_row`` receives each inference row as it is produced and ``keep_rows=False`` keeps
-    none (``Run.inferences`` is then empty; the summary is built on the fly): a long stream in
-    flat memory. ``progress`` (``edgesim.progress.Progress``, or a ``say(line)``) hears of
-    each stage that does work and counts inputs routed and evaluated and inferences run.
+    ``rows``: True keeps every inference row (``Run.inferences``); False keeps none (the
+    summary is built on the fly: a long stream in flat memory); a callable receives each row
+    as it is produced and none is kept. ``progress`` (``edgesim.progress.Progress``, or a
+    ``say(line)``) hears of each stage that does work and counts inputs routed and evaluated
+    and inferences run.
     """
     from edgesim.config import HardwareConfig, load_config
     progress = as_progress(progress)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]
     if isinstance(model, Workload):
-        if data is not None or weights is not None or evaluate:
-            flag = "--eval" if evaluate else "--data" if data is not None else "--weights"
-            raise ModelError(f"{flag}: model {model.name!r} is given as a traced Workload, "
-                             f"which {flag} cannot change; drop {flag}")
         req = None
     else:   # flags that do nothing, and paths that cannot be read, before any work
-        req = _request(model, data=data, seed=seed, weights=weights,
-                       level=_model_level(model_overrides), evaluate=evaluate,
-                       input_shape=input_shape)
+        level = _model_level(model_overrides)
+        req = _request(model)
+        if level is not None:
+            req = model_request(req.name, level=req.level if req.level is not None else level,
+                                weights=req.weights, seed=req.seed,
+                                input_shape=req.input_shape, data=req.data,
+                                evaluate=req.evaluate)
+            if req.level != level:
+                raise ModelError(f"model {model!r}: level {req.level} in the name and "
+                                 f"model.level={level} disagree")
         if not req.is_file:
             from edgesim.frontends.pytorch import spec_of
             spec_of(req)
@@ -273,39 +265,40 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, progress=progress)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
-                           memo=memo, progress=progress.of("simulate"), on_row=on_row,
-                           keep_rows=keep_rows)
+                           memo=memo, progress=progress.of("simulate"),
+                           on_row=rows if callable(rows) else None, keep_rows=rows is True)
     return Run(res, model_info(w), hw.to_dict(),
-               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs, "seed": seed,
-                "input_shape": _input_shape(w)}, accuracy)
+               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs,
+                "seed": 0 if req is None else req.seed, "input_shape": _input_shape(w)},
+               accuracy)
 
 
 #: Evaluations of this process, by cache key (a repeated call does not re-read the file).
 _EVALS: dict[str, dict[str, Any]] = {}
 
 
-def evaluate(model: str | ModelRequest, *, data: str | None = None,
-             weights: str | None = None, seed: int = 0, level: int | None = None,
+def evaluate(model: str | ModelRequest, data: str | None = None, *,
              inputs: int | None = None, use_cache: bool = True,
-             progress: Progress | Callable[[str], None] | None = None,
-             eval_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Top-1 of ``model`` (a registry name, ``name@K``, ``package.module:factory`` or a
-    ``ModelRequest``) on the labelled ``data`` (``edgesim.zoo.data.load_labelled``: a
-    .pt/.npz/.npy pair or a folder of class folders), over its first ``inputs`` inputs
-    (None: all).
+             progress: Progress | Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Top-1 of ``model`` (a registry name, ``name@K``, ``package.module:factory``, or a
+    ``ModelRequest`` with its weights, seed and data) on the labelled ``data``
+    (``edgesim.zoo.data.load_labelled``: a .pt/.npz/.npy pair or a folder of class folders),
+    over its first ``inputs`` inputs (None: all).
 
     The model is built as the trace builds it (``edgesim.build.evaluate``: routed models run
-    each input through its one path, nested ones at ``level``). The answer is cached on disk
+    each input through its one path, nested ones at their level). The answer is cached on disk
     by model, weights, data (content fingerprint), seed, level and ``inputs``: a repeated call
     does not import torch. Returns ``{"top1", "correct", "inputs", "data"}``; registry models
-    without ``weights`` have seeded random weights, so their top-1 is chance level.
+    without weights have seeded random weights, so their top-1 is chance level.
     """
-    req = _request(model, data=data, seed=seed, weights=weights, level=level, evaluate=True,
-                   input_shape=None)
-    progress = as_progress(progress)
-    if eval_progress is not None:   # the sweep's bar (to become its Progress)
-        progress = Progress(progress.say, lambda step, done, total: eval_progress(done, total))
-    return _accuracy(req, inputs=inputs, use_cache=use_cache, progress=progress)
+    if isinstance(model, ModelRequest):
+        req = model if data is None and model.evaluate else model_request(
+            model.name, level=model.level, weights=model.weights, seed=model.seed,
+            input_shape=model.input_shape, data=model.data if data is None else data,
+            evaluate=True)
+    else:
+        req = model_request(model, data=data, evaluate=True)
+    return _accuracy(req, inputs=inputs, use_cache=use_cache, progress=as_progress(progress))
 
 
 def _accuracy(req: ModelRequest, *, inputs: int | None, use_cache: bool = True,

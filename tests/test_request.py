@@ -69,8 +69,9 @@ def test_the_input_shape_sets_the_traced_shape():
     # the conv of tiny_net: K=8, C=3, R=S=3, 'same' padding, so P x Q = H x W:
     # MACs = 8 * 3 * 3 * 3 * H * W = 216 * H * W
     assert _conv_macs(api.workload(USER)) == 216 * 16 * 16          # the factory's attribute
-    assert _conv_macs(api.workload(USER, input_shape="3x32x32")) == 216 * 32 * 32
-    assert api.workload(USER, input_shape=(3, 8, 8)).meta["input_shape"] == [3, 8, 8]
+    assert _conv_macs(api.workload(model_request(USER, input_shape="3x32x32"))) == 216 * 32 * 32
+    assert api.workload(model_request(USER, input_shape=(3, 8, 8))).meta["input_shape"] == [
+        3, 8, 8]
 
 
 def test_data_of_another_shape_is_traced_at_the_data_shape(tmp_path):

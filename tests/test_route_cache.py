@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from edgesim import api, build
+from edgesim.request import model_request
 from edgesim.zoo.registry import REGISTRY, ModelSpec
 
 SHAPE = (3, 8, 8)
@@ -62,8 +63,9 @@ def routed(tmp_path, monkeypatch):
     REGISTRY.pop(NAME, None)
 
 
-def _seq(n: int, **kwargs) -> np.ndarray:
-    return np.asarray(api.workload(NAME, inputs=n, **kwargs).sequence)
+def _seq(n: int, data: str | None = None, use_cache: bool = True) -> np.ndarray:
+    return np.asarray(api.workload(model_request(NAME, data=data), inputs=n,
+                                   use_cache=use_cache).sequence)
 
 
 def test_batches_of_a_stream():

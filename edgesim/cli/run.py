@@ -71,6 +71,7 @@ def main(a) -> int:
     """Handler of ``edgesim run``."""
     from edgesim import api
     from edgesim.report import render, render_summary
+    from edgesim.request import model_request
 
     total = a.inputs if a.inputs is not None or a.evaluate else 8
     many = (a.format == "table" and not a.per_layer and total is not None
@@ -83,11 +84,11 @@ def main(a) -> int:
     shown = CliProgress(sys.stderr.isatty(), total)
     ok = False
     try:
-        res = api.run(a.config, a.model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
-                      overrides=a.sets, per_layer=a.per_layer or bool(a.timeline), data=a.data,
-                      seed=a.seed, weights=a.weights, memo=not a.no_memo,
-                      progress=shown.progress, evaluate=a.evaluate, on_row=sink,
-                      keep_rows=False, input_shape=a.input_shape)
+        model = model_request(a.model, weights=a.weights, seed=a.seed,
+                              input_shape=a.input_shape, data=a.data, evaluate=a.evaluate)
+        res = api.run(a.config, model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
+                      overrides=a.sets, per_layer=a.per_layer or bool(a.timeline),
+                      memo=not a.no_memo, progress=shown.progress, rows=sink)
         ok = True
     finally:
         shown.close()

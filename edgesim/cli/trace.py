@@ -38,8 +38,10 @@ def main(a) -> int:
         hw = load_config(a.config, [s for s in a.sets if not s.startswith("model.")])
         precision, act_bits, formats = hw.precision, hw.act_bits, hw.formats
     level = api._model_level([s for s in a.sets if s.startswith("model.")])
-    w = api.workload(a.model, precision=precision, act_bits=act_bits, formats=formats,
-                     level=level, progress=progress_printer(), input_shape=a.input_shape)
+    from edgesim.request import model_request
+    model = model_request(a.model, level=level, input_shape=a.input_shape)
+    w = api.workload(model, precision=precision, act_bits=act_bits, formats=formats,
+                     progress=progress_printer())
     obj = {"model": api.model_info(w),
            "blocks": [asdict(b) for b in w.blocks.values()],
            "paths": [{"name": p.name, "ops": [asdict(op) for op in p.ops]} for p in w.paths]}

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgesim.errors import ConfigError, EdgesimError
+from edgesim.progress import Progress
+from edgesim.request import model_request
 from edgesim.sweep.executors import (
     ExecutorSpec,
     WorkerStats,
@@ -276,8 +278,11 @@ def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed:
                 bar.append(tqdm(total=total, unit="input", file=sys.stderr, leave=False))
             bar[0].update(done - bar[0].n)
         try:
-            out[str(m)] = api.evaluate(str(m), data=data, seed=seed, inputs=inputs,
-                                       progress=say, eval_progress=update if say else None)
+            shown = Progress(say, (lambda step, done, total: update(done, total))
+                             if say else None)
+            out[str(m)] = api.evaluate(model_request(str(m), data=data, seed=seed,
+                                                     evaluate=True),
+                                       inputs=inputs, progress=shown)
         finally:
             for b in bar:
                 b.close()
@@ -311,8 +316,8 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
                 if isinstance(m, Workload):
                     w = m.with_inputs(inputs) if len(m.paths) == 1 else m
                 else:
-                    w = api.workload(m, **opts, inputs=inputs, seed=seed, progress=say,
-                                     data=data, evaluate=evaluate)
+                    req = model_request(m, seed=seed, data=data, evaluate=evaluate)
+                    w = api.workload(req, **opts, inputs=inputs, progress=say)
                 wid = w.digest()
                 table.setdefault(wid, w)
                 row.append(wid)
@@ -366,8 +371,6 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     >>> df[["sram.size", "weight_dram_bytes_cold", "weight_dram_bytes_steady"]].values.tolist()
     [['2KiB', 3000, 2000.0], ['4KiB', 3000, 0.0]]
     """
-    import pandas as pd
-
     from edgesim.sweep.grid import base_config, grid_size, parse_grid
     if evaluate and data is None:
         raise EdgesimError("--eval needs --data LABELLED (a .pt of {'x': inputs, 'y': labels}, "
@@ -416,10 +419,12 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         finally:
             if bar is not None:
                 bar.close()
+        if say is not None:
+            say(f"reading {len(tasks):,} rows back from {out / RESULTS_FILE}")
         keys = [t.key for t in tasks]
         shared: dict[tuple[int, int, str], dict[str, Any]] = {}
         expect = [shared.setdefault((t.model, t.policy, t.wid), plan.expect(t)) for t in tasks]
-        df = pd.DataFrame(store.rows(keys, expect))
+        df = store.frame(keys, expect)
         del expect
         # a key shared by two tasks (equal points, e.g. 2KiB and 2048B) is one stored row and
         # one table row per task, each with its own point and swept values
