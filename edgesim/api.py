@@ -318,31 +318,28 @@ def _accuracy(req: ModelRequest, *, inputs: int | None, use_cache: bool = True,
                                   **({"input_shape": list(spec.input_shape)}
                                      if req.input_shape is not None else {})})
     got = _EVALS.get(key) if use_cache else None
-    if got is None and use_cache:
-        got = _cached_eval(key)
     if got is None:
-        progress.stage(f"evaluating {spec.name} on {data} (once; cached afterwards)")
-        from edgesim import build
-        got = build.evaluate(spec, data=data, weights=req.weights, seed=req.seed,
-                             level=req.level, inputs=inputs, progress=progress.of("eval"))
-        got = {"top1": float(got["top1"]), "correct": int(got["correct"]),
-               "inputs": int(got["inputs"])}
-        if use_cache:
-            cache.save("eval", key, got)
+        def measure() -> dict[str, Any]:
+            progress.stage(f"evaluating {spec.name} on {data} (once; cached afterwards)")
+            from edgesim import build
+            r = build.evaluate(spec, data=data, weights=req.weights, seed=req.seed,
+                               level=req.level, inputs=inputs, progress=progress.of("eval"))
+            return {"top1": float(r["top1"]), "correct": int(r["correct"]),
+                    "inputs": int(r["inputs"])}
+        got = cache.cached("eval", key, measure, use_cache=use_cache, valid=_valid_eval)
+        got = {"top1": got["correct"] / got["inputs"], "correct": got["correct"],
+               "inputs": got["inputs"]}
     if use_cache:
         _EVALS[key] = got
     return {**got, "data": str(data)}
 
 
-def _cached_eval(key: str) -> dict[str, Any] | None:
-    """A cached evaluation that is what ``evaluate`` writes, else None (a miss)."""
-    got = cache.load("eval", key)
+def _valid_eval(got: Any) -> bool:
+    """A cached evaluation is what ``evaluate`` writes (whole counts, correct <= inputs)."""
     if not isinstance(got, dict):
-        return None
+        return False
     n, c = got.get("inputs"), got.get("correct")
-    if type(n) is not int or type(c) is not int or not 0 <= c <= n or n < 1:
-        return None
-    return {"top1": c / n, "correct": c, "inputs": n}
+    return type(n) is int and type(c) is int and 0 <= c <= n and n >= 1
 
 
 def _model_level(overrides: Sequence[str]) -> int | None:
