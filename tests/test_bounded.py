@@ -128,3 +128,26 @@ def test_cli_refuses_a_strip_image_in_one_line(tmp_path):
                    str(tmp_path / "data")], tmp_path, memory=3 << 30)
     assert got.code == 2
     assert "strip.png: image of 400000 x 1 pixels would be scaled to" in got.error_line()
+
+
+# ---------------------------------------------------------------------------------------------
+# a tree checkpoint of allowed values whose model would fill memory
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_refuses_a_huge_tree_checkpoint_in_one_line(tmp_path):
+    import torch
+    config = {"format": "edgesim.sigmab.tree/2", "arch": "resnet", "depth": 1,
+              "backbone": ["stem"], "tree": ["layer1"],
+              "dense": {"arch": "resnet", "kwargs": {"block": "bottleneck", "layers": [64] * 8,
+                                                    "num_classes": 100_000, "stem": "cifar",
+                                                    "width": 1024}},
+              "nodes": {k: {"stages": {}, "router": None} for k in ("root", "L", "R")}}
+    ckpt = tmp_path / "tree.pt"
+    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": {}}, ckpt)
+    for cmd in (["run", "npu_small", "--model", "sigmab_r50_c100"],
+                ["finetune", "sigmab_r50_c100", "--checkpoint", str(tmp_path / "out.pt")]):
+        got = run_cli([*cmd, "--weights", str(ckpt)], tmp_path)
+        assert got.code == 2
+        assert "tree.pt: the tree holds" in got.error_line()
+        assert not (tmp_path / "out.pt").exists()

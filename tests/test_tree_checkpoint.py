@@ -173,3 +173,93 @@ def test_a_checkpoint_written_before_router_centring_loads_uncentred(tree_and_in
     assert {r["coverage"] for r in back.node_report()} == {None}
     with torch.no_grad():
         assert back.route(x).shape == (x.shape[0],)
+
+
+# ---------------------------------------------------------------------------------------------
+# the parameter count, from the config alone
+
+
+@pytest.mark.parametrize("kw", [
+    {"block": "bottleneck", "layers": [3, 4, 6, 3], "num_classes": 1000, "stem": "imagenet",
+     "width": 64},
+    {"block": "basic", "layers": [2, 1, 3], "num_classes": 7, "stem": "cifar", "width": 5},
+    {"block": "bottleneck", "layers": [1], "num_classes": 1, "stem": "cifar", "width": 1},
+    {"block": "basic", "layers": [1, 1, 1, 1, 1, 1, 1, 1], "num_classes": 3, "stem": "imagenet",
+     "width": 2},
+])
+def test_the_dense_count_is_the_built_models(kw):
+    # the arithmetic count equals the parameters of the model built on the meta device
+    from edgesim.zoo.sigmab.adapters import ARCHS, n_params
+    from edgesim.zoo.sigmab.checkpoint import tree_params
+    with torch.device("meta"):
+        built = n_params(ARCHS["resnet"].build_dense(kw))
+    cfg = {"arch": "resnet", "dense": {"arch": "resnet", "kwargs": kw}, "nodes": {}}
+    assert tree_params(cfg) == (built, built)
+
+
+@pytest.mark.parametrize("width", [0.125, 0.3, 1.0])
+def test_the_pointnet_count_is_the_built_models(width):
+    from edgesim.zoo.sigmab.adapters import ARCHS, n_params
+    from edgesim.zoo.sigmab.checkpoint import tree_params
+    kw = {"num_classes": 9, "in_points": 64, "width": width}
+    with torch.device("meta"):
+        built = n_params(ARCHS["pointnet2"].build_dense(kw))
+    cfg = {"arch": "pointnet2", "dense": {"arch": "pointnet2", "kwargs": kw}, "nodes": {}}
+    assert tree_params(cfg)[0] == built
+
+
+def test_the_tree_count_is_what_rebuilding_holds(tree_and_inputs, tmp_path):
+    # dense model + every node's sliced stages and router: the tree's own parameters plus the
+    # dense stages the nodes were cut from (the backbone is shared)
+    import sigmab_trees
+
+    from edgesim.zoo.sigmab.adapters import ARCHS, n_params
+    from edgesim.zoo.sigmab.checkpoint import tree_params
+    pointnet = sigmab_trees.tiny_pointnet_tree()[1]
+    for tree in (tree_and_inputs[0], pointnet):
+        save_tree(tree, tmp_path / "t.pt")
+        loaded = load_tree(tmp_path / "t.pt")
+        cfg = loaded.config
+        a = ARCHS[cfg["arch"]]
+        dense = a.build_dense(cfg["dense"]["kwargs"])
+        stages = dict(a.stages(dense, cfg.get("cuts", [])))
+        cut_from = sum(n_params(stages[s]) for s in cfg["tree"])
+        assert tree_params(cfg) == (n_params(dense), n_params(loaded) + cut_from)
+
+
+def test_a_huge_tree_of_allowed_values_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    # width 1024, 8 stages of 64 blocks, 100,000 classes: each value is allowed, the dense model
+    # (2.5e13 parameters) would fill memory; refused from the numbers, nothing built
+    from edgesim.zoo.sigmab import adapters
+    from edgesim.zoo.sigmab.checkpoint import MAX_PARAMS
+
+    def no_build(kwargs):
+        raise AssertionError("the dense model was built")
+    monkeypatch.setattr(adapters.ResNetArch, "build_dense", staticmethod(no_build))
+    config = {"format": "edgesim.sigmab.tree/2", "arch": "resnet", "depth": 1,
+              "backbone": ["stem"], "tree": ["layer1"],
+              "dense": {"arch": "resnet", "kwargs": {"block": "bottleneck", "layers": [64] * 8,
+                                                    "num_classes": 100_000, "stem": "cifar",
+                                                    "width": 1024}},
+              "nodes": {k: {"stages": {}, "router": None} for k in ("root", "L", "R")}}
+    ckpt = tmp_path / "tree.pt"
+    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": {}}, ckpt)
+    assert ckpt.stat().st_size < 4000
+    with pytest.raises(ModelError, match=rf"tree\.pt: the tree holds [\d,]+ parameters .*at most "
+                       rf"{MAX_PARAMS:,}"):
+        load_tree(ckpt)
+
+
+def test_nodes_wider_than_their_dense_stage_are_counted(tree_and_inputs, tmp_path):
+    # keep counts of 65,536 channels in every node: in range one by one, refused together
+    from edgesim.zoo.sigmab.checkpoint import tree_params
+    cfg = copy.deepcopy(tree_and_inputs[0].config)
+    for node in cfg["nodes"].values():
+        for scfg in node["stages"].values():
+            scfg["keep"] = {g: 1 << 16 for g in scfg["keep"]}
+            scfg.pop("channels", None)
+    assert tree_params(cfg)[1] > (1 << 28)
+    ckpt = tmp_path / "wide.pt"
+    torch.save({"format": "edgesim.sigmab.tree/2", "config": cfg, "state_dict": {}}, ckpt)
+    with pytest.raises(ModelError, match=r"wide\.pt: the tree holds"):
+        load_tree(ckpt)

@@ -1,14 +1,17 @@
 """Tree checkpoints: structure config + state dict, loaded without running code from the file.
 
-Public names: ``FORMAT``, ``save_tree``, ``load_tree``, ``check_config``, ``read_checkpoint``,
-``is_tree_checkpoint``, ``tree_from_checkpoint``.
+Public names: ``FORMAT``, ``MAX_PARAMS``, ``save_tree``, ``load_tree``, ``check_config``,
+``read_checkpoint``, ``is_tree_checkpoint``, ``tree_from_checkpoint``, ``tree_params``.
 
 A checkpoint is a torch file ``{"format": FORMAT, "config": ..., "state_dict": ...}`` read with
 ``weights_only=True``. The config is plain data; its dense architecture is a name of
 ``adapters.ARCHS`` with checked constructor parameters (``adapters.check_dense``), never an
 importable path. ``check_config`` validates the whole structure (architecture, depth, the node
 set, stage names, channel counts, router sizes) before anything is built, and refuses anything
-else with one ``ModelError`` line naming the file and the offending value.
+else with one ``ModelError`` line naming the file and the offending value. Each value in range
+is not enough (width 1024, 8 stages of 64 blocks and 100,000 classes are each allowed): the
+parameters of the dense model and of every node are counted from the config arithmetically
+(``tree_params``) and a tree of more than ``MAX_PARAMS`` is refused before anything is built.
 
 Files of format ``edgesim.sigmab.tree/1`` named the zoo's own classes as ``module:callable``
 (``models.resnet:ResNet``, later ``edgesim.zoo.resnet:ResNet``, and the block class); those exact
@@ -31,14 +34,18 @@ from edgesim.zoo.sigmab.adapters import ARCHS, _cut, check_dense
 from edgesim.zoo.sigmab.router import Router
 from edgesim.zoo.sigmab.tree import SigmaTree, _Node
 
-__all__ = ["FORMAT", "check_config", "is_tree_checkpoint", "load_tree", "read_checkpoint",
-           "save_tree", "tree_from_checkpoint"]
+__all__ = ["FORMAT", "MAX_PARAMS", "check_config", "is_tree_checkpoint", "load_tree",
+           "read_checkpoint", "save_tree", "tree_from_checkpoint", "tree_params"]
 
 #: Format tag of files written by ``save_tree`` (also the ``format`` key of a tree's config).
 FORMAT = "edgesim.sigmab.tree/2"
 _LEGACY = "edgesim.sigmab.tree/1"
 _MAX_DEPTH = 10
 _MAX_CHANNELS = 1 << 16
+#: A tree checkpoint may hold at most this many parameters, its dense model and its nodes
+#: together (2^28: 1 GiB as float32, what rebuilding it allocates; the zoo's ResNet-50 trees
+#: hold under 10^8), counted from the config before anything is built.
+MAX_PARAMS = 1 << 28
 
 _LEGACY_CLASSES = {f"{pkg}.{mod}:{cls}": arch for pkg in ("models", "edgesim.zoo")
                    for mod, cls, arch in (("resnet", "ResNet", "resnet"),
@@ -163,7 +170,122 @@ def check_config(config: Any, where: str) -> dict[str, Any]:
     for key, cfg in nodes.items():
         _check_node(key, cfg, tree, where)
     config["format"] = FORMAT
+    dense, total = tree_params(config)
+    if total > MAX_PARAMS:
+        raise ModelError(f"{where}: the tree holds {total:,} parameters (its dense "
+                         f"{config['arch']} {dense:,}); at most {MAX_PARAMS:,} are built")
     return config
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters counted from a checked config, without building anything
+
+
+def _resnet_stages(kw: Mapping[str, Any], cuts: list[str]) -> dict[str, tuple]:
+    """Each stage of the zoo ResNet of ``kw`` as plain numbers: ``("stem", k2, width)``,
+    ``("blocks", [(in_channels, has_downsample), ...], planes, out_channels, kernel areas)``,
+    ``("head", in_features, classes)`` (``edgesim.zoo.resnet``: Bottleneck 1x1-3x3-1x1 with
+    expansion 4, BasicBlock 3x3-3x3; stage i has width * 2**i planes)."""
+    bottleneck = kw["block"] == "bottleneck"
+    exp, kernels = (4, (1, 9, 1)) if bottleneck else (1, (9, 9))
+    width = kw["width"]
+    stages: dict[str, tuple] = {"stem": ("stem", 49 if kw["stem"] == "imagenet" else 9, width)}
+    inplanes = width
+    for i, n in enumerate(kw["layers"]):
+        planes = width * 2 ** i
+        down = i > 0 or inplanes != planes * exp
+        blocks = [(inplanes if b == 0 else planes * exp, down and b == 0) for b in range(n)]
+        name = f"layer{i + 1}"
+        ks = sorted({int(c.rsplit("_", 1)[1]) for c in cuts if c.rsplit("_", 1)[0] == name
+                     and 0 < int(c.rsplit("_", 1)[1]) < n})
+        for lo, hi in itertools.pairwise([0, *ks, n]):
+            stages[name if lo == 0 else f"{name}_{lo}"] = (
+                "blocks", blocks[lo:hi], planes, planes * exp, kernels)
+        inplanes = planes * exp
+    stages["head"] = ("head", inplanes, kw["num_classes"])
+    return stages
+
+
+def _pointnet_stages(kw: Mapping[str, Any]) -> dict[str, tuple]:
+    """The zoo PointNet++ of ``kw`` as plain numbers (``edgesim.zoo.pointnet2``): each set
+    abstraction ``("mlp", in_features, [channels])`` (1x1 convs over 3 + features), the head
+    ``("fc", in_features, [hidden1, hidden2], classes)``."""
+    def w(c: int) -> int:
+        return max(1, round(c * kw["width"]))
+    c1, c2, c3 = ([w(c) for c in cs] for cs in ((64, 64, 128), (128, 128, 256),
+                                                 (256, 512, 1024)))
+    return {"sa1": ("mlp", 0, c1), "sa2": ("mlp", c1[-1], c2), "sa3": ("mlp", c2[-1], c3),
+            "head": ("fc", c3[-1], [w(512), w(256)], kw["num_classes"])}
+
+
+def _stage_params(stage: tuple, in_count: int | None, keep: Mapping[str, int]) -> int:
+    """Parameters of ``stage`` (``_resnet_stages`` / ``_pointnet_stages``) fed ``in_count``
+    channels (None: all) keeping ``keep[group]`` channels (missing: all), as
+    ``adapters.*Arch.slice`` builds it: conv and linear weights, biases, BatchNorm scale and
+    shift."""
+    kind = stage[0]
+    if kind == "stem":
+        _, k2, width = stage
+        out = keep.get("out", width)
+        return (3 if in_count is None else in_count) * out * k2 + 2 * out
+    if kind == "head":
+        _, features, classes = stage
+        return (features if in_count is None else in_count) * classes + classes
+    if kind == "blocks":
+        _, blocks, planes, out, kernels = stage
+        cur = blocks[0][0] if in_count is None else in_count
+        res = cur if not blocks[0][1] else keep.get("res", out)   # a tied stage keeps its input
+        total = 0
+        for i, (_, down) in enumerate(blocks):
+            prev = cur
+            for j, k2 in enumerate(kernels):
+                sel = res if j == len(kernels) - 1 else keep.get(f"{i}.bn{j + 1}", planes)
+                total += prev * sel * k2 + 2 * sel
+                prev = sel
+            if down:
+                total += cur * res + 2 * res
+            cur = res
+        return total
+    if kind == "mlp":
+        _, features, channels = stage
+        prev = 3 + (features if in_count is None else in_count)
+        total = 0
+        for j, c in enumerate(channels):
+            sel = keep.get("out" if j == len(channels) - 1 else f"mlp{j}", c)
+            total += prev * sel + 2 * sel
+            prev = sel
+        return total
+    _, features, (h1, h2), classes = stage
+    k1, k2 = keep.get("fc1", h1), keep.get("fc2", h2)
+    return ((features if in_count is None else in_count) * k1 + 2 * k1 + k1 * k2 + 2 * k2
+            + k2 * classes + classes)
+
+
+def tree_params(config: Mapping[str, Any]) -> tuple[int, int]:
+    """``(dense, total)``: the parameters of a checked config's dense model, and of the tree
+    rebuilt from it (its dense model, which the backbone shares, plus every node's stages and
+    router), counted from the numbers alone: nothing is built.
+
+    >>> kw = {"block": "bottleneck", "layers": [3, 4, 6, 3], "num_classes": 1000,
+    ...       "stem": "imagenet", "width": 64}
+    >>> tree_params({"arch": "resnet", "dense": {"arch": "resnet", "kwargs": kw},
+    ...              "nodes": {}})[0]        # ResNet-50, as edgesim.zoo.resnet.resnet50 says
+    25557032
+    """
+    kw = config["dense"]["kwargs"]
+    stages = (_resnet_stages(kw, list(config.get("cuts", []))) if config["arch"] == "resnet"
+              else _pointnet_stages(kw))
+    dense = sum(_stage_params(st, None, {}) for st in stages.values())
+    total = dense
+    for cfg in config["nodes"].values():
+        for s, scfg in cfg["stages"].items():
+            if s in stages:
+                total += _stage_params(stages[s], scfg.get("in"), scfg["keep"])
+        r = cfg.get("router")
+        if r is not None:
+            # two branches' weights (and the centre of a centred router)
+            total += r["channels"] * (3 if r.get("centered", False) else 2)
+    return dense, total
 
 
 def _rebuild(config: Mapping[str, Any]) -> SigmaTree:
