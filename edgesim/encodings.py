@@ -339,19 +339,21 @@ def segment_candidates(segment: np.ndarray, bits: int, scales: int = 0) -> dict[
     return {e: stored_bytes(segment, e, bits, scales) for e in SEGMENT_ENCODINGS}
 
 
-def mlw(values: np.ndarray, bits: int = 8, scales: int = 0) -> int:
+def mlw(values: np.ndarray, bits: int = 8, scales: int = 0, layout: str | None = None) -> int:
     """Arm Ethos-U's lossless weight stream (Vela's ``mlw_codec``), counted from the values.
 
     bytes = ceil16(10 * scales)   one 40-bit bias + 32-bit scale + 6-bit shift record per
                                   output channel (Vela stores them in place of fp32 scales)
           + the tensor's Golomb-Rice stream (palette, zero runs, 23-bit slice headers), padded
-            to 16 bytes (``edgesim.weight_codec``, which gives the format and its source).
+            to 16 bytes, of the values in Vela's order for the op they feed (``layout``:
+            ``conv``, ``depthwise`` or ``linear``; ``edgesim.weight_codec``, which gives the
+            format, the order and their source).
 
     >>> mlw(np.zeros((4, 4), dtype=np.int8), 8, scales=4)   # 48 B of records + a 16 B stream
     64
     """
     from edgesim.weight_codec import mlw_bytes
-    return mlw_bytes(values, bits, scales)
+    return mlw_bytes(values, bits, scales, layout=layout)
 
 
 #: name -> function(values, bits, scales) -> stored bytes
@@ -393,10 +395,11 @@ def holds(encoding: str, bits: int) -> bool:
 
 
 def stored_bytes(values: np.ndarray, encoding: str, bits: int, scales: int = 0,
-                 region: int | None = None) -> int:
+                 region: int | None = None, layout: str | None = None) -> int:
     """Exact stored bytes of ``values`` under ``encoding``.
 
-    ``region`` (elements per scale region, None: one row) is read by ``signed_binary`` only.
+    ``region`` (elements per scale region, None: one row) is read by ``signed_binary`` only,
+    ``layout`` (the op the weight feeds: ``conv``, ``depthwise``, ``linear``) by ``mlw`` only.
     """
     try:
         fn = ENCODINGS[encoding]
@@ -404,6 +407,8 @@ def stored_bytes(values: np.ndarray, encoding: str, bits: int, scales: int = 0,
         raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}") from None
     if encoding == "signed_binary" and region is not None:
         return int(signed_binary_bytes(np.asarray(values), bits, scales, region=region))
+    if encoding == "mlw" and layout is not None:
+        return int(mlw(np.asarray(values), bits, scales, layout=layout))
     return int(fn(np.asarray(values), bits, scales))
 
 
@@ -422,18 +427,18 @@ def best_encoding(values: np.ndarray, bits: int, allowed: Iterable[str],
 
 def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
                    allowed: Iterable[str] | None = None,
-                   region: int | None = None) -> dict[str, int]:
+                   region: int | None = None, layout: str | None = None) -> dict[str, int]:
     """Stored bytes under every applicable encoding, in ``allowed`` order (default: ``ENCODINGS``
     but the hardware stream codecs, ``CODECS``, which are listed only when asked for).
 
     ``signed_binary`` is left out when a region holds both signs (it cannot represent it).
-    ``region`` is passed to ``stored_bytes``.
+    ``region`` and ``layout`` are passed to ``stored_bytes``.
     """
     names = [e for e in ENCODINGS if e not in CODECS] if allowed is None else list(allowed)
     table: dict[str, int] = {}
     for name in names:
         try:
-            table[name] = stored_bytes(values, name, bits, scales, region=region)
+            table[name] = stored_bytes(values, name, bits, scales, region=region, layout=layout)
         except ValueError:
             if name != "signed_binary":
                 raise
@@ -441,16 +446,16 @@ def encoding_table(values: np.ndarray, bits: int, scales: int = 0,
 
 
 def candidates(values: np.ndarray, bits: int, scales: int, preferred: Sequence[str],
-               region: int | None = None) -> dict[str, int]:
+               region: int | None = None, layout: str | None = None) -> dict[str, int]:
     """Stored bytes under each of ``preferred`` that can hold the tensor (``holds`` and the
     encoding's own check on the values), in ``preferred`` order; what a tracer records in
-    ``WeightBlock.encoded``.
+    ``WeightBlock.encoded``. ``layout`` names the op the weight feeds, for ``mlw``.
 
     >>> candidates(np.array([[0, 3, 0, -2]]), 8, 0, ["signed_binary", "csr", "dense"])
     {'csr': 4, 'dense': 4}
     """
     return encoding_table(values, bits, scales, [e for e in preferred if holds(e, bits)],
-                          region=region)
+                          region=region, layout=layout)
 
 
 def decodable(preferred: Sequence[str], formats: Sequence[str] | None) -> list[str]:

@@ -50,7 +50,7 @@ import numpy as np
 
 from edgesim.errors import ModelError
 from edgesim.trace.liveness import Act, Buf, fuse, live_bytes
-from edgesim.trace.weights import stored_block
+from edgesim.trace.weights import layout_of, stored_block
 from edgesim.workload import OP_KINDS, LayerOp, WeightBlock, Workload
 
 __all__ = ["IMPORT_ENCODINGS", "Graph", "Node", "Tensor", "Weights", "to_workload"]
@@ -168,13 +168,15 @@ def _centred(w: Weights) -> np.ndarray:
     return v.astype(np.int32) - zp.astype(np.int32)
 
 
-def _block(bid: str, w: Weights, role: str, encodings: Sequence[str], where: str) -> WeightBlock:
+def _block(bid: str, w: Weights, role: str, encodings: Sequence[str], where: str,
+           layout: str | None = None) -> WeightBlock:
     q = _centred(w)
     scales = 0 if role == "bias" else int(np.asarray(w.scales).size)
     rows = int(q.shape[0]) if q.ndim else 1
     try:
         return stored_block(bid, q, int(w.bits), scales, encodings, role=role, precision="int8",
-                            shape=tuple(q.shape), records=rows if scales != rows else None)
+                            shape=tuple(q.shape), records=rows if scales != rows else None,
+                            layout=layout)
     except ValueError as exc:
         raise ModelError(f"{where}: tensor '{bid}': {exc}") from None
 
@@ -261,7 +263,7 @@ def to_workload(graph: Graph, *, encodings: Sequence[str] = IMPORT_ENCODINGS) ->
     blocks: dict[str, WeightBlock] = {}
     made: dict[int, str] = {}        # id(Weights) -> block id (a shared buffer is one block)
 
-    def block(name: str, w: Weights | None, role: str) -> tuple[str, ...]:
+    def block(node: Node, name: str, w: Weights | None, role: str) -> tuple[str, ...]:
         if w is None:
             return ()
         bid = made.get(id(w))
@@ -269,7 +271,9 @@ def to_workload(graph: Graph, *, encodings: Sequence[str] = IMPORT_ENCODINGS) ->
             bid = made[id(w)] = f"{name}.{role}"
             if bid in blocks:
                 raise ModelError(f"{where}: two tensors are named '{bid}'")
-            blocks[bid] = _block(bid, w, role, encodings, where)
+            layout = (layout_of(node.kind, node.groups, np.shape(w.values)) if role == "weight"
+                      else None)
+            blocks[bid] = _block(bid, w, role, encodings, where, layout)
         return (bid,)
 
     fused = fuse(raws)
@@ -288,7 +292,8 @@ def to_workload(graph: Graph, *, encodings: Sequence[str] = IMPORT_ENCODINGS) ->
             if node.groups != 1:
                 meta["groups"] = int(node.groups)
             meta.update((k, v) for k, v in node.meta.items() if k not in meta)
-            weights = block(r.name, node.weight, "weight") + block(r.name, node.bias, "bias")
+            weights = (block(node, r.name, node.weight, "weight")
+                       + block(node, r.name, node.bias, "bias"))
             macs, shape = int(node.macs), tuple(node.shape)
             eff = macs
             if node.weight is not None:

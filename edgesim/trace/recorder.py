@@ -29,7 +29,7 @@ from edgesim.errors import TraceError
 from edgesim.trace import ops as opa
 from edgesim.trace.fold import Fold, FoldWatch
 from edgesim.trace.liveness import Act, Buf, drop, fuse, live_bytes
-from edgesim.trace.weights import weight_block
+from edgesim.trace.weights import layout_of, weight_block
 from edgesim.workload import OP_KINDS, PRECISIONS, LayerOp, WeightBlock, Workload
 
 __all__ = ["record", "trace"]
@@ -85,6 +85,7 @@ class _Read:
     numel: int                  # elements of the tensor read
     dtype: torch.dtype
     chain: str | None = None
+    layout: str | None = None   # the op a weight feeds, for the mlw order (weights.layout_of)
     ids: list[str] | None = None
     blocks: list[WeightBlock] = field(default_factory=list)
     #: (nonzeros, elements) of the tensor when a layout hook stored it
@@ -275,7 +276,7 @@ class _Recorder(TorchFunctionMode):
         index = len(self.raws)
         precision = self._precision()
         a = opa.analyse(kind, fname, args, kwargs, outs[0], {id(c.tensor) for c in consts})
-        reads = self._reads(consts, a, precision)
+        reads = self._reads(consts, a, precision, kind)
         router = self._module_attr("edgesim_kind")
         meta: dict[str, Any] = {"module": self.stack[-1][0] if self.stack else "",
                                 "func": fname, **a.extra}
@@ -310,7 +311,8 @@ class _Recorder(TorchFunctionMode):
             return self._modules.get(head[1:]), rest.split(".", 1)[0]
         return self._modules.get(bid.rpartition(".")[0]), None
 
-    def _reads(self, consts: list[_Const], a: opa.Analysis, precision: str) -> list[_Read]:
+    def _reads(self, consts: list[_Const], a: opa.Analysis, precision: str,
+               kind: str) -> list[_Read]:
         """The weights an op reads, one ``_Read`` per block id: made at once, or after the
         pass when the read is of a parameter (or its parametrization) and BN may fold."""
         reads: list[_Read] = []
@@ -324,7 +326,9 @@ class _Recorder(TorchFunctionMode):
             param = self._params.get(bid)
             kept = self.fold_bn and param is not None and (c.tensor is param or c.chain is not None)
             read = _Read(bid, role, axis, precision, c.tensor is a.main, c.tensor.numel(),
-                         c.tensor.dtype, None if c.tensor is param else c.chain)
+                         c.tensor.dtype, None if c.tensor is param else c.chain,
+                         layout_of(kind, a.extra.get("groups", 1), tuple(c.tensor.shape))
+                         if role == "weight" and axis == 0 else None)
             if not kept:
                 self._make(read, lambda c=c: c.tensor, param, self._made)
                 self._made.update(b.id for b in read.blocks)
@@ -355,7 +359,7 @@ class _Recorder(TorchFunctionMode):
         region = getattr(owner, "edgesim_region", None) if read.role == "weight" else None
         read.blocks = [weight_block(read.bid, values().detach().float().cpu().numpy(),
                                     read.role, axis, read.precision, self.encodings,
-                                    region=region)]
+                                    region=region, layout=read.layout)]
 
     # -- BatchNorm folding (``edgesim.trace.fold``) --------------------------------------------
     def module_out(self, name: str, mod: nn.Module, args: Sequence[Any], out: Any) -> None:

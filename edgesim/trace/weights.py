@@ -1,7 +1,7 @@
 """Weights as deployed: quantized (symmetric, per output channel) and encoded (NumPy only).
 
 Public names: ``BITS``, ``bits_of``, ``quantize``, ``quantize_regions``, ``quantize_bias``,
-``weight_block``, ``stored_block``.
+``weight_block``, ``stored_block``, ``layout_of``.
 
 ``quantize(values, precision, channel_axis)`` returns the integers that are stored and one fp32
 scale per output channel (``channel_axis=None``: one scale for the whole tensor):
@@ -39,8 +39,8 @@ from edgesim import encodings
 from edgesim.errors import TraceError
 from edgesim.workload import WeightBlock
 
-__all__ = ["BITS", "bits_of", "quantize", "quantize_bias", "quantize_regions", "stored_block",
-           "weight_block"]
+__all__ = ["BITS", "bits_of", "layout_of", "quantize", "quantize_bias", "quantize_regions",
+           "stored_block", "weight_block"]
 
 #: Bits per stored weight value for each precision.
 BITS: dict[str, int] = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
@@ -131,12 +131,14 @@ def quantize_regions(values: np.ndarray, precision: str,
 
 
 def weight_block(bid: str, values: np.ndarray, role: str, axis: int | None, precision: str,
-                 preferred: Sequence[str], region: int | None = None) -> WeightBlock:
+                 preferred: Sequence[str], region: int | None = None,
+                 layout: str | None = None) -> WeightBlock:
     """The block of one parameter read as ``role`` (``weight``, ``bias`` or ``aux``).
 
     ``axis`` is the output-channel axis of a weight (one scale per channel); ``region`` (a
     module's ``edgesim_region`` hint) gives a weight one scale per region of that many elements
-    instead. ``encoding`` / ``stored_bytes`` are the smallest of ``encoded`` (first on a tie).
+    instead; ``layout`` is the op a weight feeds (``stored_block``). ``encoding`` /
+    ``stored_bytes`` are the smallest of ``encoded`` (first on a tie).
     """
     if role == "bias":
         q, bits, nscales = quantize_bias(values), 32, 0
@@ -155,21 +157,26 @@ def weight_block(bid: str, values: np.ndarray, role: str, axis: int | None, prec
     try:
         return stored_block(bid, q, bits, nscales, preferred, role=role, precision=precision,
                             shape=tuple(np.shape(values)),
-                            region=region if role == "weight" else None)
+                            region=region if role == "weight" else None,
+                            layout=layout if role == "weight" else None)
     except ValueError as exc:
         raise TraceError(f"parameter '{bid}': {exc}") from exc
 
 
 def stored_block(bid: str, q: np.ndarray, bits: int, nscales: int, preferred: Sequence[str], *,
                  role: str, precision: str, shape: tuple[int, ...],
-                 region: int | None = None, records: int | None = None) -> WeightBlock:
+                 region: int | None = None, records: int | None = None,
+                 layout: str | None = None) -> WeightBlock:
     """The block of stored integers ``q`` (``bits`` each, ``nscales`` fp32 scales): nonzeros
     counted on ``q``; a bias is dense with no candidates; any other tensor carries its bytes
     under every one of ``preferred`` that can hold it (``encodings.candidates``), and
     ``encoding`` / ``stored_bytes`` are the smallest generic one (first on a tie; a hardware
     codec, ``encodings.CODECS``, only where nothing else can). ``records``: the output
     channels a codec writes a per-channel record for (``mlw``), when not one per scale (a
-    per-tensor scale). Raises ``ValueError`` when no candidate can hold ``q``.
+    per-tensor scale). ``layout`` is the op the weight feeds, ``conv``, ``depthwise`` or
+    ``linear`` (``edgesim.weight_codec.brick_order``: the order ``mlw`` streams it in; None:
+    told from the shape, a depthwise weight taken for a conv). Raises ``ValueError`` when no
+    candidate can hold ``q``.
 
     >>> b = stored_block("w", np.array([[0, 3], [0, 0]]), 8, 2, ["dense", "csr"],
     ...                  role="weight", precision="int8", shape=(2, 2))
@@ -182,12 +189,12 @@ def stored_block(bid: str, q: np.ndarray, bits: int, nscales: int, preferred: Se
     if role == "bias":
         encoding, stored = "dense", encodings.stored_bytes(q, "dense", bits, 0)
     else:
-        encoded = encodings.candidates(q, bits, nscales, preferred, region=region)
+        encoded = encodings.candidates(q, bits, nscales, preferred, region=region, layout=layout)
         if not encoded:
             raise ValueError(f"none of the encodings {', '.join(preferred)} can store it")
         for codec in encodings.CODECS:
             if records is not None and codec in encoded:
-                encoded[codec] = encodings.stored_bytes(q, codec, bits, records)
+                encoded[codec] = encodings.stored_bytes(q, codec, bits, records, layout=layout)
         # first of the smallest on a tie; a hardware codec (encodings.CODECS) only where a
         # hardware lists it (encodings.resolve), never as the hardware-free default
         generic = [e for e in encoded if e not in encodings.CODECS] or list(encoded)
@@ -196,6 +203,21 @@ def stored_block(bid: str, q: np.ndarray, bits: int, nscales: int, preferred: Se
     return WeightBlock(bid, int(q.size), nnz, bits, encoding, int(stored), int(dense),
                        {"shape": tuple(shape), "role": role, "precision": precision,
                         "scales": nscales}, encoded=encoded)
+
+
+def layout_of(kind: str, groups: int, shape: Sequence[int]) -> str | None:
+    """The op a weight of ``shape`` (output channels first) feeds, as the ``mlw`` encoding
+    orders it (``edgesim.weight_codec.brick_order``): ``depthwise`` for a conv whose groups
+    each read one input channel (``groups`` > 1, ``shape[1] == 1``: the shape alone cannot tell
+    it from a conv of one input channel), ``conv`` for any other conv, ``linear`` for a fully
+    connected op; None for the rest (a constant matmul operand, an embedding table).
+
+    >>> layout_of("conv", 64, (64, 1, 3, 3)), layout_of("conv", 1, (64, 1, 10, 4))
+    ('depthwise', 'conv')
+    """
+    if kind == "conv":
+        return "depthwise" if int(groups) > 1 and len(shape) > 1 and shape[1] == 1 else "conv"
+    return "linear" if kind == "linear" and len(shape) == 2 else None
 
 
 def quantize_bias(values: np.ndarray, scales: np.ndarray | float | None = None) -> np.ndarray:
