@@ -69,17 +69,29 @@ def test_macs_and_weight_bytes_match_vela(row):
     # int8 weights: one byte per stored value
     assert sum(b.elements for b in _weights(w)) == pytest.approx(int(row["weights_orig_B"]),
                                                                   rel=0.01)
-    # the row-major mlw streams: within 10 % of Vela's (see the next test for the 2 %)
-    assert _streams(w) == pytest.approx(int(row["weights_enc_B"]), rel=0.10)
+    # the mlw streams in Vela's order: within 5 % of Vela's everywhere (the next test: 2 %)
+    assert _streams(w) == pytest.approx(int(row["weights_enc_B"]), rel=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "edgesim.weight_codec reads values row-major, Vela in its brick order (8x8 output x input "
-    "channel tiles, depthwise kernels padded to 4 taps, part-kernel-first convs' input padded "
-    "to 8): measured on U55 -7.9 % (KWS, VWW), -2.5 % (ResNet-8), +4.8 % (AD, per-tensor "
-    "scales: Vela's palette sections); in brick order -0.5 %, -1.7 %, -0.02 %, +5.0 %"))
-@pytest.mark.parametrize("row", _rows() if SUMMARY.is_file() else [],
-                         ids=lambda r: f"{r['model']}-{r['config']}")
+#: Vela cuts a weight tensor into OFM-depth slices, each a stream of its own, where the op before
+#: is too short to hide the weight DMA (scheduler.propose_weight_buffering); edgesim stores one
+#: stream per tensor. Measured on VWW (its many small layers): -3.07 % (U55), -4.36 % (U65,
+#: also 2 cores, one stream each); Arm's own encoder on the same one-stream order: -3.07 %.
+_SLICED = {"vww_96_int8": "edgesim 46,000 B vs Vela 47,456 (U55, -3.07 %) / 48,096 (U65, "
+                          "-4.36 %): Vela's depth slices for double buffering, not modelled"}
+
+
+def _cases():
+    for r in _rows() if SUMMARY.is_file() else []:
+        reason = _SLICED.get(r["model"])
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(r, marks=marks, id=f"{r['model']}-{r['config']}")
+
+
+@pytest.mark.parametrize("row", list(_cases()))
 def test_mlw_streams_within_2pc_of_vela(row):
+    # In Vela's brick order with its parameter search (edgesim.weight_codec): ResNet-8 74,640 B
+    # (+0.06 % U55, -0.15 % U65), KWS 23,888 (-0.60 %, -1.58 %), AD 183,504 (-0.52 %, -0.80 %);
+    # Vela's U65 streams are per core (2), a little larger.
     w = _workload(VELA[row["model"]])
     assert _streams(w) == pytest.approx(int(row["weights_enc_B"]), rel=0.02)
