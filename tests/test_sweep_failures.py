@@ -232,3 +232,28 @@ def test_sweep_csv_escapes_text_columns_only(tiny_yaml, tmp_path):
     on_disk = pd.read_csv(tmp_path / "sweep.csv")
     assert (on_disk["config"] == "'" + cfg["name"]).all()
     assert on_disk["sram_bytes"].tolist() == df["sram_bytes"].tolist()
+
+
+def test_frame_is_the_frame_of_the_rows(tiny_yaml, tmp_path, failing_engine):
+    # rows of several layouts: ok, failed (empty metrics) and one written before the status
+    # and error columns existed (check_row appends them) and without total_params (a missing
+    # column, NaN): the frame Store.frame builds from tuples is the one pandas builds from the
+    # rows as dicts
+    from edgesim.sweep.store import Store
+    _sweep(tiny_yaml, tmp_path)
+    db = tmp_path / "results.sqlite"
+    with sqlite3.connect(db) as con:
+        key, text = con.execute("SELECT key, row FROM results ORDER BY key").fetchone()
+        row = json.loads(text)
+        del row["status"], row["error"], row["total_params"]
+        con.execute("UPDATE results SET row = ? WHERE key = ?", (json.dumps(row), key))
+        keys = [k for (k,) in con.execute("SELECT key FROM results UNION ALL "
+                                           "SELECT key FROM failed ORDER BY key")]
+    con.close()
+    keys = [*keys, keys[0]]                      # a key twice gives its row twice
+    with Store(db) as store:
+        frame = store.frame(keys)
+        pd.testing.assert_frame_equal(frame, pd.DataFrame(store.rows(keys)))
+    assert len(frame) == 5
+    assert set(frame["status"]) == {"ok", "failed"}
+    assert frame["total_params"].isna().sum() == 2   # the altered row, and it again

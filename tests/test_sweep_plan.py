@@ -210,3 +210,18 @@ def test_workloads_come_from_one_point_per_workload_axis_combination():
         hw = base.build([f"{k}={x}" for k, x in points[p].items()])
         assert sweep_run._options_key(hw) in reps_opts
     assert math.prod(len(a.values) for a in axes) == sweep_grid.grid_size(axes) == 24
+
+
+def test_planning_says_what_it_does_when_progress_is_on(tiny_yaml, tmp_path, capsys):
+    grid = ["sram.size=2KiB,4KiB", "dram.bandwidth=1GB/s,2GB/s,4GB/s"]
+    sweep(tiny_yaml, [tiny_workload()], grid, inputs=2, out_dir=tmp_path / "quiet",
+          executor="serial", progress=False)
+    assert capsys.readouterr().err == ""
+    sweep(tiny_yaml, [tiny_workload()], grid, inputs=2, out_dir=tmp_path / "said",
+          executor="serial", progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("edgesim: ")]
+    assert lines[0] == (f"edgesim: grid: 2 x 3 = 6 points; checking each of its 5 values "
+                        f"against {tiny_yaml}")
+    assert lines[1] == ("edgesim: 6 points x 1 model x 1 policy = 6 tasks, planned and run "
+                        "point by point")
+    assert lines[-1].startswith("edgesim: reading 6 rows back from ")
