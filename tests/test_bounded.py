@@ -151,3 +151,63 @@ def test_cli_refuses_a_huge_tree_checkpoint_in_one_line(tmp_path):
         assert got.code == 2
         assert "tree.pt: the tree holds" in got.error_line()
         assert not (tmp_path / "out.pt").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# count arguments: every one has an upper bound, stated in its help
+# ---------------------------------------------------------------------------------------------
+
+def _options():
+    from edgesim.cli import COMMANDS, build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in COMMANDS:
+        if name == "sweep":      # the sweep's own flags are the sweep store's (issue 17, item 4)
+            continue
+        for action in sub.choices[name]._actions:
+            yield name, action
+
+
+def test_every_count_argument_is_bounded_and_says_so():
+    checked = []
+    for name, action in _options():
+        assert action.type is not int, f"{name} {action.option_strings}: an unbounded int"
+        if getattr(action.type, "__name__", "") == "integer" and action.dest != "seed":
+            assert "at most" in (action.help or ""), f"{name} {action.option_strings}"
+            checked.append(f"{name} {action.option_strings[0]}")
+    assert {"run --inputs", "finetune --samples", "finetune --steps", "finetune --batch",
+            "finetune --epochs", "finetune --log-every", "plot --input"} <= set(checked)
+
+
+def test_the_command_line_states_the_limits_finetune_checks():
+    from edgesim.cli import finetune as cli
+    from edgesim.zoo.sigmab import train
+    assert cli.LIMITS == train.LIMITS
+    assert cli.MAX_SAMPLE_BYTES == train.MAX_SAMPLE_BYTES
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--samples", "1000000000"], "argument --samples: expected an integer in 1..100_000"),
+    (["--steps", "99999999999"], "argument --steps: expected an integer in 1..10_000_000"),
+    (["--batch", "1" + "0" * 40], "argument --batch: expected an integer in 1..1_024"),
+    (["--epochs", "0"], "argument --epochs: expected an integer in 1..10_000"),
+    (["--log-every", "-1"], "argument --log-every: expected an integer in 1..10_000_000"),
+])
+def test_finetune_refuses_huge_counts_in_one_line(tmp_path, args, expected):
+    got = run_cli(["finetune", "sigmab_r50_c100", "--checkpoint", str(tmp_path / "t.pt"),
+                   *args], tmp_path, memory=1 << 30, timeout=60)
+    assert got.code == 2
+    assert expected in got.error_line()
+    assert not (tmp_path / "t.pt").exists()
+
+
+def test_synthetic_samples_are_bounded_by_their_bytes(tmp_path):
+    # 100,000 samples of 3 x 224 x 224 would be 56 GiB of float32: refused before any is drawn
+    from edgesim.errors import ModelError
+    from edgesim.zoo.sigmab.train import finetune
+    with pytest.raises(ModelError, match=r"--samples 100000: 100,000 synthetic inputs of "
+                       r"3x224x224 take 56\.1 GiB; at most 1 GiB \(1,783 samples"):
+        finetune("sigmab_r50", checkpoint=str(tmp_path / "t.pt"), samples=100_000)
+    with pytest.raises(ModelError, match=r"--steps 0: expected a whole number in 1\.\."):
+        finetune("sigmab_r50", checkpoint=str(tmp_path / "t.pt"), steps=0)
+    assert list(tmp_path.iterdir()) == []

@@ -125,7 +125,7 @@ def test_cli_batch_zero_is_one_line(tmp_path, capsys):
     assert main(["finetune", MODEL, "--checkpoint", str(tmp_path / "t.pt"), "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "--batch 0: expected a whole number >= 1" in err
+    assert "argument --batch: expected an integer in 1..1_024, got '0'" in err
 
 
 def test_missing_data_and_weights_folder_refused_before_building(tmp_path, builds):

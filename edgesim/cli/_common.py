@@ -1,9 +1,9 @@
 """What the command modules share: the parser class, ``--format``/``--out``, progress, tables.
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
-``bounded_int``, ``SEED``, ``INPUTS``, ``add_format``, ``add_eval``, ``add_input_shape``,
-``write``, ``progress_printer``, ``CliProgress``, ``policies``, ``prefetch_modes``,
-``columns``, ``csv_rows``, ``accuracy_line``.
+``bounded_int``, ``SEED``, ``INPUTS``, ``MAX_INPUTS``, ``add_format``, ``add_eval``,
+``add_input_shape``, ``write``, ``progress_printer``, ``CliProgress``, ``policies``,
+``prefetch_modes``, ``columns``, ``csv_rows``, ``accuracy_line``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
 ``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
@@ -18,9 +18,9 @@ import sys
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["INPUTS", "SEED", "CliProgress", "Parser", "UsageError", "accuracy_line", "add_eval",
-           "add_format", "add_input_shape", "bounded_int", "columns", "csv_rows", "policies",
-           "prefetch_modes", "progress_printer", "write"]
+__all__ = ["INPUTS", "MAX_INPUTS", "SEED", "CliProgress", "Parser", "UsageError",
+           "accuracy_line", "add_eval", "add_format", "add_input_shape", "bounded_int", "columns",
+           "csv_rows", "policies", "prefetch_modes", "progress_printer", "write"]
 
 
 class UsageError(EdgesimError):
@@ -51,8 +51,10 @@ def bounded_int(lo: int, hi: int):
 
 #: ``--seed``: a 32-bit unsigned integer (what every generator it seeds accepts).
 SEED = bounded_int(0, 2**32 - 1)
+#: The most inferences a stream may have (``--inputs``).
+MAX_INPUTS = 10**7
 #: ``--inputs``: inferences in a stream.
-INPUTS = bounded_int(1, 10**7)
+INPUTS = bounded_int(1, MAX_INPUTS)
 
 
 def add_format(sp: argparse.ArgumentParser) -> None:

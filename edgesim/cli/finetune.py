@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from edgesim.cli._common import SEED
+from edgesim.cli._common import SEED, bounded_int
 
 __all__ = ["add_parser", "main"]
 
@@ -37,16 +37,33 @@ def add_parser(subparsers) -> None:
     f.add_argument("--checkpoint", required=True, help="write the fine-tuned tree here")
     f.add_argument("--weights", help="start from this tree checkpoint, or build the tree from "
                    "this dense state_dict (calibrated on the --data inputs)")
-    f.add_argument("--epochs", type=int, default=1)
-    f.add_argument("--steps", type=int, help="stop after this many optimizer steps")
+    f.add_argument("--epochs", type=_count("--epochs"), default=1,
+                   help=f"passes over the data (default 1; at most {LIMITS['--epochs']:,})")
+    f.add_argument("--steps", type=_count("--steps"),
+                   help=f"stop after this many optimizer steps (at most {LIMITS['--steps']:,})")
     f.add_argument("--lr", type=float, default=1e-4)
-    f.add_argument("--batch", type=int, default=32)
-    f.add_argument("--samples", type=int, default=64,
-                   help="synthetic samples when no --data is given")
+    f.add_argument("--batch", type=_count("--batch"), default=32,
+                   help=f"inputs per step (default 32; at most {LIMITS['--batch']:,})")
+    f.add_argument("--samples", type=_count("--samples"), default=64,
+                   help="synthetic samples when no --data is given (default 64; at most "
+                   f"{LIMITS['--samples']:,}, and at most {MAX_SAMPLE_BYTES >> 30} GiB of inputs: "
+                   "1,783 of 3x224x224)")
     f.add_argument("--seed", type=SEED, default=0)
-    f.add_argument("--log-every", type=int, default=10, dest="log_every",
+    f.add_argument("--log-every", type=bounded_int(1, LOG_EVERY), default=10, dest="log_every",
                    help="a progress line on stderr every N steps (and the first, and the "
-                        "first hard one)")
+                        f"first hard one; at most {LOG_EVERY:,})")
+
+
+#: ``--log-every`` at most this many steps (one line per run of the largest --steps).
+LOG_EVERY = 10_000_000
+#: The bounds of ``finetune``'s counts (``edgesim.zoo.sigmab.train.LIMITS``, read without
+#: importing torch).
+LIMITS = {"--epochs": 10_000, "--steps": 10_000_000, "--batch": 1024, "--samples": 100_000}
+MAX_SAMPLE_BYTES = 1 << 30
+
+
+def _count(flag: str):
+    return bounded_int(1, LIMITS[flag])
 
 
 def _own_copy(spec, weights, seed, data):
@@ -64,9 +81,6 @@ def main(a) -> int:
     require_torch("finetune (soft-routing training)")
     from edgesim.zoo.sigmab.train import finetune
 
-    if a.log_every < 1:
-        from edgesim.errors import ModelError
-        raise ModelError(f"--log-every {a.log_every}: expected a whole number >= 1")
     history = []
 
     def log(record) -> None:

@@ -5,6 +5,8 @@ Public names: ``add_parser``, ``main``. The figures themselves are ``edgesim.plo
 
 from __future__ import annotations
 
+from edgesim.cli._common import MAX_INPUTS, bounded_int
+
 __all__ = ["add_parser", "main"]
 
 
@@ -20,8 +22,9 @@ def add_parser(subparsers) -> None:
                    "weight_dram_bytes_steady; top1 of a sweep run with --eval; a metric "
                    "without _cold/_steady is its steady state)")
     s.add_argument("--out", help="output file name (.png and .svg are written)")
-    s.add_argument("--input", type=int, dest="input_index",
-                   help="timeline: which inference (default: the last)")
+    s.add_argument("--input", type=bounded_int(0, MAX_INPUTS - 1), dest="input_index",
+                   help="timeline: which inference, 0.. (default: the last; at most "
+                   f"{MAX_INPUTS - 1:,})")
 
 
 def main(a) -> int:

@@ -20,6 +20,7 @@ import sys
 
 from edgesim.cli._common import (
     INPUTS,
+    MAX_INPUTS,
     SEED,
     CliProgress,
     accuracy_line,
@@ -49,7 +50,8 @@ def add_parser(subparsers) -> None:
                    "package.module:factory (mymodel.py in the current folder is found), or a "
                    ".tflite / .onnx file")
     r.add_argument("--inputs", type=INPUTS, default=None,
-                   help="inferences in the stream (default 8; with --eval all of --data)")
+                   help="inferences in the stream (default 8; with --eval all of --data; at "
+                   f"most {MAX_INPUTS:,})")
     r.add_argument("--policy", choices=policies(), default="lru")
     r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

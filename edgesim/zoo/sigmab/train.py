@@ -277,12 +277,24 @@ def save_atomically(tree: SigmaTree, out: Path) -> None:
             os.unlink(tmp)
 
 
+#: The largest value of each count ``finetune`` takes (the command line states them in its
+#: help): more epochs or steps than a run could finish, a batch past what a CPU trains, or more
+#: synthetic samples than are ever useful, are refused before any work.
+LIMITS = {"--epochs": 10_000, "--steps": 10_000_000, "--batch": 1024, "--samples": 100_000}
+#: Synthetic training inputs may take at most this many bytes (float32): ``--samples`` x the
+#: model's input elements x 4 (1 GiB: 1,783 samples of 3 x 224 x 224).
+MAX_SAMPLE_BYTES = 1 << 30
+
+
 def _check_args(epochs: int, steps: int | None, lr: float, batch: int, samples: int) -> None:
-    for flag, value in (("--epochs", epochs), ("--batch", batch), ("--samples", samples)):
-        if type(value) is not int or value < 1:
-            raise ModelError(f"{flag} {value}: expected a whole number >= 1")
-    if steps is not None and (type(steps) is not int or steps < 1):
-        raise ModelError(f"--steps {steps}: expected a whole number >= 1")
+    for flag, value in (("--epochs", epochs), ("--batch", batch), ("--samples", samples),
+                        ("--steps", steps)):
+        if flag == "--steps" and value is None:
+            continue
+        if type(value) is not int or not 1 <= value <= LIMITS[flag]:
+            shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+            raise ModelError(f"{flag} {shown}: expected a whole number in "
+                             f"1..{LIMITS[flag]:,}")
     if not (isinstance(lr, int | float) and math.isfinite(lr) and 0 < lr <= 1):
         raise ModelError(f"--lr {lr}: expected a finite learning rate in (0, 1]")
 
@@ -330,6 +342,12 @@ def finetune(model: str, *, checkpoint: str, data: str | None = None,
         input_file(data, "--data")
     classes = spec.kwargs.get("num_classes")
     kind = "points" if len(spec.input_shape) == 2 else "image"
+    size = samples * math.prod(spec.input_shape) * 4
+    if data is None and size > MAX_SAMPLE_BYTES:
+        shape = "x".join(map(str, spec.input_shape))
+        raise ModelError(f"--samples {samples}: {samples:,} synthetic inputs of {shape} take "
+                         f"{size / 2**30:.1f} GiB; at most {MAX_SAMPLE_BYTES // 2**30} GiB "
+                         f"({MAX_SAMPLE_BYTES // (size // samples):,} samples of {model})")
     if data is not None:
         x, y = load_labelled(data, kind, tuple(spec.input_shape), classes)
     elif kind == "points":
