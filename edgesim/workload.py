@@ -125,7 +125,8 @@ class LayerOp:
     before it (0 activation bytes of its own); ``readers`` names the later ops that read this
     op's output (from the trace; empty: the next op that is not fused, an assumption for
     hand-made workloads). ``meta`` is free-form provenance for reports
-    (``module``, ``func``, ``groups``, ...), never read by the simulator.
+    (``module``, ``func``, ``groups``, ...); the simulator reads it only through the accessors
+    ``groups`` and ``function``.
     """
 
     name: str
@@ -158,6 +159,18 @@ class LayerOp:
     def dims(self) -> dict[str, int]:
         """The loop nest as a dict, e.g. ``{"K": 64, "C": 3, ...}``."""
         return dict(self.shape)
+
+    # Until the front-ends fill typed fields for them, these two read the op's provenance (the
+    # only readers of ``meta`` the simulator relies on; the Workload format is unchanged).
+    @property
+    def groups(self) -> int:
+        """Groups of a grouped conv (a depthwise conv: its input channels); 1 otherwise."""
+        return max(1, int(self.meta.get("groups", 1)))
+
+    @property
+    def function(self) -> str:
+        """The operator the op records, lower case (``"softmax"``, ``"add"``, ``"relu"``), or ""."""
+        return str(self.meta.get("func", "")).lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Mapping one op onto the MAC array, the vector unit and the SRAM port: its compute cycles.
 
-Public names: ``Array``, ``op_cycles``, ``mac_cycles``, ``vector_cycles``, ``port_cycles``,
-``utilisation``, ``DATAFLOWS``.
+Public names: ``Array``, ``Rates``, ``op_cycles``, ``mac_cycles``, ``broadcast_cycles``, ``fuses``,
+``vector_cycles``, ``port_cycles``, ``utilisation``, ``DATAFLOWS``, ``KINDS``.
 
-An ``Array`` is ``rows x cols`` processing elements (PEs), a dataflow, a vector unit rate and an
-SRAM port width. A PE does ``peak / (rows * cols)`` MACs per cycle at a precision of ``peak``
+An ``Array`` is ``rows x cols`` processing elements (PEs), a dataflow, a vector unit rate, an
+SRAM port width, the array's kind and the rates of the op classes that do not fold onto it
+(``Rates``). A PE does ``peak / (rows * cols)`` MACs per cycle at a precision of ``peak``
 MACs/cycle (an Ethos-U PE is an 8-wide dot product; an int4 PE packs two products); below one
 it needs ``ceil(rows * cols / peak)`` cycles per MAC.
 
@@ -31,14 +32,46 @@ fold's weight load, fill and drain proceed while the fold before it streams, so 
 ``fixed + stream + (folds - 1) x max(stream, fixed)``. A batch-1 FC stays weight-load bound
 (``fixed > stream``); a layer of many short folds loses its fill and drain.
 
-Depthwise convs (C per group == 1) run on the vector unit: ``ceil(N*K*P*Q*R*S / rate)`` (each
-output needs R*S MACs at the vector rate). Zero-skipping hardware shortens only the streaming
-part, by effective / dense MACs (a skipped weight still occupies its PE during loads and
-fill). A mapped op never takes fewer cycles than ``ceil(MACs / peak)`` (the roofline).
+**Broadcast** arrays (``kind: broadcast``; Ethos-U: an IFM brick is broadcast to a micro-block
+of accumulators, each PE an 8-wide dot product; a mechanism learnt from ethos-u-vela
+``npu_performance._estimate_conv_cycles`` and regor ``EstimateMacCyclesPerBlock``, written
+afresh): ``rows`` output pixels (``ublock_width`` of them along Q) x ``cols`` output channels
+(all cores) form a micro-block; the OFM plane is ``n_xy = N * ceil(P / (rows / ublock_width)) *
+ceil(Q / ublock_width)`` micro-blocks. A *kernel step* takes ``step_cycles`` cycles per
+micro-block and consumes ``step_cycles`` dot-product bricks of ``pack`` channels: of one tap
+(depth-first: ``step_cycles * pack`` channels) or of ``step_cycles`` taps (part-kernel:
+``pack`` channels each); the compiler takes the traversal with fewer steps, so a 3-channel
+stem pads its depth to ``pack``, and four taps share a step. A step over one slice of
+``cols`` channels lasts at least ``writeback_cycles`` (the accumulators' write-back), so::
+
+    dpu = groups * ceil(K/cols) * steps * max(writeback, step_cycles * n_xy)
+    steps = min(taps * ceil(C / (step_cycles*pack)), ceil(taps / step_cycles) * ceil(C / pack))
+
+A depthwise conv (``depthwise: array``) is the part-kernel law with one channel per group and
+the groups on the columns: ``ceil(G*K/cols) * ceil(taps / step_cycles) * max(wb, step * n_xy)``
+(at 3x3, 9 of 12 tap slots of 1/pack of the lanes: 9.4 % of peak). A matmul has one tap and is
+traversed depth-first. The output stage writes ``Rates.output`` cycles per OFM element and
+overlaps the MACs slice by slice: ``max(dpu, out) + min(dpu, out) / slices`` (the last
+slice's tail), never below the roofline. No fill or drain: nothing is skewed.
+
+Depthwise convs (C per group == 1) otherwise run on the vector unit:
+``ceil(N*K*P*Q*R*S / rate)`` (each output needs R*S MACs at the vector rate). Zero-skipping
+hardware shortens only the streaming part, by effective / dense MACs (a skipped weight still
+occupies its PE during loads and fill). A mapped op never takes fewer cycles than
+``ceil(MACs / peak)`` (the roofline).
 
 Ops without MACs run on the vector unit at ``rate`` elements per cycle over the elements they
-read (``vector_cycles``); a fused activation is free. Every op takes at least
-``ceil(SRAM bytes read and written / port bytes per cycle)`` (``port_cycles``; port 0 = no cap).
+read (``vector_cycles``), unless ``Rates`` gives their class its own unit: element-wise ops
+``eltwise`` cycles per output element, pools ``pool`` per input element, resizes ``resize`` per
+output element, standalone activations ``lut`` per element, each at least ``command`` cycles
+(the least an NPU command takes). A fused activation is free, except a softmax when
+``Rates.softmax`` says the hardware runs it as a chain of that many element-wise/LUT commands
+over its producer's output (Ethos-U has no softmax unit: ``softmax * max(command, eltwise *
+elements)``). An element-wise op reading the output of the MAC op just before it costs nothing
+when ``Rates.fuse_eltwise`` (Ethos-U85 chains it into that op's output stage).
+
+Every op takes at least ``ceil(SRAM bytes read and written / port bytes per cycle)``
+(``port_cycles``; port 0 = no cap).
 
 >>> a = Array(rows=4, cols=4, dataflow="weight_stationary", vector_rate=4, port_bytes=0)
 >>> mac_cycles(a, {"M": 1, "N": 4, "K": 8}, 16, 32)   # 2 folds x (4 + 6 + 1)
@@ -53,11 +86,37 @@ from dataclasses import dataclass
 
 from edgesim.workload import LayerOp
 
-__all__ = ["DATAFLOWS", "Array", "mac_cycles", "op_cycles", "port_cycles", "utilisation",
-           "vector_cycles"]
+__all__ = ["DATAFLOWS", "KINDS", "Array", "Rates", "broadcast_cycles", "fuses", "mac_cycles",
+           "op_cycles", "port_cycles", "utilisation", "vector_cycles"]
 
 #: Dataflows an array can have (``compute.array.dataflow``).
 DATAFLOWS = ("weight_stationary", "output_stationary")
+#: Array kinds (``compute.array.kind``): what a fold's fixed cost is.
+KINDS = ("systolic", "broadcast")
+#: Activation functions (``LayerOp.function``) an NPU runs as a chain of commands.
+SOFTMAX = ("softmax", "log_softmax")
+#: Resize functions (``LayerOp.function``).
+RESIZE = ("resize_nearest_neighbor", "resize_bilinear", "interpolate")
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Per op class, the unit and rate of ops that do not fold onto the array (``compute.ops``).
+
+    Rates are cycles per element (output elements; a pool's input elements); None: the op
+    class runs on the vector unit (``Array.vector_rate``). ``output``: cycles per OFM element
+    of a broadcast array's output stage. ``command``: the fewest cycles any rated op takes.
+    ``softmax``: commands of the chain a fused softmax becomes (0: free, fused).
+    """
+
+    output: float = 0.0
+    eltwise: float | None = None
+    pool: float | None = None
+    resize: float | None = None
+    lut: float | None = None
+    command: int = 0
+    softmax: int = 0
+    fuse_eltwise: bool = False
 
 #: Coordinates per point a ``sample`` op's inputs and outputs hold (xyz): assumption.
 POINT_DIMS = 3
@@ -73,10 +132,22 @@ class Array:
     vector_rate: float      # elements per cycle of the vector unit
     port_bytes: int         # SRAM bytes per cycle; 0: no port cap
     pipelined: bool = False  # a fold's fixed cost hides under the previous fold's streaming
+    kind: str = "systolic"   # systolic: fill and drain per fold; broadcast: write-back
+    depthwise: str = "vector"  # where a depthwise conv runs: "vector" or "array"
+    ublock_width: int = 1    # broadcast: pixels of a micro-block along Q
+    step_cycles: int = 1     # broadcast: cycles of one kernel step per micro-block
+    writeback_cycles: int = 0  # broadcast: fewest cycles of a step over a channel slice
+    rates: Rates = Rates()
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
             raise ValueError(f"dataflow {self.dataflow!r} is not one of {DATAFLOWS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"array kind {self.kind!r} is not one of {KINDS}")
+        if self.depthwise not in ("vector", "array"):
+            raise ValueError(f"depthwise {self.depthwise!r} is not 'vector' or 'array'")
+        if self.rows % self.ublock_width:
+            raise ValueError(f"ublock_width {self.ublock_width} does not divide rows {self.rows}")
 
 
 def _split(a: Array, peak: int) -> tuple[int, int]:
@@ -130,6 +201,50 @@ def mac_cycles(a: Array, dims: Mapping[str, int], peak: int, executed: int,
     return max(roof, folds * fixed + streamed)
 
 
+def _micro_blocks(a: Array, dims: Mapping[str, int]) -> int:
+    """``n_xy``: micro-blocks of ``rows`` pixels (``ublock_width`` along Q) the OFM plane holds."""
+    width = a.ublock_width
+    height = a.rows // width
+    if "C" in dims:
+        batch = dims.get("N", 1) * dims.get("O", 1)
+        return batch * -(-dims.get("P", 1) // height) * -(-dims.get("Q", 1) // width)
+    return -(-dims.get("M", 1) // width)          # a matmul's tokens lie along Q
+
+
+def broadcast_cycles(a: Array, dims: Mapping[str, int], peak: int, executed: int,
+                     dense: int | None = None, *, depthwise: bool = False) -> int:
+    """Cycles of a MAC op on a broadcast array (see the module docstring), output stage included.
+
+    ``depthwise``: C per group is 1 and the groups lie on the columns.
+
+    >>> u = Array(2, 8, "output_stationary", 1, 0, kind="broadcast", ublock_width=2,
+    ...           step_cycles=4, writeback_cycles=32, rates=Rates(output=0.5))
+    >>> dims = {"N": 1, "K": 64, "C": 1, "R": 3, "S": 3, "P": 25, "Q": 5}
+    >>> broadcast_cycles(u, dims, 128, 72000, depthwise=True)  # 8 x 3 x 300 + 4000 / 8
+    7700
+    """
+    roof = -(-executed // peak)
+    loop = _loop(dims)
+    if loop is None or not executed:
+        return roof
+    groups, c, taps, k, pixels = loop
+    pack = max(1, peak // (a.rows * a.cols))
+    step = a.step_cycles
+    per_step = max(a.writeback_cycles, step * _micro_blocks(a, dims))
+    if depthwise:
+        slices = -(-(groups * k) // a.cols)
+        steps = -(-taps // step)
+    else:
+        slices = groups * -(-k // a.cols)
+        steps = taps * -(-c // (step * pack))          # depth-first
+        if "C" in dims:                                # a conv may go part-kernel
+            steps = min(steps, -(-taps // step) * -(-c // pack))
+    dpu = slices * steps * per_step
+    dpu = -(-dpu * executed // (dense or executed))    # zero-skipping hardware
+    out = math.ceil(a.rates.output * pixels * k * groups - 1e-9)
+    return max(roof, max(dpu, out) + min(dpu, out) // slices)
+
+
 def vector_cycles(a: Array, elements: int) -> int:
     """``ceil(elements / rate)``: the vector unit processes ``rate`` elements per cycle."""
     if elements <= 0:
@@ -161,27 +276,81 @@ def _vector_elements(op: LayerOp, act_bits: int) -> int:
     return inp
 
 
+def _rated(rate: float, elements: int, command: int) -> int:
+    """``max(command, ceil(rate * elements))``: an op of its class's own unit."""
+    return max(command, math.ceil(rate * elements - 1e-9))
+
+
+def _class_cycles(a: Array, op: LayerOp, act_bits: int) -> int:
+    """Cycles of an op without MACs: its class's own rate when the config gives one, else the
+    vector unit over the elements it reads."""
+    r = a.rates
+    bits = max(1, act_bits)
+    inp, out = op.in_bytes * 8 // bits, op.out_bytes * 8 // bits
+    rate, elements = None, 0
+    if op.kind == "eltwise":
+        rate, elements = r.eltwise, out
+    elif op.kind == "pool":
+        rate, elements = r.pool, inp
+    elif op.kind == "act":
+        rate, elements = r.lut, out
+        if op.function in SOFTMAX and r.softmax and r.eltwise is not None:
+            return r.softmax * _rated(r.eltwise, out, r.command)
+    elif op.function in RESIZE or op.function.startswith("upsample"):
+        rate, elements = r.resize, out
+    if rate is None:
+        return vector_cycles(a, _vector_elements(op, act_bits))
+    return _rated(rate, elements, r.command)
+
+
+def _fused_cycles(a: Array, op: LayerOp, producer: LayerOp | None, act_bits: int) -> int:
+    """A fused activation: free, but a softmax the hardware runs as a chain of commands over
+    its producer's output (``Rates.softmax``)."""
+    r = a.rates
+    if op.function not in SOFTMAX or not r.softmax or r.eltwise is None or producer is None:
+        return 0
+    elements = producer.out_bytes * 8 // max(1, act_bits)
+    return r.softmax * _rated(r.eltwise, elements, r.command)
+
+
+def fuses(a: Array, op: LayerOp, producer: LayerOp | None) -> bool:
+    """True when ``op`` is an element-wise op the hardware chains into ``producer``'s output
+    stage: ``Rates.fuse_eltwise``, ``producer`` (the op before it) has MACs and ``op`` reads
+    its output (``producer.readers``; none recorded: the next op)."""
+    return (a.rates.fuse_eltwise and op.kind == "eltwise" and producer is not None
+            and bool(producer.macs) and (not producer.readers or op.name in producer.readers))
+
+
 def op_cycles(a: Array, op: LayerOp, peak: int, executed: int, weight_bytes: int,
-              act_bits: int) -> int:
+              act_bits: int, producer: LayerOp | None = None) -> int:
     """Compute cycles of ``op``: mapped (array or vector unit), at least what the port feeds.
 
     ``weight_bytes`` are the stored bytes of its weights (read from SRAM), ``executed`` the MACs
-    it runs (effective ones on zero-skipping hardware), ``peak`` MACs/cycle at its precision.
+    it runs (effective ones on zero-skipping hardware), ``peak`` MACs/cycle at its precision;
+    ``producer`` the op before it that is not a fused activation (what a fused softmax reads,
+    what an element-wise op may fuse into), None for the first.
     """
     if op.fused:
+        return _fused_cycles(a, op, producer, act_bits)
+    if fuses(a, op, producer):
         return 0
     dims = op.dims
     if op.macs:
-        groups = int(op.meta.get("groups", 1)) if op.kind == "conv" else 1
-        if op.kind == "conv" and groups > 1 and dims.get("C", 1) == 1:
-            # depthwise: each output element needs R*S MACs, one element per vector lane-cycle
+        groups = op.groups if op.kind == "conv" else 1
+        depthwise = op.kind == "conv" and groups > 1 and dims.get("C", 1) == 1
+        if depthwise and a.depthwise == "vector":
+            # each output element needs R*S MACs, one element per vector lane-cycle
             compute = max(vector_cycles(a, executed), -(-executed // peak))
         else:
             if groups > 1:
                 dims = {**dims, "G": groups}
-            compute = mac_cycles(a, dims, peak, executed, op.macs)
+            if a.kind == "broadcast":
+                compute = broadcast_cycles(a, dims, peak, executed, op.macs,
+                                           depthwise=depthwise)
+            else:
+                compute = mac_cycles(a, dims, peak, executed, op.macs)
     else:
-        compute = vector_cycles(a, _vector_elements(op, act_bits))
+        compute = _class_cycles(a, op, act_bits)
     return max(compute, port_cycles(a, op.in_bytes + op.out_bytes + weight_bytes))
 
 

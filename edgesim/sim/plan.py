@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesim.sim.energy import register_bits_per_mac
-from edgesim.sim.mapping import Array, op_cycles, utilisation
+from edgesim.sim.mapping import Array, Rates, op_cycles, utilisation
 from edgesim.sim.tiling import ONCE, PSUM_BITS, Tiling, plan_tiling
 from edgesim.workload import LayerOp, Workload
 
@@ -83,12 +83,7 @@ class Machine:
     """
 
     clock_hz: int
-    array_rows: int
-    array_cols: int
-    array_dataflow: str
-    array_pipelined: bool
-    vector_elements_per_cycle: float      # the config's rate, or one per array column
-    sram_port_bytes: int                  # per cycle; 0: no port cap
+    array: Array                          # the array, vector unit, op rates and SRAM port
     act_bits: int
     act_reserve_bytes: int
     weight_sram_bytes: int
@@ -112,13 +107,6 @@ class Machine:
     arena_mem: int = 0                    # index, or ``SRAM``
     spill_mem: int = 0                    # index
 
-    @property
-    def array(self) -> Array:
-        """The array, vector unit and SRAM port ops are mapped onto."""
-        return Array(self.array_rows, self.array_cols, self.array_dataflow,
-                     self.vector_elements_per_cycle, self.sram_port_bytes,
-                     self.array_pipelined)
-
     @classmethod
     def from_config(cls, hw) -> Machine:
         """Read ``hw`` (a HardwareConfig); a non-positive off-chip bandwidth is an error."""
@@ -139,11 +127,19 @@ class Machine:
                 mem["read_pj_per_bit"], mem["write_pj_per_bit"]))
         arena = SRAM if hw.placement_arena == "sram" else names.index(hw.placement_arena)
         spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
+        rates = Rates(
+            output=hw.output_cycles_per_element, eltwise=hw.eltwise_cycles_per_element,
+            pool=hw.pool_cycles_per_element, resize=hw.resize_cycles_per_element,
+            lut=hw.lut_cycles_per_element, command=hw.command_cycles,
+            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise)
+        array = Array(
+            hw.array_rows, hw.array_cols, hw.array_dataflow,
+            hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
+            hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
+            ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
+            writeback_cycles=hw.array_writeback_cycles, rates=rates)
         return cls(
-            clock_hz=round(hw.clock_hz), array_rows=hw.array_rows, array_cols=hw.array_cols,
-            array_dataflow=hw.array_dataflow, array_pipelined=hw.array_pipelined,
-            vector_elements_per_cycle=hw.vector_elements_per_cycle or hw.array_cols,
-            sram_port_bytes=hw.sram_port_bytes,
+            clock_hz=round(hw.clock_hz), array=array,
             act_bits=hw.act_bits, act_reserve_bytes=hw.act_reserve_bytes,
             weight_sram_bytes=hw.weight_sram_bytes, skip_zero_weights=hw.skip_zero_weights,
             macs_per_cycle=hw.macs_per_cycle, mac_pj=hw.mac_pj,
@@ -249,6 +245,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     register_bits = 0
     gated: set[int] = set()
     op_weight_bytes: list[int] = []
+    producer = None                     # the last op that is not a fused activation
     for j, op in enumerate(path.ops):
         ids = op_blocks[j]
         blocks.append(ids)
@@ -256,7 +253,9 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         peak = m.macs_per_cycle[op.precision]
         wbytes = _weight_bytes(workload, op)
         op_weight_bytes.append(wbytes)
-        cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits)
+        cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        if not op.fused:
+            producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
         macs += executed
         mac_pj += executed * m.mac_pj[op.precision]
