@@ -21,9 +21,10 @@ def raw_of(path: Path) -> dict[str, Any]:
 
 
 def test_the_shipped_configs() -> None:
-    # the six systems, and the U65 with the 384 KB Dedicated_Sram cache of REFERENCE.md C
+    # the six systems, the U65 with the 384 KB Dedicated_Sram cache of REFERENCE.md C, and
+    # the U65 and U85 in the edge system of edge_match.ini
     assert set(IDS) == {"npu_small", "ethos_u55", "ethos_u65", "nvdla_small", "stm32h7",
-                        "edgetpu", "ethos_u65_384k"}
+                        "edgetpu", "ethos_u65_384k", "ethos_u65_edge", "ethos_u85_edge"}
     assert all(p.parent == HWCONFIG_DIR for p in SHIPPED)
 
 
@@ -160,3 +161,21 @@ def test_config_table_has_one_row_per_shipped_config() -> None:
     assert u65["sram"] == "2 MiB"
     assert u65["offchip_bandwidth"] == "3.75 GB/s"
     assert u65["clock"] == "1 GHz"
+
+
+def test_ethos_u85_edge_follows_regor_and_edge_match() -> None:
+    # regor s_EthosU85Configs Ethos_U85_1024: 1024 MACs = micro-block 2x2 x 32 channels x
+    # 8-wide dot products; edge_match.ini: 1 GHz, DRAM 8 GB/s, 512 KiB cache
+    hw = load_config("ethos_u85_edge")
+    assert (hw.clock_hz, hw.macs_per_cycle["int8"], hw.sram_bytes) == (1e9, 1024, 512 * 1024)
+    assert (hw.array_kind, hw.array_rows, hw.array_cols, hw.array_ublock_width) == (
+        "broadcast", 4, 32, 2)
+    assert hw.offchip_bytes_per_s == 8e9
+    assert hw.fuse_eltwise
+    # the configs that do not opt in keep the systolic array, depthwise on the vector unit,
+    # and no op-class rates
+    for name in ("npu_small", "nvdla_small", "edgetpu", "stm32h7"):
+        other = load_config(name)
+        assert (other.array_kind, other.array_depthwise, other.eltwise_cycles_per_element,
+                other.softmax_commands, other.fuse_eltwise) == (
+            "systolic", "vector", None, 0, False)
