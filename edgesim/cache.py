@@ -65,7 +65,7 @@ __all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "cached", "file_fingerprint
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
 #: 3: JSON + .npy entries instead of pickles.
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 #: The entries shipped inside the package (read-only; ``python -m edgesim.ship`` writes them).
 SHIPPED = Path(__file__).resolve().parent / "shipped"
@@ -123,17 +123,54 @@ def make_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+#: A data folder's fingerprint reads the files of at most this many levels of it (what the
+#: loaders read: images, or class folders of images) and at most this many entries.
+FOLDER_DEPTH = 2
+FOLDER_ENTRIES = 1_000_000
+
+
+def _folder_files(root: Path) -> list[tuple[Path, os.stat_result]]:
+    """The regular files of ``root`` and its sub-folders (``FOLDER_DEPTH`` levels, as the
+    loaders see them: symlinks followed) with their ``stat``, sorted; an entry that vanishes
+    while it is read (``/proc``) is skipped, and a folder of more than ``FOLDER_ENTRIES`` is a
+    ``DataError``."""
+    from edgesim.errors import DataError
+    out: list[tuple[Path, os.stat_result]] = []
+    seen = 0
+    level = [root]
+    for _ in range(FOLDER_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue       # vanished or unreadable: the loader says so if it needs it
+            seen += len(entries)
+            if seen > FOLDER_ENTRIES:
+                raise DataError(f"{root}: a folder of more than {FOLDER_ENTRIES:,} entries; "
+                                "expected a data folder (images, or one folder per class)")
+            for e in entries:
+                try:
+                    if e.is_dir():
+                        below.append(Path(e.path))
+                    elif e.is_file():
+                        out.append((Path(e.path), e.stat()))
+                except OSError:
+                    continue
+        level = below
+    return sorted(out, key=lambda fs: fs[0])
+
+
 def file_fingerprint(path: str | os.PathLike | None) -> str | None:
-    """Content hash of a file (or of a folder's file names, sizes and times); None for None."""
+    """Content hash of a file (or of a folder's file names, sizes and times, ``_folder_files``);
+    None for None."""
     if path is None:
         return None
     p = Path(path)
     h = hashlib.sha256()
     if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        for f, st in _folder_files(p):
+            h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
     elif p.is_file():
         with p.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
