@@ -146,8 +146,9 @@ def test_out_of_range_label_names_the_file_and_label(tmp_path, builds, bad):
     with pytest.raises(DataError) as info:
         _finetune(tmp_path, builds, tmp_path / "t.pt", data=str(data))
     text = str(info.value)
-    assert text.startswith(f"{data}: label {bad} (sample 5) is out of range")
-    assert "expected labels 0..99" in text
+    assert text.startswith(f"{data}: label {bad} of input 5 is ")   # out of range / negative
+    if bad >= 0:
+        assert "expected classes 0..99" in text
     assert builds == {"built": 0, "trained": 0}
     assert not (tmp_path / "t.pt").exists()
 
@@ -165,7 +166,7 @@ def test_non_finite_inputs_stop_before_training(tmp_path, builds, value):
 
 def test_fractional_labels_are_refused(tmp_path, builds):
     data = _data(tmp_path, labels=torch.full((8,), 0.5))
-    with pytest.raises(DataError, match="labels must be whole class numbers"):
+    with pytest.raises(DataError, match="label 0.5 of input 0 is not a whole class number"):
         _finetune(tmp_path, builds, tmp_path / "t.pt", data=str(data))
 
 
@@ -175,7 +176,7 @@ def test_cli_out_of_range_label_is_one_line(tmp_path, capsys):
                  "--checkpoint", str(tmp_path / "t.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"{data}: label 100 (sample 0) is out of range" in err
+    assert f"{data}: label 100 of input 0 is out of range" in err
 
 
 # --------------------------------------------------------------------------- training

@@ -39,6 +39,7 @@ another ``seed`` holds new samples of the same clusters (what a calibrated route
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -225,15 +226,31 @@ def _read_image(file: Path, h: int, w: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _entries(path: Path, kind: str) -> list[Path]:
+    """The regular files (``kind="file"``) or folders of ``path``; an entry that cannot be
+    looked at (it vanished, or is not ours to read: ``/proc``) is not one."""
+    try:
+        found = list(os.scandir(path))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read folder ({exc.strerror or exc})") from None
+    out = []
+    for e in found:
+        try:
+            if e.is_file() if kind == "file" else e.is_dir():
+                out.append(Path(e.path))
+        except OSError:
+            continue
+    return out
+
+
 def _image_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in _entries(path, "file") if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _class_folders(path: Path) -> list[Path]:
     """Sub-folders of ``path`` (hidden ones skipped), in class order: numerically when every
     name is a whole number, else by name."""
-    dirs = [d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    dirs = [d for d in _entries(path, "dir") if not d.name.startswith(".")]
     if dirs and all(d.name.isdigit() for d in dirs):
         return sorted(dirs, key=lambda d: (int(d.name), d.name))
     return sorted(dirs, key=lambda d: d.name)
@@ -314,12 +331,16 @@ def _container(path: Path, shape: tuple[int, ...]) -> tuple[object, object]:
                         return z[xk], (z[yk] if yk in names else None)
             raise DataError(f"{path}: holds arrays {sorted(names)[:5]}; expected arrays 'x' "
                             f"(inputs {want}) and 'y' (labels)")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():    # torch's notes on a refused pickle: the line says
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{path}: cannot read inputs ({type(exc).__name__}: {exc}); "
-                        f"expected a tensor of shape {want}") from exc
+        said = " ".join(str(exc).split())
+        said = said if len(said) <= 200 else said[:197] + "..."
+        raise DataError(f"{path}: cannot read inputs ({type(exc).__name__}: {said}); "
+                        f"expected a tensor of shape {want}") from None
     if isinstance(obj, dict):
         for xk, yk in _PAIRS:
             if xk in obj:

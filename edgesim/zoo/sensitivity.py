@@ -196,14 +196,11 @@ def data_batches(path: str, *, shape: Sequence[int], model: nn.Module,
     ``limit`` inputs (None: all).
     """
     from edgesim.zoo import data as mdata
-    load_labelled = getattr(mdata, "load_labelled", None)   # the --eval reader, where it exists
-    if load_labelled is None:
-        from edgesim.zoo.sigmab.train import load_labelled
 
     kind = "points" if len(shape) == 2 and shape[-1] == 3 else "image"
     shape = tuple(int(s) for s in shape)
     try:
-        x, y = load_labelled(path, kind, shape)
+        x, y = mdata.load_labelled(path, kind, shape)
     except DataError:
         x, y = mdata.load_inputs(path, kind=kind, shape=shape), None
     if limit is not None:

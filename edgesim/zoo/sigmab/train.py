@@ -20,6 +20,7 @@ from torch import nn
 
 from edgesim.errors import DataError, ModelError
 from edgesim.outputs import input_file, output_path
+from edgesim.zoo.data import load_labelled  # the one labelled-data loader (run --eval's)
 from edgesim.zoo.sigmab.tree import SigmaTree
 
 __all__ = ["Step", "check_checkpoint_path", "fine_tune", "finetune", "load_labelled",
@@ -169,74 +170,6 @@ def fine_tune(tree: SigmaTree, loader: Iterable[tuple[torch.Tensor, torch.Tensor
     finally:
         tree.eval()
     return losses
-
-
-def load_labelled(path: str | Path, kind: str, shape: tuple[int, ...],
-                  classes: int | None = None):
-    """(inputs, labels) tensors from a .pt / .npz file or an image folder of class folders.
-
-    A ``.pt`` file holds ``(inputs, labels)`` or ``{"inputs": ..., "labels": ...}`` (read with
-    ``weights_only=True``), an ``.npz`` arrays ``inputs`` and ``labels``; a folder has one
-    sub-folder of images per class (labels by sorted folder name). Inputs must be finite and
-    labels whole numbers in ``0..classes-1`` (when ``classes`` is given). ``DataError`` names
-    the path and the bad value.
-    """
-    import numpy as np
-
-    from edgesim.zoo import data as mdata
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such file or folder (expected labelled data)")
-    if not p.is_dir():   # a FIFO or device would block: refused before opening
-        input_file(p, "--data")
-    if p.is_dir():
-        classes = sorted(d for d in p.iterdir() if d.is_dir())
-        if not classes:
-            raise DataError(f"{p}: expected one sub-folder of images per class")
-        xs, ys = [], []
-        for label, d in enumerate(classes):
-            x = mdata.load_inputs(d, kind=kind, shape=shape)
-            xs.append(x)
-            ys.append(torch.full((x.shape[0],), label, dtype=torch.long))
-        return _checked(p, torch.cat(xs), torch.cat(ys), classes)
-    try:
-        if p.suffix == ".npz":
-            z = np.load(p)
-            x, y = torch.from_numpy(z["inputs"]), torch.from_numpy(z["labels"])
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-            x, y = (obj["inputs"], obj["labels"]) if isinstance(obj, dict) else obj
-    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:
-        raise DataError(f"{p}: expected (inputs, labels) or {{'inputs', 'labels'}} "
-                        f"({type(exc).__name__}: {exc})") from None
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        if y.is_complex() or not torch.isfinite(y).all() or (y != y.round()).any():
-            raise DataError(f"{p}: labels must be whole class numbers (dtype {y.dtype})")
-    x, y = x.float(), y.long()
-    if (x.dim() < 1 or y.dim() != 1 or tuple(x.shape[1:]) != tuple(shape)
-            or x.shape[0] != y.shape[0]):
-        raise DataError(f"{p}: inputs {tuple(x.shape)} and labels {tuple(y.shape)}; expected "
-                        f"inputs (N, {', '.join(map(str, shape))}) and N labels")
-    return _checked(p, x, y, classes)
-
-
-def _checked(p: Path, x: torch.Tensor, y: torch.Tensor, classes: int | None):
-    """``(x, y)`` once the inputs are finite and the labels in ``0..classes-1``."""
-    if x.shape[0] == 0:
-        raise DataError(f"{p}: holds no samples")
-    finite = torch.isfinite(x)
-    if not finite.all():
-        i = int((~finite).flatten(1).any(1).nonzero()[0])
-        raise DataError(f"{p}: input {i} holds NaN or infinite values; expected finite inputs")
-    if classes is not None:
-        out = (y < 0) | (y >= classes)
-        if out.any():
-            i = int(out.nonzero()[0])
-            raise DataError(f"{p}: label {int(y[i])} (sample {i}) is out of range; the model "
-                            f"has {classes} classes, expected labels 0..{classes - 1}")
-    return x, y
 
 
 def check_checkpoint_path(checkpoint: str | Path) -> Path:
