@@ -74,14 +74,18 @@ def box(tmp_path: Path) -> dict[str, str]:
 
 def run_cli(args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None,
             memory: int = MEMORY_CAP, timeout: float = 120, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL) -> Outcome:
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            closed: tuple[int, ...] = ()) -> Outcome:
     """``python -m edgesim *args`` boxed in ``tmp_path`` (``box``), capped at ``memory`` bytes
-    of address space and ``timeout`` seconds. ``env`` entries are added to the box's."""
+    of address space and ``timeout`` seconds. ``env`` entries are added to the box's; the
+    descriptors ``closed`` (1: stdout, 2: stderr) are closed before the command starts."""
     full = box(tmp_path)
     full.update(env or {})
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        for fd in closed:
+            os.close(fd)
 
     before = _watched()
     p = subprocess.run([sys.executable, "-m", "edgesim", *args], cwd=tmp_path / "cwd",

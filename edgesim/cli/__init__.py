@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -71,13 +72,82 @@ _SHOW = warnings.showwarning
 _NOTED: set[str] = set()
 
 
+class _Stream:
+    """Standard output or error as the commands write to it: a closed stream (``None``) or
+    a write that fails (a full disk, ``> /dev/full``) is an ``OutputError`` line for stdout,
+    and is dropped for stderr (the exit code still says what happened); a broken pipe stays
+    a ``BrokenPipeError`` (a reader that stopped, as ``| head`` does: exit 0)."""
+
+    def __init__(self, stream, name: str, swallow: bool) -> None:
+        self.stream, self.name, self.swallow = stream, name, swallow
+        self.failed = False
+
+    def _fail(self, reason: str):
+        self.failed = True
+        if self.swallow:
+            return None
+        from edgesim.outputs import OutputError
+        raise OutputError(f"{self.name}: cannot write ({reason})")
+
+    def write(self, text: str) -> int:
+        if self.stream is None:
+            return self._fail("it is closed") or len(text)
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:   # ValueError: a closed file object
+            return self._fail(getattr(exc, "strerror", None) or str(exc)) or len(text)
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError) as exc:
+            self._fail(getattr(exc, "strerror", None) or str(exc))
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def _quiet(stream) -> None:
+    """Point a failed standard stream's descriptor at /dev/null, so that the interpreter's
+    own flush at exit does not print a second error (or change the exit code)."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    with warnings.catch_warnings():    # restores the caller's warning display afterwards
-        warnings.simplefilter("default")
-        warnings.showwarning = _note
-        _NOTED.clear()
-        return _main(argv)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = _Stream(out, "standard output", swallow=False)
+    sys.stderr = _Stream(err, "standard error", swallow=True)
+    try:
+        with warnings.catch_warnings():    # restores the caller's warning display afterwards
+            warnings.simplefilter("default")
+            warnings.showwarning = _note
+            _NOTED.clear()
+            return _main(argv)
+    finally:
+        failed = [s.stream for s in (sys.stdout, sys.stderr)
+                  if isinstance(s, _Stream) and s.failed and s.stream is not None]
+        sys.stdout, sys.stderr = out, err
+        for stream in failed:
+            _quiet(stream)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -85,7 +155,9 @@ def _main(argv: Sequence[str] | None) -> int:
         args = sys.argv[1:] if argv is None else list(argv)
         only = args[0] if args and args[0] in COMMANDS else None  # else --help or an error
         a = build_parser(only).parse_args(args)
-        return _module(a.command).main(a)
+        code = _module(a.command).main(a)
+        sys.stdout.flush()                 # a full disk under stdout is found here, not at exit
+        return code
     except EdgesimError as exc:
         message = " ".join(str(exc).split())  # always one line, whatever a library said
         if len(message) > MAX_MESSAGE:       # values are cut where they are named; this is

@@ -132,11 +132,14 @@ class _Rows:
         self.safe = None
 
     def __call__(self, row) -> None:
-        if self.writer is None:
-            self._open()
-        if self.safe is not None:
-            row = [self.safe(v) for v in row]
-        self.writer(row)
+        try:
+            if self.writer is None:
+                self._open()
+            self.writer(row if self.safe is None else [self.safe(v) for v in row])
+        except BrokenPipeError:           # a reader that stopped (| head): exit 0
+            raise
+        except OSError as exc:            # a full disk under --out / --timeline
+            _cannot_write(self.flag, self.out, exc)
 
     def _open(self) -> None:
         from edgesim.report import RowWriter
@@ -152,7 +155,11 @@ class _Rows:
 
     def close(self, ok: bool) -> None:
         if ok and self.writer is None:      # no rows: the header alone
-            self._open()
+            try:
+                self._open()
+            except OSError as exc:
+                self.close(False)
+                _cannot_write(self.flag, self.out, exc)
         if self.opened is not None:
             opened, self.opened = self.opened, None
             if ok:
@@ -182,7 +189,16 @@ class _Spool:
         self.write = RowWriter(cols, "json", self.file)
 
     def __call__(self, row) -> None:
-        self.write(row)
+        try:
+            self.write(row)
+        except OSError as exc:            # a full disk under the temporary file
+            _cannot_write("--out", "a temporary file", exc)
+
+
+def _cannot_write(flag: str, out: str | None, exc: OSError):
+    from edgesim.outputs import OutputError
+    where = "standard output" if out is None else out
+    raise OutputError(f"{flag} {where}: cannot write ({exc.strerror or exc})") from None
 
 
 class _Sink:
