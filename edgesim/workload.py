@@ -154,6 +154,9 @@ class LayerOp:
         if not 0 <= self.effective_macs <= self.macs:
             raise ValueError(f"op {self.name}: need 0 <= effective_macs <= macs, "
                              f"got {self.effective_macs} and {self.macs}")
+        if min(self.in_bytes, self.out_bytes, self.live_bytes) < 0:   # a hand-edited entry
+            raise ValueError(f"op {self.name}: negative byte count (in {self.in_bytes}, out "
+                             f"{self.out_bytes}, live {self.live_bytes})")
 
     @property
     def dims(self) -> dict[str, int]:

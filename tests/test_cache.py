@@ -266,3 +266,16 @@ def test_a_user_model_edited_in_place_is_traced_afresh(private_cache, tmp_path, 
     importlib.invalidate_caches()
     second = api.workload("editable_model:net")
     assert second.blocks["0.weight"].elements == 3 * 16 * 9
+
+
+@pytest.mark.parametrize("field", ["in_bytes", "out_bytes", "live_bytes"])
+def test_an_entry_with_negative_op_bytes_is_a_miss(private_cache, field):
+    # a hand-edited entry (the saved op's bytes made negative) is not simulated (simpy's
+    # "Negative delay"): the IR refuses it as it is read back, and a refused entry is a miss
+    w = tiny_workload(inputs=2)
+    op = w.paths[0].ops[0]
+    object.__setattr__(op, field, -4096)
+    cache.save("workload", "k", w)
+    assert cache.load("workload", "k") is None
+    with pytest.raises(ValueError, match=r"op a: negative byte count"):
+        dataclasses.replace(op)
