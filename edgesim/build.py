@@ -118,13 +118,15 @@ def built_model(spec, weights: str | None, seed: int, data: str | None = None):
                          cache.file_fingerprint(weights), seed, cache.file_fingerprint(data))
     model = _BUILT.get(key)
     if model is None:
-        path = cache.cache_dir() / "model" / f"{key}.pt"
-        if path.is_file():
+        models = cache.folder("model")     # None: not a private folder of ours, no cache
+        path = None if models is None else models / f"{key}.pt"
+        if path is not None and path.is_file():
             model = family.load_built(path)
         if model is None:
             model = family.build(spec, weights, seed, data)
             try:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if path is None:
+                    raise OSError("no private model cache folder")
                 tmp = path.with_suffix(".tmp")
                 if family.save_built(model, tmp):
                     os.chmod(tmp, 0o600)   # owner-only, like every other cache entry

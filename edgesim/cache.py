@@ -1,7 +1,7 @@
 """The on-disk cache of traced Workloads and routing sequences, in a format that holds no code.
 
-Public names: ``cache_dir``, ``make_key``, ``load``, ``save``, ``cached``, ``ship``, ``shipped``,
-``file_fingerprint``, ``FORMAT_VERSION``, ``SHIPPED``.
+Public names: ``cache_dir``, ``folder``, ``make_key``, ``load``, ``save``, ``cached``, ``ship``,
+``shipped``, ``file_fingerprint``, ``FORMAT_VERSION``, ``SHIPPED``.
 
 Entries live in ``$EDGESIM_CACHE`` (default ``~/.cache/edgesim``), one file per entry,
 ``<kind>/<key>.npz``, named by a SHA-256 of the entry's key parts. An entry is an uncompressed
@@ -48,6 +48,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -60,7 +61,7 @@ import edgesim.workload as _ir
 from edgesim.errors import CacheError
 from edgesim.outputs import read_regular
 
-__all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "cached", "file_fingerprint", "load",
+__all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "cached", "file_fingerprint", "folder", "load",
            "make_key", "save", "ship", "shipped"]
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
@@ -92,6 +93,11 @@ def cache_dir() -> Path:
     and every save is skipped).
     """
     env = os.environ.get("EDGESIM_CACHE")
+    if not env:
+        home = os.environ.get("HOME")
+        if home is not None and home.strip() in ("", "/"):   # would be /.cache/edgesim
+            raise CacheError(f"no cache folder: HOME is {home!r}; set EDGESIM_CACHE to a "
+                             "folder of your own")
     root = Path(env) if env else Path.home() / ".cache" / "edgesim"
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -343,8 +349,25 @@ class _Decoder:
 
 # --------------------------------------------------------------------------- entries
 
-def _path(kind: str, key: str) -> Path:
-    return cache_dir() / kind / f"{key}.npz"
+def folder(kind: str) -> Path | None:
+    """The cache's sub-folder for ``kind`` entries, created owner-only, or None when it is not
+    a private folder of ours (a symlink, another owner, writable by others): every load of
+    that kind then misses and every save is skipped, exactly as for the root (``cache_dir``)."""
+    p = cache_dir() / kind
+    try:
+        p.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(p)
+    except OSError:
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else st.st_uid
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+        return None
+    return p
+
+
+def _path(kind: str, key: str) -> Path | None:
+    d = folder(kind)
+    return None if d is None else d / f"{key}.npz"
 
 
 def _header(kind: str, key: str) -> dict[str, Any]:
@@ -392,6 +415,8 @@ def load(kind: str, key: str) -> Any | None:
     Raises ``CacheError`` only for an unsafe cache folder (see ``cache_dir``).
     """
     p = _path(kind, key)
+    if p is None:
+        return shipped(kind, key)
     try:   # read only a regular file (a FIFO planted here would block the open)
         data = read_regular(p, ENTRY_LIMIT)
         if len(data) > ENTRY_LIMIT:
@@ -461,7 +486,9 @@ def save(kind: str, key: str, obj: Any) -> None:
     if data is None:
         return
     try:
-        _write_atomic(_path(kind, key), data)
+        p = _path(kind, key)
+        if p is not None:
+            _write_atomic(p, data)
     except OSError:
         pass
 

@@ -97,7 +97,8 @@ _DISPLAY: dict[str, tuple[str, ...]] = {
     "power": ("W", "mW", "uW"),
 }
 
-_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
+#: A number and its unit. Digits are ASCII only (``re.ASCII``): ``٣`` or ``３`` are not 3.
+_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$", re.ASCII)
 
 
 def shown(value: object, limit: int = SHOWN) -> str:

@@ -423,7 +423,16 @@ def load_inputs(path: str | Path, kind: str = "image",
         return _class_image_folder(p, shape)[0]
     want = f"a tensor of shape (n, {', '.join(map(str, shape))})"
     x, _ = _container(p, shape)
-    return _shaped(p, _as_tensor(p, x, "the inputs", want), kind, shape)
+    return _finite(p, _shaped(p, _as_tensor(p, x, "the inputs", want), kind, shape))
+
+
+def _finite(p: Path, x: torch.Tensor) -> torch.Tensor:
+    """``x``, once every input is finite (a NaN would be routed and reported as normal)."""
+    bad = ~torch.isfinite(x.flatten(1)).all(dim=1) if x.numel() else torch.zeros(0, dtype=bool)
+    if bad.any():
+        raise DataError(f"{p}: input {int(bad.nonzero()[0])} holds NaN or infinite values; "
+                        "expected finite inputs")
+    return x
 
 
 def load_labelled(path: str | Path, kind: str = "image",
@@ -473,10 +482,7 @@ def load_labelled(path: str | Path, kind: str = "image",
                             "expected one label per input")
     if x.shape[0] == 0:
         raise DataError(f"{p}: holds no inputs; expected at least one labelled input")
-    bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
-    if bad.any():
-        raise DataError(f"{p}: input {int(bad.nonzero()[0])} holds NaN or infinite values; "
-                        "expected finite inputs")
+    _finite(p, x)
     if classes is not None:
         check_classes(p, y, classes)
     return x, y

@@ -267,6 +267,17 @@ def _state_dict(path: str) -> Mapping[str, Any]:
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
         raise ModelError(f"checkpoint file '{path}' is not a state_dict (expected a mapping of "
                          f"parameter names to tensors, got {type(obj).__name__})")
+    for key, value in obj.items():   # what load_state_dict would take with a warning, or mangle
+        if value.layout != torch.strided:
+            raise ModelError(f"checkpoint file '{path}': key '{key}' is a {value.layout} tensor; "
+                             "expected a dense (strided) tensor")
+        if value.is_complex() or not (value.is_floating_point() or value.dtype in (
+                torch.int64, torch.int32, torch.bool, torch.uint8, torch.int8, torch.int16)):
+            raise ModelError(f"checkpoint file '{path}': key '{key}' has dtype {value.dtype}; "
+                             "expected real floating-point weights (or integer buffers)")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ModelError(f"checkpoint file '{path}': key '{key}' holds NaN or infinite "
+                             "values; expected finite weights")
     return obj
 
 
