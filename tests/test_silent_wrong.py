@@ -24,7 +24,7 @@ from edgesim.zoo.data import load_inputs
 @pytest.mark.parametrize("text", ["٣", "٣ B", "３ KiB", "1٠ MiB"])
 def test_non_ascii_digits_are_not_numbers(text):
     # '٣' (Arabic-Indic three) and '３' (fullwidth) parsed as 3 before: offchip.burst=٣ was 3 B
-    with pytest.raises(UnitError, match="is not a number with a unit|has unit"):
+    with pytest.raises(UnitError, match=r"is not a number with a unit|has unit"):
         parse_quantity(text, "size", where="offchip.burst")
 
 
