@@ -93,6 +93,9 @@ def open_atomically(path: str | os.PathLike, flag: str, *, binary: bool = False)
     checked again just before). Folders are created. ``OutputError`` names ``flag``."""
     real = output_path(path, flag)
     shown = os.fspath(path)
+    up = next((a for a in real.parents if os.path.lexists(a)), None)
+    if up is not None and not up.is_dir():
+        raise OutputError(f"{flag} {shown}: {up} is not a folder; expected a path in a folder")
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")

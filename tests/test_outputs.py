@@ -185,3 +185,15 @@ def test_a_fifo_planted_in_the_cache_is_a_miss(tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 3      # header and two rows
     assert stat.S_ISFIFO(os.lstat(cache / "workload" / f"{key}.npz").st_mode)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--timeline"])
+def test_an_output_under_a_file_names_its_flag_and_the_file(tmp_path, capsys, flag):
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "t.csv"
+    code = main(["run", "npu_small", "--model", "dense_r50", "--inputs", "1", flag, str(target)])
+    assert code == 2
+    line = _one_line(capsys)
+    assert line == (f"edgesim: error: {flag} {target}: {tmp_path / 'afile'} is not a folder; "
+                    "expected a path in a folder")
+    assert (tmp_path / "afile").read_text() == "x"
