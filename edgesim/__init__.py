@@ -1,7 +1,7 @@
 """edgesim: how many weight bytes cross the off-chip bus per inference, and what they cost.
 
 Public names (imported lazily, so ``import edgesim`` does not import torch):
-``run``, ``workload``, ``evaluate``, ``models``, ``configs``, ``model_request``,
+``run``, ``workload``, ``evaluate``, ``finetune``, ``models``, ``configs``, ``model_request``,
 ``load_config``, ``simulate``.
 
 >>> import edgesim
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "configs", "evaluate", "load_config", "model_request", "models", "run",
-           "simulate", "workload"]
+__all__ = ["__version__", "configs", "evaluate", "finetune", "load_config", "model_request",
+           "models", "run", "simulate", "workload"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "workload", "evaluate", "models", "configs"):
+    if name in ("run", "workload", "evaluate", "finetune", "models", "configs"):
         from edgesim import api
         return getattr(api, name)
     if name == "model_request":

@@ -1,7 +1,7 @@
 """The Python API: the same verbs as the command line, returning DataFrames.
 
-Public names: ``workload``, ``run``, ``evaluate``, ``models``, ``configs``, ``model_info``,
-``Run``, ``parse_model_name``.
+Public names: ``workload``, ``run``, ``evaluate``, ``finetune``, ``models``, ``configs``,
+``model_info``, ``Run``, ``parse_model_name``.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> r = run(tiny_config(sram="1 MiB"), tiny_workload(inputs=2))
@@ -35,8 +35,8 @@ from edgesim.request import ModelRequest, model_request
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
-__all__ = ["Run", "configs", "evaluate", "model_info", "models", "parse_model_name", "run",
-           "workload"]
+__all__ = ["Run", "configs", "evaluate", "finetune", "model_info", "models", "parse_model_name",
+           "run", "workload"]
 
 DEFAULT_INPUTS = 8
 
@@ -340,6 +340,35 @@ def _valid_eval(got: Any) -> bool:
         return False
     n, c = got.get("inputs"), got.get("correct")
     return type(n) is int and type(c) is int and 0 <= c <= n and n >= 1
+
+
+def finetune(model: str | ModelRequest, checkpoint: str, *, epochs: int = 1,
+             steps: int | None = None, lr: float = 1e-4, batch: int = 32, samples: int = 64,
+             log: Callable[[Any], None] | None = None) -> list[float]:
+    """Soft-routing fine-tuning of a routed tree (``edgesim.zoo.sigmab.train.finetune``), saved
+    atomically to ``checkpoint`` after every epoch; returns the step losses.
+
+    ``model`` is a registry name or a ``ModelRequest`` whose ``data`` (labelled; default: the
+    model's seeded clustered synthetic inputs, ``samples`` of them), ``weights`` (a tree
+    checkpoint to continue, or a dense state_dict made into the tree calibrated on ``data``)
+    and ``seed`` say what to train. The tree trained is a copy of the built model the process
+    caches (``edgesim.build.built_model``). ``log`` receives each step's record."""
+    from edgesim.extras import require_torch
+    require_torch("finetune (soft-routing training)")
+    from edgesim.zoo.sigmab.train import finetune as train
+    req = _request(model)
+    return train(req.name, checkpoint=checkpoint, data=req.data, weights=req.weights,
+                 epochs=epochs, steps=steps, lr=lr, batch=batch, samples=samples,
+                 seed=req.seed, log=log, builder=_own_copy)
+
+
+def _own_copy(spec, weights, seed, data):
+    """A copy of the (cached) built tree: training changes it, the process cache keeps its own.
+    A dense ``weights`` file becomes the tree calibrated on the training inputs."""
+    import copy
+
+    from edgesim.build import built_model
+    return copy.deepcopy(built_model(spec, weights, seed, data if weights is not None else None))
 
 
 def _model_level(overrides: Sequence[str]) -> int | None:

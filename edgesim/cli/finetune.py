@@ -1,6 +1,6 @@
 """``edgesim finetune``: soft-routing fine-tuning of a routed tree, saved as a checkpoint.
 
-Public names: ``add_parser``, ``main``. The work is ``edgesim.zoo.sigmab.train.finetune``'s.
+Public names: ``add_parser``, ``main``. The work is ``edgesim.api.finetune``'s.
 
     python -m edgesim finetune sigmab_r50_c100 --data train.pt --checkpoint tree.pt \\
         [--epochs 1] [--steps N] [--lr 1e-4] [--batch 32] [--weights tree.pt]
@@ -66,20 +66,10 @@ def _count(flag: str):
     return bounded_int(1, LIMITS[flag])
 
 
-def _own_copy(spec, weights, seed, data):
-    """A copy of the (cached) built tree: training changes it, the process cache keeps its own.
-    A dense ``--weights`` file becomes the tree calibrated on the training inputs."""
-    import copy
-
-    from edgesim.build import built_model
-    return copy.deepcopy(built_model(spec, weights, seed, data if weights is not None else None))
-
-
 def main(a) -> int:
     """Handler of ``edgesim finetune``: trains, saves, prints steps and first/last loss."""
-    from edgesim.extras import require_torch
-    require_torch("finetune (soft-routing training)")
-    from edgesim.zoo.sigmab.train import finetune
+    from edgesim import api
+    from edgesim.request import model_request
 
     history = []
 
@@ -89,9 +79,9 @@ def main(a) -> int:
                 not history or history[-1].temperature is not None)):
             print(f"edgesim: {record.line()}", file=sys.stderr, flush=True)
         history.append(record)
-    losses = finetune(a.model, checkpoint=a.checkpoint, data=a.data, weights=a.weights,
-                      epochs=a.epochs, steps=a.steps, lr=a.lr, batch=a.batch,
-                      samples=a.samples, seed=a.seed, log=log, builder=_own_copy)
+    model = model_request(a.model, weights=a.weights, seed=a.seed, data=a.data)
+    losses = api.finetune(model, a.checkpoint, epochs=a.epochs, steps=a.steps, lr=a.lr,
+                          batch=a.batch, samples=a.samples, log=log)
     first = f"{losses[0]:.4f}" if losses else "-"
     last = f"{losses[-1]:.4f}" if losses else "-"
     end = ""
