@@ -250,7 +250,7 @@ def test_frame_is_the_frame_of_the_rows(tiny_yaml, tmp_path, failing_engine):
         keys = [k for (k,) in con.execute("SELECT key FROM results UNION ALL "
                                            "SELECT key FROM failed ORDER BY key")]
     con.close()
-    keys = [*keys, keys[0]]                      # a key twice gives its row twice
+    keys = [*keys, key]                          # a key twice gives its row twice
     with Store(db) as store:
         frame = store.frame(keys)
         pd.testing.assert_frame_equal(frame, pd.DataFrame(store.rows(keys)))
