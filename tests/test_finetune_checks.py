@@ -166,7 +166,7 @@ def test_non_finite_inputs_stop_before_training(tmp_path, builds, value):
 
 def test_fractional_labels_are_refused(tmp_path, builds):
     data = _data(tmp_path, labels=torch.full((8,), 0.5))
-    with pytest.raises(DataError, match="label 0.5 of input 0 is not a whole class number"):
+    with pytest.raises(DataError, match=r"label 0\.5 of input 0 is not a whole class number"):
         _finetune(tmp_path, builds, tmp_path / "t.pt", data=str(data))
 
 
