@@ -590,7 +590,29 @@ def main(argv: list[str] | None = None) -> int:
             print()
             lines, tiny_failed = tiny.table(tiny.cases(tiny_dir, tiny.DEFAULT_MODELS))
             print("\n".join(lines))
+        silicon_failed = _silicon_table()
+        tiny_failed += silicon_failed
     return 1 if args.check and (failed or tiny_failed) else 0
+
+
+def _silicon_table() -> int:
+    """Print ``benchmarks/fidelity_silicon.py``'s table (the Cortex-M7 board's two MLPerf Tiny
+    rows); the number of failed targets (0 when the silicon CSV is absent)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "fidelity_silicon", Path(__file__).with_name("fidelity_silicon.py"))
+    silicon = importlib.util.module_from_spec(spec)
+    sys.modules["fidelity_silicon"] = silicon
+    spec.loader.exec_module(silicon)
+    path = silicon.DEFAULT_SILICON / silicon.CSV_NAME
+    if not path.exists() or not silicon.DEFAULT_MODELS.is_dir():
+        return 0
+    rows = silicon.read_silicon(path)
+    runs = [silicon.run(s, silicon.DEFAULT_MODELS, silicon.CONFIG) for s in rows]
+    lines, failed = silicon.table(rows, runs, silicon.CONFIG)
+    print()
+    print("\n".join(lines))
+    return failed
 
 
 if __name__ == "__main__":

@@ -375,6 +375,13 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
         if name not in known:
             raise ConfigError(f"{b.where('formats')}: unknown weight encoding {shown(name)}; "
                               f"known: {', '.join(known)}")
+    for name in m.compute.skip_formats:
+        if name not in m.formats:
+            raise ConfigError(f"{b.where('compute.skip_formats')}: {shown(name)} is not a format "
+                              f"the hardware decodes (formats: {', '.join(m.formats)})")
+    if m.compute.array.kind == "mcu" and "kernels" not in m.compute.model_fields_set:
+        raise ConfigError(f"{b.where('compute.kernels')}: missing; compute.array.kind mcu "
+                          "needs the CPU's kernels (edgesim.sim.mcu)")
     scale = energy_scale(m.energy.reference_node_nm, m.energy.reference_vdd_v,
                          m.technology.node_nm, m.technology.vdd_v)
 

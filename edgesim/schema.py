@@ -143,8 +143,9 @@ class _Array(_Section):
     #: streaming of the fold before it (double-buffered weights and accumulators)
     pipelined: Annotated[bool, Attr("array_pipelined")] = False
     #: what a fold's fixed cost is: ``systolic`` (fill and drain, rows + cols - 2 cycles) or
-    #: ``broadcast`` (dot-product micro-blocks, a write-back per channel slice; ``sim.mapping``)
-    kind: Annotated[Literal["systolic", "broadcast"], Attr("array_kind")] = "systolic"
+    #: ``broadcast`` (dot-product micro-blocks, a write-back per channel slice; ``sim.mapping``);
+    #: ``mcu``: no array, a CPU running NN kernels, costed by ``compute.kernels`` (``sim.mcu``)
+    kind: Annotated[Literal["systolic", "broadcast", "mcu"], Attr("array_kind")] = "systolic"
     #: where a depthwise conv runs: the ``vector`` unit or the MAC ``array``
     depthwise: Annotated[Literal["vector", "array"], Attr("array_depthwise")] = "vector"
     #: broadcast: output pixels of a micro-block along Q (``rows`` of them in all)
@@ -193,6 +194,81 @@ _DEFAULT_OPS = _Ops(source="edgesim default: every op without MACs on the vector
                            "activation free, nothing else fused (assumption)")
 
 
+_Triple = tuple[Annotated[int, Field(**_DIM)], Annotated[int, Field(**_DIM)],
+                Annotated[int, Field(**_DIM)]]
+
+
+class _Block(_Section):
+    """The NPU's output-block buffer (Ethos-U's SHRAM), which decides how an op that reads its
+    input in place from off-chip memory re-reads it (``edgesim.sim.tiling.output_block``).
+
+    ``buffer``: 0 (the default) states no block buffer; else the bytes that hold a block's
+    double-buffered input window and accumulators;
+    ``bank``: its allocation unit; ``ifm_granule``/``acc_granule``: banks an input window and
+    the accumulators are rounded up to; ``acc_bytes``: bytes of one accumulator; ``ublock``
+    (height, width, depth) and ``max`` (height, width, depth): a block's sides are multiples of
+    the first and at most the second; ``split_depth``: a block of fewer channels than the op's
+    output takes whole multiples of it; ``ifm_depth``: the channels of one input slice.
+    """
+
+    buffer: _q("size", **_SIZE) = "0 B"
+    bank: _q("size", positive=True, **_SIZE) = "1 KiB"
+    ifm_granule: Annotated[int, Field(**_DIM)] = 1
+    acc_granule: Annotated[int, Field(**_DIM)] = 1
+    acc_bytes: Annotated[int, Field(**_DIM)] = 4
+    ublock: _Triple = (1, 1, 1)
+    max: _Triple = (1, 1, 1)
+    split_depth: Annotated[int, Field(**_DIM)] = 1
+    ifm_depth: Annotated[int, Field(**_DIM)] = 1
+    source: _Text
+
+
+_DEFAULT_BLOCK = _Block(source="edgesim default: no block buffer stated")
+
+
+_InstrPer = Annotated[float, Field(ge=0, le=2**16)]
+
+
+class _Kernels(_Section):
+    """A CPU's NN kernels (``compute.array.kind: mcu``; ``edgesim.sim.mcu``): instructions per
+    MAC of each op class's inner loop, per im2col element and copied run, per requantised
+    output, per element of ops without MACs, per nonzero of a sparse kernel; the cycles per
+    instruction of the mix; a per-op overhead; the data cache and the flash the weights are
+    read from in place (wait states, flash word, bus latency, output pixels per weight pass).
+    """
+
+    cpi: Annotated[float, Field(gt=0, le=64)]
+    conv: _InstrPer
+    pointwise: _InstrPer
+    depthwise: _InstrPer
+    fc: _InstrPer
+    im2col_element: _InstrPer
+    im2col_run: _InstrPer
+    requant: _InstrPer
+    eltwise: _InstrPer
+    pool: _InstrPer
+    act: _InstrPer
+    softmax: _InstrPer
+    sparse_nonzero: _InstrPer
+    op_overhead: Annotated[int, Field(ge=0, le=2**24)]
+    dcache: _q("size", **_SIZE)
+    cache_line: _q("size", positive=True, **_BURST)
+    flash_wait_states: Annotated[int, Field(ge=0, le=64)]
+    flash_word: _q("size", positive=True, **_BURST)
+    bus_latency_cycles: Annotated[int, Field(ge=0, le=2**16)]
+    weight_pass_pixels: Annotated[int, Field(**_DIM)]
+    source: _Text
+
+
+_DEFAULT_KERNELS = _Kernels(
+    cpi=1, conv=1, pointwise=1, depthwise=1, fc=1, im2col_element=0, im2col_run=0, requant=0,
+    eltwise=1, pool=1, act=1, softmax=1, sparse_nonzero=1, op_overhead=0, dcache="0 B",
+    cache_line="32 B", flash_wait_states=0, flash_word="16 B", bus_latency_cycles=0,
+    weight_pass_pixels=1,
+    source="edgesim default: unused (read only when compute.array.kind is mcu, which must "
+           "state its own kernels)")
+
+
 class _Compute(_Section):
     precision: Annotated[_Precision, Attr("precision")]
     activation_bits: Annotated[int, Field(gt=0, le=64), Attr("act_bits")]
@@ -200,7 +276,14 @@ class _Compute(_Section):
     array: _Array
     vector: _Vector = _Vector()
     ops: _Ops = _DEFAULT_OPS
+    block: Annotated[_Block, Attr("block")] = _DEFAULT_BLOCK
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
+    #: the weight encodings whose compute walks only the stored nonzeros (the hardware, or its
+    #: kernels, decodes the format and skips zeros); another encoding runs every MAC unless
+    #: ``skip_zero_weights`` (zero-gating of every encoding). Each must be in ``formats``.
+    skip_formats: Annotated[tuple[_Text, ...], Attr("skip_formats")] = ()
+    #: a CPU's NN kernels (read when ``array.kind`` is ``mcu``)
+    kernels: Annotated[_Kernels, Attr("kernels")] = _DEFAULT_KERNELS
     source: _Text
 
 
@@ -294,12 +377,17 @@ class _Placement(_Section):
     is read from and its output written to it: Vela's Dedicated_Sram), or ``sram`` (the arena
     is the SRAM's ``activation_reserve``: nothing moves off-chip while it fits, Vela's
     Shared_Sram). ``spills``: where activations that do not fit go (None: the arena's memory;
-    ``offchip`` when the arena is ``sram``).
+    ``offchip`` when the arena is ``sram``). ``input``: how an op reads an input that lies in
+    an off-chip arena (the network's input): ``staged`` (copied into SRAM once, then read from
+    there) or ``in_place`` (read from off-chip per output block, with the halo its kernel
+    needs, at the burst efficiency of its runs: Vela's Dedicated_Sram; needs
+    ``compute.block``).
     """
 
     weights: Annotated[_Port, Attr("placement_weights")] = "offchip"
     arena: Annotated[_Port, Attr("placement_arena")] = "offchip"
     spills: Annotated[_Port | None, Attr("placement_spills")] = None
+    input: Annotated[Literal["staged", "in_place"], Attr("placement_input")] = "staged"
     source: _Text
 
 
@@ -323,6 +411,9 @@ class _Energy(_Section):
     #: per byte of operand or partial sum latched in a PE register (``edgesim.sim.energy``)
     pe_register: _q("energy_per_byte", "register_pj_per_byte", to="pJ/B", scaled=True,
                     **_PER_EVENT) = 0
+    #: the active power of a whole board (a board-level config: the core, its memories and
+    #: regulators), charged x latency beside the per-access parts (``edgesim.sim.energy``)
+    board_power: _q("power", "board_w", **_POWER) = 0
     source: _Text
 
 
@@ -351,6 +442,11 @@ class ConfigFile(_Section):
     placement: _Placement = _DEFAULT_PLACEMENT
     energy: _Energy
     prefetch: _Prefetch = _DEFAULT_PREFETCH
+    #: the compiler schedule the engine follows (``edgesim.sim.plan``): ``optimal`` (per op the
+    #: tiling with the fewest off-chip bytes, weights prefetched across ops: a lower bound) or
+    #: ``vela`` (what Arm's Vela compiles: weights streamed per OFM stripe when an op's working
+    #: set outgrows the cache, a weight stream waits for the op before it)
+    schedule: Annotated[Literal["optimal", "vela"], Attr("schedule")] = "optimal"
     #: the weight encodings the hardware decodes (checked against ``edgesim.encodings``)
     formats: Annotated[tuple[_Text, ...], Attr("formats")] = ("dense",)
 
@@ -539,7 +635,12 @@ class HardwareConfig:
     command_cycles: int
     softmax_commands: int
     fuse_eltwise: bool
+    #: ``compute.block``: ``buffer`` (0: none stated) and ``bank`` in bytes, the rest as given
+    block: Mapping[str, Any]
     skip_zero_weights: bool
+    skip_formats: tuple[str, ...]
+    #: ``compute.kernels`` (``edgesim.sim.mcu.Kernels``), sizes in bytes
+    kernels: Mapping[str, Any]
     sram_bytes: int
     act_reserve_bytes: int
     sram_port_bytes: int
@@ -566,6 +667,7 @@ class HardwareConfig:
     placement_weights: str
     placement_arena: str
     placement_spills: str | None
+    placement_input: str
     node_nm: float
     vdd_v: float
     energy_reference_node_nm: float
@@ -573,7 +675,9 @@ class HardwareConfig:
     mac_pj: Mapping[str, float]
     index_decode_pj: float
     register_pj_per_byte: float
+    board_w: float
     prefetch_depth: int
+    schedule: str
     formats: tuple[str, ...]
     sources: Mapping[str, str]
     resolved: Mapping[str, Any]

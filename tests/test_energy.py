@@ -41,3 +41,16 @@ def test_register_bits_per_mac():
     assert register_bits_per_mac("int8", act_bits=8) == 8 + 8 + 32
     assert register_bits_per_mac("binary", act_bits=8) == 1 + 8 + 32
     assert register_bits_per_mac("fp16", act_bits=16) == 16 + 16 + 32
+
+
+def test_board_power_is_charged_for_the_latency():
+    # a board-level config: 120 mW x 2 us = 240 nJ, inside the time-proportional part beside
+    # the SRAM's leakage (3 mW x 2 us = 6 nJ); the per-access parts are unchanged
+    board = SimpleNamespace(**vars(HW), board_w=0.12)
+    e = inference_energy(board, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=100,
+                         sram_write_bytes=10, offchip_read_bytes=20, offchip_write_bytes=3,
+                         latency_s=2e-6)
+    assert math.isclose(e.board, 240e-9, rel_tol=1e-12)
+    assert math.isclose(e.leak, 246e-9, rel_tol=1e-12)
+    assert math.isclose(e.sram, 175e-12, rel_tol=1e-12)
+    assert e.total == e.mac + e.array + e.sram + e.offchip + e.decode + e.leak

@@ -340,15 +340,17 @@ def test_skip_zero_weights_uses_effective_macs():
 
 
 def test_nested_layout_runs_only_its_nonzeros():
-    # a weight read in the nested layout is walked by the nested kernels: 1600 of the 6400
-    # MACs (its nonzeros) run even on hardware that does not skip zeros; the same weight in
-    # a dense or a generic sparse layout runs all 6400 there
+    # a weight read in the nested layout is walked by the nested kernels where the config says
+    # its compute does (compute.skip_formats): 1600 of the 6400 MACs (its nonzeros) run even
+    # on hardware that does not skip zeros; the same weight in a dense or a generic sparse
+    # layout runs all 6400 there (tests/test_mcu.py: without skip_formats, nested runs dense)
     def one(encoding):
         blocks = [WeightBlock("w", 100, 25, 8, encoding, 100, 100)]
         ops = [LayerOp("fc", "linear", ("w",), 10, 10, 20, 6400, 1600, "int8",
                        (("M", 1), ("N", 8), ("K", 800)))]
         w = Workload.single_path("n", "nested", blocks, ops, 1)
-        return simulate(tiny_config(overrides=["formats=[dense,csr,nested]"]), w).rows[0]
+        return simulate(tiny_config(overrides=["formats=[dense,csr,nested]",
+                                               "compute.skip_formats=[nested]"]), w).rows[0]
     assert one("nested").macs == 1600
     assert one("csr").macs == one("dense").macs == 6400
 

@@ -21,10 +21,11 @@ def raw_of(path: Path) -> dict[str, Any]:
 
 
 def test_the_shipped_configs() -> None:
-    # the six systems, the U65 with the 384 KB Dedicated_Sram cache of REFERENCE.md C, and
-    # the U65 and U85 in the edge system of edge_match.ini
+    # the six systems, the U65 with the 384 KB Dedicated_Sram cache of REFERENCE.md C, the
+    # U65 and U85 in the edge system of edge_match.ini, and the MLPerf Tiny silicon board
     assert set(IDS) == {"npu_small", "ethos_u55", "ethos_u65", "nvdla_small", "stm32h7",
-                        "edgetpu", "ethos_u65_384k", "ethos_u65_edge", "ethos_u85_edge"}
+                        "edgetpu", "ethos_u65_384k", "ethos_u65_edge", "ethos_u85_edge",
+                        "stm32h7a3"}
     assert all(p.parent == HWCONFIG_DIR for p in SHIPPED)
 
 
@@ -174,8 +175,21 @@ def test_ethos_u85_edge_follows_regor_and_edge_match() -> None:
     assert hw.fuse_eltwise
     # the configs that do not opt in keep the systolic array, depthwise on the vector unit,
     # and no op-class rates
-    for name in ("npu_small", "nvdla_small", "edgetpu", "stm32h7"):
+    for name in ("npu_small", "nvdla_small", "edgetpu"):
         other = load_config(name)
         assert (other.array_kind, other.array_depthwise, other.eltwise_cycles_per_element,
                 other.softmax_commands, other.fuse_eltwise) == (
             "systolic", "vector", None, 0, False)
+
+
+def test_the_mcus_run_cortex_m7_kernels() -> None:
+    # no MAC array: a CPU's kernels (edgesim.sim.mcu), the NUCLEO-H7A3ZI-Q at 280 MHz with
+    # 6 flash wait states (STM32CubeH7's template for the board) and 1376 KiB of RAM
+    for name in ("stm32h7", "stm32h7a3"):
+        hw = load_config(name)
+        assert hw.array_kind == "mcu"
+        assert hw.skip_formats == ("nested",)
+    a3 = load_config("stm32h7a3")
+    assert (a3.clock_hz, a3.kernels["flash_wait_states"], a3.sram_bytes) == (
+        280e6, 6, 1376 * 1024)
+    assert a3.board_w > 0

@@ -175,3 +175,17 @@ def test_pipelining_never_slows_an_op(d, a, pack):
     flat = Array(a.rows, a.cols, a.dataflow, a.vector_rate, a.port_bytes, False)
     piped = Array(a.rows, a.cols, a.dataflow, a.vector_rate, a.port_bytes, True)
     assert mac_cycles(piped, dims, peak, macs) <= mac_cycles(flat, dims, peak, macs)
+
+
+def test_an_mcu_array_runs_the_cpu_kernels():
+    # kind mcu hands the op to edgesim.sim.mcu: a 1x1 conv C 8 -> K 16 over 4 x 4, no weights
+    # read: 100 + ceil(1 x (2 x 2,048 MACs + 3 x 256 outputs)) = 4,964 cycles
+    from edgesim.sim.mcu import Kernels
+    k = Kernels(cpi=1, conv=1, pointwise=2, depthwise=1, fc=1, im2col_element=0, im2col_run=0,
+                requant=3, eltwise=1, pool=1, act=1, softmax=1, sparse_nonzero=1,
+                op_overhead=100, dcache=0, cache_line=32, flash_wait_states=0, flash_word=16,
+                bus_latency_cycles=0, weight_pass_pixels=1)
+    cpu = Array(rows=1, cols=2, dataflow="output_stationary", vector_rate=1, port_bytes=0,
+                kind="mcu", kernels=k)
+    op = _conv(16, 8, 1, 4, out_bytes=256)
+    assert op_cycles(cpu, op, 2, op.macs, 0, 8) == 100 + 2 * 2048 + 3 * 256

@@ -12,7 +12,13 @@ Public names: ``Energy``, ``inference_energy``, ``register_bits_per_mac``, ``ACC
     offchip = per off-chip memory: bytes read x 8 x its read energy per bit + bytes written x 8
               x its write energy per bit
     decode  = decoded sparse indices x energy per index (0 unless the config sets it)
-    leak    = SRAM leakage power (proportional to its size) x latency
+    leak    = (SRAM leakage power (proportional to its size) + board power) x latency
+
+``leak`` is the part that grows with time rather than with accesses (the ``energy_leak_j``
+column). ``board`` (of it) is ``energy.board_power`` x latency: a board-level config (an MCU
+board measured at its supply, as MLPerf Tiny's energy runs are) states the whole board's active
+power, of which the per-access parts above are only what the accesses add; 0 on every other
+config.
 
 The array level. In a weight-stationary systolic array (DESIGN.md) the weight sits in its PE's
 register for a whole fold; each MAC reads it, latches the input activation it forwards to the next
@@ -26,7 +32,7 @@ All inputs in bytes, seconds and joules; every component is returned in joules.
 
 >>> from types import SimpleNamespace as NS
 >>> hw = NS(sram_read_pj_per_byte=1.0, sram_write_pj_per_byte=2.0, offchip_read_pj_per_bit=10.0,
-...         offchip_write_pj_per_bit=10.0, sram_leak_w=0.5)
+...         offchip_write_pj_per_bit=10.0, sram_leak_w=0.5, board_w=0.0)
 >>> e = inference_energy(hw, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=1,
 ...                      sram_write_bytes=1, offchip_read_bytes=1, offchip_write_bytes=0,
 ...                      latency_s=1e-12)
@@ -62,7 +68,10 @@ def register_bits_per_mac(precision: str, *, act_bits: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Energy:
-    """Energy components of one inference, in joules; ``total`` is their sum."""
+    """Energy components of one inference, in joules; ``total`` is the sum of the first six.
+
+    ``board`` is the share of ``leak`` that is the board's active power (already in ``leak``).
+    """
 
     mac: float
     array: float
@@ -70,6 +79,7 @@ class Energy:
     offchip: float
     decode: float
     leak: float
+    board: float = 0.0
 
     @property
     def total(self) -> float:
@@ -93,6 +103,7 @@ def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
     for read, write, mem in memories:
         pj += read * 8 * mem.read_pj_per_bit + write * 8 * mem.write_pj_per_bit
     offchip = pj * _PJ
-    leak = hw.sram_leak_w * latency_s
+    board = getattr(hw, "board_w", 0.0) * latency_s
+    leak = hw.sram_leak_w * latency_s + board
     return Energy(mac=mac_j, array=array_j, sram=sram, offchip=offchip, decode=decode_j,
-                  leak=leak)
+                  leak=leak, board=board)

@@ -70,6 +70,10 @@ over its producer's output (Ethos-U has no softmax unit: ``softmax * max(command
 elements)``). An element-wise op reading the output of the MAC op just before it costs nothing
 when ``Rates.fuse_eltwise`` (Ethos-U85 chains it into that op's output stage).
 
+An ``mcu`` array (``kind: mcu``) is no array: a CPU runs each op as an NN kernel whose cost
+``edgesim.sim.mcu`` counts (instructions per MAC by op class, im2col, requantisation, per-op
+overhead, flash waits); ``executed`` below the dense MACs is a sparse kernel walking nonzeros.
+
 Every op takes at least ``ceil(SRAM bytes read and written / port bytes per cycle)``
 (``port_cycles``; port 0 = no cap).
 
@@ -84,6 +88,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from edgesim.sim import mcu
 from edgesim.workload import LayerOp
 
 __all__ = ["DATAFLOWS", "KINDS", "Array", "Rates", "broadcast_cycles", "fuses", "mac_cycles",
@@ -92,7 +97,7 @@ __all__ = ["DATAFLOWS", "KINDS", "Array", "Rates", "broadcast_cycles", "fuses", 
 #: Dataflows an array can have (``compute.array.dataflow``).
 DATAFLOWS = ("weight_stationary", "output_stationary")
 #: Array kinds (``compute.array.kind``): what a fold's fixed cost is.
-KINDS = ("systolic", "broadcast")
+KINDS = ("systolic", "broadcast", "mcu")
 #: Activation functions (``LayerOp.function``) an NPU runs as a chain of commands.
 SOFTMAX = ("softmax", "log_softmax")
 #: Resize functions (``LayerOp.function``).
@@ -138,6 +143,7 @@ class Array:
     step_cycles: int = 1     # broadcast: cycles of one kernel step per micro-block
     writeback_cycles: int = 0  # broadcast: fewest cycles of a step over a channel slice
     rates: Rates = Rates()
+    kernels: mcu.Kernels | None = None  # mcu: the CPU's kernels (``edgesim.sim.mcu``)
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
@@ -146,6 +152,8 @@ class Array:
             raise ValueError(f"array kind {self.kind!r} is not one of {KINDS}")
         if self.depthwise not in ("vector", "array"):
             raise ValueError(f"depthwise {self.depthwise!r} is not 'vector' or 'array'")
+        if self.kind == "mcu" and self.kernels is None:
+            raise ValueError("array kind 'mcu' needs the CPU's kernels (edgesim.sim.mcu)")
         if self.rows % self.ublock_width:
             raise ValueError(f"ublock_width {self.ublock_width} does not divide rows {self.rows}")
 
@@ -328,8 +336,11 @@ def op_cycles(a: Array, op: LayerOp, peak: int, executed: int, weight_bytes: int
     ``weight_bytes`` are the stored bytes of its weights (read from SRAM), ``executed`` the MACs
     it runs (effective ones on zero-skipping hardware), ``peak`` MACs/cycle at its precision;
     ``producer`` the op before it that is not a fused activation (what a fused softmax reads,
-    what an element-wise op may fuse into), None for the first.
+    what an element-wise op may fuse into), None for the first. An ``mcu`` array runs the op as
+    its CPU kernel (``edgesim.sim.mcu.op_cycles``; ``executed`` < dense MACs: a sparse kernel).
     """
+    if a.kernels is not None and a.kind == "mcu":
+        return mcu.op_cycles(a.kernels, op, executed, weight_bytes, act_bits, producer)
     if op.fused:
         return _fused_cycles(a, op, producer, act_bits)
     if fuses(a, op, producer):

@@ -42,7 +42,16 @@ import numpy as np
 
 from edgesim.sim.energy import register_bits_per_mac
 from edgesim.sim.mapping import Array, Rates, op_cycles, utilisation
-from edgesim.sim.tiling import ONCE, PSUM_BITS, Tiling, plan_tiling
+from edgesim.sim.mcu import Kernels
+from edgesim.sim.tiling import (
+    ONCE,
+    PSUM_BITS,
+    BlockBuffer,
+    Tiling,
+    in_place_bytes,
+    output_block,
+    plan_tiling,
+)
 from edgesim.workload import LayerOp, Workload
 
 __all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
@@ -88,6 +97,7 @@ class Machine:
     act_reserve_bytes: int
     weight_sram_bytes: int
     skip_zero_weights: bool
+    skip_formats: frozenset[str]          # encodings whose compute walks only the nonzeros
     macs_per_cycle: Mapping[str, int]
     mac_pj: Mapping[str, float]
     index_decode_pj: float
@@ -101,11 +111,15 @@ class Machine:
     offchip_read_pj_per_bit: float
     offchip_write_pj_per_bit: float
     sram_leak_w: float
+    board_w: float = 0.0                  # a board-level config's active power (W)
     memories: tuple[Memory, ...] = ()     # ``offchip`` first
     ports: tuple[str, ...] = ("AXI1",)    # port names, by index
     weights_mem: int = 0                  # index into ``memories``
     arena_mem: int = 0                    # index, or ``SRAM``
     spill_mem: int = 0                    # index
+    block: BlockBuffer | None = None      # the output-block buffer (``compute.block``)
+    input_in_place: bool = False          # ``placement.input == "in_place"``
+    schedule: str = "optimal"             # ``schedule`` (``optimal`` or ``vela``)
 
     @classmethod
     def from_config(cls, hw) -> Machine:
@@ -137,11 +151,23 @@ class Machine:
             hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
             hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
             ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
-            writeback_cycles=hw.array_writeback_cycles, rates=rates)
+            writeback_cycles=hw.array_writeback_cycles, rates=rates,
+            kernels=Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None)
+        blk = hw.block
+        block = None
+        if blk["buffer"]:
+            block = BlockBuffer(blk["buffer"], blk["bank"], blk["ifm_granule"],
+                                blk["acc_granule"], blk["acc_bytes"], tuple(blk["ublock"]),
+                                tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"])
+        in_place = hw.placement_input == "in_place"
+        if in_place and block is None:
+            raise ValueError("placement.input in_place needs compute.block.buffer (the "
+                             "output-block buffer an in-place read is cut by)")
         return cls(
             clock_hz=round(hw.clock_hz), array=array,
             act_bits=hw.act_bits, act_reserve_bytes=hw.act_reserve_bytes,
             weight_sram_bytes=hw.weight_sram_bytes, skip_zero_weights=hw.skip_zero_weights,
+            skip_formats=frozenset(hw.skip_formats),
             macs_per_cycle=hw.macs_per_cycle, mac_pj=hw.mac_pj,
             index_decode_pj=hw.index_decode_pj, register_pj_per_byte=hw.register_pj_per_byte,
             prefetch_depth=hw.prefetch_depth,
@@ -151,9 +177,11 @@ class Machine:
             sram_write_pj_per_byte=hw.sram_write_pj_per_byte,
             offchip_read_pj_per_bit=hw.offchip_read_pj_per_bit,
             offchip_write_pj_per_bit=hw.offchip_write_pj_per_bit, sram_leak_w=hw.sram_leak_w,
+            board_w=hw.board_w,
             memories=tuple(memories), ports=ports,
             weights_mem=names.index(hw.placement_weights), arena_mem=arena,
-            spill_mem=names.index(spills))
+            spill_mem=names.index(spills), block=block, input_in_place=in_place,
+            schedule=hw.schedule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +299,13 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         if g is not None and g in names and names[g] < j:
             gate[j] = names[g]
             gated.update(ids)
-    parts = _act_parts(m, path.ops)
-    tiling = _tile(m, path.ops, op_weight_bytes, parts, weight_buf)
-    # weights outer: the off-chip input is read once per weight tile
-    parts = [tuple((mem, w, b * (t.weight_tiles if t.order == "weights_outer" and not w else 1))
-                   for mem, w, b in ps) for ps, t in zip(parts, tiling, strict=True)]
+    parts, in_place = _act_parts(m, path.ops)
+    tiling = _tile(m, path.ops, op_weight_bytes, parts, in_place, weight_buf)
+    # weights outer: the staged off-chip input is read once per weight tile (an input read in
+    # place is already read per output block)
+    parts = [tuple((mem, w, b if w or t.order != "weights_outer"
+                    else (b - ip) * t.weight_tiles + ip) for mem, w, b in ps)
+             for ps, t, ip in zip(parts, tiling, in_place, strict=True)]
     spill = [sum(b for _, _, b in ps) for ps in parts]
     traffic: dict[int, list[int]] = {}
     for ps in parts:
@@ -293,7 +323,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         compute_ps=compute_ps, spill=tuple(spill), tiling=tuple(tiling), gate=tuple(gate),
         macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
-        sram_write_fixed=sram_write + act_in,
+        sram_write_fixed=sram_write + act_in - sum(in_place),   # in place: not via SRAM
         energy_mac_j=mac_pj * 1e-12,
         energy_array_j=register_bits / 8 * m.register_pj_per_byte * 1e-12,
         energy_decode_j=decode * m.index_decode_pj * 1e-12,
@@ -303,8 +333,9 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         gated_blocks=frozenset(gated), ops=ops)
 
 
-def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
-    """Per op, the activation transfers it makes off-chip: (memory, is a write, bytes).
+def _act_parts(m: Machine, ops) -> tuple[list[tuple[tuple[int, bool, int], ...]], list[int]]:
+    """Per op, the activation transfers it makes off-chip: (memory, is a write, bytes); and per
+    op the bytes of those it reads in place (``input_read``).
 
     Reads come before writes; a spill's write is the producer's, its read-back the consumer's.
     """
@@ -331,13 +362,61 @@ def _act_parts(m: Machine, ops) -> list[tuple[tuple[int, bool, int], ...]]:
             consumers = [] if nxt is None else [nxt]
         for c in consumers:    # each reader reads the spilled part back
             reads[c][m.spill_mem] = reads[c].get(m.spill_mem, 0) + over
+    in_place = [0] * n
     if off and n:
-        reads[0][m.arena_mem] = reads[0].get(m.arena_mem, 0) + ops[0].in_bytes   # the input
+        nbytes, placed = input_read(m, ops[0])      # the network's input
+        reads[0][m.arena_mem] = reads[0].get(m.arena_mem, 0) + nbytes
+        in_place[0] = nbytes if placed else 0
     return [tuple((k, False, b) for k, b in sorted(reads[j].items()) if b)
-            + tuple((k, True, b) for k, b in sorted(writes[j].items()) if b) for j in range(n)]
+            + tuple((k, True, b) for k, b in sorted(writes[j].items()) if b)
+            for j in range(n)], in_place
 
 
-def _tile(m: Machine, ops, weight_bytes: list[int], parts, weight_buf: int) -> list[Tiling]:
+def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
+    """Bytes ``op`` moves to read its input from the off-chip arena, and whether it reads it
+    in place.
+
+    ``staged`` (or an op that is not a 2-D conv, or no block buffer): the input is copied
+    once, ``in_bytes``. ``in_place``: the conv reads it per output block (``tiling.output_block``
+    for the machine's block buffer) with its kernel's halo, once per depth block; the network's
+    input lies in its file's NHWC layout, so the array fetches each pixel's slice of ``ifm_d``
+    channels as one run, and a run shorter than a burst costs ``burst / run`` times its bytes
+    (``tiling.in_place_bytes``; ethos-u-vela npu_performance._estimate_memory_transfer_efficiency).
+    """
+    dims = op.dims
+    if not (m.input_in_place and m.block is not None and op.kind == "conv" and "C" in dims
+            and "P" in dims and op.in_bytes):
+        return op.in_bytes, False
+    groups = op.groups
+    n, c = dims.get("N", 1), dims["C"] * groups
+    p, q, k = dims["P"], dims.get("Q", 1), dims["K"] * groups
+    pixels = max(1, op.in_bytes * 8 // max(1, m.act_bits * c * n))
+    dy, dx = tuple(op.meta.get("dilations", (1, 1)))
+    r = (dims.get("R", 1) - 1) * dy + 1
+    s = (dims.get("S", 1) - 1) * dx + 1
+    if "strides" in op.meta:
+        sy, sx = tuple(op.meta["strides"])
+        # the input's sides: the window the output needs less the padding (top, left, bottom,
+        # right); without usable pads, the pixels split in the output's aspect
+        pads = tuple(op.meta.get("pads", (0, 0, 0, 0)))
+        height = max(1, (p - 1) * sy + r - pads[0] - pads[2])
+        width = max(1, (q - 1) * sx + s - pads[1] - pads[3])
+    else:                                   # a trace without strides: from the sides
+        height = width = 0
+    if height * width != pixels:
+        height = max(1, round(math.sqrt(pixels * p / q)))
+        width = max(1, pixels // height)
+        if "strides" not in op.meta:
+            sy, sx = max(1, round(height / p)), max(1, round(width / q))
+    block = output_block(m.block, P=p, Q=q, K=k, C=c, R=r, S=s, stride=(sy, sx))
+    mem = m.memories[m.arena_mem]
+    elements = n * in_place_bytes(block, P=p, Q=q, K=k, C=c, H=height, W=width,
+                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8)
+    return max(op.in_bytes, -(-elements * m.act_bits // 8)), True
+
+
+def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
+          weight_buf: int) -> list[Tiling]:
     """Per op, its tiling (``sim.tiling.plan_tiling``) for the SRAM left to it.
 
     The off-chip input is what ``parts`` reads for the op; a tile of weights may fill
@@ -346,11 +425,11 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, weight_buf: int) -> l
     conv, ``M`` of a matmul); an op without a loop nest is one of each.
     """
     out = []
-    for op, wbytes, ps in zip(ops, weight_bytes, parts, strict=True):
+    for op, wbytes, ps, ip in zip(ops, weight_bytes, parts, in_place, strict=True):
         if not op.macs:    # no reduction: each weight meets its own slice of input once
             out.append(ONCE)
             continue
-        offchip = sum(b for _, write, b in ps if not write)
+        offchip = sum(b for _, write, b in ps if not write) - ip   # staged input only
         dims = op.dims
         if "C" in dims:
             channels, rows = dims.get("K", 1), dims.get("N", 1) * dims.get("P", 1)
@@ -360,7 +439,8 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, weight_buf: int) -> l
                                input_offchip=offchip, input_bytes=op.in_bytes,
                                channels=channels, rows=rows, weight_buf=weight_buf,
                                act_buf=m.act_reserve_bytes,
-                               psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits)))
+                               psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
+                               schedule=m.schedule))
     return out
 
 
@@ -370,14 +450,16 @@ def _weight_bytes(workload: Workload, op: LayerOp) -> int:
 
 
 def _executed_macs(m: Machine, op: LayerOp, workload: Workload | None = None) -> int:
-    """MACs the array executes: the effective ones when it skips zero weights, or when the
-    op's weights are read in the nested layout (the nested-sparsity paper's own kernels walk
-    the stored nonzeros of the selected levels)."""
+    """MACs the hardware executes: the effective ones when it skips zero weights of every
+    encoding, or when every weight of the op is in an encoding whose compute walks only its
+    nonzeros (``Machine.skip_formats``, ``compute.skip_formats``: the hardware or its kernels
+    decode that format); else every MAC: hardware that cannot decode a sparse or nested
+    layout runs the op dense."""
     if m.skip_zero_weights:
         return op.effective_macs
-    if workload is not None and op.weights:
+    if workload is not None and op.weights and m.skip_formats:
         weights = [workload.blocks[b] for b in op.weights if workload.blocks[b].role != "bias"]
-        if weights and all(b.encoding == "nested" for b in weights):
+        if weights and all(b.encoding in m.skip_formats for b in weights):
             return op.effective_macs
     return op.macs
 

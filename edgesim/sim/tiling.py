@@ -1,6 +1,7 @@
 """Tiling within one op: the loop order and tile sizes that move the fewest off-chip bytes.
 
-Public names: ``Tiling``, ``ONCE``, ``ORDERS``, ``PSUM_BITS``, ``plan_tiling``, ``TileError``.
+Public names: ``Tiling``, ``ONCE``, ``ORDERS``, ``PSUM_BITS``, ``plan_tiling``, ``TileError``,
+``BlockBuffer``, ``Block``, ``output_block``, ``in_place_bytes``, ``part_kernel``.
 
 An op with weights reads them (``W`` stored bytes) and its input (``I`` bytes, of which
 ``I_off`` come from off-chip: a spill of its producer read back, or the network input in an
@@ -44,7 +45,8 @@ from typing import NamedTuple
 
 from edgesim.errors import ConfigError
 
-__all__ = ["ONCE", "ORDERS", "PSUM_BITS", "TileError", "Tiling", "plan_tiling"]
+__all__ = ["ONCE", "ORDERS", "PSUM_BITS", "Block", "BlockBuffer", "TileError", "Tiling",
+           "in_place_bytes", "output_block", "part_kernel", "plan_tiling"]
 
 #: Bits of one partial sum held on chip while a reduction is split (assumption: 32-bit
 #: accumulators, as Ethos-U and TPU v1 have).
@@ -78,8 +80,11 @@ ONCE = Tiling("once", 1, 1, 0, 0)
 
 def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes: int,
                 channels: int, rows: int, weight_buf: int, act_buf: int,
-                psum_bytes: int | None = None) -> Tiling:
-    """The cheaper of weights outer and input outer for one op (see the module docstring).
+                psum_bytes: int | None = None, schedule: str = "optimal") -> Tiling:
+    """The cheaper of weights outer and input outer for one op (see the module docstring);
+    ``schedule="vela"``: input outer whenever it fits (Vela streams an op's weights once per
+    OFM stripe when the cache cannot hold its working set), weights outer only when one output
+    row's input does not fit ``act_buf``.
 
     ``channels`` is the op's output channels (the unit of a weight tile), ``rows`` its output
     rows or tokens (the unit of an input stripe); ``weight_buf`` and ``act_buf`` the SRAM
@@ -88,7 +93,7 @@ def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes
     """
     if weight_bytes <= weight_buf or input_offchip <= 0:
         return ONCE
-    if psum_bytes is not None and psum_bytes <= act_buf:
+    if schedule == "optimal" and psum_bytes is not None and psum_bytes <= act_buf:
         return Tiling("reduction_outer", -(-weight_bytes // max(1, weight_buf)), 1, 0, 0)
     channels, rows = max(1, channels), max(1, rows)
     channel_bytes = -(-weight_bytes // channels)
@@ -107,6 +112,126 @@ def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes
             f"op {name}: its smallest tile does not fit the SRAM: one output channel's weights "
             f"need {channel_bytes} B (the weight SRAM has {weight_buf} B) and one output row's "
             f"input needs {row_bytes} B (the activation share has {act_buf} B); raise sram.size")
+    if schedule == "vela":
+        options = options[-1:]          # input outer if it exists
     best = min(options, key=lambda t: t.weight_refetch + t.act_reread)
     # one stripe holds the whole input (or one tile the weights): nothing crosses twice
     return best if best.weight_refetch + best.act_reread else ONCE
+
+
+# ---------------------------------------------------------------------------------------------
+# reading an input in place, per output block
+# ---------------------------------------------------------------------------------------------
+
+class BlockBuffer(NamedTuple):
+    """The NPU's output-block buffer (Ethos-U's SHRAM; ``compute.block`` of the config).
+
+    The array computes its output one block (``h x w`` pixels x ``d`` channels) at a time; the
+    buffer holds the block's input window (``ifm_depth``-channel slices, ``bank_bytes`` banks
+    rounded to ``ifm_granule`` banks) and its accumulators (``acc_bytes`` each, rounded to
+    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes``. A block's sides
+    are multiples of the micro-block (``ublock``: height, width, depth) and at most ``max``;
+    a block of fewer channels than the op's output takes whole multiples of ``split_depth``.
+    An input slice holds up to 32 channels (16 part-kernel first; Ethos-U's IFM brick,
+    ethos-u-vela architecture_allocator._ifm_blockdepth) rounded up to ``ifm_depth``.
+    """
+
+    buffer_bytes: int
+    bank_bytes: int
+    ifm_granule: int
+    acc_granule: int
+    acc_bytes: int
+    ublock: tuple[int, int, int]
+    max: tuple[int, int, int]
+    split_depth: int
+    ifm_depth: int
+
+
+class Block(NamedTuple):
+    """One op's output block (``h x w x d``) and the input window it reads (``ih x iw`` pixels
+    of ``ifm_d`` channels per slice)."""
+
+    h: int
+    w: int
+    d: int
+    ih: int
+    iw: int
+    ifm_d: int
+
+
+def _up(a: int, b: int) -> int:
+    return -(-a // b) * b
+
+
+def part_kernel(c: int, taps: int) -> bool:
+    """Whether a conv with ``c`` input channels and ``taps`` kernel taps runs part-kernel first:
+    always at most 8 channels, else when it fills the 32-channel brick worse than 8-channel
+    slices of 4 taps do (ethos-u-vela architecture_allocator._choose_kernel_method)."""
+    if c <= 8:
+        return True
+    return c * taps / (_up(c, 8) * _up(taps, 4)) > c / _up(c, 32)
+
+
+def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S: int,
+                 stride: tuple[int, int] = (1, 1)) -> Block:
+    """The output block a compiler picks for a conv: of the blocks whose double-buffered input
+    window and accumulators fit ``buf``, the one fetching the fewest input and weight elements
+    per output element (ties: the first, the smallest depth, height and width; the mechanism of
+    ethos-u-vela architecture_allocator.find_block_config, SHRAM as one buffer).
+
+    A block of ``d < K`` channels reads the input window once per depth block; an input window
+    is ``(h - 1) * stride + R`` rows by ``(w - 1) * stride + S`` columns, rounded up to the
+    micro-block. Raises ``ValueError`` when no block fits (a buffer smaller than a micro-block).
+    """
+    uh, uw, ud = buf.ublock
+    mh, mw, md = buf.max
+    ifm_d = _up(min(C, 16 if part_kernel(C, R * S) else 32), buf.ifm_depth)
+    sh, sw, sd = _up(min(P, mh), uh), _up(min(Q, mw), uw), _up(min(K, md), ud)
+    banks = buf.buffer_bytes // buf.bank_bytes
+    best: tuple[float, Block] | None = None
+    sy, sx = stride
+    d = max(ud, min(sd, buf.split_depth))
+    if d < K:
+        d = _up(d, buf.split_depth)
+    while d <= sd:
+        acc_row = _up(d, ud) * buf.acc_bytes
+        for h in range(uh, sh + 1, uh):
+            ih = _up((h - 1) * sy + R, uh)
+            for w in range(uw, sw + 1, uw):
+                iw = _up((w - 1) * sx + S, uw)
+                ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank_bytes) * 2, buf.ifm_granule)
+                acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * 2, buf.acc_granule)
+                if ifm_banks + acc_banks > banks:
+                    break            # wider blocks of this height fit no better
+                blocks_xy = (P / h) * (Q / w)
+                weights = R * S * C * -(-P // h) * -(-Q // w) * K
+                inputs = ih * iw * C * blocks_xy * -(-K // d)
+                cost = (inputs + weights) / (P * Q * K)
+                if best is None or cost < best[0]:
+                    best = (cost, Block(h, w, d, ih, iw, ifm_d))
+        d += ud
+        if d < K:
+            d = _up(d, buf.split_depth)
+    if best is None:
+        raise ValueError(f"no output block of a {R}x{S} conv fits a {buf.buffer_bytes} B block "
+                         "buffer")
+    return best[1]
+
+
+def in_place_bytes(block: Block, *, P: int, Q: int, K: int, C: int, H: int, W: int,
+                   burst: int, run: int | None = None) -> int:
+    """Bus bytes of a conv reading its ``H x W x C`` input in place from off-chip memory, one
+    output block at a time: each of the ``ceil(P/h) * ceil(Q/w) * ceil(K/d)`` blocks reads its
+    input window (clipped to the input) with the halo its kernel needs; a read of contiguous
+    runs of ``run`` bytes shorter than a ``burst`` moves at ``run / burst`` of the bandwidth, so
+    it costs ``burst / run`` times its bytes (``run`` None: runs of a burst or more).
+
+    >>> b = Block(h=8, w=8, d=16, ih=17, iw=17, ifm_d=8)
+    >>> in_place_bytes(b, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=8)
+    27744
+    """
+    blocks = -(-P // block.h) * -(-Q // block.w) * -(-K // block.d)
+    raw = min(block.ih, H) * min(block.iw, W) * C * blocks
+    if run is None or run >= burst:
+        return raw
+    return -(-raw * burst // run)

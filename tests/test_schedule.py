@@ -1,0 +1,211 @@
+"""The compiler's schedule (``schedule: optimal | vela``) and reading an input in place
+(``placement.input: in_place``): laws with their derivations."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from chains import conv_chains
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgesim.config import load_config
+from edgesim.sim import simulate
+from edgesim.sim.plan import Machine, input_read
+from edgesim.sim.tiling import (
+    ONCE,
+    Block,
+    BlockBuffer,
+    TileError,
+    in_place_bytes,
+    output_block,
+    plan_tiling,
+)
+from edgesim.testing import tiny_config
+from edgesim.workload import LayerOp, WeightBlock, Workload
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+#: Ethos-U65-512's SHRAM as ethos_u65.yaml states it (44 banks of 1 KiB, ...)
+U65 = BlockBuffer(44 * 1024, 1024, 8, 16, 4, (2, 2, 8), (32, 64, 128), 16, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading in place
+# ---------------------------------------------------------------------------------------------
+
+def test_in_place_read_of_a_3x3_stride_2_conv_by_hand():
+    # a 32x32x3 input, 3x3 stride 2 -> 16x16x16, output blocks of 8x8 pixels x 16 channels:
+    # 2 x 2 x 1 = 4 blocks. A block's window: (8 - 1) * 2 + 3 = 17 rows and columns (the halo
+    # of 1 beyond 2 x 8), rounded up to the 2x2 micro-block = 18 x 18 pixels x 3 channels =
+    # 972 B, 4 x 972 = 3,888 B read (the input has 3,072: 27 % more for the halos). Each
+    # pixel's slice is one run of 8 B (the 8-channel slice) on a bus of 64 B bursts: it moves
+    # at 8/64 of the bandwidth, 3,888 x 64 / 8 = 31,104 B of bus time.
+    block = Block(h=8, w=8, d=16, ih=18, iw=18, ifm_d=8)
+    assert in_place_bytes(block, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=8) == 31_104
+    # runs of a burst or more: the bytes as read
+    assert in_place_bytes(block, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=64) == 3_888
+    # 32 output channels in blocks of 16: the window is read once per depth block
+    assert in_place_bytes(block, P=16, Q=16, K=32, C=3, H=32, W=32, burst=64, run=64) == 7_776
+
+
+def test_the_block_fits_the_buffer_and_a_first_conv_reads_in_runs_of_the_slice():
+    # VWW's first conv (96x96x3, 3x3 stride 2 -> 48x48x8) on the U65's SHRAM: every block
+    # whose double-buffered window and accumulators fit 44 banks is tried; 16 x 16 x 8 wins
+    # (window 34 x 34 x 8 ch = 9,248 B: 10 banks x 2 = 20, rounded to 8-bank granules = 24;
+    # accumulators 16 x 16 x 8 x 4 B = 8 KiB: 8 x 2 = 16; 24 + 16 = 40 <= 44).
+    b = output_block(U65, P=48, Q=48, K=8, C=3, R=3, S=3, stride=(2, 2))
+    assert b == Block(16, 16, 8, 34, 34, 8)
+    # 3 x 3 blocks x 34 x 34 x 3 B = 31,212 B, in 8 B runs of 128 B bursts: x 16
+    assert in_place_bytes(b, P=48, Q=48, K=8, C=3, H=96, W=96, burst=128,
+                          run=b.ifm_d) == 31_212 * 16
+
+
+def test_a_buffer_smaller_than_a_micro_block_is_an_error():
+    tiny = U65._replace(buffer_bytes=1024)
+    with pytest.raises(ValueError, match="no output block"):
+        output_block(tiny, P=8, Q=8, K=8, C=3, R=3, S=3)
+
+
+def _stem(h: int = 32) -> Workload:
+    blocks = [WeightBlock("w", 432, 432, 8, "dense", 432, 432)]
+    op = LayerOp("stem", "conv", ("w",), h * h * 3, (h // 2) ** 2 * 16, h * h * 3,
+                 (h // 2) ** 2 * 16 * 27, (h // 2) ** 2 * 16 * 27, "int8",
+                 (("N", 1), ("K", 16), ("C", 3), ("R", 3), ("S", 3), ("P", h // 2),
+                  ("Q", h // 2)), meta={"strides": (2, 2), "pads": (0, 0, 1, 1)})
+    return Workload.single_path("stem", "dense", blocks, [op], 1)
+
+
+_IN_PLACE = ["placement.input=in_place", "compute.block.buffer=44 KiB",
+             "compute.block.ifm_granule=8", "compute.block.acc_granule=16",
+             "compute.block.ublock=[2, 2, 8]", "compute.block.max=[32, 64, 128]",
+             "compute.block.split_depth=16", "compute.block.ifm_depth=8",
+             "compute.block.source=test"]
+
+
+def test_in_place_bytes_are_counted_in_act_dram_bytes():
+    w = _stem()
+    staged = simulate(tiny_config(), w).rows[0]
+    placed_hw = tiny_config(overrides=_IN_PLACE)
+    placed = simulate(placed_hw, w).rows[0]
+    m = Machine.from_config(placed_hw)
+    nbytes, in_place = input_read(m, w.paths[0].ops[0])
+    block = output_block(m.block, P=16, Q=16, K=16, C=3, R=3, S=3, stride=(2, 2))
+    assert in_place
+    assert nbytes == in_place_bytes(block, P=16, Q=16, K=16, C=3, H=32, W=32,
+                                    burst=m.memories[0].burst_bytes, run=8)
+    out = w.paths[0].ops[0].out_bytes            # the network's output, written once
+    assert staged.act_dram_bytes == 32 * 32 * 3 + out
+    assert placed.act_dram_bytes == nbytes + out
+    assert placed.latency_s >= staged.latency_s
+
+
+def test_in_place_needs_a_block_buffer():
+    with pytest.raises(ValueError, match=r"compute\.block\.buffer"):
+        Machine.from_config(tiny_config(overrides=["placement.input=in_place"]))
+
+
+def test_non_ethos_configs_stage_the_input_and_keep_the_optimal_schedule():
+    for name in ("npu_small", "nvdla_small", "edgetpu"):
+        hw = load_config(name)
+        assert (hw.placement_input, hw.schedule, hw.block["buffer"]) == ("staged", "optimal", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the schedule
+# ---------------------------------------------------------------------------------------------
+
+def test_vela_streams_the_weights_once_per_ofm_stripe_by_hand():
+    # 4,000 B of weights over 4 output channels, 1,000 B of off-chip input over 4 output rows
+    # (250 B a row); 2,000 B of weight SRAM, 500 B for input stripes. Vela cuts the output into
+    # stripes of 500 // 250 = 2 rows, 2 stripes, and streams all the weights past each:
+    # (2 - 1) x 4,000 = 4,000 B fetched again. The optimum reads the input twice instead
+    # (2 weight tiles of 2 channels: (2 - 1) x 1,000 = 1,000 B).
+    kw = {"weight_bytes": 4000, "input_offchip": 1000, "input_bytes": 1000, "channels": 4,
+          "rows": 4, "weight_buf": 2000, "act_buf": 500}
+    vela = plan_tiling("c", schedule="vela", **kw)
+    assert (vela.order, vela.input_stripes, vela.weight_refetch) == ("input_outer", 2, 4000)
+    best = plan_tiling("c", **kw)
+    assert (best.order, best.weight_tiles, best.act_reread) == ("weights_outer", 2, 1000)
+    # the partial sums fit: the optimum splits the reduction for free, Vela does not
+    assert plan_tiling("c", psum_bytes=400, **kw).order == "reduction_outer"
+    assert plan_tiling("c", psum_bytes=400, schedule="vela", **kw) == vela
+
+
+def _run(sram: int, w: Workload, schedule: str):
+    hw = tiny_config(sram=sram, overrides=["sram.activation_reserve=25%",
+                                           f"schedule={schedule}"])
+    try:
+        return simulate(hw, w, policy="belady")
+    except TileError:
+        return None
+
+
+@FAST
+@given(w=conv_chains(), sizes=st.lists(st.integers(0, 80_000), min_size=2, max_size=4))
+def test_bytes_and_latency_never_rise_as_sram_grows_under_the_optimal_schedule(w, sizes):
+    runs = [_run(s, w, "optimal") for s in sorted(sizes)]
+    ok = [r is not None for r in runs]
+    assert ok == sorted(ok), ok
+    runs = [r for r in runs if r is not None]
+    for a, b in itertools.pairwise(runs):
+        for ra, rb in zip(a.rows, b.rows, strict=True):
+            assert rb.weight_dram_bytes + rb.act_dram_bytes <= (ra.weight_dram_bytes
+                                                                + ra.act_dram_bytes)
+            assert rb.latency_s <= ra.latency_s
+
+
+@FAST
+@given(w=st.integers(1, 60_000), i_off=st.integers(1, 20_000), extra=st.integers(0, 20_000),
+       k=st.integers(1, 64), p=st.integers(1, 64), wb=st.integers(1, 60_000),
+       ab=st.integers(1, 20_000), more=st.integers(0, 40_000))
+def test_the_vela_tiling_never_costs_more_with_more_sram_in_the_same_order(
+        w, i_off, extra, k, p, wb, ab, more):
+    # a bigger weight or stripe buffer never costs the Vela schedule more bytes while its
+    # choice of order (weights outer / input outer) stays the same
+    kw = {"weight_bytes": w, "input_offchip": i_off, "input_bytes": i_off + extra,
+          "channels": k, "rows": p}
+    try:
+        small = plan_tiling("c", schedule="vela", weight_buf=wb, act_buf=ab, **kw)
+    except TileError:
+        return
+    big = plan_tiling("c", schedule="vela", weight_buf=wb + more, act_buf=ab + more, **kw)
+    if big.order == small.order or big is ONCE:
+        assert (big.weight_refetch + big.act_reread) <= (small.weight_refetch
+                                                          + small.act_reread)
+
+
+def test_the_vela_schedule_is_not_monotone_where_it_switches_order():
+    """Vela's rule (stream the weights once per output stripe as soon as a stripe fits) is not
+    monotone in SRAM: where a bigger cache first fits an input stripe, it trades a re-read of
+    the input for re-reads of the weights. By hand: 1,000 B of weights over 4 channels, 1,200 B
+    of input over 4 rows (300 B a row). Weight buffer 500 B, stripe buffer 250 B: no row fits,
+    so weights outer in 2 tiles, the input read twice: 1,200 B again. Stripe buffer 300 B: one
+    row per stripe, 4 stripes, the weights read 4 times: 3 x 1,000 = 3,000 B again. The optimal
+    schedule takes the cheaper order and stays monotone."""
+    kw = {"weight_bytes": 1000, "input_offchip": 1200, "input_bytes": 1200, "channels": 4,
+          "rows": 4, "weight_buf": 500}
+    small = plan_tiling("c", schedule="vela", act_buf=250, **kw)
+    big = plan_tiling("c", schedule="vela", act_buf=300, **kw)
+    assert (small.order, small.act_reread, small.weight_refetch) == ("weights_outer", 1200, 0)
+    assert (big.order, big.weight_refetch, big.act_reread) == ("input_outer", 3000, 0)
+    assert plan_tiling("c", act_buf=300, **kw).order == "weights_outer"
+
+
+@FAST
+@given(w=st.integers(1, 60_000), i_off=st.integers(0, 20_000), extra=st.integers(0, 20_000),
+       k=st.integers(1, 64), p=st.integers(1, 64), wb=st.integers(1, 60_000),
+       ab=st.integers(1, 20_000), psum=st.none() | st.integers(1, 40_000))
+def test_optimal_tiling_is_a_lower_bound_on_the_vela_tiling(w, i_off, extra, k, p, wb, ab,
+                                                            psum):
+    # per op, the extra bytes the optimum's tiling costs never exceed those of Vela's
+    # (the optimum takes the cheapest of the orders Vela's is one of, or a free split)
+    kw = {"weight_bytes": w, "input_offchip": i_off, "input_bytes": i_off + extra,
+          "channels": k, "rows": p, "weight_buf": wb, "act_buf": ab, "psum_bytes": psum}
+    try:
+        vela = plan_tiling("c", schedule="vela", **kw)
+    except TileError:
+        return
+    best = plan_tiling("c", **kw)
+    assert (best.weight_refetch + best.act_reread) <= (vela.weight_refetch + vela.act_reread)
