@@ -26,15 +26,16 @@ needs_vela = pytest.mark.skipif(not (VELA / "summary.csv").exists(),
                                 reason=f"Vela's calibration CSVs are not at {VELA}")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("fidelity", SCRIPT)
+def _load(name: str, path: Path):
+    """A benchmark script as a module (``name`` in ``sys.modules``, as the scripts find it)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["fidelity"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-fid = _load()
+fid = _load("fidelity", SCRIPT)
 
 
 def test_doctests():
@@ -202,15 +203,7 @@ needs_tiny = pytest.mark.skipif(not (VELA / "mlperf_tiny" / "summary.csv").exist
                                 reason="the MLPerf Tiny models and Vela CSVs are not in ../shared")
 
 
-def _load_tiny():
-    spec = importlib.util.spec_from_file_location("fidelity_tiny", TINY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fidelity_tiny"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tiny = _load_tiny()
+tiny = _load("fidelity_tiny", TINY)
 
 
 def test_tiny_doctests():
