@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesim.cli._common import INPUTS, SEED, add_eval, policies, prefetch_modes
+from edgesim.cli._common import INPUTS, SEED, add_eval, bounded_int, policies, prefetch_modes
 from edgesim.errors import EdgesimError
 from edgesim.sweep.executors import EXECUTORS
 from edgesim.sweep.store import CSV_FILE, RESULTS_FILE
 
-__all__ = ["add_parser", "main"]
+__all__ = ["MAX_WORKERS", "add_parser", "main"]
+
+#: ``--workers`` at most this many processes (each holds the sweep's workloads).
+MAX_WORKERS = 1024
 
 
 def add_parser(subparsers) -> None:
@@ -37,11 +40,13 @@ def add_parser(subparsers) -> None:
     s.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
     s.add_argument("--prefetch", choices=prefetch_modes(), default="next")
     s.add_argument("--inputs", type=INPUTS, default=None,
-                   help="inferences per stream (1000; with --eval all of --data)")
+                   help="inferences per stream (1000; with --eval all of --data; at most "
+                   "10,000,000)")
     s.add_argument("--out", required=True, help="results folder (results.sqlite, sweep.csv)")
     s.add_argument("--executor", choices=EXECUTORS, default="process")
     s.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
-    s.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    s.add_argument("--workers", type=bounded_int(1, MAX_WORKERS),
+                   help=f"worker processes (default: all cores; at most {MAX_WORKERS})")
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--detail", action="store_true",
                    help="also keep every inference's row (detail.csv)")

@@ -164,8 +164,11 @@ def _dask(spec: ExecutorSpec, n: int, workloads: Mapping[str, Any],
     else:
         try:
             client = stack.enter_context(Client(spec.scheduler, timeout=30))
-        except OSError as exc:
-            raise EdgesimError(f"--scheduler {spec.scheduler}: cannot connect ({exc})") from None
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address
+            what = ("cannot connect" if isinstance(exc, OSError) else
+                    "not a Dask scheduler address (expected tcp://HOST:PORT)")
+            reason = " ".join(str(exc).split())[:200]
+            raise EdgesimError(f"--scheduler {spec.scheduler}: {what} ({reason})") from None
     scattered = {wid: client.scatter(w, broadcast=True, hash=False)
                  for wid, w in workloads.items()}
     return client.get_executor(pure=False), lambda wid: scattered[wid]
