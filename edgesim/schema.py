@@ -119,6 +119,24 @@ _Precision = Literal["int8", "int4", "fp16", "binary"]  # == workload.PRECISIONS
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true``/``false`` are not numbers: pydantic would take them as 1/0 in an int or
+        float field (``compute.array.rows: true`` was 1)."""
+        if isinstance(value, bool):
+            f = cls.model_fields.get(info.field_name or "")
+            if f is not None and not _takes_bool(f.annotation):
+                raise ValueError(f"{str(value).lower()} is a boolean; expected a number")
+        return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """True when a field's type admits a bool (``bool``, ``bool | None``, ``Any``)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(a) for a in get_args(annotation))
+
 
 class _Technology(_Section):
     node_nm: Annotated[float, Field(**_NODE), Attr("node_nm")]

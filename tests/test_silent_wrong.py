@@ -8,6 +8,7 @@ ours, a run that uses no cache rather than a foreign one.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +104,16 @@ def test_the_model_cache_folder_is_owner_only(tmp_path, monkeypatch):
     d = cache.folder("model")
     assert d is not None
     assert os.stat(d).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("setting", ["compute.array.rows=true", "compute.macs_per_cycle.int8=false",
+                                     "compute.array.cols=true"])
+def test_booleans_are_not_numbers_in_a_config(setting):
+    # pydantic took true as 1 in the 16 numeric fields that are not quantities
+    from edgesim.config import load_config
+    from edgesim.errors import ConfigError
+    key = setting.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)} \(from --set\): .*is a boolean; "
+                                          "expected a number"):
+        load_config("npu_small", [setting])
+    assert load_config("npu_small", ["compute.array.pipelined=true"]).array_pipelined is True
