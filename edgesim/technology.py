@@ -18,13 +18,15 @@ square-root rule Accelergy attributes to IRDS 2016/2017 fJ/switch projections).
 0.094
 
 SRAM capacity (``sram_energy``): the energy of one access grows with the square root of the
-capacity, leakage in proportion to it. A CACTI-style banked array is a square of cells fed by an
+capacity, leakage (where a config cites a figure; the shipped ones charge none) in proportion
+to it. A CACTI-style banked array is a square of cells fed by an
 H-tree; the wires an access charges (word and bit lines, the H-tree to the accessed bank) are
 as long as the array's side, which grows as sqrt(capacity), while the number of cells -- each
 leaking -- grows with the capacity itself. Horowitz ISSCC'14 (REFERENCE.md B1) gives, per 64-bit
 access at 45 nm: 8 KB 10 pJ [V], 32 KB 20 pJ, 1 MB 100 pJ [M]. 8 KB -> 32 KB is 4x the capacity
 and exactly 2x the energy (exponent 0.5); 8 KB -> 1 MB is 128x and 10x (exponent 0.47), which the
-square-root law from 8 KB overestimates by 13 % (113 pJ).
+square-root law from 8 KB overestimates by 13 % (113 pJ). Horowitz is the shipped configs' one
+SRAM source, for a read and a write alike (README, "Energy against the peers", compares CACTI).
 """
 
 from __future__ import annotations

@@ -180,8 +180,12 @@ def test_energy_is_the_sum_of_its_parts(w, hw, policy, prefetch):
         assert row.macs == sum(executed)
         mac_pj = sum(m * hw.mac_pj[op.precision] for m, op in zip(executed, ops, strict=True))
         assert _close(row.energy_mac_j, mac_pj * 1e-12)
+        # register accesses per MAC of (weight, activation, partial sum) by dataflow
+        # (edgesim.sim.energy.REGISTER_ACCESSES; by hand in tests/test_energy.py)
         bits = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
-        reg_bits = sum(m * (bits[op.precision] + hw.act_bits + 32)
+        w_n, a_n, p_n = {"weight_stationary": (1, 2, 2),
+                         "output_stationary": (2, 2, 2)}[hw.array_dataflow]
+        reg_bits = sum(m * (w_n * bits[op.precision] + a_n * hw.act_bits + p_n * 32)
                        for m, op in zip(executed, ops, strict=True) if op.macs)
         assert _close(row.energy_array_j, reg_bits / 8 * hw.register_pj_per_byte * 1e-12)
         last = max(j for j, op in enumerate(ops) if not op.fused or j == 0)

@@ -1,32 +1,59 @@
 """Energy of one inference from its counts: MACs, PE registers, SRAM bytes, off-chip bits, leakage.
 
-Public names: ``Energy``, ``inference_energy``, ``register_bits_per_mac``, ``ACCUMULATOR_BITS``.
+Public names: ``Energy``, ``inference_energy``, ``compute_energy``, ``register_bits_per_mac``,
+``REGISTER_ACCESSES``, ``ACCUMULATOR_BITS``.
 
     energy_j = mac + array + sram + offchip + decode + leak
-    mac     = sum over ops of executed MACs x energy per MAC of the op's precision
-              (a binary MAC is an add; the config's table is scaled to its technology node)
-    array   = sum over ops of executed MACs x register_bits_per_mac / 8 x register energy per
-              byte (``energy.pe_register``, scaled to the node): the PE registers of the MAC array
+    mac     = sum over precisions of executed MACs x energy per MAC of that precision
+              (``energy.mac``, scaled to the technology node; a binary MAC is an add)
+    array   = sum over ops of executed MACs x register_bits_per_mac(dataflow) / 8 x register
+              energy per byte (``energy.pe_register``, scaled to the node): the PE registers
     sram    = bytes read x read energy per byte + bytes written x write energy per byte
               (per byte energies that grow with the SRAM's size: ``technology.sram_energy``)
     offchip = per off-chip memory: bytes read x 8 x its read energy per bit + bytes written x 8
               x its write energy per bit
     decode  = decoded sparse indices x energy per index (0 unless the config sets it)
-    leak    = (SRAM leakage power (proportional to its size) + board power) x latency
+    leak    = (SRAM leakage power + board power) x latency
+
+Everything that turns a count into joules is here: ``sim.plan`` counts MACs per precision,
+register bits and decoded indices and calls ``compute_energy``; ``sim.engine`` calls
+``inference_energy`` with the bytes. Nothing here feeds back into the cycle model.
 
 ``leak`` is the part that grows with time rather than with accesses (the ``energy_leak_j``
-column). ``board`` (of it) is ``energy.board_power`` x latency: a board-level config (an MCU
-board measured at its supply, as MLPerf Tiny's energy runs are) states the whole board's active
-power, of which the per-access parts above are only what the accesses add; 0 on every other
-config.
+column). No shipped NPU config charges SRAM leakage (``sram.leakage: 0 W``): REFERENCE.md has
+no leakage figure for any node, and the two peers (nn-dataflow's ``--unit-idle-cost`` default
+0, ZigZag's hardware files) charge none either; a config with a cited figure may set it.
+``board`` (of ``leak``) is ``energy.board_power`` x latency: a board-level config (an MCU board
+measured at its supply, as MLPerf Tiny's energy runs are) states the whole board's active power;
+0 on every other config.
 
-The array level. In a weight-stationary systolic array (DESIGN.md) the weight sits in its PE's
-register for a whole fold; each MAC reads it, latches the input activation it forwards to the next
-PE and the partial sum it passes down the column. Per MAC the registers see the weight's bits, the
-activation's bits and one accumulator (``ACCUMULATOR_BITS``): Eyeriss's count of three operand
-reads and one partial-sum write per MAC (Chen et al., ISCA'16; REFERENCE.md B2), with the
-forwarding between neighbours done by the next PE's register (no separate NoC in a systolic
-array). Vector-unit ops (pools, element-wise) have no MACs and are charged no array energy.
+The array level: register bits per MAC by dataflow (``REGISTER_ACCESSES``). Each MAC needs a
+weight, an activation and a partial sum. Counting as Eyeriss does (Chen, Emer, Sze, ISCA'16,
+sec. V: a MAC reads its three operands and writes one partial sum) and as Timeloop does
+(Parashar et al., ISPASS'19: an operand that stays in a PE's register is read there once per
+MAC; an operand that moves is written into the register it arrives in and read from it), the
+register accesses per MAC are, for (weight, activation, partial sum):
+
+* ``weight_stationary`` (1, 2, 2): the weight stays (one read; its load once per fold is
+  amortised over the fold's outputs and not counted); the activation arrives from the left
+  neighbour (one write) and is read once, which drives both the multiplier and the next PE; the
+  partial sum arrives from above (one read of the upstream register) and the new sum is
+  latched for the PE below (one write).
+* ``output_stationary`` (2, 2, 2): the partial sum stays in the PE's accumulator (one read,
+  one write per MAC; its drain once per output is amortised over the output's MACs); weight
+  and activation both arrive (one write, one read each). Ethos-U's broadcast dot-product
+  engine is of this kind: operands latched at the PE, accumulators local.
+* ``row_stationary`` (1, 1, 2): Eyeriss's RF: a filter row and an input row sit in the PE's
+  scratchpad and are reused across the row's sliding window, so per MAC only Eyeriss's 3
+  reads + 1 write remain (fills amortised over the reuse). Not a ``compute.array.dataflow``
+  value today (edgesim's arrays are systolic or broadcast); listed for the comparison.
+
+Bits per MAC = sum of accesses x operand bits (weight bits of the op's precision, the config's
+activation bits, ``ACCUMULATOR_BITS`` for a partial sum). For int8 with 8-bit activations:
+weight-stationary 8 + 2x8 + 2x32 = 88 bits (11 B), output-stationary 2x8 + 2x8 + 2x32 = 96 bits
+(12 B), row-stationary 8 + 8 + 2x32 = 80 bits (10 B). A read and a write of a register bit cost
+the same (``energy.pe_register``; an assumption: Aladdin tabulates the read). Vector-unit ops
+(pools, element-wise) have no MACs and are charged no array energy.
 
 All inputs in bytes, seconds and joules; every component is returned in joules.
 
@@ -38,17 +65,18 @@ All inputs in bytes, seconds and joules; every component is returned in joules.
 ...                      latency_s=1e-12)
 >>> round(e.sram * 1e12, 6), round(e.offchip * 1e12, 6), round(e.leak * 1e12, 6)
 (3.0, 80.0, 0.5)
->>> register_bits_per_mac("int8", act_bits=8)   # 8 + 8 + 32
-48
+>>> register_bits_per_mac("int8", act_bits=8, dataflow="weight_stationary")   # 8 + 16 + 64
+88
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACCUMULATOR_BITS", "Energy", "inference_energy", "register_bits_per_mac"]
+__all__ = ["ACCUMULATOR_BITS", "REGISTER_ACCESSES", "Energy", "compute_energy",
+           "inference_energy", "register_bits_per_mac"]
 
 _PJ = 1e-12
 
@@ -60,10 +88,44 @@ ACCUMULATOR_BITS = 32
 #: Bits of one weight of each precision (``workload.PRECISIONS``).
 _WEIGHT_BITS = {"int8": 8, "int4": 4, "fp16": 16, "binary": 1}
 
+#: Register accesses (reads + writes) per MAC of (weight, activation, partial sum), by dataflow;
+#: derivation in the module docstring.
+REGISTER_ACCESSES: dict[str, tuple[int, int, int]] = {
+    "weight_stationary": (1, 2, 2),
+    "output_stationary": (2, 2, 2),
+    "row_stationary": (1, 1, 2),
+}
 
-def register_bits_per_mac(precision: str, *, act_bits: int) -> int:
-    """Bits the PE registers read or latch per MAC: weight + activation + partial sum."""
-    return _WEIGHT_BITS[precision] + act_bits + ACCUMULATOR_BITS
+
+def register_bits_per_mac(precision: str, *, act_bits: int, dataflow: str) -> int:
+    """Register bits read or written per MAC in a PE of ``dataflow`` (``REGISTER_ACCESSES``).
+
+    ``sim.plan`` passes the array's ``compute.array.dataflow``.
+    """
+    try:
+        w, a, p = REGISTER_ACCESSES[dataflow]
+    except KeyError:
+        raise ValueError(f"dataflow {dataflow!r}: expected one of "
+                         f"{sorted(REGISTER_ACCESSES)}") from None
+    return w * _WEIGHT_BITS[precision] + a * act_bits + p * ACCUMULATOR_BITS
+
+
+def compute_energy(m, *, macs: Mapping[str, int], register_bits: int,
+                   decoded: int) -> tuple[float, float, float]:
+    """``(mac, array, decode)`` joules of executed ``macs`` per precision on ``m``.
+
+    ``m`` has ``mac_pj`` (pJ per MAC by precision), ``register_pj_per_byte`` and
+    ``index_decode_pj`` (``sim.plan.Machine``, ``HardwareConfig``).
+
+    >>> from types import SimpleNamespace as NS
+    >>> m = NS(mac_pj={"int8": 0.5}, register_pj_per_byte=0.25, index_decode_pj=2.0)
+    >>> [round(x * 1e12, 6) for x in compute_energy(m, macs={"int8": 4}, register_bits=64,
+    ...                                              decoded=3)]
+    [2.0, 2.0, 6.0]
+    """
+    mac = sum(n * m.mac_pj[p] for p, n in sorted(macs.items()))
+    return (mac * _PJ, register_bits / 8 * m.register_pj_per_byte * _PJ,
+            decoded * m.index_decode_pj * _PJ)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgesim.sim.energy import register_bits_per_mac
+from edgesim.sim.energy import compute_energy, register_bits_per_mac
 from edgesim.sim.mapping import Array, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
 from edgesim.sim.tiling import (
@@ -269,7 +269,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     blocks: list[tuple[int, ...]] = []
     macs = sram_read = sram_write = 0
     decode = 0
-    mac_pj = 0.0
+    macs_by: dict[str, int] = {}           # executed MACs per precision (energy)
     register_bits = 0
     gated: set[int] = set()
     op_weight_bytes: list[int] = []
@@ -286,9 +286,10 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
             producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
         macs += executed
-        mac_pj += executed * m.mac_pj[op.precision]
+        macs_by[op.precision] = macs_by.get(op.precision, 0) + executed
         if op.macs:
-            register_bits += executed * register_bits_per_mac(op.precision, act_bits=m.act_bits)
+            register_bits += executed * register_bits_per_mac(
+                op.precision, act_bits=m.act_bits, dataflow=array.dataflow)
         sram_read += wbytes + op.in_bytes
         sram_write += op.out_bytes
         for b in dict.fromkeys(op.weights):
@@ -316,6 +317,8 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
     compute_ps = tuple(-(-(int(c) * PS_PER_S) // m.clock_hz) for c in cycles)
     ops = (tuple(_op_info(m, workload, op) for op in path.ops) if per_layer else None)
+    mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
+                                              decoded=decode)
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
@@ -324,9 +327,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
         sram_write_fixed=sram_write + act_in - sum(in_place),   # in place: not via SRAM
-        energy_mac_j=mac_pj * 1e-12,
-        energy_array_j=register_bits / 8 * m.register_pj_per_byte * 1e-12,
-        energy_decode_j=decode * m.index_decode_pj * 1e-12,
+        energy_mac_j=mac_j, energy_array_j=array_j, energy_decode_j=decode_j,
         act_dram_bytes=sum(spill), act_reread_bytes=sum(t.act_reread for t in tiling),
         act_parts=parts,
         act_traffic=tuple((k, r, w) for k, (r, w) in sorted(traffic.items())),
