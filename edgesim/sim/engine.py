@@ -47,7 +47,7 @@ check both give the same table).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
@@ -60,6 +60,7 @@ from edgesim.sim.energy import inference_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
+from edgesim.sim.tiling import TileError
 from edgesim.workload import Workload
 
 __all__ = ["PREFETCH_MODES", "Part", "simulate"]
@@ -402,6 +403,23 @@ def _check(policy: str, prefetch: str) -> None:
         raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
 
 
+def _tile_room(pol, capacity: int, weight_sram: int, workload: Workload, blocks,
+               sizes: Sequence[int]) -> int:
+    """The capacity to choose a static set for again after a tile did not fit beside it: the
+    weight SRAM less the largest one-output-channel tile of an op the set does not hold all of
+    (``sim.tiling.plan_tiling``'s smallest weight tile), and below ``capacity``."""
+    held = getattr(pol, "pinned", frozenset())
+    need = 0
+    for path, ids in zip(workload.paths, blocks, strict=True):
+        for op, bs in zip(path.ops, ids, strict=True):
+            if not op.macs or not bs or all(b in held for b in bs):
+                continue
+            dims = op.dims
+            channels = dims.get("K", 1) if "C" in dims else dims.get("N", 1)
+            need = max(need, -(-sum(sizes[b] for b in bs) // max(1, channels)))
+    return max(0, min(capacity - 1, weight_sram - need))
+
+
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
              per_layer: bool = False, memo: bool = True,
              progress: Callable[[int], None] | None = None,
@@ -430,9 +448,20 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     sizes = [b.stored_bytes for b in workload.blocks.values()]
     seq = workload.sequence
     pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes, blocks, seq))
-    # pinned blocks take their room from every op's weight tiles
-    plans = compile_paths(machine, workload, per_layer=per_layer,
-                          reserved=pol.reserved_bytes(), blocks=blocks)
+    capacity = machine.weight_sram_bytes
+    while True:   # pinned blocks take their room from every op's weight tiles
+        try:
+            plans = compile_paths(machine, workload, per_layer=per_layer,
+                                  reserved=pol.reserved_bytes(), blocks=blocks)
+            break
+        except TileError:
+            if not pol.reserved_bytes():
+                raise
+            # a static set must leave the room an op it does not hold needs to stream its
+            # smallest tile (as lru can): chosen again for the weight SRAM less that tile
+            capacity = _tile_room(pol, capacity, machine.weight_sram_bytes, workload, blocks,
+                                  sizes)
+            pol = make_policy(policy, Stream(sizes, capacity, blocks, seq))
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,
                      memo=memo)
     rows: list[InferenceRow] = []
