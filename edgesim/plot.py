@@ -105,11 +105,16 @@ def column(df: pd.DataFrame, col: str) -> str:
 
 
 def _scaled(df: pd.DataFrame, col: str) -> tuple[Any, str]:
+    import pandas as pd
     if col not in df.columns:
         hint = ("; run the sweep with --data LABELLED --eval for top1"
                 if col in HIGHER_IS_BETTER else "")
         raise DataError(f"column {col!r} is not in the table{hint}; columns: "
                         f"{', '.join(df.columns)}")
+    if not pd.api.types.is_numeric_dtype(df[col]):
+        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
+        raise DataError(f"column {col!r} holds text (e.g. {str(df[col].iloc[0])[:40]!r}); an "
+                        f"axis needs a numeric column such as {', '.join(numeric[:6])}")
     div, unit = _unit(col, df[col].tolist())
     return df[col] / div, _label(col, unit)
 

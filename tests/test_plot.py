@@ -99,3 +99,16 @@ def test_an_empty_or_broken_csv_is_one_line(tmp_path, capsys, kind, content):
     assert len(err.strip().splitlines()) == 1
     assert "sweep.csv" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("kind", "axis"), [("pareto", ["--x", "model"]),
+                                            ("bytes-vs-sram", ["--y", "policy"])])
+def test_a_text_column_on_an_axis_is_one_line(sweep_dir, tmp_path, capsys, kind, axis):
+    # 'could not convert string to float' was a traceback
+    code = main(["plot", kind, str(sweep_dir), *axis, "--out", str(tmp_path / "f")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"column '{axis[1]}' holds text" in err
+    assert "an axis needs a numeric column such as" in err
+    assert not list(tmp_path.glob("f.*"))
