@@ -66,8 +66,8 @@ decision, not stored bytes. No raw fallback: where Vela's palette heuristic lose
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -199,89 +199,83 @@ def _w_tables(ubits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cost, pos, extra
 
 
-def _search(values: np.ndarray, cost: Callable[[np.ndarray], np.ndarray], ncfg: int,
-            free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _search(costs: np.ndarray, free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The encoder's parameter search (``search_grc_params``) over one value sequence: the
-    segments ``(ends, cfgs)`` of least model cost, where values cost ``cost(values)`` (a row
-    per parameter) and a change of parameter 40 bits (0 at the values in ``free``, where the
-    weight stream starts a slice anyway).
+    segments ``(ends, cfgs)`` of least model cost, where ``costs[j, i]`` is the cost of value i
+    under parameter j and a change of parameter costs 40 bits (0 at the values in ``free``,
+    where the weight stream starts a slice anyway).
 
     A Viterbi recursion: ``s_j <- min(s_j, min s + 40) + cost_j``, keeping the parameter unless
     switching is strictly cheaper, switching from the first parameter of least cost; then traced
-    back from the first parameter of least total. Only ``s - min s`` decides, and only up to 41
-    (a parameter further behind switches at the next value whatever its lag), so the state is
-    kept as that, clipped to 0..41, and the decisions are read back from it. The sequence is
-    cut into chunks run side by side (NumPy across chunks, one step per value), each first from
-    a guessed start; a chunk whose start was wrong is run again from its predecessor's end, only
-    until its state meets the recorded one (the recursion forgets its start within a few
-    values), until no start changes.
+    back from the first parameter of least total. Only the lags ``s - min s`` decide, and only
+    up to 41 (a parameter further behind switches at the next value whatever its lag). So a
+    value's costs count relative to its cheapest, capped at 81 (a parameter 81 dearer ends at
+    least 41 behind), and the lags fit int8 (at most 40 + 81).
+
+    The recursion is linear in the min-plus algebra (``s'_j = min_i (A_ji + s_i)``, ``A_jj =
+    cost_j``, ``A_ji = cost_j + 40``), so the sequence is cut into chunks run side by side
+    (NumPy across chunks, one step per value in a chunk): first the transfer of each chunk from
+    each parameter (``P[j, i]``, least cost from i at its start to j at its end), then the
+    exact lags at each chunk's start, chunk after chunk (``min_i (P[j, i] + s_i)``), then every
+    chunk again from its exact start, keeping the lags before each value for the traceback.
+    Python steps: ``sqrt(n / 2)`` of 169 lanes per chunk (13 x 13), as many of 13 lanes, and
+    ``sqrt(2 n)`` of one 13 x 13 chunk each; no reruns (exact: ``tests/test_weight_codec.py``
+    checks it against the recursion written plainly).
     """
-    n = values.size
-    chunk = max(64, int(np.sqrt(n)) * 2)
-    k = -(-n // chunk)
-    vals = np.zeros(k * chunk, dtype=values.dtype)
-    vals[:n] = values
-    vals = np.ascontiguousarray(vals.reshape(k, chunk).T)
-    cmd = np.full(k * chunk, _CMD_BITS, dtype=np.int16)
+    ncfg, n = costs.shape
+    span = max(16, int(np.sqrt(n / 2)))        # values per chunk
+    k = -(-n // span)
+    rel = np.zeros((ncfg, k * span), dtype=np.int8)
+    np.minimum(costs - costs.min(axis=0), 2 * _CMD_BITS + 1, out=rel[:, :n], casting="unsafe")
+    rel = np.ascontiguousarray(rel.reshape(ncfg, k, span).transpose(2, 0, 1))   # step, cfg, chunk
+    cmd = np.full(k * span, _CMD_BITS, dtype=np.int8)
     if free is not None:
         cmd[free[free < n]] = 0
-    cmd = np.ascontiguousarray(cmd.reshape(k, chunk).T)
-    state = np.zeros((chunk, ncfg, k), dtype=np.int8)      # after each value
-    start = np.zeros((ncfg, k), dtype=np.int8)
-    ends = np.zeros((ncfg, k), dtype=np.int8)
-    last = (n - 1) % chunk                  # the last value's step in the last chunk
-
-    def run(cols: np.ndarray, first: bool) -> None:
-        s = start[:, cols].astype(np.int16)
-        for t in range(chunk):
-            s = np.minimum(s, cmd[t, cols]) + cost(vals[t, cols])
-            s -= s.min(axis=0)
+    limits = cmd[:n]
+    step_cmd = np.ascontiguousarray(cmd.reshape(k, span).T) if free is not None else None
+    start = np.zeros((ncfg, k), dtype=np.int8)             # the lags before each chunk
+    if k > 1:
+        m = k - 1                           # the last chunk's transfer is not needed
+        pt = np.full((ncfg, ncfg, m), _CMD_BITS + 1, dtype=np.int8)    # 41: "not there"
+        pt[np.arange(ncfg), np.arange(ncfg)] = 0
+        offset = np.zeros((ncfg, m), dtype=np.int32)
+        for t in range(span):
+            np.minimum(pt, _CMD_BITS if step_cmd is None else step_cmd[t, :m], out=pt)
+            pt += rel[t, :, None, :m]
+            low = pt.min(axis=0)
+            pt -= low
+            offset += low
+        transfer = np.ascontiguousarray((pt + offset).transpose(2, 0, 1))   # chunk, j, i
+        s = np.zeros(ncfg, dtype=np.int32)
+        for col in range(m):
+            s = (transfer[col] + s).min(axis=1)
+            s -= s.min()
             np.minimum(s, _CMD_BITS + 1, out=s)
-            if t == last and cols[-1] == k - 1:
-                ends[:, k - 1] = s[:, -1]
-            if not first:
-                met = (s == state[t][:, cols]).all(axis=0)
-                state[t][:, cols] = s
-                if met.any():               # from here on as recorded, its end too
-                    cols, s = cols[~met], s[:, ~met]
-                    if cols.size == 0:
-                        return
-            else:
-                state[t] = s
-        keep = cols != k - 1
-        ends[:, cols[keep]] = s[:, keep]
-
-    run(np.arange(k), True)
-    while True:
-        want = np.hstack([np.zeros((ncfg, 1), dtype=np.int8), ends[:, :-1]])
-        cols = np.flatnonzero((want != start).any(axis=0))
-        if cols.size == 0:
-            break
-        start[:, cols] = want[:, cols]
-        run(cols, False)
-    # the state before each value: the start of its chunk, or the state after the value before
-    limits = cmd.T.reshape(-1)[:n]
+            start[:, col + 1] = s
+    lags = np.empty((span + 1, ncfg, k), dtype=np.int8)    # before each step, and after the last
+    lags[0] = start
+    s = start.copy()
+    for t in range(span):
+        np.minimum(s, _CMD_BITS if step_cmd is None else step_cmd[t], out=s)
+        s += rel[t]
+        s -= s.min(axis=0)
+        lags[t + 1] = s
     at: dict[int, np.ndarray] = {}
-
-    def before(v: int) -> np.ndarray:
-        t, col = v % chunk, v // chunk
-        return start[:, col] if t == 0 else state[t - 1, :, col]
 
     def switches(c: int) -> np.ndarray:
         """The values at which parameter ``c`` switched (from the first of least cost)."""
         if c not in at:
-            lag = np.concatenate([start[c][None], state[:-1, c]]).T.reshape(-1)[:n]
-            at[c] = np.flatnonzero(lag > limits)
+            at[c] = np.flatnonzero(lags[:-1, c].T.reshape(-1)[:n] > limits)
         return at[c]
 
-    cfg, limit = int(np.argmin(ends[:, -1])), n
+    cfg, limit = int(np.argmin(lags[(n - 1) % span + 1, :, k - 1])), n
     seg_ends, seg_cfgs = [n], [cfg]
     while True:                             # back from the end: where each parameter began
         i = int(np.searchsorted(switches(cfg), limit)) - 1
         if i < 0:
             break
         limit = int(at[cfg][i])
-        cfg = int(np.argmin(before(limit)))
+        cfg = int(np.argmin(lags[limit % span, :, limit // span]))
         seg_ends.append(limit)
         seg_cfgs.append(cfg)
     return np.array(seg_ends[::-1], dtype=np.int64), np.array(seg_cfgs[::-1], dtype=np.int64)
@@ -308,11 +302,11 @@ def _code(values: np.ndarray, freq: np.ndarray, p: dict, zero_runs: bool) -> Str
         runs = None
     n = coded.size
     wcost, wpos, wextra = _w_tables(ubits)
-    wcost_t = np.ascontiguousarray(wcost.T.astype(np.int16))
-    w_ends, w_cfgs = _search(coded, lambda v: wcost_t[:, v], len(_W_CFGS))
+    rel = np.minimum(wcost - wcost.min(axis=1, keepdims=True), 2 * _CMD_BITS + 1)
+    w_ends, w_cfgs = _search(np.ascontiguousarray(rel.T.astype(np.int8))[:, coded])
     cuts = w_ends
     if runs is not None:
-        z_ends, z_cfgs = _search(runs, _z_cost, _Z_CFGS, free=w_ends - 1)
+        z_ends, z_cfgs = _search(_z_cost(runs), free=w_ends - 1)
         cuts = np.union1d(w_ends, z_ends[z_ends <= n])
     # slices: from each cut to the next, in pieces of at most SLICE_MAX weights
     lo = np.concatenate(([0], cuts[:-1]))
@@ -362,6 +356,14 @@ def encode_stream(values: np.ndarray) -> StreamCode:
     lo, hi = int(v.min()), int(v.max())
     if lo < -255 or hi > 255:
         raise ValueError(f"weight stream: values must lie in -255..255, got range {lo}..{hi}")
+    return _encode(v.astype(np.int16).tobytes())
+
+
+@lru_cache(maxsize=8)
+def _encode(key: bytes) -> StreamCode:
+    """``encode_stream`` of the int16 values in ``key``, remembered: an import measures a
+    tensor's stream once per record count (``edgesim.trace.weights.stored_block``)."""
+    v = np.frombuffer(key, dtype=np.int16).astype(np.int64)
     freq = np.bincount(v + 256, minlength=512)
     top = int(np.argmax(freq))
     second = int(np.partition(freq, -2)[-2])

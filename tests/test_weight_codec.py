@@ -18,6 +18,9 @@ from edgesim.weight_codec import (
     ALIGN_BYTES,
     RECORD_BYTES,
     SLICE_MAX,
+    _search,
+    _w_tables,
+    _z_cost,
     brick_order,
     encode_stream,
     mlw_bytes,
@@ -130,6 +133,51 @@ def test_search_changes_parameter_where_it_pays():
     v = np.concatenate([rng.integers(0, 4, 1000), rng.integers(64, 128, 1000)])
     code = encode_stream(v)
     assert code.slices == ((1000, (0, 0), None), (1000, (5, 0), None))
+
+
+def _viterbi(costs, free):
+    """``search_grc_params`` of mlw_encode.c written plainly: after value i, the least cost of
+    coding values 0..i ending in parameter j is ``s[j]``; before value i a parameter whose cost
+    exceeds the least one (``s[b]``, b the first such) by more than ``cmd`` (40 bits, 0 where a
+    weight slice starts anyway, ``free``) switches from b, else it keeps itself; then value i
+    adds its own cost. The answer is traced back from the first parameter of least total: each
+    switch into the current parameter ends the segment before it."""
+    ncfg, n = len(costs), len(costs[0])
+    s = [0] * ncfg
+    came = []                               # came[i][j]: what j switched from at i, or None
+    for i in range(n):
+        b = min(range(ncfg), key=s.__getitem__)
+        cmd = 0 if i in free else 40
+        came.append([b if s[b] + cmd < s[j] else None for j in range(ncfg)])
+        s = [min(s[j], s[b] + cmd) + costs[j][i] for j in range(ncfg)]
+    cfg = min(range(ncfg), key=s.__getitem__)
+    ends, cfgs = [n], [cfg]
+    for i in range(n - 1, -1, -1):
+        if came[i][cfg] is not None:
+            cfg = came[i][cfg]
+            ends.append(i)
+            cfgs.append(cfg)
+    return ends[::-1], cfgs[::-1]
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_search_is_the_plain_viterbi(seed):
+    # the chunked min-plus search (_search) against the recursion itself, on weight indices
+    # (13 parameters, uncodable ones at 10000 bits) and zero runs (4 divisors, runs up to 40 k,
+    # some values free), short streams and ones of several chunks (> 512 values)
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 2, 7, 40, 300, 700, 1500, 2500]))
+    wcost = _w_tables(int(rng.choice([2, 5, 8, 100])))[0]
+    idx = np.minimum(rng.geometric(1 / rng.uniform(1.5, 60), n) - 1, wcost.shape[0] - 1)
+    idx[rng.random(n) < 0.05] = rng.integers(0, 544)     # a few outliers
+    costs = wcost[idx].T
+    assert [list(a) for a in _search(costs)] == list(_viterbi(costs.tolist(), set()))
+    runs = rng.geometric(1 / rng.uniform(1, 30), n) - 1
+    runs[rng.random(n) < 0.01] = rng.integers(0, 40000)
+    free = np.flatnonzero(rng.random(n) < 0.02)
+    zcost = _z_cost(runs)
+    assert ([list(a) for a in _search(zcost, free=free)]
+            == list(_viterbi(zcost.tolist(), set(free.tolist()))))
 
 
 def test_laplace_layer_near_vela():
