@@ -244,6 +244,36 @@ class _Block(_Section):
 _DEFAULT_BLOCK = _Block(source="edgesim default: no block buffer stated")
 
 
+_Pair = tuple[Annotated[int, Field(**_DIM)], Annotated[int, Field(**_DIM)]]
+
+
+class _Pooling(_Section):
+    """Where 2-D pools and a softmax's max/sum reductions run (``edgesim.sim.mapping.Pooling``).
+
+    ``unit``: ``vector`` (the default: pools at ``compute.ops.pool``, else on the vector unit)
+    or ``array`` (the MAC engine, one step per kernel element: Ethos-U). The rest is read only
+    with ``array``: ``sub_kernel`` (height, width), the largest kernel piece one pass takes;
+    ``min_steps``, the fewest steps of a piece; ``block`` (height, width, depth), the largest
+    OFM block; ``delay``, cycles per piece when a block is one micro-block; ``latency``,
+    cycles of the SRAM latency of the first IFM and the last OFM block transfer;
+    ``max_output``, cycles per OFM element of a max pool's output stage (other pools take
+    ``compute.ops.output``).
+    """
+
+    unit: Annotated[Literal["vector", "array"], Field()] = "vector"
+    sub_kernel: _Pair = (8, 8)
+    min_steps: Annotated[int, Field(**_DIM)] = 4
+    block: _Triple = (1, 1, 1)
+    delay: Annotated[int, Field(ge=0, le=2**10)] = 0
+    latency: Annotated[int, Field(ge=0, le=2**16)] = 0
+    max_output: _CyclesPerElement = 0.0
+    source: _Text
+
+
+_DEFAULT_POOLING = _Pooling(source="edgesim default: pools on the vector unit or at "
+                                   "compute.ops.pool")
+
+
 _InstrPer = Annotated[float, Field(ge=0, le=2**16)]
 
 
@@ -295,6 +325,7 @@ class _Compute(_Section):
     vector: _Vector = _Vector()
     ops: _Ops = _DEFAULT_OPS
     block: Annotated[_Block, Attr("block")] = _DEFAULT_BLOCK
+    pooling: Annotated[_Pooling, Attr("pooling")] = _DEFAULT_POOLING
     skip_zero_weights: Annotated[bool, Attr("skip_zero_weights")]
     #: the weight encodings whose compute walks only the stored nonzeros (the hardware, or its
     #: kernels, decodes the format and skips zeros); another encoding runs every MAC unless
@@ -655,6 +686,8 @@ class HardwareConfig:
     fuse_eltwise: bool
     #: ``compute.block``: ``buffer`` (0: none stated) and ``bank`` in bytes, the rest as given
     block: Mapping[str, Any]
+    #: ``compute.pooling`` (``edgesim.sim.mapping.Pooling``), as given
+    pooling: Mapping[str, Any]
     skip_zero_weights: bool
     skip_formats: tuple[str, ...]
     #: ``compute.kernels`` (``edgesim.sim.mcu.Kernels``), sizes in bytes

@@ -1,6 +1,7 @@
 """The Workload IR: the plain-data contract between tracing and simulation.
 
-Public names: ``WeightBlock``, ``LayerOp``, ``Path``, ``Workload``, ``OP_KINDS``, ``PRECISIONS``.
+Public names: ``WeightBlock``, ``LayerOp``, ``Window``, ``Path``, ``Workload``, ``OP_KINDS``,
+``PRECISIONS``.
 
 A Workload is what lives off-chip (the ``WeightBlock`` catalogue), the ways one inference can run
 (the ``Path`` catalogue, each an ordered tuple of ``LayerOp``), and which path each input of a
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OP_KINDS", "PRECISIONS", "LayerOp", "Path", "WeightBlock", "Workload"]
+__all__ = ["OP_KINDS", "PRECISIONS", "LayerOp", "Path", "WeightBlock", "Window", "Workload"]
 
 #: Op kinds. Weight ops read WeightBlocks; the others move activations only.
 OP_KINDS = (
@@ -111,6 +112,22 @@ class WeightBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A pool's window over one NHWC plane: kernel ``r x s`` taps with strides ``stride_h,
+    stride_w`` over an ``h x w x c`` input, giving a ``p x q x c`` output (``LayerOp.window``)."""
+
+    r: int
+    s: int
+    stride_h: int
+    stride_w: int
+    h: int
+    w: int
+    c: int
+    p: int
+    q: int
+
+
+@dataclass(frozen=True, slots=True)
 class LayerOp:
     """One op of one inference.
 
@@ -126,7 +143,7 @@ class LayerOp:
     op's output (from the trace; empty: the next op that is not fused, an assumption for
     hand-made workloads). ``meta`` is free-form provenance for reports
     (``module``, ``func``, ``groups``, ...); the simulator reads it only through the accessors
-    ``groups`` and ``function``.
+    ``groups``, ``function`` and ``window``.
     """
 
     name: str
@@ -174,6 +191,19 @@ class LayerOp:
     def function(self) -> str:
         """The operator the op records, lower case (``"softmax"``, ``"add"``, ``"relu"``), or ""."""
         return str(self.meta.get("func", "")).lower()
+
+    @property
+    def window(self) -> Window | None:
+        """A pool's window (``meta`` ``kernel``, ``strides``, ``input``, ``output``, as the TFLite
+        front-end records them), or None when the op records no kernel."""
+        kernel, inp, out = (self.meta.get(k) for k in ("kernel", "input", "output"))
+        if kernel is None or inp is None or out is None:
+            return None
+        r, s = (int(v) for v in kernel)
+        sh, sw = (int(v) for v in self.meta.get("strides", (1, 1)))
+        h, w, c = (int(v) for v in inp)
+        p, q = (int(v) for v in out[:2])
+        return Window(r, s, sh, sw, h, w, c, p, q)
 
 
 @dataclass(frozen=True, slots=True)

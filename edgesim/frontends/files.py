@@ -23,7 +23,7 @@ __all__ = ["MAX_MODEL_BYTES", "catalogue", "file_key"]
 #: The largest model file read (2 GiB: the flatbuffer and protobuf limit).
 MAX_MODEL_BYTES = 2 << 30
 #: Bump when what an importer makes of a file changes.
-IMPORT_VERSION = 1
+IMPORT_VERSION = 2
 
 
 def file_key(req: ModelRequest, precision: str) -> str:

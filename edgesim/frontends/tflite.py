@@ -20,7 +20,9 @@ quantised per output channel as the PyTorch tracer does (``trace.weights.quantiz
 * The other operators have 0 MACs and the kind of ``KINDS``; ``RESHAPE``, ``SQUEEZE`` and
   ``EXPAND_DIMS`` are views (``Graph.aliases``), not ops. A ``fused_activation_function`` is the
   node's ``activation``. ``DEQUANTIZE`` of a constant (float16 weights) is a constant. Constant
-  operands of non-MAC ops (shapes, paddings, axes) are not blocks.
+  operands of non-MAC ops (shapes, paddings, axes) are not blocks. A 2-D pool records its
+  window: ``meta["kernel"]`` (R, S), ``"strides"``, ``"padding"``, ``"input"`` (H, W, C) and
+  ``"output"`` (P, Q) (``LayerOp.window``).
 * Errors: an operator not in ``KINDS`` (nor a view), a truncated or malformed flatbuffer, a
   tensor whose shape claims more than its buffer holds or more than ``MAX_ELEMENTS``, a buffer
   index or offset out of the file, a tensor read before any operator writes it: one
@@ -379,9 +381,18 @@ def _simple(r: _Reader, i: int, opname: str, op, ins: list[int], outs: list[int]
     if not acts:
         raise ModelError(f"{r.where}: operator {i} ({opname}) reads no activation tensor")
     cls = _OPTIONS.get(opname)
-    act = _fused(_opts(r, op, cls)) if cls is not None else None
+    opts = _opts(r, op, cls) if cls is not None else None
+    meta: dict[str, object] = {"index": i}
+    if cls == "Pool2DOptions" and opts is not None:
+        x_i = next(t for t in ins if r.const(t) is None)
+        x, y = r.tensor(x_i).shape, r.tensor(outs[0]).shape
+        if len(x) == 4 and len(y) == 4:      # NHWC: the window a pool runs on (LayerOp.window)
+            meta.update(kernel=(int(opts.FilterHeight()), int(opts.FilterWidth())),
+                        strides=(int(opts.StrideH()), int(opts.StrideW())),
+                        padding="SAME" if int(opts.Padding()) == 0 else "VALID",
+                        input=(int(x[1]), int(x[2]), int(x[3])), output=(int(y[1]), int(y[2])))
     return Node(f"{opname.lower()}_{i}", KINDS[opname], opname, acts,
-                tuple(f"t{t}" for t in outs), activation=act, meta={"index": i})
+                tuple(f"t{t}" for t in outs), activation=_fused(opts), meta=meta)
 
 
 def _opname(r: _Reader, op) -> str:

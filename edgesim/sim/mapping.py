@@ -70,6 +70,22 @@ over its producer's output (Ethos-U has no softmax unit: ``softmax * max(command
 elements)``). An element-wise op reading the output of the MAC op just before it costs nothing
 when ``Rates.fuse_eltwise`` (Ethos-U85 chains it into that op's output stage).
 
+**Pools on the MAC engine** (``compute.pooling.unit: array``; Ethos-U runs pooling and a
+softmax's max and sum reductions on the MAC engine, not a vector unit: regor
+``EthosU55Performance::EstimateMacCyclesPerBlock`` / ``EstimateMacOpCycles`` and the U85's,
+ethos-u-vela ``npu_performance._estimate_conv_cycles``; written afresh). A 2-D average or max
+pool with a recorded window (``LayerOp.window``) costs, per OFM block of at most
+``Pooling.block``: ``sum over kernel pieces of max(min_steps, taps) x micro-blocks x act_bits /
+2`` MAC cycles (pieces of at most ``sub_kernel``; + ``delay`` per piece for a one-micro-block
+block) and ``ceil(rate x block elements)`` output cycles; blocks are issued at least every
+``(|OFM - IFM transfer| + mac + out) / 4`` cycles; the longer stage paces the blocks, the
+shorter is paid once, and the first IFM block and the last OFM block transfer before and after
+(``latency`` + bytes / port). KWS's 25 x 5 average pool over 64 channels on Ethos-U55-128:
+pieces 40 + 40 + 40 + 5 = 125 steps x 8 micro-blocks x 4 = 4,000 MAC cycles; output 32;
+issue (4,000 + 32) / 4 = 1,008; IFM block 8 x 5 x 64 B: 32 + 320; OFM 64 B: 32 + 8; total
+4,000 + 1,008 + 352 + 40 = 5,400 (Vela's row: 5,400). A softmax's chain then has a ``1 x n``
+max pool and a one-step int32 sum (``writeback_cycles``) in place of two element-wise commands.
+
 An ``mcu`` array (``kind: mcu``) is no array: a CPU runs each op as an NN kernel whose cost
 ``edgesim.sim.mcu`` counts (instructions per MAC by op class, im2col, requantisation, per-op
 overhead, flash waits); ``executed`` below the dense MACs is a sparse kernel walking nonzeros.
@@ -89,10 +105,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgesim.sim import mcu
-from edgesim.workload import LayerOp
+from edgesim.workload import LayerOp, Window
 
-__all__ = ["DATAFLOWS", "KINDS", "Array", "Rates", "broadcast_cycles", "fuses", "mac_cycles",
-           "op_cycles", "port_cycles", "utilisation", "vector_cycles"]
+__all__ = ["ARRAY_POOLS", "DATAFLOWS", "KINDS", "Array", "Pooling", "Rates", "broadcast_cycles",
+           "fuses", "mac_cycles", "op_cycles", "pool_cycles", "port_cycles", "utilisation",
+           "vector_cycles"]
 
 #: Dataflows an array can have (``compute.array.dataflow``).
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -123,6 +140,35 @@ class Rates:
     softmax: int = 0
     fuse_eltwise: bool = False
 
+@dataclass(frozen=True, slots=True)
+class Pooling:
+    """Where 2-D pools and a softmax's max/sum reductions run (``compute.pooling``).
+
+    ``unit`` "vector": pools at ``Rates.pool`` (else the vector unit), a softmax all
+    element-wise commands. "array": on the MAC engine (``pool_cycles``); the other fields are
+    the mechanism's constants (see the module docstring).
+    """
+
+    unit: str = "vector"
+    sub_kernel: tuple[int, int] = (8, 8)   # (height, width): the largest piece of one pass
+    min_steps: int = 4                     # fewest steps of a piece
+    block: tuple[int, int, int] = (1, 1, 1)  # largest OFM block (height, width, depth)
+    delay: int = 0                         # cycles per piece of a one-micro-block block
+    latency: int = 0                       # cycles: first IFM / last OFM block's SRAM latency
+    max_output: float = 0.0                # cycles per OFM element of a max pool's output
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("vector", "array"):
+            raise ValueError(f"pooling unit {self.unit!r} is not 'vector' or 'array'")
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, object]) -> Pooling:
+        """From ``HardwareConfig.pooling`` (its ``source`` is ignored)."""
+        return cls(str(m["unit"]), tuple(m["sub_kernel"]), int(m["min_steps"]),
+                   tuple(m["block"]), int(m["delay"]), int(m["latency"]),
+                   float(m["max_output"]))
+
+
 #: Coordinates per point a ``sample`` op's inputs and outputs hold (xyz): assumption.
 POINT_DIMS = 3
 
@@ -144,6 +190,7 @@ class Array:
     writeback_cycles: int = 0  # broadcast: fewest cycles of a step over a channel slice
     rates: Rates = Rates()
     kernels: mcu.Kernels | None = None  # mcu: the CPU's kernels (``edgesim.sim.mcu``)
+    pooling: Pooling = Pooling()        # where pools run (``compute.pooling``)
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
@@ -253,6 +300,94 @@ def broadcast_cycles(a: Array, dims: Mapping[str, int], peak: int, executed: int
     return max(roof, max(dpu, out) + min(dpu, out) // slices)
 
 
+#: The pools the MAC engine runs (``LayerOp.function``); a MEAN or a reduction keeps its rate.
+ARRAY_POOLS = ("average_pool_2d", "max_pool_2d", "avg_pool2d", "max_pool2d")
+
+
+def _pieces(size: int, limit: int) -> list[int]:
+    """``size`` cut into pieces of at most ``limit``: 25 by 8 is [8, 8, 8, 1]."""
+    return [min(limit, size - i) for i in range(0, size, limit)]
+
+
+def _blocked(a: Array, mac: int, out: int, ifm_bytes: int, ofm_bytes: int, blocks: int) -> int:
+    """Cycles of ``blocks`` OFM blocks of ``mac`` engine and ``out`` output-stage cycles each.
+
+    Each block is issued in at least a quarter of its IFM/OFM transfer gap, MAC and output
+    cycles (4 DPU stages); the longer stage paces the blocks and the shorter is paid once; the
+    first IFM block and the last OFM block transfer before and after (``Pooling.latency`` plus
+    bytes over the port). Quarter cycles are kept as integers and the total floored.
+    """
+    port = max(1, a.port_bytes)
+    ifm = a.pooling.latency + ifm_bytes // port
+    ofm = a.pooling.latency + ofm_bytes // port
+    gap = abs(ofm - ifm) if blocks > 1 else 0
+    cmd4 = gap + mac + out                              # 4 x the command-issue bound
+    mac4, out4 = max(4 * mac, cmd4), max(4 * out, cmd4)
+    if mac4 > out4:
+        total4 = mac4 * blocks + out4
+    else:
+        total4 = out4 * blocks + mac4
+    return total4 // 4 + ofm + ifm
+
+
+def pool_cycles(a: Array, win: Window, act_bits: int, *, maximum: bool) -> int:
+    """Cycles of a 2-D pool on the MAC engine (``Pooling.unit`` "array"), output stage and the
+    first/last block transfers included.
+
+    The OFM is cut into blocks of at most ``Pooling.block``; a block is ``n`` micro-blocks of
+    ``rows`` pixels (``ublock_width`` along Q) x ``cols`` channels. The kernel is cut into
+    pieces of at most ``sub_kernel``; each piece takes ``max(min_steps, its taps)`` steps, each
+    step ``act_bits / 2`` cycles per micro-block (4 at int8), plus ``delay`` when the block is
+    one micro-block. The output stage writes ``max_output`` (a max pool) or ``Rates.output``
+    cycles per OFM element; the first IFM block is the window of the block's rows and columns
+    (``sub_kernel`` at most), the last OFM block its elements.
+
+    >>> u55 = Array(2, 8, "output_stationary", 1, 8, kind="broadcast", ublock_width=2,
+    ...             rates=Rates(output=0.5), pooling=Pooling("array", block=(4, 8, 128),
+    ...                                                       delay=2, latency=32))
+    >>> pool_cycles(u55, Window(25, 5, 25, 5, 25, 5, 64, 1, 1), 8, maximum=False)
+    5400
+    """
+    p = a.pooling
+    bh, bw, bd = min(win.p, p.block[0]), min(win.q, p.block[1]), min(win.c, p.block[2])
+    blocks = -(-win.p // bh) * -(-win.q // bw) * -(-win.c // bd)
+    height = a.rows // a.ublock_width
+    ublocks = -(-bh // height) * -(-bw // a.ublock_width) * -(-bd // a.cols)
+    pieces = [r * s for r in _pieces(win.r, p.sub_kernel[0])
+              for s in _pieces(win.s, p.sub_kernel[1])]
+    mac = sum(max(p.min_steps, n) for n in pieces) * ublocks * max(1, act_bits // 2)
+    if ublocks == 1:
+        mac += p.delay * len(pieces)
+    rate = p.max_output if maximum else a.rates.output
+    out = math.ceil(rate * bh * bw * bd - 1e-9)
+    bytes_ = max(1, act_bits // 8)
+    ifm_h = min(win.h, (bh - 1) * win.stride_h + min(win.r, p.sub_kernel[0]))
+    ifm_w = min(win.w, (bw - 1) * win.stride_w + min(win.s, p.sub_kernel[1]))
+    return _blocked(a, mac, out, ifm_h * ifm_w * bd * bytes_, bh * bw * bd * bytes_, blocks)
+
+
+def _reduce_sum_cycles(a: Array, elements: int) -> int:
+    """A softmax's sum of ``elements`` int32 exponentials into one, on the MAC engine: one step
+    over one micro-block, at least ``writeback_cycles``, plus ``delay``; an output element at
+    ``Rates.output``; its int32 IFM and OFM transferred as one block."""
+    mac = max(a.writeback_cycles, a.step_cycles) + a.pooling.delay
+    out = math.ceil(a.rates.output - 1e-9)
+    return _blocked(a, mac, out, 4 * elements, 4, 1)
+
+
+def _softmax_cycles(a: Array, elements: int, act_bits: int) -> int:
+    """A softmax over ``elements`` logits as ``Rates.softmax`` commands: element-wise ones at
+    ``Rates.eltwise``, but with pools on the MAC engine its first, a max over the logits (a
+    ``1 x elements`` max pool), and its sum of exponentials run there."""
+    r = a.rates
+    command = _rated(r.eltwise, elements, r.command)
+    if a.pooling.unit != "array" or r.softmax < 2:
+        return r.softmax * command
+    row = Window(1, elements, 1, 1, 1, elements, 1, 1, 1)
+    return ((r.softmax - 2) * command + pool_cycles(a, row, act_bits, maximum=True)
+            + _reduce_sum_cycles(a, elements))
+
+
 def vector_cycles(a: Array, elements: int) -> int:
     """``ceil(elements / rate)``: the vector unit processes ``rate`` elements per cycle."""
     if elements <= 0:
@@ -299,11 +434,14 @@ def _class_cycles(a: Array, op: LayerOp, act_bits: int) -> int:
     if op.kind == "eltwise":
         rate, elements = r.eltwise, out
     elif op.kind == "pool":
+        win = op.window
+        if a.pooling.unit == "array" and win is not None and op.function in ARRAY_POOLS:
+            return pool_cycles(a, win, act_bits, maximum="max" in op.function)
         rate, elements = r.pool, inp
     elif op.kind == "act":
         rate, elements = r.lut, out
         if op.function in SOFTMAX and r.softmax and r.eltwise is not None:
-            return r.softmax * _rated(r.eltwise, out, r.command)
+            return _softmax_cycles(a, out, act_bits)
     elif op.function in RESIZE or op.function.startswith("upsample"):
         rate, elements = r.resize, out
     if rate is None:
@@ -318,7 +456,7 @@ def _fused_cycles(a: Array, op: LayerOp, producer: LayerOp | None, act_bits: int
     if op.function not in SOFTMAX or not r.softmax or r.eltwise is None or producer is None:
         return 0
     elements = producer.out_bytes * 8 // max(1, act_bits)
-    return r.softmax * _rated(r.eltwise, elements, r.command)
+    return _softmax_cycles(a, elements, act_bits)
 
 
 def fuses(a: Array, op: LayerOp, producer: LayerOp | None) -> bool:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
-from edgesim.sim.mapping import Array, Rates, op_cycles, utilisation
+from edgesim.sim.mapping import Array, Pooling, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
 from edgesim.sim.tiling import (
     ONCE,
@@ -152,7 +152,8 @@ class Machine:
             hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
             ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
             writeback_cycles=hw.array_writeback_cycles, rates=rates,
-            kernels=Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None)
+            kernels=Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None,
+            pooling=Pooling.from_mapping(hw.pooling))
         blk = hw.block
         block = None
         if blk["buffer"]:
