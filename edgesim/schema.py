@@ -257,7 +257,8 @@ class _Pooling(_Section):
     OFM block; ``delay``, cycles per piece when a block is one micro-block; ``latency``,
     cycles of the SRAM latency of the first IFM and the last OFM block transfer;
     ``max_output``, cycles per OFM element of a max pool's output stage (other pools take
-    ``compute.ops.output``).
+    ``compute.ops.output``); ``ublock`` (height, width, depth), the OFM micro-block of a pool
+    when it is not the array's (``rows / ublock_width`` x ``ublock_width`` x ``cols``).
     """
 
     unit: Annotated[Literal["vector", "array"], Field()] = "vector"
@@ -267,6 +268,7 @@ class _Pooling(_Section):
     delay: Annotated[int, Field(ge=0, le=2**10)] = 0
     latency: Annotated[int, Field(ge=0, le=2**16)] = 0
     max_output: _CyclesPerElement = 0.0
+    ublock: _Triple | None = None
     source: _Text
 
 

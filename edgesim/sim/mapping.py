@@ -156,6 +156,7 @@ class Pooling:
     delay: int = 0                         # cycles per piece of a one-micro-block block
     latency: int = 0                       # cycles: first IFM / last OFM block's SRAM latency
     max_output: float = 0.0                # cycles per OFM element of a max pool's output
+    ublock: tuple[int, int, int] | None = None  # a pool's micro-block; None: the array's
 
     def __post_init__(self) -> None:
         if self.unit not in ("vector", "array"):
@@ -166,7 +167,7 @@ class Pooling:
         """From ``HardwareConfig.pooling`` (its ``source`` is ignored)."""
         return cls(str(m["unit"]), tuple(m["sub_kernel"]), int(m["min_steps"]),
                    tuple(m["block"]), int(m["delay"]), int(m["latency"]),
-                   float(m["max_output"]))
+                   float(m["max_output"]), None if m["ublock"] is None else tuple(m["ublock"]))
 
 
 #: Coordinates per point a ``sample`` op's inputs and outputs hold (xyz): assumption.
@@ -335,7 +336,8 @@ def pool_cycles(a: Array, win: Window, act_bits: int, *, maximum: bool) -> int:
     first/last block transfers included.
 
     The OFM is cut into blocks of at most ``Pooling.block``; a block is ``n`` micro-blocks of
-    ``rows`` pixels (``ublock_width`` along Q) x ``cols`` channels. The kernel is cut into
+    ``Pooling.ublock`` (default: ``rows`` pixels, ``ublock_width`` along Q, x ``cols``
+    channels). The kernel is cut into
     pieces of at most ``sub_kernel``; each piece takes ``max(min_steps, its taps)`` steps, each
     step ``act_bits / 2`` cycles per micro-block (4 at int8), plus ``delay`` when the block is
     one micro-block. The output stage writes ``max_output`` (a max pool) or ``Rates.output``
@@ -351,8 +353,8 @@ def pool_cycles(a: Array, win: Window, act_bits: int, *, maximum: bool) -> int:
     p = a.pooling
     bh, bw, bd = min(win.p, p.block[0]), min(win.q, p.block[1]), min(win.c, p.block[2])
     blocks = -(-win.p // bh) * -(-win.q // bw) * -(-win.c // bd)
-    height = a.rows // a.ublock_width
-    ublocks = -(-bh // height) * -(-bw // a.ublock_width) * -(-bd // a.cols)
+    uh, uw, ud = p.ublock or (a.rows // a.ublock_width, a.ublock_width, a.cols)
+    ublocks = -(-bh // uh) * -(-bw // uw) * -(-bd // ud)
     pieces = [r * s for r in _pieces(win.r, p.sub_kernel[0])
               for s in _pieces(win.s, p.sub_kernel[1])]
     mac = sum(max(p.min_steps, n) for n in pieces) * ublocks * max(1, act_bits // 2)
