@@ -188,10 +188,16 @@ def file_fingerprint(path: str | os.PathLike | None) -> str | None:
 
 # --------------------------------------------------------------------------- the IR classes
 
+#: The IR classes an entry may build (``edgesim.workload``): what a Workload is made of. A
+#: dataclass the IR exports for reading only (``Window``, a view of an op's ``meta``) is not
+#: stored, and so not part of the format.
+STORED = ("LayerOp", "Path", "WeightBlock", "Workload")
+
+
 def _ir_classes() -> dict[str, type]:
-    """The dataclasses ``edgesim.workload`` exports: the only classes an entry may build."""
+    """The dataclasses of ``STORED``: the only classes an entry may build."""
     out = {}
-    for name in _ir.__all__:
+    for name in STORED:
         obj = getattr(_ir, name)
         if isinstance(obj, type) and dataclasses.is_dataclass(obj):
             out[name] = obj
@@ -349,13 +355,15 @@ class _Decoder:
 
 # --------------------------------------------------------------------------- entries
 
-def folder(kind: str) -> Path | None:
-    """The cache's sub-folder for ``kind`` entries, created owner-only, or None when it is not
-    a private folder of ours (a symlink, another owner, writable by others): every load of
-    that kind then misses and every save is skipped, exactly as for the root (``cache_dir``)."""
+def folder(kind: str, create: bool = True) -> Path | None:
+    """The cache's sub-folder for ``kind`` entries (created owner-only when ``create``), or
+    None when it is not a private folder of ours (a symlink, another owner, writable by
+    others) or does not exist: every load of that kind then misses and every save is skipped,
+    exactly as for the root (``cache_dir``). Loading creates nothing."""
     p = cache_dir() / kind
     try:
-        p.mkdir(mode=0o700, exist_ok=True)
+        if create:
+            p.mkdir(mode=0o700, exist_ok=True)
         st = os.lstat(p)
     except OSError:
         return None
@@ -365,8 +373,8 @@ def folder(kind: str) -> Path | None:
     return p
 
 
-def _path(kind: str, key: str) -> Path | None:
-    d = folder(kind)
+def _path(kind: str, key: str, create: bool = False) -> Path | None:
+    d = folder(kind, create)
     return None if d is None else d / f"{key}.npz"
 
 
@@ -486,7 +494,7 @@ def save(kind: str, key: str, obj: Any) -> None:
     if data is None:
         return
     try:
-        p = _path(kind, key)
+        p = _path(kind, key, create=True)
         if p is not None:
             _write_atomic(p, data)
     except OSError:
