@@ -452,7 +452,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     while True:   # pinned blocks take their room from every op's weight tiles
         try:
             plans = compile_paths(machine, workload, per_layer=per_layer,
-                                  reserved=pol.reserved_bytes(), blocks=blocks)
+                                  reserved=pol.reserved_bytes(),
+                                  held=getattr(pol, "pinned", frozenset()), blocks=blocks)
             break
         except TileError:
             if not pol.reserved_bytes():

@@ -236,22 +236,25 @@ def path_blocks(workload: Workload) -> list[tuple[tuple[int, ...], ...]]:
 
 
 def compile_paths(machine: Machine, workload: Workload, *, per_layer: bool = False,
-                  reserved: int = 0,
+                  reserved: int = 0, held: frozenset[int] = frozenset(),
                   blocks: list[tuple[tuple[int, ...], ...]] | None = None) -> list[PathPlan]:
     """Every path of ``workload`` compiled for ``machine``; ``per_layer`` adds ``ops``.
 
     ``reserved`` weight-SRAM bytes are held by the residency policy for the whole stream (the
-    pinned set): a weight tile gets the rest. lru and belady evict to make room (0).
+    pinned set, whose block indices are ``held``): a weight tile gets the rest, and an op
+    streams in tiles only the weights it does not hold. lru and belady evict to make room (0).
     ``blocks`` is ``path_blocks(workload)`` when the caller has it already.
     """
     blocks = path_blocks(workload) if blocks is None else blocks
     weight_buf = max(0, machine.weight_sram_bytes - reserved)
-    return [_compile_path(machine, workload, path, ids, per_layer, weight_buf)
+    sizes = [b.stored_bytes for b in workload.blocks.values()] if held else []
+    return [_compile_path(machine, workload, path, ids, per_layer, weight_buf,
+                          {b: sizes[b] for b in held})
             for path, ids in zip(workload.paths, blocks, strict=True)]
 
 
 def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[int, ...], ...],
-                  per_layer: bool, weight_buf: int) -> PathPlan:
+                  per_layer: bool, weight_buf: int, held: dict[int, int]) -> PathPlan:
     """One path's plan: per-op cycles, bytes, spills and gates, and the path's totals.
 
     Longer than 60 lines: it is one pass over the ops that accumulates a dozen per-path totals
@@ -302,7 +305,10 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
             gate[j] = names[g]
             gated.update(ids)
     parts, in_place = _act_parts(m, path.ops)
-    tiling = _tile(m, path.ops, op_weight_bytes, parts, in_place, weight_buf)
+    # what an op streams in tiles: its weights less the blocks a static set holds
+    streamed = [max(0, w - sum(held.get(b, 0) for b in dict.fromkeys(ids)))
+                for w, ids in zip(op_weight_bytes, blocks, strict=True)]
+    tiling = _tile(m, path.ops, streamed, parts, in_place, weight_buf)
     # weights outer: the staged off-chip input is read once per weight tile (an input read in
     # place is already read per output block)
     parts = [tuple((mem, w, b if w or t.order != "weights_outer"
