@@ -175,6 +175,15 @@ class _Array(_Section):
     #: (the accumulators' write-back)
     writeback_cycles: Annotated[int, Field(ge=0, le=2**16), Attr("array_writeback_cycles")] = 0
 
+    @field_validator("ublock_width")
+    @classmethod
+    def _ublock_divides_rows(cls, v: int, info: ValidationInfo) -> int:
+        rows = info.data.get("rows")
+        if rows is not None and rows % v:
+            raise ValueError(f"{v} does not divide compute.array.rows ({rows}); a micro-block "
+                             "is a whole number of rows")
+        return v
+
 
 class _Vector(_Section):
     #: elements per cycle of the unit running ops without MACs and depthwise convs;
