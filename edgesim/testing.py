@@ -1,6 +1,7 @@
 """Small, fully specified hardware configs and workloads for tests, doctests and examples.
 
-Public names: ``tiny_config``, ``tiny_workload``, ``TINY_CONFIG``, ``stderr_lines``.
+Public names: ``tiny_config``, ``tiny_workload``, ``TINY_CONFIG``, ``stderr_lines``,
+``error_line``.
 
 ``tiny_config()`` is a 1 GHz array of 8x8 int8 MACs (64 MACs/cycle) with 1 GB/s off-chip, 0 ns
 latency and 1-byte bursts, so closed-form cases are easy to derive: a MAC takes 1/64 ns, a byte
@@ -20,7 +21,7 @@ from typing import Any
 
 from edgesim.workload import LayerOp, WeightBlock, Workload
 
-__all__ = ["TINY_CONFIG", "stderr_lines", "tiny_config", "tiny_workload"]
+__all__ = ["TINY_CONFIG", "error_line", "stderr_lines", "tiny_config", "tiny_workload"]
 
 TINY_CONFIG: dict[str, Any] = {
     "name": "tiny",
@@ -89,3 +90,16 @@ def stderr_lines(err: str) -> list[str]:
     """
     return [ln for ln in err.strip().splitlines()
             if ln.startswith("edgesim: error:") or not ln.startswith("edgesim: ")]
+
+
+def error_line(err: str) -> str:
+    """The one line a failed command printed on stderr besides its stage lines; an
+    ``AssertionError`` when there is a traceback or more than one such line.
+
+    >>> error_line("edgesim: tracing m\\nedgesim: error: bad\\n")
+    'edgesim: error: bad'
+    """
+    assert "Traceback" not in err, err
+    lines = stderr_lines(err)
+    assert len(lines) == 1, err
+    return lines[0]

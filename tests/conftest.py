@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,14 @@ def _one_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path) -> Path:
+    """``edgesim.testing.TINY_CONFIG`` written as a YAML file (what a sweep reads)."""
+    import yaml
+
+    from edgesim.testing import TINY_CONFIG
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_CONFIG))
+    return path

@@ -39,3 +39,17 @@ def check_hard_routing(tree: SigmaTree, x: torch.Tensor) -> torch.Tensor:
             sel = paths == i
             assert torch.allclose(tree.forward_path(x[sel], i), out[sel], atol=1e-5)
     return paths
+
+
+def huge_tree_checkpoint(path):
+    """A tree checkpoint of a few KB whose architecture numbers are each in range (width 1024,
+    8 stages of 64 blocks, 100,000 classes) but whose dense model would fill gigabytes:
+    written to ``path`` (returned), with no weights."""
+    config = {"format": "edgesim.sigmab.tree/2", "arch": "resnet", "depth": 1,
+              "backbone": ["stem"], "tree": ["layer1"],
+              "dense": {"arch": "resnet", "kwargs": {"block": "bottleneck", "layers": [64] * 8,
+                                                    "num_classes": 100_000, "stem": "cifar",
+                                                    "width": 1024}},
+              "nodes": {k: {"stages": {}, "router": None} for k in ("root", "L", "R")}}
+    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": {}}, path)
+    return path

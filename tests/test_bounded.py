@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from hostile import run_cli
+from sigmab_trees import huge_tree_checkpoint
 
 from edgesim import api
 from edgesim.cli import main
@@ -136,15 +137,7 @@ def test_cli_refuses_a_strip_image_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_cli_refuses_a_huge_tree_checkpoint_in_one_line(tmp_path):
-    import torch
-    config = {"format": "edgesim.sigmab.tree/2", "arch": "resnet", "depth": 1,
-              "backbone": ["stem"], "tree": ["layer1"],
-              "dense": {"arch": "resnet", "kwargs": {"block": "bottleneck", "layers": [64] * 8,
-                                                    "num_classes": 100_000, "stem": "cifar",
-                                                    "width": 1024}},
-              "nodes": {k: {"stages": {}, "router": None} for k in ("root", "L", "R")}}
-    ckpt = tmp_path / "tree.pt"
-    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": {}}, ckpt)
+    ckpt = huge_tree_checkpoint(tmp_path / "tree.pt")
     for cmd in (["run", "npu_small", "--model", "sigmab_r50_c100"],
                 ["finetune", "sigmab_r50_c100", "--checkpoint", str(tmp_path / "out.pt")]):
         got = run_cli([*cmd, "--weights", str(ckpt)], tmp_path)

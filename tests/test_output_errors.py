@@ -15,7 +15,7 @@ import pytest
 from hostile import run_cli
 
 from edgesim.cli import main
-from edgesim.testing import stderr_lines
+from edgesim.testing import error_line, stderr_lines
 
 RUN = ["run", "npu_small", "--model", "dense_r50", "--inputs", "3"]
 
@@ -83,11 +83,7 @@ def full_disk(monkeypatch):
 
 
 def _one_line(capsys) -> str:
-    raw = capsys.readouterr().err
-    assert "Traceback" not in raw
-    lines = stderr_lines(raw)
-    assert len(lines) == 1, raw
-    return lines[0]
+    return error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(("flag", "fmt"), [("--out", "csv"), ("--out", "jsonl"),

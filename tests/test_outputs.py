@@ -19,7 +19,7 @@ import pytest
 
 from edgesim.cli import main
 from edgesim.outputs import OutputError, output_path, read_regular, write_atomically
-from edgesim.testing import stderr_lines
+from edgesim.testing import error_line, stderr_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,11 +64,7 @@ def _modes(paths) -> dict[str, int]:
 
 
 def _one_line(capsys) -> str:
-    raw = capsys.readouterr().err
-    assert "Traceback" not in raw
-    lines = stderr_lines(raw)
-    assert len(lines) == 1, raw
-    return lines[0]
+    return error_line(capsys.readouterr().err)
 
 
 def test_output_path_refuses_every_special_file(tmp_path):

@@ -12,22 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from edgesim.cli import main
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.sweep import load_detail, sweep
 from edgesim.sweep import run as sweep_run
-from edgesim.testing import TINY_CONFIG, tiny_workload
+from edgesim.testing import tiny_workload
 
 REPO = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def tiny_yaml(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
 
 
 # tiny workload: block a = 1000 B (op 1), block b = 2000 B (op 3); 3000 B in all.

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 import edgesim.sim
 from edgesim.cli import main
@@ -22,12 +21,6 @@ from edgesim.testing import TINY_CONFIG, tiny_workload
 GRID = ["sram.size=2KiB,3KiB,4KiB,8KiB"]
 BAD_SRAM = 3 * 1024   # the point made to fail below
 
-
-@pytest.fixture
-def tiny_yaml(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 import edgesim.config
 from edgesim.cli import main
@@ -23,18 +22,12 @@ from edgesim.sweep import run as sweep_run
 from edgesim.sweep import sweep
 from edgesim.sweep.rows import SweepRow
 from edgesim.sweep.store import Store
-from edgesim.testing import TINY_CONFIG, tiny_workload
+from edgesim.testing import tiny_workload
 
 # 40 x 25 = 1,000 points; the tiny workload moves 3000 B, so every point simulates in ~1 ms
 GRID_1000 = ["sram.size=2KiB..41KiB:+1KiB", "offchip.bandwidth=1GB/s..25GB/s:+1GB/s"]
 AXIS_VALUES = 40 + 25
 
-
-@pytest.fixture
-def tiny_yaml(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
 
 
 @pytest.fixture

@@ -12,22 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from edgesim.cli import main
 from edgesim.sweep import run as sweep_run
 from edgesim.sweep import sweep
 from edgesim.sweep.store import APPLICATION_ID, STORE_VERSION, StoreError
-from edgesim.testing import TINY_CONFIG, tiny_workload
+from edgesim.testing import tiny_workload
 
 GRID = ["sram.size=2KiB,4KiB"]
-
-
-@pytest.fixture
-def tiny_yaml(tmp_path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
 
 
 def _sweep(config, out):

@@ -5,19 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
-import yaml
-
 from edgesim.sweep import sweep
 from edgesim.sweep.run import workload_options
-from edgesim.testing import TINY_CONFIG, tiny_workload
-
-
-@pytest.fixture
-def tiny_yaml(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY_CONFIG))
-    return path
+from edgesim.testing import tiny_workload
 
 
 def test_pool_workers_import_neither_torch_nor_the_zoo(tiny_yaml, tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sigmab_trees import huge_tree_checkpoint
 
 from edgesim.cli import main
 from edgesim.errors import ModelError
@@ -236,14 +237,7 @@ def test_a_huge_tree_of_allowed_values_is_refused_before_it_is_built(tmp_path, m
     def no_build(kwargs):
         raise AssertionError("the dense model was built")
     monkeypatch.setattr(adapters.ResNetArch, "build_dense", staticmethod(no_build))
-    config = {"format": "edgesim.sigmab.tree/2", "arch": "resnet", "depth": 1,
-              "backbone": ["stem"], "tree": ["layer1"],
-              "dense": {"arch": "resnet", "kwargs": {"block": "bottleneck", "layers": [64] * 8,
-                                                    "num_classes": 100_000, "stem": "cifar",
-                                                    "width": 1024}},
-              "nodes": {k: {"stages": {}, "router": None} for k in ("root", "L", "R")}}
-    ckpt = tmp_path / "tree.pt"
-    torch.save({"format": "edgesim.sigmab.tree/2", "config": config, "state_dict": {}}, ckpt)
+    ckpt = huge_tree_checkpoint(tmp_path / "tree.pt")
     assert ckpt.stat().st_size < 4000
     with pytest.raises(ModelError, match=rf"tree\.pt: the tree holds [\d,]+ parameters .*at most "
                        rf"{MAX_PARAMS:,}"):
