@@ -21,7 +21,7 @@ from onnx import NodeProto
 
 from edgesim.frontends.graph import Weights
 from edgesim.frontends.onnx_shapes import broadcast, count, nest, spatial
-from edgesim.frontends.onnx_values import Bad, Const, Op
+from edgesim.frontends.onnx_values import Bad, Const, Op, handler_table
 
 if TYPE_CHECKING:
     from edgesim.frontends.onnx import Import
@@ -31,15 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["HANDLERS", "bias_add"]
 
 #: Operator -> handler, filled by ``_handles`` below.
-HANDLERS: dict[str, Handler] = {}
-
-
-def _handles(*names: str) -> Callable[[Handler], Handler]:
-    def reg(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-    return reg
+HANDLERS, _handles = handler_table()
 
 
 def _conv_common(imp: Import, index: int, node: NodeProto, a: dict[str, Any], x: str,

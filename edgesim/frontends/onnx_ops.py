@@ -31,7 +31,7 @@ from edgesim.frontends.onnx_shapes import (
     squeezed,
     unsqueezed,
 )
-from edgesim.frontends.onnx_values import Bad
+from edgesim.frontends.onnx_values import Bad, handler_table
 
 if TYPE_CHECKING:
     from edgesim.frontends.onnx import Import
@@ -62,15 +62,7 @@ _QLINEAR = {"QLinearAdd": ("eltwise", (0, 3)), "QLinearMul": ("eltwise", (0, 3))
             "QLinearSoftmax": ("act", (0,))}
 
 #: Operator -> handler, filled by ``_handles`` below.
-HANDLERS: dict[str, Handler] = {}
-
-
-def _handles(*names: str) -> Callable[[Handler], Handler]:
-    def reg(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-    return reg
+HANDLERS, _handles = handler_table()
 
 
 @_handles(*_ELTWISE, "Concat")

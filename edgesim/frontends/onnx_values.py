@@ -1,6 +1,6 @@
 """The values the ONNX importer's modules pass each other, and the protobuf read into them.
 
-Public names: ``Bad``, ``Const``, ``Op``, ``array``, ``attrs``, ``DTYPES``.
+Public names: ``Bad``, ``Const``, ``Op``, ``array``, ``attrs``, ``handler_table``, ``DTYPES``.
 
 ``Bad`` is a malformed node (``onnx.Import.run`` names the node and the file); ``Const`` a
 constant, float or stored quantised; ``Op`` a node being built, whose float weights are quantised
@@ -12,6 +12,7 @@ claimed size checked against its bytes, no external data), ``attrs`` a node's at
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from onnx import AttributeProto, NodeProto, TensorProto
 from edgesim.frontends.graph import Node, Weights
 from edgesim.trace.weights import quantize, quantize_bias
 
-__all__ = ["DTYPES", "Bad", "Const", "Op", "array", "attrs"]
+__all__ = ["DTYPES", "Bad", "Const", "Op", "array", "attrs", "handler_table"]
 
 
 class Bad(Exception):
@@ -159,3 +160,17 @@ def attrs(node: NodeProto) -> dict[str, Any]:
         else:
             out[a.name] = a      # graphs, sparse tensors: refused where read
     return out
+
+
+def handler_table() -> tuple[dict[str, Any], Callable[..., Callable[[Any], Any]]]:
+    """``(table, handles)``: an operator -> handler table and the decorator that fills it
+    (``@handles("Conv", "QLinearConv")``); each handler module keeps its own table."""
+    table: dict[str, Any] = {}
+
+    def handles(*names: str) -> Callable[[Any], Any]:
+        def reg(fn: Any) -> Any:
+            for n in names:
+                table[n] = fn
+            return fn
+        return reg
+    return table, handles
