@@ -105,31 +105,10 @@ def route_key(workload_key: str, data_fp: str | None, seed: int, batch: int) -> 
     return key(workload_key, data_fp, seed, batch)
 
 
-def _spec_level(model: str, level: int | None):
-    """(spec, level) of a model name, ``name@K`` agreeing with ``level`` when both are given."""
-    from edgesim.frontends.pytorch import spec_of
-    req = model_request(model, level=level)
-    return spec_of(req), req.level
-
-
-def check_inputs(spec, *, data: str | None, weights: str | None,
-                 evaluate: bool = False) -> None:
-    """Refuse, before any work, ``--data`` for a model that does not read it and paths that
-    cannot be what they are given as (``edgesim.request.model_request`` checks the paths)."""
-    from edgesim.frontends.pytorch import spec_of
-    spec_of(model_request(spec.name, weights=weights, data=data, evaluate=evaluate))
-
-
 def spec_encodings(spec, formats: Sequence[str] | None) -> list[str]:
-    """The model's preferred encodings (``spec.encodings``) limited to what the hardware
-    decodes, with the dense fallback of ``edgesim.encodings.decodable``."""
-    from edgesim.encodings import decodable
-    return decodable(list(getattr(spec, "encodings", ()) or ("dense",)), formats)
-
-
-def spec_family(spec) -> str:
-    """The family a spec names (``dense`` for an object without one)."""
-    return getattr(spec, "family", "dense")
+    """``edgesim.frontends.pytorch.spec_encodings``: the model's encodings a hardware decodes."""
+    from edgesim.frontends.pytorch import spec_encodings as encodings
+    return encodings(spec, formats)
 
 
 def model_info(w: Workload) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The PyTorch front-end: registry models and ``package.module:factory`` models.
 
-Public names: ``spec_of``, ``catalogue``, ``routes``, ``workload_key``, ``route_key``.
+Public names: ``spec_of``, ``catalogue``, ``routes``, ``workload_key``, ``route_key``,
+``spec_encodings``.
 
 A registry model is built from its factory with seeded weights (or the user's ``--weights``),
 transformed by its family, and traced once (``edgesim.build``); the traced path catalogue is
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from edgesim.progress import Progress
 from edgesim.request import ModelRequest, check_data
 from edgesim.workload import Workload
 
-__all__ = ["catalogue", "route_key", "routes", "spec_of", "workload_key"]
+__all__ = ["catalogue", "route_key", "routes", "spec_encodings", "spec_of", "workload_key"]
 
 
 def spec_of(req: ModelRequest):
@@ -102,10 +104,12 @@ def workload_key(spec, *, precision: str = "int8", weights: str | None = None, s
     return cache.make_key("workload", parts)
 
 
-def spec_encodings(spec) -> list[str]:
-    """The model's preferred encodings (``spec.encodings``; dense when it names none)."""
+def spec_encodings(spec, formats: Sequence[str] | None = None) -> list[str]:
+    """The model's preferred encodings (``spec.encodings``; dense when it names none), limited
+    to ``formats`` (what a hardware decodes; None: all) with the dense fallback of
+    ``edgesim.encodings.decodable``."""
     from edgesim.encodings import decodable
-    return decodable(list(getattr(spec, "encodings", ()) or ("dense",)), None)
+    return decodable(list(getattr(spec, "encodings", ()) or ("dense",)), formats)
 
 
 def _user_source(spec) -> str | None:
