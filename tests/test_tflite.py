@@ -343,3 +343,18 @@ def test_a_shared_buffer_is_one_block(tmp_path):
     a, b = wl.paths[0].ops
     assert len(wl.blocks) == 1
     assert a.weights == b.weights
+
+
+def test_an_input_shape_is_checked_against_the_file(tmp_path, capsys):
+    # a TFLite file's shapes are fixed: --input-shape that agrees runs, one that differs is one
+    # line (it was a TypeError traceback); the conv file's input is 1x8x8x3 NHWC = 3x8x8
+    from edgesim.cli import main
+    from edgesim.testing import error_line
+    path, _ = _conv_file(tmp_path)
+    assert main(["run", "npu_small", "--model", str(path), "--input-shape", "3x8x8",
+                 "--inputs", "1", "--format", "csv"]) == 0
+    capsys.readouterr()
+    assert main(["run", "npu_small", "--model", str(path), "--input-shape", "3x16x16",
+                 "--inputs", "1"]) == 2
+    assert error_line(capsys.readouterr().err).endswith(
+        "is a tflite file whose input is 3x8x8; its shapes are fixed")

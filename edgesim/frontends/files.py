@@ -14,6 +14,7 @@ import importlib
 import time
 
 from edgesim import cache
+from edgesim.errors import ModelError
 from edgesim.progress import Progress
 from edgesim.request import ModelRequest
 from edgesim.workload import Workload
@@ -40,8 +41,14 @@ def _import(req: ModelRequest) -> Workload:
 
     from edgesim.frontends import graph
     reader = importlib.import_module(f"edgesim.frontends.{req.format}")
-    kwargs = {} if req.input_shape is None else {"input_shape": req.input_shape}
-    g = reader.load(req.name, name=Path(req.name).stem, **kwargs)
+    if req.format == "onnx" and req.input_shape is not None:   # ONNX may leave dims symbolic
+        g = reader.load(req.name, name=Path(req.name).stem, input_shape=req.input_shape)
+    else:
+        g = reader.load(req.name, name=Path(req.name).stem)
+        if req.input_shape is not None and tuple(req.input_shape) != g.input_shape:
+            raise ModelError(f"--input-shape {'x'.join(map(str, req.input_shape))}: "
+                             f"{req.name} is a {req.format} file whose input is "
+                             f"{'x'.join(map(str, g.input_shape))}; its shapes are fixed")
     return graph.to_workload(g, encodings=graph.IMPORT_ENCODINGS)
 
 
