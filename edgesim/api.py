@@ -77,8 +77,7 @@ def workload(model: str | ModelRequest, *, precision: str = "int8",
             raise DataError(f"--data {req.data}: model {req.name} does not use input data "
                             "(an imported file has one path: every input moves the same "
                             "weights); drop --data")
-        _, cat = files.catalogue(req, precision=precision, use_cache=use_cache,
-                                 progress=progress)
+        _, cat = files.catalogue(req, use_cache=use_cache, progress=progress)
         return as_stored(cat.with_inputs(inputs), formats, act_bits)
     spec = pytorch.spec_of(req)
     key, cat = pytorch.catalogue(req, spec, precision=precision, use_cache=use_cache,

@@ -27,11 +27,11 @@ MAX_MODEL_BYTES = 2 << 30
 IMPORT_VERSION = 2
 
 
-def file_key(req: ModelRequest, precision: str) -> str:
-    """The cache key of the Workload imported from ``req``'s file."""
+def file_key(req: ModelRequest) -> str:
+    """The cache key of the Workload imported from ``req``'s file (a file states its own
+    precision: the hardware's does not enter)."""
     return cache.make_key("workload", {"format": req.format, "version": IMPORT_VERSION,
                                        "file": cache.file_fingerprint(req.name),
-                                       "precision": precision,
                                        "input_shape": None if req.input_shape is None
                                        else list(req.input_shape)})
 
@@ -52,10 +52,10 @@ def _import(req: ModelRequest) -> Workload:
     return graph.to_workload(g, encodings=graph.IMPORT_ENCODINGS)
 
 
-def catalogue(req: ModelRequest, *, precision: str, use_cache: bool,
+def catalogue(req: ModelRequest, *, use_cache: bool,
               progress: Progress) -> tuple[str, Workload]:
     """``(key, Workload)`` of the model file ``req.name`` (one path, one input)."""
-    key = file_key(req, precision)
+    key = file_key(req)
 
     def make() -> Workload:
         progress.stage(f"importing {req.name} ({req.format}; once, cached afterwards)")
