@@ -56,6 +56,7 @@ import numpy as np
 import simpy
 
 from edgesim.encodings import resolve
+from edgesim.sim.bound import dominant, op_bounds
 from edgesim.sim.energy import inference_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
@@ -137,6 +138,8 @@ class _Inference:
     streamed: list[int]                 # per op, re-fetches included
     refetch: list[int]
     timings: list[tuple[int | None, int | None, int, int]] | None
+    bounds: list[str]                   # per op (``sim.bound``)
+    bound: str                          # where most of the time went
     row: InferenceRow | None = None
 
 
@@ -284,8 +287,11 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
                        channel.weights_mem)
     ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
+    bounds = op_bounds(plan.units, plan.compute_ps, ended,
+                       [k + s for k, s in zip(kept, streamed, strict=True)], plan.spill)
+    bound = dominant(bounds, [e - p for e, p in zip(ended, [0, *ended[:-1]], strict=True)])
     return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
-                      int(latency), kept, streamed, refetch, timings)
+                      int(latency), kept, streamed, refetch, timings, bounds, bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +318,8 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
                         inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
                         sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
-                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak)
+                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak,
+                        inf.bound)
 
 
 def _order(t) -> str:
@@ -336,7 +343,7 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
             inf.refetch[j], plan.spill[j], plan.tiling[j].act_reread, _order(plan.tiling[j]),
             op.macs, int(plan.cycles[j]), plan.util[j],
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
-            cs * 1e-12, ce * 1e-12, stall * 1e-12))
+            cs * 1e-12, ce * 1e-12, stall * 1e-12, inf.bounds[j]))
     return rows
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgesim.sim.bound import compute_unit
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
 from edgesim.sim.mapping import Array, Pooling, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
@@ -207,6 +208,7 @@ class PathPlan:
     blocks: tuple[tuple[int, ...], ...]   # per op: block indices (deduplicated)
     all_blocks: tuple[int, ...]           # every block the path reads, in first-use order
     cycles: np.ndarray                    # per op compute cycles
+    units: tuple[str, ...]                # per op the unit of its cycles (``sim.bound``)
     util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
     spill: tuple[int, ...]                # per op activation bytes moved off-chip
@@ -264,6 +266,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     n = len(path.ops)
     cycles = np.zeros(n, dtype=np.int64)
     util = [0.0] * n
+    units = ["none"] * n
     array = m.array
     gate = [-1] * n
     # a gate names a router (its module): the decision is known when that router's last
@@ -286,6 +289,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         wbytes = _weight_bytes(workload, op)
         op_weight_bytes.append(wbytes)
         cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        units[j] = compute_unit(array, op, int(cycles[j]), wbytes, producer)
         if not op.fused:
             producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
@@ -329,7 +333,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
-        util=tuple(util),
+        units=tuple(units), util=tuple(util),
         compute_ps=compute_ps, spill=tuple(spill), tiling=tuple(tiling), gate=tuple(gate),
         macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
