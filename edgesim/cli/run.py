@@ -72,7 +72,7 @@ def add_parser(subparsers) -> None:
 def main(a) -> int:
     """Handler of ``edgesim run``."""
     from edgesim import api
-    from edgesim.report import render, render_summary
+    from edgesim.report import render, render_per_layer, render_summary, render_where_time
     from edgesim.request import model_request
 
     total = a.inputs if a.inputs is not None or a.evaluate else 8
@@ -108,9 +108,12 @@ def main(a) -> int:
             f"prefetch {a.prefetch}")
     cols = sink.columns[bool(a.per_layer)]
     table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
-             "streams them)" if many else render(cols, "table", rows=sink.table))
+             "streams them)" if many else render_per_layer(cols, sink.table) if a.per_layer
+             else render(cols, "table", rows=sink.table))
     lines = [head, table, "", "# summary (cold = first inference; steady = the rest)",
              render_summary(res.summary)]
+    if a.per_layer:
+        lines += ["", render_where_time(sink.table)]
     if res.accuracy is not None:
         registry = ":" not in a.model
         lines += ["", accuracy_line(res.accuracy, random_weights=registry and not a.weights)]
