@@ -62,7 +62,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--weights", help="a state_dict checkpoint for the model")
     r.add_argument("--seed", type=SEED, default=0)
     add_input_shape(r)
-    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
+    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV (a "
+                   ".json name: Chrome/Perfetto trace events)")
     r.add_argument("--no-memo", action="store_true",
                    help="simulate every inference even when an identical one was seen")
     add_eval(r)
@@ -231,7 +232,14 @@ class _Sink:
             if a.per_layer or a.timeline:
                 self.spools["layers"] = _Spool(self.columns[1], a.out)
                 layer_out = [self.spools["layers"]]
-        if a.timeline:
+        if a.timeline and a.timeline.lower().endswith(".json"):   # Chrome / Perfetto
+            from pathlib import Path
+
+            from edgesim.trace_events import TraceWriter
+            config = Path(a.config).stem if a.config.endswith((".yaml", ".yml")) else a.config
+            self.streams.append(TraceWriter(a.timeline, f"{a.model} on {config}"))
+            layer_out.append(self.streams[-1])
+        elif a.timeline:
             self.streams.append(_Rows(self.columns[1], "csv", a.timeline, "--timeline"))
             layer_out.append(self.streams[-1])
         self.inference_out = [f for f in inference_out if f is not None]
