@@ -40,6 +40,8 @@ ties kept):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 from collections.abc import Sequence
@@ -152,18 +154,34 @@ def _figure(width: float = 7.5, height: float = 5.0):
     return plt, plt.figure(figsize=(width, height), dpi=120)
 
 
+#: The files a figure is written as (``png_only`` leaves out the SVG).
+_SUFFIXES: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "suffixes", default=(".png", ".svg"))
+
+
+@contextlib.contextmanager
+def png_only():
+    """Within it, figures are written as PNG alone (the HTML report embeds the PNG)."""
+    token = _SUFFIXES.set((".png",))
+    try:
+        yield
+    finally:
+        _SUFFIXES.reset(token)
+
+
 def _save(plt, fig, out: Path) -> list[Path]:
     """The figure as ``out.png`` and ``out.svg``, each checked (a new name or a regular file)
     before anything is drawn and written atomically (``edgesim.outputs``)."""
     import io
 
     from edgesim.outputs import output_path, write_atomically
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    paths = [out.with_suffix(s) for s in _SUFFIXES.get()]
     for p in paths:
         output_path(p, "--out")
     try:
         fig.tight_layout()
-        for p, meta in zip(paths, ({}, {"metadata": {"Date": None}}), strict=True):
+        for p in paths:
+            meta = {"metadata": {"Date": None}} if p.suffix == ".svg" else {}
             buf = io.BytesIO()
             fig.savefig(buf, format=p.suffix[1:], bbox_inches="tight", **meta)
             write_atomically(p, buf.getvalue(), "--out")
@@ -217,6 +235,35 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize: Sequence[str] = 
     return pd.Series(keep, index=df.index)
 
 
+def _place_labels(ax, labels: Sequence[tuple[float, float, str, Any]]) -> None:
+    """Each (x, y, text, colour) written beside its point, at the first of six offsets whose
+    box (text size estimated at 7 pt) does not cover a label already placed."""
+    fig = ax.figure
+    fig.canvas.draw()                   # the data -> pixel transform of the final limits
+    to_px = ax.transData.transform
+    dpi = fig.dpi / 72                  # pixels per point
+    boxes: list[tuple[float, float, float, float]] = []
+    offsets = ((4, 5), (4, -12), (-4, 5), (-4, -12), (4, 16), (4, -23))
+    for x, y, text, colour in labels:
+        px, py = to_px((x, y))
+        w, h = len(text) * 4.1 * dpi, 9 * dpi
+        chosen = offsets[0]
+        for dx, dy in offsets:
+            left = px + dx * dpi - (w if dx < 0 else 0)
+            bottom = py + dy * dpi
+            box = (left, bottom, left + w, bottom + h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                       for b in boxes):
+                chosen = (dx, dy)
+                break
+        else:
+            left, bottom = px + 4 * dpi, py + 5 * dpi
+            box = (left, bottom, left + w, bottom + h)
+        boxes.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=chosen, fontsize=7,
+                    color=colour, ha="right" if chosen[0] < 0 else "left")
+
+
 def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s_steady",
                 y: str = "energy_j_steady") -> list[Path]:
     """Every row as a point; each model's front as a line; the overall front highlighted.
@@ -233,7 +280,7 @@ def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s
     swept = _swept(data)
     plt, fig = _figure()
     ax = fig.add_subplot()
-    labelled = 0
+    labels: list[tuple[float, float, str, Any]] = []
     for k, (label, g) in enumerate(_series(data)):
         c, marker = STYLES[k % len(STYLES)]
         ax.scatter(g["_x"], g["_y"], s=14, color=c, marker=marker, alpha=0.35, linewidths=0)
@@ -243,15 +290,13 @@ def plot_pareto(df: pd.DataFrame, out: str | os.PathLike, *, x: str = "latency_s
         for _, row in front.iterrows():      # each front point says which configuration it is
             text = _grid_label(row, swept)
             if text:
-                dy = (6, -10)[labelled % 2]   # alternate above / below: neighbours apart
-                ax.annotate(text, (row["_x"], row["_y"]), textcoords="offset points",
-                            xytext=(4, dy), fontsize=7, color=c)
-                labelled += 1
+                labels.append((row["_x"], row["_y"], text, c))
     overall = data[pareto_front(data, "_x", "_y", maximize=up)].sort_values(["_x", "_y"])
     ax.plot(overall["_x"], overall["_y"], "-", color="black", lw=3, alpha=0.25, zorder=0,
             label="overall front")
     ax.scatter(overall["_x"], overall["_y"], s=70, facecolors="none", edgecolors="black",
                linewidths=1.2, zorder=3)
+    _place_labels(ax, labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     best = f"{'upper' if '_y' in up else 'lower'}-{'right' if '_x' in up else 'left'}"
@@ -568,7 +613,7 @@ def plot_roofline(layers: pd.DataFrame, out: str | os.PathLike, *, hw: dict[str,
     ax.set_ylabel("achieved MAC/s (log)")
     head = f"{identity}: " if identity else ""
     ax.set_title(f"{head}roofline of inference {i} ({len(ops)} MAC ops)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     return _save(plt, fig, Path(out))
 

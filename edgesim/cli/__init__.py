@@ -36,7 +36,8 @@ MAX_MESSAGE = 1000
 #: The commands, in the order ``edgesim --help`` lists them. Each is the module
 #: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
 #: command is one module and one name here.
-COMMANDS = ("run", "models", "configs", "trace", "sweep", "plot", "finetune", "compare")
+COMMANDS = ("run", "models", "configs", "trace", "sweep", "plot", "finetune", "compare",
+            "report")
 
 
 def _module(name: str):
