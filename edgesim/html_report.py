@@ -45,7 +45,7 @@ figcaption { font-size: 12px; color: #555; }
 
 #: Per-op columns the report's tables show, in order (all of them are in the JSON and CSV).
 OP_COLUMNS = ("op", "name", "kind", "bound", "weight_dram_bytes", "act_dram_bytes", "macs",
-              "compute_cycles", "util", "time_us", "stall_us", "tiling")
+              "compute_cycles", "util", "time_us", "stall_us", "energy_uj", "tiling")
 
 
 def _page(title: str, body: list[str]) -> str:
@@ -127,12 +127,13 @@ def run_html(run, *, overrides: Sequence[str] = (), config: str = "") -> str:
             "<h2>Summary</h2>",
             "<p>Per inference: cold is the first, steady the mean of the rest.</p>",
             _table(["metric", "cold", "steady_mean", "p50", "p99"], summary)]
-    body.append("<h2>Where the time goes</h2>")
+    body.append("<h2>Where the time and energy go</h2>")
     if rows:
         from edgesim.report import TIME_COLUMNS
         body += ["<p>Mean per inference over the stream; an op's time is its end less the "
                  "previous op's end, and its bound what decided that end (compute, vector "
-                 "unit, SRAM port, weight or activation transfer).</p>",
+                 "unit, SRAM port, weight or activation transfer); an op's energy is its "
+                 "share of the inference's (they add up).</p>",
                  "<h3>By bound</h3>", _table(["bound", *TIME_COLUMNS], time_by(rows, "bound")),
                  "<h3>By op class</h3>", _table(["kind", *TIME_COLUMNS], time_by(rows, "kind"))]
         layers = pd.DataFrame.from_records(rows, columns=list(rows[0]._fields))
@@ -152,7 +153,8 @@ def run_html(run, *, overrides: Sequence[str] = (), config: str = "") -> str:
             table = [(o.op, o.name, o.kind, o.bound, o.weight_dram_bytes, o.act_dram_bytes,
                       o.macs, o.compute_cycles, round(o.util, 4),
                       round((o.compute_end_s - o.compute_start_s) * 1e6, 3),
-                      round(o.stall_s * 1e6, 3), o.tiling) for o in ops]
+                      round(o.stall_s * 1e6, 3), round(o.energy_j * 1e6, 4), o.tiling)
+                     for o in ops]
             body.append(f"<div class=\"scroll\">{_table(OP_COLUMNS, table)}</div>")
     else:
         body.append("<p>No per-op rows.</p>")

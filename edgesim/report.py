@@ -253,29 +253,34 @@ def render_per_layer(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def time_by(rows: Sequence[Any], key: str) -> list[tuple]:
-    """Where the time of per-op rows went, grouped by ``key`` (``bound`` or ``kind``): per
-    group, ops per inference, mean time per inference (µs; an op's time is its end less the
-    previous op's end), its share of the latency, MACs and off-chip bytes (weights and
-    activations) per inference; largest time first, then by name."""
+    """Where the time and energy of per-op rows went, grouped by ``key`` (``bound`` or
+    ``kind``): per group, ops per inference, mean time per inference (µs; an op's time is its
+    end less the previous op's end), its share of the latency, mean energy (µJ; an op's
+    ``energy_j``) and its share of the energy, MACs and off-chip bytes (weights, activations)
+    per inference; largest time first, then by name."""
     inputs = {r.input for r in rows}
     n = max(1, len(inputs))
     acc: dict[str, list[float]] = {}
     for r in rows:
-        a = acc.setdefault(getattr(r, key), [0, 0.0, 0, 0, 0])
+        a = acc.setdefault(getattr(r, key), [0, 0.0, 0.0, 0, 0, 0])
         a[0] += 1
         a[1] += r.compute_end_s - r.compute_start_s
-        a[2] += r.macs
-        a[3] += r.weight_dram_bytes
-        a[4] += r.act_dram_bytes
-    total = math.fsum(a[1] for a in acc.values()) or 1.0
-    table = [(name, round(a[0] / n, 2), round(a[1] / n * 1e6, 3), round(100 * a[1] / total, 1),
-              round(a[2] / n), round(a[3] / n), round(a[4] / n))
+        a[2] += r.energy_j
+        a[3] += r.macs
+        a[4] += r.weight_dram_bytes
+        a[5] += r.act_dram_bytes
+    time = math.fsum(a[1] for a in acc.values()) or 1.0
+    energy = math.fsum(a[2] for a in acc.values()) or 1.0
+    table = [(name, round(a[0] / n, 2), round(a[1] / n * 1e6, 3), round(100 * a[1] / time, 1),
+              round(a[2] / n * 1e6, 3), round(100 * a[2] / energy, 1), round(a[3] / n),
+              round(a[4] / n), round(a[5] / n))
              for name, a in acc.items()]
     return sorted(table, key=lambda t: (-t[2], t[0]))
 
 
 #: Columns of a ``time_by`` table after the group's name.
-TIME_COLUMNS = ("ops", "time_us", "share_%", "macs", "weight_dram_bytes", "act_dram_bytes")
+TIME_COLUMNS = ("ops", "time_us", "time_%", "energy_uj", "energy_%", "macs",
+                "weight_dram_bytes", "act_dram_bytes")
 
 
 def render_where_time(rows: Sequence[Any]) -> str:
@@ -283,6 +288,6 @@ def render_where_time(rows: Sequence[Any]) -> str:
     if not rows:
         return ""
     return "\n".join([
-        "# where the time goes, by bound (per inference, mean over the stream)",
+        "# where the time and energy go, by bound (per inference, mean over the stream)",
         render_table(["bound", *TIME_COLUMNS], time_by(rows, "bound")), "",
         "# by op class", render_table(["kind", *TIME_COLUMNS], time_by(rows, "kind"))])

@@ -23,8 +23,8 @@ def test_a_config_compared_with_itself_is_all_zeros(capsys):
     assert all(t["delta"] == 0 and t["delta_%"] == 0 for t in doc["totals"])
     assert all(b["delta_us"] == 0 for b in doc["by_bound"])
     assert len(doc["ops"]) == 99
-    assert all(o["bound"] == "=" and o["d_offchip_bytes"] == o["d_time_us"] == o["d_cycles"] == 0
-               for o in doc["ops"])
+    assert all(o["bound"] == "=" and o["d_offchip_bytes"] == o["d_time_us"] == o["d_cycles"]
+               == o["d_energy_uj"] == 0 for o in doc["ops"])
     assert doc["bound"]["a"] == doc["bound"]["b"]
 
 
@@ -40,6 +40,8 @@ def test_per_op_deltas_add_up_to_the_total_deltas():
         totals["weight_dram_bytes"]["delta"] + totals["act_dram_bytes"]["delta"])
     assert sum(o["d_time_us"] for o in ops.values()) == pytest.approx(
         totals["latency_s"]["delta"] * 1e6, abs=1e-3)
+    assert sum(o["d_energy_uj"] for o in ops.values()) == pytest.approx(
+        totals["energy_j"]["delta"] * 1e6, abs=1e-5)
     assert ops["b"]["bound"] == "weights>compute"        # its weights no longer hold it
 
 

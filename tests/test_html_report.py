@@ -39,7 +39,8 @@ def run_report(tmp_path_factory):
 def test_a_run_report_is_one_file_with_its_figures_inside(run_report):
     text = run_report.read_text()
     _self_contained(text, figures=2)                 # the timeline and the roofline
-    for section in ("Summary", "Where the time goes", "Timeline", "Roofline", "Per op"):
+    for section in ("Summary", "Where the time and energy go", "Timeline", "Roofline",
+                    "Per op"):
         assert f"<h2>{section}</h2>" in text
     assert "sram.size=1MiB" in text                  # the header names every --set
     assert "dense_pn2 on npu_small" in text

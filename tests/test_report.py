@@ -19,12 +19,15 @@ def test_identical_inferences_are_one_block_and_a_cold_one_its_own():
 
 
 @pytest.mark.parametrize("key", ["bound", "kind"])
-def test_time_by_group_adds_up_to_the_mean_latency(key):
+def test_time_by_group_adds_up_to_the_mean_latency_and_energy(key):
     r = simulate(tiny_config(sram=1500), tiny_workload(inputs=3), per_layer=True)
     table = time_by(r.layer_rows, key)
     mean_latency_us = sum(row.latency_s for row in r.rows) / len(r.rows) * 1e6
+    mean_energy_uj = sum(row.energy_j for row in r.rows) / len(r.rows) * 1e6
     assert sum(t[2] for t in table) == pytest.approx(mean_latency_us, abs=0.01)
     assert sum(t[3] for t in table) == pytest.approx(100, abs=0.3)
+    assert sum(t[4] for t in table) == pytest.approx(mean_energy_uj, abs=0.01)
+    assert sum(t[5] for t in table) == pytest.approx(100, abs=0.3)
     assert sum(t[1] for t in table) == 3          # ops per inference
 
 
@@ -34,5 +37,5 @@ def test_per_layer_prints_one_inference_of_a_dense_stream(capsys):
     out = capsys.readouterr().out
     heads = [ln for ln in out.splitlines() if ln.startswith("# input ")]
     assert heads == ["# input 0-7 (8 of 8 inferences, path dense, cold): each op"]
-    assert "# where the time goes, by bound" in out
+    assert "# where the time and energy go, by bound" in out
     assert "# by op class" in out

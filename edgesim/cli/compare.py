@@ -14,8 +14,9 @@ steady state (inferences 2..N; the one inference when N is 1), as means per infe
   its parts) A, B, B - A and the change in percent; then the inference's bound in A and B;
 * ``by bound``: the time per inference each bound held the ops, in A and B, and B - A;
 * ``per op`` (when both runs are of one model, ops matched by name): per op its off-chip
-  bytes, time and compute cycles, B - A, and its bound in A and B (``compute>weights`` when
-  it moved, ``=`` when not). An op a routed inference skips counts as 0 in that inference.
+  bytes, time, compute cycles and energy (``LayerRow.energy_j``), B - A, and its bound in A
+  and B (``compute>weights`` when it moved, ``=`` when not). An op a routed inference skips
+  counts as 0 in that inference. The per-op deltas add up to the totals' (tested).
 
 ``--format csv`` prints the per-op table (the totals when the models differ); ``json`` all
 three. A run compared with itself is all zeros (tested).
@@ -111,8 +112,8 @@ def _bound_of(rows, keep: set[int]) -> str:
 
 
 def _per_op(layers, keep: set[int]) -> dict[str, dict[str, Any]]:
-    """Per op name, means per compared inference of its off-chip bytes, time (s) and compute
-    cycles, its kind and its most frequent bound."""
+    """Per op name, means per compared inference of its off-chip bytes, time (s), compute
+    cycles and energy (J), its kind and its most frequent bound."""
     from edgesim.sim.bound import BOUNDS
     n = len(keep)
     out: dict[str, dict[str, Any]] = {}
@@ -120,15 +121,15 @@ def _per_op(layers, keep: set[int]) -> dict[str, dict[str, Any]]:
         if r.input not in keep:
             continue
         o = out.setdefault(r.name, {"kind": r.kind, "bytes": 0, "time": 0.0, "cycles": 0,
-                                    "bounds": dict.fromkeys(BOUNDS, 0)})
+                                    "energy": 0.0, "bounds": dict.fromkeys(BOUNDS, 0)})
         o["bytes"] += r.weight_dram_bytes + r.act_dram_bytes
         o["time"] += r.compute_end_s - r.compute_start_s
+        o["energy"] += r.energy_j
         o["cycles"] += r.compute_cycles
         o["bounds"][r.bound] += 1
     for o in out.values():
-        o["bytes"] /= n
-        o["time"] /= n
-        o["cycles"] /= n
+        for k in ("bytes", "time", "cycles", "energy"):
+            o[k] /= n
         o["bound"] = max(BOUNDS, key=lambda b, c=o["bounds"]: c[b])
     return out
 
@@ -168,7 +169,8 @@ def compare(run_a, run_b) -> dict[str, Any]:
         "by_bound": by_bound}
     if run_a.model["name"] == run_b.model["name"]:
         oa, ob = _per_op(la, ka), _per_op(lb, kb)
-        empty = {"kind": "", "bytes": 0, "time": 0.0, "cycles": 0, "bound": "none"}
+        empty = {"kind": "", "bytes": 0, "time": 0.0, "cycles": 0, "energy": 0.0,
+                 "bound": "none"}
         ops = []
         for name in dict.fromkeys([*oa, *ob]):
             a, b = oa.get(name, empty), ob.get(name, empty)
@@ -176,7 +178,8 @@ def compare(run_a, run_b) -> dict[str, Any]:
                         "bound": _moved(a["bound"], b["bound"]),
                         "d_offchip_bytes": _num(b["bytes"] - a["bytes"]),
                         "d_time_us": round((b["time"] - a["time"]) * 1e6, 3),
-                        "d_cycles": _num(b["cycles"] - a["cycles"])})
+                        "d_cycles": _num(b["cycles"] - a["cycles"]),
+                        "d_energy_uj": round((b["energy"] - a["energy"]) * 1e6, 6)})
         out["ops"] = ops
     return out
 

@@ -329,21 +329,35 @@ def _order(t) -> str:
     return f"{t.order}/{t.weight_tiles if t.order == 'weights_outer' else t.input_stripes}"
 
 
-def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
-    """The per-op rows of inference i (times in seconds; stall = wait before + wait at end)."""
+def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[LayerRow]:
+    """The per-op rows of inference i (times in seconds; stall = wait before + wait at end).
+
+    An op's energy is its fixed part (``plan.op_energies``), the weight bytes it moved (read
+    off-chip, written into SRAM) and leakage over its time (its end less the previous op's
+    end); a wrong speculative guess's bytes go to the first gated op, where they were queued.
+    The ops' energies add up to the inference's ``energy_j``."""
     rows = []
     prev_end = 0
+    wmem = m.memories[m.weights_mem]
+    per_byte = 8 * wmem.read_pj_per_bit + m.sram_write_pj_per_byte
+    leak_w = m.sram_leak_w + m.board_w
+    guess = next((j for j, g in enumerate(plan.gate) if g >= 0), -1)
     for j, (ds, de, cs, ce) in enumerate(inf.timings):
         op = plan.ops[j]
         stall = (cs - prev_end) + (ce - cs - plan.compute_ps[j])
+        moved = inf.kept[j] + inf.streamed[j]
+        pj = moved * per_byte
+        if j == guess:
+            pj += inf.wasted_bytes * 8 * wmem.read_pj_per_bit
+        energy = op.energy_j + pj * 1e-12 + leak_w * (ce - prev_end) * 1e-12
         prev_end = ce
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
-            op.rule, op.weight_bytes, inf.kept[j] + inf.streamed[j], inf.streamed[j],
+            op.rule, op.weight_bytes, moved, inf.streamed[j],
             inf.refetch[j], plan.spill[j], plan.tiling[j].act_reread, _order(plan.tiling[j]),
             op.macs, int(plan.cycles[j]), plan.util[j],
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
-            cs * 1e-12, ce * 1e-12, stall * 1e-12, inf.bounds[j]))
+            cs * 1e-12, ce * 1e-12, stall * 1e-12, inf.bounds[j], energy))
     return rows
 
 
@@ -489,9 +503,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             rows.append(row)
         if layer_rows is not None:
             if keep_rows:
-                layer_rows.extend(_layer_rows(i, plans[p], inf))
+                layer_rows.extend(_layer_rows(i, plans[p], inf, machine))
             elif on_row is not None:
-                for layer_row in _layer_rows(i, plans[p], inf):
+                for layer_row in _layer_rows(i, plans[p], inf, machine):
                     on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -198,6 +198,9 @@ class OpInfo:
     rule: str
     weight_bytes: int
     macs: int
+    #: joules of the op that do not depend on the stream: MACs, PE registers, index decode,
+    #: its SRAM reads and writes and its activation transfers (``op_energies``)
+    energy_j: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +330,11 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     act_out = sum(w for _, w in traffic.values())
     # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
     compute_ps = tuple(-(-(int(c) * PS_PER_S) // m.clock_hz) for c in cycles)
-    ops = (tuple(_op_info(m, workload, op) for op in path.ops) if per_layer else None)
+    ops = None
+    if per_layer:
+        ops = tuple(replace(_op_info(m, workload, op), energy_j=e) for op, e in
+                    zip(path.ops, op_energies(m, workload, path.ops, parts, in_place),
+                        strict=True))
     mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
                                               decoded=decode)
     return PathPlan(
@@ -453,6 +460,35 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
                                act_buf=m.act_reserve_bytes,
                                psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
                                schedule=m.schedule))
+    return out
+
+
+def op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
+    """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
+    and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
+    activations it writes off-chip) and writes (output, and activations it reads back, less
+    an input read in place), and its activation transfers at their memory's energy. Summed
+    over a path they are the path's ``energy_mac/array/decode_j`` and the SRAM and off-chip
+    activation energy of ``engine._inference_row``; the engine adds the weight bytes each
+    op moves and leakage over its time (``LayerRow.energy_j``)."""
+    out = []
+    for op, ps, ip in zip(ops, parts, in_place, strict=True):
+        executed = _executed_macs(m, op, workload)
+        bits = (executed * register_bits_per_mac(op.precision, act_bits=m.act_bits,
+                                                  dataflow=m.array.dataflow) if op.macs else 0)
+        decoded = sum(workload.blocks[b].nonzeros for b in dict.fromkeys(op.weights)
+                      if workload.blocks[b].encoding != "dense")
+        mac, array, decode = compute_energy(m, macs={op.precision: executed},
+                                            register_bits=bits, decoded=decoded)
+        act_out = sum(b for _, write, b in ps if write)
+        act_in = sum(b for _, write, b in ps if not write)
+        read = _weight_bytes(workload, op) + op.in_bytes + act_out
+        write = op.out_bytes + act_in - ip
+        pj = read * m.sram_read_pj_per_byte + write * m.sram_write_pj_per_byte
+        for mem, w, b in ps:
+            mm = m.memories[mem]
+            pj += b * 8 * (mm.write_pj_per_bit if w else mm.read_pj_per_bit)
+        out.append(mac + array + decode + pj * 1e-12)
     return out
 
 

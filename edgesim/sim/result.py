@@ -81,6 +81,7 @@ class LayerRow(NamedTuple):
     compute_end_s: float
     stall_s: float
     bound: str                   # what decided the op's end (``edgesim.sim.bound``)
+    energy_j: float              # the op's share of the inference's energy_j (they add up)
 
 
 INFERENCE_COLUMNS: tuple[str, ...] = InferenceRow._fields
