@@ -28,7 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgesim.cli._common import INPUTS, UsageError, policies, prefetch_modes, write
+from edgesim.cli._common import (
+    INPUTS,
+    MAX_INPUTS,
+    UsageError,
+    policies,
+    prefetch_modes,
+    write,
+)
 
 __all__ = ["Side", "add_parser", "compare", "main"]
 
@@ -49,7 +56,8 @@ def add_parser(subparsers) -> None:
     c.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
     c.add_argument("--prefetch", nargs="+", choices=prefetch_modes(), default=["next"])
     c.add_argument("--inputs", type=INPUTS, default=None,
-                   help="inferences per run (default 8; the steady state 2..N is compared)")
+                   help="inferences per run (default 8; the steady state 2..N is compared; "
+                   f"at most {MAX_INPUTS:,})")
     c.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of both configs")
     c.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesim.cli._common import INPUTS, SEED, UsageError, policies, prefetch_modes
+from edgesim.cli._common import INPUTS, MAX_INPUTS, SEED, UsageError, policies, prefetch_modes
 
 __all__ = ["add_parser", "main"]
 
@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("source", metavar="CONFIG|FOLDER",
                    help="hardware config (with --model), or a sweep results folder")
     r.add_argument("--model", help="model of the run (see `edgesim models`)")
-    r.add_argument("--inputs", type=INPUTS, default=None, help="inferences (default 8)")
+    r.add_argument("--inputs", type=INPUTS, default=None,
+                   help=f"inferences (default 8; at most {MAX_INPUTS:,})")
     r.add_argument("--policy", choices=policies(), default="lru")
     r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
