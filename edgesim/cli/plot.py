@@ -1,4 +1,4 @@
-"""``edgesim plot KIND DIR``: draw a sweep (or a run's timeline) as PNG and SVG.
+"""``edgesim plot KIND DIR``: draw a sweep (or a run's timeline or roofline) as PNG and SVG.
 
 Public names: ``add_parser``, ``main``. The figures themselves are ``edgesim.plot``'s.
 """
@@ -13,7 +13,8 @@ __all__ = ["add_parser", "main"]
 def add_parser(subparsers) -> None:
     """Add ``plot`` to an argparse subparsers object."""
     from edgesim.plot import KINDS
-    s = subparsers.add_parser("plot", help="draw a sweep or a run timeline (PNG and SVG)")
+    s = subparsers.add_parser("plot", help="draw a sweep, or a run's timeline or roofline "
+                              "(PNG and SVG)")
     s.add_argument("kind", choices=KINDS)
     s.add_argument("source", metavar="DIR",
                    help="sweep results folder; for timeline and roofline, the CSV of `run "
@@ -26,7 +27,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("--input", type=bounded_int(0, MAX_INPUTS - 1), dest="input_index",
                    help="timeline: which inference, 0.. (default: the last; at most "
                    f"{MAX_INPUTS - 1:,})")
-    s.add_argument("--config", help="roofline of an event-log CSV: the run's hardware config")
+    s.add_argument("--config", help="timeline and roofline of an event-log CSV: the run's "
+                   "hardware config (a run's JSON document names its own)")
 
 
 def main(a) -> int:

@@ -39,23 +39,26 @@ def main(a) -> int:
     """Handler of ``edgesim report``: writes the file, prints where it went."""
     from edgesim import html_report
     from edgesim.cli._common import progress_printer, write
+    from edgesim.outputs import output_path
     folder = Path(a.source)
     if folder.is_dir():
         if a.model or a.sets:
             raise UsageError(f"report: {a.source} is a sweep folder; --model and --set belong "
                              "to a run's report (report CONFIG --model M)")
-        text = html_report.sweep_html(folder)
         out = a.out or str(folder / "report.html")
+        output_path(out, "--out")            # refused before any work: a device, a folder
+        text = html_report.sweep_html(folder)
     else:
         if not a.model:
             raise UsageError("report: a run's report needs --model M (or give a sweep folder)")
+        out = a.out or "report.html"
+        output_path(out, "--out")
         from edgesim import api
         from edgesim.request import model_request
         run = api.run(a.source, model_request(a.model, seed=a.seed), inputs=a.inputs,
                       policy=a.policy, prefetch=a.prefetch, overrides=a.sets, per_layer=True,
                       progress=progress_printer())
         text = html_report.run_html(run, overrides=a.sets, config=a.source)
-        out = a.out or "report.html"
     write(text.rstrip("\n"), out)
     print(f"edgesim: wrote {out}")
     return 0
