@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgesim.report import _cell, _plain, distinct_inferences, time_by
+from edgesim.report import _cell, _plain, _ranges, distinct_inferences, time_by
 
 __all__ = ["run_html", "sweep_html"]
 
@@ -144,12 +144,12 @@ def run_html(run, *, overrides: Sequence[str] = (), config: str = "") -> str:
                  _figure(lambda p: plot_roofline(layers, p, hw=hw, identity=identity),
                          f"{identity}: MAC ops of the last inference")]
         body.append("<h2>Per op</h2>")
-        for inputs, ops in distinct_inferences(rows):
-            n = len(inputs)
-            first = inputs[0]
-            body.append(f"<h3>Input {first}{' and ' + str(n - 1) + ' more alike' if n > 1 else ''}"
-                        f" (path {html.escape(ops[0].path)}{', cold' if first == 0 else ''})"
-                        "</h3>")
+        blocks = distinct_inferences(rows)
+        total = sum(len(inputs) for inputs, _ in blocks)
+        for inputs, ops in blocks:
+            cold = ", cold" if inputs[0] == 0 else ""
+            body.append(f"<h3>Input {_ranges(inputs)} ({len(inputs):,} of {total:,} "
+                        f"inferences, path {html.escape(ops[0].path)}{cold})</h3>")
             table = [(o.op, o.name, o.kind, o.bound, o.weight_dram_bytes, o.act_dram_bytes,
                       o.macs, o.compute_cycles, round(o.util, 4),
                       round((o.compute_end_s - o.compute_start_s) * 1e6, 3),
