@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +65,8 @@ STYLES = tuple((c, m) for m in _MARKERS for c in _COLOURS)
 #: Colour of each bound (``edgesim.sim.bound.BOUNDS``) in the timeline and the roofline.
 BOUND_COLOURS = {"compute": "#1f77b4", "vector": "#2ca02c", "sram_port": "#9467bd",
                  "weights": "#ff7f0e", "activations": "#d62728", "none": "#7f7f7f"}
+#: The timeline's off-chip transfers and stalls: neither a bound's colour.
+TRANSFER_COLOUR, STALL_COLOUR = "#c49c94", "#444444"
 #: Columns where more is better (a Pareto front maximises them).
 HIGHER_IS_BETTER = ("top1",)
 ENERGY_PARTS = (("energy_mac_j", "MAC"), ("energy_array_j", "PE registers"),
@@ -235,9 +236,11 @@ def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize: Sequence[str] = 
     return pd.Series(keep, index=df.index)
 
 
-def _place_labels(ax, labels: Sequence[tuple[float, float, str, Any]]) -> None:
+def _place_labels(ax, labels: Sequence[tuple[float, float, str, Any]], *,
+                  skip_crowded: bool = False) -> None:
     """Each (x, y, text, colour) written beside its point, at the first of six offsets whose
-    box (text size estimated at 7 pt) does not cover a label already placed."""
+    box (text size estimated at 7 pt) does not cover a label already placed; where all six
+    do, at the first (or, ``skip_crowded``, not at all)."""
     fig = ax.figure
     fig.canvas.draw()                   # the data -> pixel transform of the final limits
     to_px = ax.transData.transform
@@ -257,6 +260,8 @@ def _place_labels(ax, labels: Sequence[tuple[float, float, str, Any]]) -> None:
                 chosen = (dx, dy)
                 break
         else:
+            if skip_crowded:
+                continue
             left, bottom = px + 4 * dpi, py + 5 * dpi
             box = (left, bottom, left + w, bottom + h)
         boxes.append(box)
@@ -475,7 +480,7 @@ def plot_timeline(layers: pd.DataFrame, out: str | os.PathLike, *,
     dma = dma[dma["dma_end_s"] > dma["dma_start_s"]]
     ax.broken_barh(list(zip(dma["dma_start_s"] / div,
                             (dma["dma_end_s"] - dma["dma_start_s"]) / div, strict=True)),
-                   (rows["off-chip transfer"] - 0.35, 0.7), color="tab:orange")
+                   (rows["off-chip transfer"] - 0.35, 0.7), color=TRANSFER_COLOUR)
     cs, ce = ops["compute_start_s"].to_numpy(float), ops["compute_end_s"].to_numpy(float)
     # stall_s = wait before the op starts + wait at its end for streamed bytes (engine.py)
     prev = np.concatenate([[0.0], ce[:-1]])
@@ -494,7 +499,7 @@ def plot_timeline(layers: pd.DataFrame, out: str | os.PathLike, *,
     stalls = [(p, b) for p, b in zip(prev, before, strict=True) if b > 0]
     stalls += [(e - t, t) for e, t in zip(ce, tail, strict=True) if t > 0]
     ax.broken_barh([(s / div, w / div) for s, w in stalls], (rows["stall"] - 0.35, 0.7),
-                   color="tab:red")
+                   color=STALL_COLOUR)
     # name the ops wide enough to hold a label: at most 12, the longest first
     names = ops["name"].astype(str).tolist() if "name" in ops.columns else []
     width = ce - cs
@@ -597,18 +602,13 @@ def plot_roofline(layers: pd.DataFrame, out: str | os.PathLike, *, hw: dict[str,
                 ax.scatter(xs[part], achieved[part], s=28, marker=shape,
                            color=BOUND_COLOURS.get(b, "k"), alpha=0.8, linewidths=0,
                            label=f"bound: {b}" + ("" if shape == "o" else " (no off-chip byte)"))
-    names = ops["name"].astype(str).tolist() if "name" in ops.columns else []
-    placed: list[tuple[float, float]] = []
-    for k in np.argsort(-t, kind="stable")[:8] if names else []:   # the longest ops, named
-        at = (math.log10(xs[k]), math.log10(achieved[k]))
-        if any(abs(at[0] - a) < 0.25 and abs(at[1] - b) < 0.08 for a, b in placed):
-            continue                                      # a label there already
-        placed.append(at)
-        ax.annotate(names[k][-24:], (xs[k], achieved[k]), textcoords="offset points",
-                    xytext=(4, -9), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
+    names = ops["name"].astype(str).tolist() if "name" in ops.columns else []
+    longest = np.argsort(-t, kind="stable")[:8] if names else []    # the longest ops, named
+    _place_labels(ax, [(xs[k], achieved[k], names[k][-24:], "black") for k in longest],
+                  skip_crowded=True)
     ax.set_xlabel("arithmetic intensity (MACs per off-chip byte, log)")
     ax.set_ylabel("achieved MAC/s (log)")
     head = f"{identity}: " if identity else ""
