@@ -39,3 +39,14 @@ def test_per_layer_prints_one_inference_of_a_dense_stream(capsys):
     assert heads == ["# input 0-7 (8 of 8 inferences, path dense, cold): each op"]
     assert "# where the time and energy go, by bound" in out
     assert "# by op class" in out
+
+
+def test_per_layer_of_a_routed_stream_is_one_block_per_distinct_inference(capsys):
+    # sigmab_pn2 routes each input down one of four paths: blocks differ in path or state,
+    # and their counts cover the stream once
+    assert main(["run", "npu_small", "--model", "sigmab_pn2", "--per-layer"]) == 0
+    heads = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("# input ")]
+    counts = [int(h.split("(")[1].split(" of ")[0]) for h in heads]
+    assert len(heads) > 1
+    assert sum(counts) == 8
+    assert all(" of 8 inferences, path " in h for h in heads)
