@@ -10,6 +10,8 @@ Public names: ``main``, ``build_parser``, ``COMMANDS``.
     python -m edgesim configs [--format ...]
     python -m edgesim trace MODEL [--set ...] [--out FILE]
     python -m edgesim sweep | plot | finetune ...
+    python -m edgesim compare CONFIG_A CONFIG_B --model M    (or --model A B, --policy P Q)
+    python -m edgesim report CONFIG --model M [--out report.html] | report SWEEP_FOLDER
 
 Each command is a module of this package exposing ``add_parser(subparsers)`` and
 ``main(args) -> int``; the ``COMMANDS`` tuple below is the one place a command is registered.
