@@ -332,7 +332,7 @@ def _order(t) -> str:
 def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[LayerRow]:
     """The per-op rows of inference i (times in seconds; stall = wait before + wait at end).
 
-    An op's energy is its fixed part (``plan.op_energies``), the weight bytes it moved (read
+    An op's energy is its fixed part (``plan._op_energies``), the weight bytes it moved (read
     off-chip, written into SRAM) and leakage over its time (its end less the previous op's
     end); a wrong speculative guess's bytes go to the first gated op, where they were queued.
     The ops' energies add up to the inference's ``energy_j``."""

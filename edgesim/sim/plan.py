@@ -199,7 +199,7 @@ class OpInfo:
     weight_bytes: int
     macs: int
     #: joules of the op that do not depend on the stream: MACs, PE registers, index decode,
-    #: its SRAM reads and writes and its activation transfers (``op_energies``)
+    #: its SRAM reads and writes and its activation transfers (``_op_energies``)
     energy_j: float = 0.0
 
 
@@ -333,7 +333,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     ops = None
     if per_layer:
         ops = tuple(replace(_op_info(m, workload, op), energy_j=e) for op, e in
-                    zip(path.ops, op_energies(m, workload, path.ops, parts, in_place),
+                    zip(path.ops, _op_energies(m, workload, path.ops, parts, in_place),
                         strict=True))
     mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
                                               decoded=decode)
@@ -463,7 +463,7 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
     return out
 
 
-def op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
+def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
     """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
     and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
     activations it writes off-chip) and writes (output, and activations it reads back, less
