@@ -187,6 +187,7 @@ def _index_table(p: dict) -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=16)
 def _w_tables(ubits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per weight index (rows, < ``_INDEX_SPAN``) and parameter (columns, ``_W_CFGS``): the
     search's cost, the unary positions and the unary1 + remainder bits the stream writes."""
@@ -208,6 +209,8 @@ def _w_tables(ubits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         else:
             cost[:, j] = np.where(q <= 2, np.minimum(q + 1, 2) + k, _IMPOSSIBLE)
             extra[:, j] = (q > 0) + k
+    for table in (cost, pos, extra):
+        table.flags.writeable = False       # shared by every call (lru_cache)
     return cost, pos, extra
 
 
@@ -238,13 +241,14 @@ def _search(costs: np.ndarray, kinds: np.ndarray) -> list[tuple[int, int]]:
     can_of = costs < _IMPOSSIBLE
     step_of = np.where(can_of, costs, _CMD_BITS).astype(np.int32)
     all_can = can_of.all(axis=0)
+    penalty = np.where(can_of, 0, 1 << 29).astype(np.int32)   # no count reaches it
     s = _State(np.zeros(ncfg, dtype=np.int64), np.zeros(ncfg, dtype=bool),
                np.zeros(ncfg, dtype=np.int64))
     result: list[list[int]] = []
     t, win = 0, _WINDOW
     while t < n:
         if s.active >= 0:
-            upto, hit = _window(s, kinds[t:t + win], t, can_of, step_of, all_can)
+            upto, hit = _window(s, kinds[t:t + win], t, can_of, step_of, all_can, penalty)
             t += upto
             if not hit:
                 win = min(2 * win, _WINDOW_MAX)
@@ -290,9 +294,11 @@ def _step(s: _State, t: int, can: np.ndarray, bits: np.ndarray, result: list) ->
 
 
 def _window(s: _State, kinds: np.ndarray, t: int, can_of: np.ndarray, step_of: np.ndarray,
-            all_can: np.ndarray) -> tuple[int, bool]:
+            all_can: np.ndarray, penalty: np.ndarray) -> tuple[int, bool]:
     """Run ``s`` over the values ``kinds`` (starting at ``t``) up to the first one that changes
-    the active parameter: (values passed, whether one changes it)."""
+    the active parameter: (values passed, whether one changes it). Per kind of value:
+    ``can_of`` whether a parameter codes it, ``step_of`` what it adds to the parameter's count,
+    ``all_can`` whether every parameter codes it, ``penalty`` 0 or more than any count."""
     m = kinds.size
     st = np.take(step_of, kinds, axis=1)
     cum = np.cumsum(st, axis=1, dtype=np.int32)        # through each value
@@ -313,7 +319,7 @@ def _window(s: _State, kinds: np.ndarray, t: int, can_of: np.ndarray, step_of: n
         if rows.size:
             # after an entry r a count runs from A before r: cum - cum(r - 1) + a_before(r);
             # the offset filled forward as a cumulative sum of its changes
-            at = np.flatnonzero(entry[rows])
+            at = np.flatnonzero(entry if rows.size == entry.shape[0] else entry[rows])
             row, col = np.divmod(at, m)
             flat = rows[row] * m + col
             off = a_before[col] - (cum.ravel()[flat] - st.ravel()[flat])
@@ -328,7 +334,7 @@ def _window(s: _State, kinds: np.ndarray, t: int, can_of: np.ndarray, step_of: n
             fill += base[rows, None]
             fill += cum[rows]
             rel[rows] = fill
-        least = (rel + np.take(_penalty(can_of), kinds, axis=1)).min(axis=0)
+        least = (rel + np.take(penalty, kinds, axis=1)).min(axis=0)
     change = least + _CMD_BITS < a_before
     if can is not None:
         change |= ~can[s.active]
@@ -343,14 +349,10 @@ def _window(s: _State, kinds: np.ndarray, t: int, can_of: np.ndarray, step_of: n
             s.coded = np.ones_like(s.coded)
         else:
             s.coded = can[:, u].copy()
-            cannot = np.where(~can[:, :upto], np.arange(t + 1, t + upto + 1), 0)
-            s.reset = np.maximum(s.reset, cannot.max(axis=1))
+            gap = ~can[:, upto - 1::-1]                    # back from the last value passed
+            last = np.where(gap.any(axis=1), t + upto - np.argmax(gap, axis=1), 0)
+            s.reset = np.maximum(s.reset, last)
     return upto, bool(hit.size)
-
-
-def _penalty(can_of: np.ndarray) -> np.ndarray:
-    """0 where a parameter codes a kind of value, else a count no parameter reaches."""
-    return np.where(can_of, 0, 1 << 29).astype(np.int32)
 
 
 def _zero_runs(v: np.ndarray, freq: np.ndarray) -> bool:
