@@ -419,6 +419,8 @@ def _section(values: np.ndarray) -> StreamCode:
             bits += unit * -(-int(((r >> zdiv) + 1).sum()) // unit) + r.size * zdiv
         step = (w_len if z_len <= 0 < w_len else z_len if w_len <= 0 < z_len
                 else min(z_len, w_len))
+        if step <= 0:                       # the searches' segments always move on
+            raise AssertionError(f"weight stream: slice of {step} values at {pos} of {n}")
         slices.append((w_len, _W_CFGS[wcfg], zdiv))
         pos += step
         if iw < len(wseg) and wseg[iw][1] <= pos:
