@@ -129,7 +129,8 @@ class BlockBuffer(NamedTuple):
     The array computes its output one block (``h x w`` pixels x ``d`` channels) at a time; the
     buffer holds the block's input window (``ifm_depth``-channel slices, ``bank_bytes`` banks
     rounded to ``ifm_granule`` banks) and its accumulators (``acc_bytes`` each, rounded to
-    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes``. A block's sides
+    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes`` (the input alone
+    when the accumulators have their own RAM of ``acc_buffer_bytes``). A block's sides
     are multiples of the micro-block (``ublock``: height, width, depth) and at most ``max``;
     a block of fewer channels than the op's output takes whole multiples of ``split_depth``.
     An input slice holds up to 32 channels (16 part-kernel first; Ethos-U's IFM brick,
@@ -145,6 +146,7 @@ class BlockBuffer(NamedTuple):
     max: tuple[int, int, int]
     split_depth: int
     ifm_depth: int
+    acc_buffer_bytes: int = 0           # a separate accumulator RAM (0: they share the buffer)
 
 
 class Block(NamedTuple):
@@ -188,6 +190,7 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
     ifm_d = _up(min(C, 16 if part_kernel(C, R * S) else 32), buf.ifm_depth)
     sh, sw, sd = _up(min(P, mh), uh), _up(min(Q, mw), uw), _up(min(K, md), ud)
     banks = buf.buffer_bytes // buf.bank_bytes
+    acc_ram = buf.acc_buffer_bytes // buf.bank_bytes     # 0: accumulators share ``banks``
     best: tuple[float, Block] | None = None
     sy, sx = stride
     d = max(ud, min(sd, buf.split_depth))
@@ -201,7 +204,8 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
                 iw = _up((w - 1) * sx + S, uw)
                 ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank_bytes) * 2, buf.ifm_granule)
                 acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * 2, buf.acc_granule)
-                if ifm_banks + acc_banks > banks:
+                if (ifm_banks > banks or acc_banks > acc_ram if acc_ram
+                        else ifm_banks + acc_banks > banks):
                     break            # wider blocks of this height fit no better
                 blocks_xy = (P / h) * (Q / w)
                 weights = R * S * C * -(-P // h) * -(-Q // w) * K
