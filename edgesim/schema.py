@@ -237,7 +237,9 @@ class _Block(_Section):
     the first and at most the second; ``split_depth``: a block of fewer channels than the op's
     output takes whole multiples of it; ``ifm_depth``: the channels of one input slice;
     ``acc_buffer``: 0 (the default) keeps the accumulators in ``buffer``; else the bytes of a
-    separate accumulator RAM that holds them (double-buffered), ``buffer`` the input alone.
+    separate accumulator RAM that holds them (double-buffered), ``buffer`` the input alone;
+    ``sub_kernel`` (height, width): the largest kernel piece one pass over a block takes (0:
+    any); a block of a larger kernel reads its input window once per piece.
     """
 
     buffer: _q("size", **_SIZE) = "0 B"
@@ -250,6 +252,8 @@ class _Block(_Section):
     max: _Triple = (1, 1, 1)
     split_depth: Annotated[int, Field(**_DIM)] = 1
     ifm_depth: Annotated[int, Field(**_DIM)] = 1
+    sub_kernel: tuple[Annotated[int, Field(ge=0, le=2**16)],
+                      Annotated[int, Field(ge=0, le=2**16)]] = (0, 0)
     source: _Text
 
 

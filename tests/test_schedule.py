@@ -47,6 +47,27 @@ def test_in_place_read_of_a_3x3_stride_2_conv_by_hand():
     assert in_place_bytes(block, P=16, Q=16, K=32, C=3, H=32, W=32, burst=64, run=64) == 7_776
 
 
+def test_a_kernel_beyond_the_sub_kernel_reads_its_window_once_per_piece():
+    # KWS's first conv: a 49x10x1 input, 10x4 kernel stride 2 -> 25x5x64. On 8 x 8 pieces
+    # (compute.block.sub_kernel, regor s_SubkernelLimits) the 10 rows are ceil(10/8) = 2
+    # pieces x ceil(4/8) = 1: each block's window is read twice, twice the bytes of the same
+    # blocks with an unlimited sub-kernel.
+    w = Workload.single_path("kws", "dense", [WeightBlock("w", 2560, 2560, 8, "dense", 2560,
+                                                          2560)],
+                             [LayerOp("stem", "conv", ("w",), 490, 8000, 8490, 320_000,
+                                      320_000, "int8",
+                                      (("N", 1), ("K", 64), ("C", 1), ("R", 10), ("S", 4),
+                                       ("P", 25), ("Q", 5)),
+                                      meta={"strides": (2, 2), "pads": (4, 5, 1, 2)})], 1)
+    pieced = Machine.from_config(tiny_config(overrides=[*_IN_PLACE,
+                                                        "compute.block.sub_kernel=[8, 8]"]))
+    whole = Machine.from_config(tiny_config(overrides=_IN_PLACE))
+    (a, placed_a), (b, placed_b) = (input_read(m, w.paths[0].ops[0]) for m in (pieced, whole))
+    assert placed_a
+    assert placed_b
+    assert a == 2 * b
+
+
 def test_the_block_fits_the_buffer_and_a_first_conv_reads_in_runs_of_the_slice():
     # VWW's first conv (96x96x3, 3x3 stride 2 -> 48x48x8) on the U65's SHRAM: every block
     # whose double-buffered window and accumulators fit 44 banks is tried; 16 x 16 x 8 wins

@@ -210,7 +210,7 @@ class Machine:
             block = BlockBuffer(blk["buffer"], blk["bank"], blk["ifm_granule"],
                                 blk["acc_granule"], blk["acc_bytes"], tuple(blk["ublock"]),
                                 tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"],
-                                blk["acc_buffer"])
+                                blk["acc_buffer"], tuple(blk["sub_kernel"]))
         in_place = hw.placement_input == "in_place"
         if in_place and block is None:
             raise ValueError("placement.input in_place needs compute.block.buffer (the "
@@ -485,7 +485,8 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
 
     ``staged`` (or an op that is not a 2-D conv, or no block buffer): the input is copied
     once, ``in_bytes``. ``in_place``: the conv reads it per output block (``tiling.output_block``
-    for the machine's block buffer) with its kernel's halo, once per depth block; the network's
+    for the machine's block buffer) with its kernel's halo, once per depth block and per kernel
+    piece (``compute.block.sub_kernel``: a 10 x 4 kernel on 8 x 8 pieces is two); the network's
     input lies in its file's NHWC layout, so the array fetches each pixel's slice of ``ifm_d``
     channels as one run, and a run shorter than a burst costs ``burst / run`` times its bytes
     (``tiling.in_place_bytes``; ethos-u-vela npu_performance._estimate_memory_transfer_efficiency).
@@ -517,8 +518,11 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
             sy, sx = max(1, round(height / p)), max(1, round(width / q))
     block = output_block(m.block, P=p, Q=q, K=k, C=c, R=r, S=s, stride=(sy, sx))
     mem = m.memories[m.arena_mem]
+    kh, kw = m.block.sub_kernel
+    pieces = (-(-dims.get("R", 1) // kh) if kh else 1) * (-(-dims.get("S", 1) // kw) if kw else 1)
     elements = n * in_place_bytes(block, P=p, Q=q, K=k, C=c, H=height, W=width,
-                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8)
+                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8,
+                                  pieces=pieces)
     return max(op.in_bytes, -(-elements * m.act_bits // 8)), True
 
 

@@ -147,6 +147,7 @@ class BlockBuffer(NamedTuple):
     split_depth: int
     ifm_depth: int
     acc_buffer_bytes: int = 0           # a separate accumulator RAM (0: they share the buffer)
+    sub_kernel: tuple[int, int] = (0, 0)  # the largest kernel piece of one pass (0: any)
 
 
 class Block(NamedTuple):
@@ -223,18 +224,21 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
 
 
 def in_place_bytes(block: Block, *, P: int, Q: int, K: int, C: int, H: int, W: int,
-                   burst: int, run: int | None = None) -> int:
+                   burst: int, run: int | None = None, pieces: int = 1) -> int:
     """Bus bytes of a conv reading its ``H x W x C`` input in place from off-chip memory, one
     output block at a time: each of the ``ceil(P/h) * ceil(Q/w) * ceil(K/d)`` blocks reads its
-    input window (clipped to the input) with the halo its kernel needs; a read of contiguous
-    runs of ``run`` bytes shorter than a ``burst`` moves at ``run / burst`` of the bandwidth, so
-    it costs ``burst / run`` times its bytes (``run`` None: runs of a burst or more).
+    input window (clipped to the input) with the halo its kernel needs, once per kernel piece
+    (``pieces``: a kernel beyond ``BlockBuffer.sub_kernel`` is run in pieces, each a pass over
+    the window; regor EthosU55Performance::MeasureElementAccess ``ifmRead = ifmFetch x
+    subkernels x ofmBlockCount``); a read of contiguous runs of ``run`` bytes shorter than a
+    ``burst`` moves at ``run / burst`` of the bandwidth, so it costs ``burst / run`` times its
+    bytes (``run`` None: runs of a burst or more).
 
     >>> b = Block(h=8, w=8, d=16, ih=17, iw=17, ifm_d=8)
     >>> in_place_bytes(b, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=8)
     27744
     """
-    blocks = -(-P // block.h) * -(-Q // block.w) * -(-K // block.d)
+    blocks = -(-P // block.h) * -(-Q // block.w) * -(-K // block.d) * pieces
     raw = min(block.ih, H) * min(block.iw, W) * C * blocks
     if run is None or run >= burst:
         return raw
