@@ -239,7 +239,9 @@ class _Block(_Section):
     ``acc_buffer``: 0 (the default) keeps the accumulators in ``buffer``; else the bytes of a
     separate accumulator RAM that holds them (double-buffered), ``buffer`` the input alone;
     ``sub_kernel`` (height, width): the largest kernel piece one pass over a block takes (0:
-    any); a block of a larger kernel reads its input window once per piece.
+    any); a block of a larger kernel reads its input window once per piece; ``latency``:
+    cycles of the SRAM latency before a conv's first input block and after its last output
+    block (each also moves its bytes over the SRAM port; ``edgesim.sim.plan.edge_cycles``).
     """
 
     buffer: _q("size", **_SIZE) = "0 B"
@@ -254,6 +256,7 @@ class _Block(_Section):
     ifm_depth: Annotated[int, Field(**_DIM)] = 1
     sub_kernel: tuple[Annotated[int, Field(ge=0, le=2**16)],
                       Annotated[int, Field(ge=0, le=2**16)]] = (0, 0)
+    latency: Annotated[int, Field(ge=0, le=2**20)] = 0
     source: _Text
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from edgesim.sim.bound import compute_unit
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
-from edgesim.sim.mapping import Array, Pooling, Rates, op_cycles, utilisation
+from edgesim.sim.mapping import SOFTMAX, Array, Pooling, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
 from edgesim.sim.tiling import (
     ONCE,
@@ -210,7 +210,8 @@ class Machine:
             block = BlockBuffer(blk["buffer"], blk["bank"], blk["ifm_granule"],
                                 blk["acc_granule"], blk["acc_bytes"], tuple(blk["ublock"]),
                                 tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"],
-                                blk["acc_buffer"], tuple(blk["sub_kernel"]))
+                                blk["acc_buffer"], tuple(blk["sub_kernel"]),
+                                blk["latency"])
         in_place = hw.placement_input == "in_place"
         if in_place and block is None:
             raise ValueError("placement.input in_place needs compute.block.buffer (the "
@@ -343,7 +344,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         op_weight_bytes.append(wbytes)
         mapped = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
         units[j] = compute_unit(array, op, mapped, wbytes, producer)
-        cycles[j] = max(mapped, scale_cycles(m, op))
+        cycles[j] = max(mapped + edge_cycles(m, op), scale_cycles(m, op))
         if not op.fused:
             producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
@@ -403,6 +404,53 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         gated_blocks=frozenset(gated), ops=ops)
 
 
+def _conv_block(m: Machine, op: LayerOp):
+    """The output block of a conv on the machine's block buffer (``tiling.output_block``), a
+    depthwise one reading only its own channels (C per group); None without a buffer."""
+    dims = op.dims
+    if m.block is None or op.kind != "conv" or "C" not in dims:
+        return None
+    sy, sx = tuple(op.meta.get("strides", (1, 1)))
+    return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
+                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx))
+
+
+def edge_cycles(m: Machine, op: LayerOp) -> int:
+    """Cycles a conv on a broadcast array spends before its first block and after its last:
+    the first input block read and the last output block written, each the block buffer's
+    SRAM ``latency`` plus its bytes over the SRAM port (regor EthosU55Performance /
+    EthosU85Performance::EstimateMacOpCycles ``totalCycles += ofmBlockCycles`` (last) ``+=
+    ifmBlockCycles`` (first), MinimumIfmCycles / MinimumOfmCycles); 0 without a block buffer.
+
+    The input block is the output block's window (clipped to the input) of the block's
+    channels for a depthwise conv, else of one input slice (``Block.ifm_d``); the output block
+    is clipped to the output (tests/test_schedule.py works KWS's depthwise conv by hand).
+    """
+    if m.block is None or m.array.kind != "broadcast" or not op.macs:
+        return 0
+    dims = op.dims
+    act = max(1, m.act_bits // 8)
+    port = max(1, m.array.port_bytes)
+    blk = _conv_block(m, op)
+    if blk is not None:
+        p, q, k = dims.get("P", 1), dims.get("Q", 1), dims["K"]
+        c = dims["C"] * op.groups
+        sy, sx = tuple(op.meta.get("strides", (1, 1)))
+        depth = min(blk.d, k) if op.groups > 1 and dims["C"] == 1 else min(blk.ifm_d, c)
+        ih = min(blk.ih, (p - 1) * sy + dims.get("R", 1))
+        iw = min(blk.iw, (q - 1) * sx + dims.get("S", 1))
+        ifm = ih * iw * depth
+        ofm = min(blk.h, p) * min(blk.w, q) * min(blk.d, k)
+    elif "N" in dims and "K" in dims:   # a matmul (an FC): M tokens, K in, N out
+        mh, mw, md = m.block.max
+        rows = min(dims.get("M", 1), mh * mw)
+        ifm = rows * min(dims["K"], 32)     # one input slice of at most 32 channels
+        ofm = rows * min(dims["N"], md)
+    else:
+        return 0
+    return 2 * m.block.latency + ifm * act // port + ofm * act // port
+
+
 def scale_cycles(m: Machine, op: LayerOp, granule: int = SCALE_GRANULE) -> int:
     """Cycles the op's per-channel bias and scale records take through the weight memory's
     scale channel (``Memory.scale_bytes_per_s``; 0 without one): an op cannot end before they
@@ -425,13 +473,10 @@ def scale_cycles(m: Machine, op: LayerOp, granule: int = SCALE_GRANULE) -> int:
     blocks_xy = 1
     if op.kind == "conv" and "C" in dims:
         k = dims["K"]                   # every output channel (dims["C"] is per group)
-        if m.block is not None:
-            p, q = dims.get("P", 1), dims.get("Q", 1)
-            sy, sx = tuple(op.meta.get("strides", (1, 1)))
-            # a depthwise block reads the input channels of its own outputs: C per group
-            blk = output_block(m.block, P=p, Q=q, K=k, C=dims["C"], R=dims.get("R", 1),
-                               S=dims.get("S", 1), stride=(sy, sx))
-            blocks_xy = -(-p // blk.h) * -(-q // blk.w) * dims.get("N", 1)
+        blk = _conv_block(m, op)
+        if blk is not None:
+            blocks_xy = (-(-dims.get("P", 1) // blk.h) * -(-dims.get("Q", 1) // blk.w)
+                         * dims.get("N", 1))
     elif "N" in dims:
         k = dims["N"]
     else:
@@ -450,7 +495,10 @@ def _act_parts(m: Machine, ops) -> tuple[list[tuple[tuple[int, bool, int], ...]]
     reads: list[dict[int, int]] = [{} for _ in range(n)]
     writes: list[dict[int, int]] = [{} for _ in range(n)]
     off = m.arena_mem != SRAM
-    out_op = next((j for j in range(n - 1, -1, -1) if not ops[j].fused), n - 1)
+    # the network's output is written by its last op; a fused activation writes it with its
+    # producer, but a softmax (a chain of commands after it) writes it itself
+    out_op = next((j for j in range(n - 1, -1, -1)
+                   if not ops[j].fused or ops[j].function in SOFTMAX), n - 1)
     position = {op.name: j for j, op in enumerate(ops)}
     for j, op in enumerate(ops):
         last = j >= out_op

@@ -148,6 +148,7 @@ class BlockBuffer(NamedTuple):
     ifm_depth: int
     acc_buffer_bytes: int = 0           # a separate accumulator RAM (0: they share the buffer)
     sub_kernel: tuple[int, int] = (0, 0)  # the largest kernel piece of one pass (0: any)
+    latency: int = 0                    # cycles before the first / after the last block
 
 
 class Block(NamedTuple):
