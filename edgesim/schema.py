@@ -277,7 +277,8 @@ class _Pooling(_Section):
     cycles of the SRAM latency of the first IFM and the last OFM block transfer;
     ``max_output``, cycles per OFM element of a max pool's output stage (other pools take
     ``compute.ops.output``); ``ublock`` (height, width, depth), the OFM micro-block of a pool
-    when it is not the array's (``rows / ublock_width`` x ``ublock_width`` x ``cols``).
+    when it is not the array's (``rows / ublock_width`` x ``ublock_width`` x ``cols``), and
+    then of a depthwise conv on the array too (``edgesim.sim.mapping.broadcast_cycles``).
     """
 
     unit: Annotated[Literal["vector", "array"], Field()] = "vector"
