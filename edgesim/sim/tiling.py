@@ -41,6 +41,7 @@ Tiling(order='weights_outer', weight_tiles=2, input_stripes=1, weight_refetch=0,
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 from edgesim.errors import ConfigError
@@ -176,6 +177,7 @@ def part_kernel(c: int, taps: int) -> bool:
     return c * taps / (_up(c, 8) * _up(taps, 4)) > c / _up(c, 32)
 
 
+@lru_cache(maxsize=4096)
 def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S: int,
                  stride: tuple[int, int] = (1, 1)) -> Block:
     """The output block a compiler picks for a conv: of the blocks whose double-buffered input
@@ -186,6 +188,7 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
     A block of ``d < K`` channels reads the input window once per depth block; an input window
     is ``(h - 1) * stride + R`` rows by ``(w - 1) * stride + S`` columns, rounded up to the
     micro-block. Raises ``ValueError`` when no block fits (a buffer smaller than a micro-block).
+    Memoised: a network compiles its convs' blocks once per buffer and shape.
     """
     uh, uw, ud = buf.ublock
     mh, mw, md = buf.max
