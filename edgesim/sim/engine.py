@@ -108,15 +108,17 @@ class _Channel:
         self.cache: dict[tuple[int, bool, int], int] = {}
 
     def transfer_ps(self, nbytes: int, mem: int = 0, write: bool = False) -> int:
-        """Read (or write) latency plus the bytes rounded up to whole bursts at the memory's
-        bandwidth (ceil, ps)."""
+        """Read (or write) latency plus the bytes rounded up to whole bursts at what one
+        stream of reads (writes) gets of the memory's bandwidth (``Memory.read_bytes_per_s``;
+        ceil, ps)."""
         key = (mem, write, nbytes)
         t = self.cache.get(key)
         if t is None:
             mm = self.memories[mem]
             moved = -(-nbytes // mm.burst_bytes) * mm.burst_bytes
             lat = mm.write_latency_ps if write else mm.latency_ps
-            t = self.cache[key] = lat + (-(-moved * PS_PER_S // mm.bytes_per_s))
+            rate = mm.write_bytes_per_s if write else mm.read_bytes_per_s
+            t = self.cache[key] = lat + (-(-moved * PS_PER_S // (rate or mm.bytes_per_s)))
         return t
 
 
