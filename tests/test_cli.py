@@ -50,6 +50,9 @@ def unknown_key_yaml(tmp_path) -> Path:
     (["run", NPU, "--model", USER, "--set", "dram.bandwidth=4GB"], "offchip.bandwidth"),
     (["run", NPU, "--model", USER, "--set", "sram.size=0B"], "sram.size"),
     (["run", NPU, "--model", USER, "--set", "sram.size=-1KiB"], "sram.size"),
+    # a unitless size is refused like a unitless clock (it was taken as 2 bytes): which unit
+    (["run", NPU, "--model", USER, "--set", "sram.size=2"], "2 has no unit; give one, e.g. 2MiB"),
+    (["run", NPU, "--model", USER, "--set", "clock=500"], "has no unit; give one, e.g. 500MHz"),
     (["run", NPU, "--model", USER, "--set", "sram.colour=blue"], "sram.colour"),
     (["run", NPU, "--model", "dens_r50"], "did you mean dense_r50"),
     (["run", NPU, "--model", "nosuchpkg.mod:fn"], "nosuchpkg.mod"),
