@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgesim.errors import DataError, EdgesimError
+from edgesim.units import shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,14 +110,26 @@ def _scaled(df: pd.DataFrame, col: str) -> tuple[Any, str]:
     if col not in df.columns:
         hint = ("; run the sweep with --data LABELLED --eval for top1"
                 if col in HIGHER_IS_BETTER else "")
-        raise DataError(f"column {col!r} is not in the table{hint}; columns: "
-                        f"{', '.join(df.columns)}")
+        raise DataError(f"column {shown(col)} is not in the table{hint}; "
+                        f"{_did_you_mean(col, [str(c) for c in df.columns])}")
     if not pd.api.types.is_numeric_dtype(df[col]):
         numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
         raise DataError(f"column {col!r} holds text (e.g. {str(df[col].iloc[0])[:40]!r}); an "
                         f"axis needs a numeric column such as {', '.join(numeric[:6])}")
     div, unit = _unit(col, df[col].tolist())
     return df[col] / div, _label(col, unit)
+
+
+def _did_you_mean(col: str, columns: list[str], n: int = 4) -> str:
+    """"did you mean a, b?" with the columns closest to ``col``: those that contain it
+    (``energy`` -> ``energy_j_steady``, steady ones first), else the nearest spellings."""
+    import difflib
+    word = col.lower()
+    close = sorted((c for c in columns if word and word in c.lower()),
+                   key=lambda c: (not c.endswith("_steady"), len(c), c))[:n]
+    close = close or difflib.get_close_matches(col, columns, n=n, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}(`edgesim columns` explains the {len(columns)} columns of a sweep table)"
 
 
 def _figure(width: float = 7.5, height: float = 5.0):
