@@ -99,6 +99,19 @@ def test_checkpoint_that_is_not_a_state_dict(capsys, tmp_path):
     assert "junk.pt" in _err(capsys)
 
 
+def test_checkpoint_of_a_whole_pickled_model_says_save_the_state_dict(capsys, tmp_path):
+    import torch
+    from usermodels import tiny_net
+    ckpt = tmp_path / "whole.pt"
+    torch.save(tiny_net(), ckpt)          # the model object, not model.state_dict()
+    assert main(["run", NPU, "--model", USER, "--weights", str(ckpt)]) == 2
+    err = _err(capsys)
+    assert "\x1b" not in err             # torch's message carries terminal colour codes
+    assert err.endswith("save the weights with torch.save(model.state_dict(), PATH) and pass "
+                        "that file")      # the whole advice, not a message cut mid-sentence
+    assert "whole.pt" in err
+
+
 def test_run_table_has_one_row_per_input(capsys):
     assert main(["run", NPU, "--model", USER, "--inputs", "3"]) == 0
     out = capsys.readouterr().out
