@@ -2,7 +2,7 @@
 
 Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``plot``, ``column``, ``pareto_front``,
 ``plot_pareto``, ``plot_bytes_vs_sram``, ``plot_energy_breakdown``, ``plot_timeline`` (the
-command is ``edgesim.cli.plot``).
+command is ``edgesim.cli.plot``). ``edgesim.plot(...)``, the module called, is ``plot``.
 
 * ``pareto``: every (point, model, policy) of a sweep as x = steady-state latency, y =
   steady-state energy per inference (or any two columns, e.g. ``top1`` of a sweep run with
@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgesim import _callable_module
 from edgesim.errors import DataError, EdgesimError
 from edgesim.units import shown
 
@@ -393,3 +394,6 @@ def plot(kind: str, source: str | os.PathLike, *, x: str | None = None, y: str |
         return plot_bytes_vs_sram(df, target, x=x or "sram_bytes",
                                   y=y or "weight_dram_bytes_steady")
     return plot_energy_breakdown(df, target)
+
+
+_callable_module(__name__, "plot")
