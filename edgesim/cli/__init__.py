@@ -36,7 +36,7 @@ MAX_MESSAGE = 1000
 #: The commands, in the order ``edgesim --help`` lists them. Each is the module
 #: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
 #: command is one module and one name here.
-COMMANDS = ("run", "models", "configs", "trace", "sweep", "plot", "finetune")
+COMMANDS = ("run", "models", "configs", "columns", "trace", "sweep", "plot", "finetune")
 
 
 def _module(name: str):
