@@ -117,7 +117,7 @@ def test_run_table_has_one_row_per_input(capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("input"))
-    assert lines[header].split()[:3] == ["input", "path", "weight_dram_bytes"]
+    assert lines[header].split()[:3] == ["input", "path", "weight"]   # "weight kB": the unit
     assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["0", "1", "2"]
     assert "# summary" in out
 

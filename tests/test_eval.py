@@ -332,9 +332,11 @@ def test_a_model_whose_output_is_not_logits_is_named(tmp_path):
 def test_summary_and_json_carry_top1_and_the_count(labelled, capsys):
     assert main(["run", NPU, "--model", CHANNEL, "--data", str(labelled), "--eval"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == f"# top-1 65.00 % (26 of 40 inputs of {labelled} correct)"
+    last = " ".join(line[2:] for line in lines[lines.index("", lines.index("") + 1) + 1:])
+    assert last == f"top-1 65.00 % (26 of 40 inputs of {labelled} correct)"   # wrapped at 100
     # the stream is the data: 40 inference rows after the column header
-    table = lines[2:lines.index("")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("input"))
+    table = lines[start + 1:lines.index("")]
     assert [int(r.split()[0]) for r in table] == list(range(40))
     assert main(["run", NPU, "--model", CHANNEL, "--data", str(labelled), "--eval",
                  "--inputs", "10", "--format", "json"]) == 0
