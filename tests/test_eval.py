@@ -429,21 +429,6 @@ def test_sweep_command_line_eval_and_a_sweep_without_top1(labelled, tmp_path, ca
     assert "'top1' is not in the table; run the sweep with --data LABELLED --eval" in err
 
 
-def test_long_evaluations_show_progress_on_stderr(capsys):
-    from edgesim.cli._common import CliProgress
-    shown = CliProgress(True, None)
-    shown.progress.count("eval", 64, 100)          # short: no bar
-    assert capsys.readouterr().err == ""
-    for done in (64, 128, 300):
-        shown.progress.count("eval", done, 300)
-    shown.close()
-    err = capsys.readouterr().err       # a tqdm bar of inputs (cleared when closed)
-    assert "/300" in err
-    assert "input/s" in err
-    quiet = CliProgress(False, None)     # not a terminal: stage lines only, no counter
-    assert quiet.progress.of("eval") is None
-
-
 def test_an_evaluated_sweep_is_byte_identical_when_rerun_afresh(labelled, tmp_path):
     from edgesim.sweep import sweep
     for out in ("a", "b"):
