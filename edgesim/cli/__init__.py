@@ -11,6 +11,8 @@ Public names: ``main``, ``build_parser``, ``COMMANDS``, ``version``.
     python -m edgesim trace MODEL [--set ...] [--out FILE]
     python -m edgesim columns [COLUMN ...]
     python -m edgesim sweep | plot | finetune ...
+    python -m edgesim compare CONFIG_A CONFIG_B --model M    (or --model A B, --policy P Q)
+    python -m edgesim report CONFIG --model M [--out report.html] | report SWEEP_FOLDER
     python -m edgesim --version
 
 Each command is a module of this package exposing ``add_parser(subparsers)`` and
@@ -38,7 +40,8 @@ MAX_MESSAGE = 1000
 #: The commands, in the order ``edgesim --help`` lists them. Each is the module
 #: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
 #: command is one module and one name here.
-COMMANDS = ("run", "models", "configs", "columns", "trace", "sweep", "plot", "finetune")
+COMMANDS = ("run", "models", "configs", "columns", "trace", "sweep", "plot", "finetune",
+            "compare", "report")
 
 
 def _module(name: str):

@@ -52,7 +52,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "cycles": ("cycles", "ceil(latency_s x clock_hz), at least compute_cycles"),
     "latency_s": ("s", "wall-clock time of one inference = its simulated picoseconds x 1e-12"),
     "energy_j": ("J", _E + "= energy_mac_j + energy_array_j + energy_sram_j + "
-                      "energy_offchip_j + energy_decode_j + energy_leak_j"),
+                      "energy_offchip_j + energy_decode_j + energy_leak_j (per op: its "
+                      "share, the ops of an inference adding up to its energy_j)"),
     "energy_mac_j": ("J", "macs x energy per MAC of their precision (energy.mac, scaled to "
                           "the technology node)"),
     "energy_array_j": ("J", "macs x register bits per MAC of the dataflow / 8 x PE register "
@@ -64,6 +65,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "energy_decode_j": ("J", "decoded sparse indices x energy per index (0 unless the config "
                              "sets energy.index_decode)"),
     "energy_leak_j": ("J", "(SRAM leakage power + board power) x latency_s"),
+    "bound": ("-", "what decided when it ended (edgesim.sim.bound): compute, vector, "
+                   "sram_port, weights, activations (it waited for those bytes) or none; "
+                   "an inference's is the bound most of its time passed under"),
     # --- one op of one inference (run --per-layer, --timeline: CSV, JSON "layers")
     "op": ("-", "index of the op on its path, in execution order"),
     "name": ("-", "the op's name (module path in the model, or the file's tensor name); in "

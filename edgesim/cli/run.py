@@ -66,7 +66,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--weights", help="a state_dict checkpoint for the model")
     r.add_argument("--seed", type=SEED, default=0)
     add_input_shape(r)
-    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
+    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV (a "
+                   ".json name: Chrome/Perfetto trace events)")
     r.add_argument("--no-memo", action="store_true",
                    help="simulate every inference even when an identical one was seen")
     add_eval(r)
@@ -77,7 +78,7 @@ def main(a) -> int:
     """Handler of ``edgesim run``."""
     from edgesim import api
     from edgesim.cli._human import brief_table, comment, human_summary
-    from edgesim.report import render, render_summary
+    from edgesim.report import render, render_per_layer, render_summary, render_where_time
     from edgesim.request import model_request
 
     total = a.inputs if a.inputs is not None or a.evaluate else 8
@@ -108,13 +109,17 @@ def main(a) -> int:
     if many:
         table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
                  "streams them)")
-    elif a.wide or a.per_layer:
+    elif a.per_layer:
+        table = render_per_layer(cols, sink.table)
+    elif a.wide:
         table = render(cols, "table", rows=sink.table)
     else:
         table = brief_table(cols, sink.table)
     summary = render_summary(res.summary) if a.wide else human_summary(res.summary)
     lines = [*_header(a, res), table, "",
              "# summary (cold = first inference; steady = the rest)", summary]
+    if a.per_layer:
+        lines += ["", render_where_time(sink.table)]
     if res.accuracy is not None:
         registry = ":" not in a.model
         line = accuracy_line(res.accuracy, random_weights=registry and not a.weights)
@@ -256,7 +261,14 @@ class _Sink:
             if a.per_layer or a.timeline:
                 self.spools["layers"] = _Spool(self.columns[1], a.out)
                 layer_out = [self.spools["layers"]]
-        if a.timeline:
+        if a.timeline and a.timeline.lower().endswith(".json"):   # Chrome / Perfetto
+            from pathlib import Path
+
+            from edgesim.trace_events import TraceWriter
+            config = Path(a.config).stem if a.config.endswith((".yaml", ".yml")) else a.config
+            self.streams.append(TraceWriter(a.timeline, f"{a.model} on {config}"))
+            layer_out.append(self.streams[-1])
+        elif a.timeline:
             self.streams.append(_Rows(self.columns[1], "csv", a.timeline, "--timeline"))
             layer_out.append(self.streams[-1])
         self.inference_out = [f for f in inference_out if f is not None]

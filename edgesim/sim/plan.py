@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edgesim.sim.bound import compute_unit
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
 from edgesim.sim.mapping import Array, Pooling, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
@@ -197,6 +198,9 @@ class OpInfo:
     rule: str
     weight_bytes: int
     macs: int
+    #: joules of the op that do not depend on the stream: MACs, PE registers, index decode,
+    #: its SRAM reads and writes and its activation transfers (``_op_energies``)
+    energy_j: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +211,7 @@ class PathPlan:
     blocks: tuple[tuple[int, ...], ...]   # per op: block indices (deduplicated)
     all_blocks: tuple[int, ...]           # every block the path reads, in first-use order
     cycles: np.ndarray                    # per op compute cycles
+    units: tuple[str, ...]                # per op the unit of its cycles (``sim.bound``)
     util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
     spill: tuple[int, ...]                # per op activation bytes moved off-chip
@@ -264,6 +269,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     n = len(path.ops)
     cycles = np.zeros(n, dtype=np.int64)
     util = [0.0] * n
+    units = ["none"] * n
     array = m.array
     gate = [-1] * n
     # a gate names a router (its module): the decision is known when that router's last
@@ -286,6 +292,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         wbytes = _weight_bytes(workload, op)
         op_weight_bytes.append(wbytes)
         cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        units[j] = compute_unit(array, op, int(cycles[j]), wbytes, producer)
         if not op.fused:
             producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
@@ -323,13 +330,17 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     act_out = sum(w for _, w in traffic.values())
     # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
     compute_ps = tuple(-(-(int(c) * PS_PER_S) // m.clock_hz) for c in cycles)
-    ops = (tuple(_op_info(m, workload, op) for op in path.ops) if per_layer else None)
+    ops = None
+    if per_layer:
+        ops = tuple(replace(_op_info(m, workload, op), energy_j=e) for op, e in
+                    zip(path.ops, _op_energies(m, workload, path.ops, parts, in_place),
+                        strict=True))
     mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
                                               decoded=decode)
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
-        util=tuple(util),
+        units=tuple(units), util=tuple(util),
         compute_ps=compute_ps, spill=tuple(spill), tiling=tuple(tiling), gate=tuple(gate),
         macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
@@ -449,6 +460,35 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
                                act_buf=m.act_reserve_bytes,
                                psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
                                schedule=m.schedule))
+    return out
+
+
+def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
+    """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
+    and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
+    activations it writes off-chip) and writes (output, and activations it reads back, less
+    an input read in place), and its activation transfers at their memory's energy. Summed
+    over a path they are the path's ``energy_mac/array/decode_j`` and the SRAM and off-chip
+    activation energy of ``engine._inference_row``; the engine adds the weight bytes each
+    op moves and leakage over its time (``LayerRow.energy_j``)."""
+    out = []
+    for op, ps, ip in zip(ops, parts, in_place, strict=True):
+        executed = _executed_macs(m, op, workload)
+        bits = (executed * register_bits_per_mac(op.precision, act_bits=m.act_bits,
+                                                  dataflow=m.array.dataflow) if op.macs else 0)
+        decoded = sum(workload.blocks[b].nonzeros for b in dict.fromkeys(op.weights)
+                      if workload.blocks[b].encoding != "dense")
+        mac, array, decode = compute_energy(m, macs={op.precision: executed},
+                                            register_bits=bits, decoded=decoded)
+        act_out = sum(b for _, write, b in ps if write)
+        act_in = sum(b for _, write, b in ps if not write)
+        read = _weight_bytes(workload, op) + op.in_bytes + act_out
+        write = op.out_bytes + act_in - ip
+        pj = read * m.sram_read_pj_per_byte + write * m.sram_write_pj_per_byte
+        for mem, w, b in ps:
+            mm = m.memories[mem]
+            pj += b * 8 * (mm.write_pj_per_bit if w else mm.read_pj_per_bit)
+        out.append(mac + array + decode + pj * 1e-12)
     return out
 
 
