@@ -257,9 +257,11 @@ def _labels(models: Sequence[Any]) -> list[str]:
 
 
 def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed: int,
-              say: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:
+              say: Callable[[str], None] | None, progress: Progress | None = None
+              ) -> dict[str, dict[str, Any]]:
     """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label; a bar
-    of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on."""
+    of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on, or the
+    caller's ``progress`` hears the inputs evaluated."""
     from edgesim import api
     from edgesim.workload import Workload
     for m in models:
@@ -278,8 +280,8 @@ def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed:
                 bar.append(tqdm(total=total, unit="input", file=sys.stderr, leave=False))
             bar[0].update(done - bar[0].n)
         try:
-            shown = Progress(say, (lambda step, done, total: update(done, total))
-                             if say else None)
+            shown = progress if progress is not None else Progress(
+                say, (lambda step, done, total: update(done, total)) if say else None)
             out[str(m)] = api.evaluate(model_request(str(m), data=data, seed=seed,
                                                      evaluate=True),
                                        inputs=inputs, progress=shown)
@@ -414,7 +416,8 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         if evaluate:
             from edgesim import cache
             _labels(models)   # each model once, before evaluating any
-            accuracy = _accuracy(models, data, inputs, seed, say)
+            accuracy = _accuracy(models, data, inputs, seed, say,
+                                 shown if isinstance(progress, Progress) else None)
             inputs = next(iter(accuracy.values()))["inputs"]
             fingerprint = cache.file_fingerprint(data)
             evaluations = {m: {"data": fingerprint, "seed": seed, "top1": a["top1"],
