@@ -3,6 +3,7 @@
 Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``STYLES``, ``plot``, ``column``,
 ``pareto_front``, ``plot_pareto``, ``plot_bytes_vs_sram``, ``plot_energy_breakdown``,
 ``plot_timeline``, ``plot_roofline``, ``read_run`` (the command is ``edgesim.cli.plot``).
+``edgesim.plot(...)``, the module called, is ``plot``.
 
 * ``pareto``: every (point, model, policy) of a sweep as x = steady-state latency, y =
   steady-state energy per inference (or any two columns, e.g. ``top1`` of a sweep run with
@@ -47,7 +48,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgesim import _callable_module
 from edgesim.errors import DataError, EdgesimError
+from edgesim.units import shown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,14 +138,26 @@ def _scaled(df: pd.DataFrame, col: str) -> tuple[Any, str]:
     if col not in df.columns:
         hint = ("; run the sweep with --data LABELLED --eval for top1"
                 if col in HIGHER_IS_BETTER else "")
-        raise DataError(f"column {col!r} is not in the table{hint}; columns: "
-                        f"{', '.join(df.columns)}")
+        raise DataError(f"column {shown(col)} is not in the table{hint}; "
+                        f"{_did_you_mean(col, [str(c) for c in df.columns])}")
     if not pd.api.types.is_numeric_dtype(df[col]):
         numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
         raise DataError(f"column {col!r} holds text (e.g. {str(df[col].iloc[0])[:40]!r}); an "
                         f"axis needs a numeric column such as {', '.join(numeric[:6])}")
     div, unit = _unit(col, df[col].tolist())
     return df[col] / div, _label(col, unit)
+
+
+def _did_you_mean(col: str, columns: list[str], n: int = 4) -> str:
+    """"did you mean a, b?" with the columns closest to ``col``: those that contain it
+    (``energy`` -> ``energy_j_steady``, steady ones first), else the nearest spellings."""
+    import difflib
+    word = col.lower()
+    close = sorted((c for c in columns if word and word in c.lower()),
+                   key=lambda c: (not c.endswith("_steady"), len(c), c))[:n]
+    close = close or difflib.get_close_matches(col, columns, n=n, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}(`edgesim columns` explains the {len(columns)} columns of a sweep table)"
 
 
 def _figure(width: float = 7.5, height: float = 5.0):
@@ -318,7 +333,8 @@ def sram_lines(data: pd.DataFrame, x: str) -> tuple[list[tuple[str, pd.DataFrame
     value of every other swept key that varies at one ``x``; and those keys. A curve's rows
     have distinct ``x``: rows no key tells apart are a ``DataError`` naming what differs."""
     if x not in data.columns:
-        raise DataError(f"column {x!r} is not in the table; columns: {', '.join(data.columns)}")
+        raise DataError(f"column {shown(x)} is not in the table; "
+                        f"{_did_you_mean(x, [str(c) for c in data.columns])}")
     at_x = data.groupby([*_series_keys(data), x], dropna=False)
     others = [k for k in _swept(data) if k != x and at_x[k].nunique(dropna=False).max() > 1]
     lines = _series(data, others)
@@ -689,3 +705,6 @@ def plot(kind: str, source: str | os.PathLike, *, x: str | None = None, y: str |
         return plot_bytes_vs_sram(df, target, x=x or "sram_bytes",
                                   y=y or "weight_dram_bytes_steady")
     return plot_energy_breakdown(df, target)
+
+
+_callable_module(__name__, "plot")

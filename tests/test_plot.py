@@ -92,6 +92,17 @@ def test_unknown_column_names_the_columns(sweep_dir):
         plot("pareto", sweep_dir, x="nope")
 
 
+@pytest.mark.parametrize(("asked", "meant"), [("energy", "energy_j_steady"),
+                                              ("latncy_s_steady", "latency_s_steady")])
+def test_unknown_column_says_did_you_mean(sweep_dir, asked, meant):
+    # a few close names, not the table's ~60 columns cut mid-name
+    with pytest.raises(DataError) as exc:
+        plot("pareto", sweep_dir, y=asked)
+    message = str(exc.value)
+    assert f"did you mean {meant}" in message
+    assert len(message) < 300
+
+
 def test_timeline_needs_an_event_log(sweep_dir):
     with pytest.raises(DataError, match="lacks columns"):
         plot("timeline", sweep_dir / "sweep.csv")
