@@ -1,0 +1,106 @@
+"""experiments/benchmark_methods.py: the statistics worked by hand, MNIST-5k, the --quick run."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "experiments"))
+
+import benchmark_methods as bm  # noqa: E402
+import mnist  # noqa: E402
+
+
+def test_interval_and_paired_tests_worked_by_hand():
+    # values 1, 2, 3: mean 2, sd 1, 95 % half-width t(0.975, 2) / sqrt(3) = 4.3027 / 1.7321
+    mean, half = bm.interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    # differences 1, 2, 3: t = 2 / (1 / sqrt 3) = 3.4641 on 2 df, two-sided p = 0.07418;
+    # exact Wilcoxon: all 3 ranks positive, 1 of 2^3 sign patterns each side: p = 2/8
+    r = bm.paired([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert r["diff_mean"] == 2.0
+    assert r["t_p"] == pytest.approx(0.07418, abs=1e-5)
+    assert r["wilcoxon_p"] == pytest.approx(0.25)
+    # no spread: the t statistic is undefined (not p = 0); no difference at all is p = 1
+    assert math.isnan(bm.paired([1.0, 2.0], [0.0, 1.0])["t_p"])
+    assert bm.paired([1.0, 2.0], [1.0, 2.0])["t_p"] == 1.0
+
+
+def test_mnist5k_is_five_thousand_real_digits():
+    images, labels = mnist.load_mnist5k()
+    assert images.shape == (5000, 28, 28)
+    assert images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [500] * 10
+    # handwriting on a black background: the border is blank, the middle is not
+    assert images[:, 0, :].max() == 0
+    assert images[:, 10:18, 10:18].mean() > 50
+
+
+def test_a_file_that_is_not_mnist_is_one_line(tmp_path):
+    bad = tmp_path / "m.csv"
+    bad.write_text("1,2,3\n")
+    with pytest.raises(SystemExit, match=r"is not 784 pixels 0-255 and a label 0-9 per row"):
+        mnist.load_mnist5k(bad)
+
+
+def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESIM_CACHE": str(out / "cache"),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "benchmark_methods.py"),
+                           str(out), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+def test_one_seed_cannot_be_paired(tmp_path):
+    proc = _run(tmp_path, "--quick", "--seeds", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "benchmark_methods: --seeds 1; expected >= 2 (paired tests)"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    proc = _run(out, "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "benchmark"
+
+
+METHODS = {"dense", "sigmab", "fpgm", "hrank", "narrow", "mix_and_match", "global_magnitude",
+           "global_gradient", "nested", "magnitude_alone", "signed_binary", "binary"}
+
+
+@pytest.mark.slow
+def test_quick_run_pairs_every_method_with_its_baseline(quick):
+    runs = pd.read_csv(quick / "runs.csv")
+    assert set(runs["method"]) == METHODS
+    assert sorted(runs["seed"].unique()) == [0, 1]
+    assert (runs["top1"] == (runs["correct"] / runs["test_inputs"]).round(6)).all()
+    for sram in bm.SRAMS:       # an inference never moves more weight bytes than are stored
+        assert (runs[f"bytes_per_inference_{sram}"] <= runs["stored_weight_bytes"]).all()
+    # FPGM and HRank at the tree's active size hold at most its mean active parameters
+    for seed, part in runs.groupby("seed"):
+        tree = part[part["method"] == "sigmab"]["active_params"].item()
+        at = part[part["variant"] == "@tree"]
+        assert len(at) == 2, seed
+        assert (at["active_params"] <= tree).all(), seed
+    # the single-criterion baselines prune exactly Mix-and-Match's share of weights
+    mm = runs[runs["method"].isin(["mix_and_match", "global_magnitude", "global_gradient"])]
+    assert mm.groupby("seed")["active_params"].nunique().eq(1).all()
+    comp = pd.read_csv(quick / "comparisons.csv")
+    claims = set(comp["claim"])
+    assert {c for *_, c in bm.COMPARISONS} <= claims
+    assert ((comp["diff_lo"] <= comp["diff_mean"]) & (comp["diff_mean"] <= comp["diff_hi"])).all()
+    assert comp["wilcoxon_p"].between(0, 1).all()
+    png = quick / "top1_vs_bytes.png"
+    assert png.stat().st_size > 10_000
+    assert (quick / "settings.md").read_text().startswith("Settings: datasets digits; seeds")
