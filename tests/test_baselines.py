@@ -160,3 +160,19 @@ def test_registry_baselines_are_families_of_their_own():
     assert get_spec("fpgm_r50").family == get_spec("hrank_r50").family == "channel"
     assert get_spec("bin_r50").family == "binary"
     assert isinstance(get_family("channel"), B.ChannelFamily)
+
+
+def test_narrow_r50_is_the_widest_resnet50_within_a_tree_paths_active_size():
+    # the shipped sigmab_r50 trace records its paths' parameters as deployed (BN folded)
+    from edgesim import cache, ship
+    from edgesim.zoo.deploy import find_bn_pairs, skeleton
+    (key,) = [k for n, _, kind, k in ship.expected() if n == "sigmab_r50" and kind == "workload"]
+    paths = cache.shipped("workload", key).meta["tree"]["paths"]
+    budget = sum(paths) / len(paths)
+
+    def deployed(width: int) -> int:
+        with torch.device("meta"):
+            m = B.narrow_resnet50(width=width)
+        return B.active_params(skeleton(m, find_bn_pairs(m)))
+
+    assert deployed(40) <= budget < deployed(41)

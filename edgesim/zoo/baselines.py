@@ -4,7 +4,8 @@ weights, and a narrow dense net.
 Public names: ``PRUNERS``, ``prunable_channels``, ``channel_plan``, ``active_params``,
 ``fpgm_scores``, ``hrank_scores``, ``matrix_rank_mod_p``, ``select``, ``prune_channels``,
 ``channel_prune``, ``fpgm_resnet50``, ``hrank_resnet50``, ``binarize_``, ``to_binary``,
-``bin_resnet50``, ``recalibrate_bn``, ``narrow_width``, ``ChannelFamily``, ``BinaryFamily``.
+``bin_resnet50``, ``recalibrate_bn``, ``narrow_width``, ``narrow_resnet50``,
+``ChannelFamily``, ``BinaryFamily``.
 
 * **FPGM** (He, Liu, Wang, Hu, Yang, "Filter Pruning via Geometric Median for Deep
   Convolutional Neural Networks Acceleration", CVPR 2019): in each pruned layer, the filters
@@ -53,7 +54,8 @@ active parameters).
 The registry's ``fpgm_r50`` and ``hrank_r50`` prune a seeded ResNet-50 to 60 % of its
 parameters (FPGM's ResNet-50 runs prune 30-40 % of each layer's filters), calibrated on
 ``synthetic_calibration`` (or ``--data``); ``bin_r50`` binarizes a seeded ResNet-50 with the
-stem conv int8 and the classifier binary (as ``sb_r50``).
+stem conv int8 and the classifier binary (as ``sb_r50``); ``narrow_r50`` is ResNet-50 at width
+40 (``narrow_resnet50``), the size of a ``sigmab_r50`` path.
 
 >>> from edgesim.zoo.resnet import BasicBlock, ResNet
 >>> net = ResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=8)
@@ -95,6 +97,7 @@ __all__ = [
     "hrank_resnet50",
     "hrank_scores",
     "matrix_rank_mod_p",
+    "narrow_resnet50",
     "narrow_width",
     "prunable_channels",
     "prune_channels",
@@ -553,6 +556,17 @@ def bin_resnet50(seed: int = 0, *, num_classes: int = 1000,
     net = to_binary(net, keep_first_last_int8=keep_first_last_int8)
     return recalibrate_bn(net, calib) if calib is not None else net.eval()
 
+
+def narrow_resnet50(num_classes: int = 1000, width: int = 40) -> nn.Module:
+    """ResNet-50 v1.5 with ``width`` channels in its stem and first stage (64 in the
+    published net): the registry's ``narrow_r50`` is width 40, 10,461,880 parameters as
+    deployed, the widest at or below the ``sigmab_r50`` tree's mean active parameters per path
+    (10,547,238 as deployed; width 41: 10,958,086)."""
+    from edgesim.zoo.resnet import Bottleneck, ResNet
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, stem="imagenet", width=width)
+
+
+narrow_resnet50.input_shape = (3, 224, 224)  # type: ignore[attr-defined]
 
 for _f in (fpgm_resnet50, hrank_resnet50, bin_resnet50):
     _f.edgesim_dense = _resnet50_dense  # type: ignore[attr-defined]
