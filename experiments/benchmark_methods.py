@@ -60,7 +60,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -535,12 +535,16 @@ def plot(summary: Any, out: Path) -> None:
                         ax.annotate(label.replace("level ", "L"),
                                     (r[f"bytes_{sram}"] / 1e3, 100 * r["top1_mean"]),
                                     textcoords="offset points", xytext=(4, 3), fontsize=7)
+            lo = float((part["top1_mean"] - part["top1_ci95"]).min())
+            hi = float((part["top1_mean"] + part["top1_ci95"]).max())
+            ax.set_ylim(max(0.0, 100 * lo - 2), min(101.0, 100 * hi + 2))
             ax.set_title(f"{dataset}: npu_small, SRAM {sram}")
             ax.set_xlabel("weight bytes per inference, steady state (kB)")
             ax.set_ylabel("test top-1 (%), mean and 95 % interval over seeds")
             ax.grid(True, alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
@@ -567,10 +571,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="digits only, 2 seeds, 1 + 1 epochs, width 8 (the test suite's)")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
+    p.add_argument("--datasets", help="comma-separated subset of digits,mnist5k")
+    p.add_argument("--runs", nargs="+", metavar="CSV",
+                   help="train nothing: tabulate and plot these runs.csv files together "
+                        "(e.g. two datasets run as separate processes)")
     a = p.parse_args(argv)
     if a.seeds is not None and a.seeds < 2:
         print(f"benchmark_methods: --seeds {a.seeds}; expected >= 2 (paired tests)",
               file=sys.stderr)
+        return 2
+    wanted = None if a.datasets is None else tuple(a.datasets.split(","))
+    if wanted is not None and not set(wanted) <= {"digits", "mnist5k"}:
+        print(f"benchmark_methods: --datasets {a.datasets}; expected a comma-separated subset "
+              "of digits,mnist5k", file=sys.stderr)
         return 2
     import pandas as pd
     import torch
@@ -578,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     cfg = settings(a.quick, a.seeds)
+    if wanted is not None:
+        cfg = replace(cfg, datasets=wanted)
     out = Path(a.results) / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -585,11 +600,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     def note(msg: str) -> None:
         print(f"[{time.perf_counter() - start:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    rows: list[dict[str, Any]] = []
-    for dataset in cfg.datasets:
-        for seed in cfg.seeds:
-            rows += run_seed(dataset, seed, cfg, note)
-    df = pd.DataFrame(rows)
+    if a.runs:
+        df = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""])
+                        for f in a.runs], ignore_index=True)
+        df["path_inputs"] = df["path_inputs"].fillna("")
+    else:
+        rows: list[dict[str, Any]] = []
+        for dataset in cfg.datasets:
+            for seed in cfg.seeds:
+                rows += run_seed(dataset, seed, cfg, note)
+                pd.DataFrame(rows).to_csv(out / "runs.csv", index=False)   # so far
+        df = pd.DataFrame(rows)
     df.to_csv(out / "runs.csv", index=False)
     summary = summarise(df)
     summary.to_csv(out / "summary.csv", index=False)
@@ -597,6 +618,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     comp.to_csv(out / "comparisons.csv", index=False)
     plot(summary, out / "top1_vs_bytes.png")
     wall = time.perf_counter() - start
+    if a.runs:
+        (out / "settings.md").write_text(f"Tabulated from {', '.join(a.runs)}.\n")
+        (out / "summary.md").write_text(markdown(summary))
+        (out / "comparisons.md").write_text(markdown(comp))
+        note(f"wrote {out}")
+        return 0
     head = (f"Settings: datasets {', '.join(cfg.datasets)}; seeds {list(cfg.seeds)}; dense "
             f"{cfg.dense_epochs} epochs, then {cfg.epochs} epochs for every method and baseline "
             f"(narrow: {cfg.dense_epochs + cfg.epochs} from scratch); ResNet BasicBlock "

@@ -60,11 +60,42 @@ def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=900, check=False)
 
 
-def test_one_seed_cannot_be_paired(tmp_path):
-    proc = _run(tmp_path, "--quick", "--seeds", "1")
+@pytest.mark.parametrize(("args", "line"), [
+    (("--seeds", "1"), "benchmark_methods: --seeds 1; expected >= 2 (paired tests)"),
+    (("--datasets", "cifar"), "benchmark_methods: --datasets cifar; expected a "
+                              "comma-separated subset of digits,mnist5k"),
+])
+def test_bad_arguments_are_one_line(tmp_path, args, line):
+    proc = _run(tmp_path, "--quick", *args)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "benchmark_methods: --seeds 1; expected >= 2 (paired tests)"]
+    assert proc.stderr.strip().splitlines() == [line]
+
+
+def _runs(diffs: dict[str, list[float]]) -> pd.DataFrame:
+    """Synthetic runs: dense at 0.9 on each seed, every other method at 0.9 + its diff."""
+    rows = []
+    for method, ds in {"dense": [0.0, 0.0, 0.0], **diffs}.items():
+        for seed, d in enumerate(ds):
+            rows.append({"dataset": "digits", "seed": seed, "method": method, "variant": "",
+                         "correct": 0, "test_inputs": 1, "top1": 0.9 + d,
+                         "active_params": 10.0, "stored_params": 10, "param_reduction": 0.0,
+                         "path_inputs": "", "stored_weight_bytes": 10,
+                         **{f"bytes_per_inference_{s}": 5 for s in bm.SRAMS}})
+    return pd.DataFrame(rows)
+
+
+def test_comparisons_pair_seeds_and_losses_are_against_dense():
+    df = _runs({"mix_and_match": [-0.01, -0.02, -0.03],
+                "global_magnitude": [-0.03, -0.04, -0.08]})
+    comp = bm.compare(df).set_index("claim")
+    r = comp.loc["M&M vs global magnitude, same sparsity"]
+    # per-seed differences 0.02, 0.02, 0.05: mean 0.03; losses against dense 0.02 and 0.05
+    assert r["diff_mean"] == pytest.approx(0.03)
+    assert r["method_loss_vs_dense"] == pytest.approx(0.02)
+    assert r["baseline_loss_vs_dense"] == pytest.approx(0.05)
+    summary = bm.summarise(df).set_index("method")
+    assert summary.loc["dense", "top1_ci95"] == 0.0       # no spread over seeds
+    assert summary.loc["mix_and_match", "top1_mean"] == pytest.approx(0.88)
 
 
 @pytest.fixture(scope="module")
