@@ -571,12 +571,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="digits only, 2 seeds, 1 + 1 epochs, width 8 (the test suite's)")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds K..K+N-1 instead of 0..N-1 (one process per part of the seeds; "
+                        "--runs puts them together)")
     p.add_argument("--datasets", help="comma-separated subset of digits,mnist5k")
     p.add_argument("--runs", nargs="+", metavar="CSV",
                    help="train nothing: tabulate and plot these runs.csv files together "
                         "(e.g. two datasets run as separate processes)")
     a = p.parse_args(argv)
-    if a.seeds is not None and a.seeds < 2:
+    if a.seeds is not None and a.seeds < 2 and not a.first_seed:
         print(f"benchmark_methods: --seeds {a.seeds}; expected >= 2 (paired tests)",
               file=sys.stderr)
         return 2
@@ -593,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = settings(a.quick, a.seeds)
     if wanted is not None:
         cfg = replace(cfg, datasets=wanted)
+    if a.first_seed:
+        cfg = replace(cfg, seeds=tuple(a.first_seed + s for s in cfg.seeds))
     out = Path(a.results) / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -603,6 +608,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.runs:
         df = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""])
                         for f in a.runs], ignore_index=True)
+        # a seed run twice (by two processes) is the same run: keep one
+        df = df.drop_duplicates(["dataset", "seed", "method", "variant"]).sort_values(
+            ["dataset", "seed"], kind="stable").reset_index(drop=True)
         df["path_inputs"] = df["path_inputs"].fillna("")
     else:
         rows: list[dict[str, Any]] = []
