@@ -52,6 +52,8 @@ FAMILIES: dict[str, str] = {
     "sparse": "edgesim.zoo.pruning:SparseFamily",
     "nested": "edgesim.zoo.nested:NestedFamily",
     "signed_binary": "edgesim.zoo.signed_binary:SignedBinaryFamily",
+    "channel": "edgesim.zoo.baselines:ChannelFamily",
+    "binary": "edgesim.zoo.baselines:BinaryFamily",
 }
 _FAMILY_OBJECTS: dict[str, Any] = {}
 #: Values of a spec's ``init`` kwarg (applied by ``edgesim.zoo.init.apply_init`` after the factory).
@@ -166,6 +168,22 @@ register(ModelSpec("sb_r50", "signed_binary", "edgesim.zoo.signed_binary:sb_resn
                    {"num_classes": 1000}, (3, 224, 224),
                    "Signed-binary ResNet-50 ({0,+a}/{0,-a} per filter), first conv int8",
                    encodings=("dense", "signed_binary")))
+
+# Baselines the methods claim to beat (edgesim.zoo.baselines): FPGM and HRank channel pruning
+# to 60 % of the parameters, plain binary weights, a narrow dense net of a tree path's size.
+register(ModelSpec("fpgm_r50", "channel", "edgesim.zoo.baselines:fpgm_resnet50",
+                   {"num_classes": 1000, "target": 0.6}, (3, 224, 224),
+                   "FPGM channel-pruned ResNet-50 (He et al. CVPR 2019), 60 % of the parameters"))
+register(ModelSpec("hrank_r50", "channel", "edgesim.zoo.baselines:hrank_resnet50",
+                   {"num_classes": 1000, "target": 0.6}, (3, 224, 224),
+                   "HRank channel-pruned ResNet-50 (Lin et al. CVPR 2020), 60 % of the "
+                   "parameters"))
+register(ModelSpec("bin_r50", "binary", "edgesim.zoo.baselines:bin_resnet50",
+                   {"num_classes": 1000}, (3, 224, 224),
+                   "Binary-weight ResNet-50 (XNOR-Net BWN: a*sign(w) per filter), first conv int8"))
+register(ModelSpec("narrow_r50", "dense", "edgesim.zoo.baselines:narrow_resnet50",
+                   {"num_classes": 1000, "width": 40}, (3, 224, 224),
+                   "ResNet-50 at width 40 (10.46 M params): a sigmab_r50 path's active size"))
 
 
 def register_family(name: str, target: str) -> None:
