@@ -1,7 +1,8 @@
 """Mapping one op onto the MAC array, the vector unit and the SRAM port: its compute cycles.
 
 Public names: ``Array``, ``Rates``, ``op_cycles``, ``mac_cycles``, ``broadcast_cycles``, ``fuses``,
-``vector_cycles``, ``port_cycles``, ``utilisation``, ``DATAFLOWS``, ``KINDS``.
+``vector_cycles``, ``port_cycles``, ``utilisation``, ``chained``, ``DATAFLOWS``, ``KINDS``,
+``SOFTMAX_LOWERINGS``.
 
 An ``Array`` is ``rows x cols`` processing elements (PEs), a dataflow, a vector unit rate, an
 SRAM port width, the array's kind and the rates of the op classes that do not fold onto it
@@ -67,8 +68,12 @@ output element, standalone activations ``lut`` per element, each at least ``comm
 (the least an NPU command takes). A fused activation is free, except a softmax when
 ``Rates.softmax`` says the hardware runs it as a chain of that many element-wise/LUT commands
 over its producer's output (Ethos-U has no softmax unit: ``softmax * max(command, eltwise *
-elements)``). An element-wise op reading the output of the MAC op just before it costs nothing
-when ``Rates.fuse_eltwise`` (Ethos-U85 chains it into that op's output stage).
+elements)``); with ``Rates.int32`` the softmax is its compiler's lowering instead
+(``SOFTMAX_LOWERINGS``: int32 commands on 16-element bricks, each at least its command-issue
+bound, those reading a constant waiting for the weights memory; the commands ``chained`` into
+the one before them free but for a per-element rate). An element-wise op reading the output
+of the MAC op just before it costs nothing when ``Rates.fuse_eltwise`` (Ethos-U85 chains it
+into that op's output stage).
 
 **Pools on the MAC engine** (``compute.pooling.unit: array``; Ethos-U runs pooling and a
 softmax's max and sum reductions on the MAC engine, not a vector unit: regor
@@ -107,9 +112,9 @@ from dataclasses import dataclass
 from edgesim.sim import mcu
 from edgesim.workload import LayerOp, Window
 
-__all__ = ["ARRAY_POOLS", "DATAFLOWS", "KINDS", "Array", "Pooling", "Rates", "broadcast_cycles",
-           "fuses", "mac_cycles", "op_cycles", "pool_cycles", "port_cycles", "utilisation",
-           "vector_cycles"]
+__all__ = ["ARRAY_POOLS", "DATAFLOWS", "KINDS", "SOFTMAX_LOWERINGS", "Array", "Pooling", "Rates",
+           "broadcast_cycles", "chained", "fuses", "mac_cycles", "op_cycles", "pool_cycles",
+           "port_cycles", "utilisation", "vector_cycles"]
 
 #: Dataflows an array can have (``compute.array.dataflow``).
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -168,7 +173,9 @@ class Rates:
     Rates are cycles per element (output elements; a pool's input elements); None: the op
     class runs on the vector unit (``Array.vector_rate``). ``output``: cycles per OFM element
     of a broadcast array's output stage. ``command``: the fewest cycles any rated op takes.
-    ``softmax``: commands of the chain a fused softmax becomes (0: free, fused).
+    ``softmax``: commands of the chain a fused softmax becomes (0: free, fused); with
+    ``int32`` set, the lowering of that many commands (``SOFTMAX_LOWERINGS``), costed by
+    ``_lowered_softmax_cycles`` with the fields after it.
     """
 
     output: float = 0.0
