@@ -421,7 +421,15 @@ def _conv_block(m: Machine, op: LayerOp):
         return None
     sy, sx = tuple(op.meta.get("strides", (1, 1)))
     return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
-                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx))
+                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx),
+                        depthwise=_depthwise_ublock(m, op))
+
+
+def _depthwise_ublock(m: Machine, op: LayerOp) -> tuple[int, int, int] | None:
+    """The micro-block a depthwise conv runs on (``compute.pooling.ublock``, where the array
+    runs depthwise convs like its pools), None for any other op or without one."""
+    dw = op.groups > 1 and op.dims.get("C", 1) == 1 and m.array.depthwise == "array"
+    return m.array.pooling.ublock if dw else None
 
 
 def edge_cycles(m: Machine, op: LayerOp) -> int:
