@@ -204,6 +204,13 @@ class _Ops(_Section):
     output stage. ``command``: the fewest cycles an op of a rated class takes. ``softmax``: the
     commands (element-wise/LUT passes) a fused softmax runs as (0: it is free). ``fuse_eltwise``:
     an element-wise op reading the output of the MAC op before it is chained into it, free.
+    ``int32``: cycles per element of a softmax's int32 element-wise commands; set, the softmax
+    is costed as its lowering (``edgesim.sim.mapping.SOFTMAX_LOWERINGS``; ``softmax`` then
+    names one), each command at least its command-issue bound over an OFM block of ``block``
+    = (pixels, depth granule); the commands ``chain`` lets join the one before them cost only
+    ``chain_int32`` per element on that one, for the output it writes to the chaining buffer
+    (at most ``chain_ifms`` inputs not chained; ``scalar_immediate``: a scalar constant is a
+    register value, read from no memory).
     """
 
     output: Annotated[_CyclesPerElement, Attr("output_cycles_per_element")] = 0.0
@@ -214,7 +221,25 @@ class _Ops(_Section):
     command: Annotated[int, Field(ge=0, le=2**20), Attr("command_cycles")] = 0
     softmax: Annotated[int, Field(ge=0, le=2**10), Attr("softmax_commands")] = 0
     fuse_eltwise: Annotated[bool, Attr("fuse_eltwise")] = False
+    int32: Annotated[_CyclesPerElement | None, Attr("int32_cycles_per_element")] = None
+    block: Annotated[tuple[Annotated[int, Field(**_DIM)], Annotated[int, Field(**_DIM)]],
+                     Attr("command_block")] = (1, 1)
+    chain_int32: Annotated[_CyclesPerElement | None, Attr("chain_int32_cycles_per_element")] = None
+    chain: Annotated[int, Field(ge=1, le=2**10), Attr("chain_commands")] = 1
+    chain_ifms: Annotated[int, Field(ge=0, le=2**10), Attr("chain_ifms")] = 0
+    scalar_immediate: Annotated[bool, Attr("scalar_immediate")] = False
     source: _Text
+
+    @field_validator("int32")
+    @classmethod
+    def _softmax_lowering(cls, v: float | None, info: ValidationInfo) -> float | None:
+        from edgesim.sim.mapping import SOFTMAX_LOWERINGS
+        softmax = info.data.get("softmax")
+        if v is not None and softmax not in (None, 0, *SOFTMAX_LOWERINGS):
+            raise ValueError(f"with compute.ops.int32 set, compute.ops.softmax ({softmax}) must "
+                             f"be 0 or one of {sorted(SOFTMAX_LOWERINGS)} (the lowerings' "
+                             "command counts)")
+        return v
 
 
 _DEFAULT_OPS = _Ops(source="edgesim default: every op without MACs on the vector unit, a fused "
@@ -721,6 +746,12 @@ class HardwareConfig:
     command_cycles: int
     softmax_commands: int
     fuse_eltwise: bool
+    int32_cycles_per_element: float | None
+    command_block: tuple[int, int]
+    chain_int32_cycles_per_element: float | None
+    chain_commands: int
+    chain_ifms: int
+    scalar_immediate: bool
     #: ``compute.block``: ``buffer`` (0: none stated) and ``bank`` in bytes, the rest as given
     block: Mapping[str, Any]
     #: ``compute.pooling`` (``edgesim.sim.mapping.Pooling``), as given

@@ -3,11 +3,22 @@ depth granularity of a stem, op-class rates, softmax as a command chain, element
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgesim.sim import simulate
-from edgesim.sim.mapping import Array, Rates, broadcast_cycles, mac_cycles, op_cycles
+from edgesim.sim.mapping import (
+    SOFTMAX_LOWERINGS,
+    Array,
+    Pooling,
+    Rates,
+    broadcast_cycles,
+    chained,
+    mac_cycles,
+    op_cycles,
+)
 from edgesim.sim.plan import Machine, compile_paths
 from edgesim.testing import tiny_config
 from edgesim.workload import LayerOp, WeightBlock, Workload
@@ -126,6 +137,53 @@ def test_a_fused_softmax_is_a_chain_of_commands_over_its_producer():
     assert op_cycles(U55, relu, PEAK, 0, 0, 8, fc) == 0
     plain = Array(2, 8, "output_stationary", 4 / 3, 0)
     assert op_cycles(plain, sm, PEAK, 0, 0, 8, fc) == 0
+
+
+def test_a_lowered_softmax_pays_its_constants_read_latency_per_command():
+    # Ethos-U55-like: SRAM latency 32, an 8-byte port, constants in a memory of latency 64
+    # cycles and 1 B/cycle; int32 commands at 1.25 cycles per element over 16-element bricks,
+    # OFM block 2 pixels x the elements rounded up to 8 channels.
+    u55 = Array(2, 8, "output_stationary", 4 / 3, 8, kind="broadcast", ublock_width=2,
+                step_cycles=4, writeback_cycles=32,
+                rates=Rates(output=0.5, eltwise=1.5, lut=1.0, command=16, softmax=28,
+                            int32=1.25, block=(2, 8), const_latency=64,
+                            const_bytes_per_cycle=1.0),
+                pooling=Pooling("array", block=(4, 8, 128), delay=2, latency=32,
+                                max_output=0.25))
+    fc = LayerOp("fc", "linear", ("w",), 64, 12, 76, 768, 768, "int8",
+                 (("M", 1), ("N", 12), ("K", 64)))
+    sm = LayerOp("sm", "act", (), 0, 0, 0, 0, 0, "int8", meta={"func": "SOFTMAX"}, fused=True)
+    # Each element-wise command: max(ceil(rate E), ceil((B / block + rate) E / 4)), E = 16.
+    # 12 logits: block 2 x 16 = 32, SRAM B = 32 + 48 // 8 = 38.
+    #   sub (int8, LUT; rate max(1.5, 1.0)): max(24, ceil((38/32 + 1.5) x 4) = 11) = 24
+    #   asr (scalar constant: B = 64 + 4 = 68): max(20, ceil((68/32 + 1.25) x 4) = 14) = 20
+    #   scaled mul, out asr: max(20, 10) = 20 each; round add (12-element constant:
+    #   B = 64 + 48 = 112): max(20, ceil((112/32 + 1.25) x 4) = 19) = 20
+    # one element: block 2 x 8 = 16, SRAM B = 32; 11 without a constant: max(20, 13) = 20,
+    #   10 with one (B = 68): max(20, ceil((68/16 + 1.25) x 4) = 22) = 22 -> 220 + 220
+    # max over the 12 logits (a 1 x 12 max pool, pieces 8 + 4 taps, one micro-block):
+    #   MAC (8 + 4) x 4 + 2 x 2 = 52, output 1, IFM 32 + 8 // 8 = 33, OFM 32;
+    #   (4 x 52 + 53) // 4 + 32 + 33 = 130
+    # sum of 12 int32: MAC 32 + 2 = 34, output 1, IFM 32 + 48 // 8 = 38, OFM 32;
+    #   (4 x 34 + 35) // 4 + 32 + 38 = 112
+    eltwise = 24 + 20 + 3 * 20 + 220 + 220
+    assert op_cycles(u55, sm, PEAK, 0, 0, 8, fc) == 130 + 112 + eltwise == 786
+    # a constant behind a slower memory costs exactly on the 12 commands that read one
+    slow = replace(u55, rates=replace(u55.rates, const_latency=128))
+    # 10 one-element ones: ceil(((128 + 4) / 16 + 1.25) x 4) = 38; asr: ceil((132/32 +
+    # 1.25) x 4) = 22; round: ceil((176/32 + 1.25) x 4) = 27
+    assert op_cycles(slow, sm, PEAK, 0, 0, 8, fc) - 786 == 10 * (38 - 22) + 2 + 7
+
+
+def test_the_u85_chains_twelve_of_its_softmax_commands():
+    # regor's rule on its 27-command lowering: SHL, the Add after the Mul, three of each
+    # Newton step's five and the last ASR join the command before them (Vela's 12 rows of 0)
+    u85 = chained(SOFTMAX_LOWERINGS[27], 4, 3, True)
+    steps = {f"nr{i}.{n}" for i in range(3) for n in ("e", "xe", "4xe")}
+    assert u85 == {"d", "nr0", "out"} | steps
+    # no chaining without the capability, and scalars read from memory count as inputs
+    assert chained(SOFTMAX_LOWERINGS[28], 1, 3, False) == set()
+    assert len(chained(SOFTMAX_LOWERINGS[27], 4, 3, False)) < 12
 
 
 def _residual(fuse: bool):

@@ -207,3 +207,24 @@ def test_a_separate_accumulator_ram_never_shrinks_the_block():
         a = output_block(shared, P=p, Q=p, K=k, C=c, R=r, S=r)
         b = output_block(split, P=p, Q=p, K=k, C=c, R=r, S=r)
         assert cost(b, p, p, k, c, r) <= cost(a, p, p, k, c, r) + 1e-9, (p, k, c, r)
+
+
+def test_a_u85_depthwise_block_holds_one_block_of_accumulators():
+    # regor sizes a depthwise conv's block by area fit on the pools' 2x4x16 micro-block with ONE
+    # block's accumulators in the 64 KiB ACC RAM (FindDepthwiseConfig / AreaFit); a conv's
+    # search keeps two. KWS's 3x3 depthwise conv, 25x5x64: the OFM rounded to the micro-block
+    # is 26x8x64, accumulators 26 x 8 x 64 x 4 B = 52 KiB (<= 64; two would be 104 KiB), input
+    # window (26 - 1 + 3 = 28) x (8 - 1 + 3 = 10 -> 12) x 16 B = 5.25 KiB, double-buffered 12
+    # of 16 banks: one block, Vela 5.2.0's choice (--enable-debug-db: 26x8x64). Counting two
+    # blocks of accumulators, the 2x2x16 search takes 32 channels at a time.
+    from edgesim.sim.tiling import BlockBuffer, output_block
+    u85 = BlockBuffer(16384, 1024, 1, 1, 4, (2, 2, 16), (128, 128, 1024), 16, 16,
+                      acc_buffer_bytes=65536)
+    dw = output_block(u85, P=25, Q=5, K=64, C=1, R=3, S=3, depthwise=(2, 4, 16))
+    assert (dw.h, dw.w, dw.d) == (26, 8, 64)
+    conv = output_block(u85, P=25, Q=5, K=64, C=1, R=3, S=3)
+    assert conv.d == 32
+    # without a separate accumulator RAM (U55/U65) the micro-block is ignored
+    shared = BlockBuffer(16384, 1024, 1, 1, 4, (2, 2, 16), (128, 128, 1024), 16, 16)
+    assert (output_block(shared, P=25, Q=5, K=64, C=1, R=3, S=3, depthwise=(2, 4, 16))
+            == output_block(shared, P=25, Q=5, K=64, C=1, R=3, S=3))

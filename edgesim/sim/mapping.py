@@ -1,7 +1,8 @@
 """Mapping one op onto the MAC array, the vector unit and the SRAM port: its compute cycles.
 
 Public names: ``Array``, ``Rates``, ``op_cycles``, ``mac_cycles``, ``broadcast_cycles``, ``fuses``,
-``vector_cycles``, ``port_cycles``, ``utilisation``, ``DATAFLOWS``, ``KINDS``.
+``vector_cycles``, ``port_cycles``, ``utilisation``, ``chained``, ``DATAFLOWS``, ``KINDS``,
+``SOFTMAX_LOWERINGS``.
 
 An ``Array`` is ``rows x cols`` processing elements (PEs), a dataflow, a vector unit rate, an
 SRAM port width, the array's kind and the rates of the op classes that do not fold onto it
@@ -67,8 +68,12 @@ output element, standalone activations ``lut`` per element, each at least ``comm
 (the least an NPU command takes). A fused activation is free, except a softmax when
 ``Rates.softmax`` says the hardware runs it as a chain of that many element-wise/LUT commands
 over its producer's output (Ethos-U has no softmax unit: ``softmax * max(command, eltwise *
-elements)``). An element-wise op reading the output of the MAC op just before it costs nothing
-when ``Rates.fuse_eltwise`` (Ethos-U85 chains it into that op's output stage).
+elements)``); with ``Rates.int32`` the softmax is its compiler's lowering instead
+(``SOFTMAX_LOWERINGS``: int32 commands on 16-element bricks, each at least its command-issue
+bound, those reading a constant waiting for the weights memory; the commands ``chained`` into
+the one before them free but for a per-element rate). An element-wise op reading the output
+of the MAC op just before it costs nothing when ``Rates.fuse_eltwise`` (Ethos-U85 chains it
+into that op's output stage).
 
 **Pools on the MAC engine** (``compute.pooling.unit: array``; Ethos-U runs pooling and a
 softmax's max and sum reductions on the MAC engine, not a vector unit: regor
@@ -107,9 +112,9 @@ from dataclasses import dataclass
 from edgesim.sim import mcu
 from edgesim.workload import LayerOp, Window
 
-__all__ = ["ARRAY_POOLS", "DATAFLOWS", "KINDS", "Array", "Pooling", "Rates", "broadcast_cycles",
-           "fuses", "mac_cycles", "op_cycles", "pool_cycles", "port_cycles", "utilisation",
-           "vector_cycles"]
+__all__ = ["ARRAY_POOLS", "DATAFLOWS", "KINDS", "SOFTMAX_LOWERINGS", "Array", "Pooling", "Rates",
+           "broadcast_cycles", "chained", "fuses", "mac_cycles", "op_cycles", "pool_cycles",
+           "port_cycles", "utilisation", "vector_cycles"]
 
 #: Dataflows an array can have (``compute.array.dataflow``).
 DATAFLOWS = ("weight_stationary", "output_stationary")
@@ -117,6 +122,46 @@ DATAFLOWS = ("weight_stationary", "output_stationary")
 KINDS = ("systolic", "broadcast", "mcu")
 #: Activation functions (``LayerOp.function``) an NPU runs as a chain of commands.
 SOFTMAX = ("softmax", "log_softmax")
+#: An int8 softmax as Vela 5.2.0 lowers it (regor ``compiler/softmax.cpp``, int8 path, and the
+#: rows of calibration/vela/mlperf_tiny/*.csv), one NPU command per row: (name, operation, its
+#: OFM elements: "n" the logits' count or "1", its inputs). An input is "x" (the logits),
+#: another command's name, "c" a scalar constant or "C" an n-element constant (constants lie
+#: in the weights memory). The exp LUT rides on "sub" as its activation; "max" and "sum" run
+#: on the MAC engine (``pool_cycles``, ``_reduce_sum_cycles``), the rest are element-wise;
+#: "nrN.*" are the three Newton-Raphson steps of the reciprocal, x' = x + 4 x (1 - d x).
+_SOFTMAX_INT8 = (
+    ("max", "max_pool", "1", ("x",)),
+    ("sub", "sub", "n", ("x", "max")),
+    ("asr", "asr", "n", ("sub", "c")),
+    ("sum", "reduce_sum", "1", ("asr",)),
+    ("clz", "clz", "1", ("sum",)),
+    ("shift", "sub", "1", ("c", "clz")),
+    ("headroom", "sub", "1", ("clz", "c")),
+    ("d", "shl", "1", ("sum", "headroom")),
+    ("mul", "mul", "1", ("d", "c")),
+    ("nr0", "add", "1", ("mul", "c")),
+    *(row for i in range(3) for row in (
+        (f"nr{i}.dx", "mul", "1", (f"nr{i}", "d")),
+        (f"nr{i}.e", "sub", "1", ("c", f"nr{i}.dx")),
+        (f"nr{i}.xe", "mul", "1", (f"nr{i}", f"nr{i}.e")),
+        (f"nr{i}.4xe", "mul", "1", (f"nr{i}.xe", "c")),
+        (f"nr{i + 1}", "add", "1", (f"nr{i}", f"nr{i}.4xe")))),
+    ("scaled", "mul", "n", ("sub", "nr3")),
+    ("round", "add", "n", ("C", "scaled")),
+    ("out", "asr", "n", ("round", "shift")),
+)
+#: Lowerings by command count (``Rates.softmax``): 28, Vela 5.2.0 for Ethos-U55/U65 (its rows:
+#: an Add of an n-element rounding constant before the last ASR); 27, for Ethos-U85 (no such
+#: Add in its rows; the regor mirror's softmax.cpp emits none either: the ASR rounds itself).
+SOFTMAX_LOWERINGS = {
+    28: _SOFTMAX_INT8,
+    27: tuple((n, o, e, tuple("scaled" if i == "round" else i for i in ins))
+              for n, o, e, ins in _SOFTMAX_INT8 if n != "round"),
+}
+#: Elements of an int32 feature-map brick: Ethos-U stores the int32 intermediates as NHCWB16,
+#: so a command over them covers a multiple of 16 (regor ethos_u55_performance.cpp and
+#: ethos_u85_performance.cpp EstimateElementwiseCycles: Shape::RoundAway(ofm, 16)).
+BRICK = 16
 #: Resize functions (``LayerOp.function``).
 RESIZE = ("resize_nearest_neighbor", "resize_bilinear", "interpolate")
 
@@ -128,7 +173,9 @@ class Rates:
     Rates are cycles per element (output elements; a pool's input elements); None: the op
     class runs on the vector unit (``Array.vector_rate``). ``output``: cycles per OFM element
     of a broadcast array's output stage. ``command``: the fewest cycles any rated op takes.
-    ``softmax``: commands of the chain a fused softmax becomes (0: free, fused).
+    ``softmax``: commands of the chain a fused softmax becomes (0: free, fused); with
+    ``int32`` set, the lowering of that many commands (``SOFTMAX_LOWERINGS``), costed by
+    ``_lowered_softmax_cycles`` with the fields after it.
     """
 
     output: float = 0.0
@@ -139,6 +186,19 @@ class Rates:
     command: int = 0
     softmax: int = 0
     fuse_eltwise: bool = False
+    int32: float | None = None      # cycles per element of a softmax's int32 commands
+    block: tuple[int, int] = (1, 1)  # such a command's OFM block: pixels, depth granule
+    chain_int32: float | None = None  # cycles per element a chained command adds
+    chain: int = 1                  # most commands chained into one (1: none)
+    chain_ifms: int = 0             # most non-chained inputs of a chain
+    scalar_immediate: bool = False  # a scalar constant travels in the command, not memory
+    const_latency: int = 0          # cycles: read latency of the memory holding constants
+    const_bytes_per_cycle: float = 0.0  # that memory's bandwidth
+
+    def __post_init__(self) -> None:
+        if self.int32 is not None and self.softmax not in (0, *SOFTMAX_LOWERINGS):
+            raise ValueError(f"compute.ops.softmax {self.softmax} with compute.ops.int32 set: "
+                             f"expected 0 or one of {sorted(SOFTMAX_LOWERINGS)} commands")
 
 @dataclass(frozen=True, slots=True)
 class Pooling:
@@ -385,11 +445,104 @@ def _reduce_sum_cycles(a: Array, elements: int) -> int:
     return _blocked(a, mac, out, 4 * elements, 4, 1)
 
 
-def _softmax_cycles(a: Array, elements: int, act_bits: int) -> int:
-    """A softmax over ``elements`` logits as ``Rates.softmax`` commands: element-wise ones at
-    ``Rates.eltwise``, but with pools on the MAC engine its first, a max over the logits (a
-    ``1 x elements`` max pool), and its sum of exponentials run there."""
+def chained(lowering: tuple, chain: int, max_ifms: int, scalar_immediate: bool) -> set[str]:
+    """The commands of ``lowering`` that chain into the command before them (free).
+
+    Ethos-U85's rule (regor ethos_u85.cpp ``EthosU85OpGroup::Chain``/``ExternalIfms``; the
+    groups are formed in command order): an element-wise command joins the group of the one
+    before it when it reads that command's output, that output has no other reader (a
+    chained tensor is never written to memory), both OFMs are the same size (no broadcast
+    OFM), the group stays within ``chain`` commands and within ``max_ifms`` inputs that are
+    not chained (a scalar constant counts none when ``scalar_immediate``). A group starts at
+    an element-wise command here (the MAC engine's max and sum have more than one reader).
+    """
+    readers: dict[str, int] = {}
+    for _, _, _, ins in lowering:
+        for i in ins:
+            readers[i] = readers.get(i, 0) + 1
+
+    def external(ins: tuple[str, ...]) -> int:
+        return sum(not (scalar_immediate and i == "c") for i in ins)
+
+    out: set[str] = set()
+    length, ifms, prev = 0, 0, None
+    for name, op, size, ins in lowering:
+        eltwise = op not in ("max_pool", "reduce_sum")
+        if (chain > 1 and eltwise and prev is not None and prev[2] and length < chain
+                and prev[0] in ins and readers[prev[0]] == 1 and prev[1] == size
+                and ifms + external(ins) - 1 <= max_ifms):
+            out.add(name)
+            length, ifms = length + 1, ifms + external(ins) - 1
+        else:
+            length, ifms = 1, external(ins)
+        prev = (name, size, eltwise)
+    return out
+
+
+def _command_cycles(a: Array, elements: int, ins: tuple[str, ...], rate: float) -> int:
+    """One element-wise command of a softmax over int32 bricks (regor
+    ``EstimateElementwiseCycles``, the Ethos-U55's and the U85's alike): ``E`` OFM elements
+    (``elements`` rounded up to a ``BRICK``) at ``rate`` cycles each, or the command-issue bound
+    when longer: ``ceil((B / block + rate) x E / 4)`` (4 DPU stages), ``block`` the OFM block's
+    elements (``Rates.block``: its pixels x ``elements`` rounded up to its depth granule),
+    ``B`` the slowest block
+    transfer: the OFM written to SRAM, an input read from SRAM, or a constant read from the
+    weights memory (``Rates.const_latency`` + its bytes over ``const_bytes_per_cycle``; none
+    for a scalar the command carries, ``scalar_immediate``), each at its latency plus its
+    int32 bytes over the port."""
     r = a.rates
+    e = -(-elements // BRICK) * BRICK
+    port = max(1, a.port_bytes)
+    blk = a.pooling.latency + 4 * elements // port               # OFM write, SRAM inputs
+    for i in ins:
+        if i in ("c", "C") and not (i == "c" and r.scalar_immediate):
+            n = 1 if i == "c" else elements
+            bw = r.const_bytes_per_cycle or port
+            blk = max(blk, r.const_latency + int(4 * n / bw))
+    pixels, depth = r.block
+    block = pixels * -(-elements // depth) * depth
+    cmd = math.ceil(((blk / block + rate) * e / 4) - 1e-9)
+    return max(math.ceil(rate * e - 1e-9), cmd)
+
+
+def _lowered_softmax_cycles(a: Array, elements: int, act_bits: int) -> int:
+    """A softmax as its lowering (``SOFTMAX_LOWERINGS[Rates.softmax]``): the max over the
+    logits (a ``1 x elements`` max pool) and the sum of exponentials on the MAC engine, each
+    element-wise command by ``_command_cycles`` (the first, int8 with the exp LUT as its
+    activation, at the slower of ``eltwise`` and ``lut``; the others at ``int32``). A command
+    ``chained`` into the one before it is no command: the group is one, at the sum of its
+    members' rates, those writing to the chaining buffer at ``chain_int32`` (regor
+    ``EthosU85Performance::EstimateAOCyclesPerElement``)."""
+    r = a.rates
+    lowering = SOFTMAX_LOWERINGS[r.softmax]
+    free = chained(lowering, r.chain, r.chain_ifms, r.scalar_immediate)
+    groups: list[list] = []   # per command issued: [elements, inputs, rate, its last's rate]
+    total = 0
+    for name, op, size, ins in lowering:
+        n = elements if size == "n" else 1
+        if op == "max_pool":
+            total += pool_cycles(a, Window(1, elements, 1, 1, 1, elements, 1, 1, 1), act_bits,
+                                 maximum=True)
+        elif op == "reduce_sum":
+            total += _reduce_sum_cycles(a, elements)
+        elif name in free:
+            g = groups[-1]                    # the one before writes to the chaining buffer
+            g[1], g[2] = g[1] + ins, g[2] - g[3] + (r.chain_int32 or g[3]) + r.int32
+            g[3] = r.int32
+        else:
+            rate = max(r.eltwise or 0.0, r.lut or 0.0) if "x" in ins else r.int32
+            groups.append([n, ins, rate, rate])
+    return total + sum(_command_cycles(a, n, ins, rate) for n, ins, rate, _ in groups)
+
+
+def _softmax_cycles(a: Array, elements: int, act_bits: int) -> int:
+    """A softmax over ``elements`` logits as ``Rates.softmax`` commands: with ``Rates.int32``
+    its lowering (``_lowered_softmax_cycles``), else element-wise ones at ``Rates.eltwise``,
+    but with pools on the MAC engine its first, a max over the logits (a ``1 x elements`` max
+    pool), and its sum of exponentials run there."""
+    r = a.rates
+    if r.int32 is not None and r.softmax and a.pooling.unit == "array":
+        return _lowered_softmax_cycles(a, elements, act_bits)
     command = _rated(r.eltwise, elements, r.command)
     if a.pooling.unit != "array" or r.softmax < 2:
         return r.softmax * command

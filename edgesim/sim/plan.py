@@ -191,11 +191,20 @@ class Machine:
                 stream_bytes_per_s(bw, burst, mem["latency_s"], scales) if scales else 0))
         arena = SRAM if hw.placement_arena == "sram" else names.index(hw.placement_arena)
         spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
+        # a softmax's constants lie with the weights: their memory's read latency (cycles)
+        # and bandwidth (bytes per cycle) bound the commands that read one
+        wmem = hw.memories[hw.placement_weights]
         rates = Rates(
             output=hw.output_cycles_per_element, eltwise=hw.eltwise_cycles_per_element,
             pool=hw.pool_cycles_per_element, resize=hw.resize_cycles_per_element,
             lut=hw.lut_cycles_per_element, command=hw.command_cycles,
-            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise)
+            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise,
+            int32=hw.int32_cycles_per_element, block=tuple(hw.command_block),
+            chain_int32=hw.chain_int32_cycles_per_element,
+            chain=hw.chain_commands, chain_ifms=hw.chain_ifms,
+            scalar_immediate=hw.scalar_immediate,
+            const_latency=math.ceil(wmem["latency_s"] * hw.clock_hz - 1e-6),
+            const_bytes_per_cycle=wmem["bytes_per_s"] / hw.clock_hz)
         array = Array(
             hw.array_rows, hw.array_cols, hw.array_dataflow,
             hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
@@ -412,7 +421,15 @@ def _conv_block(m: Machine, op: LayerOp):
         return None
     sy, sx = tuple(op.meta.get("strides", (1, 1)))
     return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
-                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx))
+                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx),
+                        depthwise=_depthwise_ublock(m, op))
+
+
+def _depthwise_ublock(m: Machine, op: LayerOp) -> tuple[int, int, int] | None:
+    """The micro-block a depthwise conv runs on (``compute.pooling.ublock``, where the array
+    runs depthwise convs like its pools), None for any other op or without one."""
+    dw = op.groups > 1 and op.dims.get("C", 1) == 1 and m.array.depthwise == "array"
+    return m.array.pooling.ublock if dw else None
 
 
 def edge_cycles(m: Machine, op: LayerOp) -> int:

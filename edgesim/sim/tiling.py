@@ -179,7 +179,8 @@ def part_kernel(c: int, taps: int) -> bool:
 
 @lru_cache(maxsize=4096)
 def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S: int,
-                 stride: tuple[int, int] = (1, 1)) -> Block:
+                 stride: tuple[int, int] = (1, 1),
+                 depthwise: tuple[int, int, int] | None = None) -> Block:
     """The output block a compiler picks for a conv: of the blocks whose double-buffered input
     window and accumulators fit ``buf``, the one fetching the fewest input and weight elements
     per output element (ties: the first, the smallest depth, height and width; the mechanism of
@@ -189,8 +190,17 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
     is ``(h - 1) * stride + R`` rows by ``(w - 1) * stride + S`` columns, rounded up to the
     micro-block. Raises ``ValueError`` when no block fits (a buffer smaller than a micro-block).
     Memoised: a network compiles its convs' blocks once per buffer and shape.
+
+    ``depthwise``: the micro-block a depthwise conv runs on, given when the buffer has its own
+    accumulator RAM (``acc_buffer_bytes``; Ethos-U85): regor sizes a depthwise conv's block by
+    area fit on that micro-block with ONE block's accumulators in the accumulator RAM (regor
+    ethos_u85.cpp ``FindDepthwiseConfig`` / ``AreaFit``: accRequired = h x w x d <= accElements;
+    a convolution's search keeps two, ``numBlocksInRam = 2``).
     """
     uh, uw, ud = buf.ublock
+    acc_blocks = 2
+    if depthwise is not None and buf.acc_buffer_bytes:
+        (uh, uw, ud), acc_blocks = depthwise, 1
     mh, mw, md = buf.max
     ifm_d = _up(min(C, 16 if part_kernel(C, R * S) else 32), buf.ifm_depth)
     sh, sw, sd = _up(min(P, mh), uh), _up(min(Q, mw), uw), _up(min(K, md), ud)
@@ -208,7 +218,8 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
             for w in range(uw, sw + 1, uw):
                 iw = _up((w - 1) * sx + S, uw)
                 ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank_bytes) * 2, buf.ifm_granule)
-                acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * 2, buf.acc_granule)
+                acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * acc_blocks,
+                                buf.acc_granule)
                 if (ifm_banks > banks or acc_banks > acc_ram if acc_ram
                         else ifm_banks + acc_banks > banks):
                     break            # wider blocks of this height fit no better
