@@ -42,6 +42,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgesim import encodings
+from edgesim.checked_configs import HWCONFIG_DIR, locate, stored
 from edgesim.errors import ConfigError, UnitError
 from edgesim.schema import (
     Attr,
@@ -77,8 +78,6 @@ __all__ = [
     "unit_kind",
 ]
 
-#: The repository's shipped hardware configs.
-HWCONFIG_DIR = Path(__file__).resolve().parent / "hwconfigs"
 #: A config file may be at most this large (checked before it is read).
 MAX_FILE_BYTES = 2**20
 #: YAML mappings and lists nest at most this deep (a config needs 4).
@@ -485,23 +484,6 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
 
 # --------------------------------------------------------------------------- public verbs
 
-def _locate(path: str | Path) -> Path:
-    """``path`` itself, or the shipped config it names when no such file exists.
-
-    A shipped config is addressed by its bare name (``npu_small``), its file name
-    (``npu_small.yaml``) or its old place in a clone (``hwconfigs/npu_small.yaml``).
-    """
-    p = Path(path)
-    if p.exists():
-        return p
-    bare = len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "hwconfigs")
-    if bare and p.suffix in ("", ".yaml"):
-        shipped = HWCONFIG_DIR / f"{p.stem}.yaml"
-        if shipped.exists():
-            return shipped
-    return p
-
-
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConfig:
     """Read, validate and freeze one hardware config; ``overrides`` are ``key=value`` strings.
 
@@ -509,9 +491,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
     problem raises ``ConfigError`` (``UnitError`` for units) whose one-line message starts with
     the file name and names the key.
 
+    A shipped config (or a file with its bytes) without overrides comes from its checked form
+    (``edgesim.checked_configs``): the same config, without reading YAML.
+
     >>> load_config("ethos_u55").offchip_kind
     'flash'
     """
+    if not overrides:
+        p, file = locate(path)
+        hw = stored(p, file) if p.is_file() else None
+        if hw is not None:
+            return hw
     raw, file = read_config(path)
     return config_from_dict(raw, overrides=overrides, file=file)
 
@@ -525,9 +515,7 @@ def read_config(path: str | Path) -> tuple[Any, str]:
     >>> file, config_from_dict(raw, overrides=["sram.size=1MiB"], file=file).sram_bytes
     ('edgesim/hwconfigs/npu_small.yaml', 1048576)
     """
-    p = _locate(path)
-    # a shipped config is named by its place in the package, the same wherever it is installed
-    file = f"edgesim/hwconfigs/{p.name}" if p != Path(path) else str(p)
+    p, file = locate(path)
     if not p.is_file():
         names = ", ".join(s.stem for s in shipped_configs())
         raise ConfigError(f"{file}: no such hardware config file (shipped configs: {names})")

@@ -1,7 +1,7 @@
 """Rendering results: aligned text tables, CSV and JSON, deterministic to the byte.
 
 Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``,
-``write_json``.
+``write_json``, ``csv_safe``.
 
 Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
 (this module itself never imports pandas, so printing a cached run stays fast).
@@ -22,7 +22,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-__all__ = ["FORMATS", "RowWriter", "render", "render_summary", "render_table", "write_json"]
+__all__ = ["FORMATS", "RowWriter", "csv_safe", "render", "render_summary", "render_table",
+           "write_json"]
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
@@ -79,6 +80,21 @@ def render_summary(summary: dict[str, Any]) -> str:
         return ""
     keys = list(metrics[0][1])
     return render_table(["metric", *keys], [(m, *(v.get(k) for k in keys)) for m, v in metrics])
+
+
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula.
+
+    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1"), csv_safe(-1), csv_safe("dense_r50")
+    ("'=HYPERLINK(1)", "'-1", -1, 'dense_r50')
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _csv_cell(v: Any) -> Any:

@@ -149,7 +149,7 @@ class _Rows:
             self.opened = open_atomically(self.out, self.flag)
             file = self.opened.__enter__()
         if self.fmt == "csv":
-            from edgesim.sweep.store import csv_safe
+            from edgesim.report import csv_safe
             self.safe = csv_safe
         self.writer = RowWriter(self.cols, self.fmt, file)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from edgesim.errors import EdgesimError
+from edgesim.report import csv_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -404,21 +405,6 @@ def check_row(text: str, where: str) -> dict[str, Any]:
         if not (_is_number(v) and v >= 0):
             raise bad(col, v, "a finite number >= 0")
     return row
-
-
-#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> Any:
-    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula.
-
-    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1"), csv_safe(-1), csv_safe("dense_r50")
-    ("'=HYPERLINK(1)", "'-1", -1, 'dense_r50')
-    """
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
