@@ -35,6 +35,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +200,13 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
     >>> apply_overrides({"sram": {"size": "512 KiB", "source": "x"}}, ["sram.size=1MiB"], "f")
     {'sram': {'size': '1MiB', 'source': 'x; sram.size=1MiB set on the command line'}}
     """
-    out = copy.deepcopy(raw)
+    out = _copy(raw)
     for text in overrides:
         path, value_text = parse_override(text)
         path = _canonical(path)
         _check_path(path, text, where)
         try:
-            value = _read_yaml(value_text, "") if value_text else None
+            value = _copy(_override_value(value_text)) if value_text else None
         except ConfigError as exc:
             problem = str(exc).removeprefix(": ").replace("invalid YAML: ", "", 1)
             raise ConfigError(f"{where}: --set {_arg(text)}: value is not valid YAML: {problem}"
@@ -221,6 +222,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
         node[path[-1]] = value
         _note_source(out, path, value_text, created=created)
     return out
+
+
+def _copy(value: Any) -> Any:
+    """A copy of YAML data whose mappings and lists are new (what ``apply_overrides`` changes);
+    scalars are shared. ``copy.deepcopy`` was a tenth of a sweep point's config build."""
+    if type(value) is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy(v) for v in value]
+    return copy.deepcopy(value) if isinstance(value, (dict, list, set)) else value
 
 
 def _note_source(raw: dict[str, Any], path: tuple[str, ...], value_text: str, *,
@@ -309,9 +320,17 @@ class _Builder:
         return f"{self.file}: {_key(key.split('.'), self.overridden)}"
 
     def q(self, key: str, value: Any, unit: Unit) -> Any:
-        """``value`` of ``key`` in the unit its schema field declares."""
-        return parse_quantity(value, unit.kind, where=self.where(key), positive=unit.positive,
-                              to=unit.to, **unit.bounds())
+        """``value`` of ``key`` in the unit its schema field declares (a value parsed before
+        is taken from ``_PARSED``)."""
+        memo = (key, type(value), value, unit)
+        got = _PARSED.get(memo)
+        if got is None:
+            got = parse_quantity(value, unit.kind, where=self.where(key), positive=unit.positive,
+                                 to=unit.to, **unit.bounds())
+            if len(_PARSED) < _MEMO_SIZE:
+                _PARSED[memo] = got
+        return got
+
 
     def reserve(self, value: Any, size_bytes: int) -> int:
         """``sram.activation_reserve`` as bytes: a size, or a percentage of ``sram.size``."""
@@ -333,6 +352,31 @@ class _Builder:
         return reserve
 
 
+#: Quantities parsed so far, by (key, value type, value, unit): a sweep builds one config per
+#: grid point from the same few texts (each point re-parsed ~25 quantities, most of the 5-15
+#: ms of a point: issue 22). Only a value that parsed is kept; one that fails raises each time,
+#: naming its file.
+_PARSED: dict[tuple[Any, ...], Any] = {}
+_MEMO_SIZE = 8192
+
+
+@lru_cache(maxsize=_MEMO_SIZE)
+def _override_value(text: str) -> Any:
+    """The YAML value of a ``--set`` value text (parsed once per text)."""
+    return _read_yaml(text, "")
+
+
+@lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _formatted(value: float, kind: str) -> str:
+    return format_quantity(value, kind)
+
+
+@lru_cache(maxsize=1)
+def _fields() -> tuple[tuple[tuple[str, ...], Any, Unit | None, Attr | None], ...]:
+    """``schema_fields()`` with each field's ``Unit`` and ``Attr``."""
+    return tuple((path, info, meta(info, Unit), meta(info, Attr))
+                 for path, info in schema_fields())
+
 def _value_at(m: BaseModel, path: Sequence[str]) -> Any:
     for part in path:
         m = getattr(m, part)
@@ -342,8 +386,7 @@ def _value_at(m: BaseModel, path: Sequence[str]) -> Any:
 def _parse_quantities(m: ConfigFile, b: _Builder) -> dict[tuple[str, ...], Any]:
     """Every quantity of the config, by path, in the unit of its field (``Unit.to``)."""
     parsed: dict[tuple[str, ...], Any] = {}
-    for path, info in schema_fields():
-        unit = meta(info, Unit)
+    for path, _, unit, _ in _fields():
         if unit is None:
             continue
         value = _value_at(m, path)
@@ -394,8 +437,7 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
 
     values: dict[str, Any] = {"file": file}
     sources = {"config": m.source}
-    for path, info in schema_fields():
-        unit, attr = meta(info, Unit), meta(info, Attr)
+    for path, info, unit, attr in _fields():
         name = unit.attr if unit is not None else attr.name if attr is not None else None
         if name is not None:
             values[name] = value(path, info)
@@ -462,8 +504,7 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
     out = m.model_dump()
     memory_paths = [(p, meta(section_at(p[:-1]).model_fields[p[-1]], Unit))
                     for p in parsed if p[0] == "memories"]
-    for path, info in [*schema_fields(), *memory_paths]:
-        unit = info if isinstance(info, Unit) else meta(info, Unit)
+    for path, unit in [*((f[0], f[2]) for f in _fields()), *memory_paths]:
         if unit is None:
             continue
         if parsed[path] is None:     # an optional quantity left out stays out
@@ -477,7 +518,7 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
         node = out
         for part in path[:-1]:
             node = node[part]
-        node[path[-1]] = format_quantity(base, unit.kind)
+        node[path[-1]] = _formatted(base, unit.kind)
     return json.loads(json.dumps(out))  # plain JSON types only
 
 

@@ -42,20 +42,31 @@ class _FrozenDict(dict):
         return self
 
 
+#: Types that are neither mappings nor sequences, told apart without an ABC check (a config
+#: holds thousands of scalars; ``isinstance(v, Mapping)`` is the slow part of freezing them).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """Mappings as read-only dicts and sequences as tuples, recursively."""
-    if isinstance(value, Mapping):
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict or t is _FrozenDict or isinstance(value, Mapping):
         return _FrozenDict({k: freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
+    if t is list or t is tuple or isinstance(value, (list, tuple)):
+        return tuple([freeze(v) for v in value])
     return value
 
 
 def thaw(value: Any) -> Any:
     """The inverse of ``freeze``: plain dicts and lists."""
-    if isinstance(value, Mapping):
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is dict or t is _FrozenDict or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if t is list or t is tuple or isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
     return value
 
