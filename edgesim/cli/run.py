@@ -32,6 +32,7 @@ from edgesim.cli._common import (
     prefetch_modes,
     write,
 )
+from edgesim.errors import EdgesimError
 from edgesim.outputs import open_atomically, output_path
 
 __all__ = ["TABLE_ROWS", "add_parser", "main"]
@@ -119,23 +120,33 @@ def main(a) -> int:
 
 
 class _Rows:
-    """Rows of one kind written out as they come (``report.RowWriter``) to ``out`` or stdout;
-    text cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
+    """Rows of one kind written out as they come (``report.RowWriter``) to ``out`` or stdout,
+    in chunks of ``CHUNK`` rows (``RowWriter.many``: the bytes of one write per row); text
+    cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
     written beside its target and renamed over it by ``close(True)`` (``open_atomically``);
-    a run that fails leaves the previous file as it was. Opened at the first row, so an error
+    a run that fails leaves the previous file as it was. Opened at the first chunk, so an error
     before it writes nothing."""
+
+    #: Rows gathered before they are written.
+    CHUNK = 4096
 
     def __init__(self, cols, fmt: str, out: str | None, flag: str) -> None:
         self.cols, self.fmt, self.out, self.flag = cols, fmt, out, flag
         self.opened = None
         self.writer = None
-        self.safe = None
+        self.pending: list = []
 
     def __call__(self, row) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
         try:
             if self.writer is None:
                 self._open()
-            self.writer(row if self.safe is None else [self.safe(v) for v in row])
+            self.writer.many(rows)
         except BrokenPipeError:           # a reader that stopped (| head): exit 0
             raise
         except OSError as exc:            # a full disk under --out / --timeline
@@ -148,18 +159,24 @@ class _Rows:
         else:
             self.opened = open_atomically(self.out, self.flag)
             file = self.opened.__enter__()
-        if self.fmt == "csv":
-            from edgesim.report import csv_safe
-            self.safe = csv_safe
-        self.writer = RowWriter(self.cols, self.fmt, file)
+        self.writer = RowWriter(self.cols, self.fmt, file, safe=True)
 
     def close(self, ok: bool) -> None:
-        if ok and self.writer is None:      # no rows: the header alone
+        if ok:
             try:
-                self._open()
-            except OSError as exc:
-                self.close(False)
-                _cannot_write(self.flag, self.out, exc)
+                self.flush()
+            except Exception:
+                self.close_file(False)
+                raise
+        elif self.out is None and self.pending:   # stdout shows the rows before a failure,
+            try:                                   # as it did when written one by one
+                self.flush()
+            except (OSError, EdgesimError):        # the failure itself is what is reported
+                pass
+        self.close_file(ok)
+
+    def close_file(self, ok: bool) -> None:
+        self.pending = []
         if self.opened is not None:
             opened, self.opened = self.opened, None
             if ok:
