@@ -201,6 +201,8 @@ class RowWriter:
                 self(r)
             return
         text = self._csv_text if self._csv is not None else self._jsonl_text
+        head, sep = ("", ",") if self._csv is not None else (
+            "{" + json.dumps(self.cols[0]) + ": ", ", ")
         tails, is_ = self._tails, operator.is_
         lines = []
         for r in rows:
@@ -210,7 +212,11 @@ class RowWriter:
                 if len(tails) >= self.MEMO_ROWS:
                     tails.clear()
                 hit = tails[tail] = (tail, text(tail, 1))
-            lines.append(text((r[0],), 0) + hit[1])
+            first = r[0]
+            if type(first) is int:        # the input number: str(int) in both formats
+                lines.append(f"{head}{first}{sep}{hit[1]}")
+            else:
+                lines.append(text((first,), 0) + hit[1])
         self.stream.write("".join(lines))
         self.rows += len(rows)
 

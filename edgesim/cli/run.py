@@ -91,7 +91,7 @@ def main(a) -> int:
                               input_shape=a.input_shape, data=a.data, evaluate=a.evaluate)
         res = api.run(a.config, model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline),
-                      memo=not a.no_memo, progress=shown.progress, rows=sink)
+                      memo=not a.no_memo, progress=shown.progress, rows=sink.on_row)
         ok = True
     finally:
         shown.close()
@@ -251,6 +251,9 @@ class _Sink:
         self.inference_out = [f for f in inference_out if f is not None]
         self.layer_out = [f for f in layer_out if f is not None]
         self.out = a.out
+        # one output and no per-op rows (a CSV or JSON lines stream): rows go straight to it
+        self.on_row = (self.inference_out[0] if len(self.inference_out) == 1
+                       and not self.layer_out else self)
 
     def __call__(self, row) -> None:
         for f in self.layer_out if type(row) is self.layer_type else self.inference_out:
