@@ -305,6 +305,7 @@ class Belady(Residency):
         self._future = future
         self._held: dict[int, int] = {}       # block -> resident bytes
         self._nu: dict[int, int] = {}         # block -> its next use position
+        self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -325,10 +326,15 @@ class Belady(Residency):
         if self._future is None:
             return state
         held, sizes = self._held, self.sizes
-        if sum(held.values()) + sum(sizes[b] - held.get(b, 0) for b in set(blocks)) \
-                <= self.capacity:
-            return state, None     # everything it reads fits beside what is held: it evicts
-        return state, self._future.key(blocks, inference, held)   # nothing, the future is moot
+        hit = self._path_bytes.get(id(blocks))
+        if hit is None or hit[0] is not blocks:
+            hit = self._path_bytes[id(blocks)] = (blocks, sum(sizes[b] for b in set(blocks)))
+        need = hit[1]
+        if need <= self.capacity:   # else it cannot fit, whatever is held
+            need += sum(held.values()) - sum(held.get(b, 0) for b in set(blocks))
+            if need <= self.capacity:   # everything it reads fits beside what is held: it
+                return state, None      # evicts nothing, and the future is moot
+        return state, self._future.key(blocks, inference, held)
 
     def resident_bytes(self) -> int:
         return sum(self._held.values())
@@ -454,12 +460,12 @@ class Future:
         those sets' and the path taken there (-1: never; 0 when the set is ``uniform``: its
         blocks sit at the same op in every path). Sets no such block belongs to, and paths
         that cannot change an order, stay out of the key, so more situations share one."""
-        if held is None:
+        mine = self.path_sets[int(self.seq[i])]
+        if held is None or len(mine) == len(self.uniform):   # (a dense model: one set)
             relevant = range(len(self.uniform))
         else:
             set_of = self._set_of
-            relevant = sorted(self.path_sets[int(self.seq[i])].union(
-                [set_of[b] for b in held]))
+            relevant = sorted(mine.union([set_of[b] for b in held]))
         col = self.nxt[:, i]
         vals = [int(col[s]) for s in relevant]
         rank = {v: r for r, v in enumerate(sorted(set(vals)))}
