@@ -135,7 +135,8 @@ class HardwareConfig:
     offchip_port: str
     #: the memories by name (``offchip`` first), each a mapping of ``kind``, ``bytes_per_s``,
     #: ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,
-    #: ``write_pj_per_bit``, ``port`` (built by ``edgesim.config``)
+    #: ``write_pj_per_bit``, ``port``, ``max_reads``, ``max_writes``, ``scale_reads`` (built by
+    #: ``edgesim.config``)
     memories: Mapping[str, Mapping[str, Any]]
     placement_weights: str
     placement_arena: str

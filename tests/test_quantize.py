@@ -56,9 +56,14 @@ def test_binary_sign_per_channel() -> None:
     assert s.tolist() == pytest.approx([0.5, 0.2, 0.0])
 
 
-def test_binary_rejects_mixed_signs() -> None:
+def test_binary_holds_one_bit_a_value() -> None:
+    # {-a, +a} (plain binary: the bit is the sign) is one bit a value, and so is {0, +a}
+    # (signed binary: the bit is the mask); both signs and a zero in one channel is not
+    q, s = quantize(np.array([[0.5, -0.5, 0.5], [0.0, 0.3, 0.3]]), "binary")
+    assert q.tolist() == [[1, -1, 1], [0, 1, 1]]
+    assert s.tolist() == pytest.approx([0.5, 0.3])
     with pytest.raises(ValueError, match="channel 1"):
-        quantize(np.array([[1.0, 0.0], [1.0, -1.0]]), "binary")
+        quantize(np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]]), "binary")
 
 
 def test_bias_int32() -> None:

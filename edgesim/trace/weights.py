@@ -9,8 +9,10 @@ scale per output channel (``channel_axis=None``: one scale for the whole tensor)
 * ``int8``: ``q = round(v / s)`` in [-127, 127] with ``s = max|v| / 127`` per channel;
 * ``int4``: the same in [-7, 7] with ``s = max|v| / 7``;
 * ``fp16``: the values cast to float16, no scales;
-* ``binary``: signed-binary weights, already {0, +a} or {0, -a} per channel: ``q = sign(v)`` in
-  {-1, 0, 1} and ``s = a`` (the mean nonzero magnitude) per channel.
+* ``binary``: signed-binary weights, already {0, +a} or {0, -a} per channel, or plain binary
+  ones, {-a, +a} with no zero (XNOR-Net's, ``edgesim.zoo.baselines``): ``q = sign(v)`` in
+  {-1, 0, 1} and ``s = a`` (the mean nonzero magnitude) per channel; one bit per value either
+  way (the mask bit or the sign bit).
 
 A value that rounds to 0 is a real zero of the stored tensor (it is counted as a zero). A channel
 that is all zero has scale 0.
@@ -101,10 +103,13 @@ def _binary(a: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
     q = np.sign(a).astype(np.int8)
     moved = q.reshape(1, -1) if axis is None else np.moveaxis(q, axis, 0).reshape(
         q.shape[axis], -1)
-    mixed = np.flatnonzero((moved > 0).any(axis=1) & (moved < 0).any(axis=1))
+    # both signs and a zero in one channel is ternary: more than one bit a value
+    mixed = np.flatnonzero((moved > 0).any(axis=1) & (moved < 0).any(axis=1)
+                           & (moved == 0).any(axis=1))
     if mixed.size:
-        raise ValueError(f"binary precision: channel {int(mixed[0])} holds both positive and "
-                         "negative values; expected {0, +a} or {0, -a} per output channel")
+        raise ValueError(f"binary precision: channel {int(mixed[0])} holds positive, negative "
+                         "and zero values; expected {0, +a}, {0, -a} or {-a, +a} per output "
+                         "channel")
     mag = (np.abs(a).reshape(1, -1) if axis is None
            else np.moveaxis(np.abs(a), axis, 0).reshape(q.shape[axis], -1))
     nnz = np.count_nonzero(moved, axis=1)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ FAMILIES: dict[str, str] = {
     "sparse": "edgesim.zoo.pruning:SparseFamily",
     "nested": "edgesim.zoo.nested:NestedFamily",
     "signed_binary": "edgesim.zoo.signed_binary:SignedBinaryFamily",
+    "channel": "edgesim.zoo.baselines:ChannelFamily",
+    "binary": "edgesim.zoo.baselines:BinaryFamily",
 }
 _FAMILY_OBJECTS: dict[str, Any] = {}
 #: Values of a spec's ``init`` kwarg (applied by ``edgesim.zoo.init.apply_init`` after the factory).
@@ -166,6 +169,22 @@ register(ModelSpec("sb_r50", "signed_binary", "edgesim.zoo.signed_binary:sb_resn
                    "Signed-binary ResNet-50 ({0,+a}/{0,-a} per filter), first conv int8",
                    encodings=("dense", "signed_binary")))
 
+# Baselines the methods claim to beat (edgesim.zoo.baselines): FPGM and HRank channel pruning
+# to 60 % of the parameters, plain binary weights, a narrow dense net of a tree path's size.
+register(ModelSpec("fpgm_r50", "channel", "edgesim.zoo.baselines:fpgm_resnet50",
+                   {"num_classes": 1000, "target": 0.6}, (3, 224, 224),
+                   "FPGM channel-pruned ResNet-50 (He et al. CVPR 2019), 60 % of the parameters"))
+register(ModelSpec("hrank_r50", "channel", "edgesim.zoo.baselines:hrank_resnet50",
+                   {"num_classes": 1000, "target": 0.6}, (3, 224, 224),
+                   "HRank channel-pruned ResNet-50 (Lin et al. CVPR 2020), 60 % of the "
+                   "parameters"))
+register(ModelSpec("bin_r50", "binary", "edgesim.zoo.baselines:bin_resnet50",
+                   {"num_classes": 1000}, (3, 224, 224),
+                   "Binary-weight ResNet-50 (XNOR-Net BWN: a*sign(w) per filter), first conv int8"))
+register(ModelSpec("narrow_r50", "dense", "edgesim.zoo.baselines:narrow_resnet50",
+                   {"num_classes": 1000, "width": 40}, (3, 224, 224),
+                   "ResNet-50 at width 40 (10.46 M params): a sigmab_r50 path's active size"))
+
 
 def register_family(name: str, target: str) -> None:
     """Add family ``name`` whose hooks are the ``Family`` subclass ``target`` (``module:Class``,
@@ -255,9 +274,7 @@ def _state_dict(path: str) -> Mapping[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ModelError(f"checkpoint file '{path}' cannot be read: "
-                         f"{type(exc).__name__}: {first}") from exc
+        raise ModelError(_unreadable(path, exc)) from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -279,6 +296,21 @@ def _state_dict(path: str) -> Mapping[str, Any]:
             raise ModelError(f"checkpoint file '{path}': key '{key}' holds NaN or infinite "
                              "values; expected finite weights")
     return obj
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    """One line for a checkpoint ``torch.load(weights_only=True)`` refused: a pickled object
+    (a whole model saved with ``torch.save(model)``) names the class and says what to save;
+    anything else is the error's first line, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found is not None or "Weights only load failed" in text:
+        what = f" (a {found.group(1).rsplit('.', 1)[-1]} object)" if found else ""
+        return (f"checkpoint file '{path}' holds a pickled Python object{what}, not a "
+                "state_dict; edgesim does not unpickle code: save the weights with "
+                "torch.save(model.state_dict(), PATH) and pass that file")
+    first = (text.strip().splitlines() or [""])[0][:300]
+    return f"checkpoint file '{path}' cannot be read: {type(exc).__name__}: {first}"
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
