@@ -11,6 +11,8 @@ Measures, each as the median of ``--repeat`` runs on one core:
 * the first ``edgesim run npu_small --model sigmab_r50`` with an empty cache (the shipped
   traces); building, tracing and routing ``sigmab_r50`` with no cache at all, and loading its
   trace again from the cache;
+* routed ``sigmab_r50`` at ``--inputs`` routed inputs, lru and belady with the memo on, at
+  each of ``--routed-srams`` (``--routed-only``: these and the dense rows alone);
 * simulating a 10,000-input ``sigmab_r50`` stream. Routing 10,000 images at 224x224 through the
   backbone would take an hour on one core, so the stream's path sequence is drawn (seeded) from
   the path frequencies of 64 routed synthetic inputs; the simulation itself is what is timed.
@@ -49,6 +51,11 @@ def main() -> int:
     ap.add_argument("--stream", type=int, default=10_000)
     ap.add_argument("--skip-cold", action="store_true",
                     help="do not measure the cold build of sigmab_r50 (slow)")
+    ap.add_argument("--routed-srams", nargs="+", default=["128KiB", "512KiB", "2MiB", "8MiB",
+                                                          "32MiB"],
+                    help="SRAM sizes of the routed sigmab_r50 rows")
+    ap.add_argument("--routed-only", action="store_true",
+                    help="dense_r50 policies and routed sigmab_r50 rows only")
     a = ap.parse_args()
 
     import numpy as np
@@ -71,6 +78,20 @@ def main() -> int:
                         simulate(hw, ww, policy=policy, memo=memo), a.repeat)
             rows.append((f"dense_r50 on npu_small, {policy}, memo {'on' if memo else 'off'}",
                          f"{n / t:,.0f} inferences/s", f"{n} inputs, median of {a.repeat}"))
+
+    # routed belady (issue 22: >= 30k inferences/s at 1,000 inputs, flat in SRAM size): the
+    # routed stream of --inputs inputs (cached; its first run routes them with torch)
+    routed = api.workload("sigmab_r50", inputs=a.inputs)
+    for size in a.routed_srams:
+        hw_s = load_config(npu, [f"sram.size={size}"])
+        for policy in ("lru", "belady"):
+            t = _median(lambda hw_s=hw_s, policy=policy: simulate(hw_s, routed, policy=policy),
+                        a.repeat)
+            rows.append((f"sigmab_r50 on npu_small, sram.size={size}, {policy}, memo on",
+                         f"{a.inputs / t:,.0f} inferences/s",
+                         f"{a.inputs} routed inputs, median of {a.repeat}"))
+    if a.routed_only:
+        return _table(rows)
 
     cmd = [sys.executable, "-m", "edgesim", "run", str(npu), "--model", "dense_r50"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)  # make sure it is cached
@@ -116,6 +137,10 @@ def main() -> int:
         rows.append((f"{a.stream:,}-input sigmab_r50 stream on npu_small, {policy}",
                      f"{t:.2f} s", "path sequence drawn from 64 routed inputs"))
 
+    return _table(rows)
+
+
+def _table(rows) -> int:
     print("| benchmark | median | notes |")
     print("|---|---|---|")
     for r in rows:

@@ -1,14 +1,22 @@
-"""Benchmark: 40 SRAM sizes x 6 models x 1,000 inputs on npu_small, traces cached.
+"""Benchmark: a realistic sweep (3 models x 2 policies x an SRAM x bandwidth grid, 1,000
+inputs each) on npu_small, traces cached; what the main process costs per row.
 
-Usage: ``python benchmarks/bench_sweep.py [--repeats 3] [--sizes 40] [--inputs 1000]
-[--models A B ...] [--workers N] [--executor process|dask|serial]``
+Usage: ``python benchmarks/bench_sweep.py [--repeats 1] [--sizes 40] [--bandwidths 17]
+[--inputs 1000] [--models A B ...] [--policies lru belady] [--workers N]
+[--executor process|dask|serial] [--large]``
 
-Traces (and routes) the swept models once before timing (only those: the first ``--count`` of
-the list that trace), so the cache is warm; then runs the whole sweep ``--repeats`` times, each
-into a fresh folder (nothing skipped), and reports the median wall time and the peak resident
-memory of this process (``resource.getrusage``; ru_maxrss is in KiB on Linux) and of each worker
-process, as the workers report it (``df.attrs["workers"]``, with whether torch or the zoo was
-loaded there).
+The default grid is 40 SRAM sizes (32 KiB..32 MiB, log-spaced) x 17 off-chip bandwidths
+(0.5..8 GB/s, log-spaced) x ``dense_r50 sigmab_r50 sparse_r50`` x ``lru belady`` = 4,080
+rows; ``--large`` is issue 22's 60,000-row case (100 x 100 points x the same 6 streams).
+
+Traces (and routes) the models once before timing, so the cache is warm; then runs the whole
+sweep ``--repeats`` times, each into a fresh folder (nothing skipped), and reports per run: the
+wall time and rows per second, the main process's CPU time (``resource.getrusage``, user +
+sys, measured around the sweep alone) in total and per row, and its peak resident memory
+(``ru_maxrss``, KiB on Linux; the high-water mark of the whole process, so it includes the
+warm-up), and each worker's peak RSS as it reports it (``df.attrs["workers"]``). Issue 22's
+targets: the main process at most 1 ms CPU per row and 300 MiB at 60,000 rows, and 60,000 rows
+in at most 10 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -24,59 +32,74 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-#: Six models across the families, the first registered ones of this list are used.
-DEFAULT_MODELS = ("dense_r50", "sigmab_r50", "sparse_r50", "nested_r50", "sb_r50", "dense_pn2",
-                  "sigmab_pn2", "sparse_swint", "dense_r50_c100", "sigmab_r50_c100")
+DEFAULT_MODELS = ("dense_r50", "sigmab_r50", "sparse_r50")
 CONFIG = "npu_small"
 
 
-def sizes_spec(n: int, lo: int = 32 * 1024, hi: int = 32 * 1024 * 1024) -> str:
-    """``n`` SRAM sizes spaced evenly on a log axis from ``lo`` to ``hi`` bytes, as a list."""
-    sizes = [round(lo * (hi / lo) ** (k / (n - 1))) for k in range(n)] if n > 1 else [lo]
-    return "sram.size=" + ",".join(f"{s}B" for s in sizes)
+def log_spec(key: str, n: int, lo: float, hi: float, unit: str, whole: bool) -> str:
+    """``key=v1,v2,...``: ``n`` values spaced evenly on a log axis from ``lo`` to ``hi``."""
+    vals = [lo * (hi / lo) ** (k / (n - 1)) for k in range(n)] if n > 1 else [lo]
+    text = [f"{round(v)}{unit}" if whole else f"{v:.6g}{unit}" for v in vals]
+    return f"{key}=" + ",".join(dict.fromkeys(text))
+
+
+def cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--sizes", type=int, default=40)
+    p.add_argument("--bandwidths", type=int, default=17)
+    p.add_argument("--large", action="store_true",
+                   help="the 60,000-row case: 100 sizes x 100 bandwidths")
     p.add_argument("--inputs", type=int, default=1000)
-    p.add_argument("--models", nargs="+")
-    p.add_argument("--count", type=int, default=6, help="models to use (default 6)")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--policies", nargs="+", default=["lru", "belady"])
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("process", "dask", "serial"), default="process")
     a = p.parse_args(argv)
+    if a.large:
+        a.sizes = a.bandwidths = 100
 
     from edgesim.sweep import sweep
     from experiments import registered, traceable
-    names = registered(a.models or [m for m in DEFAULT_MODELS])
     t0 = time.perf_counter()
-    models: list[str] = []
-    for n in names:  # trace only until --count models are ready
-        if len(models) == a.count:
-            break
-        models += traceable([n], CONFIG, inputs=a.inputs)
+    models = traceable(registered(a.models), CONFIG, inputs=a.inputs)
     warm_s = time.perf_counter() - t0
-    grid = [sizes_spec(a.sizes)]
-    times = []
-    rows = 0
+    grid = [log_spec("sram.size", a.sizes, 32 * 1024, 32 * 1024 * 1024, "B", True),
+            log_spec("offchip.bandwidth", a.bandwidths, 0.5e9, 8e9, "B/s", False)]
+    print(f"models ({len(models)}): {', '.join(models)}; policies {', '.join(a.policies)}; "
+          f"{a.inputs} inputs; executor {a.executor}, workers {a.workers or 'all cores'}; "
+          f"cache warm-up (not timed) {warm_s:.1f} s", flush=True)
+    runs = []
     workers: dict[int, dict] = {}
     for _ in range(a.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            df = sweep(CONFIG, models, grid, inputs=a.inputs, out_dir=tmp, executor=a.executor,
-                       workers=a.workers, progress=False)
-            times.append(time.perf_counter() - start)
+            c0, start = cpu_self(), time.perf_counter()
+            df = sweep(CONFIG, models, grid, policies=a.policies, inputs=a.inputs, out_dir=tmp,
+                       executor=a.executor, workers=a.workers, progress=False)
+            wall, cpu = time.perf_counter() - start, cpu_self() - c0
             rows = len(df)
+            failed = int((df["status"] == "failed").sum())
+            runs.append((wall, cpu, rows))
             workers.update(df.attrs.get("workers", {}))
+            print(f"run: {rows:,} rows ({failed} failed) in {wall:.1f} s = {rows / wall:.1f} "
+                  f"rows/s; main process {cpu:.1f} s CPU = {1e3 * cpu / rows:.2f} ms/row",
+                  flush=True)
+            del df
     self_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"models ({len(models)}): {', '.join(models)}")
-    print(f"grid: {a.sizes} SRAM sizes 32 KiB..32 MiB x {len(models)} models x {a.inputs} inputs "
-          f"= {rows} rows; executor {a.executor}, workers {a.workers or 'all cores'}")
-    print(f"cache warm-up (not timed): {warm_s:.1f} s")
-    print(f"wall time: median {statistics.median(times):.2f} s over {len(times)} runs "
-          f"({', '.join(f'{t:.2f}' for t in times)})")
-    print(f"peak RSS: main process {self_mib:.0f} MiB")
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    rows = runs[0][2]
+    print(f"grid: {a.sizes} SRAM sizes x {a.bandwidths} bandwidths x {len(models)} models x "
+          f"{len(a.policies)} policies = {rows:,} rows")
+    print(f"wall time: median {wall:.1f} s over {len(runs)} runs = {rows / wall:.1f} rows/s "
+          f"(60,000 rows at this rate: {60_000 / (rows / wall) / 60:.1f} min; target <= 10)")
+    print(f"main process CPU: median {cpu:.2f} s = {1e3 * cpu / rows:.3f} ms/row (target <= 1)")
+    print(f"peak RSS: main process {self_mib:.0f} MiB (target <= 300 at 60,000 rows)")
     for pid, w in sorted(workers.items()):
         if pid == os.getpid():
             continue

@@ -261,7 +261,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     ``say(line)``) hears of each stage that does work and counts inputs routed and evaluated
     and inferences run.
     """
-    from edgesim.config import HardwareConfig, load_config
+    from edgesim.checked_configs import load as load_config  # a shipped config: no YAML read
+    from edgesim.hardware import HardwareConfig
     progress = as_progress(progress)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]

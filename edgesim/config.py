@@ -35,6 +35,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgesim import encodings
+from edgesim.checked_configs import HWCONFIG_DIR, locate, stored
 from edgesim.errors import ConfigError, UnitError
 from edgesim.schema import (
     Attr,
@@ -77,8 +79,6 @@ __all__ = [
     "unit_kind",
 ]
 
-#: The repository's shipped hardware configs.
-HWCONFIG_DIR = Path(__file__).resolve().parent / "hwconfigs"
 #: A config file may be at most this large (checked before it is read).
 MAX_FILE_BYTES = 2**20
 #: YAML mappings and lists nest at most this deep (a config needs 4).
@@ -200,13 +200,13 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
     >>> apply_overrides({"sram": {"size": "512 KiB", "source": "x"}}, ["sram.size=1MiB"], "f")
     {'sram': {'size': '1MiB', 'source': 'x; sram.size=1MiB set on the command line'}}
     """
-    out = copy.deepcopy(raw)
+    out = _copy(raw)
     for text in overrides:
         path, value_text = parse_override(text)
         path = _canonical(path)
         _check_path(path, text, where)
         try:
-            value = _read_yaml(value_text, "") if value_text else None
+            value = _copy(_override_value(value_text)) if value_text else None
         except ConfigError as exc:
             problem = str(exc).removeprefix(": ").replace("invalid YAML: ", "", 1)
             raise ConfigError(f"{where}: --set {_arg(text)}: value is not valid YAML: {problem}"
@@ -222,6 +222,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], where: str) -
         node[path[-1]] = value
         _note_source(out, path, value_text, created=created)
     return out
+
+
+def _copy(value: Any) -> Any:
+    """A copy of YAML data whose mappings and lists are new (what ``apply_overrides`` changes);
+    scalars are shared. ``copy.deepcopy`` was a tenth of a sweep point's config build."""
+    if type(value) is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy(v) for v in value]
+    return copy.deepcopy(value) if isinstance(value, (dict, list, set)) else value
 
 
 def _note_source(raw: dict[str, Any], path: tuple[str, ...], value_text: str, *,
@@ -310,9 +320,17 @@ class _Builder:
         return f"{self.file}: {_key(key.split('.'), self.overridden)}"
 
     def q(self, key: str, value: Any, unit: Unit) -> Any:
-        """``value`` of ``key`` in the unit its schema field declares."""
-        return parse_quantity(value, unit.kind, where=self.where(key), positive=unit.positive,
-                              to=unit.to, **unit.bounds())
+        """``value`` of ``key`` in the unit its schema field declares (a value parsed before
+        is taken from ``_PARSED``)."""
+        memo = (key, type(value), value, unit)
+        got = _PARSED.get(memo)
+        if got is None:
+            got = parse_quantity(value, unit.kind, where=self.where(key), positive=unit.positive,
+                                 to=unit.to, **unit.bounds())
+            if len(_PARSED) < _MEMO_SIZE:
+                _PARSED[memo] = got
+        return got
+
 
     def reserve(self, value: Any, size_bytes: int) -> int:
         """``sram.activation_reserve`` as bytes: a size, or a percentage of ``sram.size``."""
@@ -334,6 +352,31 @@ class _Builder:
         return reserve
 
 
+#: Quantities parsed so far, by (key, value type, value, unit): a sweep builds one config per
+#: grid point from the same few texts (each point re-parsed ~25 quantities, most of the 5-15
+#: ms of a point: issue 22). Only a value that parsed is kept; one that fails raises each time,
+#: naming its file.
+_PARSED: dict[tuple[Any, ...], Any] = {}
+_MEMO_SIZE = 8192
+
+
+@lru_cache(maxsize=_MEMO_SIZE)
+def _override_value(text: str) -> Any:
+    """The YAML value of a ``--set`` value text (parsed once per text)."""
+    return _read_yaml(text, "")
+
+
+@lru_cache(maxsize=_MEMO_SIZE, typed=True)
+def _formatted(value: float, kind: str) -> str:
+    return format_quantity(value, kind)
+
+
+@lru_cache(maxsize=1)
+def _fields() -> tuple[tuple[tuple[str, ...], Any, Unit | None, Attr | None], ...]:
+    """``schema_fields()`` with each field's ``Unit`` and ``Attr``."""
+    return tuple((path, info, meta(info, Unit), meta(info, Attr))
+                 for path, info in schema_fields())
+
 def _value_at(m: BaseModel, path: Sequence[str]) -> Any:
     for part in path:
         m = getattr(m, part)
@@ -343,8 +386,7 @@ def _value_at(m: BaseModel, path: Sequence[str]) -> Any:
 def _parse_quantities(m: ConfigFile, b: _Builder) -> dict[tuple[str, ...], Any]:
     """Every quantity of the config, by path, in the unit of its field (``Unit.to``)."""
     parsed: dict[tuple[str, ...], Any] = {}
-    for path, info in schema_fields():
-        unit = meta(info, Unit)
+    for path, _, unit, _ in _fields():
         if unit is None:
             continue
         value = _value_at(m, path)
@@ -395,8 +437,7 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
 
     values: dict[str, Any] = {"file": file}
     sources = {"config": m.source}
-    for path, info in schema_fields():
-        unit, attr = meta(info, Unit), meta(info, Attr)
+    for path, info, unit, attr in _fields():
         name = unit.attr if unit is not None else attr.name if attr is not None else None
         if name is not None:
             values[name] = value(path, info)
@@ -465,8 +506,7 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
     out = m.model_dump()
     memory_paths = [(p, meta(section_at(p[:-1]).model_fields[p[-1]], Unit))
                     for p in parsed if p[0] == "memories"]
-    for path, info in [*schema_fields(), *memory_paths]:
-        unit = info if isinstance(info, Unit) else meta(info, Unit)
+    for path, unit in [*((f[0], f[2]) for f in _fields()), *memory_paths]:
         if unit is None:
             continue
         if parsed[path] is None:     # an optional quantity left out stays out
@@ -480,29 +520,12 @@ def _resolved(m: ConfigFile, parsed: Mapping[tuple[str, ...], Any]) -> dict[str,
         node = out
         for part in path[:-1]:
             node = node[part]
-        node[path[-1]] = format_quantity(base, unit.kind)
+        node[path[-1]] = _formatted(base, unit.kind)
     return json.loads(json.dumps(out))  # plain JSON types only
 
 
 
 # --------------------------------------------------------------------------- public verbs
-
-def _locate(path: str | Path) -> Path:
-    """``path`` itself, or the shipped config it names when no such file exists.
-
-    A shipped config is addressed by its bare name (``npu_small``), its file name
-    (``npu_small.yaml``) or its old place in a clone (``hwconfigs/npu_small.yaml``).
-    """
-    p = Path(path)
-    if p.exists():
-        return p
-    bare = len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "hwconfigs")
-    if bare and p.suffix in ("", ".yaml"):
-        shipped = HWCONFIG_DIR / f"{p.stem}.yaml"
-        if shipped.exists():
-            return shipped
-    return p
-
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConfig:
     """Read, validate and freeze one hardware config; ``overrides`` are ``key=value`` strings.
@@ -511,9 +534,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConf
     problem raises ``ConfigError`` (``UnitError`` for units) whose one-line message starts with
     the file name and names the key.
 
+    A shipped config (or a file with its bytes) without overrides comes from its checked form
+    (``edgesim.checked_configs``): the same config, without reading YAML.
+
     >>> load_config("ethos_u55").offchip_kind
     'flash'
     """
+    if not overrides:
+        p, file = locate(path)
+        hw = stored(p, file) if p.is_file() else None
+        if hw is not None:
+            return hw
     raw, file = read_config(path)
     return config_from_dict(raw, overrides=overrides, file=file)
 
@@ -527,9 +558,7 @@ def read_config(path: str | Path) -> tuple[Any, str]:
     >>> file, config_from_dict(raw, overrides=["sram.size=1MiB"], file=file).sram_bytes
     ('edgesim/hwconfigs/npu_small.yaml', 1048576)
     """
-    p = _locate(path)
-    # a shipped config is named by its place in the package, the same wherever it is installed
-    file = f"edgesim/hwconfigs/{p.name}" if p != Path(path) else str(p)
+    p, file = locate(path)
     if not p.is_file():
         names = ", ".join(s.stem for s in shipped_configs())
         raise ConfigError(f"{file}: no such hardware config file (shipped configs: {names})")

@@ -1,7 +1,8 @@
 """Rendering results: aligned text tables, CSV and JSON, deterministic to the byte.
 
 Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``,
-``write_json``, ``distinct_inferences``, ``render_per_layer``, ``time_by``, ``render_where_time``.
+``write_json``, ``csv_safe``, ``distinct_inferences``, ``render_per_layer``, ``time_by``,
+``render_where_time``.
 
 Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
 (this module itself never imports pandas, so printing a cached run stays fast).
@@ -18,12 +19,14 @@ import csv
 import io
 import json
 import math
+import operator
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-__all__ = ["FORMATS", "RowWriter", "distinct_inferences", "render", "render_per_layer",
-           "render_summary", "render_table", "render_where_time", "time_by", "write_json"]
+__all__ = ["FORMATS", "RowWriter", "csv_safe", "distinct_inferences", "render",
+           "render_per_layer", "render_summary", "render_table", "render_where_time", "time_by",
+           "write_json"]
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
@@ -82,6 +85,21 @@ def render_summary(summary: dict[str, Any]) -> str:
     return render_table(["metric", *keys], [(m, *(v.get(k) for k in keys)) for m, v in metrics])
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula.
+
+    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1"), csv_safe(-1), csv_safe("dense_r50")
+    ("'=HYPERLINK(1)", "'-1", -1, 'dense_r50')
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv_cell(v: Any) -> Any:
     v = _plain(v)
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -130,20 +148,45 @@ class RowWriter:
     """Rows written as they are produced, as CSV (header first) or JSON lines, to ``stream``:
     byte for byte what ``render`` gives for the same rows, without holding them. ``"json"``
     writes the rows as the items of an array of records (NaN as null) nested in an object as
-    ``write_json`` places them, the items alone: ``write_json`` adds the brackets."""
+    ``write_json`` places them, the items alone: ``write_json`` adds the brackets. ``safe``:
+    CSV text cells a spreadsheet would run as a formula are escaped (``csv_safe``).
 
-    def __init__(self, cols: Sequence[str], fmt: str, stream: Any) -> None:
+    ``many(rows)`` writes a chunk of rows at once, the same bytes as one call per row: a
+    stream repeats a few situations (a memo hit is the same row under a new input number, its
+    other cells the very same objects), so the text of a row's cells after the first is kept
+    for the last ``MEMO_ROWS`` distinct tails and reused when every cell is the same object.
+
+    >>> import io
+    >>> one, many = io.StringIO(), io.StringIO()
+    >>> rows = [(0, "a", 1.5), (1, "a", 1.5), (2, "=b", float("nan"))]
+    >>> w = RowWriter(["i", "p", "x"], "csv", one, safe=True)
+    >>> for r in rows:
+    ...     w(r)
+    >>> RowWriter(["i", "p", "x"], "csv", many, safe=True).many(rows)
+    >>> one.getvalue() == many.getvalue() == "i,p,x\\n0,a,1.5\\n1,a,1.5\\n2,'=b,\\n"
+    True
+    """
+
+    #: Distinct row tails whose text ``many`` keeps (then it starts over).
+    MEMO_ROWS = 1024
+
+    def __init__(self, cols: Sequence[str], fmt: str, stream: Any, *, safe: bool = False
+                 ) -> None:
         if fmt not in ("csv", "jsonl", "json"):
             raise ValueError(f"rows stream as csv, jsonl or json, not {fmt!r}")
         self.cols, self.fmt, self.stream = list(cols), fmt, stream
+        self.safe = safe and fmt == "csv"
         self.rows = 0
         self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self.cols)
+        self._tails: dict[tuple, tuple[tuple, str]] = {}
+        self._buf = io.StringIO()
+        self._line = csv.writer(self._buf, lineterminator="\n") if fmt == "csv" else None
 
     def __call__(self, row: Sequence[Any]) -> None:
         if self._csv is not None:
-            self._csv.writerow([_csv_cell(v) for v in row])
+            self._csv.writerow([_csv_cell(csv_safe(v) if self.safe else v) for v in row])
         elif self.fmt == "jsonl":
             self.stream.write(_jsonl(self.cols, row) + "\n")
         else:
@@ -152,6 +195,52 @@ class RowWriter:
             self.stream.write((",\n    " if self.rows else "    ")
                               + text.replace("\n", "\n    "))
         self.rows += 1
+
+    def many(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Write ``rows``: the bytes of ``self(row)`` for each, in one write."""
+        if self.fmt == "json" or len(self.cols) < 2:
+            for r in rows:
+                self(r)
+            return
+        text = self._csv_text if self._csv is not None else self._jsonl_text
+        head, sep = ("", ",") if self._csv is not None else (
+            "{" + json.dumps(self.cols[0]) + ": ", ", ")
+        tails, is_ = self._tails, operator.is_
+        lines = []
+        for r in rows:
+            tail = tuple(r[1:])
+            hit = tails.get(tail)
+            if hit is None or not all(map(is_, hit[0], tail)):
+                if len(tails) >= self.MEMO_ROWS:
+                    tails.clear()
+                hit = tails[tail] = (tail, text(tail, 1))
+            first = r[0]
+            if type(first) is int:        # the input number: str(int) in both formats
+                lines.append(f"{head}{first}{sep}{hit[1]}")
+            else:
+                lines.append(text((first,), 0) + hit[1])
+        self.stream.write("".join(lines))
+        self.rows += len(rows)
+
+    def _csv_text(self, cells: Sequence[Any], start: int) -> str:
+        """CSV of ``cells`` (the row's cells from ``start``): its first cell's text with its
+        comma after it, or the rest of the row with its newline."""
+        out = [_csv_cell(csv_safe(v) if self.safe else v) for v in cells]
+        if out == [""]:      # alone, csv writes an empty field as "" (in a row, as nothing)
+            line = "\n"
+        else:
+            buf = self._buf
+            buf.seek(0)
+            buf.truncate()
+            self._line.writerow(out)
+            line = buf.getvalue()
+        return line[:-1] + "," if start == 0 else line
+
+    def _jsonl_text(self, cells: Sequence[Any], start: int) -> str:
+        """JSON of ``cells`` (the row's cells from ``start``) as ``_jsonl`` writes them:
+        ``{"first": v, `` or ``"k": v, ...}`` and the newline."""
+        text = _jsonl(self.cols[start:start + len(cells)], cells)
+        return text[:-1] + ", " if start == 0 else text[1:] + "\n"
 
 
 def _record_value(v: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,34 @@ def test_python_m_edgesim_entry_point():
     assert r.returncode == 2
     assert r.stderr.strip().startswith("edgesim: error: unknown model 'dens_r50'")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_shipped_run_imports_only_what_it_uses():
+    # a first answer pays for its imports (issue 22): a registry model on a shipped config
+    # reads the config's checked form (no yaml, no pydantic), runs SimPy's core without its
+    # package __init__ (whose version lookup imports importlib.metadata), needs no pandas and
+    # no torch; the BLAS pools are serial unless the user said otherwise
+    code = ("import os, sys; from edgesim.cli import main; "
+            "main(['run', 'npu_small', '--model', 'dense_r50', '--inputs', '2', "
+            "'--format', 'csv']); print(sorted(m for m in ('yaml', 'pydantic', 'simpy', "
+            "'importlib.metadata', 'pandas', 'torch') if m in sys.modules), "
+            "os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       check=True, env={**env, "OMP_NUM_THREADS": "2"})
+    assert r.stdout.splitlines()[-1] == "[] 1 2"
+
+
+def test_serial_blas_keeps_a_users_setting_and_leaves_finetune_alone(monkeypatch):
+    from edgesim import cli
+    monkeypatch.delitem(sys.modules, "numpy")   # as before any import of numpy
+    for name in cli.SERIAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    cli._serial_blas(["finetune", "sigmab_r50"])
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    cli._serial_blas(["sweep", "grid.yaml"])
+    assert (os.environ["OPENBLAS_NUM_THREADS"], os.environ["OMP_NUM_THREADS"]) == ("1", "3")
 
 
 @pytest.mark.parametrize(("config", "name"), [

@@ -209,3 +209,30 @@ def test_the_mcus_run_cortex_m7_kernels() -> None:
     assert (a3.clock_hz, a3.kernels["flash_wait_states"], a3.sram_bytes) == (
         280e6, 6, 1376 * 1024)
     assert a3.board_w > 0
+
+
+def test_the_stored_checked_form_is_a_full_read_of_each_shipped_config(tmp_path: Path) -> None:
+    # the store (edgesim.checked_configs) makes a run skip YAML and pydantic; it must give the
+    # very config a full read gives (every field, with its type: 500e6 stays a float), and
+    # be current: a change to a shipped YAML or to the reading code leaves it stale (then a
+    # run reads in full: slower, the same answer) until it is rewritten
+    from dataclasses import fields
+
+    from edgesim import checked_configs
+    from edgesim.config import config_from_dict, read_config
+    assert checked_configs.store_entries() == checked_configs._entries(), (
+        "edgesim/hwconfigs/checked.json is stale: run python -c 'from edgesim.checked_configs "
+        "import write_store; write_store()'")
+
+    def shown(hw) -> list[tuple[str, str]]:
+        return [(f.name, repr(getattr(hw, f.name))) for f in fields(hw)]
+
+    for path in SHIPPED:
+        raw, file = read_config(path.stem)
+        assert shown(checked_configs.load(path.stem)) == shown(config_from_dict(raw, file=file))
+    # a file with other bytes (one more comment) is not in the store, yet reads the same
+    edited = tmp_path / "npu_small.yaml"
+    edited.write_bytes((HWCONFIG_DIR / "npu_small.yaml").read_bytes() + b"# edited\n")
+    assert checked_configs.stored(edited) is None
+    assert load_config(edited).to_dict() | {"file": ""} == \
+        load_config("npu_small").to_dict() | {"file": ""}

@@ -188,3 +188,20 @@ def test_pinned_runs_wherever_lru_runs():
                          overrides=[f"sram.size={size}"])
         assert belady.result.rows[-1].weight_dram_bytes <= min(
             pinned.result.rows[-1].weight_dram_bytes, lru.result.rows[-1].weight_dram_bytes)
+
+
+def test_belady_memo_key_leaves_out_what_cannot_change_a_decision():
+    # three paths share backbone block 0 (op 0 of each) and each has its own leaf (op 1). An
+    # inference that holds nothing decides about its own path's blocks only, and the backbone
+    # is read at op 0 wherever it is read next: its key is its sets' rank order and nothing
+    # else, so a random stream of 300 inferences has at most 3 keys per path (leaf next read
+    # at the next inference, later, never); a key over every set (held=None) orders the
+    # other leaves' next reads too, and had the path at each set's next read before
+    from edgesim.sim.residency import Future
+    paths = (((0,), (1,)), ((0,), (2,)), ((0,), (3,)))
+    seq = np.random.default_rng(0).integers(0, 3, 300).astype(np.int32)
+    f = Future(_stream([10, 10, 10, 10], 15, paths, seq))
+    for p in range(3):
+        mine = [i for i in range(300) if seq[i] == p]
+        assert len({f.key((0, p + 1), i, {}) for i in mine}) <= 3
+        assert len({f.key((0, p + 1), i) for i in mine}) > 3

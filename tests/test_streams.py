@@ -85,3 +85,43 @@ def test_the_summary_is_numpys_over_the_steady_rows():
         for q in (50, 99):
             assert np.isclose(got[f"p{q}"], np.percentile(col[1:], q), rtol=1e-12, atol=0), m
     assert varied >= 3   # the check sees metrics that differ from row to row
+
+
+def test_chunked_csv_and_jsonl_are_the_row_by_row_bytes():
+    # RowWriter.many (chunks, a row's tail text reused when its cells are the same objects)
+    # writes what one call per row writes: awkward floats, equal values of other types or
+    # signs (0.0 / -0.0, 1 / 1.0 / True: equal as keys, not as text), text a spreadsheet runs
+    # (csv_safe), quotes, commas and newlines, empty and missing cells
+    import io
+
+    from edgesim.report import RowWriter, render
+    nan, tail = float("nan"), ("p,1", 0.1 + 0.2, -0.0, 2**63, "=cmd")
+    cells = [0.1 + 0.2, 1e-300, 5e-324, 1e16, 123456789012.5, -0.0, 0.0, nan, float("inf"),
+             -float("inf"), 1 / 3, 1, 1.0, True, 2**63, "a,b", 'say "x"', "two\nlines", "",
+             None, "=1+1", "-2", "@x"]
+    rows = [(i, *tail) for i in range(5)]                       # the same tail objects
+    rows += [(c, c, "x", 0.0, c, c) for c in cells]             # equal keys, other types
+    rows += [(i, *tail[:2], 0.0, *tail[3:]) for i in range(3)]  # -0.0 then 0.0
+    rows += [(c, *tail) for c in cells]                          # every kind of first cell
+    cols = ["input", "a", "b", "c", "d", "e"]
+    for fmt in ("csv", "jsonl"):
+        one, many = io.StringIO(), io.StringIO()
+        w = RowWriter(cols, fmt, one, safe=True)
+        for r in rows:
+            w(r)
+        chunked = RowWriter(cols, fmt, many, safe=True)
+        chunked.many(rows[:7])
+        chunked.many(rows[7:])
+        assert many.getvalue() == one.getvalue(), fmt
+        plain = io.StringIO()
+        RowWriter(cols, fmt, plain).many(rows)
+        assert plain.getvalue().rstrip("\n") == render(cols, fmt, rows=rows)
+    # and the rows of a real stream (memo hits: the same row under a new input number)
+    rows = simulate(tiny_config(sram=1500), tiny_workload(inputs=40)).rows
+    for fmt in ("csv", "jsonl"):
+        one, many = io.StringIO(), io.StringIO()
+        w = RowWriter(rows[0]._fields, fmt, one)
+        for r in rows:
+            w(r)
+        RowWriter(rows[0]._fields, fmt, many).many(rows)
+        assert many.getvalue() == one.getvalue()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import edgesim.sim
 from edgesim.cli import main
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.sweep import load_detail, sweep
@@ -141,7 +142,8 @@ def test_process_pool_equals_serial(tiny_yaml, tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path):
+def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path, monkeypatch, capfd,
+                                                caplog):
     import distributed  # in the dev extra, so CI always runs this
     args = (tiny_yaml, [tiny_workload()], [SIZES])
     pool = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "pool",
@@ -150,6 +152,16 @@ def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path):
                                   dashboard_address=None) as cluster:
         dask = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "dask",
                      executor="dask", scheduler=cluster.scheduler_address)
+        # a task that raises on a worker is its row's one-line error, and nothing more on
+        # stderr (Dask's worker logged six lines with the traceback per failed task)
+        def fail(*a, **k):
+            raise ZeroDivisionError("planted failure")
+        monkeypatch.setattr(edgesim.sim, "simulate", fail)   # the workers are threads here
+        capfd.readouterr()
+        failed = sweep(*args, inputs=4, out_dir=tmp_path / "failed", executor="dask",
+                       scheduler=cluster.scheduler_address)
+        assert set(failed["error"]) == {"ZeroDivisionError: planted failure"}
+        assert "Compute Failed" not in capfd.readouterr().err + caplog.text
     pd.testing.assert_frame_equal(pool, dask)
     assert (tmp_path / "pool" / "sweep.csv").read_bytes() == \
         (tmp_path / "dask" / "sweep.csv").read_bytes()

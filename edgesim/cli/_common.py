@@ -210,6 +210,6 @@ def columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def csv_rows(rows):
     """``rows`` with every text cell a spreadsheet would run as a formula escaped
-    (``edgesim.sweep.store.csv_safe``: a leading ``'``); numbers unchanged."""
-    from edgesim.sweep.store import csv_safe
+    (``edgesim.report.csv_safe``: a leading ``'``); numbers unchanged."""
+    from edgesim.report import csv_safe
     return [tuple(csv_safe(v) for v in r) for r in rows]

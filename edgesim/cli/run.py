@@ -32,6 +32,7 @@ from edgesim.cli._common import (
     prefetch_modes,
     write,
 )
+from edgesim.errors import EdgesimError
 from edgesim.outputs import open_atomically, output_path
 
 __all__ = ["TABLE_ROWS", "add_parser", "main"]
@@ -96,7 +97,7 @@ def main(a) -> int:
                               input_shape=a.input_shape, data=a.data, evaluate=a.evaluate)
         res = api.run(a.config, model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline),
-                      memo=not a.no_memo, progress=shown.progress, rows=sink)
+                      memo=not a.no_memo, progress=shown.progress, rows=sink.on_row)
         ok = True
     finally:
         shown.close()
@@ -152,23 +153,33 @@ def _header(a, res) -> list[str]:
 
 
 class _Rows:
-    """Rows of one kind written out as they come (``report.RowWriter``) to ``out`` or stdout;
-    text cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
+    """Rows of one kind written out as they come (``report.RowWriter``) to ``out`` or stdout,
+    in chunks of ``CHUNK`` rows (``RowWriter.many``: the bytes of one write per row); text
+    cells a spreadsheet would run as a formula are escaped in CSV. A file ``out`` is
     written beside its target and renamed over it by ``close(True)`` (``open_atomically``);
-    a run that fails leaves the previous file as it was. Opened at the first row, so an error
+    a run that fails leaves the previous file as it was. Opened at the first chunk, so an error
     before it writes nothing."""
+
+    #: Rows gathered before they are written.
+    CHUNK = 4096
 
     def __init__(self, cols, fmt: str, out: str | None, flag: str) -> None:
         self.cols, self.fmt, self.out, self.flag = cols, fmt, out, flag
         self.opened = None
         self.writer = None
-        self.safe = None
+        self.pending: list = []
 
     def __call__(self, row) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.pending = self.pending, []
         try:
             if self.writer is None:
                 self._open()
-            self.writer(row if self.safe is None else [self.safe(v) for v in row])
+            self.writer.many(rows)
         except BrokenPipeError:           # a reader that stopped (| head): exit 0
             raise
         except OSError as exc:            # a full disk under --out / --timeline
@@ -181,18 +192,24 @@ class _Rows:
         else:
             self.opened = open_atomically(self.out, self.flag)
             file = self.opened.__enter__()
-        if self.fmt == "csv":
-            from edgesim.sweep.store import csv_safe
-            self.safe = csv_safe
-        self.writer = RowWriter(self.cols, self.fmt, file)
+        self.writer = RowWriter(self.cols, self.fmt, file, safe=True)
 
     def close(self, ok: bool) -> None:
-        if ok and self.writer is None:      # no rows: the header alone
+        if ok:
             try:
-                self._open()
-            except OSError as exc:
-                self.close(False)
-                _cannot_write(self.flag, self.out, exc)
+                self.flush()
+            except Exception:
+                self.close_file(False)
+                raise
+        elif self.out is None and self.pending:   # stdout shows the rows before a failure,
+            try:                                   # as it did when written one by one
+                self.flush()
+            except (OSError, EdgesimError):        # the failure itself is what is reported
+                pass
+        self.close_file(ok)
+
+    def close_file(self, ok: bool) -> None:
+        self.pending = []
         if self.opened is not None:
             opened, self.opened = self.opened, None
             if ok:
@@ -274,6 +291,9 @@ class _Sink:
         self.inference_out = [f for f in inference_out if f is not None]
         self.layer_out = [f for f in layer_out if f is not None]
         self.out = a.out
+        # one output and no per-op rows (a CSV or JSON lines stream): rows go straight to it
+        self.on_row = (self.inference_out[0] if len(self.inference_out) == 1
+                       and not self.layer_out else self)
 
     def __call__(self, row) -> None:
         for f in self.layer_out if type(row) is self.layer_type else self.inference_out:

@@ -53,9 +53,9 @@ from enum import IntEnum
 from types import MappingProxyType
 
 import numpy as np
-import simpy
 
 from edgesim.encodings import resolve
+from edgesim.sim import des
 from edgesim.sim.bound import dominant, op_bounds
 from edgesim.sim.energy import inference_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
@@ -207,7 +207,7 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     the timings) by closure; as separate functions each would take that state as six arguments.
     """
     n = len(plan.blocks)
-    env = simpy.Environment()
+    env = des.Environment()
     kept_done = [0 if not kept[j] else -1 for j in range(n)]
     pending = [0] * n                  # streamed transfers of op j not yet done
     for t in queue:
@@ -215,7 +215,7 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
             pending[t[0]] += 1
     stream_done = [0 if not pending[j] else -1 for j in range(n)]
     ended = [-1] * n
-    waiting: dict[tuple[str, int], list[simpy.Event]] = {}
+    waiting: dict[tuple[str, int], list[des.Event]] = {}
     dma_times: dict[int, list[int]] = {}
     comp_times: list[tuple[int, int]] = []
     port_of = [mm.port for mm in channel.memories]
@@ -224,7 +224,7 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
         for ev in waiting.pop(key, ()):
             ev.succeed()
 
-    def wait_for(key: tuple[str, int]) -> simpy.Event:
+    def wait_for(key: tuple[str, int]) -> des.Event:
         ev = env.event()
         waiting.setdefault(key, []).append(ev)
         return ev

@@ -305,6 +305,7 @@ class Belady(Residency):
         self._future = future
         self._held: dict[int, int] = {}       # block -> resident bytes
         self._nu: dict[int, int] = {}         # block -> its next use position
+        self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -324,7 +325,16 @@ class Belady(Residency):
         state = self.state()
         if self._future is None:
             return state
-        return state, self._future.key(blocks, inference)
+        held, sizes = self._held, self.sizes
+        hit = self._path_bytes.get(id(blocks))
+        if hit is None or hit[0] is not blocks:
+            hit = self._path_bytes[id(blocks)] = (blocks, sum(sizes[b] for b in set(blocks)))
+        need = hit[1]
+        if need <= self.capacity:   # else it cannot fit, whatever is held
+            need += sum(held.values()) - sum(held.get(b, 0) for b in set(blocks))
+            if need <= self.capacity:   # everything it reads fits beside what is held: it
+                return state, None      # evicts nothing, and the future is moot
+        return state, self._future.key(blocks, inference, held)
 
     def resident_bytes(self) -> int:
         return sum(self._held.values())
@@ -404,6 +414,18 @@ class Future:
         sets: dict[frozenset[int], int] = {}
         self.set_of = np.array([sets.setdefault(frozenset(r), len(sets)) for r in readers],
                                dtype=np.int64)
+        set_of = self.set_of.tolist()
+        #: per path, the sets of the blocks it reads (``key``: the sets an inference touches)
+        self.path_sets = [frozenset(set_of[b] for b in d) for d in self.ops_of]
+        self._set_of = set_of
+        #: per set, whether each of its blocks is read at one op index by every path reading
+        #: it (a backbone, a tree node at its depth): then where a next use lands inside its
+        #: inference does not depend on which of those paths runs there
+        uniform = [True] * len(sets)
+        for b, r in enumerate(readers):
+            if len({int(first[p, b]) for p in r}) > 1:
+                uniform[set_of[b]] = False
+        self.uniform = uniform
         dtype = np.int32 if n < 2**31 - 1 else np.int64
         self.nxt = np.empty((len(sets), n), dtype=dtype)
         arange = np.arange(n, dtype=dtype)
@@ -428,15 +450,28 @@ class Future:
             return NEVER
         return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
 
-    def key(self, blocks, i: int) -> tuple[tuple[int, int], ...]:
-        """Decisions inside inference i compare next uses; a use after it is at
-        ``nxt[s, i] * OP_STRIDE + first[path there, b]``, so the order of all of them is fixed
-        by, per set s, the rank of ``nxt[s, i]`` among the sets' and the path taken there (-1:
-        never). That tuple is the key (exact; ``blocks`` are implied by the state and path)."""
-        vals = self.nxt[:, i].tolist()
+    def key(self, blocks, i: int, held: Mapping[int, int] | None = None
+            ) -> tuple[tuple[int, int, int], ...]:
+        """What of the future inference i's decisions depend on (exact; ``blocks`` are implied
+        by the state and path). They compare next uses of the blocks the inference reads and
+        of those ``held`` on chip (all blocks when None); a use after it is at
+        ``nxt[s, i] * OP_STRIDE + first[path there, b]`` for the block's set s. So the order
+        of all of them is fixed by, per set s of those blocks, the rank of ``nxt[s, i]`` among
+        those sets' and the path taken there (-1: never; 0 when the set is ``uniform``: its
+        blocks sit at the same op in every path). Sets no such block belongs to, and paths
+        that cannot change an order, stay out of the key, so more situations share one."""
+        mine = self.path_sets[int(self.seq[i])]
+        if held is None or len(mine) == len(self.uniform):   # (a dense model: one set)
+            relevant = range(len(self.uniform))
+        else:
+            set_of = self._set_of
+            relevant = sorted(mine.union([set_of[b] for b in held]))
+        col = self.nxt[:, i]
+        vals = [int(col[s]) for s in relevant]
         rank = {v: r for r, v in enumerate(sorted(set(vals)))}
-        n, seq = self.n, self.seq
-        return tuple((rank[v], int(seq[v]) if v < n else -1) for v in vals)
+        n, seq, uniform = self.n, self.seq, self.uniform
+        return tuple((s, rank[v], -1 if v >= n else 0 if uniform[s] else int(seq[v]))
+                     for s, v in zip(relevant, vals, strict=True))
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).

@@ -13,7 +13,9 @@ runs:
   gets the pickled Workloads once, in its initializer, as a ``WorkerCache`` that unpickles a
   Workload when a task first asks for it; a task names its Workload by id.
 * ``dask``: a distributed cluster (``scheduler`` address, or a LocalCluster when None); the
-  Workloads are scattered to every worker and a task gets the future.
+  Workloads are scattered to every worker and a task gets the future. A task that raises is
+  the sweep's failed row (one line): its workers do not also log Dask's six-line "Compute
+  Failed" report (``quiet_failures``).
 * ``serial``: each task runs when submitted, here; a task gets the Workload itself.
 
 ``worker_stats()`` is what a task reports about the process it ran in: pid, peak RSS and
@@ -38,7 +40,7 @@ from typing import Any, ClassVar, NamedTuple
 from edgesim.errors import EdgesimError
 
 __all__ = ["EXECUTORS", "ExecutorSpec", "Serial", "WorkerCache", "open_executor",
-           "worker_stats", "workload_of"]
+           "quiet_failures", "worker_stats", "workload_of"]
 
 EXECUTORS = ("process", "dask", "serial")
 #: Modules a worker process preloads (the fork server imports them once for all workers).
@@ -197,6 +199,27 @@ def _dask(spec: ExecutorSpec, n: int, workloads: Mapping[str, Any],
                     "not a Dask scheduler address (expected tcp://HOST:PORT)")
             reason = " ".join(str(exc).split())[:200]
             raise EdgesimError(f"--scheduler {spec.scheduler}: {what} ({reason})") from None
+    client.run(quiet_failures)
     scattered = {wid: client.scatter(w, broadcast=True, hash=False)
                  for wid, w in workloads.items()}
     return client.get_executor(pure=False), lambda wid: scattered[wid]
+
+
+class _NoComputeFailed:
+    """A logging filter: drops Dask's "Compute Failed" report of a task that raised."""
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+_QUIET = _NoComputeFailed()
+
+
+def quiet_failures() -> None:
+    """Run on each Dask worker (``client.run``): its "Compute Failed" log record (key, task,
+    exception and traceback over six lines, once per failed task) is dropped; the sweep stores
+    the failure as a row whose ``error`` is one line, and ``failed_points`` names it."""
+    import logging
+    log = logging.getLogger("distributed.worker")
+    if _QUIET not in log.filters:
+        log.addFilter(_QUIET)

@@ -25,6 +25,7 @@ and resumed. ``sweep.csv`` is written by
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from edgesim.errors import EdgesimError
+from edgesim.report import csv_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,12 +65,35 @@ def point_key(hw, model: str, digest: str, inputs: int, policy: str, prefetch: s
     seed) too, so a sweep with ``--eval`` never reuses a row without ``top1``.
     """
     from edgesim import __version__
-    identity = {k: v for k, v in hw.to_dict().items() if k not in _KEY_IGNORES}
-    parts = [identity, model, digest, inputs, policy, prefetch, __version__]
+    parts = [model, digest, inputs, policy, prefetch, __version__]
     if evaluation is not None:
         parts.append(evaluation)
-    text = json.dumps(parts, sort_keys=True, default=str)
+    # json.dumps([identity, *parts]), with the hardware's part written once per config
+    text = "[" + ", ".join([_hw_text(hw), *(json.dumps(p, sort_keys=True, default=str)
+                                            for p in parts)]) + "]"
     return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+#: ``_hw_text`` of the last two configs, by id (the config kept, so an id is never taken for
+#: another's): a sweep keys every (model, policy) of a point with one config, whose JSON is
+#: most of the key's cost.
+_HW_TEXTS: dict[int, tuple[Any, str]] = {}
+
+
+def _hw_text(hw) -> str:
+    """The JSON of the hardware's part of a store key: its fields, less ``_KEY_IGNORES``."""
+    hit = _HW_TEXTS.get(id(hw))
+    if hit is not None and hit[0] is hw:
+        return hit[1]
+    # ``hw.to_dict()`` without thawing: frozen mappings and tuples write as dicts and lists
+    identity = {f.name: getattr(hw, f.name) for f in dataclasses.fields(hw)
+                if f.name not in _KEY_IGNORES}
+    identity.update(weight_sram_bytes=hw.weight_sram_bytes, period_ps=hw.period_ps)
+    text = json.dumps(identity, sort_keys=True, default=str)
+    if len(_HW_TEXTS) >= 2:
+        _HW_TEXTS.clear()
+    _HW_TEXTS[id(hw)] = (hw, text)
+    return text
 
 
 class StoreError(EdgesimError):
@@ -404,21 +429,6 @@ def check_row(text: str, where: str) -> dict[str, Any]:
         if not (_is_number(v) and v >= 0):
             raise bad(col, v, "a finite number >= 0")
     return row
-
-
-#: First characters that make a spreadsheet read a cell as a formula (OWASP's list).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> Any:
-    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula.
-
-    >>> csv_safe("=HYPERLINK(1)"), csv_safe("-1"), csv_safe(-1), csv_safe("dense_r50")
-    ("'=HYPERLINK(1)", "'-1", -1, 'dense_r50')
-    """
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
