@@ -12,7 +12,7 @@ The peers' defaults (both repositories read at their newest stored commit):
 * nn-dataflow (stanford-mast/nn_dataflow, ``nn_dataflow/tools/nn_dataflow_search.py``):
   ``--op-cost 1``, ``--hier-cost 200 6 2 1`` (DRAM, global buffer, array bus, register file),
   ``--hop-cost 10``, ``--unit-idle-cost 0``, per ``--word 16``-bit word (Eyeriss's normalised
-  table, REFERENCE.md B2, read as pJ). Per byte: DRAM 100, buffer 3, register 0.5 pJ. Its
+  table, docs/references.md B2, read as pJ). Per byte: DRAM 100, buffer 3, register 0.5 pJ. Its
   register file is charged once per MAC for each of filter, ifmap and ofmap
   (``core/map_strategy.py``: "regf access is based on num of ops"): 3 words, 3 pJ per MAC.
 * ZigZag (KULeuven-MICAS/zigzag, ``zigzag/inputs/hardware/tpu_like.yaml``, a 32x32 array):
@@ -55,7 +55,7 @@ NN_DATAFLOW = dict(mac=1.0, reg_per_mac=3 * 1.0, sram_r=6 / 2, sram_w=6 / 2, dra
 ZIGZAG = dict(mac=0.04, reg_per_mac=0.095 + 2 * 0.021, sram_r=416.16 / 256, sram_w=378.4 / 256,
               dram_r=700 / 8, dram_w=750 / 8, leak_w=0.0)
 
-#: CACTI 8 KB at 28 nm, 0.035 pJ/bit read (REFERENCE.md B4), for the one-source comparison
+#: CACTI 8 KB at 28 nm, 0.035 pJ/bit read (docs/references.md B4), for the one-source comparison
 CACTI_8KB_28NM_PJ_PER_BIT = 0.035
 
 

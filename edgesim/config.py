@@ -21,7 +21,7 @@ The YAML schema (every section needs a non-empty ``source:``) is shown in the sh
 ``edgesim/hwconfigs/*.yaml``.
 Energies in ``energy:`` (``mac`` and ``index_decode``) are quoted at ``reference_node_nm`` /
 ``reference_vdd_v`` and scaled; SRAM and off-chip energies are taken as written (off-chip energy
-does not follow logic scaling, REFERENCE.md B6).
+does not follow logic scaling, docs/references.md B6).
 
 >>> hw = load_config("npu_small", ["sram.size=2MiB"])
 >>> hw.sram_bytes, hw.weight_sram_bytes, hw.period_ps

@@ -505,7 +505,7 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
     block that none of them can hold is a ``ConfigError`` naming it and the formats, except a
     nested level segment (``meta["level"]``): where the hardware decodes none of its encodings
     it stays in the ``nested`` layout, read by the model's own kernels (the paper's
-    Cortex-M7 kernels, REFERENCE.md A4).
+    Cortex-M7 kernels, docs/references.md A4).
 
     Activations: a traced workload records ``meta["act_bits"]`` bits per element (8: bytes =
     elements); ``in_bytes``, ``out_bytes`` and ``live_bytes`` become ``ceil(b * act_bits /

@@ -6,7 +6,7 @@ Public names: ``TECH_NODES_NM``, ``SRAM_ENERGY_EXPONENT``, ``energy_factor``, ``
 Source: A. Stillmaker and B. Baas, "Scaling equations for the accurate prediction of CMOS device
 performance from 180 nm to 7 nm", Integration 58 (2017) 74-81, doi:10.1016/j.vlsi.2017.02.002,
 with the coefficients as tabulated by Accelergy (Accelergy-Project/hwcomponents,
-``hwcomponents/scaling/techscaling.py``; REFERENCE.md B6). At a tabulated node the relative
+``hwcomponents/scaling/techscaling.py``; docs/references.md B6). At a tabulated node the relative
 energy per operation is ``a*Vdd**2 + b*Vdd + c``.
 
 Between two tabulated nodes the factor is interpolated linearly in nanometres between the two
@@ -18,15 +18,15 @@ square-root rule Accelergy attributes to IRDS 2016/2017 fJ/switch projections).
 0.094
 
 SRAM capacity (``sram_energy``): the energy of one access grows with the square root of the
-capacity, leakage (where a config cites a figure; the shipped ones charge none) in proportion
-to it. A CACTI-style banked array is a square of cells fed by an
-H-tree; the wires an access charges (word and bit lines, the H-tree to the accessed bank) are
-as long as the array's side, which grows as sqrt(capacity), while the number of cells -- each
-leaking -- grows with the capacity itself. Horowitz ISSCC'14 (REFERENCE.md B1) gives, per 64-bit
-access at 45 nm: 8 KB 10 pJ [V], 32 KB 20 pJ, 1 MB 100 pJ [M]. 8 KB -> 32 KB is 4x the capacity
-and exactly 2x the energy (exponent 0.5); 8 KB -> 1 MB is 128x and 10x (exponent 0.47), which the
-square-root law from 8 KB overestimates by 13 % (113 pJ). Horowitz is the shipped configs' one
-SRAM source, for a read and a write alike (README, "Energy against the peers", compares CACTI).
+capacity, leakage (where a config cites a figure; the shipped ones charge none) in proportion to
+it. A CACTI-style banked array is a square of cells fed by an H-tree; the wires an access
+charges (word and bit lines, the H-tree to the accessed bank) are as long as the array's side,
+which grows as sqrt(capacity), while the number of cells -- each leaking -- grows with the
+capacity itself. Horowitz ISSCC'14 (docs/references.md B1) gives, per 64-bit access at 45 nm:
+8 KB 10 pJ [V], 32 KB 20 pJ, 1 MB 100 pJ [M]. 8 KB -> 32 KB is 4x the capacity and exactly 2x the
+energy (exponent 0.5); 8 KB -> 1 MB is 128x and 10x (exponent 0.47), which the square-root law
+from 8 KB overestimates by 13 % (113 pJ). Horowitz is the shipped configs' one SRAM source, for
+a read and a write alike (README, "Energy against the peers", compares CACTI).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def sram_energy(read_pj: float, write_pj: float, leak_w: float, *, size_bytes: i
     ``reference`` = (node nm, Vdd). Access energies scale by
     ``(size/reference_bytes) ** SRAM_ENERGY_EXPONENT`` times ``energy_scale(reference, node)``;
     leakage by ``size/reference_bytes`` only: the Stillmaker-Baas factors are for switching
-    energy, and leakage per bit does not fall with the node (REFERENCE.md B6), so the quoted
+    energy, and leakage per bit does not fall with the node (docs/references.md B6), so the quoted
     leakage is taken to be the chip node's (an assumption).
 
     >>> sram_energy(1.25, 1.75, 1e-3, size_bytes=32768, reference_bytes=8192,

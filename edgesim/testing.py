@@ -40,7 +40,7 @@ TINY_CONFIG: dict[str, Any] = {
                 "read_energy": "10 pJ/bit", "write_energy": "10 pJ/bit", "source": "test value"},
     "energy": {"reference_node_nm": 45, "reference_vdd_v": 0.9,
                "mac": {"int8": "0.2 pJ", "int4": "0.1 pJ", "fp16": "1 pJ", "binary": "0.03 pJ"},
-               "index_decode": "0 pJ", "source": "Horowitz ISSCC 2014 (REFERENCE.md B1)"},
+               "index_decode": "0 pJ", "source": "Horowitz ISSCC 2014 (docs/references.md B1)"},
     "prefetch": {"depth": 2, "source": "test value"},
     "formats": ["dense", "bitmap", "csr", "csc", "rle", "signed_binary", "nested"],
 }

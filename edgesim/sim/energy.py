@@ -20,7 +20,7 @@ register bits and decoded indices and calls ``compute_energy``; ``sim.engine`` c
 ``inference_energy`` with the bytes. Nothing here feeds back into the cycle model.
 
 ``leak`` is the part that grows with time rather than with accesses (the ``energy_leak_j``
-column). No shipped NPU config charges SRAM leakage (``sram.leakage: 0 W``): REFERENCE.md has
+column). No shipped NPU config charges SRAM leakage (``sram.leakage: 0 W``): docs/references.md has
 no leakage figure for any node, and the two peers (nn-dataflow's ``--unit-idle-cost`` default
 0, ZigZag's hardware files) charge none either; a config with a cited figure may set it.
 ``board`` (of ``leak``) is ``energy.board_power`` x latency: a board-level config (an MCU board
