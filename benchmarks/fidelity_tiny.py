@@ -196,8 +196,12 @@ def run_case(model: str, system: str, vela_dir: Path, models_dir: Path) -> Case:
     lines, used = [], set()
     for o in es:
         op = ops.get(o.name)
-        if op is None:                       # the (tail) row
-            lines.append(Line(o.name, "other", o.cycles))
+        if op is None:       # the (tail) row: the output write Vela counts in the last op
+            last = next((ln for ln in reversed(lines) if ln.matched), None)
+            if last is not None:
+                last.es += o.cycles
+            else:
+                lines.append(Line(o.name, "other", o.cycles))
             continue
         tensor = op.meta.get("tensor")
         g = by_tensor.get(tensor)

@@ -1,7 +1,7 @@
 """The Python API: the same verbs as the command line, returning DataFrames.
 
-Public names: ``workload``, ``run``, ``evaluate``, ``finetune``, ``models``, ``configs``,
-``model_info``, ``Run``, ``parse_model_name``.
+Public names: ``workload``, ``run``, ``sweep``, ``plot``, ``evaluate``, ``finetune``,
+``models``, ``configs``, ``model_info``, ``module_workload``, ``Run``, ``parse_model_name``.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> r = run(tiny_config(sram="1 MiB"), tiny_workload(inputs=2))
@@ -35,8 +35,8 @@ from edgesim.request import ModelRequest, model_request
 from edgesim.sim import InferenceRow, LayerRow, Result, simulate
 from edgesim.workload import Workload
 
-__all__ = ["Run", "configs", "evaluate", "finetune", "model_info", "models", "parse_model_name",
-           "run", "workload"]
+__all__ = ["Run", "configs", "evaluate", "finetune", "model_info", "models", "module_workload",
+           "parse_model_name", "plot", "run", "sweep", "workload"]
 
 DEFAULT_INPUTS = 8
 
@@ -184,17 +184,72 @@ def _records(rows: Sequence[InferenceRow | LayerRow]) -> list[dict[str, Any]]:
     return [{c: plain(v) for c, v in zip(r._fields, r, strict=True)} for r in rows]
 
 
+def _torch_module(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (without importing torch when it is not)."""
+    import sys
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def module_workload(model: Any, *, input_shape: Sequence[int] | str | None = None,
+                    precision: str = "int8", seed: int = 0) -> Workload:
+    """The one-path Workload of an ``nn.Module`` object, traced at ``input_shape`` (without
+    the batch; default: the module's ``input_shape`` attribute) on one seeded random input,
+    BatchNorm folded as deployed. Not cached (an object has no name to key it by): for a
+    model traced once and reused, give ``package.module:factory`` instead."""
+    from edgesim.errors import TraceError
+    from edgesim.request import parse_input_shape
+    name = type(model).__name__
+    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None:
+        raise ModelError(f"model (a {name} object): give its input shape without the batch, "
+                         "run(..., input_shape=(3, 32, 32)), or set model.input_shape")
+    shape = parse_input_shape(shape)
+    import torch
+
+    from edgesim.trace import record
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((1, *shape), generator=g)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            blocks, ops = record(model, x, precision=precision, act_bits=8,
+                                 encodings=("dense",), fold_bn=True)
+    except (TraceError, ModelError):
+        raise
+    except Exception as exc:  # a model that fails while being traced
+        raise TraceError(f"tracing a {name} object at input {'x'.join(map(str, shape))} "
+                         f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                         ) from exc
+    finally:
+        model.train(was_training)
+    return Workload.single_path(name, "dense", blocks, ops, 1, {
+        "precision": precision, "act_bits": 8, "encodings": ["dense"], "seed": seed,
+        "input_shape": list(shape)})
+
+
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
         memo: bool = True, progress: Progress | Callable[[str], None] | None = None,
-        rows: bool | Callable[[InferenceRow], None] = True) -> Run:
+        rows: bool | Callable[[InferenceRow], None] = True,
+        input_shape: Sequence[int] | str | None = None) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
     ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``ModelRequest``
-    (``edgesim.model_request``: weights, seed, input shape, data, evaluate) or a Workload (its
-    own stream unless ``inputs`` is given). ``inputs`` defaults to 8 for a named model.
-    ``overrides`` are ``--set`` strings; ``model.level=K`` selects a nested level.
+    (``edgesim.model_request``: weights, seed, input shape, data, evaluate), a Workload (its
+    own stream unless ``inputs`` is given) or a ``torch.nn.Module`` object (traced as it is,
+    at ``input_shape`` or its ``input_shape`` attribute: ``module_workload``). ``inputs``
+    defaults to 8 for a named model or a module. ``overrides`` are ``--set`` strings;
+    ``model.level=K`` selects a nested level.
+
+    >>> import torch.nn as nn
+    >>> r = run("npu_small", nn.Sequential(nn.Linear(64, 32), nn.ReLU()), input_shape=(64,))
+    >>> int(r.inferences.weight_dram_bytes[0]), r.model["name"]
+    (2304, 'Sequential')
+
+    (64 x 32 int8 weights, 32 int32 biases and 32 fp32 per-channel scales: 2048 + 128 + 128.)
 
     A request with ``evaluate``: its ``data`` is labelled; the stream is its inputs (the first
     ``inputs`` when given, else all of them; a routed model routes them) and ``Run.accuracy``
@@ -210,7 +265,11 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     progress = as_progress(progress)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]
-    if isinstance(model, Workload):
+    module = _torch_module(model)
+    if input_shape is not None and not module:
+        raise ModelError("run(input_shape=...) is for an nn.Module object; a named model "
+                         "takes it in edgesim.model_request(name, input_shape=...)")
+    if module or isinstance(model, Workload):
         req = None
     else:   # flags that do nothing, and paths that cannot be read, before any work
         level = _model_level(model_overrides)
@@ -236,7 +295,10 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     if req is not None and req.evaluate:
         accuracy = _accuracy(req, inputs=inputs, progress=progress)
         inputs = accuracy["inputs"]
-    if req is None:
+    if module:
+        w = module_workload(model, input_shape=input_shape, precision=hw.precision)
+        w = w.with_inputs(DEFAULT_INPUTS if inputs is None else inputs)
+    elif req is None:
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
         w = workload(req, precision=hw.precision,
@@ -249,6 +311,32 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
                {"policy": policy, "prefetch": prefetch, "inputs": w.inputs,
                 "seed": 0 if req is None else req.seed, "input_shape": _input_shape(w)},
                accuracy)
+
+
+def sweep(config, models: Sequence[Any], grid: Sequence[str] = (), **options: Any):
+    """``edgesim.sweep.sweep``: every (grid point, model, policy), resumable, as a DataFrame
+    (also ``out_dir/sweep.csv``). ``grid`` are ``--set`` specs; ``options`` are that
+    function's named arguments (``out_dir`` required; ``policies``, ``inputs``, ``executor``,
+    ``workers``, ...). From a script, no ``if __name__ == "__main__":`` guard is needed: the
+    worker processes never re-run it.
+
+    >>> import tempfile
+    >>> from edgesim.testing import TINY_CONFIG, tiny_workload
+    >>> df = sweep(TINY_CONFIG, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
+    ...            out_dir=tempfile.mkdtemp(), executor="serial")
+    >>> df["weight_dram_bytes_steady"].tolist()   # 3000 B of weights: 4 KiB holds them all
+    [2000.0, 0.0]
+    """
+    from edgesim.sweep.run import sweep as run_sweep
+    return run_sweep(config, models, grid, **options)
+
+
+def plot(kind: str, source, **options: Any):
+    """``edgesim.plot.plot``: draw ``kind`` (``pareto``, ``bytes-vs-sram``,
+    ``energy-breakdown`` of a sweep folder; ``timeline`` of a ``run --timeline`` CSV) as
+    PNG and SVG; returns the two paths. ``options``: ``x``, ``y``, ``out``, ``input_index``."""
+    from edgesim.plot import plot as draw
+    return draw(kind, source, **options)
 
 
 #: Evaluations of this process, by cache key (a repeated call does not re-read the file).

@@ -226,7 +226,7 @@ def route(spec, *, batches: Sequence[tuple[int, int]], data: str | None, seed: i
     the first ``count`` inputs of batch b, from ``data`` (a file or folder: its inputs
     ``b * ROUTE_BATCH`` on) or a seeded clustered synthetic stream (batch b drawn whole with
     seed + 1 + b, then cut: memory stays bounded for long streams), in forward passes of
-    ``ROUTE_PASS`` inputs. ``progress(done, total)`` after each batch."""
+    ``ROUTE_PASS`` inputs. ``progress(done, total)`` after each pass."""
     import torch
 
     from edgesim.zoo import data as mdata
@@ -255,15 +255,19 @@ def route(spec, *, batches: Sequence[tuple[int, int]], data: str | None, seed: i
 
     out = []
     total = sum(n for _, n in batches)
+    routed = 0
     # one heap scope over all the batches: each reuses the memory of the one before instead of
     # fresh mmaps faulted in page by page (sigmab_r50, 128 inputs: 0.16 M minor page faults,
     # 0.67 M with a scope per route() call, 5.0 M with none; benchmarks/bench_route.py)
     with torch.no_grad(), heap_buffers():
         for b, n in batches:
             xb = batch(b, n)
-            seq = np.concatenate([np.zeros(0, dtype=np.int32)] +
-                                 [model.route(xb[s:s + ROUTE_PASS]).cpu().numpy().reshape(-1)
-                                  for s in range(0, n, ROUTE_PASS)]).astype(np.int32)
+            passes = [np.zeros(0, dtype=np.int32)]
+            for s in range(0, n, ROUTE_PASS):
+                passes.append(model.route(xb[s:s + ROUTE_PASS]).cpu().numpy().reshape(-1))
+                if progress:     # per pass: a few seconds each on a large model
+                    progress(min(routed + s + ROUTE_PASS, routed + n), total)
+            seq = np.concatenate(passes).astype(np.int32)
             if seq.shape != (n,):
                 raise ModelError(f"{spec.name}: route() gave {seq.shape[0]} paths for a batch "
                                  f"of {n} inputs")
@@ -271,8 +275,7 @@ def route(spec, *, batches: Sequence[tuple[int, int]], data: str | None, seed: i
                 raise ModelError(f"{spec.name}: routing gave path {seq.max()} but the "
                                  f"catalogue has {len(catalogue.paths)} paths")
             out.append(seq)
-            if progress:
-                progress(sum(len(s) for s in out), total)
+            routed += n
     return out
 
 

@@ -65,8 +65,8 @@ __all__ = ["FORMAT_VERSION", "SHIPPED", "cache_dir", "cached", "file_fingerprint
            "make_key", "save", "ship", "shipped"]
 
 #: Bump when the meaning or the file format of a cached entry changes (tracer, IR semantics).
-#: 3: JSON + .npy entries instead of pickles.
-FORMAT_VERSION = 6
+#: 3: JSON + .npy entries instead of pickles. 7: ``mlw`` counts Vela 5.2.0's (regor's) encoder.
+FORMAT_VERSION = 7
 
 #: The entries shipped inside the package (read-only; ``python -m edgesim.ship`` writes them).
 SHIPPED = Path(__file__).resolve().parent / "shipped"

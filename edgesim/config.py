@@ -440,6 +440,8 @@ def _memories(m: ConfigFile, parsed: dict[tuple[str, ...], Any], b: _Builder
                                                    meta(info, Unit)))
         if row["write_latency_s"] is None:
             row["write_latency_s"] = row["latency_s"]
+        for key in ("max_reads", "max_writes", "scale_reads"):   # counts, no unit
+            row[key] = getattr(mem, key)
         out[name] = row
     return out
 

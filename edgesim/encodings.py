@@ -350,8 +350,8 @@ def mlw(values: np.ndarray, bits: int = 8, scales: int = 0, layout: str | None =
             ``conv``, ``depthwise`` or ``linear``; ``edgesim.weight_codec``, which gives the
             format, the order and their source).
 
-    >>> mlw(np.zeros((4, 4), dtype=np.int8), 8, scales=4)   # 48 B of records + a 16 B stream
-    64
+    >>> mlw(np.zeros((4, 4), dtype=np.int8), 8, scales=4)   # 48 B of records + a 48 B stream
+    96
     """
     from edgesim.weight_codec import mlw_bytes
     return mlw_bytes(values, bits, scales, layout=layout)

@@ -4,8 +4,9 @@ Public names: ``Progress``, ``QUIET``, ``as_progress``.
 
 A step that does work (building, tracing, importing a file, routing, evaluating) says so in
 one line (``stage``); a step over many items (inputs routed or evaluated, inferences
-simulated) reports ``count(step, done, total)``. The CLI prints the lines on stderr and draws a
-bar per counted step on a terminal; the API is quiet unless given one.
+simulated, sweep tasks done) reports ``count(step, done, total)``. The CLI prints the lines
+on stderr and, per counted step, draws a bar on a terminal or prints a line every few seconds
+when piped (``edgesim.cli._common.CliProgress``); the API is quiet unless given one.
 
 >>> seen = []
 >>> p = Progress(say=seen.append)
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 
 __all__ = ["QUIET", "Progress", "as_progress"]
 
-#: The counted steps: inputs routed, inputs evaluated, inferences simulated.
-STEPS = ("route", "eval", "simulate")
+#: The counted steps: inputs routed, inputs evaluated, inferences simulated, sweep tasks done.
+STEPS = ("route", "eval", "simulate", "sweep")
 
 
 @dataclass(frozen=True, slots=True)

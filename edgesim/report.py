@@ -1,7 +1,7 @@
 """Rendering results: aligned text tables, CSV and JSON, deterministic to the byte.
 
 Public names: ``FORMATS``, ``render_table``, ``render``, ``render_summary``, ``RowWriter``,
-``write_json``.
+``write_json``, ``distinct_inferences``, ``render_per_layer``, ``time_by``, ``render_where_time``.
 
 Tables are columns plus rows of plain values; a pandas DataFrame is accepted wherever a table is
 (this module itself never imports pandas, so printing a cached run stays fast).
@@ -22,7 +22,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-__all__ = ["FORMATS", "RowWriter", "render", "render_summary", "render_table", "write_json"]
+__all__ = ["FORMATS", "RowWriter", "distinct_inferences", "render", "render_per_layer",
+           "render_summary", "render_table", "render_where_time", "time_by", "write_json"]
 
 FORMATS = ("table", "csv", "json", "jsonl")
 
@@ -188,3 +189,105 @@ def write_json(stream: IO[str], obj: Mapping[str, Any], items: Mapping[str, IO[s
             shutil.copyfileobj(spool, stream)
             stream.write("\n  ]")
     stream.write("\n}\n" if obj else "}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-op rows: one block per distinct inference, and where the time went
+# ---------------------------------------------------------------------------------------------
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """``0, 2-7``: sorted integers as runs.
+
+    >>> _ranges([0, 2, 3, 4, 9])
+    '0, 2-4, 9'
+    """
+    out: list[str] = []
+    start = prev = None
+    for n in [*numbers, None]:
+        if prev is not None and n == prev + 1:
+            prev = n
+            continue
+        if start is not None:
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = n
+    return ", ".join(out)
+
+
+def distinct_inferences(rows: Sequence[Sequence[Any]]) -> list[tuple[list[int], list[Any]]]:
+    """Per-op rows (``LayerRow``s: the input number first) grouped by inference, inferences
+    whose rows are equal but for that number taken together: ``[(inputs, rows of the first
+    of them)]`` in order of first appearance. A dense model's steady state is one block; a
+    routed model's, one block per distinct path and residency state.
+
+    >>> rows = [(0, "a", 5), (1, "a", 1), (2, "a", 1)]
+    >>> [(inputs, len(r)) for inputs, r in distinct_inferences(rows)]
+    [([0], 1), ([1, 2], 1)]
+    """
+    per_input: dict[int, list[Any]] = {}
+    for r in rows:
+        per_input.setdefault(r[0], []).append(r)
+    groups: dict[tuple, tuple[list[int], list[Any]]] = {}
+    for i, ops in per_input.items():
+        key = tuple(op[1:] for op in ops)
+        if key in groups:
+            groups[key][0].append(i)
+        else:
+            groups[key] = ([i], ops)
+    return list(groups.values())
+
+
+def render_per_layer(cols: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The per-op table of ``run --per-layer``: one block per distinct inference
+    (``distinct_inferences``), each headed by the inputs it stands for and its path."""
+    blocks = distinct_inferences(rows)
+    total = sum(len(inputs) for inputs, _ in blocks)
+    out = []
+    for inputs, ops in blocks:
+        path = ops[0][list(cols).index("path")] if ops else ""
+        out.append(f"# input {_ranges(inputs)} ({len(inputs):,} of {total:,} inferences, "
+                   f"path {path}{', cold' if inputs[0] == 0 else ''}): each op")
+        out.append(render_table(cols, ops))
+    if not blocks:
+        out.append(render_table(cols, []))
+    return "\n".join(out)
+
+
+def time_by(rows: Sequence[Any], key: str) -> list[tuple]:
+    """Where the time and energy of per-op rows went, grouped by ``key`` (``bound`` or
+    ``kind``): per group, ops per inference, mean time per inference (µs; an op's time is its
+    end less the previous op's end), its share of the latency, mean energy (µJ; an op's
+    ``energy_j``) and its share of the energy, MACs and off-chip bytes (weights, activations)
+    per inference; largest time first, then by name."""
+    inputs = {r.input for r in rows}
+    n = max(1, len(inputs))
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        a = acc.setdefault(getattr(r, key), [0, 0.0, 0.0, 0, 0, 0])
+        a[0] += 1
+        a[1] += r.compute_end_s - r.compute_start_s
+        a[2] += r.energy_j
+        a[3] += r.macs
+        a[4] += r.weight_dram_bytes
+        a[5] += r.act_dram_bytes
+    time = math.fsum(a[1] for a in acc.values()) or 1.0
+    energy = math.fsum(a[2] for a in acc.values()) or 1.0
+    table = [(name, round(a[0] / n, 2), round(a[1] / n * 1e6, 3), round(100 * a[1] / time, 1),
+              round(a[2] / n * 1e6, 3), round(100 * a[2] / energy, 1), round(a[3] / n),
+              round(a[4] / n), round(a[5] / n))
+             for name, a in acc.items()]
+    return sorted(table, key=lambda t: (-t[2], t[0]))
+
+
+#: Columns of a ``time_by`` table after the group's name.
+TIME_COLUMNS = ("ops", "time_us", "time_%", "energy_uj", "energy_%", "macs",
+                "weight_dram_bytes", "act_dram_bytes")
+
+
+def render_where_time(rows: Sequence[Any]) -> str:
+    """Two tables of mean time per inference: by bound (what held each op) and by op class."""
+    if not rows:
+        return ""
+    return "\n".join([
+        "# where the time and energy go, by bound (per inference, mean over the stream)",
+        render_table(["bound", *TIME_COLUMNS], time_by(rows, "bound")), "",
+        "# by op class", render_table(["kind", *TIME_COLUMNS], time_by(rows, "kind"))])

@@ -124,7 +124,8 @@ def model_request(model: str, *, level: int | None = None, weights: str | None =
     deployed), that ``weights`` is a file, and that ``--eval`` has ``data``. Whether a model
     reads ``data`` is the front-end's question, asked before ``check_data``."""
     if not isinstance(model, str) or not model:
-        raise ModelError(f"model {model!r}: expected a registry name, package.module:factory, "
+        what = repr(model) if isinstance(model, str) else f"a {type(model).__name__} object"
+        raise ModelError(f"model {what}: expected a registry name, package.module:factory, "
                          "or a .tflite/.onnx file")
     name, level = _split_level(model, level)
     shape = None if input_shape is None else parse_input_shape(input_shape)

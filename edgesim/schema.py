@@ -235,10 +235,17 @@ class _Block(_Section):
     the accumulators are rounded up to; ``acc_bytes``: bytes of one accumulator; ``ublock``
     (height, width, depth) and ``max`` (height, width, depth): a block's sides are multiples of
     the first and at most the second; ``split_depth``: a block of fewer channels than the op's
-    output takes whole multiples of it; ``ifm_depth``: the channels of one input slice.
+    output takes whole multiples of it; ``ifm_depth``: the channels of one input slice;
+    ``acc_buffer``: 0 (the default) keeps the accumulators in ``buffer``; else the bytes of a
+    separate accumulator RAM that holds them (double-buffered), ``buffer`` the input alone;
+    ``sub_kernel`` (height, width): the largest kernel piece one pass over a block takes (0:
+    any); a block of a larger kernel reads its input window once per piece; ``latency``:
+    cycles of the SRAM latency before a conv's first input block and after its last output
+    block (each also moves its bytes over the SRAM port; ``edgesim.sim.plan.edge_cycles``).
     """
 
     buffer: _q("size", **_SIZE) = "0 B"
+    acc_buffer: _q("size", **_SIZE) = "0 B"
     bank: _q("size", positive=True, **_SIZE) = "1 KiB"
     ifm_granule: Annotated[int, Field(**_DIM)] = 1
     acc_granule: Annotated[int, Field(**_DIM)] = 1
@@ -247,6 +254,9 @@ class _Block(_Section):
     max: _Triple = (1, 1, 1)
     split_depth: Annotated[int, Field(**_DIM)] = 1
     ifm_depth: Annotated[int, Field(**_DIM)] = 1
+    sub_kernel: tuple[Annotated[int, Field(ge=0, le=2**16)],
+                      Annotated[int, Field(ge=0, le=2**16)]] = (0, 0)
+    latency: Annotated[int, Field(ge=0, le=2**20)] = 0
     source: _Text
 
 
@@ -267,7 +277,8 @@ class _Pooling(_Section):
     cycles of the SRAM latency of the first IFM and the last OFM block transfer;
     ``max_output``, cycles per OFM element of a max pool's output stage (other pools take
     ``compute.ops.output``); ``ublock`` (height, width, depth), the OFM micro-block of a pool
-    when it is not the array's (``rows / ublock_width`` x ``ublock_width`` x ``cols``).
+    when it is not the array's (``rows / ublock_width`` x ``ublock_width`` x ``cols``), and
+    then of a depthwise conv on the array too (``edgesim.sim.mapping.broadcast_cycles``).
     """
 
     unit: Annotated[Literal["vector", "array"], Field()] = "vector"
@@ -393,12 +404,21 @@ _Port = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                          pattern=r"^[A-Za-z0-9_]+$")]
 
 
+#: Bus transactions in flight (``offchip.max_reads`` ...): a positive count, or None.
+_Outstanding = Annotated[int | None, Field(gt=0, le=2**16)]
+
+
 class _Offchip(_Section):
     """The off-chip memory named ``offchip``: weights and the activation arena by default.
 
     ``write_latency``: the latency of a write (None: ``latency``, reads and writes alike).
     ``port``: the bus port it sits on (``AXI1`` unless given); transfers on one port queue,
     on different ports they overlap (``edgesim.sim.engine``).
+    ``max_reads`` / ``max_writes``: bursts one stream keeps in flight (None: no limit, the
+    stream runs at ``bandwidth``); a stream then moves at most ``burst x in flight x
+    utilisation / latency`` (``edgesim.sim.plan.stream_bytes_per_s``). ``scale_reads``: bursts
+    in flight on the channel that reads each op's per-channel bias and scale records (None:
+    they come with the weights at no extra time).
     """
 
     kind: Annotated[Literal["dram", "flash"], Attr("offchip_kind")]
@@ -411,6 +431,9 @@ class _Offchip(_Section):
     read_energy: _q("energy_per_bit", "offchip_read_pj_per_bit", to="pJ/bit", **_PER_EVENT)
     write_energy: _q("energy_per_bit", "offchip_write_pj_per_bit", to="pJ/bit", **_PER_EVENT)
     port: Annotated[_Port, Attr("offchip_port")] = "AXI1"
+    max_reads: _Outstanding = None
+    max_writes: _Outstanding = None
+    scale_reads: _Outstanding = None
     source: _Text
 
 
@@ -425,6 +448,9 @@ class _Memory(_Section):
     read_energy: _q("energy_per_bit", to="pJ/bit", **_PER_EVENT)
     write_energy: _q("energy_per_bit", to="pJ/bit", **_PER_EVENT)
     port: _Port
+    max_reads: _Outstanding = None
+    max_writes: _Outstanding = None
+    scale_reads: _Outstanding = None
     source: _Text
 
 
@@ -724,7 +750,8 @@ class HardwareConfig:
     offchip_port: str
     #: the memories by name (``offchip`` first), each a mapping of ``kind``, ``bytes_per_s``,
     #: ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,
-    #: ``write_pj_per_bit``, ``port`` (built by ``edgesim.config``)
+    #: ``write_pj_per_bit``, ``port``, ``max_reads``, ``max_writes``, ``scale_reads`` (built by
+    #: ``edgesim.config``)
     memories: Mapping[str, Mapping[str, Any]]
     placement_weights: str
     placement_arena: str

@@ -1,7 +1,7 @@
 """Small, fully specified hardware configs and workloads for tests, doctests and examples.
 
 Public names: ``tiny_config``, ``tiny_workload``, ``TINY_CONFIG``, ``stderr_lines``,
-``error_line``.
+``error_line``, ``registry_model``.
 
 ``tiny_config()`` is a 1 GHz array of 8x8 int8 MACs (64 MACs/cycle) with 1 GB/s off-chip, 0 ns
 latency and 1-byte bursts, so closed-form cases are easy to derive: a MAC takes 1/64 ns, a byte
@@ -103,3 +103,24 @@ def error_line(err: str) -> str:
     lines = stderr_lines(err)
     assert len(lines) == 1, err
     return lines[0]
+
+
+_MODELS: dict[tuple, Any] = {}
+
+
+def registry_model(spec, weights: str | None = None, seed: int = 0, level: int | None = None,
+                   data: str | None = None):
+    """``build._build``'s model for registry ``spec`` (a ModelSpec or its name), built once per
+    test session: the full-size factories (Mix-and-Match pruning of ResNet-50 and Swin-Tiny,
+    the trees) take 30-70 s each, and several test files check the same model. Only for models
+    that tracing and routing leave unchanged (``build`` traces in eval mode and never trains a
+    built model); a test that mutates one must build its own."""
+    from edgesim.build import built_model
+    from edgesim.zoo.registry import get_family, get_spec
+
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    key = (repr(spec), weights, seed, level, data)
+    if key not in _MODELS:       # as build._build (which tests may replace by this function)
+        model = built_model(spec, weights, seed, data)
+        _MODELS[key] = get_family(spec.family).select_level(spec, model, level).eval()
+    return _MODELS[key]

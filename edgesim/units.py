@@ -19,7 +19,8 @@ energy_per_byte     J/B          fJ/B, pJ/B, nJ/B
 power               W            uW, µW, mW, W
 ==================  ===========  ======================================================
 
-A bare number (no unit) is accepted only for ``size`` (bytes) and for zero of any kind. Numbers
+A bare number (no unit) is accepted only for zero: ``2`` is neither 2 bytes nor 2 MiB, and
+the error says which unit to give (``give one, e.g. 2MiB``); a size in bytes is ``2 B``. Numbers
 are parsed exactly (``fractions.Fraction``), so ``1.1 KB`` is 1100 bytes, not 1100.0000000000002.
 Negative quantities are always an error; ``positive=True`` also rejects zero; ``lo``, ``hi``
 (inclusive) and ``below`` (exclusive) bound the value in the kind's base unit. A number's exponent
@@ -84,6 +85,11 @@ _UNITS: dict[str, dict[str, Fraction]] = {
 
 #: The quantity kinds ``parse_quantity`` understands.
 KINDS = tuple(_UNITS)
+
+#: The unit a unitless number is shown with in its error ("give one, e.g. 2MiB").
+_EXAMPLE = {"size": "MiB", "bandwidth": "GB/s", "frequency": "MHz", "time": "ns",
+            "energy": "pJ", "energy_per_bit": "pJ/bit", "energy_per_byte": "pJ/B",
+            "power": "mW"}
 
 #: Units ``format_quantity`` may print, largest first.
 _DISPLAY: dict[str, tuple[str, ...]] = {
@@ -167,9 +173,11 @@ def _exact(text_or_number: str | float, kind: str, where: str) -> Fraction:
         raise UnitError(f"{where}: {shown(text_or_number)} is not a finite number; {expected}"
                         ) from None
     if unit == "":
-        if kind == "size" or value == 0:
+        if value == 0:
             return value
-        raise UnitError(f"{where}: {shown(text_or_number)} has no unit; {expected}")
+        example = f"{number_text}{_EXAMPLE[kind]}"
+        raise UnitError(f"{where}: {shown(text_or_number)} has no unit; give one, e.g. "
+                        f"{example} ({expected})")
     if unit not in units:
         raise UnitError(f"{where}: {shown(text_or_number)} has unit {shown(unit)}; {expected}")
     return value * units[unit]

@@ -81,3 +81,51 @@ def test_model_level_suffix_needs_a_nested_model():
         api.parse_model_name("nested_r50@x")
     assert api.parse_model_name("nested_r50@2") == ("nested_r50", 2)
     assert api.parse_model_name("pkg.mod:factory") == ("pkg.mod:factory", None)
+
+
+def test_sweep_and_plot_are_verbs_of_the_package(tmp_path, monkeypatch):
+    import edgesim
+    from edgesim.testing import TINY_CONFIG, tiny_workload
+    df = edgesim.sweep(TINY_CONFIG, [tiny_workload()], ["sram.size=2KiB,4KiB"], inputs=3,
+                       out_dir=tmp_path, executor="serial")
+    # tiny_workload holds 3000 weight bytes: 4 KiB keeps them, 2 KiB streams b's 2000 again
+    assert df["weight_dram_bytes_steady"].tolist() == [2000.0, 0.0]
+    from edgesim.sweep import load_results  # still the sub-package as well
+    assert len(load_results(tmp_path)) == 2
+    import edgesim.plot
+    calls = []
+    monkeypatch.setattr(edgesim.plot, "plot", lambda *a, **k: calls.append((a, k)) or ["p"])
+    assert edgesim.plot("pareto", tmp_path, y="top1") == ["p"]   # the module called: its plot
+    assert calls == [(("pareto", tmp_path), {"y": "top1"})]
+
+
+def test_an_nn_module_object_runs_and_its_errors_are_short():
+    import torch.nn as nn
+    net = nn.Sequential(*[nn.Linear(64, 64, bias=False) for _ in range(30)])
+    with pytest.raises(api.ModelError) as exc:
+        api.run(NPU, net)                     # no input shape: one short line, not the module
+    assert "Sequential object" in str(exc.value)
+    assert "Linear(" not in str(exc.value)
+    assert len(str(exc.value)) < 200
+    r = api.run(NPU, net, input_shape=(64,), inputs=2)
+    # 30 layers x (64 x 64 int8 weights + 64 fp32 per-channel scales) = 30 x 4352
+    assert r.model["stored_weight_bytes"] == 30 * (64 * 64 + 64 * 4)
+    assert len(r.inferences) == 2
+
+
+def test_a_sweep_from_a_script_without_a_main_guard_runs_the_script_once(tmp_path):
+    script = tmp_path / "study.py"
+    script.write_text(
+        "import edgesim\n"
+        "from edgesim.testing import TINY_CONFIG, tiny_workload\n"
+        "print('script body ran')\n"
+        f"df = edgesim.sweep(TINY_CONFIG, [tiny_workload()], ['sram.size=1KiB,2KiB'], "
+        f"inputs=2, out_dir={str(tmp_path / 'out')!r}, executor='process', workers=2)\n"
+        "print(len(df), 'rows')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    # a spawned / fork-server worker re-imports the main script unless told not to
+    assert done.stdout.count("script body ran") == 1
+    assert "2 rows" in done.stdout

@@ -50,6 +50,9 @@ def unknown_key_yaml(tmp_path) -> Path:
     (["run", NPU, "--model", USER, "--set", "dram.bandwidth=4GB"], "offchip.bandwidth"),
     (["run", NPU, "--model", USER, "--set", "sram.size=0B"], "sram.size"),
     (["run", NPU, "--model", USER, "--set", "sram.size=-1KiB"], "sram.size"),
+    # a unitless size is refused like a unitless clock (it was taken as 2 bytes): which unit
+    (["run", NPU, "--model", USER, "--set", "sram.size=2"], "2 has no unit; give one, e.g. 2MiB"),
+    (["run", NPU, "--model", USER, "--set", "clock=500"], "has no unit; give one, e.g. 500MHz"),
     (["run", NPU, "--model", USER, "--set", "sram.colour=blue"], "sram.colour"),
     (["run", NPU, "--model", "dens_r50"], "did you mean dense_r50"),
     (["run", NPU, "--model", "nosuchpkg.mod:fn"], "nosuchpkg.mod"),
@@ -96,12 +99,25 @@ def test_checkpoint_that_is_not_a_state_dict(capsys, tmp_path):
     assert "junk.pt" in _err(capsys)
 
 
+def test_checkpoint_of_a_whole_pickled_model_says_save_the_state_dict(capsys, tmp_path):
+    import torch
+    from usermodels import tiny_net
+    ckpt = tmp_path / "whole.pt"
+    torch.save(tiny_net(), ckpt)          # the model object, not model.state_dict()
+    assert main(["run", NPU, "--model", USER, "--weights", str(ckpt)]) == 2
+    err = _err(capsys)
+    assert "\x1b" not in err             # torch's message carries terminal colour codes
+    assert err.endswith("save the weights with torch.save(model.state_dict(), PATH) and pass "
+                        "that file")      # the whole advice, not a message cut mid-sentence
+    assert "whole.pt" in err
+
+
 def test_run_table_has_one_row_per_input(capsys):
     assert main(["run", NPU, "--model", USER, "--inputs", "3"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("input"))
-    assert lines[header].split()[:3] == ["input", "path", "weight_dram_bytes"]
+    assert lines[header].split()[:3] == ["input", "path", "weight"]   # "weight kB": the unit
     assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["0", "1", "2"]
     assert "# summary" in out
 

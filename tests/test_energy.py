@@ -148,3 +148,26 @@ def test_readme_peers_table_is_what_the_script_prints():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.table("dense_r50") in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("config", "model", "prefetch"), [
+    ("tiny", None, "next"),                       # leakage over time, the off-chip arena
+    ("tiny-spill", None, "next"),                 # activations spilled and read back
+    ("ethos_u55", "dense_pn2", "next"),           # flash weights, SRAM port, vector ops
+    ("stm32h7", "dense_pn2", "next"),             # board power over each op's time
+    ("npu_small", "sigmab_pn2", "speculative"),   # routed, wrong guesses' bytes
+])
+def test_per_op_energies_add_up_to_the_inference_energy(config, model, prefetch):
+    from edgesim import api
+    if model is None:
+        sets = ["sram.activation_reserve=0B"] if config == "tiny-spill" else []
+        r = api.run(tiny_config(sram=1500, overrides=sets), tiny_workload(inputs=3),
+                    per_layer=True)
+    else:
+        r = api.run(config, model, inputs=6, prefetch=prefetch, per_layer=True)
+    for inf in r.result.rows:
+        ops = [op.energy_j for op in r.result.layer_rows if op.input == inf.input]
+        assert math.fsum(ops) == pytest.approx(inf.energy_j, rel=1e-12)
+        assert min(ops) >= 0
+    if prefetch == "speculative":
+        assert any(inf.spec_wasted_bytes for inf in r.result.rows)

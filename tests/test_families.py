@@ -21,6 +21,7 @@ import torch
 from edgesim import api, encodings
 from edgesim.config import load_config
 from edgesim.encodings import resolve
+from edgesim.testing import registry_model
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def _built(name: str):
 
 @pytest.fixture(scope="module")
 def sb_model():
-    return _built("sb_r50")
+    return registry_model("sb_r50")     # shared with test_shipped and test_signed_binary
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_huge_exponent_is_refused_before_arithmetic(capsys):
     ("offchip.bandwidth=0.1 B/s", "at least 1 B/s"),
     ("offchip.bandwidth=1e400 GB/s", "at most"),
     ("offchip.latency=1e300 s", "below 1 s"),
-    ("offchip.burst=1.0e+308", "at most 1 GiB"),
+    ("offchip.burst=1.0e+308 B", "at most 1 GiB"),
     ("compute.array.cols=1180591620717411303424", "less than or equal to 65536"),
     ("technology.vdd_v=.inf", "finite"),
     ("technology.vdd_v=50", "less than or equal to 5"),

@@ -189,3 +189,18 @@ def test_an_mcu_array_runs_the_cpu_kernels():
                 kind="mcu", kernels=k)
     op = _conv(16, 8, 1, 4, out_bytes=256)
     assert op_cycles(cpu, op, 2, op.macs, 0, 8) == 100 + 2 * 2048 + 3 * 256
+
+
+def test_a_u85_depthwise_conv_runs_on_the_pools_micro_block():
+    # regor gives an Ethos-U85-1024 depthwise conv the 2x4x16 micro-block of its pools
+    # (ethos_u85_edge: compute.pooling.ublock; Vela's debug database for KWS: ofm_ublock
+    # 2x4x16, 1,248 MAC cycles a block). KWS's 3x3 depthwise conv, 25x5x64: 13 x 2 = 26
+    # micro-blocks a 16-deep slice, a step 4 x 26 = 104 cycles (write-back 32 x 16 / 32 = 16
+    # below it), ceil(9 / 4) = 3 steps, 64 / 16 = 4 slices: 1,248 MAC cycles; the output
+    # stage 8,000 x 0.0625 = 500, a quarter of it (one slice's) after the last: 1,248 + 125.
+    from edgesim.config import load_config
+    from edgesim.sim.mapping import broadcast_cycles
+    from edgesim.sim.plan import Machine
+    a = Machine.from_config(load_config("ethos_u85_edge")).array
+    dims = {"N": 1, "K": 64, "C": 1, "R": 3, "S": 3, "P": 25, "Q": 5, "G": 64}
+    assert broadcast_cycles(a, dims, 1024, 72_000, depthwise=True) == 1248 + 125

@@ -12,12 +12,13 @@ are in ``offchip_weight_rd_B`` (KWS on U55: 29,792 - 24,032 = 5,760 = 9 x 640 B 
 from __future__ import annotations
 
 import csv
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 from edgesim.frontends import graph, tflite
-from edgesim.weight_codec import ALIGN_BYTES, RECORD_BYTES
+from edgesim.weight_codec import ALIGN_BYTES, RECORD_BYTES, mlw_bytes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = SHARED / "models" / "mlperf_tiny"
@@ -69,29 +70,53 @@ def test_macs_and_weight_bytes_match_vela(row):
     # int8 weights: one byte per stored value
     assert sum(b.elements for b in _weights(w)) == pytest.approx(int(row["weights_orig_B"]),
                                                                   rel=0.01)
-    # the mlw streams in Vela's order: within 5 % of Vela's everywhere (the next test: 2 %)
-    assert _streams(w) == pytest.approx(int(row["weights_enc_B"]), rel=0.05)
 
 
-#: Vela cuts a weight tensor into OFM-depth slices, each a stream of its own, where the op before
-#: is too short to hide the weight DMA (scheduler.propose_weight_buffering); edgesim stores one
-#: stream per tensor. Measured on VWW (its many small layers): -3.07 % (U55), -4.36 % (U65,
-#: also 2 cores, one stream each); Arm's own encoder on the same one-stream order: -3.07 %.
-_SLICED = {"vww_96_int8": "edgesim 46,000 B vs Vela 47,456 (U55, -3.07 %) / 48,096 (U65, "
-                          "-4.36 %): Vela's depth slices for double buffering, not modelled"}
-
-
-def _cases():
-    for r in _rows() if SUMMARY.is_file() else []:
-        reason = _SLICED.get(r["model"])
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(r, marks=marks, id=f"{r['model']}-{r['config']}")
-
-
-@pytest.mark.parametrize("row", list(_cases()))
+@pytest.mark.parametrize("row", _rows() if SUMMARY.is_file() else [],
+                         ids=lambda r: f"{r['model']}-{r['config']}")
 def test_mlw_streams_within_2pc_of_vela(row):
-    # In Vela's brick order with its parameter search (edgesim.weight_codec): ResNet-8 74,640 B
-    # (+0.06 % U55, -0.15 % U65), KWS 23,888 (-0.60 %, -1.58 %), AD 183,504 (-0.52 %, -0.80 %);
-    # Vela's U65 streams are per core (2), a little larger.
+    # In Vela's brick order, coded as Vela 5.2.0's encoder (regor's mlw_encode.cpp) codes them
+    # (edgesim.weight_codec): ResNet-8 74,576 B (-0.02 % U55, -0.24 % U65), KWS 24,016 (-0.07 %,
+    # -1.05 %), AD 184,272 (-0.10 %, -0.39 % / -0.53 %), VWW 47,328 (-0.27 %, -1.60 % /
+    # -1.69 %). The rest is Vela's: on U65-512 one stream per core (2, the next test) and,
+    # where the op before is too short to hide a weight DMA, OFM-depth slices each coded as
+    # streams of their own (``mlw_bytes(cores=, slices=)``); both are hardware and scheduling
+    # choices a Workload, traced once for any hardware, does not hold.
     w = _workload(VELA[row["model"]])
     assert _streams(w) == pytest.approx(int(row["weights_enc_B"]), rel=0.02)
+
+
+@cache
+def _core_streams(stem, cores):
+    """The mlw streams alone (records left out) with the output channels dealt out to
+    ``cores`` NPU cores, one stream each, as Vela stores them (weight_compressor.py
+    core_deinterleave; regor's EncodeWeightAndScaleTensor)."""
+    got = []
+    block = graph._block
+
+    def capture(bid, w, role, encodings, where, layout=None):
+        if role == "weight":
+            got.append((graph._centred(w), layout))
+        return block(bid, w, role, encodings, where, layout)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(graph, "_block", capture)
+        _workload(stem)
+    total = 0
+    for q, layout in got:
+        k = int(q.shape[0])
+        records = sum(-(-RECORD_BYTES * len(range(c, k, cores)) // ALIGN_BYTES) * ALIGN_BYTES
+                      for c in range(min(cores, k)))
+        total += mlw_bytes(q, 8, scales=k, layout=layout, cores=cores) - records
+    return total
+
+
+@pytest.mark.parametrize("row", _rows() if SUMMARY.is_file() else [],
+                         ids=lambda r: f"{r['model']}-{r['config']}")
+def test_mlw_streams_per_core_within_half_a_percent_of_vela(row):
+    # Ethos-U65-512 has 2 NPU cores and Vela codes each core's share of the output channels
+    # as a stream of its own; with that, every row lands within 0.31 % (VWW U65 +0.07 %, AD
+    # edge -0.31 %); what is left is Vela's OFM-depth slicing.
+    cores = 2 if row["config"].startswith("u65-512") else 1
+    assert _core_streams(VELA[row["model"]], cores) == pytest.approx(
+        int(row["weights_enc_B"]), rel=0.005)

@@ -61,13 +61,23 @@ def test_main_command_prints_what_the_readme_shows(capsys, monkeypatch):
     shown = next(b for b in _blocks("") if b.startswith("# sigmab_r50")).splitlines()
     assert main(["run", "npu_small", "--model", "sigmab_r50"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == shown[0]          # params, active params, stored bytes
-    assert printed[1] == shown[1]          # the columns
+    cols = next(i for i, line in enumerate(printed) if line.startswith("input"))
+    # the header (model, params, stored bytes, config, stream) and the columns
+    assert printed[:cols + 1] == shown[:cols + 1]
     # one row per input, each taking the README's path (seeded routing) and moving that
     # path's weight bytes (the paths differ in size)
-    rows = printed[2:10]
+    rows, rows_shown = printed[cols + 1:cols + 9], shown[cols + 1:cols + 9]
     assert [r.split()[0] for r in rows] == [str(i) for i in range(8)]
-    assert [r.split()[1:3] for r in rows] == [r.split()[1:3] for r in shown[2:10]]
+    assert [r.split()[1:3] for r in rows] == [r.split()[1:3] for r in rows_shown]
+
+
+def test_the_readme_output_fits_a_terminal_and_cites_inside_the_repository():
+    shown = next(b for b in _blocks("") if b.startswith("# sigmab_r50"))
+    assert max(len(line) for line in shown.splitlines()) <= 100
+    assert "../shared" not in README
+    assert "REFERENCE.md" not in README
+    assert (ROOT / "docs" / "references.md").is_file()
+    assert "## Calibration" in README
 
 
 @pytest.mark.slow

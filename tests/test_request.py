@@ -48,6 +48,16 @@ def test_a_level_in_the_name_and_the_option_must_agree():
         model_request("nested_r50@x")
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("nested_r50@7", "level 7 out of range 1..3"),     # the registry says 3 levels
+    ("dense_r50@2", "has no nesting levels")])
+def test_a_level_the_registry_refuses_fails_before_building(name, expected):
+    # spec_of builds nothing: the check is with the request (it took 37 s of building before)
+    from edgesim.frontends.pytorch import spec_of
+    with pytest.raises(ModelError, match=expected):
+        spec_of(model_request(name))
+
+
 def test_a_model_file_takes_no_weights_level_or_eval(tmp_path):
     f = tmp_path / "m.tflite"
     f.write_bytes(b"not read here")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from edgesim.config import load_config
 from edgesim.sim import simulate
-from edgesim.sim.plan import Machine, input_read
+from edgesim.sim.plan import Machine, edge_cycles, input_read
 from edgesim.sim.tiling import (
     ONCE,
     Block,
@@ -45,6 +45,27 @@ def test_in_place_read_of_a_3x3_stride_2_conv_by_hand():
     assert in_place_bytes(block, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=64) == 3_888
     # 32 output channels in blocks of 16: the window is read once per depth block
     assert in_place_bytes(block, P=16, Q=16, K=32, C=3, H=32, W=32, burst=64, run=64) == 7_776
+
+
+def test_a_kernel_beyond_the_sub_kernel_reads_its_window_once_per_piece():
+    # KWS's first conv: a 49x10x1 input, 10x4 kernel stride 2 -> 25x5x64. On 8 x 8 pieces
+    # (compute.block.sub_kernel, regor s_SubkernelLimits) the 10 rows are ceil(10/8) = 2
+    # pieces x ceil(4/8) = 1: each block's window is read twice, twice the bytes of the same
+    # blocks with an unlimited sub-kernel.
+    w = Workload.single_path("kws", "dense", [WeightBlock("w", 2560, 2560, 8, "dense", 2560,
+                                                          2560)],
+                             [LayerOp("stem", "conv", ("w",), 490, 8000, 8490, 320_000,
+                                      320_000, "int8",
+                                      (("N", 1), ("K", 64), ("C", 1), ("R", 10), ("S", 4),
+                                       ("P", 25), ("Q", 5)),
+                                      meta={"strides": (2, 2), "pads": (4, 5, 1, 2)})], 1)
+    pieced = Machine.from_config(tiny_config(overrides=[*_IN_PLACE,
+                                                        "compute.block.sub_kernel=[8, 8]"]))
+    whole = Machine.from_config(tiny_config(overrides=_IN_PLACE))
+    (a, placed_a), (b, placed_b) = (input_read(m, w.paths[0].ops[0]) for m in (pieced, whole))
+    assert placed_a
+    assert placed_b
+    assert a == 2 * b
 
 
 def test_the_block_fits_the_buffer_and_a_first_conv_reads_in_runs_of_the_slice():
@@ -187,3 +208,43 @@ def test_optimal_tiling_is_a_lower_bound_on_the_vela_tiling(w, i_off, extra, k, 
         return
     best = plan_tiling("c", **kw)
     assert (best.weight_refetch + best.act_reread) <= (vela.weight_refetch + vela.act_reread)
+
+
+def test_a_conv_pays_its_first_input_and_last_output_block_transfer():
+    # KWS's 3x3 depthwise conv, 25x5x64 from 25x5x64, on ethos_u65 (16-byte SRAM port, 32
+    # cycles of SRAM latency, compute.block.latency). Its output block (tiling.output_block,
+    # a depthwise conv reading only its own channels) is 26x6x16; the first input block is the
+    # block's window clipped to the input, (25 - 1) + 3 = 27 rows x (5 - 1) + 3 = 7 columns x
+    # 16 channels = 3,024 B: 32 + 3,024 / 16 = 221 cycles; the last output block 25 x 5 x 16
+    # = 2,000 B: 32 + 125 = 157; 378 in all (regor EstimateMacOpCycles, First and Last).
+    m = Machine.from_config(load_config("ethos_u65"))
+    dw = LayerOp("dw", "conv", ("w",), 8000, 8000, 16000, 72_000, 72_000, "int8",
+                 (("N", 1), ("K", 64), ("C", 1), ("R", 3), ("S", 3), ("P", 25), ("Q", 5)),
+                 meta={"groups": 64, "strides": (1, 1)})
+    assert edge_cycles(m, dw) == 221 + 157
+    # no block buffer (ethos_u55 states none): nothing before or after
+    assert edge_cycles(Machine.from_config(load_config("ethos_u55")), dw) == 0
+    # KWS's batch-1 FC, 64 -> 12: one input slice of 32 channels, 32 + 32 // 16 = 34, and
+    # the 12 outputs, 32 + 12 // 16 = 32 (Vela: 150 cycles, 79 of them MAC cycles)
+    fc = LayerOp("fc", "linear", ("w",), 64, 12, 76, 768, 768, "int8",
+                 (("M", 1), ("N", 12), ("K", 64)))
+    assert edge_cycles(m, fc) == 34 + 32
+
+
+def test_the_network_output_is_written_by_a_trailing_softmax():
+    # FC -> fused softmax with the arena off-chip: the softmax's command chain produces the
+    # output, so its write (12 B) is the softmax's transfer, not the FC's (a fused ReLU's
+    # output is its producer's and is written by the producer)
+    from edgesim.sim.plan import _act_parts
+    m = Machine.from_config(load_config("ethos_u65"))
+    fc = LayerOp("fc", "linear", ("w",), 64, 12, 76, 768, 768, "int8",
+                 (("M", 1), ("N", 12), ("K", 64)))
+    sm = LayerOp("sm", "act", (), 12, 12, 24, 0, 0, "int8", fused=True,
+                 meta={"func": "softmax"})
+    relu = LayerOp("relu", "act", (), 12, 12, 24, 0, 0, "int8", fused=True,
+                   meta={"func": "relu"})
+    def writes(parts):    # op 0 also reads the network input (64 B) from the arena
+        return [tuple(t for t in ps if t[1]) for ps in parts]
+
+    assert writes(_act_parts(m, [fc, sm])[0]) == [(), ((m.arena_mem, True, 12),)]
+    assert writes(_act_parts(m, [fc, relu])[0]) == [((m.arena_mem, True, 12),), ()]

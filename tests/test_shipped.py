@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgesim import cache, ship
+from edgesim import build, cache, ship
+from edgesim.testing import registry_model
 from edgesim.zoo.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,10 @@ def test_a_first_registry_run_imports_no_torch(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "precision", "kind", "key"), WANTED,
                          ids=[f"{n}-{k}" for n, _, k, _ in WANTED])
-def test_a_shipped_entry_is_a_fresh_trace(name, precision, kind, key):
+def test_a_shipped_entry_is_a_fresh_trace(name, precision, kind, key, monkeypatch):
+    # each model is built once per session (edgesim.testing.registry_model): its workload and
+    # route entries, and test_pruning's full-size checks, share it
+    monkeypatch.setattr(build, "_build", registry_model)
     catalogue = None
     if kind == "route":
         (wkey,) = [k for n, p, kd, k in WANTED if n == name and p == precision

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgesim.errors import ModelError
+from edgesim.testing import registry_model
 from edgesim.zoo.resnet import BasicBlock, ResNet
 from edgesim.zoo.signed_binary import (
     DEFAULT_THRESHOLD,
@@ -243,7 +244,7 @@ def test_sb_resnet50_sparsity_and_bytes() -> None:
     # (U(-a, a): mean|w| = a/2, kept 0.5 * (1 - 0.35)); measured 0.7006.
     # Bytes ~ 25.5 M mask bits (3.19 MB) + 26.6 K fp32 scales + folded int32 biases ~ 3.4 MB,
     # far below dense int8 / 6 (25.7 MB / 6 = 4.29 MB).
-    rows = signed_binary_storage_report(sb_resnet50(seed=0))
+    rows = signed_binary_storage_report(registry_model("sb_r50"))   # sb_resnet50(seed=0)
     total = rows[-1]
     assert 0.65 <= total["sparsity"] <= 0.72
     assert total["bytes"] * 6 <= total["dense_int8_bytes"]

@@ -17,7 +17,7 @@ from edgesim.cli import main
 from edgesim.sweep import run as sweep_run
 from edgesim.sweep import sweep
 from edgesim.sweep.store import APPLICATION_ID, STORE_VERSION, StoreError
-from edgesim.testing import tiny_workload
+from edgesim.testing import error_line, tiny_workload
 
 GRID = ["sram.size=2KiB,4KiB"]
 
@@ -55,11 +55,9 @@ def _alter(db: Path, *sql: str) -> None:
 def _refused_by_cli(capsys, tiny_yaml, out: Path) -> str:
     code = main(["sweep", str(tiny_yaml), "--model", "dense_r50", "--set", GRID[0],
                  "--inputs", "2", "--out", str(out), "--executor", "serial"])
-    err = capsys.readouterr().err
+    err = error_line(capsys.readouterr().err)   # one line besides the stage lines
     assert code == 2
-    assert err.count("\n") == 1, err
     assert err.startswith("edgesim: error: ")
-    assert "Traceback" not in err
     return err
 
 

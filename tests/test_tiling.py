@@ -182,3 +182,28 @@ def test_bytes_and_latency_never_rise_as_sram_grows(w, sizes):
             assert rb.weight_dram_bytes + rb.act_dram_bytes <= (ra.weight_dram_bytes
                                                                 + ra.act_dram_bytes)
             assert rb.latency_s <= ra.latency_s
+
+
+def test_a_separate_accumulator_ram_never_shrinks_the_block():
+    # The U85 keeps accumulators in their own RAM (regor s_EthosU85Configs: 16 KiB IFM RAM,
+    # 64 KiB ACC RAM): the input window alone must fit the 16 KiB, so every block that fits
+    # the shared buffer fits too and the search's best (fewest elements fetched per output)
+    # is never worse. By hand, a 1x1 conv 12x12x64 from 32 channels, micro-block 2x2x16:
+    # shared, a 6x6x64 block needs 2 x 36 x 64 x 4 B = 18 KiB of accumulators alone (> 16
+    # KiB); in 64 KiB of ACC RAM a 6x12x64 block (2 x 18 KiB) fits beside a 6x12x32 input.
+    from edgesim.sim.tiling import BlockBuffer, output_block
+    base = dict(buffer_bytes=16384, bank_bytes=1024, ifm_granule=1, acc_granule=1,
+                acc_bytes=4, ublock=(2, 2, 16), max=(128, 128, 1024), split_depth=16,
+                ifm_depth=16)
+    shared, split = BlockBuffer(**base), BlockBuffer(**base, acc_buffer_bytes=65536)
+    big = output_block(split, P=12, Q=12, K=64, C=32, R=1, S=1)
+    assert (big.h, big.w, big.d) == (6, 12, 64)
+
+    def cost(b, p, q, k, c, r):   # elements fetched per output element (output_block's)
+        return (b.ih * b.iw * c * (p / b.h) * (q / b.w) * -(-k // b.d)
+                + r * r * c * -(-p // b.h) * -(-q // b.w) * k) / (p * q * k)
+
+    for p, k, c, r in itertools.product((5, 12, 48), (8, 64, 256), (1, 16, 128), (1, 3)):
+        a = output_block(shared, P=p, Q=p, K=k, C=c, R=r, S=r)
+        b = output_block(split, P=p, Q=p, K=k, C=c, R=r, S=r)
+        assert cost(b, p, p, k, c, r) <= cost(a, p, p, k, c, r) + 1e-9, (p, k, c, r)

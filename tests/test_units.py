@@ -80,7 +80,7 @@ def test_cases_cover_every_accepted_unit() -> None:
     assert declared - covered <= {("energy_per_bit", "J/bit"), ("energy_per_byte", "J/B")}
 
 
-@pytest.mark.parametrize("text", ["512KiB", "512 KiB", " 512  KiB ", "524288", "0.5 MiB"])
+@pytest.mark.parametrize("text", ["512KiB", "512 KiB", " 512  KiB ", "524288 B", "0.5 MiB"])
 def test_whitespace_is_optional_and_forms_agree(text: str) -> None:
     # 0.5 MiB = 2**19 = 524288 = 512 * 1024
     assert parse_quantity(text, "size", where=W) == 524_288
@@ -90,7 +90,7 @@ def test_sizes_are_exact_ints() -> None:
     value = parse_quantity("1.1 KB", "size", where=W)
     assert value == 1100  # exact decimal arithmetic; 1.1 * 1000 in floats is 1100.0000000000002
     assert isinstance(value, int)
-    assert parse_quantity(4096, "size", where=W) == 4096
+    assert parse_quantity("4096B", "size", where=W) == 4096
 
 
 def test_fractional_bytes_are_an_error() -> None:
@@ -139,9 +139,17 @@ def test_non_quantities_are_rejected(value: object) -> None:
         parse_quantity(value, "size", where=W)  # type: ignore[arg-type]
 
 
-def test_bare_number_needs_a_unit_except_size_and_zero() -> None:
+def test_bare_number_needs_a_unit_except_zero() -> None:
+    # a size is no exception: `sram.size=2` meant 2 MiB, not 2 bytes, and failed far away
     assert parse_quantity(0, "energy", where=W) == 0.0
     assert parse_quantity("0", "time", where=W) == 0.0
+    assert parse_quantity("0", "size", where=W) == 0
+    with pytest.raises(UnitError, match=re.escape(f"{W}: '2' has no unit; give one, e.g. 2MiB")):
+        parse_quantity("2", "size", where=W)
+    with pytest.raises(UnitError, match=r"has no unit; give one, e\.g\. 4096MiB"):
+        parse_quantity(4096, "size", where=W)        # a YAML integer too
+    with pytest.raises(UnitError, match=r"has no unit; give one, e\.g\. 500MHz"):
+        parse_quantity("500", "frequency", where=W)
     with pytest.raises(UnitError, match="has no unit"):
         parse_quantity("0.2", "energy", where=W)
     with pytest.raises(UnitError, match="has no unit"):

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesim import encodings
+from edgesim import encodings, weight_codec
 from edgesim.trace.weights import quantize
 from edgesim.weight_codec import (
+    _IMPOSSIBLE,
     ALIGN_BYTES,
     RECORD_BYTES,
     SLICE_MAX,
@@ -42,17 +43,19 @@ def _laplace_int8(shape, seed=0):
 
 
 def test_all_zero_stream():
-    # 16 zeros: zero is the only value, so zero runs are on and (no weight left) the first zero
-    # is coded as a weight. No palette (palsize 0, palbits 2, uncompressed width 2); the zero's
-    # index is 1 (palval 1, "-0"). Weight: the search costs div 0 at q + 1 = 2 bits and
-    # uncompressed at 2 bits, a tie -> div 0 (first): one 12-position chunk + 1 unary1 bit = 13.
-    # Runs [0 (skipped first run), 15]: search cost (r >> d) + 1 + d summed = 17, 11, 9, 9 for
-    # d = 0..3 -> d = 2 (first of the tie): positions 1 + 4 = 5 -> one 12-bit chunk + 2 x 2
-    # remainder bits = 16. Total 23 + 13 + 13 + 16 = 65 bits; + 3 end marker = 68 -> 9 B -> 16 B.
+    # 16 zeros: zero is the only value, in one run of 16 (>= half the zeros in runs of >= 2) and
+    # more than 5x as frequent as any other (0), so zero runs are on and (no weight left) the
+    # first zero is coded as a weight. No palette (palsize 0, palbits 2, uncompressed width 2);
+    # the zero's index is 1 (palval 1, "-0"). Weight: div 0 costs q + 1 = 2 bits, the first of
+    # the least: one 12-position chunk + 1 unary1 bit = 13. Runs [0 (skipped first run), 15]:
+    # the first run makes d = 0 (1 bit) active; at the second, (r >> d) + 1 + d gives counts 17,
+    # 11, 9, 9 for d = 0..3, and 9 + 40 is not below the active count before it (1): d = 0 stays,
+    # 1 + 16 = 17 positions -> two 12-bit chunks = 24. 23 + 13 + 13 + 24 = 73 bits; + 3 end
+    # marker = 76 -> 10 B -> 16 B.
     code = encode_stream(np.zeros(16, dtype=np.int8))
     assert code.zero_runs
     assert code.palsize == 0
-    assert code.bits == SLICE_HEADER + PALETTE_HEADER + 13 + 16 == 65
+    assert code.bits == SLICE_HEADER + PALETTE_HEADER + 13 + 24 == 73
     assert code.nbytes == ALIGN_BYTES
 
 
@@ -70,14 +73,15 @@ def test_constant_stream():
 
 def test_golomb_rice_bits_by_hand():
     # 90 x 1, 6 x -1, 4 x 2: palvals 2 (90), 3 (6), 4 (4) -> palette [2, 3, 4] by frequency,
-    # palsize 3, palbits 3; indices 0 (90), 1 (6), 2 (4). Search costs: div 0 full
-    # 90 x 1 + 6 x 2 + 4 x 3 = 114, div 0 truncated 90 x 1 + 6 x 2 + 4 x 2 = 110, uncompressed
-    # 2 bits x 100 = 200, div 1 full 100 x 2 + 4 x 1 = 204 -> truncated div 0. Its exact bits:
-    # 100 positions (one each) -> 9 chunks = 108 bits, + 1 bit per nonzero quotient (10) = 118.
+    # palsize 3, palbits 3; indices 0 (90), 1 (6), 2 (4), every weight in the palette. The first
+    # value (index 0) costs 1 bit at div 0 full and truncated: div 0 full (the first) becomes
+    # active; truncated div 0 is cheaper only on the four index-2 weights (2 bits against 3), 4
+    # bits in all, never 40 ahead, so one slice at div 0 full: 90 + 6 + 4 x 2 = 104 positions
+    # -> 9 chunks = 108 bits, + 1 unary1 bit per nonzero quotient (10) = 118.
     # 23 + 13 + 3 x 3 + 118 = 163 bits.
     code = encode_stream(np.array([1] * 90 + [-1] * 6 + [2] * 4, dtype=np.int8))
     assert code.palsize == 3
-    assert code.slices == ((100, (0, 1), None),)
+    assert code.slices == ((100, (0, 0), None),)
     assert code.bits == SLICE_HEADER + PALETTE_HEADER + 3 * 3 + 108 + 10 == 163
 
 
@@ -107,103 +111,133 @@ def test_palette_that_loses_is_kept_as_vela_does():
     # 51 % ones and 49 % magnitudes 64..127: the 32 most frequent values (the one and 31 tail
     # values) cover > 1/2, so Vela's heuristic takes a palette, and then cannot code
     # uncompressed (not every value is in it). A palette index costs >= 6 bits at divisor 5 and a
-    # tail index (palval + 32 = 160..287) 11..14: 8189 bits, more than raw (23 + 13 + 8 x 1000),
-    # and that is what Vela stores (it has no raw fallback, nor has this count).
+    # tail index (palval + 32 = 160..287) 11..14: more than raw (23 + 13 + 8 x 1000), and that
+    # is what Vela stores (it has no raw fallback, nor has this count).
     rng = np.random.default_rng(1)
     n = 1000
     tail = rng.integers(64, 128, n) * rng.choice([-1, 1], n)
     v = np.where(rng.random(n) < 0.51, 1, tail)
     code = encode_stream(v)
     assert code.palsize == 32
-    assert code.bits == 8189 > SLICE_HEADER + PALETTE_HEADER + 8 * n
+    assert code.bits > SLICE_HEADER + PALETTE_HEADER + 8 * n
 
 
-def test_search_changes_parameter_where_it_pays():
+def test_search_changes_parameter_where_it_must():
     # 600 x 1 then 600 x 100: a tie of counts, the larger palval first: palette [200, 2],
-    # indices 0 (100) and 1 (1); every weight is in it, so uncompressed is allowed at 1 bit,
-    # which codes both halves at 1 bit a weight: one parameter, one slice.
-    assert len(encode_stream(np.array([1] * 600 + [100] * 600)).slices) == 1
+    # indices 0 (100) and 1 (1); every weight is in it, so uncompressed is allowed at 1 bit.
+    # The first value (index 1) costs 2 bits at div 0 and 1 uncompressed: uncompressed becomes
+    # active and nothing codes a value in less than 1 bit: one slice.
+    assert encode_stream(np.array([1] * 600 + [100] * 600)).slices == ((1200, (-1, 2), None),)
     # 1000 values in 0..3 then 1000 in 64..127: the palette takes the four small values (1000
-    # of 2000) and 28 large ones, > 1/2; the small ones are indices 0..3 (divisor 0, 1-4
-    # bits), the large ones 0..31 or palval + 32 - 0 = 160..286 (divisor 5, 6-14 bits). One
-    # parameter for both halves would cost the first >= 6 bits a value (divisor 5) or the
-    # second ~80 (divisor 0, beyond q = 31 not even codable); the search pays 40 bits (the
-    # encoder a 23-bit slice header) to change at the boundary: two slices of 1000.
+    # of 2000) and 28 large ones; the small ones are indices 0..3 (div 0 full: 1-4 bits, the
+    # first of the least at the first value), the large ones up to palval + 32 = 286. Div 0
+    # full codes q <= 31 only, so the first slice ends exactly at the first large value not in
+    # the palette (value 1000), where the active parameter must change; the stream ends at
+    # divisor 5, the cheapest for the large half.
     rng = np.random.default_rng(0)
     v = np.concatenate([rng.integers(0, 4, 1000), rng.integers(64, 128, 1000)])
     code = encode_stream(v)
-    assert code.slices == ((1000, (0, 0), None), (1000, (5, 0), None))
+    assert code.slices[0] == (1000, (0, 0), None)
+    assert code.slices[-1][1] == (5, 0)
+    assert sum(n for n, _, _ in code.slices) == 2000
 
 
-def _viterbi(costs, free):
-    """``search_grc_params`` of mlw_encode.c written plainly: after value i, the least cost of
-    coding values 0..i ending in parameter j is ``s[j]``; before value i a parameter whose cost
-    exceeds the least one (``s[b]``, b the first such) by more than ``cmd`` (40 bits, 0 where a
-    weight slice starts anyway, ``free``) switches from b, else it keeps itself; then value i
-    adds its own cost. The answer is traced back from the first parameter of least total: each
-    switch into the current parameter ends the segment before it."""
-    ncfg, n = len(costs), len(costs[0])
-    s = [0] * ncfg
-    came = []                               # came[i][j]: what j switched from at i, or None
-    for i in range(n):
-        b = min(range(ncfg), key=s.__getitem__)
-        cmd = 0 if i in free else 40
-        came.append([b if s[b] + cmd < s[j] else None for j in range(ncfg)])
-        s = [min(s[j], s[b] + cmd) + costs[j][i] for j in range(ncfg)]
-    cfg = min(range(ncfg), key=s.__getitem__)
-    ends, cfgs = [n], [cfg]
-    for i in range(n - 1, -1, -1):
-        if came[i][cfg] is not None:
-            cfg = came[i][cfg]
-            ends.append(i)
-            cfgs.append(cfg)
-    return ends[::-1], cfgs[::-1]
+def _plain_search(costs, kinds):
+    """``search_grc_params`` of regor's mlw_encode.cpp written plainly (not single-slice)."""
+    ncfg = len(costs)
+    bc, coded, reset = [0] * ncfg, [False] * ncfg, [0] * ncfg
+    active, a, result = -1, 0, []
+    for i, x in enumerate(kinds):
+        best, best_bc = 0, None
+        for j in range(ncfg):
+            bits = int(costs[j][x])
+            if bits < _IMPOSSIBLE:
+                if not coded[j]:
+                    bc[j] = a
+                bc[j] += bits
+                if best_bc is None or bc[j] < best_bc:
+                    best, best_bc = j, bc[j]
+                coded[j] = True
+            else:
+                reset[j] = i + 1
+                bc[j] += 40
+                coded[j] = False
+        if active == -1 or not coded[active] or (best != active and best_bc + 40 < a):
+            if active != -1:
+                if not (bc[best] < bc[active] and reset[best] <= reset[active]):
+                    result.append([active, i])
+            active = best
+        a = bc[active]
+    if not result or result[-1][0] != active:
+        result.append([active, len(kinds)])
+    result[-1][1] = len(kinds)
+    return [tuple(r) for r in result]
 
 
 @pytest.mark.parametrize("seed", range(24))
-def test_search_is_the_plain_viterbi(seed):
-    # the chunked min-plus search (_search) against the recursion itself, on weight indices
-    # (13 parameters, uncodable ones at 10000 bits) and zero runs (4 divisors, runs up to 40 k,
-    # some values free), short streams and ones of several chunks (> 512 values)
+def test_search_is_the_plain_rule(seed, monkeypatch):
+    # the vectorised search (_search) against the encoder's rule itself, on weight indices
+    # (13 parameters, uncodable ones at 10000 bits) and zero runs (4 divisors, runs up to 40 k),
+    # with its windows as they are and cut to 2..8 values (every window boundary exercised)
     rng = np.random.default_rng(seed)
     n = int(rng.choice([1, 2, 7, 40, 300, 700, 1500, 2500]))
-    wcost = _w_tables(int(rng.choice([2, 5, 8, 100])))[0]
-    idx = np.minimum(rng.geometric(1 / rng.uniform(1.5, 60), n) - 1, wcost.shape[0] - 1)
+    wcost = _w_tables(int(rng.choice([2, 5, 8, 100])))[0].T
+    idx = np.minimum(rng.geometric(1 / rng.uniform(1.5, 60), n) - 1, wcost.shape[1] - 1)
     idx[rng.random(n) < 0.05] = rng.integers(0, 544)     # a few outliers
-    costs = wcost[idx].T
-    assert [list(a) for a in _search(costs)] == list(_viterbi(costs.tolist(), set()))
     runs = rng.geometric(1 / rng.uniform(1, 30), n) - 1
     runs[rng.random(n) < 0.01] = rng.integers(0, 40000)
-    free = np.flatnonzero(rng.random(n) < 0.02)
     zcost = _z_cost(runs)
-    assert ([list(a) for a in _search(zcost, free=free)]
-            == list(_viterbi(zcost.tolist(), set(free.tolist()))))
+    plain_w = _plain_search(wcost, idx)
+    plain_z = _plain_search(zcost, range(n))
+    for window, most in ((weight_codec._WINDOW, weight_codec._WINDOW_MAX), (2, 8)):
+        monkeypatch.setattr(weight_codec, "_WINDOW", window)
+        monkeypatch.setattr(weight_codec, "_WINDOW_MAX", most)
+        assert _search(np.ascontiguousarray(wcost), idx) == plain_w
+        assert _search(zcost, np.arange(n)) == plain_z
 
 
 def test_laplace_layer_near_vela():
-    # A ResNet-50 3x3 conv (512 x 512 x 3 x 3 = 2.36 M weights) with Laplace He-std weights: its
+    # A ResNet-50 3x3 conv (256 x 256 x 3 x 3 = 590 k weights) with Laplace He-std weights: its
     # int8 histogram has zero-order entropy ~6.5 bit (calibration/vela README), so a Golomb-Rice
     # code with a palette lands near 6.8 bit/weight; Vela stores the whole ResNet-50 at 87.3 %.
-    q = _laplace_int8((512, 512, 3, 3))
-    ratio = encodings.stored_bytes(q, "mlw", 8, scales=512) / q.size
+    q = _laplace_int8((256, 256, 3, 3))
+    ratio = encodings.stored_bytes(q, "mlw", 8, scales=256) / q.size
     assert 0.80 <= ratio <= 0.95
 
 
 def test_uniform_layer_near_raw():
     # Uniform int8 carries 7.99 bit/weight: no palette, every slice uncompressed at 8 bits, plus
-    # 10 B of record per channel (10 / 4608 = 0.2 %).
-    q = np.random.default_rng(0).integers(-127, 128, (512, 512, 3, 3)).astype(np.int8)
-    ratio = encodings.stored_bytes(q, "mlw", 8, scales=512) / q.size
+    # 10 B of record per channel (10 / 2304 = 0.4 %).
+    q = np.random.default_rng(0).integers(-127, 128, (256, 256, 3, 3)).astype(np.int8)
+    ratio = encodings.stored_bytes(q, "mlw", 8, scales=256) / q.size
     assert 0.97 <= ratio <= 1.05
 
 
 def test_records_are_ten_bytes_per_channel_aligned():
     # Vela's encode_bias: 40-bit bias + 32-bit scale + 6-bit shift = 10 B per output channel,
-    # the block padded to 16 B: 3 channels -> 30 -> 32 B, plus a 16 B all-zero stream.
+    # the block padded to 16 B: 3 channels -> 30 -> 32 B, then the stream: the 3 x 5 zeros as a
+    # fully connected weight, 8 x 32 = 256 zeros (brick_order). As in test_all_zero_stream, the
+    # first zero is a weight (13 bits) and the run of 255 after it stays at divisor 0 (its count
+    # 4 + 36 + 40 is not below 1): 257 positions -> 22 chunks = 264 bits; 23 + 13 + 13 + 264 =
+    # 313, + 3 = 316 bits -> 40 B -> 48 B.
     z = np.zeros((3, 5), dtype=np.int8)
     assert RECORD_BYTES == 10
-    assert mlw_bytes(z, 8, scales=3) == 32 + stream_bytes(z) == 48
-    assert mlw_bytes(z, 8, scales=0) == stream_bytes(z)
+    assert stream_bytes(brick_order(z, "linear")) == 48
+    assert mlw_bytes(z, 8, scales=3) == 32 + 48
+    assert mlw_bytes(z, 8, scales=0) == 48
+
+
+def test_depth_slices_are_streams_of_their_own():
+    # Vela's OFM-depth slices (weight_compressor.encode_weight_and_scale_tensor): each slice
+    # stores its own record block and stream, per core; one slice is the tensor itself.
+    q = _laplace_int8((48, 16, 3, 3), seed=2)
+    whole = mlw_bytes(q, 8, scales=48, layout="conv")
+    assert mlw_bytes(q, 8, scales=48, layout="conv", slices=(0, 48)) == whole
+    parts = sum(mlw_bytes(q[a:b], 8, scales=b - a, layout="conv")
+                for a, b in ((0, 16), (16, 32), (32, 48)))
+    assert mlw_bytes(q, 8, scales=48, layout="conv", slices=(0, 16, 32, 48)) == parts
+    with pytest.raises(ValueError, match=r"depth slices \(0, 16\) must rise from 0 to the 48"):
+        mlw_bytes(q, 8, scales=48, layout="conv", slices=(0, 16))
 
 
 def test_registered_for_int8_only():

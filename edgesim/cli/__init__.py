@@ -1,6 +1,6 @@
 """The command line: a thin layer over ``edgesim.api``, one module per command.
 
-Public names: ``main``, ``build_parser``, ``COMMANDS``.
+Public names: ``main``, ``build_parser``, ``COMMANDS``, ``version``.
 
     python -m edgesim run CONFIG --model NAME [--inputs N] [--policy P] [--prefetch M]
                           [--set key=value ...] [--format table|csv|json] [--out FILE]
@@ -9,7 +9,11 @@ Public names: ``main``, ``build_parser``, ``COMMANDS``.
     python -m edgesim models [--model NAME ...] [--format ...]
     python -m edgesim configs [--format ...]
     python -m edgesim trace MODEL [--set ...] [--out FILE]
+    python -m edgesim columns [COLUMN ...]
     python -m edgesim sweep | plot | finetune ...
+    python -m edgesim compare CONFIG_A CONFIG_B --model M    (or --model A B, --policy P Q)
+    python -m edgesim report CONFIG --model M [--out report.html] | report SWEEP_FOLDER
+    python -m edgesim --version
 
 Each command is a module of this package exposing ``add_parser(subparsers)`` and
 ``main(args) -> int``; the ``COMMANDS`` tuple below is the one place a command is registered.
@@ -28,7 +32,7 @@ from collections.abc import Sequence
 from edgesim.cli._common import Parser
 from edgesim.errors import EdgesimError
 
-__all__ = ["COMMANDS", "MAX_MESSAGE", "build_parser", "main"]
+__all__ = ["COMMANDS", "MAX_MESSAGE", "build_parser", "main", "version"]
 
 #: An error line is at most this many characters.
 MAX_MESSAGE = 1000
@@ -36,7 +40,8 @@ MAX_MESSAGE = 1000
 #: The commands, in the order ``edgesim --help`` lists them. Each is the module
 #: ``edgesim.cli.<name>`` with ``add_parser(subparsers)`` and ``main(args) -> int``; a new
 #: command is one module and one name here.
-COMMANDS = ("run", "models", "configs", "trace", "sweep", "plot", "finetune")
+COMMANDS = ("run", "models", "configs", "columns", "trace", "sweep", "plot", "finetune",
+            "compare", "report")
 
 
 def _module(name: str):
@@ -48,11 +53,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     so that running one command does not import the modules of the others)."""
     p = Parser(prog="edgesim", description="Off-chip weight traffic, latency and energy of "
                "neural networks on edge accelerators.")
+    p.add_argument("--version", action="version", version=version())
     sub = p.add_subparsers(dest="command", parser_class=Parser)
     sub.required = True
     for name in COMMANDS if only is None else (only,):
         _module(name).add_parser(sub)
     return p
+
+
+def version() -> str:
+    """``edgesim --version``: the package and the Python it runs on."""
+    import platform
+
+    from edgesim import __version__
+    return f"edgesim {__version__} (Python {platform.python_version()})"
 
 
 def _note(message, category, filename, lineno, file=None, line=None) -> None:
@@ -153,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     try:
         args = sys.argv[1:] if argv is None else list(argv)
+        if args[:1] == ["--version"]:         # argparse would exit the caller's process
+            print(version())
+            return 0
         only = args[0] if args and args[0] in COMMANDS else None  # else --help or an error
         a = build_parser(only).parse_args(args)
         code = _module(a.command).main(a)

@@ -2,7 +2,7 @@
 
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
 ``bounded_int``, ``SEED``, ``INPUTS``, ``MAX_INPUTS``, ``add_format``, ``add_eval``,
-``add_input_shape``, ``write``, ``progress_printer``, ``CliProgress``, ``policies``,
+``add_input_shape``, ``write``, ``progress_printer``, ``CliProgress``, ``LINE_EVERY``, ``policies``,
 ``prefetch_modes``, ``columns``, ``csv_rows``, ``accuracy_line``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
@@ -18,7 +18,7 @@ import sys
 from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
-__all__ = ["INPUTS", "MAX_INPUTS", "SEED", "CliProgress", "Parser", "UsageError",
+__all__ = ["INPUTS", "LINE_EVERY", "MAX_INPUTS", "SEED", "CliProgress", "Parser", "UsageError",
            "accuracy_line", "add_eval", "add_format", "add_input_shape", "bounded_int", "columns",
            "csv_rows", "policies", "prefetch_modes", "progress_printer", "write"]
 
@@ -109,29 +109,64 @@ def progress_printer():
     return say
 
 
-class CliProgress:
-    """The command line's ``edgesim.progress.Progress``: stage lines on stderr always, and on
-    a terminal a tqdm bar per counted step: inputs routed or evaluated (a job of at least 256
-    inputs), inferences simulated (a stream of at least 512; ``sim_total`` None: as long as
-    the data). ``close`` closes the bars."""
+#: Piped (not a terminal), a counted step prints a line at most this often, in seconds.
+LINE_EVERY = 10.0
 
-    def __init__(self, tty: bool, sim_total: int | None) -> None:
+#: What each counted step counts, and the verb of its line.
+_COUNTED = {"route": ("routing", "input"), "eval": ("evaluating", "input"),
+            "simulate": ("simulating", "inference"), "sweep": ("sweep", "task")}
+
+
+class CliProgress:
+    """The command line's ``edgesim.progress.Progress``: stage lines on stderr always, and per
+    counted step (inputs routed or evaluated, sweep tasks, inferences of a stream of at least
+    512; ``sim_total`` None: as long as the data) a tqdm bar on a terminal, or piped a line
+    at most every ``every`` seconds with the count, the time and the rate (and a sweep's last
+    line when it is done). ``close`` closes the bars."""
+
+    def __init__(self, tty: bool, sim_total: int | None, *, every: float = LINE_EVERY,
+                 clock=None) -> None:
+        import time
+
         from edgesim.progress import Progress
-        self.tty, self.sim_total = tty, sim_total
+        self.tty, self.sim_total, self.every = tty, sim_total, every
+        self.clock = time.monotonic if clock is None else clock
         self.bars: dict[str, _LazyBar] = {}
-        self.progress = Progress(say=progress_printer(), counter=self._count if tty else None)
+        self.started: dict[str, float] = {}
+        self.shown: dict[str, float] = {}
+        self.say = progress_printer()
+        self.progress = Progress(say=self.say, counter=self._count)
 
     def _count(self, step: str, done: int, total: int | None) -> None:
         if step == "simulate":
             total = self.sim_total if total is None else total
-            if total is not None and total < 512:
+            if total is None or total < 512:
                 return
-        elif total is None or total < 256:
+        if self.tty:
+            bar = self.bars.get(step)
+            if bar is None:
+                bar = self.bars[step] = _LazyBar(_COUNTED.get(step, (step, "item"))[1])
+            bar.update(done, total)
             return
-        bar = self.bars.get(step)
-        if bar is None:
-            bar = self.bars[step] = _LazyBar("inf" if step == "simulate" else "input")
-        bar.update(done, total)
+        self._line(step, done, total)
+
+    def _line(self, step: str, done: int, total: int | None) -> None:
+        now = self.clock()
+        start = self.started.setdefault(step, now)
+        finished = total is not None and done >= total
+        if finished:
+            self.started.pop(step, None)       # a next run of the step starts its own clock
+            if step != "sweep":                # the others end with their own stage line
+                return
+        elif now - self.shown.get(step, start) < self.every:
+            return
+        self.shown[step] = now
+        verb, unit = _COUNTED.get(step, (step, "item"))
+        spent = now - start
+        of = "" if total is None else f" of {total:,}"
+        rate = f", {done / spent:,.1f} {unit}s/s" if spent > 0 else ""
+        self.say(f"{verb}: {done:,}{of} {unit}{'s' if (total or done) != 1 else ''}, "
+                 f"{spent:,.0f} s{rate}")
 
     def close(self) -> None:
         for bar in self.bars.values():

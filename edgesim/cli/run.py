@@ -57,12 +57,17 @@ def add_parser(subparsers) -> None:
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. sram.size=2MiB; model.level=K")
     r.add_argument("--per-layer", action="store_true", help="one row per op and inference")
+    r.add_argument("--wide", action="store_true",
+                   help="the table with every column, in base units (bytes, cycles, s, J); "
+                   "default: the main ones in human units, at most 100 characters wide "
+                   "(CSV and JSON always have every column: see `edgesim columns`)")
     r.add_argument("--data", help="inputs: a .pt/.npy tensor file or a folder of images "
                    "(with --eval: labelled, see --eval)")
     r.add_argument("--weights", help="a state_dict checkpoint for the model")
     r.add_argument("--seed", type=SEED, default=0)
     add_input_shape(r)
-    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV")
+    r.add_argument("--timeline", help="write the per-op event log of the run to this CSV (a "
+                   ".json name: Chrome/Perfetto trace events)")
     r.add_argument("--no-memo", action="store_true",
                    help="simulate every inference even when an identical one was seen")
     add_eval(r)
@@ -72,7 +77,8 @@ def add_parser(subparsers) -> None:
 def main(a) -> int:
     """Handler of ``edgesim run``."""
     from edgesim import api
-    from edgesim.report import render, render_summary
+    from edgesim.cli._human import brief_table, comment, human_summary
+    from edgesim.report import render, render_per_layer, render_summary, render_where_time
     from edgesim.request import model_request
 
     total = a.inputs if a.inputs is not None or a.evaluate else 8
@@ -99,23 +105,50 @@ def main(a) -> int:
     sink.finish(res)
     if a.format != "table":
         return 0
+    cols = sink.columns[bool(a.per_layer)]
+    if many:
+        table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
+                 "streams them)")
+    elif a.per_layer:
+        table = render_per_layer(cols, sink.table)
+    elif a.wide:
+        table = render(cols, "table", rows=sink.table)
+    else:
+        table = brief_table(cols, sink.table)
+    summary = render_summary(res.summary) if a.wide else human_summary(res.summary)
+    lines = [*_header(a, res), table, "",
+             "# summary (cold = first inference; steady = the rest)", summary]
+    if a.per_layer:
+        lines += ["", render_where_time(sink.table)]
+    if res.accuracy is not None:
+        registry = ":" not in a.model
+        line = accuracy_line(res.accuracy, random_weights=registry and not a.weights)
+        lines += ["", *comment(line.removeprefix("# "))]
+    write("\n".join(lines), a.out)
+    return 0
+
+
+def _header(a, res) -> list[str]:
+    """The run's identity as ``#`` lines of at most 100 characters: the model (input shape,
+    params, stored bytes), the config and every ``--set``, the stream, policy and prefetch."""
+    from edgesim.cli._human import comment, scaled
     m = res.model
     shape = res.meta.get("input_shape")
     shape = f", input {'x'.join(map(str, shape))}" if shape else ""
-    head = (f"# {m['name']} ({m['family']}{shape}) on {res.hardware['name']}: "
-            f"{m['total_params']:,} params stored, {m['active_params']:,} active per inference, "
-            f"{m['stored_weight_bytes']:,} weight bytes stored; policy {a.policy}, "
-            f"prefetch {a.prefetch}")
-    cols = sink.columns[bool(a.per_layer)]
-    table = (f"# {total:,} inferences: too many rows for a table (--format csv or jsonl "
-             "streams them)" if many else render(cols, "table", rows=sink.table))
-    lines = [head, table, "", "# summary (cold = first inference; steady = the rest)",
-             render_summary(res.summary)]
-    if res.accuracy is not None:
-        registry = ":" not in a.model
-        lines += ["", accuracy_line(res.accuracy, random_weights=registry and not a.weights)]
-    write("\n".join(lines), a.out)
-    return 0
+    hw = res.hardware["name"]
+    unit, (stored,) = scaled([m["stored_weight_bytes"]], "B")
+    model = (f"{m['name']} ({m['family']}{shape}) on {hw}: {m['total_params']:,} params "
+             f"stored, {m['active_params']:,} active per inference, {stored} {unit} of "
+             "weights stored")
+    where = "" if a.config in (hw, f"{hw}.yaml") else f" from {a.config}"
+    sets = [o for o in a.sets if not o.startswith("model.")]
+    config = (f"config {hw}{where}"
+              + (", --set " + ", --set ".join(sets) if sets else ", no --set overrides"))
+    level = [o for o in a.sets if o.startswith("model.")]
+    n = res.meta.get("inputs")
+    stream = (f"{n:,} input{'s' if n != 1 else ''}, seed {a.seed}; policy {a.policy}, "
+              f"prefetch {a.prefetch}" + "".join(f"; --set {o}" for o in level))
+    return [*comment(model), *comment(config), *comment(stream)]
 
 
 class _Rows:
@@ -228,7 +261,14 @@ class _Sink:
             if a.per_layer or a.timeline:
                 self.spools["layers"] = _Spool(self.columns[1], a.out)
                 layer_out = [self.spools["layers"]]
-        if a.timeline:
+        if a.timeline and a.timeline.lower().endswith(".json"):   # Chrome / Perfetto
+            from pathlib import Path
+
+            from edgesim.trace_events import TraceWriter
+            config = Path(a.config).stem if a.config.endswith((".yaml", ".yml")) else a.config
+            self.streams.append(TraceWriter(a.timeline, f"{a.model} on {config}"))
+            layer_out.append(self.streams[-1])
+        elif a.timeline:
             self.streams.append(_Rows(self.columns[1], "csv", a.timeline, "--timeline"))
             layer_out.append(self.streams[-1])
         self.inference_out = [f for f in inference_out if f is not None]

@@ -7,7 +7,9 @@ Public names: ``add_parser``, ``main``.
                   [--scheduler ADDR] [--workers N] [--seed S] [--detail]
                   [--data PATH [--eval]]
 
-The work is ``edgesim.sweep.sweep``; this module parses the flags and prints where the table
+The work is ``edgesim.sweep.sweep``; this module parses the flags, shows progress on stderr
+(stage lines; a bar per counted step on a terminal, piped a line every few seconds: models
+traced and routed, tasks done of the total with the time and rate) and prints where the table
 went (``DIR/sweep.csv``, ``DIR/results.sqlite``). When some points failed in the engine, the
 others are still in the table, and the command ends with one line naming the failed points
 (exit code 2); rerunning it retries them. ``--data LABELLED --eval`` adds each model's ``top1``
@@ -16,9 +18,18 @@ over the labelled inputs (which become every model's stream) to every row.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from edgesim.cli._common import INPUTS, SEED, add_eval, bounded_int, policies, prefetch_modes
+from edgesim.cli._common import (
+    INPUTS,
+    SEED,
+    CliProgress,
+    add_eval,
+    bounded_int,
+    policies,
+    prefetch_modes,
+)
 from edgesim.errors import EdgesimError
 from edgesim.sweep.executors import EXECUTORS
 from edgesim.sweep.store import CSV_FILE, RESULTS_FILE
@@ -61,10 +72,14 @@ def main(a) -> int:
     from edgesim.sweep.run import failed_points
     if a.scheduler and a.executor != "dask":
         raise EdgesimError("--scheduler needs --executor dask")
-    df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
-               inputs=a.inputs, out_dir=a.out, executor=a.executor, scheduler=a.scheduler,
-               workers=a.workers, seed=a.seed, detail=a.detail, data=a.data,
-               evaluate=a.evaluate)
+    shown = CliProgress(sys.stderr.isatty(), None)
+    try:
+        df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
+                   inputs=a.inputs, out_dir=a.out, executor=a.executor,
+                   scheduler=a.scheduler, workers=a.workers, seed=a.seed, detail=a.detail,
+                   data=a.data, evaluate=a.evaluate, progress=shown.progress)
+    finally:
+        shown.close()
     print(f"edgesim: {len(df)} rows -> {Path(a.out) / CSV_FILE} "
           f"({Path(a.out) / RESULTS_FILE})")
     failed = failed_points(df)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgesim import cache
-from edgesim.errors import DataError
+from edgesim.errors import DataError, ModelError
 from edgesim.progress import Progress
 from edgesim.request import ModelRequest, check_data
 from edgesim.workload import Workload
@@ -46,12 +46,27 @@ def spec_of(req: ModelRequest):
                         "--eval to measure its top-1 on labelled data, or give --weights "
                         "to transform your checkpoint calibrated on it")
     check_data(req)
+    _check_level(spec, req.level)
     shape = req.input_shape
     if shape is None and req.data is not None:
         shape = _data_shape(req.data, len(spec.input_shape))
     if shape is not None and tuple(shape) != tuple(spec.input_shape):
         spec = dataclasses.replace(spec, input_shape=tuple(shape))
     return spec
+
+
+def _check_level(spec, level: int | None) -> None:
+    """A nested level the registry already says is out of range is refused before the model is
+    built (the build itself checks factories, whose levels are known only once built)."""
+    from edgesim.zoo.registry import REGISTRY
+    if level is None or REGISTRY.get(spec.name) is not spec:
+        return
+    if spec.family != "nested":
+        raise ModelError(f"model {spec.name} has no nesting levels; model.level={level} "
+                         "applies to nested models only")
+    n = spec.kwargs.get("levels")
+    if isinstance(n, int) and level > n:
+        raise ModelError(f"model {spec.name}: level {level} out of range 1..{n}")
 
 
 def _data_shape(data: str, rank: int) -> tuple[int, ...] | None:

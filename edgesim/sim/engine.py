@@ -56,6 +56,7 @@ import numpy as np
 import simpy
 
 from edgesim.encodings import resolve
+from edgesim.sim.bound import dominant, op_bounds
 from edgesim.sim.energy import inference_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
@@ -107,15 +108,17 @@ class _Channel:
         self.cache: dict[tuple[int, bool, int], int] = {}
 
     def transfer_ps(self, nbytes: int, mem: int = 0, write: bool = False) -> int:
-        """Read (or write) latency plus the bytes rounded up to whole bursts at the memory's
-        bandwidth (ceil, ps)."""
+        """Read (or write) latency plus the bytes rounded up to whole bursts at what one
+        stream of reads (writes) gets of the memory's bandwidth (``Memory.read_bytes_per_s``;
+        ceil, ps)."""
         key = (mem, write, nbytes)
         t = self.cache.get(key)
         if t is None:
             mm = self.memories[mem]
             moved = -(-nbytes // mm.burst_bytes) * mm.burst_bytes
             lat = mm.write_latency_ps if write else mm.latency_ps
-            t = self.cache[key] = lat + (-(-moved * PS_PER_S // mm.bytes_per_s))
+            rate = mm.write_bytes_per_s if write else mm.read_bytes_per_s
+            t = self.cache[key] = lat + (-(-moved * PS_PER_S // (rate or mm.bytes_per_s)))
         return t
 
 
@@ -137,6 +140,8 @@ class _Inference:
     streamed: list[int]                 # per op, re-fetches included
     refetch: list[int]
     timings: list[tuple[int | None, int | None, int, int]] | None
+    bounds: list[str]                   # per op (``sim.bound``)
+    bound: str                          # where most of the time went
     row: InferenceRow | None = None
 
 
@@ -284,8 +289,11 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
                        channel.weights_mem)
     ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
+    bounds = op_bounds(plan.units, plan.compute_ps, ended,
+                       [k + s for k, s in zip(kept, streamed, strict=True)], plan.spill)
+    bound = dominant(bounds, [e - p for e, p in zip(ended, [0, *ended[:-1]], strict=True)])
     return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
-                      int(latency), kept, streamed, refetch, timings)
+                      int(latency), kept, streamed, refetch, timings, bounds, bound)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +320,8 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
                         inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
                         sram_read, sram_write, plan.macs,
                         plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
-                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak)
+                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak,
+                        inf.bound)
 
 
 def _order(t) -> str:
@@ -322,21 +331,35 @@ def _order(t) -> str:
     return f"{t.order}/{t.weight_tiles if t.order == 'weights_outer' else t.input_stripes}"
 
 
-def _layer_rows(i: int, plan: PathPlan, inf: _Inference) -> list[LayerRow]:
-    """The per-op rows of inference i (times in seconds; stall = wait before + wait at end)."""
+def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[LayerRow]:
+    """The per-op rows of inference i (times in seconds; stall = wait before + wait at end).
+
+    An op's energy is its fixed part (``plan._op_energies``), the weight bytes it moved (read
+    off-chip, written into SRAM) and leakage over its time (its end less the previous op's
+    end); a wrong speculative guess's bytes go to the first gated op, where they were queued.
+    The ops' energies add up to the inference's ``energy_j``."""
     rows = []
     prev_end = 0
+    wmem = m.memories[m.weights_mem]
+    per_byte = 8 * wmem.read_pj_per_bit + m.sram_write_pj_per_byte
+    leak_w = m.sram_leak_w + m.board_w
+    guess = next((j for j, g in enumerate(plan.gate) if g >= 0), -1)
     for j, (ds, de, cs, ce) in enumerate(inf.timings):
         op = plan.ops[j]
         stall = (cs - prev_end) + (ce - cs - plan.compute_ps[j])
+        moved = inf.kept[j] + inf.streamed[j]
+        pj = moved * per_byte
+        if j == guess:
+            pj += inf.wasted_bytes * 8 * wmem.read_pj_per_bit
+        energy = op.energy_j + pj * 1e-12 + leak_w * (ce - prev_end) * 1e-12
         prev_end = ce
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
-            op.rule, op.weight_bytes, inf.kept[j] + inf.streamed[j], inf.streamed[j],
+            op.rule, op.weight_bytes, moved, inf.streamed[j],
             inf.refetch[j], plan.spill[j], plan.tiling[j].act_reread, _order(plan.tiling[j]),
             op.macs, int(plan.cycles[j]), plan.util[j],
             None if ds is None else ds * 1e-12, None if de is None else de * 1e-12,
-            cs * 1e-12, ce * 1e-12, stall * 1e-12))
+            cs * 1e-12, ce * 1e-12, stall * 1e-12, inf.bounds[j], energy))
     return rows
 
 
@@ -482,9 +505,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
             rows.append(row)
         if layer_rows is not None:
             if keep_rows:
-                layer_rows.extend(_layer_rows(i, plans[p], inf))
+                layer_rows.extend(_layer_rows(i, plans[p], inf, machine))
             elif on_row is not None:
-                for layer_row in _layer_rows(i, plans[p], inf):
+                for layer_row in _layer_rows(i, plans[p], inf, machine):
                     on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)

@@ -287,7 +287,15 @@ def broadcast_cycles(a: Array, dims: Mapping[str, int], peak: int, executed: int
     pack = max(1, peak // (a.rows * a.cols))
     step = a.step_cycles
     per_step = max(a.writeback_cycles, step * _micro_blocks(a, dims))
-    if depthwise:
+    if depthwise and a.pooling.ublock is not None and "C" in dims:
+        # the pools' micro-block (``Pooling.ublock``: the U85 runs depthwise convs on its
+        # 2x4x16 one, as its pools); the write-back scales with its depth
+        uh, uw, ud = a.pooling.ublock
+        n_xy = (dims.get("N", 1) * -(-dims.get("P", 1) // uh) * -(-dims.get("Q", 1) // uw))
+        per_step = max(a.writeback_cycles * ud // max(1, a.cols), step * n_xy)
+        slices = -(-(groups * k) // ud)
+        steps = -(-taps // step)
+    elif depthwise:
         slices = -(-(groups * k) // a.cols)
         steps = -(-taps // step)
     else:

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from edgesim.sim.bound import compute_unit
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
-from edgesim.sim.mapping import Array, Pooling, Rates, op_cycles, utilisation
+from edgesim.sim.mapping import SOFTMAX, Array, Pooling, Rates, op_cycles, utilisation
 from edgesim.sim.mcu import Kernels
 from edgesim.sim.tiling import (
     ONCE,
@@ -52,10 +53,16 @@ from edgesim.sim.tiling import (
     output_block,
     plan_tiling,
 )
+from edgesim.weight_codec import RECORD_BYTES
 from edgesim.workload import LayerOp, Workload
 
 __all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
            "path_blocks", "utilisation"]
+
+#: Output channels an op's record stream is rounded up to (``scale_cycles``): regor's U85 scale
+#: source emits ``RoundAway(depth, RoundAway(ofmUBlock.Depth(), 16))`` records, the U85-1024's
+#: micro-block 32 deep (ethos_u85_weight_encoder.cpp EthosU85ScaleSource::SetSource).
+SCALE_GRANULE = 32
 
 #: Picoseconds per second: simulated time is integer picoseconds.
 PS_PER_S = 10**12
@@ -66,7 +73,13 @@ SRAM = -1
 
 @dataclass(frozen=True, slots=True)
 class Memory:
-    """One off-chip memory: integer times (ps, rounded up), bytes per second, its port index."""
+    """One off-chip memory: integer times (ps, rounded up), bytes per second, its port index.
+
+    ``bytes_per_s`` is the port's bandwidth; ``read_bytes_per_s`` and ``write_bytes_per_s``
+    what one stream of reads or writes gets of it (``stream_bytes_per_s``: the bandwidth
+    unless the config limits the bursts in flight); ``scale_bytes_per_s`` the rate of the
+    channel that reads an op's per-channel bias and scale records (0: no such channel).
+    """
 
     name: str
     port: int
@@ -76,10 +89,39 @@ class Memory:
     burst_bytes: int
     read_pj_per_bit: float
     write_pj_per_bit: float
+    read_bytes_per_s: int = 0
+    write_bytes_per_s: int = 0
+    scale_bytes_per_s: int = 0
 
 
 def _ps(seconds: float) -> int:
     return math.ceil(seconds * PS_PER_S - 1e-6)
+
+
+#: Of a memory's outstanding transactions (``offchip.max_reads`` / ``max_writes``) a stream
+#: keeps this share busy, and a channel delivers this share of what its transactions in flight
+#: carry: regor (Vela for Ethos-U85) EthosU85Performance::ChannelBW, ``transactionUtil =
+#: min(read buffer, maxOutstanding x ports x 0.8)``, ``min(bandwidth, burst x transactionUtil
+#: / latency x 0.8)`` (hapv3/neural-compiler ethosu/regor/architecture/ethosu85/
+#: ethos_u85_performance.cpp).
+TRANSACTION_UTILISATION = 0.8
+CHANNEL_EFFICIENCY = 0.8
+
+
+def stream_bytes_per_s(bytes_per_s: float, burst: int, latency_s: float,
+                       in_flight: float | None) -> int:
+    """What one stream gets of a memory: Little's law, the bytes in flight over the latency,
+    derated by ``CHANNEL_EFFICIENCY``, at most the bandwidth; ``in_flight`` None is no limit.
+
+    The Ethos-U85's DRAM of edge_match.ini (128 B bursts, 500-cycle reads, 24 reads
+    outstanding at 1 GHz): 128 B x (24 x 0.8) / 500 ns x 0.8 = 3.93 GB/s of its 8 GB/s.
+
+    >>> stream_bytes_per_s(8e9, 128, 500e-9, 24 * TRANSACTION_UTILISATION)
+    3932160000
+    """
+    if in_flight is None or latency_s <= 0:
+        return round(bytes_per_s)
+    return round(min(bytes_per_s, burst * in_flight / latency_s * CHANNEL_EFFICIENCY))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +177,18 @@ class Machine:
             if round(mem["bytes_per_s"]) <= 0:
                 raise ValueError(f"memory {name}: bandwidth must be positive, got "
                                  f"{mem['bytes_per_s']} B/s")
+            reads, writes, scales = (mem.get(k) for k in ("max_reads", "max_writes",
+                                                          "scale_reads"))
+            bw, burst = mem["bytes_per_s"], mem["burst_bytes"]
             memories.append(Memory(
                 name, ports.index(mem["port"]), _ps(mem["latency_s"]),
-                _ps(mem["write_latency_s"]), round(mem["bytes_per_s"]), mem["burst_bytes"],
-                mem["read_pj_per_bit"], mem["write_pj_per_bit"]))
+                _ps(mem["write_latency_s"]), round(bw), burst,
+                mem["read_pj_per_bit"], mem["write_pj_per_bit"],
+                stream_bytes_per_s(bw, burst, mem["latency_s"],
+                                   reads and reads * TRANSACTION_UTILISATION),
+                stream_bytes_per_s(bw, burst, mem["write_latency_s"],
+                                   writes and writes * TRANSACTION_UTILISATION),
+                stream_bytes_per_s(bw, burst, mem["latency_s"], scales) if scales else 0))
         arena = SRAM if hw.placement_arena == "sram" else names.index(hw.placement_arena)
         spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
         rates = Rates(
@@ -159,7 +209,9 @@ class Machine:
         if blk["buffer"]:
             block = BlockBuffer(blk["buffer"], blk["bank"], blk["ifm_granule"],
                                 blk["acc_granule"], blk["acc_bytes"], tuple(blk["ublock"]),
-                                tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"])
+                                tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"],
+                                blk["acc_buffer"], tuple(blk["sub_kernel"]),
+                                blk["latency"])
         in_place = hw.placement_input == "in_place"
         if in_place and block is None:
             raise ValueError("placement.input in_place needs compute.block.buffer (the "
@@ -197,6 +249,9 @@ class OpInfo:
     rule: str
     weight_bytes: int
     macs: int
+    #: joules of the op that do not depend on the stream: MACs, PE registers, index decode,
+    #: its SRAM reads and writes and its activation transfers (``_op_energies``)
+    energy_j: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +262,7 @@ class PathPlan:
     blocks: tuple[tuple[int, ...], ...]   # per op: block indices (deduplicated)
     all_blocks: tuple[int, ...]           # every block the path reads, in first-use order
     cycles: np.ndarray                    # per op compute cycles
+    units: tuple[str, ...]                # per op the unit of its cycles (``sim.bound``)
     util: tuple[float, ...]               # per op MACs / (cycles x peak); 0.0 without MACs
     compute_ps: tuple[int, ...]           # per op compute time, integer picoseconds
     spill: tuple[int, ...]                # per op activation bytes moved off-chip
@@ -264,6 +320,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     n = len(path.ops)
     cycles = np.zeros(n, dtype=np.int64)
     util = [0.0] * n
+    units = ["none"] * n
     array = m.array
     gate = [-1] * n
     # a gate names a router (its module): the decision is known when that router's last
@@ -285,7 +342,9 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         peak = m.macs_per_cycle[op.precision]
         wbytes = _weight_bytes(workload, op)
         op_weight_bytes.append(wbytes)
-        cycles[j] = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        mapped = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        units[j] = compute_unit(array, op, mapped, wbytes, producer)
+        cycles[j] = max(mapped + edge_cycles(m, op), scale_cycles(m, op))
         if not op.fused:
             producer = op
         util[j] = utilisation(executed, int(cycles[j]), peak)
@@ -323,13 +382,17 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
     act_out = sum(w for _, w in traffic.values())
     # Python ints: cycles x 10^12 overflows int64 past ~9.2 M cycles
     compute_ps = tuple(-(-(int(c) * PS_PER_S) // m.clock_hz) for c in cycles)
-    ops = (tuple(_op_info(m, workload, op) for op in path.ops) if per_layer else None)
+    ops = None
+    if per_layer:
+        ops = tuple(replace(_op_info(m, workload, op), energy_j=e) for op, e in
+                    zip(path.ops, _op_energies(m, workload, path.ops, parts, in_place),
+                        strict=True))
     mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
                                               decoded=decode)
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
         all_blocks=tuple(dict.fromkeys(b for ids in blocks for b in ids)), cycles=cycles,
-        util=tuple(util),
+        units=tuple(units), util=tuple(util),
         compute_ps=compute_ps, spill=tuple(spill), tiling=tuple(tiling), gate=tuple(gate),
         macs=macs,
         compute_cycles=int(cycles.sum()), sram_read_fixed=sram_read + act_out,
@@ -339,6 +402,87 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         act_parts=parts,
         act_traffic=tuple((k, r, w) for k, (r, w) in sorted(traffic.items())),
         gated_blocks=frozenset(gated), ops=ops)
+
+
+def _conv_block(m: Machine, op: LayerOp):
+    """The output block of a conv on the machine's block buffer (``tiling.output_block``), a
+    depthwise one reading only its own channels (C per group); None without a buffer."""
+    dims = op.dims
+    if m.block is None or op.kind != "conv" or "C" not in dims:
+        return None
+    sy, sx = tuple(op.meta.get("strides", (1, 1)))
+    return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
+                        C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx))
+
+
+def edge_cycles(m: Machine, op: LayerOp) -> int:
+    """Cycles a conv on a broadcast array spends before its first block and after its last:
+    the first input block read and the last output block written, each the block buffer's
+    SRAM ``latency`` plus its bytes over the SRAM port (regor EthosU55Performance /
+    EthosU85Performance::EstimateMacOpCycles ``totalCycles += ofmBlockCycles`` (last) ``+=
+    ifmBlockCycles`` (first), MinimumIfmCycles / MinimumOfmCycles); 0 without a block buffer.
+
+    The input block is the output block's window (clipped to the input) of the block's
+    channels for a depthwise conv, else of one input slice (``Block.ifm_d``); the output block
+    is clipped to the output (tests/test_schedule.py works KWS's depthwise conv by hand).
+    """
+    if m.block is None or m.array.kind != "broadcast" or not op.macs:
+        return 0
+    dims = op.dims
+    act = max(1, m.act_bits // 8)
+    port = max(1, m.array.port_bytes)
+    blk = _conv_block(m, op)
+    if blk is not None:
+        p, q, k = dims.get("P", 1), dims.get("Q", 1), dims["K"]
+        c = dims["C"] * op.groups
+        sy, sx = tuple(op.meta.get("strides", (1, 1)))
+        depth = min(blk.d, k) if op.groups > 1 and dims["C"] == 1 else min(blk.ifm_d, c)
+        ih = min(blk.ih, (p - 1) * sy + dims.get("R", 1))
+        iw = min(blk.iw, (q - 1) * sx + dims.get("S", 1))
+        ifm = ih * iw * depth
+        ofm = min(blk.h, p) * min(blk.w, q) * min(blk.d, k)
+    elif "N" in dims and "K" in dims:   # a matmul (an FC): M tokens, K in, N out
+        mh, mw, md = m.block.max
+        rows = min(dims.get("M", 1), mh * mw)
+        ifm = rows * min(dims["K"], 32)     # one input slice of at most 32 channels
+        ofm = rows * min(dims["N"], md)
+    else:
+        return 0
+    return 2 * m.block.latency + ifm * act // port + ofm * act // port
+
+
+def scale_cycles(m: Machine, op: LayerOp, granule: int = SCALE_GRANULE) -> int:
+    """Cycles the op's per-channel bias and scale records take through the weight memory's
+    scale channel (``Memory.scale_bytes_per_s``; 0 without one): an op cannot end before they
+    have arrived.
+
+    An op that reads weights (a conv, depthwise or not, or a matmul) reads one record of
+    ``RECORD_BYTES`` per output channel, the channels rounded up to ``granule``, once per
+    output block in height and width (``tiling.output_block``; regor
+    EthosU85Performance::MeasureElementAccess ``weightsRefetch = ofmBlocks.ElementsWH()``,
+    ``constRead[1] = weightsRefetch x encodedScaleSize``, read on MemChannel::Scale).
+
+    On the U85's DRAM (2 bursts of 128 B in flight, 500-cycle reads, at 1 GHz:
+    128 x 2 / 500 x 0.8 = 0.4096 B/cycle) 128 channels in one block take 1,280 B / 0.4096 =
+    3,125 cycles (Vela's DRAM access cycles of VWW's 128-channel depthwise convs: 3,124).
+    """
+    mem = m.memories[m.weights_mem] if m.memories else None
+    if mem is None or not mem.scale_bytes_per_s or not op.macs or not op.weights:
+        return 0
+    dims = op.dims
+    blocks_xy = 1
+    if op.kind == "conv" and "C" in dims:
+        k = dims["K"]                   # every output channel (dims["C"] is per group)
+        blk = _conv_block(m, op)
+        if blk is not None:
+            blocks_xy = (-(-dims.get("P", 1) // blk.h) * -(-dims.get("Q", 1) // blk.w)
+                         * dims.get("N", 1))
+    elif "N" in dims:
+        k = dims["N"]
+    else:
+        return 0
+    nbytes = -(-k // granule) * granule * RECORD_BYTES * blocks_xy
+    return -(-nbytes * m.clock_hz // mem.scale_bytes_per_s)
 
 
 def _act_parts(m: Machine, ops) -> tuple[list[tuple[tuple[int, bool, int], ...]], list[int]]:
@@ -351,7 +495,10 @@ def _act_parts(m: Machine, ops) -> tuple[list[tuple[tuple[int, bool, int], ...]]
     reads: list[dict[int, int]] = [{} for _ in range(n)]
     writes: list[dict[int, int]] = [{} for _ in range(n)]
     off = m.arena_mem != SRAM
-    out_op = next((j for j in range(n - 1, -1, -1) if not ops[j].fused), n - 1)
+    # the network's output is written by its last op; a fused activation writes it with its
+    # producer, but a softmax (a chain of commands after it) writes it itself
+    out_op = next((j for j in range(n - 1, -1, -1)
+                   if not ops[j].fused or ops[j].function in SOFTMAX), n - 1)
     position = {op.name: j for j, op in enumerate(ops)}
     for j, op in enumerate(ops):
         last = j >= out_op
@@ -386,7 +533,8 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
 
     ``staged`` (or an op that is not a 2-D conv, or no block buffer): the input is copied
     once, ``in_bytes``. ``in_place``: the conv reads it per output block (``tiling.output_block``
-    for the machine's block buffer) with its kernel's halo, once per depth block; the network's
+    for the machine's block buffer) with its kernel's halo, once per depth block and per kernel
+    piece (``compute.block.sub_kernel``: a 10 x 4 kernel on 8 x 8 pieces is two); the network's
     input lies in its file's NHWC layout, so the array fetches each pixel's slice of ``ifm_d``
     channels as one run, and a run shorter than a burst costs ``burst / run`` times its bytes
     (``tiling.in_place_bytes``; ethos-u-vela npu_performance._estimate_memory_transfer_efficiency).
@@ -418,8 +566,11 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
             sy, sx = max(1, round(height / p)), max(1, round(width / q))
     block = output_block(m.block, P=p, Q=q, K=k, C=c, R=r, S=s, stride=(sy, sx))
     mem = m.memories[m.arena_mem]
+    kh, kw = m.block.sub_kernel
+    pieces = (-(-dims.get("R", 1) // kh) if kh else 1) * (-(-dims.get("S", 1) // kw) if kw else 1)
     elements = n * in_place_bytes(block, P=p, Q=q, K=k, C=c, H=height, W=width,
-                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8)
+                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8,
+                                  pieces=pieces)
     return max(op.in_bytes, -(-elements * m.act_bits // 8)), True
 
 
@@ -449,6 +600,35 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
                                act_buf=m.act_reserve_bytes,
                                psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
                                schedule=m.schedule))
+    return out
+
+
+def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
+    """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
+    and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
+    activations it writes off-chip) and writes (output, and activations it reads back, less
+    an input read in place), and its activation transfers at their memory's energy. Summed
+    over a path they are the path's ``energy_mac/array/decode_j`` and the SRAM and off-chip
+    activation energy of ``engine._inference_row``; the engine adds the weight bytes each
+    op moves and leakage over its time (``LayerRow.energy_j``)."""
+    out = []
+    for op, ps, ip in zip(ops, parts, in_place, strict=True):
+        executed = _executed_macs(m, op, workload)
+        bits = (executed * register_bits_per_mac(op.precision, act_bits=m.act_bits,
+                                                  dataflow=m.array.dataflow) if op.macs else 0)
+        decoded = sum(workload.blocks[b].nonzeros for b in dict.fromkeys(op.weights)
+                      if workload.blocks[b].encoding != "dense")
+        mac, array, decode = compute_energy(m, macs={op.precision: executed},
+                                            register_bits=bits, decoded=decoded)
+        act_out = sum(b for _, write, b in ps if write)
+        act_in = sum(b for _, write, b in ps if not write)
+        read = _weight_bytes(workload, op) + op.in_bytes + act_out
+        write = op.out_bytes + act_in - ip
+        pj = read * m.sram_read_pj_per_byte + write * m.sram_write_pj_per_byte
+        for mem, w, b in ps:
+            mm = m.memories[mem]
+            pj += b * 8 * (mm.write_pj_per_bit if w else mm.read_pj_per_bit)
+        out.append(mac + array + decode + pj * 1e-12)
     return out
 
 

@@ -49,6 +49,7 @@ class InferenceRow(NamedTuple):
     energy_offchip_j: float
     energy_decode_j: float
     energy_leak_j: float
+    bound: str                   # where most of its time went (``edgesim.sim.bound``)
 
 
 class LayerRow(NamedTuple):
@@ -79,6 +80,8 @@ class LayerRow(NamedTuple):
     compute_start_s: float
     compute_end_s: float
     stall_s: float
+    bound: str                   # what decided the op's end (``edgesim.sim.bound``)
+    energy_j: float              # the op's share of the inference's energy_j (they add up)
 
 
 INFERENCE_COLUMNS: tuple[str, ...] = InferenceRow._fields

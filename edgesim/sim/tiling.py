@@ -41,6 +41,7 @@ Tiling(order='weights_outer', weight_tiles=2, input_stripes=1, weight_refetch=0,
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 from edgesim.errors import ConfigError
@@ -129,7 +130,8 @@ class BlockBuffer(NamedTuple):
     The array computes its output one block (``h x w`` pixels x ``d`` channels) at a time; the
     buffer holds the block's input window (``ifm_depth``-channel slices, ``bank_bytes`` banks
     rounded to ``ifm_granule`` banks) and its accumulators (``acc_bytes`` each, rounded to
-    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes``. A block's sides
+    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes`` (the input alone
+    when the accumulators have their own RAM of ``acc_buffer_bytes``). A block's sides
     are multiples of the micro-block (``ublock``: height, width, depth) and at most ``max``;
     a block of fewer channels than the op's output takes whole multiples of ``split_depth``.
     An input slice holds up to 32 channels (16 part-kernel first; Ethos-U's IFM brick,
@@ -145,6 +147,9 @@ class BlockBuffer(NamedTuple):
     max: tuple[int, int, int]
     split_depth: int
     ifm_depth: int
+    acc_buffer_bytes: int = 0           # a separate accumulator RAM (0: they share the buffer)
+    sub_kernel: tuple[int, int] = (0, 0)  # the largest kernel piece of one pass (0: any)
+    latency: int = 0                    # cycles before the first / after the last block
 
 
 class Block(NamedTuple):
@@ -172,6 +177,7 @@ def part_kernel(c: int, taps: int) -> bool:
     return c * taps / (_up(c, 8) * _up(taps, 4)) > c / _up(c, 32)
 
 
+@lru_cache(maxsize=4096)
 def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S: int,
                  stride: tuple[int, int] = (1, 1)) -> Block:
     """The output block a compiler picks for a conv: of the blocks whose double-buffered input
@@ -182,12 +188,14 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
     A block of ``d < K`` channels reads the input window once per depth block; an input window
     is ``(h - 1) * stride + R`` rows by ``(w - 1) * stride + S`` columns, rounded up to the
     micro-block. Raises ``ValueError`` when no block fits (a buffer smaller than a micro-block).
+    Memoised: a network compiles its convs' blocks once per buffer and shape.
     """
     uh, uw, ud = buf.ublock
     mh, mw, md = buf.max
     ifm_d = _up(min(C, 16 if part_kernel(C, R * S) else 32), buf.ifm_depth)
     sh, sw, sd = _up(min(P, mh), uh), _up(min(Q, mw), uw), _up(min(K, md), ud)
     banks = buf.buffer_bytes // buf.bank_bytes
+    acc_ram = buf.acc_buffer_bytes // buf.bank_bytes     # 0: accumulators share ``banks``
     best: tuple[float, Block] | None = None
     sy, sx = stride
     d = max(ud, min(sd, buf.split_depth))
@@ -201,7 +209,8 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
                 iw = _up((w - 1) * sx + S, uw)
                 ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank_bytes) * 2, buf.ifm_granule)
                 acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * 2, buf.acc_granule)
-                if ifm_banks + acc_banks > banks:
+                if (ifm_banks > banks or acc_banks > acc_ram if acc_ram
+                        else ifm_banks + acc_banks > banks):
                     break            # wider blocks of this height fit no better
                 blocks_xy = (P / h) * (Q / w)
                 weights = R * S * C * -(-P // h) * -(-Q // w) * K
@@ -219,18 +228,21 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
 
 
 def in_place_bytes(block: Block, *, P: int, Q: int, K: int, C: int, H: int, W: int,
-                   burst: int, run: int | None = None) -> int:
+                   burst: int, run: int | None = None, pieces: int = 1) -> int:
     """Bus bytes of a conv reading its ``H x W x C`` input in place from off-chip memory, one
     output block at a time: each of the ``ceil(P/h) * ceil(Q/w) * ceil(K/d)`` blocks reads its
-    input window (clipped to the input) with the halo its kernel needs; a read of contiguous
-    runs of ``run`` bytes shorter than a ``burst`` moves at ``run / burst`` of the bandwidth, so
-    it costs ``burst / run`` times its bytes (``run`` None: runs of a burst or more).
+    input window (clipped to the input) with the halo its kernel needs, once per kernel piece
+    (``pieces``: a kernel beyond ``BlockBuffer.sub_kernel`` is run in pieces, each a pass over
+    the window; regor EthosU55Performance::MeasureElementAccess ``ifmRead = ifmFetch x
+    subkernels x ofmBlockCount``); a read of contiguous runs of ``run`` bytes shorter than a
+    ``burst`` moves at ``run / burst`` of the bandwidth, so it costs ``burst / run`` times its
+    bytes (``run`` None: runs of a burst or more).
 
     >>> b = Block(h=8, w=8, d=16, ih=17, iw=17, ifm_d=8)
     >>> in_place_bytes(b, P=16, Q=16, K=16, C=3, H=32, W=32, burst=64, run=8)
     27744
     """
-    blocks = -(-P // block.h) * -(-Q // block.w) * -(-K // block.d)
+    blocks = -(-P // block.h) * -(-Q // block.w) * -(-K // block.d) * pieces
     raw = min(block.ih, H) * min(block.iw, W) * C * blocks
     if run is None or run >= burst:
         return raw

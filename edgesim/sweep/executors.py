@@ -22,12 +22,14 @@ whether torch or the zoo is loaded there (``edgesim.sweep.run`` keeps it in ``df
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
 import multiprocessing
 import os
 import pickle
 import resource
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -131,6 +133,31 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While the pool lives, its workers do not re-run the caller's ``__main__``.
+
+    A spawned or fork-server worker re-imports the parent's main script (as ``__mp_main__``)
+    so that objects defined there unpickle; a script calling ``edgesim.sweep`` without an
+    ``if __name__ == "__main__":`` guard then ran again in every worker. The tasks here
+    carry only edgesim's own objects, so the main module is named ``__main__`` for the
+    pool's lifetime, which multiprocessing's workers leave alone (``spawn.prepare``)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    missing = object()
+    saved = main.__dict__.get("__spec__", missing)
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        if saved is missing:
+            del main.__spec__
+        else:
+            main.__spec__ = saved
+
+
 def open_executor(spec: ExecutorSpec, workloads: Mapping[str, Any], stack: ExitStack,
                   tasks: int) -> tuple[Executor, Callable[[str], Any]]:
     """The executor (closed by ``stack``) and how a task names each workload id there.
@@ -144,6 +171,7 @@ def open_executor(spec: ExecutorSpec, workloads: Mapping[str, Any], stack: ExitS
         from concurrent.futures import ProcessPoolExecutor
         blobs = {wid: pickle.dumps(w, protocol=pickle.HIGHEST_PROTOCOL)
                  for wid, w in workloads.items()}
+        stack.enter_context(_main_not_rerun())
         ex = stack.enter_context(ProcessPoolExecutor(
             max_workers=n, mp_context=_context(), initializer=WorkerCache(blobs).install))
         return ex, lambda wid: wid

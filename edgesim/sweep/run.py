@@ -257,9 +257,11 @@ def _labels(models: Sequence[Any]) -> list[str]:
 
 
 def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed: int,
-              say: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:
+              say: Callable[[str], None] | None, progress: Progress | None = None
+              ) -> dict[str, dict[str, Any]]:
     """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label; a bar
-    of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on."""
+    of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on, or the
+    caller's ``progress`` hears the inputs evaluated."""
     from edgesim import api
     from edgesim.workload import Workload
     for m in models:
@@ -278,8 +280,8 @@ def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed:
                 bar.append(tqdm(total=total, unit="input", file=sys.stderr, leave=False))
             bar[0].update(done - bar[0].n)
         try:
-            shown = Progress(say, (lambda step, done, total: update(done, total))
-                             if say else None)
+            shown = progress if progress is not None else Progress(
+                say, (lambda step, done, total: update(done, total)) if say else None)
             out[str(m)] = api.evaluate(model_request(str(m), data=data, seed=seed,
                                                      evaluate=True),
                                        inputs=inputs, progress=shown)
@@ -294,7 +296,7 @@ def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed:
 
 
 def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int, seed: int,
-               say: Callable[[str], None] | None, data: str | None = None,
+               say: Progress | Callable[[str], None] | None, data: str | None = None,
                evaluate: bool = False
                ) -> tuple[list[list[str]], dict[str, Workload], list[str]]:
     """Each model's Workload once per ``workload_options`` of the grid.
@@ -326,6 +328,21 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
     return ids, table, labels
 
 
+class _Counted:
+    """The sweep's tasks done, counted to a ``Progress`` as ``count("sweep", done, total)``
+    (the bar's ``update``/``close``)."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.progress.count("sweep", self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
 def _bar(enabled: bool | None, total: int, initial: int):
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -341,20 +358,21 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
           policies: Sequence[str] = ("lru",), prefetch: str = "next", inputs: int | None = None,
           out_dir: str | os.PathLike, executor: str = "process", scheduler: str | None = None,
           workers: int | None = None, seed: int = 0, detail: bool = False, memo: bool = True,
-          progress: bool | None = None, data: str | None = None,
+          progress: bool | Progress | None = None, data: str | None = None,
           evaluate: bool = False) -> pd.DataFrame:
     """Simulate every (grid point, model, policy); the tidy table, sorted by grid order.
 
     ``config``: a YAML path, a shipped config name or the YAML's mapping. ``models``: registry
     names (``nested_r50@2`` included) or Workloads. ``grid_sets``: ``--set`` specs
     (``edgesim.sweep.grid``). ``executor``: ``process`` (all cores, or ``workers``), ``dask``
-    (``scheduler`` address, or a LocalCluster when None) or ``serial``. ``progress``: a tqdm
-    bar on stderr (None: only when it is a terminal); tracing messages go to stderr only when
-    the bar is on. The table is also written to ``out_dir/sweep.csv``; columns as in
-    ``edgesim.sweep.rows``. ``inputs``: inferences per stream (None: 1000, or with ``evaluate``
-    all of ``data``). ``data``: inputs routed models route (a file or image folder);
-    ``evaluate``: ``data`` is labelled and every row gets its model's ``top1`` over those
-    inputs (``api.evaluate``).
+    (``scheduler`` address, or a LocalCluster when None) or ``serial``. ``progress``: a tqdm bar
+    on stderr (None: only when it is a terminal); tracing messages go to stderr only when the
+    bar is on; an ``edgesim.progress.Progress`` instead hears every stage line, the inputs
+    routed and the tasks done (``count("sweep", done, total)``). The table is also written to
+    ``out_dir/sweep.csv``; columns as in ``edgesim.sweep.rows``. ``inputs``: inferences per
+    stream (None: 1000, or with ``evaluate`` all of ``data``). ``data``: inputs routed models
+    route (a file or image folder); ``evaluate``: ``data`` is labelled and every row gets its
+    model's ``top1`` over those inputs (``api.evaluate``).
 
     A task that raises (a value the config accepts but the engine cannot compute with) does
     not stop the sweep: its row has ``status`` ``failed``, its ``error`` and empty metrics; it
@@ -377,8 +395,13 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
                            "an .npz, x.npy with y.npy, or an image folder of class folders)")
     _check(policies, prefetch, 1000 if inputs is None else inputs, models)
     how = ExecutorSpec(executor, scheduler, workers)
-    tty = sys.stderr.isatty() if progress is None else progress
-    say = (lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty else None
+    if isinstance(progress, Progress):       # the caller's: stage lines and counts
+        say, shown = progress.say, progress
+    else:
+        tty = sys.stderr.isatty() if progress is None else progress
+        say = ((lambda msg: print(f"edgesim: {msg}", file=sys.stderr, flush=True)) if tty
+               else None)
+        shown = Progress(say=say)
     base = base_config(config)                 # the file is read and parsed once
     axes = parse_grid(base, grid_sets, say=say)   # bad grids fail here, before any work
     out = Path(out_dir)
@@ -393,14 +416,15 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         if evaluate:
             from edgesim import cache
             _labels(models)   # each model once, before evaluating any
-            accuracy = _accuracy(models, data, inputs, seed, say)
+            accuracy = _accuracy(models, data, inputs, seed, say,
+                                 shown if isinstance(progress, Progress) else None)
             inputs = next(iter(accuracy.values()))["inputs"]
             fingerprint = cache.file_fingerprint(data)
             evaluations = {m: {"data": fingerprint, "seed": seed, "top1": a["top1"],
                                "correct": a["correct"]} for m, a in accuracy.items()}
         inputs = 1000 if inputs is None else inputs
         reps = [_point_config(base, p, params) for p, params in _workload_points(axes)]
-        ids, table, labels = _workloads(models, reps, inputs, seed, say, data, evaluate)
+        ids, table, labels = _workloads(models, reps, inputs, seed, shown, data, evaluate)
         by_options = {_options_key(hw): row for hw, row in zip(reps, ids, strict=True)}
         from edgesim.api import model_info
         plan = _Plan(labels, tuple(policies), prefetch, inputs, table,
@@ -412,7 +436,8 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
                 f"{_count(len(plan.policies), 'policy', 'policies')} = {total:,} tasks, "
                 "planned and run point by point")
         done = store.finished(detail=detail)
-        bar = _bar(progress, total, 0)
+        bar = (_Counted(progress, total) if isinstance(progress, Progress)
+               else _bar(progress, total, 0))
         try:
             tasks, seen = _run(_items(base, axes, plan, by_options), plan, store, how, bar,
                                done, total)

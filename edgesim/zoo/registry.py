@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -255,9 +256,7 @@ def _state_dict(path: str) -> Mapping[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ModelError(f"checkpoint file '{path}' cannot be read: "
-                         f"{type(exc).__name__}: {first}") from exc
+        raise ModelError(_unreadable(path, exc)) from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -279,6 +278,21 @@ def _state_dict(path: str) -> Mapping[str, Any]:
             raise ModelError(f"checkpoint file '{path}': key '{key}' holds NaN or infinite "
                              "values; expected finite weights")
     return obj
+
+
+def _unreadable(path: str, exc: Exception) -> str:
+    """One line for a checkpoint ``torch.load(weights_only=True)`` refused: a pickled object
+    (a whole model saved with ``torch.save(model)``) names the class and says what to save;
+    anything else is the error's first line, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found is not None or "Weights only load failed" in text:
+        what = f" (a {found.group(1).rsplit('.', 1)[-1]} object)" if found else ""
+        return (f"checkpoint file '{path}' holds a pickled Python object{what}, not a "
+                "state_dict; edgesim does not unpickle code: save the weights with "
+                "torch.save(model.state_dict(), PATH) and pass that file")
+    first = (text.strip().splitlines() or [""])[0][:300]
+    return f"checkpoint file '{path}' cannot be read: {type(exc).__name__}: {first}"
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
