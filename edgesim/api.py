@@ -455,14 +455,22 @@ def _model_level(overrides: Sequence[str]) -> int | None:
 
 def models(*, names: Sequence[str] | None = None,
            progress: Callable[[str], None] | None = None):
-    """One row per registered model with its parameters and bytes (traces what is not cached)."""
+    """One row per registered model with its parameters and bytes (traces what is not cached);
+    a routed tree adds ``channel_coverage`` and ``weight_coverage`` (``SigmaTree.coverage``:
+    the share of the dense channels, and of the dense conv/linear weight entries, some node
+    stores), blank for the other models."""
     import pandas as pd
 
     from edgesim.zoo.registry import REGISTRY
     rows = []
     for name in names or list(REGISTRY):
         w = workload(name, progress=progress)
-        rows.append(model_info(w))
+        row = model_info(w)
+        cov = (w.meta.get("tree") or {}).get("coverage") or {}
+        if cov:
+            row["channel_coverage"] = cov.get("channel_coverage")
+            row["weight_coverage"] = cov.get("weight_coverage")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

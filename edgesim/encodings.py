@@ -5,7 +5,7 @@ Public names: ``ENCODINGS``, ``CODECS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCL
 ``decodable``, ``resolve``, ``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``,
 ``rle_bytes``, ``rle``, ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``,
 ``nested``, ``separate_csr_bytes``, ``SEGMENT_ENCODINGS``, ``segment_candidates``, ``mlw``,
-``storage_note``, ``StorageWarning``.
+``storage_note``, ``StorageWarning``, ``UNPACKED_BITS``.
 
 Every function takes the quantized values as they will be stored (an integer NumPy array whose
 first axis is the output channel), the bits per stored value, and the number of per-region scales
@@ -44,6 +44,7 @@ __all__ = [
     "EXCLUSIVE",
     "SCALE_BYTES",
     "SEGMENT_ENCODINGS",
+    "UNPACKED_BITS",
     "VALUE_BITS",
     "StorageWarning",
     "as_stored",
@@ -499,7 +500,11 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
     """``workload`` with its weights in the ``formats`` a hardware decodes and its activation
     bytes at ``act_bits`` per element (None: leave that part as traced).
 
-    Weights: each block with candidates (``WeightBlock.encoded``) takes the smallest of them
+    Weights: a weight block of 1-bit values (signed-binary) where no format of ``formats``
+    decodes 1-bit values (``VALUE_BITS``: only ``signed_binary`` does) is stored as int8
+    weights, dense (``UNPACKED_BITS``; an int8-only device such as ``ethos_u55`` or ``stm32h7``
+    reads the binarised tensor as int8). Each other block with candidates
+    (``WeightBlock.encoded``) takes the smallest of them
     among ``decodable(workload.meta["encodings"], formats)`` (the first in that order on a tie)
     and sets ``encoding`` and ``stored_bytes``; a block without candidates stays as stored. A
     block that none of them can hold is a ``ConfigError`` naming it and the formats, except a
@@ -558,7 +563,13 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
     out: dict[str, WeightBlock] = {}
     changed = False
     for bid, b in w.blocks.items():
-        if b.encoded:
+        if b.bits < UNPACKED_BITS and b.meta.get("role") == "weight" and not any(
+                int(b.bits) in VALUE_BITS.get(f, ()) for f in formats):
+            # 1-bit values are read by a decoder made for them (``VALUE_BITS``: signed_binary)
+            # only; a hardware without one stores the tensor as its int8 weights
+            b = _unpacked(b)
+            changed = True
+        elif b.encoded:
             names = decodable(list(b.encoded), formats) if order is None else order
             allowed = [e for e in names if e in b.encoded]
             if not allowed and "level" in b.meta and "nested" in b.encoded:
@@ -573,6 +584,21 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
                 changed = True
         out[bid] = b
     return out if changed else None
+
+
+#: Bits per value a hardware without a decoder for narrower values stores a weight in
+#: (``as_stored``): every shipped config computes in int8 (``edgesim/hwconfigs``).
+UNPACKED_BITS = 8
+
+
+def _unpacked(b: WeightBlock) -> WeightBlock:
+    """A block of 1-bit values as int8 weights: dense, one byte per element, its scales kept
+    (the binarised tensor quantized to int8 per region: ``{-127, 0, 127} x a / 127``)."""
+    from dataclasses import replace
+    stored = dense(np.empty(int(b.elements), dtype=np.int8), UNPACKED_BITS,
+                   int(b.meta.get("scales", 0)))
+    return replace(b, bits=UNPACKED_BITS, encoding="dense", stored_bytes=stored,
+                   dense_bytes=stored, encoded={"dense": stored})
 
 
 def _scaled(op: LayerOp, traced: int, act_bits: int) -> LayerOp:

@@ -20,21 +20,29 @@ Models (every number below is measured by running them; nothing is a target):
   is simulated.
 * **mix_and_match**: ``pruning.layer_ranges`` (the 9 baseline runs, magnitude / SNIP / GraSP at
   70 / 80 / 90 %, on the calibration split) gives each layer's range; each of the 10 strategies
-  (``pruning.STRATEGIES``; ``--quick``: 3) prunes by magnitude and is fine-tuned
-  (``pruning.fine_tune``, masks re-applied after every step); the strategy with the best
-  validation Top-1 is the method's model (ties: the sparser).
+  (``pruning.STRATEGIES``) under each of the 3 sensitivities (``pruning.SENSITIVITIES``:
+  magnitude, gradient, product, the gradients on the calibration split) prunes and is
+  fine-tuned (``pruning.fine_tune``, masks re-applied after every step); the (sensitivity,
+  strategy) with the best validation Top-1 is the method's model (ties: the sparser, then the
+  first in that order). ``--quick``: 3 pairs, one per sensitivity.
 * **nested**: ``nested.NestedModel`` with 3 magnitude-nested levels (densities 10 / 30 / 50 %,
   first conv and classifier 50 / 80 / 100 %), trained by ``nested.train_nested`` (gradient
-  masking, the summed loss of the 3 sub-networks); each level is a row.
+  masking: each weight learns from the sub-network it enters; the summed loss of the 3
+  sub-networks); each level is a row.
 * **signed_binary**: ``signed_binary.to_signed_binary`` (one region per filter; first conv
   and classifier int8) trained by ``signed_binary.fine_tune_ste`` (straight-through, the
   thresholds learned: the sparsity is an outcome).
 
 Binarised and nested weights move the activations faster than BatchNorm's running averages
 follow, so after training their statistics are re-estimated on the training split
-(``recalibrate_bn``); the nested model keeps one set per level (``LevelNorms``: 2 x 1,120
-extra per-channel scales and biases, not in the tracer's stored bytes), folded into each
-level's per-channel int8 scales as deployed.
+(``recalibrate_bn``); the nested model keeps one set per level (``nested.level_batchnorm``),
+folded into each level's per-channel int8 scales and biases as deployed, and the extra sets
+are in its stored bytes (8 B per channel per level beyond the first).
+
+The tree's run output gives its coverage (of the dense channels, and of the dense weight
+entries: an entry (o, i) is stored only where some node keeps both channels) and its routing
+balance (held-out inputs per path, also the ``path_inputs`` column), with a note when a leaf
+receives no input or more than half of them.
 
 Each model is traced (``edgesim.trace.trace``, BatchNorm folded as deployed) and simulated
 over the held-out stream on ``npu_small`` as shipped (512 KiB SRAM) and with its SRAM scaled
@@ -44,9 +52,13 @@ to 64 KiB (a 700 KB model against 512 KiB is the ratio of a small CNN, not of a 
 Writes ``RESULTS/digits/results.csv`` (one row per model and SRAM size), ``pareto.png`` and
 ``pareto.svg`` (Top-1 against weight bytes per inference in the steady state, one panel per
 SRAM size, the Pareto front drawn) and ``strategies.csv`` (every Mix-and-Match strategy: its
-sparsity and validation / test Top-1). Seeded: two runs give byte-identical CSVs (one torch
-thread, deterministic algorithms). The full run takes about 2 minutes (one core; ``--quick``
-~35 s).
+sparsity and validation / test Top-1). Seeded: two runs on one machine give byte-identical
+CSVs (one torch thread, deterministic algorithms). The Top-1 figures come from float32
+training and can differ between CPUs (vector widths change float32 rounding, and training
+amplifies it): another machine may give a few test images more or less per model and another
+Mix-and-Match winner; the pruning masks, levels and thresholds themselves are chosen by exact
+rules (float64 scores, ties by index). The full run takes about 6 minutes (one core;
+``--quick`` ~40 s).
 """
 
 from __future__ import annotations
@@ -62,6 +74,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments.paper_tables import routing_note
+
 SEED = 0
 CONFIG = "npu_small"
 #: SRAM sizes simulated: the config as shipped, and scaled so that no model here fits.
@@ -73,26 +87,30 @@ CLASSES = 10
 TREE_LEVELS = {"layer2_1": 1, "layer3": 2}
 NESTED_DENSITIES = (0.1, 0.3, 0.5)
 NESTED_EDGE_DENSITIES = (0.5, 0.8, 1.0)
-QUICK_STRATEGIES = ("conservative", "balanced", "aggressive")
+#: ``--quick``: one (sensitivity, strategy) pair per sensitivity.
+QUICK_PAIRS = (("magnitude", "conservative"), ("gradient", "percentile_50"),
+               ("product", "aggressive"))
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Epochs of each training step, and the Mix-and-Match strategies tried."""
+    """Epochs of each training step, and the Mix-and-Match (sensitivity, strategy) pairs
+    tried."""
 
     dense_epochs: int
     tree_epochs: int
     prune_epochs: int
     nested_epochs: int
     binary_epochs: int
-    strategies: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
 
 
 def settings(quick: bool) -> Settings:
-    from edgesim.zoo.pruning import STRATEGIES
+    from edgesim.zoo.pruning import SENSITIVITIES, STRATEGIES
     if quick:
-        return Settings(8, 3, 1, 4, 3, QUICK_STRATEGIES)
-    return Settings(20, 12, 3, 12, 12, tuple(STRATEGIES))
+        return Settings(8, 3, 1, 4, 3, QUICK_PAIRS)
+    return Settings(20, 12, 3, 12, 12,
+                    tuple((s, t) for s in SENSITIVITIES for t in STRATEGIES))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,9 +211,10 @@ def sigma_branch(dense: Any, data: dict[str, Split], epochs: int
 
 
 def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
-                  strategies: Sequence[str]) -> tuple[Any, str, list[dict[str, Any]]]:
-    """The Mix-and-Match model of the best strategy by validation Top-1, its name, and one row
-    per strategy (sparsity, validation and test correct)."""
+                  pairs: Sequence[tuple[str, str]]) -> tuple[Any, str, list[dict[str, Any]]]:
+    """The Mix-and-Match model of the best (sensitivity, strategy) by validation Top-1, its
+    name (``sensitivity/strategy``), and one row per pair (sparsity, validation and test
+    correct)."""
     import torch
 
     from edgesim.zoo import pruning
@@ -204,11 +223,17 @@ def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
     ranges = pruning.layer_ranges(dense, calib, steps=len(calib))   # the 9 baseline runs
     params = dict(dense.named_parameters())
     counts = {n: params[n].numel() for n in ranges}
+    heads = pruning.classifier_layers(dense)
+    scorers = {"magnitude": lambda: pruning.magnitude_scores(dense),
+               "gradient": lambda: pruning.gradient_scores(dense, calib, steps=len(calib)),
+               "product": lambda: pruning.product_scores(dense, calib, steps=len(calib))}
+    scores = {s: scorers[s]() for s in dict.fromkeys(s for s, _ in pairs)}
     rows, best, best_key = [], None, None
-    for k, strategy in enumerate(strategies):
+    for k, (sensitivity, strategy) in enumerate(pairs):
         model = copy.deepcopy(dense)
-        rhos = pruning.strategy_sparsities(ranges, strategy, counts, list(ranges))
-        masks = pruning.prune(model, rhos, pruning.magnitude_scores(model))
+        rhos = pruning.strategy_sparsities(ranges, strategy, counts, list(ranges),
+                                           classifiers=heads)
+        masks = pruning.prune(model, rhos, scores[sensitivity])
         torch.manual_seed(SEED + 10 + k)
         pruning.fine_tune(model, masks, loader(data["train"], SEED + 10 + k), epochs=epochs,
                           lr=5e-4)
@@ -217,12 +242,13 @@ def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
         zeros = sum(int((p == 0).sum()) for p in weights.values())
         sparsity = zeros / sum(p.numel() for p in weights.values())
         val, test = correct(model, data["val"]), correct(model, data["test"])
-        rows.append({"strategy": strategy, "sparsity": round(sparsity, 4),
+        rows.append({"sensitivity": sensitivity, "strategy": strategy,
+                     "sparsity": round(sparsity, 4),
                      "val_correct": val, "val_inputs": len(data["val"].y),
                      "test_correct": test, "test_inputs": len(data["test"].y)})
         key = (val, sparsity)
         if best_key is None or key > best_key:
-            best, best_key = (model, strategy), key
+            best, best_key = (model, f"{sensitivity}/{strategy}"), key
     assert best is not None
     return best[0], best[1], rows
 
@@ -251,44 +277,12 @@ def recalibrate_bn(model: Any, split: Split) -> None:
     model.eval()
 
 
-class LevelNorms:
-    """BatchNorm statistics per nested level (as slimmable nets' switchable BN): ``use(k)``
-    selects sub-network k and loads its statistics. Folded into the convs they are a per-level
-    per-channel scale and bias; with per-channel int8 quantization the integer weights of
-    every level stay those of the one nested stream."""
-
-    def __init__(self, model: Any, split: Split) -> None:
-        from torch import nn
-        self.model = model
-        self.bns = {n: m for n, m in model.named_modules()
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-        self.stats = {}
-        for k in range(1, model.num_levels + 1):
-            model.set_level(k)
-            recalibrate_bn(model, split)
-            self.stats[k] = {n: (m.running_mean.clone(), m.running_var.clone())
-                             for n, m in self.bns.items()}
-
-    @property
-    def channels(self) -> int:
-        """BatchNorm channels of the net (per level: one scale and one bias each)."""
-        return sum(m.num_features for m in self.bns.values())
-
-    def use(self, k: int) -> Any:
-        import torch
-        self.model.set_level(k)
-        with torch.no_grad():
-            for n, m in self.bns.items():
-                mean, var = self.stats[k][n]
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-        return self.model.eval()
-
-
-def nested(dense: Any, data: dict[str, Split], epochs: int) -> LevelNorms:
+def nested(dense: Any, data: dict[str, Split], epochs: int) -> Any:
+    """The nested model, trained, with one set of BatchNorm statistics per level
+    (``nested.level_batchnorm`` on the training split)."""
     import torch
 
-    from edgesim.zoo.nested import NestedModel, nested_levels, train_nested
+    from edgesim.zoo.nested import NestedModel, level_batchnorm, nested_levels, train_nested
 
     net = copy.deepcopy(dense)
     model = NestedModel(net, nested_levels(net, NESTED_DENSITIES,
@@ -296,7 +290,7 @@ def nested(dense: Any, data: dict[str, Split], epochs: int) -> LevelNorms:
     torch.manual_seed(SEED + 2)
     train_nested(model, loader(data["train"], SEED + 2), epochs=epochs, lr=0.05,
                  schedule="sum")
-    return LevelNorms(model, data["train"])
+    return level_batchnorm(model, batches(data["train"], 128))
 
 
 def signed_binary(dense: Any, data: dict[str, Split], epochs: int) -> Any:
@@ -496,25 +490,34 @@ def main(argv: Sequence[str] | None = None) -> int:
          f"{sum(params['paths']) / len(params['paths']) / dense_params:.1%} of dense)")
     note("sigmab: held-out inputs per path " + ", ".join(
         f"{p.name} {c}" for p, c in zip(tree_w.paths, counts, strict=True)))
+    unbalanced = routing_note("sigmab", counts)
+    if unbalanced is not None:
+        note(f"NOTE {unbalanced}")
+    cov = tree.coverage()
+    note(f"sigmab: coverage of the dense channels {cov['channel_coverage']:.1%}, of the dense "
+         f"conv/linear weight entries {cov['weight_coverage']:.1%} "
+         f"({cov['dense_weights'] - cov['covered_weights']:,} of {cov['dense_weights']:,} "
+         "entries in no node)")
     models.append(("sigmab", "hard-routed", correct(tree, test), sparsity(tree), tree_w))
 
-    pruned, strategy, strategy_rows = mix_and_match(dense, data, cfg.prune_epochs,
-                                                    cfg.strategies)
+    pruned, strategy, strategy_rows = mix_and_match(dense, data, cfg.prune_epochs, cfg.pairs)
     note(f"mix_and_match: best strategy {strategy}, {correct(pruned, test)}/{n}")
     models.append(("mix_and_match", strategy, correct(pruned, test), sparsity(pruned),
                    traced(pruned, "digits_mm", "sparse",
                           ("dense", "bitmap", "csr", "csc", "rle"), n)))
 
-    norms = nested(dense, data, cfg.nested_epochs)
+    nest = nested(dense, data, cfg.nested_epochs)
     nested_encodings = ("dense", "nested", *SEGMENT_ENCODINGS)
-    for k in range(1, norms.model.num_levels + 1):
-        nest = norms.use(k)
+    for k in range(1, nest.num_levels + 1):
+        nest.set_level(k)
         c = correct(nest, test)
         note(f"nested level {k}: {c}/{n}")
         models.append(("nested", f"level {k}", c, sparsity(nest),
                        traced(nest, f"digits_nested@{k}", "nested", nested_encodings, n)))
-    note(f"nested: per-level BatchNorm statistics, {norms.channels} channels x "
-         f"{norms.model.num_levels - 1} more levels x (scale + bias)")
+    extra = sum(b.stored_bytes for b in models[-1][4].blocks.values()
+                if "norm_of_level" in b.meta)
+    note(f"nested: per-level BatchNorm statistics, {extra:,} B stored for levels 2.."
+         f"{nest.num_levels} (in the stored bytes)")
 
     sb = signed_binary(dense, data, cfg.binary_epochs)
     note(f"signed_binary: {correct(sb, test)}/{n}")

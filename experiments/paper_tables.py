@@ -7,7 +7,12 @@ From the registered models' traced Workloads (``edgesim.api.model_info``), write
 
 * ``routed.csv``: per routed tree (family ``sigmab``): stored params, mean params per
   root-to-leaf path, params per inference over the routed input stream, the active-parameter
-  reduction against the whole tree and against the dense model it was made from;
+  reduction against the whole tree and against the dense model it was made from (set by the
+  split points: the channel budget is solved so that the tree stores the dense parameters),
+  the coverage of the dense channels and of the dense conv/linear weight entries (an entry
+  (o, i) is stored only where some node keeps both channels; ``SigmaTree.coverage``), the
+  entries no node stores, and the routing balance: inputs of the stream per path (a note on
+  stderr names a path that receives no input or more than half of them);
 * ``paths.csv``: per routed tree and root-to-leaf path: params, stored bytes, share of the tree;
 * ``nodes.csv``: per routed tree, node, stage and channel group: dense channels, channels kept,
   shared with the sibling (and Jaccard), coverage of the dense channels at that depth;
@@ -53,8 +58,24 @@ def _trees(names: Sequence[str], inputs: int):
                 yield name, w
 
 
+def routing_note(name: str, counts: Sequence[int]) -> str | None:
+    """A line when a path of ``name`` receives no input or more than half of them, else None.
+
+    >>> routing_note("t", [210, 0, 75, 75])
+    't: routing is unbalanced: path 1 receives no input, path 0 receives 210 of 360 (> half)'
+    """
+    total = sum(counts)
+    if not total:
+        return None
+    parts = [f"path {i} receives no input" for i, c in enumerate(counts) if c == 0]
+    parts += [f"path {i} receives {c} of {total} (> half)" for i, c in enumerate(counts)
+              if 2 * c > total]
+    return f"{name}: routing is unbalanced: {', '.join(parts)}" if parts else None
+
+
 def routed_table(names: Sequence[str], inputs: int):
     """One row per routed tree among ``names``."""
+    import numpy as np
     import pandas as pd
 
     from edgesim.zoo.registry import REGISTRY
@@ -71,6 +92,16 @@ def routed_table(names: Sequence[str], inputs: int):
                "dense_params": dense.total_params if dense is not None else None,
                "active_reduction_vs_dense": (round(1 - w.mean_path_params / dense.total_params,
                                                    4) if dense is not None else None)}
+        cov = (w.meta.get("tree") or {}).get("coverage") or {}
+        row["channel_coverage"] = cov.get("channel_coverage")
+        row["weight_coverage"] = cov.get("weight_coverage")
+        row["uncovered_weights"] = (cov["dense_weights"] - cov["covered_weights"]
+                                    if "dense_weights" in cov else None)
+        counts = np.bincount(w.sequence, minlength=len(w.paths)).tolist()
+        row["path_inputs"] = "/".join(str(c) for c in counts)
+        note = routing_note(name, counts)
+        if note is not None:
+            print(f"note: {note}", file=sys.stderr)
         rows.append(row)
     return pd.DataFrame(rows)
 

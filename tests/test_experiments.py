@@ -73,3 +73,11 @@ def test_paper_tables_quick(tmp_path):
     assert len(routed) > 0, "the routed table is empty"
     # a routed tree runs fewer params per inference than it stores
     assert (routed["mean_path_params"] < routed["tree_params"]).all()
+    # every channel lives in a node, but a weight entry only where a node keeps both of its
+    # channels: weight coverage <= channel coverage = 1, and the entries in no node are counted
+    assert (routed["channel_coverage"] == 1.0).all()
+    assert ((routed["weight_coverage"] > 0) & (routed["weight_coverage"] <= 1.0)).all()
+    assert (routed["uncovered_weights"] >= 0).all()
+    # the routing balance: inputs per path add up to the stream
+    for inputs in routed["path_inputs"]:
+        assert sum(int(c) for c in str(inputs).split("/")) > 0

@@ -97,6 +97,9 @@ def test_sb_r50_binary_blocks_two_values_per_region(sb_model, workloads):
     binarized = {n: m for n, m in sb_model.named_modules()
                  if getattr(m, "edgesim_encoding", None) == "signed_binary"}
     assert len(binarized) == 53   # ResNet-50: 53 conv/linear, all but the int8 stem conv
+    from edgesim.trace.fold import folded
+    from edgesim.zoo.signed_binary import signed_binarize
+    modules = dict(sb_model.named_modules())
     for name, m in binarized.items():
         wq = m.weight.detach().reshape(m.weight.shape[0], -1)   # region = one output filter
         for r, row in enumerate(wq):
@@ -104,11 +107,20 @@ def test_sb_r50_binary_blocks_two_values_per_region(sb_model, workloads):
             # at most two values, one of them 0: {0, +a} or {0, -a}
             assert len(values) <= 2, (name, r, values)
             assert len(values) == 1 or 0.0 in values, (name, r, values)
-        # the traced block (BN folded: a positive per-filter factor) is the same tensor at
-        # 1 bit: same zeros, and it fits the signed-binary encoding's one sign per region
+        # the traced block is the binarisation of the BN-folded latent weight (a positive
+        # per-filter factor; binarising commutes with it up to the float32 rounding of the
+        # folded values, which can move a weight that sits on the threshold), at 1 bit, and
+        # it fits the signed-binary encoding's one sign per region
         block = w.blocks[f"{name}.parametrizations.weight.original"]
         assert block.bits == 1
-        assert block.nonzeros == int(torch.count_nonzero(m.weight))
+        parent, _, leaf = name.rpartition(".")
+        bn_name = (f"{parent}.1" if leaf == "0" else f"{parent}.bn{leaf[-1]}") if parent else ""
+        latent = m.parametrizations.weight.original
+        if bn_name and bn_name in modules:
+            latent = folded(m, modules[bn_name], latent)[0]
+        t = float(m.parametrizations.weight[0].threshold)
+        assert block.nonzeros == int(torch.count_nonzero(signed_binarize(latent, threshold=t)[0]))
+        assert abs(block.nonzeros - int(torch.count_nonzero(m.weight))) <= 2
         signs = torch.sign(m.weight.detach()).to(torch.int8).numpy()
         assert block.stored_bytes <= encodings.signed_binary_bytes(signs)
     assert w.blocks["conv1.weight"].bits == 8   # the stem stays int8

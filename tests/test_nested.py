@@ -10,7 +10,9 @@ from torch import nn
 
 from edgesim.errors import ModelError
 from edgesim.zoo.nested import (
+    LEVEL_NORM_BYTES,
     NestedModel,
+    level_batchnorm,
     level_sparsity,
     nested_levels,
     nested_resnet50,
@@ -174,6 +176,111 @@ def test_sum_schedule_trains_all_levels_and_keeps_pruned_zero() -> None:
         after = latent[name].detach()
         assert bool((after[levels == 0] == 0).all())
         assert bool((after[levels == 2] != before[name][levels == 2]).any())
+
+
+def _mlp_levels() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    return net, nested_levels(net, densities=(0.3, 0.6, 1.0))
+
+
+def test_gradient_masking_changes_training_against_plain_masked_joint_training() -> None:
+    # Law of the gradient masking read from the paper: under the summed loss a level-j weight
+    # moves by -lr * dL_j/dw (sub-network j's loss alone); plain masked joint training moves it
+    # by -lr * sum_{k >= j} dL_k/dw. One SGD step from the same start: the masked step equals
+    # the per-level reference exactly, and the two trainings give different weights.
+    x, y = tiny_batches(1)[0][0].flatten(1)[:, :6], torch.tensor([0, 1, 2, 0])
+    lr = 0.1
+    ref_net, lv = _mlp_levels()
+    ref = NestedModel(ref_net, lv)
+    latent = ref.latent_weights()
+    grads = {}
+    for k in (1, 2, 3):
+        ref.set_level(k)
+        grads[k] = torch.autograd.grad(nn.functional.cross_entropy(ref(x), y),
+                                       list(latent.values()))
+    after = {}
+    for masking in (True, False):
+        net, lv = _mlp_levels()
+        model = NestedModel(net, lv)
+        start = {n: p.detach().clone() for n, p in model.latent_weights().items()}
+        train_nested(model, [(x, y)], steps=1, lr=lr, schedule="sum",
+                     gradient_masking=masking)
+        after[masking] = {n: p.detach().clone() for n, p in model.latent_weights().items()}
+        for i, (name, levels) in enumerate(model.edgesim_nested_levels.items()):
+            for j in (1, 2, 3):
+                at = levels == j
+                ks = (j,) if masking else tuple(range(j, 4))
+                step = sum(grads[k][i] for k in ks)
+                expect = start[name] - lr * step
+                torch.testing.assert_close(after[masking][name][at], expect[at],
+                                           rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(after[True][n], after[False][n]) for n in after[True])
+
+
+def test_round_robin_masked_step_leaves_the_sparser_levels() -> None:
+    # a step on sub-network 2 moves only the weights level 2 adds; unmasked it moves level 1 too
+    moved = {}
+    for masking in (True, False):
+        net, lv = _mlp_levels()
+        model = NestedModel(net, lv)
+        latent = model.latent_weights()
+        before = {n: p.detach().clone() for n, p in latent.items()}
+        data = [(torch.randn(4, 6, generator=torch.Generator().manual_seed(i)),
+                 torch.tensor([0, 1, 2, 0])) for i in range(2)]
+        train_nested(model, data, steps=2, lr=0.1, gradient_masking=masking)  # levels 1, 2
+        moved[masking] = sum(int((latent[n][lv_ == 1] != before[n][lv_ == 1]).sum())
+                             for n, lv_ in model.edgesim_nested_levels.items())
+    one_step_moves = moved[True]      # level 1 moved in step 1 only
+    assert moved[False] >= one_step_moves > 0
+    # level-1 weights after the masked run equal a run of the level-1 step alone
+    net, lv = _mlp_levels()
+    alone = NestedModel(net, lv)
+    data = [(torch.randn(4, 6, generator=torch.Generator().manual_seed(0)),
+             torch.tensor([0, 1, 2, 0]))]
+    train_nested(alone, data, steps=1, lr=0.1)
+    net, lv = _mlp_levels()
+    both = NestedModel(net, lv)
+    data.append((torch.randn(4, 6, generator=torch.Generator().manual_seed(1)),
+                 torch.tensor([0, 1, 2, 0])))
+    train_nested(both, data, steps=2, lr=0.1)
+    for n, levels in both.edgesim_nested_levels.items():
+        a, b = alone.latent_weights()[n].detach(), both.latent_weights()[n].detach()
+        assert torch.equal(a[levels == 1], b[levels == 1])
+
+
+def test_a_levels_stored_bytes_include_its_batchnorm_statistics() -> None:
+    # Law: with one BatchNorm set per level, the trace stores, per level k >= 2 and per conv a
+    # BatchNorm follows, LEVEL_NORM_BYTES (fp32 scale + int32 bias = 8) per output channel:
+    # the stored bytes grow by 8 x (N - 1) x (channels of the BN-followed convs), the bytes a
+    # sub-network reads do not (its set stands in for level 1's). tiny_resnet: BN-followed
+    # convs stem 4 + layer1 (4 + 4) + layer2 (8 + 8 + downsample 8) = 36 channels; N = 3.
+    from edgesim.trace import trace
+    from edgesim.zoo.deploy import prepare
+
+    x = torch.randn(1, 3, 8, 8)
+    out = {}
+    for per_level in (False, True):
+        torch.manual_seed(0)
+        net = tiny_resnet()
+        model = NestedModel(net, nested_levels(net, densities=(0.1, 0.3, 0.5)), level=2)
+        level_batchnorm(model, tiny_batches(2))
+        if not per_level:   # the same weights and level-2 statistics, one stored set
+            for pm in model.masks().values():
+                pm.level_norm_channels = 0
+        for k, stats in model.level_norms.items():
+            model.set_level(k)
+            bn = model.net.bn1
+            assert torch.equal(bn.running_mean, stats["net.bn1"][0])
+        model.set_level(2)
+        out[per_level] = trace(prepare(model.eval(), x), x, name="n", family="nested",
+                               encodings=("dense", "nested"), inputs=1)
+    plain, levelled = out[False], out[True]
+    assert levelled.stored_bytes - plain.stored_bytes == LEVEL_NORM_BYTES * 2 * 36
+    norms = [b for b in levelled.blocks.values() if "norm_of_level" in b.meta]
+    assert sorted({b.meta["norm_of_level"] for b in norms}) == [2, 3]
+    assert sum(b.stored_bytes for b in norms) == LEVEL_NORM_BYTES * 2 * 36
+    assert levelled.path_stored_bytes(0) - plain.path_stored_bytes(0) == 0
 
 
 def test_bad_schedule_is_an_error() -> None:

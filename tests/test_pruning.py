@@ -12,6 +12,7 @@ from edgesim.errors import DataError, ModelError
 from edgesim.testing import registry_model
 from edgesim.zoo.pruning import (
     BASELINES,
+    SINGLE_CRITERIA,
     STRATEGIES,
     apply_masks,
     fine_tune,
@@ -26,6 +27,7 @@ from edgesim.zoo.pruning import (
     product_scores,
     prunable_weights,
     prune,
+    prune_single_criterion,
     strategy_sparsities,
     synthetic_calibration,
 )
@@ -44,7 +46,7 @@ class Tiny(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # 18,432 weights: free
         self.ln = nn.LayerNorm(64)  # norm-0
         self.fc1 = nn.Linear(64, 256)  # 16,384 weights: free
-        self.head = nn.Linear(256, 10)  # 2,560 weights: small<10K
+        self.head = nn.Linear(256, 10)  # 2,560 weights, the head: classifier (not capped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn(self.patch_embed(x)))
@@ -60,7 +62,7 @@ RULES = {
     "conv2.weight": "",
     "ln.weight": "norm-0",
     "fc1.weight": "",
-    "head.weight": "small<10K",
+    "head.weight": "classifier",
 }
 
 
@@ -177,8 +179,11 @@ def test_free_layer_range_is_min_max_of_the_nine_runs(calib) -> None:
         highest = base == "grasp"
         runs += [global_sparsities(scores, t, prune_highest=highest) for t in (0.7, 0.8, 0.9)]
     assert len(runs) == len(BASELINES) * 3
-    for name in ("conv2.weight", "fc1.weight"):
+    # the free layers and the classifier head (exempt from the small-layer cap) keep the range
+    # the nine runs gave them
+    for name in ("conv2.weight", "fc1.weight", "head.weight"):
         assert ranges[name] == (min(r[name] for r in runs), max(r[name] for r in runs))
+    assert ranges["head.weight"][1] > 0.10
 
 
 # --- phase 2: strategies -----------------------------------------------------------------------
@@ -194,7 +199,12 @@ def test_strategy_closed_forms() -> None:
 
     assert rho("conservative") == {"a": 0.2, "n": 0.0, "b": 0.0, "c": 0.5}
     assert rho("aggressive") == {"a": 0.6, "n": 0.0, "b": 1.0, "c": 0.9}
-    assert rho("balanced") == pytest.approx({"a": 0.4, "n": 0.0, "b": 0.5, "c": 0.7})
+    assert rho("percentile_50") == pytest.approx({"a": 0.4, "n": 0.0, "b": 0.5, "c": 0.7})
+    # classifier-heavy: the head (by default the last layer with rho_max > 0: c) at rho_max,
+    # every other layer at rho_min
+    assert rho("classifier_heavy") == {"a": 0.2, "n": 0.0, "b": 0.0, "c": 0.9}
+    assert strategy_sparsities(ranges, "classifier_heavy", counts, order,
+                               classifiers=["a"]) == {"a": 0.6, "n": 0.0, "b": 0.0, "c": 0.5}
     assert rho("percentile_30") == pytest.approx({"a": 0.32, "n": 0.0, "b": 0.3, "c": 0.62})
     # |W_avg| over the layers not fixed at 0 (a, b, c) = 20; alpha = min(1, 0.1 * |W_l| / 20).
     assert rho("param_proportional") == pytest.approx(
@@ -203,6 +213,17 @@ def test_strategy_closed_forms() -> None:
     # positions over a, b, c: t = 0, 0.5, 1 (the fixed layer n has no position).
     assert rho("late_heavy") == pytest.approx({"a": 0.2, "n": 0.0, "b": 0.5, "c": 0.9})
     assert rho("early_heavy") == pytest.approx({"a": 0.6, "n": 0.0, "b": 0.5, "c": 0.5})
+
+
+def test_the_ten_strategies_are_distinct() -> None:
+    # Ten names, ten different sparsity vectors on ranges where every rule can differ (the
+    # paper's "balanced" midpoint is percentile_50, kept once).
+    ranges = {"a": (0.2, 0.6), "b": (0.0, 1.0), "c": (0.5, 0.9), "d": (0.1, 0.3)}
+    counts = {"a": 10, "b": 300, "c": 20, "d": 5}
+    vectors = {s: tuple(strategy_sparsities(ranges, s, counts, list(ranges)).values())
+               for s in STRATEGIES}
+    assert len(STRATEGIES) == 10
+    assert len(set(vectors.values())) == 10, vectors
 
 
 def test_unknown_strategy_names_the_choices() -> None:
@@ -228,6 +249,9 @@ def test_each_strategy_inside_ranges_and_exact_counts(strategy: str, calib) -> N
             assert row.achieved == 0.0
         if row.rule == "small<10K":
             assert row.achieved <= 0.10
+        if strategy in ("classifier_heavy", "late_heavy", "aggressive") and (
+                row.rule == "classifier"):
+            assert row.rho == row.rho_max
         if row.rule == "patch-embed":
             assert 0.15 <= row.rho <= 0.30
 
@@ -237,6 +261,77 @@ def test_gradient_sensitivities_run(sensitivity: str, calib) -> None:
     _, report = mix_and_match(Tiny(), calib, sensitivity=sensitivity, steps=2)
     assert report.sensitivity == sensitivity
     assert 0.0 < report.sparsity < 1.0
+
+
+def test_prune_ties_go_to_the_lower_index() -> None:
+    # rank by (score, index): of four equal scores, rho = 0.5 drops the first two
+    m = nn.Linear(4, 1)
+    masks = prune(m, {"weight": 0.5}, {"weight": torch.ones(1, 4)})
+    assert masks["weight"].tolist() == [[False, False, True, True]]
+
+
+@pytest.mark.parametrize("criterion", SINGLE_CRITERIA)
+def test_single_criterion_global_removes_exact_count(criterion: str, calib) -> None:
+    # global scope: exactly floor(s * N) of all N Conv/Linear weights, whichever layers they
+    # are in; layer scope: floor(s * n_l) in each layer
+    m = Tiny()
+    masks = prune_single_criterion(m, criterion, 0.6, calib)
+    total = sum(p.numel() for p in prunable_weights(m).values())
+    assert sum(int((~k).sum()) for k in masks.values()) == math.floor(0.6 * total)
+    for name, p in prunable_weights(m).items():
+        assert bool((p[~masks[name]] == 0).all())
+    m = Tiny()
+    masks = prune_single_criterion(m, criterion, 0.6, calib, scope="layer")
+    for name, p in prunable_weights(m).items():
+        assert int((~masks[name]).sum()) == math.floor(0.6 * p.numel())
+
+
+def test_single_criterion_magnitude_drops_the_globally_smallest() -> None:
+    m = Tiny()
+    scores = {n: s.clone() for n, s in magnitude_scores(m).items()}
+    masks = prune_single_criterion(m, "magnitude", 0.5)
+    dropped = torch.cat([scores[n][~k] for n, k in masks.items()])
+    kept = torch.cat([scores[n][k] for n, k in masks.items()])
+    assert float(dropped.max()) <= float(kept.min())
+    with pytest.raises(ModelError, match="calib"):
+        prune_single_criterion(Tiny(), "snip", 0.5)
+
+
+def test_mask_is_the_same_with_one_or_two_blas_threads(calib) -> None:
+    # Law: which weights are kept does not depend on how BLAS splits its sums. Masks from the
+    # product sensitivity (|w| x |dL/dw|, float64): per layer at 60 % and global SNIP at 60 %,
+    # computed with 1 and 2 threads (torch, and threadpoolctl's BLAS limit where installed),
+    # are identical.
+    import contextlib
+
+    def masks() -> dict[str, torch.Tensor]:
+        m = Tiny()
+        m.load_state_dict(state)
+        scores = product_scores(m, calib, steps=2)
+        out = prune(m, dict.fromkeys(prunable_weights(m), 0.6), scores)
+        m.load_state_dict(state)
+        glob = prune_single_criterion(m, "snip", 0.6, calib)
+        return {**out, **{f"global {n}": k for n, k in glob.items()}}
+
+    torch.manual_seed(0)
+    state = Tiny().state_dict()
+    threads = torch.get_num_threads()
+    try:
+        limits = __import__("threadpoolctl").threadpool_limits
+    except ImportError:
+        limits = None
+    out = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            ctx = limits(limits=n) if limits is not None else contextlib.nullcontext()
+            with ctx:
+                out.append(masks())
+    finally:
+        torch.set_num_threads(threads)
+    assert out[0].keys() == out[1].keys()
+    for name in out[0]:
+        assert torch.equal(out[0][name], out[1][name]), name
 
 
 def test_prune_drops_lowest_scores() -> None:

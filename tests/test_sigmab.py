@@ -13,7 +13,7 @@ from torch import nn
 from edgesim.errors import ModelError
 from edgesim.zoo.data import synthetic_images
 from edgesim.zoo.pointnet2 import pointnet2_ssg
-from edgesim.zoo.resnet import Bottleneck, ResNet, resnet50, resnet50_cifar
+from edgesim.zoo.resnet import BasicBlock, Bottleneck, ResNet, resnet50, resnet50_cifar
 from edgesim.zoo.sigmab import (
     DEFAULT_LEVELS,
     Router,
@@ -365,3 +365,35 @@ def test_factory_loads_a_dense_checkpoint_and_names_a_bad_one(tmp_path: Path) ->
     with pytest.raises(ModelError, match=r"wrong\.pt.*missing key 'sa1\."):
         sigmab_pointnet2(num_classes=5, in_points=64, calibration=8, width=0.125,
                          checkpoint=tmp_path / "wrong.pt")
+
+
+def test_weight_coverage_of_a_hand_built_two_leaf_tree() -> None:
+    # A BasicBlock ResNet [1, 1], width 4, 3 classes, cifar stem; layer2 (8 channels) and the
+    # head in 2 leaves. By hand, leaf L keeps channels 0-3 of both layer2 groups (the block's
+    # first conv output "0.bn1", and "res": its second conv and downsample output), leaf R
+    # keeps 4-7: every channel lives in a leaf (channel coverage 1.0). Weight entries (o, i):
+    #   layer2.0.conv1  8 x 4 x 3x3 = 288: input = layer1's 4 channels (backbone, all kept), so
+    #                   L covers o 0-3, R o 4-7: all 288;
+    #   layer2.0.conv2  8 x 8 x 3x3 = 576: L covers o 0-3 x i 0-3, R o 4-7 x i 4-7: 2 x 16
+    #                   pairs x 9 = 288 (the off-diagonal blocks lie in no leaf);
+    #   downsample      8 x 4 x 1x1 = 32: all (input = layer1, all kept);
+    #   fc              3 x 8 = 24: L reads res 0-3, R 4-7: all 24.
+    # Tree stages 920 entries, 632 covered; the dense model adds stem 4 x 3 x 9 = 108 and
+    # layer1 2 x (4 x 4 x 9) = 288, all in the backbone: 1,316 entries, 1,028 covered.
+    from edgesim.zoo.sigmab.tree import weight_coverage
+
+    torch.manual_seed(0)
+    dense = ResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=4).eval()
+    tree = to_tree(dense, torch.randn(8, 3, 8, 8), arch="resnet", levels={"layer2": 1})
+    config = copy.deepcopy(tree.config)
+    for key, chans in (("L", [0, 1, 2, 3]), ("R", [4, 5, 6, 7])):
+        stage = config["nodes"][key]["stages"]
+        stage["layer2"]["keep"] = {"0.bn1": 4, "res": 4}
+        stage["layer2"]["channels"] = {"0.bn1": chans, "res": chans}
+        stage["head"]["in"] = 4
+    assert weight_coverage(config) == {"dense_weights": 1316, "covered_weights": 1028,
+                                       "tree_weights": 920, "tree_covered": 632}
+    tree.config = config
+    cov = tree.coverage()
+    assert cov["channel_coverage"] == 1.0
+    assert cov["weight_coverage"] == round(1028 / 1316, 4)

@@ -295,3 +295,35 @@ def test_region_hint_is_traced() -> None:
         assert block.stored_bytes == encodings.signed_binary_bytes(values, region=9)
         assert block.meta["scales"] == values.size // 9
     assert mixed > 0   # per-channel signs could not have stored these filters
+
+
+@pytest.mark.parametrize("config", ["ethos_u55", "stm32h7"])
+def test_int8_only_hardware_stores_the_binarised_tensor_as_int8(config: str) -> None:
+    # Law: 1-bit storage needs a 1-bit decoder. ethos_u55 (formats dense, mlw) and stm32h7
+    # (dense, nested) decode none, so each binarised weight is stored as its int8 tensor:
+    # quantized per output channel ({0, +-a} -> {0, +-127}), one byte per element plus one fp32
+    # scale per channel, exactly encodings.stored_bytes(q, "dense", 8, channels). npu_small
+    # lists signed_binary and keeps the 1-bit blocks.
+    from edgesim import encodings
+    from edgesim.config import load_config
+    from edgesim.trace import trace
+    from edgesim.trace.weights import quantize
+
+    torch.manual_seed(0)
+    net = to_signed_binary(tiny_resnet()).eval()
+    w = trace(net, torch.randn(1, 3, 8, 8), name="sb_tiny", family="signed_binary",
+              encodings=("dense", "signed_binary"), inputs=1)
+    stored = encodings.as_stored(w, load_config(config).formats, None)
+    shipped_1bit = encodings.as_stored(w, load_config("npu_small").formats, None)
+    binarised = {n: m.weight.detach() for n, m in net.named_modules()
+                 if getattr(m, "edgesim_encoding", None) == "signed_binary"}
+    assert len(binarised) == 5   # 4 block convs + the downsample; stem and fc stay int8
+    for name, weight in binarised.items():
+        bid = f"{name}.parametrizations.weight.original"
+        q, scales = quantize(weight.numpy(), "int8", channel_axis=0)
+        assert set(q.flatten().tolist()) <= {-127, 0, 127}
+        block = stored.blocks[bid]
+        assert (block.bits, block.encoding) == (8, "dense")
+        assert block.stored_bytes == encodings.stored_bytes(q, "dense", 8, int(scales.size))
+        assert shipped_1bit.blocks[bid].bits == 1
+    assert stored.stored_bytes > shipped_1bit.stored_bytes

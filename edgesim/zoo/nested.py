@@ -1,7 +1,8 @@
 """Nested sparsity: N sparse sub-networks in one set of weights, chosen by a run-time knob.
 
 Public names: ``DEFAULT_DENSITIES``, ``prunable_modules``, ``nested_levels``, ``level_sparsity``,
-``LevelMask``, ``NestedModel``, ``train_nested``, ``nested_resnet50``, ``nested_storage_report``.
+``LevelMask``, ``NestedModel``, ``train_nested``, ``level_batchnorm``, ``nested_resnet50``,
+``nested_storage_report``, ``LEVEL_NORM_BYTES``.
 
 After Grimaldi et al., "Dynamic ConvNets on Tiny Devices via Nested Sparsity" (arXiv 2203.03324,
 REFERENCE.md A4). Every prunable weight (conv / linear) carries an int8 ``levels`` tensor of its
@@ -20,6 +21,26 @@ intact. The tracer (``edgesim.trace``) stores each masked weight as ``LevelMask`
 sub-network ``model.level`` reads levels 1..k. ``model.edgesim_nested_levels`` maps those latent
 names to the levels tensors; each masked module also carries ``edgesim_levels``.
 ``model.num_levels`` is N.
+
+**Gradient masking, as read here.** The paper (abstract, REFERENCE.md A4; the full text is not
+public to us) proposes "a gradient masking technique that routes the learning signals across
+the nested weight subsets". Masking the forward pass alone already gives a weight outside
+sub-network k a zero gradient, so a gradient mask that only zeroes those would change nothing.
+Our reading: each weight learns from the sub-network it enters (its level) and from no denser
+one; a step on sub-network k (``schedule="round_robin"``) updates only the weights that
+sub-network adds (``level == k``), the sparser sub-networks' weights are left as they are, and
+the summed loss (``schedule="sum"``) gives a level-j weight the gradient of sub-network j's loss
+alone. ``gradient_masking=False`` is plain masked joint training (every weight of sub-network
+k learns from its loss). Non-prunable parameters (norms, biases) learn from every sub-network.
+
+**Per-level BatchNorm.** A sub-network's activations have their own statistics; with
+``level_batchnorm`` every BatchNorm keeps one set of running statistics per level (loaded by
+``set_level``), as switchable BatchNorm in slimmable nets. Folded into the convs, each level
+has its own per-channel scale and bias; the per-channel int8 weights stay those of the one
+stream. The tracer stores them: for each level k >= 2, a block ``<latent name>#Nk`` of
+``LEVEL_NORM_BYTES`` per output channel (fp32 scale + int32 bias) of every conv a BatchNorm
+follows; no sub-network reads it in addition to what it reads (level k's set stands in for
+level 1's, the same size), so only stored bytes grow.
 
 >>> import torch
 >>> from torch import nn
@@ -46,8 +67,10 @@ from edgesim.errors import ModelError
 
 __all__ = [
     "DEFAULT_DENSITIES",
+    "LEVEL_NORM_BYTES",
     "LevelMask",
     "NestedModel",
+    "level_batchnorm",
     "level_sparsity",
     "nested_levels",
     "nested_resnet50",
@@ -55,6 +78,10 @@ __all__ = [
     "prunable_modules",
     "train_nested",
 ]
+
+#: Stored bytes per output channel of one level's folded BatchNorm: an fp32 scale and an int32
+#: bias (the scale as ``encodings.SCALE_BYTES``, the bias as the tracer's int32 biases).
+LEVEL_NORM_BYTES = 4 + 4
 
 #: Fraction of each layer's weights present in sub-network 1, 2, 3 (cumulative).
 DEFAULT_DENSITIES: tuple[float, ...] = (0.1, 0.3, 0.5)
@@ -159,6 +186,8 @@ class LevelMask(nn.Module):
         super().__init__()
         self.register_buffer("levels", levels.to(torch.int8))
         self.level = int(level)
+        #: Output channels whose folded BatchNorm has one set per level (``level_batchnorm``).
+        self.level_norm_channels = 0
 
     def mask(self) -> torch.Tensor:
         """Boolean mask of the weights in the current sub-network."""
@@ -180,7 +209,9 @@ class LevelMask(nn.Module):
         smallest the hardware decodes. Elements are split so that the blocks together
         count the tensor once. ``latent`` is the unmasked weight, quantized per output channel
         at ``precision`` after level-0 weights are zeroed. Returns all the blocks, the ids the
-        current level reads and the nonzeros of the current sub-network.
+        current level reads and the nonzeros of the current sub-network. With per-level
+        BatchNorm (``level_norm_channels``), blocks ``<block_id>#Nk`` (k >= 2) hold level k's
+        folded scales and biases: stored, not read in addition (see the module docstring).
         """
         from edgesim.trace.weights import bits_of, quantize
         from edgesim.workload import WeightBlock
@@ -193,6 +224,14 @@ class LevelMask(nn.Module):
         levels = np.where(q != 0, levels, 0)      # quantized to zero: in no level
         prefix = encodings.nested_bytes(levels, bits, scales=nscales, n_levels=n_levels)
         counts = [int((levels == k).sum()) for k in range(1, n_levels + 1)]
+        norms = []
+        for k in range(2, n_levels + 1) if self.level_norm_channels else ():
+            size = int(self.level_norm_channels) * LEVEL_NORM_BYTES
+            norms.append(WeightBlock(
+                f"{block_id}#N{k}", 2 * int(self.level_norm_channels),
+                2 * int(self.level_norm_channels), 32, "dense", size, size,
+                {"shape": (int(self.level_norm_channels), 2), "role": "aux",
+                 "precision": precision, "norm_of_level": k, "parameter": block_id}))
         blocks = []
         for k in range(1, n_levels + 1):
             sid = f"{block_id}#L{k}"
@@ -206,7 +245,8 @@ class LevelMask(nn.Module):
                 sid, int(elements), counts[k - 1], bits, "nested", int(stored), int(dense),
                 {"shape": tuple(q.shape), "role": "weight", "precision": precision,
                  "level": k, "levels": n_levels, "parameter": block_id}, encoded=encoded))
-        return blocks, [b.id for b in blocks[:self.level]], sum(counts[:self.level])
+        return ([*blocks, *norms], [b.id for b in blocks[:self.level]],
+                sum(counts[:self.level]))
 
 
 class NestedModel(nn.Module):
@@ -261,10 +301,18 @@ class NestedModel(nn.Module):
         return self.n_levels
 
     def set_level(self, k: int) -> None:
-        """Run sub-network ``k`` (1 = sparsest, N = densest) from the next forward on."""
+        """Run sub-network ``k`` (1 = sparsest, N = densest) from the next forward on; with
+        per-level BatchNorm (``level_batchnorm``), load level k's running statistics."""
         self.level = self._check_level(k)
         for pm in self._masks.values():
             pm.level = self.level
+        stats = getattr(self, "level_norms", {}).get(self.level)
+        if stats:
+            mods = dict(self.named_modules())
+            with torch.no_grad():
+                for name, (mean, var) in stats.items():
+                    mods[name].running_mean.copy_(mean)
+                    mods[name].running_var.copy_(var)
 
     @property
     def edgesim_nested_levels(self) -> dict[str, torch.Tensor]:
@@ -293,29 +341,41 @@ class NestedModel(nn.Module):
         return self.net(*args, **kwargs)
 
 
-def _mask_gradients(model: NestedModel, k: int) -> None:
-    """Gradient masking: zero the gradient of every latent weight outside sub-network ``k``."""
+def _backward_routed(model: NestedModel, loss: torch.Tensor, k: int, masking: bool) -> None:
+    """``loss.backward()`` of sub-network ``k``; with ``masking``, only the latent weights of
+    level k keep the gradient it adds (gradient masking, see the module docstring)."""
+    if not masking:
+        loss.backward()
+        return
     latent = model.latent_weights()
+    saved = {n: None if p.grad is None else p.grad.clone() for n, p in latent.items()}
+    loss.backward()
     for name, pm in model.masks().items():
         g = latent[name].grad
-        if g is not None:
-            g.mul_(((pm.levels >= 1) & (pm.levels <= k)).to(g.dtype))
+        if g is None:
+            continue
+        new = g if saved[name] is None else g - saved[name]
+        routed = new * (pm.levels == k).to(g.dtype)
+        g.copy_(routed if saved[name] is None else saved[name] + routed)
 
 
 def train_nested(model: NestedModel, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                  epochs: int = 1, lr: float = 1e-2, steps: int | None = None,
-                 schedule: str = "round_robin",
+                 schedule: str = "round_robin", gradient_masking: bool = True,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                  ) -> list[float]:
-    """Train all nested sub-networks with gradient masking; returns the loss of each step.
+    """Train all nested sub-networks; returns the loss of each step.
 
-    ``schedule="round_robin"``: step i trains sub-network ``i % N + 1`` alone; its latent weights
-    outside sub-network k get a zero gradient, so a level-k step changes only weights with
-    ``1 <= level <= k`` (and the non-prunable parameters, e.g. norms and biases).
-    ``schedule="sum"``: each step sums the losses of all N sub-networks (the weights of level j
-    then get gradient from the sub-networks k >= j). The optimizer is plain SGD (no momentum, no
-    weight decay), so a zero gradient means an unchanged weight. Stops after ``steps`` steps when
-    given. The model's level is restored afterwards; the model is left in train mode.
+    ``schedule="round_robin"``: step i trains sub-network ``k = i % N + 1`` alone.
+    ``schedule="sum"``: each step sums the losses of all N sub-networks. With
+    ``gradient_masking`` (the module docstring's reading of the paper) a latent weight of level
+    j learns only from sub-network j: a round-robin step on sub-network k changes only the
+    weights of level k, and under ``sum`` a level-j weight gets the gradient of sub-network
+    j's loss alone. Without it (plain masked joint training) a level-j weight learns from every
+    sub-network that holds it (k >= j). Non-prunable parameters (norms, biases) always learn
+    from every sub-network. The optimizer is plain SGD (no momentum, no weight decay), so a
+    zero gradient means an unchanged weight. Stops after ``steps`` steps when given. The
+    model's level is restored afterwards; the model is left in train mode.
     """
     if schedule not in ("round_robin", "sum"):
         raise ModelError(f"train_nested schedule {schedule!r}; expected 'round_robin' or 'sum'")
@@ -333,15 +393,14 @@ def train_nested(model: NestedModel, loader: Iterable[tuple[torch.Tensor, torch.
                     k = len(losses) % model.n_levels + 1
                     model.set_level(k)
                     loss = loss_fn(model(x), y)
-                    loss.backward()
-                    _mask_gradients(model, k)
+                    _backward_routed(model, loss, k, gradient_masking)
                 else:
                     loss = torch.zeros(())
                     for k in range(1, model.n_levels + 1):
                         model.set_level(k)
-                        loss = loss + loss_fn(model(x), y)
-                    loss.backward()
-                    _mask_gradients(model, model.n_levels)
+                        loss_k = loss_fn(model(x), y)
+                        _backward_routed(model, loss_k, k, gradient_masking)
+                        loss = loss + loss_k.detach()
                 opt.step()
                 losses.append(float(loss.detach()))
                 if steps is not None and len(losses) >= steps:
@@ -349,6 +408,57 @@ def train_nested(model: NestedModel, loader: Iterable[tuple[torch.Tensor, torch.
     finally:
         model.set_level(start_level)
     return losses
+
+
+def level_batchnorm(model: NestedModel,
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> NestedModel:
+    """Give every BatchNorm of ``model`` one set of running statistics per level: for each
+    level k, re-estimated on ``batches`` (the cumulative mean and variance over them, train
+    mode, weights untouched), kept in ``model.level_norms[k]`` and loaded by ``set_level(k)``.
+    Each masked conv a BatchNorm follows stores its per-level folded scales and biases
+    (``LevelMask.level_norm_channels``: ``#Nk`` blocks of the trace). Returns ``model`` in eval
+    mode at its level."""
+    data = list(batches)
+    bns = {n: m for n, m in model.named_modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    start = model.level
+    saved = {n: m.momentum for n, m in bns.items()}
+    model.level_norms = {}
+    try:
+        for k in range(1, model.n_levels + 1):
+            model.set_level(k)
+            for m in bns.values():
+                m.reset_running_stats()
+                m.momentum = None
+            model.train()
+            with torch.no_grad():
+                for x, _ in data:
+                    model(x)
+            model.level_norms[k] = {n: (m.running_mean.clone(), m.running_var.clone())
+                                    for n, m in bns.items()}
+    finally:
+        for n, m in bns.items():
+            m.momentum = saved[n]
+    followed = _bn_followers(model.net)
+    for name, pm in model.masks().items():
+        mname = name.removeprefix("net.").removesuffix(".parametrizations.weight.original")
+        if mname in followed:
+            pm.level_norm_channels = int(pm.levels.shape[0])
+    model.set_level(start)
+    return model.eval()
+
+
+def _bn_followers(model: nn.Module) -> set[str]:
+    """Conv/linear modules directly followed by a BatchNorm sibling (folded when deployed)."""
+    out: set[str] = set()
+    for pname, parent in model.named_modules():
+        prev: tuple[str, nn.Module] | None = None
+        for cname, child in parent.named_children():
+            if (prev is not None and isinstance(prev[1], _PRUNABLE)
+                    and isinstance(child, nn.modules.batchnorm._BatchNorm)):
+                out.add(f"{pname}.{prev[0]}" if pname else prev[0])
+            prev = (cname, child)
+    return out
 
 
 def _resnet50_dense(*, num_classes: int = 1000, **_: Any) -> nn.Module:

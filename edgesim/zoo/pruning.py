@@ -4,6 +4,8 @@ Public names: ``SENSITIVITIES``, ``BASELINES``, ``STRATEGIES``, ``LayerPruning``
 ``prunable_weights``, ``norm_weights``, ``is_patch_embed``, ``layer_rule``, ``magnitude_scores``,
 ``gradient_scores``, ``product_scores``, ``grasp_scores``, ``global_sparsities``, ``layer_ranges``,
 ``strategy_sparsities``, ``prune``, ``apply_masks``, ``fine_tune``, ``mix_and_match``,
+``is_classifier``, ``classifier_layers``, ``lowest_first``, ``prune_single_criterion``,
+``SINGLE_CRITERIA``,
 ``synthetic_calibration``, ``he_classifier_``, ``pruned_model``, ``attach_masks``,
 ``report_from_masks``,
 ``MASK_BUFFER``, ``RANGE_BUFFER``, ``sparse_resnet50``, ``sparse_swin_tiny``, ``SparseFamily``
@@ -16,11 +18,40 @@ The method, in three phases (REFERENCE.md A2):
    calibration set (9 runs); a layer's ``[rho_min, rho_max]`` is the min/max of the sparsity that
    layer received. Then the structural rules, first match wins: norm layers ``[0, 0]``
    (``"norm-0"``); a patch-embedding layer clipped into ``[0.15, 0.30]`` (``"patch-embed"``);
-   layers with < 10 K weights clipped into ``[0, 0.10]`` (``"small<10K"``).
-2. **Strategy.** One of ten rules (:data:`STRATEGIES`) picks ``rho`` inside each layer's range.
+   the classifier head keeps the range the baselines gave it (``"classifier"``); other layers
+   with < 10 K weights clipped into ``[0, 0.10]`` (``"small<10K"``).
+2. **Strategy.** One of ten distinct rules (:data:`STRATEGIES`) picks ``rho`` inside each
+   layer's range.
 3. **Prune.** Rank each layer's weights by a sensitivity (magnitude ``|w|``, gradient ``|dL/dw|``
    or product ``|w|*|dL/dw|``), zero the lowest ``floor(rho * n)``; fine-tune with Adam, re-applying
    the masks after every optimizer step.
+
+**Reading of the paper (Paper.tex of the authors' repository) where it leaves a choice:**
+
+* *Ten distinct strategies.* The paper's list has "balanced = the midpoint of the range" and
+  "the 50th percentile, alpha = 0.5" as two of its ten; they are the same formula (and the same
+  in the authors' ``create_strategy_variant``). The midpoint is kept once, as ``percentile_50``;
+  the tenth strategy is the paper's *classifier-heavy* in the form of the authors' ResNet code
+  ("fc_heavy": the classifier at ``rho_max``, every other layer at ``rho_min``). The paper's
+  strategies 9-10 (classifier/late-heavy, feature/early-heavy: "alpha adjusted by layer depth")
+  are ``late_heavy`` and ``early_heavy`` (alpha = the layer's relative depth, or 1 minus it).
+* *The classifier rule.* The paper singles out the classification head as the place for more
+  sparsity (strategy 9) and caps only "small layers" at 10 %. Read literally, the cap would pin a
+  small head (a 10-class head under 10 K weights, as on the digits net) at <= 10 % under every
+  strategy, so classifier-heavy could never prune it. Here the classifier (``is_classifier``:
+  by default the last Conv/Linear in module order) is exempt from the small-layer cap and keeps
+  the range the baselines gave it; ``classifier_heavy`` and ``late_heavy`` prune it at its
+  ``rho_max``. (The authors' later ``resnet_layer_classifier.py`` instead protects the fc layer
+  at [0, 30 %]; that is not the paper's text and is not followed.)
+* *Three sensitivities*: magnitude, gradient (SNIP's ``|dL/dw|``) and their product, as the
+  paper's Phase 3 lists them (GraSP is a Phase-1 baseline only).
+
+**Same result on every machine.** Which weights are kept never hangs on float32 rounding:
+gradient-based scores are computed in float64 (a float64 copy of the model,
+``float64_scores``), and every selection ranks by ``(score as float64, flat index)`` and keeps a
+count fixed by integer arithmetic (``floor(rho * n)``): per layer (``prune``) or over all
+layers in module order (``global_sparsities``, ``prune_single_criterion``). Ties go to the lower
+index.
 
 A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"``). Prunable weights are those
 of ``nn.Conv*`` and ``nn.Linear`` modules (biases, norm affine parameters and Swin's relative
@@ -41,7 +72,7 @@ model is real (and what the simulator counts); its accuracy is not.
 >>> calib = synthetic_calibration(seed=0, shape=(64,), num_classes=10, batch_size=4)
 >>> m, report = mix_and_match(m, calib, strategy="aggressive")
 >>> [r.rule for r in report.layers]
-['', 'small<10K']
+['', 'classifier']
 """
 
 from __future__ import annotations
@@ -80,26 +111,31 @@ __all__ = [
     "MASK_BUFFER",
     "RANGE_BUFFER",
     "SENSITIVITIES",
+    "SINGLE_CRITERIA",
     "STRATEGIES",
     "LayerPruning",
     "PruneReport",
     "SparseFamily",
     "apply_masks",
     "attach_masks",
+    "classifier_layers",
     "fine_tune",
     "global_sparsities",
     "gradient_scores",
     "grasp_scores",
     "he_classifier_",
+    "is_classifier",
     "is_patch_embed",
     "layer_ranges",
     "layer_rule",
+    "lowest_first",
     "magnitude_scores",
     "mix_and_match",
     "norm_weights",
     "product_scores",
     "prunable_weights",
     "prune",
+    "prune_single_criterion",
     "pruned_model",
     "report_from_masks",
     "sparse_resnet50",
@@ -113,15 +149,18 @@ BASELINES = ("magnitude", "snip", "grasp")
 STRATEGIES = (
     "conservative",
     "aggressive",
-    "balanced",
     "percentile_30",
     "percentile_50",
     "percentile_70",
     "percentile_90",
     "param_proportional",
+    "classifier_heavy",
     "late_heavy",
     "early_heavy",
 )
+#: Single-criterion baselines (``prune_single_criterion``): magnitude ``|w|`` (MAG), gradient
+#: ``|dL/dw|``, SNIP ``|w * dL/dw|`` and GraSP (highest ``-w * Hg`` removed).
+SINGLE_CRITERIA = ("magnitude", "gradient", "snip", "grasp")
 SMALL_LAYER_PARAMS = 10_000
 SMALL_LAYER_MAX = 0.10
 PATCH_EMBED_RANGE = (0.15, 0.30)
@@ -142,19 +181,42 @@ def is_patch_embed(name: str) -> bool:
     return "patch_embed" in name
 
 
+def classifier_layers(model: nn.Module) -> set[str]:
+    """The classifier head: the last Conv/Linear weight in module order (``is_classifier``'s
+    default), as a set of layer names.
+
+    >>> sorted(classifier_layers(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))))
+    ['1.weight']
+    """
+    names = list(prunable_weights(model))
+    return set(names[-1:])
+
+
+def is_classifier(model: nn.Module) -> NamePredicate:
+    """The default classifier predicate of ``model``: membership in ``classifier_layers``."""
+    heads = classifier_layers(model)
+    return heads.__contains__
+
+
 def layer_rule(
-    name: str, numel: int, *, norm: bool, patch_embed: NamePredicate = is_patch_embed
+    name: str, numel: int, *, norm: bool, patch_embed: NamePredicate = is_patch_embed,
+    classifier: bool = False,
 ) -> str:
-    """The structural rule that governs a layer: ``"norm-0"``, ``"patch-embed"``, ``"small<10K"``
-    or ``""`` (first match wins, in that order).
+    """The structural rule that governs a layer: ``"norm-0"``, ``"patch-embed"``,
+    ``"classifier"`` (the head: not capped as a small layer), ``"small<10K"`` or ``""`` (first
+    match wins, in that order).
 
     >>> layer_rule("patch_embed.proj.weight", 4608, norm=False)
     'patch-embed'
+    >>> layer_rule("fc.weight", 1280, norm=False, classifier=True)
+    'classifier'
     """
     if norm:
         return "norm-0"
     if patch_embed(name):
         return "patch-embed"
+    if classifier:
+        return "classifier"
     if numel < SMALL_LAYER_PARAMS:
         return "small<10K"
     return ""
@@ -181,7 +243,8 @@ def global_sparsities(
     """Per-layer sparsity of one global pruning run at ``target`` (fraction of all scored weights).
 
     Exactly ``floor(target * N)`` weights are removed: the lowest scores (the highest with
-    ``prune_highest``, as GraSP does); ties at the threshold go to layers in ``scores`` order.
+    ``prune_highest``, as GraSP does), ranked by ``(score as float64, position)`` over the
+    layers in ``scores`` order (``lowest_first``): a tie goes to the earlier weight.
 
     >>> global_sparsities({"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([4.0])}, 0.5)
     {'a': 0.6666666666666666, 'b': 0.0}
@@ -196,27 +259,30 @@ def _global_runs(
     bad = [t for t in targets if not 0.0 <= t <= 1.0]
     if bad:
         raise ModelError(f"global pruning targets {bad} are outside [0, 1]")
-    arrays = {n: s.detach().float().flatten().numpy() for n, s in scores.items()}
-    if prune_highest:
-        arrays = {n: -a for n, a in arrays.items()}
-    flat = np.concatenate(list(arrays.values()))
-    ks = [math.floor(t * flat.size) for t in targets]
-    kth = np.partition(flat, sorted({k - 1 for k in ks if k > 0})) if any(ks) else flat
+    sizes = [int(s.numel()) for s in scores.values()]
+    order = lowest_first(list(scores.values()), highest=prune_highest)
+    # layer of each ranked weight: the layers' flat ranges are consecutive in ``scores`` order
+    layer_of = np.searchsorted(np.cumsum(sizes), order, side="right")
     runs = []
-    for k in ks:
-        if k == 0:
-            runs.append(dict.fromkeys(scores, 0.0))
-            continue
-        thr = kth[k - 1]
-        less = {n: int(np.count_nonzero(a < thr)) for n, a in arrays.items()}
-        ties_left = k - sum(less.values())
-        run = {}
-        for n, a in arrays.items():
-            ties = min(ties_left, int(np.count_nonzero(a == thr)))
-            ties_left -= ties
-            run[n] = (less[n] + ties) / a.size
-        runs.append(run)
+    for t in targets:
+        k = math.floor(t * order.size)
+        removed = np.bincount(layer_of[:k], minlength=len(sizes))
+        runs.append({n: int(r) / size for n, r, size in zip(scores, removed, sizes, strict=True)})
     return runs
+
+
+def lowest_first(scores: Sequence[Tensor], *, highest: bool = False) -> np.ndarray:
+    """Flat positions of the weights of ``scores`` (tensors laid end to end, in order) ranked
+    lowest score first (``highest``: highest first), ties by position: a stable sort of the
+    scores as float64, so the ranking is exact and the same on every machine for the same
+    scores.
+
+    >>> lowest_first([torch.tensor([2.0, 1.0]), torch.tensor([1.0])]).tolist()
+    [1, 2, 0]
+    """
+    flat = np.concatenate([s.detach().cpu().to(torch.float64).flatten().numpy()
+                           for s in scores]) if scores else np.zeros(0)
+    return np.argsort(-flat if highest else flat, kind="stable")
 
 
 def layer_ranges(
@@ -255,9 +321,11 @@ def layer_ranges(
             for name, rho in run.items():
                 lo[name], hi[name] = min(lo[name], rho), max(hi[name], rho)
     ranges = {}
+    heads = classifier_layers(model)
     for name, p in layer_weights(model).items():
         if name in params:
-            rule = layer_rule(name, p.numel(), norm=False, patch_embed=patch_embed)
+            rule = layer_rule(name, p.numel(), norm=False, patch_embed=patch_embed,
+                              classifier=name in heads)
             ranges[name] = _apply_rule(rule, lo[name], hi[name])
         else:
             ranges[name] = (0.0, 0.0)
@@ -273,16 +341,19 @@ def strategy_sparsities(
     strategy: str,
     param_counts: Mapping[str, int],
     layer_order: Sequence[str],
+    classifiers: Iterable[str] | None = None,
 ) -> dict[str, float]:
     """Per-layer ``rho = rho_min + alpha * (rho_max - rho_min)``, clipped to the range.
 
-    ``alpha`` by strategy: conservative 0, aggressive 1, balanced 0.5, percentile_P P/100,
-    param_proportional ``min(1, 0.1 * |W_l| / |W_avg|)``, late_heavy ``t_l``, early_heavy
+    ``alpha`` by strategy: conservative 0, aggressive 1, percentile_P P/100 (percentile_50 is
+    the paper's "balanced" midpoint), param_proportional ``min(1, 0.1 * |W_l| / |W_avg|)``,
+    classifier_heavy 1 for the ``classifiers`` (default: the last layer of ``layer_order``
+    with ``rho_max > 0``) and 0 for every other layer, late_heavy ``t_l``, early_heavy
     ``1 - t_l``, where ``t_l = i / (L - 1)`` is the layer's position in ``layer_order`` (0 first,
     1 last, so the classifier head is at ``rho_max`` under late_heavy). ``|W_avg|`` and the
     positions count only layers with ``rho_max > 0`` (norm layers fixed at 0 are left out, as
-    the paper averages over prunable weights). The paper's per-architecture name rules (ResNet
-    "fc_heavy", Swin "MLP heavy") are not reproduced; late/early-heavy are their
+    the paper averages over prunable weights). The paper's per-architecture name rules (Swin
+    "MLP heavy", LeViT "head heavy") are not reproduced; classifier/late/early-heavy are their
     architecture-free form.
 
     >>> strategy_sparsities({"a": (0.2, 0.6)}, "percentile_70", {"a": 100}, ["a"])
@@ -303,6 +374,7 @@ def strategy_sparsities(
     active = [n for n in layer_order if n in ranges and ranges[n][1] > 0.0]
     pos = {n: (i / (len(active) - 1) if len(active) > 1 else 1.0) for i, n in enumerate(active)}
     avg = sum(param_counts[n] for n in active) / len(active) if active else 1.0
+    heads = set(active[-1:] if classifiers is None else classifiers)
     out = {}
     for name in layer_order:
         if name not in ranges:
@@ -312,8 +384,8 @@ def strategy_sparsities(
             alpha = 0.0
         elif strategy == "aggressive":
             alpha = 1.0
-        elif strategy == "balanced":
-            alpha = 0.5
+        elif strategy == "classifier_heavy":
+            alpha = 1.0 if name in heads else 0.0
         elif strategy in _PERCENTILES:
             alpha = _PERCENTILES[strategy]
         elif strategy == "param_proportional":
@@ -339,7 +411,8 @@ def prune(
 ) -> dict[str, Tensor]:
     """Boolean keep-masks: in each layer the ``floor(rho * n)`` lowest-scored weights are dropped.
 
-    Ties break by flat index (stable sort), so the result is deterministic. A layer with ``rho = 0``
+    Ranked by ``(score as float64, flat index)`` (``lowest_first``): a tie drops the lower
+    index, and the same scores give the same mask on every machine. A layer with ``rho = 0``
     gets an all-true mask and needs no score. The model is not modified (see :func:`apply_masks`).
     """
     params = _named(model)
@@ -360,8 +433,8 @@ def prune(
                 raise ModelError(
                     f"layer {name}: score shape {tuple(s.shape)} != weight shape {tuple(p.shape)}"
                 )
-            order = torch.argsort(s.detach().flatten(), stable=True)
-            mask[order[:k]] = False
+            order = torch.from_numpy(lowest_first([s])[:k])
+            mask[order] = False
         masks[name] = mask.view(p.shape)
     return masks
 
@@ -479,7 +552,8 @@ def mix_and_match(
     )
     named = _named(model)
     counts = {n: named[n].numel() for n in ranges}
-    rhos = strategy_sparsities(ranges, strategy, counts, list(ranges))
+    heads = classifier_layers(model)
+    rhos = strategy_sparsities(ranges, strategy, counts, list(ranges), classifiers=heads)
     if sensitivity == "magnitude":
         scores = magnitude_scores(model)
     elif sensitivity == "gradient":
@@ -495,9 +569,70 @@ def mix_and_match(
         rows.append(LayerPruning(
             layer=name, params=p.numel(), rho_min=lo, rho_max=hi, rho=rhos[name],
             achieved=int((p == 0).sum()) / p.numel(),
-            rule=layer_rule(name, p.numel(), norm=name in norms, patch_embed=patch_embed),
+            rule=layer_rule(name, p.numel(), norm=name in norms, patch_embed=patch_embed,
+                            classifier=name in heads),
         ))
     return model, PruneReport(sensitivity, strategy, tuple(rows))
+
+
+def prune_single_criterion(
+    model: nn.Module,
+    criterion: str,
+    sparsity: float,
+    calib: Iterable[Batch] | None = None,
+    *,
+    scope: str = "global",
+    loss_fn: LossFn = F.cross_entropy,
+    steps: int | None = None,
+) -> dict[str, Tensor]:
+    """Prune ``model`` in place by one criterion (the single-criterion baselines Mix-and-Match
+    is compared with); returns the keep-masks (for :func:`fine_tune`).
+
+    ``criterion``: one of :data:`SINGLE_CRITERIA`; the gradient-based ones read ``calib``
+    (``steps`` batches, default all). ``scope="global"`` (the paper's MAG/SNIP/GraSP
+    baselines): exactly ``floor(sparsity * N)`` of all N Conv/Linear weights are removed, the
+    lowest scores over all layers (GraSP: the highest); ``scope="layer"``: ``floor(sparsity *
+    n_l)`` in every layer. Ranking by ``(score as float64, position)`` (``lowest_first``).
+    Norm weights, biases and other parameters stay dense.
+
+    >>> m = nn.Linear(4, 2)
+    >>> masks = prune_single_criterion(m, "magnitude", 0.5)
+    >>> int(masks["weight"].sum()), int((m.weight != 0).sum())
+    (4, 4)
+    """
+    if criterion not in SINGLE_CRITERIA:
+        raise ModelError(f"unknown pruning criterion {criterion!r}; expected one of "
+                         f"{SINGLE_CRITERIA}")
+    if scope not in ("global", "layer"):
+        raise ModelError(f"pruning scope {scope!r}; expected 'global' or 'layer'")
+    if not 0.0 <= sparsity <= 1.0:
+        raise ModelError(f"pruning sparsity {sparsity} is outside [0, 1]")
+    params = require_prunable(model)
+    if criterion == "magnitude":
+        scores = magnitude_scores(model)
+    else:
+        if calib is None:
+            raise ModelError(f"pruning criterion {criterion!r} reads gradients: pass calib "
+                             "batches of (inputs, targets)")
+        batches = list(calib)
+        n = len(batches) if steps is None else steps
+        fn = {"gradient": gradient_scores, "snip": product_scores, "grasp": grasp_scores}
+        scores = fn[criterion](model, batches, loss_fn, n)
+    highest = criterion == "grasp"
+    if scope == "layer":
+        if highest:   # prune() drops the lowest: rank GraSP's negated scores
+            scores = {n: -s.to(torch.float64) for n, s in scores.items()}
+        masks = prune(model, dict.fromkeys(params, float(sparsity)), scores)
+    else:
+        order = lowest_first([scores[n] for n in params], highest=highest)
+        keep = np.ones(order.size, dtype=bool)
+        keep[order[:math.floor(sparsity * order.size)]] = False
+        masks, start = {}, 0
+        for name, p in params.items():
+            masks[name] = torch.from_numpy(keep[start:start + p.numel()].copy()).view(p.shape)
+            start += p.numel()
+    apply_masks(model, masks)
+    return masks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,6 +700,7 @@ def report_from_masks(model: nn.Module, sensitivity: str, strategy: str, *,
     """Re-apply a loaded pruned model's masks (``attach_masks``) and rebuild its report."""
     masks, rows = {}, []
     norms = set(norm_weights(model))
+    heads = classifier_layers(model)
     prunable = prunable_weights(model)
     for name, p in layer_weights(model).items():
         mod = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
@@ -578,7 +714,7 @@ def report_from_masks(model: nn.Module, sensitivity: str, strategy: str, *,
         LayerPruning(layer=name, params=p.numel(), rho_min=lo, rho_max=hi, rho=rho,
                      achieved=int((p == 0).sum()) / p.numel(),
                      rule=layer_rule(name, p.numel(), norm=name in norms,
-                                     patch_embed=patch_embed))
+                                     patch_embed=patch_embed, classifier=name in heads))
         for name, p, lo, hi, rho in rows))
 
 

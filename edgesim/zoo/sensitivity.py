@@ -2,6 +2,7 @@
 
 Public names: ``prunable_weights``, ``norm_weights``, ``layer_weights``, ``magnitude_scores``,
 ``gradient_scores``, ``product_scores``, ``grasp_scores`` (re-exported by ``edgesim.zoo.pruning``),
+``float64_copy``,
 ``calibration_batches``, ``require_prunable``, ``Batch``, ``LossFn``; and, shared by the sparse,
 nested and signed-binary families, ``data_batches`` (calibration batches from ``--data``),
 ``transformed_build`` (a user's checkpoint: dense -> loaded then transformed; transformed ->
@@ -9,10 +10,16 @@ loaded as itself), ``CALIB_BATCHES``, ``CALIB_BATCH_SIZE``, ``CALIB_LIMIT``.
 
 Calibration data is any re-iterable of ``(inputs, targets)`` batches; only the first ``steps``
 are used. A *layer* is named by its weight parameter (``"layer1.0.conv1.weight"``).
+
+The gradient-based scores are float64: computed on a float64 copy of the model with float64
+inputs (``float64_copy``), so a ranking of them does not hang on float32 rounding, which
+differs between CPUs (vector widths) and BLAS thread counts; the scores differ between machines
+by ~1e-16 relative at most, far below the gap between two ranked weights.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +34,7 @@ __all__ = [
     "CALIB_BATCH_SIZE",
     "CALIB_LIMIT",
     "data_batches",
+    "float64_copy",
     "gradient_scores",
     "grasp_scores",
     "magnitude_scores",
@@ -104,26 +112,34 @@ def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
     return {n: p.detach().abs() for n, p in require_prunable(model).items()}
 
 
+def float64_copy(model: nn.Module) -> nn.Module:
+    """A float64 deep copy of ``model`` (parameters and floating buffers), in eval mode."""
+    return copy.deepcopy(model).to(torch.float64).eval()
+
+
+def _f64(x: Tensor) -> Tensor:
+    return x.to(torch.float64) if x.is_floating_point() else x
+
+
 def _grads(
     model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn, params: dict[str, nn.Parameter],
 ) -> list[list[Tensor]]:
-    """Per-batch gradients of the loss w.r.t. ``params`` (eval mode; ``.grad`` is untouched)."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = []
-        for x, y in batches:
-            loss = loss_fn(model(x), y)
-            out.append(list(torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
-        return out
-    finally:
-        model.train(was_training)
+    """Per-batch float64 gradients of the loss w.r.t. ``params`` (on ``float64_copy(model)``,
+    eval mode; ``model`` and its ``.grad`` are untouched)."""
+    m64 = float64_copy(model)
+    own = dict(m64.named_parameters())
+    plist = [own[n] for n in params]
+    out = []
+    for x, y in batches:
+        loss = loss_fn(m64(_f64(x)), y)
+        out.append(list(torch.autograd.grad(loss, plist, allow_unused=True)))
+    return out
 
 
 def gradient_scores(
     model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
 ) -> dict[str, Tensor]:
-    """SNIP-like ``|dL/dw|``, averaged over the first ``steps`` calibration batches.
+    """SNIP-like ``|dL/dw|``, averaged over the first ``steps`` calibration batches (float64).
 
     Each batch contributes the absolute value of its own gradient (mean of ``|g_b|``), so
     gradients of opposite sign in different batches do not cancel.
@@ -132,7 +148,7 @@ def gradient_scores(
     per_batch = _grads(model, calibration_batches(loader, steps), loss_fn, params)
     scores = {}
     for i, (name, p) in enumerate(params.items()):
-        acc = torch.zeros_like(p, requires_grad=False)
+        acc = torch.zeros_like(p, dtype=torch.float64, requires_grad=False)
         for grads in per_batch:
             if grads[i] is not None:
                 acc += grads[i].abs()
@@ -143,9 +159,10 @@ def gradient_scores(
 def product_scores(
     model: nn.Module, loader: Iterable[Batch], loss_fn: LossFn = F.cross_entropy, steps: int = 1,
 ) -> dict[str, Tensor]:
-    """``|w| * |dL/dw|`` (the SNIP saliency; the paper's "product" sensitivity)."""
+    """``|w| * |dL/dw|`` (the SNIP saliency; the paper's "product" sensitivity), float64."""
     grads = gradient_scores(model, loader, loss_fn, steps)
-    return {n: p.detach().abs() * grads[n] for n, p in require_prunable(model).items()}
+    return {n: p.detach().to(torch.float64).abs() * grads[n]
+            for n, p in require_prunable(model).items()}
 
 
 def grasp_scores(
@@ -155,25 +172,23 @@ def grasp_scores(
 
     ``H g`` is exact: the gradient of ``g . stopgrad(g)`` w.r.t. ``w`` (autograd double-backward),
     where ``g`` is the batch gradient. GraSP removes the weights with the **highest** score.
+    Float64, on ``float64_copy(model)`` (``model`` is untouched).
     """
     params = require_prunable(model)
-    plist = list(params.values())
-    was_training = model.training
-    model.eval()
-    try:
-        acc = [torch.zeros_like(p, requires_grad=False) for p in plist]
-        for x, y in calibration_batches(loader, steps):
-            g = torch.autograd.grad(
-                loss_fn(model(x), y), plist, create_graph=True, allow_unused=True
-            )
-            z = sum((gi * gi.detach()).sum() for gi in g if gi is not None)
-            hg = torch.autograd.grad(z, plist, allow_unused=True)
-            for a, p, h in zip(acc, plist, hg, strict=True):
-                if h is not None:
-                    a -= p.detach() * h
-        return dict(zip(params, acc, strict=True))
-    finally:
-        model.train(was_training)
+    m64 = float64_copy(model)
+    own = dict(m64.named_parameters())
+    plist = [own[n] for n in params]
+    acc = [torch.zeros_like(p, requires_grad=False) for p in plist]
+    for x, y in calibration_batches(loader, steps):
+        g = torch.autograd.grad(
+            loss_fn(m64(_f64(x)), y), plist, create_graph=True, allow_unused=True
+        )
+        z = sum((gi * gi.detach()).sum() for gi in g if gi is not None)
+        hg = torch.autograd.grad(z, plist, allow_unused=True)
+        for a, p, h in zip(acc, plist, hg, strict=True):
+            if h is not None:
+                a -= p.detach() * h
+    return dict(zip(params, acc, strict=True))
 
 
 # calibration data and checkpoints of a transform (shared by the sparse, nested and

@@ -107,17 +107,22 @@ def _check_threshold(threshold: float, where: str = "weight") -> float:
 
 def _binarize(r: torch.Tensor, t: torch.Tensor | float
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows of ``r`` (one region each) -> (wq rows, signs, scales, keep, mean|w|)."""
-    signs = torch.where(r.sum(dim=1) >= 0, 1.0, -1.0).to(r.dtype)
-    mag = r * signs[:, None]                       # > 0 where the weight has the region's sign
-    mean = r.abs().mean(dim=1)
-    delta = torch.as_tensor(t, dtype=r.dtype) * mean
+    """Rows of ``r`` (one region each) -> (wq rows, signs, scales, keep, mean|w|).
+
+    The sign and keep decisions are made in float64 (the region sums, means and ``Delta``), so
+    which weights are kept does not hang on float32 rounding, which differs between CPUs."""
+    r64 = r.detach().to(torch.float64)
+    signs64 = torch.where(r64.sum(dim=1) >= 0, 1.0, -1.0).to(torch.float64)
+    mag = r64 * signs64[:, None]                   # > 0 where the weight has the region's sign
+    mean = r64.abs().mean(dim=1)
+    delta = torch.as_tensor(t, dtype=torch.float64) * mean
     keep = (mag > 0) & (mag >= delta[:, None])
     count = keep.sum(dim=1)
     total = torch.where(keep, mag, torch.zeros_like(mag)).sum(dim=1)
     scales = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    signs, scales = signs64.to(r.dtype), scales.to(r.dtype)
     wq = torch.where(keep, (signs * scales)[:, None], torch.zeros_like(r))
-    return wq, signs, scales, keep, mean
+    return wq, signs, scales, keep, mean.to(r.dtype)
 
 
 @torch.no_grad()

@@ -1,6 +1,13 @@
 """The Sigma-Branch tree module: a shared backbone and a binary tree of nodes with routers.
 
-Public names: ``SigmaTree``, ``Soft``, ``node_key``.
+Public names: ``SigmaTree``, ``Soft``, ``node_key``, ``weight_coverage``.
+
+Coverage. Every dense channel lives in some node of each depth (channel coverage 1.0 by
+construction), but a dense weight entry ``(o, i)`` of a conv or linear is stored only where
+some node keeps both its output channel ``o`` and its input channel ``i``: two siblings that
+split a layer's channels between them store the blocks on the diagonal and neither of the
+off-diagonal ones. ``weight_coverage`` counts the dense weight entries some node stores;
+``SigmaTree.coverage()`` gives both shares.
 
 Paths are numbered by their leaf, left to right; path i's decisions are the bits of i, most
 significant first (0 = "L", 1 = "R"); ``path_names()`` gives e.g. ``"L-R-L"``. Node names are
@@ -22,11 +29,73 @@ from edgesim.zoo.memory import heap_buffers
 from edgesim.zoo.sigmab.adapters import ARCHS, State, n_params
 from edgesim.zoo.sigmab.router import Router
 
-__all__ = ["SigmaTree", "Soft", "node_key"]
+__all__ = ["SigmaTree", "Soft", "node_key", "weight_coverage"]
 
 
 def node_key(bits: str) -> str:
     return bits or "root"
+
+
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def weight_coverage(config: Mapping[str, Any]) -> dict[str, int] | None:
+    """Conv/linear weight entries of a tree's dense model, and how many some node stores.
+
+    A dense entry ``(o, i)`` (all its kernel positions) of a tree stage is stored when a node
+    holding that stage keeps both output channel ``o`` and input channel ``i`` (the slicing of
+    ``to_tree``: ``weight[out_sel][:, in_sel]``, the input set being the kept channels of what
+    feeds it); backbone entries are all stored. Found by slicing, with the tree's recorded
+    channel lists, a copy of the dense stages whose weights hold their own ``(o, i)`` pair
+    number. Returns ``dense_weights`` (the dense model's conv/linear weight entries),
+    ``covered_weights`` (of them, stored by the backbone or some node), ``tree_weights`` and
+    ``tree_covered`` (the same over the tree stages only); None when the config records no
+    channel lists or no dense model.
+    """
+    arch = ARCHS[config["arch"]]
+    dense = config.get("dense")
+    nodes = config["nodes"]
+    if dense is None or any(scfg.get("channels") is None for n in nodes.values()
+                            for scfg in n["stages"].values()):
+        return None
+    with torch.device("meta"):
+        model = arch.build_dense(dense["kwargs"])
+    total = sum(m.weight.numel() for m in model.modules() if isinstance(m, _WEIGHTED))
+    tree = list(config["tree"])
+    stages = dict(arch.stages(model, config.get("cuts", [])))
+    pairs: dict[tuple[str, str], tuple[torch.Tensor, int]] = {}
+    for s in tree:
+        stages[s].to_empty(device="cpu")   # values: only the weights set below are read
+        for name, m in stages[s].named_modules():
+            if isinstance(m, _WEIGHTED):
+                o, i = m.weight.shape[:2]
+                if o * i >= 2 ** 24:
+                    raise ModelError(f"weight_coverage: {s}.{name} has {o * i} (o, i) pairs; "
+                                     "expected < 2**24 (exact in float32)")
+                kernel = m.weight[0, 0].numel()
+                number = torch.arange(o * i, dtype=torch.float32).view(
+                    o, i, *([1] * (m.weight.dim() - 2)))
+                with torch.no_grad():
+                    m.weight.copy_(number.expand(m.weight.shape))
+                pairs[(s, name)] = (torch.zeros(o * i, dtype=torch.bool), kernel)
+    level = {s: (0 if key == "root" else len(key)) for key, n in nodes.items()
+             for s in n["stages"]}
+    depth = int(config["depth"])
+    for leaf in range(2 ** depth):
+        bits = "".join("LR"[(leaf >> (depth - 1 - d)) & 1] for d in range(depth))
+        in_sel = None
+        for s in tree:
+            scfg = nodes[node_key(bits[:level[s]])]["stages"][s]
+            keep = {g: torch.tensor(v, dtype=torch.long) for g, v in scfg["channels"].items()}
+            mod, in_sel = arch.slice(s, stages[s], in_sel, keep)
+            for name, m in mod.named_modules():
+                if isinstance(m, _WEIGHTED) and (s, name) in pairs:
+                    w = m.weight.detach().reshape(m.weight.shape[0], m.weight.shape[1], -1)
+                    pairs[(s, name)][0][w[:, :, 0].flatten().long()] = True
+    tree_weights = sum(int(c.numel()) * k for c, k in pairs.values())
+    tree_covered = sum(int(c.sum()) * k for c, k in pairs.values())
+    return {"dense_weights": total, "covered_weights": total - tree_weights + tree_covered,
+            "tree_weights": tree_weights, "tree_covered": tree_covered}
 
 
 class Soft(NamedTuple):
@@ -198,10 +267,30 @@ class SigmaTree(nn.Module):
         return self._soft(x, temperature).out
 
     # -- accounting -----------------------------------------------------------------------
+    def coverage(self) -> dict[str, Any]:
+        """``channel_coverage``: the share of (depth, stage, group, dense channel) kept by some
+        node of that depth (1.0 by construction); ``weight_coverage``: the share of the dense
+        model's conv/linear weight entries stored by the backbone or some node, with the
+        counts of ``weight_coverage()``; None where the tree does not record channel lists."""
+        seen: dict[tuple[int, str, str], tuple[float, int]] = {}
+        for r in self.node_report():
+            if r["coverage"] is None or not r["channels"]:
+                seen = {}
+                break
+            seen[(r["level"], r["stage"], r["group"])] = (r["coverage"], r["channels"])
+        chans = sum(c for _, c in seen.values())
+        kept = sum(round(cov * c) for cov, c in seen.values())
+        w = weight_coverage(self.config)
+        return {"channel_coverage": round(kept / chans, 4) if chans else None,
+                "weight_coverage": (round(w["covered_weights"] / w["dense_weights"], 4)
+                                    if w else None),
+                **(w or {})}
+
     def param_counts(self) -> dict[str, Any]:
         """Parameter counts: ``backbone``, ``routers`` (all), ``nodes`` (node -> params of its
-        stages, routers excluded), ``total`` = backbone + routers + nodes, and ``paths`` (path i =
-        backbone + routers on the path + nodes on the path)."""
+        stages, routers excluded), ``total`` = backbone + routers + nodes, ``paths`` (path i =
+        backbone + routers on the path + nodes on the path) and ``coverage``
+        (``coverage()``: of channels and of dense weight entries)."""
         backbone = n_params(self.backbone)
         routers = {k: n_params(n.router) if n.router is not None else 0
                    for k, n in self.nodes.items()}
@@ -209,7 +298,8 @@ class SigmaTree(nn.Module):
         paths = [backbone + sum(routers[k] + nodes[k] for k in self.path_nodes(i))
                  for i in range(self.num_paths)]
         return {"backbone": backbone, "routers": sum(routers.values()), "nodes": nodes,
-                "total": backbone + sum(routers.values()) + sum(nodes.values()), "paths": paths}
+                "total": backbone + sum(routers.values()) + sum(nodes.values()), "paths": paths,
+                "coverage": self.coverage()}
 
     def _dense_groups(self) -> dict[str, dict[str, int]] | None:
         """Channels of every group of every tree stage in the dense model (None: unknown)."""
