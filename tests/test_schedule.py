@@ -175,21 +175,67 @@ def test_the_vela_tiling_never_costs_more_with_more_sram_in_the_same_order(
                                                           + small.act_reread)
 
 
-def test_the_vela_schedule_is_not_monotone_where_it_switches_order():
-    """Vela's rule (stream the weights once per output stripe as soon as a stripe fits) is not
-    monotone in SRAM: where a bigger cache first fits an input stripe, it trades a re-read of
-    the input for re-reads of the weights. By hand: 1,000 B of weights over 4 channels, 1,200 B
-    of input over 4 rows (300 B a row). Weight buffer 500 B, stripe buffer 250 B: no row fits,
-    so weights outer in 2 tiles, the input read twice: 1,200 B again. Stripe buffer 300 B: one
-    row per stripe, 4 stripes, the weights read 4 times: 3 x 1,000 = 3,000 B again. The optimal
-    schedule takes the cheaper order and stays monotone."""
+def test_the_vela_schedule_keeps_the_smaller_caches_schedule_where_it_switches_order():
+    """Vela's rule (stream the weights once per output stripe as soon as a stripe fits) alone is
+    not monotone in SRAM: where a bigger cache first fits an input stripe, it trades a re-read
+    of the input for re-reads of the weights. By hand, a quarter of SRAM for activations: 1,000
+    B of weights over 4 channels (250 B each), 1,200 B of input over 4 rows (300 B a row). At
+    1,000 B of SRAM the share (250 B) holds no row: weights outer, tiles of 750 // 250 = 3
+    channels, 2 tiles, the input read twice: 1,200 B again. At 1,200 B the share (300 B) holds
+    one row: Vela's rule takes 4 stripes, the weights read 4 times: 3 x 1,000 = 3,000 B again.
+    The largest smaller SRAM whose share holds no row is 1,199 B (share 299 B, weights 900 B):
+    its schedule (weights outer, 2 tiles of 3 channels: 1,200 B again) runs on 1,200 B too and
+    is cheaper, so the ``vela`` schedule takes it: 1,200 B, not more than at 1,000 B."""
     kw = {"weight_bytes": 1000, "input_offchip": 1200, "input_bytes": 1200, "channels": 4,
-          "rows": 4, "weight_buf": 500}
-    small = plan_tiling("c", schedule="vela", act_buf=250, **kw)
-    big = plan_tiling("c", schedule="vela", act_buf=300, **kw)
-    assert (small.order, small.act_reread, small.weight_refetch) == ("weights_outer", 1200, 0)
-    assert (big.order, big.weight_refetch, big.act_reread) == ("input_outer", 3000, 0)
-    assert plan_tiling("c", act_buf=300, **kw).order == "weights_outer"
+          "rows": 4}
+    small = plan_tiling("c", schedule="vela", weight_buf=750, act_buf=250, sram_bytes=1000,
+                        **kw)
+    assert (small.order, small.weight_tiles, small.act_reread) == ("weights_outer", 2, 1200)
+    # Vela's rule alone (no SRAM size to look below): the non-monotone step
+    rule = plan_tiling("c", schedule="vela", weight_buf=900, act_buf=300, **kw)
+    assert (rule.order, rule.input_stripes, rule.weight_refetch) == ("input_outer", 4, 3000)
+    big = plan_tiling("c", schedule="vela", weight_buf=900, act_buf=300, sram_bytes=1200, **kw)
+    assert (big.order, big.weight_tiles, big.act_reread) == ("weights_outer", 2, 1200)
+    # where input outer is the cheaper, Vela's rule stands: 10,000 B of weights over 40
+    # channels, 2,400 B of input over 8 rows (300 B). At 6,000 B of SRAM (share 1,500 B) Vela
+    # takes stripes of 5 rows, 2 stripes: 10,000 B again; the SRAM of 1,199 B below the
+    # threshold has 900 B of weights: tiles of 3 channels, 14 tiles, 13 x 2,400 = 31,200 B.
+    kw40 = {**kw, "weight_bytes": 10_000, "channels": 40, "input_offchip": 2400,
+            "input_bytes": 2400, "rows": 8}
+    vela = plan_tiling("c", schedule="vela", weight_buf=4500, act_buf=1500, sram_bytes=6000,
+                       **kw40)
+    assert (vela.order, vela.input_stripes, vela.weight_refetch) == ("input_outer", 2, 10_000)
+    below = plan_tiling("c", schedule="vela", weight_buf=900, act_buf=299, sram_bytes=1199,
+                        **kw40)
+    assert (below.order, below.weight_tiles, below.act_reread) == ("weights_outer", 14, 31_200)
+    # the optimal schedule takes the cheaper order at every size
+    assert plan_tiling("c", act_buf=300, weight_buf=900, **kw).order == "weights_outer"
+
+
+@FAST
+@given(w=st.integers(1, 60_000), i_off=st.integers(1, 20_000), extra=st.integers(0, 20_000),
+       k=st.integers(1, 64), p=st.integers(1, 64), pct=st.integers(1, 99),
+       sizes=st.lists(st.integers(1, 200_000), min_size=2, max_size=6))
+def test_the_vela_tiling_never_costs_more_as_a_shared_sram_grows(w, i_off, extra, k, p, pct,
+                                                                   sizes):
+    # an SRAM of growing size, a fixed percentage of it for activations (floored to bytes, as
+    # edgesim.config reads a percentage reserve): the vela schedule's extra bytes never rise,
+    # across its switch from weights outer to input outer too
+    kw = {"weight_bytes": w, "input_offchip": i_off, "input_bytes": i_off + extra,
+          "channels": k, "rows": p}
+    last = None
+    for size in sorted(sizes):
+        ab = size * pct // 100
+        try:
+            t = plan_tiling("c", schedule="vela", weight_buf=size - ab, act_buf=ab,
+                            sram_bytes=size, **kw)
+        except TileError:
+            assert last is None, "a larger SRAM cannot run what a smaller one ran"
+            continue
+        extra_bytes = t.weight_refetch + t.act_reread
+        if last is not None:
+            assert extra_bytes <= last, (size, t)
+        last = extra_bytes
 
 
 @FAST

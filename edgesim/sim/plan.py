@@ -616,7 +616,8 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
                                channels=channels, rows=rows, weight_buf=weight_buf,
                                act_buf=m.act_reserve_bytes,
                                psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
-                               schedule=m.schedule))
+                               schedule=m.schedule,
+                               sram_bytes=m.act_reserve_bytes + m.weight_sram_bytes))
     return out
 
 

@@ -81,7 +81,8 @@ ONCE = Tiling("once", 1, 1, 0, 0)
 
 def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes: int,
                 channels: int, rows: int, weight_buf: int, act_buf: int,
-                psum_bytes: int | None = None, schedule: str = "optimal") -> Tiling:
+                psum_bytes: int | None = None, schedule: str = "optimal",
+                sram_bytes: int | None = None) -> Tiling:
     """The cheaper of weights outer and input outer for one op (see the module docstring);
     ``schedule="vela"``: input outer whenever it fits (Vela streams an op's weights once per
     OFM stripe when the cache cannot hold its working set), weights outer only when one output
@@ -90,7 +91,10 @@ def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes
     ``channels`` is the op's output channels (the unit of a weight tile), ``rows`` its output
     rows or tokens (the unit of an input stripe); ``weight_buf`` and ``act_buf`` the SRAM
     bytes the op may use for weight tiles and input stripes; ``psum_bytes`` the partial sums
-    of its whole output (``None``: the op cannot split its reduction).
+    of its whole output (``None``: the op cannot split its reduction). ``sram_bytes``: the
+    SRAM ``act_buf`` is a share of; given, the ``vela`` schedule also weighs the schedule Vela
+    compiles for the largest smaller SRAM whose share holds no output row
+    (``_below_threshold``), which keeps its bytes from rising with SRAM.
     """
     if weight_bytes <= weight_buf or input_offchip <= 0:
         return ONCE
@@ -114,10 +118,40 @@ def plan_tiling(name: str, *, weight_bytes: int, input_offchip: int, input_bytes
             f"need {channel_bytes} B (the weight SRAM has {weight_buf} B) and one output row's "
             f"input needs {row_bytes} B (the activation share has {act_buf} B); raise sram.size")
     if schedule == "vela":
-        options = options[-1:]          # input outer if it exists
+        if options[-1].order == "input_outer" and sram_bytes and len(options) == 2:
+            options = [options[-1], *_below_threshold(channels, channel_bytes, input_offchip,
+                                                      row_bytes, weight_buf, act_buf,
+                                                      sram_bytes)]
+        else:
+            options = options[-1:]      # input outer if it exists
     best = min(options, key=lambda t: t.weight_refetch + t.act_reread)
     # one stripe holds the whole input (or one tile the weights): nothing crosses twice
     return best if best.weight_refetch + best.act_reread else ONCE
+
+
+def _below_threshold(channels: int, channel_bytes: int, input_offchip: int, row_bytes: int,
+                     weight_buf: int, act_buf: int, sram_bytes: int) -> list[Tiling]:
+    """The weights-outer schedule Vela compiles for the largest SRAM smaller than
+    ``sram_bytes`` whose activation share (the same fraction, ``act_buf / sram_bytes``, floored
+    to whole bytes as a percentage reserve is) holds no output row of input; [] if its weight
+    SRAM holds no output channel.
+
+    Vela's rule (input outer as soon as one row's input fits the share) is not monotone in SRAM:
+    where a bigger cache first fits a row it trades re-reads of the input for re-reads of the
+    weights, which may cost more. A cache can run any schedule compiled for a smaller one (it
+    holds every tile that one does), so the ``vela`` schedule takes the cheaper of Vela's rule at
+    its size and this one. Below the threshold Vela's rule is weights outer already; above it,
+    the candidate is the same for every size (the threshold's weight SRAM, capped by
+    ``weight_buf``), so the minimum never rises as the SRAM grows, and it equals Vela's rule
+    wherever input outer is the cheaper (as on ResNet-50's layer3/4 1x1 convs).
+    """
+    below = (row_bytes * sram_bytes - 1) // act_buf     # largest S' with share(S') < row
+    wb = min(weight_buf, below - below * act_buf // sram_bytes)
+    per_tile = max(0, wb) // channel_bytes
+    if not per_tile:
+        return []
+    n_w = -(-channels // per_tile)
+    return [Tiling("weights_outer", n_w, 1, 0, (n_w - 1) * input_offchip)]
 
 
 # ---------------------------------------------------------------------------------------------
