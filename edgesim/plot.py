@@ -24,8 +24,9 @@ Public names: ``KINDS``, ``HIGHER_IS_BETTER``, ``STYLES``, ``plot``, ``column``,
   bandwidth roof (bytes/s x intensity); from a run's JSON document, or an event log with
   ``--config``.
 
-Curves and point sets take their (colour, marker) from ``STYLES``: 10 colours x 8 markers,
-so 80 series are told apart, and consecutive ones always differ in colour.
+Curves and point sets take their (colour, marker) from ``STYLES``: 20 colours x 8 markers,
+so 160 series are told apart, the first 20 by colour alone, and consecutive ones always differ
+in colour.
 
 ``pareto_front`` is the one piece of logic here (axes minimised unless named in ``maximize``;
 ties kept):
@@ -61,9 +62,11 @@ __all__ = ["HIGHER_IS_BETTER", "KINDS", "STYLES", "column", "pareto_front", "plo
 
 KINDS = ("pareto", "bytes-vs-sram", "energy-breakdown", "timeline", "roofline")
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf")          # matplotlib's tab10
+            "#7f7f7f", "#bcbd22", "#17becf",          # matplotlib's tab10, then the dark
+            "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",   # rows of tab20b/tab20c
+            "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-#: (colour, marker) of series k: colour k mod 10, marker k div 10 (80 distinct pairs).
+#: (colour, marker) of series k: colour k mod 20, marker k div 20 (160 distinct pairs).
 STYLES = tuple((c, m) for m in _MARKERS for c in _COLOURS)
 #: Colour of each bound (``edgesim.sim.bound.BOUNDS``) in the timeline and the roofline.
 BOUND_COLOURS = {"compute": "#1f77b4", "vector": "#2ca02c", "sram_port": "#9467bd",
