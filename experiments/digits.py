@@ -255,26 +255,15 @@ def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
 
 def recalibrate_bn(model: Any, split: Split) -> None:
     """Re-estimate every BatchNorm's running statistics on ``split`` (weights frozen): the
-    cumulative mean and variance over its batches in train mode, then eval mode.
+    cumulative mean and variance over its batches in train mode, then eval mode
+    (``edgesim.zoo.baselines.recalibrate_bn``).
 
     Binarised and nested weights change the activations a BatchNorm normalises faster than its
     running average (momentum 0.1) follows while training: without this, the eval-mode net
     is at chance although its train-mode loss is low."""
-    import torch
-    from torch import nn
+    from edgesim.zoo.baselines import recalibrate_bn as recalibrate
 
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    with torch.no_grad():
-        for x, _ in batches(split, 128):
-            model(x)
-    for bn, momentum in zip(bns, saved, strict=True):
-        bn.momentum = momentum
-    model.eval()
+    recalibrate(model, batches(split, 128))
 
 
 def nested(dense: Any, data: dict[str, Split], epochs: int) -> Any:
