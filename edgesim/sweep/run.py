@@ -9,12 +9,13 @@ work), open the store, get each model's Workload once per ``workload_options`` o
 (``api.workload``: traced once per precision, disk-cached; found from one point per combination
 of the axes that can change them), then plan and run in one stream: point by point, in grid
 order, the point's config is built from the parsed file, each (point, model, policy) not already
-in the store becomes a ``PointTask`` for the executor (``edgesim.sweep.executors``), at most
-``WINDOW`` per worker in flight, and each ``SweepRow`` (``edgesim.sweep.rows``) is committed to
-the store (``edgesim.sweep.store``) the moment it comes back. Planning before the first task is
-thus proportional to the axes, not the points; memory holds the tasks in flight and a store key
-per task. The table is read back from the store in grid order, then model order, then policy
-order, so it is the same for every executor and for a killed-and-rerun sweep;
+in the store becomes a ``PointTask``; a pool or cluster gets a point's tasks as one message
+(``simulate_points``, its config pickled once), at most ``WINDOW`` points per worker in flight,
+and a point's rows (``SweepRow``, ``edgesim.sweep.rows``) are committed to the store
+(``edgesim.sweep.store``) in one transaction the moment they come back. Planning before the
+first task is thus proportional to the axes, not the points; memory holds the tasks in flight
+and a store key per task. The table is read back from the store in grid order, then model
+order, then policy order, so it is the same for every executor and for a killed-and-rerun sweep;
 ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS and whether torch or the
 zoo was loaded there.
 
@@ -67,8 +68,8 @@ if TYPE_CHECKING:
 __all__ = ["WINDOW", "PointResult", "PointTask", "failed_points", "simulate_point",
            "simulate_points", "sweep", "workload_options"]
 
-#: Tasks in flight per worker: enough to keep every worker busy, few enough that memory does
-#: not grow with the grid.
+#: Points (each its models x policies tasks) in flight per worker of a pool or cluster: enough
+#: to keep every worker busy, few enough that memory does not grow with the grid.
 WINDOW = 4
 
 
@@ -521,7 +522,8 @@ def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, b
     ``done`` run, each key once, committing each row as it arrives; the tasks and the last
     stats per process.
 
-    At most ``WINDOW`` tasks per worker are in flight: the next point is planned as a task
+    At most ``WINDOW`` points per worker are in flight, each one message (``simulate_points``)
+    whose rows are committed in one transaction: the next point is planned as a point
     finishes, so the first rows are stored while later points are not yet planned. A task that
     raises is committed as a failed row with its error (``SweepRow.failed``) and the others go
     on. A point whose config cannot be built stops the planning: the tasks in flight are
