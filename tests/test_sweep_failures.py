@@ -88,6 +88,21 @@ def test_a_retried_point_that_succeeds_replaces_its_failure(tiny_yaml, tmp_path,
     pd.testing.assert_frame_equal(fixed, clean)
 
 
+def test_a_failing_task_of_a_point_message_fails_alone(failing_engine):
+    # a worker runs a point's tasks as one message (simulate_points): the task that raises is
+    # its one-line error, as the serial path records it; the tasks beside it still run, and
+    # each matches the same task run alone
+    from edgesim.testing import tiny_config
+    w = tiny_workload()
+    good, bad = tiny_config(sram=BAD_SRAM + 1024), tiny_config(sram=BAD_SRAM - 1024)
+    tasks = [(sweep_run.PointTask(hw, pol, "next", True, False), w)
+             for hw in (good, bad) for pol in ("lru", "belady")]
+    out = sweep_run.simulate_points(tasks)
+    assert out[2:] == ["ZeroDivisionError: planted failure"] * 2
+    for (task, wref), res in zip(tasks[:2], out[:2], strict=True):
+        assert res.summary == sweep_run.simulate_point(task, wref).summary
+
+
 def test_process_pool_records_an_engine_failure(tiny_yaml, tmp_path):
     # the lowest bandwidth the config accepts; if the engine computes with it, no point fails
     df = sweep(tiny_yaml, [tiny_workload()], ["offchip.bandwidth=1B/s,1GB/s"], inputs=2,

@@ -35,7 +35,7 @@ def counted(monkeypatch):
     """Counts of YAML file parses (``_read_yaml`` of a file, not of a ``--set`` value) and of
     config builds from the parsed file, in call order with the rows stored so far."""
     counts = {"parses": 0, "builds": 0, "puts": 0, "builds_at_first_put": None}
-    read_yaml, build, put = edgesim.config._read_yaml, sweep_grid.Base.build, Store.put
+    read_yaml, build, put = edgesim.config._read_yaml, sweep_grid.Base.build, Store.put_many
 
     def counting_read(text, file):
         if file:            # a --set value is parsed with file ""
@@ -46,15 +46,15 @@ def counted(monkeypatch):
         counts["builds"] += 1
         return build(self, overrides)
 
-    def counting_put(self, *args):
-        if counts["builds_at_first_put"] is None:
+    def counting_put(self, entries):   # Store.put is put_many of one row
+        if counts["builds_at_first_put"] is None and entries:
             counts["builds_at_first_put"] = counts["builds"]
-        counts["puts"] += 1
-        return put(self, *args)
+        counts["puts"] += len(entries)
+        return put(self, entries)
 
     monkeypatch.setattr(edgesim.config, "_read_yaml", counting_read)
     monkeypatch.setattr(sweep_grid.Base, "build", counting_build)
-    monkeypatch.setattr(Store, "put", counting_put)
+    monkeypatch.setattr(Store, "put_many", counting_put)
     return counts
 
 

@@ -9,12 +9,13 @@ work), open the store, get each model's Workload once per ``workload_options`` o
 (``api.workload``: traced once per precision, disk-cached; found from one point per combination
 of the axes that can change them), then plan and run in one stream: point by point, in grid
 order, the point's config is built from the parsed file, each (point, model, policy) not already
-in the store becomes a ``PointTask`` for the executor (``edgesim.sweep.executors``), at most
-``WINDOW`` per worker in flight, and each ``SweepRow`` (``edgesim.sweep.rows``) is committed to
-the store (``edgesim.sweep.store``) the moment it comes back. Planning before the first task is
-thus proportional to the axes, not the points; memory holds the tasks in flight and a store key
-per task. The table is read back from the store in grid order, then model order, then policy
-order, so it is the same for every executor and for a killed-and-rerun sweep;
+in the store becomes a ``PointTask``; a pool or cluster gets a point's tasks as one message
+(``simulate_points``, its config pickled once), at most ``WINDOW`` points per worker in flight,
+and a point's rows (``SweepRow``, ``edgesim.sweep.rows``) are committed to the store
+(``edgesim.sweep.store``) in one transaction the moment they come back. Planning before the
+first task is thus proportional to the axes, not the points; memory holds the tasks in flight
+and a store key per task. The table is read back from the store in grid order, then model
+order, then policy order, so it is the same for every executor and for a killed-and-rerun sweep;
 ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS and whether torch or the
 zoo was loaded there.
 
@@ -64,11 +65,11 @@ if TYPE_CHECKING:
     from edgesim.sweep.grid import Axis, Base
     from edgesim.workload import Workload
 
-__all__ = ["WINDOW", "PointResult", "PointTask", "failed_points", "simulate_point", "sweep",
-           "workload_options"]
+__all__ = ["WINDOW", "PointResult", "PointTask", "failed_points", "simulate_point",
+           "simulate_points", "sweep", "workload_options"]
 
-#: Tasks in flight per worker: enough to keep every worker busy, few enough that memory does
-#: not grow with the grid.
+#: Points (each its models x policies tasks) in flight per worker of a pool or cluster: enough
+#: to keep every worker busy, few enough that memory does not grow with the grid.
 WINDOW = 4
 
 
@@ -100,6 +101,20 @@ def simulate_point(task: PointTask, wref: Any) -> PointResult:
                    memo=task.memo)
     rows = [list(r) for r in res.rows] if task.detail else None
     return PointResult(res.summary, rows, worker_stats())
+
+
+def simulate_points(tasks: Sequence[tuple[PointTask, Any]]) -> list[PointResult | str]:
+    """Run the tasks of one grid point (its models and policies) where the executor put them:
+    one message each way per point instead of per task, the point's config pickled once. Per
+    task its ``PointResult``, or the one-line error (``_describe``) of a task that raised:
+    the others still run, as when each is its own task."""
+    out: list[PointResult | str] = []
+    for task, wref in tasks:
+        try:
+            out.append(simulate_point(task, wref))
+        except Exception as exc:  # recorded as this task's failure
+            out.append(_describe(exc))
+    return out
 
 
 # --------------------------------------------------------------------------- planning
@@ -507,7 +522,8 @@ def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, b
     ``done`` run, each key once, committing each row as it arrives; the tasks and the last
     stats per process.
 
-    At most ``WINDOW`` tasks per worker are in flight: the next point is planned as a task
+    At most ``WINDOW`` points per worker are in flight, each one message (``simulate_points``)
+    whose rows are committed in one transaction: the next point is planned as a point
     finishes, so the first rows are stored while later points are not yet planned. A task that
     raises is committed as a failed row with its error (``SweepRow.failed``) and the others go
     on. A point whose config cannot be built stops the planning: the tasks in flight are
@@ -528,20 +544,33 @@ def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, b
             done.add(it.task.key)
             yield it
 
-    def commit(it: _Item, res: PointResult | None, exc: Exception | None) -> None:
+    def entry(it: _Item, res: PointResult) -> tuple[str, dict[str, Any], str | None]:
         t = it.task
+        drows = None
+        if res.rows is not None:
+            head = DetailHead(t.key, t.point, plan.labels[t.model], plan.policies[t.policy])
+            drows = json.dumps({"head": head._asdict(), "rows": res.rows},
+                               default=_json_default)
+        seen[res.worker.pid] = res.worker
+        return t.key, plan.row(it, res.summary).columns(), drows
+
+    def commit(it: _Item, res: PointResult | None, exc: Exception | None) -> None:
         if res is None:
-            store.fail(t.key, plan.failed_row(it, _describe(exc)).columns())
+            store.fail(it.task.key, plan.failed_row(it, _describe(exc)).columns())
         else:
-            drows = None
-            if res.rows is not None:
-                head = DetailHead(t.key, t.point, plan.labels[t.model], plan.policies[t.policy])
-                drows = json.dumps({"head": head._asdict(), "rows": res.rows},
-                                   default=_json_default)
-            store.put(t.key, plan.row(it, res.summary).columns(), drows)
-            seen[res.worker.pid] = res.worker
+            store.put(*entry(it, res))
         if bar is not None:
             bar.update(1)
+
+    def commit_point(group: Sequence[_Item], results: Sequence[PointResult | str]) -> None:
+        """A point's rows in one transaction; its failed tasks each as a failed row."""
+        store.put_many([entry(it, r) for it, r in zip(group, results, strict=True)
+                        if not isinstance(r, str)])
+        for it, r in zip(group, results, strict=True):
+            if isinstance(r, str):
+                store.fail(it.task.key, plan.failed_row(it, r).columns())
+        if bar is not None:
+            bar.update(len(group))
 
     todo = pending()
     first = next(todo, None)   # a resumed grid plans its finished points before any executor
@@ -559,33 +588,56 @@ def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, b
                     commit(it, res, None)
             return tasks, seen
         limit = WINDOW * (how.workers or os.cpu_count() or 1)
-        flight = {ex.submit(simulate_point, plan.task(first), ref(first.task.wid)): first}
+        groups = _by_point(itertools.chain([first], todo))
+
+        def submit(group: list[_Item]) -> Any:
+            return ex.submit(simulate_points,
+                             tuple((plan.task(it), ref(it.task.wid)) for it in group))
+
+        flight: dict[Any, list[_Item]] = {}
         stopped: EdgesimError | None = None
         more = True
         while True:
-            while more and len(flight) < limit:   # plan the next points as tasks finish
+            while more and len(flight) < limit:   # plan the next points as points finish
                 try:
-                    it = next(todo, None)
+                    group = next(groups, None)
                 except EdgesimError as exc:   # a point that cannot be built: finish the rest
-                    stopped, it = exc, None
-                if it is None:
+                    stopped, group = exc, None
+                if group is None:
                     more = False
                 else:
-                    flight[ex.submit(simulate_point, plan.task(it), ref(it.task.wid))] = it
+                    flight[submit(group)] = group
             if not flight:
                 break
             finished, _ = wait(flight, return_when=FIRST_COMPLETED)
             for fut in finished:
-                it = flight.pop(fut)
+                group = flight.pop(fut)
                 try:
-                    res = fut.result()
-                except Exception as exc:  # recorded as this point's failure
-                    commit(it, None, exc)
-                else:
-                    commit(it, res, None)
+                    results = fut.result()
+                except Exception as exc:  # the worker died: each task of the point failed
+                    results = [_describe(exc)] * len(group)
+                commit_point(group, results)
         if stopped is not None:
             raise stopped
     return tasks, seen
+
+
+def _by_point(items: Iterator[_Item]) -> Iterator[list[_Item]]:
+    """``items`` in runs of one grid point each (a point's models and policies: one message to
+    a worker). A point that cannot be built ends the runs: the run before it comes first."""
+    group: list[_Item] = []
+    try:
+        for it in items:
+            if group and it.task.point != group[0].task.point:
+                yield group
+                group = []
+            group.append(it)
+    except EdgesimError:
+        if group:
+            yield group
+        raise
+    if group:
+        yield group
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

@@ -285,14 +285,22 @@ class Store:
 
     def put(self, key: str, row: Mapping[str, Any], detail_rows: str | None) -> None:
         """Commit a finished task's row (and detail): one transaction, replacing a failure."""
+        self.put_many([(key, row, detail_rows)])
+
+    def put_many(self, entries: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> None:
+        """Commit finished tasks' ``(key, row, detail)`` in one transaction (``executemany``):
+        all of them or none, each replacing its failure."""
+        if not entries:
+            return
         try:
-            with self.db:  # one transaction: the row and its detail, or neither
-                self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                                (key, json.dumps(row, sort_keys=False)))
-                self.db.execute("DELETE FROM failed WHERE key = ?", (key,))
-                if detail_rows is not None:
-                    self.db.execute("INSERT OR REPLACE INTO detail VALUES (?, ?)",
-                                    (key, detail_rows))
+            with self.db:  # one transaction: the rows and their detail, or none of them
+                self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
+                                    [(k, json.dumps(r, sort_keys=False)) for k, r, _ in entries])
+                self.db.executemany("DELETE FROM failed WHERE key = ?",
+                                    [(k,) for k, _, _ in entries])
+                details = [(k, d) for k, _, d in entries if d is not None]
+                if details:
+                    self.db.executemany("INSERT OR REPLACE INTO detail VALUES (?, ?)", details)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
