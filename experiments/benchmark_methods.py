@@ -235,7 +235,7 @@ def run_seed(dataset: str, seed: int, cfg: Settings,
     import torch
 
     from edgesim.zoo import baselines, pruning
-    from edgesim.zoo.nested import NestedModel, nested_levels, train_nested
+    from edgesim.zoo.nested import NestedModel, level_batchnorm, nested_levels, train_nested
     from edgesim.zoo.sigmab import fine_tune, to_tree
     from edgesim.zoo.signed_binary import fine_tune_ste, to_signed_binary
 
@@ -306,10 +306,11 @@ def run_seed(dataset: str, seed: int, cfg: Settings,
                                           first_last_densities=NESTED_EDGE_DENSITIES))
     torch.manual_seed(seed * 1000 + 9)
     train_nested(nest, D.loader(data["train"], seed + 6), epochs=E, lr=0.05, schedule="sum")
-    norms = D.LevelNorms(nest, data["train"])
+    level_batchnorm(nest, D.batches(data["train"], 128))   # one set of BN statistics per level
     level_rows = []
-    for k in range(1, nest.num_levels + 1):
-        lvl = norms.use(k)
+    for k in range(1, nest.n_levels + 1):
+        nest.set_level(k)                                   # loads level k's statistics
+        lvl = nest.eval()
         level_rows.append((k, D.correct(lvl, test), layer_sparsities(lvl), sparse_params(lvl)))
     stored_nested = level_rows[-1][3]
     m = fresh(10)
@@ -340,7 +341,8 @@ def run_seed(dataset: str, seed: int, cfg: Settings,
         rows.append(row(dataset, seed, mdl.method, mdl.variant, c, n, P, mdl.active_params,
                         mdl.stored_params, w, route_counts(mdl, test)))
     for k, c, _, nnz in level_rows:
-        lvl = norms.use(k)
+        nest.set_level(k)
+        lvl = nest.eval()
         w = _trace_one(lvl, sim_x, f"{dataset}_nested@{k}", "nested",
                        ("dense", "nested", *SEGMENT_ENCODINGS))
         rows.append(row(dataset, seed, "nested", f"level {k}", c, n, P, nnz, stored_nested, w,

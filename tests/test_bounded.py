@@ -74,6 +74,11 @@ def test_long_outputs_take_flat_memory(capsys, tmp_path, monkeypatch, how):
     # a kept inference row costs ~6 KB in the JSON document (1.2 GB at 200,000 inputs before
     # it was streamed), a kept per-op row ~0.5 KB (x 6 ops of tiny_net): 10x the inputs may
     # add a few bytes per input (the path sequence), not a row
+    # The row writers hold one chunk of rows (cli.run._Rows.CHUNK, 4,096 rows of ~0.5-1 KB:
+    # bounded, but more than a 3,000-input stream fills); at 64 rows a chunk, what remains of
+    # the difference is growth with the stream.
+    from edgesim.cli import run as cli_run
+    monkeypatch.setattr(cli_run._Rows, "CHUNK", 64)
     monkeypatch.chdir(tmp_path)
     model = "usermodels:tiny_net" if "--timeline" in how else "dense_r50"
     assert main(["run", "npu_small", "--model", model, "--inputs", "1"]) == 0   # traced once

@@ -43,7 +43,9 @@ def test_the_wheel_holds_one_top_level_package_and_the_configs(wheel):
     top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top == {"edgesim"}
     shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("edgesim/hwconfigs/"))
-    assert shipped == CONFIGS
+    # the configs, and their checked form a shipped run reads instead of the YAML
+    # (edgesim.checked_configs)
+    assert shipped == sorted([*CONFIGS, "checked.json"])
     assert len(CONFIGS) >= 6
     assert "edgesim/zoo/registry.py" in names
 
@@ -70,7 +72,8 @@ def test_main_command_runs_from_an_installed_wheel_in_a_fresh_venv(wheel, tmp_pa
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("# sigmab_r50 (sigmab, input 3x224x224) on npu_small")
-    assert len([x for x in lines[2:10] if x.split()[0].isdigit()]) == 8   # 8 inputs, one row each
+    table = lines[:lines.index("")]            # the header, then one row per input
+    assert len([x for x in table if x.split()[0].isdigit()]) == 8   # 8 inputs, one row each
     where = subprocess.run([python, "-c", "import edgesim; print(edgesim.__file__)"], cwd=work,
                            env=env, capture_output=True, text=True, timeout=120).stdout
     assert str(venv) in where                       # the installed copy, not the clone

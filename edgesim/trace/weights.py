@@ -112,6 +112,17 @@ def _binary(a: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
                          "channel")
     mag = (np.abs(a).reshape(1, -1) if axis is None
            else np.moveaxis(np.abs(a), axis, 0).reshape(q.shape[axis], -1))
+    # one magnitude a per channel: weights not binarised yet (many magnitudes) would otherwise
+    # be stored as their signs, silently; 1e-4 relative leaves room for a folded BatchNorm's
+    # float32 rounding
+    top = np.where(moved != 0, mag, 0.0).max(axis=1)
+    low = np.where(moved != 0, mag, np.inf).min(axis=1)
+    spread = np.flatnonzero(np.isfinite(low) & (top > low * (1 + 1e-4)))
+    if spread.size:
+        c = int(spread[0])
+        raise ValueError(f"binary precision: channel {c} holds magnitudes from {low[c]:.6g} to "
+                         f"{top[c]:.6g}; expected one magnitude a per output channel (weights "
+                         "binarised before tracing)")
     nnz = np.count_nonzero(moved, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         scales = np.where(nnz > 0, mag.sum(axis=1) / np.maximum(nnz, 1), 0.0)
