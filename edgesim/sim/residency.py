@@ -41,6 +41,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from types import MappingProxyType
 
 import numpy as np
@@ -304,7 +305,14 @@ class Belady(Residency):
         self._next_use = next_use
         self._future = future
         self._held: dict[int, int] = {}       # block -> resident bytes
+        self._total = 0                       # sum(self._held.values()), kept running
         self._nu: dict[int, int] = {}         # block -> its next use position
+        self._stale = False                   # after a restore: _nu to be filled at next serve
+        # eviction order: a min-heap of (-next use, -block), so the top is the block used
+        # farthest in the future, ties the higher block index (as sorting all held blocks by
+        # (next use, block), largest first); entries whose next use was since recomputed, or
+        # whose block has left, are skipped when they reach the top (lazy deletion)
+        self._heap: list[tuple[int, int]] = []
         self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
 
     @classmethod
@@ -319,7 +327,10 @@ class Belady(Residency):
 
     def restore(self, state: Hashable) -> None:
         self._held = dict(state)  # type: ignore[arg-type]
+        self._total = sum(self._held.values())
         self._nu = {}
+        self._heap = []
+        self._stale = True
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         state = self.state()
@@ -331,13 +342,13 @@ class Belady(Residency):
             hit = self._path_bytes[id(blocks)] = (blocks, sum(sizes[b] for b in set(blocks)))
         need = hit[1]
         if need <= self.capacity:   # else it cannot fit, whatever is held
-            need += sum(held.values()) - sum(held.get(b, 0) for b in set(blocks))
+            need += self._total - sum(held.get(b, 0) for b in set(blocks))
             if need <= self.capacity:   # everything it reads fits beside what is held: it
                 return state, None      # evicts nothing, and the future is moot
         return state, self._future.key(blocks, inference, held)
 
     def resident_bytes(self) -> int:
-        return sum(self._held.values())
+        return self._total
 
     def resident_set(self) -> frozenset[int]:
         return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
@@ -347,23 +358,34 @@ class Belady(Residency):
         return set(self._held)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
-        held, sizes, nu = self._held, self.sizes, self._nu
+        held, sizes, nu, heap = self._held, self.sizes, self._nu, self._heap
+        next_use = self._next_use
+        if self._stale:   # resident since an earlier inference (after a restore): their next
+            self._stale = False   # uses from here (none of them is read before this op)
+            for b in held:
+                nu[b] = next_use(b, inference, op)
+            heap[:] = [(-n, -b) for b, n in nu.items()]
+            heapify(heap)
         current = dict.fromkeys(blocks)
         before = {b: held.get(b, 0) for b in current}
         fetched = 0
+        total = self._total
         for b in current:
-            fetched += sizes[b] - before[b]
-            held[b] = sizes[b]
-            nu[b] = self._next_use(b, inference, op)
-        total = 0
-        for b, n in held.items():
-            total += n
-            if b not in nu:  # resident since an earlier inference (after a restore)
-                nu[b] = self._next_use(b, inference, op)
+            size = sizes[b]
+            fetched += size - before[b]
+            total += size - before[b]
+            held[b] = size
+            n = nu[b] = next_use(b, inference, op)
+            heappush(heap, (-n, -b))
         evicted: list[int] = []
         if total > self.capacity:
             # drop the bytes used farthest in the future (ties: higher block index first)
-            for b in sorted(held, key=lambda x: (nu[x], x), reverse=True):
+            while True:
+                n, b = heap[0]
+                b = -b
+                if b not in held or nu[b] != -n:   # stale entry
+                    heappop(heap)
+                    continue
                 drop = min(held[b], total - self.capacity)
                 held[b] -= drop
                 total -= drop
@@ -372,8 +394,13 @@ class Belady(Residency):
                 if held[b] == 0:
                     del held[b]
                     del nu[b]
+                    heappop(heap)
                 if total <= self.capacity:
                     break
+        self._total = total
+        if len(heap) > 2 * len(held) + 64:   # drop the stale entries now and then
+            heap[:] = [(-n, -b) for b, n in nu.items()]
+            heapify(heap)
         kept = sum(max(0, held.get(b, 0) - before[b]) for b in current)
         return Served(kept, fetched - kept, tuple(evicted))
 
