@@ -314,6 +314,13 @@ class Belady(Residency):
         # whose block has left, are skipped when they reach the top (lazy deletion)
         self._heap: list[tuple[int, int]] = []
         self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
+        # the state as a tuple until serve changes it; after a restore, _held etc. are built
+        # from it only when serve (or a question about what is held) needs them
+        self._snap: tuple[tuple[int, int], ...] | None = ()
+        self._pending = False
+        # per state (by id, the state kept alive here): its hashed memo_key part, and per path
+        # (by id of its blocks) the sets of Future.key under it (None: the future is moot)
+        self._per_state: dict[int, tuple[tuple, _Hashed, dict]] = {}
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -323,19 +330,48 @@ class Belady(Residency):
         return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
-        return tuple(sorted(self._held.items()))
+        if self._snap is None:
+            self._snap = tuple(sorted(self._held.items()))
+        return self._snap
 
     def restore(self, state: Hashable) -> None:
-        self._held = dict(state)  # type: ignore[arg-type]
+        if state is self._snap:   # a memo hit in a steady stream: already there (and the
+            return                # next uses and heap still hold)
+        self._snap = state  # type: ignore[assignment]
+        self._pending = True      # a run of memo hits never builds the dicts
+
+    def _unpack(self) -> None:
+        """Build the held bytes from the restored state (next uses: at the next serve)."""
+        self._pending = False
+        self._held = dict(self._snap)  # type: ignore[arg-type]
         self._total = sum(self._held.values())
         self._nu = {}
         self._heap = []
         self._stale = True
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
-        state = self.state()
+        snap = self.state()
+        per = self._per_state
+        entry = per.get(id(snap))
+        if entry is None or entry[0] is not snap:   # hashed once per state
+            if len(per) >= 1 << 14:   # (as many states as the engine's memo keeps)
+                per.clear()
+            entry = per[id(snap)] = (snap, _Hashed(snap), {})  # type: ignore[arg-type]
+        hashed, by_path = entry[1], entry[2]
         if self._future is None:
-            return state
+            return hashed
+        sets = by_path.get(id(blocks))
+        if sets is None or sets[0] is not blocks:
+            sets = by_path[id(blocks)] = (blocks, self._key_sets(inference, blocks))
+        if sets[1] is None:
+            return hashed, None
+        return hashed, self._future.key_of(sets[1], inference)
+
+    def _key_sets(self, inference: int, blocks: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The sets ``Future.key`` ranks for reading ``blocks`` in the current state, or None
+        when the future cannot change a decision."""
+        if self._pending:
+            self._unpack()
         held, sizes = self._held, self.sizes
         hit = self._path_bytes.get(id(blocks))
         if hit is None or hit[0] is not blocks:
@@ -344,20 +380,28 @@ class Belady(Residency):
         if need <= self.capacity:   # else it cannot fit, whatever is held
             need += self._total - sum(held.get(b, 0) for b in set(blocks))
             if need <= self.capacity:   # everything it reads fits beside what is held: it
-                return state, None      # evicts nothing, and the future is moot
-        return state, self._future.key(blocks, inference, held)
+                return None             # evicts nothing, and the future is moot
+        return self._future.key_sets(inference, held)
 
     def resident_bytes(self) -> int:
+        if self._pending:
+            self._unpack()
         return self._total
 
     def resident_set(self) -> frozenset[int]:
+        if self._pending:
+            self._unpack()
         return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
 
     def held_blocks(self) -> set[int]:
         """Blocks with any bytes on chip."""
+        if self._pending:
+            self._unpack()
         return set(self._held)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
+        if self._pending:
+            self._unpack()
         held, sizes, nu, heap = self._held, self.sizes, self._nu, self._heap
         next_use = self._next_use
         if self._stale:   # resident since an earlier inference (after a restore): their next
@@ -366,6 +410,7 @@ class Belady(Residency):
                 nu[b] = next_use(b, inference, op)
             heap[:] = [(-n, -b) for b, n in nu.items()]
             heapify(heap)
+        self._snap = None
         current = dict.fromkeys(blocks)
         before = {b: held.get(b, 0) for b in current}
         fetched = 0
@@ -466,16 +511,17 @@ class Future:
                 self.nxt[k, -1] = n
 
     def next_use(self, b: int, i: int, j: int) -> int:
+        seq = self.seq.item   # (.item: a Python int, without a NumPy scalar on the way)
         if j != NEVER_OP:
-            here = self.ops_of[self.seq[i]].get(b)
+            here = self.ops_of[seq(i)].get(b)
             if here is not None:
                 k = bisect_right(here, j)
                 if k < len(here):
                     return i * OP_STRIDE + here[k]
-        i2 = int(self.nxt[self.set_of[b], i])
+        i2 = self.nxt.item(self._set_of[b], i)
         if i2 >= self.n:
             return NEVER
-        return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
+        return i2 * OP_STRIDE + self.first.item(seq(i2), b)
 
     def key(self, blocks, i: int, held: Mapping[int, int] | None = None
             ) -> tuple[tuple[int, int, int], ...]:
@@ -487,14 +533,20 @@ class Future:
         those sets' and the path taken there (-1: never; 0 when the set is ``uniform``: its
         blocks sit at the same op in every path). Sets no such block belongs to, and paths
         that cannot change an order, stay out of the key, so more situations share one."""
+        return self.key_of(self.key_sets(i, held), i)
+
+    def key_sets(self, i: int, held: Mapping[int, int] | None = None) -> tuple[int, ...]:
+        """The sets ``key`` ranks: those of the blocks inference i reads and of ``held``."""
         mine = self.path_sets[int(self.seq[i])]
         if held is None or len(mine) == len(self.uniform):   # (a dense model: one set)
-            relevant = range(len(self.uniform))
-        else:
-            set_of = self._set_of
-            relevant = sorted(mine.union([set_of[b] for b in held]))
-        col = self.nxt[:, i]
-        vals = [int(col[s]) for s in relevant]
+            return tuple(range(len(self.uniform)))
+        set_of = self._set_of
+        return tuple(sorted(mine.union([set_of[b] for b in held])))
+
+    def key_of(self, relevant: tuple[int, ...], i: int) -> tuple[tuple[int, int, int], ...]:
+        """``key`` over the sets ``relevant`` (from ``key_sets``)."""
+        col = self.nxt[:, i].tolist()
+        vals = [col[s] for s in relevant]
         rank = {v: r for r, v in enumerate(sorted(set(vals)))}
         n, seq, uniform = self.n, self.seq, self.uniform
         return tuple((s, rank[v], -1 if v >= n else 0 if uniform[s] else int(seq[v]))
