@@ -423,6 +423,7 @@ class Belady(Residency):
             n = nu[b] = next_use(b, inference, op)
             heappush(heap, (-n, -b))
         evicted: list[int] = []
+        kept = fetched   # until this op's own blocks lose bytes below what they had
         if total > self.capacity:
             # drop the bytes used farthest in the future (ties: higher block index first)
             while True:
@@ -432,10 +433,12 @@ class Belady(Residency):
                     heappop(heap)
                     continue
                 drop = min(held[b], total - self.capacity)
+                if b in current:   # its kept bytes: those above what it held before
+                    kept -= min(drop, max(0, held[b] - before[b]))
+                else:
+                    evicted.append(b)
                 held[b] -= drop
                 total -= drop
-                if b not in current:
-                    evicted.append(b)
                 if held[b] == 0:
                     del held[b]
                     del nu[b]
@@ -446,7 +449,6 @@ class Belady(Residency):
         if len(heap) > 2 * len(held) + 64:   # drop the stale entries now and then
             heap[:] = [(-n, -b) for b, n in nu.items()]
             heapify(heap)
-        kept = sum(max(0, held.get(b, 0) - before[b]) for b in current)
         return Served(kept, fetched - kept, tuple(evicted))
 
 
