@@ -41,6 +41,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from types import MappingProxyType
 
 import numpy as np
@@ -304,8 +305,22 @@ class Belady(Residency):
         self._next_use = next_use
         self._future = future
         self._held: dict[int, int] = {}       # block -> resident bytes
+        self._total = 0                       # sum(self._held.values()), kept running
         self._nu: dict[int, int] = {}         # block -> its next use position
+        self._stale = False                   # after a restore: _nu to be filled at next serve
+        # eviction order: a min-heap of (-next use, -block), so the top is the block used
+        # farthest in the future, ties the higher block index (as sorting all held blocks by
+        # (next use, block), largest first); entries whose next use was since recomputed, or
+        # whose block has left, are skipped when they reach the top (lazy deletion)
+        self._heap: list[tuple[int, int]] = []
         self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
+        # the state as a tuple until serve changes it; after a restore, _held etc. are built
+        # from it only when serve (or a question about what is held) needs them
+        self._snap: tuple[tuple[int, int], ...] | None = ()
+        self._pending = False
+        # per state (by id, the state kept alive here): its hashed memo_key part, and per path
+        # (by id of its blocks) the sets of Future.key under it (None: the future is moot)
+        self._per_state: dict[int, tuple[tuple, _Hashed, dict]] = {}
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -315,66 +330,125 @@ class Belady(Residency):
         return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
-        return tuple(sorted(self._held.items()))
+        if self._snap is None:
+            self._snap = tuple(sorted(self._held.items()))
+        return self._snap
 
     def restore(self, state: Hashable) -> None:
-        self._held = dict(state)  # type: ignore[arg-type]
+        if state is self._snap:   # a memo hit in a steady stream: already there (and the
+            return                # next uses and heap still hold)
+        self._snap = state  # type: ignore[assignment]
+        self._pending = True      # a run of memo hits never builds the dicts
+
+    def _unpack(self) -> None:
+        """Build the held bytes from the restored state (next uses: at the next serve)."""
+        self._pending = False
+        self._held = dict(self._snap)  # type: ignore[arg-type]
+        self._total = sum(self._held.values())
         self._nu = {}
+        self._heap = []
+        self._stale = True
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
-        state = self.state()
+        snap = self.state()
+        per = self._per_state
+        entry = per.get(id(snap))
+        if entry is None or entry[0] is not snap:   # hashed once per state
+            if len(per) >= 1 << 14:   # (as many states as the engine's memo keeps)
+                per.clear()
+            entry = per[id(snap)] = (snap, _Hashed(snap), {})  # type: ignore[arg-type]
+        hashed, by_path = entry[1], entry[2]
         if self._future is None:
-            return state
+            return hashed
+        sets = by_path.get(id(blocks))
+        if sets is None or sets[0] is not blocks:
+            sets = by_path[id(blocks)] = (blocks, self._key_sets(inference, blocks))
+        if sets[1] is None:
+            return hashed, None
+        return hashed, self._future.key_of(sets[1], inference)
+
+    def _key_sets(self, inference: int, blocks: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The sets ``Future.key`` ranks for reading ``blocks`` in the current state, or None
+        when the future cannot change a decision."""
+        if self._pending:
+            self._unpack()
         held, sizes = self._held, self.sizes
         hit = self._path_bytes.get(id(blocks))
         if hit is None or hit[0] is not blocks:
             hit = self._path_bytes[id(blocks)] = (blocks, sum(sizes[b] for b in set(blocks)))
         need = hit[1]
         if need <= self.capacity:   # else it cannot fit, whatever is held
-            need += sum(held.values()) - sum(held.get(b, 0) for b in set(blocks))
+            need += self._total - sum(held.get(b, 0) for b in set(blocks))
             if need <= self.capacity:   # everything it reads fits beside what is held: it
-                return state, None      # evicts nothing, and the future is moot
-        return state, self._future.key(blocks, inference, held)
+                return None             # evicts nothing, and the future is moot
+        return self._future.key_sets(inference, held)
 
     def resident_bytes(self) -> int:
-        return sum(self._held.values())
+        if self._pending:
+            self._unpack()
+        return self._total
 
     def resident_set(self) -> frozenset[int]:
+        if self._pending:
+            self._unpack()
         return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
 
     def held_blocks(self) -> set[int]:
         """Blocks with any bytes on chip."""
+        if self._pending:
+            self._unpack()
         return set(self._held)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
-        held, sizes, nu = self._held, self.sizes, self._nu
+        if self._pending:
+            self._unpack()
+        held, sizes, nu, heap = self._held, self.sizes, self._nu, self._heap
+        next_use = self._next_use
+        if self._stale:   # resident since an earlier inference (after a restore): their next
+            self._stale = False   # uses from here (none of them is read before this op)
+            for b in held:
+                nu[b] = next_use(b, inference, op)
+            heap[:] = [(-n, -b) for b, n in nu.items()]
+            heapify(heap)
+        self._snap = None
         current = dict.fromkeys(blocks)
         before = {b: held.get(b, 0) for b in current}
         fetched = 0
+        total = self._total
         for b in current:
-            fetched += sizes[b] - before[b]
-            held[b] = sizes[b]
-            nu[b] = self._next_use(b, inference, op)
-        total = 0
-        for b, n in held.items():
-            total += n
-            if b not in nu:  # resident since an earlier inference (after a restore)
-                nu[b] = self._next_use(b, inference, op)
+            size = sizes[b]
+            fetched += size - before[b]
+            total += size - before[b]
+            held[b] = size
+            n = nu[b] = next_use(b, inference, op)
+            heappush(heap, (-n, -b))
         evicted: list[int] = []
+        kept = fetched   # until this op's own blocks lose bytes below what they had
         if total > self.capacity:
             # drop the bytes used farthest in the future (ties: higher block index first)
-            for b in sorted(held, key=lambda x: (nu[x], x), reverse=True):
+            while True:
+                n, b = heap[0]
+                b = -b
+                if b not in held or nu[b] != -n:   # stale entry
+                    heappop(heap)
+                    continue
                 drop = min(held[b], total - self.capacity)
+                if b in current:   # its kept bytes: those above what it held before
+                    kept -= min(drop, max(0, held[b] - before[b]))
+                else:
+                    evicted.append(b)
                 held[b] -= drop
                 total -= drop
-                if b not in current:
-                    evicted.append(b)
                 if held[b] == 0:
                     del held[b]
                     del nu[b]
+                    heappop(heap)
                 if total <= self.capacity:
                     break
-        kept = sum(max(0, held.get(b, 0) - before[b]) for b in current)
+        self._total = total
+        if len(heap) > 2 * len(held) + 64:   # drop the stale entries now and then
+            heap[:] = [(-n, -b) for b, n in nu.items()]
+            heapify(heap)
         return Served(kept, fetched - kept, tuple(evicted))
 
 
@@ -439,16 +513,17 @@ class Future:
                 self.nxt[k, -1] = n
 
     def next_use(self, b: int, i: int, j: int) -> int:
+        seq = self.seq.item   # (.item: a Python int, without a NumPy scalar on the way)
         if j != NEVER_OP:
-            here = self.ops_of[self.seq[i]].get(b)
+            here = self.ops_of[seq(i)].get(b)
             if here is not None:
                 k = bisect_right(here, j)
                 if k < len(here):
                     return i * OP_STRIDE + here[k]
-        i2 = int(self.nxt[self.set_of[b], i])
+        i2 = self.nxt.item(self._set_of[b], i)
         if i2 >= self.n:
             return NEVER
-        return i2 * OP_STRIDE + int(self.first[self.seq[i2], b])
+        return i2 * OP_STRIDE + self.first.item(seq(i2), b)
 
     def key(self, blocks, i: int, held: Mapping[int, int] | None = None
             ) -> tuple[tuple[int, int, int], ...]:
@@ -460,14 +535,20 @@ class Future:
         those sets' and the path taken there (-1: never; 0 when the set is ``uniform``: its
         blocks sit at the same op in every path). Sets no such block belongs to, and paths
         that cannot change an order, stay out of the key, so more situations share one."""
+        return self.key_of(self.key_sets(i, held), i)
+
+    def key_sets(self, i: int, held: Mapping[int, int] | None = None) -> tuple[int, ...]:
+        """The sets ``key`` ranks: those of the blocks inference i reads and of ``held``."""
         mine = self.path_sets[int(self.seq[i])]
         if held is None or len(mine) == len(self.uniform):   # (a dense model: one set)
-            relevant = range(len(self.uniform))
-        else:
-            set_of = self._set_of
-            relevant = sorted(mine.union([set_of[b] for b in held]))
-        col = self.nxt[:, i]
-        vals = [int(col[s]) for s in relevant]
+            return tuple(range(len(self.uniform)))
+        set_of = self._set_of
+        return tuple(sorted(mine.union([set_of[b] for b in held])))
+
+    def key_of(self, relevant: tuple[int, ...], i: int) -> tuple[tuple[int, int, int], ...]:
+        """``key`` over the sets ``relevant`` (from ``key_sets``)."""
+        col = self.nxt[:, i].tolist()
+        vals = [col[s] for s in relevant]
         rank = {v: r for r, v in enumerate(sorted(set(vals)))}
         n, seq, uniform = self.n, self.seq, self.uniform
         return tuple((s, rank[v], -1 if v >= n else 0 if uniform[s] else int(seq[v]))
