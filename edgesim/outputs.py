@@ -11,7 +11,7 @@ Every file read from the user or the cache goes through ``input_file``: it must 
 before it is opened, so a FIFO never blocks a run.
 
 Public names: ``OutputError``, ``output_path``, ``write_atomically``, ``open_atomically``,
-``input_file``, ``read_regular``, ``file_kind``.
+``end_atomically``, ``input_file``, ``read_regular``, ``file_kind``.
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -34,8 +34,8 @@ from pathlib import Path
 
 from edgesim.errors import DataError, EdgesimError
 
-__all__ = ["OutputError", "file_kind", "input_file", "open_atomically", "output_path",
-           "read_regular", "write_atomically"]
+__all__ = ["OutputError", "end_atomically", "file_kind", "input_file", "open_atomically",
+           "output_path", "read_regular", "write_atomically"]
 
 
 class OutputError(EdgesimError):
@@ -115,6 +115,16 @@ def open_atomically(path: str | os.PathLike, flag: str, *, binary: bool = False)
         if not done:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def end_atomically(opened, ok: bool) -> None:
+    """End an ``open_atomically`` block entered by hand (a writer that outlives one ``with``):
+    ``ok`` renames the file over its target, otherwise it is dropped and the target left as it
+    was."""
+    if ok:
+        opened.__exit__(None, None, None)
+    else:
+        opened.__exit__(RuntimeError, RuntimeError("run failed"), None)
 
 
 def write_atomically(path: str | os.PathLike, data: str | bytes, flag: str) -> Path:

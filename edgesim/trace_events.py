@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edgesim.outputs import open_atomically
+from edgesim.outputs import end_atomically, open_atomically
 
 __all__ = ["TRACKS", "TraceWriter"]
 
@@ -116,7 +116,4 @@ class TraceWriter:
             self.file.write('\n], "displayTimeUnit": "ns"}\n')
         if self.opened is not None:
             opened, self.opened = self.opened, None
-            if ok:
-                opened.__exit__(None, None, None)
-            else:
-                opened.__exit__(RuntimeError, RuntimeError("run failed"), None)
+            end_atomically(opened, ok)

@@ -156,21 +156,8 @@ def make_net(width: int) -> Any:
 
 
 def train_scratch(model: Any, data: dict[str, D.Split], epochs: int, seed: int) -> Any:
-    import torch
-    import torch.nn.functional as F
-
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    batches = D.loader(data["train"], seed)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3,
-                                                total_steps=epochs * len(batches))
-    model.train()
-    for _ in range(epochs):
-        for x, y in batches:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    """The digits experiment's training step (``digits.train_scratch``), the one budget."""
+    return D.train_scratch(model, data, epochs, seed)
 
 
 def adam_epochs(model: Any, data: dict[str, D.Split], epochs: int, seed: int,

@@ -172,14 +172,23 @@ def correct(model: Any, split: Split) -> int:
 
 def train_dense(data: dict[str, Split], epochs: int) -> Any:
     import torch
-    import torch.nn.functional as F
 
     from edgesim.zoo.resnet import BasicBlock, ResNet
 
     torch.manual_seed(SEED)
     model = ResNet(BasicBlock, list(BLOCKS), CLASSES, stem="cifar", width=WIDTH)
+    return train_scratch(model, data, epochs, SEED)
+
+
+def train_scratch(model: Any, data: dict[str, Split], epochs: int, seed: int) -> Any:
+    """``model`` trained on the training split: Adam, one-cycle learning rate peaking at 2e-3,
+    cross-entropy, ``epochs`` passes over batches shuffled by ``seed``; returned in eval
+    mode."""
+    import torch
+    import torch.nn.functional as F
+
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    batches_ = loader(data["train"], SEED)
+    batches_ = loader(data["train"], seed)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs *
                                                 len(batches_))
     model.train()

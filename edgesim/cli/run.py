@@ -33,7 +33,7 @@ from edgesim.cli._common import (
     write,
 )
 from edgesim.errors import EdgesimError
-from edgesim.outputs import open_atomically, output_path
+from edgesim.outputs import end_atomically, open_atomically, output_path
 
 __all__ = ["TABLE_ROWS", "add_parser", "main"]
 
@@ -212,10 +212,7 @@ class _Rows:
         self.pending = []
         if self.opened is not None:
             opened, self.opened = self.opened, None
-            if ok:
-                opened.__exit__(None, None, None)
-            else:
-                opened.__exit__(RuntimeError, RuntimeError("run failed"), None)
+            end_atomically(opened, ok)
 
 
 class _Spool:
