@@ -72,6 +72,10 @@ def workload(model: str | ModelRequest, *, precision: str = "int8",
     from edgesim.frontends import files, pytorch
     req = _request(model)
     progress = as_progress(progress)
+    if req.module is not None:
+        w = module_workload(req.module, input_shape=req.input_shape, precision=precision,
+                            seed=req.seed)
+        return as_stored(w.with_inputs(inputs), formats, act_bits)
     if req.is_file:
         if req.data is not None:
             raise DataError(f"--data {req.data}: model {req.name} does not use input data "
@@ -184,13 +188,6 @@ def _records(rows: Sequence[InferenceRow | LayerRow]) -> list[dict[str, Any]]:
     return [{c: plain(v) for c, v in zip(r._fields, r, strict=True)} for r in rows]
 
 
-def _torch_module(model: Any) -> bool:
-    """Whether ``model`` is a ``torch.nn.Module`` (without importing torch when it is not)."""
-    import sys
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(model, torch.nn.Module)
-
-
 def module_workload(model: Any, *, input_shape: Sequence[int] | str | None = None,
                     precision: str = "int8", seed: int = 0) -> Workload:
     """The one-path Workload of an ``nn.Module`` object, traced at ``input_shape`` (without
@@ -231,21 +228,22 @@ def module_workload(model: Any, *, input_shape: Sequence[int] | str | None = Non
 
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
-        memo: bool = True, progress: Progress | Callable[[str], None] | None = None,
-        rows: bool | Callable[[InferenceRow], None] = True,
-        input_shape: Sequence[int] | str | None = None) -> Run:
+        progress: Progress | Callable[[str], None] | None = None,
+        rows: bool | Callable[[InferenceRow], None] = True) -> Run:
     """Simulate ``model`` on ``config``.
 
     ``config`` is a YAML path or a HardwareConfig; ``model`` a registry name, a
-    ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``ModelRequest``
-    (``edgesim.model_request``: weights, seed, input shape, data, evaluate), a Workload (its
-    own stream unless ``inputs`` is given) or a ``torch.nn.Module`` object (traced as it is,
-    at ``input_shape`` or its ``input_shape`` attribute: ``module_workload``). ``inputs``
-    defaults to 8 for a named model or a module. ``overrides`` are ``--set`` strings;
-    ``model.level=K`` selects a nested level.
+    ``package.module:factory``, a ``.tflite`` / ``.onnx`` file, a ``torch.nn.Module`` object
+    (traced as it is at its ``input_shape`` attribute), a ``ModelRequest`` that says the rest
+    (``edgesim.model_request``: weights, seed, the input shape, data, evaluate; for a module
+    object its input shape and seed), or a Workload (its own stream unless ``inputs`` is
+    given). ``inputs`` defaults to 8 for a named model or a module. ``overrides`` are
+    ``--set`` strings; ``model.level=K`` selects a nested level.
 
     >>> import torch.nn as nn
-    >>> r = run("npu_small", nn.Sequential(nn.Linear(64, 32), nn.ReLU()), input_shape=(64,))
+    >>> from edgesim import model_request
+    >>> net = nn.Sequential(nn.Linear(64, 32), nn.ReLU())
+    >>> r = run("npu_small", model_request(net, input_shape=(64,)))
     >>> int(r.inferences.weight_dram_bytes[0]), r.model["name"]
     (2304, 'Sequential')
 
@@ -255,27 +253,28 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     ``inputs`` when given, else all of them; a routed model routes them) and ``Run.accuracy``
     their top-1.
 
+    ``per_layer`` also keeps one row per op of each distinct inference (``Run.layers``).
     ``rows``: True keeps every inference row (``Run.inferences``); False keeps none (the
     summary is built on the fly: a long stream in flat memory); a callable receives each row
     as it is produced and none is kept. ``progress`` (``edgesim.progress.Progress``, or a
     ``say(line)``) hears of each stage that does work and counts inputs routed and evaluated
-    and inferences run.
+    and inferences run. An inference whose situation repeats is taken from the engine's memo
+    (the same rows; ``EDGESIM_NO_MEMO=1`` runs every one, ``edgesim.sim.engine.simulate``).
     """
     from edgesim.checked_configs import load as load_config  # a shipped config: no YAML read
     from edgesim.hardware import HardwareConfig
     progress = as_progress(progress)
     model_overrides = [o for o in overrides if o.startswith("model.")]
     hw_overrides = [o for o in overrides if not o.startswith("model.")]
-    module = _torch_module(model)
-    if input_shape is not None and not module:
-        raise ModelError("run(input_shape=...) is for an nn.Module object; a named model "
-                         "takes it in edgesim.model_request(name, input_shape=...)")
-    if module or isinstance(model, Workload):
+    if isinstance(model, Workload):
         req = None
     else:   # flags that do nothing, and paths that cannot be read, before any work
         level = _model_level(model_overrides)
         req = _request(model)
         if level is not None:
+            if req.module is not None:
+                raise ModelError(f"model.level={level}: model (a {req.name} object) has no "
+                                 "nested levels to select")
             req = model_request(req.name, level=req.level if req.level is not None else level,
                                 weights=req.weights, seed=req.seed,
                                 input_shape=req.input_shape, data=req.data,
@@ -283,7 +282,7 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
             if req.level != level:
                 raise ModelError(f"model {model!r}: level {req.level} in the name and "
                                  f"model.level={level} disagree")
-        if not req.is_file:
+        if not req.is_file and req.module is None:
             from edgesim.frontends.pytorch import spec_of
             spec_of(req)
     if isinstance(config, HardwareConfig):
@@ -296,17 +295,14 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     if req is not None and req.evaluate:
         accuracy = _accuracy(req, inputs=inputs, progress=progress)
         inputs = accuracy["inputs"]
-    if module:
-        w = module_workload(model, input_shape=input_shape, precision=hw.precision)
-        w = w.with_inputs(DEFAULT_INPUTS if inputs is None else inputs)
-    elif req is None:
+    if req is None:
         w = model if inputs is None or len(model.paths) > 1 else model.with_inputs(inputs)
     else:
         w = workload(req, precision=hw.precision,
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, progress=progress)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
     res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
-                           memo=memo, progress=progress.of("simulate"),
+                           progress=progress.of("simulate"),
                            on_row=rows if callable(rows) else None, keep_rows=rows is True)
     return Run(res, model_info(w), hw.to_dict(),
                {"policy": policy, "prefetch": prefetch, "inputs": w.inputs,

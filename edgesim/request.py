@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgesim.errors import DataError, ModelError
 from edgesim.outputs import input_file
@@ -56,6 +57,8 @@ class ModelRequest:
     input_shape: tuple[int, ...] | None = None
     data: str | None = None
     evaluate: bool = False
+    #: a ``torch.nn.Module`` object asked for as it is (``name`` is then its class name)
+    module: Any = field(default=None, compare=False, repr=False)
 
     @property
     def format(self) -> str:
@@ -66,7 +69,8 @@ class ModelRequest:
     @property
     def is_file(self) -> bool:
         """True when the model is a file to import (named by its suffix)."""
-        return Path(self.name).suffix.lower() in FILE_FORMATS and ":" not in self.name
+        return self.module is None and Path(self.name).suffix.lower() in FILE_FORMATS \
+            and ":" not in self.name
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -114,15 +118,21 @@ def _split_level(name: str, level: int | None) -> tuple[str, int | None]:
     return name, level
 
 
-def model_request(model: str, *, level: int | None = None, weights: str | None = None,
+def model_request(model: Any, *, level: int | None = None, weights: str | None = None,
                   seed: int = 0, input_shape: str | Sequence[int] | None = None,
                   data: str | None = None, evaluate: bool = False) -> ModelRequest:
-    """The checked ``ModelRequest`` for ``model`` (see the module docstring).
+    """The checked ``ModelRequest`` for ``model`` (see the module docstring): a name or file,
+    or a ``torch.nn.Module`` object, traced as it is at ``input_shape`` (default: its
+    ``input_shape`` attribute) with the seeded random input of ``seed``; such an object holds
+    its own weights, so ``weights``, ``level``, ``data`` and ``evaluate`` do not apply to it.
 
     Checked here, before any work: the level, the input shape, that a model file is a
     regular file and takes no ``--weights``/``--level``/``--eval`` (it holds its weights, as
     deployed), that ``weights`` is a file, and that ``--eval`` has ``data``. Whether a model
     reads ``data`` is the front-end's question, asked before ``check_data``."""
+    if _is_module(model):
+        return _module_request(model, level=level, weights=weights, seed=seed,
+                               input_shape=input_shape, data=data, evaluate=evaluate)
     if not isinstance(model, str) or not model:
         what = repr(model) if isinstance(model, str) else f"a {type(model).__name__} object"
         raise ModelError(f"model {what}: expected a registry name, package.module:factory, "
@@ -160,3 +170,24 @@ def check_data(req: ModelRequest) -> None:
         raise DataError(f"--data {req.data}: no such file or folder (expected {expected})")
     if not p.is_dir():
         input_file(p, "--data")
+
+
+def _is_module(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (without importing torch when it is not)."""
+    import sys
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def _module_request(model: Any, *, level, weights, seed, input_shape, data,
+                    evaluate) -> ModelRequest:
+    """The request of an ``nn.Module`` object: its class name, its shape, nothing to load."""
+    name = type(model).__name__
+    for what, given in (("weights", weights is not None), ("level", level is not None),
+                        ("data", data is not None), ("evaluate", evaluate)):
+        if given:
+            raise ModelError(f"model (a {name} object): {what}= is for a named model; an "
+                             "object is traced as it is (load its weights before passing it, "
+                             "or give package.module:factory)")
+    shape = None if input_shape is None else parse_input_shape(input_shape)
+    return ModelRequest(name, None, None, int(seed), shape, None, False, model)

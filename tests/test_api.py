@@ -107,7 +107,7 @@ def test_an_nn_module_object_runs_and_its_errors_are_short():
     assert "Sequential object" in str(exc.value)
     assert "Linear(" not in str(exc.value)
     assert len(str(exc.value)) < 200
-    r = api.run(NPU, net, input_shape=(64,), inputs=2)
+    r = api.run(NPU, api.model_request(net, input_shape=(64,)), inputs=2)
     # 30 layers x (64 x 64 int8 weights + 64 fp32 per-channel scales) = 30 x 4352
     assert r.model["stored_weight_bytes"] == 30 * (64 * 64 + 64 * 4)
     assert len(r.inferences) == 2

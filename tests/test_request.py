@@ -171,3 +171,17 @@ def test_without_torch_a_registry_model_runs_from_its_shipped_trace(tmp_path):
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 5
+
+
+def test_a_module_object_is_a_request_of_its_shape_and_nothing_to_load():
+    import torch.nn as nn
+    net = nn.Sequential(nn.Linear(8, 4))
+    req = model_request(net, input_shape="8", seed=3)
+    assert (req.name, req.input_shape, req.seed, req.is_file) == ("Sequential", (8,), 3, False)
+    with pytest.raises(ModelError, match="weights= is for a named model"):
+        model_request(net, weights="w.pt")
+    # 8 x 4 int8 weights + 4 int32 biases + 4 fp32 scales = 32 + 16 + 16 B, one path
+    w = api.workload(req, inputs=3)
+    assert sum(b.stored_bytes for b in w.blocks.values()) == 64
+    assert w.inputs == 3
+

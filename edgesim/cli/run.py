@@ -16,6 +16,7 @@ neither).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from edgesim.cli._common import (
@@ -89,6 +90,8 @@ def main(a) -> int:
         output_path(a.out, "--out")
     if a.timeline:
         output_path(a.timeline, "--timeline")
+    if a.no_memo:   # the engine's switch (edgesim.sim.engine.simulate), for this process
+        os.environ["EDGESIM_NO_MEMO"] = "1"
     sink = _Sink(a, many)
     shown = CliProgress(sys.stderr.isatty(), total)
     ok = False
@@ -97,7 +100,7 @@ def main(a) -> int:
                               input_shape=a.input_shape, data=a.data, evaluate=a.evaluate)
         res = api.run(a.config, model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
                       overrides=a.sets, per_layer=a.per_layer or bool(a.timeline),
-                      memo=not a.no_memo, progress=shown.progress, rows=sink.on_row)
+                      progress=shown.progress, rows=sink.on_row)
         ok = True
     finally:
         shown.close()

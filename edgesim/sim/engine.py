@@ -47,6 +47,7 @@ check both give the same table).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -444,7 +445,7 @@ def _tile_room(pol, capacity: int, weight_sram: int, workload: Workload, blocks,
 
 
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
-             per_layer: bool = False, memo: bool = True,
+             per_layer: bool = False, memo: bool | None = None,
              progress: Callable[[int], None] | None = None,
              on_row: Callable[[InferenceRow | LayerRow], None] | None = None,
              keep_rows: bool = True) -> Result:
@@ -463,7 +464,13 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     inputs. With ``per_layer`` and ``keep_rows=False``, ``on_row`` also hears each op's
     ``LayerRow``, right after the ``InferenceRow`` of its inference (``Result.layer_rows`` is
     then empty): a per-op log of any length is written as it is produced.
+
+    ``memo``: take an inference whose situation repeats from the memo (the same rows, by
+    construction and by test); None reads ``EDGESIM_NO_MEMO`` (set and not 0: no memo), the
+    switch ``edgesim run --no-memo`` sets.
     """
+    if memo is None:
+        memo = os.environ.get("EDGESIM_NO_MEMO", "0") in ("", "0")
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     machine = Machine.from_config(hw)
