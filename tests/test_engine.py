@@ -217,8 +217,16 @@ def test_energy_is_the_sum_of_its_parts(w, hw, policy, prefetch):
 @FAST
 @given(w=workloads(), hw=configs(),
        policy=st.sampled_from(list(POLICIES)),
-       prefetch=st.sampled_from(list(PREFETCH_MODES)))
-def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch):
+       prefetch=st.sampled_from(list(PREFETCH_MODES)),
+       stream=st.one_of(st.none(), st.tuples(st.integers(8, 80), st.integers(0, 2**32 - 1))))
+def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch, stream):
+    # and on a longer random stream over the paths (inputs, seed): belady's memo takes an
+    # inference when its state, path and condition on the future (the order of the next
+    # uses its evictions compared) are met again, and every such inference must be the one
+    # run event by event
+    if stream is not None:
+        n, seed = stream
+        w = w.with_sequence(np.random.default_rng(seed).integers(0, len(w.paths), n))
     a = _sim(hw, w, policy=policy, prefetch=prefetch).inferences
     b = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     c = simulate(hw, w, policy=policy, prefetch=prefetch, memo=False).inferences

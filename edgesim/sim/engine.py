@@ -35,9 +35,12 @@ The steps, in order:
    d. ``_inference_row`` and ``_layer_rows``: the counts and times become named rows, energy
       (``edgesim.sim.energy``) computed from the counts.
 
-Identical (policy state, path[, future]) situations give identical inferences, so a repeated one
-is taken from a memo instead of being run again (``memo=False`` runs every inference; the tests
-check both give the same table).
+Identical situations give identical inferences, so a repeated one is taken from a memo instead
+of being run again: the policy's state and the path, and for ``belady`` a condition on the
+future that the first run's evictions depended on (``Residency.condition``, tested at the new
+input by ``Residency.holds``). An inference that is run again gets its timeline from a second
+memo when its per-op bytes and waits were seen before. ``memo=False`` runs every inference
+event by event; the tests check both give the same table.
 
 >>> from edgesim.testing import tiny_config, tiny_workload
 >>> r = simulate(tiny_config(sram="1 MiB"), tiny_workload(inputs=3))
@@ -80,6 +83,8 @@ PREFETCH_MODES: Mapping[str, str] = MappingProxyType({
 #: stream whose situations never repeat (belady over a random path sequence) would otherwise
 #: grow it by one entry per input.
 MEMO_LIMIT = 1 << 14
+#: Most conditions on the future (``Residency.condition``) the memo keeps per policy state.
+MEMO_PER_STATE = 64
 
 
 class Part(IntEnum):
@@ -279,9 +284,18 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
 
 
 def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth: int,
-             speculative: bool, wasted: int, per_layer: bool) -> _Inference:
-    """Inference i on path ``plan``: serve, queue the transfers, run the timeline."""
+             speculative: bool, wasted: int, per_layer: bool,
+             runs: dict[Hashable, _Inference] | None = None) -> _Inference:
+    """Inference i on path ``plan``: serve, queue the transfers, run the timeline. ``runs``
+    (when given) memoises the last two by what they depend on: the path and, per op, the
+    kept and streamed bytes and the op the kept bytes wait for, and the wasted bytes."""
     kept, streamed, wait = _serve(plan, policy, i)
+    key = None
+    if runs is not None:
+        key = (plan.name, tuple(kept), tuple(streamed), tuple(wait), wasted)
+        inf = runs.get(key)
+        if inf is not None:
+            return inf
     # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
     refetch = [(t.input_stripes - 1) * s for t, s in zip(plan.tiling, streamed, strict=True)]
     if any(refetch):
@@ -293,8 +307,13 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
     bounds = op_bounds(plan.units, plan.compute_ps, ended,
                        [k + s for k, s in zip(kept, streamed, strict=True)], plan.spill)
     bound = dominant(bounds, [e - p for e, p in zip(ended, [0, *ended[:-1]], strict=True)])
-    return _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
-                      int(latency), kept, streamed, refetch, timings, bounds, bound)
+    inf = _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
+                     int(latency), kept, streamed, refetch, timings, bounds, bound)
+    if key is not None:
+        if len(runs) >= MEMO_LIMIT:
+            runs.clear()
+        runs[key] = inf
+    return inf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +399,11 @@ class _Runner:
         self.policy = policy
         self.sizes = sizes
         self.per_layer = per_layer
-        self.memo: dict[Hashable, tuple[_Inference, Hashable]] | None = {} if memo else None
+        # per (path, policy state): (condition on the future or None, inference, state after)
+        self.memo: dict[Hashable, list[tuple[Hashable, _Inference, Hashable]]] | None = (
+            {} if memo else None)
+        self.entries = 0    # inferences in the memo (run event by event)
+        self.runs: dict[Hashable, _Inference] = {}   # _run_one's memo of the timeline
         self.depth = 0 if prefetch == "none" else max(0, int(machine.prefetch_depth))
         self.guess: int | None = None   # the path a speculative prefetch bets on
         if prefetch == "speculative" and len(plans) > 1:
@@ -397,21 +420,34 @@ class _Runner:
         return sum(self.sizes[b] for b in sorted(wrong) if b not in resident)
 
     def infer(self, i: int, p: int) -> _Inference:
-        plan, policy = self.plans[p], self.policy
+        """Input i on path p: from the memo if its situation was met before (the policy's
+        state, the path, and the policy's ``condition`` on the future holds), else run."""
+        plan, policy, memo = self.plans[p], self.policy, self.memo
         wasted = self.wasted_bytes(p)
-        key = None
-        if self.memo is not None:
-            key = (p, policy.memo_key(i, plan.all_blocks))
-            hit = self.memo.get(key)
-            if hit is not None:
-                policy.restore(hit[1])
-                return hit[0]
+        if memo is None:
+            return _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
+                            wasted, self.per_layer)
+        key = (p, policy.memo_key(i, plan.all_blocks))
+        entries = memo.get(key)
+        if entries is not None:
+            for condition, inf, after in entries:
+                if condition is None or policy.holds(condition, i):
+                    policy.restore(after)
+                    return inf
+        if self.entries >= MEMO_LIMIT:   # a stream of ever-new situations: start over,
+            memo.clear()                 # so memory stays flat (results are the same)
+            self.entries = 0
+            entries = None
+        policy.watch()
         inf = _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
-                       wasted, self.per_layer)
-        if key is not None:
-            if len(self.memo) >= MEMO_LIMIT:   # a stream of ever-new situations: start over,
-                self.memo.clear()              # so memory stays flat (results are the same)
-            self.memo[key] = (inf, policy.state())
+                       wasted, self.per_layer, self.runs)
+        if entries is None:
+            entries = memo[key] = []
+        elif len(entries) >= MEMO_PER_STATE:   # the oldest conditions of this state go
+            del entries[0]
+            self.entries -= 1
+        entries.append((policy.condition(), inf, policy.state()))
+        self.entries += 1
         return inf
 
 
@@ -521,5 +557,5 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     if progress is not None:
         progress(seq.size)
     meta = {"policy": policy, "prefetch": prefetch,
-            "memo_entries": len(runner.memo) if runner.memo is not None else 0}
+            "memo_entries": runner.entries}
     return Result(rows, layer_rows, summary.result(), meta)

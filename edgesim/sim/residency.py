@@ -25,8 +25,10 @@ streamed and not kept. The blocks of the op being served are never evicted to se
   ``pinned`` included, and it never moves more bytes when capacity grows.
 
 Each policy class builds itself for a stream (``for_stream``, where offline preparation such as
-pinned's priority order or belady's next-use table happens) and says what of the stream its next
-inference depends on (``memo_key``). A new policy is one class and one line in ``POLICIES``.
+pinned's priority order or belady's next-use table happens) and says what its next inference
+depends on: its state (``memo_key``) and, for an offline policy, what of the future its decisions
+compared (``watch``, ``condition``, ``holds``). A new policy is one class and one line in
+``POLICIES``.
 
 >>> s = Stream(sizes=(10, 10), capacity=10, paths=(((0,), (1,)),), sequence=np.zeros(2, int))
 >>> lru = make_policy("lru", s)
@@ -128,9 +130,24 @@ class Residency(ABC):
         """Blocks wholly on chip now."""
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
-        """What, besides the path, fixes the cost of ``inference`` reading ``blocks``: the
-        policy's state (an offline policy adds what it knows of the future)."""
+        """What, besides the path (and a ``condition`` on the future), fixes the cost of
+        ``inference`` reading ``blocks``: the policy's state."""
         return self.state()
+
+    def watch(self) -> None:
+        """Start noting what of the future the next ``serve`` calls depend on (``condition``);
+        an online policy depends on none of it."""
+        return
+
+    def condition(self) -> Hashable | None:
+        """What of the future the ``serve`` calls since ``watch`` depended on, as something
+        ``holds`` can test at another inference; None: nothing (the state and path fix them)."""
+        return None
+
+    def holds(self, condition: Hashable, inference: int) -> bool:
+        """Whether the future as seen from ``inference`` meets ``condition`` (from
+        ``condition()``), so the same state and path would be served the same way there."""
+        return True
 
 
 class _Hashed:
@@ -294,7 +311,21 @@ class Belady(Residency):
 
     ``next_use(block, inference, op)`` gives the stream position of the block's next use after
     (inference, op), or ``NEVER``; positions are comparable integers. ``future`` (a ``Future``),
-    when given, adds what of the future an inference depends on to ``memo_key``.
+    when given, lets ``condition`` say what of the future an inference's decisions depended on.
+
+    What an inference depends on (``watch``, ``condition``, ``holds``). Each eviction drops
+    the bytes of the held blocks whose next use is farthest (ties: the higher block index);
+    its outcome is fixed by the order of next uses between the blocks that lost bytes and the
+    blocks that stay. A block read again later in the same inference is always nearer than one
+    read in a later inference, and the order among those is fixed by the path. A block next
+    read in a later inference is at ``Future.nxt[s, i] * OP_STRIDE + first op`` for its set s
+    (the paths reading it): the order among blocks of one set is fixed by the path at that
+    inference (only whether it exists, for a ``uniform`` set), and between a dropped block of
+    set s and a kept one of set t by ``nxt[s, i]`` against ``nxt[t, i]`` (ties: by the first
+    op there and the block, known when the paths there are). So the condition of an inference
+    is, for the sets involved, the path at their next inference, and per pair (s dropped, t
+    kept) ``nxt[s] > nxt[t]`` or ``>=``: every situation meeting it is served the same way,
+    whatever the rest of the future (a random routed stream has a handful per path and state).
     """
 
     name = "belady"
@@ -313,14 +344,15 @@ class Belady(Residency):
         # (next use, block), largest first); entries whose next use was since recomputed, or
         # whose block has left, are skipped when they reach the top (lazy deletion)
         self._heap: list[tuple[int, int]] = []
-        self._path_bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # memo_key, by id
         # the state as a tuple until serve changes it; after a restore, _held etc. are built
         # from it only when serve (or a question about what is held) needs them
         self._snap: tuple[tuple[int, int], ...] | None = ()
         self._pending = False
-        # per state (by id, the state kept alive here): its hashed memo_key part, and per path
-        # (by id of its blocks) the sets of Future.key under it (None: the future is moot)
-        self._per_state: dict[int, tuple[tuple, _Hashed, dict]] = {}
+        # per state (by id, the state kept alive here): its hashed memo_key
+        self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
+        # while watched: the inference, the sets involved, and per pair of sets (s dropped,
+        # t kept) whether a tie of their next inferences would reverse a decision (strict)
+        self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -335,8 +367,10 @@ class Belady(Residency):
         return self._snap
 
     def restore(self, state: Hashable) -> None:
-        if state is self._snap:   # a memo hit in a steady stream: already there (and the
-            return                # next uses and heap still hold)
+        if state is self._snap and self._pending:   # a run of memo hits in a steady stream
+            return
+        # (the state just left by serve, too: its held bytes hold, but not the next uses,
+        # which are positions of the inference that computed them)
         self._snap = state  # type: ignore[assignment]
         self._pending = True      # a run of memo hits never builds the dicts
 
@@ -350,38 +384,82 @@ class Belady(Residency):
         self._stale = True
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
+        """The state, hashed once per state (the future goes in ``condition``)."""
         snap = self.state()
         per = self._per_state
         entry = per.get(id(snap))
-        if entry is None or entry[0] is not snap:   # hashed once per state
+        if entry is None or entry[0] is not snap:
             if len(per) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 per.clear()
-            entry = per[id(snap)] = (snap, _Hashed(snap), {})  # type: ignore[arg-type]
-        hashed, by_path = entry[1], entry[2]
-        if self._future is None:
-            return hashed
-        sets = by_path.get(id(blocks))
-        if sets is None or sets[0] is not blocks:
-            sets = by_path[id(blocks)] = (blocks, self._key_sets(inference, blocks))
-        if sets[1] is None:
-            return hashed, None
-        return hashed, self._future.key_of(sets[1], inference)
+            entry = per[id(snap)] = (snap, _Hashed(snap))  # type: ignore[arg-type]
+        return entry[1]
 
-    def _key_sets(self, inference: int, blocks: tuple[int, ...]) -> tuple[int, ...] | None:
-        """The sets ``Future.key`` ranks for reading ``blocks`` in the current state, or None
-        when the future cannot change a decision."""
-        if self._pending:
-            self._unpack()
-        held, sizes = self._held, self.sizes
-        hit = self._path_bytes.get(id(blocks))
-        if hit is None or hit[0] is not blocks:
-            hit = self._path_bytes[id(blocks)] = (blocks, sum(sizes[b] for b in set(blocks)))
-        need = hit[1]
-        if need <= self.capacity:   # else it cannot fit, whatever is held
-            need += self._total - sum(held.get(b, 0) for b in set(blocks))
-            if need <= self.capacity:   # everything it reads fits beside what is held: it
-                return None             # evicts nothing, and the future is moot
-        return self._future.key_sets(inference, held)
+    def watch(self) -> None:
+        self._watched = None if self._future is None else (-1, set(), {})
+
+    def condition(self) -> Hashable | None:
+        """``(sets, paths there, ((s, t, strict, path there of s, of t), ...))``: the sets
+        whose blocks' order among themselves decided something, with the path at their next
+        inference (``Future.there``), and per pair (s dropped, t kept) ``nxt[s] > nxt[t]``
+        (strict) or ``>=``, and then on a tie the paths there as they were; None when no
+        decision compared next uses of later inferences."""
+        watched, self._watched = self._watched, None
+        if watched is None or not (watched[1] or watched[2]):
+            return None
+        i, sets, pairs = watched
+        future = self._future
+        order = tuple(sorted(sets))
+        return (order, future.there(order, i),  # type: ignore[union-attr]
+                tuple((s, t, strict, *future.there((s, t), i))  # type: ignore[union-attr]
+                      for (s, t), strict in sorted(pairs.items())))
+
+    def holds(self, condition: Hashable, inference: int) -> bool:
+        sets, there, pairs = condition  # type: ignore[misc]
+        future = self._future
+        if sets and future.there(sets, inference) != there:  # type: ignore[union-attr]
+            return False
+        col = future.column(inference)  # type: ignore[union-attr]
+        for s, t, strict, ps, pt in pairs:
+            a, b = col[s], col[t]
+            if a < b:
+                return False
+            if a == b and (strict or future.there((s, t), inference) != (ps, pt)):  # type: ignore[union-attr]
+                return False
+        return True
+
+    def _note(self, inference: int, dropped: list[tuple[int, int]]) -> None:
+        """Note what an eviction's outcome depended on (``condition``): ``dropped`` are the
+        (next use, block) of the blocks that lost bytes, the held blocks stay."""
+        later = (inference + 1) * OP_STRIDE   # next uses from here are in a later inference
+        set_of = self._future._set_of  # type: ignore[union-attr]
+        low: dict[int, tuple[int, int]] = {}   # per set: its nearest dropped (pos in, block)
+        for n, b in dropped:
+            if n >= later:
+                k = (n % OP_STRIDE if n != NEVER else 0, b)
+                s = set_of[b]
+                if s not in low or k < low[s]:
+                    low[s] = k
+        if not low:   # only blocks read again in this inference lost bytes: the path fixes it
+            return
+        high: dict[int, tuple[int, int]] = {}  # per set: its farthest kept (pos in, block)
+        for b, n in self._nu.items():
+            if n >= later:
+                k = (n % OP_STRIDE if n != NEVER else 0, b)
+                t = set_of[b]
+                if t not in high or k > high[t]:
+                    high[t] = k
+        if not high:
+            return
+        _, sets, pairs = self._watched  # type: ignore[misc]
+        self._watched = (inference, sets, pairs)
+        for s, k in low.items():
+            for t, k2 in high.items():
+                if s == t:     # the order inside the set: by the path at its next inference
+                    sets.add(s)
+                elif k > k2:   # a tie of their next inferences keeps the order: >= will do
+                    pairs.setdefault((s, t), False)
+                else:          # a tie would reverse it: >
+                    pairs[s, t] = True
 
     def resident_bytes(self) -> int:
         if self._pending:
@@ -425,6 +503,7 @@ class Belady(Residency):
         evicted: list[int] = []
         kept = fetched   # until this op's own blocks lose bytes below what they had
         if total > self.capacity:
+            dropped: list[tuple[int, int]] = []
             # drop the bytes used farthest in the future (ties: higher block index first)
             while True:
                 n, b = heap[0]
@@ -432,6 +511,7 @@ class Belady(Residency):
                 if b not in held or nu[b] != -n:   # stale entry
                     heappop(heap)
                     continue
+                dropped.append((-n, b))
                 drop = min(held[b], total - self.capacity)
                 if b in current:   # its kept bytes: those above what it held before
                     kept -= min(drop, max(0, held[b] - before[b]))
@@ -445,6 +525,8 @@ class Belady(Residency):
                     heappop(heap)
                 if total <= self.capacity:
                     break
+            if self._watched is not None:
+                self._note(inference, dropped)
         self._total = total
         if len(heap) > 2 * len(held) + 64:   # drop the stale entries now and then
             heap[:] = [(-n, -b) for b, n in nu.items()]
@@ -456,8 +538,8 @@ class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
 
     ``next_use(b, i, j)`` is the stream position (``i * OP_STRIDE + op``) of block b's first use
-    after op j of inference i, or ``NEVER``; ``key(blocks, i)`` is what of the future an
-    inference's decisions depend on.
+    after op j of inference i, or ``NEVER``; ``column(i)`` and ``there(sets, i)`` are what
+    ``Belady.holds`` compares.
 
     Memory is O(sets x N), not O(blocks x N): blocks read by the same set of paths (a tree's
     backbone, one node's blocks, a leaf's) share one next-inference index ``nxt[s, i]``, the
@@ -489,8 +571,6 @@ class Future:
         self.set_of = np.array([sets.setdefault(frozenset(r), len(sets)) for r in readers],
                                dtype=np.int64)
         set_of = self.set_of.tolist()
-        #: per path, the sets of the blocks it reads (``key``: the sets an inference touches)
-        self.path_sets = [frozenset(set_of[b] for b in d) for d in self.ops_of]
         self._set_of = set_of
         #: per set, whether each of its blocks is read at one op index by every path reading
         #: it (a backbone, a tree node at its depth): then where a next use lands inside its
@@ -511,6 +591,7 @@ class Future:
             self.nxt[k, :-1] = after[1:]
             if n:
                 self.nxt[k, -1] = n
+        self._col: tuple[int, list[int]] = (-1, [])
 
     def next_use(self, b: int, i: int, j: int) -> int:
         seq = self.seq.item   # (.item: a Python int, without a NumPy scalar on the way)
@@ -525,34 +606,18 @@ class Future:
             return NEVER
         return i2 * OP_STRIDE + self.first.item(seq(i2), b)
 
-    def key(self, blocks, i: int, held: Mapping[int, int] | None = None
-            ) -> tuple[tuple[int, int, int], ...]:
-        """What of the future inference i's decisions depend on (exact; ``blocks`` are implied
-        by the state and path). They compare next uses of the blocks the inference reads and
-        of those ``held`` on chip (all blocks when None); a use after it is at
-        ``nxt[s, i] * OP_STRIDE + first[path there, b]`` for the block's set s. So the order
-        of all of them is fixed by, per set s of those blocks, the rank of ``nxt[s, i]`` among
-        those sets' and the path taken there (-1: never; 0 when the set is ``uniform``: its
-        blocks sit at the same op in every path). Sets no such block belongs to, and paths
-        that cannot change an order, stay out of the key, so more situations share one."""
-        return self.key_of(self.key_sets(i, held), i)
+    def column(self, i: int) -> list[int]:
+        """``nxt[:, i]`` as a list: per set, the first inference after i reading it (``n``:
+        none); the last column asked for is kept."""
+        if self._col[0] != i:
+            self._col = (i, self.nxt[:, i].tolist())
+        return self._col[1]
 
-    def key_sets(self, i: int, held: Mapping[int, int] | None = None) -> tuple[int, ...]:
-        """The sets ``key`` ranks: those of the blocks inference i reads and of ``held``."""
-        mine = self.path_sets[int(self.seq[i])]
-        if held is None or len(mine) == len(self.uniform):   # (a dense model: one set)
-            return tuple(range(len(self.uniform)))
-        set_of = self._set_of
-        return tuple(sorted(mine.union([set_of[b] for b in held])))
-
-    def key_of(self, relevant: tuple[int, ...], i: int) -> tuple[tuple[int, int, int], ...]:
-        """``key`` over the sets ``relevant`` (from ``key_sets``)."""
-        col = self.nxt[:, i].tolist()
-        vals = [col[s] for s in relevant]
-        rank = {v: r for r, v in enumerate(sorted(set(vals)))}
-        n, seq, uniform = self.n, self.seq, self.uniform
-        return tuple((s, rank[v], -1 if v >= n else 0 if uniform[s] else int(seq[v]))
-                     for s, v in zip(relevant, vals, strict=True))
+    def there(self, sets: tuple[int, ...], i: int) -> tuple[int, ...]:
+        """Per set of ``sets``, the path at its next inference after i: -1 if there is none,
+        0 for a ``uniform`` set (where its blocks sit does not depend on the path)."""
+        col, n, uniform, seq = self.column(i), self.n, self.uniform, self.seq.item
+        return tuple(-1 if col[s] >= n else 0 if uniform[s] else seq(col[s]) for s in sets)
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
