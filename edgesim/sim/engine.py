@@ -480,6 +480,36 @@ def _tile_room(pol, capacity: int, weight_sram: int, workload: Workload, blocks,
     return max(0, min(capacity - 1, weight_sram - need))
 
 
+#: Compiled plans of the last few (config, workload, policy room) met in this process
+#: (``_compiled``): a sweep worker runs several policies on one config, a benchmark the same
+#: stream again.
+PLAN_CACHE = 8
+_PLANS: dict[Hashable, tuple[object, object, list[PathPlan]]] = {}
+
+
+def _compiled(hw, machine: Machine, workload: Workload, per_layer: bool, reserved: int,
+              held: frozenset[int], blocks) -> list[PathPlan]:
+    """``compile_paths`` for ``hw``, taken from ``_PLANS`` when an equal config compiled the same
+    paths and blocks (the same objects: a resolved Workload is one object per process, whatever
+    its sequence) with the same policy room before. Plans are read-only."""
+    key = (hw, id(workload.paths), id(workload.blocks), per_layer, reserved, held)
+    try:
+        hit = _PLANS.get(key)
+    except TypeError:   # a config object that does not hash: compiled every time
+        return compile_paths(machine, workload, per_layer=per_layer, reserved=reserved,
+                             held=held, blocks=blocks)
+    if hit is not None and hit[0] is workload.paths and hit[1] is workload.blocks:
+        _PLANS[key] = _PLANS.pop(key)   # most recently used last
+        return hit[2]
+    plans = compile_paths(machine, workload, per_layer=per_layer, reserved=reserved, held=held,
+                          blocks=blocks)
+    while len(_PLANS) >= PLAN_CACHE:
+        del _PLANS[next(iter(_PLANS))]
+    # (paths and blocks kept alive with their plans, so their ids name them while cached)
+    _PLANS[key] = (workload.paths, workload.blocks, plans)
+    return plans
+
+
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
              per_layer: bool = False, memo: bool | None = None,
              progress: Callable[[int], None] | None = None,
@@ -517,9 +547,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     capacity = machine.weight_sram_bytes
     while True:   # pinned blocks take their room from every op's weight tiles
         try:
-            plans = compile_paths(machine, workload, per_layer=per_layer,
-                                  reserved=pol.reserved_bytes(),
-                                  held=getattr(pol, "pinned", frozenset()), blocks=blocks)
+            plans = _compiled(hw, machine, workload, per_layer, pol.reserved_bytes(),
+                              getattr(pol, "pinned", frozenset()), blocks)
             break
         except TileError:
             if not pol.reserved_bytes():

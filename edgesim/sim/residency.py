@@ -335,6 +335,8 @@ class Belady(Residency):
         super().__init__(sizes, capacity)
         self._next_use = next_use
         self._future = future
+        self._next_uses = (future.next_uses if future is not None else
+                           lambda bs, i, j: [next_use(b, i, j) for b in bs])
         self._held: dict[int, int] = {}       # block -> resident bytes
         self._total = 0                       # sum(self._held.values()), kept running
         self._nu: dict[int, int] = {}         # block -> its next use position
@@ -348,8 +350,10 @@ class Belady(Residency):
         # from it only when serve (or a question about what is held) needs them
         self._snap: tuple[tuple[int, int], ...] | None = ()
         self._pending = False
-        # per state (by id, the state kept alive here): its hashed memo_key
+        # per state (by id, the state kept alive here): its hashed memo_key; states met
+        # before are the same object (interned), so a memo key compares by identity
         self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
+        self._states: dict[tuple, tuple] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -363,7 +367,10 @@ class Belady(Residency):
 
     def state(self) -> Hashable:
         if self._snap is None:
-            self._snap = tuple(sorted(self._held.items()))
+            snap = tuple(sorted(self._held.items()))
+            if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
+                self._states.clear()
+            self._snap = self._states.setdefault(snap, snap)
         return self._snap
 
     def restore(self, state: Hashable) -> None:
@@ -398,32 +405,29 @@ class Belady(Residency):
         self._watched = None if self._future is None else (-1, set(), {})
 
     def condition(self) -> Hashable | None:
-        """``(sets, paths there, ((s, t, strict, path there of s, of t), ...))``: the sets
-        whose blocks' order among themselves decided something, with the path at their next
-        inference (``Future.there``), and per pair (s dropped, t kept) ``nxt[s] > nxt[t]``
-        (strict) or ``>=``, and then on a tie the paths there as they were; None when no
-        decision compared next uses of later inferences."""
+        """``(((s, path there), ...), ((s, t, strict, path there of s, of t), ...))``: the
+        sets whose blocks' order among themselves decided something, with the path at their
+        next inference (``Future.column``), and per pair (s dropped, t kept) ``nxt[s] >
+        nxt[t]`` (strict) or ``>=``, and then on a tie the paths there as they were; None
+        when no decision compared next uses of later inferences."""
         watched, self._watched = self._watched, None
         if watched is None or not (watched[1] or watched[2]):
             return None
         i, sets, pairs = watched
-        future = self._future
-        order = tuple(sorted(sets))
-        return (order, future.there(order, i),  # type: ignore[union-attr]
-                tuple((s, t, strict, *future.there((s, t), i))  # type: ignore[union-attr]
+        there = self._future.column(i)[1]  # type: ignore[union-attr]
+        return (tuple((s, there[s]) for s in sorted(sets)),
+                tuple((s, t, strict, there[s], there[t])
                       for (s, t), strict in sorted(pairs.items())))
 
     def holds(self, condition: Hashable, inference: int) -> bool:
-        sets, there, pairs = condition  # type: ignore[misc]
-        future = self._future
-        if sets and future.there(sets, inference) != there:  # type: ignore[union-attr]
-            return False
-        col = future.column(inference)  # type: ignore[union-attr]
-        for s, t, strict, ps, pt in pairs:
-            a, b = col[s], col[t]
-            if a < b:
+        sets, pairs = condition  # type: ignore[misc]
+        col, there = self._future.column(inference)  # type: ignore[union-attr]
+        for s, v in sets:
+            if there[s] != v:
                 return False
-            if a == b and (strict or future.there((s, t), inference) != (ps, pt)):  # type: ignore[union-attr]
+        for s, t, strict, vs, vt in pairs:
+            a, b = col[s], col[t]
+            if a < b or (a == b and (strict or there[s] != vs or there[t] != vt)):
                 return False
         return True
 
@@ -484,8 +488,7 @@ class Belady(Residency):
         next_use = self._next_use
         if self._stale:   # resident since an earlier inference (after a restore): their next
             self._stale = False   # uses from here (none of them is read before this op)
-            for b in held:
-                nu[b] = next_use(b, inference, op)
+            nu.update(zip(held, self._next_uses(held, inference, op), strict=True))
             heap[:] = [(-n, -b) for b, n in nu.items()]
             heapify(heap)
         self._snap = None
@@ -538,8 +541,7 @@ class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
 
     ``next_use(b, i, j)`` is the stream position (``i * OP_STRIDE + op``) of block b's first use
-    after op j of inference i, or ``NEVER``; ``column(i)`` and ``there(sets, i)`` are what
-    ``Belady.holds`` compares.
+    after op j of inference i, or ``NEVER``; ``column(i)`` is what ``Belady.holds`` compares.
 
     Memory is O(sets x N), not O(blocks x N): blocks read by the same set of paths (a tree's
     backbone, one node's blocks, a leaf's) share one next-inference index ``nxt[s, i]``, the
@@ -567,6 +569,7 @@ class Future:
                 first[p, b] = js[0]
                 readers[b].add(p)
         self.first = first
+        self._first = first.tolist()   # (rows of Python ints, for next_use)
         sets: dict[frozenset[int], int] = {}
         self.set_of = np.array([sets.setdefault(frozenset(r), len(sets)) for r in readers],
                                dtype=np.int64)
@@ -591,7 +594,7 @@ class Future:
             self.nxt[k, :-1] = after[1:]
             if n:
                 self.nxt[k, -1] = n
-        self._col: tuple[int, list[int]] = (-1, [])
+        self._col: tuple[int, list[int], list[int]] = (-1, [], [])
 
     def next_use(self, b: int, i: int, j: int) -> int:
         seq = self.seq.item   # (.item: a Python int, without a NumPy scalar on the way)
@@ -604,20 +607,36 @@ class Future:
         i2 = self.nxt.item(self._set_of[b], i)
         if i2 >= self.n:
             return NEVER
-        return i2 * OP_STRIDE + self.first.item(seq(i2), b)
+        return i2 * OP_STRIDE + self._first[seq(i2)][b]
 
-    def column(self, i: int) -> list[int]:
-        """``nxt[:, i]`` as a list: per set, the first inference after i reading it (``n``:
-        none); the last column asked for is kept."""
+    def next_uses(self, blocks, i: int, j: int) -> list[int]:
+        """``[next_use(b, i, j) for b in blocks]``, the per-inference lookups done once."""
+        seq = self.seq.item
+        ops = self.ops_of[seq(i)] if j != NEVER_OP else {}
+        col = self.column(i)[0]
+        n, set_of, first = self.n, self._set_of, self._first
+        base = i * OP_STRIDE
+        out = []
+        for b in blocks:
+            here = ops.get(b)
+            if here is not None and here[-1] > j:
+                out.append(base + here[bisect_right(here, j)])
+                continue
+            i2 = col[set_of[b]]
+            out.append(NEVER if i2 >= n else i2 * OP_STRIDE + first[seq(i2)][b])
+        return out
+
+    def column(self, i: int) -> tuple[list[int], list[int]]:
+        """Per set, the first inference after i reading it (``nxt[:, i]``, ``n``: none) and
+        the path there (-1: none; 0 for a ``uniform`` set, where its blocks sit does not
+        depend on the path), as lists; the last column asked for is kept."""
         if self._col[0] != i:
-            self._col = (i, self.nxt[:, i].tolist())
-        return self._col[1]
-
-    def there(self, sets: tuple[int, ...], i: int) -> tuple[int, ...]:
-        """Per set of ``sets``, the path at its next inference after i: -1 if there is none,
-        0 for a ``uniform`` set (where its blocks sit does not depend on the path)."""
-        col, n, uniform, seq = self.column(i), self.n, self.uniform, self.seq.item
-        return tuple(-1 if col[s] >= n else 0 if uniform[s] else seq(col[s]) for s in sets)
+            col = self.nxt[:, i].tolist()
+            n, seq = self.n, self.seq.item
+            there = [-1 if c >= n else 0 if u else seq(c)
+                     for c, u in zip(col, self.uniform, strict=True)]
+            self._col = (i, col, there)
+        return self._col[1], self._col[2]
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
