@@ -402,7 +402,13 @@ class Belady(Residency):
         return entry[1]
 
     def watch(self) -> None:
-        self._watched = None if self._future is None else (-1, set(), {})
+        if self._future is None:
+            return
+        self._watched = (-1, set(), {})
+        # per set: its farthest kept block read in a later inference (``_note``), recomputed
+        # for the sets of the blocks read or dropped since (``_dirty``)
+        self._high: dict[int, tuple[int, int] | None] = {}
+        self._dirty: set[int] = set(range(len(self._future.members)))
 
     def condition(self) -> Hashable | None:
         """``(((s, path there), ...), ((s, t, strict, path there of s, of t), ...))``: the
@@ -445,19 +451,24 @@ class Belady(Residency):
                     low[s] = k
         if not low:   # only blocks read again in this inference lost bytes: the path fixes it
             return
-        high: dict[int, tuple[int, int]] = {}  # per set: its farthest kept (pos in, block)
-        for b, n in self._nu.items():
-            if n >= later:
-                k = (n % OP_STRIDE if n != NEVER else 0, b)
-                t = set_of[b]
-                if t not in high or k > high[t]:
-                    high[t] = k
-        if not high:
-            return
+        high, nu = self._high, self._nu   # per set: its farthest kept (pos in, block)
+        self._dirty.update(set_of[b] for _, b in dropped)
+        for t in self._dirty:
+            best = None
+            for b in self._future.members[t]:  # type: ignore[union-attr]
+                n = nu.get(b)
+                if n is not None and n >= later:
+                    k = (n % OP_STRIDE if n != NEVER else 0, b)
+                    if best is None or k > best:
+                        best = k
+            high[t] = best
+        self._dirty.clear()
         _, sets, pairs = self._watched  # type: ignore[misc]
         self._watched = (inference, sets, pairs)
         for s, k in low.items():
             for t, k2 in high.items():
+                if k2 is None:
+                    continue
                 if s == t:     # the order inside the set: by the path at its next inference
                     sets.add(s)
                 elif k > k2:   # a tie of their next inferences keeps the order: >= will do
@@ -503,6 +514,9 @@ class Belady(Residency):
             held[b] = size
             n = nu[b] = next_use(b, inference, op)
             heappush(heap, (-n, -b))
+        if self._watched is not None:   # (their sets' farthest kept blocks to be found again)
+            set_of = self._future._set_of  # type: ignore[union-attr]
+            self._dirty.update(set_of[b] for b in current)
         evicted: list[int] = []
         kept = fetched   # until this op's own blocks lose bytes below what they had
         if total > self.capacity:
@@ -583,6 +597,10 @@ class Future:
             if len({int(first[p, b]) for p in r}) > 1:
                 uniform[set_of[b]] = False
         self.uniform = uniform
+        #: per set, its blocks
+        self.members: list[list[int]] = [[] for _ in sets]
+        for b, k in enumerate(set_of):
+            self.members[k].append(b)
         dtype = np.int32 if n < 2**31 - 1 else np.int64
         self.nxt = np.empty((len(sets), n), dtype=dtype)
         arange = np.arange(n, dtype=dtype)
