@@ -451,8 +451,52 @@ class _Runner:
         return inf
 
 
+#: Inputs whose paths are taken from the sequence as Python ints at a time (``_paths``).
+CHUNK = 1 << 16
+
+
+def _paths(seq: np.ndarray):
+    """``enumerate(seq.tolist())`` a chunk at a time: no list of the whole stream (a list
+    holds 8 bytes per input: 80 MB at 10^7 inputs)."""
+    for start in range(0, seq.size, CHUNK):
+        yield from enumerate(seq[start:start + CHUNK].tolist(), start)
+
+
 #: ``InferenceRow`` from a tuple of its fields without the namedtuple's Python ``__new__``.
 _new_row = tuple.__new__
+
+
+def _tally(runner: _Runner, plans: list[PathPlan], machine: Machine, seq: np.ndarray,
+           summary: Summary, progress: Callable[[int], None] | None) -> None:
+    """Run the stream for its summary alone: each distinct inference's row is made once and
+    counted as often as it occurs (``Summary.add(row, times)``; the input number is no
+    metric), instead of a row per input."""
+    seen: dict[int, list] = {}   # id of an _Inference -> [inference, path, count]
+
+    def count() -> None:
+        for inf, p, n in seen.values():
+            if inf.row is None:
+                inf.row = _inference_row(0, plans[p], inf, machine)
+            summary.add(inf.row, n)
+        seen.clear()
+
+    for i, p in _paths(seq):
+        inf = runner.infer(i, p)
+        if not i or runner.memo is None:   # the cold inference; or every one a new object
+            summary.add(_inference_row(i, plans[p], inf, machine))
+        else:
+            hit = seen.get(id(inf))
+            if hit is None:
+                if len(seen) >= MEMO_LIMIT:   # (ever-new situations: memory stays flat)
+                    count()
+                seen[id(inf)] = [inf, p, 1]
+            else:
+                hit[2] += 1
+        if progress is not None and (i + 1) % 256 == 0:
+            progress(i + 1)
+    count()
+    if progress is not None:
+        progress(seq.size)
 
 
 def _check(policy: str, prefetch: str) -> None:
@@ -563,7 +607,11 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     rows: list[InferenceRow] = []
     summary = Summary()
     layer_rows: list[LayerRow] | None = [] if per_layer else None
-    for i, p in enumerate(seq.tolist()):
+    if not (keep_rows or per_layer or on_row is not None):   # the summary alone (a sweep)
+        _tally(runner, plans, machine, seq, summary, progress)
+        return Result(rows, None, summary.result(), {
+            "policy": policy, "prefetch": prefetch, "memo_entries": runner.entries})
+    for i, p in _paths(seq):
         inf = runner.infer(i, p)
         row = inf.row
         if row is None:

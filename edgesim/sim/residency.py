@@ -451,6 +451,12 @@ class Belady(Residency):
                     low[s] = k
         if not low:   # only blocks read again in this inference lost bytes: the path fixes it
             return
+        _, sets, pairs = self._watched  # type: ignore[misc]
+        nsets = len(self._future.members)  # type: ignore[union-attr]
+        if all(s in sets and all(pairs.get((s, t)) for t in range(nsets) if t != s)
+               for s in low):   # already the strictest it can be (a dense model's one set)
+            self._dirty.update(set_of[b] for _, b in dropped)
+            return
         high, nu = self._high, self._nu   # per set: its farthest kept (pos in, block)
         self._dirty.update(set_of[b] for _, b in dropped)
         for t in self._dirty:
@@ -463,7 +469,6 @@ class Belady(Residency):
                         best = k
             high[t] = best
         self._dirty.clear()
-        _, sets, pairs = self._watched  # type: ignore[misc]
         self._watched = (inference, sets, pairs)
         for s, k in low.items():
             for t, k2 in high.items():

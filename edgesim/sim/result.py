@@ -139,14 +139,19 @@ class Summary:
         #: one dict lookup per row; split per metric in ``result``
         self.counts: dict[tuple[Any, ...], int] = {}
 
-    def add(self, row: InferenceRow) -> None:
-        """Count one inference (the first is the cold one)."""
-        self.n += 1
+    def add(self, row: InferenceRow, times: int = 1) -> None:
+        """Count one inference, or ``times`` with this row's metrics (the first counted is
+        the cold one)."""
+        if times <= 0:
+            return
+        self.n += times
         if self.cold is None:
             self.cold = row
-            return
+            times -= 1
+            if not times:
+                return
         v = _metrics(row)
-        self.counts[v] = self.counts.get(v, 0) + 1
+        self.counts[v] = self.counts.get(v, 0) + times
 
     def result(self) -> dict[str, Any]:
         """Cold, steady-state mean, p50 and p99 per metric (``summarize``'s dict)."""

@@ -98,7 +98,7 @@ def simulate_point(task: PointTask, wref: Any) -> PointResult:
     """Run one task where the executor put it (``wref``: see ``executors.workload_of``)."""
     from edgesim.sim import simulate
     res = simulate(task.hw, workload_of(wref), policy=task.policy, prefetch=task.prefetch,
-                   memo=task.memo)
+                   memo=task.memo, keep_rows=task.detail)
     rows = [list(r) for r in res.rows] if task.detail else None
     return PointResult(res.summary, rows, worker_stats())
 
