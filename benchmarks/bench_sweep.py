@@ -100,11 +100,20 @@ def main(argv: list[str] | None = None) -> int:
           f"(60,000 rows at this rate: {60_000 / (rows / wall) / 60:.1f} min; target <= 10)")
     print(f"main process CPU: median {cpu:.2f} s = {1e3 * cpu / rows:.3f} ms/row (target <= 1)")
     print(f"peak RSS: main process {self_mib:.0f} MiB (target <= 300 at 60,000 rows)")
+    worker_cpu = 0.0
     for pid, w in sorted(workers.items()):
         if pid == os.getpid():
             continue
+        worker_cpu += w.get("cpu_s", 0.0)
         print(f"peak RSS: worker {pid} {w['max_rss_mib']:.0f} MiB (torch loaded: {w['torch']}, "
-              f"zoo loaded: {w['zoo']})")
+              f"zoo loaded: {w['zoo']}); CPU {w.get('cpu_s', 0.0):.1f} s")
+    if worker_cpu and a.repeats == 1:
+        # the CPU the sweep needs, whatever else the machine runs: its wall time on 2 idle
+        # cores is at least (workers' CPU + the main process's) / 2
+        per_row = (worker_cpu + cpu) / rows
+        print(f"workers' CPU: {worker_cpu:.1f} s = {1e3 * worker_cpu / rows:.2f} ms/row; with "
+              f"the main process, 60,000 rows on 2 idle cores: >= "
+              f"{60_000 * per_row / 2 / 60:.1f} min")
     return 0
 
 

@@ -307,3 +307,24 @@ def test_belady_restored_to_the_state_it_left_serves_a_later_inference_afresh():
             p = seq[later]
             assert ([live.serve(ids, later, j) for j, ids in enumerate(s.paths[p])]
                     == [fresh.serve(ids, later, j) for j, ids in enumerate(s.paths[p])])
+
+
+def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
+    # 10-byte blocks A..E in 60 bytes: a path reading B, A, D needs at most 30 bytes more, so
+    # beside A, B, C, E held (40) nothing is evicted, whatever their order: the inference keeps
+    # D and leaves its blocks last in the order of their last use. Two orders share one memo
+    # key, and the change one inference noted (``after``) applied to the other order is what
+    # serving it there gives
+    D, E = 3, 4
+    s = _stream([10] * 5, 60, [[(B,), (A,), (D,)]])
+    blocks = (B, A, D)
+    first, other, served = (make_policy("lru", s) for _ in range(3))
+    for pol, order in ((first, (E, C, A, B)), (other, (C, E, B, A)), (served, (C, E, B, A))):
+        pol.restore(order)
+    key = first.memo_key(0, blocks)
+    assert key == other.memo_key(0, blocks) == ("free", (D,))
+    assert _run(first, s) == [(0, 0, ()), (0, 0, ()), (10, 0, ())]
+    other.restore(first.after())
+    _run(served, s)
+    assert other.state() == served.state() == (C, E, B, A, D)
+    assert other.resident_bytes() == served.resident_bytes() == 50

@@ -427,7 +427,7 @@ class _Runner:
         if memo is None:
             return _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
                             wasted, self.per_layer)
-        key = (p, policy.memo_key(i, plan.all_blocks))
+        key = (p, wasted, policy.memo_key(i, plan.all_blocks))
         entries = memo.get(key)
         if entries is not None:
             for condition, inf, after in entries:
@@ -446,7 +446,7 @@ class _Runner:
         elif len(entries) >= MEMO_PER_STATE:   # the oldest conditions of this state go
             del entries[0]
             self.entries -= 1
-        entries.append((policy.condition(), inf, policy.state()))
+        entries.append((policy.condition(), inf, policy.after()))
         self.entries += 1
         return inf
 

@@ -139,6 +139,11 @@ class Residency(ABC):
         an online policy depends on none of it."""
         return
 
+    def after(self) -> Hashable:
+        """What ``restore`` takes to leave the policy as the ``serve`` calls since the last
+        ``memo_key`` did, from any state with that key: the state itself (``state()``)."""
+        return self.state()
+
     def condition(self) -> Hashable | None:
         """What of the future the ``serve`` calls since ``watch`` depended on, as something
         ``holds`` can test at another inference; None: nothing (the state and path fix them)."""
@@ -167,8 +172,21 @@ class _Hashed:
                                  and self.value == other.value)
 
 
+class _Advance(tuple):
+    """An LRU state change rather than a state (``LRU.after``): the blocks an inference read,
+    in the order of their last use, moved to the most recent end (and added if absent)."""
+
+    __slots__ = ()
+
+
 class LRU(Residency):
-    """Least recently used, whole blocks."""
+    """Least recently used, whole blocks.
+
+    Its memo key is its order of blocks, or, when everything a path reads fits beside what is
+    held (nothing can be evicted), only which of those blocks are missing: an inference then
+    keeps every block it fetches and leaves the order with its blocks moved to the end, in the
+    order of their last use, wherever they were before (``after``: an ``_Advance``).
+    """
 
     name = "lru"
 
@@ -178,6 +196,8 @@ class LRU(Residency):
         self._used = 0
         self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
         self._key: _Hashed | None = None            # memo_key of ``_snap``
+        self._free = 0      # blocks of the inference since memo_key when it cannot evict
+        self._bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # by id: blocks, their bytes
 
     def state(self) -> Hashable:
         if self._snap is None:
@@ -186,15 +206,41 @@ class LRU(Residency):
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         """The state with its hash computed once per state, not per inference (a steady
-        stream asks for the same key thousands of times)."""
+        stream asks for the same key thousands of times); or, when ``blocks`` all fit beside
+        what is held, ``("free", the missing ones)``."""
+        self._free = 0
+        hit = self._bytes.get(id(blocks))
+        if hit is None or hit[0] is not blocks:
+            hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in set(blocks)))
+        if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
+            order, sizes = self._order, self.sizes
+            missing = tuple(b for b in dict.fromkeys(blocks) if b not in order)
+            if self._used + sum(sizes[b] for b in missing) <= self.capacity:
+                self._free = len(set(blocks))
+                return ("free", missing)
         snap = self.state()
         key = self._key
         if key is None or key.value is not snap:
             key = self._key = _Hashed(snap)
         return key
 
+    def after(self) -> Hashable:
+        if not self._free:
+            return self.state()
+        return _Advance(list(self._order)[-self._free:])
+
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
+            return
+        if isinstance(state, _Advance):
+            order, sizes = self._order, self.sizes
+            for b in state:
+                if b in order:
+                    order.move_to_end(b)
+                else:
+                    order[b] = None
+                    self._used += sizes[b]
+            self._snap = None
             return
         self._order = OrderedDict.fromkeys(state)  # type: ignore[arg-type]
         self._used = sum(self.sizes[b] for b in self._order)

@@ -64,20 +64,23 @@ class ExecutorSpec:
 
 
 class WorkerStats(NamedTuple):
-    """What one task saw of its process: pid, peak RSS (MiB), heavy modules loaded there."""
+    """What one task saw of its process: pid, peak RSS (MiB), heavy modules loaded there, and
+    the CPU time (user + system, s) the process has used so far."""
 
     pid: int
     max_rss_mib: float
     torch: bool
     zoo: bool
+    cpu_s: float = 0.0
 
 
 def worker_stats() -> WorkerStats:
-    """This process's pid, peak resident memory and whether torch / ``edgesim.zoo`` is loaded."""
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """This process's pid, peak resident memory, whether torch / ``edgesim.zoo`` is loaded,
+    and its CPU time so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     # a submodule of edgesim.zoo is never loaded without the package itself
-    return WorkerStats(os.getpid(), round(rss_kib / 1024, 1), "torch" in sys.modules,
-                       "edgesim.zoo" in sys.modules)
+    return WorkerStats(os.getpid(), round(ru.ru_maxrss / 1024, 1), "torch" in sys.modules,
+                       "edgesim.zoo" in sys.modules, ru.ru_utime + ru.ru_stime)
 
 
 class WorkerCache:
