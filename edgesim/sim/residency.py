@@ -554,20 +554,35 @@ class Belady(Residency):
             heap[:] = [(-n, -b) for b, n in nu.items()]
             heapify(heap)
         self._snap = None
-        current = dict.fromkeys(blocks)
-        before = {b: held.get(b, 0) for b in current}
+        current = blocks if len(blocks) < 2 else dict.fromkeys(blocks)
+        before: dict[int, int] = {}   # bytes held before, of the blocks not wholly held
         fetched = 0
-        total = self._total
+        future = self._future
+        if future is not None:   # Future.next_use written out, its per-inference part once
+            ops, col, there, set_of, first = future.at(inference)  # (there: paths)
         for b in current:
             size = sizes[b]
-            fetched += size - before[b]
-            total += size - before[b]
-            held[b] = size
-            n = nu[b] = next_use(b, inference, op)
+            h = held.get(b, 0)
+            if h != size:
+                before[b] = h
+                fetched += size - h
+                held[b] = size
+            if future is None:
+                n = next_use(b, inference, op)
+            else:
+                here = ops.get(b)
+                if here is not None and here[-1] > op:
+                    n = inference * OP_STRIDE + here[bisect_right(here, op)]
+                else:
+                    s = set_of[b]
+                    p2 = there[s]
+                    n = NEVER if p2 < 0 else col[s] * OP_STRIDE + first[p2][b]
+            nu[b] = n
             heappush(heap, (-n, -b))
         if self._watched is not None:   # (their sets' farthest kept blocks to be found again)
             set_of = self._future._set_of  # type: ignore[union-attr]
             self._dirty.update(set_of[b] for b in current)
+        total = self._total + fetched
         evicted: list[int] = []
         kept = fetched   # until this op's own blocks lose bytes below what they had
         if total > self.capacity:
@@ -582,7 +597,7 @@ class Belady(Residency):
                 dropped.append((-n, b))
                 drop = min(held[b], total - self.capacity)
                 if b in current:   # its kept bytes: those above what it held before
-                    kept -= min(drop, max(0, held[b] - before[b]))
+                    kept -= min(drop, max(0, held[b] - before.get(b, held[b])))
                 else:
                     evicted.append(b)
                 held[b] -= drop
@@ -664,6 +679,7 @@ class Future:
             if n:
                 self.nxt[k, -1] = n
         self._col: tuple[int, list[int], list[int]] = (-1, [], [])
+        self._at: tuple[int, tuple] = (-1, ())
 
     def next_use(self, b: int, i: int, j: int) -> int:
         seq = self.seq.item   # (.item: a Python int, without a NumPy scalar on the way)
@@ -680,20 +696,31 @@ class Future:
 
     def next_uses(self, blocks, i: int, j: int) -> list[int]:
         """``[next_use(b, i, j) for b in blocks]``, the per-inference lookups done once."""
-        seq = self.seq.item
-        ops = self.ops_of[seq(i)] if j != NEVER_OP else {}
-        col = self.column(i)[0]
-        n, set_of, first = self.n, self._set_of, self._first
+        ops, col, paths, set_of, first = self.at(i)
+        if j == NEVER_OP:
+            ops = {}
         base = i * OP_STRIDE
         out = []
         for b in blocks:
             here = ops.get(b)
             if here is not None and here[-1] > j:
                 out.append(base + here[bisect_right(here, j)])
-                continue
-            i2 = col[set_of[b]]
-            out.append(NEVER if i2 >= n else i2 * OP_STRIDE + first[seq(i2)][b])
+            else:
+                s = set_of[b]
+                p2 = paths[s]
+                out.append(NEVER if p2 < 0 else col[s] * OP_STRIDE + first[p2][b])
         return out
+
+    def at(self, i: int) -> tuple[dict[int, list[int]], list[int], list[int], list[int],
+                                  list[list[int]]]:
+        """What ``next_use`` looks up for inference i: its path's op lists per block; per
+        set, its next inference (``column(i)``) and the path taken there (-1: none); the set
+        of each block, and the first op of each block on each path."""
+        if self._at[0] != i:
+            col, seq = self.column(i)[0], self.seq.item
+            paths = [-1 if c >= self.n else seq(c) for c in col]
+            self._at = (i, (self.ops_of[seq(i)], col, paths, self._set_of, self._first))
+        return self._at[1]
 
     def column(self, i: int) -> tuple[list[int], list[int]]:
         """Per set, the first inference after i reading it (``nxt[:, i]``, ``n``: none) and
