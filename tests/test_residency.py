@@ -328,3 +328,7 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     _run(served, s)
     assert other.state() == served.state() == (C, E, B, A, D)
     assert other.resident_bytes() == served.resident_bytes() == 50
+    # a path that reads no weights changes no order (before, its key took the whole order)
+    assert first.memo_key(1, ()) == ("free", ())
+    other.restore(first.after())
+    assert other.state() == (C, E, B, A, D)

@@ -196,7 +196,8 @@ class LRU(Residency):
         self._used = 0
         self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
         self._key: _Hashed | None = None            # memo_key of ``_snap``
-        self._free = 0      # blocks of the inference since memo_key when it cannot evict
+        # blocks of the inference since memo_key when it cannot evict (None: it can)
+        self._free: int | None = None
         self._bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # by id: blocks, their bytes
 
     def state(self) -> Hashable:
@@ -208,7 +209,7 @@ class LRU(Residency):
         """The state with its hash computed once per state, not per inference (a steady
         stream asks for the same key thousands of times); or, when ``blocks`` all fit beside
         what is held, ``("free", the missing ones)``."""
-        self._free = 0
+        self._free = None
         hit = self._bytes.get(id(blocks))
         if hit is None or hit[0] is not blocks:
             hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in set(blocks)))
@@ -225,9 +226,9 @@ class LRU(Residency):
         return key
 
     def after(self) -> Hashable:
-        if not self._free:
+        if self._free is None:
             return self.state()
-        return _Advance(list(self._order)[-self._free:])
+        return _Advance(list(self._order)[len(self._order) - self._free:])
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
