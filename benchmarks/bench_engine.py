@@ -54,8 +54,8 @@ def main() -> int:
     ap.add_argument("--stream", type=int, default=10_000)
     ap.add_argument("--skip-cold", action="store_true",
                     help="do not measure the cold build of sigmab_r50 (slow)")
-    ap.add_argument("--routed-srams", nargs="+", default=["128KiB", "512KiB", "2MiB", "8MiB",
-                                                          "32MiB"],
+    ap.add_argument("--routed-srams", nargs="+",
+                    default=["128KiB", "512KiB", "2MiB", "8MiB", "16MiB", "32MiB"],
                     help="SRAM sizes of the routed sigmab_r50 rows")
     ap.add_argument("--routed-only", action="store_true",
                     help="dense_r50 policies and routed sigmab_r50 rows only")
