@@ -195,10 +195,27 @@ class LRU(Residency):
         self._order: OrderedDict[int, None] = OrderedDict()
         self._used = 0
         self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
+        self._pending = False   # restored to _snap, _order not built yet (a run of memo hits)
         self._key: _Hashed | None = None            # memo_key of ``_snap``
         # blocks of the inference since memo_key when it cannot evict (None: it can)
         self._free: int | None = None
-        self._bytes: dict[int, tuple[tuple[int, ...], int]] = {}   # by id: blocks, their bytes
+        # by id of a path's blocks: them, their bytes, and them without repeats
+        self._bytes: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] = {}
+        # by id of a state: it, its bytes and its blocks as a set
+        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int]]] = {}
+
+    def _of(self, state: tuple[int, ...]) -> tuple[tuple[int, ...], int, frozenset[int]]:
+        info = self._info.get(id(state))
+        if info is None or info[0] is not state:
+            if len(self._info) >= 1 << 14:   # (as many states as the engine's memo keeps)
+                self._info.clear()
+            info = self._info[id(state)] = (state, sum(self.sizes[b] for b in state),
+                                            frozenset(state))
+        return info
+
+    def _unpack(self) -> None:
+        self._pending = False
+        self._order = OrderedDict.fromkeys(self._snap)  # type: ignore[arg-type]
 
     def state(self) -> Hashable:
         if self._snap is None:
@@ -212,12 +229,14 @@ class LRU(Residency):
         self._free = None
         hit = self._bytes.get(id(blocks))
         if hit is None or hit[0] is not blocks:
-            hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in set(blocks)))
+            once = tuple(dict.fromkeys(blocks))
+            hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once), once)
         if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
-            order, sizes = self._order, self.sizes
-            missing = tuple(b for b in dict.fromkeys(blocks) if b not in order)
+            held = self._of(self._snap)[2] if self._pending else self._order
+            sizes = self.sizes
+            missing = tuple(b for b in hit[2] if b not in held)
             if self._used + sum(sizes[b] for b in missing) <= self.capacity:
-                self._free = len(set(blocks))
+                self._free = len(hit[2])
                 return ("free", missing)
         snap = self.state()
         key = self._key
@@ -228,12 +247,16 @@ class LRU(Residency):
     def after(self) -> Hashable:
         if self._free is None:
             return self.state()
+        if self._pending:
+            self._unpack()
         return _Advance(list(self._order)[len(self._order) - self._free:])
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
             return
         if isinstance(state, _Advance):
+            if self._pending:
+                self._unpack()
             order, sizes = self._order, self.sizes
             for b in state:
                 if b in order:
@@ -243,17 +266,21 @@ class LRU(Residency):
                     self._used += sizes[b]
             self._snap = None
             return
-        self._order = OrderedDict.fromkeys(state)  # type: ignore[arg-type]
-        self._used = sum(self.sizes[b] for b in self._order)
         self._snap = state  # type: ignore[assignment]
+        self._used = self._of(state)[1]  # type: ignore[arg-type]
+        self._pending = True
 
     def resident_bytes(self) -> int:
         return self._used
 
     def resident_set(self) -> frozenset[int]:
+        if self._pending:
+            return self._of(self._snap)[2]  # type: ignore[arg-type]
         return frozenset(self._order)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
+        if self._pending:
+            self._unpack()
         order, sizes = self._order, self.sizes
         self._snap = None
         misses = []
@@ -272,7 +299,7 @@ class LRU(Residency):
             if b in order:  # the same block twice in one op
                 continue
             # bytes that could be freed without touching this op's blocks
-            if size > self.capacity - sum(sizes[x] for x in order if x in current):
+            if size > self.capacity - sum(sizes[x] for x in current if x in order):
                 streamed += size
                 continue
             while self._used + size > self.capacity:
