@@ -292,7 +292,7 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
     kept, streamed, wait = _serve(plan, policy, i)
     key = None
     if runs is not None:
-        key = (plan.name, tuple(kept), tuple(streamed), tuple(wait), wasted)
+        key = (id(plan), tuple(kept), tuple(streamed), tuple(wait), wasted)
         inf = runs.get(key)
         if inf is not None:
             return inf
