@@ -157,6 +157,8 @@ class HardwareConfig:
     register_pj_per_byte: float
     board_w: float
     prefetch_depth: int
+    #: ``prefetch.mode``: a name of ``edgesim.sim.PREFETCH_MODES`` (the engine's default)
+    prefetch_mode: str
     schedule: str
     formats: tuple[str, ...]
     sources: Mapping[str, str]

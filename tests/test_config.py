@@ -434,3 +434,8 @@ def test_outside_the_table_uses_the_square_root_rule() -> None:
 def test_energy_factor_rejects_nonpositive() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         energy_factor(0, 0.9)
+
+
+def test_prefetch_mode_literal_matches_the_engine() -> None:
+    from edgesim.sim import PREFETCH_MODES
+    assert get_args(schema_module._PrefetchMode) == tuple(PREFETCH_MODES)

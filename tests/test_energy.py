@@ -164,7 +164,8 @@ def test_per_op_energies_add_up_to_the_inference_energy(config, model, prefetch)
         r = api.run(tiny_config(sram=1500, overrides=sets), tiny_workload(inputs=3),
                     per_layer=True)
     else:
-        r = api.run(config, model, inputs=6, prefetch=prefetch, per_layer=True)
+        r = api.run(config, model, inputs=6, overrides=[f"prefetch.mode={prefetch}"],
+                    per_layer=True)
     for inf in r.result.rows:
         ops = [op.energy_j for op in r.result.layer_rows if op.input == inf.input]
         assert math.fsum(ops) == pytest.approx(inf.energy_j, rel=1e-12)

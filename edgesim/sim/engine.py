@@ -444,16 +444,17 @@ def _tile_room(pol, capacity: int, weight_sram: int, workload: Workload, blocks,
     return max(0, min(capacity - 1, weight_sram - need))
 
 
-def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
+def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | None = None,
              per_layer: bool = False, memo: bool | None = None,
              progress: Callable[[int], None] | None = None,
              on_row: Callable[[InferenceRow | LayerRow], None] | None = None,
              keep_rows: bool = True) -> Result:
     """Run every input of ``workload`` on ``hw`` and return per-inference (and per-op) rows.
 
-    ``policy``: a name of ``POLICIES`` ("lru", "pinned", "belady"). ``prefetch``: a name of
-    ``PREFETCH_MODES`` — "next" (fetch up to ``hw.prefetch_depth`` ops ahead), "none" (fetch
-    an op's weights after the previous op ends), or "speculative" ("next", and a routed model
+    ``policy``: a name of ``POLICIES`` ("lru", "pinned", "belady"). ``prefetch`` (None: the
+    config's ``prefetch.mode``, ``hw.prefetch_mode``): a name of ``PREFETCH_MODES`` — "next"
+    (fetch up to ``hw.prefetch_depth`` ops ahead), "none" (fetch an op's weights after the
+    previous op ends), or "speculative" ("next", and a routed model
     fetches the most frequent path's gated weights before its routers decide; a wrong guess
     costs the bytes, reported as ``spec_wasted_bytes``). ``progress`` is called with the number
     of inferences done so far, now and then.
@@ -471,6 +472,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     """
     if memo is None:
         memo = os.environ.get("EDGESIM_NO_MEMO", "0") in ("", "0")
+    if prefetch is None:
+        prefetch = hw.prefetch_mode
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     machine = Machine.from_config(hw)
