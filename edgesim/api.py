@@ -313,10 +313,13 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
 
 def sweep(config, models: Sequence[Any], grid: Sequence[str] = (), **options: Any):
     """``edgesim.sweep.sweep``: every (grid point, model, policy), resumable, as a DataFrame
-    (also ``out_dir/sweep.csv``). ``grid`` are ``--set`` specs; ``options`` are that
-    function's named arguments (``out_dir`` required; ``policies``, ``inputs``, ``executor``,
-    ``workers``, ...). From a script, no ``if __name__ == "__main__":`` guard is needed: the
-    worker processes never re-run it.
+    (also ``out_dir/sweep.csv``). ``models``: names, files, Workloads or ``model_request``s
+    (a model's seed, weights, data, evaluate). ``grid`` are ``--set`` specs
+    (``prefetch.mode=none,next`` sweeps the prefetch mode); ``options`` are that function's
+    named arguments (``out_dir`` required; ``policies``, ``inputs``, ``executor``: "process",
+    "serial", "dask", a Dask scheduler address or an ``ExecutorSpec`` with workers;
+    ``detail``, ``progress``). From a script, no ``if __name__ == "__main__":`` guard is
+    needed: the worker processes never re-run it.
 
     >>> import tempfile
     >>> from edgesim.testing import TINY_CONFIG, tiny_workload
