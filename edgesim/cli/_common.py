@@ -216,9 +216,8 @@ def with_prefetch(sets: list[str], prefetch: str | None) -> list[str]:
     they are); the mode given both ways is one line."""
     if prefetch is None:
         return list(sets)
-    from edgesim.schema import canonical_path
-    for o in sets:
-        if canonical_path(o.partition("=")[0]) == ("prefetch", "mode"):
+    for o in sets:   # (no alias names a prefetch key: edgesim.schema.ALIASES, not imported)
+        if tuple(k.strip() for k in o.partition("=")[0].split(".")) == ("prefetch", "mode"):
             raise UsageError(f"--prefetch {prefetch} and --set {o}: give the prefetch mode "
                              "once")
     return [*sets, f"prefetch.mode={prefetch}"]
