@@ -35,10 +35,6 @@ from edgesim.zoo.pruning import (
 from edgesim.zoo.resnet import Bottleneck, ResNet
 from edgesim.zoo.swin import swin_tiny
 
-# the full-size registry models are built once per session (edgesim.testing.registry_model):
-# under pytest-xdist every test that reads them runs in one worker
-pytestmark = pytest.mark.xdist_group("registry")
-
 
 class Tiny(nn.Module):
     """Every rule in one small net: patch embed, norms, small and large conv/linear layers."""
@@ -415,7 +411,8 @@ def test_tiny_resnet_batchnorm_and_grasp() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "strategy", "patch_embeds"),
-    [("sparse_swint", "percentile_70", 1), ("sparse_r50", "param_proportional", 0)],
+    [pytest.param(*p, marks=pytest.mark.xdist_group(f"registry-{p[0]}"))   # test_shipped's
+     for p in [("sparse_swint", "percentile_70", 1), ("sparse_r50", "param_proportional", 0)]],
 )
 def test_full_size_factories(name: str, strategy: str, patch_embeds: int) -> None:
     # The registry's models as built (seed 0, random init + synthetic calibration: 2 batches of
