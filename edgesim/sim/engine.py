@@ -313,7 +313,7 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     traffic = {mem: [r, w] for mem, r, w in plan.act_traffic}
     traffic.setdefault(m.weights_mem, [0, 0])[0] += wb
     e = inference_energy(
-        m, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
+        m.hw, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
         sram_read_bytes=sram_read, sram_write_bytes=sram_write,
         offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
         memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
@@ -342,8 +342,8 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[Lay
     rows = []
     prev_end = 0
     wmem = m.memories[m.weights_mem]
-    per_byte = 8 * wmem.read_pj_per_bit + m.sram_write_pj_per_byte
-    leak_w = m.sram_leak_w + m.board_w
+    per_byte = 8 * wmem.read_pj_per_bit + m.hw.sram_write_pj_per_byte
+    leak_w = m.hw.sram_leak_w + m.hw.board_w
     guess = next((j for j, g in enumerate(plan.gate) if g >= 0), -1)
     for j, (ds, de, cs, ce) in enumerate(inf.timings):
         op = plan.ops[j]
@@ -381,7 +381,7 @@ class _Runner:
         self.sizes = sizes
         self.per_layer = per_layer
         self.memo: dict[Hashable, tuple[_Inference, Hashable]] | None = {} if memo else None
-        self.depth = 0 if prefetch == "none" else max(0, int(machine.prefetch_depth))
+        self.depth = 0 if prefetch == "none" else max(0, int(machine.hw.prefetch_depth))
         self.guess: int | None = None   # the path a speculative prefetch bets on
         if prefetch == "speculative" and len(plans) > 1:
             freq = np.bincount(sequence, minlength=len(plans)) if sequence.size else None
@@ -480,8 +480,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
     blocks = path_blocks(workload)
     sizes = [b.stored_bytes for b in workload.blocks.values()]
     seq = workload.sequence
-    pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes, blocks, seq))
-    capacity = machine.weight_sram_bytes
+    pol = make_policy(policy, Stream(sizes, machine.hw.weight_sram_bytes, blocks, seq))
+    capacity = machine.hw.weight_sram_bytes
     while True:   # pinned blocks take their room from every op's weight tiles
         try:
             plans = compile_paths(machine, workload, per_layer=per_layer,
@@ -493,7 +493,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
                 raise
             # a static set must leave the room an op it does not hold needs to stream its
             # smallest tile (as lru can): chosen again for the weight SRAM less that tile
-            capacity = _tile_room(pol, capacity, machine.weight_sram_bytes, workload, blocks,
+            capacity = _tile_room(pol, capacity, machine.hw.weight_sram_bytes, workload, blocks,
                                   sizes)
             pol = make_policy(policy, Stream(sizes, capacity, blocks, seq))
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,
