@@ -505,18 +505,18 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
     weights, dense (``UNPACKED_BITS``; an int8-only device such as ``ethos_u55`` or ``stm32h7``
     reads the binarised tensor as int8). Each other block with candidates
     (``WeightBlock.encoded``) takes the smallest of them
-    among ``decodable(workload.meta["encodings"], formats)`` (the first in that order on a tie)
+    among ``decodable(workload.encodings, formats)`` (the first in that order on a tie)
     and sets ``encoding`` and ``stored_bytes``; a block without candidates stays as stored. A
     block that none of them can hold is a ``ConfigError`` naming it and the formats, except a
-    nested level segment (``meta["level"]``): where the hardware decodes none of its encodings
+    nested level segment (``WeightBlock.level``): where the hardware decodes none of its encodings
     it stays in the ``nested`` layout, read by the model's own kernels (the paper's
     Cortex-M7 kernels, docs/references.md A4).
 
-    Activations: a traced workload records ``meta["act_bits"]`` bits per element (8: bytes =
+    Activations: a traced workload records ``Workload.act_bits`` bits per element (8: bytes =
     elements); ``in_bytes``, ``out_bytes`` and ``live_bytes`` become ``ceil(b * act_bits /
     traced)`` (``live_bytes`` at least in + out). Per-op sums are rounded once rather than per
     tensor as a trace at ``act_bits`` would: a difference of < 1 byte per tensor at non-8 bits.
-    A workload without ``meta["act_bits"]`` is taken to be at the hardware's bits already.
+    A workload without ``act_bits`` is taken to be at the hardware's bits already.
 
     Returns ``workload`` itself when nothing changes, and the same object for the same
     (workload, formats, act_bits) again (memoised per process), so a sweep resolves cheaply.
@@ -541,13 +541,13 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
 def _as_stored(w: Workload, formats: tuple[str, ...] | None, act_bits: int | None) -> Workload:
     from dataclasses import replace
     blocks = None if formats is None else _stored_blocks(w, formats)
-    traced = w.meta.get("act_bits")
-    scale = act_bits is not None and traced is not None and int(traced) != act_bits
+    traced = w.act_bits
+    scale = act_bits is not None and traced is not None and traced != act_bits
     if blocks is None and not scale:
         return w
     paths, meta = w.paths, w.meta
     if scale:
-        paths = tuple(replace(p, ops=tuple(_scaled(op, int(traced), act_bits) for op in p.ops))
+        paths = tuple(replace(p, ops=tuple(_scaled(op, traced, act_bits) for op in p.ops))
                       for p in w.paths)
         meta = {**w.meta, "act_bits": act_bits}
     return replace(w, blocks=w.blocks if blocks is None else blocks, paths=paths, meta=meta)
@@ -558,7 +558,7 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
     from dataclasses import replace
 
     from edgesim.errors import ConfigError
-    preferred = w.meta.get("encodings")
+    preferred = w.encodings
     order = None if preferred is None else decodable(list(preferred), formats)
     out: dict[str, WeightBlock] = {}
     changed = False
@@ -572,7 +572,7 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
         elif b.encoded:
             names = decodable(list(b.encoded), formats) if order is None else order
             allowed = [e for e in names if e in b.encoded]
-            if not allowed and "level" in b.meta and "nested" in b.encoded:
+            if not allowed and b.level is not None and "nested" in b.encoded:
                 allowed = ["nested"]
             if not allowed:
                 raise ConfigError(f"weight block '{bid}': none of the encodings "
@@ -596,7 +596,7 @@ def _unpacked(b: WeightBlock) -> WeightBlock:
     (the binarised tensor quantized to int8 per region: ``{-127, 0, 127} x a / 127``)."""
     from dataclasses import replace
     stored = dense(np.empty(int(b.elements), dtype=np.int8), UNPACKED_BITS,
-                   int(b.meta.get("scales", 0)))
+                   b.scales)
     return replace(b, bits=UNPACKED_BITS, encoding="dense", stored_bytes=stored,
                    dense_bytes=stored, encoded={"dense": stored})
 
@@ -634,9 +634,9 @@ def storage_note(workload: Workload, hw: Any) -> str | None:
     name = getattr(hw, "name", "the device")
     levels: dict[int, int] = {}
     for b in workload.blocks.values():
-        k = b.meta.get("level")
+        k = b.level
         if k is not None:
-            levels[int(k)] = levels.get(int(k), 0) + int(b.stored_bytes)
+            levels[k] = levels.get(k, 0) + int(b.stored_bytes)
     if levels:
         acc, reads = stored - sum(levels.values()), []
         for k in sorted(levels):

@@ -364,7 +364,7 @@ def _conv_block(m: Machine, op: LayerOp):
     dims = op.dims
     if m.block is None or op.kind != "conv" or "C" not in dims:
         return None
-    sy, sx = tuple(op.meta.get("strides", (1, 1)))
+    sy, sx = op.strides or (1, 1)
     return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
                         C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx),
                         depthwise=_depthwise_ublock(m, op))
@@ -397,7 +397,7 @@ def edge_cycles(m: Machine, op: LayerOp) -> int:
     if blk is not None:
         p, q, k = dims.get("P", 1), dims.get("Q", 1), dims["K"]
         c = dims["C"] * op.groups
-        sy, sx = tuple(op.meta.get("strides", (1, 1)))
+        sy, sx = op.strides or (1, 1)
         depth = min(blk.d, k) if op.groups > 1 and dims["C"] == 1 else min(blk.ifm_d, c)
         ih = min(blk.ih, (p - 1) * sy + dims.get("R", 1))
         iw = min(blk.iw, (q - 1) * sx + dims.get("S", 1))
@@ -509,14 +509,14 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
     n, c = dims.get("N", 1), dims["C"] * groups
     p, q, k = dims["P"], dims.get("Q", 1), dims["K"] * groups
     pixels = max(1, op.in_bytes * 8 // max(1, m.hw.act_bits * c * n))
-    dy, dx = tuple(op.meta.get("dilations", (1, 1)))
+    dy, dx = op.dilations or (1, 1)
     r = (dims.get("R", 1) - 1) * dy + 1
     s = (dims.get("S", 1) - 1) * dx + 1
-    if "strides" in op.meta:
-        sy, sx = tuple(op.meta["strides"])
+    if op.strides is not None:
+        sy, sx = op.strides
         # the input's sides: the window the output needs less the padding (top, left, bottom,
         # right); without usable pads, the pixels split in the output's aspect
-        pads = tuple(op.meta.get("pads", (0, 0, 0, 0)))
+        pads = op.pads or (0, 0, 0, 0)
         height = max(1, (p - 1) * sy + r - pads[0] - pads[2])
         width = max(1, (q - 1) * sx + s - pads[1] - pads[3])
     else:                                   # a trace without strides: from the sides
@@ -524,7 +524,7 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
     if height * width != pixels:
         height = max(1, round(math.sqrt(pixels * p / q)))
         width = max(1, pixels // height)
-        if "strides" not in op.meta:
+        if op.strides is None:
             sy, sx = max(1, round(height / p)), max(1, round(width / q))
     block = output_block(m.block, P=p, Q=q, K=k, C=c, R=r, S=s, stride=(sy, sx))
     mem = m.memories[m.arena_mem]
