@@ -1,6 +1,7 @@
 """Weight encodings: exact stored bytes of a real tensor under each encoding.
 
-Public names: ``ENCODINGS``, ``CODECS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``,
+Public names: ``ENCODINGS``, ``Capability``, ``CAPABILITIES``, ``skips``, ``decodes``, ``CODECS``,
+``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``,
 ``stored_bytes``, ``holds``, ``best_encoding``, ``encoding_table``, ``candidates``,
 ``decodable``, ``resolve``, ``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``,
 ``rle_bytes``, ``rle``, ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``,
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from edgesim.workload import LayerOp, WeightBlock, Workload
 
 __all__ = [
+    "CAPABILITIES",
     "CODECS",
     "ENCODINGS",
     "EXCLUSIVE",
@@ -46,6 +49,7 @@ __all__ = [
     "SEGMENT_ENCODINGS",
     "UNPACKED_BITS",
     "VALUE_BITS",
+    "Capability",
     "StorageWarning",
     "as_stored",
     "best_encoding",
@@ -54,6 +58,7 @@ __all__ = [
     "csc",
     "csr",
     "decodable",
+    "decodes",
     "dense",
     "encoding_table",
     "holds",
@@ -67,6 +72,7 @@ __all__ = [
     "separate_csr_bytes",
     "signed_binary",
     "signed_binary_bytes",
+    "skips",
     "storage_note",
     "stored_bytes",
 ]
@@ -370,19 +376,75 @@ ENCODINGS: dict[str, Callable[..., int]] = {
 }
 
 
-#: What each encoding can hold, beyond what its function checks on the values: the widths of
-#: value it stores (absent: any). ``signed_binary`` keeps only zero/nonzero and a sign per
-#: region, so it holds 1-bit tensors only; ``mlw`` is the Ethos-U55/U65 weight decoder's
-#: format, which takes int8 weights (Vela compiles int8 models only).
-VALUE_BITS: dict[str, tuple[int, ...]] = {"signed_binary": (1,), "mlw": (8,)}
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """What an encoding is to the hardware that reads it (``CAPABILITIES``).
+
+    ``sparse``: it stores only the nonzero values and where they lie, so a decoder that walks
+    it can skip the MACs of the zero weights: a hardware does so where ``compute.skip_formats``
+    names the encoding (``skips``); a dense layout or a whole-stream codec cannot.
+    ``decoded``: reading it decodes each stored nonzero's place (an index, a mask bit, a run;
+    ``mlw``: its Golomb-Rice stream), one ``energy.index_decode`` per nonzero (``decodes``).
+    ``value_bits``: the widths of value it stores (empty: any). ``exclusive``: a model made for
+    it gets no implicit ``dense`` fallback (``decodable``). ``codec``: one hardware's
+    whole-stream weight codec, left out of ``encoding_table`` unless asked for.
+    """
+
+    sparse: bool
+    decoded: bool
+    value_bits: tuple[int, ...] = ()
+    exclusive: bool = False
+    codec: bool = False
+
+
+#: Each encoding's capabilities. ``signed_binary`` keeps only zero/nonzero and a sign per
+#: region, so it holds 1-bit tensors only; ``mlw`` is the Ethos-U55/U65 weight decoder's format,
+#: which takes int8 weights (Vela compiles int8 models only) and decodes to a dense stream.
+CAPABILITIES: dict[str, Capability] = {
+    "dense": Capability(sparse=False, decoded=False),
+    "bitmap": Capability(sparse=True, decoded=True),
+    "csr": Capability(sparse=True, decoded=True),
+    "csc": Capability(sparse=True, decoded=True),
+    "rle": Capability(sparse=True, decoded=True),
+    "signed_binary": Capability(sparse=True, decoded=True, value_bits=(1,), exclusive=True),
+    "nested": Capability(sparse=True, decoded=True),
+    "mlw": Capability(sparse=False, decoded=True, value_bits=(8,), codec=True),
+}
+
+#: The widths of value each encoding that limits them stores (``Capability.value_bits``).
+VALUE_BITS: dict[str, tuple[int, ...]] = {e: c.value_bits for e, c in CAPABILITIES.items()
+                                          if c.value_bits}
 
 #: Whole-stream codecs of one hardware's weight decoder (``mlw``: Arm Ethos-U55/U65), as opposed
 #: to the generic sparse formats; ``encoding_table`` leaves them out unless they are asked for.
-CODECS: tuple[str, ...] = ("mlw",)
+CODECS: tuple[str, ...] = tuple(e for e, c in CAPABILITIES.items() if c.codec)
 
 #: Encodings a model is made for: a model that prefers one of them gets no implicit ``dense``
 #: fallback (``decodable``), it is stored in what the hardware decodes or not at all.
-EXCLUSIVE: tuple[str, ...] = ("signed_binary",)
+EXCLUSIVE: tuple[str, ...] = tuple(e for e, c in CAPABILITIES.items() if c.exclusive)
+
+
+def skips(encoding: str, skip_formats: Sequence[str]) -> bool:
+    """Whether a hardware whose kernels or decoder walk ``skip_formats`` (``compute.
+    skip_formats``) skips the MACs of the zero weights stored in ``encoding``: only a sparse
+    encoding it walks.
+
+    >>> skips("nested", ["nested"]), skips("csr", ["nested"]), skips("dense", ["dense"])
+    (True, False, False)
+    """
+    cap = CAPABILITIES.get(encoding)
+    return cap is not None and cap.sparse and encoding in skip_formats
+
+
+def decodes(encoding: str) -> bool:
+    """Whether reading a block in ``encoding`` decodes one index per stored nonzero (an
+    encoding not in ``CAPABILITIES``, from a hand-made workload, is taken to: it is not dense).
+
+    >>> decodes("dense"), decodes("csr"), decodes("mlw")
+    (False, True, True)
+    """
+    cap = CAPABILITIES.get(encoding)
+    return cap is None or cap.decoded
 
 
 def holds(encoding: str, bits: int) -> bool:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgesim.encodings import decodes, skips
 from edgesim.sim.bound import compute_unit
 from edgesim.sim.energy import compute_energy, register_bits_per_mac
 from edgesim.sim.mapping import SOFTMAX, Array, op_cycles, utilisation
@@ -311,7 +312,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         sram_write += op.out_bytes
         for b in dict.fromkeys(op.weights):
             blk = workload.blocks[b]
-            if blk.encoding != "dense":
+            if decodes(blk.encoding):
                 decode += blk.nonzeros
         g = op.gate
         if g is not None and g in names and names[g] < j:
@@ -580,7 +581,7 @@ def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]
         bits = (executed * register_bits_per_mac(op.precision, act_bits=m.hw.act_bits,
                                                   dataflow=m.array.dataflow) if op.macs else 0)
         decoded = sum(workload.blocks[b].nonzeros for b in dict.fromkeys(op.weights)
-                      if workload.blocks[b].encoding != "dense")
+                      if decodes(workload.blocks[b].encoding))
         mac, array, decode = compute_energy(m.hw, macs={op.precision: executed},
                                             register_bits=bits, decoded=decoded)
         act_out = sum(b for _, write, b in ps if write)
@@ -602,15 +603,14 @@ def _weight_bytes(workload: Workload, op: LayerOp) -> int:
 
 def _executed_macs(m: Machine, op: LayerOp, workload: Workload | None = None) -> int:
     """MACs the hardware executes: the effective ones when it skips zero weights of every
-    encoding, or when every weight of the op is in an encoding whose compute walks only its
-    nonzeros (``Machine.skip_formats``, ``compute.skip_formats``: the hardware or its kernels
-    decode that format); else every MAC: hardware that cannot decode a sparse or nested
-    layout runs the op dense."""
+    encoding, or when every weight of the op is in a sparse encoding the hardware or its
+    kernels walk (``encodings.skips``: ``compute.skip_formats`` names it); else every MAC:
+    hardware that cannot decode a sparse or nested layout runs the op dense."""
     if m.hw.skip_zero_weights:
         return op.effective_macs
     if workload is not None and op.weights and m.hw.skip_formats:
         weights = [workload.blocks[b] for b in op.weights if workload.blocks[b].role != "bias"]
-        if weights and all(b.encoding in m.hw.skip_formats for b in weights):
+        if weights and all(skips(b.encoding, m.hw.skip_formats) for b in weights):
             return op.effective_macs
     return op.macs
 
