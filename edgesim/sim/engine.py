@@ -58,7 +58,7 @@ import numpy as np
 from edgesim.encodings import resolve
 from edgesim.sim import des
 from edgesim.sim.bound import dominant, op_bounds
-from edgesim.sim.energy import inference_energy
+from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
@@ -314,8 +314,7 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     traffic.setdefault(m.weights_mem, [0, 0])[0] += wb
     e = inference_energy(
         m.hw, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
-        sram_read_bytes=sram_read, sram_write_bytes=sram_write,
-        offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
+        sram_read_bytes=sram_read, sram_write_bytes=sram_write, latency_s=latency_s,
         memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
                         inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
@@ -342,17 +341,14 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[Lay
     rows = []
     prev_end = 0
     wmem = m.memories[m.weights_mem]
-    per_byte = 8 * wmem.read_pj_per_bit + m.hw.sram_write_pj_per_byte
-    leak_w = m.hw.sram_leak_w + m.hw.board_w
     guess = next((j for j, g in enumerate(plan.gate) if g >= 0), -1)
     for j, (ds, de, cs, ce) in enumerate(inf.timings):
         op = plan.ops[j]
         stall = (cs - prev_end) + (ce - cs - plan.compute_ps[j])
         moved = inf.kept[j] + inf.streamed[j]
-        pj = moved * per_byte
-        if j == guess:
-            pj += inf.wasted_bytes * 8 * wmem.read_pj_per_bit
-        energy = op.energy_j + pj * 1e-12 + leak_w * (ce - prev_end) * 1e-12
+        energy = layer_energy(m.hw, wmem, fixed_j=op.energy_j, moved_bytes=moved,
+                              wasted_bytes=inf.wasted_bytes if j == guess else 0,
+                              time_ps=ce - prev_end)
         prev_end = ce
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,

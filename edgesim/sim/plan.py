@@ -43,7 +43,7 @@ import numpy as np
 
 from edgesim.encodings import decodes, skips
 from edgesim.sim.bound import compute_unit
-from edgesim.sim.energy import compute_energy, register_bits_per_mac
+from edgesim.sim.energy import compute_energy, op_energy, register_bits_per_mac
 from edgesim.sim.mapping import SOFTMAX, Array, op_cycles, utilisation
 from edgesim.sim.tiling import (
     ONCE,
@@ -568,10 +568,10 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
 
 
 def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
-    """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
-    and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
-    activations it writes off-chip) and writes (output, and activations it reads back, less
-    an input read in place), and its activation transfers at their memory's energy. Summed
+    """Per op, the joules ``_compile_path``'s path totals hold of it (``energy.op_energy``):
+    its MACs, PE registers and decoded indices (``compute_energy``), its SRAM reads (weights,
+    input, and the activations it writes off-chip) and writes (output, and activations it
+    reads back, less an input read in place), and its activation transfers. Summed
     over a path they are the path's ``energy_mac/array/decode_j`` and the SRAM and off-chip
     activation energy of ``engine._inference_row``; the engine adds the weight bytes each
     op moves and leakage over its time (``LayerRow.energy_j``)."""
@@ -586,13 +586,11 @@ def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]
                                             register_bits=bits, decoded=decoded)
         act_out = sum(b for _, write, b in ps if write)
         act_in = sum(b for _, write, b in ps if not write)
-        read = _weight_bytes(workload, op) + op.in_bytes + act_out
-        write = op.out_bytes + act_in - ip
-        pj = read * m.hw.sram_read_pj_per_byte + write * m.hw.sram_write_pj_per_byte
-        for mem, w, b in ps:
-            mm = m.memories[mem]
-            pj += b * 8 * (mm.write_pj_per_bit if w else mm.read_pj_per_bit)
-        out.append(mac + array + decode + pj * 1e-12)
+        out.append(op_energy(
+            m.hw, mac_j=mac, array_j=array, decode_j=decode,
+            sram_read_bytes=_weight_bytes(workload, op) + op.in_bytes + act_out,
+            sram_write_bytes=op.out_bytes + act_in - ip,
+            transfers=[(m.memories[mem], w, b) for mem, w, b in ps]))
     return out
 
 
