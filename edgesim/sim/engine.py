@@ -173,6 +173,30 @@ def _serve(plan: PathPlan, policy: Residency, i: int) -> tuple[list[int], list[i
 _Transfer = tuple[int, Part, int, int, int, bool]
 
 
+class _Waits:
+    """One event per op, made when a process first waits for it (``event(j)``) and fired
+    when the op gets there (``succeed(j)``); ``done[j]``: it has got there."""
+
+    __slots__ = ("done", "env", "events")
+
+    def __init__(self, env, done: list[bool]) -> None:
+        self.env = env
+        self.done = done
+        self.events: dict[int, des.Event] = {}
+
+    def event(self, j: int) -> des.Event:
+        ev = self.events.get(j)
+        if ev is None:
+            ev = self.events[j] = des.Event(self.env)
+        return ev
+
+    def succeed(self, j: int) -> None:
+        self.done[j] = True
+        ev = self.events.pop(j, None)
+        if ev is not None:
+            ev.succeed()
+
+
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
                wasted: int, depth: int, speculative: bool, wmem: int) -> list[_Transfer]:
     """The DMA queue in op order: (op, part, bytes, op whose end it waits for or -1, memory,
@@ -203,39 +227,34 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     """Run one DMA process per port and the compute process; per-op end times, and per-op
     timings if asked.
 
-    Longer than 60 lines because the port processes and the compute process are simpy
-    generators that share the per-op completion state (``kept_done``, the streamed counters,
-    the timings) by closure; as separate functions each would take that state as six arguments.
+    What a process waits for is a SimPy event of one op: its kept weights have arrived
+    (``kept_ev``), its streamed transfers are done (``stream_ev``), it has ended (``end_ev``).
+    An event is made only when a process finds the op not there yet (``_Waits``): most ops
+    are waited for by nobody, and an event for each would cost the memo-off engine ~10 %.
+    The compute process ends op j once its compute time has passed and both of its events
+    have fired (``env.timeout(c) & kept & streamed`` as one condition event gives the same
+    times, ~40 % slower).
     """
     n = len(plan.blocks)
     env = des.Environment()
-    kept_done = [0 if not kept[j] else -1 for j in range(n)]
     pending = [0] * n                  # streamed transfers of op j not yet done
     for t in queue:
         if t[1] == _STREAMED:
             pending[t[0]] += 1
-    stream_done = [0 if not pending[j] else -1 for j in range(n)]
+    kept_ev = _Waits(env, [not k for k in kept])
+    stream_ev = _Waits(env, [not p for p in pending])
+    end_ev = _Waits(env, [False] * n)
     ended = [-1] * n
-    waiting: dict[tuple[str, int], list[des.Event]] = {}
     dma_times: dict[int, list[int]] = {}
     comp_times: list[tuple[int, int]] = []
     port_of = [mm.port for mm in channel.memories]
-
-    def wake(key: tuple[str, int]) -> None:
-        for ev in waiting.pop(key, ()):
-            ev.succeed()
-
-    def wait_for(key: tuple[str, int]) -> des.Event:
-        ev = env.event()
-        waiting.setdefault(key, []).append(ev)
-        return ev
 
     def dma(port: int):
         for j, part, nbytes, cond, mem, write in queue:
             if port_of[mem] != port:
                 continue
-            if cond >= 0 and ended[cond] < 0:
-                yield wait_for(("end", cond))
+            if cond >= 0 and not end_ev.done[cond]:
+                yield end_ev.event(cond)
             start = env.now
             yield env.timeout(channel.transfer_ps(nbytes, mem, write))
             if per_layer:
@@ -243,29 +262,27 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
                 t[0] = min(t[0], start)
                 t[1] = max(t[1], env.now)
             if part == _KEPT:
-                kept_done[j] = env.now
-                wake(("kept", j))
+                kept_ev.succeed(j)
             elif part == _STREAMED:
                 pending[j] -= 1
                 if not pending[j]:
-                    stream_done[j] = env.now
-                    wake(("stream", j))
+                    stream_ev.succeed(j)
 
     def compute():
         for j in range(n):
             start = env.now
-            if plan.compute_ps[j]:
-                yield env.timeout(plan.compute_ps[j])
             # weights arrive tile by tile while the op computes, kept or not: an op ends
             # when its compute and its last byte are done (so more SRAM never adds a wait)
-            if kept_done[j] < 0:
-                yield wait_for(("kept", j))
-            if stream_done[j] < 0:
-                yield wait_for(("stream", j))
+            if plan.compute_ps[j]:
+                yield env.timeout(plan.compute_ps[j])
+            if not kept_ev.done[j]:
+                yield kept_ev.event(j)
+            if not stream_ev.done[j]:
+                yield stream_ev.event(j)
             ended[j] = env.now
             if per_layer:
                 comp_times.append((start, env.now))
-            wake(("end", j))
+            end_ev.succeed(j)
 
     used = {port_of[t[4]] for t in queue}
     for port in sorted(used):
