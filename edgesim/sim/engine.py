@@ -9,7 +9,8 @@ one row per inference and, on request, one row per op.
 The steps, in order:
 
 1. ``resolve`` the workload for the hardware (encodings and activation bytes as it decodes them),
-   take the config's fields once (``Machine``) and compile every path (``edgesim.sim.plan``).
+   derive what the simulator computes with once (``Machine``) and compile every path
+   (``edgesim.sim.plan``).
 2. Build the residency policy for the stream (``edgesim.sim.residency``; offline preparation
    for ``pinned`` and ``belady`` happens here).
 3. Per inference (integer time in picoseconds, one simpy process each for the off-chip channel
