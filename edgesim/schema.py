@@ -11,8 +11,8 @@ in, whether zero is allowed, its physical range and that field's name); a plain 
 ``Field(ge=..., le=...)``. Every number has a range, stated where its key is declared, so the
 engine never sees a value it cannot compute with (the ``_SIZE``, ``_TIME``, ... limits below).
 ``edgesim.config`` builds a ``HardwareConfig`` by walking these fields, and ``edgesim.sweep.grid``
-reads range ends in ``unit_kind(key)``; a new hardware field is one line here (with its range),
-one attribute of ``HardwareConfig`` and its value in the YAMLs.
+reads range ends in ``unit_kind(key)``; a new hardware field is one line here (with its range)
+and its value in the YAMLs (``HardwareConfig`` has the fields its builder gives it).
 
 >>> unit_kind("sram.size"), unit_kind("dram.bandwidth"), unit_kind("prefetch.depth")
 ('size', 'bandwidth', None)

@@ -15,7 +15,6 @@ import yaml
 from edgesim import schema as schema_module
 from edgesim.config import (
     HWCONFIG_DIR,
-    HardwareConfig,
     apply_overrides,
     load_config,
     parse_override,
@@ -174,7 +173,7 @@ def test_to_dict_is_plain_json() -> None:
     assert d["period_ps"] == 2000
     assert type(d["mac_pj"]) is dict
     assert d["formats"][0] == "dense"
-    assert set(d) >= {f.name for f in dataclasses.fields(HardwareConfig)}
+    assert set(d) >= {f.name for f in dataclasses.fields(hw)}
 
 
 # ----------------------------------------------------------------------------- overrides
