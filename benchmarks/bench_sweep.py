@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         a.sizes = a.bandwidths = 100
 
     from edgesim.sweep import sweep
+    from edgesim.sweep.executors import ExecutorSpec
     from experiments import registered, traceable
     t0 = time.perf_counter()
     models = traceable(registered(a.models), CONFIG, inputs=a.inputs)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             c0, start = cpu_self(), time.perf_counter()
             df = sweep(CONFIG, models, grid, policies=a.policies, inputs=a.inputs, out_dir=tmp,
-                       executor=a.executor, workers=a.workers, progress=False)
+                       executor=ExecutorSpec(a.executor, workers=a.workers), progress=False)
             wall, cpu = time.perf_counter() - start, cpu_self() - c0
             rows = len(df)
             failed = int((df["status"] == "failed").sum())

@@ -227,7 +227,7 @@ def module_workload(model: Any, *, input_shape: Sequence[int] | str | None = Non
 
 
 def run(config, model, *, inputs: int | None = None, policy: str = "lru",
-        prefetch: str = "next", overrides: Sequence[str] = (), per_layer: bool = False,
+        overrides: Sequence[str] = (), per_layer: bool = False,
         progress: Progress | Callable[[str], None] | None = None,
         rows: bool | Callable[[InferenceRow], None] = True) -> Run:
     """Simulate ``model`` on ``config``.
@@ -238,7 +238,8 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
     (``edgesim.model_request``: weights, seed, the input shape, data, evaluate; for a module
     object its input shape and seed), or a Workload (its own stream unless ``inputs`` is
     given). ``inputs`` defaults to 8 for a named model or a module. ``overrides`` are
-    ``--set`` strings; ``model.level=K`` selects a nested level.
+    ``--set`` strings; ``model.level=K`` selects a nested level, ``prefetch.mode=none`` (or
+    ``next``, ``speculative``: the hardware's DMA) whether weights are fetched ahead.
 
     >>> import torch.nn as nn
     >>> from edgesim import model_request
@@ -301,21 +302,24 @@ def run(config, model, *, inputs: int | None = None, policy: str = "lru",
         w = workload(req, precision=hw.precision,
                      inputs=DEFAULT_INPUTS if inputs is None else inputs, progress=progress)
     w = resolve(w, hw)   # as ``hw`` stores it: the model header reports these bytes
-    res: Result = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=per_layer,
-                           progress=progress.of("simulate"),
+    res: Result = simulate(hw, w, policy=policy, prefetch=hw.prefetch_mode,
+                           per_layer=per_layer, progress=progress.of("simulate"),
                            on_row=rows if callable(rows) else None, keep_rows=rows is True)
     return Run(res, model_info(w), hw.to_dict(),
-               {"policy": policy, "prefetch": prefetch, "inputs": w.inputs,
+               {"policy": policy, "prefetch": hw.prefetch_mode, "inputs": w.inputs,
                 "seed": 0 if req is None else req.seed, "input_shape": _input_shape(w)},
                accuracy)
 
 
 def sweep(config, models: Sequence[Any], grid: Sequence[str] = (), **options: Any):
     """``edgesim.sweep.sweep``: every (grid point, model, policy), resumable, as a DataFrame
-    (also ``out_dir/sweep.csv``). ``grid`` are ``--set`` specs; ``options`` are that
-    function's named arguments (``out_dir`` required; ``policies``, ``inputs``, ``executor``,
-    ``workers``, ...). From a script, no ``if __name__ == "__main__":`` guard is needed: the
-    worker processes never re-run it.
+    (also ``out_dir/sweep.csv``). ``models``: names, files, Workloads or ``model_request``s
+    (a model's seed, weights, data, evaluate). ``grid`` are ``--set`` specs
+    (``prefetch.mode=none,next`` sweeps the prefetch mode); ``options`` are that function's
+    named arguments (``out_dir`` required; ``policies``, ``inputs``, ``executor``: "process",
+    "serial", "dask", a Dask scheduler address or an ``ExecutorSpec`` with workers;
+    ``detail``, ``progress``). From a script, no ``if __name__ == "__main__":`` guard is
+    needed: the worker processes never re-run it.
 
     >>> import tempfile
     >>> from edgesim.testing import TINY_CONFIG, tiny_workload

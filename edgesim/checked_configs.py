@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -93,14 +95,51 @@ def stored(path: Path, file: str | None = None) -> HardwareConfig | None:
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> HardwareConfig:
     """``edgesim.config.load_config(path, overrides)``, from the store when it holds the file
-    (no overrides): then neither yaml nor pydantic is imported."""
-    if not overrides and not isinstance(path, HardwareConfig):
+    (no overrides, or only ``prefetch.mode=M``, what ``--prefetch M`` sets): then neither yaml
+    nor pydantic is imported."""
+    mode = _mode_override(overrides)
+    if (not overrides or mode is not None) and not isinstance(path, HardwareConfig):
         p, file = locate(path)
         hw = stored(p, file) if p.is_file() else None
+        if hw is not None and mode is not None:
+            hw = _with_mode(hw, mode, _has_section(p.read_bytes(), b"prefetch"))
         if hw is not None:
             return hw
     from edgesim.config import load_config
     return load_config(path, overrides)
+
+
+def _mode_override(overrides: Sequence[str]) -> str | None:
+    """The mode of a lone ``prefetch.mode=M`` override whose M is a prefetch mode, else None."""
+    if len(overrides) != 1:
+        return None
+    key, sep, value = overrides[0].partition("=")
+    if not sep or tuple(k.strip() for k in key.split(".")) != ("prefetch", "mode"):
+        return None
+    from edgesim.sim import PREFETCH_MODES
+    return value.strip() if value.strip() in PREFETCH_MODES else None
+
+
+def _has_section(data: bytes, name: bytes) -> bool | None:
+    """Whether a YAML file has the top-level section ``name``: None when a line-wise look
+    cannot tell (the name appears, but not as a block key at the start of a line)."""
+    if re.search(rb"(?m)^" + re.escape(name) + rb"[ \t]*:", data):
+        return True
+    return False if name not in data else None
+
+
+def _with_mode(hw: HardwareConfig, mode: str, present: bool | None) -> HardwareConfig | None:
+    """``hw`` as ``--set prefetch.mode=M`` on its file reads it (``config.apply_overrides``):
+    the mode, and the section's source noting the override (the note alone when the file has
+    no such section and the override creates it); None when ``present`` is unknown."""
+    if present is None:
+        return None
+    note = f"prefetch.mode={mode} set on the command line"
+    sources = thaw(hw.sources)
+    sources["prefetch"] = f"{sources['prefetch']}; {note}" if present else note
+    resolved = thaw(hw.resolved)
+    resolved["prefetch"] = {**resolved["prefetch"], "mode": mode, "source": sources["prefetch"]}
+    return replace(hw, prefetch_mode=mode, sources=freeze(sources), resolved=freeze(resolved))
 
 
 def store_entries() -> dict[str, Any]:

@@ -421,6 +421,12 @@ def _build(m: ConfigFile, file: str, overridden: set[str]) -> HardwareConfig:
         if name not in m.formats:
             raise ConfigError(f"{b.where('compute.skip_formats')}: {shown(name)} is not a format "
                               f"the hardware decodes (formats: {', '.join(m.formats)})")
+        if not encodings.CAPABILITIES[name].sparse:
+            raise ConfigError(f"{b.where('compute.skip_formats')}: {shown(name)} is not sparse "
+                              "(its decoder hands the array every weight, zeros too), so no "
+                              "MAC can be skipped; expected sparse encodings ("
+                              + ", ".join(e for e, c in encodings.CAPABILITIES.items()
+                                          if c.sparse) + ")")
     if m.compute.array.kind == "mcu" and "kernels" not in m.compute.model_fields_set:
         raise ConfigError(f"{b.where('compute.kernels')}: missing; compute.array.kind mcu "
                           "needs the CPU's kernels (edgesim.sim.mcu)")

@@ -1,6 +1,7 @@
 """Weight encodings: exact stored bytes of a real tensor under each encoding.
 
-Public names: ``ENCODINGS``, ``CODECS``, ``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``,
+Public names: ``ENCODINGS``, ``Capability``, ``CAPABILITIES``, ``skips``, ``decodes``, ``CODECS``,
+``SCALE_BYTES``, ``VALUE_BITS``, ``EXCLUSIVE``,
 ``stored_bytes``, ``holds``, ``best_encoding``, ``encoding_table``, ``candidates``,
 ``decodable``, ``resolve``, ``as_stored``, ``dense``, ``bitmap``, ``csr``, ``csc``,
 ``rle_bytes``, ``rle``, ``signed_binary_bytes``, ``signed_binary``, ``nested_bytes``,
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from edgesim.workload import LayerOp, WeightBlock, Workload
 
 __all__ = [
+    "CAPABILITIES",
     "CODECS",
     "ENCODINGS",
     "EXCLUSIVE",
@@ -46,6 +49,7 @@ __all__ = [
     "SEGMENT_ENCODINGS",
     "UNPACKED_BITS",
     "VALUE_BITS",
+    "Capability",
     "StorageWarning",
     "as_stored",
     "best_encoding",
@@ -54,6 +58,7 @@ __all__ = [
     "csc",
     "csr",
     "decodable",
+    "decodes",
     "dense",
     "encoding_table",
     "holds",
@@ -67,6 +72,7 @@ __all__ = [
     "separate_csr_bytes",
     "signed_binary",
     "signed_binary_bytes",
+    "skips",
     "storage_note",
     "stored_bytes",
 ]
@@ -370,19 +376,75 @@ ENCODINGS: dict[str, Callable[..., int]] = {
 }
 
 
-#: What each encoding can hold, beyond what its function checks on the values: the widths of
-#: value it stores (absent: any). ``signed_binary`` keeps only zero/nonzero and a sign per
-#: region, so it holds 1-bit tensors only; ``mlw`` is the Ethos-U55/U65 weight decoder's
-#: format, which takes int8 weights (Vela compiles int8 models only).
-VALUE_BITS: dict[str, tuple[int, ...]] = {"signed_binary": (1,), "mlw": (8,)}
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """What an encoding is to the hardware that reads it (``CAPABILITIES``).
+
+    ``sparse``: it stores only the nonzero values and where they lie, so a decoder that walks
+    it can skip the MACs of the zero weights: a hardware does so where ``compute.skip_formats``
+    names the encoding (``skips``); a dense layout or a whole-stream codec cannot.
+    ``decoded``: reading it decodes each stored nonzero's place (an index, a mask bit, a run;
+    ``mlw``: its Golomb-Rice stream), one ``energy.index_decode`` per nonzero (``decodes``).
+    ``value_bits``: the widths of value it stores (empty: any). ``exclusive``: a model made for
+    it gets no implicit ``dense`` fallback (``decodable``). ``codec``: one hardware's
+    whole-stream weight codec, left out of ``encoding_table`` unless asked for.
+    """
+
+    sparse: bool
+    decoded: bool
+    value_bits: tuple[int, ...] = ()
+    exclusive: bool = False
+    codec: bool = False
+
+
+#: Each encoding's capabilities. ``signed_binary`` keeps only zero/nonzero and a sign per
+#: region, so it holds 1-bit tensors only; ``mlw`` is the Ethos-U55/U65 weight decoder's format,
+#: which takes int8 weights (Vela compiles int8 models only) and decodes to a dense stream.
+CAPABILITIES: dict[str, Capability] = {
+    "dense": Capability(sparse=False, decoded=False),
+    "bitmap": Capability(sparse=True, decoded=True),
+    "csr": Capability(sparse=True, decoded=True),
+    "csc": Capability(sparse=True, decoded=True),
+    "rle": Capability(sparse=True, decoded=True),
+    "signed_binary": Capability(sparse=True, decoded=True, value_bits=(1,), exclusive=True),
+    "nested": Capability(sparse=True, decoded=True),
+    "mlw": Capability(sparse=False, decoded=True, value_bits=(8,), codec=True),
+}
+
+#: The widths of value each encoding that limits them stores (``Capability.value_bits``).
+VALUE_BITS: dict[str, tuple[int, ...]] = {e: c.value_bits for e, c in CAPABILITIES.items()
+                                          if c.value_bits}
 
 #: Whole-stream codecs of one hardware's weight decoder (``mlw``: Arm Ethos-U55/U65), as opposed
 #: to the generic sparse formats; ``encoding_table`` leaves them out unless they are asked for.
-CODECS: tuple[str, ...] = ("mlw",)
+CODECS: tuple[str, ...] = tuple(e for e, c in CAPABILITIES.items() if c.codec)
 
 #: Encodings a model is made for: a model that prefers one of them gets no implicit ``dense``
 #: fallback (``decodable``), it is stored in what the hardware decodes or not at all.
-EXCLUSIVE: tuple[str, ...] = ("signed_binary",)
+EXCLUSIVE: tuple[str, ...] = tuple(e for e, c in CAPABILITIES.items() if c.exclusive)
+
+
+def skips(encoding: str, skip_formats: Sequence[str]) -> bool:
+    """Whether a hardware whose kernels or decoder walk ``skip_formats`` (``compute.
+    skip_formats``) skips the MACs of the zero weights stored in ``encoding``: only a sparse
+    encoding it walks.
+
+    >>> skips("nested", ["nested"]), skips("csr", ["nested"]), skips("dense", ["dense"])
+    (True, False, False)
+    """
+    cap = CAPABILITIES.get(encoding)
+    return cap is not None and cap.sparse and encoding in skip_formats
+
+
+def decodes(encoding: str) -> bool:
+    """Whether reading a block in ``encoding`` decodes one index per stored nonzero (an
+    encoding not in ``CAPABILITIES``, from a hand-made workload, is taken to: it is not dense).
+
+    >>> decodes("dense"), decodes("csr"), decodes("mlw")
+    (False, True, True)
+    """
+    cap = CAPABILITIES.get(encoding)
+    return cap is None or cap.decoded
 
 
 def holds(encoding: str, bits: int) -> bool:
@@ -505,18 +567,18 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
     weights, dense (``UNPACKED_BITS``; an int8-only device such as ``ethos_u55`` or ``stm32h7``
     reads the binarised tensor as int8). Each other block with candidates
     (``WeightBlock.encoded``) takes the smallest of them
-    among ``decodable(workload.meta["encodings"], formats)`` (the first in that order on a tie)
+    among ``decodable(workload.encodings, formats)`` (the first in that order on a tie)
     and sets ``encoding`` and ``stored_bytes``; a block without candidates stays as stored. A
     block that none of them can hold is a ``ConfigError`` naming it and the formats, except a
-    nested level segment (``meta["level"]``): where the hardware decodes none of its encodings
+    nested level segment (``WeightBlock.level``): where the hardware decodes none of its encodings
     it stays in the ``nested`` layout, read by the model's own kernels (the paper's
     Cortex-M7 kernels, docs/references.md A4).
 
-    Activations: a traced workload records ``meta["act_bits"]`` bits per element (8: bytes =
+    Activations: a traced workload records ``Workload.act_bits`` bits per element (8: bytes =
     elements); ``in_bytes``, ``out_bytes`` and ``live_bytes`` become ``ceil(b * act_bits /
     traced)`` (``live_bytes`` at least in + out). Per-op sums are rounded once rather than per
     tensor as a trace at ``act_bits`` would: a difference of < 1 byte per tensor at non-8 bits.
-    A workload without ``meta["act_bits"]`` is taken to be at the hardware's bits already.
+    A workload without ``act_bits`` is taken to be at the hardware's bits already.
 
     Returns ``workload`` itself when nothing changes, and the same object for the same
     (workload, formats, act_bits) again (memoised per process), so a sweep resolves cheaply.
@@ -541,13 +603,13 @@ def as_stored(workload: Workload, formats: Sequence[str] | None,
 def _as_stored(w: Workload, formats: tuple[str, ...] | None, act_bits: int | None) -> Workload:
     from dataclasses import replace
     blocks = None if formats is None else _stored_blocks(w, formats)
-    traced = w.meta.get("act_bits")
-    scale = act_bits is not None and traced is not None and int(traced) != act_bits
+    traced = w.act_bits
+    scale = act_bits is not None and traced is not None and traced != act_bits
     if blocks is None and not scale:
         return w
     paths, meta = w.paths, w.meta
     if scale:
-        paths = tuple(replace(p, ops=tuple(_scaled(op, int(traced), act_bits) for op in p.ops))
+        paths = tuple(replace(p, ops=tuple(_scaled(op, traced, act_bits) for op in p.ops))
                       for p in w.paths)
         meta = {**w.meta, "act_bits": act_bits}
     return replace(w, blocks=w.blocks if blocks is None else blocks, paths=paths, meta=meta)
@@ -558,7 +620,7 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
     from dataclasses import replace
 
     from edgesim.errors import ConfigError
-    preferred = w.meta.get("encodings")
+    preferred = w.encodings
     order = None if preferred is None else decodable(list(preferred), formats)
     out: dict[str, WeightBlock] = {}
     changed = False
@@ -572,7 +634,7 @@ def _stored_blocks(w: Workload, formats: tuple[str, ...]) -> dict[str, WeightBlo
         elif b.encoded:
             names = decodable(list(b.encoded), formats) if order is None else order
             allowed = [e for e in names if e in b.encoded]
-            if not allowed and "level" in b.meta and "nested" in b.encoded:
+            if not allowed and b.level is not None and "nested" in b.encoded:
                 allowed = ["nested"]
             if not allowed:
                 raise ConfigError(f"weight block '{bid}': none of the encodings "
@@ -596,7 +658,7 @@ def _unpacked(b: WeightBlock) -> WeightBlock:
     (the binarised tensor quantized to int8 per region: ``{-127, 0, 127} x a / 127``)."""
     from dataclasses import replace
     stored = dense(np.empty(int(b.elements), dtype=np.int8), UNPACKED_BITS,
-                   int(b.meta.get("scales", 0)))
+                   b.scales)
     return replace(b, bits=UNPACKED_BITS, encoding="dense", stored_bytes=stored,
                    dense_bytes=stored, encoded={"dense": stored})
 
@@ -634,9 +696,9 @@ def storage_note(workload: Workload, hw: Any) -> str | None:
     name = getattr(hw, "name", "the device")
     levels: dict[int, int] = {}
     for b in workload.blocks.values():
-        k = b.meta.get("level")
+        k = b.level
         if k is not None:
-            levels[int(k)] = levels.get(int(k), 0) + int(b.stored_bytes)
+            levels[k] = levels.get(k, 0) + int(b.stored_bytes)
     if levels:
         acc, reads = stored - sum(levels.values()), []
         for k in sorted(levels):

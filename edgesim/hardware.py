@@ -1,6 +1,6 @@
 """The frozen hardware config every simulation reads: ``HardwareConfig``, SI units in the names.
 
-Public names: ``HardwareConfig``, ``freeze``, ``thaw``.
+Public names: ``HardwareConfig``, ``DERIVED``, ``freeze``, ``thaw``.
 
 Built by ``edgesim.config`` (YAML -> checked schema, ``edgesim.schema`` -> this); it lives apart
 from the schema so that a run of a shipped config, whose checked form is stored
@@ -10,12 +10,12 @@ from the schema so that a run of a shipped config, whose checked form is stored
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields, make_dataclass
 from typing import Any
 
 from edgesim.technology import sram_energy
 
-__all__ = ["HardwareConfig", "freeze", "thaw"]
+__all__ = ["DERIVED", "HardwareConfig", "freeze", "thaw"]
 
 
 class _FrozenDict(dict):
@@ -71,100 +71,39 @@ def thaw(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
 class HardwareConfig:
     """One accelerator, in SI units (or pJ where the name says so), immutable.
+
+    Its fields are the schema's (``edgesim.schema``): every key that names a ``HardwareConfig``
+    attribute (``Unit.attr``, ``Attr``) gives one, in the schema's order, with ``file`` first
+    and ``sources`` and ``resolved`` after them; the builder adds nothing else. No list of them
+    is kept here: ``HardwareConfig(**fields)`` is an instance of a frozen, slotted dataclass
+    made (once per set of names) of exactly the fields given, a subclass of this class, so a
+    new hardware field is one schema line and its value in the YAMLs. Three fields are derived
+    from them: ``sram_read_pj_per_byte``, ``sram_write_pj_per_byte`` and ``sram_leak_w``, the
+    SRAM of ``sram_bytes`` at ``node_nm``/``vdd_v`` (``technology.sram_energy``).
 
     ``mac_pj`` and ``index_decode_pj`` are already scaled from the config's reference node to
     ``node_nm``/``vdd_v``. ``sources`` maps each section (``config`` for the top level) to its
     ``source:`` text. ``resolved`` is the validated config in the YAML schema with human units.
+    ``memories`` maps each off-chip memory by name (``offchip`` first) to its ``kind``,
+    ``bytes_per_s``, ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,
+    ``write_pj_per_bit``, ``port``, ``max_reads``, ``max_writes``, ``scale_reads``.
     Build one with ``edgesim.config.load_config``; change one by loading again with overrides.
+
+    >>> hw = HardwareConfig(name="x", sram_bytes=1024, act_reserve_bytes=256, clock_hz=5e8,
+    ...                     sram_energy_model="fixed", sram_quoted_read_pj_per_byte=1.0,
+    ...                     sram_quoted_write_pj_per_byte=1.0, sram_quoted_leak_w=0.0)
+    >>> hw.weight_sram_bytes, hw.period_ps, isinstance(hw, HardwareConfig)
+    (768, 2000, True)
     """
 
-    name: str
-    file: str
-    description: str
-    clock_hz: float
-    precision: str
-    act_bits: int
-    macs_per_cycle: Mapping[str, int]
-    array_rows: int
-    array_cols: int
-    array_dataflow: str
-    array_pipelined: bool
-    array_kind: str
-    array_depthwise: str
-    array_ublock_width: int
-    array_step_cycles: int
-    array_writeback_cycles: int
-    vector_elements_per_cycle: float | None
-    output_cycles_per_element: float
-    eltwise_cycles_per_element: float | None
-    pool_cycles_per_element: float | None
-    resize_cycles_per_element: float | None
-    lut_cycles_per_element: float | None
-    command_cycles: int
-    softmax_commands: int
-    fuse_eltwise: bool
-    int32_cycles_per_element: float | None
-    command_block: tuple[int, int]
-    chain_int32_cycles_per_element: float | None
-    chain_commands: int
-    chain_ifms: int
-    scalar_immediate: bool
-    #: ``compute.block``: ``buffer`` (0: none stated) and ``bank`` in bytes, the rest as given
-    block: Mapping[str, Any]
-    #: ``compute.pooling`` (``edgesim.sim.mapping.Pooling``), as given
-    pooling: Mapping[str, Any]
-    skip_zero_weights: bool
-    skip_formats: tuple[str, ...]
-    #: ``compute.kernels`` (``edgesim.sim.mcu.Kernels``), sizes in bytes
-    kernels: Mapping[str, Any]
-    sram_bytes: int
-    act_reserve_bytes: int
-    sram_port_bytes: int
-    sram_reference_bytes: int
-    sram_reference_node_nm: float | None
-    sram_reference_vdd_v: float | None
-    sram_energy_model: str
-    sram_quoted_read_pj_per_byte: float
-    sram_quoted_write_pj_per_byte: float
-    sram_quoted_leak_w: float
-    offchip_kind: str
-    offchip_bytes_per_s: float
-    offchip_latency_s: float
-    offchip_burst_bytes: int
-    offchip_read_pj_per_bit: float
-    offchip_write_pj_per_bit: float
-    offchip_write_latency_s: float | None
-    offchip_bytes: int | None
-    offchip_port: str
-    #: the memories by name (``offchip`` first), each a mapping of ``kind``, ``bytes_per_s``,
-    #: ``latency_s``, ``write_latency_s``, ``burst_bytes``, ``read_pj_per_bit``,
-    #: ``write_pj_per_bit``, ``port``, ``max_reads``, ``max_writes``, ``scale_reads`` (built by
-    #: ``edgesim.config``)
-    memories: Mapping[str, Mapping[str, Any]]
-    placement_weights: str
-    placement_arena: str
-    placement_spills: str | None
-    placement_input: str
-    node_nm: float
-    vdd_v: float
-    energy_reference_node_nm: float
-    energy_reference_vdd_v: float
-    mac_pj: Mapping[str, float]
-    index_decode_pj: float
-    register_pj_per_byte: float
-    board_w: float
-    prefetch_depth: int
-    schedule: str
-    formats: tuple[str, ...]
-    sources: Mapping[str, str]
-    resolved: Mapping[str, Any]
-    #: the SRAM of ``sram_bytes`` at ``node_nm``/``vdd_v`` (``technology.sram_energy``)
-    sram_read_pj_per_byte: float = field(init=False)
-    sram_write_pj_per_byte: float = field(init=False)
-    sram_leak_w: float = field(init=False)
+    __slots__ = ()
+
+    def __new__(cls, **fields: Any) -> HardwareConfig:
+        if cls is HardwareConfig:
+            cls = _dataclass_of(tuple(fields))
+        return object.__new__(cls)
 
     def __post_init__(self) -> None:
         quoted = (self.sram_quoted_read_pj_per_byte, self.sram_quoted_write_pj_per_byte,
@@ -179,6 +118,10 @@ class HardwareConfig:
         object.__setattr__(self, "sram_read_pj_per_byte", read)
         object.__setattr__(self, "sram_write_pj_per_byte", write)
         object.__setattr__(self, "sram_leak_w", leak)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the fields it was built from (its class is made at run time)."""
+        return (_rebuild, ({f.name: getattr(self, f.name) for f in fields(self) if f.init},))
 
     @property
     def weight_sram_bytes(self) -> int:
@@ -201,3 +144,24 @@ class HardwareConfig:
         out["weight_sram_bytes"] = self.weight_sram_bytes
         out["period_ps"] = self.period_ps
         return out
+
+
+#: The fields every HardwareConfig derives from the ones it is given (``__post_init__``).
+DERIVED = ("sram_read_pj_per_byte", "sram_write_pj_per_byte", "sram_leak_w")
+
+_CLASSES: dict[tuple[str, ...], type] = {}
+
+
+def _dataclass_of(names: tuple[str, ...]) -> type:
+    """The frozen, slotted dataclass of fields ``names`` (then ``DERIVED``), made once."""
+    cls = _CLASSES.get(names)
+    if cls is None:
+        specs = [(n, Any) for n in names] + [(n, float, field(init=False)) for n in DERIVED]
+        cls = _CLASSES[names] = make_dataclass(
+            "HardwareConfig", specs, bases=(HardwareConfig,), frozen=True, slots=True,
+            namespace={"__module__": __name__})
+    return cls
+
+
+def _rebuild(values: dict[str, Any]) -> HardwareConfig:
+    return HardwareConfig(**values)

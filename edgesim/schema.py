@@ -11,8 +11,8 @@ in, whether zero is allowed, its physical range and that field's name); a plain 
 ``Field(ge=..., le=...)``. Every number has a range, stated where its key is declared, so the
 engine never sees a value it cannot compute with (the ``_SIZE``, ``_TIME``, ... limits below).
 ``edgesim.config`` builds a ``HardwareConfig`` by walking these fields, and ``edgesim.sweep.grid``
-reads range ends in ``unit_kind(key)``; a new hardware field is one line here (with its range),
-one attribute of ``HardwareConfig`` and its value in the YAMLs.
+reads range ends in ``unit_kind(key)``; a new hardware field is one line here (with its range)
+and its value in the YAMLs (``HardwareConfig`` has the fields its builder gives it).
 
 >>> unit_kind("sram.size"), unit_kind("dram.bandwidth"), unit_kind("prefetch.depth")
 ('size', 'bandwidth', None)
@@ -529,13 +529,22 @@ class _Energy(_Section):
     source: _Text
 
 
+_PrefetchMode = Literal["next", "none", "speculative"]  # == sim.PREFETCH_MODES (tested)
+
+
 class _Prefetch(_Section):
-    depth: Annotated[NonNegativeInt, Field(**_COUNT), Attr("prefetch_depth")]
+    #: default 2, the section's default (so ``--set prefetch.mode=none`` on a config without
+    #: the section keeps its depth)
+    depth: Annotated[NonNegativeInt, Field(**_COUNT), Attr("prefetch_depth")] = 2
+    #: whether the DMA fetches kept weights ahead (``edgesim.sim.PREFETCH_MODES``: ``next``
+    #: up to ``depth`` ops ahead, ``none``, or ``speculative`` on a routed model's likeliest
+    #: path); ``edgesim run/sweep --prefetch M`` is ``--set prefetch.mode=M``
+    mode: Annotated[_PrefetchMode, Attr("prefetch_mode")] = "next"
     source: _Text
 
 
 _DEFAULT_PREFETCH = _Prefetch(
-    depth=2, source="edgesim default: weights of up to 2 ops ahead (assumption)")
+    source="edgesim default: weights of up to 2 ops ahead (assumption)")
 
 
 class ConfigFile(_Section):

@@ -92,12 +92,24 @@ class WeightBlock:
         """Fraction of zero values, 0.0 for an empty block."""
         return 1.0 - self.nonzeros / self.elements if self.elements else 0.0
 
-    # Until the tracer fills typed fields for them, these two read the block's provenance; they
-    # are the only readers of ``meta`` the simulator relies on.
+    # Until the tracer fills typed fields for them, these read the block's provenance; they
+    # are the only readers of ``meta`` the simulator and ``encodings`` rely on.
     @property
     def role(self) -> str:
         """``"weight"`` or ``"bias"`` (what the stored tensor is to its op)."""
         return self.meta.get("role", "weight")
+
+    @property
+    def level(self) -> int | None:
+        """The nested level (1 = the sparsest sub-network's) whose segment this block stores,
+        None for a block that is no level segment."""
+        k = self.meta.get("level")
+        return None if k is None else int(k)
+
+    @property
+    def scales(self) -> int:
+        """Per-region scales stored with the tensor (``edgesim.encodings.SCALE_BYTES`` each)."""
+        return int(self.meta.get("scales", 0))
 
     @property
     def tensor(self) -> tuple[str, int]:
@@ -143,7 +155,7 @@ class LayerOp:
     op's output (from the trace; empty: the next op that is not fused, an assumption for
     hand-made workloads). ``meta`` is free-form provenance for reports
     (``module``, ``func``, ``groups``, ...); the simulator reads it only through the accessors
-    ``groups``, ``function`` and ``window``.
+    ``groups``, ``function``, ``strides``, ``dilations``, ``pads`` and ``window``.
     """
 
     name: str
@@ -180,7 +192,7 @@ class LayerOp:
         """The loop nest as a dict, e.g. ``{"K": 64, "C": 3, ...}``."""
         return dict(self.shape)
 
-    # Until the front-ends fill typed fields for them, these two read the op's provenance (the
+    # Until the front-ends fill typed fields for them, these read the op's provenance (the
     # only readers of ``meta`` the simulator relies on; the Workload format is unchanged).
     @property
     def groups(self) -> int:
@@ -191,6 +203,25 @@ class LayerOp:
     def function(self) -> str:
         """The operator the op records, lower case (``"softmax"``, ``"add"``, ``"relu"``), or ""."""
         return str(self.meta.get("func", "")).lower()
+
+    @property
+    def strides(self) -> tuple[int, ...] | None:
+        """A conv's or pool's strides (height, width) as the front-end records them, or None."""
+        return self._ints("strides")
+
+    @property
+    def dilations(self) -> tuple[int, ...] | None:
+        """A conv's dilations (height, width), or None when the op records none."""
+        return self._ints("dilations")
+
+    @property
+    def pads(self) -> tuple[int, ...] | None:
+        """A conv's padding (top, left, bottom, right), or None when the op records none."""
+        return self._ints("pads")
+
+    def _ints(self, key: str) -> tuple[int, ...] | None:
+        v = self.meta.get(key)
+        return None if v is None else tuple(int(x) for x in v)
 
     @property
     def window(self) -> Window | None:
@@ -274,6 +305,20 @@ class Workload:
             raise ValueError(f"workload {self.name} has {len(self.paths)} paths: "
                              "give a path sequence")
         return self.with_sequence(np.zeros(n, dtype=np.int32))
+
+    # -- what the simulator reads of ``meta`` ----------------------------------------------
+    @property
+    def act_bits(self) -> int | None:
+        """Bits per activation element the op bytes are counted at (a trace records 8), or
+        None when the workload records none (taken to be at the hardware's bits already)."""
+        bits = self.meta.get("act_bits")
+        return None if bits is None else int(bits)
+
+    @property
+    def encodings(self) -> tuple[str, ...] | None:
+        """The weight encodings the model prefers, in order, or None when it names none."""
+        names = self.meta.get("encodings")
+        return None if names is None else tuple(names)
 
     # -- accounting -----------------------------------------------------------------------
     @property

@@ -25,6 +25,7 @@ QUICK_GRID = ("sram.size=256KiB,32MiB", "dram.bandwidth=1GB/s,4GB/s")
 def main(argv: Sequence[str] | None = None) -> int:
     from edgesim.plot import pareto_front, plot_energy_breakdown, plot_pareto
     from edgesim.sweep import sweep
+    from edgesim.sweep.executors import ExecutorSpec
     from experiments import arguments, registered, traceable
     a = arguments(__doc__.splitlines()[0], argv)
     out = Path(a.results) / "pareto"
@@ -34,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     policies = ("lru",) if a.quick else ("lru", "belady")
     df = sweep(CONFIG, models, QUICK_GRID if a.quick else FULL_GRID, policies=policies,
-               inputs=a.inputs, out_dir=out / "sweep", executor=a.executor,
-               scheduler=a.scheduler, workers=a.workers)
+               inputs=a.inputs, out_dir=out / "sweep",
+               executor=ExecutorSpec(a.executor, a.scheduler, a.workers))
     plot_pareto(df, out / "pareto_latency_energy")
     plot_pareto(df, out / "pareto_bytes_energy", x="weight_dram_bytes_steady")
     plot_energy_breakdown(df, out / "energy_breakdown")

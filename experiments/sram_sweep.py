@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from edgesim.plot import plot_bytes_vs_sram
     from edgesim.sweep import sweep
+    from edgesim.sweep.executors import ExecutorSpec
     from experiments import arguments, registered, traceable
     a = arguments(__doc__.splitlines()[0], argv)
     out = Path(a.results) / "sram_sweep"
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"note: no model traces on {config}; skipped", file=sys.stderr)
             continue
         df = sweep(config, models, [sizes], inputs=a.inputs, out_dir=out / config,
-                   executor=a.executor, scheduler=a.scheduler, workers=a.workers)
+                   executor=ExecutorSpec(a.executor, a.scheduler, a.workers))
         plot_bytes_vs_sram(df, out / f"{config}_bytes_vs_sram")
         tables.append(df)
     if not tables:

@@ -117,10 +117,12 @@ def test_a_sweep_from_a_script_without_a_main_guard_runs_the_script_once(tmp_pat
     script = tmp_path / "study.py"
     script.write_text(
         "import edgesim\n"
+        "from edgesim.sweep.executors import ExecutorSpec\n"
         "from edgesim.testing import TINY_CONFIG, tiny_workload\n"
         "print('script body ran')\n"
         f"df = edgesim.sweep(TINY_CONFIG, [tiny_workload()], ['sram.size=1KiB,2KiB'], "
-        f"inputs=2, out_dir={str(tmp_path / 'out')!r}, executor='process', workers=2)\n"
+        f"inputs=2, out_dir={str(tmp_path / 'out')!r}, "
+        "executor=ExecutorSpec('process', workers=2))\n"
         "print(len(df), 'rows')\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

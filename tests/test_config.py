@@ -15,7 +15,6 @@ import yaml
 from edgesim import schema as schema_module
 from edgesim.config import (
     HWCONFIG_DIR,
-    HardwareConfig,
     apply_overrides,
     load_config,
     parse_override,
@@ -174,7 +173,7 @@ def test_to_dict_is_plain_json() -> None:
     assert d["period_ps"] == 2000
     assert type(d["mac_pj"]) is dict
     assert d["formats"][0] == "dense"
-    assert set(d) >= {f.name for f in dataclasses.fields(HardwareConfig)}
+    assert set(d) >= {f.name for f in dataclasses.fields(hw)}
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -434,3 +433,8 @@ def test_outside_the_table_uses_the_square_root_rule() -> None:
 def test_energy_factor_rejects_nonpositive() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         energy_factor(0, 0.9)
+
+
+def test_prefetch_mode_literal_matches_the_engine() -> None:
+    from edgesim.sim import PREFETCH_MODES
+    assert get_args(schema_module._PrefetchMode) == tuple(PREFETCH_MODES)

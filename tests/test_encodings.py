@@ -8,6 +8,7 @@ bytes, 4 bytes per fp32 scale.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +16,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from edgesim import encodings
 from edgesim.encodings import (
+    CAPABILITIES,
     ENCODINGS,
     SCALE_BYTES,
+    VALUE_BITS,
     best_encoding,
     bitmap,
     csc,
     csr,
+    decodes,
     encoding_table,
     nested_bytes,
     rle_bytes,
     separate_csr_bytes,
     signed_binary_bytes,
+    skips,
     stored_bytes,
 )
 
@@ -39,6 +45,31 @@ A = np.array([[0, 5, 0], [7, 0, 0]], dtype=np.int8)
 def test_registered_names_in_order():
     # dense first and unchanged; the new encodings after it in a fixed (tie-breaking) order.
     assert ALL == ["dense", "bitmap", "csr", "csc", "rle", "signed_binary", "nested", "mlw"]
+
+
+def test_every_encoding_says_what_it_is_and_only_a_sparse_one_skips_macs():
+    # one capability row per encoding: none reaches the simulator without saying whether it
+    # is sparse and whether reading it decodes indices
+    assert list(CAPABILITIES) == ALL
+    for name, cap in CAPABILITIES.items():
+        # a layout that hands the array every weight skips no MAC, whatever a config lists
+        assert skips(name, ALL) == cap.sparse
+        assert not skips(name, [e for e in ALL if e != name])
+        # a sparse layout stores where its nonzeros lie: reading it decodes that
+        assert decodes(name) or not cap.sparse
+    assert not decodes("dense")
+    assert VALUE_BITS == {"signed_binary": (1,), "mlw": (8,)}
+
+
+def test_the_simulator_names_no_encoding_and_reads_no_meta():
+    # what an encoding is to the hardware lives in CAPABILITIES, what the simulator reads of a
+    # workload in typed accessors (LayerOp.strides, WeightBlock.level, Workload.act_bits, ...)
+    sim = Path(encodings.__file__).parent / "sim"
+    for path in sorted(sim.glob("*.py")):
+        text = path.read_text()
+        assert not [e for e in ALL if f'"{e}"' in text], path.name
+        assert ".meta.get(" not in text, path.name
+        assert ".meta[" not in text, path.name
 
 
 def test_small_matrix_every_encoding():

@@ -23,14 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # distinct per-byte / per-bit figures, so a read charged at the write price (or a byte count
 # taken for a bit count) shows
-HW = SimpleNamespace(sram_read_pj_per_byte=1.5, sram_write_pj_per_byte=2.5,
-                     offchip_read_pj_per_bit=7.0, offchip_write_pj_per_bit=11.0, sram_leak_w=0.003)
+HW = SimpleNamespace(sram_read_pj_per_byte=1.5, sram_write_pj_per_byte=2.5, sram_leak_w=0.003)
+DRAM = SimpleNamespace(read_pj_per_bit=7.0, write_pj_per_bit=11.0)
 
 
 def test_each_part_has_its_own_formula():
     e = inference_energy(HW, mac_j=4e-12, array_j=6e-12, decode_j=5e-12, sram_read_bytes=100,
-                         sram_write_bytes=10, offchip_read_bytes=20, offchip_write_bytes=3,
-                         latency_s=2e-6)
+                         sram_write_bytes=10, latency_s=2e-6, memories=[(20, 3, DRAM)])
     # sram: 100 B x 1.5 pJ + 10 B x 2.5 pJ = 175 pJ
     assert math.isclose(e.sram, 175e-12, rel_tol=1e-12)
     # off-chip: 20 B x 8 x 7 pJ + 3 B x 8 x 11 pJ = 1120 + 264 = 1384 pJ
@@ -44,8 +43,7 @@ def test_each_part_has_its_own_formula():
 
 def test_nothing_moved_costs_only_leakage():
     e = inference_energy(HW, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=0,
-                         sram_write_bytes=0, offchip_read_bytes=0, offchip_write_bytes=0,
-                         latency_s=1.0)
+                         sram_write_bytes=0, latency_s=1.0)
     assert e == Energy(mac=0.0, array=0.0, sram=0.0, offchip=0.0, decode=0.0, leak=0.003)
 
 
@@ -132,8 +130,7 @@ def test_board_power_is_charged_for_the_latency():
     # the SRAM's leakage (3 mW x 2 us = 6 nJ); the per-access parts are unchanged
     board = SimpleNamespace(**vars(HW), board_w=0.12)
     e = inference_energy(board, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=100,
-                         sram_write_bytes=10, offchip_read_bytes=20, offchip_write_bytes=3,
-                         latency_s=2e-6)
+                         sram_write_bytes=10, latency_s=2e-6, memories=[(20, 3, DRAM)])
     assert math.isclose(e.board, 240e-9, rel_tol=1e-12)
     assert math.isclose(e.leak, 246e-9, rel_tol=1e-12)
     assert math.isclose(e.sram, 175e-12, rel_tol=1e-12)
@@ -164,7 +161,8 @@ def test_per_op_energies_add_up_to_the_inference_energy(config, model, prefetch)
         r = api.run(tiny_config(sram=1500, overrides=sets), tiny_workload(inputs=3),
                     per_layer=True)
     else:
-        r = api.run(config, model, inputs=6, prefetch=prefetch, per_layer=True)
+        r = api.run(config, model, inputs=6, overrides=[f"prefetch.mode={prefetch}"],
+                    per_layer=True)
     for inf in r.result.rows:
         ops = [op.energy_j for op in r.result.layer_rows if op.input == inf.input]
         assert math.fsum(ops) == pytest.approx(inf.energy_j, rel=1e-12)

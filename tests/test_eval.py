@@ -391,8 +391,10 @@ def test_sweep_has_a_top1_column_and_pareto_takes_it(labelled, tmp_path, specs):
     x = _inputs()
     torch.save({"x": x, "y": _labels(_routed_pred(x))}, tmp_path / "r.pt")
     out = tmp_path / "sw"
-    df = sweep(NPU, [CHANNEL, "eval_two_path"], ["sram.size=4KiB,64KiB"], inputs=20,
-               out_dir=out, executor="serial", data=str(tmp_path / "r.pt"), evaluate=True)
+    models = [model_request(m, data=str(tmp_path / "r.pt"), evaluate=True)
+              for m in (CHANNEL, "eval_two_path")]
+    df = sweep(NPU, models, ["sram.size=4KiB,64KiB"], inputs=20, out_dir=out,
+               executor="serial")
     # channel_net is right where the routed prediction is the largest mean, by hand:
     want = int((_channel_pred(x[:20]) == _labels(_routed_pred(x))[:20]).sum()) / 20
     assert df["top1"].tolist() == [want, _right(20) / 20] * 2
@@ -431,15 +433,15 @@ def test_sweep_command_line_eval_and_a_sweep_without_top1(labelled, tmp_path, ca
 
 def test_an_evaluated_sweep_is_byte_identical_when_rerun_afresh(labelled, tmp_path):
     from edgesim.sweep import sweep
+    models = [model_request(CHANNEL, data=str(labelled), evaluate=True)]
     for out in ("a", "b"):
         api._EVALS.clear()
-        sweep(NPU, [CHANNEL], ["sram.size=4KiB,8KiB"], out_dir=tmp_path / out,
-              executor="serial", data=str(labelled), evaluate=True)
+        sweep(NPU, models, ["sram.size=4KiB,8KiB"], out_dir=tmp_path / out, executor="serial")
     assert (tmp_path / "a" / "sweep.csv").read_bytes() == \
         (tmp_path / "b" / "sweep.csv").read_bytes()
     # a rerun into the same folder resumes: every row is found, top1 included
-    again = sweep(NPU, [CHANNEL], ["sram.size=4KiB,8KiB"], out_dir=tmp_path / "a",
-                  executor="serial", data=str(labelled), evaluate=True)
+    again = sweep(NPU, models, ["sram.size=4KiB,8KiB"], out_dir=tmp_path / "a",
+                  executor="serial")
     assert again["top1"].tolist() == [26 / 40] * 2
 
 
@@ -449,11 +451,11 @@ def test_eval_refuses_a_traced_workload_and_a_tampered_top1(labelled, tmp_path):
     from edgesim.sweep import sweep
     from edgesim.sweep.store import StoreError
     out = tmp_path / "s"
-    sweep(NPU, [CHANNEL], out_dir=out, executor="serial", data=str(labelled), evaluate=True)
+    models = [model_request(CHANNEL, data=str(labelled), evaluate=True)]
+    sweep(NPU, models, out_dir=out, executor="serial")
     with sqlite3.connect(out / "results.sqlite") as db:
         (key, row), = db.execute("SELECT key, row FROM results")
         db.execute("UPDATE results SET row = ? WHERE key = ?",
                    (row.replace('"top1": 0.65', '"top1": 1.5'), key))
     with pytest.raises(StoreError, match=r"top1 = 1\.5, expected a fraction 0\.\.1"):
-        sweep(NPU, [CHANNEL], out_dir=out, executor="serial", data=str(labelled),
-              evaluate=True)
+        sweep(NPU, models, out_dir=out, executor="serial")

@@ -23,7 +23,9 @@ from edgesim.config import load_config
 from edgesim.encodings import resolve
 from edgesim.testing import registry_model
 
-pytestmark = pytest.mark.slow
+# sb_r50 is built once per session (edgesim.testing.registry_model): under pytest-xdist the
+# tests that read it run in one worker, with test_shipped's
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry-sb_r50")]
 
 REPO = Path(__file__).resolve().parent.parent
 NPU = str(REPO / "edgesim" / "hwconfigs" / "npu_small.yaml")

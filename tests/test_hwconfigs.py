@@ -236,3 +236,26 @@ def test_the_stored_checked_form_is_a_full_read_of_each_shipped_config(tmp_path:
     assert checked_configs.stored(edited) is None
     assert load_config(edited).to_dict() | {"file": ""} == \
         load_config("npu_small").to_dict() | {"file": ""}
+
+
+def test_a_prefetch_mode_override_reads_from_the_store_as_a_full_read_does(monkeypatch) -> None:
+    # --prefetch M is --set prefetch.mode=M: the store applies it (mode, the section's source
+    # noting it, or the note alone where the file has no prefetch section: stm32h7, edgetpu)
+    # and must give the very config a full read of the file with that override gives
+    from dataclasses import fields
+
+    import edgesim.config
+    from edgesim import checked_configs
+
+    def shown(hw) -> list[tuple[str, str]]:
+        return [(f.name, repr(getattr(hw, f.name))) for f in fields(hw)]
+
+    sets = ["prefetch.mode=none"]
+    full = {path.stem: load_config(path.stem, sets) for path in SHIPPED}
+    monkeypatch.setattr(edgesim.config, "load_config", None)   # the store alone answers now
+    for name, hw in full.items():
+        assert shown(checked_configs.load(name, sets)) == shown(hw), name
+    assert checked_configs._has_section(b"schedule: vela\nprefetch:\n  depth: 0\n",
+                                        b"prefetch") is True
+    assert checked_configs._has_section(b"schedule: vela\n", b"prefetch") is False
+    assert checked_configs._has_section(b'{"prefetch": {}}', b"prefetch") is None

@@ -103,9 +103,13 @@ def test_npus_skip_no_format(name):
     assert not hw.skip_zero_weights
 
 
-def test_a_skip_format_must_be_decoded():
+def test_a_skip_format_must_be_decoded_and_sparse():
     with pytest.raises(ConfigError, match=r"compute\.skip_formats"):
         tiny_config(overrides=["formats=[dense]", "compute.skip_formats=[csr]"])
+    # a layout that hands the array every weight (encodings.CAPABILITIES: not sparse) has no
+    # zero MAC to skip, even where the hardware decodes it
+    with pytest.raises(ConfigError, match=r"compute\.skip_formats.*'dense' is not sparse"):
+        tiny_config(overrides=["compute.skip_formats=[dense]"])
 
 
 def test_an_mcu_needs_its_kernels():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -410,7 +411,8 @@ def test_tiny_resnet_batchnorm_and_grasp() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "strategy", "patch_embeds"),
-    [("sparse_swint", "percentile_70", 1), ("sparse_r50", "param_proportional", 0)],
+    [pytest.param(*p, marks=pytest.mark.xdist_group(f"registry-{p[0]}"))   # test_shipped's
+     for p in [("sparse_swint", "percentile_70", 1), ("sparse_r50", "param_proportional", 0)]],
 )
 def test_full_size_factories(name: str, strategy: str, patch_embeds: int) -> None:
     # The registry's models as built (seed 0, random init + synthetic calibration: 2 batches of
@@ -434,3 +436,24 @@ def test_full_size_factories(name: str, strategy: str, patch_embeds: int) -> Non
         assert {r.layer: r for r in report.layers}["fc.weight"].achieved < 0.9
         assert report.sparsity > 0.6   # the model as a whole is still pruned (measured 70.0 %)
     assert 0.3 < report.sparsity < 0.95
+
+
+@pytest.mark.parametrize("highest", [False, True])
+def test_global_runs_count_what_the_full_stable_ranking_removes(highest):
+    # the O(N) partition must remove, per layer, exactly the first floor(t N) weights of the
+    # stable (score, position) ranking: scores drawn from 7 values force ties at every cut,
+    # and -0.0 and 0.0 are one value
+    from edgesim.zoo.pruning import _global_runs, lowest_first
+    g = torch.Generator().manual_seed(3)
+    values = torch.tensor([-2.0, -0.0, 0.0, 0.5, 1.0, 1.0, 3.0])
+    scores = {f"l{i}": values[torch.randint(0, 7, (n,), generator=g)]
+              for i, n in enumerate([5, 40, 1, 17])}
+    targets = [0.0, 0.1, 0.37, 0.5, 0.9, 1.0]
+    runs = _global_runs(scores, targets, prune_highest=highest)
+    order = lowest_first(list(scores.values()), highest=highest)
+    ends = np.cumsum([s.numel() for s in scores.values()])
+    for t, run in zip(targets, runs, strict=True):
+        k = math.floor(t * order.size)
+        counts = np.bincount(np.searchsorted(ends, order[:k], side="right"), minlength=4)
+        assert run == {n: int(c) / s.numel()
+                       for (n, s), c in zip(scores.items(), counts, strict=True)}

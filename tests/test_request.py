@@ -185,3 +185,13 @@ def test_a_module_object_is_a_request_of_its_shape_and_nothing_to_load():
     assert sum(b.stored_bytes for b in w.blocks.values()) == 64
     assert w.inputs == 3
 
+
+
+def test_no_public_api_function_takes_more_than_nine_parameters():
+    import inspect
+
+    from edgesim.sweep.run import sweep
+    funcs = [getattr(api, n) for n in api.__all__ if inspect.isfunction(getattr(api, n))]
+    wide = {f.__name__: len(inspect.signature(f).parameters) for f in [*funcs, sweep]
+            if len(inspect.signature(f).parameters) > 9}
+    assert not wide, wide

@@ -6,14 +6,10 @@ import dataclasses
 
 import pytest
 
-from edgesim.config import load_config
+from edgesim.config import config_from_dict, load_config, read_config
+from edgesim.hardware import DERIVED
 from edgesim.schema import Attr, HardwareConfig, Unit, meta, schema_fields, unit_kind
 from edgesim.units import KINDS, accepted_units
-
-#: Fields that no schema key gives: the file name and what the builder derives from sections.
-_DERIVED = {"file", "sources", "resolved",
-            # the SRAM at its size and node, from the quoted figures (technology.sram_energy)
-            "sram_read_pj_per_byte", "sram_write_pj_per_byte", "sram_leak_w"}
 
 
 def _names() -> list[str]:
@@ -27,11 +23,36 @@ def _names() -> list[str]:
     return out
 
 
-def test_every_hardware_field_comes_from_exactly_one_schema_key():
+@pytest.mark.parametrize("config", ["npu_small", "ethos_u85_edge", "stm32h7a3"])
+def test_every_hardware_field_comes_from_exactly_one_schema_key(config):
+    # HardwareConfig lists no field: a config's fields are the schema's names in its order
+    # (the file name first, the sections' sources and the resolved config after), then the
+    # SRAM energies derived from them (technology.sram_energy). So a new hardware field is one
+    # schema line plus the YAMLs (README, "The config schema is its own module")
+    assert not dataclasses.is_dataclass(HardwareConfig)
+    assert HardwareConfig.__slots__ == ()
     names = _names()
     assert len(names) == len(set(names))
-    fields = {f.name for f in dataclasses.fields(HardwareConfig)}
-    assert set(names) == fields - _DERIVED
+    hw = load_config(config)
+    assert [f.name for f in dataclasses.fields(hw)] == ["file", *names, "sources", "resolved",
+                                                        *DERIVED]
+    # the stored form (edgesim.checked_configs) and a full read are one class
+    raw, file = read_config(config)
+    assert type(hw) is type(config_from_dict(raw, file=file))
+
+
+def test_a_field_the_builder_gives_is_a_field():
+    # what the builder passes is what the object has: no list to keep in step
+    base = {"sram_bytes": 1024, "act_reserve_bytes": 0, "clock_hz": 1e9,
+            "sram_energy_model": "fixed", "sram_quoted_read_pj_per_byte": 1.0,
+            "sram_quoted_write_pj_per_byte": 2.0, "sram_quoted_leak_w": 0.0}
+    hw = HardwareConfig(**base, new_field=3)
+    assert (hw.new_field, hw.sram_write_pj_per_byte, hw.period_ps) == (3, 2.0, 1000)
+    assert isinstance(hw, HardwareConfig)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hw.new_field = 4  # type: ignore[misc]
+    assert HardwareConfig(**base, new_field=3) == hw
+    assert HardwareConfig(**base, new_field=5) != hw
 
 
 def test_every_quantity_key_has_a_known_kind_and_unit():

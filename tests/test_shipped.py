@@ -88,8 +88,11 @@ def test_a_first_registry_run_imports_no_torch(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "precision", "kind", "key"), WANTED,
-                         ids=[f"{n}-{k}" for n, _, k, _ in WANTED])
+@pytest.mark.parametrize(("name", "precision", "kind", "key"), [
+    # a full-size model is built once per session (edgesim.testing.registry_model): under
+    # pytest-xdist the tests that read one model run in one worker (its xdist_group)
+    pytest.param(*w, marks=pytest.mark.xdist_group(f"registry-{w[0]}")) for w in WANTED],
+    ids=[f"{n}-{k}" for n, _, k, _ in WANTED])
 def test_a_shipped_entry_is_a_fresh_trace(name, precision, kind, key, monkeypatch):
     # each model is built once per session (edgesim.testing.registry_model): its workload and
     # route entries, and test_pruning's full-size checks, share it

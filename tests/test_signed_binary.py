@@ -24,6 +24,10 @@ from edgesim.zoo.signed_binary import (
     to_signed_binary,
 )
 
+# sb_r50 is built once per session (edgesim.testing.registry_model): under pytest-xdist the
+# tests that read it run in one worker, with test_shipped's
+pytestmark = pytest.mark.xdist_group("registry-sb_r50")
+
 
 def tiny_resnet() -> ResNet:
     return ResNet(BasicBlock, [1, 1], num_classes=3, stem="cifar", width=4)

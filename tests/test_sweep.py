@@ -18,6 +18,7 @@ from edgesim.cli import main
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.sweep import load_detail, sweep
 from edgesim.sweep import run as sweep_run
+from edgesim.sweep.executors import ExecutorSpec
 from edgesim.testing import error_line, tiny_workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,16 +127,65 @@ def test_bad_grid_fails_before_any_work(tiny_yaml, tmp_path, monkeypatch):
 def test_bad_arguments_are_errors(tiny_yaml, tmp_path):
     with pytest.raises(EdgesimError, match="policy 'fifo'"):
         sweep(tiny_yaml, [tiny_workload()], [], policies=("fifo",), out_dir=tmp_path)
-    with pytest.raises(EdgesimError, match="unknown executor"):
+    with pytest.raises(EdgesimError, match="unknown executor 'mpi'; expected one of process, "
+                       "dask, serial, a Dask scheduler address"):
         sweep(tiny_yaml, [tiny_workload()], [], executor="mpi", out_dir=tmp_path)
+    with pytest.raises(EdgesimError, match="workers must be a whole number >= 1, got 0"):
+        sweep(tiny_yaml, [tiny_workload()], [], executor=ExecutorSpec(workers=0),
+              out_dir=tmp_path)
     with pytest.raises(EdgesimError, match="at least one model"):
         sweep(tiny_yaml, [], [], out_dir=tmp_path)
+    # evaluated or not is the sweep's, not a model's: the table has a top1 column or none
+    from edgesim.request import model_request
+    with pytest.raises(EdgesimError, match="model 'b' is not evaluated but 'a' is"):
+        sweep(tiny_yaml, [model_request("a", data="x.pt", evaluate=True), "b"], [],
+              out_dir=tmp_path)
+
+
+def test_an_executor_is_a_name_an_address_or_a_spec():
+    assert ExecutorSpec.of("serial") == ExecutorSpec("serial")
+    assert ExecutorSpec.of("tcp://10.0.0.5:8786") == ExecutorSpec("dask", "tcp://10.0.0.5:8786")
+    spec = ExecutorSpec("process", workers=3)
+    assert ExecutorSpec.of(spec) is spec
+    with pytest.raises(EdgesimError, match="scheduler 'tcp://h:1' needs the dask executor"):
+        ExecutorSpec("process", "tcp://h:1")
+
+
+def test_prefetch_mode_is_swept_as_a_config_key(tiny_yaml, tmp_path):
+    # "none" fetches an op's weights only after the op before it ends, "next" while it
+    # computes: at the same point none is never faster, and in the cold inference (every
+    # weight fetched off-chip) b's 2000 B arrive during a's compute only with "next"
+    grid = ["prefetch.mode=none,next", "sram.size=3KiB,8KiB"]
+    df = sweep(tiny_yaml, [tiny_workload()], grid, inputs=3, out_dir=tmp_path,
+               executor="serial")
+    assert df["prefetch"].tolist() == df["prefetch.mode"].tolist() == ["none"] * 2 + ["next"] * 2
+    none, nxt = (df[df.prefetch == m].set_index("sram.size") for m in ("none", "next"))
+    assert (none["latency_s_steady"] >= nxt["latency_s_steady"]).all()
+    assert (none["latency_s_cold"] > nxt["latency_s_cold"]).all()
+
+
+def test_the_memo_switch_is_read_here_and_sent_with_each_task(tiny_yaml, tmp_path, monkeypatch):
+    sent = []
+    real = sweep_run.simulate_point
+
+    def spy(task, wref):
+        sent.append(task.memo)
+        return real(task, wref)
+
+    monkeypatch.setattr(sweep_run, "simulate_point", spy)
+    args = (tiny_yaml, [tiny_workload()], [SIZES])
+    monkeypatch.setenv("EDGESIM_NO_MEMO", "1")
+    off = sweep(*args, inputs=6, out_dir=tmp_path / "off", executor="serial")
+    monkeypatch.delenv("EDGESIM_NO_MEMO")
+    on = sweep(*args, inputs=6, out_dir=tmp_path / "on", executor="serial")
+    assert sent == [False] * 4 + [True] * 4
+    pd.testing.assert_frame_equal(off, on)    # the memo gives the same rows
 
 
 def test_process_pool_equals_serial(tiny_yaml, tmp_path):
     args = (tiny_yaml, [tiny_workload()], [SIZES])
     pool = sweep(*args, policies=("lru", "pinned"), inputs=4, out_dir=tmp_path / "pool",
-                 executor="process", workers=2)
+                 executor=ExecutorSpec("process", workers=2))
     serial = sweep(*args, policies=("lru", "pinned"), inputs=4, out_dir=tmp_path / "serial",
                    executor="serial")
     pd.testing.assert_frame_equal(pool, serial)
@@ -147,19 +197,19 @@ def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path, monkeypatch
     import distributed  # in the dev extra, so CI always runs this
     args = (tiny_yaml, [tiny_workload()], [SIZES])
     pool = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "pool",
-                 executor="process", workers=2)
+                 executor=ExecutorSpec("process", workers=2))
     with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
                                   dashboard_address=None) as cluster:
         dask = sweep(*args, policies=("lru", "belady"), inputs=4, out_dir=tmp_path / "dask",
-                     executor="dask", scheduler=cluster.scheduler_address)
+                     executor=cluster.scheduler_address)   # an address: Dask there
         # a task that raises on a worker is its row's one-line error, and nothing more on
         # stderr (Dask's worker logged six lines with the traceback per failed task)
         def fail(*a, **k):
             raise ZeroDivisionError("planted failure")
         monkeypatch.setattr(edgesim.sim, "simulate", fail)   # the workers are threads here
         capfd.readouterr()
-        failed = sweep(*args, inputs=4, out_dir=tmp_path / "failed", executor="dask",
-                       scheduler=cluster.scheduler_address)
+        failed = sweep(*args, inputs=4, out_dir=tmp_path / "failed",
+                       executor=ExecutorSpec("dask", cluster.scheduler_address))
         assert set(failed["error"]) == {"ZeroDivisionError: planted failure"}
         assert "Compute Failed" not in capfd.readouterr().err + caplog.text
     pd.testing.assert_frame_equal(pool, dask)
@@ -170,9 +220,10 @@ def test_dask_local_cluster_equals_process_pool(tiny_yaml, tmp_path, monkeypatch
 _KILL_SCRIPT = textwrap.dedent("""
     import sys
     from edgesim.sweep import sweep
+    from edgesim.sweep.executors import ExecutorSpec
     from edgesim.testing import tiny_workload
     sweep(sys.argv[1], [tiny_workload()], [sys.argv[2]], inputs=int(sys.argv[3]),
-          out_dir=sys.argv[4], executor="process", workers=1, memo=False, progress=False)
+          out_dir=sys.argv[4], executor=ExecutorSpec("process", workers=1), progress=False)
 """)
 
 
@@ -187,12 +238,12 @@ def _committed(db_path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_equals_uninterrupted(tiny_yaml, tmp_path):
-    # memo=False and 400 inputs make each of the 10 points take a noticeable time, so the
-    # sweep is killed with some points committed and others not
+def test_sigkill_then_rerun_equals_uninterrupted(tiny_yaml, tmp_path, monkeypatch):
+    # no memo (EDGESIM_NO_MEMO) and 400 inputs make each of the 10 points take a noticeable
+    # time, so the sweep is killed with some points committed and others not
     grid, inputs, total = "sram.size=1KiB..10KiB:+1KiB", 400, 10
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGESIM_NO_MEMO": "1"}
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tiny_yaml), grid,
                              str(inputs), str(killed)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -213,8 +264,10 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_yaml, tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     assert 0 < _committed(killed / "results.sqlite") < total
+    monkeypatch.setenv("EDGESIM_NO_MEMO", "1")
     resumed = sweep(tiny_yaml, [tiny_workload()], [grid], inputs=inputs, out_dir=killed,
-                    executor="serial", memo=False)
+                    executor="serial")
+    monkeypatch.delenv("EDGESIM_NO_MEMO")   # with the memo: the same table
     clean = sweep(tiny_yaml, [tiny_workload()], [grid], inputs=inputs,
                   out_dir=tmp_path / "clean", executor="serial")
     pd.testing.assert_frame_equal(resumed, clean)
@@ -229,11 +282,14 @@ def test_cli_sweep_writes_table_and_store(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["sweep", str(tiny_yaml), "--model", "tiny_linear_sweep",
                  "--set", "sram.size=1KiB..4KiB:x2", "--inputs", "3", "--out", str(out),
-                 "--workers", "1"])
+                 "--workers", "1", "--prefetch", "none"])
     assert code == 0
     df = pd.read_csv(out / "sweep.csv")
     assert df["sram.size"].tolist() == ["1 KiB", "2 KiB", "4 KiB"]
     assert (df["model"] == "tiny_linear_sweep").all()
+    # --prefetch is the config's prefetch.mode at every point, not an axis of its own
+    assert (df["prefetch"] == "none").all()
+    assert "prefetch.mode" not in df.columns
     got = capsys.readouterr()
     assert "3 rows" in got.out
     # piped (capsys is not a terminal): stage lines as it goes, and the tasks done at the end
@@ -247,6 +303,12 @@ def test_cli_bad_grid_is_one_line(tiny_yaml, tmp_path, capsys):
     err = error_line(capsys.readouterr().err)    # the stage lines before it set aside
     assert code == 2
     assert "--set sram.size=1GB/s" in err
+    code = main(["sweep", str(tiny_yaml), "--model", "dense_r50", "--prefetch", "none",
+                 "--set", "prefetch.mode=next,none", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert error_line(capsys.readouterr().err) == (
+        "edgesim: error: --prefetch none and --set prefetch.mode=next,none: give the prefetch "
+        "mode once")
 
 
 @pytest.mark.slow
@@ -259,7 +321,7 @@ def test_must_hold_dense_drops_to_zero_and_routed_moves_less(tmp_path):
     routed = "sigmab_r50" if "sigmab_r50" in REGISTRY else next(
         n for n, s in REGISTRY.items() if s.dynamic)
     df = sweep("npu_small", ["dense_r50", routed], ["sram.size=2MiB..47MiB:+3MiB"],
-               inputs=64, out_dir=tmp_path, workers=2)
+               inputs=64, out_dir=tmp_path, executor=ExecutorSpec(workers=2))
     assert df["point"].nunique() == 16
     dense = df[df.model == "dense_r50"].set_index("point")
     tree = df[df.model == routed].set_index("point")

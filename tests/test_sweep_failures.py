@@ -15,6 +15,7 @@ import edgesim.sim
 from edgesim.cli import main
 from edgesim.sweep import run as sweep_run
 from edgesim.sweep import sweep
+from edgesim.sweep.executors import ExecutorSpec
 from edgesim.sweep.store import StoreError, csv_safe
 from edgesim.testing import TINY_CONFIG, error_line, tiny_workload
 
@@ -106,7 +107,7 @@ def test_a_failing_task_of_a_point_message_fails_alone(failing_engine):
 def test_process_pool_records_an_engine_failure(tiny_yaml, tmp_path):
     # the lowest bandwidth the config accepts; if the engine computes with it, no point fails
     df = sweep(tiny_yaml, [tiny_workload()], ["offchip.bandwidth=1B/s,1GB/s"], inputs=2,
-               out_dir=tmp_path, executor="process", workers=1)
+               out_dir=tmp_path, executor=ExecutorSpec("process", workers=1))
     assert len(df) == 2
     assert df["status"].iloc[1] == "ok"
     if df["status"].iloc[0] == "failed":

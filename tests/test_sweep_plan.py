@@ -20,6 +20,7 @@ from edgesim.sim import simulate
 from edgesim.sweep import grid as sweep_grid
 from edgesim.sweep import run as sweep_run
 from edgesim.sweep import sweep
+from edgesim.sweep.executors import ExecutorSpec
 from edgesim.sweep.rows import SweepRow
 from edgesim.sweep.store import Store
 from edgesim.testing import error_line, tiny_workload
@@ -81,7 +82,7 @@ def test_a_1000_point_grid_parses_its_file_once(tiny_yaml, tmp_path, counted):
 def test_pool_keeps_a_bounded_window_in_flight(tiny_yaml, tmp_path, counted):
     grid = ["sram.size=2KiB..41KiB:+1KiB", "offchip.bandwidth=1GB/s..5GB/s:+1GB/s"]  # 200
     df = sweep(tiny_yaml, [tiny_workload()], grid, inputs=1, out_dir=tmp_path / "out",
-               executor="process", workers=1)
+               executor=ExecutorSpec("process", workers=1))
     assert len(df) == 200
     assert counted["parses"] == 1
     # when the first row is stored, at most WINDOW points (one task each) were planned
@@ -158,8 +159,8 @@ CLASH = ["sram.activation_reserve=1KiB,3KiB", "sram.size=4KiB,2KiB"]
 def test_a_point_the_config_rejects_keeps_the_rows_before_it(tiny_yaml, tmp_path, executor):
     out = tmp_path / "out"
     with pytest.raises(ConfigError) as info:
-        sweep(tiny_yaml, [tiny_workload()], CLASH, inputs=2, out_dir=out, executor=executor,
-              workers=1)
+        sweep(tiny_yaml, [tiny_workload()], CLASH, inputs=2, out_dir=out,
+              executor=ExecutorSpec(executor, workers=1))
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith("grid point 3 (sram.activation_reserve=3KiB, sram.size=2KiB): ")

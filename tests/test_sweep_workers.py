@@ -6,6 +6,7 @@ import os
 import sys
 
 from edgesim.sweep import sweep
+from edgesim.sweep.executors import ExecutorSpec
 from edgesim.sweep.run import workload_options
 from edgesim.testing import tiny_workload
 
@@ -16,8 +17,8 @@ def test_pool_workers_import_neither_torch_nor_the_zoo(tiny_yaml, tmp_path):
     import edgesim.zoo.registry  # noqa: F401
     assert "torch" in sys.modules
     df = sweep(tiny_yaml, [tiny_workload()], ["sram.size=2KiB,3KiB,4KiB,8KiB"],
-               policies=("lru", "belady"), inputs=4, out_dir=tmp_path, executor="process",
-               workers=2)
+               policies=("lru", "belady"), inputs=4, out_dir=tmp_path,
+               executor=ExecutorSpec("process", workers=2))
     workers = df.attrs["workers"]
     assert workers  # every task reported the process it ran in
     assert os.getpid() not in workers

@@ -36,7 +36,8 @@ def test_trace_events_never_overlap_on_a_track_and_add_up_to_the_busy_time(
         for (t0, d0), (t1, _) in itertools.pairwise(spans):
             assert t0 + d0 <= t1 + 1e-6          # µs; times are whole ps
     # the array is busy from the first op's start to the last op's end of every inference
-    run = api.run("npu_small", model, inputs=4, prefetch=(extra or ["", "next"])[1])
+    run = api.run("npu_small", model, inputs=4,
+                  overrides=[f"prefetch.mode={(extra or ['', 'next'])[1]}"])
     busy_us = sum(r.latency_s for r in run.result.rows) * 1e6
     assert sum(d for _, d in tracks[1]) == pytest.approx(busy_us, rel=1e-9)
     assert max(t + d for t, d in tracks[1]) == pytest.approx(busy_us, rel=1e-9)

@@ -3,7 +3,8 @@
 Public names (for the modules of ``edgesim.cli`` only): ``UsageError``, ``Parser``,
 ``bounded_int``, ``SEED``, ``INPUTS``, ``MAX_INPUTS``, ``add_format``, ``add_eval``,
 ``add_input_shape``, ``write``, ``progress_printer``, ``CliProgress``, ``LINE_EVERY``, ``policies``,
-``prefetch_modes``, ``columns``, ``csv_rows``, ``accuracy_line``.
+``prefetch_modes``, ``add_prefetch``, ``with_prefetch``, ``columns``, ``csv_rows``,
+``accuracy_line``.
 
 Bad input is one line on stderr and exit code 2: ``Parser.error`` raises ``UsageError`` (an
 ``EdgesimError``) instead of printing the usage and exiting, and ``edgesim.cli.main`` prints every
@@ -19,8 +20,9 @@ from edgesim.errors import EdgesimError
 from edgesim.report import FORMATS
 
 __all__ = ["INPUTS", "LINE_EVERY", "MAX_INPUTS", "SEED", "CliProgress", "Parser", "UsageError",
-           "accuracy_line", "add_eval", "add_format", "add_input_shape", "bounded_int", "columns",
-           "csv_rows", "policies", "prefetch_modes", "progress_printer", "write"]
+           "accuracy_line", "add_eval", "add_format", "add_input_shape", "add_prefetch",
+           "bounded_int", "columns", "csv_rows", "policies", "prefetch_modes", "progress_printer",
+           "with_prefetch", "write"]
 
 
 class UsageError(EdgesimError):
@@ -200,6 +202,25 @@ def prefetch_modes() -> tuple[str, ...]:
     """The prefetch mode names, from the simulator's table."""
     from edgesim.sim import PREFETCH_MODES
     return tuple(PREFETCH_MODES)
+
+
+def add_prefetch(p) -> None:
+    """``--prefetch M``: the config's ``prefetch.mode`` for this command (``with_prefetch``)."""
+    p.add_argument("--prefetch", choices=prefetch_modes(), default=None,
+                   help="whether the DMA fetches weights ahead: --set prefetch.mode=M "
+                   "(default: the config's, next when it names none)")
+
+
+def with_prefetch(sets: list[str], prefetch: str | None) -> list[str]:
+    """``sets`` (``--set`` strings) with ``--prefetch M`` as ``prefetch.mode=M`` (None: as
+    they are); the mode given both ways is one line."""
+    if prefetch is None:
+        return list(sets)
+    for o in sets:   # (no alias names a prefetch key: edgesim.schema.ALIASES, not imported)
+        if tuple(k.strip() for k in o.partition("=")[0].split(".")) == ("prefetch", "mode"):
+            raise UsageError(f"--prefetch {prefetch} and --set {o}: give the prefetch mode "
+                             "once")
+    return [*sets, f"prefetch.mode={prefetch}"]
 
 
 def columns() -> tuple[tuple[str, ...], tuple[str, ...]]:

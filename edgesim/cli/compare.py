@@ -34,6 +34,7 @@ from edgesim.cli._common import (
     UsageError,
     policies,
     prefetch_modes,
+    with_prefetch,
     write,
 )
 
@@ -54,7 +55,8 @@ def add_parser(subparsers) -> None:
                    help="hardware config (two to compare two configs)")
     c.add_argument("--model", nargs="+", required=True, help="model (two to compare models)")
     c.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
-    c.add_argument("--prefetch", nargs="+", choices=prefetch_modes(), default=["next"])
+    c.add_argument("--prefetch", nargs="+", choices=prefetch_modes(), default=None,
+                   help="prefetch.mode of both runs, or of each (default: the config's)")
     c.add_argument("--inputs", type=INPUTS, default=None,
                    help="inferences per run (default 8; the steady state 2..N is compared; "
                    f"at most {MAX_INPUTS:,})")
@@ -72,13 +74,14 @@ class Side:
     config: str
     model: str
     policy: str
-    prefetch: str
+    #: ``prefetch.mode`` for the run (None: the config's)
+    prefetch: str | None
 
 
 def _sides(a) -> tuple[Side, Side, str]:
     """The two runs the flags describe, and the name of the setting that differs."""
     options = {"CONFIG": a.config, "--model": a.model, "--policy": a.policy,
-               "--prefetch": a.prefetch}
+               "--prefetch": a.prefetch or [None]}
     for name, values in options.items():
         if len(values) > 2:
             raise UsageError(f"compare: {name} takes one or two values, got {len(values)}: "
@@ -225,11 +228,12 @@ def main(a) -> int:
     from edgesim import api
     from edgesim.cli._common import progress_printer
     side_a, side_b, differ = _sides(a)
-    runs = [api.run(s.config, s.model, inputs=a.inputs, policy=s.policy, prefetch=s.prefetch,
-                    overrides=a.sets, per_layer=True, progress=progress_printer())
+    runs = [api.run(s.config, s.model, inputs=a.inputs, policy=s.policy,
+                    overrides=with_prefetch(a.sets, s.prefetch), per_layer=True,
+                    progress=progress_printer())
             for s in (side_a, side_b)]
     shared = {"CONFIG": side_a.config, "--model": side_a.model, "--policy": side_a.policy,
-              "--prefetch": side_a.prefetch}
+              "--prefetch": runs[0].meta["prefetch"]}
     del shared[differ]
     inputs = runs[0].meta["inputs"]
     steady = "inference 0" if inputs == 1 else f"steady state, inferences 1-{inputs - 1}"

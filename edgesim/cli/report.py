@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesim.cli._common import INPUTS, MAX_INPUTS, SEED, UsageError, policies, prefetch_modes
+from edgesim.cli._common import (
+    INPUTS,
+    MAX_INPUTS,
+    SEED,
+    UsageError,
+    add_prefetch,
+    policies,
+    with_prefetch,
+)
 
 __all__ = ["add_parser", "main"]
 
@@ -27,7 +35,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--inputs", type=INPUTS, default=None,
                    help=f"inferences (default 8; at most {MAX_INPUTS:,})")
     r.add_argument("--policy", choices=policies(), default="lru")
-    r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
+    add_prefetch(r)
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. sram.size=2MiB")
     r.add_argument("--seed", type=SEED, default=0)
@@ -56,7 +64,7 @@ def main(a) -> int:
         from edgesim import api
         from edgesim.request import model_request
         run = api.run(a.source, model_request(a.model, seed=a.seed), inputs=a.inputs,
-                      policy=a.policy, prefetch=a.prefetch, overrides=a.sets, per_layer=True,
+                      policy=a.policy, overrides=with_prefetch(a.sets, a.prefetch), per_layer=True,
                       progress=progress_printer())
         text = html_report.run_html(run, overrides=a.sets, config=a.source)
     write(text.rstrip("\n"), out)

@@ -28,9 +28,10 @@ from edgesim.cli._common import (
     add_eval,
     add_format,
     add_input_shape,
+    add_prefetch,
     columns,
     policies,
-    prefetch_modes,
+    with_prefetch,
     write,
 )
 from edgesim.errors import EdgesimError
@@ -55,7 +56,7 @@ def add_parser(subparsers) -> None:
                    help="inferences in the stream (default 8; with --eval all of --data; at "
                    f"most {MAX_INPUTS:,})")
     r.add_argument("--policy", choices=policies(), default="lru")
-    r.add_argument("--prefetch", choices=prefetch_modes(), default="next")
+    add_prefetch(r)
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. sram.size=2MiB; model.level=K")
     r.add_argument("--per-layer", action="store_true", help="one row per op and inference")
@@ -98,8 +99,9 @@ def main(a) -> int:
     try:
         model = model_request(a.model, weights=a.weights, seed=a.seed,
                               input_shape=a.input_shape, data=a.data, evaluate=a.evaluate)
-        res = api.run(a.config, model, inputs=a.inputs, policy=a.policy, prefetch=a.prefetch,
-                      overrides=a.sets, per_layer=a.per_layer or bool(a.timeline),
+        res = api.run(a.config, model, inputs=a.inputs, policy=a.policy,
+                      overrides=with_prefetch(a.sets, a.prefetch),
+                      per_layer=a.per_layer or bool(a.timeline),
                       progress=shown.progress, rows=sink.on_row)
         ok = True
     finally:
@@ -151,7 +153,7 @@ def _header(a, res) -> list[str]:
     level = [o for o in a.sets if o.startswith("model.")]
     n = res.meta.get("inputs")
     stream = (f"{n:,} input{'s' if n != 1 else ''}, seed {a.seed}; policy {a.policy}, "
-              f"prefetch {a.prefetch}" + "".join(f"; --set {o}" for o in level))
+              f"prefetch {res.meta['prefetch']}" + "".join(f"; --set {o}" for o in level))
     return [*comment(model), *comment(config), *comment(stream)]
 
 

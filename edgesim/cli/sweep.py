@@ -13,7 +13,9 @@ traced and routed, tasks done of the total with the time and rate) and prints wh
 went (``DIR/sweep.csv``, ``DIR/results.sqlite``). When some points failed in the engine, the
 others are still in the table, and the command ends with one line naming the failed points
 (exit code 2); rerunning it retries them. ``--data LABELLED --eval`` adds each model's ``top1``
-over the labelled inputs (which become every model's stream) to every row.
+over the labelled inputs (which become every model's stream) to every row. ``--prefetch M`` is
+the config's ``prefetch.mode`` at every point (``--set prefetch.mode=none,next`` sweeps it);
+``--seed``, ``--data`` and ``--eval`` make each model's ``edgesim.model_request``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from edgesim.cli._common import (
     SEED,
     CliProgress,
     add_eval,
+    add_prefetch,
     bounded_int,
     policies,
-    prefetch_modes,
+    with_prefetch,
 )
 from edgesim.errors import EdgesimError
 from edgesim.sweep.executors import EXECUTORS
@@ -49,7 +52,7 @@ def add_parser(subparsers) -> None:
                    help="a swept key: a value, a list a,b,c, start..stop:xFACTOR or "
                    "start..stop:+STEP (e.g. sram.size=32KiB..32MiB:x2)")
     s.add_argument("--policy", nargs="+", choices=policies(), default=["lru"])
-    s.add_argument("--prefetch", choices=prefetch_modes(), default="next")
+    add_prefetch(s)
     s.add_argument("--inputs", type=INPUTS, default=None,
                    help="inferences per stream (1000; with --eval all of --data; at most "
                    "10,000,000)")
@@ -68,16 +71,23 @@ def add_parser(subparsers) -> None:
 
 def main(a) -> int:
     """Handler of ``edgesim sweep``: runs the sweep, prints where the table went."""
+    from edgesim.request import model_request
     from edgesim.sweep import sweep
+    from edgesim.sweep.executors import ExecutorSpec
+    from edgesim.sweep.grid import base_config
     from edgesim.sweep.run import failed_points
     if a.scheduler and a.executor != "dask":
         raise EdgesimError("--scheduler needs --executor dask")
+    how = ExecutorSpec(a.executor, a.scheduler, a.workers)
+    # --prefetch M is prefetch.mode=M at every point: not an axis, so no column of its own
+    fixed = with_prefetch(a.sets, a.prefetch)[len(a.sets):]
     shown = CliProgress(sys.stderr.isatty(), None)
     try:
-        df = sweep(a.config, a.model, a.sets, policies=a.policy, prefetch=a.prefetch,
-                   inputs=a.inputs, out_dir=a.out, executor=a.executor,
-                   scheduler=a.scheduler, workers=a.workers, seed=a.seed, detail=a.detail,
-                   data=a.data, evaluate=a.evaluate, progress=shown.progress)
+        models = [model_request(m, seed=a.seed, data=a.data, evaluate=a.evaluate)
+                  for m in a.model]
+        config = base_config(a.config, fixed) if fixed else a.config
+        df = sweep(config, models, a.sets, policies=a.policy, inputs=a.inputs,
+                   out_dir=a.out, executor=how, detail=a.detail, progress=shown.progress)
     finally:
         shown.close()
     print(f"edgesim: {len(df)} rows -> {Path(a.out) / CSV_FILE} "

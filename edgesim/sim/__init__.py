@@ -6,10 +6,10 @@ Public names: ``simulate``, ``Result``, ``InferenceRow``, ``LayerRow``, ``POLICI
 
 Modules, in the order a simulation uses them:
 
-* ``plan``: the config's fields the simulator reads (``Machine``) and each path compiled for it;
+* ``plan``: the config and what is derived from it once (``Machine``), each path compiled for it;
 * ``residency``: which weight bytes stay on chip (``lru``, ``pinned``, ``belady``; ``POLICIES``);
 * ``engine``: the discrete-event run of a stream (``simulate``, ``PREFETCH_MODES``);
-* ``energy``: the energy parts of one inference from its counts;
+* ``energy``: every count turned into joules: per op, per inference, per op of an inference;
 * ``result``: the named rows, ``Result`` and ``summarize``.
 
 It reads a Workload and a HardwareConfig and never imports torch, the zoo or pandas (a

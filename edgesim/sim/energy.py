@@ -1,7 +1,7 @@
 """Energy of one inference from its counts: MACs, PE registers, SRAM bytes, off-chip bits, leakage.
 
-Public names: ``Energy``, ``inference_energy``, ``compute_energy``, ``register_bits_per_mac``,
-``REGISTER_ACCESSES``, ``ACCUMULATOR_BITS``.
+Public names: ``Energy``, ``inference_energy``, ``compute_energy``, ``op_energy``,
+``layer_energy``, ``register_bits_per_mac``, ``REGISTER_ACCESSES``, ``ACCUMULATOR_BITS``.
 
     energy_j = mac + array + sram + offchip + decode + leak
     mac     = sum over precisions of executed MACs x energy per MAC of that precision
@@ -16,8 +16,10 @@ Public names: ``Energy``, ``inference_energy``, ``compute_energy``, ``register_b
     leak    = (SRAM leakage power + board power) x latency
 
 Everything that turns a count into joules is here: ``sim.plan`` counts MACs per precision,
-register bits and decoded indices and calls ``compute_energy``; ``sim.engine`` calls
-``inference_energy`` with the bytes. Nothing here feeds back into the cycle model.
+register bits and decoded indices and calls ``compute_energy``, and per op the bytes it reads
+and writes in SRAM and moves off-chip (``op_energy``); ``sim.engine`` calls
+``inference_energy`` with an inference's bytes and ``layer_energy`` with an op's weight bytes
+and time. Nothing here feeds back into the cycle model.
 
 ``leak`` is the part that grows with time rather than with accesses (the ``energy_leak_j``
 column). No shipped NPU config charges SRAM leakage (``sram.leakage: 0 W``): docs/references.md has
@@ -58,11 +60,10 @@ the same (``energy.pe_register``; an assumption: Aladdin tabulates the read). Ve
 All inputs in bytes, seconds and joules; every component is returned in joules.
 
 >>> from types import SimpleNamespace as NS
->>> hw = NS(sram_read_pj_per_byte=1.0, sram_write_pj_per_byte=2.0, offchip_read_pj_per_bit=10.0,
-...         offchip_write_pj_per_bit=10.0, sram_leak_w=0.5, board_w=0.0)
+>>> hw = NS(sram_read_pj_per_byte=1.0, sram_write_pj_per_byte=2.0, sram_leak_w=0.5, board_w=0.0)
+>>> dram = NS(read_pj_per_bit=10.0, write_pj_per_bit=10.0)
 >>> e = inference_energy(hw, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=1,
-...                      sram_write_bytes=1, offchip_read_bytes=1, offchip_write_bytes=0,
-...                      latency_s=1e-12)
+...                      sram_write_bytes=1, latency_s=1e-12, memories=[(1, 0, dram)])
 >>> round(e.sram * 1e12, 6), round(e.offchip * 1e12, 6), round(e.leak * 1e12, 6)
 (3.0, 80.0, 0.5)
 >>> register_bits_per_mac("int8", act_bits=8, dataflow="weight_stationary")   # 8 + 16 + 64
@@ -71,12 +72,12 @@ All inputs in bytes, seconds and joules; every component is returned in joules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["ACCUMULATOR_BITS", "REGISTER_ACCESSES", "Energy", "compute_energy",
-           "inference_energy", "register_bits_per_mac"]
+           "inference_energy", "layer_energy", "op_energy", "register_bits_per_mac"]
 
 _PJ = 1e-12
 
@@ -149,19 +150,16 @@ class Energy:
 
 
 def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
-                     sram_read_bytes: int, sram_write_bytes: int, offchip_read_bytes: int,
-                     offchip_write_bytes: int, latency_s: float,
+                     sram_read_bytes: int, sram_write_bytes: int, latency_s: float,
                      memories: Sequence[tuple[int, int, Any]] = ()) -> Energy:
-    """Energy components of one inference on ``hw`` (a HardwareConfig or Machine).
+    """Energy components of one inference on ``hw`` (a HardwareConfig).
 
-    ``offchip_*_bytes`` are charged at ``hw``'s off-chip energies; ``memories`` adds, per
-    memory, ``(read bytes, write bytes, memory)`` at that memory's own ``read_pj_per_bit`` /
-    ``write_pj_per_bit`` (``edgesim.sim.plan.Memory``).
+    ``memories`` gives, per off-chip memory, ``(read bytes, write bytes, memory)``, charged at
+    that memory's own ``read_pj_per_bit`` / ``write_pj_per_bit`` (``edgesim.sim.plan.Memory``).
     """
     sram = (sram_read_bytes * hw.sram_read_pj_per_byte
             + sram_write_bytes * hw.sram_write_pj_per_byte) * _PJ
-    pj = (offchip_read_bytes * 8 * hw.offchip_read_pj_per_bit
-          + offchip_write_bytes * 8 * hw.offchip_write_pj_per_bit)
+    pj = 0
     for read, write, mem in memories:
         pj += read * 8 * mem.read_pj_per_bit + write * 8 * mem.write_pj_per_bit
     offchip = pj * _PJ
@@ -169,3 +167,43 @@ def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
     leak = hw.sram_leak_w * latency_s + board
     return Energy(mac=mac_j, array=array_j, sram=sram, offchip=offchip, decode=decode_j,
                   leak=leak, board=board)
+
+
+def op_energy(hw, *, mac_j: float, array_j: float, decode_j: float, sram_read_bytes: int,
+              sram_write_bytes: int, transfers: Iterable[tuple[Any, bool, int]] = ()) -> float:
+    """Joules of one op that do not depend on the stream: its MAC, array and decode energy
+    (``compute_energy``), its SRAM bytes read and written, and ``transfers``, its activation
+    bytes moved off-chip as ``(memory, is a write, bytes)`` at that memory's energy per bit.
+
+    >>> from types import SimpleNamespace as NS
+    >>> hw = NS(sram_read_pj_per_byte=1.0, sram_write_pj_per_byte=2.0)
+    >>> dram = NS(read_pj_per_bit=10.0, write_pj_per_bit=20.0)
+    >>> round(op_energy(hw, mac_j=0.0, array_j=0.0, decode_j=0.0, sram_read_bytes=3,
+    ...                 sram_write_bytes=1, transfers=[(dram, True, 1)]) * 1e12, 6)   # 3+2+160
+    165.0
+    """
+    pj = sram_read_bytes * hw.sram_read_pj_per_byte + sram_write_bytes * hw.sram_write_pj_per_byte
+    for mem, write, nbytes in transfers:
+        pj += nbytes * 8 * (mem.write_pj_per_bit if write else mem.read_pj_per_bit)
+    return mac_j + array_j + decode_j + pj * _PJ
+
+
+def layer_energy(hw, weights_mem, *, fixed_j: float, moved_bytes: int, wasted_bytes: int,
+                 time_ps: int) -> float:
+    """An op's share of its inference's energy: its fixed part (``op_energy``), the weight
+    bytes it moved (read from ``weights_mem``, written into SRAM), a wrong speculative guess's
+    bytes charged to it (read only, never written) and leakage and board power over its
+    ``time_ps`` picoseconds (its end less the previous op's). Over an inference's ops these
+    add up to ``inference_energy``'s total.
+
+    >>> from types import SimpleNamespace as NS
+    >>> hw = NS(sram_write_pj_per_byte=2.0, sram_leak_w=0.0, board_w=1.0)
+    >>> flash = NS(read_pj_per_bit=1.0)
+    >>> round(layer_energy(hw, flash, fixed_j=0.0, moved_bytes=1, wasted_bytes=1,
+    ...                    time_ps=5) * 1e12, 6)   # (8 + 2) + 8 + 1 W x 5 ps
+    23.0
+    """
+    pj = moved_bytes * (8 * weights_mem.read_pj_per_bit + hw.sram_write_pj_per_byte)
+    if wasted_bytes:
+        pj += wasted_bytes * 8 * weights_mem.read_pj_per_bit
+    return fixed_j + pj * _PJ + (hw.sram_leak_w + hw.board_w) * time_ps * _PJ

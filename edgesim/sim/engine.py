@@ -9,7 +9,8 @@ one row per inference and, on request, one row per op.
 The steps, in order:
 
 1. ``resolve`` the workload for the hardware (encodings and activation bytes as it decodes them),
-   take the config's fields once (``Machine``) and compile every path (``edgesim.sim.plan``).
+   derive what the simulator computes with once (``Machine``) and compile every path
+   (``edgesim.sim.plan``).
 2. Build the residency policy for the stream (``edgesim.sim.residency``; offline preparation
    for ``pinned`` and ``belady`` happens here).
 3. Per inference (integer time in picoseconds, one simpy process each for the off-chip channel
@@ -61,7 +62,7 @@ import numpy as np
 from edgesim.encodings import resolve
 from edgesim.sim import des
 from edgesim.sim.bound import dominant, op_bounds
-from edgesim.sim.energy import inference_energy
+from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
@@ -178,6 +179,30 @@ def _serve(plan: PathPlan, policy: Residency, i: int) -> tuple[list[int], list[i
 _Transfer = tuple[int, Part, int, int, int, bool]
 
 
+class _Waits:
+    """One event per op, made when a process first waits for it (``event(j)``) and fired
+    when the op gets there (``succeed(j)``); ``done[j]``: it has got there."""
+
+    __slots__ = ("done", "env", "events")
+
+    def __init__(self, env, done: list[bool]) -> None:
+        self.env = env
+        self.done = done
+        self.events: dict[int, des.Event] = {}
+
+    def event(self, j: int) -> des.Event:
+        ev = self.events.get(j)
+        if ev is None:
+            ev = self.events[j] = des.Event(self.env)
+        return ev
+
+    def succeed(self, j: int) -> None:
+        self.done[j] = True
+        ev = self.events.pop(j, None)
+        if ev is not None:
+            ev.succeed()
+
+
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
                wasted: int, depth: int, speculative: bool, wmem: int) -> list[_Transfer]:
     """The DMA queue in op order: (op, part, bytes, op whose end it waits for or -1, memory,
@@ -208,39 +233,34 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     """Run one DMA process per port and the compute process; per-op end times, and per-op
     timings if asked.
 
-    Longer than 60 lines because the port processes and the compute process are simpy
-    generators that share the per-op completion state (``kept_done``, the streamed counters,
-    the timings) by closure; as separate functions each would take that state as six arguments.
+    What a process waits for is a SimPy event of one op: its kept weights have arrived
+    (``kept_ev``), its streamed transfers are done (``stream_ev``), it has ended (``end_ev``).
+    An event is made only when a process finds the op not there yet (``_Waits``): most ops
+    are waited for by nobody, and an event for each would cost the memo-off engine ~10 %.
+    The compute process ends op j once its compute time has passed and both of its events
+    have fired (``env.timeout(c) & kept & streamed`` as one condition event gives the same
+    times, ~40 % slower).
     """
     n = len(plan.blocks)
     env = des.Environment()
-    kept_done = [0 if not kept[j] else -1 for j in range(n)]
     pending = [0] * n                  # streamed transfers of op j not yet done
     for t in queue:
         if t[1] == _STREAMED:
             pending[t[0]] += 1
-    stream_done = [0 if not pending[j] else -1 for j in range(n)]
+    kept_ev = _Waits(env, [not k for k in kept])
+    stream_ev = _Waits(env, [not p for p in pending])
+    end_ev = _Waits(env, [False] * n)
     ended = [-1] * n
-    waiting: dict[tuple[str, int], list[des.Event]] = {}
     dma_times: dict[int, list[int]] = {}
     comp_times: list[tuple[int, int]] = []
     port_of = [mm.port for mm in channel.memories]
-
-    def wake(key: tuple[str, int]) -> None:
-        for ev in waiting.pop(key, ()):
-            ev.succeed()
-
-    def wait_for(key: tuple[str, int]) -> des.Event:
-        ev = env.event()
-        waiting.setdefault(key, []).append(ev)
-        return ev
 
     def dma(port: int):
         for j, part, nbytes, cond, mem, write in queue:
             if port_of[mem] != port:
                 continue
-            if cond >= 0 and ended[cond] < 0:
-                yield wait_for(("end", cond))
+            if cond >= 0 and not end_ev.done[cond]:
+                yield end_ev.event(cond)
             start = env.now
             yield env.timeout(channel.transfer_ps(nbytes, mem, write))
             if per_layer:
@@ -248,29 +268,27 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
                 t[0] = min(t[0], start)
                 t[1] = max(t[1], env.now)
             if part == _KEPT:
-                kept_done[j] = env.now
-                wake(("kept", j))
+                kept_ev.succeed(j)
             elif part == _STREAMED:
                 pending[j] -= 1
                 if not pending[j]:
-                    stream_done[j] = env.now
-                    wake(("stream", j))
+                    stream_ev.succeed(j)
 
     def compute():
         for j in range(n):
             start = env.now
-            if plan.compute_ps[j]:
-                yield env.timeout(plan.compute_ps[j])
             # weights arrive tile by tile while the op computes, kept or not: an op ends
             # when its compute and its last byte are done (so more SRAM never adds a wait)
-            if kept_done[j] < 0:
-                yield wait_for(("kept", j))
-            if stream_done[j] < 0:
-                yield wait_for(("stream", j))
+            if plan.compute_ps[j]:
+                yield env.timeout(plan.compute_ps[j])
+            if not kept_ev.done[j]:
+                yield kept_ev.event(j)
+            if not stream_ev.done[j]:
+                yield stream_ev.event(j)
             ended[j] = env.now
             if per_layer:
                 comp_times.append((start, env.now))
-            wake(("end", j))
+            end_ev.succeed(j)
 
     used = {port_of[t[4]] for t in queue}
     for port in sorted(used):
@@ -332,9 +350,8 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     traffic = {mem: [r, w] for mem, r, w in plan.act_traffic}
     traffic.setdefault(m.weights_mem, [0, 0])[0] += wb
     e = inference_energy(
-        m, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
-        sram_read_bytes=sram_read, sram_write_bytes=sram_write,
-        offchip_read_bytes=0, offchip_write_bytes=0, latency_s=latency_s,
+        m.hw, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
+        sram_read_bytes=sram_read, sram_write_bytes=sram_write, latency_s=latency_s,
         memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
     return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
                         inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
@@ -361,17 +378,14 @@ def _layer_rows(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> list[Lay
     rows = []
     prev_end = 0
     wmem = m.memories[m.weights_mem]
-    per_byte = 8 * wmem.read_pj_per_bit + m.sram_write_pj_per_byte
-    leak_w = m.sram_leak_w + m.board_w
     guess = next((j for j, g in enumerate(plan.gate) if g >= 0), -1)
     for j, (ds, de, cs, ce) in enumerate(inf.timings):
         op = plan.ops[j]
         stall = (cs - prev_end) + (ce - cs - plan.compute_ps[j])
         moved = inf.kept[j] + inf.streamed[j]
-        pj = moved * per_byte
-        if j == guess:
-            pj += inf.wasted_bytes * 8 * wmem.read_pj_per_bit
-        energy = op.energy_j + pj * 1e-12 + leak_w * (ce - prev_end) * 1e-12
+        energy = layer_energy(m.hw, wmem, fixed_j=op.energy_j, moved_bytes=moved,
+                              wasted_bytes=inf.wasted_bytes if j == guess else 0,
+                              time_ps=ce - prev_end)
         prev_end = ce
         rows.append(LayerRow(
             i, plan.name, j, op.name, op.kind, op.precision, op.encoding, op.weight_sparsity,
@@ -404,7 +418,7 @@ class _Runner:
             {} if memo else None)
         self.entries = 0    # inferences in the memo (run event by event)
         self.runs: dict[Hashable, _Inference] = {}   # _run_one's memo of the timeline
-        self.depth = 0 if prefetch == "none" else max(0, int(machine.prefetch_depth))
+        self.depth = 0 if prefetch == "none" else max(0, int(machine.hw.prefetch_depth))
         self.guess: int | None = None   # the path a speculative prefetch bets on
         if prefetch == "speculative" and len(plans) > 1:
             freq = np.bincount(sequence, minlength=len(plans)) if sequence.size else None
@@ -554,16 +568,17 @@ def _compiled(hw, machine: Machine, workload: Workload, per_layer: bool, reserve
     return plans
 
 
-def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "next",
+def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | None = None,
              per_layer: bool = False, memo: bool | None = None,
              progress: Callable[[int], None] | None = None,
              on_row: Callable[[InferenceRow | LayerRow], None] | None = None,
              keep_rows: bool = True) -> Result:
     """Run every input of ``workload`` on ``hw`` and return per-inference (and per-op) rows.
 
-    ``policy``: a name of ``POLICIES`` ("lru", "pinned", "belady"). ``prefetch``: a name of
-    ``PREFETCH_MODES`` — "next" (fetch up to ``hw.prefetch_depth`` ops ahead), "none" (fetch
-    an op's weights after the previous op ends), or "speculative" ("next", and a routed model
+    ``policy``: a name of ``POLICIES`` ("lru", "pinned", "belady"). ``prefetch`` (None: the
+    config's ``prefetch.mode``, ``hw.prefetch_mode``): a name of ``PREFETCH_MODES`` — "next"
+    (fetch up to ``hw.prefetch_depth`` ops ahead), "none" (fetch an op's weights after the
+    previous op ends), or "speculative" ("next", and a routed model
     fetches the most frequent path's gated weights before its routers decide; a wrong guess
     costs the bytes, reported as ``spec_wasted_bytes``). ``progress`` is called with the number
     of inferences done so far, now and then.
@@ -581,14 +596,16 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
     """
     if memo is None:
         memo = os.environ.get("EDGESIM_NO_MEMO", "0") in ("", "0")
+    if prefetch is None:
+        prefetch = hw.prefetch_mode
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     machine = Machine.from_config(hw)
     blocks = path_blocks(workload)
     sizes = [b.stored_bytes for b in workload.blocks.values()]
     seq = workload.sequence
-    pol = make_policy(policy, Stream(sizes, machine.weight_sram_bytes, blocks, seq))
-    capacity = machine.weight_sram_bytes
+    pol = make_policy(policy, Stream(sizes, machine.hw.weight_sram_bytes, blocks, seq))
+    capacity = machine.hw.weight_sram_bytes
     while True:   # pinned blocks take their room from every op's weight tiles
         try:
             plans = _compiled(hw, machine, workload, per_layer, pol.reserved_bytes(),
@@ -599,7 +616,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str = "ne
                 raise
             # a static set must leave the room an op it does not hold needs to stream its
             # smallest tile (as lru can): chosen again for the weight SRAM less that tile
-            capacity = _tile_room(pol, capacity, machine.weight_sram_bytes, workload, blocks,
+            capacity = _tile_room(pol, capacity, machine.hw.weight_sram_bytes, workload, blocks,
                                   sizes)
             pol = make_policy(policy, Stream(sizes, capacity, blocks, seq))
     runner = _Runner(machine, plans, pol, sizes, seq, prefetch=prefetch, per_layer=per_layer,

@@ -265,6 +265,34 @@ class Array:
         if self.rows % self.ublock_width:
             raise ValueError(f"ublock_width {self.ublock_width} does not divide rows {self.rows}")
 
+    @classmethod
+    def from_config(cls, hw) -> Array:
+        """The array, vector unit, op rates and SRAM port of ``hw`` (a ``HardwareConfig``).
+
+        A softmax's constants lie with the weights: their memory's read latency (cycles) and
+        bandwidth (bytes per cycle) bound the commands that read one (``Rates.const_*``).
+        """
+        wmem = hw.memories[hw.placement_weights]
+        rates = Rates(
+            output=hw.output_cycles_per_element, eltwise=hw.eltwise_cycles_per_element,
+            pool=hw.pool_cycles_per_element, resize=hw.resize_cycles_per_element,
+            lut=hw.lut_cycles_per_element, command=hw.command_cycles,
+            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise,
+            int32=hw.int32_cycles_per_element, block=tuple(hw.command_block),
+            chain_int32=hw.chain_int32_cycles_per_element,
+            chain=hw.chain_commands, chain_ifms=hw.chain_ifms,
+            scalar_immediate=hw.scalar_immediate,
+            const_latency=math.ceil(wmem["latency_s"] * hw.clock_hz - 1e-6),
+            const_bytes_per_cycle=wmem["bytes_per_s"] / hw.clock_hz)
+        return cls(
+            hw.array_rows, hw.array_cols, hw.array_dataflow,
+            hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
+            hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
+            ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
+            writeback_cycles=hw.array_writeback_cycles, rates=rates,
+            kernels=mcu.Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None,
+            pooling=Pooling.from_mapping(hw.pooling))
+
 
 def _split(a: Array, peak: int) -> tuple[int, int]:
     """``(pack, slow)``: MACs one PE does per cycle, cycles one PE needs per MAC."""

@@ -3,8 +3,9 @@
 Public names: ``Machine``, ``Memory``, ``PathPlan``, ``OpInfo``, ``compile_paths``, ``path_blocks``,
 ``utilisation``, ``PS_PER_S``, ``SRAM``.
 
-``Machine.from_config(hw)`` takes, once, the typed fields of a ``HardwareConfig`` the simulator
-needs, with the off-chip channel turned into integers (picoseconds of latency, bytes per second).
+``Machine.from_config(hw)`` holds the ``HardwareConfig`` and derives from it, once, what the
+simulator computes with: the memories in integers (picoseconds of latency, bytes per second),
+the array (``mapping.Array``) and the block buffer; every other field is read from ``hw``.
 ``compile_paths(machine, workload)`` maps every path onto it: per op the deduplicated block
 indices, compute cycles (``edgesim.sim.mapping``: folds on the MAC array, the vector unit,
 at least what the SRAM port feeds) and the MAC utilisation they give, compute time in integer
@@ -35,15 +36,15 @@ the batch-1 FC ``b`` (K 250, N 8) is 32 folds of 8 + 14 + 1 = 736 cycles, 23x it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgesim.encodings import decodes, skips
 from edgesim.sim.bound import compute_unit
-from edgesim.sim.energy import compute_energy, register_bits_per_mac
-from edgesim.sim.mapping import SOFTMAX, Array, Pooling, Rates, op_cycles, utilisation
-from edgesim.sim.mcu import Kernels
+from edgesim.sim.energy import compute_energy, op_energy, register_bits_per_mac
+from edgesim.sim.mapping import SOFTMAX, Array, op_cycles, utilisation
 from edgesim.sim.tiling import (
     ONCE,
     PSUM_BITS,
@@ -55,6 +56,9 @@ from edgesim.sim.tiling import (
 )
 from edgesim.weight_codec import RECORD_BYTES
 from edgesim.workload import LayerOp, Workload
+
+if TYPE_CHECKING:
+    from edgesim.hardware import HardwareConfig
 
 __all__ = ["PS_PER_S", "SRAM", "Machine", "Memory", "OpInfo", "PathPlan", "compile_paths",
            "path_blocks", "utilisation"]
@@ -126,34 +130,17 @@ def stream_bytes_per_s(bytes_per_s: float, burst: int, latency_s: float,
 
 @dataclass(frozen=True, slots=True)
 class Machine:
-    """The fields of a HardwareConfig the simulator reads, integer where time is computed.
+    """A HardwareConfig as the simulator computes with it: ``hw`` itself, and what is derived
+    from it once (integer clock, the memories and their indices, the array, the block buffer).
 
-    ``clock_hz`` is rounded to whole hertz; ``offchip_latency_ps`` is the latency rounded up to
-    whole picoseconds; ``offchip_bytes_per_s`` the bandwidth rounded to whole bytes per second.
-    The energy fields keep the config's names and units (pJ per byte or bit, watts).
+    Every plain field is read from ``hw`` (``m.hw.act_bits``), never copied: a new config field
+    is a schema line (``edgesim.schema``) the simulator reads where it needs it. ``clock_hz``
+    is ``hw.clock_hz`` rounded to whole hertz (simulated time is integer).
     """
 
+    hw: HardwareConfig
     clock_hz: int
     array: Array                          # the array, vector unit, op rates and SRAM port
-    act_bits: int
-    act_reserve_bytes: int
-    weight_sram_bytes: int
-    skip_zero_weights: bool
-    skip_formats: frozenset[str]          # encodings whose compute walks only the nonzeros
-    macs_per_cycle: Mapping[str, int]
-    mac_pj: Mapping[str, float]
-    index_decode_pj: float
-    register_pj_per_byte: float
-    prefetch_depth: int
-    offchip_latency_ps: int
-    offchip_bytes_per_s: int
-    offchip_burst_bytes: int
-    sram_read_pj_per_byte: float
-    sram_write_pj_per_byte: float
-    offchip_read_pj_per_bit: float
-    offchip_write_pj_per_bit: float
-    sram_leak_w: float
-    board_w: float = 0.0                  # a board-level config's active power (W)
     memories: tuple[Memory, ...] = ()     # ``offchip`` first
     ports: tuple[str, ...] = ("AXI1",)    # port names, by index
     weights_mem: int = 0                  # index into ``memories``
@@ -161,15 +148,10 @@ class Machine:
     spill_mem: int = 0                    # index
     block: BlockBuffer | None = None      # the output-block buffer (``compute.block``)
     input_in_place: bool = False          # ``placement.input == "in_place"``
-    schedule: str = "optimal"             # ``schedule`` (``optimal`` or ``vela``)
 
     @classmethod
-    def from_config(cls, hw) -> Machine:
-        """Read ``hw`` (a HardwareConfig); a non-positive off-chip bandwidth is an error."""
-        bw = round(hw.offchip_bytes_per_s)
-        if bw <= 0:
-            raise ValueError(f"offchip bandwidth must be positive, got {hw.offchip_bytes_per_s} "
-                             "B/s")
+    def from_config(cls, hw: HardwareConfig) -> Machine:
+        """Read ``hw``; a memory of non-positive bandwidth is an error."""
         names = list(hw.memories)
         ports = tuple(dict.fromkeys(mem["port"] for mem in hw.memories.values()))
         memories = []
@@ -191,28 +173,6 @@ class Machine:
                 stream_bytes_per_s(bw, burst, mem["latency_s"], scales) if scales else 0))
         arena = SRAM if hw.placement_arena == "sram" else names.index(hw.placement_arena)
         spills = hw.placement_spills or ("offchip" if arena == SRAM else hw.placement_arena)
-        # a softmax's constants lie with the weights: their memory's read latency (cycles)
-        # and bandwidth (bytes per cycle) bound the commands that read one
-        wmem = hw.memories[hw.placement_weights]
-        rates = Rates(
-            output=hw.output_cycles_per_element, eltwise=hw.eltwise_cycles_per_element,
-            pool=hw.pool_cycles_per_element, resize=hw.resize_cycles_per_element,
-            lut=hw.lut_cycles_per_element, command=hw.command_cycles,
-            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise,
-            int32=hw.int32_cycles_per_element, block=tuple(hw.command_block),
-            chain_int32=hw.chain_int32_cycles_per_element,
-            chain=hw.chain_commands, chain_ifms=hw.chain_ifms,
-            scalar_immediate=hw.scalar_immediate,
-            const_latency=math.ceil(wmem["latency_s"] * hw.clock_hz - 1e-6),
-            const_bytes_per_cycle=wmem["bytes_per_s"] / hw.clock_hz)
-        array = Array(
-            hw.array_rows, hw.array_cols, hw.array_dataflow,
-            hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
-            hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
-            ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
-            writeback_cycles=hw.array_writeback_cycles, rates=rates,
-            kernels=Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None,
-            pooling=Pooling.from_mapping(hw.pooling))
         blk = hw.block
         block = None
         if blk["buffer"]:
@@ -226,24 +186,10 @@ class Machine:
             raise ValueError("placement.input in_place needs compute.block.buffer (the "
                              "output-block buffer an in-place read is cut by)")
         return cls(
-            clock_hz=round(hw.clock_hz), array=array,
-            act_bits=hw.act_bits, act_reserve_bytes=hw.act_reserve_bytes,
-            weight_sram_bytes=hw.weight_sram_bytes, skip_zero_weights=hw.skip_zero_weights,
-            skip_formats=frozenset(hw.skip_formats),
-            macs_per_cycle=hw.macs_per_cycle, mac_pj=hw.mac_pj,
-            index_decode_pj=hw.index_decode_pj, register_pj_per_byte=hw.register_pj_per_byte,
-            prefetch_depth=hw.prefetch_depth,
-            offchip_latency_ps=math.ceil(hw.offchip_latency_s * PS_PER_S - 1e-6),
-            offchip_bytes_per_s=bw, offchip_burst_bytes=hw.offchip_burst_bytes,
-            sram_read_pj_per_byte=hw.sram_read_pj_per_byte,
-            sram_write_pj_per_byte=hw.sram_write_pj_per_byte,
-            offchip_read_pj_per_bit=hw.offchip_read_pj_per_bit,
-            offchip_write_pj_per_bit=hw.offchip_write_pj_per_bit, sram_leak_w=hw.sram_leak_w,
-            board_w=hw.board_w,
+            hw=hw, clock_hz=round(hw.clock_hz), array=Array.from_config(hw),
             memories=tuple(memories), ports=ports,
             weights_mem=names.index(hw.placement_weights), arena_mem=arena,
-            spill_mem=names.index(spills), block=block, input_in_place=in_place,
-            schedule=hw.schedule)
+            spill_mem=names.index(spills), block=block, input_in_place=in_place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +257,7 @@ def compile_paths(machine: Machine, workload: Workload, *, per_layer: bool = Fal
     ``blocks`` is ``path_blocks(workload)`` when the caller has it already.
     """
     blocks = path_blocks(workload) if blocks is None else blocks
-    weight_buf = max(0, machine.weight_sram_bytes - reserved)
+    weight_buf = max(0, machine.hw.weight_sram_bytes - reserved)
     sizes = [b.stored_bytes for b in workload.blocks.values()] if held else []
     return [_compile_path(machine, workload, path, ids, per_layer, weight_buf,
                           {b: sizes[b] for b in held})
@@ -348,10 +294,10 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         ids = op_blocks[j]
         blocks.append(ids)
         executed = _executed_macs(m, op, workload)
-        peak = m.macs_per_cycle[op.precision]
+        peak = m.hw.macs_per_cycle[op.precision]
         wbytes = _weight_bytes(workload, op)
         op_weight_bytes.append(wbytes)
-        mapped = op_cycles(array, op, peak, executed, wbytes, m.act_bits, producer)
+        mapped = op_cycles(array, op, peak, executed, wbytes, m.hw.act_bits, producer)
         units[j] = compute_unit(array, op, mapped, wbytes, producer)
         cycles[j] = max(mapped + edge_cycles(m, op), scale_cycles(m, op))
         if not op.fused:
@@ -361,12 +307,12 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         macs_by[op.precision] = macs_by.get(op.precision, 0) + executed
         if op.macs:
             register_bits += executed * register_bits_per_mac(
-                op.precision, act_bits=m.act_bits, dataflow=array.dataflow)
+                op.precision, act_bits=m.hw.act_bits, dataflow=array.dataflow)
         sram_read += wbytes + op.in_bytes
         sram_write += op.out_bytes
         for b in dict.fromkeys(op.weights):
             blk = workload.blocks[b]
-            if blk.encoding != "dense":
+            if decodes(blk.encoding):
                 decode += blk.nonzeros
         g = op.gate
         if g is not None and g in names and names[g] < j:
@@ -396,7 +342,7 @@ def _compile_path(m: Machine, workload: Workload, path, op_blocks: tuple[tuple[i
         ops = tuple(replace(_op_info(m, workload, op), energy_j=e) for op, e in
                     zip(path.ops, _op_energies(m, workload, path.ops, parts, in_place),
                         strict=True))
-    mac_j, array_j, decode_j = compute_energy(m, macs=macs_by, register_bits=register_bits,
+    mac_j, array_j, decode_j = compute_energy(m.hw, macs=macs_by, register_bits=register_bits,
                                               decoded=decode)
     return PathPlan(
         name=path.name, blocks=tuple(blocks),
@@ -419,7 +365,7 @@ def _conv_block(m: Machine, op: LayerOp):
     dims = op.dims
     if m.block is None or op.kind != "conv" or "C" not in dims:
         return None
-    sy, sx = tuple(op.meta.get("strides", (1, 1)))
+    sy, sx = op.strides or (1, 1)
     return output_block(m.block, P=dims.get("P", 1), Q=dims.get("Q", 1), K=dims["K"],
                         C=dims["C"], R=dims.get("R", 1), S=dims.get("S", 1), stride=(sy, sx),
                         depthwise=_depthwise_ublock(m, op))
@@ -446,13 +392,13 @@ def edge_cycles(m: Machine, op: LayerOp) -> int:
     if m.block is None or m.array.kind != "broadcast" or not op.macs:
         return 0
     dims = op.dims
-    act = max(1, m.act_bits // 8)
+    act = max(1, m.hw.act_bits // 8)
     port = max(1, m.array.port_bytes)
     blk = _conv_block(m, op)
     if blk is not None:
         p, q, k = dims.get("P", 1), dims.get("Q", 1), dims["K"]
         c = dims["C"] * op.groups
-        sy, sx = tuple(op.meta.get("strides", (1, 1)))
+        sy, sx = op.strides or (1, 1)
         depth = min(blk.d, k) if op.groups > 1 and dims["C"] == 1 else min(blk.ifm_d, c)
         ih = min(blk.ih, (p - 1) * sy + dims.get("R", 1))
         iw = min(blk.iw, (q - 1) * sx + dims.get("S", 1))
@@ -522,7 +468,7 @@ def _act_parts(m: Machine, ops) -> tuple[list[tuple[tuple[int, bool, int], ...]]
         if off and j == out_op:
             writes[j][m.arena_mem] = op.out_bytes       # the network's output
             continue
-        over = min(op.out_bytes, max(0, op.live_bytes - m.act_reserve_bytes))
+        over = min(op.out_bytes, max(0, op.live_bytes - m.hw.act_reserve_bytes))
         if not over:
             continue
         writes[j][m.spill_mem] = writes[j].get(m.spill_mem, 0) + over
@@ -563,15 +509,15 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
     groups = op.groups
     n, c = dims.get("N", 1), dims["C"] * groups
     p, q, k = dims["P"], dims.get("Q", 1), dims["K"] * groups
-    pixels = max(1, op.in_bytes * 8 // max(1, m.act_bits * c * n))
-    dy, dx = tuple(op.meta.get("dilations", (1, 1)))
+    pixels = max(1, op.in_bytes * 8 // max(1, m.hw.act_bits * c * n))
+    dy, dx = op.dilations or (1, 1)
     r = (dims.get("R", 1) - 1) * dy + 1
     s = (dims.get("S", 1) - 1) * dx + 1
-    if "strides" in op.meta:
-        sy, sx = tuple(op.meta["strides"])
+    if op.strides is not None:
+        sy, sx = op.strides
         # the input's sides: the window the output needs less the padding (top, left, bottom,
         # right); without usable pads, the pixels split in the output's aspect
-        pads = tuple(op.meta.get("pads", (0, 0, 0, 0)))
+        pads = op.pads or (0, 0, 0, 0)
         height = max(1, (p - 1) * sy + r - pads[0] - pads[2])
         width = max(1, (q - 1) * sx + s - pads[1] - pads[3])
     else:                                   # a trace without strides: from the sides
@@ -579,16 +525,16 @@ def input_read(m: Machine, op: LayerOp) -> tuple[int, bool]:
     if height * width != pixels:
         height = max(1, round(math.sqrt(pixels * p / q)))
         width = max(1, pixels // height)
-        if "strides" not in op.meta:
+        if op.strides is None:
             sy, sx = max(1, round(height / p)), max(1, round(width / q))
     block = output_block(m.block, P=p, Q=q, K=k, C=c, R=r, S=s, stride=(sy, sx))
     mem = m.memories[m.arena_mem]
     kh, kw = m.block.sub_kernel
     pieces = (-(-dims.get("R", 1) // kh) if kh else 1) * (-(-dims.get("S", 1) // kw) if kw else 1)
     elements = n * in_place_bytes(block, P=p, Q=q, K=k, C=c, H=height, W=width,
-                                  burst=mem.burst_bytes, run=block.ifm_d * m.act_bits // 8,
+                                  burst=mem.burst_bytes, run=block.ifm_d * m.hw.act_bits // 8,
                                   pieces=pieces)
-    return max(op.in_bytes, -(-elements * m.act_bits // 8)), True
+    return max(op.in_bytes, -(-elements * m.hw.act_bits // 8)), True
 
 
 def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
@@ -614,39 +560,37 @@ def _tile(m: Machine, ops, weight_bytes: list[int], parts, in_place: list[int],
         out.append(plan_tiling(f"{op.name} ({op.kind})", weight_bytes=wbytes,
                                input_offchip=offchip, input_bytes=op.in_bytes,
                                channels=channels, rows=rows, weight_buf=weight_buf,
-                               act_buf=m.act_reserve_bytes,
-                               psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.act_bits),
-                               schedule=m.schedule,
-                               sram_bytes=m.act_reserve_bytes + m.weight_sram_bytes))
+                               act_buf=m.hw.act_reserve_bytes,
+                               psum_bytes=op.out_bytes * PSUM_BITS // max(1, m.hw.act_bits),
+                               schedule=m.hw.schedule,
+                               sram_bytes=m.hw.act_reserve_bytes + m.hw.weight_sram_bytes))
     return out
 
 
 def _op_energies(m: Machine, workload: Workload, ops, parts, in_place: list[int]) -> list[float]:
-    """Per op, the joules ``_compile_path``'s path totals hold of it: its MACs, PE registers
-    and decoded indices (``compute_energy``), its SRAM reads (weights, input, and the
-    activations it writes off-chip) and writes (output, and activations it reads back, less
-    an input read in place), and its activation transfers at their memory's energy. Summed
+    """Per op, the joules ``_compile_path``'s path totals hold of it (``energy.op_energy``):
+    its MACs, PE registers and decoded indices (``compute_energy``), its SRAM reads (weights,
+    input, and the activations it writes off-chip) and writes (output, and activations it
+    reads back, less an input read in place), and its activation transfers. Summed
     over a path they are the path's ``energy_mac/array/decode_j`` and the SRAM and off-chip
     activation energy of ``engine._inference_row``; the engine adds the weight bytes each
     op moves and leakage over its time (``LayerRow.energy_j``)."""
     out = []
     for op, ps, ip in zip(ops, parts, in_place, strict=True):
         executed = _executed_macs(m, op, workload)
-        bits = (executed * register_bits_per_mac(op.precision, act_bits=m.act_bits,
+        bits = (executed * register_bits_per_mac(op.precision, act_bits=m.hw.act_bits,
                                                   dataflow=m.array.dataflow) if op.macs else 0)
         decoded = sum(workload.blocks[b].nonzeros for b in dict.fromkeys(op.weights)
-                      if workload.blocks[b].encoding != "dense")
-        mac, array, decode = compute_energy(m, macs={op.precision: executed},
+                      if decodes(workload.blocks[b].encoding))
+        mac, array, decode = compute_energy(m.hw, macs={op.precision: executed},
                                             register_bits=bits, decoded=decoded)
         act_out = sum(b for _, write, b in ps if write)
         act_in = sum(b for _, write, b in ps if not write)
-        read = _weight_bytes(workload, op) + op.in_bytes + act_out
-        write = op.out_bytes + act_in - ip
-        pj = read * m.sram_read_pj_per_byte + write * m.sram_write_pj_per_byte
-        for mem, w, b in ps:
-            mm = m.memories[mem]
-            pj += b * 8 * (mm.write_pj_per_bit if w else mm.read_pj_per_bit)
-        out.append(mac + array + decode + pj * 1e-12)
+        out.append(op_energy(
+            m.hw, mac_j=mac, array_j=array, decode_j=decode,
+            sram_read_bytes=_weight_bytes(workload, op) + op.in_bytes + act_out,
+            sram_write_bytes=op.out_bytes + act_in - ip,
+            transfers=[(m.memories[mem], w, b) for mem, w, b in ps]))
     return out
 
 
@@ -657,15 +601,14 @@ def _weight_bytes(workload: Workload, op: LayerOp) -> int:
 
 def _executed_macs(m: Machine, op: LayerOp, workload: Workload | None = None) -> int:
     """MACs the hardware executes: the effective ones when it skips zero weights of every
-    encoding, or when every weight of the op is in an encoding whose compute walks only its
-    nonzeros (``Machine.skip_formats``, ``compute.skip_formats``: the hardware or its kernels
-    decode that format); else every MAC: hardware that cannot decode a sparse or nested
-    layout runs the op dense."""
-    if m.skip_zero_weights:
+    encoding, or when every weight of the op is in a sparse encoding the hardware or its
+    kernels walk (``encodings.skips``: ``compute.skip_formats`` names it); else every MAC:
+    hardware that cannot decode a sparse or nested layout runs the op dense."""
+    if m.hw.skip_zero_weights:
         return op.effective_macs
-    if workload is not None and op.weights and m.skip_formats:
+    if workload is not None and op.weights and m.hw.skip_formats:
         weights = [workload.blocks[b] for b in op.weights if workload.blocks[b].role != "bias"]
-        if weights and all(b.encoding in m.skip_formats for b in weights):
+        if weights and all(skips(b.encoding, m.hw.skip_formats) for b in weights):
             return op.effective_macs
     return op.macs
 

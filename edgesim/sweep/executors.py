@@ -12,7 +12,8 @@ runs:
   simulator and NumPy, not torch or the model zoo that tracing may have loaded here. Each worker
   gets the pickled Workloads once, in its initializer, as a ``WorkerCache`` that unpickles a
   Workload when a task first asks for it; a task names its Workload by id.
-* ``dask``: a distributed cluster (``scheduler`` address, or a LocalCluster when None); the
+* ``dask``: a distributed cluster (``scheduler`` address, or a LocalCluster when None;
+  ``ExecutorSpec.of("tcp://HOST:PORT")`` is Dask at that address); the
   Workloads are scattered to every worker and a task gets the future. A task that raises is
   the sweep's failed row (one line): its workers do not also log Dask's six-line "Compute
   Failed" report (``quiet_failures``).
@@ -49,7 +50,11 @@ _PRELOAD = ["edgesim.sweep.run", "edgesim.sim"]
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """How to run tasks: ``kind`` of ``EXECUTORS``, Dask ``scheduler`` address, ``workers``."""
+    """How to run tasks: ``kind`` of ``EXECUTORS``, Dask ``scheduler`` address, ``workers``.
+
+    >>> ExecutorSpec.of("tcp://10.0.0.5:8786")
+    ExecutorSpec(kind='dask', scheduler='tcp://10.0.0.5:8786', workers=None)
+    """
 
     kind: str = "process"
     scheduler: str | None = None
@@ -59,8 +64,27 @@ class ExecutorSpec:
         if self.kind not in EXECUTORS:
             raise EdgesimError(f"unknown executor {self.kind!r}; expected one of "
                                f"{', '.join(EXECUTORS)}")
-        if self.workers is not None and self.workers < 1:
-            raise EdgesimError(f"workers must be >= 1, got {self.workers}")
+        if self.workers is not None and (isinstance(self.workers, bool)
+                                         or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise EdgesimError(f"workers must be a whole number >= 1, got {self.workers!r}")
+        if self.scheduler is not None and self.kind != "dask":
+            raise EdgesimError(f"scheduler {self.scheduler!r} needs the dask executor, not "
+                               f"{self.kind!r}")
+
+    @classmethod
+    def of(cls, executor: str | ExecutorSpec) -> ExecutorSpec:
+        """``executor`` as a spec: a name of ``EXECUTORS`` (all cores; Dask: a LocalCluster),
+        a Dask scheduler address (``tcp://HOST:PORT``: Dask there), or a spec (workers)."""
+        if isinstance(executor, ExecutorSpec):
+            return executor
+        if isinstance(executor, str) and "://" in executor:
+            return cls("dask", executor)
+        if not isinstance(executor, str) or executor not in EXECUTORS:
+            raise EdgesimError(f"unknown executor {executor!r}; expected one of "
+                               f"{', '.join(EXECUTORS)}, a Dask scheduler address "
+                               "(tcp://HOST:PORT) or an ExecutorSpec")
+        return cls(executor)
 
 
 class WorkerStats(NamedTuple):

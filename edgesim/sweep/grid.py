@@ -71,29 +71,38 @@ class Axis:
 
 @dataclass(frozen=True)
 class Base:
-    """The config a grid varies, read once: the YAML's mapping and the name errors give it."""
+    """The config a grid varies, read once: the YAML's mapping, the name errors give it, and
+    ``--set`` strings every point applies first (not an axis: no column of the table)."""
 
     raw: Any
     file: str
+    overrides: tuple[str, ...] = ()
 
     def build(self, overrides: Sequence[str] = ()) -> HardwareConfig:
         """The config with ``overrides`` applied: ``load_config(file, overrides)``, unread."""
         from edgesim.config import config_from_dict
-        return config_from_dict(self.raw, overrides=overrides, file=self.file)
+        return config_from_dict(self.raw, overrides=[*self.overrides, *overrides],
+                                file=self.file)
 
 
-def base_config(config: Any) -> Base:
+def base_config(config: Any, overrides: Sequence[str] = ()) -> Base:
     """``config`` (a YAML path, a shipped config name, the YAML's mapping or a ``Base``) read
-    and parsed once; a file's problems are one ``ConfigError`` line naming it."""
+    and parsed once, with ``overrides`` (``--set`` strings, e.g. ``prefetch.mode=none``) for
+    every point; a file's problems, or an override's, are one ``ConfigError`` line."""
     from edgesim.config import HardwareConfig, read_config
     if isinstance(config, Base):
-        return config
-    if isinstance(config, HardwareConfig):
+        base = config
+    elif isinstance(config, HardwareConfig):
         raise ConfigError("sweep needs a config file path (or its YAML mapping), not a "
                           "HardwareConfig, so that --set can change it")
-    if isinstance(config, Mapping):
-        return Base(dict(config), "<config>")
-    return Base(*read_config(config))
+    elif isinstance(config, Mapping):
+        base = Base(dict(config), "<config>")
+    else:
+        base = Base(*read_config(config))
+    if overrides:
+        base = Base(base.raw, base.file, (*base.overrides, *overrides))
+        base.build()   # a bad override fails here, before any grid value
+    return base
 
 
 def _fail(text: str, why: str) -> ConfigError:

@@ -19,9 +19,13 @@ order, then policy order, so it is the same for every executor and for a killed-
 ``df.attrs["workers"]`` lists, per process that ran tasks, its peak RSS and whether torch or the
 zoo was loaded there.
 
-With ``data`` routed models route those inputs; with ``evaluate`` the data is labelled, each model
-is evaluated once here (``api.evaluate``, cached: top-1 does not depend on the hardware), its
-inputs are every model's stream, and every row carries the model's ``top1``.
+A model is a name or a ``ModelRequest`` (``edgesim.model_request``: its seed, weights, input
+shape, ``data`` and ``evaluate``) or a Workload. A routed model routes its request's ``data``; an
+evaluated sweep (every request ``evaluate``, its ``data`` labelled) evaluates each model once
+here (``api.evaluate``, cached: top-1 does not depend on the hardware), its inputs are the
+model's stream, and every row carries the model's ``top1``. The prefetch mode is the config's
+``prefetch.mode`` (per point: it may be swept), the memo switch the environment's
+``EDGESIM_NO_MEMO``, read here and sent with every task.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgesim.errors import ConfigError, EdgesimError
 from edgesim.progress import Progress
-from edgesim.request import model_request
+from edgesim.request import ModelRequest, model_request
 from edgesim.sweep.executors import (
     ExecutorSpec,
     WorkerStats,
@@ -129,6 +133,8 @@ class _Task:
     model: int
     policy: int
     wid: str
+    #: the point's ``prefetch.mode`` (one of a few interned names)
+    prefetch: str
 
 
 class _Item(NamedTuple):
@@ -146,7 +152,6 @@ class _Plan:
 
     labels: Sequence[str]
     policies: Sequence[str]
-    prefetch: str
     inputs: int
     workloads: Mapping[str, Workload]
     infos: Mapping[str, Mapping[str, Any]]
@@ -163,31 +168,31 @@ class _Plan:
     def row(self, it: _Item, summary: Mapping[str, Any]) -> SweepRow:
         t = it.task
         return SweepRow.build(t.point, it.params, it.hw, self.infos[t.wid],
-                              self.labels[t.model], self.policies[t.policy], self.prefetch,
+                              self.labels[t.model], self.policies[t.policy], t.prefetch,
                               self.workloads[t.wid].inputs, summary, self._acc(t))
 
     def failed_row(self, it: _Item, error: str) -> SweepRow:
         t = it.task
         return SweepRow.failed(t.point, it.params, it.hw, self.infos[t.wid],
-                               self.labels[t.model], self.policies[t.policy], self.prefetch,
+                               self.labels[t.model], self.policies[t.policy], t.prefetch,
                                self.workloads[t.wid].inputs, error, self._acc(t))
 
     def expect(self, t: _Task) -> dict[str, Any]:
         """Columns the stored row of ``t`` must hold: what its key was made of."""
         out = {"model": self.labels[t.model], "policy": self.policies[t.policy],
-               "prefetch": self.prefetch, "inputs": self.workloads[t.wid].inputs}
+               "prefetch": t.prefetch, "inputs": self.workloads[t.wid].inputs}
         acc = self._acc(t)
         if acc is not None:
             out["top1"] = float(acc["top1"])
         return out
 
     def task(self, it: _Item) -> PointTask:
-        return PointTask(it.hw, self.policies[it.task.policy], self.prefetch, self.memo,
+        return PointTask(it.hw, self.policies[it.task.policy], it.task.prefetch, self.memo,
                          self.detail)
 
 
-def _check(policies: Sequence[str], prefetch: str, inputs: int, models: Sequence[Any]) -> None:
-    from edgesim.sim import POLICIES, PREFETCH_MODES
+def _check(policies: Sequence[str], inputs: int, models: Sequence[Any]) -> None:
+    from edgesim.sim import POLICIES
     if not models:
         raise EdgesimError("sweep needs at least one model")
     for p in policies:
@@ -195,8 +200,6 @@ def _check(policies: Sequence[str], prefetch: str, inputs: int, models: Sequence
             raise EdgesimError(f"policy {p!r}: expected one of {', '.join(POLICIES)}")
     if len(set(policies)) != len(policies) or not policies:
         raise EdgesimError(f"policies {list(policies)}: give each policy once, at least one")
-    if prefetch not in PREFETCH_MODES:
-        raise EdgesimError(f"prefetch {prefetch!r}: expected one of {', '.join(PREFETCH_MODES)}")
     if inputs < 1:
         raise EdgesimError(f"inputs must be >= 1, got {inputs}")
 
@@ -263,26 +266,50 @@ def workload_options(hw: HardwareConfig) -> dict[str, Any]:
     return {"precision": hw.precision, "act_bits": hw.act_bits, "formats": tuple(hw.formats)}
 
 
-def _labels(models: Sequence[Any]) -> list[str]:
+def _models(models: Sequence[Any]) -> list[Any]:
+    """Each model as a Workload or a checked ``ModelRequest`` (a name, ``name@K``, a file or
+    an ``nn.Module`` object becomes ``model_request(m)``: seed 0, no data)."""
     from edgesim.workload import Workload
-    labels = [m.name if isinstance(m, Workload) else str(m) for m in models]
+    return [m if isinstance(m, (Workload, ModelRequest)) else model_request(m) for m in models]
+
+
+def _label(m: Any) -> str:
+    """A model's name in the table: a Workload's name, a request's name (``@K`` its level)."""
+    if isinstance(m, ModelRequest):
+        return m.name if m.level is None else f"{m.name}@{m.level}"
+    return m.name
+
+
+def _labels(models: Sequence[Any]) -> list[str]:
+    labels = [_label(m) for m in models]
     if len(set(labels)) != len(labels):
         raise EdgesimError(f"models {labels}: each model may appear once")
     return labels
 
 
-def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed: int,
+def _evaluated(models: Sequence[Any]) -> bool:
+    """Whether the sweep is evaluated: every model a request with ``evaluate``, or none."""
+    asked = [m for m in models if isinstance(m, ModelRequest) and m.evaluate]
+    if not asked:
+        return False
+    for m in models:
+        if not isinstance(m, ModelRequest):
+            raise EdgesimError(f"--eval: model {m.name!r} is given as a traced Workload, whose "
+                               "accuracy cannot be measured; give it by name")
+        if not m.evaluate:
+            raise EdgesimError(f"evaluate: model {_label(m)!r} is not evaluated but "
+                               f"{_label(asked[0])!r} is; an evaluated sweep evaluates every "
+                               "model (each row has its model's top1)")
+    return True
+
+
+def _accuracy(models: Sequence[ModelRequest], inputs: int | None,
               say: Callable[[str], None] | None, progress: Progress | None = None
               ) -> dict[str, dict[str, Any]]:
-    """Each named model's ``api.evaluate`` on ``data`` (its first ``inputs``), by label; a bar
+    """Each request's ``api.evaluate`` on its ``data`` (its first ``inputs``), by label; a bar
     of inputs on stderr for an evaluation of at least 256 inputs when ``say`` is on, or the
     caller's ``progress`` hears the inputs evaluated."""
     from edgesim import api
-    from edgesim.workload import Workload
-    for m in models:
-        if isinstance(m, Workload):
-            raise EdgesimError(f"--eval: model {m.name!r} is given as a traced Workload, whose "
-                               "accuracy cannot be measured; give it by name")
     out = {}
     for m in models:
         bar: list[Any] = []
@@ -297,24 +324,32 @@ def _accuracy(models: Sequence[Any], data: str | None, inputs: int | None, seed:
         try:
             shown = progress if progress is not None else Progress(
                 say, (lambda step, done, total: update(done, total)) if say else None)
-            out[str(m)] = api.evaluate(model_request(str(m), data=data, seed=seed,
-                                                     evaluate=True),
-                                       inputs=inputs, progress=shown)
+            out[_label(m)] = api.evaluate(m, inputs=inputs, progress=shown)
         finally:
             for b in bar:
                 b.close()
     counts = {a["inputs"] for a in out.values()}
-    if len(counts) > 1:   # one data file: every model reads the same inputs
-        raise EdgesimError(f"--data {data}: the models read different numbers of inputs "
-                           f"({sorted(counts)})")
+    if len(counts) > 1:   # one stream length for the sweep: every model reads as many inputs
+        data = sorted({str(m.data) for m in models})
+        raise EdgesimError(f"--data {', '.join(data)}: the models read different numbers of "
+                           f"inputs ({sorted(counts)})")
     return out
 
 
-def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int, seed: int,
-               say: Progress | Callable[[str], None] | None, data: str | None = None,
-               evaluate: bool = False
+def _evaluation(req: ModelRequest, acc: Mapping[str, Any]) -> dict[str, Any]:
+    """What a model's top-1 came from (a part of its rows' store keys)."""
+    from edgesim import cache
+    out = {"data": cache.file_fingerprint(req.data), "seed": req.seed, "top1": acc["top1"],
+           "correct": acc["correct"]}
+    if req.weights is not None:
+        out["weights"] = cache.file_fingerprint(req.weights)
+    return out
+
+
+def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int,
+               say: Progress | Callable[[str], None] | None
                ) -> tuple[list[list[str]], dict[str, Workload], list[str]]:
-    """Each model's Workload once per ``workload_options`` of the grid.
+    """Each model (a Workload or a ``ModelRequest``) once per ``workload_options`` of the grid.
 
     Returns, per point, the workload id of each model; the workloads by id; the model labels.
     """
@@ -333,14 +368,20 @@ def _workloads(models: Sequence[Any], hws: Sequence[HardwareConfig], inputs: int
                 if isinstance(m, Workload):
                     w = m.with_inputs(inputs) if len(m.paths) == 1 else m
                 else:
-                    req = model_request(m, seed=seed, data=data, evaluate=evaluate)
-                    w = api.workload(req, **opts, inputs=inputs, progress=say)
+                    w = api.workload(m, **opts, inputs=inputs, progress=say)
                 wid = w.digest()
                 table.setdefault(wid, w)
                 row.append(wid)
             by_key[key] = row
         ids.append(by_key[key])
     return ids, table, labels
+
+
+def _memo() -> bool:
+    """The engine's memo switch as this process's environment sets it (``EDGESIM_NO_MEMO`` set
+    and not 0: off; ``edgesim.sim.engine.simulate``), sent with each task so that a worker on
+    another machine runs as this process would."""
+    return os.environ.get("EDGESIM_NO_MEMO", "0") in ("", "0")
 
 
 class _Counted:
@@ -370,24 +411,28 @@ def _bar(enabled: bool | None, total: int, initial: int):
 # --------------------------------------------------------------------------- the verb
 
 def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
-          policies: Sequence[str] = ("lru",), prefetch: str = "next", inputs: int | None = None,
-          out_dir: str | os.PathLike, executor: str = "process", scheduler: str | None = None,
-          workers: int | None = None, seed: int = 0, detail: bool = False, memo: bool = True,
-          progress: bool | Progress | None = None, data: str | None = None,
-          evaluate: bool = False) -> pd.DataFrame:
+          out_dir: str | os.PathLike, policies: Sequence[str] = ("lru",),
+          inputs: int | None = None, executor: str | ExecutorSpec = "process",
+          detail: bool = False, progress: bool | Progress | None = None) -> pd.DataFrame:
     """Simulate every (grid point, model, policy); the tidy table, sorted by grid order.
 
-    ``config``: a YAML path, a shipped config name or the YAML's mapping. ``models``: registry
-    names (``nested_r50@2`` included) or Workloads. ``grid_sets``: ``--set`` specs
-    (``edgesim.sweep.grid``). ``executor``: ``process`` (all cores, or ``workers``), ``dask``
-    (``scheduler`` address, or a LocalCluster when None) or ``serial``. ``progress``: a tqdm bar
-    on stderr (None: only when it is a terminal); tracing messages go to stderr only when the
-    bar is on; an ``edgesim.progress.Progress`` instead hears every stage line, the inputs
-    routed and the tasks done (``count("sweep", done, total)``). The table is also written to
-    ``out_dir/sweep.csv``; columns as in ``edgesim.sweep.rows``. ``inputs``: inferences per
-    stream (None: 1000, or with ``evaluate`` all of ``data``). ``data``: inputs routed models
-    route (a file or image folder); ``evaluate``: ``data`` is labelled and every row gets its
-    model's ``top1`` over those inputs (``api.evaluate``).
+    ``config``: a YAML path, a shipped config name or the YAML's mapping (or a
+    ``grid.base_config``). ``models``: registry names (``nested_r50@2`` included), ``.tflite`` /
+    ``.onnx`` files, ``ModelRequest``s (``edgesim.model_request``: seed, weights, input shape,
+    ``data`` a routed model routes, ``evaluate``) or Workloads. ``grid_sets``: ``--set`` specs
+    (``edgesim.sweep.grid``); the prefetch mode is the config key ``prefetch.mode``
+    (``prefetch.mode=none,next`` sweeps it). ``executor``: ``process`` (all cores), ``serial``,
+    ``dask`` (a LocalCluster), a Dask scheduler address (``tcp://HOST:PORT``), or an
+    ``ExecutorSpec`` (``edgesim.sweep.executors``: kind, scheduler and ``workers``).
+    ``progress``: a tqdm bar on stderr (None: only when it is a terminal); tracing messages go
+    to stderr only when the bar is on; an ``edgesim.progress.Progress`` instead hears every
+    stage line, the inputs routed and the tasks done (``count("sweep", done, total)``). The
+    table is also written to ``out_dir/sweep.csv``; columns as in ``edgesim.sweep.rows``
+    (``detail``: every inference's row too, ``out_dir/detail.csv``). ``inputs``: inferences
+    per stream (None: 1000, or in an evaluated sweep all of the data). An evaluated sweep (each
+    request ``evaluate``, its ``data`` labelled) gives every row its model's ``top1`` over
+    those inputs (``api.evaluate``). ``EDGESIM_NO_MEMO=1`` in the environment simulates every
+    inference (``edgesim.sim.engine.simulate``; the same table).
 
     A task that raises (a value the config accepts but the engine cannot compute with) does
     not stop the sweep: its row has ``status`` ``failed``, its ``error`` and empty metrics; it
@@ -405,11 +450,11 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     [['2KiB', 3000, 2000.0], ['4KiB', 3000, 0.0]]
     """
     from edgesim.sweep.grid import base_config, grid_size, parse_grid
-    if evaluate and data is None:
-        raise EdgesimError("--eval needs --data LABELLED (a .pt of {'x': inputs, 'y': labels}, "
-                           "an .npz, x.npy with y.npy, or an image folder of class folders)")
-    _check(policies, prefetch, 1000 if inputs is None else inputs, models)
-    how = ExecutorSpec(executor, scheduler, workers)
+    models = _models(models)
+    _check(policies, 1000 if inputs is None else inputs, models)
+    _labels(models)   # each model once, before any work
+    evaluate = _evaluated(models)
+    how = ExecutorSpec.of(executor)
     if isinstance(progress, Progress):       # the caller's: stage lines and counts
         say, shown = progress.say, progress
     else:
@@ -429,22 +474,20 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
     with Store(out / RESULTS_FILE) as store:
         accuracy, evaluations = {}, {}
         if evaluate:
-            from edgesim import cache
-            _labels(models)   # each model once, before evaluating any
-            accuracy = _accuracy(models, data, inputs, seed, say,
+            labels = _labels(models)   # each model once, before evaluating any
+            accuracy = _accuracy(models, inputs, say,
                                  shown if isinstance(progress, Progress) else None)
             inputs = next(iter(accuracy.values()))["inputs"]
-            fingerprint = cache.file_fingerprint(data)
-            evaluations = {m: {"data": fingerprint, "seed": seed, "top1": a["top1"],
-                               "correct": a["correct"]} for m, a in accuracy.items()}
+            evaluations = {label: _evaluation(m, accuracy[label])
+                           for label, m in zip(labels, models, strict=True)}
         inputs = 1000 if inputs is None else inputs
         reps = [_point_config(base, p, params) for p, params in _workload_points(axes)]
-        ids, table, labels = _workloads(models, reps, inputs, seed, shown, data, evaluate)
+        ids, table, labels = _workloads(models, reps, inputs, shown)
         by_options = {_options_key(hw): row for hw, row in zip(reps, ids, strict=True)}
         from edgesim.api import model_info
-        plan = _Plan(labels, tuple(policies), prefetch, inputs, table,
-                     {wid: model_info(w) for wid, w in table.items()}, memo, detail, accuracy,
-                     evaluations)
+        plan = _Plan(labels, tuple(policies), inputs, table,
+                     {wid: model_info(w) for wid, w in table.items()}, _memo(), detail,
+                     accuracy, evaluations)
         total = grid_size(axes) * len(labels) * len(plan.policies)
         if say is not None:
             say(f"{grid_size(axes):,} points x {_count(len(labels), 'model')} x "
@@ -462,8 +505,9 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         if say is not None:
             say(f"reading {len(tasks):,} rows back from {out / RESULTS_FILE}")
         keys = [t.key for t in tasks]
-        shared: dict[tuple[int, int, str], dict[str, Any]] = {}
-        expect = [shared.setdefault((t.model, t.policy, t.wid), plan.expect(t)) for t in tasks]
+        shared: dict[tuple[int, int, str, str], dict[str, Any]] = {}
+        expect = [shared.setdefault((t.model, t.policy, t.wid, t.prefetch), plan.expect(t))
+                  for t in tasks]
         df = store.frame(keys, expect)
         del expect
         # a key shared by two tasks (equal points, e.g. 2KiB and 2048B) is one stored row and
@@ -511,9 +555,9 @@ def _items(base: Base, axes: Sequence[Axis], plan: _Plan,
         for m, wid in enumerate(wids):
             label = plan.labels[m]
             for k, pol in enumerate(plan.policies):
-                key = point_key(hw, label, wid, plan.workloads[wid].inputs, pol, plan.prefetch,
-                                plan.evaluations.get(label))
-                yield _Item(_Task(key, p, m, k, wid), hw, params)
+                key = point_key(hw, label, wid, plan.workloads[wid].inputs, pol,
+                                hw.prefetch_mode, plan.evaluations.get(label))
+                yield _Item(_Task(key, p, m, k, wid, hw.prefetch_mode), hw, params)
 
 
 def _run(items: Iterator[_Item], plan: _Plan, store: Store, how: ExecutorSpec, bar,

@@ -260,15 +260,42 @@ def _global_runs(
     if bad:
         raise ModelError(f"global pruning targets {bad} are outside [0, 1]")
     sizes = [int(s.numel()) for s in scores.values()]
-    order = lowest_first(list(scores.values()), highest=prune_highest)
-    # layer of each ranked weight: the layers' flat ranges are consecutive in ``scores`` order
-    layer_of = np.searchsorted(np.cumsum(sizes), order, side="right")
+    flat = _flat64(list(scores.values()))
+    if prune_highest:
+        flat = -flat
+    ends = np.cumsum(sizes)
+    ks = [math.floor(t * flat.size) for t in targets]
+    inner = sorted({k - 1 for k in ks if 0 < k < flat.size})
+    part = np.partition(flat, inner) if inner and not np.isnan(flat).any() else None
     runs = []
-    for t in targets:
-        k = math.floor(t * order.size)
-        removed = np.bincount(layer_of[:k], minlength=len(sizes))
+    for k in ks:
+        if part is None and 0 < k < flat.size:   # NaN scores: the full stable ranking
+            order = np.argsort(flat, kind="stable")[:k]
+        else:                                     # the k lowest by (score, position), in O(N):
+            order = _lowest_k(flat, k, part)      # those below the k-th value, then its ties
+        removed = np.bincount(np.searchsorted(ends, order, side="right"), minlength=len(sizes))
         runs.append({n: int(r) / size for n, r, size in zip(scores, removed, sizes, strict=True)})
     return runs
+
+
+def _lowest_k(flat: np.ndarray, k: int, part: np.ndarray | None) -> np.ndarray:
+    """Positions of the ``k`` lowest of ``flat`` ranked by ``(value, position)`` — the first
+    ``k`` of ``np.argsort(flat, kind="stable")`` as a set — from ``part``, ``flat`` partitioned
+    at ``k - 1`` (NaN-free): every value below the k-th, then the k-th value's earliest ties."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k >= flat.size:
+        return np.arange(flat.size)
+    v = part[k - 1]
+    below = np.flatnonzero(flat < v)
+    ties = np.flatnonzero(flat == v)[:k - below.size]
+    return np.concatenate([below, ties])
+
+
+def _flat64(scores: Sequence[Tensor]) -> np.ndarray:
+    """The scores laid end to end as one float64 array."""
+    return np.concatenate([s.detach().cpu().to(torch.float64).flatten().numpy()
+                           for s in scores]) if scores else np.zeros(0)
 
 
 def lowest_first(scores: Sequence[Tensor], *, highest: bool = False) -> np.ndarray:
@@ -280,8 +307,7 @@ def lowest_first(scores: Sequence[Tensor], *, highest: bool = False) -> np.ndarr
     >>> lowest_first([torch.tensor([2.0, 1.0]), torch.tensor([1.0])]).tolist()
     [1, 2, 0]
     """
-    flat = np.concatenate([s.detach().cpu().to(torch.float64).flatten().numpy()
-                           for s in scores]) if scores else np.zeros(0)
+    flat = _flat64(scores)
     return np.argsort(-flat if highest else flat, kind="stable")
 
 
