@@ -431,6 +431,8 @@ class Belady(Residency):
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
+        self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
+        self._dirty: set[int] = set()
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -479,10 +481,12 @@ class Belady(Residency):
         if self._future is None:
             return
         self._watched = (-1, set(), {})
-        # per set: its farthest kept block read in a later inference (``_note``), recomputed
-        # for the sets of the blocks read or dropped since (``_dirty``)
-        self._high: dict[int, tuple[int, int] | None] = {}
-        self._dirty: set[int] = set(range(len(self._future.members)))
+        # per set: its farthest held block next read in a later inference (``_note``): found
+        # at the first eviction, then raised as blocks are read, and found again for a set
+        # whose farthest block left (``_dirty``). (A block next read in a later inference is
+        # not read again in this one, and a read only moves a block's next use later.)
+        self._high: dict[int, tuple[int, int] | None] | None = None
+        self._dirty: set[int] = set()
 
     def condition(self) -> Hashable | None:
         """``(((s, path there), ...), ((s, t, strict, path there of s, of t), ...))``: the
@@ -516,6 +520,14 @@ class Belady(Residency):
         (next use, block) of the blocks that lost bytes, the held blocks stay."""
         later = (inference + 1) * OP_STRIDE   # next uses from here are in a later inference
         set_of = self._future._set_of  # type: ignore[union-attr]
+        high, nu = self._high, self._nu   # per set: its farthest kept (pos in, block)
+        if high is not None:
+            for _, b in dropped:
+                if b not in nu:   # gone: if it was its set's farthest, find that again
+                    t = set_of[b]
+                    k2 = high.get(t)
+                    if k2 is not None and k2[1] == b:
+                        self._dirty.add(t)
         low: dict[int, tuple[int, int]] = {}   # per set: its nearest dropped (pos in, block)
         for n, b in dropped:
             if n >= later:
@@ -529,10 +541,16 @@ class Belady(Residency):
         nsets = len(self._future.members)  # type: ignore[union-attr]
         if all(s in sets and all(pairs.get((s, t)) for t in range(nsets) if t != s)
                for s in low):   # already the strictest it can be (a dense model's one set)
-            self._dirty.update(set_of[b] for _, b in dropped)
             return
-        high, nu = self._high, self._nu   # per set: its farthest kept (pos in, block)
-        self._dirty.update(set_of[b] for _, b in dropped)
+        if high is None:
+            high = self._high = {}
+            for b, n in nu.items():
+                if n >= later:
+                    k = (n % OP_STRIDE if n != NEVER else 0, b)
+                    t = set_of[b]
+                    if t not in high or k > high[t]:  # type: ignore[operator]
+                        high[t] = k
+            self._dirty.clear()
         for t in self._dirty:
             best = None
             for b in self._future.members[t]:  # type: ignore[union-attr]
@@ -607,9 +625,18 @@ class Belady(Residency):
                     n = NEVER if p2 < 0 else col[s] * OP_STRIDE + first[p2][b]
             nu[b] = n
             heappush(heap, (-n, -b))
-        if self._watched is not None:   # (their sets' farthest kept blocks to be found again)
-            set_of = self._future._set_of  # type: ignore[union-attr]
-            self._dirty.update(set_of[b] for b in current)
+        high = self._high
+        if high is not None and self._watched is not None:   # (raise their sets' farthest)
+            set_of = future._set_of  # type: ignore[union-attr]
+            later = (inference + 1) * OP_STRIDE
+            for b in current:
+                n = nu[b]
+                if n >= later:
+                    k = (n % OP_STRIDE if n != NEVER else 0, b)
+                    t = set_of[b]
+                    k2 = high.get(t)
+                    if k2 is None or k > k2:
+                        high[t] = k
         total = self._total + fetched
         evicted: list[int] = []
         kept = fetched   # until this op's own blocks lose bytes below what they had
