@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from edgesim.sim import POLICIES, Residency
-from edgesim.sim.residency import LRU, Belady, Pinned, Stream, make_policy, pinned_priority
+from edgesim.sim.residency import (
+    LRU,
+    NEVER,
+    NEVER_OP,
+    Belady,
+    Pinned,
+    Stream,
+    make_policy,
+    pinned_priority,
+)
 
 A, B, C = 0, 1, 2
 
@@ -140,22 +149,30 @@ def test_state_and_restore_replay_the_same_costs(cls):
     assert first == again
 
 
-def test_belady_future_index_grows_with_sets_of_paths_not_blocks():
+def test_belady_future_index_is_a_window_per_set_of_paths(monkeypatch):
     # a tree: backbone blocks 0-49 on both paths, leaf blocks 50-99 on path 0 and 100-149 on
-    # path 1: three sets of paths ({0,1}, {0}, {1}), so the next-use index is 3 rows of N
-    # int32 whatever the number of blocks; its bytes per input stay 3 x 4 as N grows
+    # path 1: three sets of paths ({0,1}, {0}, {1}), so the next-use index is 3 rows whatever
+    # the number of blocks, each a window of 64 inferences (WINDOW, made small here) however
+    # long the stream; and a next use agrees with a scan of the stream across windows and
+    # for a set read early, then not again until the last inference
+    from edgesim.sim import residency
     from edgesim.sim.residency import Future
+    monkeypatch.setattr(residency, "WINDOW", 64)
     paths = ((tuple(range(50)), tuple(range(50, 100))), (tuple(range(50)), tuple(range(100, 150))))
-    per_input = []
     for n in (100, 1000, 10_000):
         seq = np.arange(n, dtype=np.int32) % 2
+        seq[3:] = 0   # path 1 (blocks 100-149) at inference 1, then at the last only
+        seq[-1] = 1
         f = Future(_stream([10] * 150, 100, paths, seq))
-        assert f.nxt.shape == (3, n)
-        per_input.append(f.nxt.nbytes / n)
         # block 60 (path 0's leaf) after inference 0 (path 0) is next read by inference 2
         assert f.next_use(60, 0, 1) == 2 * (1 << 20) + 1
         assert f.next_use(10, 0, 1) == 1 * (1 << 20) + 0
-    assert per_input == [12.0, 12.0, 12.0]
+        assert f.window(0).shape == (3, 64)
+        for i in (0, 1, 2, 63, 64, 65, n - 2, n - 1):
+            for b in (10, 60, 120):
+                later = [k for k in range(i + 1, n) if b < 50 or seq[k] == (b >= 100)]
+                want = (later[0] * (1 << 20) + (0 if b < 50 else 1)) if later else NEVER
+                assert f.next_use(b, i, NEVER_OP) == want, (n, i, b)
 
 
 def test_pinned_runs_wherever_lru_runs():

@@ -722,17 +722,16 @@ class Future:
         self.members: list[list[int]] = [[] for _ in sets]
         for b, k in enumerate(set_of):
             self.members[k].append(b)
-        dtype = np.int32 if n < 2**31 - 1 else np.int64
-        self.nxt = np.empty((len(sets), n), dtype=dtype)
-        arange = np.arange(n, dtype=dtype)
+        #: per set, whether each path reads it
+        self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
         for paths, k in sets.items():
-            reads = np.zeros(npaths, dtype=bool)
-            reads[list(paths)] = True
-            idx = np.where(reads[seq], arange, n)                     # one row at a time
-            after = np.minimum.accumulate(idx[::-1])[::-1]              # first >= i
-            self.nxt[k, :-1] = after[1:]
-            if n:
-                self.nxt[k, -1] = n
+            self.reads[k, list(paths)] = True
+        # the window of nxt (``window``): inferences [_lo, _hi), and per set the first
+        # inference at or after _tail_from[s] reading it (_tail[s]), found by a forward scan
+        self.nxt = np.empty((len(sets), 0), dtype=np.int64)
+        self._lo = self._hi = 0
+        self._tail = [-1] * len(sets)
+        self._tail_from = [n + 1] * len(sets)
         self._col: tuple[int, list[int], list[int]] = (-1, [], [])
         self._at: tuple[int, tuple] = (-1, ())
 
@@ -744,7 +743,7 @@ class Future:
                 k = bisect_right(here, j)
                 if k < len(here):
                     return i * OP_STRIDE + here[k]
-        i2 = self.nxt.item(self._set_of[b], i)
+        i2 = self.window(i).item(self._set_of[b], i - self._lo)
         if i2 >= self.n:
             return NEVER
         return i2 * OP_STRIDE + self._first[seq(i2)][b]
@@ -777,17 +776,56 @@ class Future:
             self._at = (i, (self.ops_of[seq(i)], col, paths, self._set_of, self._first))
         return self._at[1]
 
+    def window(self, i: int) -> np.ndarray:
+        """``nxt`` for the ``WINDOW`` inferences from i (or the window holding i): per set
+        s and inference k of the window, the first inference after k whose path reads s (n:
+        none). Memory is a window's, whatever the stream's length: inferences ask in order."""
+        if self._lo <= i < self._hi:
+            return self.nxt
+        n, seq = self.n, self.seq
+        lo, hi = i, min(n, i + WINDOW)
+        end = min(n, hi + 1)                    # reads at inferences lo .. end - 1 are seen
+        span = np.arange(lo, end, dtype=np.int64)
+        nxt = np.empty((len(self.uniform), hi - lo), dtype=np.int64)
+        for k in range(len(self.uniform)):
+            here = np.where(self.reads[k][seq[lo:end]], span, n)
+            after = np.minimum.accumulate(here[::-1])[::-1]         # first at or after
+            row = np.full(hi - lo, self._first_from(k, end), dtype=np.int64)
+            row[:end - lo - 1] = np.minimum(after[1:], row[:end - lo - 1])
+            nxt[k] = row
+        self.nxt, self._lo, self._hi = nxt, lo, hi
+        return nxt
+
+    def _first_from(self, k: int, start: int) -> int:
+        """The first inference at or after ``start`` reading set k (n: none), by a forward
+        scan a window at a time that later calls with a later ``start`` reuse."""
+        if self._tail_from[k] <= start <= self._tail[k]:
+            return self._tail[k]
+        n, reads, seq = self.n, self.reads[k], self.seq
+        found = n
+        for a in range(start, n, WINDOW):
+            hit = np.flatnonzero(reads[seq[a:a + WINDOW]])
+            if hit.size:
+                found = a + int(hit[0])
+                break
+        self._tail_from[k], self._tail[k] = start, found
+        return found
+
     def column(self, i: int) -> tuple[list[int], list[int]]:
         """Per set, the first inference after i reading it (``nxt[:, i]``, ``n``: none) and
         the path there (-1: none; 0 for a ``uniform`` set, where its blocks sit does not
         depend on the path), as lists; the last column asked for is kept."""
         if self._col[0] != i:
-            col = self.nxt[:, i].tolist()
+            col = self.window(i)[:, i - self._lo].tolist()
             n, seq = self.n, self.seq.item
             there = [-1 if c >= n else 0 if u else seq(c)
                      for c, u in zip(col, self.uniform, strict=True)]
             self._col = (i, col, there)
         return self._col[1], self._col[2]
+
+
+#: Inferences per window of ``Future.nxt`` (per set, 8 bytes each).
+WINDOW = 1 << 16
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
