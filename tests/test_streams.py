@@ -46,8 +46,9 @@ def _peak(policy: str, n: int) -> int:
 
 
 def test_memory_per_inference_does_not_grow_with_the_stream():
-    # 10x the inputs may add a few bytes per input (the path sequence, belady's next-use index:
-    # int32 per input and set of paths) but not a row's ~300 bytes
+    # 10x the inputs may add a few bytes per input (the engine's chunk of the path sequence
+    # and belady's window of next inferences, both up to 65,536 inputs long: at 20,000 inputs
+    # they span the stream) but not a row's ~300 bytes
     for policy in ("lru", "pinned", "belady"):
         small, large = _peak(policy, 2_000), _peak(policy, 20_000)
         assert (large - small) / 18_000 < 64, (policy, small, large)
