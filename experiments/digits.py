@@ -1,6 +1,7 @@
 """The four methods on real data: scikit-learn's handwritten digits, trained end to end.
 
-Usage: ``python experiments/digits.py RESULTS [--quick]``
+Usage: ``python experiments/digits.py RESULTS [--quick] [--seeds N] [--first-seed K]
+[--runs CSV...]``
 
 Data: ``sklearn.datasets.load_digits`` (1,797 real 8x8 grey images of the digits 0-9, shipped
 inside scikit-learn: no download), split with a fixed seed, stratified by class, into train
@@ -49,16 +50,26 @@ over the held-out stream on ``npu_small`` as shipped (512 KiB SRAM) and with its
 to 64 KiB (a 700 KB model against 512 KiB is the ratio of a small CNN, not of a ResNet-50 on a
 512 KiB NPU: at 64 KiB nothing here fits, as ResNet-50 does not fit the shipped SRAM).
 
-Writes ``RESULTS/digits/results.csv`` (one row per model and SRAM size), ``pareto.png`` and
-``pareto.svg`` (Top-1 against weight bytes per inference in the steady state, one panel per
-SRAM size, the Pareto front drawn) and ``strategies.csv`` (every Mix-and-Match strategy: its
-sparsity and validation / test Top-1). Seeded: two runs on one machine give byte-identical
-CSVs (one torch thread, deterministic algorithms). The Top-1 figures come from float32
-training and can differ between CPUs (vector widths change float32 rounding, and training
-amplifies it): another machine may give a few test images more or less per model and another
-Mix-and-Match winner; the pruning masks, levels and thresholds themselves are chosen by exact
-rules (float64 scores, ties by index). The full run takes about 6 minutes (one core;
-``--quick`` ~40 s).
+Seeds: the whole run is repeated per seed (default 0, 1, 2; ``--quick`` 0): the data split,
+every init and every batch order change with it (seed 0 is the run of before seeds were
+added). ``--first-seed`` and ``--seeds`` split the seeds over processes, ``--runs`` summarises
+their ``results.csv`` together.
+
+Writes ``RESULTS/digits/results.csv`` (one row per seed, model and SRAM size),
+``summary.csv`` (per SRAM size and model: mean, min and max over the seeds of top-1, sparsity,
+weight bytes, latency and energy; each seed's Mix-and-Match winner and the tree's test inputs
+per path), ``pareto.png`` and ``pareto.svg`` (mean Top-1 against mean weight bytes per
+inference in the steady state, bars from the seeds' min to max, one panel per SRAM size, the
+Pareto front of the means drawn) and ``strategies.csv`` (every Mix-and-Match strategy of every
+seed: its sparsity and validation / test Top-1). Seeded: two runs on one machine give
+byte-identical CSVs (one torch thread, deterministic algorithms). The Top-1 figures come from
+float32 training and can differ between CPUs (vector widths change float32 rounding, and
+training amplifies it): another machine may give a few test images more or less per model and
+another Mix-and-Match winner, and with them other bytes for the models whose size training
+decides (the winner's sparsity, signed-binary's learned zeros, the tree's routing); read the
+spread over the seeds, not one seed's number. The pruning masks, levels, thresholds and the
+tree's channels themselves are chosen by exact rules (float64 scores, ties by index). The full
+run takes about 10 minutes a seed (one core; ``--quick`` ~40 s).
 """
 
 from __future__ import annotations
@@ -147,6 +158,12 @@ def load_splits(seed: int = SEED) -> dict[str, Split]:
     return out
 
 
+def _derived(seed: int, offset: int) -> int:
+    """The seed of one training step of run ``seed``: ``1000 * seed + offset`` (seed 0: the
+    offsets themselves, as before runs had seeds)."""
+    return 1000 * seed + offset
+
+
 def loader(split: Split, seed: int, batch: int = 64):
     import torch
     g = torch.Generator().manual_seed(seed)
@@ -170,14 +187,14 @@ def correct(model: Any, split: Split) -> int:
 # the dense net and the four methods
 
 
-def train_dense(data: dict[str, Split], epochs: int) -> Any:
+def train_dense(data: dict[str, Split], epochs: int, seed: int = SEED) -> Any:
     import torch
 
     from edgesim.zoo.resnet import BasicBlock, ResNet
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     model = ResNet(BasicBlock, list(BLOCKS), CLASSES, stem="cifar", width=WIDTH)
-    return train_scratch(model, data, epochs, SEED)
+    return train_scratch(model, data, epochs, seed)
 
 
 def train_scratch(model: Any, data: dict[str, Split], epochs: int, seed: int) -> Any:
@@ -201,7 +218,7 @@ def train_scratch(model: Any, data: dict[str, Split], epochs: int, seed: int) ->
     return model.eval()
 
 
-def sigma_branch(dense: Any, data: dict[str, Split], epochs: int
+def sigma_branch(dense: Any, data: dict[str, Split], epochs: int, seed: int = SEED
                  ) -> tuple[Any, int, list[int]]:
     """The tree (fine-tuned), and right before fine-tuning (k-means only) the test inputs it
     got right and the test inputs per path."""
@@ -210,17 +227,19 @@ def sigma_branch(dense: Any, data: dict[str, Split], epochs: int
     from edgesim.zoo.sigmab import fine_tune, to_tree
 
     tree = to_tree(copy.deepcopy(dense).eval(), data["calib"].x, arch="resnet",
-                   levels=TREE_LEVELS, seed=SEED)
+                   levels=TREE_LEVELS, seed=seed)
     before = correct(tree, data["test"])
     with torch.no_grad():
         paths = torch.bincount(tree.route(data["test"].x), minlength=tree.num_paths).tolist()
-    torch.manual_seed(SEED + 1)
-    fine_tune(tree, loader(data["train"], SEED + 1), epochs=epochs, lr=5e-4, balance=0.01)
+    torch.manual_seed(_derived(seed, 1))
+    fine_tune(tree, loader(data["train"], _derived(seed, 1)), epochs=epochs, lr=5e-4,
+              balance=0.01)
     return tree.eval(), before, paths
 
 
 def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
-                  pairs: Sequence[tuple[str, str]]) -> tuple[Any, str, list[dict[str, Any]]]:
+                  pairs: Sequence[tuple[str, str]], seed: int = SEED
+                  ) -> tuple[Any, str, list[dict[str, Any]]]:
     """The Mix-and-Match model of the best (sensitivity, strategy) by validation Top-1, its
     name (``sensitivity/strategy``), and one row per pair (sparsity, validation and test
     correct)."""
@@ -243,8 +262,9 @@ def mix_and_match(dense: Any, data: dict[str, Split], epochs: int,
         rhos = pruning.strategy_sparsities(ranges, strategy, counts, list(ranges),
                                            classifiers=heads)
         masks = pruning.prune(model, rhos, scores[sensitivity])
-        torch.manual_seed(SEED + 10 + k)
-        pruning.fine_tune(model, masks, loader(data["train"], SEED + 10 + k), epochs=epochs,
+        torch.manual_seed(_derived(seed, 10 + k))
+        pruning.fine_tune(model, masks, loader(data["train"], _derived(seed, 10 + k)),
+                          epochs=epochs,
                           lr=5e-4)
         model.eval()
         weights = pruning.prunable_weights(model)
@@ -275,7 +295,7 @@ def recalibrate_bn(model: Any, split: Split) -> None:
     recalibrate(model, batches(split, 128))
 
 
-def nested(dense: Any, data: dict[str, Split], epochs: int) -> Any:
+def nested(dense: Any, data: dict[str, Split], epochs: int, seed: int = SEED) -> Any:
     """The nested model, trained, with one set of BatchNorm statistics per level
     (``nested.level_batchnorm`` on the training split)."""
     import torch
@@ -285,20 +305,20 @@ def nested(dense: Any, data: dict[str, Split], epochs: int) -> Any:
     net = copy.deepcopy(dense)
     model = NestedModel(net, nested_levels(net, NESTED_DENSITIES,
                                            first_last_densities=NESTED_EDGE_DENSITIES))
-    torch.manual_seed(SEED + 2)
-    train_nested(model, loader(data["train"], SEED + 2), epochs=epochs, lr=0.05,
+    torch.manual_seed(_derived(seed, 2))
+    train_nested(model, loader(data["train"], _derived(seed, 2)), epochs=epochs, lr=0.05,
                  schedule="sum")
     return level_batchnorm(model, batches(data["train"], 128))
 
 
-def signed_binary(dense: Any, data: dict[str, Split], epochs: int) -> Any:
+def signed_binary(dense: Any, data: dict[str, Split], epochs: int, seed: int = SEED) -> Any:
     import torch
 
     from edgesim.zoo.signed_binary import fine_tune_ste, to_signed_binary
 
     model = to_signed_binary(copy.deepcopy(dense), keep_first_last_int8=True)
-    torch.manual_seed(SEED + 3)
-    fine_tune_ste(model, loader(data["train"], SEED + 3), epochs=epochs, lr=5e-3,
+    torch.manual_seed(_derived(seed, 3))
+    fine_tune_ste(model, loader(data["train"], _derived(seed, 3)), epochs=epochs, lr=5e-3,
                   threshold_lr=1e-2)
     recalibrate_bn(model, data["train"])
     return model
@@ -393,7 +413,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def short_label(method: str, variant: str) -> str:
     if method == "mix_and_match":
-        return f"M&M {variant}"
+        return "M&M" if variant == "validation winner" else f"M&M {variant}"
     if method == "nested":
         return f"nested {variant.replace('level ', 'L')}"
     return {"sigmab": "ΣB tree", "signed_binary": "signed-binary"}.get(method, method)
@@ -407,15 +427,19 @@ def plot(df: Any, out: Path) -> None:
     fig, axes = plt.subplots(1, len(SRAMS), figsize=(11, 4.8), sharey=True)
     for ax, sram in zip(axes, SRAMS, strict=True):
         part = df[df["sram"] == sram].reset_index(drop=True)
-        xs = (part["weight_bytes_per_inference"] / 1e3).tolist()
-        ys = (100 * part["top1"]).tolist()
+        xs = (part["weight_bytes_per_inference_mean"] / 1e3).tolist()
+        ys = (100 * part["top1_mean"]).tolist()
         front = pareto_front(list(zip(xs, ys, strict=True)))
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="0.7", zorder=1,
                 label="Pareto front")
         for method, (marker, color) in MARKERS.items():
             rows = part[part["method"] == method]
-            ax.scatter(rows["weight_bytes_per_inference"] / 1e3, 100 * rows["top1"],
-                       marker=marker, color=color, s=60, zorder=3, label=method)
+            x, y = rows["weight_bytes_per_inference_mean"] / 1e3, 100 * rows["top1_mean"]
+            ax.errorbar(x, y, yerr=[y - 100 * rows["top1_min"], 100 * rows["top1_max"] - y],
+                        xerr=[x - rows["weight_bytes_per_inference_min"] / 1e3,
+                              rows["weight_bytes_per_inference_max"] / 1e3 - x],
+                        fmt="none", ecolor=color, elinewidth=1, capsize=2, zorder=2)
+            ax.scatter(x, y, marker=marker, color=color, s=60, zorder=3, label=method)
         span_x = max([*xs, 1.0])
         span_y = max(ys) - min(ys) or 1.0
         placed: list[tuple[float, float]] = []
@@ -433,7 +457,8 @@ def plot(df: Any, out: Path) -> None:
         ax.set_xlim(-0.05 * span_x, 1.25 * span_x)
     axes[0].set_ylabel("Top-1 on the held-out digits (%)")
     axes[-1].legend(loc="lower right", fontsize=8)
-    fig.suptitle("scikit-learn digits (real data, trained): Top-1 vs off-chip weight bytes")
+    fig.suptitle("scikit-learn digits (real data, trained): Top-1 vs off-chip weight bytes; "
+                 f"mean over seeds {df['seeds'].iloc[0]}, bars min-max", fontsize=10)
     fig.tight_layout()
     for suffix in (".png", ".svg"):
         fig.savefig(out.with_suffix(suffix), dpi=130,
@@ -444,31 +469,17 @@ def plot(df: Any, out: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("results", help="folder for the tables and figures")
-    p.add_argument("--quick", action="store_true", help="fewer epochs and strategies")
-    a = p.parse_args(argv)
-    import pandas as pd
-    import torch
-
+def run_seed(seed: int, cfg: Settings, note: Any) -> tuple[list[dict[str, Any]],
+                                                         list[dict[str, Any]]]:
+    """One run of every method on the split of ``seed``: its result rows (one per model and
+    SRAM size) and its Mix-and-Match strategy rows."""
     from edgesim.encodings import SEGMENT_ENCODINGS
 
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    cfg = settings(a.quick)
-    out = Path(a.results) / "digits"
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    def note(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr)
-
-    data = load_splits()
+    data = load_splits(seed)
     test = data["test"]
     n = len(test.y)
-    note(f"digits: {', '.join(f'{k} {len(v.y)}' for k, v in data.items())}")
-    dense = train_dense(data, cfg.dense_epochs)
+    note(f"seed {seed}: digits: {', '.join(f'{k} {len(v.y)}' for k, v in data.items())}")
+    dense = train_dense(data, cfg.dense_epochs, seed)
     note(f"dense: {correct(dense, test)}/{n}")
 
     models: list[tuple[str, str, int, float, Any]] = []   # method, variant, correct,
@@ -476,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models.append(("dense", "", correct(dense, test), sparsity(dense),
                    traced(dense, "digits_dense", "dense", ("dense",), n)))
 
-    tree, before, paths_before = sigma_branch(dense, data, cfg.tree_epochs)
+    tree, before, paths_before = sigma_branch(dense, data, cfg.tree_epochs, seed)
     note(f"sigmab: {before}/{n} after k-means (held-out inputs per path {paths_before}), "
          f"{correct(tree, test)}/{n} fine-tuned")
     tree_w = traced_tree(tree, "digits_sigmab", test)
@@ -498,13 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
          "entries in no node)")
     models.append(("sigmab", "hard-routed", correct(tree, test), sparsity(tree), tree_w))
 
-    pruned, strategy, strategy_rows = mix_and_match(dense, data, cfg.prune_epochs, cfg.pairs)
+    pruned, strategy, strategy_rows = mix_and_match(dense, data, cfg.prune_epochs, cfg.pairs,
+                                                    seed)
     note(f"mix_and_match: best strategy {strategy}, {correct(pruned, test)}/{n}")
     models.append(("mix_and_match", strategy, correct(pruned, test), sparsity(pruned),
                    traced(pruned, "digits_mm", "sparse",
                           ("dense", "bitmap", "csr", "csc", "rle"), n)))
 
-    nest = nested(dense, data, cfg.nested_epochs)
+    nest = nested(dense, data, cfg.nested_epochs, seed)
     nested_encodings = ("dense", "nested", *SEGMENT_ENCODINGS)
     for k in range(1, nest.num_levels + 1):
         nest.set_level(k)
@@ -517,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     note(f"nested: per-level BatchNorm statistics, {extra:,} B stored for levels 2.."
          f"{nest.num_levels} (in the stored bytes)")
 
-    sb = signed_binary(dense, data, cfg.binary_epochs)
+    sb = signed_binary(dense, data, cfg.binary_epochs, seed)
     note(f"signed_binary: {correct(sb, test)}/{n}")
     models.append(("signed_binary", "learned thresholds", correct(sb, test), sparsity(sb),
                    traced(sb, "digits_sb", "signed_binary", ("dense", "signed_binary"), n)))
@@ -525,18 +537,112 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for sram in SRAMS:
         for method, variant, c, zeros, w in models:
-            rows.append({"method": method, "variant": variant, "top1": round(c / n, 4),
-                         "correct": c, "test_inputs": n, "weight_sparsity": zeros,
-                         **simulate(w, sram)})
-    note("simulated")
-    df = pd.DataFrame(rows)
+            rows.append({"seed": seed, "method": method, "variant": variant,
+                         "top1": round(c / n, 4), "correct": c, "test_inputs": n,
+                         "weight_sparsity": zeros, **simulate(w, sram)})
+    note(f"seed {seed}: simulated")
+    return rows, [{"seed": seed, **r} for r in strategy_rows]
+
+
+#: Columns of ``summary.csv`` given as mean, min and max over the seeds.
+SPREAD = ("top1", "weight_sparsity", "weight_bytes_per_inference", "stored_weight_bytes",
+          "latency_us", "energy_uj")
+
+
+def row_name(method: str, variant: str) -> str:
+    """The summary row of a result: Mix-and-Match's row is its validation winner, whichever
+    (sensitivity, strategy) that is in a seed (listed in the ``variants`` column)."""
+    return "validation winner" if method == "mix_and_match" else variant
+
+
+def summarise(df: Any) -> Any:
+    """Per SRAM size and model: the seeds, and the mean, min and max over them of every
+    ``SPREAD`` column; ``variants`` lists each seed's variant where they differ (Mix-and-Match's
+    winner), ``path_inputs`` each seed's test inputs per path (the tree)."""
+    import pandas as pd
+    df = df.assign(row=[row_name(m, v) for m, v in zip(df["method"], df["variant"],
+                                                       strict=True)])
+    out = []
+    for (sram, method, row), part in df.groupby(["sram", "method", "row"], sort=False,
+                                                dropna=False):
+        r: dict[str, Any] = {"sram": sram, "method": method, "variant": row,
+                             "seeds": " ".join(str(int(v)) for v in part["seed"])}
+        for col in SPREAD:
+            v = part[col].astype(float)
+            digits_ = 4 if col in ("top1", "weight_sparsity", "energy_uj") else 3
+            r[f"{col}_mean"] = round(float(v.mean()), digits_)
+            r[f"{col}_min"] = round(float(v.min()), digits_)
+            r[f"{col}_max"] = round(float(v.max()), digits_)
+        r["variants"] = ("; ".join(part["variant"].astype(str))
+                         if part["variant"].nunique() > 1 else "")
+        r["path_inputs"] = ("; ".join(part["path_inputs"].astype(str))
+                            if method == "sigmab" else "")
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", help="folder for the tables and figures")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer epochs and strategies, one seed (the test suite's)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3; --quick 1)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds K..K+N-1 instead of 0..N-1 (one process per part of the seeds; "
+                        "--runs puts them together)")
+    p.add_argument("--runs", nargs="+", metavar="CSV",
+                   help="train nothing: summarise and plot these results.csv files together")
+    a = p.parse_args(argv)
+    if (a.seeds is not None and a.seeds < 1) or a.first_seed < 0:
+        print(f"digits: --seeds {a.seeds} --first-seed {a.first_seed}; expected seeds >= 1 "
+              "and a first seed >= 0", file=sys.stderr)
+        return 2
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    cfg = settings(a.quick)
+    seeds = range(a.first_seed, a.first_seed + (a.seeds or (1 if a.quick else 3)))
+    out = Path(a.results) / "digits"
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def note(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    if a.runs:
+        parts = [pd.read_csv(f, keep_default_na=False) for f in a.runs]
+        df = pd.concat(parts, ignore_index=True).drop_duplicates(
+            ["seed", "method", "variant", "sram"])
+        df = df.sort_values(["sram", "seed"], kind="stable", key=lambda c: c.map(
+            {v: i for i, v in enumerate(SRAMS)}) if c.name == "sram" else c)
+        strategy_files = [Path(f).with_name("strategies.csv") for f in a.runs]
+        strategies = pd.concat([pd.read_csv(f) for f in strategy_files if f.exists()],
+                               ignore_index=True).drop_duplicates(
+            ["seed", "sensitivity", "strategy"]).sort_values("seed", kind="stable")
+    else:
+        rows: list[dict[str, Any]] = []
+        strategy_rows: list[dict[str, Any]] = []
+        for seed in seeds:
+            r, st = run_seed(seed, cfg, note)
+            rows += r
+            strategy_rows += st
+        df = pd.DataFrame(rows)
+        df = df.sort_values(["sram", "seed"], kind="stable", key=lambda c: c.map(
+            {v: i for i, v in enumerate(SRAMS)}) if c.name == "sram" else c)
+        strategies = pd.DataFrame(strategy_rows)
+    df = df.reset_index(drop=True)
     df.to_csv(out / "results.csv", index=False)
-    pd.DataFrame(strategy_rows).to_csv(out / "strategies.csv", index=False)
-    plot(df, out / "pareto")
-    show = df.copy()
-    show["top1"] = (100 * show["top1"]).map(lambda v: f"{v:.1f} %")
-    cols = ["sram", "method", "variant", "top1", "weight_bytes_per_inference",
-            "stored_weight_bytes", "weight_sparsity", "latency_us", "energy_uj"]
+    strategies.to_csv(out / "strategies.csv", index=False)
+    summary = summarise(df)
+    summary.to_csv(out / "summary.csv", index=False)
+    plot(summary, out / "pareto")
+    show = summary.copy()
+    show["top1"] = [f"{100 * m:.1f} % ({100 * lo:.1f}-{100 * hi:.1f})" for m, lo, hi in
+                    zip(show["top1_mean"], show["top1_min"], show["top1_max"], strict=True)]
+    cols = ["sram", "method", "variant", "seeds", "top1", "weight_bytes_per_inference_mean",
+            "stored_weight_bytes_mean", "latency_us_mean", "energy_uj_mean"]
     print(show[cols].to_string(index=False))
     note(f"wrote {out}")
     return 0

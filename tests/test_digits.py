@@ -69,3 +69,33 @@ def test_outputs(results):
     strategies = pd.read_csv(results / "strategies.csv")
     assert len(strategies) == 3
     assert (strategies["sparsity"] > 0.5).all()
+    summary = pd.read_csv(results / "summary.csv", keep_default_na=False)
+    assert len(summary) == len(pd.read_csv(results / "results.csv"))   # one seed: a row each
+
+
+def test_summary_gives_the_spread_over_seeds():
+    # Two seeds: per model the mean, min and max over them; Mix-and-Match's winners (another
+    # strategy per seed) are one row, its seeds' strategies listed.
+    sys.path.insert(0, str(REPO))
+    from experiments.digits import summarise
+
+    rows = []
+    for seed, (dense, mm, strategy) in enumerate(((350, 340, "magnitude/aggressive"),
+                                                   (354, 346, "product/conservative"))):
+        for method, variant, c, stored in (("dense", "", dense, 700),
+                                           ("mix_and_match", strategy, mm, 300 + 100 * seed)):
+            rows.append({"seed": seed, "method": method, "variant": variant,
+                         "top1": round(c / 360, 4), "weight_sparsity": 0.0,
+                         "weight_bytes_per_inference": stored, "stored_weight_bytes": stored,
+                         "latency_us": 1.0, "energy_uj": 2.0, "sram": "64KiB",
+                         "path_inputs": "360"})
+    s = summarise(pd.DataFrame(rows)).set_index("method")
+    assert list(s.index) == ["dense", "mix_and_match"]
+    assert s.loc["dense", "seeds"] == "0 1"
+    # mean of 350/360 = 0.9722 and 354/360 = 0.9833 is 0.97775, shown to 4 digits
+    assert (s.loc["dense", "top1_min"], s.loc["dense", "top1_max"]) == (0.9722, 0.9833)
+    assert s.loc["dense", "top1_mean"] == pytest.approx(0.9778, abs=1e-4)
+    assert s.loc["mix_and_match", "variant"] == "validation winner"
+    assert s.loc["mix_and_match", "variants"] == "magnitude/aggressive; product/conservative"
+    assert s.loc["mix_and_match", "stored_weight_bytes_mean"] == 350
+    assert s.loc["dense", "variants"] == ""

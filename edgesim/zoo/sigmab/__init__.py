@@ -38,6 +38,9 @@ Construction (``to_tree``), from a calibration batch, top-down one depth at a ti
   k-means of the globally average-pooled, unit-normalised output splits them in two; the two
   centroids are the router's weight rows (``Router``: pool -> normalise -> linear, no bias), so
   argmax = nearest centroid by cosine; each child is built from the inputs routed to it.
+* Precision. These construction passes and decisions are float64 with ties to the lowest
+  index (node, channel, branch), so the tree is the same on every CPU and BLAS thread count
+  (``construct``); the tree keeps the float32 weights.
 
 ``SigmaTree.node_report()`` gives per node, stage and group the channels kept, the overlap with
 the sibling and the coverage of the dense channels at that depth (1.0).

@@ -6,6 +6,18 @@ Public names: ``DEFAULT_LEVELS``, ``MAX_CALIBRATION``, ``allocate``, ``to_tree``
 See ``edgesim.zoo.sigmab`` for the method (routers from k-means of each node's own output,
 channels distributed over the nodes of a depth by the activations of their inputs, the
 per-stage budget solved by bisection).
+
+**The same tree on every machine.** Every decision of the construction (which channels a node
+keeps, which calibration inputs its router sends to each child, the k-means split) is taken
+from float64 numbers: the dense model's calibration pass and each node's pass over its inputs
+run on a float64 copy of the weights, channel statistics, importance means, the router's
+centre, k-means and the routing of the calibration inputs are float64. Float32 sums differ
+between CPUs (vector widths) and BLAS thread counts by ~1e-7 relative, enough to swap two
+channels' ranks; float64 sums differ by ~1e-16, far below the gap between two ranked channels.
+Exact ties (e.g. channels that are zero on every input) go to the **lowest index**: the lowest
+node, then the lowest channel (``allocate``), branch 0 of a router, the lowest cluster in
+k-means. The bisection on the budget counts parameters in integers. The tree itself keeps the
+dense model's float32 weights.
 """
 
 from __future__ import annotations
@@ -44,8 +56,8 @@ DEFAULT_LEVELS: dict[str, dict[str, int]] = {
 
 
 def _channel_stats(act: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean |activation| per channel: (n, C, ...) -> (n, C)."""
-    a = act.detach().abs().float()
+    """Per-sample mean |activation| per channel, float64: (n, C, ...) -> (n, C)."""
+    a = act.detach().abs().double()
     return a.flatten(2).mean(dim=2) if a.dim() > 2 else a
 
 
@@ -95,7 +107,9 @@ def allocate(importance: torch.Tensor, total: int) -> list[torch.Tensor]:
     importance over its own mean; ties to the lowest node), so every channel lives in at least
     one node; a node left empty takes its most important channel; the remaining copies go to
     the (node, channel) pairs of highest relative importance. Nodes whose inputs use more
-    channels strongly get wider. Deterministic (stable sorts).
+    channels strongly get wider. Float64 throughout; **ties go to the lowest index**: a
+    channel's first home is the lowest node among those of equal relative importance, and the
+    remaining copies are ranked by (relative importance descending, node, channel).
 
     >>> imp = torch.tensor([[4.0, 3.0, 0.1, 0.1], [0.1, 0.2, 2.0, 1.0]])
     >>> [s.tolist() for s in allocate(imp, 5)]
@@ -158,8 +172,11 @@ def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
     """A 2-way router from spherical k-means of the node's centred pooled features (centre =
     their mean), and its choices.
 
-    With a single calibration input (nothing to centre on) the centre is 0 and the two
-    centroids are its direction and the opposite one.
+    ``feats`` are float64 (the construction pass); the router is stored in float32 and its
+    choices are computed from the stored (float32-rounded) centre and rows in float64
+    arithmetic, ties to branch 0 ("L"), so which calibration inputs build which child does
+    not hang on float32 rounding. With a single calibration input (nothing to centre on) the
+    centre is 0 and the two centroids are its direction and the opposite one.
     """
     pooled = feats.flatten(2).mean(dim=2) if feats.dim() > 2 else feats
     center = pooled.mean(dim=0) if pooled.shape[0] >= 2 else torch.zeros_like(pooled[0])
@@ -175,7 +192,7 @@ def _fit_router(feats: torch.Tensor, seed: int) -> tuple[Router, torch.Tensor]:
     with torch.no_grad():
         router.weight.copy_(cent.to(router.weight.dtype))
         router.center.copy_(center.to(router.center.dtype))
-        choice = router(feats).argmax(dim=1)
+        choice = copy.deepcopy(router).double()(feats.double()).argmax(dim=1)
     return router, choice
 
 
@@ -269,7 +286,9 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
     Built top-down, one depth at a time: the stages of a depth are allocated over its nodes
     together (``allocate``: every channel in at least one node), then each node runs its
     calibration inputs through its own stages and its router splits them by k-means of that
-    output.
+    output. These construction passes run in float64 on a copy of the dense model (the tree
+    keeps the float32 weights), so which channels each node keeps and which calibration
+    inputs build which child do not hang on float32 rounding (module docstring).
     """
     a = detect_arch(dense_model, arch)
     levels = dict(DEFAULT_LEVELS[a.name] if levels is None else levels)
@@ -281,12 +300,11 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
     n = calibration_inputs.shape[0]
     if n < 2:
         raise ModelError(f"to_tree needs at least 2 calibration inputs, got {n}")
-    was_training = dense_model.training
-    dense_model.eval()
-    try:
-        back_out, stats = _calibrate(a, stage_list, backbone, calibration_inputs, chunk)
-    finally:
-        dense_model.train(was_training)
+    # the construction passes run in float64 on a copy (see the module docstring)
+    dense64 = copy.deepcopy(dense_model).double().eval()
+    back_out, stats = _calibrate(a, a.stages(dense64, cuts), backbone,
+                                 calibration_inputs.double(), chunk)
+    del dense64
     config: dict[str, Any] = {
         "format": FORMAT, "arch": a.name, "depth": depth, "levels": lv, "cuts": cuts,
         "backbone": backbone, "tree": tree, "fractions": {}, "seed": seed,
@@ -321,7 +339,7 @@ def to_tree(dense_model: nn.Module, calibration_inputs: torch.Tensor, *, arch: s
                     "channels": {g: v.tolist() for g, v in keep.items()}}
                 if d < depth:
                     with torch.no_grad():
-                        state = a.run(s, mod, state)
+                        state = a.run(s, copy.deepcopy(mod).double(), state)
                 in_sel = out_sel
             router = None
             if d < depth:

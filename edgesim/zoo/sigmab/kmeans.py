@@ -17,8 +17,9 @@ def spherical_kmeans(x: torch.Tensor, k: int = 2, iters: int = 50,
 
     Rows are unit-normalised; initialisation is k-means++ on cosine distance with a generator
     seeded by ``seed``; centroids are unit-norm means of their members; an empty cluster takes the
-    row least similar to its centroid. ``labels[i]`` is the nearest centroid of row i (ties: lowest
-    index).
+    row least similar to its centroid (ties: the lowest row). ``labels[i]`` is the nearest
+    centroid of row i (ties: the lowest centroid). All arithmetic is float64 whatever the dtype
+    of ``x`` (the centroids are returned in it), so the split does not hang on float32 rounding.
 
     >>> x = torch.tensor([[1.0, 0.1], [2.0, 0.0], [0.0, 1.0], [0.1, 3.0]])
     >>> labels, c = spherical_kmeans(x, 2)
