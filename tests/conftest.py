@@ -47,3 +47,22 @@ def tiny_yaml(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY_CONFIG))
     return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``--dist loadgroup``, pyproject's addopts): the tests that read a
+    module- or session-scoped fixture of their own module run in one worker, so the fixture
+    (a trained model, a built wheel) is made once, not once per worker. A test that names its
+    own ``xdist_group`` keeps it."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group"):
+            continue
+        module = getattr(item, "module", None)
+        for name in item.fixturenames:
+            defs = info.name2fixturedefs.get(name) or ()
+            if defs and defs[-1].scope in ("module", "session") and module is not None \
+                    and getattr(defs[-1].func, "__module__", None) == module.__name__:
+                item.add_marker(pytest.mark.xdist_group(module.__name__))
+                break
