@@ -16,12 +16,13 @@ activation.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgesim.workload import LayerOp, WeightBlock, Workload
 
-__all__ = ["TINY_CONFIG", "error_line", "stderr_lines", "tiny_config", "tiny_workload"]
+__all__ = ["TINY_CONFIG", "error_line", "stderr_lines", "tiny_config", "tiny_workload",
+           "under_thread_counts"]
 
 TINY_CONFIG: dict[str, Any] = {
     "name": "tiny",
@@ -106,6 +107,29 @@ def error_line(err: str) -> str:
 
 
 _MODELS: dict[tuple, Any] = {}
+
+
+def under_thread_counts(make: Callable[[], Any], counts: Sequence[int] = (1, 2)) -> list[Any]:
+    """``make()`` once per thread count in ``counts``: torch's intra-op threads and, where
+    threadpoolctl is installed, the BLAS libraries' limit; torch's count is restored after.
+    A test of a decision that must not hang on how BLAS splits its sums compares the results."""
+    import contextlib
+
+    import torch
+    try:
+        limits = __import__("threadpoolctl").threadpool_limits
+    except ImportError:
+        limits = None
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for n in counts:
+            torch.set_num_threads(n)
+            with limits(limits=n) if limits is not None else contextlib.nullcontext():
+                out.append(make())
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 def registry_model(spec, weights: str | None = None, seed: int = 0, level: int | None = None,

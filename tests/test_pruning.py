@@ -303,7 +303,7 @@ def test_mask_is_the_same_with_one_or_two_blas_threads(calib) -> None:
     # product sensitivity (|w| x |dL/dw|, float64): per layer at 60 % and global SNIP at 60 %,
     # computed with 1 and 2 threads (torch, and threadpoolctl's BLAS limit where installed),
     # are identical.
-    import contextlib
+    from edgesim.testing import under_thread_counts
 
     def masks() -> dict[str, torch.Tensor]:
         m = Tiny()
@@ -316,20 +316,7 @@ def test_mask_is_the_same_with_one_or_two_blas_threads(calib) -> None:
 
     torch.manual_seed(0)
     state = Tiny().state_dict()
-    threads = torch.get_num_threads()
-    try:
-        limits = __import__("threadpoolctl").threadpool_limits
-    except ImportError:
-        limits = None
-    out = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            ctx = limits(limits=n) if limits is not None else contextlib.nullcontext()
-            with ctx:
-                out.append(masks())
-    finally:
-        torch.set_num_threads(threads)
+    out = under_thread_counts(masks)
     assert out[0].keys() == out[1].keys()
     for name in out[0]:
         assert torch.equal(out[0][name], out[1][name]), name

@@ -89,28 +89,20 @@ def test_the_tree_is_the_same_with_one_or_two_blas_threads() -> None:
     # runs in float64; in float32 the router centres and scales of this tree differed in their
     # last bits between 1 and 2 threads (measured on an AMD EPYC, torch 2.13 with MKL). Fixed
     # fractions skip the budget's bisection (the slow part, and integer arithmetic).
-    import contextlib
     import json
+
+    from edgesim.testing import under_thread_counts
 
     torch.manual_seed(0)
     dense = pointnet2_ssg(num_classes=5, in_points=32, width=0.125).eval()
     x, _ = synthetic_points(8, points=32, clusters=4, seed=0)
-    threads = torch.get_num_threads()
-    try:
-        limits = __import__("threadpoolctl").threadpool_limits
-    except ImportError:
-        limits = None
-    out = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            ctx = limits(limits=n) if limits is not None else contextlib.nullcontext()
-            with ctx:
-                tree = to_tree(dense, x, fractions={"sa3": 0.7, "head": 0.4})
-            out.append((json.dumps(tree.config, sort_keys=True),
-                        {k: v.numpy().tobytes() for k, v in tree.state_dict().items()}))
-    finally:
-        torch.set_num_threads(threads)
+
+    def build():
+        tree = to_tree(dense, x, fractions={"sa3": 0.7, "head": 0.4})
+        return (json.dumps(tree.config, sort_keys=True),
+                {k: v.numpy().tobytes() for k, v in tree.state_dict().items()})
+
+    out = under_thread_counts(build)
     assert out[0][0] == out[1][0]
     assert out[0][1] == out[1][1]
 
