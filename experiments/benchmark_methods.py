@@ -51,11 +51,11 @@ same machine give byte-identical CSVs (one torch thread, deterministic algorithm
 of digits reproduced to the image in two runs). Accuracy after float32 training can differ
 between machines; the spread across seeds is the figure to read, not one seed's number.
 
-The full run (both datasets, 5 seeds) took 46 min wall as three processes on a loaded 2-core
-machine (digits 24.5 min; MNIST-5k ~12 min a seed): ``--datasets`` and ``--first-seed`` split
-it, ``--runs`` tabulates the parts together. Its tables, figure and findings are committed in
-``docs/benchmark_methods/``. ``--quick`` (digits, 2 seeds, 1 + 1 epochs, width 8) takes
-~30 s on an idle core.
+The full run (both datasets, 5 seeds) took 10.4 min wall as four processes on a 2-core machine
+shared with other jobs (load average 2-6; digits 10.1 min; MNIST-5k ~5 min a seed), 46 min as
+three at load 8-13: ``--datasets`` and ``--first-seed`` split it, ``--runs`` tabulates the parts
+together. Its tables, figure and findings are committed in ``docs/benchmark_methods/``.
+``--quick`` (digits, 2 seeds, 1 + 1 epochs, width 8) takes ~30 s on an idle core.
 """
 
 from __future__ import annotations
