@@ -82,6 +82,7 @@ from torch.nn.utils import parametrize
 
 from edgesim.errors import ModelError
 from edgesim.zoo.family import Family
+from edgesim.zoo.sigmab.adapters import slice_bn
 
 __all__ = [
     "PRUNERS",
@@ -337,20 +338,6 @@ def _sliced_conv(c: nn.Conv2d, out_idx: Tensor | None, in_idx: Tensor | None) ->
     return new
 
 
-def _sliced_bn(b: nn.BatchNorm2d, idx: Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(idx), eps=b.eps, momentum=b.momentum, affine=b.affine,
-                         track_running_stats=b.track_running_stats)
-    with torch.no_grad():
-        if b.affine:
-            new.weight.copy_(b.weight[idx])
-            new.bias.copy_(b.bias[idx])
-        if b.track_running_stats:
-            new.running_mean.copy_(b.running_mean[idx])
-            new.running_var.copy_(b.running_var[idx])
-            new.num_batches_tracked.copy_(b.num_batches_tracked)
-    return new
-
-
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, attr, module)
@@ -367,7 +354,7 @@ def prune_channels(model: nn.Module, keep: dict[str, Sequence[int]]) -> nn.Modul
         bn, nxt = layers[name]
         i = torch.as_tensor(sorted(int(v) for v in idx), dtype=torch.long)
         _replace(model, name, _sliced_conv(model.get_submodule(name), i, None))
-        _replace(model, bn, _sliced_bn(model.get_submodule(bn), i))
+        _replace(model, bn, slice_bn(model.get_submodule(bn), i))
         _replace(model, nxt, _sliced_conv(model.get_submodule(nxt), None, i))
     return model
 

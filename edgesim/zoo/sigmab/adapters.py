@@ -28,7 +28,7 @@ from torch.nn.utils import skip_init
 from edgesim.errors import ModelError
 
 __all__ = ["ARCHS", "Group", "PointNetArch", "ResNetArch", "State", "check_dense", "detect_arch",
-           "n_params"]
+           "n_params", "slice_bn"]
 
 State = Any  # a Tensor (ResNet) or a (xyz, features) tuple (PointNet++)
 
@@ -79,8 +79,9 @@ def _slice_linear(lin: nn.Linear, out_sel: torch.Tensor | None,
     return new
 
 
-def _slice_bn(bn: nn.modules.batchnorm._BatchNorm,
-              sel: torch.Tensor | None) -> nn.modules.batchnorm._BatchNorm:
+def slice_bn(bn: nn.modules.batchnorm._BatchNorm,
+             sel: torch.Tensor | None) -> nn.modules.batchnorm._BatchNorm:
+    """The BatchNorm of the channels ``sel`` of ``bn`` (None: all), its statistics copied."""
     s = _index(sel, bn.num_features)
     new = type(bn)(len(s), eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
                    track_running_stats=bn.track_running_stats, device=_device(bn))
@@ -211,7 +212,7 @@ class ResNetArch:
             return new, None
         if name == "stem":
             new.conv1 = _slice_conv(module.conv1, keep["out"], in_sel)
-            new.bn1 = _slice_bn(module.bn1, keep["out"])
+            new.bn1 = slice_bn(module.bn1, keep["out"])
             return new, keep["out"]
         res = in_sel if cls._tied(module) else keep["res"]
         cur = in_sel
@@ -221,11 +222,11 @@ class ResNetArch:
             for j, (conv, bn) in enumerate(pairs):
                 sel = res if j == len(pairs) - 1 else keep[f"{i}.{bn}"]
                 setattr(block, conv, _slice_conv(getattr(block, conv), sel, prev))
-                setattr(block, bn, _slice_bn(getattr(block, bn), sel))
+                setattr(block, bn, slice_bn(getattr(block, bn), sel))
                 prev = sel
             if block.downsample is not None:
                 block.downsample[0] = _slice_conv(block.downsample[0], res, cur)
-                block.downsample[1] = _slice_bn(block.downsample[1], res)
+                block.downsample[1] = slice_bn(block.downsample[1], res)
             cur = res
         return new, res
 
@@ -318,9 +319,9 @@ class PointNetArch:
         new = _shell(module)
         if name == "head":
             new.fc1 = _slice_linear(module.fc1, keep["fc1"], in_sel)
-            new.bn1 = _slice_bn(module.bn1, keep["fc1"])
+            new.bn1 = slice_bn(module.bn1, keep["fc1"])
             new.fc2 = _slice_linear(module.fc2, keep["fc2"], keep["fc1"])
-            new.bn2 = _slice_bn(module.bn2, keep["fc2"])
+            new.bn2 = slice_bn(module.bn2, keep["fc2"])
             new.fc3 = _slice_linear(module.fc3, None, keep["fc2"])
             return new, None
         layers = len(module.mlp) // 3
@@ -328,7 +329,7 @@ class PointNetArch:
         for j in range(layers):
             sel = keep["out"] if j == layers - 1 else keep[f"mlp{j}"]
             new.mlp[3 * j] = _slice_conv(module.mlp[3 * j], sel, prev)
-            new.mlp[3 * j + 1] = _slice_bn(module.mlp[3 * j + 1], sel)
+            new.mlp[3 * j + 1] = slice_bn(module.mlp[3 * j + 1], sel)
             prev = sel
         return new, keep["out"]
 
