@@ -583,12 +583,6 @@ class Belady(Residency):
             self._unpack()
         return frozenset(b for b, n in self._held.items() if n == self.sizes[b])
 
-    def held_blocks(self) -> set[int]:
-        """Blocks with any bytes on chip."""
-        if self._pending:
-            self._unpack()
-        return set(self._held)
-
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         if self._pending:
             self._unpack()
