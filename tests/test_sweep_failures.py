@@ -96,7 +96,7 @@ def test_a_failing_task_of_a_point_message_fails_alone(failing_engine):
     from edgesim.testing import tiny_config
     w = tiny_workload()
     good, bad = tiny_config(sram=BAD_SRAM + 1024), tiny_config(sram=BAD_SRAM - 1024)
-    tasks = [(sweep_run.PointTask(hw, pol, "next", True, False), w)
+    tasks = [(sweep_run.PointTask(hw, pol, True, False), w)
              for hw in (good, bad) for pol in ("lru", "belady")]
     out = sweep_run.simulate_points(tasks)
     assert out[2:] == ["ZeroDivisionError: planted failure"] * 2

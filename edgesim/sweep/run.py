@@ -83,9 +83,8 @@ WINDOW = 4
 class PointTask:
     """What a worker needs for one (point, model, policy), besides the Workload reference."""
 
-    hw: HardwareConfig
+    hw: HardwareConfig      # its prefetch_mode is the point's prefetch mode
     policy: str
-    prefetch: str
     memo: bool
     detail: bool
 
@@ -101,8 +100,8 @@ class PointResult(NamedTuple):
 def simulate_point(task: PointTask, wref: Any) -> PointResult:
     """Run one task where the executor put it (``wref``: see ``executors.workload_of``)."""
     from edgesim.sim import simulate
-    res = simulate(task.hw, workload_of(wref), policy=task.policy, prefetch=task.prefetch,
-                   memo=task.memo, keep_rows=task.detail)
+    res = simulate(task.hw, workload_of(wref), policy=task.policy, memo=task.memo,
+                   keep_rows=task.detail)
     rows = [list(r) for r in res.rows] if task.detail else None
     return PointResult(res.summary, rows, worker_stats())
 
@@ -187,8 +186,7 @@ class _Plan:
         return out
 
     def task(self, it: _Item) -> PointTask:
-        return PointTask(it.hw, self.policies[it.task.policy], it.task.prefetch, self.memo,
-                         self.detail)
+        return PointTask(it.hw, self.policies[it.task.policy], self.memo, self.detail)
 
 
 def _check(policies: Sequence[str], inputs: int, models: Sequence[Any]) -> None:
@@ -556,7 +554,7 @@ def _items(base: Base, axes: Sequence[Axis], plan: _Plan,
             label = plan.labels[m]
             for k, pol in enumerate(plan.policies):
                 key = point_key(hw, label, wid, plan.workloads[wid].inputs, pol,
-                                hw.prefetch_mode, plan.evaluations.get(label))
+                                plan.evaluations.get(label))
                 yield _Item(_Task(key, p, m, k, wid, hw.prefetch_mode), hw, params)
 
 

@@ -54,18 +54,19 @@ DETAIL_FILE = "detail.csv"
 _KEY_IGNORES = ("file", "sources", "description", "resolved")
 
 
-def point_key(hw, model: str, digest: str, inputs: int, policy: str, prefetch: str,
+def point_key(hw, model: str, digest: str, inputs: int, policy: str,
               evaluation: Any = None) -> str:
     """The store key of one task: a hash of everything its result depends on.
 
     The hardware enters as its resolved numbers (so ``2MiB`` and ``2048KiB`` are one point),
     the model as its name and ``Workload.digest()`` (which covers precision, formats, seed and the
-    input stream), plus the stream length, policy, prefetch mode and the edgesim version; in an
-    evaluated sweep, ``evaluation`` (what the top-1 was computed from: data fingerprint, weights,
-    seed) too, so a sweep with ``--eval`` never reuses a row without ``top1``.
+    input stream), plus the stream length, policy and the edgesim version (the prefetch mode is
+    the hardware's ``prefetch_mode``); in an evaluated sweep, ``evaluation`` (what the top-1
+    was computed from: data fingerprint, weights, seed) too, so a sweep with ``--eval`` never
+    reuses a row without ``top1``.
     """
     from edgesim import __version__
-    parts = [model, digest, inputs, policy, prefetch, __version__]
+    parts = [model, digest, inputs, policy, __version__]
     if evaluation is not None:
         parts.append(evaluation)
     # json.dumps([identity, *parts]), with the hardware's part written once per config
