@@ -437,7 +437,7 @@ class _Runner:
         """Input i on path p: from the memo if its situation was met before (the policy's
         state, the path, and the policy's ``condition`` on the future holds), else run."""
         plan, policy, memo = self.plans[p], self.policy, self.memo
-        wasted = self.wasted_bytes(p)
+        wasted = 0 if self.guess is None else self.wasted_bytes(p)
         if memo is None:
             return _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
                             wasted, self.per_layer)
@@ -628,14 +628,22 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
         _tally(runner, plans, machine, seq, summary, progress)
         return Result(rows, None, summary.result(), {
             "policy": policy, "prefetch": prefetch, "memo_entries": runner.entries})
+    # the summary counts a run of one inference repeated (a steady stream's memo hits) at once
+    run_of: _Inference | None = None
+    run = 0
     for i, p in _paths(seq):
         inf = runner.infer(i, p)
         row = inf.row
         if row is None:
             row = inf.row = _inference_row(i, plans[p], inf, machine)
+        if inf is run_of:
+            run += 1
+        else:
+            if run:
+                summary.add(run_of.row, run)  # type: ignore[union-attr]
+            run_of, run = inf, 1
         if row.input != i:   # a memo hit: the same row under this input's number
             row = _new_row(InferenceRow, (i, *row[1:]))
-        summary.add(row)
         if on_row is not None:
             on_row(row)
         if keep_rows:
@@ -648,6 +656,8 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
                     on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
+    if run:
+        summary.add(run_of.row, run)  # type: ignore[union-attr]
     if progress is not None:
         progress(seq.size)
     meta = {"policy": policy, "prefetch": prefetch,

@@ -427,6 +427,7 @@ class Belady(Residency):
         # per state (by id, the state kept alive here): its hashed memo_key; states met
         # before are the same object (interned), so a memo key compares by identity
         self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
+        self._last_key: tuple[tuple | None, _Hashed | None] = (None, None)   # the last asked
         self._states: dict[tuple, tuple] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
@@ -469,12 +470,16 @@ class Belady(Residency):
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         """The state, hashed once per state (the future goes in ``condition``)."""
         snap = self.state()
+        last = self._last_key
+        if last[0] is snap:   # (a steady stream: the state of the inference before)
+            return last[1]
         per = self._per_state
         entry = per.get(id(snap))
         if entry is None or entry[0] is not snap:
             if len(per) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 per.clear()
             entry = per[id(snap)] = (snap, _Hashed(snap))  # type: ignore[arg-type]
+        self._last_key = entry
         return entry[1]
 
     def watch(self) -> None:
@@ -726,7 +731,12 @@ class Future:
         self._lo = self._hi = 0
         self._tail = [-1] * len(sets)
         self._tail_from = [n + 1] * len(sets)
-        self._col: tuple[int, list[int], list[int]] = (-1, [], [])
+        # ``column``'s answers for inferences [_clo, _clo + len(_cols)), as Python lists,
+        # made a ``COLUMNS`` chunk at a time (one NumPy pass instead of one per inference)
+        self._clo = 0
+        self._cols: list[list[int]] = []
+        self._theres: list[list[int]] = []
+        self._uniform = np.array(uniform, dtype=bool)[:, None]
         self._at: tuple[int, tuple] = (-1, ())
 
     def next_use(self, b: int, i: int, j: int) -> int:
@@ -808,18 +818,25 @@ class Future:
     def column(self, i: int) -> tuple[list[int], list[int]]:
         """Per set, the first inference after i reading it (``nxt[:, i]``, ``n``: none) and
         the path there (-1: none; 0 for a ``uniform`` set, where its blocks sit does not
-        depend on the path), as lists; the last column asked for is kept."""
-        if self._col[0] != i:
-            col = self.window(i)[:, i - self._lo].tolist()
-            n, seq = self.n, self.seq.item
-            there = [-1 if c >= n else 0 if u else seq(c)
-                     for c, u in zip(col, self.uniform, strict=True)]
-            self._col = (i, col, there)
-        return self._col[1], self._col[2]
+        depend on the path), as lists. Inferences ask in order: the lists of the next
+        ``COLUMNS`` inferences of the window are made at once."""
+        k = i - self._clo
+        if not 0 <= k < len(self._cols):
+            nxt = self.window(i)
+            a = i - self._lo
+            cols = nxt[:, a:a + COLUMNS]
+            n = self.n
+            there = np.where(cols >= n, -1,
+                             np.where(self._uniform, 0, self.seq[np.minimum(cols, n - 1)]))
+            self._clo, self._cols, self._theres = i, cols.T.tolist(), there.T.tolist()
+            k = 0
+        return self._cols[k], self._theres[k]
 
 
 #: Inferences per window of ``Future.nxt`` (per set, 8 bytes each).
 WINDOW = 1 << 16
+#: Inferences whose ``Future.column`` lists are made at once (per set, ~70 bytes each).
+COLUMNS = 1 << 8
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
