@@ -1,8 +1,8 @@
 """The shipped hardware configs in their checked form, so that a run reads no YAML and builds
 no schema.
 
-Public names: ``HWCONFIG_DIR``, ``STORE``, ``locate``, ``load``, ``stored``, ``store_entries``,
-``write_store``.
+Public names: ``HWCONFIG_DIR``, ``STORE``, ``locate``, ``load``, ``stored``, ``sections``,
+``store_entries``, ``write_store``.
 
 ``edgesim.config`` reads a config in three steps (YAML, the pydantic schema, quantities parsed
 and frozen); importing yaml and pydantic and building the schema cost ~0.15 s CPU, a third of a
@@ -12,6 +12,9 @@ the source of the modules that turn YAML into a ``HardwareConfig`` (``CODE``). A
 bytes or whose reading code changed is not in the store, and is read in full again:
 the store can make a run faster, never different (``tests/test_hwconfigs.py`` checks every
 stored entry against a full read, and that the store is current: ``write_store()`` rewrites it).
+The store also keeps, under the key ``sections:`` + that code digest, where a
+``HardwareConfig`` holds each schema section's values (``edgesim.schema.section_fields``),
+which ``HardwareConfig.section`` reads (``sections``).
 
 >>> load("npu_small").sram_bytes == stored(locate("npu_small")[0]).sram_bytes
 True
@@ -30,8 +33,8 @@ from typing import Any
 
 from edgesim.hardware import HardwareConfig, freeze, thaw
 
-__all__ = ["CODE", "HWCONFIG_DIR", "STORE", "load", "locate", "store_entries", "stored",
-           "write_store"]
+__all__ = ["CODE", "HWCONFIG_DIR", "STORE", "load", "locate", "sections", "store_entries",
+           "stored", "write_store"]
 
 _PACKAGE = Path(__file__).resolve().parent
 #: The shipped hardware configs.
@@ -76,6 +79,23 @@ def _entries() -> dict[str, Any]:
         return json.loads(STORE.read_text())
     except (OSError, ValueError):
         return {}      # no store (a source tree mid-edit): every file is read in full
+
+
+#: The store key of ``sections()`` is this prefix and the code digest.
+_SECTIONS = "sections:"
+
+
+@lru_cache(maxsize=1)
+def sections() -> dict[str, str | tuple[tuple[str, str], ...]]:
+    """``edgesim.schema.section_fields()``: from the store when it was written by today's
+    reading code (then the schema is not built and pydantic not imported), else from the
+    schema itself."""
+    entry = _entries().get(_SECTIONS + _code_digest())
+    if entry is None:
+        from edgesim.schema import section_fields
+        return section_fields()
+    return {path: where if isinstance(where, str) else tuple(tuple(kf) for kf in where)
+            for path, where in entry.items()}
 
 
 def stored(path: Path, file: str | None = None) -> HardwareConfig | None:
@@ -143,11 +163,13 @@ def _with_mode(hw: HardwareConfig, mode: str, present: bool | None) -> HardwareC
 
 
 def store_entries() -> dict[str, Any]:
-    """The store as ``write_store`` writes it: each shipped config read in full, by key."""
+    """The store as ``write_store`` writes it: each shipped config read in full, by key, and
+    ``edgesim.schema.section_fields()``."""
     from dataclasses import fields
 
     from edgesim.config import config_from_dict, read_config, shipped_configs
-    out = {}
+    from edgesim.schema import section_fields
+    out: dict[str, Any] = {_SECTIONS + _code_digest(): thaw(section_fields())}
     for path in shipped_configs():
         raw, file = read_config(path)
         hw = config_from_dict(raw, file=file)
@@ -160,4 +182,5 @@ def write_store() -> Path:
     """Rewrite ``STORE`` from the shipped configs (after a change to one or to ``CODE``)."""
     STORE.write_text(json.dumps(store_entries(), separators=(",", ":")) + "\n")
     _entries.cache_clear()
+    sections.cache_clear()
     return STORE

@@ -138,6 +138,25 @@ class HardwareConfig:
         """Off-chip access latency in integer picoseconds (rounded to nearest)."""
         return round(self.offchip_latency_s * 1e12)
 
+    def section(self, path: str) -> dict[str, Any]:
+        """The values of the schema section at ``path`` (``"compute.ops"``), by its keys, as
+        this config holds them: each key that gives a field (``source`` does not), in the
+        schema's order; where the schema says (``edgesim.schema.section_fields``), so that
+        what a section's keys build (``sim.mapping.Rates``, ``Array``, ``Pooling``, ...) is
+        built by name and a new key needs no line to copy it.
+
+        >>> from edgesim.checked_configs import load
+        >>> load("npu_small").section("compute.array")["rows"]
+        16
+        """
+        from edgesim.checked_configs import sections
+        where = sections().get(path)
+        if where is None:
+            raise KeyError(f"no config section {path!r}; known: {', '.join(sections())}")
+        if isinstance(where, str):
+            return {k: v for k, v in getattr(self, where).items() if k != "source"}
+        return {key: getattr(self, name) for key, name in where}
+
     def to_dict(self) -> dict[str, Any]:
         """All fields plus ``weight_sram_bytes`` and ``period_ps`` as plain JSON-able values."""
         out = {f.name: thaw(getattr(self, f.name)) for f in fields(self)}

@@ -1,8 +1,8 @@
 """The hardware-config schema: the YAML's sections and keys, and the frozen ``HardwareConfig``.
 
 Public names: ``Unit``, ``Attr``, ``ConfigFile``, ``unit_kind``, ``schema_fields``,
-``section_at``, ``canonical_path``; ``HardwareConfig``, ``freeze`` and ``thaw`` are
-``edgesim.hardware``'s.
+``section_at``, ``section_fields``, ``canonical_path``; ``HardwareConfig``, ``freeze`` and
+``thaw`` are ``edgesim.hardware``'s.
 
 This module is the one place that says which key holds what. A key holding a human quantity
 carries a ``Unit`` (its kind in ``edgesim.units``, the unit its ``HardwareConfig`` field is kept
@@ -44,7 +44,7 @@ from edgesim.hardware import HardwareConfig, freeze, thaw
 from edgesim.units import parse_quantity
 
 __all__ = ["Attr", "ConfigFile", "HardwareConfig", "Unit", "canonical_path", "freeze",
-           "schema_fields", "section_at", "thaw", "unit_kind"]
+           "schema_fields", "section_at", "section_fields", "thaw", "unit_kind"]
 
 #: ``--set dram.x=...`` is read as ``--set offchip.x=...``.
 ALIASES = {"dram": "offchip"}
@@ -654,6 +654,34 @@ def _walk_fields(cls: type[BaseModel], prefix: tuple[str, ...]
         sub = _sub_model(info)
         if sub is not None:
             yield from _walk_fields(sub, path)
+
+
+def section_fields() -> dict[str, str | tuple[tuple[str, str], ...]]:
+    """Where a ``HardwareConfig`` holds each section's values, by the section's dotted path
+    (``""``: the top level): the name of the field holding the whole section as a mapping
+    (``"compute.pooling"`` -> ``"pooling"``), else ``(key, field)`` for each of its keys that
+    gives a field (``"compute.array"`` -> ``(("rows", "array_rows"), ...)``). What
+    ``HardwareConfig.section`` reads (``edgesim.checked_configs.sections``: stored with the
+    shipped configs, so that a run builds no schema).
+
+    >>> section_fields()["compute.ops"][:2]
+    (('output', 'output_cycles_per_element'), ('eltwise', 'eltwise_cycles_per_element'))
+    """
+    sections = [((), ConfigFile, None), *((p, _sub_model(i), meta(i, Attr))
+                                          for p, i in schema_fields() if _sub_model(i))]
+    out: dict[str, str | tuple[tuple[str, str], ...]] = {}
+    for path, cls, attr in sections:
+        if attr is not None:
+            out[".".join(path)] = attr.name
+            continue
+        keys = []
+        for key, info in cls.model_fields.items():
+            unit = meta(info, Unit)
+            name = unit.attr if unit is not None else getattr(meta(info, Attr), "name", None)
+            if name is not None:
+                keys.append((key, name))
+        out[".".join(path)] = tuple(keys)
+    return out
 
 
 def canonical_path(key: str | Sequence[str]) -> tuple[str, ...]:

@@ -204,3 +204,89 @@ def test_a_u85_depthwise_conv_runs_on_the_pools_micro_block():
     a = Machine.from_config(load_config("ethos_u85_edge")).array
     dims = {"N": 1, "K": 64, "C": 1, "R": 3, "S": 3, "P": 25, "Q": 5, "G": 64}
     assert broadcast_cycles(a, dims, 1024, 72_000, depthwise=True) == 1248 + 125
+
+
+# The sections whose keys are the fields of their names (Array.from_config builds them by name,
+# HardwareConfig.section), what holds those fields, the config to vary them on (the kernels
+# are built only for an mcu), and the fields derived instead of copied from a key.
+_BY_NAME = {
+    "compute.array": (lambda a: a, "npu_small",
+                      # compute.vector.elements_per_cycle or cols; sram.port_width; sections
+                      {"vector_rate", "port_bytes", "rates", "kernels", "pooling"}),
+    "compute.ops": (lambda a: a.rates, "npu_small",
+                    # the read latency and bandwidth of the weights' memory
+                    {"const_latency", "const_bytes_per_cycle"}),
+    "compute.pooling": (lambda a: a.pooling, "npu_small", set()),
+    "compute.kernels": (lambda a: a.kernels, "stm32h7a3", set()),
+}
+
+
+def _other_values(value, info):
+    """YAML values other than ``value`` (a key's value as HardwareConfig holds it) for a key of
+    schema field ``info``, with the value each gives the field: other choices of a Literal, the
+    negation of a flag, a larger number, size or tuple, a number for a None."""
+    import typing
+
+    from edgesim.schema import Unit, meta
+    ann = info.annotation
+    unit = meta(info, Unit)
+    if typing.get_origin(ann) is typing.Literal:
+        return [(c, c) for c in typing.get_args(ann) if c != value]
+    if isinstance(value, bool):
+        return [(not value, not value)]
+    if unit is not None:
+        assert unit.kind == "size", f"add a {unit.kind} value here"
+        return [(f"{2 * value + 1} B", 2 * value + 1)]
+    if value is None:
+        kind = next(a for a in typing.get_args(ann) if a is not type(None))
+        if typing.get_origin(kind) is tuple:
+            two = (2,) * len(typing.get_args(kind))
+            return [(list(two), two)]
+        return [(1.5, 1.5)]
+    if isinstance(value, tuple):
+        return [([v + 1 for v in value], tuple(v + 1 for v in value))]
+    if isinstance(value, float):
+        return [(value + 0.5, value + 0.5)]
+    return [(value + 1, value + 1), (value * 2, value * 2)]
+
+
+def test_every_key_of_the_array_ops_pooling_and_kernels_sections_reaches_its_field():
+    # Array.from_config copies no key by hand: each key of these sections is the field of its
+    # name (a new key: a schema line, the YAMLs and the code that reads it). So (1) the fields
+    # are the section's keys plus the declared derived ones, (2) changing a key's value in the
+    # YAML changes that field to it, (3) a field's default is the key's (an Array written by
+    # hand in a test means what a config leaving the key out means).
+    import copy
+    import dataclasses
+
+    from edgesim.config import config_from_dict, read_config
+    from edgesim.errors import ConfigError
+    from edgesim.schema import section_at
+
+    for path, (holder, config, derived) in _BY_NAME.items():
+        keys = {k: i for k, i in section_at(path.split(".")).model_fields.items()
+                if k != "source"}
+        raw, file = read_config(config)
+        base = holder(Array.from_config(config_from_dict(raw, file=file)))
+        fields = {f.name: f for f in dataclasses.fields(base)}
+        assert set(fields) - derived == set(keys), path
+        for key, info in keys.items():
+            default = fields[key].default
+            if not info.is_required() and default is not dataclasses.MISSING:
+                assert default == info.default, f"{path}.{key}"
+            old = getattr(base, key)
+            for yaml_value, expected in _other_values(old, info):
+                edited = copy.deepcopy(raw)
+                section = edited
+                for part in path.split("."):
+                    section = section.setdefault(part, {"source": "test"})
+                section[key] = yaml_value
+                try:
+                    hw = config_from_dict(edited, file=file)
+                except ConfigError:     # not valid on this config (another value may be)
+                    continue
+                got = getattr(holder(Array.from_config(hw)), key)
+                assert (got, old != expected) == (expected, True), f"{path}.{key}"
+                break
+            else:
+                raise AssertionError(f"{path}.{key}: no other value of it loads on {config}")

@@ -222,13 +222,6 @@ class Pooling:
         if self.unit not in ("vector", "array"):
             raise ValueError(f"pooling unit {self.unit!r} is not 'vector' or 'array'")
 
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, object]) -> Pooling:
-        """From ``HardwareConfig.pooling`` (its ``source`` is ignored)."""
-        return cls(str(m["unit"]), tuple(m["sub_kernel"]), int(m["min_steps"]),
-                   tuple(m["block"]), int(m["delay"]), int(m["latency"]),
-                   float(m["max_output"]), None if m["ublock"] is None else tuple(m["ublock"]))
-
 
 #: Coordinates per point a ``sample`` op's inputs and outputs hold (xyz): assumption.
 POINT_DIMS = 3
@@ -269,29 +262,23 @@ class Array:
     def from_config(cls, hw) -> Array:
         """The array, vector unit, op rates and SRAM port of ``hw`` (a ``HardwareConfig``).
 
-        A softmax's constants lie with the weights: their memory's read latency (cycles) and
-        bandwidth (bytes per cycle) bound the commands that read one (``Rates.const_*``).
+        Each key of ``compute.array`` is the field of its name, and so are those of
+        ``compute.ops`` in ``Rates``, ``compute.pooling`` in ``Pooling`` and
+        ``compute.kernels`` in ``mcu.Kernels`` (``HardwareConfig.section``): a new key is a
+        schema line, the YAMLs and the code that reads it. Derived here: the vector rate
+        (``compute.vector.elements_per_cycle``, else one element per column), the SRAM port
+        (``sram.port_width``) and, for a softmax's constants, which lie with the weights, their
+        memory's read latency (cycles) and bandwidth (bytes per cycle: ``Rates.const_*``).
         """
+        array = hw.section("compute.array")
         wmem = hw.memories[hw.placement_weights]
-        rates = Rates(
-            output=hw.output_cycles_per_element, eltwise=hw.eltwise_cycles_per_element,
-            pool=hw.pool_cycles_per_element, resize=hw.resize_cycles_per_element,
-            lut=hw.lut_cycles_per_element, command=hw.command_cycles,
-            softmax=hw.softmax_commands, fuse_eltwise=hw.fuse_eltwise,
-            int32=hw.int32_cycles_per_element, block=tuple(hw.command_block),
-            chain_int32=hw.chain_int32_cycles_per_element,
-            chain=hw.chain_commands, chain_ifms=hw.chain_ifms,
-            scalar_immediate=hw.scalar_immediate,
-            const_latency=math.ceil(wmem["latency_s"] * hw.clock_hz - 1e-6),
-            const_bytes_per_cycle=wmem["bytes_per_s"] / hw.clock_hz)
-        return cls(
-            hw.array_rows, hw.array_cols, hw.array_dataflow,
-            hw.vector_elements_per_cycle or hw.array_cols, hw.sram_port_bytes,
-            hw.array_pipelined, kind=hw.array_kind, depthwise=hw.array_depthwise,
-            ublock_width=hw.array_ublock_width, step_cycles=hw.array_step_cycles,
-            writeback_cycles=hw.array_writeback_cycles, rates=rates,
-            kernels=mcu.Kernels.from_mapping(hw.kernels) if hw.array_kind == "mcu" else None,
-            pooling=Pooling.from_mapping(hw.pooling))
+        rates = Rates(**hw.section("compute.ops"),
+                      const_latency=math.ceil(wmem["latency_s"] * hw.clock_hz - 1e-6),
+                      const_bytes_per_cycle=wmem["bytes_per_s"] / hw.clock_hz)
+        kernels = mcu.Kernels(**hw.section("compute.kernels")) if array["kind"] == "mcu" else None
+        return cls(**array, vector_rate=hw.vector_elements_per_cycle or array["cols"],
+                   port_bytes=hw.sram_port_bytes, rates=rates, kernels=kernels,
+                   pooling=Pooling(**hw.section("compute.pooling")))
 
 
 def _split(a: Array, peak: int) -> tuple[int, int]:

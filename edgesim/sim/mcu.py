@@ -59,8 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from edgesim.workload import LayerOp
 
@@ -96,11 +95,6 @@ class Kernels:
     flash_word: int
     bus_latency_cycles: int
     weight_pass_pixels: int
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> Kernels:
-        """From ``HardwareConfig.kernels`` (its ``source`` is left out)."""
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
 
 
 def op_class(op: LayerOp) -> str:
