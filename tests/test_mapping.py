@@ -290,3 +290,20 @@ def test_every_key_of_the_array_ops_pooling_and_kernels_sections_reaches_its_fie
                 break
             else:
                 raise AssertionError(f"{path}.{key}: no other value of it loads on {config}")
+
+
+def test_the_block_buffer_is_built_from_its_section_by_key():
+    # BlockBuffer's fields are compute.block's keys, so the plan builds it by name: a new key
+    # is a schema line, the YAMLs and the field of its name. ethos_u65 states a block buffer.
+    from edgesim.checked_configs import load
+    from edgesim.schema import section_at
+    from edgesim.sim.plan import Machine
+    from edgesim.sim.tiling import BlockBuffer
+
+    keys = [k for k in section_at(["compute", "block"]).model_fields if k != "source"]
+    assert sorted(BlockBuffer._fields) == sorted(keys)
+    hw = load("ethos_u65")
+    block = Machine.from_config(hw).block
+    assert block is not None
+    assert block.buffer == hw.block["buffer"] > 0
+    assert block._asdict() == {k: hw.block[k] for k in BlockBuffer._fields}

@@ -81,7 +81,7 @@ def test_the_block_fits_the_buffer_and_a_first_conv_reads_in_runs_of_the_slice()
 
 
 def test_a_buffer_smaller_than_a_micro_block_is_an_error():
-    tiny = U65._replace(buffer_bytes=1024)
+    tiny = U65._replace(buffer=1024)
     with pytest.raises(ValueError, match="no output block"):
         output_block(tiny, P=8, Q=8, K=8, C=3, R=3, S=3)
 

@@ -192,10 +192,10 @@ def test_a_separate_accumulator_ram_never_shrinks_the_block():
     # shared, a 6x6x64 block needs 2 x 36 x 64 x 4 B = 18 KiB of accumulators alone (> 16
     # KiB); in 64 KiB of ACC RAM a 6x12x64 block (2 x 18 KiB) fits beside a 6x12x32 input.
     from edgesim.sim.tiling import BlockBuffer, output_block
-    base = dict(buffer_bytes=16384, bank_bytes=1024, ifm_granule=1, acc_granule=1,
+    base = dict(buffer=16384, bank=1024, ifm_granule=1, acc_granule=1,
                 acc_bytes=4, ublock=(2, 2, 16), max=(128, 128, 1024), split_depth=16,
                 ifm_depth=16)
-    shared, split = BlockBuffer(**base), BlockBuffer(**base, acc_buffer_bytes=65536)
+    shared, split = BlockBuffer(**base), BlockBuffer(**base, acc_buffer=65536)
     big = output_block(split, P=12, Q=12, K=64, C=32, R=1, S=1)
     assert (big.h, big.w, big.d) == (6, 12, 64)
 
@@ -219,7 +219,7 @@ def test_a_u85_depthwise_block_holds_one_block_of_accumulators():
     # blocks of accumulators, the 2x2x16 search takes 32 channels at a time.
     from edgesim.sim.tiling import BlockBuffer, output_block
     u85 = BlockBuffer(16384, 1024, 1, 1, 4, (2, 2, 16), (128, 128, 1024), 16, 16,
-                      acc_buffer_bytes=65536)
+                      acc_buffer=65536)
     dw = output_block(u85, P=25, Q=5, K=64, C=1, R=3, S=3, depthwise=(2, 4, 16))
     assert (dw.h, dw.w, dw.d) == (26, 8, 64)
     conv = output_block(u85, P=25, Q=5, K=64, C=1, R=3, S=3)

@@ -176,11 +176,7 @@ class Machine:
         blk = hw.block
         block = None
         if blk["buffer"]:
-            block = BlockBuffer(blk["buffer"], blk["bank"], blk["ifm_granule"],
-                                blk["acc_granule"], blk["acc_bytes"], tuple(blk["ublock"]),
-                                tuple(blk["max"]), blk["split_depth"], blk["ifm_depth"],
-                                blk["acc_buffer"], tuple(blk["sub_kernel"]),
-                                blk["latency"])
+            block = BlockBuffer(**hw.section("compute.block"))
         in_place = hw.placement_input == "in_place"
         if in_place and block is None:
             raise ValueError("placement.input in_place needs compute.block.buffer (the "

@@ -162,18 +162,19 @@ class BlockBuffer(NamedTuple):
     """The NPU's output-block buffer (Ethos-U's SHRAM; ``compute.block`` of the config).
 
     The array computes its output one block (``h x w`` pixels x ``d`` channels) at a time; the
-    buffer holds the block's input window (``ifm_depth``-channel slices, ``bank_bytes`` banks
-    rounded to ``ifm_granule`` banks) and its accumulators (``acc_bytes`` each, rounded to
-    ``acc_granule`` banks), each double-buffered, in at most ``buffer_bytes`` (the input alone
-    when the accumulators have their own RAM of ``acc_buffer_bytes``). A block's sides
+    buffer holds the block's input window (``ifm_depth``-channel slices, banks of ``bank``
+    bytes rounded to ``ifm_granule`` banks) and its accumulators (``acc_bytes`` each, rounded
+    to ``acc_granule`` banks), each double-buffered, in at most ``buffer`` bytes (the input
+    alone when the accumulators have their own RAM of ``acc_buffer`` bytes). The fields are
+    the section's keys, so a config builds it by name (``HardwareConfig.section``). A block's sides
     are multiples of the micro-block (``ublock``: height, width, depth) and at most ``max``;
     a block of fewer channels than the op's output takes whole multiples of ``split_depth``.
     An input slice holds up to 32 channels (16 part-kernel first; Ethos-U's IFM brick,
     ethos-u-vela architecture_allocator._ifm_blockdepth) rounded up to ``ifm_depth``.
     """
 
-    buffer_bytes: int
-    bank_bytes: int
+    buffer: int
+    bank: int
     ifm_granule: int
     acc_granule: int
     acc_bytes: int
@@ -181,7 +182,7 @@ class BlockBuffer(NamedTuple):
     max: tuple[int, int, int]
     split_depth: int
     ifm_depth: int
-    acc_buffer_bytes: int = 0           # a separate accumulator RAM (0: they share the buffer)
+    acc_buffer: int = 0                 # a separate accumulator RAM (0: they share the buffer)
     sub_kernel: tuple[int, int] = (0, 0)  # the largest kernel piece of one pass (0: any)
     latency: int = 0                    # cycles before the first / after the last block
 
@@ -226,20 +227,20 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
     Memoised: a network compiles its convs' blocks once per buffer and shape.
 
     ``depthwise``: the micro-block a depthwise conv runs on, given when the buffer has its own
-    accumulator RAM (``acc_buffer_bytes``; Ethos-U85): regor sizes a depthwise conv's block by
+    accumulator RAM (``acc_buffer``; Ethos-U85): regor sizes a depthwise conv's block by
     area fit on that micro-block with ONE block's accumulators in the accumulator RAM (regor
     ethos_u85.cpp ``FindDepthwiseConfig`` / ``AreaFit``: accRequired = h x w x d <= accElements;
     a convolution's search keeps two, ``numBlocksInRam = 2``).
     """
     uh, uw, ud = buf.ublock
     acc_blocks = 2
-    if depthwise is not None and buf.acc_buffer_bytes:
+    if depthwise is not None and buf.acc_buffer:
         (uh, uw, ud), acc_blocks = depthwise, 1
     mh, mw, md = buf.max
     ifm_d = _up(min(C, 16 if part_kernel(C, R * S) else 32), buf.ifm_depth)
     sh, sw, sd = _up(min(P, mh), uh), _up(min(Q, mw), uw), _up(min(K, md), ud)
-    banks = buf.buffer_bytes // buf.bank_bytes
-    acc_ram = buf.acc_buffer_bytes // buf.bank_bytes     # 0: accumulators share ``banks``
+    banks = buf.buffer // buf.bank
+    acc_ram = buf.acc_buffer // buf.bank     # 0: accumulators share ``banks``
     best: tuple[float, Block] | None = None
     sy, sx = stride
     d = max(ud, min(sd, buf.split_depth))
@@ -251,8 +252,8 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
             ih = _up((h - 1) * sy + R, uh)
             for w in range(uw, sw + 1, uw):
                 iw = _up((w - 1) * sx + S, uw)
-                ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank_bytes) * 2, buf.ifm_granule)
-                acc_banks = _up(-(-h * w * acc_row // buf.bank_bytes) * acc_blocks,
+                ifm_banks = _up(-(-ih * iw * ifm_d // buf.bank) * 2, buf.ifm_granule)
+                acc_banks = _up(-(-h * w * acc_row // buf.bank) * acc_blocks,
                                 buf.acc_granule)
                 if (ifm_banks > banks or acc_banks > acc_ram if acc_ram
                         else ifm_banks + acc_banks > banks):
@@ -267,7 +268,7 @@ def output_block(buf: BlockBuffer, *, P: int, Q: int, K: int, C: int, R: int, S:
         if d < K:
             d = _up(d, buf.split_depth)
     if best is None:
-        raise ValueError(f"no output block of a {R}x{S} conv fits a {buf.buffer_bytes} B block "
+        raise ValueError(f"no output block of a {R}x{S} conv fits a {buf.buffer} B block "
                          "buffer")
     return best[1]
 
