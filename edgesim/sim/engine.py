@@ -513,6 +513,14 @@ def _tally(runner: _Runner, plans: list[PathPlan], machine: Machine, seq: np.nda
         progress(seq.size)
 
 
+def _count(summary: Summary, seen: dict[int, list]) -> None:
+    """Add each ``[inference, count]`` of ``seen`` to ``summary`` (its row, ``count``
+    times) and empty ``seen``."""
+    for inf, n in seen.values():
+        summary.add(inf.row, n)
+    seen.clear()
+
+
 def _check(policy: str, prefetch: str) -> None:
     if prefetch not in PREFETCH_MODES:
         raise ValueError(f"unknown prefetch mode {prefetch!r}; expected one of "
@@ -628,21 +636,25 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
         _tally(runner, plans, machine, seq, summary, progress)
         return Result(rows, None, summary.result(), {
             "policy": policy, "prefetch": prefetch, "memo_entries": runner.entries})
-    # the summary counts a run of one inference repeated (a steady stream's memo hits) at once
-    run_of: _Inference | None = None
-    run = 0
+    # the summary counts each distinct inference (a memo entry) at once, as ``_tally`` does
+    seen: dict[int, list] = {}   # id of an _Inference -> [inference, count]
+    direct = runner.memo is None   # (every inference a new object)
     for i, p in _paths(seq):
         inf = runner.infer(i, p)
         row = inf.row
         if row is None:
             row = inf.row = _inference_row(i, plans[p], inf, machine)
-        if inf is run_of:
-            run += 1
+        if direct or not i:   # (the first counted is the cold one)
+            summary.add(row)
         else:
-            if run:
-                summary.add(run_of.row, run)  # type: ignore[union-attr]
-            run_of, run = inf, 1
-        if row.input != i:   # a memo hit: the same row under this input's number
+            hit = seen.get(id(inf))
+            if hit is None:
+                if len(seen) >= MEMO_LIMIT:   # (ever-new situations: memory stays flat)
+                    _count(summary, seen)
+                seen[id(inf)] = [inf, 1]
+            else:
+                hit[1] += 1
+        if row[0] != i:   # a memo hit: the same row under this input's number
             row = _new_row(InferenceRow, (i, *row[1:]))
         if on_row is not None:
             on_row(row)
@@ -656,8 +668,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
                     on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
-    if run:
-        summary.add(run_of.row, run)  # type: ignore[union-attr]
+    _count(summary, seen)
     if progress is not None:
         progress(seq.size)
     meta = {"policy": policy, "prefetch": prefetch,

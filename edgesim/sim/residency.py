@@ -836,7 +836,7 @@ class Future:
 #: Inferences per window of ``Future.nxt`` (per set, 8 bytes each).
 WINDOW = 1 << 16
 #: Inferences whose ``Future.column`` lists are made at once (per set, ~70 bytes each).
-COLUMNS = 1 << 8
+COLUMNS = 1 << 10
 
 
 #: The residency policies by name (CLI, sweep and tests read this table).
