@@ -196,21 +196,21 @@ class LRU(Residency):
         self._used = 0
         self._snap: tuple[int, ...] | None = ()   # the state as a tuple, until serve changes it
         self._pending = False   # restored to _snap, _order not built yet (a run of memo hits)
-        self._key: _Hashed | None = None            # memo_key of ``_snap``
         # blocks of the inference since memo_key when it cannot evict (None: it can)
         self._free: int | None = None
         # by id of a path's blocks: them, their bytes, and them without repeats
         self._bytes: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] = {}
-        # by id of a state: it, its bytes and its blocks as a set
-        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int]]] = {}
+        # by id of a state: it, its bytes, its blocks as a set and its memo key
+        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int], _Hashed]] = {}
 
-    def _of(self, state: tuple[int, ...]) -> tuple[tuple[int, ...], int, frozenset[int]]:
+    def _of(self, state: tuple[int, ...]
+            ) -> tuple[tuple[int, ...], int, frozenset[int], _Hashed]:
         info = self._info.get(id(state))
         if info is None or info[0] is not state:
             if len(self._info) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 self._info.clear()
             info = self._info[id(state)] = (state, sum(self.sizes[b] for b in state),
-                                            frozenset(state))
+                                            frozenset(state), _Hashed(state))
         return info
 
     def _unpack(self) -> None:
@@ -238,11 +238,7 @@ class LRU(Residency):
             if self._used + sum(sizes[b] for b in missing) <= self.capacity:
                 self._free = len(hit[2])
                 return ("free", missing)
-        snap = self.state()
-        key = self._key
-        if key is None or key.value is not snap:
-            key = self._key = _Hashed(snap)
-        return key
+        return self._of(self.state())[3]  # type: ignore[arg-type]
 
     def after(self) -> Hashable:
         if self._free is None:
