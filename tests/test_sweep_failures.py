@@ -1,5 +1,6 @@
 """Sweeps never lose finished work: failing points, corrupt / read-only / tampered stores, CSV
-cells that a spreadsheet would run."""
+cells that a spreadsheet would run; the table built and written in pieces is the one-piece
+table, byte for byte, and holds the frame, not its rows."""
 
 from __future__ import annotations
 

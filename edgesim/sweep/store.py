@@ -558,7 +558,7 @@ def check_row(text: str, where: str) -> dict[str, Any]:
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     """``df`` as CSV at ``path``, text cells escaped with ``csv_safe``: the bytes of
-    ``df.to_csv(index=False, float_format="%.12g", lineterminator="\n")`` with each text cell
+    ``df.to_csv(index=False, float_format="%.12g", lineterminator="\\n")`` with each text cell
     escaped, written ``CHUNK_ROWS`` rows at a time (memory holds one piece's text, not the
     file's, nor a copy of the frame).
 
