@@ -1,8 +1,10 @@
 """Sweeps never lose finished work: failing points, corrupt / read-only / tampered stores, CSV
-cells that a spreadsheet would run."""
+cells that a spreadsheet would run; the table built and written in pieces is the one-piece
+table, byte for byte, and holds the frame, not its rows."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import stat
@@ -262,3 +264,138 @@ def test_frame_is_the_frame_of_the_rows(tiny_yaml, tmp_path, failing_engine):
     assert len(frame) == 5
     assert set(frame["status"]) == {"ok", "failed"}
     assert frame["total_params"].isna().sum() == 2   # the altered row, and it again
+
+
+# --------------------------------------------------------------------------- tables in pieces
+
+def _row(point: int, **changes) -> dict:
+    """A stored row of the tiny config (metrics: 1 cold, 0.5 steady), with ``changes``."""
+    return {**_base_row(), "point": point, **changes}
+
+
+@functools.cache
+def _base_row() -> dict:
+    from edgesim.sim import SUMMARY_METRICS
+    from edgesim.sweep.rows import SweepRow
+    from edgesim.testing import tiny_config
+    s = {"cold": 1, "steady_mean": 0.5, "p50": 0.5, "p99": 1}
+    return SweepRow.build(0, {"sram.size": "4KiB"}, tiny_config(sram="4 KiB"),
+                          {"name": "m", "family": "dense", "total_params": 10, "paths": 1},
+                          "m", "lru", "next", 2, {m: s for m in SUMMARY_METRICS}).columns()
+
+
+def _mixed_rows(text_in_numbers: bool) -> list[tuple[str, dict, str]]:
+    """Rows whose columns change kind after the first pieces: an int column with an empty
+    cell (a failed row) and a float late, a column only later rows have (``top1``), an int
+    past int64, floats that need ``%.12g``, text with commas, quotes, newlines and formula
+    characters; with ``text_in_numbers``, a number column that holds text in one row and one
+    whose ints span more than int64 or uint64 holds (objects in the whole table)."""
+    rows = [("put", _row(0), ""), ("put", _row(1, config='a,"b"'), ""),
+            ("put", _row(2, sram_bytes=0.1 + 0.2, model="=1+2"), ""),
+            ("fail", _row(3, status="failed", error='ValueError: x, "y"\nz',
+                          **{c: None for c in _row(0) if c.endswith(("_cold", "_steady",
+                                                                        "_p50", "_p99"))}), ""),
+            ("put", _row(4, top1=0.25, family="-dense"), ""),
+            ("put", _row(5, total_params=2**63, clock_hz=1e20 / 3), ""),
+            ("put", _row(6, inputs=3), "")]
+    if text_in_numbers:
+        rows.append(("put", _row(7, paths="12"), ""))
+        rows[0][1]["offset"], rows[5][1]["offset"] = -1, 2**63
+    return [(kind, row, f"k{i}") for i, (kind, row, _) in enumerate(rows)]
+
+
+def _one_piece_csv(df: pd.DataFrame) -> bytes:
+    """The CSV ``write_csv`` wrote before it wrote in pieces: the whole frame, escaped, at once."""
+    safe = df.copy()
+    for c in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[c]):
+            safe[c] = safe[c].map(csv_safe)
+    return safe.to_csv(index=False, float_format="%.12g", lineterminator="\n").encode()
+
+
+@pytest.mark.parametrize("text_in_numbers", [False, True])
+def test_a_table_built_and_written_in_pieces_is_the_one_piece_table(tmp_path, monkeypatch,
+                                                                    text_in_numbers):
+    # Store.frame infers each piece's dtypes with witnesses of the whole table, and write_csv
+    # writes slices of the frame: for every piece size, the frame is pandas' frame of all the
+    # rows as dicts and the file is the one-piece file, byte for byte
+    from edgesim.sweep import store as sweep_store
+    from edgesim.sweep.store import Store, write_csv
+    stored = _mixed_rows(text_in_numbers)
+    keys = [k for _, _, k in stored] + ["k1"]          # a key twice gives its row twice
+    with Store(tmp_path / "results.sqlite") as store:
+        for kind, row, key in stored:
+            store.put(key, row, None) if kind == "put" else store.fail(key, row)
+        whole = pd.DataFrame(store.rows(keys))
+        assert whole["weight_dram_bytes_cold"].dtype == float   # ints, and one empty cell
+        assert whole["total_params"].dtype == "uint64"
+        assert (whole["paths"].dtype == object) == text_in_numbers
+        assert whole.get("offset", pd.Series(dtype=object)).dtype == object
+        reference = _one_piece_csv(whole)
+        for rows in (1, 2, 3, 1024):
+            monkeypatch.setattr(sweep_store, "CHUNK_ROWS", rows)
+            frame = store.frame(keys)
+            pd.testing.assert_frame_equal(frame, whole)
+            write_csv(frame, tmp_path / f"{rows}.csv")
+            assert (tmp_path / f"{rows}.csv").read_bytes() == reference, rows
+        assert store.frame([]).empty
+    text = reference.decode()
+    assert "'=1+2" in text            # csv_safe
+    assert "'-dense" in text
+    assert '"a,""b"""' in text        # quoted
+    assert '"ValueError: x, ""y""\nz"' in text
+
+
+
+def test_building_and_writing_a_table_holds_the_frame_not_its_rows(tmp_path, monkeypatch):
+    # issue 22: the table of a 60,000-row sweep was built from every row as Python objects
+    # and written as one string of the whole file beside a copy of the frame (here ~4.4 KB a
+    # row at the peak, tracemalloc). A row held as Python objects takes at least 4 times its
+    # cells in the frame (per 8-byte cell: a pointer and a 24-byte float). Now the rows are
+    # held one piece at a time and the file one piece's text at a time, so what the peak gains
+    # per added row is the frame's cells (numbers, pointers to one string per distinct text),
+    # one copy of them while the pieces are joined, and the pieces' bookkeeping (~15 KB a
+    # piece, ~0.6 x the cells at 64 rows a piece): under 4 times the frame's bytes
+    import gc
+    import tracemalloc
+
+    from edgesim.sweep import store as sweep_store
+    from edgesim.sweep.store import Store, write_csv
+    monkeypatch.setattr(sweep_store, "CHUNK_ROWS", 64)
+    peaks, cells = [], []
+    for n in (128, 640):
+        with Store(tmp_path / f"{n}.sqlite") as store:
+            keys = [f"k{i}" for i in range(n)]
+            store.put_many([(k, _row(i, latency_s_cold=i / 7), None) for i, k in enumerate(keys)])
+            gc.collect()
+            tracemalloc.start()
+            try:
+                df = store.frame(keys)
+                write_csv(df, tmp_path / f"{n}.csv")
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+            cells.append(df.memory_usage(deep=False).sum())
+            del df
+    per_row = (peaks[1] - peaks[0]) / (640 - 128)
+    frame_per_row = (cells[1] - cells[0]) / (640 - 128)
+    assert per_row < 4 * frame_per_row, (per_row, frame_per_row)
+
+
+def test_a_column_whose_format_depends_on_the_whole_column_is_written_in_one_piece(
+        tmp_path, monkeypatch):
+    # an object column of floats and empty cells (a concat of pieces gives one) is written by
+    # pandas as floats, "%.12g"; so is a datetime column, whose format is the whole column's
+    # (a date when every time is midnight): write_csv writes such a frame at once
+    from edgesim.sweep import store as sweep_store
+    from edgesim.sweep.store import write_csv
+    monkeypatch.setattr(sweep_store, "CHUNK_ROWS", 1)
+    df = pd.DataFrame({"x": pd.Series([0.1 + 0.2, None, 1 / 3], dtype=object),
+                       "name": ["=a", "b", "c"]})
+    write_csv(df, tmp_path / "a.csv")
+    assert (tmp_path / "a.csv").read_bytes() == _one_piece_csv(df)
+    assert b"0.3," in (tmp_path / "a.csv").read_bytes()
+    days = pd.DataFrame({"t": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 12:00"]),
+                         "n": [1, 2]})
+    write_csv(days, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_bytes() == _one_piece_csv(days)

@@ -500,6 +500,7 @@ def sweep(config: Any, models: Sequence[Any], grid_sets: Sequence[str] = (), *,
         finally:
             if bar is not None:
                 bar.close()
+        del done    # 60,000 keys: not held while the table is built
         if say is not None:
             say(f"reading {len(tasks):,} rows back from {out / RESULTS_FILE}")
         keys = [t.key for t in tasks]
