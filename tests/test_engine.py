@@ -19,6 +19,7 @@ from edgesim.sim import (
     InferenceRow,
     LayerRow,
     simulate,
+    summarize,
 )
 from edgesim.sim.tiling import TileError
 from edgesim.testing import tiny_config, tiny_workload
@@ -468,3 +469,23 @@ def test_rows_are_named_and_the_columns_are_their_fields():
 def test_prefetch_modes_are_described():
     assert list(PREFETCH_MODES) == ["next", "none", "speculative"]
     assert all(isinstance(d, str) and d for d in PREFETCH_MODES.values())
+
+
+def test_a_streamed_routed_run_counts_each_distinct_inference_in_its_summary(monkeypatch):
+    # A streamed run counts each distinct inference (a memo entry) once, however its paths
+    # alternate, flushing the counts when MEMO_LIMIT distinct ones are held. Its rows and
+    # summary must be those of the kept rows and of no memo at all, for every policy and a
+    # memo that starts over every 2 situations (so the counts are flushed mid-stream).
+    from edgesim.sim import engine
+    rng = np.random.default_rng(3)
+    w = _routed().with_sequence(rng.integers(0, 2, size=400))
+    hw = tiny_config(sram=6000)   # the backbone and one leaf: the leaves take turns
+    for limit in (engine.MEMO_LIMIT, 2):
+        monkeypatch.setattr(engine, "MEMO_LIMIT", limit)
+        for policy in ("lru", "pinned", "belady"):
+            kept = simulate(hw, w, policy=policy, memo=False)
+            rows: list = []
+            streamed = simulate(hw, w, policy=policy, on_row=rows.append, keep_rows=False)
+            assert rows == kept.rows, (limit, policy)
+            assert streamed.summary == kept.summary == summarize(kept.rows), (limit, policy)
+            assert len({r.weight_dram_bytes for r in rows}) > 1, policy  # paths differ
