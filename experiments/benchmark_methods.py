@@ -565,10 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("results", help="folder for the tables and the figure")
     p.add_argument("--quick", action="store_true",
                    help="digits only, 2 seeds, 1 + 1 epochs, width 8 (the test suite's)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 5; --quick 2)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seeds K..K+N-1 instead of 0..N-1 (one process per part of the seeds; "
-                        "--runs puts them together)")
+    D.seed_arguments(p, default=5, quick=2)
     p.add_argument("--datasets", help="comma-separated subset of digits,mnist5k")
     p.add_argument("--runs", nargs="+", metavar="CSV",
                    help="train nothing: tabulate and plot these runs.csv files together "

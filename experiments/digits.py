@@ -581,15 +581,21 @@ def summarise(df: Any) -> Any:
     return pd.DataFrame(out)
 
 
+def seed_arguments(p: argparse.ArgumentParser, *, default: int, quick: int) -> None:
+    """``--seeds N`` and ``--first-seed K``: an experiment's seeds K..K+N-1, split over
+    processes whose results ``--runs`` puts together (this script and benchmark_methods)."""
+    p.add_argument("--seeds", type=int, help=f"seeds 0..N-1 (default {default}; --quick {quick})")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds K..K+N-1 instead of 0..N-1 (one process per part of the seeds; "
+                        "--runs puts them together)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", help="folder for the tables and figures")
     p.add_argument("--quick", action="store_true",
                    help="fewer epochs and strategies, one seed (the test suite's)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3; --quick 1)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seeds K..K+N-1 instead of 0..N-1 (one process per part of the seeds; "
-                        "--runs puts them together)")
+    seed_arguments(p, default=3, quick=1)
     p.add_argument("--runs", nargs="+", metavar="CSV",
                    help="train nothing: summarise and plot these results.csv files together")
     a = p.parse_args(argv)
