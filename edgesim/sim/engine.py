@@ -480,45 +480,52 @@ def _paths(seq: np.ndarray):
 _new_row = tuple.__new__
 
 
-def _tally(runner: _Runner, plans: list[PathPlan], machine: Machine, seq: np.ndarray,
-           summary: Summary, progress: Callable[[int], None] | None) -> None:
-    """Run the stream for its summary alone: each distinct inference's row is made once and
-    counted as often as it occurs (``Summary.add(row, times)``; the input number is no
-    metric), instead of a row per input."""
-    seen: dict[int, list] = {}   # id of an _Inference -> [inference, path, count]
+class _Counts:
+    """A stream's summary counted by distinct inference: the cold one (and, with no memo,
+    every one: each a new object) added at once; a memo entry's row made once and added as
+    often as it occurs (``Summary.add(row, times)``; the input number is no metric), at most
+    ``MEMO_LIMIT`` of them held (ever-new situations: memory stays flat)."""
 
-    def count() -> None:
-        for inf, p, n in seen.values():
+    __slots__ = ("direct", "machine", "plans", "seen", "summary")
+
+    def __init__(self, summary: Summary, runner: _Runner) -> None:
+        self.summary, self.plans, self.machine = summary, runner.plans, runner.machine
+        self.direct = runner.memo is None
+        self.seen: dict[int, list] = {}   # id of an _Inference -> [inference, path, count]
+
+    def add(self, i: int, p: int, inf: _Inference) -> None:
+        if self.direct or not i:
             if inf.row is None:
-                inf.row = _inference_row(0, plans[p], inf, machine)
-            summary.add(inf.row, n)
-        seen.clear()
-
-    for i, p in _paths(seq):
-        inf = runner.infer(i, p)
-        if not i or runner.memo is None:   # the cold inference; or every one a new object
-            summary.add(_inference_row(i, plans[p], inf, machine))
+                inf.row = _inference_row(i, self.plans[p], inf, self.machine)
+            self.summary.add(inf.row)
+            return
+        hit = self.seen.get(id(inf))
+        if hit is None:
+            if len(self.seen) >= MEMO_LIMIT:
+                self.flush()
+            self.seen[id(inf)] = [inf, p, 1]
         else:
-            hit = seen.get(id(inf))
-            if hit is None:
-                if len(seen) >= MEMO_LIMIT:   # (ever-new situations: memory stays flat)
-                    count()
-                seen[id(inf)] = [inf, p, 1]
-            else:
-                hit[2] += 1
+            hit[2] += 1
+
+    def flush(self) -> None:
+        for inf, p, n in self.seen.values():
+            if inf.row is None:
+                inf.row = _inference_row(0, self.plans[p], inf, self.machine)
+            self.summary.add(inf.row, n)
+        self.seen.clear()
+
+
+def _tally(runner: _Runner, seq: np.ndarray, summary: Summary,
+           progress: Callable[[int], None] | None) -> None:
+    """Run the stream for its summary alone (``_Counts``): no row per input."""
+    counts = _Counts(summary, runner)
+    for i, p in _paths(seq):
+        counts.add(i, p, runner.infer(i, p))
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
-    count()
+    counts.flush()
     if progress is not None:
         progress(seq.size)
-
-
-def _count(summary: Summary, seen: dict[int, list]) -> None:
-    """Add each ``[inference, count]`` of ``seen`` to ``summary`` (its row, ``count``
-    times) and empty ``seen``."""
-    for inf, n in seen.values():
-        summary.add(inf.row, n)
-    seen.clear()
 
 
 def _check(policy: str, prefetch: str) -> None:
@@ -633,27 +640,16 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
     summary = Summary()
     layer_rows: list[LayerRow] | None = [] if per_layer else None
     if not (keep_rows or per_layer or on_row is not None):   # the summary alone (a sweep)
-        _tally(runner, plans, machine, seq, summary, progress)
+        _tally(runner, seq, summary, progress)
         return Result(rows, None, summary.result(), {
             "policy": policy, "prefetch": prefetch, "memo_entries": runner.entries})
-    # the summary counts each distinct inference (a memo entry) at once, as ``_tally`` does
-    seen: dict[int, list] = {}   # id of an _Inference -> [inference, count]
-    direct = runner.memo is None   # (every inference a new object)
+    counts = _Counts(summary, runner)   # (each distinct inference counted once)
     for i, p in _paths(seq):
         inf = runner.infer(i, p)
         row = inf.row
         if row is None:
             row = inf.row = _inference_row(i, plans[p], inf, machine)
-        if direct or not i:   # (the first counted is the cold one)
-            summary.add(row)
-        else:
-            hit = seen.get(id(inf))
-            if hit is None:
-                if len(seen) >= MEMO_LIMIT:   # (ever-new situations: memory stays flat)
-                    _count(summary, seen)
-                seen[id(inf)] = [inf, 1]
-            else:
-                hit[1] += 1
+        counts.add(i, p, inf)
         if row[0] != i:   # a memo hit: the same row under this input's number
             row = _new_row(InferenceRow, (i, *row[1:]))
         if on_row is not None:
@@ -668,7 +664,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
                     on_row(layer_row)
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
-    _count(summary, seen)
+    counts.flush()
     if progress is not None:
         progress(seq.size)
     meta = {"policy": policy, "prefetch": prefetch,
