@@ -106,12 +106,13 @@ class _Channel:
     transfers in queue order), so transfers on one port queue and on different ports overlap.
     """
 
-    __slots__ = ("cache", "memories", "ports", "weights_mem")
+    __slots__ = ("cache", "memories", "port_of", "ports", "weights_mem")
 
     def __init__(self, m: Machine) -> None:
         self.memories = m.memories
         self.weights_mem = m.weights_mem
         self.ports = len(m.ports)
+        self.port_of = [mm.port for mm in m.memories]
         self.cache: dict[tuple[int, bool, int], int] = {}
 
     def transfer_ps(self, nbytes: int, mem: int = 0, write: bool = False) -> int:
@@ -156,26 +157,6 @@ class _Inference:
 # one inference
 # ---------------------------------------------------------------------------------------------
 
-def _serve(plan: PathPlan, policy: Residency, i: int) -> tuple[list[int], list[int], list[int]]:
-    """Per op: kept bytes, streamed bytes, and the last op that used a block it displaces."""
-    n = len(plan.blocks)
-    kept = [0] * n
-    streamed = [0] * n
-    wait = [-1] * n
-    last_use: dict[int, int] = {}
-    for j, ids in enumerate(plan.blocks):
-        if ids:
-            served = policy.serve(ids, i, j)
-            kept[j], streamed[j] = served.kept, served.streamed
-            for b in served.evicted:
-                w = last_use.get(b, -1)
-                if w > wait[j]:
-                    wait[j] = w
-            for b in ids:
-                last_use[b] = j
-    return kept, streamed, wait
-
-
 _Transfer = tuple[int, Part, int, int, int, bool]
 
 
@@ -203,28 +184,47 @@ class _Waits:
             ev.succeed()
 
 
+#: Per compiled path and weight memory (``_act_split``): the path kept alive, and per op the
+#: activation bytes it reads from the weight memory and its other activation transfers.
+_ACT: dict[tuple[int, int], tuple[PathPlan, list[int], list[tuple]]] = {}
+
+
+def _act_split(plan: PathPlan, wmem: int) -> tuple[list[int], list[tuple]]:
+    """Per op of ``plan``: the activation bytes it reads from memory ``wmem`` (they travel
+    with its streamed weights) and its other activation transfers (memory, write, bytes)."""
+    hit = _ACT.get((id(plan), wmem))
+    if hit is not None and hit[0] is plan:
+        return hit[1], hit[2]
+    same = [sum(nb for mem, write, nb in parts if mem == wmem and not write)
+            for parts in plan.act_parts]
+    other = [tuple(p for p in parts if p[1] or p[0] != wmem) for parts in plan.act_parts]
+    if len(_ACT) >= 256:
+        _ACT.clear()
+    _ACT[id(plan), wmem] = (plan, same, other)
+    return same, other
+
+
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
                wasted: int, depth: int, speculative: bool, wmem: int) -> list[_Transfer]:
     """The DMA queue in op order: (op, part, bytes, op whose end it waits for or -1, memory,
     is a write). Weights come from memory ``wmem``; an op's streamed weights and the
     activations it reads from the same memory are one transfer."""
     queue: list[_Transfer] = []
+    append = queue.append
     first_gate = -1
-    for j in range(len(plan.blocks)):
-        gate = plan.gate[j]
+    same, other = _act_split(plan, wmem)
+    for j, gate in enumerate(plan.gate):
         g = -1 if speculative else gate
         if wasted and first_gate < 0 and gate >= 0:
             first_gate = j
-            queue.append((j, Part.GUESS, wasted, max(-1, j - depth - 1, gate - 1), wmem, False))
+            append((j, Part.GUESS, wasted, max(-1, j - depth - 1, gate - 1), wmem, False))
         if kept[j]:
-            queue.append((j, _KEPT, kept[j], max(j - depth - 1, wait[j], g), wmem, False))
-        parts = plan.act_parts[j]
-        s = streamed[j] + sum(nb for mem, write, nb in parts if mem == wmem and not write)
+            append((j, _KEPT, kept[j], max(j - depth - 1, wait[j], g), wmem, False))
+        s = streamed[j] + same[j]
         if s:
-            queue.append((j, _STREAMED, s, max(j - 1, wait[j], g), wmem, False))
-        for mem, write, nbytes in parts:
-            if write or mem != wmem:
-                queue.append((j, _STREAMED, nbytes, j - 1, mem, write))
+            append((j, _STREAMED, s, max(j - 1, wait[j], g), wmem, False))
+        for mem, write, nbytes in other[j]:
+            append((j, _STREAMED, nbytes, j - 1, mem, write))
     return queue
 
 
@@ -253,7 +253,7 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     ended = [-1] * n
     dma_times: dict[int, list[int]] = {}
     comp_times: list[tuple[int, int]] = []
-    port_of = [mm.port for mm in channel.memories]
+    port_of = channel.port_of
 
     def dma(port: int):
         for j, part, nbytes, cond, mem, write in queue:
@@ -301,13 +301,69 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     return ended, timings
 
 
+def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
+              kept: list[int], streamed: list[int], per_layer: bool):
+    """``_timeline``'s times without the event loop: the same answer, in one pass in op order.
+
+    The processes of ``_timeline`` are a max-plus recurrence: a port serves its transfers in
+    queue order, so transfer k starts at the later of its port's last end and the end of the
+    op it waits for (``cond``), and ends ``transfer_ps`` later; op j ends at the latest of the
+    previous op's end plus its compute time, its kept bytes' arrival and its last streamed
+    transfer's. The queue is in op order and every transfer of op j waits for an op before j
+    (``_transfers``), so taking the ops in order finds every time it needs already known. The
+    engine runs this with the memo on; ``memo=False`` runs ``_timeline`` event by event, and
+    the tests check both give the same rows (``tests/test_engine.py``)."""
+    n = len(plan.blocks)
+    compute_ps = plan.compute_ps
+    port_of = channel.port_of
+    transfer_ps = channel.transfer_ps
+    free = [0] * channel.ports          # when each port ends its last transfer
+    ended = [0] * n
+    dma: list[list[int] | None] | None = [None] * n if per_layer else None
+    comp: list[tuple[int, int]] = []
+    q, nq = 0, len(queue)
+    prev = 0
+    for j in range(n):
+        arrive = 0                       # the last of op j's kept and streamed transfers
+        while q < nq and queue[q][0] == j:
+            _, part, nbytes, cond, mem, write = queue[q]
+            q += 1
+            port = port_of[mem]
+            start = free[port]
+            if cond >= 0 and ended[cond] > start:
+                start = ended[cond]
+            end = free[port] = start + transfer_ps(nbytes, mem, write)
+            if part != Part.GUESS and end > arrive:
+                arrive = end
+            if dma is not None:
+                t = dma[j]
+                if t is None:
+                    dma[j] = [start, end]
+                else:
+                    t[0] = min(t[0], start)
+                    t[1] = max(t[1], end)
+        end = prev + compute_ps[j]
+        if arrive > end:
+            end = arrive
+        if per_layer:
+            comp.append((prev, end))
+        ended[j] = prev = end
+    timings = None
+    if dma is not None:
+        timings = [(*(t if t is not None else (None, None)), *comp[j])
+                   for j, t in enumerate(dma)]
+    return ended, timings
+
+
 def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth: int,
              speculative: bool, wasted: int, per_layer: bool,
              runs: dict[Hashable, _Inference] | None = None) -> _Inference:
     """Inference i on path ``plan``: serve, queue the transfers, run the timeline. ``runs``
     (when given) memoises the last two by what they depend on: the path and, per op, the
     kept and streamed bytes and the op the kept bytes wait for, and the wasted bytes."""
-    kept, streamed, wait = _serve(plan, policy, i)
+    # (the memo off: op by op, event by event; on: the policy's own pass over the path)
+    serve = Residency.serve_path if runs is None else type(policy).serve_path
+    kept, streamed, wait = serve(policy, plan.blocks, i)
     key = None
     if runs is not None:
         key = (id(plan), tuple(kept), tuple(streamed), tuple(wait), wasted)
@@ -320,7 +376,8 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
     queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
                        channel.weights_mem)
-    ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
+    timeline = _timeline if runs is None else _schedule   # (the memo off: event by event)
+    ended, timings = timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
     bounds = op_bounds(plan.units, plan.compute_ps, ended,
                        [k + s for k, s in zip(kept, streamed, strict=True)], plan.spill)

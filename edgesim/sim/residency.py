@@ -121,6 +121,31 @@ class Residency(ABC):
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         """Bring an op's blocks on chip; what it cost and what was displaced."""
 
+    def serve_path(self, blocks: Sequence[tuple[int, ...]], inference: int
+                   ) -> tuple[list[int], list[int], list[int]]:
+        """``serve`` each op of a path in turn (``blocks[j]``: op j's blocks): per op its kept
+        bytes, its streamed bytes, and the last op of this inference that read a block it
+        displaced (-1: none; the engine's transfer waits for it). A policy may do this faster
+        in one pass (``Belady``), with the same answers and state after: the engine runs this
+        loop with its memo off (event by event) and a policy's own with it on, and the tests
+        compare the two."""
+        n = len(blocks)
+        kept = [0] * n
+        streamed = [0] * n
+        wait = [-1] * n
+        last_use: dict[int, int] = {}
+        for j, ids in enumerate(blocks):
+            if ids:
+                served = self.serve(ids, inference, j)
+                kept[j], streamed[j] = served.kept, served.streamed
+                for b in served.evicted:
+                    w = last_use.get(b, -1)
+                    if w > wait[j]:
+                        wait[j] = w
+                for b in ids:
+                    last_use[b] = j
+        return kept, streamed, wait
+
     @abstractmethod
     def resident_bytes(self) -> int:
         """Weight bytes on chip now."""
@@ -430,6 +455,8 @@ class Belady(Residency):
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
         self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
         self._dirty: set[int] = set()
+        # per path's blocks (by id, kept alive here): ``serve_path``'s table of it
+        self._programs: dict[int, tuple[Sequence, list]] = {}
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -667,6 +694,191 @@ class Belady(Residency):
         return Served(kept, fetched - kept, tuple(evicted))
 
 
+    def serve_path(self, blocks: Sequence[tuple[int, ...]], inference: int
+                   ) -> tuple[list[int], list[int], list[int]]:
+        """``Residency.serve_path``, a set at a time where the path allows it
+        (``_serve_sets``), else op by op. Same answers and state after (the tests compare the
+        two on random trees and streams, and the engine's rows with its memo on and off)."""
+        if self._future is not None:
+            program = self._program(blocks)
+            if program.sets is not None:
+                done = self._serve_sets(program, len(blocks), inference)
+                if done is not None:
+                    return done
+        return Residency.serve_path(self, blocks, inference)
+
+    def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
+        """``_Program`` of a path, made once per path (by identity)."""
+        hit = self._programs.get(id(blocks))
+        if hit is not None and hit[0] is blocks:
+            return hit[1]
+        program = _Program(blocks, self._future)  # type: ignore[arg-type]
+        self._programs[id(blocks)] = (blocks, program)
+        return program
+
+    def _serve_sets(self, program: _Program, n: int, inference: int
+                    ) -> tuple[list[int], list[int], list[int]] | None:
+        """``serve_path`` for a path whose sets are all ``uniform`` and which reads each block
+        once (``_Program.sets``), a set at a time instead of a heap of blocks; None when a set
+        of the path is not read again after this inference (the heap pass then serves it).
+
+        What Belady's order comes to there. A held block the path reads later in this
+        inference is nearer than any other (its next use is here); among those, the one read
+        last is the farthest. Every other held block (of a set the path does not read, or one
+        it has read by now) is next read at its set's next inference, at the op the set's
+        blocks are read there whichever path it is (uniform), or never: so within a set the
+        order is fixed (``Future.by_use``, or by block for a set never read again), and the
+        farthest held block is the last of its set's held blocks in that order (a stack per
+        set: the path pushes a block on its set's stack as it reads it, in order) for the set
+        whose last has the farthest (next inference, op, block). Each drop compares the
+        chosen set's last with every other set's: the pairs and the sets whose order within
+        decided are what ``condition`` reports, as ``_note`` does for the heap pass.
+        """
+        future = self._future
+        col = future.column(inference)[0]  # type: ignore[union-attr]
+        stream_end = future.n  # type: ignore[union-attr]
+        for s in program.sets:   # type: ignore[union-attr]
+            if col[s] >= stream_end:
+                return None
+        if self._pending:
+            self._unpack()
+        held, sizes, op_of = self._held, self.sizes, future.op_of  # type: ignore[union-attr]
+        self._snap = None
+        self._stale = True   # (the heap's next uses: made again if it serves next)
+        self._nu, self._heap = {}, []
+        nsets = len(col)
+        # per set, its held blocks that are read after this inference, nearest first
+        stacks: list[list[int]] = []
+        for s in range(nsets):
+            if s in program.sets:   # type: ignore[operator]
+                stacks.append([])
+                continue
+            order = (future.by_use[s] if col[s] < stream_end  # type: ignore[union-attr]
+                     else future.members[s])  # type: ignore[union-attr]
+            stacks.append([b for b in order if b in held])
+        # per set, the (next inference, op, block) of the last of its stack: farthest last
+        keys: list[tuple[int, int, int] | None] = [None] * nsets
+        for s in range(nsets):
+            if stacks[s]:
+                top = stacks[s][-1]
+                keys[s] = (col[s], op_of[top], top) if col[s] < stream_end else (col[s], 0, top)
+        live = [s for s in range(nsets) if stacks[s]]   # sets with such a block
+        watched = self._watched
+        if watched is not None:
+            watched = self._watched = (inference, watched[1], watched[2])
+        kept = [0] * n
+        streamed = [0] * n
+        wait = [-1] * n
+        reads = program.reads   # (op, block) in the order read: the last unread is farthest
+        end = len(reads)        # reads[:end] holds every unread block still held
+        capacity, total = self.capacity, self._total
+        on_path = program.on_path
+        for j, current, pushed in program.ops:
+            fetched = 0
+            before: dict[int, int] = {}
+            for s, b in pushed:   # (the sets of a path are read again: col[s] < stream_end)
+                size = sizes[b]
+                h = held.get(b, 0)
+                if h != size:
+                    before[b] = h
+                    fetched += size - h
+                    held[b] = size
+                st = stacks[s]
+                if not st:
+                    live.append(s)
+                st.append(b)
+                keys[s] = (col[s], j, b)
+            total += fetched
+            k = fetched
+            w = -1
+            while total > capacity:
+                if not live:   # only blocks this inference reads later: the last of them
+                    while True:
+                        end -= 1
+                        b = reads[end][1]
+                        if b in held:
+                            break
+                    h = held[b]
+                    drop = min(h, total - capacity)   # (not read yet: no op waits)
+                    total -= drop
+                    if h == drop:
+                        del held[b]
+                    else:
+                        held[b] = h - drop
+                        end += 1   # (what is left of it is still the farthest)
+                    continue
+                # the set whose last is farthest, and the next farthest set's last
+                best, bk, rk = -1, None, None
+                for s in live:
+                    key = keys[s]
+                    if bk is None or key > bk:  # type: ignore[operator]
+                        rk, best, bk = bk, s, key
+                    elif rk is None or key > rk:  # type: ignore[operator]
+                        rk = key
+                st = stacks[best]
+                if watched is not None and len(st) > 1:   # which of its blocks: by the
+                    watched[1].add(best)                   # path at its next inference
+                while True:   # its blocks, farthest first, while they are the farthest
+                    b = st[-1]
+                    h = held[b]
+                    drop = min(h, total - capacity)
+                    if b in current:   # its kept bytes: those above what it held before
+                        k -= min(drop, max(0, h - before.get(b, h)))
+                    elif on_path[best] and op_of[b] > w:   # the op that read it (once)
+                        w = op_of[b]
+                    total -= drop
+                    if h != drop:
+                        held[b] = h - drop
+                        break
+                    del held[b]
+                    st.pop()
+                    if not st:
+                        live.remove(best)
+                        break
+                    top = st[-1]
+                    c = col[best]
+                    bk = keys[best] = (c, op_of[top], top) if c < stream_end else (c, 0, top)
+                    if total <= capacity or (rk is not None and bk < rk):
+                        break
+                if watched is not None:   # it went before every other set's last
+                    pairs = watched[2]
+                    last = (op_of[b], b) if col[best] < stream_end else (0, b)
+                    for t in live:
+                        if t != best:
+                            if last > keys[t][1:]:   # type: ignore[index]
+                                pairs.setdefault((best, t), False)   # a tie keeps it
+                            else:
+                                pairs[best, t] = True                # a tie reverses it
+            kept[j] = k
+            streamed[j] = fetched - k
+            wait[j] = w
+        self._total = total
+        return kept, streamed, wait
+
+class _Program:
+    """A path as ``Belady._serve_sets`` reads it, when every set it reads is ``uniform`` and
+    it reads each block in one op: ``sets``, the sets it reads (else None); ``ops``, per op
+    that reads blocks its index, its blocks, and (set, block) for each in the order they go
+    on their sets' stacks (by block); ``reads``, its (op, block) in the order read;
+    ``on_path``, per set whether it reads it; ``set_of``, per block its set."""
+
+    __slots__ = ("on_path", "ops", "reads", "set_of", "sets")
+
+    def __init__(self, blocks: Sequence[tuple[int, ...]], future: Future) -> None:
+        self.set_of = set_of = future._set_of
+        ops = [(j, tuple(dict.fromkeys(ids))) for j, ids in enumerate(blocks) if ids]
+        read = [b for _, current in ops for b in current]
+        sets = {set_of[b] for b in read}
+        self.sets: frozenset[int] | None = None
+        self.ops: list[tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]]] = []
+        self.reads: list[tuple[int, int]] = []
+        self.on_path = [k in sets for k in range(len(future.members))]
+        if len(set(read)) == len(read) and all(future.uniform[s] for s in sets):
+            self.sets = frozenset(sets)
+            self.ops = [(j, current, tuple((set_of[b], b) for b in sorted(current)))
+                        for j, current in ops]
+            self.reads = [(j, b) for j, _, pushed in self.ops for _, b in pushed]
+
 class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
 
@@ -717,6 +929,13 @@ class Future:
         self.members: list[list[int]] = [[] for _ in sets]
         for b, k in enumerate(set_of):
             self.members[k].append(b)
+        #: per block, the op that first reads it on a path that reads it (-1: none); in a
+        #: ``uniform`` set, the op of every path reading it
+        self.op_of = [max((self._first[p][b] for p in r), default=-1)
+                      for b, r in enumerate(readers)]
+        #: per set, its blocks nearest next use first, when the set is read again: by
+        #: (``op_of``, block) in a uniform set (``Belady._serve_sets``)
+        self.by_use = [sorted(m, key=lambda b: (self.op_of[b], b)) for m in self.members]
         #: per set, whether each path reads it
         self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
         for paths, k in sets.items():
