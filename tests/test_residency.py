@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -349,3 +351,74 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     assert first.memo_key(1, ()) == ("free", ())
     other.restore(first.after())
     assert other.state() == (C, E, B, A, D)
+
+
+def _staged(rng) -> list[list[tuple[int, ...]]]:
+    """Random paths through 2-3 stages of 1-2 variants each, every variant of a stage the same
+    number of ops (1-3): a routed tree when the paths' variant choices branch as one (a
+    backbone, then nodes), other sharings too. Each op reads 1-3 blocks of its own and, at
+    times, one the stage's variants all read at that op; block numbers shuffled. So a block
+    is read at one op by every path reading it, and once per path."""
+    stages = []
+    nblocks = 0
+    for _ in range(rng.integers(2, 4)):
+        nops, nvar = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        shared = []
+        for _ in range(nops):
+            shared.append((nblocks,) if rng.random() < 0.3 else ())
+            nblocks += len(shared[-1])
+        variants = []
+        for _ in range(nvar):
+            ops = []
+            for j in range(nops):
+                k = int(rng.integers(1, 4))
+                ops.append(tuple(range(nblocks, nblocks + k)) + shared[j])
+                nblocks += k
+            variants.append(ops)
+        stages.append(variants)
+    combos = list(itertools.product(*(range(len(v)) for v in stages)))
+    picked = rng.permutation(len(combos))[:int(rng.integers(2, 5))]
+    relabel = rng.permutation(nblocks).tolist()
+    return [[tuple(relabel[b] for b in op) for k, v in zip(combos[c], stages, strict=True)
+             for op in v[k]] for c in sorted(picked.tolist())]
+
+
+def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well():
+    # On paths that read each block once and at one op whichever of them reads it (a tree,
+    # ``_staged``) ``Belady.serve_path`` takes its sets' stacks instead of a heap of blocks. Per
+    # inference it must give the op-by-op loop's kept, streamed and wait and leave the same
+    # state, on long random streams (sets no longer read near the end: the heap pass takes
+    # those inferences and the two alternate), for SRAM from a few bytes to most of the
+    # tree. And the engine's memo over it (state, path, condition) must hand out only what
+    # serving would give: a condition that left out a decision fails here.
+    rng = np.random.default_rng(11)
+    cases = 0
+    for _ in range(40):
+        paths = _staged(rng)
+        sizes = rng.integers(1, 40, 1 + max(b for p in paths for op in p for b in op)).tolist()
+        seq = rng.integers(0, len(paths), int(rng.integers(20, 120)))
+        capacity = int(rng.integers(1, sum(sizes)))
+        s = _stream(sizes, capacity, paths, seq)
+        fast, slow, memoised = (make_policy("belady", s) for _ in range(3))
+        assert all(fast._program(s.paths[p]).sets is not None for p in range(len(paths)))
+        want = []
+        for i, p in enumerate(seq.tolist()):
+            got = fast.serve_path(s.paths[p], i)
+            want.append(Residency.serve_path(slow, s.paths[p], i))
+            assert got == want[-1], (i, capacity)
+            assert fast.state() == slow.state()
+        memo: dict = {}
+        for i, p in enumerate(seq.tolist()):
+            entries = memo.setdefault((p, memoised.memo_key(i, ())), [])
+            hit = next(((out, a) for c, out, a in entries
+                        if c is None or memoised.holds(c, i)), None)
+            if hit is not None:
+                memoised.restore(hit[1])
+                assert hit[0] == want[i], (i, capacity)
+                cases += 1
+                continue
+            memoised.watch()
+            out = memoised.serve_path(s.paths[p], i)
+            assert out == want[i]
+            entries.append((memoised.condition(), out, memoised.state()))
+    assert cases > 500   # memo hits were checked, not only runs
