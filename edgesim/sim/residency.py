@@ -39,7 +39,7 @@ compared (``watch``, ``condition``, ``holds``). A new policy is one class and on
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -702,9 +702,7 @@ class Belady(Residency):
         if self._future is not None:
             program = self._program(blocks)
             if program.sets is not None:
-                done = self._serve_sets(program, len(blocks), inference)
-                if done is not None:
-                    return done
+                return self._serve_sets(program, len(blocks), inference)
         return Residency.serve_path(self, blocks, inference)
 
     def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
@@ -717,10 +715,9 @@ class Belady(Residency):
         return program
 
     def _serve_sets(self, program: _Program, n: int, inference: int
-                    ) -> tuple[list[int], list[int], list[int]] | None:
+                    ) -> tuple[list[int], list[int], list[int]]:
         """``serve_path`` for a path whose sets are all ``uniform`` and which reads each block
-        once (``_Program.sets``), a set at a time instead of a heap of blocks; None when a set
-        of the path is not read again after this inference (the heap pass then serves it).
+        once (``_Program.sets``), a set at a time instead of a heap of blocks.
 
         What Belady's order comes to there. A held block the path reads later in this
         inference is nearer than any other (its next use is here); among those, the one read
@@ -729,7 +726,8 @@ class Belady(Residency):
         blocks are read there whichever path it is (uniform), or never: so within a set the
         order is fixed (``Future.by_use``, or by block for a set never read again), and the
         farthest held block is the last of its set's held blocks in that order (a stack per
-        set: the path pushes a block on its set's stack as it reads it, in order) for the set
+        set: the path pushes a block on its set's stack as it reads it, in order, or in block
+        order for a set it reads for the last time) for the set
         whose last has the farthest (next inference, op, block). Each drop compares the
         chosen set's last with every other set's: the pairs and the sets whose order within
         decided are what ``condition`` reports, as ``_note`` does for the heap pass.
@@ -737,9 +735,6 @@ class Belady(Residency):
         future = self._future
         col = future.column(inference)[0]  # type: ignore[union-attr]
         stream_end = future.n  # type: ignore[union-attr]
-        for s in program.sets:   # type: ignore[union-attr]
-            if col[s] >= stream_end:
-                return None
         if self._pending:
             self._unpack()
         held, sizes, op_of = self._held, self.sizes, future.op_of  # type: ignore[union-attr]
@@ -776,7 +771,7 @@ class Belady(Residency):
         for j, current, pushed in program.ops:
             fetched = 0
             before: dict[int, int] = {}
-            for s, b in pushed:   # (the sets of a path are read again: col[s] < stream_end)
+            for s, b in pushed:
                 size = sizes[b]
                 h = held.get(b, 0)
                 if h != size:
@@ -786,8 +781,12 @@ class Belady(Residency):
                 st = stacks[s]
                 if not st:
                     live.append(s)
-                st.append(b)
-                keys[s] = (col[s], j, b)
+                if col[s] < stream_end:   # read in order: the last read is the farthest
+                    st.append(b)
+                    keys[s] = (col[s], j, b)
+                else:                     # never read again: by block
+                    insort(st, b)
+                    keys[s] = (col[s], 0, st[-1])
             total += fetched
             k = fetched
             w = -1
