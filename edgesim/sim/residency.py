@@ -38,6 +38,7 @@ compared (``watch``, ``condition``, ``holds``). A new policy is one class and on
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from bisect import bisect_right, insort
 from collections import OrderedDict
@@ -710,7 +711,7 @@ class Belady(Residency):
         hit = self._programs.get(id(blocks))
         if hit is not None and hit[0] is blocks:
             return hit[1]
-        program = _Program(blocks, self._future)  # type: ignore[arg-type]
+        program = _Program(blocks, self._future, self.sizes)  # type: ignore[arg-type]
         self._programs[id(blocks)] = (blocks, program)
         return program
 
@@ -720,8 +721,8 @@ class Belady(Residency):
         once (``_Program.sets``), a set at a time instead of a heap of blocks.
 
         What Belady's order comes to there. A held block the path reads later in this
-        inference is nearer than any other (its next use is here); among those, the one read
-        last is the farthest. Every other held block (of a set the path does not read, or one
+        inference is nearer than any other (its next use is here), so none loses bytes (see
+        the drop loop). Every other held block (of a set the path does not read, or one
         it has read by now) is next read at its set's next inference, at the op the set's
         blocks are read there whichever path it is (uniform), or never: so within a set the
         order is fixed (``Future.by_use``, or by block for a set never read again), and the
@@ -742,141 +743,149 @@ class Belady(Residency):
         self._stale = True   # (the heap's next uses: made again if it serves next)
         self._nu, self._heap = {}, []
         nsets = len(col)
-        # per set, its held blocks that are read after this inference, nearest first
+        rank, span = future.rank, future.span  # type: ignore[union-attr]
+        # per set, its held blocks that are read after this inference, nearest first, and
+        # the (next inference, op, block) of the last of them as one integer (Future.rank)
         stacks: list[list[int]] = []
+        keys = [0] * nsets
+        live = []   # sets with such a block
+        intact = [False] * nsets   # a set of the path with all its blocks held
+        members, by_use = future.members, future.by_use  # type: ignore[union-attr]
         for s in range(nsets):
-            if s in program.sets:   # type: ignore[operator]
+            c = col[s]
+            if program.on_path[s]:
                 stacks.append([])
+                intact[s] = (c < stream_end and
+                             sum(map(held.get, members[s], _ZEROS)) == program.set_bytes[s])
                 continue
-            order = (future.by_use[s] if col[s] < stream_end  # type: ignore[union-attr]
-                     else future.members[s])  # type: ignore[union-attr]
-            stacks.append([b for b in order if b in held])
-        # per set, the (next inference, op, block) of the last of its stack: farthest last
-        keys: list[tuple[int, int, int] | None] = [None] * nsets
-        for s in range(nsets):
-            if stacks[s]:
-                top = stacks[s][-1]
-                keys[s] = (col[s], op_of[top], top) if col[s] < stream_end else (col[s], 0, top)
-        live = [s for s in range(nsets) if stacks[s]]   # sets with such a block
+            st = [b for b in (by_use[s] if c < stream_end else members[s]) if b in held]
+            stacks.append(st)
+            if st:
+                live.append(s)
+                keys[s] = c * span + (rank[st[-1]] if c < stream_end else st[-1])
         watched = self._watched
         if watched is not None:
             watched = self._watched = (inference, watched[1], watched[2])
         kept = [0] * n
         streamed = [0] * n
         wait = [-1] * n
-        reads = program.reads   # (op, block) in the order read: the last unread is farthest
-        end = len(reads)        # reads[:end] holds every unread block still held
         capacity, total = self.capacity, self._total
         on_path = program.on_path
-        for j, current, pushed in program.ops:
-            fetched = 0
-            before: dict[int, int] = {}
-            for s, b in pushed:
-                size = sizes[b]
-                h = held.get(b, 0)
-                if h != size:
-                    before[b] = h
-                    fetched += size - h
-                    held[b] = size
-                st = stacks[s]
+        for rs, run, run_blocks in program.runs:
+            if rs >= 0 and intact[rs]:   # its blocks all held: nothing moves, nothing waits
+                st = stacks[rs]
                 if not st:
-                    live.append(s)
-                if col[s] < stream_end:   # read in order: the last read is the farthest
-                    st.append(b)
-                    keys[s] = (col[s], j, b)
-                else:                     # never read again: by block
-                    insort(st, b)
-                    keys[s] = (col[s], 0, st[-1])
-            total += fetched
-            k = fetched
-            w = -1
-            while total > capacity:
-                if not live:   # only blocks this inference reads later: the last of them
-                    while True:
-                        end -= 1
-                        b = reads[end][1]
-                        if b in held:
-                            break
-                    h = held[b]
-                    drop = min(h, total - capacity)   # (not read yet: no op waits)
-                    total -= drop
-                    if h == drop:
-                        del held[b]
-                    else:
-                        held[b] = h - drop
-                        end += 1   # (what is left of it is still the farthest)
-                    continue
-                # the set whose last is farthest, and the next farthest set's last
-                best, bk, rk = -1, None, None
-                for s in live:
-                    key = keys[s]
-                    if bk is None or key > bk:  # type: ignore[operator]
-                        rk, best, bk = bk, s, key
-                    elif rk is None or key > rk:  # type: ignore[operator]
-                        rk = key
-                st = stacks[best]
-                if watched is not None and len(st) > 1:   # which of its blocks: by the
-                    watched[1].add(best)                   # path at its next inference
-                while True:   # its blocks, farthest first, while they are the farthest
-                    b = st[-1]
-                    h = held[b]
-                    drop = min(h, total - capacity)
-                    if b in current:   # its kept bytes: those above what it held before
-                        k -= min(drop, max(0, h - before.get(b, h)))
-                    elif on_path[best] and op_of[b] > w:   # the op that read it (once)
-                        w = op_of[b]
-                    total -= drop
-                    if h != drop:
-                        held[b] = h - drop
-                        break
-                    del held[b]
-                    st.pop()
+                    live.append(rs)
+                st.extend(run_blocks)
+                keys[rs] = col[rs] * span + rank[run_blocks[-1]]
+                continue
+            for j, current, pushed in run:
+                fetched = 0
+                before: dict[int, int] = {}
+                for s, b in pushed:
+                    size = sizes[b]
+                    h = held.get(b, 0)
+                    if h != size:
+                        before[b] = h
+                        fetched += size - h
+                        held[b] = size
+                    st = stacks[s]
                     if not st:
-                        live.remove(best)
-                        break
-                    top = st[-1]
+                        live.append(s)
+                    c = col[s]
+                    if c < stream_end:   # read in order: the last read is the farthest
+                        st.append(b)
+                        keys[s] = c * span + rank[b]
+                    else:                # never read again: by block
+                        insort(st, b)
+                        keys[s] = c * span + st[-1]
+                total += fetched
+                k = fetched
+                w = -1
+                # Drops never reach a block the path reads later in this inference: every
+                # other held block is farther, and dropping them all (this op's blocks too)
+                # would leave at most what was held before the op, which fitted.
+                while total > capacity:
+                    # the set whose last is farthest, and the next farthest set's last
+                    best, bk, rk = -1, -1, -1
+                    for s in live:
+                        key = keys[s]
+                        if key > bk:
+                            rk, best, bk = bk, s, key
+                        elif key > rk:
+                            rk = key
+                    st = stacks[best]
+                    if watched is not None and len(st) > 1:   # which of its blocks: by the
+                        watched[1].add(best)                   # path at its next inference
                     c = col[best]
-                    bk = keys[best] = (c, op_of[top], top) if c < stream_end else (c, 0, top)
-                    if total <= capacity or (rk is not None and bk < rk):
-                        break
-                if watched is not None:   # it went before every other set's last
-                    pairs = watched[2]
-                    last = (op_of[b], b) if col[best] < stream_end else (0, b)
-                    for t in live:
-                        if t != best:
-                            if last > keys[t][1:]:   # type: ignore[index]
-                                pairs.setdefault((best, t), False)   # a tie keeps it
-                            else:
-                                pairs[best, t] = True                # a tie reverses it
-            kept[j] = k
-            streamed[j] = fetched - k
-            wait[j] = w
+                    while True:   # its blocks, farthest first, while they are the farthest
+                        b = st[-1]
+                        h = held[b]
+                        drop = min(h, total - capacity)
+                        if b in current:   # its kept bytes: those above what it held before
+                            k -= min(drop, max(0, h - before.get(b, h)))
+                        elif on_path[best] and op_of[b] > w:   # the op that read it (once)
+                            w = op_of[b]
+                        total -= drop
+                        if h != drop:
+                            held[b] = h - drop
+                            break
+                        del held[b]
+                        st.pop()
+                        if not st:
+                            live.remove(best)
+                            break
+                        top = st[-1]
+                        bk = keys[best] = c * span + (rank[top] if c < stream_end else top)
+                        if total <= capacity or bk < rk:
+                            break
+                    if watched is not None:   # it went before every other set's last
+                        pairs = watched[2]
+                        last = rank[b] if c < stream_end else b
+                        for t in live:
+                            if t != best:
+                                if last > keys[t] % span:
+                                    pairs.setdefault((best, t), False)   # a tie keeps it
+                                else:
+                                    pairs[best, t] = True                # a tie reverses it
+                kept[j] = k
+                streamed[j] = fetched - k
+                wait[j] = w
         self._total = total
         return kept, streamed, wait
 
+
 class _Program:
     """A path as ``Belady._serve_sets`` reads it, when every set it reads is ``uniform`` and
-    it reads each block in one op: ``sets``, the sets it reads (else None); ``ops``, per op
-    that reads blocks its index, its blocks, and (set, block) for each in the order they go
-    on their sets' stacks (by block); ``reads``, its (op, block) in the order read;
-    ``on_path``, per set whether it reads it; ``set_of``, per block its set."""
+    it reads each block in one op (else ``sets`` is None): ``sets``, the sets it reads;
+    ``on_path``, per set whether it reads it; ``set_bytes``, per set its bytes; ``runs``,
+    its ops that read blocks in runs reading one set each: (that set, or -1 for an op
+    reading more than one; per op its index, its blocks, and (set, block) for each in the
+    order they go on their sets' stacks (by block); the run's blocks in that order)."""
 
-    __slots__ = ("on_path", "ops", "reads", "set_of", "sets")
+    __slots__ = ("on_path", "runs", "set_bytes", "sets")
 
-    def __init__(self, blocks: Sequence[tuple[int, ...]], future: Future) -> None:
-        self.set_of = set_of = future._set_of
+    def __init__(self, blocks: Sequence[tuple[int, ...]], future: Future,
+                 sizes: Sequence[int]) -> None:
+        set_of = future._set_of
         ops = [(j, tuple(dict.fromkeys(ids))) for j, ids in enumerate(blocks) if ids]
         read = [b for _, current in ops for b in current]
         sets = {set_of[b] for b in read}
-        self.sets: frozenset[int] | None = None
-        self.ops: list[tuple[int, tuple[int, ...], tuple[tuple[int, int], ...]]] = []
-        self.reads: list[tuple[int, int]] = []
         self.on_path = [k in sets for k in range(len(future.members))]
+        self.sets: frozenset[int] | None = None
+        runs: list[tuple[int, list]] = []
         if len(set(read)) == len(read) and all(future.uniform[s] for s in sets):
             self.sets = frozenset(sets)
-            self.ops = [(j, current, tuple((set_of[b], b) for b in sorted(current)))
-                        for j, current in ops]
-            self.reads = [(j, b) for j, _, pushed in self.ops for _, b in pushed]
+            for j, current in ops:
+                op = (j, current, tuple((set_of[b], b) for b in sorted(current)))
+                one = {s for s, _ in op[2]}
+                s = one.pop() if len(one) == 1 else -1
+                if s >= 0 and runs and runs[-1][0] == s:
+                    runs[-1][1].append(op)
+                else:
+                    runs.append((s, [op]))
+        self.runs = [(s, run, tuple(b for op in run for _, b in op[2])) for s, run in runs]
+        self.set_bytes = [sum(sizes[b] for b in m) for m in future.members]
 
 class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
@@ -935,6 +944,10 @@ class Future:
         #: per set, its blocks nearest next use first, when the set is read again: by
         #: (``op_of``, block) in a uniform set (``Belady._serve_sets``)
         self.by_use = [sorted(m, key=lambda b: (self.op_of[b], b)) for m in self.members]
+        #: (next inference, op, block) as one integer, ``col * span + rank[b]`` (``rank``: op,
+        #: block; a block of a set never read again ranks by block alone, at col = n)
+        self.rank = [max(0, op) * nblocks + b for b, op in enumerate(self.op_of)]
+        self.span = (max(self.op_of, default=0) + 2) * max(1, nblocks)
         #: per set, whether each path reads it
         self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
         for paths, k in sets.items():
@@ -1046,6 +1059,9 @@ class Future:
             k = 0
         return self._cols[k], self._theres[k]
 
+
+#: ``sum(map(held.get, blocks, _ZEROS))``: the bytes held of each block, 0 for none.
+_ZEROS = itertools.repeat(0)
 
 #: Inferences per window of ``Future.nxt`` (per set, 8 bytes each).
 WINDOW = 1 << 16
