@@ -71,14 +71,15 @@ def op_bounds(units: Sequence[str], compute_ps: Sequence[int], ended: Sequence[i
     when op j ended and ``compute_ps[j]`` its compute (integer ps), the weight and activation
     bytes moved off-chip for it."""
     out = []
+    append = out.append
     prev = 0
-    for j, end in enumerate(ended):
-        stall = end - prev - compute_ps[j]
-        prev = end
-        if stall <= 0:
-            out.append(units[j])
+    for unit, c, end, w, a in zip(units, compute_ps, ended, weight_bytes, act_bytes,
+                                  strict=True):
+        if end - prev <= c:   # no stall
+            append(unit)
         else:
-            out.append("weights" if weight_bytes[j] >= act_bytes[j] else "activations")
+            append("weights" if w >= a else "activations")
+        prev = end
     return out
 
 

@@ -184,24 +184,29 @@ class _Waits:
             ev.succeed()
 
 
-#: Per compiled path and weight memory (``_act_split``): the path kept alive, and per op the
-#: activation bytes it reads from the weight memory and its other activation transfers.
-_ACT: dict[tuple[int, int], tuple[PathPlan, list[int], list[tuple]]] = {}
+#: Per compiled path and weight memory (``_per_plan``): the path kept alive, and what
+#: ``_run_one`` reads of it per op in every inference, derived once.
+_PER_PLAN: dict[tuple[int, int], tuple[PathPlan, list[int], list[tuple], list[int] | None]] = {}
 
 
-def _act_split(plan: PathPlan, wmem: int) -> tuple[list[int], list[tuple]]:
+def _per_plan(plan: PathPlan, wmem: int) -> tuple[list[int], list[tuple], list[int] | None]:
     """Per op of ``plan``: the activation bytes it reads from memory ``wmem`` (they travel
-    with its streamed weights) and its other activation transfers (memory, write, bytes)."""
-    hit = _ACT.get((id(plan), wmem))
+    with its streamed weights), its other activation transfers (memory, write, bytes), and
+    the input stripes past the first its streamed weights pass over again (None: no op
+    has any)."""
+    hit = _PER_PLAN.get((id(plan), wmem))
     if hit is not None and hit[0] is plan:
-        return hit[1], hit[2]
+        return hit[1], hit[2], hit[3]
     same = [sum(nb for mem, write, nb in parts if mem == wmem and not write)
             for parts in plan.act_parts]
     other = [tuple(p for p in parts if p[1] or p[0] != wmem) for parts in plan.act_parts]
-    if len(_ACT) >= 256:
-        _ACT.clear()
-    _ACT[id(plan), wmem] = (plan, same, other)
-    return same, other
+    again: list[int] | None = [t.input_stripes - 1 for t in plan.tiling]
+    if not any(again):  # type: ignore[arg-type]
+        again = None
+    if len(_PER_PLAN) >= 256:
+        _PER_PLAN.clear()
+    _PER_PLAN[id(plan), wmem] = (plan, same, other, again)
+    return same, other, again
 
 
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
@@ -212,7 +217,7 @@ def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[
     queue: list[_Transfer] = []
     append = queue.append
     first_gate = -1
-    same, other = _act_split(plan, wmem)
+    same, other, _ = _per_plan(plan, wmem)
     for j, gate in enumerate(plan.gate):
         g = -1 if speculative else gate
         if wasted and first_gate < 0 and gate >= 0:
@@ -371,8 +376,11 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         if inf is not None:
             return inf
     # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
-    refetch = [(t.input_stripes - 1) * s for t, s in zip(plan.tiling, streamed, strict=True)]
-    if any(refetch):
+    again = _per_plan(plan, channel.weights_mem)[2]
+    if again is None:
+        refetch = [0] * len(streamed)
+    else:
+        refetch = [x * s for x, s in zip(again, streamed, strict=True)]
         streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
     queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
                        channel.weights_mem)
@@ -640,6 +648,23 @@ def _compiled(hw, machine: Machine, workload: Workload, per_layer: bool, reserve
     return plans
 
 
+_BLOCKS: dict[tuple[int, int], tuple[object, object, list]] = {}
+
+
+def _path_blocks(workload: Workload) -> list[tuple[tuple[int, ...], ...]]:
+    """``path_blocks``, taken from ``_BLOCKS`` for the paths and blocks (the same objects)
+    met before in this process, as ``_compiled`` does for plans."""
+    key = (id(workload.paths), id(workload.blocks))
+    hit = _BLOCKS.get(key)
+    if hit is not None and hit[0] is workload.paths and hit[1] is workload.blocks:
+        return hit[2]
+    while len(_BLOCKS) >= PLAN_CACHE:
+        del _BLOCKS[next(iter(_BLOCKS))]
+    blocks = path_blocks(workload)
+    _BLOCKS[key] = (workload.paths, workload.blocks, blocks)
+    return blocks
+
+
 def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | None = None,
              per_layer: bool = False, memo: bool | None = None,
              progress: Callable[[int], None] | None = None,
@@ -673,7 +698,7 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
     _check(policy, prefetch)
     workload = resolve(workload, hw)   # encodings and activation bytes as ``hw`` decodes them
     machine = Machine.from_config(hw)
-    blocks = path_blocks(workload)
+    blocks = _path_blocks(workload)
     sizes = [b.stored_bytes for b in workload.blocks.values()]
     seq = workload.sequence
     pol = make_policy(policy, Stream(sizes, machine.hw.weight_sram_bytes, blocks, seq))

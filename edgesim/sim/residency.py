@@ -907,7 +907,8 @@ class Future:
         self.n = n
         # per path, per block: the op indices reading it (sorted lists, for bisect)
         self.ops_of: list[dict[int, list[int]]] = []
-        first = np.full((npaths, nblocks), -1, dtype=np.int64)
+        first = [[-1] * nblocks for _ in range(npaths)]
+        op_of = [-1] * nblocks
         readers: list[set[int]] = [set() for _ in range(nblocks)]
         for p, ops in enumerate(stream.paths):
             d: dict[int, list[int]] = {}
@@ -915,22 +916,24 @@ class Future:
                 for b in ids:
                     d.setdefault(b, []).append(j)
             self.ops_of.append(d)
+            row = first[p]
             for b, js in d.items():
-                first[p, b] = js[0]
+                row[b] = js[0]
                 readers[b].add(p)
-        self.first = first
-        self._first = first.tolist()   # (rows of Python ints, for next_use)
+                if js[0] > op_of[b]:
+                    op_of[b] = js[0]
+        self.first = np.array(first, dtype=np.int64).reshape(npaths, nblocks)
+        self._first = first   # (rows of Python ints, for next_use)
         sets: dict[frozenset[int], int] = {}
-        self.set_of = np.array([sets.setdefault(frozenset(r), len(sets)) for r in readers],
-                               dtype=np.int64)
-        set_of = self.set_of.tolist()
+        set_of = [sets.setdefault(frozenset(r), len(sets)) for r in readers]
+        self.set_of = np.array(set_of, dtype=np.int64)
         self._set_of = set_of
         #: per set, whether each of its blocks is read at one op index by every path reading
         #: it (a backbone, a tree node at its depth): then where a next use lands inside its
         #: inference does not depend on which of those paths runs there
         uniform = [True] * len(sets)
         for b, r in enumerate(readers):
-            if len({int(first[p, b]) for p in r}) > 1:
+            if len({first[p][b] for p in r}) > 1:
                 uniform[set_of[b]] = False
         self.uniform = uniform
         #: per set, its blocks
@@ -939,8 +942,7 @@ class Future:
             self.members[k].append(b)
         #: per block, the op that first reads it on a path that reads it (-1: none); in a
         #: ``uniform`` set, the op of every path reading it
-        self.op_of = [max((self._first[p][b] for p in r), default=-1)
-                      for b, r in enumerate(readers)]
+        self.op_of = op_of
         #: per set, its blocks nearest next use first, when the set is read again: by
         #: (``op_of``, block) in a uniform set (``Belady._serve_sets``)
         self.by_use = [sorted(m, key=lambda b: (self.op_of[b], b)) for m in self.members]
