@@ -818,15 +818,21 @@ class Belady(Residency):
                     if watched is not None and len(st) > 1:   # which of its blocks: by the
                         watched[1].add(best)                   # path at its next inference
                     c = col[best]
+                    # (all of its blocks go first when the next farthest set is read at an
+                    # earlier inference: no key to compare on the way)
+                    near = rk >= c * span
+                    read = on_path[best]   # its blocks were read in this inference
+                    need = total - capacity
                     while True:   # its blocks, farthest first, while they are the farthest
                         b = st[-1]
                         h = held[b]
-                        drop = min(h, total - capacity)
-                        if b in current:   # its kept bytes: those above what it held before
-                            k -= min(drop, max(0, h - before.get(b, h)))
-                        elif on_path[best] and op_of[b] > w:   # the op that read it (once)
-                            w = op_of[b]
-                        total -= drop
+                        drop = h if h < need else need
+                        if read:
+                            if b in current:   # its kept bytes: those above what it held
+                                k -= min(drop, max(0, h - before.get(b, h)))
+                            elif op_of[b] > w:   # the op that read it (once)
+                                w = op_of[b]
+                        need -= drop
                         if h != drop:
                             held[b] = h - drop
                             break
@@ -835,10 +841,16 @@ class Belady(Residency):
                         if not st:
                             live.remove(best)
                             break
-                        top = st[-1]
-                        bk = keys[best] = c * span + (rank[top] if c < stream_end else top)
-                        if total <= capacity or bk < rk:
+                        if not need:
                             break
+                        if near:
+                            top = st[-1]
+                            if c * span + (rank[top] if c < stream_end else top) < rk:
+                                break
+                    total = capacity + need
+                    if st:
+                        top = st[-1]
+                        keys[best] = c * span + (rank[top] if c < stream_end else top)
                     if watched is not None:   # it went before every other set's last
                         pairs = watched[2]
                         last = rank[b] if c < stream_end else b
