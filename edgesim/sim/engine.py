@@ -55,6 +55,7 @@ import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from operator import add, sub
 from types import MappingProxyType
 
 import numpy as np
@@ -387,9 +388,9 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
     timeline = _timeline if runs is None else _schedule   # (the memo off: event by event)
     ended, timings = timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
-    bounds = op_bounds(plan.units, plan.compute_ps, ended,
-                       [k + s for k, s in zip(kept, streamed, strict=True)], plan.spill)
-    bound = dominant(bounds, [e - p for e, p in zip(ended, [0, *ended[:-1]], strict=True)])
+    bounds = op_bounds(plan.units, plan.compute_ps, ended, list(map(add, kept, streamed)),
+                       plan.spill)
+    bound = dominant(bounds, list(map(sub, ended, [0, *ended[:-1]])))
     inf = _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
                      int(latency), kept, streamed, refetch, timings, bounds, bound)
     if key is not None:

@@ -442,15 +442,15 @@ class Belady(Residency):
         # (next use, block), largest first); entries whose next use was since recomputed, or
         # whose block has left, are skipped when they reach the top (lazy deletion)
         self._heap: list[tuple[int, int]] = []
-        # the state as a tuple until serve changes it; after a restore, _held etc. are built
+        # the state (``state``) until serve changes it; after a restore, _held etc. are built
         # from it only when serve (or a question about what is held) needs them
-        self._snap: tuple[tuple[int, int], ...] | None = ()
+        self._snap: frozenset[tuple[int, int]] | None = frozenset()
         self._pending = False
         # per state (by id, the state kept alive here): its hashed memo_key; states met
         # before are the same object (interned), so a memo key compares by identity
         self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
         self._last_key: tuple[tuple | None, _Hashed | None] = (None, None)   # the last asked
-        self._states: dict[tuple, tuple] = {}
+        self._states: dict[frozenset, frozenset] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -467,8 +467,10 @@ class Belady(Residency):
         return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
+        """The held bytes as a frozenset of (block, bytes): hashed once, whatever the order
+        they were held in (nothing Belady does depends on that order)."""
         if self._snap is None:
-            snap = tuple(sorted(self._held.items()))
+            snap = frozenset(self._held.items())
             if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 self._states.clear()
             self._snap = self._states.setdefault(snap, snap)
