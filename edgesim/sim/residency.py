@@ -456,8 +456,7 @@ class Belady(Residency):
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
         self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
         self._dirty: set[int] = set()
-        # per path's blocks (by id, kept alive here): ``serve_path``'s table of it
-        self._programs: dict[int, tuple[Sequence, list]] = {}
+        self._set_bytes: list[int] | None = None   # per set, its bytes (``_serve_sets``)
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -709,12 +708,14 @@ class Belady(Residency):
         return Residency.serve_path(self, blocks, inference)
 
     def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
-        """``_Program`` of a path, made once per path (by identity)."""
-        hit = self._programs.get(id(blocks))
+        """``_Program`` of a path, made once per path (by identity) and paths of a stream
+        (``Future.layout``)."""
+        programs = self._future.layout.programs  # type: ignore[union-attr]
+        hit = programs.get(id(blocks))
         if hit is not None and hit[0] is blocks:
             return hit[1]
-        program = _Program(blocks, self._future, self.sizes)  # type: ignore[arg-type]
-        self._programs[id(blocks)] = (blocks, program)
+        program = _Program(blocks, self._future.layout)  # type: ignore[union-attr]
+        programs[id(blocks)] = (blocks, program)
         return program
 
     def _serve_sets(self, program: _Program, n: int, inference: int
@@ -753,12 +754,15 @@ class Belady(Residency):
         live = []   # sets with such a block
         intact = [False] * nsets   # a set of the path with all its blocks held
         members, by_use = future.members, future.by_use  # type: ignore[union-attr]
+        set_bytes = self._set_bytes
+        if set_bytes is None:
+            set_bytes = self._set_bytes = [sum(sizes[b] for b in m) for m in members]
         for s in range(nsets):
             c = col[s]
             if program.on_path[s]:
                 stacks.append([])
                 intact[s] = (c < stream_end and
-                             sum(map(held.get, members[s], _ZEROS)) == program.set_bytes[s])
+                             sum(map(held.get, members[s], _ZEROS)) == set_bytes[s])
                 continue
             st = [b for b in (by_use[s] if c < stream_end else members[s]) if b in held]
             stacks.append(st)
@@ -872,23 +876,22 @@ class Belady(Residency):
 class _Program:
     """A path as ``Belady._serve_sets`` reads it, when every set it reads is ``uniform`` and
     it reads each block in one op (else ``sets`` is None): ``sets``, the sets it reads;
-    ``on_path``, per set whether it reads it; ``set_bytes``, per set its bytes; ``runs``,
+    ``on_path``, per set whether it reads it; ``runs``,
     its ops that read blocks in runs reading one set each: (that set, or -1 for an op
     reading more than one; per op its index, its blocks, and (set, block) for each in the
     order they go on their sets' stacks (by block); the run's blocks in that order)."""
 
-    __slots__ = ("on_path", "runs", "set_bytes", "sets")
+    __slots__ = ("on_path", "runs", "sets")
 
-    def __init__(self, blocks: Sequence[tuple[int, ...]], future: Future,
-                 sizes: Sequence[int]) -> None:
-        set_of = future._set_of
+    def __init__(self, blocks: Sequence[tuple[int, ...]], layout: _Layout) -> None:
+        set_of = layout._set_of
         ops = [(j, tuple(dict.fromkeys(ids))) for j, ids in enumerate(blocks) if ids]
         read = [b for _, current in ops for b in current]
         sets = {set_of[b] for b in read}
-        self.on_path = [k in sets for k in range(len(future.members))]
+        self.on_path = [k in sets for k in range(len(layout.members))]
         self.sets: frozenset[int] | None = None
         runs: list[tuple[int, list]] = []
-        if len(set(read)) == len(read) and all(future.uniform[s] for s in sets):
+        if len(set(read)) == len(read) and all(layout.uniform[s] for s in sets):
             self.sets = frozenset(sets)
             for j, current in ops:
                 op = (j, current, tuple((set_of[b], b) for b in sorted(current)))
@@ -899,7 +902,6 @@ class _Program:
                 else:
                     runs.append((s, [op]))
         self.runs = [(s, run, tuple(b for op in run for _, b in op[2])) for s, run in runs]
-        self.set_bytes = [sum(sizes[b] for b in m) for m in future.members]
 
 class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
@@ -916,70 +918,28 @@ class Future:
     def __init__(self, stream: Stream) -> None:
         seq = stream.sequence
         n = int(seq.size)
-        nblocks, npaths = len(stream.sizes), len(stream.paths)
+        nblocks = len(stream.sizes)
         self.seq = seq
         self.n = n
-        # per path, per block: the op indices reading it (sorted lists, for bisect)
-        self.ops_of: list[dict[int, list[int]]] = []
-        first = [[-1] * nblocks for _ in range(npaths)]
-        op_of = [-1] * nblocks
-        readers: list[set[int]] = [set() for _ in range(nblocks)]
-        for p, ops in enumerate(stream.paths):
-            d: dict[int, list[int]] = {}
-            for j, ids in enumerate(ops):
-                for b in ids:
-                    d.setdefault(b, []).append(j)
-            self.ops_of.append(d)
-            row = first[p]
-            for b, js in d.items():
-                row[b] = js[0]
-                readers[b].add(p)
-                if js[0] > op_of[b]:
-                    op_of[b] = js[0]
-        self.first = np.array(first, dtype=np.int64).reshape(npaths, nblocks)
-        self._first = first   # (rows of Python ints, for next_use)
-        sets: dict[frozenset[int], int] = {}
-        set_of = [sets.setdefault(frozenset(r), len(sets)) for r in readers]
-        self.set_of = np.array(set_of, dtype=np.int64)
-        self._set_of = set_of
-        #: per set, whether each of its blocks is read at one op index by every path reading
-        #: it (a backbone, a tree node at its depth): then where a next use lands inside its
-        #: inference does not depend on which of those paths runs there
-        uniform = [True] * len(sets)
-        for b, r in enumerate(readers):
-            if len({first[p][b] for p in r}) > 1:
-                uniform[set_of[b]] = False
-        self.uniform = uniform
-        #: per set, its blocks
-        self.members: list[list[int]] = [[] for _ in sets]
-        for b, k in enumerate(set_of):
-            self.members[k].append(b)
-        #: per block, the op that first reads it on a path that reads it (-1: none); in a
-        #: ``uniform`` set, the op of every path reading it
-        self.op_of = op_of
-        #: per set, its blocks nearest next use first, when the set is read again: by
-        #: (``op_of``, block) in a uniform set (``Belady._serve_sets``)
-        self.by_use = [sorted(m, key=lambda b: (self.op_of[b], b)) for m in self.members]
-        #: (next inference, op, block) as one integer, ``col * span + rank[b]`` (``rank``: op,
-        #: block; a block of a set never read again ranks by block alone, at col = n)
-        self.rank = [max(0, op) * nblocks + b for b, op in enumerate(self.op_of)]
-        self.span = (max(self.op_of, default=0) + 2) * max(1, nblocks)
-        #: per set, whether each path reads it
-        self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
-        for paths, k in sets.items():
-            self.reads[k, list(paths)] = True
+        layout = _layout(stream.paths, nblocks)
+        self.layout = layout
+        self.ops_of, self.first, self._first = layout.ops_of, layout.first, layout._first
+        self.set_of, self._set_of, self.uniform = layout.set_of, layout._set_of, layout.uniform
+        self.members, self.op_of, self.by_use = layout.members, layout.op_of, layout.by_use
+        self.rank, self.span, self.reads = layout.rank, layout.span, layout.reads
+        nsets = len(self.members)
         # the window of nxt (``window``): inferences [_lo, _hi), and per set the first
         # inference at or after _tail_from[s] reading it (_tail[s]), found by a forward scan
-        self.nxt = np.empty((len(sets), 0), dtype=np.int64)
+        self.nxt = np.empty((nsets, 0), dtype=np.int64)
         self._lo = self._hi = 0
-        self._tail = [-1] * len(sets)
-        self._tail_from = [n + 1] * len(sets)
+        self._tail = [-1] * nsets
+        self._tail_from = [n + 1] * nsets
         # ``column``'s answers for inferences [_clo, _clo + len(_cols)), as Python lists,
         # made a ``COLUMNS`` chunk at a time (one NumPy pass instead of one per inference)
         self._clo = 0
         self._cols: list[list[int]] = []
         self._theres: list[list[int]] = []
-        self._uniform = np.array(uniform, dtype=bool)[:, None]
+        self._uniform = layout.uniform_column
         self._at: tuple[int, tuple] = (-1, ())
 
     def next_use(self, b: int, i: int, j: int) -> int:
@@ -1074,6 +1034,83 @@ class Future:
             self._clo, self._cols, self._theres = i, cols.T.tolist(), there.T.tolist()
             k = 0
         return self._cols[k], self._theres[k]
+
+
+class _Layout:
+    """What ``Future`` knows of a stream's paths whatever its sequence: per path which ops read
+    each block, the sets of blocks read by the same paths, their order of next use; made
+    once per paths object in a process (``_layout``), as the engine's plans are."""
+
+    def __init__(self, paths: Sequence[Sequence[tuple[int, ...]]], nblocks: int) -> None:
+        npaths = len(paths)
+        # per path, per block: the op indices reading it (sorted lists, for bisect)
+        self.ops_of: list[dict[int, list[int]]] = []
+        first = [[-1] * nblocks for _ in range(npaths)]
+        op_of = [-1] * nblocks
+        readers: list[set[int]] = [set() for _ in range(nblocks)]
+        for p, ops in enumerate(paths):
+            d: dict[int, list[int]] = {}
+            for j, ids in enumerate(ops):
+                for b in ids:
+                    d.setdefault(b, []).append(j)
+            self.ops_of.append(d)
+            row = first[p]
+            for b, js in d.items():
+                row[b] = js[0]
+                readers[b].add(p)
+                if js[0] > op_of[b]:
+                    op_of[b] = js[0]
+        self.first = np.array(first, dtype=np.int64).reshape(npaths, nblocks)
+        self._first = first   # (rows of Python ints, for next_use)
+        sets: dict[frozenset[int], int] = {}
+        set_of = [sets.setdefault(frozenset(r), len(sets)) for r in readers]
+        self.set_of = np.array(set_of, dtype=np.int64)
+        self._set_of = set_of
+        #: per set, whether each of its blocks is read at one op index by every path reading
+        #: it (a backbone, a tree node at its depth): then where a next use lands inside its
+        #: inference does not depend on which of those paths runs there
+        uniform = [True] * len(sets)
+        for b, r in enumerate(readers):
+            if len({first[p][b] for p in r}) > 1:
+                uniform[set_of[b]] = False
+        self.uniform = uniform
+        #: per set, its blocks
+        self.members: list[list[int]] = [[] for _ in sets]
+        for b, k in enumerate(set_of):
+            self.members[k].append(b)
+        #: per block, the op that first reads it on a path that reads it (-1: none); in a
+        #: ``uniform`` set, the op of every path reading it
+        self.op_of = op_of
+        #: per set, its blocks nearest next use first, when the set is read again: by
+        #: (``op_of``, block) in a uniform set (``Belady._serve_sets``)
+        self.by_use = [sorted(m, key=lambda b: (self.op_of[b], b)) for m in self.members]
+        #: (next inference, op, block) as one integer, ``col * span + rank[b]`` (``rank``: op,
+        #: block; a block of a set never read again ranks by block alone, at col = n)
+        self.rank = [max(0, op) * nblocks + b for b, op in enumerate(self.op_of)]
+        self.span = (max(self.op_of, default=0) + 2) * max(1, nblocks)
+        #: per set, whether each path reads it
+        self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
+        for who, k in sets.items():
+            self.reads[k, list(who)] = True
+        self.uniform_column = np.array(uniform, dtype=bool)[:, None]
+        #: per path's blocks (by id, kept alive here): ``Belady._program``'s ``_Program``
+        self.programs: dict[int, tuple[Sequence, _Program]] = {}
+
+
+#: Layouts of the last few paths objects met (``_layout``).
+_LAYOUTS: dict[int, tuple[Sequence, int, _Layout]] = {}
+
+
+def _layout(paths: Sequence[Sequence[tuple[int, ...]]], nblocks: int) -> _Layout:
+    """The ``_Layout`` of ``paths`` (the same object and block count as before: taken again)."""
+    hit = _LAYOUTS.get(id(paths))
+    if hit is not None and hit[0] is paths and hit[1] == nblocks:
+        return hit[2]
+    while len(_LAYOUTS) >= 8:
+        del _LAYOUTS[next(iter(_LAYOUTS))]
+    layout = _Layout(paths, nblocks)
+    _LAYOUTS[id(paths)] = (paths, nblocks, layout)
+    return layout
 
 
 #: ``sum(map(held.get, blocks, _ZEROS))``: the bytes held of each block, 0 for none.
