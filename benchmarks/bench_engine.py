@@ -24,6 +24,7 @@ Prints a Markdown table for the README.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -38,9 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 def _median(fn, repeat: int, clock=time.process_time) -> float:
     """The median time of ``repeat`` calls: CPU time of this process by default (steadier
-    than wall time on a shared machine), ``time.perf_counter`` for a subprocess's wall time."""
+    than wall time on a shared machine), ``time.perf_counter`` for a subprocess's wall time.
+    The garbage of one call is collected before the next is timed (the collector stays on
+    while it runs), so no call pays for another's."""
     times = []
     for _ in range(repeat):
+        gc.collect()
         t = clock()
         fn()
         times.append(clock() - t)
@@ -62,9 +66,10 @@ def main() -> int:
     a = ap.parse_args()
 
     import numpy as np
-    import torch
 
-    torch.set_num_threads(1)
+    if "torch" in sys.modules or not a.routed_only:   # (one core, for the builds below)
+        import torch
+        torch.set_num_threads(1)
     from edgesim import api
     from edgesim.config import load_config
     from edgesim.sim import POLICIES, simulate
