@@ -66,21 +66,25 @@ def compute_unit(a: Array, op: LayerOp, cycles: int, weight_bytes: int,
 
 
 def op_bounds(units: Sequence[str], compute_ps: Sequence[int], ended: Sequence[int],
-              weight_bytes: Sequence[int], act_bytes: Sequence[int]) -> list[str]:
+              weight_bytes: Sequence[int], act_bytes: Sequence[int]) -> tuple[list[str], str]:
     """Per op, its bound (module docstring) from the timeline of one inference: ``ended[j]``
     when op j ended and ``compute_ps[j]`` its compute (integer ps), the weight and activation
-    bytes moved off-chip for it."""
+    bytes moved off-chip for it; and the inference's bound (``dominant`` of the ops' bounds
+    and times, each op's time its end less the previous op's end)."""
     out = []
     append = out.append
+    spent = dict.fromkeys(BOUNDS, 0)
     prev = 0
     for unit, c, end, w, a in zip(units, compute_ps, ended, weight_bytes, act_bytes,
                                   strict=True):
         if end - prev <= c:   # no stall
-            append(unit)
+            bound = unit
         else:
-            append("weights" if w >= a else "activations")
+            bound = "weights" if w >= a else "activations"
+        append(bound)
+        spent[bound] += end - prev
         prev = end
-    return out
+    return out, _most(spent)
 
 
 def dominant(bounds: Sequence[str], times: Sequence[int]) -> str:
@@ -89,6 +93,11 @@ def dominant(bounds: Sequence[str], times: Sequence[int]) -> str:
     spent = dict.fromkeys(BOUNDS, 0)
     for b, t in zip(bounds, times, strict=True):
         spent[b] += t
+    return _most(spent)
+
+
+def _most(spent: dict[str, int]) -> str:
+    """``dominant`` of the time spent per bound."""
     spent["none"] = 0
     best = max(BOUNDS, key=lambda b: spent[b])     # max keeps the first of equal ones
     return best if spent[best] > 0 else "none"

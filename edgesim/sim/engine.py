@@ -55,14 +55,14 @@ import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from operator import add, sub
+from operator import add
 from types import MappingProxyType
 
 import numpy as np
 
 from edgesim.encodings import resolve
 from edgesim.sim import des
-from edgesim.sim.bound import dominant, op_bounds
+from edgesim.sim.bound import op_bounds
 from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
@@ -388,9 +388,8 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
     timeline = _timeline if runs is None else _schedule   # (the memo off: event by event)
     ended, timings = timeline(channel, plan, queue, kept, streamed, per_layer)
     latency = ended[-1] if ended else 0
-    bounds = op_bounds(plan.units, plan.compute_ps, ended, list(map(add, kept, streamed)),
-                       plan.spill)
-    bound = dominant(bounds, list(map(sub, ended, [0, *ended[:-1]])))
+    bounds, bound = op_bounds(plan.units, plan.compute_ps, ended, list(map(add, kept, streamed)),
+                              plan.spill)
     inf = _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
                      int(latency), kept, streamed, refetch, timings, bounds, bound)
     if key is not None:
