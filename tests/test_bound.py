@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgesim.sim import simulate
-from edgesim.sim.bound import BOUNDS, dominant
+from edgesim.sim.bound import BOUNDS, dominant, op_bounds, stall_bounds
 from edgesim.testing import tiny_config, tiny_workload
 
 
@@ -67,3 +67,31 @@ def test_transfer_bound_ops_stalled_and_the_inference_bound_is_where_time_went(o
 def test_dominant_breaks_ties_in_bounds_order_and_no_time_is_none():
     assert dominant(["weights", "compute"], [5, 5]) == "compute"
     assert dominant(["none", "none"], [0, 0]) == "none"
+
+
+def test_stall_bounds_looking_at_the_ops_that_moved_bytes_is_op_bounds():
+    # An op that moves nothing ends its compute time after the one before; so looking only at
+    # the ops that moved bytes (``stall_bounds``, what the engine's memo run does) must give
+    # every op's bound and the inference's as ``op_bounds`` does over all ops: on random
+    # timelines whose other ops end right after their compute, stalls of 1 ps included.
+    import numpy as np
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        units = [str(u) for u in rng.choice(["compute", "vector", "sram_port", "none"], n)]
+        compute = [0 if u == "none" else int(rng.integers(0, 50)) for u in units]
+        ops = sorted(rng.choice(n, int(rng.integers(0, n + 1)), replace=False).tolist())
+        kept = [int(rng.integers(0, 40)) if j in ops else 0 for j in range(n)]
+        streamed = [int(rng.integers(0, 40)) if j in ops else 0 for j in range(n)]
+        acts = [int(rng.integers(0, 60)) for _ in range(n)]
+        ended, prev = [], 0
+        for j in range(n):
+            wait = int(rng.choice([0, 1, int(rng.integers(0, 90))])) if j in ops else 0
+            prev += compute[j] + wait
+            ended.append(prev)
+        unit_time = {}
+        for u, c in zip(units, compute, strict=True):
+            unit_time[u] = unit_time.get(u, 0) + c
+        moved = [k + s for k, s in zip(kept, streamed, strict=True)]
+        assert (stall_bounds(units, unit_time, compute, ended, kept, streamed, acts, ops)
+                == op_bounds(units, compute, ended, moved, acts))

@@ -232,6 +232,12 @@ def test_memo_and_reruns_give_identical_tables(w, hw, policy, prefetch, stream):
     b = simulate(hw, w, policy=policy, prefetch=prefetch).inferences
     c = simulate(hw, w, policy=policy, prefetch=prefetch, memo=False).inferences
     assert a.to_csv() == b.to_csv() == c.to_csv()
+    # per op too: the memo's run takes the timeline's one-pass recurrence over the ops that
+    # move bytes (``engine._schedule``, ``bound.stall_bounds``), the memo off SimPy's event
+    # loop over every op; each op's transfer and compute times and bound must agree
+    on = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=True).layers
+    off = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=True, memo=False).layers
+    assert on.to_csv() == off.to_csv()
 
 
 @FAST
@@ -489,3 +495,27 @@ def test_a_streamed_routed_run_counts_each_distinct_inference_in_its_summary(mon
             assert rows == kept.rows, (limit, policy)
             assert streamed.summary == kept.summary == summarize(kept.rows), (limit, policy)
             assert len({r.weight_dram_bytes for r in rows}) > 1, policy  # paths differ
+
+
+def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op():
+    # The routed tree (a backbone, a router, two 4000 B leaves) on random path sequences, at
+    # SRAM sizes from less than a leaf to the whole tree, every prefetch mode (speculative:
+    # a wrong guess moves the other leaf before the router decides, queued at the first
+    # gated op) and policy: the memo's run (the set pass, ``_schedule`` over the ops that
+    # move bytes) must give every inference's and every op's row of the run without it.
+    # (The arena in SRAM too: then a leaf op whose leaf is on chip moves nothing but a
+    # wrong guess.)
+    rng = np.random.default_rng(8)
+    for sram, arena in itertools.product((2000, 5010, 6000, 9010), ("offchip", "sram")):
+        w = _routed().with_sequence(rng.integers(0, 2, size=30))
+        hw = tiny_config(sram=sram + (1000 if arena == "sram" else 0),
+                         overrides=[f"placement.arena={arena}"])
+        for prefetch in PREFETCH_MODES:
+            for policy in POLICIES:
+                on = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=True)
+                off = simulate(hw, w, policy=policy, prefetch=prefetch, per_layer=True,
+                               memo=False)
+                assert on.rows == off.rows, (sram, arena, prefetch, policy)
+                assert on.layer_rows == off.layer_rows, (sram, arena, prefetch, policy)
+                if prefetch == "speculative" and sram < 9010 and policy == "lru":
+                    assert any(r.spec_wasted_bytes for r in on.rows)   # guesses went wrong

@@ -1,6 +1,6 @@
 """What bounds an op: the resource whose speed decides when the op ends.
 
-Public names: ``BOUNDS``, ``compute_unit``, ``op_bounds``, ``dominant``.
+Public names: ``BOUNDS``, ``compute_unit``, ``op_bounds``, ``stall_bounds``, ``dominant``.
 
 An op ends when its compute is done and its last off-chip byte has arrived (``sim.engine``:
 the compute process waits for the op's kept and streamed transfers after its compiled cycles).
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from edgesim.sim.mapping import ARRAY_POOLS, Array, fuses, port_cycles
 from edgesim.workload import LayerOp
 
-__all__ = ["BOUNDS", "compute_unit", "dominant", "op_bounds"]
+__all__ = ["BOUNDS", "compute_unit", "dominant", "op_bounds", "stall_bounds"]
 
 #: The bounds an op can have, in the order ties are broken.
 BOUNDS = ("compute", "vector", "sram_port", "weights", "activations", "none")
@@ -77,14 +77,36 @@ def op_bounds(units: Sequence[str], compute_ps: Sequence[int], ended: Sequence[i
     prev = 0
     for unit, c, end, w, a in zip(units, compute_ps, ended, weight_bytes, act_bytes,
                                   strict=True):
-        if end - prev <= c:   # no stall
-            bound = unit
-        else:
-            bound = "weights" if w >= a else "activations"
+        bound = unit if end - prev <= c else _waited(w, a)
         append(bound)
         spent[bound] += end - prev
         prev = end
     return out, _most(spent)
+
+
+def stall_bounds(units: Sequence[str], unit_time: dict[str, int], compute_ps: Sequence[int],
+                 ended: Sequence[int], kept: Sequence[int], streamed: Sequence[int],
+                 act_bytes: Sequence[int], ops: Sequence[int]) -> tuple[list[str], str]:
+    """``op_bounds`` when only ``ops`` can have waited (the ops that moved bytes: every other
+    op ends its compute time after the one before), looking at those alone: ``unit_time`` is
+    the compute time per unit of all ops, the weight bytes of op j ``kept[j] +
+    streamed[j]``."""
+    out = list(units)
+    spent = dict.fromkeys(BOUNDS, 0)
+    spent.update(unit_time)
+    for j in ops:
+        took = ended[j] - (ended[j - 1] if j else 0)
+        c = compute_ps[j]
+        if took > c:
+            bound = out[j] = _waited(kept[j] + streamed[j], act_bytes[j])
+            spent[units[j]] -= c
+            spent[bound] += took
+    return out, _most(spent)
+
+
+def _waited(weight_bytes: int, act_bytes: int) -> str:
+    """The bound of an op that waited: what most of its bytes were (module docstring)."""
+    return "weights" if weight_bytes >= act_bytes else "activations"
 
 
 def dominant(bounds: Sequence[str], times: Sequence[int]) -> str:

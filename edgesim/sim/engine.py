@@ -59,17 +59,18 @@ belady at 16 MiB), what a routed stream meets most at 1,000 inputs (issue 22).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from operator import add
+from itertools import accumulate, compress, islice
+from operator import add, or_
 from types import MappingProxyType
 
 import numpy as np
 
 from edgesim.encodings import resolve
 from edgesim.sim import des
-from edgesim.sim.bound import op_bounds
+from edgesim.sim.bound import op_bounds, stall_bounds
 from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
@@ -192,44 +193,65 @@ class _Waits:
             ev.succeed()
 
 
-#: Per compiled path and weight memory (``_per_plan``): the path kept alive, and what
-#: ``_run_one`` reads of it per op in every inference, derived once.
-_PER_PLAN: dict[tuple[int, int], tuple[PathPlan, list[int], list[tuple], list[int] | None]] = {}
+@dataclass(slots=True)
+class _Derived:
+    """What ``_run_one`` reads of a compiled path in every inference, derived once per path
+    and weight memory (``_per_plan``): per op the activation bytes it reads from the weight
+    memory (they travel with its streamed weights) and its other activation transfers
+    (memory, write, bytes); the input stripes past the first its streamed weights pass over
+    again (None: no op has any); the ops with activation transfers; the first op a router
+    gates (-1: none); and the compute time of the path per unit (``sim.bound``)."""
+
+    plan: PathPlan
+    same: list[int]
+    other: list[tuple]
+    again: list[int] | None
+    acts: list[int]
+    first_gated: int
+    unit_time: dict[str, int]
 
 
-def _per_plan(plan: PathPlan, wmem: int) -> tuple[list[int], list[tuple], list[int] | None]:
-    """Per op of ``plan``: the activation bytes it reads from memory ``wmem`` (they travel
-    with its streamed weights), its other activation transfers (memory, write, bytes), and
-    the input stripes past the first its streamed weights pass over again (None: no op
-    has any)."""
+_PER_PLAN: dict[tuple[int, int], _Derived] = {}
+
+
+def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
+    """``_Derived`` of ``plan`` for weights in memory ``wmem``, made once per plan."""
     hit = _PER_PLAN.get((id(plan), wmem))
-    if hit is not None and hit[0] is plan:
-        return hit[1], hit[2], hit[3]
+    if hit is not None and hit.plan is plan:
+        return hit
     same = [sum(nb for mem, write, nb in parts if mem == wmem and not write)
             for parts in plan.act_parts]
     other = [tuple(p for p in parts if p[1] or p[0] != wmem) for parts in plan.act_parts]
     again: list[int] | None = [t.input_stripes - 1 for t in plan.tiling]
     if not any(again):  # type: ignore[arg-type]
         again = None
+    unit_time: dict[str, int] = {}
+    for unit, c in zip(plan.units, plan.compute_ps, strict=True):
+        unit_time[unit] = unit_time.get(unit, 0) + c
+    derived = _Derived(plan, same, other, again,
+                       [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
+                       next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time)
     if len(_PER_PLAN) >= 256:
         _PER_PLAN.clear()
-    _PER_PLAN[id(plan), wmem] = (plan, same, other, again)
-    return same, other, again
+    _PER_PLAN[id(plan), wmem] = derived
+    return derived
 
 
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
-               wasted: int, depth: int, speculative: bool, wmem: int) -> list[_Transfer]:
+               wasted: int, depth: int, speculative: bool, wmem: int,
+               ops: Iterable[int] | None = None) -> list[_Transfer]:
     """The DMA queue in op order: (op, part, bytes, op whose end it waits for or -1, memory,
     is a write). Weights come from memory ``wmem``; an op's streamed weights and the
-    activations it reads from the same memory are one transfer."""
+    activations it reads from the same memory are one transfer. ``ops``: only these ops (in
+    order) have transfers, the others are passed over (None: look at every op)."""
     queue: list[_Transfer] = []
     append = queue.append
-    first_gate = -1
-    same, other, _ = _per_plan(plan, wmem)
-    for j, gate in enumerate(plan.gate):
+    d = _per_plan(plan, wmem)
+    same, other, gates = d.same, d.other, plan.gate
+    for j in range(len(gates)) if ops is None else ops:
+        gate = gates[j]
         g = -1 if speculative else gate
-        if wasted and first_gate < 0 and gate >= 0:
-            first_gate = j
+        if wasted and j == d.first_gated:
             append((j, Part.GUESS, wasted, max(-1, j - depth - 1, gate - 1), wmem, False))
         if kept[j]:
             append((j, _KEPT, kept[j], max(j - depth - 1, wait[j], g), wmem, False))
@@ -314,8 +336,7 @@ def _timeline(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     return ended, timings
 
 
-def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
-              kept: list[int], streamed: list[int], per_layer: bool):
+def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer], per_layer: bool):
     """``_timeline``'s times without the event loop: the same answer, in one pass in op order.
 
     The processes of ``_timeline`` are a max-plus recurrence: a port serves its transfers in
@@ -323,21 +344,25 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
     op it waits for (``cond``), and ends ``transfer_ps`` later; op j ends at the latest of the
     previous op's end plus its compute time, its kept bytes' arrival and its last streamed
     transfer's. The queue is in op order and every transfer of op j waits for an op before j
-    (``_transfers``), so taking the ops in order finds every time it needs already known. The
-    engine runs this with the memo on; ``memo=False`` runs ``_timeline`` event by event, and
-    the tests check both give the same rows (``tests/test_engine.py``)."""
+    (``_transfers``), so taking the ops in order finds every time it needs already known; an
+    op without transfers ends its compute time after the one before (a running sum, taken a
+    stretch at a time). The engine runs this with the memo on; ``memo=False`` runs
+    ``_timeline`` event by event, and the tests check both give the same rows
+    (``tests/test_engine.py``)."""
     n = len(plan.blocks)
     compute_ps = plan.compute_ps
-    port_of = channel.port_of
-    transfer_ps = channel.transfer_ps
+    port_of, cache, transfer_ps = channel.port_of, channel.cache, channel.transfer_ps
     free = [0] * channel.ports          # when each port ends its last transfer
-    ended = [0] * n
-    dma: list[list[int] | None] | None = [None] * n if per_layer else None
-    comp: list[tuple[int, int]] = []
-    q, nq = 0, len(queue)
+    ended: list[int] = []
+    dma: dict[int, list[int]] = {}
     prev = 0
-    for j in range(n):
-        arrive = 0                       # the last of op j's kept and streamed transfers
+    q, nq = 0, len(queue)
+    while q < nq:
+        j = queue[q][0]
+        if j > len(ended):   # the ops before j move nothing: one after the other
+            ended.extend(islice(accumulate(compute_ps[len(ended):j], initial=prev), 1, None))
+            prev = ended[-1]
+        arrive = 0           # the last of op j's kept and streamed transfers
         while q < nq and queue[q][0] == j:
             _, part, nbytes, cond, mem, write = queue[q]
             q += 1
@@ -345,26 +370,23 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer],
             start = free[port]
             if cond >= 0 and ended[cond] > start:
                 start = ended[cond]
-            end = free[port] = start + transfer_ps(nbytes, mem, write)
+            t = cache.get((mem, write, nbytes))
+            end = free[port] = start + (transfer_ps(nbytes, mem, write) if t is None else t)
             if part != Part.GUESS and end > arrive:
                 arrive = end
-            if dma is not None:
-                t = dma[j]
-                if t is None:
-                    dma[j] = [start, end]
-                else:
-                    t[0] = min(t[0], start)
-                    t[1] = max(t[1], end)
+            if per_layer:
+                span = dma.setdefault(j, [start, end])
+                span[0] = min(span[0], start)
+                span[1] = max(span[1], end)
         end = prev + compute_ps[j]
-        if arrive > end:
-            end = arrive
-        if per_layer:
-            comp.append((prev, end))
-        ended[j] = prev = end
+        ended.append(arrive if arrive > end else end)
+        prev = ended[-1]
+    if len(ended) < n:
+        ended.extend(islice(accumulate(compute_ps[len(ended):], initial=prev), 1, None))
     timings = None
-    if dma is not None:
-        timings = [(*(t if t is not None else (None, None)), *comp[j])
-                   for j, t in enumerate(dma)]
+    if per_layer:   # (an op computes from the previous op's end)
+        timings = [(*dma.get(j, (None, None)), start, end)
+                   for j, (start, end) in enumerate(zip([0, *ended[:-1]], ended, strict=True))]
     return ended, timings
 
 
@@ -384,19 +406,30 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         if inf is not None:
             return inf
     # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
-    again = _per_plan(plan, channel.weights_mem)[2]
-    if again is None:
+    d = _per_plan(plan, channel.weights_mem)
+    if d.again is None:
         refetch = [0] * len(streamed)
     else:
-        refetch = [x * s for x, s in zip(again, streamed, strict=True)]
+        refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
         streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
-    queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
-                       channel.weights_mem)
-    timeline = _timeline if runs is None else _schedule   # (the memo off: event by event)
-    ended, timings = timeline(channel, plan, queue, kept, streamed, per_layer)
+    if runs is None:   # the memo off: every op, event by event
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem)
+        ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
+        bounds, bound = op_bounds(plan.units, plan.compute_ps, ended,
+                                  list(map(add, kept, streamed)), plan.spill)
+    else:              # only the ops that move something can wait (``_schedule``)
+        moving = set(compress(range(len(kept)), map(or_, kept, streamed)))
+        moving.update(d.acts)
+        if wasted and d.first_gated >= 0:
+            moving.add(d.first_gated)
+        ops = sorted(moving)
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem, ops)
+        ended, timings = _schedule(channel, plan, queue, per_layer)
+        bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
+                                     kept, streamed, plan.spill, ops)
     latency = ended[-1] if ended else 0
-    bounds, bound = op_bounds(plan.units, plan.compute_ps, ended, list(map(add, kept, streamed)),
-                              plan.spill)
     inf = _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
                      int(latency), kept, streamed, refetch, timings, bounds, bound)
     if key is not None:
