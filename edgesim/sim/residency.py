@@ -777,9 +777,34 @@ class Belady(Residency):
         wait = [-1] * n
         capacity, total = self.capacity, self._total
         on_path = program.on_path
+
+        def went_first(best: int, last: int) -> None:
+            """Note that ``best``'s blocks went before every other set's last as it was at
+            the last drop (``since``), down to rank ``last``: per pair, whether a tie of their
+            next inferences would reverse it."""
+            pairs = watched[2]  # type: ignore[index]
+            for t in live:
+                if t != best:
+                    key = since.get(t, keys[t])
+                    if key < 0:   # (it had no block then)
+                        continue
+                    if last > key % span:
+                        pairs.setdefault((best, t), False)   # a tie keeps it
+                    else:
+                        pairs[best, t] = True                # a tie reverses it
+
+        # The set the drops took from last and the rank of its last dropped block, noted
+        # (``went_first``) when another set gives way or the path ends. While one set gives,
+        # only it loses blocks and the others only gain (the path's reads), so its last drop
+        # against the others' lasts as they were then asks all that each of its drops asked.
+        # ``since``: per set read since the last drop, the key of its last then (-1: none).
+        streak, streak_last = -1, 0
+        since: dict[int, int] = {}
         for rs, run, run_blocks in program.runs:
             if rs >= 0 and intact[rs]:   # its blocks all held: nothing moves, nothing waits
                 st = stacks[rs]
+                if rs not in since:
+                    since[rs] = keys[rs] if st else -1
                 if not st:
                     live.append(rs)
                 st.extend(run_blocks)
@@ -796,6 +821,8 @@ class Belady(Residency):
                         fetched += size - h
                         held[b] = size
                     st = stacks[s]
+                    if s not in since:
+                        since[s] = keys[s] if st else -1
                     if not st:
                         live.append(s)
                     c = col[s]
@@ -821,8 +848,14 @@ class Belady(Residency):
                         elif key > rk:
                             rk = key
                     st = stacks[best]
-                    if watched is not None and len(st) > 1:   # which of its blocks: by the
-                        watched[1].add(best)                   # path at its next inference
+                    if watched is not None:
+                        if len(st) > 1:                 # which of its blocks: by the path
+                            watched[1].add(best)        # at its next inference
+                        if best != streak:   # the set before gave way: note what it passed
+                            if streak >= 0:  # (before this set loses any block)
+                                went_first(streak, streak_last)
+                            streak = best
+                        since.clear()
                     c = col[best]
                     # (all of its blocks go first when the next farthest set is read at an
                     # earlier inference: no key to compare on the way)
@@ -857,18 +890,13 @@ class Belady(Residency):
                     if st:
                         top = st[-1]
                         keys[best] = c * span + (rank[top] if c < stream_end else top)
-                    if watched is not None:   # it went before every other set's last
-                        pairs = watched[2]
-                        last = rank[b] if c < stream_end else b
-                        for t in live:
-                            if t != best:
-                                if last > keys[t] % span:
-                                    pairs.setdefault((best, t), False)   # a tie keeps it
-                                else:
-                                    pairs[best, t] = True                # a tie reverses it
+                    if watched is not None:   # (its last drop so far)
+                        streak_last = rank[b] if c < stream_end else b
                 kept[j] = k
                 streamed[j] = fetched - k
                 wait[j] = w
+        if streak >= 0:
+            went_first(streak, streak_last)
         self._total = total
         return kept, streamed, wait
 
