@@ -810,16 +810,17 @@ class Belady(Residency):
                 st.extend(run_blocks)
                 keys[rs] = col[rs] * span + rank[run_blocks[-1]]
                 continue
-            for j, current, pushed in run:
+            for j, current, by_set in run:
                 fetched = 0
                 before: dict[int, int] = {}
-                for s, b in pushed:
+                for b in current:
                     size = sizes[b]
                     h = held.get(b, 0)
                     if h != size:
                         before[b] = h
                         fetched += size - h
                         held[b] = size
+                for s, blocks in by_set:
                     st = stacks[s]
                     if s not in since:
                         since[s] = keys[s] if st else -1
@@ -827,10 +828,11 @@ class Belady(Residency):
                         live.append(s)
                     c = col[s]
                     if c < stream_end:   # read in order: the last read is the farthest
-                        st.append(b)
-                        keys[s] = c * span + rank[b]
+                        st.extend(blocks)
+                        keys[s] = c * span + rank[blocks[-1]]
                     else:                # never read again: by block
-                        insort(st, b)
+                        for b in blocks:
+                            insort(st, b)
                         keys[s] = c * span + st[-1]
                 total += fetched
                 k = fetched
@@ -906,8 +908,9 @@ class _Program:
     it reads each block in one op (else ``sets`` is None): ``sets``, the sets it reads;
     ``on_path``, per set whether it reads it; ``runs``,
     its ops that read blocks in runs reading one set each: (that set, or -1 for an op
-    reading more than one; per op its index, its blocks, and (set, block) for each in the
-    order they go on their sets' stacks (by block); the run's blocks in that order)."""
+    reading more than one; per op its index, its blocks, and per set it reads (the set, its
+    blocks in the order they go on the set's stack: by block); the run's blocks in that
+    order)."""
 
     __slots__ = ("on_path", "runs", "sets")
 
@@ -922,14 +925,17 @@ class _Program:
         if len(set(read)) == len(read) and all(layout.uniform[s] for s in sets):
             self.sets = frozenset(sets)
             for j, current in ops:
-                op = (j, current, tuple((set_of[b], b) for b in sorted(current)))
-                one = {s for s, _ in op[2]}
-                s = one.pop() if len(one) == 1 else -1
+                by_set: dict[int, list[int]] = {}
+                for b in sorted(current):
+                    by_set.setdefault(set_of[b], []).append(b)
+                op = (j, current, tuple((s, tuple(bs)) for s, bs in by_set.items()))
+                s = next(iter(by_set)) if len(by_set) == 1 else -1
                 if s >= 0 and runs and runs[-1][0] == s:
                     runs[-1][1].append(op)
                 else:
                     runs.append((s, [op]))
-        self.runs = [(s, run, tuple(b for op in run for _, b in op[2])) for s, run in runs]
+        self.runs = [(s, run, tuple(b for op in run for _, bs in op[2] for b in bs))
+                     for s, run in runs]
 
 class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
