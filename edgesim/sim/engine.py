@@ -47,7 +47,7 @@ Two steps have a faster form that the memo-on run takes, each the same answer as
 reference the memo-off run takes (and the tests compare): the policy's own ``serve_path``
 (``Belady`` serves a routed tree a set of blocks at a time, not a heap of blocks op by op),
 and ``_schedule``, the timeline's max-plus recurrence in one pass, for the SimPy processes of
-``_timeline``. An inference the memo has not seen costs ~0.2 ms instead of ~0.7 ms (sigmab_r50,
+``_timeline``. An inference the memo has not seen costs ~0.15 ms instead of ~0.7 ms (sigmab_r50,
 belady at 16 MiB), what a routed stream meets most at 1,000 inputs (issue 22).
 
 >>> from edgesim.testing import tiny_config, tiny_workload
