@@ -725,16 +725,16 @@ class Belady(Residency):
 
         What Belady's order comes to there. A held block the path reads later in this
         inference is nearer than any other (its next use is here), so none loses bytes (see
-        the drop loop). Every other held block (of a set the path does not read, or one
-        it has read by now) is next read at its set's next inference, at the op the set's
-        blocks are read there whichever path it is (uniform), or never: so within a set the
-        order is fixed (``Future.by_use``, or by block for a set never read again), and the
-        farthest held block is the last of its set's held blocks in that order (a stack per
-        set: the path pushes a block on its set's stack as it reads it, in order, or in block
-        order for a set it reads for the last time) for the set
-        whose last has the farthest (next inference, op, block). Each drop compares the
-        chosen set's last with every other set's: the pairs and the sets whose order within
-        decided are what ``condition`` reports, as ``_note`` does for the heap pass.
+        the drop loop). Every other held block (of a set the path does not read, or one it
+        has read by now) is next read at its set's next inference, at the op the set's blocks
+        are read there whichever path it is (uniform), or never: so within a set the order is
+        fixed (``Future.by_use``, or by block for a set never read again), and the farthest
+        held block is the last of its set's held blocks in that order (a stack per set: the
+        path pushes a block on its set's stack as it reads it, in order, or in block order for
+        a set it reads for the last time) for the set whose last has the farthest (next
+        inference, op, block). Each drop compares the chosen set's last with every other
+        set's: the pairs and the sets whose order within decided are what ``condition``
+        reports, as ``_note`` does for the heap pass.
         """
         future = self._future
         col = future.column(inference)[0]  # type: ignore[union-attr]
