@@ -198,6 +198,29 @@ class _Hashed:
                                  and self.value == other.value)
 
 
+class _Held:
+    """A ``Belady`` state: its held bytes per block (a dict no one changes once it is here),
+    hashed once from its blocks and bytes in block order; as an iterable, its (block,
+    bytes) in block order (``restore`` takes those too)."""
+
+    __slots__ = ("hash", "held")
+
+    def __init__(self, held: dict[int, int]) -> None:
+        self.held = held
+        blocks = sorted(held)
+        self.hash = hash((tuple(blocks), tuple(map(held.__getitem__, blocks))))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Held) and self.hash == other.hash
+                                 and self.held == other.held)
+
+    def __iter__(self):
+        return iter(sorted(self.held.items()))
+
+
 class _Advance(tuple):
     """An LRU state change rather than a state (``LRU.after``): the blocks an inference read,
     in the order of their last use, moved to the most recent end (and added if absent)."""
@@ -444,13 +467,13 @@ class Belady(Residency):
         self._heap: list[tuple[int, int]] = []
         # the state (``state``) until serve changes it; after a restore, _held etc. are built
         # from it only when serve (or a question about what is held) needs them
-        self._snap: frozenset[tuple[int, int]] | None = frozenset()
+        self._snap: _Held | None = _Held({})
         self._pending = False
         # per state (by id, the state kept alive here): its hashed memo_key; states met
         # before are the same object (interned), so a memo key compares by identity
         self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
         self._last_key: tuple[tuple | None, _Hashed | None] = (None, None)   # the last asked
-        self._states: dict[frozenset, frozenset] = {}
+        self._states: dict[_Held, _Held] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -466,10 +489,10 @@ class Belady(Residency):
         return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
-        """The held bytes as a frozenset of (block, bytes): hashed once, whatever the order
-        they were held in (nothing Belady does depends on that order)."""
+        """The held bytes (``_Held``: a copy of the dict, hashed once; whatever the order
+        they were held in, as nothing Belady does depends on that order)."""
         if self._snap is None:
-            snap = frozenset(self._held.items())
+            snap = _Held(self._held.copy())
             if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 self._states.clear()
             self._snap = self._states.setdefault(snap, snap)
@@ -486,7 +509,8 @@ class Belady(Residency):
     def _unpack(self) -> None:
         """Build the held bytes from the restored state (next uses: at the next serve)."""
         self._pending = False
-        self._held = dict(self._snap)  # type: ignore[arg-type]
+        snap = self._snap
+        self._held = snap.held.copy() if isinstance(snap, _Held) else dict(snap)  # type: ignore
         self._total = sum(self._held.values())
         self._nu = {}
         self._heap = []
