@@ -182,11 +182,11 @@ class Residency(ABC):
 
 
 class _Hashed:
-    """A tuple with its hash computed once: a memo key asked for again and again."""
+    """A state with its hash computed once: a memo key asked for again and again."""
 
     __slots__ = ("hash", "value")
 
-    def __init__(self, value: tuple) -> None:
+    def __init__(self, value: Hashable) -> None:
         self.value = value
         self.hash = hash(value)
 
@@ -471,8 +471,8 @@ class Belady(Residency):
         self._pending = False
         # per state (by id, the state kept alive here): its hashed memo_key; states met
         # before are the same object (interned), so a memo key compares by identity
-        self._per_state: dict[int, tuple[tuple, _Hashed]] = {}
-        self._last_key: tuple[tuple | None, _Hashed | None] = (None, None)   # the last asked
+        self._per_state: dict[int, tuple[_Held, _Hashed]] = {}
+        self._last_key: tuple[_Held | None, _Hashed | None] = (None, None)   # the last asked
         self._states: dict[_Held, _Held] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
@@ -718,7 +718,6 @@ class Belady(Residency):
             heap[:] = [(-n, -b) for b, n in nu.items()]
             heapify(heap)
         return Served(kept, fetched - kept, tuple(evicted))
-
 
     def serve_path(self, blocks: Sequence[tuple[int, ...]], inference: int
                    ) -> tuple[list[int], list[int], list[int]]:
