@@ -196,13 +196,13 @@ class _Waits:
 @dataclass(slots=True)
 class _Derived:
     """What ``_run_one`` reads of a compiled path in every inference, derived once per path
-    and weight memory (``_per_plan``): per op the activation bytes it reads from the weight
-    memory (they travel with its streamed weights) and its other activation transfers
-    (memory, write, bytes); the input stripes past the first its streamed weights pass over
-    again (None: no op has any); the ops with activation transfers; the first op a router
-    gates (-1: none); and the compute time of the path per unit (``sim.bound``)."""
+    and weight memory (``_per_plan``, kept in ``PathPlan.derived``): per op the activation
+    bytes it reads from the weight memory (they travel with its streamed weights) and its
+    other activation transfers (memory, write, bytes); the input stripes past the first its
+    streamed weights pass over again (None: no op has any); the ops with activation
+    transfers; the first op a router gates (-1: none); and the compute time of the path per
+    unit (``sim.bound``)."""
 
-    plan: PathPlan
     same: list[int]
     other: list[tuple]
     again: list[int] | None
@@ -211,13 +211,11 @@ class _Derived:
     unit_time: dict[str, int]
 
 
-_PER_PLAN: dict[tuple[int, int], _Derived] = {}
-
-
 def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
-    """``_Derived`` of ``plan`` for weights in memory ``wmem``, made once per plan."""
-    hit = _PER_PLAN.get((id(plan), wmem))
-    if hit is not None and hit.plan is plan:
+    """``_Derived`` of ``plan`` for weights in memory ``wmem``, made once and kept with the
+    plan (``PathPlan.derived``: no cache of its own to outlive the plans)."""
+    hit = plan.derived.get(wmem)
+    if hit is not None:
         return hit
     same = [sum(nb for mem, write, nb in parts if mem == wmem and not write)
             for parts in plan.act_parts]
@@ -228,12 +226,10 @@ def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
     unit_time: dict[str, int] = {}
     for unit, c in zip(plan.units, plan.compute_ps, strict=True):
         unit_time[unit] = unit_time.get(unit, 0) + c
-    derived = _Derived(plan, same, other, again,
-                       [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
-                       next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time)
-    if len(_PER_PLAN) >= 256:
-        _PER_PLAN.clear()
-    _PER_PLAN[id(plan), wmem] = derived
+    derived = plan.derived[wmem] = _Derived(
+        same, other, again,
+        [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
+        next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time)
     return derived
 
 

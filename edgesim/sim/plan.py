@@ -36,7 +36,7 @@ the batch-1 FC ``b`` (K 250, N 8) is 32 folds of 8 + 14 + 1 = 736 cycles, 23x it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -232,6 +232,9 @@ class PathPlan:
     act_traffic: tuple[tuple[int, int, int], ...]  # per memory used: (memory, read, write)
     gated_blocks: frozenset[int]          # blocks read by gated ops
     ops: tuple[OpInfo, ...] | None        # per-op row fields (only when asked for)
+    #: what the engine derives from the plan once, per weight memory (``engine._per_plan``):
+    #: filled when first needed, it lives and goes with the plan
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def path_blocks(workload: Workload) -> list[tuple[tuple[int, ...], ...]]:

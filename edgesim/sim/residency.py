@@ -731,14 +731,21 @@ class Belady(Residency):
         return Residency.serve_path(self, blocks, inference)
 
     def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
-        """``_Program`` of a path, made once per path (by identity) and paths of a stream
-        (``Future.layout``)."""
-        programs = self._future.layout.programs  # type: ignore[union-attr]
-        hit = programs.get(id(blocks))
-        if hit is not None and hit[0] is blocks:
-            return hit[1]
-        program = _Program(blocks, self._future.layout)  # type: ignore[union-attr]
-        programs[id(blocks)] = (blocks, program)
+        """``_Program`` of a path (``blocks``: a compiled plan's, equal to one of the stream's
+        paths), made once per path of the stream's layout (``Future.layout``)."""
+        layout = self._future.layout  # type: ignore[union-attr]
+        hit = layout.plan_paths.get(id(blocks))
+        if hit is None or hit[0] is not blocks:
+            p = next((p for p, path in enumerate(layout.paths)
+                      if len(path) == len(blocks) and path == blocks), -1)
+            if p < 0:   # (not a path of the stream: made for it alone)
+                return _Program(blocks, layout)
+            if len(layout.plan_paths) >= PROGRAM_IDS:
+                layout.plan_paths.clear()
+            hit = layout.plan_paths[id(blocks)] = (blocks, p)
+        program = layout.programs.get(hit[1])
+        if program is None:
+            program = layout.programs[hit[1]] = _Program(blocks, layout)
         return program
 
     def _serve_sets(self, program: _Program, n: int, inference: int
@@ -1150,9 +1157,16 @@ class _Layout:
         for who, k in sets.items():
             self.reads[k, list(who)] = True
         self.uniform_column = np.array(uniform, dtype=bool)[:, None]
-        #: per path's blocks (by id, kept alive here): ``Belady._program``'s ``_Program``
-        self.programs: dict[int, tuple[Sequence, _Program]] = {}
+        self.paths = paths
+        #: per path, its ``_Program`` (``Belady._program``), and by the id of a compiled
+        #: plan's blocks (equal to a path's, a new tuple per config compiled; kept alive here,
+        #: at most ``PROGRAM_IDS``) the path they are
+        self.programs: dict[int, _Program] = {}
+        self.plan_paths: dict[int, tuple[Sequence, int]] = {}
 
+
+#: Compiled plans' blocks a ``_Layout`` names by id (each a few hundred bytes).
+PROGRAM_IDS = 64
 
 #: Layouts of the last few paths objects met (``_layout``).
 _LAYOUTS: dict[int, tuple[Sequence, int, _Layout]] = {}
