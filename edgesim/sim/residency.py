@@ -198,6 +198,21 @@ class _Hashed:
                                  and self.value == other.value)
 
 
+def _fetch(held: dict[int, int], sizes: Sequence[int], blocks) -> tuple[int, dict[int, int]]:
+    """Bring ``blocks`` wholly on chip in ``held``: the bytes fetched, and the bytes held
+    before of the blocks that were not wholly held."""
+    fetched = 0
+    before: dict[int, int] = {}
+    for b in blocks:
+        size = sizes[b]
+        h = held.get(b, 0)
+        if h != size:
+            before[b] = h
+            fetched += size - h
+            held[b] = size
+    return fetched, before
+
+
 class _Held:
     """A ``Belady`` state: its held bytes per block (a dict no one changes once it is here),
     hashed once from its blocks and bytes in block order; as an iterable, its (block,
@@ -649,18 +664,11 @@ class Belady(Residency):
             heapify(heap)
         self._snap = None
         current = blocks if len(blocks) < 2 else dict.fromkeys(blocks)
-        before: dict[int, int] = {}   # bytes held before, of the blocks not wholly held
-        fetched = 0
+        fetched, before = _fetch(held, sizes, current)
         future = self._future
         if future is not None:   # Future.next_use written out, its per-inference part once
             ops, col, there, set_of, first = future.at(inference)  # (there: paths)
         for b in current:
-            size = sizes[b]
-            h = held.get(b, 0)
-            if h != size:
-                before[b] = h
-                fetched += size - h
-                held[b] = size
             if future is None:
                 n = next_use(b, inference, op)
             else:
@@ -841,15 +849,7 @@ class Belady(Residency):
                 keys[rs] = col[rs] * span + rank[run_blocks[-1]]
                 continue
             for j, current, by_set in run:
-                fetched = 0
-                before: dict[int, int] = {}
-                for b in current:
-                    size = sizes[b]
-                    h = held.get(b, 0)
-                    if h != size:
-                        before[b] = h
-                        fetched += size - h
-                        held[b] = size
+                fetched, before = _fetch(held, sizes, current)
                 for s, blocks in by_set:
                     st = stacks[s]
                     if s not in since:
