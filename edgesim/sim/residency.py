@@ -936,11 +936,10 @@ class Belady(Residency):
 class _Program:
     """A path as ``Belady._serve_sets`` reads it, when every set it reads is ``uniform`` and
     it reads each block in one op (else ``sets`` is None): ``sets``, the sets it reads;
-    ``on_path``, per set whether it reads it; ``runs``,
-    its ops that read blocks in runs reading one set each: (that set, or -1 for an op
-    reading more than one; per op its index, its blocks, and per set it reads (the set, its
-    blocks in the order they go on the set's stack: by block); the run's blocks in that
-    order)."""
+    ``on_path``, per set whether it reads it; ``runs``, its ops that read blocks in runs
+    reading one set each: (that set, or -1 for an op reading more than one; per op its
+    index, its blocks, and per set it reads (the set, its blocks in the order they go on the
+    set's stack: by block); the run's blocks in that order)."""
 
     __slots__ = ("on_path", "runs", "sets")
 
@@ -966,6 +965,7 @@ class _Program:
                     runs.append((s, [op]))
         self.runs = [(s, run, tuple(b for op in run for _, bs in op[2] for b in bs))
                      for s, run in runs]
+
 
 class Future:
     """Next uses of every block over the whole stream, for ``belady`` (offline, exact).
