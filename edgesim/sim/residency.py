@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -234,6 +234,70 @@ class _Held:
 
     def __iter__(self):
         return iter(sorted(self.held.items()))
+
+
+class _Prefix:
+    """A ``Belady`` state where each set (``Future.members``) holds a prefix of its blocks in
+    the order of their next use (``Future.by_use``), the last of them perhaps in part: its
+    held bytes per set (``held``), the blocks (``_Sets``) following from them. Hashed once;
+    as an iterable, its (block, bytes) in block order, as ``_Held``."""
+
+    __slots__ = ("hash", "held", "sets")
+
+    def __init__(self, held: tuple[int, ...], sets: _Sets) -> None:
+        self.held = held
+        self.sets = sets
+        self.hash = hash(held)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, _Prefix) and self.held == other.held
+                                 and self.sets is other.sets)
+
+    def __iter__(self):
+        return iter(sorted(self.sets.blocks(self.held).items()))
+
+
+class _Sets:
+    """A stream's sets as ``Belady._serve_bytes`` reads them: per set, the bytes of its
+    blocks in ``by_use`` order summed (``cum[s][k]``: of its first k blocks)."""
+
+    __slots__ = ("by_use", "cum", "sizes")
+
+    def __init__(self, by_use: list[list[int]], sizes: Sequence[int]) -> None:
+        self.by_use, self.sizes = by_use, sizes
+        self.cum = [list(itertools.accumulate((sizes[b] for b in order), initial=0))
+                    for order in by_use]
+
+    def blocks(self, held: Sequence[int], low: Sequence[int] | None = None,
+               up: Sequence[int] | None = None) -> dict[int, int]:
+        """The held bytes per block of a prefix per set; with ``low`` and ``up``, per set of
+        its bytes ``[0, low) + [up, held)`` (``Belady._bytes_pass``: a gap)."""
+        out: dict[int, int] = {}
+        for s, (order, cum, x) in enumerate(zip(self.by_use, self.cum, held, strict=True)):
+            spans = [(0, x)] if low is None or low[s] == up[s] else [(0, low[s]), (up[s], x)]
+            for a, b in spans:
+                k = bisect_right(cum, a) - 1
+                while k + 1 < len(cum) and cum[k] < b:
+                    out[order[k]] = min(b, cum[k + 1]) - max(a, cum[k])
+                    k += 1
+        return out
+
+    def prefix(self, held: Mapping[int, int]) -> tuple[int, ...] | None:
+        """``held`` as a prefix per set, or None when it is not one."""
+        out = []
+        sizes = self.sizes
+        for order in self.by_use:
+            x = 0
+            for b in order:
+                h = held.get(b, 0)
+                x += h
+                if h != sizes[b]:
+                    break
+            out.append(x)
+        return tuple(out) if sum(out) == sum(held.values()) else None
 
 
 class _Advance(tuple):
@@ -495,6 +559,7 @@ class Belady(Residency):
         self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
         self._dirty: set[int] = set()
         self._set_bytes: list[int] | None = None   # per set, its bytes (``_serve_sets``)
+        self._sets: _Sets | None = None   # (``_serve_bytes``)
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -504,10 +569,17 @@ class Belady(Residency):
         return cls(stream.sizes, stream.capacity, future.next_use, future)
 
     def state(self) -> Hashable:
-        """The held bytes (``_Held``: a copy of the dict, hashed once; whatever the order
-        they were held in, as nothing Belady does depends on that order)."""
+        """The held bytes: a ``_Prefix`` when each set holds a prefix of its blocks (as
+        Belady's order keeps a tree's sets), else a ``_Held`` (a copy of the dict, hashed
+        once); whatever the order they were held in, as nothing Belady does depends on it."""
         if self._snap is None:
-            snap = _Held(self._held.copy())
+            prefix = None
+            if self._future is not None:   # (as ``_serve_bytes`` leaves it, when it is one)
+                if self._sets is None:
+                    self._sets = _Sets(self._future.by_use, self.sizes)
+                prefix = self._sets.prefix(self._held)
+            snap = (_Held(self._held.copy()) if prefix is None
+                    else _Prefix(prefix, self._sets))  # type: ignore[arg-type]
             if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 self._states.clear()
             self._snap = self._states.setdefault(snap, snap)
@@ -525,7 +597,12 @@ class Belady(Residency):
         """Build the held bytes from the restored state (next uses: at the next serve)."""
         self._pending = False
         snap = self._snap
-        self._held = snap.held.copy() if isinstance(snap, _Held) else dict(snap)  # type: ignore
+        if isinstance(snap, _Held):
+            self._held = snap.held.copy()
+        elif isinstance(snap, _Prefix):
+            self._held = snap.sets.blocks(snap.held)
+        else:
+            self._held = dict(snap)  # type: ignore[arg-type]
         self._total = sum(self._held.values())
         self._nu = {}
         self._heap = []
@@ -735,8 +812,239 @@ class Belady(Residency):
         if self._future is not None:
             program = self._program(blocks)
             if program.sets is not None:
+                if program.spans is not None:
+                    out = self._serve_bytes(program, len(blocks), inference)
+                    if out is not None:
+                        return out
                 return self._serve_sets(program, len(blocks), inference)
         return Residency.serve_path(self, blocks, inference)
+
+    def _prefix(self) -> tuple[int, ...] | None:
+        """The held bytes per set when the state is a prefix per set (``_Prefix``), else
+        None."""
+        snap = self._snap
+        if isinstance(snap, _Prefix):   # (serve sets _snap to None when it changes it)
+            return snap.held
+        if self._sets is None:
+            self._sets = _Sets(self._future.by_use, self.sizes)  # type: ignore[union-attr]
+        if not self._pending:
+            held = self._held
+        elif isinstance(snap, _Held):
+            held = snap.held
+        else:
+            held = dict(snap)  # type: ignore[arg-type]
+        return self._sets.prefix(held)
+
+    def _serve_bytes(self, program: _Program, n: int, inference: int
+                     ) -> tuple[list[int], list[int], list[int]] | None:
+        """``_serve_sets`` on held bytes per set instead of blocks, when the state holds a
+        prefix of each set (``_Prefix``), as Belady's order keeps it on a tree's paths; None
+        (nothing changed) when it does not, or when what the path reads would leave one
+        that does not (the caller then serves the blocks).
+
+        Why a prefix. A set's held blocks are dropped farthest first, the order of
+        ``by_use`` (``_serve_sets``), and a path reads a set's blocks in that order: so
+        held blocks stay the nearest of their set, unless the path reads a set's blocks past
+        a part it dropped earlier in the inference (a gap, which this pass gives up on).
+        On byte sums per set (``_Sets.cum``), each op's fetch, each set's drops down to
+        where the next farthest set's last would come first (one ``bisect``), its kept
+        bytes and the op it waits for are a few integer steps each, whatever its blocks."""
+        h0 = self._prefix()
+        if h0 is None:
+            return None
+        watched = self._watched
+        if watched is not None and (watched[1] or watched[2]):
+            saved = (set(watched[1]), dict(watched[2]))
+        else:
+            saved = None
+        out = self._bytes_pass(program, n, inference, h0)
+        if out is None and watched is not None:   # (what it noted goes with it)
+            watched[1].clear()
+            watched[2].clear()
+            if saved is not None:
+                watched[1].update(saved[0])
+                watched[2].update(saved[1])
+        return out
+
+    def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
+                    ) -> tuple[list[int], list[int], list[int]] | None:
+        """``_serve_bytes``'s pass: the same steps as ``_serve_sets`` (see there for what
+        they note for ``condition``), a set's stack being its bytes ``[0, top)``."""
+        future = self._future
+        layout = future.layout  # type: ignore[union-attr]
+        col = future.column(inference)[0]  # type: ignore[union-attr]
+        end = future.n  # type: ignore[union-attr]
+        on_path = program.on_path
+        cum = self._sets.cum  # type: ignore[union-attr]
+        span = layout.span
+        nsets = len(col)
+        # per set: the sorted values its blocks rank by at its next inference (the rank, or
+        # the block for a set never read again), its held bytes [0, top) on its stack (an
+        # on-path set's: those it read so far), and the key of its last held block
+        ats = []
+        top = list(h0)
+        low, up = [0] * nsets, [0] * nsets   # a set's gap: its stack [0, low) + [up, top)
+        keys = [0] * nsets
+        live = []
+        for s in range(nsets):
+            c = col[s]
+            if c < end:
+                ats.append(layout.ranks_at[s])
+            elif layout.in_block_order[s] or not (top[s] or on_path[s]):
+                ats.append(layout.by_use[s])
+            else:   # (a set never read again whose order is not by_use: by blocks)
+                return None
+            if on_path[s]:
+                top[s] = 0
+            elif top[s]:
+                live.append(s)
+                keys[s] = c * span + ats[s][bisect_left(cum[s], top[s]) - 1]
+        watched = self._watched
+        if watched is not None:
+            watched = self._watched = (inference, watched[1], watched[2])
+        kept = [0] * n
+        streamed = [0] * n
+        wait = [-1] * n
+        capacity, total = self.capacity, sum(h0)   # (``_total`` waits for an unpack)
+        ops_at = layout.ops_at
+
+        def went_first(best: int, last: int) -> None:   # (as in ``_serve_sets``)
+            pairs = watched[2]  # type: ignore[index]
+            for t in live:
+                if t != best:
+                    key = since.get(t, keys[t])
+                    if key < 0:
+                        continue
+                    if last > key % span:
+                        pairs.setdefault((best, t), False)
+                    else:
+                        pairs[best, t] = True
+
+        streak, streak_last = -1, 0
+        since: dict[int, int] = {}
+        for rs, steps, ka, kb in program.spans:  # type: ignore[union-attr]
+            if rs >= 0:
+                cs = cum[rs]
+                if top[rs] == cs[ka] and h0[rs] >= cs[kb]:   # all held: nothing moves
+                    if rs not in since:
+                        since[rs] = keys[rs] if top[rs] else -1
+                    if not top[rs]:
+                        live.append(rs)
+                    top[rs] = cs[kb]
+                    keys[rs] = col[rs] * span + ats[rs][kb - 1]
+                    continue
+            for j, segs in steps:
+                fetched = 0
+                for s, a, b in segs:
+                    cs = cum[s]
+                    lo, hi = cs[a], cs[b]
+                    t = top[s]
+                    if t != lo:   # read past a part it dropped: [0, low) + [up, top)
+                        if up[s] != low[s]:   # (a second gap: not for this pass)
+                            return None
+                        low[s], up[s] = t, lo
+                    held = h0[s]   # (its bytes held before the inference: not dropped since)
+                    fetched += hi - (lo if held <= lo else hi if held >= hi else held)
+                    if s not in since:
+                        since[s] = keys[s] if t else -1
+                    if not t:
+                        live.append(s)
+                    top[s] = hi
+                    keys[s] = col[s] * span + ats[s][b - 1]
+                total += fetched
+                k = fetched
+                w = -1
+                while total > capacity:
+                    best, bk, rk = -1, -1, -1
+                    for s in live:
+                        key = keys[s]
+                        if key > bk:
+                            rk, best, bk = bk, s, key
+                        elif key > rk:
+                            rk = key
+                    cs, at, t, u, v = cum[best], ats[best], top[best], up[best], low[best]
+                    kt = bisect_left(cs, t) - 1   # its last held block
+                    if watched is not None:
+                        if kt > bisect_left(cs, u) or v:   # (more than one block held)
+                            watched[1].add(best)
+                        if best != streak:
+                            if streak >= 0:
+                                went_first(streak, streak_last)
+                            streak = best
+                        since.clear()
+                    base = col[best] * span
+                    near = rk >= base
+                    floor = u
+                    if near:   # down to the first block not farther than the next set's
+                        kf = bisect_right(at, rk - base)
+                        f = cs[kf if kf < kt else kt]
+                        if f > floor:
+                            floor = f
+                    need = total - capacity
+                    new = t - need
+                    if new < floor:
+                        new = floor
+                    need -= t - new
+                    gone = new   # the lowest byte dropped
+                    under = -1   # the lower part's top when it lost bytes
+                    if new == u and u != v:   # the upper part gone: on to [0, low)
+                        if need and v and (not near or at[bisect_left(cs, v) - 1] > rk - base):
+                            under = v
+                            v2 = v - need
+                            if near and cs[kf] > v2:
+                                v2 = cs[kf]
+                            elif v2 < 0:
+                                v2 = 0
+                            need -= v - v2
+                            gone = v2
+                            v = v2
+                        new = v
+                        low[best] = up[best] = 0
+                    total = capacity + need
+                    if on_path[best]:   # its blocks were read in this inference
+                        mine = t   # below here, blocks of earlier ops: the op waits for them
+                        for s, a, _ in segs:
+                            if s == best:   # its kept bytes: those above what it held
+                                lo = cs[a]
+                                if lo < mine:
+                                    mine = lo
+                                held = h0[s]
+                                fresh = lo if held <= lo else held   # (< hi: it was fetched)
+                                if t > fresh:   # (its span is in the upper part, if any)
+                                    k -= t - (gone if gone > fresh else fresh)
+                        x = mine if under < 0 else under   # the highest dropped of earlier ops
+                        if under < 0 and gone >= mine:
+                            x = -1
+                        elif under >= 0 and u < mine:
+                            x = mine
+                        if x > 0:
+                            op = ops_at[best][bisect_right(cs, x - 1) - 1]
+                            if op > w:
+                                w = op
+                    top[best] = new
+                    if new:
+                        keys[best] = base + at[bisect_left(cs, new) - 1]
+                    else:
+                        live.remove(best)
+                    if watched is not None:   # (its last drop so far)
+                        streak_last = at[bisect_right(cs, gone) - 1]
+                kept[j] = k
+                streamed[j] = fetched - k
+                wait[j] = w
+        if streak >= 0:
+            went_first(streak, streak_last)
+        self._total = total
+        if low != up:   # a gap left: the held blocks (the next serve takes them)
+            self._held = self._sets.blocks(tuple(top), low, up)  # type: ignore[union-attr]
+            self._snap = None
+            self._pending = False
+            return kept, streamed, wait
+        snap = _Prefix(tuple(top), self._sets)  # type: ignore[arg-type]
+        if len(self._states) >= 1 << 14:
+            self._states.clear()
+        self._snap = self._states.setdefault(snap, snap)  # type: ignore[arg-type]
+        self._pending = True   # (the held blocks: made from it when asked)
+        return kept, streamed, wait
 
     def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
         """``_Program`` of a path (``blocks``: a compiled plan's, equal to one of the stream's
@@ -941,7 +1249,7 @@ class _Program:
     index, its blocks, and per set it reads (the set, its blocks in the order they go on the
     set's stack: by block); the run's blocks in that order)."""
 
-    __slots__ = ("on_path", "runs", "sets")
+    __slots__ = ("on_path", "runs", "sets", "spans")
 
     def __init__(self, blocks: Sequence[tuple[int, ...]], layout: _Layout) -> None:
         set_of = layout._set_of
@@ -965,6 +1273,33 @@ class _Program:
                     runs.append((s, [op]))
         self.runs = [(s, run, tuple(b for op in run for _, bs in op[2] for b in bs))
                      for s, run in runs]
+        #: the runs for ``Belady._serve_bytes`` (None: not for this path): (their set or -1,
+        #: per op its index and per set it reads (the set, the positions of its first and
+        #: past its last block there in the set's ``by_use``: a span, as the set's blocks
+        #: are read in that order), the first and past the last position of the run)
+        self.spans: list[tuple[int, list, int, int]] | None = None
+        if self.sets is not None and all(layout.uniform):
+            at = layout.at
+            reached = [0] * len(layout.members)   # per set, the positions read so far
+            ok = True
+            spans = []
+            for s, run, _ in self.runs:
+                steps = []
+                for j, _, by_set in run:
+                    segs = []
+                    for t, bs in by_set:
+                        k = sorted(at[b] for b in bs)
+                        # (a set's blocks are read in its by_use order, op after op)
+                        ok = ok and k[0] == reached[t] and k[-1] - k[0] + 1 == len(k)
+                        reached[t] = k[-1] + 1
+                        segs.append((t, k[0], k[-1] + 1))
+                    steps.append((j, tuple(segs)))
+                if s >= 0:
+                    spans.append((s, steps, steps[0][1][0][1], steps[-1][1][0][2]))
+                else:
+                    spans.append((s, steps, -1, -1))
+            if ok and all(reached[t] == len(layout.members[t]) for t in self.sets):
+                self.spans = spans
 
 
 class Future:
@@ -1152,6 +1487,17 @@ class _Layout:
         #: block; a block of a set never read again ranks by block alone, at col = n)
         self.rank = [max(0, op) * nblocks + b for b, op in enumerate(self.op_of)]
         self.span = (max(self.op_of, default=0) + 2) * max(1, nblocks)
+        #: per set, the ``rank`` and ``op_of`` of its blocks in ``by_use`` order (both rise),
+        #: and where each block stands in its set's ``by_use`` (``Belady._serve_bytes``)
+        self.ranks_at = [[self.rank[b] for b in order] for order in self.by_use]
+        self.ops_at = [[self.op_of[b] for b in order] for order in self.by_use]
+        self.at = [0] * nblocks
+        for order in self.by_use:
+            for k, b in enumerate(order):
+                self.at[b] = k
+        #: per set, whether ``by_use`` is also block order (the order of a set never read
+        #: again): then a prefix of it stays one when the set is never read again
+        self.in_block_order = [order == sorted(order) for order in self.by_use]
         #: per set, whether each path reads it
         self.reads = np.zeros((len(sets), max(1, npaths)), dtype=bool)
         for who, k in sets.items():
