@@ -264,12 +264,14 @@ class _Sets:
     """A stream's sets as ``Belady._serve_bytes`` reads them: per set, the bytes of its
     blocks in ``by_use`` order summed (``cum[s][k]``: of its first k blocks)."""
 
-    __slots__ = ("by_use", "cum", "sizes")
+    __slots__ = ("by_use", "cum", "positive", "sizes")
 
     def __init__(self, by_use: list[list[int]], sizes: Sequence[int]) -> None:
         self.by_use, self.sizes = by_use, sizes
         self.cum = [list(itertools.accumulate((sizes[b] for b in order), initial=0))
                     for order in by_use]
+        #: per set, whether each of its blocks has bytes
+        self.positive = [all(sizes[b] > 0 for b in order) for order in by_use]
 
     def blocks(self, held: Sequence[int], low: Sequence[int] | None = None,
                up: Sequence[int] | None = None) -> dict[int, int]:
@@ -933,8 +935,12 @@ class Belady(Residency):
                     top[rs] = cs[kb]
                     keys[rs] = col[rs] * span + ats[rs][kb - 1]
                     continue
-            for j, segs in steps:
+            at_step, nsteps = 0, len(steps)
+            while at_step < nsteps:
+                j, segs = steps[at_step]
+                at_step += 1
                 fetched = 0
+                best = -1
                 for s, a, b in segs:
                     cs = cum[s]
                     lo, hi = cs[a], cs[b]
@@ -1031,6 +1037,22 @@ class Belady(Residency):
                 kept[j] = k
                 streamed[j] = fetched - k
                 wait[j] = w
+                if best == rs >= 0 and at_step < nsteps and self._sets.positive[rs]:
+                    # The run's set was the farthest when this op's drops ended (the room
+                    # full): each op to the run's end reads blocks farther still, fetches
+                    # them all (what it held before ends below this op's fetch) and, nothing
+                    # else having moved, drops just them again; so each streams what it
+                    # reads, waits for nothing, and leaves all as it was.
+                    cs = cum[rs]
+                    many = top[rs] > 0   # (more than one block on its stack at a drop)
+                    for j, ((_, a, b),) in steps[at_step:]:
+                        streamed[j] = cs[b] - cs[a]
+                        many = many or b - a > 1
+                    if watched is not None:
+                        if many:
+                            watched[1].add(rs)
+                        streak_last = ats[rs][steps[-1][1][0][1]]
+                    break
         if streak >= 0:
             went_first(streak, streak_last)
         self._total = total
