@@ -353,16 +353,16 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     assert other.state() == (C, E, B, A, D)
 
 
-def _staged(rng) -> list[list[tuple[int, ...]]]:
+def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
     """Random paths through 2-3 stages of 1-2 variants each, every variant of a stage the same
-    number of ops (1-3): a routed tree when the paths' variant choices branch as one (a
-    backbone, then nodes), other sharings too. Each op reads 1-3 blocks of its own and, at
-    times, one the stage's variants all read at that op; block numbers shuffled. So a block
-    is read at one op by every path reading it, and once per path."""
+    number of ops (1 to ``most_ops``): a routed tree when the paths' variant choices branch
+    as one (a backbone, then nodes), other sharings too. Each op reads 1-3 blocks of its own
+    and, at times, one the stage's variants all read at that op; block numbers shuffled. So
+    a block is read at one op by every path reading it, and once per path."""
     stages = []
     nblocks = 0
     for _ in range(rng.integers(2, 4)):
-        nops, nvar = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        nops, nvar = int(rng.integers(1, most_ops + 1)), int(rng.integers(1, 3))
         shared = []
         for _ in range(nops):
             shared.append((nblocks,) if rng.random() < 0.3 else ())
@@ -454,16 +454,20 @@ def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts():
     assert list(fast.state()) == list(slow.state()) == [(a0, 3), (x0, 5), (y0, 12)]
 
 
-def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees():
+@pytest.mark.parametrize(("seed", "cases", "restores"), [(5, 200, True), (17, 5, False)])
+def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores):
     # ``_serve_bytes`` against the op-by-op loop on many random staged streams (``_staged``)
     # and rooms, from states restored as the engine's memo does: per inference the same
     # kept, streamed and wait and the same held bytes after, and the condition on the
     # future ``_serve_sets`` notes for the same decisions. It must serve most inferences
     # itself (not give them up) and meet its sets' gaps (a set read past a part it dropped).
-    rng = np.random.default_rng(5)
+    # Seed 17 without restores: streams of long runs only (a set off the path giving its
+    # bytes op after op until its last falls below another set's is in its fifth).
+    rng = np.random.default_rng(seed)
     served = gapped = total = 0
-    for _ in range(200):
-        paths = _staged(rng)
+    for case in range(cases):
+        # (long runs of one set's ops too)
+        paths = _staged(rng, 3 if case % 2 and restores else int(rng.integers(2, 12)))
         sizes = rng.integers(1, 40, 1 + max(b for p in paths for op in p for b in op)).tolist()
         seq = rng.integers(0, len(paths), int(rng.integers(20, 80)))
         s = _stream(sizes, int(rng.integers(1, sum(sizes))), paths, seq)
@@ -471,8 +475,8 @@ def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees():
         states = []
         total += len(seq)
         for i, p in enumerate(seq.tolist()):
-            if states and rng.random() < 0.2:   # (a state met before, as a memo hit leaves)
-                state = states[int(rng.integers(len(states)))]
+            if restores and states and rng.random() < 0.2:   # (a state met before, as a
+                state = states[int(rng.integers(len(states)))]   # memo hit leaves)
                 for pol in (fast, sets, slow):
                     pol.restore(state)
             for pol in (fast, sets, slow):
@@ -490,5 +494,5 @@ def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees():
             assert fast.condition() == sets.condition()
             slow.condition()
             states.append(list(slow.state()))
-    assert served > 0.85 * total
-    assert gapped > 50
+    assert served > (0.85 if restores else 0.7) * total
+    assert gapped > 50 or not restores
