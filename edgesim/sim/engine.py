@@ -348,35 +348,40 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer], per_lay
     n = len(plan.blocks)
     compute_ps = plan.compute_ps
     port_of, cache, transfer_ps = channel.port_of, channel.cache, channel.transfer_ps
+    guess = Part.GUESS
     free = [0] * channel.ports          # when each port ends its last transfer
     ended: list[int] = []
     dma: dict[int, list[int]] = {}
     prev = 0
-    q, nq = 0, len(queue)
-    while q < nq:
-        j = queue[q][0]
-        if j > len(ended):   # the ops before j move nothing: one after the other
-            ended.extend(islice(accumulate(compute_ps[len(ended):j], initial=prev), 1, None))
-            prev = ended[-1]
-        arrive = 0           # the last of op j's kept and streamed transfers
-        while q < nq and queue[q][0] == j:
-            _, part, nbytes, cond, mem, write = queue[q]
-            q += 1
-            port = port_of[mem]
-            start = free[port]
-            if cond >= 0 and ended[cond] > start:
-                start = ended[cond]
-            t = cache.get((mem, write, nbytes))
-            end = free[port] = start + (transfer_ps(nbytes, mem, write) if t is None else t)
-            if part != Part.GUESS and end > arrive:
-                arrive = end
-            if per_layer:
-                span = dma.setdefault(j, [start, end])
-                span[0] = min(span[0], start)
-                span[1] = max(span[1], end)
-        end = prev + compute_ps[j]
-        ended.append(arrive if arrive > end else end)
-        prev = ended[-1]
+    op = -1              # the op whose transfers are being taken
+    arrive = 0           # the last of its kept and streamed transfers
+    for j, part, nbytes, cond, mem, write in queue:
+        if j != op:
+            if op >= 0:   # (the op before ends)
+                end = prev + compute_ps[op]
+                prev = arrive if arrive > end else end
+                ended.append(prev)
+            if j > len(ended):   # the ops before j move nothing: one after the other
+                ended.extend(islice(accumulate(compute_ps[len(ended):j], initial=prev), 1,
+                                    None))
+                prev = ended[-1]
+            op, arrive = j, 0
+        port = port_of[mem]
+        start = free[port]
+        if cond >= 0 and ended[cond] > start:
+            start = ended[cond]
+        t = cache.get((mem, write, nbytes))
+        end = free[port] = start + (transfer_ps(nbytes, mem, write) if t is None else t)
+        if end > arrive and part != guess:
+            arrive = end
+        if per_layer:
+            span = dma.setdefault(j, [start, end])
+            span[0] = min(span[0], start)
+            span[1] = max(span[1], end)
+    if op >= 0:
+        end = prev + compute_ps[op]
+        prev = arrive if arrive > end else end
+        ended.append(prev)
     if len(ended) < n:
         ended.extend(islice(accumulate(compute_ps[len(ended):], initial=prev), 1, None))
     timings = None
