@@ -847,10 +847,12 @@ class Belady(Residency):
         Why a prefix. A set's held blocks are dropped farthest first, the order of
         ``by_use`` (``_serve_sets``), and a path reads a set's blocks in that order: so
         held blocks stay the nearest of their set, unless the path reads a set's blocks past
-        a part it dropped earlier in the inference (a gap, which this pass gives up on).
-        On byte sums per set (``_Sets.cum``), each op's fetch, each set's drops down to
-        where the next farthest set's last would come first (one ``bisect``), its kept
-        bytes and the op it waits for are a few integer steps each, whatever its blocks."""
+        a part it dropped earlier in the inference (a gap: followed as ``[0, low) + [up,
+        top)``, which later drops usually close; a second gap in one set gives up, and one
+        left at the end leaves the state as blocks). On byte sums per set (``_Sets.cum``),
+        each op's fetch, each set's drops down to where the next farthest set's last would
+        come first (one ``bisect``), its kept bytes and the op it waits for are a few
+        integer steps each, whatever its blocks."""
         h0 = self._prefix()
         if h0 is None:
             return None
@@ -871,7 +873,8 @@ class Belady(Residency):
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
                     ) -> tuple[list[int], list[int], list[int]] | None:
         """``_serve_bytes``'s pass: the same steps as ``_serve_sets`` (see there for what
-        they note for ``condition``), a set's stack being its bytes ``[0, top)``."""
+        they note for ``condition``), a set's stack being its bytes ``[0, top)``, or
+        ``[0, low) + [up, top)`` across a gap."""
         future = self._future
         layout = future.layout  # type: ignore[union-attr]
         col = future.column(inference)[0]  # type: ignore[union-attr]
