@@ -561,7 +561,8 @@ class Belady(Residency):
         self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
         self._dirty: set[int] = set()
         self._set_bytes: list[int] | None = None   # per set, its bytes (``_serve_sets``)
-        self._sets: _Sets | None = None   # (``_serve_bytes``)
+        # the sets' byte sums (``_serve_bytes``, ``_Prefix``)
+        self._sets = _Sets(future.by_use, sizes) if future is not None else None
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -577,9 +578,7 @@ class Belady(Residency):
         if self._snap is None:
             prefix = None
             if self._future is not None:   # (as ``_serve_bytes`` leaves it, when it is one)
-                if self._sets is None:
-                    self._sets = _Sets(self._future.by_use, self.sizes)
-                prefix = self._sets.prefix(self._held)
+                prefix = self._sets.prefix(self._held)  # type: ignore[union-attr]
             snap = (_Held(self._held.copy()) if prefix is None
                     else _Prefix(prefix, self._sets))  # type: ignore[arg-type]
             if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
@@ -827,15 +826,13 @@ class Belady(Residency):
         snap = self._snap
         if isinstance(snap, _Prefix):   # (serve sets _snap to None when it changes it)
             return snap.held
-        if self._sets is None:
-            self._sets = _Sets(self._future.by_use, self.sizes)  # type: ignore[union-attr]
         if not self._pending:
             held = self._held
         elif isinstance(snap, _Held):
             held = snap.held
         else:
             held = dict(snap)  # type: ignore[arg-type]
-        return self._sets.prefix(held)
+        return self._sets.prefix(held)  # type: ignore[union-attr]
 
     def _serve_bytes(self, program: _Program, n: int, inference: int
                      ) -> tuple[list[int], list[int], list[int]] | None:
@@ -913,20 +910,8 @@ class Belady(Residency):
         capacity, total = self.capacity, sum(h0)   # (``_total`` waits for an unpack)
         ops_at = layout.ops_at
 
-        def went_first(best: int, last: int) -> None:   # (as in ``_serve_sets``)
-            pairs = watched[2]  # type: ignore[index]
-            for t in live:
-                if t != best:
-                    key = since.get(t, keys[t])
-                    if key < 0:
-                        continue
-                    if last > key % span:
-                        pairs.setdefault((best, t), False)
-                    else:
-                        pairs[best, t] = True
-
-        streak, streak_last = -1, 0
-        since: dict[int, int] = {}
+        notes = _Notes(watched, live, keys, span)   # (as in ``_serve_sets``)
+        since = notes.since
         for rs, steps, ka, kb in program.spans:  # type: ignore[union-attr]
             if rs >= 0:
                 cs = cum[rs]
@@ -964,23 +949,11 @@ class Belady(Residency):
                 k = fetched
                 w = -1
                 while total > capacity:
-                    best, bk, rk = -1, -1, -1
-                    for s in live:
-                        key = keys[s]
-                        if key > bk:
-                            rk, best, bk = bk, s, key
-                        elif key > rk:
-                            rk = key
+                    best, rk = _farthest(live, keys)
                     cs, at, t, u, v = cum[best], ats[best], top[best], up[best], low[best]
                     kt = bisect_left(cs, t) - 1   # its last held block
-                    if watched is not None:
-                        if kt > bisect_left(cs, u) or v:   # (more than one block held)
-                            watched[1].add(best)
-                        if best != streak:
-                            if streak >= 0:
-                                went_first(streak, streak_last)
-                            streak = best
-                        since.clear()
+                    if watched is not None:   # (more than one block held: in the upper
+                        notes.drop(best, kt > bisect_left(cs, u) or v > 0)   # part, or below)
                     base = col[best] * span
                     near = rk >= base
                     floor = u
@@ -1036,7 +1009,7 @@ class Belady(Residency):
                     else:
                         live.remove(best)
                     if watched is not None:   # (its last drop so far)
-                        streak_last = at[bisect_right(cs, gone) - 1]
+                        notes.last = at[bisect_right(cs, gone) - 1]
                 kept[j] = k
                 streamed[j] = fetched - k
                 wait[j] = w
@@ -1054,10 +1027,10 @@ class Belady(Residency):
                     if watched is not None:
                         if many:
                             watched[1].add(rs)
-                        streak_last = ats[rs][steps[-1][1][0][1]]
+                        notes.last = ats[rs][steps[-1][1][0][1]]
                     break
-        if streak >= 0:
-            went_first(streak, streak_last)
+        if watched is not None:
+            notes.end()
         self._total = total
         if low != up:   # a gap left: the held blocks (the next serve takes them)
             self._held = self._sets.blocks(tuple(top), low, up)  # type: ignore[union-attr]
@@ -1149,28 +1122,8 @@ class Belady(Residency):
         capacity, total = self.capacity, self._total
         on_path = program.on_path
 
-        def went_first(best: int, last: int) -> None:
-            """Note that ``best``'s blocks went before every other set's last as it was at
-            the last drop (``since``), down to rank ``last``: per pair, whether a tie of their
-            next inferences would reverse it."""
-            pairs = watched[2]  # type: ignore[index]
-            for t in live:
-                if t != best:
-                    key = since.get(t, keys[t])
-                    if key < 0:   # (it had no block then)
-                        continue
-                    if last > key % span:
-                        pairs.setdefault((best, t), False)   # a tie keeps it
-                    else:
-                        pairs[best, t] = True                # a tie reverses it
-
-        # The set the drops took from last and the rank of its last dropped block, noted
-        # (``went_first``) when another set gives way or the path ends. While one set gives,
-        # only it loses blocks and the others only gain (the path's reads), so its last drop
-        # against the others' lasts as they were then asks all that each of its drops asked.
-        # ``since``: per set read since the last drop, the key of its last then (-1: none).
-        streak, streak_last = -1, 0
-        since: dict[int, int] = {}
+        notes = _Notes(watched, live, keys, span)   # (what ``condition`` will report)
+        since = notes.since
         for rs, run, run_blocks in program.runs:
             if rs >= 0 and intact[rs]:   # its blocks all held: nothing moves, nothing waits
                 st = stacks[rs]
@@ -1204,23 +1157,10 @@ class Belady(Residency):
                 # other held block is farther, and dropping them all (this op's blocks too)
                 # would leave at most what was held before the op, which fitted.
                 while total > capacity:
-                    # the set whose last is farthest, and the next farthest set's last
-                    best, bk, rk = -1, -1, -1
-                    for s in live:
-                        key = keys[s]
-                        if key > bk:
-                            rk, best, bk = bk, s, key
-                        elif key > rk:
-                            rk = key
+                    best, rk = _farthest(live, keys)
                     st = stacks[best]
                     if watched is not None:
-                        if len(st) > 1:                 # which of its blocks: by the path
-                            watched[1].add(best)        # at its next inference
-                        if best != streak:   # the set before gave way: note what it passed
-                            if streak >= 0:  # (before this set loses any block)
-                                went_first(streak, streak_last)
-                            streak = best
-                        since.clear()
+                        notes.drop(best, len(st) > 1)
                     c = col[best]
                     # (all of its blocks go first when the next farthest set is read at an
                     # earlier inference: no key to compare on the way)
@@ -1256,14 +1196,82 @@ class Belady(Residency):
                         top = st[-1]
                         keys[best] = c * span + (rank[top] if c < stream_end else top)
                     if watched is not None:   # (its last drop so far)
-                        streak_last = rank[b] if c < stream_end else b
+                        notes.last = rank[b] if c < stream_end else b
                 kept[j] = k
                 streamed[j] = fetched - k
                 wait[j] = w
-        if streak >= 0:
-            went_first(streak, streak_last)
+        if watched is not None:
+            notes.end()
         self._total = total
         return kept, streamed, wait
+
+
+def _farthest(live: list[int], keys: list[int]) -> tuple[int, int]:
+    """Of the sets ``live``, the one whose last block is farthest (``keys``: each set's last
+    as one integer, ``Future.rank``; no two equal) and the next farthest set's key (-1:
+    none) — the choice at each drop of a set pass (``Belady._serve_sets``,
+    ``Belady._bytes_pass``)."""
+    best, bk, rk = -1, -1, -1
+    for s in live:
+        key = keys[s]
+        if key > bk:
+            rk, best, bk = bk, s, key
+        elif key > rk:
+            rk = key
+    return best, rk
+
+
+class _Notes:
+    """What a set pass notes for ``Belady.condition`` as its drops go (``watched``: the
+    sets whose order within decided, and per pair (s dropped, t kept) whether a tie of
+    their next inferences would reverse it). The set the drops took from last and the rank
+    of its last dropped block are noted (``went_first``) when another set gives way or the
+    path ends: while one set gives, only it loses blocks and the others only gain (the
+    path's reads), so its last drop against the others' lasts as they were then asks all
+    that each of its drops asked. ``since``: per set read since the last drop, the key of
+    its last then (-1: none)."""
+
+    __slots__ = ("keys", "last", "live", "pairs", "sets", "since", "span", "streak")
+
+    def __init__(self, watched: tuple | None, live: list[int], keys: list[int],
+                 span: int) -> None:
+        self.sets: set[int] = watched[1] if watched is not None else set()
+        self.pairs: dict[tuple[int, int], bool] = watched[2] if watched is not None else {}
+        self.live, self.keys, self.span = live, keys, span
+        self.since: dict[int, int] = {}
+        self.streak, self.last = -1, 0
+
+    def drop(self, best: int, many: bool) -> None:
+        """A drop from set ``best`` (``many``: more than one of its blocks held, so which
+        of them goes is decided by the path at its next inference)."""
+        if many:
+            self.sets.add(best)
+        if best != self.streak:   # the set before gave way: note what it passed
+            if self.streak >= 0:  # (before this set loses any block)
+                self.went_first()
+            self.streak = best
+        self.since.clear()
+
+    def went_first(self) -> None:
+        """Note that the streak's blocks went before every other set's last as it was at
+        the last drop (``since``), down to rank ``last``: per pair, whether a tie of their
+        next inferences would reverse it."""
+        best, last, since, keys, span = self.streak, self.last, self.since, self.keys, self.span
+        pairs = self.pairs
+        for t in self.live:
+            if t != best:
+                key = since.get(t, keys[t])
+                if key < 0:   # (it had no block then)
+                    continue
+                if last > key % span:
+                    pairs.setdefault((best, t), False)   # a tie keeps it
+                else:
+                    pairs[best, t] = True                # a tie reverses it
+
+    def end(self) -> None:
+        """The path ended: note the last streak."""
+        if self.streak >= 0:
+            self.went_first()
 
 
 class _Program:
