@@ -353,6 +353,53 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     assert other.state() == (C, E, B, A, D)
 
 
+@pytest.mark.parametrize("seed", [2, 9])
+def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed):
+    # LRU's memo-on run against the op-by-op loop on random staged streams and rooms (from
+    # less than a path to the whole tree): its one-loop ``serve_path``, its memo key (an
+    # interned state, or what is missing when nothing can be evicted) and ``restore`` of an
+    # ``after`` (a state, or an ``_Advance`` applied once per state and kept) must give, per
+    # inference, the kept, streamed and wait and the order after of serving op by op; and
+    # so from states restored at random as a memo hit of another situation leaves them, and
+    # with the memo started over at times (a key worked out before, asked again, must still
+    # say what ``after`` is to note).
+    rng = np.random.default_rng(seed)
+    hits = advanced = 0
+    for case in range(60):
+        paths = _staged(rng, int(rng.integers(2, 6)))
+        sizes = rng.integers(1, 40, 1 + max(b for p in paths for op in p for b in op)).tolist()
+        seq = rng.integers(0, len(paths), int(rng.integers(20, 80)))
+        s = _stream(sizes, int(rng.integers(1, sum(sizes) + 10)), paths, seq)
+        fast, slow = make_policy("lru", s), make_policy("lru", s)
+        every = [tuple(b for op in path for b in op) for path in s.paths]   # (one object
+        memo: dict = {}                                                   # per path)
+        states = []
+        for i, p in enumerate(seq.tolist()):
+            if states and rng.random() < 0.15:
+                state = states[int(rng.integers(len(states)))]
+                fast.restore(state)
+                slow.restore(state)
+            if rng.random() < 0.05:   # (the engine's memo starts over when full)
+                memo.clear()
+            key = (p, fast.memo_key(i, every[p]))
+            free = isinstance(key[1], tuple) and key[1][0] == "free"
+            assert (type(fast.after()).__name__ == "_Advance") == free   # (what it notes)
+            if key in memo:
+                out, after = memo[key]
+                fast.restore(after)
+                hits += 1
+                advanced += type(after).__name__ == "_Advance"
+            else:
+                out = fast.serve_path(s.paths[p], i)
+                memo[key] = (out, fast.after())
+            assert out == Residency.serve_path(slow, s.paths[p], i), (case, i)
+            assert fast.state() == slow.state(), (case, i)
+            assert fast.resident_bytes() == slow.resident_bytes()
+            states.append(slow.state())
+    assert hits > 1000   # (both kinds of memo hit met, often)
+    assert advanced > 150
+
+
 def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
     """Random paths through 2-3 stages of 1-2 variants each, every variant of a stage the same
     number of ops (1 to ``most_ops``): a routed tree when the paths' variant choices branch

@@ -316,6 +316,12 @@ class LRU(Residency):
     held (nothing can be evicted), only which of those blocks are missing: an inference then
     keeps every block it fetches and leaves the order with its blocks moved to the end, in the
     order of their last use, wherever they were before (``after``: an ``_Advance``).
+
+    States are interned (one tuple object per order met), so what a memo hit asks of one is
+    looked up by identity once it was worked out: its bytes, held set and memo key per path
+    (``_of``), and the state an ``_Advance`` leads to from it (``restore``). A stream of hits
+    where paths take turns then costs O(1) per input instead of O(blocks) (moving each
+    block of the path and hashing the new order).
     """
 
     name = "lru"
@@ -330,18 +336,33 @@ class LRU(Residency):
         self._free: int | None = None
         # by id of a path's blocks: them, their bytes, and them without repeats
         self._bytes: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] = {}
-        # by id of a state: it, its bytes, its blocks as a set and its memo key
-        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int], _Hashed]] = {}
+        # by id of a state: it, its bytes, its blocks as a set, its memo key, and by id of a
+        # path's blocks (them, the memo key there, ``_free`` there)
+        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int], _Hashed,
+                                    dict[int, tuple[tuple[int, ...], Hashable, int | None]]]
+                         ] = {}
+        self._states: dict[tuple[int, ...], tuple[int, ...]] = {}   # interned states
+        self._advances: dict[_Advance, _Advance] = {}              # interned advances
+        # by (id of a state, id of an advance): them and the state it leads to
+        self._moves: dict[tuple[int, int], tuple[tuple[int, ...], _Advance,
+                                                  tuple[int, ...]]] = {}
 
-    def _of(self, state: tuple[int, ...]
-            ) -> tuple[tuple[int, ...], int, frozenset[int], _Hashed]:
+    def _of(self, state: tuple[int, ...], used: int | None = None):
+        """What is worked out once per state; ``used``: its bytes when known."""
         info = self._info.get(id(state))
         if info is None or info[0] is not state:
             if len(self._info) >= 1 << 14:   # (as many states as the engine's memo keeps)
                 self._info.clear()
-            info = self._info[id(state)] = (state, sum(self.sizes[b] for b in state),
-                                            frozenset(state), _Hashed(state))
+            if used is None:
+                used = sum(self.sizes[b] for b in state)
+            info = self._info[id(state)] = (state, used, frozenset(state), _Hashed(state), {})
         return info
+
+    def _intern(self, state: tuple[int, ...]) -> tuple[int, ...]:
+        states = self._states
+        if len(states) >= 1 << 14:
+            states.clear()
+        return states.setdefault(state, state)
 
     def _unpack(self) -> None:
         self._pending = False
@@ -349,49 +370,62 @@ class LRU(Residency):
 
     def state(self) -> Hashable:
         if self._snap is None:
-            self._snap = tuple(self._order)
+            self._snap = self._intern(tuple(self._order))
+            self._of(self._snap, self._used)
         return self._snap
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         """The state with its hash computed once per state, not per inference (a steady
         stream asks for the same key thousands of times); or, when ``blocks`` all fit beside
-        what is held, ``("free", the missing ones)``."""
+        what is held, ``("free", the missing ones)``. Worked out once per state and path."""
+        info = self._of(self.state())  # type: ignore[arg-type]
+        known = info[4].get(id(blocks))
+        if known is not None and known[0] is blocks:
+            self._free = known[2]
+            return known[1]
         self._free = None
+        key: Hashable = info[3]
         hit = self._bytes.get(id(blocks))
         if hit is None or hit[0] is not blocks:
             once = tuple(dict.fromkeys(blocks))
             hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once), once)
         if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
-            held = self._of(self._snap)[2] if self._pending else self._order
-            sizes = self.sizes
+            held, sizes = info[2], self.sizes
             missing = tuple(b for b in hit[2] if b not in held)
-            if self._used + sum(sizes[b] for b in missing) <= self.capacity:
+            if info[1] + sum(sizes[b] for b in missing) <= self.capacity:
                 self._free = len(hit[2])
-                return ("free", missing)
-        return self._of(self.state())[3]  # type: ignore[arg-type]
+                key = ("free", missing)
+        info[4][id(blocks)] = (blocks, key, self._free)
+        return key
 
     def after(self) -> Hashable:
         if self._free is None:
             return self.state()
         if self._pending:
             self._unpack()
-        return _Advance(list(self._order)[len(self._order) - self._free:])
+        advance = _Advance(list(self._order)[len(self._order) - self._free:])
+        if len(self._advances) >= 1 << 14:
+            self._advances.clear()
+        return self._advances.setdefault(advance, advance)
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
             return
         if isinstance(state, _Advance):
-            if self._pending:
-                self._unpack()
-            order, sizes = self._order, self.sizes
-            for b in state:
-                if b in order:
-                    order.move_to_end(b)
-                else:
-                    order[b] = None
-                    self._used += sizes[b]
-            self._snap = None
-            return
+            start = self.state()
+            move = self._moves.get((id(start), id(state)))
+            if move is not None and move[0] is start and move[1] is state:
+                state = move[2]   # (met before: the state it led to, pending like a restore)
+            else:   # its blocks last, in its order; the others as they were
+                _, used, held = self._of(start)[:3]  # type: ignore[arg-type]
+                moved = frozenset(state)
+                used += sum(self.sizes[b] for b in state if b not in held)
+                after = self._intern(tuple([b for b in start if b not in moved]) + state)
+                self._of(after, used)
+                if len(self._moves) >= 1 << 14:
+                    self._moves.clear()
+                self._moves[id(start), id(state)] = (start, state, after)  # type: ignore
+                state = after
         self._snap = state  # type: ignore[assignment]
         self._used = self._of(state)[1]  # type: ignore[arg-type]
         self._pending = True
@@ -437,6 +471,51 @@ class LRU(Residency):
             self._used += size
             kept += size
         return Served(kept, streamed, tuple(evicted))
+
+    def serve_path(self, blocks: Sequence[tuple[int, ...]], inference: int
+                   ) -> tuple[list[int], list[int], list[int]]:
+        """``serve`` op by op in one loop (no call and ``Served`` per op): the same answers
+        and order after (the engine's memo-off run takes the op-by-op loop; tests compare)."""
+        if self._pending:
+            self._unpack()
+        order, sizes, capacity = self._order, self.sizes, self.capacity
+        self._snap = None
+        move = order.move_to_end
+        n = len(blocks)
+        kept, streamed, wait = [0] * n, [0] * n, [-1] * n
+        last_use: dict[int, int] = {}
+        used = self._used
+        for j, ids in enumerate(blocks):
+            if not ids:
+                continue
+            misses = [b for b in ids if b not in order]
+            for b in ids:
+                if b in order:
+                    move(b)
+            if misses:
+                k = s = 0
+                w = -1
+                current = set(ids)
+                for b in misses:
+                    size = sizes[b]
+                    if b in order:  # the same block twice in one op
+                        continue
+                    if size > capacity - sum(sizes[x] for x in current if x in order):
+                        s += size   # (more than can be freed beside this op's blocks)
+                        continue
+                    while used + size > capacity:
+                        victim = next(x for x in order if x not in current)
+                        del order[victim]
+                        used -= sizes[victim]
+                        w = max(w, last_use.get(victim, -1))
+                    order[b] = None
+                    used += size
+                    k += size
+                kept[j], streamed[j], wait[j] = k, s, w
+            for b in ids:
+                last_use[b] = j
+        self._used = used
+        return kept, streamed, wait
 
 
 class Pinned(Residency):
