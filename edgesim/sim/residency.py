@@ -419,8 +419,8 @@ class LRU(Residency):
             else:   # its blocks last, in its order; the others as they were
                 _, used, held = self._of(start)[:3]  # type: ignore[arg-type]
                 moved = frozenset(state)
-                used += sum(self.sizes[b] for b in state if b not in held)
-                after = self._intern(tuple([b for b in start if b not in moved]) + state)
+                used += sum(self.sizes[b] for b in moved - held)
+                after = self._intern((*itertools.filterfalse(moved.__contains__, start), *state))
                 self._of(after, used)
                 if len(self._moves) >= 1 << 14:
                     self._moves.clear()
@@ -488,28 +488,36 @@ class LRU(Residency):
         for j, ids in enumerate(blocks):
             if not ids:
                 continue
-            misses = [b for b in ids if b not in order]
+            misses = None
             for b in ids:
                 if b in order:
                     move(b)
-            if misses:
+                elif misses is None:
+                    misses = [b]
+                else:
+                    misses.append(b)
+            if misses is not None:
                 k = s = 0
                 w = -1
                 current = set(ids)
+                mine = sum(sizes[x] for x in current if x in order)   # (none is evicted)
                 for b in misses:
                     size = sizes[b]
                     if b in order:  # the same block twice in one op
                         continue
-                    if size > capacity - sum(sizes[x] for x in current if x in order):
+                    if size > capacity - mine:
                         s += size   # (more than can be freed beside this op's blocks)
                         continue
                     while used + size > capacity:
-                        victim = next(x for x in order if x not in current)
+                        # the least recent: never this op's (they were all moved or
+                        # added last, and ``mine`` leaves another block to evict)
+                        victim = next(iter(order))
                         del order[victim]
                         used -= sizes[victim]
                         w = max(w, last_use.get(victim, -1))
                     order[b] = None
                     used += size
+                    mine += size
                     k += size
                 kept[j], streamed[j], wait[j] = k, s, w
             for b in ids:
