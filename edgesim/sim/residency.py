@@ -391,7 +391,7 @@ class LRU(Residency):
             hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once), once)
         if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
             held, sizes = info[2], self.sizes
-            missing = tuple(b for b in hit[2] if b not in held)
+            missing = tuple(itertools.filterfalse(held.__contains__, hit[2]))
             if info[1] + sum(sizes[b] for b in missing) <= self.capacity:
                 self._free = len(hit[2])
                 key = ("free", missing)
