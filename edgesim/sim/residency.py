@@ -181,21 +181,34 @@ class Residency(ABC):
         return True
 
 
-class _Hashed:
-    """A state with its hash computed once: a memo key asked for again and again."""
+class _Once:
+    """A value hashed once (``hash``), asked for again and again as a memo key or an interned
+    state: equal when of one type, of equal hash and ``_same``."""
 
-    __slots__ = ("hash", "value")
-
-    def __init__(self, value: Hashable) -> None:
-        self.value = value
-        self.hash = hash(value)
+    __slots__ = ("hash",)
 
     def __hash__(self) -> int:
         return self.hash
 
     def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, _Hashed) and self.hash == other.hash
-                                 and self.value == other.value)
+        return self is other or (type(other) is type(self) and self.hash == other.hash
+                                 and self._same(other))
+
+    def _same(self, other) -> bool:
+        raise NotImplementedError
+
+
+class _Hashed(_Once):
+    """A state with its hash computed once: a memo key asked for again and again."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Hashable) -> None:
+        self.value = value
+        self.hash = hash(value)
+
+    def _same(self, other: _Hashed) -> bool:
+        return self.value == other.value
 
 
 def _fetch(held: dict[int, int], sizes: Sequence[int], blocks) -> tuple[int, dict[int, int]]:
@@ -213,48 +226,40 @@ def _fetch(held: dict[int, int], sizes: Sequence[int], blocks) -> tuple[int, dic
     return fetched, before
 
 
-class _Held:
+class _Held(_Once):
     """A ``Belady`` state: its held bytes per block (a dict no one changes once it is here),
     hashed once from its blocks and bytes in block order; as an iterable, its (block,
     bytes) in block order (``restore`` takes those too)."""
 
-    __slots__ = ("hash", "held")
+    __slots__ = ("held",)
 
     def __init__(self, held: dict[int, int]) -> None:
         self.held = held
         blocks = sorted(held)
         self.hash = hash((tuple(blocks), tuple(map(held.__getitem__, blocks))))
 
-    def __hash__(self) -> int:
-        return self.hash
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, _Held) and self.hash == other.hash
-                                 and self.held == other.held)
+    def _same(self, other: _Held) -> bool:
+        return self.held == other.held
 
     def __iter__(self):
         return iter(sorted(self.held.items()))
 
 
-class _Prefix:
+class _Prefix(_Once):
     """A ``Belady`` state where each set (``Future.members``) holds a prefix of its blocks in
     the order of their next use (``Future.by_use``), the last of them perhaps in part: its
     held bytes per set (``held``), the blocks (``_Sets``) following from them. Hashed once;
     as an iterable, its (block, bytes) in block order, as ``_Held``."""
 
-    __slots__ = ("hash", "held", "sets")
+    __slots__ = ("held", "sets")
 
     def __init__(self, held: tuple[int, ...], sets: _Sets) -> None:
         self.held = held
         self.sets = sets
         self.hash = hash(held)
 
-    def __hash__(self) -> int:
-        return self.hash
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, _Prefix) and self.held == other.held
-                                 and self.sets is other.sets)
+    def _same(self, other: _Prefix) -> bool:
+        return self.held == other.held and self.sets is other.sets
 
     def __iter__(self):
         return iter(sorted(self.sets.blocks(self.held).items()))
