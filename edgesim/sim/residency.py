@@ -211,6 +211,18 @@ class _Hashed(_Once):
         return self.value == other.value
 
 
+#: Most states (or changes) a policy interns: as many as the engine's memo keeps.
+INTERNED = 1 << 14
+
+
+def _interned(table: dict, value):
+    """The one object equal to ``value`` in ``table`` (``value`` itself when new), so later
+    questions about it go by identity; ``table`` starts over at ``INTERNED`` entries."""
+    if len(table) >= INTERNED:
+        table.clear()
+    return table.setdefault(value, value)
+
+
 def _fetch(held: dict[int, int], sizes: Sequence[int], blocks) -> tuple[int, dict[int, int]]:
     """Bring ``blocks`` wholly on chip in ``held``: the bytes fetched, and the bytes held
     before of the blocks that were not wholly held."""
@@ -356,18 +368,12 @@ class LRU(Residency):
         """What is worked out once per state; ``used``: its bytes when known."""
         info = self._info.get(id(state))
         if info is None or info[0] is not state:
-            if len(self._info) >= 1 << 14:   # (as many states as the engine's memo keeps)
+            if len(self._info) >= INTERNED:
                 self._info.clear()
             if used is None:
                 used = sum(self.sizes[b] for b in state)
             info = self._info[id(state)] = (state, used, frozenset(state), _Hashed(state), {})
         return info
-
-    def _intern(self, state: tuple[int, ...]) -> tuple[int, ...]:
-        states = self._states
-        if len(states) >= 1 << 14:
-            states.clear()
-        return states.setdefault(state, state)
 
     def _unpack(self) -> None:
         self._pending = False
@@ -375,7 +381,7 @@ class LRU(Residency):
 
     def state(self) -> Hashable:
         if self._snap is None:
-            self._snap = self._intern(tuple(self._order))
+            self._snap = _interned(self._states, tuple(self._order))
             self._of(self._snap, self._used)
         return self._snap
 
@@ -408,10 +414,8 @@ class LRU(Residency):
             return self.state()
         if self._pending:
             self._unpack()
-        advance = _Advance(list(self._order)[len(self._order) - self._free:])
-        if len(self._advances) >= 1 << 14:
-            self._advances.clear()
-        return self._advances.setdefault(advance, advance)
+        return _interned(self._advances,
+                         _Advance(list(self._order)[len(self._order) - self._free:]))
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
@@ -425,9 +429,10 @@ class LRU(Residency):
                 _, used, held = self._of(start)[:3]  # type: ignore[arg-type]
                 moved = frozenset(state)
                 used += sum(self.sizes[b] for b in moved - held)
-                after = self._intern((*itertools.filterfalse(moved.__contains__, start), *state))
+                after = _interned(self._states,
+                                 (*itertools.filterfalse(moved.__contains__, start), *state))
                 self._of(after, used)
-                if len(self._moves) >= 1 << 14:
+                if len(self._moves) >= INTERNED:
                     self._moves.clear()
                 self._moves[id(start), id(state)] = (start, state, after)  # type: ignore
                 state = after
@@ -673,9 +678,7 @@ class Belady(Residency):
                 prefix = self._sets.prefix(self._held)  # type: ignore[union-attr]
             snap = (_Held(self._held.copy()) if prefix is None
                     else _Prefix(prefix, self._sets))  # type: ignore[arg-type]
-            if len(self._states) >= 1 << 14:   # (as many states as the engine's memo keeps)
-                self._states.clear()
-            self._snap = self._states.setdefault(snap, snap)
+            self._snap = _interned(self._states, snap)
         return self._snap
 
     def restore(self, state: Hashable) -> None:
@@ -710,7 +713,7 @@ class Belady(Residency):
         per = self._per_state
         entry = per.get(id(snap))
         if entry is None or entry[0] is not snap:
-            if len(per) >= 1 << 14:   # (as many states as the engine's memo keeps)
+            if len(per) >= INTERNED:
                 per.clear()
             entry = per[id(snap)] = (snap, _Hashed(snap))  # type: ignore[arg-type]
         self._last_key = entry
@@ -1129,10 +1132,7 @@ class Belady(Residency):
             self._snap = None
             self._pending = False
             return kept, streamed, wait
-        snap = _Prefix(tuple(top), self._sets)  # type: ignore[arg-type]
-        if len(self._states) >= 1 << 14:
-            self._states.clear()
-        self._snap = self._states.setdefault(snap, snap)  # type: ignore[arg-type]
+        self._snap = _interned(self._states, _Prefix(tuple(top), self._sets))  # type: ignore
         self._pending = True   # (the held blocks: made from it when asked)
         return kept, streamed, wait
 
