@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from edgesim.sim import POLICIES, Residency
+from edgesim.sim import POLICIES, Residency, residency
 from edgesim.sim.residency import (
     LRU,
     NEVER,
@@ -20,6 +20,17 @@ from edgesim.sim.residency import (
 )
 
 A, B, C = 0, 1, 2
+
+
+@pytest.fixture(params=["compiled", "python"])
+def byte_pass(request, monkeypatch):
+    """Belady's byte pass as the compiled kernel (``_belady.c``, an optional extension: the
+    case is skipped where it could not be built) or as the Python pass it is held to."""
+    if request.param == "python":
+        monkeypatch.setattr(residency, "_kernel", None)
+    elif residency._kernel is None:
+        pytest.skip("the compiled byte pass was not built on this machine")
+    return request.param
 
 
 def _stream(sizes, capacity, paths, sequence=(0,)) -> Stream:
@@ -430,7 +441,7 @@ def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
              for op in v[k]] for c in sorted(picked.tolist())]
 
 
-def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well():
+def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(byte_pass):
     # On paths that read each block once and at one op whichever of them reads it (a tree,
     # ``_staged``) ``Belady.serve_path`` takes its sets' stacks instead of a heap of blocks. Per
     # inference it must give the op-by-op loop's kept, streamed and wait and leave the same
@@ -477,7 +488,7 @@ def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well():
     assert cases > 500   # memo hits were checked, not only runs
 
 
-def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts():
+def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_pass):
     # Two paths share set X = {x0 (5 B), y0 (12 B)} at ops 0 and 2; A = {a0 (10), a1 (8)} is
     # path 0's, B = {b0, b1} path 1's. Inference 0 runs path 0 with 20 B of room, holding
     # a0 and 6 B of a1 (a prefix of A); the stream is 0, 1, 0, so A (next read at inference
@@ -502,7 +513,8 @@ def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts():
 
 
 @pytest.mark.parametrize(("seed", "cases", "restores"), [(5, 200, True), (17, 5, False)])
-def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores):
+def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores,
+                                                                    byte_pass):
     # ``_serve_bytes`` against the op-by-op loop on many random staged streams (``_staged``)
     # and rooms, from states restored as the engine's memo does: per inference the same
     # kept, streamed and wait and the same held bytes after, and the condition on the

@@ -49,6 +49,11 @@ from types import MappingProxyType
 
 import numpy as np
 
+try:   # Belady's byte pass compiled (setup.py: an optional extension); else the Python pass
+    from edgesim.sim import _belady as _kernel
+except ImportError:   # pragma: no cover (a machine that could not build it)
+    _kernel = None
+
 __all__ = ["LRU", "NEVER", "NEVER_OP", "OP_STRIDE", "POLICIES", "Belady", "Pinned", "Residency",
            "Served", "Stream", "make_policy"]
 
@@ -281,7 +286,7 @@ class _Sets:
     """A stream's sets as ``Belady._serve_bytes`` reads them: per set, the bytes of its
     blocks in ``by_use`` order summed (``cum[s][k]``: of its first k blocks)."""
 
-    __slots__ = ("by_use", "cum", "positive", "sizes")
+    __slots__ = ("by_use", "cum", "flat", "positive", "sizes")
 
     def __init__(self, by_use: list[list[int]], sizes: Sequence[int]) -> None:
         self.by_use, self.sizes = by_use, sizes
@@ -289,6 +294,8 @@ class _Sets:
                     for order in by_use]
         #: per set, whether each of its blocks has bytes
         self.positive = [all(sizes[b] > 0 for b in order) for order in by_use]
+        #: the sets with a layout's orders as the compiled pass reads them (``_flat_layout``)
+        self.flat: bytes | None = None
 
     def blocks(self, held: Sequence[int], low: Sequence[int] | None = None,
                up: Sequence[int] | None = None) -> dict[int, int]:
@@ -655,11 +662,17 @@ class Belady(Residency):
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
+        self._made: Hashable | None = None   # the condition, when the compiled pass made it
         self._high: dict[int, tuple[int, int] | None] | None = None   # (``watch``)
         self._dirty: set[int] = set()
         self._set_bytes: list[int] | None = None   # per set, its bytes (``_serve_sets``)
         # the sets' byte sums (``_serve_bytes``, ``_Prefix``)
         self._sets = _Sets(future.by_use, sizes) if future is not None else None
+        #: whether the compiled pass (``_belady.c``) takes ``_bytes_pass``: its keys
+        #: (next inference * ``span`` + rank) and byte sums must fit in 64 bits
+        self._compiled = (future is not None and
+                          (future.n + 2) * future.layout.span < 1 << 62 and
+                          sum(sizes) < 1 << 62)
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Belady:
@@ -737,6 +750,8 @@ class Belady(Residency):
         nxt[t]`` (strict) or ``>=``, and then on a tie the paths there as they were; None
         when no decision compared next uses of later inferences."""
         watched, self._watched = self._watched, None
+        if watched is _MADE:   # (the compiled pass made it from the same notes)
+            return self._made
         if watched is None or not (watched[1] or watched[2]):
             return None
         i, sets, pairs = watched
@@ -746,8 +761,10 @@ class Belady(Residency):
                       for (s, t), strict in sorted(pairs.items())))
 
     def holds(self, condition: Hashable, inference: int) -> bool:
-        sets, pairs = condition  # type: ignore[misc]
         col, there = self._future.column(inference)  # type: ignore[union-attr]
+        if _kernel is not None:
+            return _kernel.holds(condition, col, there)
+        sets, pairs = condition  # type: ignore[misc]
         for s, v in sets:
             if there[s] != v:
                 return False
@@ -952,8 +969,10 @@ class Belady(Residency):
         if watched is not None and (watched[1] or watched[2]):
             saved = (set(watched[1]), dict(watched[2]))
         else:
-            saved = None
-        out = self._bytes_pass(program, n, inference, h0)
+            if _kernel is not None and self._compiled:   # (it changes nothing when it gives
+                return self._compiled_pass(program, n, inference, h0)   # up; nothing noted
+            saved = None                                 # before this pass: it makes the
+        out = self._bytes_pass(program, n, inference, h0)   # condition from its own notes)
         if out is None and watched is not None:   # (what it noted goes with it)
             watched[1].clear()
             watched[2].clear()
@@ -961,6 +980,39 @@ class Belady(Residency):
                 watched[1].update(saved[0])
                 watched[2].update(saved[1])
         return out
+
+    def _compiled_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
+                       ) -> tuple[list[int], list[int], list[int]] | None:
+        """``_bytes_pass`` by the compiled pass (``_belady.c``): the same steps on flat
+        arrays, the same answers, state after and notes for ``condition`` (the tests run
+        both)."""
+        future = self._future
+        sets = self._sets
+        if sets.flat is None:  # type: ignore[union-attr]
+            sets.flat = _flat_layout(future.layout, sets)  # type: ignore[union-attr]
+        if program.flat is None:
+            program.flat = _flat_program(program, len(future.members))  # type: ignore[union-attr]
+        watched = self._watched
+        col, there = future.column(inference)  # type: ignore[union-attr]
+        out = _kernel.bytes_pass(  # type: ignore[union-attr]
+            sets.flat, program.flat, h0, col, future.n,  # type: ignore[union-attr]
+            future.layout.span, self.capacity, n,  # type: ignore[union-attr]
+            watched is not None, there)
+        if out is None:
+            return None
+        kept, streamed, wait, top, low, up, total, condition = out
+        if watched is not None:   # (``condition`` as it would make it from the notes)
+            self._watched = _MADE
+            self._made = condition
+        self._total = total
+        if low != up:   # a gap left: the held blocks (the next serve takes them)
+            self._held = sets.blocks(top, low, up)  # type: ignore[union-attr]
+            self._snap = None
+            self._pending = False
+            return kept, streamed, wait
+        self._snap = _interned(self._states, _Prefix(top, sets))  # type: ignore[arg-type]
+        self._pending = True   # (the held blocks: made from it when asked)
+        return kept, streamed, wait
 
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
                     ) -> tuple[list[int], list[int], list[int]] | None:
@@ -1374,7 +1426,7 @@ class _Program:
     index, its blocks, and per set it reads (the set, its blocks in the order they go on the
     set's stack: by block); the run's blocks in that order)."""
 
-    __slots__ = ("on_path", "runs", "sets", "spans")
+    __slots__ = ("flat", "on_path", "runs", "sets", "spans")
 
     def __init__(self, blocks: Sequence[tuple[int, ...]], layout: _Layout) -> None:
         set_of = layout._set_of
@@ -1425,6 +1477,48 @@ class _Program:
                     spans.append((s, steps, -1, -1))
             if ok and all(reached[t] == len(layout.members[t]) for t in self.sets):
                 self.spans = spans
+        #: ``spans`` as the compiled pass reads them (``_flat_program``), made when first asked
+        self.flat: bytes | None = None
+
+
+def _flat_layout(layout: _Layout, sets: _Sets) -> bytes:
+    """A layout's sets as the compiled pass reads them (``_belady.c``): int64s, ``[nsets,
+    then per set (its block count, the offsets of its cum, ranks_at, by_use and ops_at, its
+    flags: 1 positive, 2 in_block_order)]``, then those lists."""
+    nsets = len(layout.by_use)
+    head: list[int] = [nsets]
+    body: list[int] = []
+    at = 1 + 6 * nsets
+    for s in range(nsets):
+        m = len(layout.by_use[s])
+        lists = (sets.cum[s], layout.ranks_at[s], layout.by_use[s], layout.ops_at[s])
+        offsets = []
+        for values in lists:
+            offsets.append(at + len(body))
+            body.extend(values)
+        flags = (1 if sets.positive[s] else 0) | (2 if layout.in_block_order[s] else 0)
+        head.extend((m, *offsets, flags))
+    return np.array(head + body, dtype=np.int64).tobytes()
+
+
+def _flat_program(program: _Program, nsets: int) -> bytes:
+    """A program's ``spans`` as the compiled pass reads them: int64s, ``[nsets, nruns, where
+    runs, steps and segs start, on_path per set]``, then per run (its set or -1, ka, kb, its
+    first step, past its last), per step (op, its first seg, past its last), per seg (set,
+    a, b)."""
+    runs: list[int] = []
+    steps: list[int] = []
+    segs: list[int] = []
+    for rs, run_steps, ka, kb in program.spans:  # type: ignore[union-attr]
+        runs.extend((rs, ka, kb, len(steps) // 3, len(steps) // 3 + len(run_steps)))
+        for j, run_segs in run_steps:
+            steps.extend((j, len(segs) // 3, len(segs) // 3 + len(run_segs)))
+            for seg in run_segs:
+                segs.extend(seg)
+    at = 5 + nsets
+    head = [nsets, len(runs) // 5, at, at + len(runs), at + len(runs) + len(steps)]
+    head.extend(int(x) for x in program.on_path)
+    return np.array(head + runs + steps + segs, dtype=np.int64).tobytes()
 
 
 class Future:
@@ -1654,6 +1748,9 @@ def _layout(paths: Sequence[Sequence[tuple[int, ...]]], nblocks: int) -> _Layout
     _LAYOUTS[id(paths)] = (paths, nblocks, layout)
     return layout
 
+
+#: ``Belady._watched`` once the compiled pass has made the condition (``Belady._made``).
+_MADE = (-1, frozenset(), MappingProxyType({}))
 
 #: ``sum(map(held.get, blocks, _ZEROS))``: the bytes held of each block, 0 for none.
 _ZEROS = itertools.repeat(0)

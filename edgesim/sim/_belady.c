@@ -1,0 +1,448 @@
+/* Belady's byte pass over a path, compiled: ``Belady._bytes_pass`` of residency.py, step for
+ * step, on flat int64 arrays (``_flat_layout``, ``_flat_program`` there).
+ *
+ * An optional accelerator. The package installs and runs without it (setup.py builds it as an
+ * optional extension), and residency.py then takes the Python pass, which stays the reference:
+ * the tests run both on the same random trees and streams and require the same answers, state
+ * after and condition on the future.
+ *
+ * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched) -> None, or
+ *     (kept, streamed, wait, top, low, up, total, sets, pairs)
+ *
+ * layout (bytes, int64): [nsets, then per set s at 1 + 6 s: its block count m, the offsets of
+ *     its cum (m + 1 values), ranks_at, by_use and ops_at (m values each), flags (1: positive,
+ *     2: in_block_order)].
+ * program (bytes, int64): [nsets, nruns, runs at, steps at, segs at, on_path per set; per run
+ *     (its set or -1, ka, kb, first step, past its last step); per step (op, first seg, past its
+ *     last seg); per seg (set, a, b)].
+ * None: the pass gives up (a set never read again whose order is not by block, or a second
+ *     gap in a set), as the Python pass does, and nothing is changed.
+ * sets: the sets whose order within decided (noted), pairs: (s, t, 2 for "a tie would reverse
+ *     it", 1 for "a tie keeps it") as noted in the pass, to be merged into ``condition``'s
+ *     dict as ``_Notes`` would have written them (2: set True, 1: setdefault False).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef int64_t i64;
+
+static Py_ssize_t left(const i64 *a, Py_ssize_t n, i64 x)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (a[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+static Py_ssize_t right(const i64 *a, Py_ssize_t n, i64 x)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) >> 1;
+        if (x < a[mid]) hi = mid; else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* a[k] as Python indexes a list of n (k = -1: the last) */
+#define AT(a, n, k) ((a)[(k) < 0 ? (k) + (n) : (k)])
+
+typedef struct {
+    Py_ssize_t nsets;
+    i64 span;
+    i64 *keys, *live;          /* live: the sets with held bytes, in Python's list order */
+    Py_ssize_t nlive;
+    i64 *since_val, *since_gen, gen;   /* since: per set, its key at the last drop (-1: none) */
+    unsigned char *pairs, *sets;
+    i64 streak, last;
+} Notes;
+
+static void went_first(Notes *no)
+{
+    i64 best = no->streak;
+    for (Py_ssize_t q = 0; q < no->nlive; q++) {
+        i64 t = no->live[q];
+        if (t == best) continue;
+        i64 key = no->since_gen[t] == no->gen ? no->since_val[t] : no->keys[t];
+        if (key < 0) continue;
+        unsigned char *p = &no->pairs[best * no->nsets + t];
+        if (no->last > key % no->span) { if (!*p) *p = 1; }
+        else *p = 2;
+    }
+}
+
+static void note_drop(Notes *no, i64 best, int many)
+{
+    if (many) no->sets[best] = 1;
+    if (best != no->streak) {
+        if (no->streak >= 0) went_first(no);
+        no->streak = best;
+    }
+    no->gen++;   /* since.clear() */
+}
+
+static PyObject *list_of(const i64 *v, Py_ssize_t n)
+{
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *x = PyLong_FromLongLong(v[k]);
+        if (x == NULL) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, k, x);
+    }
+    return out;
+}
+
+static int ints(PyObject *seq, i64 *out, Py_ssize_t n, const char *what)
+{
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (fast == NULL) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        Py_DECREF(fast);
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd values", what, n);
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        out[k] = PyLong_AsLongLong(items[k]);
+        if (out[k] == -1 && PyErr_Occurred()) { Py_DECREF(fast); return -1; }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static PyObject *bytes_pass(PyObject *self, PyObject *args)
+{
+    PyObject *lay_o, *prog_o, *h0_o, *col_o, *there;
+    long long end, span, capacity;
+    Py_ssize_t n;
+    int watched;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SSOOLLLnpO", &lay_o, &prog_o, &h0_o, &col_o, &end, &span,
+                          &capacity, &n, &watched, &there))
+        return NULL;
+    if (watched && (!PyList_Check(there) || PyList_GET_SIZE(there) != PyTuple_GET_SIZE(h0_o))) {
+        PyErr_SetString(PyExc_ValueError, "bytes_pass: there: expected a list per set");
+        return NULL;
+    }
+    const i64 *L = (const i64 *)PyBytes_AS_STRING(lay_o);
+    const i64 *P = (const i64 *)PyBytes_AS_STRING(prog_o);
+    Py_ssize_t ns = (Py_ssize_t)L[0];
+    if (P[0] != ns || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "bytes_pass: layout and program disagree");
+        return NULL;
+    }
+    Py_ssize_t nruns = (Py_ssize_t)P[1];
+    const i64 *runs = P + P[2], *steps = P + P[3], *segs = P + P[4], *on_path = P + 5;
+    Py_ssize_t nsegs_all = 0;
+    for (Py_ssize_t r = 0; r < nruns; r++) {
+        const i64 *ru = runs + 5 * r;
+        for (i64 st = ru[3]; st < ru[4]; st++) nsegs_all += steps[3 * st + 2] - steps[3 * st + 1];
+    }
+    Py_ssize_t cap_live = ns + nsegs_all + 1;
+    /* per set: top, low, up, keys, h0, col, since_val, since_gen; the live list; per op:
+       kept, streamed, wait */
+    i64 *mem = PyMem_Malloc(sizeof(i64) * (8 * ns + cap_live + 3 * n + 1));
+    const i64 **ats = PyMem_Malloc(sizeof(i64 *) * (ns + 1));
+    unsigned char *marks = PyMem_Calloc((size_t)(ns * ns + ns + 1), 1);
+    PyObject *result = NULL;
+    if (mem == NULL || ats == NULL || marks == NULL) { PyErr_NoMemory(); goto done; }
+    i64 *top = mem, *low = mem + ns, *up = mem + 2 * ns, *keys = mem + 3 * ns;
+    i64 *h0 = mem + 4 * ns, *col = mem + 5 * ns, *since_val = mem + 6 * ns;
+    i64 *since_gen = mem + 7 * ns, *live = mem + 8 * ns;
+    i64 *kept = live + cap_live, *streamed = kept + n, *wait = streamed + n;
+    if (ints(h0_o, h0, ns, "bytes_pass: h0") < 0 || ints(col_o, col, ns, "bytes_pass: col") < 0)
+        goto done;
+    Notes no = {ns, span, keys, live, 0, since_val, since_gen, 1, marks, marks + ns * ns, -1, 0};
+#define CUM(s) (L + L[1 + 6 * (s) + 1])
+#define M(s) ((Py_ssize_t)L[1 + 6 * (s)])
+#define OPS(s) (L + L[1 + 6 * (s) + 4])
+#define FLAGS(s) (L[1 + 6 * (s) + 5])
+#define LIVE_APPEND(s) (live[no.nlive++] = (s))
+    for (Py_ssize_t s = 0; s < ns; s++) {
+        i64 c = col[s];
+        if (c < end) ats[s] = L + L[1 + 6 * s + 2];
+        else if ((FLAGS(s) & 2) || !(h0[s] || on_path[s])) ats[s] = L + L[1 + 6 * s + 3];
+        else { result = Py_None; Py_INCREF(result); goto done; }
+        low[s] = up[s] = 0;
+        keys[s] = 0;
+        since_gen[s] = 0;
+        top[s] = h0[s];
+        if (on_path[s]) top[s] = 0;
+        else if (top[s]) {
+            LIVE_APPEND(s);
+            keys[s] = c * span + AT(ats[s], M(s), left(CUM(s), M(s) + 1, top[s]) - 1);
+        }
+    }
+    for (Py_ssize_t j = 0; j < n; j++) { kept[j] = 0; streamed[j] = 0; wait[j] = -1; }
+    i64 total = 0;
+    for (Py_ssize_t s = 0; s < ns; s++) total += h0[s];
+
+    for (Py_ssize_t r = 0; r < nruns; r++) {
+        const i64 *ru = runs + 5 * r;
+        i64 rs = ru[0], ka = ru[1], kb = ru[2], shi = ru[4];
+        if (rs >= 0) {
+            const i64 *cs = CUM(rs);
+            if (top[rs] == cs[ka] && h0[rs] >= cs[kb]) {   /* all held: nothing moves */
+                if (since_gen[rs] != no.gen) {
+                    since_gen[rs] = no.gen;
+                    since_val[rs] = top[rs] ? keys[rs] : -1;
+                }
+                if (!top[rs]) LIVE_APPEND(rs);
+                top[rs] = cs[kb];
+                keys[rs] = col[rs] * span + AT(ats[rs], M(rs), kb - 1);
+                continue;
+            }
+        }
+        i64 at_step = ru[3];
+        while (at_step < shi) {
+            const i64 *sp = steps + 3 * at_step;
+            i64 j = sp[0];
+            const i64 *sg0 = segs + 3 * sp[1], *sg1 = segs + 3 * sp[2];
+            at_step++;
+            i64 fetched = 0, best = -1;
+            for (const i64 *sg = sg0; sg < sg1; sg += 3) {
+                i64 s = sg[0];
+                const i64 *cs = CUM(s);
+                i64 lo = cs[sg[1]], hi = cs[sg[2]], t = top[s];
+                if (t != lo) {   /* read past a part it dropped: [0, low) + [up, top) */
+                    if (up[s] != low[s]) { result = Py_None; Py_INCREF(result); goto done; }
+                    low[s] = t;
+                    up[s] = lo;
+                }
+                i64 held = h0[s];
+                fetched += hi - (held <= lo ? lo : held >= hi ? hi : held);
+                if (since_gen[s] != no.gen) {
+                    since_gen[s] = no.gen;
+                    since_val[s] = t ? keys[s] : -1;
+                }
+                if (!t) LIVE_APPEND(s);
+                top[s] = hi;
+                keys[s] = col[s] * span + AT(ats[s], M(s), sg[2] - 1);
+            }
+            total += fetched;
+            i64 k = fetched, w = -1;
+            while (total > capacity) {
+                /* _farthest */
+                i64 bk = -1, rk = -1;
+                best = -1;
+                for (Py_ssize_t q = 0; q < no.nlive; q++) {
+                    i64 s = live[q], key = keys[s];
+                    if (key > bk) { rk = bk; best = s; bk = key; }
+                    else if (key > rk) rk = key;
+                }
+                if (best < 0) {   /* (cannot be: the op's own set holds bytes) give up */
+                    result = Py_None;
+                    Py_INCREF(result);
+                    goto done;
+                }
+                const i64 *cs = CUM(best), *at = ats[best];
+                Py_ssize_t m = M(best);
+                i64 t = top[best], u = up[best], v = low[best];
+                Py_ssize_t kt = left(cs, m + 1, t) - 1;   /* its last held block */
+                if (watched) note_drop(&no, best, kt > left(cs, m + 1, u) || v > 0);
+                i64 base = col[best] * span;
+                int near = rk >= base;
+                i64 floor = u;
+                Py_ssize_t kf = 0;
+                if (near) {   /* down to the first block not farther than the next set's */
+                    kf = right(at, m, rk - base);
+                    i64 f = AT(cs, m + 1, kf < kt ? kf : kt);
+                    if (f > floor) floor = f;
+                }
+                i64 need = total - capacity;
+                i64 nw = t - need;
+                if (nw < floor) nw = floor;
+                need -= t - nw;
+                i64 gone = nw, under = -1;
+                if (nw == u && u != v) {   /* the upper part gone: on to [0, low) */
+                    if (need && v && (!near || AT(at, m, left(cs, m + 1, v) - 1) > rk - base)) {
+                        under = v;
+                        i64 v2 = v - need;
+                        if (near && AT(cs, m + 1, kf) > v2) v2 = AT(cs, m + 1, kf);
+                        else if (v2 < 0) v2 = 0;
+                        need -= v - v2;
+                        gone = v2;
+                        v = v2;
+                    }
+                    nw = v;
+                    low[best] = up[best] = 0;
+                }
+                total = capacity + need;
+                if (on_path[best]) {   /* its blocks were read in this inference */
+                    i64 mine = t;
+                    for (const i64 *sg = sg0; sg < sg1; sg += 3) {
+                        if (sg[0] != best) continue;
+                        i64 lo = cs[sg[1]];
+                        if (lo < mine) mine = lo;
+                        i64 held = h0[best];
+                        i64 fresh = held <= lo ? lo : held;
+                        if (t > fresh) k -= t - (gone > fresh ? gone : fresh);
+                    }
+                    i64 x = under < 0 ? mine : under;
+                    if (under < 0 && gone >= mine) x = -1;
+                    else if (under >= 0 && u < mine) x = mine;
+                    if (x > 0) {
+                        i64 op = AT(OPS(best), m, right(cs, m + 1, x - 1) - 1);
+                        if (op > w) w = op;
+                    }
+                }
+                top[best] = nw;
+                if (nw) keys[best] = base + AT(at, m, left(cs, m + 1, nw) - 1);
+                else {   /* live.remove(best): its first occurrence */
+                    for (Py_ssize_t q = 0; q < no.nlive; q++) {
+                        if (live[q] == best) {
+                            memmove(live + q, live + q + 1, sizeof(i64) * (no.nlive - q - 1));
+                            no.nlive--;
+                            break;
+                        }
+                    }
+                }
+                if (watched) no.last = AT(at, m, right(cs, m + 1, gone) - 1);
+            }
+            kept[j] = k;
+            streamed[j] = fetched - k;
+            wait[j] = w;
+            if (best == rs && rs >= 0 && at_step < shi && (FLAGS(rs) & 1)) {
+                /* the run's set gives way op after op to the run's end (see the Python) */
+                const i64 *cs = CUM(rs);
+                int many = top[rs] > 0;
+                for (i64 st = at_step; st < shi; st++) {
+                    const i64 *sp2 = steps + 3 * st;
+                    const i64 *sg = segs + 3 * sp2[1];
+                    streamed[sp2[0]] = cs[sg[2]] - cs[sg[1]];
+                    many = many || sg[2] - sg[1] > 1;
+                }
+                if (watched) {
+                    if (many) no.sets[rs] = 1;
+                    const i64 *sg = segs + 3 * steps[3 * (shi - 1) + 1];
+                    no.last = AT(ats[rs], M(rs), sg[1]);
+                }
+                break;
+            }
+        }
+    }
+    if (watched && no.streak >= 0) went_first(&no);
+
+    {
+        PyObject *lk = list_of(kept, n), *ls = list_of(streamed, n), *lw = list_of(wait, n);
+        PyObject *lt = list_of(top, ns), *ll = list_of(low, ns), *lu = list_of(up, ns);
+        PyObject *sets = PyList_New(0), *pairs = PyList_New(0), *cond = NULL;
+        PyObject *tt = lt == NULL ? NULL : PyList_AsTuple(lt);
+        int ok = lk && ls && lw && lt && ll && lu && sets && pairs && tt;
+        /* Belady.condition's tuples, sets and pairs in sorted order, with the paths there */
+        for (Py_ssize_t s = 0; ok && s < ns; s++) {
+            if (no.sets[s]) {
+                PyObject *x = Py_BuildValue("(nO)", s, PyList_GET_ITEM(there, s));
+                ok = x != NULL && PyList_Append(sets, x) == 0;
+                Py_XDECREF(x);
+            }
+            for (Py_ssize_t t = 0; ok && t < ns; t++) {
+                unsigned char c = no.pairs[s * ns + t];
+                if (!c) continue;
+                PyObject *x = Py_BuildValue("(nnOOO)", s, t, c == 2 ? Py_True : Py_False,
+                                            PyList_GET_ITEM(there, s),
+                                            PyList_GET_ITEM(there, t));
+                ok = x != NULL && PyList_Append(pairs, x) == 0;
+                Py_XDECREF(x);
+            }
+        }
+        if (ok && (PyList_GET_SIZE(sets) || PyList_GET_SIZE(pairs))) {
+            PyObject *st = PyList_AsTuple(sets), *pt = PyList_AsTuple(pairs);
+            if (st && pt) cond = PyTuple_Pack(2, st, pt);
+            ok = cond != NULL;
+            Py_XDECREF(st);
+            Py_XDECREF(pt);
+        } else if (ok) {
+            cond = Py_None;
+            Py_INCREF(cond);
+        }
+        if (ok)
+            result = Py_BuildValue("(OOOOOOLO)", lk, ls, lw, tt, ll, lu, (long long)total, cond);
+        Py_XDECREF(lk); Py_XDECREF(ls); Py_XDECREF(lw); Py_XDECREF(lt); Py_XDECREF(ll);
+        Py_XDECREF(lu); Py_XDECREF(sets); Py_XDECREF(pairs); Py_XDECREF(tt); Py_XDECREF(cond);
+    }
+done:
+    PyMem_Free(mem);
+    PyMem_Free((void *)ats);
+    PyMem_Free(marks);
+    return result;
+}
+
+/* Belady.holds: whether the future at an inference meets a condition the byte pass (or the
+ * Python passes) noted: per set its path there as it was, per pair (s, t, strict, path there of
+ * s, of t) col[s] > col[t], or equal with strict false and both paths there as they were. */
+static PyObject *holds(PyObject *self, PyObject *args)
+{
+    PyObject *cond, *col, *there;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &cond, &PyList_Type, &col,
+                          &PyList_Type, &there))
+        return NULL;
+    if (PyTuple_GET_SIZE(cond) != 2) {
+        PyErr_SetString(PyExc_ValueError, "holds: expected (sets, pairs)");
+        return NULL;
+    }
+    PyObject *sets = PyTuple_GET_ITEM(cond, 0), *pairs = PyTuple_GET_ITEM(cond, 1);
+    Py_ssize_t ns = PyList_GET_SIZE(col);
+    if (!PyTuple_Check(sets) || !PyTuple_Check(pairs) || PyList_GET_SIZE(there) != ns) {
+        PyErr_SetString(PyExc_ValueError, "holds: expected tuples and a list per set");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
+        PyObject *e = PyTuple_GET_ITEM(sets, k);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 2) goto bad;
+        Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 0));
+        if (s < 0 || s >= ns) goto bad;
+        int same = PyObject_RichCompareBool(PyList_GET_ITEM(there, s), PyTuple_GET_ITEM(e, 1),
+                                            Py_EQ);
+        if (same < 0) return NULL;
+        if (!same) Py_RETURN_FALSE;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(pairs); k++) {
+        PyObject *e = PyTuple_GET_ITEM(pairs, k);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) goto bad;
+        Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 0));
+        Py_ssize_t t = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 1));
+        if (s < 0 || s >= ns || t < 0 || t >= ns) goto bad;
+        long long a = PyLong_AsLongLong(PyList_GET_ITEM(col, s));
+        long long b = PyLong_AsLongLong(PyList_GET_ITEM(col, t));
+        if (PyErr_Occurred()) return NULL;
+        if (a < b) Py_RETURN_FALSE;
+        if (a == b) {
+            int strict = PyObject_IsTrue(PyTuple_GET_ITEM(e, 2));
+            if (strict < 0) return NULL;
+            if (strict) Py_RETURN_FALSE;
+            int same = PyObject_RichCompareBool(PyList_GET_ITEM(there, s), PyTuple_GET_ITEM(e, 3),
+                                                Py_EQ);
+            if (same < 0) return NULL;
+            if (!same) Py_RETURN_FALSE;
+            same = PyObject_RichCompareBool(PyList_GET_ITEM(there, t), PyTuple_GET_ITEM(e, 4),
+                                            Py_EQ);
+            if (same < 0) return NULL;
+            if (!same) Py_RETURN_FALSE;
+        }
+    }
+    Py_RETURN_TRUE;
+bad:
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "holds: not a condition");
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _belady.c)."},
+    {"bytes_pass", bytes_pass, METH_VARARGS,
+     "Belady._bytes_pass on flat arrays (see edgesim/sim/_belady.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_belady", "Belady's byte pass, compiled (optional).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__belady(void) { return PyModule_Create(&module); }
