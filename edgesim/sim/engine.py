@@ -73,7 +73,7 @@ from edgesim.sim import des
 from edgesim.sim.bound import op_bounds, stall_bounds
 from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
-from edgesim.sim.residency import POLICIES, Residency, Stream, make_policy
+from edgesim.sim.residency import POLICIES, Residency, Stream, _kernel, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
 from edgesim.sim.tiling import TileError
 from edgesim.workload import Workload
@@ -427,7 +427,12 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         ops = sorted(moving)
         queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
                            channel.weights_mem, ops)
-        ended, timings = _schedule(channel, plan, queue, per_layer)
+        if _kernel is None or per_layer:
+            ended, timings = _schedule(channel, plan, queue, per_layer)
+        else:   # (the same pass compiled, ``_kernel.c``)
+            ended, timings = _kernel.schedule(queue, plan.compute_ps, channel.port_of,
+                                              channel.ports, channel.cache,
+                                              channel.transfer_ps), None
         bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
                                      kept, streamed, plan.spill, ops)
     latency = ended[-1] if ended else 0

@@ -50,7 +50,7 @@ from types import MappingProxyType
 import numpy as np
 
 try:   # Belady's byte pass compiled (setup.py: an optional extension); else the Python pass
-    from edgesim.sim import _belady as _kernel
+    from edgesim.sim import _kernel
 except ImportError:   # pragma: no cover (a machine that could not build it)
     _kernel = None
 
@@ -668,7 +668,7 @@ class Belady(Residency):
         self._set_bytes: list[int] | None = None   # per set, its bytes (``_serve_sets``)
         # the sets' byte sums (``_serve_bytes``, ``_Prefix``)
         self._sets = _Sets(future.by_use, sizes) if future is not None else None
-        #: whether the compiled pass (``_belady.c``) takes ``_bytes_pass``: its keys
+        #: whether the compiled pass (``_kernel.c``) takes ``_bytes_pass``: its keys
         #: (next inference * ``span`` + rank) and byte sums must fit in 64 bits
         self._compiled = (future is not None and
                           (future.n + 2) * future.layout.span < 1 << 62 and
@@ -983,7 +983,7 @@ class Belady(Residency):
 
     def _compiled_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
                        ) -> tuple[list[int], list[int], list[int]] | None:
-        """``_bytes_pass`` by the compiled pass (``_belady.c``): the same steps on flat
+        """``_bytes_pass`` by the compiled pass (``_kernel.c``): the same steps on flat
         arrays, the same answers, state after and notes for ``condition`` (the tests run
         both)."""
         future = self._future
@@ -1482,7 +1482,7 @@ class _Program:
 
 
 def _flat_layout(layout: _Layout, sets: _Sets) -> bytes:
-    """A layout's sets as the compiled pass reads them (``_belady.c``): int64s, ``[nsets,
+    """A layout's sets as the compiled pass reads them (``_kernel.c``): int64s, ``[nsets,
     then per set (its block count, the offsets of its cum, ranks_at, by_use and ops_at, its
     flags: 1 positive, 2 in_block_order)]``, then those lists."""
     nsets = len(layout.by_use)

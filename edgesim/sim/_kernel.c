@@ -433,16 +433,115 @@ bad:
     return NULL;
 }
 
+/* engine._schedule without per-op timings: the queue's max-plus recurrence in one pass.
+ * schedule(queue, compute_ps (a tuple), port_of, nports, cache, transfer_ps) -> ended: per op
+ * its end (ps). queue: (op, part, bytes, op waited for or -1, memory, is a write) in op order, each
+ * waiting for an op before its own; a transfer's time is cache[(memory, is a write, bytes)],
+ * else transfer_ps(bytes, memory, is a write) (which fills the cache). */
+static PyObject *schedule(PyObject *self, PyObject *args)
+{
+    PyObject *queue, *compute, *port_of, *cache, *transfer_ps;
+    Py_ssize_t nports;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!nO!O", &PyList_Type, &queue, &PyTuple_Type, &compute,
+                          &PyList_Type, &port_of, &nports, &PyDict_Type, &cache, &transfer_ps))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(compute), nq = PyList_GET_SIZE(queue);
+    Py_ssize_t nmem = PyList_GET_SIZE(port_of);
+    if (nports < 1) {
+        PyErr_SetString(PyExc_ValueError, "schedule: no port");
+        return NULL;
+    }
+    i64 *mem_ = PyMem_Malloc(sizeof(i64) * (n + nports + 1));
+    if (mem_ == NULL) return PyErr_NoMemory();
+    i64 *ended = mem_, *free_at = mem_ + n;
+    PyObject *result = NULL;
+    for (Py_ssize_t k = 0; k < nports; k++) free_at[k] = 0;
+    Py_ssize_t len = 0;
+    i64 prev = 0, arrive = 0, op = -1;
+#define COMPUTE(k) PyLong_AsLongLong(PyTuple_GET_ITEM(compute, (k)))
+    for (Py_ssize_t q = 0; q < nq; q++) {
+        PyObject *e = PyList_GET_ITEM(queue, q);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6) {
+            PyErr_SetString(PyExc_ValueError, "schedule: a transfer is 6 values");
+            goto done;
+        }
+        i64 j = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 0));
+        long part = PyLong_AsLong(PyTuple_GET_ITEM(e, 1));
+        i64 cond = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 3));
+        Py_ssize_t mem = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 4));
+        if (PyErr_Occurred()) goto done;
+        if (j < len || j >= n || cond >= j || mem < 0 || mem >= nmem) {
+            PyErr_SetString(PyExc_ValueError, "schedule: the queue is not in op order");
+            goto done;
+        }
+        if (j != op) {
+            if (op >= 0) {   /* (the op before ends) */
+                i64 end = prev + COMPUTE(op);
+                prev = arrive > end ? arrive : end;
+                ended[len++] = prev;
+            }
+            while (len < j) {   /* the ops before j move nothing: one after the other */
+                prev += COMPUTE(len);
+                ended[len++] = prev;
+            }
+            op = j;
+            arrive = 0;
+        }
+        Py_ssize_t port = PyLong_AsSsize_t(PyList_GET_ITEM(port_of, mem));
+        if (port < 0 || port >= nports) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "schedule: a bad port");
+            goto done;
+        }
+        i64 start = free_at[port];
+        if (cond >= 0 && ended[cond] > start) start = ended[cond];
+        PyObject *key = PyTuple_Pack(3, PyTuple_GET_ITEM(e, 4), PyTuple_GET_ITEM(e, 5),
+                                     PyTuple_GET_ITEM(e, 2));
+        if (key == NULL) goto done;
+        PyObject *t = PyDict_GetItemWithError(cache, key);   /* borrowed */
+        Py_DECREF(key);
+        i64 took;
+        if (t != NULL) took = PyLong_AsLongLong(t);
+        else if (PyErr_Occurred()) goto done;
+        else {
+            PyObject *x = PyObject_CallFunctionObjArgs(transfer_ps, PyTuple_GET_ITEM(e, 2),
+                                                       PyTuple_GET_ITEM(e, 4),
+                                                       PyTuple_GET_ITEM(e, 5), NULL);
+            if (x == NULL) goto done;
+            took = PyLong_AsLongLong(x);
+            Py_DECREF(x);
+        }
+        if (PyErr_Occurred()) goto done;
+        i64 end = free_at[port] = start + took;
+        if (end > arrive && part != 2) arrive = end;   /* (Part.GUESS: nothing waits) */
+    }
+    if (op >= 0) {
+        i64 end = prev + COMPUTE(op);
+        prev = arrive > end ? arrive : end;
+        ended[len++] = prev;
+    }
+    while (len < n) {
+        prev += COMPUTE(len);
+        ended[len++] = prev;
+    }
+    if (PyErr_Occurred()) goto done;
+    result = list_of(ended, n);
+done:
+    PyMem_Free(mem_);
+    return result;
+}
+
 static PyMethodDef methods[] = {
-    {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _belady.c)."},
+    {"schedule", schedule, METH_VARARGS, "engine._schedule's end times (see _kernel.c)."},
+    {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},
     {"bytes_pass", bytes_pass, METH_VARARGS,
-     "Belady._bytes_pass on flat arrays (see edgesim/sim/_belady.c)."},
+     "Belady._bytes_pass on flat arrays (see edgesim/sim/_kernel.c)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_belady", "Belady's byte pass, compiled (optional).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_kernel", "Belady's byte pass, compiled (optional).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__belady(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
