@@ -555,3 +555,19 @@ def test_kernel_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, case
             states.append(list(slow.state()))
     assert served > (0.85 if restores else 0.7) * total
     assert gapped > 50 or not restores
+
+
+def test_the_compiled_kernel_is_built_where_it_can_be():
+    # setup.py builds edgesim/sim/_kernel.c as an optional extension: on a machine without a
+    # C compiler or Python's headers the install goes on without it (and the Python passes
+    # run). Where both are present, as on this project's machines and CI, it must have been
+    # built: a compile error would otherwise pass unseen, as a slower package.
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if not (compiler and headers):
+        pytest.skip("no C compiler or no Python headers: the kernel is optional here")
+    assert residency._kernel is not None, "edgesim/sim/_kernel.c was not built"

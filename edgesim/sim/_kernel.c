@@ -375,62 +375,93 @@ done:
 
 /* Belady.holds: whether the future at an inference meets a condition the byte pass (or the
  * Python passes) noted: per set its path there as it was, per pair (s, t, strict, path there of
- * s, of t) col[s] > col[t], or equal with strict false and both paths there as they were. */
-static PyObject *holds(PyObject *self, PyObject *args)
+ * s, of t) col[s] > col[t], or equal with strict false and both paths there as they were.
+ * col, there: per set (ns of each). 1: it does, 0: it does not, -1: an error (set). */
+static int meets(PyObject *cond, const i64 *col, const i64 *there, Py_ssize_t ns)
 {
-    PyObject *cond, *col, *there;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyTuple_Type, &cond, &PyList_Type, &col,
-                          &PyList_Type, &there))
-        return NULL;
-    if (PyTuple_GET_SIZE(cond) != 2) {
-        PyErr_SetString(PyExc_ValueError, "holds: expected (sets, pairs)");
-        return NULL;
-    }
+    if (!PyTuple_Check(cond) || PyTuple_GET_SIZE(cond) != 2) goto bad;
     PyObject *sets = PyTuple_GET_ITEM(cond, 0), *pairs = PyTuple_GET_ITEM(cond, 1);
-    Py_ssize_t ns = PyList_GET_SIZE(col);
-    if (!PyTuple_Check(sets) || !PyTuple_Check(pairs) || PyList_GET_SIZE(there) != ns) {
-        PyErr_SetString(PyExc_ValueError, "holds: expected tuples and a list per set");
-        return NULL;
-    }
+    if (!PyTuple_Check(sets) || !PyTuple_Check(pairs)) goto bad;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
         PyObject *e = PyTuple_GET_ITEM(sets, k);
         if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 2) goto bad;
         Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 0));
-        if (s < 0 || s >= ns) goto bad;
-        int same = PyObject_RichCompareBool(PyList_GET_ITEM(there, s), PyTuple_GET_ITEM(e, 1),
-                                            Py_EQ);
-        if (same < 0) return NULL;
-        if (!same) Py_RETURN_FALSE;
+        i64 v = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 1));
+        if (PyErr_Occurred() || s < 0 || s >= ns) goto bad;
+        if (there[s] != v) return 0;
     }
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(pairs); k++) {
         PyObject *e = PyTuple_GET_ITEM(pairs, k);
         if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) goto bad;
         Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 0));
         Py_ssize_t t = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 1));
-        if (s < 0 || s >= ns || t < 0 || t >= ns) goto bad;
-        long long a = PyLong_AsLongLong(PyList_GET_ITEM(col, s));
-        long long b = PyLong_AsLongLong(PyList_GET_ITEM(col, t));
-        if (PyErr_Occurred()) return NULL;
-        if (a < b) Py_RETURN_FALSE;
+        if (PyErr_Occurred() || s < 0 || s >= ns || t < 0 || t >= ns) goto bad;
+        i64 a = col[s], b = col[t];
+        if (a < b) return 0;
         if (a == b) {
             int strict = PyObject_IsTrue(PyTuple_GET_ITEM(e, 2));
-            if (strict < 0) return NULL;
-            if (strict) Py_RETURN_FALSE;
-            int same = PyObject_RichCompareBool(PyList_GET_ITEM(there, s), PyTuple_GET_ITEM(e, 3),
-                                                Py_EQ);
-            if (same < 0) return NULL;
-            if (!same) Py_RETURN_FALSE;
-            same = PyObject_RichCompareBool(PyList_GET_ITEM(there, t), PyTuple_GET_ITEM(e, 4),
-                                            Py_EQ);
-            if (same < 0) return NULL;
-            if (!same) Py_RETURN_FALSE;
+            if (strict) return strict < 0 ? -1 : 0;
+            i64 vs = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 3));
+            i64 vt = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 4));
+            if (PyErr_Occurred()) goto bad;
+            if (there[s] != vs || there[t] != vt) return 0;
         }
     }
-    Py_RETURN_TRUE;
+    return 1;
 bad:
     if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "holds: not a condition");
-    return NULL;
+    return -1;
+}
+
+static PyObject *holds(PyObject *self, PyObject *args)
+{
+    PyObject *cond, *col_o, *there_o;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!O!", &cond, &PyList_Type, &col_o, &PyList_Type, &there_o))
+        return NULL;
+    Py_ssize_t ns = PyList_GET_SIZE(col_o);
+    i64 *v = PyMem_Malloc(sizeof(i64) * (2 * ns + 1));
+    if (v == NULL) return PyErr_NoMemory();
+    int ok = -1;
+    if (ints(col_o, v, ns, "holds: col") == 0 && ints(there_o, v + ns, ns, "holds: there") == 0)
+        ok = meets(cond, v, v + ns, ns);
+    PyMem_Free(v);
+    if (ok < 0) return NULL;
+    return PyBool_FromLong(ok);
+}
+
+/* Belady.met: the first of the memo's entries (condition or None, inference, state after)
+ * whose condition holds (``meets``) at row k of a chunk of ``Future`` (per inference, per set
+ * of ns: the next inference and the path there, int64), or None. */
+static PyObject *first(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *cols, *theres;
+    Py_ssize_t k, ns;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!SSnn", &PyList_Type, &entries, &cols, &theres, &k, &ns))
+        return NULL;
+    if (ns < 0 || k < 0 || (k + 1) * ns * (Py_ssize_t)sizeof(i64) > PyBytes_GET_SIZE(cols) ||
+        PyBytes_GET_SIZE(theres) != PyBytes_GET_SIZE(cols)) {
+        PyErr_SetString(PyExc_ValueError, "first: row k is not in the chunk");
+        return NULL;
+    }
+    const i64 *col = (const i64 *)PyBytes_AS_STRING(cols) + k * ns;
+    const i64 *there = (const i64 *)PyBytes_AS_STRING(theres) + k * ns;
+    for (Py_ssize_t q = 0; q < PyList_GET_SIZE(entries); q++) {
+        PyObject *e = PyList_GET_ITEM(entries, q);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) < 1) {
+            PyErr_SetString(PyExc_ValueError, "first: an entry is (condition, ...)");
+            return NULL;
+        }
+        PyObject *cond = PyTuple_GET_ITEM(e, 0);
+        int ok = cond == Py_None ? 1 : meets(cond, col, there, ns);
+        if (ok < 0) return NULL;
+        if (ok) {
+            Py_INCREF(e);
+            return e;
+        }
+    }
+    Py_RETURN_NONE;
 }
 
 /* engine._schedule without per-op timings: the queue's max-plus recurrence in one pass.
@@ -534,6 +565,7 @@ done:
 static PyMethodDef methods[] = {
     {"schedule", schedule, METH_VARARGS, "engine._schedule's end times (see _kernel.c)."},
     {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},
+    {"first", first, METH_VARARGS, "Belady.met: the first memo entry that holds."},
     {"bytes_pass", bytes_pass, METH_VARARGS,
      "Belady._bytes_pass on flat arrays (see edgesim/sim/_kernel.c)."},
     {NULL, NULL, 0, NULL},

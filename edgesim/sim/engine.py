@@ -554,11 +554,11 @@ class _Runner:
                             wasted, self.per_layer)
         key = (p, wasted, policy.memo_key(i, plan.all_blocks))
         entries = memo.get(key)
-        if entries is not None:
-            for condition, inf, after in entries:
-                if condition is None or policy.holds(condition, i):
-                    policy.restore(after)
-                    return inf
+        if entries:   # (an entry with no condition is met: an online policy's only one)
+            hit = entries[0] if entries[0][0] is None else policy.met(entries, i)
+            if hit is not None:
+                policy.restore(hit[2])
+                return hit[1]
         if self.entries >= MEMO_LIMIT:   # a stream of ever-new situations: start over,
             memo.clear()                 # so memory stays flat (results are the same)
             self.entries = 0

@@ -185,6 +185,14 @@ class Residency(ABC):
         ``condition()``), so the same state and path would be served the same way there."""
         return True
 
+    def met(self, entries: list[tuple], inference: int) -> tuple | None:
+        """The first of a memo's ``entries`` (condition or None, ...) whose condition
+        ``holds`` at ``inference``, or None (the engine's memo lookup)."""
+        for entry in entries:
+            if entry[0] is None or self.holds(entry[0], inference):
+                return entry
+        return None
+
 
 class _Once:
     """A value hashed once (``hash``), asked for again and again as a memo key or an interned
@@ -759,6 +767,13 @@ class Belady(Residency):
         return (tuple((s, there[s]) for s in sorted(sets)),
                 tuple((s, t, strict, there[s], there[t])
                       for (s, t), strict in sorted(pairs.items())))
+
+    def met(self, entries: list[tuple], inference: int) -> tuple | None:
+        future = self._future
+        if _kernel is None or future is None:
+            return Residency.met(self, entries, inference)
+        k = future.row(inference)
+        return _kernel.first(entries, *future.raw, k, len(future.members))
 
     def holds(self, condition: Hashable, inference: int) -> bool:
         col, there = self._future.column(inference)  # type: ignore[union-attr]
@@ -1552,11 +1567,14 @@ class Future:
         self._lo = self._hi = 0
         self._tail = [-1] * nsets
         self._tail_from = [n + 1] * nsets
-        # ``column``'s answers for inferences [_clo, _clo + len(_cols)), as Python lists,
-        # made a ``COLUMNS`` chunk at a time (one NumPy pass instead of one per inference)
-        self._clo = 0
-        self._cols: list[list[int]] = []
-        self._theres: list[list[int]] = []
+        # ``column``'s answers for inferences [_clo, _clo + _cm), made a ``COLUMNS`` chunk
+        # at a time (one NumPy pass instead of one per inference): per inference and set,
+        # int64, as arrays and as bytes (``Belady.met``, compiled); the lists of the last
+        # inference asked
+        self._clo = self._cm = 0
+        self._rows: tuple[np.ndarray, np.ndarray] = (np.empty((0, nsets), np.int64),) * 2
+        self.raw: tuple[bytes, bytes] = (b"", b"")
+        self._last: tuple[int, tuple[list[int], list[int]]] = (-1, ([], []))
         self._uniform = layout.uniform_column
         self._at: tuple[int, tuple] = (-1, ())
 
@@ -1639,19 +1657,33 @@ class Future:
     def column(self, i: int) -> tuple[list[int], list[int]]:
         """Per set, the first inference after i reading it (``nxt[:, i]``, ``n``: none) and
         the path there (-1: none; 0 for a ``uniform`` set, where its blocks sit does not
-        depend on the path), as lists. Inferences ask in order: the lists of the next
-        ``COLUMNS`` inferences of the window are made at once."""
+        depend on the path), as lists (``row``)."""
+        last = self._last
+        if last[0] == i:
+            return last[1]
+        k = self.row(i)
+        out = (self._rows[0][k].tolist(), self._rows[1][k].tolist())
+        self._last = (i, out)
+        return out
+
+    def row(self, i: int) -> int:
+        """Where inference i's ``column`` is in the chunk (``raw``: per inference, per set,
+        int64). Inferences ask in order: the next ``COLUMNS`` inferences of the window are
+        made at once."""
         k = i - self._clo
-        if not 0 <= k < len(self._cols):
-            nxt = self.window(i)
-            a = i - self._lo
-            cols = nxt[:, a:a + COLUMNS]
-            n = self.n
-            there = np.where(cols >= n, -1,
-                             np.where(self._uniform, 0, self.seq[np.minimum(cols, n - 1)]))
-            self._clo, self._cols, self._theres = i, cols.T.tolist(), there.T.tolist()
-            k = 0
-        return self._cols[k], self._theres[k]
+        if 0 <= k < self._cm:
+            return k
+        nxt = self.window(i)
+        a = i - self._lo
+        cols = nxt[:, a:a + COLUMNS]
+        n = self.n
+        there = np.where(cols >= n, -1,
+                         np.where(self._uniform, 0, self.seq[np.minimum(cols, n - 1)]))
+        rows = (np.ascontiguousarray(cols.T, dtype=np.int64),
+                np.ascontiguousarray(there.T, dtype=np.int64))
+        self._clo, self._cm, self._rows = i, rows[0].shape[0], rows
+        self.raw = (rows[0].tobytes(), rows[1].tobytes())
+        return 0
 
 
 class _Layout:
