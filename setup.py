@@ -1,8 +1,8 @@
-"""The one compiled part, optional: Belady's byte pass (``edgesim/sim/_kernel.c``).
+"""The one compiled part, optional: the engine's inner passes (``edgesim/sim/_kernel.c``).
 
 Everything else is in pyproject.toml. Where it cannot be built (no C compiler or no Python
-headers), the install goes on without it and ``edgesim.sim.residency`` takes the same pass in
-Python (the reference the tests hold the compiled one to).
+headers), the install goes on without it and ``edgesim.sim`` runs the same passes in Python
+(the reference the tests hold the compiled ones to).
 """
 
 from setuptools import Extension, setup

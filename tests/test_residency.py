@@ -570,4 +570,6 @@ def test_the_compiled_kernel_is_built_where_it_can_be():
     headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
     if not (compiler and headers):
         pytest.skip("no C compiler or no Python headers: the kernel is optional here")
-    assert residency._kernel is not None, "edgesim/sim/_kernel.c was not built"
+    import importlib
+
+    importlib.import_module("edgesim.sim._kernel")   # (whatever EDGESIM_NO_KERNEL says)

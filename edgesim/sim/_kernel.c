@@ -1,25 +1,27 @@
-/* Belady's byte pass over a path, compiled: ``Belady._bytes_pass`` of residency.py, step for
- * step, on flat int64 arrays (``_flat_layout``, ``_flat_program`` there).
+/* The engine's inner passes, compiled: each the same steps as the Python it stands for.
  *
  * An optional accelerator. The package installs and runs without it (setup.py builds it as an
- * optional extension), and residency.py then takes the Python pass, which stays the reference:
- * the tests run both on the same random trees and streams and require the same answers, state
- * after and condition on the future.
+ * optional extension; EDGESIM_NO_KERNEL=1 leaves it unused), and the Python passes stay the
+ * reference: the tests run both on the same random trees and streams and require the same
+ * answers, state after and condition on the future, and the same rows.
  *
- * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched) -> None, or
- *     (kept, streamed, wait, top, low, up, total, sets, pairs)
- *
- * layout (bytes, int64): [nsets, then per set s at 1 + 6 s: its block count m, the offsets of
- *     its cum (m + 1 values), ranks_at, by_use and ops_at (m values each), flags (1: positive,
- *     2: in_block_order)].
- * program (bytes, int64): [nsets, nruns, runs at, steps at, segs at, on_path per set; per run
- *     (its set or -1, ka, kb, first step, past its last step); per step (op, first seg, past its
- *     last seg); per seg (set, a, b)].
- * None: the pass gives up (a set never read again whose order is not by block, or a second
+ * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched, there) -> None, or
+ *     (kept, streamed, wait, top, low, up, total, condition): residency.Belady._bytes_pass on
+ *     flat int64 arrays (``_flat_layout``, ``_flat_program`` there), ``condition`` being what
+ *     Belady.condition makes of the notes (None: nothing noted, or not watched).
+ *   layout (bytes, int64): [nsets, then per set s at 1 + 6 s: its block count m, the offsets
+ *     of its cum (m + 1 values), ranks_at, by_use and ops_at (m values each), flags (1:
+ *     positive, 2: in_block_order)].
+ *   program (bytes, int64): [nsets, nruns, runs at, steps at, segs at, on_path per set; per
+ *     run (its set or -1, ka, kb, first step, past its last step); per step (op, first seg,
+ *     past its last seg); per seg (set, a, b)].
+ *   None: the pass gives up (a set never read again whose order is not by block, or a second
  *     gap in a set), as the Python pass does, and nothing is changed.
- * sets: the sets whose order within decided (noted), pairs: (s, t, 2 for "a tie would reverse
- *     it", 1 for "a tie keeps it") as noted in the pass, to be merged into ``condition``'s
- *     dict as ``_Notes`` would have written them (2: set True, 1: setdefault False).
+ * holds(condition, col, there) -> bool: Belady.holds.
+ * first(entries, cols, theres, k, nsets) -> the first memo entry whose condition holds at row
+ *     k of a chunk of Future (Belady.met), or None.
+ * schedule(queue, compute_ps, port_of, nports, cache, transfer_ps) -> ended: engine._schedule's
+ *     end times.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

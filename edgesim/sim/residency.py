@@ -39,6 +39,7 @@ compared (``watch``, ``condition``, ``holds``). A new policy is one class and on
 from __future__ import annotations
 
 import itertools
+import os
 from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
@@ -49,10 +50,15 @@ from types import MappingProxyType
 
 import numpy as np
 
-try:   # Belady's byte pass compiled (setup.py: an optional extension); else the Python pass
-    from edgesim.sim import _kernel
-except ImportError:   # pragma: no cover (a machine that could not build it)
-    _kernel = None
+#: The compiled passes (``_kernel.c``: Belady's byte pass, its memo lookup, the timeline's
+#: recurrence), built by setup.py as an optional extension; None where it could not be built
+#: or ``EDGESIM_NO_KERNEL`` is set (not 0): then the Python passes, the same answers, run.
+_kernel = None
+if os.environ.get("EDGESIM_NO_KERNEL", "0") in ("", "0"):
+    try:
+        from edgesim.sim import _kernel
+    except ImportError:   # pragma: no cover (a machine that could not build it)
+        _kernel = None
 
 __all__ = ["LRU", "NEVER", "NEVER_OP", "OP_STRIDE", "POLICIES", "Belady", "Pinned", "Residency",
            "Served", "Stream", "make_policy"]
