@@ -383,7 +383,8 @@ class LRU(Residency):
         self._advances: dict[_Advance, _Advance] = {}              # interned advances
         # by (id of a state, id of an advance): them and the state it leads to
         self._moves: dict[tuple[int, int], tuple[tuple[int, ...], _Advance,
-                                                  tuple[int, ...]]] = {}
+                                                  tuple[int, ...], tuple]] = {}
+        self._now = self._of(())   # ``_of(_snap)`` while _snap is set
 
     def _of(self, state: tuple[int, ...], used: int | None = None):
         """What is worked out once per state; ``used``: its bytes when known."""
@@ -403,14 +404,16 @@ class LRU(Residency):
     def state(self) -> Hashable:
         if self._snap is None:
             self._snap = _interned(self._states, tuple(self._order))
-            self._of(self._snap, self._used)
+            self._now = self._of(self._snap, self._used)
         return self._snap
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         """The state with its hash computed once per state, not per inference (a steady
         stream asks for the same key thousands of times); or, when ``blocks`` all fit beside
         what is held, ``("free", the missing ones)``. Worked out once per state and path."""
-        info = self._of(self.state())  # type: ignore[arg-type]
+        if self._snap is None:
+            self.state()
+        info = self._now
         known = info[4].get(id(blocks))
         if known is not None and known[0] is blocks:
             self._free = known[2]
@@ -444,21 +447,23 @@ class LRU(Residency):
         if isinstance(state, _Advance):
             start = self.state()
             move = self._moves.get((id(start), id(state)))
-            if move is not None and move[0] is start and move[1] is state:
-                state = move[2]   # (met before: the state it led to, pending like a restore)
-            else:   # its blocks last, in its order; the others as they were
-                _, used, held = self._of(start)[:3]  # type: ignore[arg-type]
+            if move is None or move[0] is not start or move[1] is not state:
+                # its blocks last, in its order; the others as they were
+                _, used, held = self._now[:3]
                 moved = frozenset(state)
                 used += sum(self.sizes[b] for b in moved - held)
                 after = _interned(self._states,
-                                 (*itertools.filterfalse(moved.__contains__, start), *state))
-                self._of(after, used)
+                                  (*itertools.filterfalse(moved.__contains__, start), *state))
                 if len(self._moves) >= INTERNED:
                     self._moves.clear()
-                self._moves[id(start), id(state)] = (start, state, after)  # type: ignore
-                state = after
-        self._snap = state  # type: ignore[assignment]
-        self._used = self._of(state)[1]  # type: ignore[arg-type]
+                move = self._moves[id(start), id(state)] = (  # type: ignore[assignment]
+                    start, state, after, self._of(after, used))
+            # (the state it leads to, pending like a restore)
+            self._snap, self._now = move[2], move[3]  # type: ignore[assignment]
+        else:
+            self._snap = state  # type: ignore[assignment]
+            self._now = self._of(state)  # type: ignore[arg-type]
+        self._used = self._now[1]
         self._pending = True
 
     def resident_bytes(self) -> int:
@@ -466,7 +471,7 @@ class LRU(Residency):
 
     def resident_set(self) -> frozenset[int]:
         if self._pending:
-            return self._of(self._snap)[2]  # type: ignore[arg-type]
+            return self._now[2]
         return frozenset(self._order)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
