@@ -181,6 +181,7 @@ class RowWriter:
         if self._csv is not None:
             self._csv.writerow(self.cols)
         self._tails: dict[tuple, tuple[tuple, str]] = {}
+        self._known: dict[int, tuple[Sequence[Any], str]] = {}   # by id of a row (``numbered``)
         self._buf = io.StringIO()
         self._line = csv.writer(self._buf, lineterminator="\n") if fmt == "csv" else None
 
@@ -202,25 +203,42 @@ class RowWriter:
             for r in rows:
                 self(r)
             return
+        self.numbered([(r[0], r) for r in rows])
+
+    def numbered(self, pairs: Sequence[tuple[Any, Sequence[Any]]]) -> None:
+        """Write each (first cell, row) of ``pairs`` as ``row`` with that first cell: the
+        bytes of ``many`` of those rows. A row object met again (a memo hit's row under
+        another input number, ``simulate``'s ``renumbered``) reuses the text of its other
+        cells by identity, without comparing them."""
+        if self.fmt == "json" or len(self.cols) < 2:
+            for first, r in pairs:
+                self((first, *r[1:]))
+            return
         text = self._csv_text if self._csv is not None else self._jsonl_text
         head, sep = ("", ",") if self._csv is not None else (
             "{" + json.dumps(self.cols[0]) + ": ", ", ")
-        tails, is_ = self._tails, operator.is_
+        known, tails, is_ = self._known, self._tails, operator.is_
         lines = []
-        for r in rows:
-            tail = tuple(r[1:])
-            hit = tails.get(tail)
-            if hit is None or not all(map(is_, hit[0], tail)):
-                if len(tails) >= self.MEMO_ROWS:
-                    tails.clear()
-                hit = tails[tail] = (tail, text(tail, 1))
-            first = r[0]
+        for first, r in pairs:
+            hit = known.get(id(r))   # (an entry keeps its row alive: no other has its id)
+            if hit is None:
+                tail = tuple(r[1:])
+                same = tails.get(tail)
+                if same is None or not all(map(is_, same[0], tail)):
+                    if len(tails) >= self.MEMO_ROWS:
+                        tails.clear()
+                    same = tails[tail] = (tail, text(tail, 1))
+                hit = (r, same[1])
+                if isinstance(r, tuple):   # (a row that cannot change: kept by identity)
+                    if len(known) >= self.MEMO_ROWS:
+                        known.clear()
+                    known[id(r)] = hit
             if type(first) is int:        # the input number: str(int) in both formats
                 lines.append(f"{head}{first}{sep}{hit[1]}")
             else:
                 lines.append(text((first,), 0) + hit[1])
         self.stream.write("".join(lines))
-        self.rows += len(rows)
+        self.rows += len(pairs)
 
     def _csv_text(self, cells: Sequence[Any], start: int) -> str:
         """CSV of ``cells`` (the row's cells from ``start``): its first cell's text with its

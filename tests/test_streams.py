@@ -36,6 +36,45 @@ def test_rows_streamed_out_match_the_kept_rows_and_the_summary():
     assert set(SUMMARY_METRICS) <= set(streamed.summary)
 
 
+def test_a_writer_taking_repeated_rows_renumbered_writes_the_kept_rows_bytes():
+    # ``simulate`` hands a memo hit's row to ``on_row.renumbered(i, row)`` (the very row
+    # met before, under another input number) when the writer has that method, as
+    # ``cli.run._Rows`` does: the rows it stands for are the kept rows, and what
+    # ``RowWriter.numbered`` writes of them (text reused by the row's identity) is the
+    # row-by-row bytes, in CSV and JSON lines.
+    import io
+
+    from edgesim.report import RowWriter
+    hw, w = tiny_config(sram=1500), tiny_workload(inputs=50)
+    kept = simulate(hw, w).rows
+
+    class Writer:
+        def __init__(self) -> None:
+            self.pairs: list = []
+            self.renumbered_rows = 0
+
+        def __call__(self, row) -> None:
+            self.pairs.append((row[0], row))
+
+        def renumbered(self, i, row) -> None:
+            self.renumbered_rows += 1
+            self.pairs.append((i, row))
+
+    got = Writer()
+    simulate(hw, w, on_row=got, keep_rows=False)
+    assert got.renumbered_rows > 40   # the memo hits went that way
+    assert [(i, *r[1:]) for i, r in got.pairs] == [tuple(r) for r in kept]
+    for fmt in ("csv", "jsonl"):
+        one, numbered = io.StringIO(), io.StringIO()
+        plain = RowWriter(kept[0]._fields, fmt, one)
+        for r in kept:
+            plain(r)
+        writer = RowWriter(kept[0]._fields, fmt, numbered)
+        writer.numbered(got.pairs[:17])
+        writer.numbered(got.pairs[17:])
+        assert numbered.getvalue() == one.getvalue(), fmt
+
+
 def _peak(policy: str, n: int) -> int:
     hw, w = tiny_config(sram=1500), tiny_workload(inputs=n)
     tracemalloc.start()

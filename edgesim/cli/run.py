@@ -175,7 +175,13 @@ class _Rows:
         self.pending: list = []
 
     def __call__(self, row) -> None:
-        self.pending.append(row)
+        self.pending.append((row[0], row))
+        if len(self.pending) >= self.CHUNK:
+            self.flush()
+
+    def renumbered(self, i: int, row) -> None:
+        """``row`` written as input i (``simulate``: a memo hit's row met before)."""
+        self.pending.append((i, row))
         if len(self.pending) >= self.CHUNK:
             self.flush()
 
@@ -184,7 +190,7 @@ class _Rows:
         try:
             if self.writer is None:
                 self._open()
-            self.writer.many(rows)
+            self.writer.numbered(rows)
         except BrokenPipeError:           # a reader that stopped (| head): exit 0
             raise
         except OSError as exc:            # a full disk under --out / --timeline

@@ -729,9 +729,13 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
     Long streams: ``on_row`` is called with each inference row as it is produced (to write it
     out), and ``keep_rows=False`` keeps no rows in the Result, per inference or per op (its
     summary is built on the fly, ``Summary``), so memory does not grow with the number of
-    inputs. With ``per_layer`` and ``keep_rows=False``, ``on_row`` also hears each op's
-    ``LayerRow``, right after the ``InferenceRow`` of its inference (``Result.layer_rows`` is
-    then empty): a per-op log of any length is written as it is produced.
+    inputs. An ``on_row`` with a method ``renumbered(i, row)`` (``cli.run._Rows``) is given
+    a memo hit's row that way instead, with ``keep_rows=False`` and no per-op rows: ``row``
+    is the very row met before (another input number), to be written as input i, so a writer
+    can reuse what it made of it. With ``per_layer`` and ``keep_rows=False``, ``on_row``
+    also hears each op's ``LayerRow``, right after the ``InferenceRow`` of its inference
+    (``Result.layer_rows`` is then empty): a per-op log of any length is written as it is
+    produced.
 
     ``memo``: take an inference whose situation repeats from the memo (the same rows, by
     construction and by test); None reads ``EDGESIM_NO_MEMO`` (set and not 0: no memo), the
@@ -772,6 +776,9 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
         return Result(rows, None, summary.result(), {
             "policy": policy, "prefetch": prefetch, "memo_entries": runner.entries})
     counts = _Counts(summary, runner)   # (each distinct inference counted once)
+    # a writer that takes a repeated row with its input number (``on_row.renumbered``)
+    renumbered = (getattr(on_row, "renumbered", None)
+                  if not keep_rows and layer_rows is None else None)
     for i, p in _paths(seq):
         inf = runner.infer(i, p)
         row = inf.row
@@ -779,8 +786,12 @@ def simulate(hw, workload: Workload, *, policy: str = "lru", prefetch: str | Non
             row = inf.row = _inference_row(i, plans[p], inf, machine)
         counts.add(i, p, inf)
         if row[0] != i:   # a memo hit: the same row under this input's number
-            row = _new_row(InferenceRow, (i, *row[1:]))
-        if on_row is not None:
+            if renumbered is not None:
+                renumbered(i, row)
+                row = None
+            else:
+                row = _new_row(InferenceRow, (i, *row[1:]))
+        if row is not None and on_row is not None:
             on_row(row)
         if keep_rows:
             rows.append(row)
