@@ -127,8 +127,9 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "SSOOLLLnpO", &lay_o, &prog_o, &h0_o, &col_o, &end, &span,
                           &capacity, &n, &watched, &there))
         return NULL;
-    if (watched && (!PyList_Check(there) || PyList_GET_SIZE(there) != PyTuple_GET_SIZE(h0_o))) {
-        PyErr_SetString(PyExc_ValueError, "bytes_pass: there: expected a list per set");
+    if (PyBytes_GET_SIZE(lay_o) < (Py_ssize_t)sizeof(i64) ||
+        PyBytes_GET_SIZE(prog_o) < 5 * (Py_ssize_t)sizeof(i64)) {
+        PyErr_SetString(PyExc_ValueError, "bytes_pass: not a layout and a program");
         return NULL;
     }
     const i64 *L = (const i64 *)PyBytes_AS_STRING(lay_o);
@@ -138,12 +139,22 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bytes_pass: layout and program disagree");
         return NULL;
     }
+    if (watched && (!PyList_Check(there) || PyList_GET_SIZE(there) != ns)) {
+        PyErr_SetString(PyExc_ValueError, "bytes_pass: there: expected a list per set");
+        return NULL;
+    }
     Py_ssize_t nruns = (Py_ssize_t)P[1];
     const i64 *runs = P + P[2], *steps = P + P[3], *segs = P + P[4], *on_path = P + 5;
     Py_ssize_t nsegs_all = 0;
-    for (Py_ssize_t r = 0; r < nruns; r++) {
+    for (Py_ssize_t r = 0; r < nruns; r++) {   /* (and every op within the path's n) */
         const i64 *ru = runs + 5 * r;
-        for (i64 st = ru[3]; st < ru[4]; st++) nsegs_all += steps[3 * st + 2] - steps[3 * st + 1];
+        for (i64 st = ru[3]; st < ru[4]; st++) {
+            nsegs_all += steps[3 * st + 2] - steps[3 * st + 1];
+            if (steps[3 * st] < 0 || steps[3 * st] >= n) {
+                PyErr_SetString(PyExc_ValueError, "bytes_pass: an op past the path's end");
+                return NULL;
+            }
+        }
     }
     Py_ssize_t cap_live = ns + nsegs_all + 1;
     /* per set: top, low, up, keys, h0, col, since_val, since_gen; the live list; per op:
