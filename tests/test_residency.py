@@ -90,7 +90,7 @@ def test_lru_streams_a_block_larger_than_its_room_and_keeps_nothing():
     assert _run(make_policy("lru", s2), s2) == [(5, 12, ())]
 
 
-def test_kernel_keeps_the_block_used_again():
+def test_belady_keeps_the_block_used_again():
     # A B A with room for one 10-byte block: after B, A's next use (op 2) is nearer than B's
     # (never), so B bypasses SRAM (streamed) and A stays: 10 + 10 + 0 = 20 bytes, against
     # LRU's 30 (B evicts A, A misses again).
@@ -100,7 +100,7 @@ def test_kernel_keeps_the_block_used_again():
     assert sum(k + st for k, st, _ in lru) == 30
 
 
-def test_kernel_keeps_blocks_in_part():
+def test_belady_keeps_blocks_in_part():
     # A B A B, 10-byte blocks, 15 bytes of room. op 1: 20 B held > 15; B's next use (op 3)
     # is later than A's (op 2), so 5 of B's bytes go: kept 5, streamed 5. op 2: A is whole,
     # a hit. op 3: B's missing 5 bytes are fetched (held 20 again); neither block is used
@@ -113,7 +113,7 @@ def test_kernel_keeps_blocks_in_part():
     assert bel.resident_set() == {A}
 
 
-def test_kernel_looks_across_inferences():
+def test_belady_looks_across_inferences():
     # two inferences of path (A, B), room for one: at B of inference 0 the next uses are A at
     # inference 1 op 0, B at inference 1 op 1, so B bypasses; inference 1 then hits A and
     # streams B again: 10 + 10 + 0 + 10 = 30 bytes.
@@ -162,7 +162,7 @@ def test_state_and_restore_replay_the_same_costs(cls):
     assert first == again
 
 
-def test_kernel_future_index_is_a_window_per_set_of_paths(monkeypatch):
+def test_belady_future_index_is_a_window_per_set_of_paths(monkeypatch):
     # a tree: backbone blocks 0-49 on both paths, leaf blocks 50-99 on path 0 and 100-149 on
     # path 1: three sets of paths ({0,1}, {0}, {1}), so the next-use index is 3 rows whatever
     # the number of blocks, each a window of 64 inferences (WINDOW, made small here) however
@@ -227,7 +227,7 @@ def _served(policy: Residency, stream: Stream) -> list[int]:
     return served
 
 
-def test_kernel_memo_condition_leaves_out_what_cannot_change_a_decision():
+def test_belady_memo_condition_leaves_out_what_cannot_change_a_decision():
     # three paths share backbone block 0 (op 0 of each) and each has its own leaf (op 1), all
     # 10 bytes in 10 bytes of SRAM. Op 1 drops the farther of the backbone and the leaf: the
     # leaf, whatever the future, for the backbone is read at op 0 of the next inference and
@@ -291,7 +291,7 @@ def _min_by_definition(stream: Stream, restore_at: int):
 
 
 @pytest.mark.parametrize("capacity", [7, 25, 60])
-def test_kernel_evicts_as_its_definition_says_across_restores(capacity):
+def test_belady_evicts_as_its_definition_says_across_restores(capacity):
     # Belady keeps its eviction order in a heap with running totals and rebuilds its state
     # lazily after a restore; whatever the bookkeeping, every op's (kept, streamed, evicted)
     # must be those of the definition (ties and partial blocks included), also after the
@@ -315,7 +315,7 @@ def test_kernel_evicts_as_its_definition_says_across_restores(capacity):
     assert out == _min_by_definition(s, 12)
 
 
-def test_kernel_restored_to_the_state_it_left_serves_a_later_inference_afresh():
+def test_belady_restored_to_the_state_it_left_serves_a_later_inference_afresh():
     # a memo hit restores the state an inference left, often the very snapshot the policy is
     # in; the inferences taken from the memo in between were never served, so the next uses
     # noted back then are positions in the past: a later inference must be served as by a
@@ -441,7 +441,7 @@ def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
              for op in v[k]] for c in sorted(picked.tolist())]
 
 
-def test_kernel_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(byte_pass):
+def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(byte_pass):
     # On paths that read each block once and at one op whichever of them reads it (a tree,
     # ``_staged``) ``Belady.serve_path`` takes its sets' stacks instead of a heap of blocks. Per
     # inference it must give the op-by-op loop's kept, streamed and wait and leave the same
@@ -488,7 +488,7 @@ def test_kernel_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(by
     assert cases > 500   # memo hits were checked, not only runs
 
 
-def test_kernel_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_pass):
+def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_pass):
     # Two paths share set X = {x0 (5 B), y0 (12 B)} at ops 0 and 2; A = {a0 (10), a1 (8)} is
     # path 0's, B = {b0, b1} path 1's. Inference 0 runs path 0 with 20 B of room, holding
     # a0 and 6 B of a1 (a prefix of A); the stream is 0, 1, 0, so A (next read at inference
@@ -513,7 +513,7 @@ def test_kernel_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_
 
 
 @pytest.mark.parametrize(("seed", "cases", "restores"), [(5, 200, True), (17, 5, False)])
-def test_kernel_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores,
+def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores,
                                                                     byte_pass):
     # ``_serve_bytes`` against the op-by-op loop on many random staged streams (``_staged``)
     # and rooms, from states restored as the engine's memo does: per inference the same
@@ -573,3 +573,40 @@ def test_the_compiled_kernel_is_built_where_it_can_be():
     import importlib
 
     importlib.import_module("edgesim.sim._kernel")   # (whatever EDGESIM_NO_KERNEL says)
+
+
+def test_belady_memo_is_exact_where_paths_read_shared_blocks_at_different_ops(byte_pass):
+    # Paths that read shared blocks in orders of their own (random, small): a set's blocks
+    # sit at an op that depends on the path (not ``uniform``), so when two sets are next read
+    # at one inference, which of them is farther depends on the path there, and a condition
+    # must name it for the kept set too (``holds``: the paths there of both, on a tie). The
+    # engine's memo over them (``met``, as ``_Runner.infer`` asks) must hand out only what
+    # serving op by op gives, on 400 random streams and rooms; without the kept set's path
+    # there in ``holds`` (C and Python) 10 of these 400 went wrong.
+    hits = 0
+    for seed in range(400):
+        rng = np.random.default_rng(seed)
+        nblocks, npaths = int(rng.integers(3, 7)), int(rng.integers(2, 4))
+        paths = []
+        for _ in range(npaths):
+            blocks = [b for b in range(nblocks) if rng.random() < 0.7] or [0]
+            rng.shuffle(blocks)
+            paths.append([(b,) for b in blocks])
+        sizes = rng.integers(1, 20, nblocks).tolist()
+        seq = rng.integers(0, npaths, int(rng.integers(10, 60)))
+        s = _stream(sizes, int(rng.integers(1, sum(sizes))), paths, seq)
+        slow, memoised = make_policy("belady", s), make_policy("belady", s)
+        memo: dict = {}
+        for i, p in enumerate(seq.tolist()):
+            want = Residency.serve_path(slow, s.paths[p], i)
+            entries = memo.setdefault((p, memoised.memo_key(i, ())), [])
+            hit = memoised.met(entries, i) if entries else None
+            if hit is not None:
+                memoised.restore(hit[2])
+                assert hit[1] == want, (seed, i)
+                hits += 1
+                continue
+            memoised.watch()
+            assert memoised.serve_path(s.paths[p], i) == want, (seed, i)
+            entries.append((memoised.condition(), want, memoised.after()))
+    assert hits > 2000   # memo hits were checked, not only runs

@@ -1234,8 +1234,8 @@ class Belady(Residency):
 
     def _serve_sets(self, program: _Program, n: int, inference: int
                     ) -> tuple[list[int], list[int], list[int]]:
-        """``serve_path`` for a path whose sets are all ``uniform`` and which reads each block
-        once (``_Program.sets``), a set at a time instead of a heap of blocks.
+        """``serve_path`` for a stream whose sets are all ``uniform`` and a path which reads
+        each block once (``_Program.sets``), a set at a time instead of a heap of blocks.
 
         What Belady's order comes to there. A held block the path reads later in this
         inference is nearer than any other (its next use is here), so none loses bytes (see
@@ -1445,8 +1445,11 @@ class _Notes:
 
 
 class _Program:
-    """A path as ``Belady._serve_sets`` reads it, when every set it reads is ``uniform`` and
-    it reads each block in one op (else ``sets`` is None): ``sets``, the sets it reads;
+    """A path as ``Belady._serve_sets`` reads it, when every set of the stream is ``uniform``
+    and it reads each block in one op (else ``sets`` is None). (Every set, not only those it
+    reads: the pass orders the held blocks of a set the path does not read by ``by_use``,
+    which is their order of next use only when where they sit does not depend on the path
+    there.) ``sets``, the sets it reads;
     ``on_path``, per set whether it reads it; ``runs``, its ops that read blocks in runs
     reading one set each: (that set, or -1 for an op reading more than one; per op its
     index, its blocks, and per set it reads (the set, its blocks in the order they go on the
@@ -1462,7 +1465,7 @@ class _Program:
         self.on_path = [k in sets for k in range(len(layout.members))]
         self.sets: frozenset[int] | None = None
         runs: list[tuple[int, list]] = []
-        if len(set(read)) == len(read) and all(layout.uniform[s] for s in sets):
+        if len(set(read)) == len(read) and all(layout.uniform):
             self.sets = frozenset(sets)
             for j, current in ops:
                 by_set: dict[int, list[int]] = {}
@@ -1481,7 +1484,7 @@ class _Program:
         #: past its last block there in the set's ``by_use``: a span, as the set's blocks
         #: are read in that order), the first and past the last position of the run)
         self.spans: list[tuple[int, list, int, int]] | None = None
-        if self.sets is not None and all(layout.uniform):
+        if self.sets is not None:   # (every set uniform)
             at = layout.at
             reached = [0] * len(layout.members)   # per set, the positions read so far
             ok = True
