@@ -207,9 +207,10 @@ class RowWriter:
 
     def numbered(self, pairs: Sequence[tuple[Any, Sequence[Any]]]) -> None:
         """Write each (first cell, row) of ``pairs`` as ``row`` with that first cell: the
-        bytes of ``many`` of those rows. A row object met again (a memo hit's row under
-        another input number, ``simulate``'s ``renumbered``) reuses the text of its other
-        cells by identity, without comparing them."""
+        bytes of ``many`` of those rows. A row written under another first cell than its
+        own (a memo hit's row under another input number, ``simulate``'s ``renumbered``) is
+        remembered by identity: met again, it reuses the text of its other cells without
+        comparing them."""
         if self.fmt == "json" or len(self.cols) < 2:
             for first, r in pairs:
                 self((first, *r[1:]))
@@ -229,7 +230,9 @@ class RowWriter:
                         tails.clear()
                     same = tails[tail] = (tail, text(tail, 1))
                 hit = (r, same[1])
-                if isinstance(r, tuple):   # (a row that cannot change: kept by identity)
+                # kept by identity: a row that cannot change, written under another first
+                # cell than its own (a memo hit's row: it comes again; a new row is not kept)
+                if isinstance(r, tuple) and first != r[0]:
                     if len(known) >= self.MEMO_ROWS:
                         known.clear()
                     known[id(r)] = hit
