@@ -992,13 +992,13 @@ class Belady(Residency):
         if h0 is None:
             return None
         watched = self._watched
-        if watched is not None and (watched[1] or watched[2]):
-            saved = (set(watched[1]), dict(watched[2]))
-        else:
-            if _kernel is not None and self._compiled:   # (it changes nothing when it gives
-                return self._compiled_pass(program, n, inference, h0)   # up; nothing noted
-            saved = None                                 # before this pass: it makes the
-        out = self._bytes_pass(program, n, inference, h0)   # condition from its own notes)
+        noted = watched is not None and bool(watched[1] or watched[2])
+        if _kernel is not None and self._compiled and not noted:
+            # (it changes nothing when it gives up, and makes the condition from its own
+            # notes: so only when nothing was noted before this pass)
+            return self._compiled_pass(program, n, inference, h0)
+        saved = (set(watched[1]), dict(watched[2])) if noted else None  # type: ignore[index]
+        out = self._bytes_pass(program, n, inference, h0)
         if out is None and watched is not None:   # (what it noted goes with it)
             watched[1].clear()
             watched[2].clear()
@@ -1030,15 +1030,20 @@ class Belady(Residency):
         if watched is not None:   # (``condition`` as it would make it from the notes)
             self._watched = _MADE
             self._made = condition
+        self._leave(top, low, up, total)
+        return kept, streamed, wait
+
+    def _leave(self, top: tuple[int, ...], low: list[int], up: list[int], total: int) -> None:
+        """The state a byte pass leaves: its held bytes per set ``[0, top)``, or ``[0, low)
+        + [up, top)`` for a set with a gap, ``total`` in all."""
         self._total = total
         if low != up:   # a gap left: the held blocks (the next serve takes them)
-            self._held = sets.blocks(top, low, up)  # type: ignore[union-attr]
+            self._held = self._sets.blocks(top, low, up)  # type: ignore[union-attr]
             self._snap = None
             self._pending = False
-            return kept, streamed, wait
-        self._snap = _interned(self._states, _Prefix(top, sets))  # type: ignore[arg-type]
+            return
+        self._snap = _interned(self._states, _Prefix(top, self._sets))  # type: ignore[arg-type]
         self._pending = True   # (the held blocks: made from it when asked)
-        return kept, streamed, wait
 
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
                     ) -> tuple[list[int], list[int], list[int]] | None:
@@ -1204,14 +1209,7 @@ class Belady(Residency):
                     break
         if watched is not None:
             notes.end()
-        self._total = total
-        if low != up:   # a gap left: the held blocks (the next serve takes them)
-            self._held = self._sets.blocks(tuple(top), low, up)  # type: ignore[union-attr]
-            self._snap = None
-            self._pending = False
-            return kept, streamed, wait
-        self._snap = _interned(self._states, _Prefix(tuple(top), self._sets))  # type: ignore
-        self._pending = True   # (the held blocks: made from it when asked)
+        self._leave(tuple(top), low, up, total)
         return kept, streamed, wait
 
     def _program(self, blocks: Sequence[tuple[int, ...]]) -> _Program:
