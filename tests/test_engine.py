@@ -530,3 +530,33 @@ def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op(kern
                 assert rows == off.rows, (sram, arena, prefetch, policy)
                 if prefetch == "speculative" and sram < 9010 and policy == "lru":
                     assert any(r.spec_wasted_bytes for r in on.rows)   # guesses went wrong
+
+
+def test_times_past_64_bits_take_the_python_timeline_and_the_same_rows(monkeypatch):
+    # 10^7 weight bytes at 1 B/s take 10^7 s = 10^19 ps, past 2^63 ps (~9.2 x 10^18): the
+    # compiled timeline (``_kernel.run``, int64) must give way to the Python one (ints of any
+    # size), so the memo's run still equals the run event by event.
+    from edgesim.sim import engine
+    if engine._kernel is None:
+        pytest.skip("the compiled passes were not built on this machine")
+    big = 10_000_000
+    w = Workload.single_path(
+        "big", "dense", [WeightBlock("l.weight", big, big, 8, "dense", big, big)],
+        [LayerOp("l", "linear", ("l.weight",), 100, 10, 110, big, big, "int8",
+                 (("M", 1), ("N", 10), ("K", big // 10)))], 3, {"precision": "int8"})
+    hw = tiny_config(sram=1000, overrides=["offchip.bandwidth=1 B/s"])
+    gave_way = []
+    run = engine._kernel.run
+
+    def watched(*args):
+        try:
+            return run(*args)
+        except OverflowError:
+            gave_way.append(True)
+            raise
+    monkeypatch.setattr(engine._kernel, "run", watched)
+    on = simulate(hw, w, policy="lru")
+    off = simulate(hw, w, policy="lru", memo=False)
+    assert gave_way
+    assert on.rows == off.rows
+    assert on.rows[0].latency_s >= big   # (at least the bytes at 1 B/s)

@@ -20,8 +20,10 @@
  * holds(condition, col, there) -> bool: Belady.holds.
  * first(entries, cols, theres, k, nsets) -> the first memo entry whose condition holds at row
  *     k of a chunk of Future (Belady.met), or None.
- * schedule(queue, compute_ps, port_of, nports, cache, transfer_ps) -> ended: engine._schedule's
- *     end times.
+ * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports) ->
+ *     (latency, streamed, refetch, waits): engine._run_one's timeline with the
+ *     memo on and no per-op rows (engine._transfers, engine._schedule, bound.stall_bounds) in
+ *     one pass; see run() below.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -477,106 +479,152 @@ static PyObject *first(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* engine._schedule without per-op timings: the queue's max-plus recurrence in one pass.
- * schedule(queue, compute_ps (a tuple), port_of, nports, cache, transfer_ps) -> ended: per op
- * its end (ps). queue: (op, part, bytes, op waited for or -1, memory, is a write) in op order, each
- * waiting for an op before its own; a transfer's time is cache[(memory, is a write, bytes)],
- * else transfer_ps(bytes, memory, is a write) (which fills the cache). */
-static PyObject *schedule(PyObject *self, PyObject *args)
+/* One transfer of run(): on its memory's port after the port's last one and after the end of
+ * op cond (-1: none), taking engine._Channel.transfer_ps: the latency plus the bytes rounded up
+ * to whole bursts at the rate (ceil, ps). ch->mems per memory: (port, read latency, write
+ * latency, burst, read rate, write rate), ints. 0, or -1 with an exception set
+ * (OverflowError: outside what this pass takes; the caller runs the Python passes). */
+typedef struct {
+    i64 *free_at, *ended;
+    const i64 *mems;
+    Py_ssize_t nports, nmem;
+} Channel;
+
+static int transfer(Channel *ch, i64 mem, int write, i64 nbytes, i64 cond, i64 *end_out)
 {
-    PyObject *queue, *compute, *port_of, *cache, *transfer_ps;
-    Py_ssize_t nports;
+    if (mem < 0 || mem >= ch->nmem) {
+        PyErr_SetString(PyExc_ValueError, "run: a bad memory");
+        return -1;
+    }
+    const i64 *m = ch->mems + 6 * mem;
+    i64 port = m[0], lat = m[write ? 2 : 1], burst = m[3], rate = m[write ? 5 : 4];
+    if (port < 0 || port >= ch->nports || burst <= 0 || rate <= 0 || nbytes < 0 || lat < 0) {
+        PyErr_SetString(PyExc_OverflowError, "run: a memory this pass does not take");
+        return -1;
+    }
+    __int128 moved = ((__int128)nbytes + burst - 1) / burst * burst;
+    __int128 took = lat + (moved * 1000000000000LL + rate - 1) / rate;
+    i64 start = ch->free_at[port];
+    if (cond >= 0 && ch->ended[cond] > start) start = ch->ended[cond];
+    __int128 end = start + took;
+    if (end > INT64_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "run: a time past 64 bits");
+        return -1;
+    }
+    *end_out = ch->free_at[port] = (i64)end;
+    return 0;
+}
+
+static i64 max3(i64 a, i64 b, i64 c) { i64 m = a > b ? a : b; return m > c ? m : c; }
+
+/* engine._run_one's timeline with the memo on and no per-op rows: the re-fetched stripes
+ * (d.again), the DMA queue (engine._transfers), its times (engine._schedule) and the ops
+ * that waited (bound.stall_bounds) in one pass over the ops, with no queue made.
+ * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports)
+ *     -> (latency, streamed, refetch, waits)
+ *   plan (bytes, int64, engine._flat_plan): [n, first gated op or -1, then per op j at 2 + 6 j
+ *     (compute ps, gate, same, again, first other, past its last other), then per other
+ *     transfer (memory, is a write, bytes)]. memories (bytes, int64, engine._Channel.flat):
+ *     per memory (port, read latency, write latency, burst, read rate, write rate).
+ *   streamed: per op with its re-fetches; waits: [(op, ps from the op before's end to its
+ *     end)] for the ops that took longer than their compute time.
+ * Why one pass: _transfers queues an op's transfers in op order, each waiting for an op before
+ * its own, so _schedule's recurrence can take each transfer as it is made; an op that moves
+ * nothing ends its compute time after the one before, which also makes it no wait
+ * (stall_bounds looks at the moving ops alone for that reason). OverflowError: a time or a
+ * count past 64 bits, or a memory without a burst or rate (the caller runs the Python
+ * passes, which say what is wrong). */
+static PyObject *run(PyObject *self, PyObject *args)
+{
+    Py_buffer pb, cb;
+    PyObject *kept_o, *str_o, *wait_o;
+    long long wasted, depth;
+    int speculative;
+    Py_ssize_t wmem, nports;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!nO!O", &PyList_Type, &queue, &PyTuple_Type, &compute,
-                          &PyList_Type, &port_of, &nports, &PyDict_Type, &cache, &transfer_ps))
+    if (!PyArg_ParseTuple(args, "y*OOOLLpny*n", &pb, &kept_o, &str_o, &wait_o, &wasted,
+                          &depth, &speculative, &wmem, &cb, &nports))
         return NULL;
-    Py_ssize_t n = PyTuple_GET_SIZE(compute), nq = PyList_GET_SIZE(queue);
-    Py_ssize_t nmem = PyList_GET_SIZE(port_of);
-    if (nports < 1) {
-        PyErr_SetString(PyExc_ValueError, "schedule: no port");
-        return NULL;
-    }
-    i64 *mem_ = PyMem_Malloc(sizeof(i64) * (n + nports + 1));
-    if (mem_ == NULL) return PyErr_NoMemory();
-    i64 *ended = mem_, *free_at = mem_ + n;
     PyObject *result = NULL;
-    for (Py_ssize_t k = 0; k < nports; k++) free_at[k] = 0;
-    Py_ssize_t len = 0;
-    i64 prev = 0, arrive = 0, op = -1;
-#define COMPUTE(k) PyLong_AsLongLong(PyTuple_GET_ITEM(compute, (k)))
-    for (Py_ssize_t q = 0; q < nq; q++) {
-        PyObject *e = PyList_GET_ITEM(queue, q);
-        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6) {
-            PyErr_SetString(PyExc_ValueError, "schedule: a transfer is 6 values");
+    i64 *mem_ = NULL;
+    const i64 *P = pb.buf;
+    Py_ssize_t words = pb.len / (Py_ssize_t)sizeof(i64);
+    if (words < 2 || P[0] < 0 || (words - 2) / 6 < P[0] || nports < 1) {
+        PyErr_SetString(PyExc_ValueError, "run: a bad plan");
+        goto done;
+    }
+    Py_ssize_t n = (Py_ssize_t)P[0], nother = (words - 2 - 6 * n) / 3;
+    const i64 *ops = P + 2, *other = P + 2 + 6 * n;
+    mem_ = PyMem_Malloc(sizeof(i64) * (5 * n + nports + 1));
+    if (mem_ == NULL) { PyErr_NoMemory(); goto done; }
+    i64 *kept = mem_, *str = mem_ + n, *wait = mem_ + 2 * n, *ended = mem_ + 3 * n;
+    i64 *refetch = mem_ + 4 * n;
+    Channel ch = {mem_ + 5 * n, ended, cb.buf, nports,
+                  cb.len / (Py_ssize_t)sizeof(i64) / 6};
+    for (Py_ssize_t k = 0; k < nports; k++) ch.free_at[k] = 0;
+    if (ints(kept_o, kept, n, "run: kept") || ints(str_o, str, n, "run: streamed") ||
+        ints(wait_o, wait, n, "run: wait"))
+        goto done;
+    i64 prev = 0, first_gated = P[1];
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const i64 *op = ops + 6 * j;
+        if (__builtin_mul_overflow(op[3], str[j], &refetch[j]) ||
+            __builtin_add_overflow(str[j], refetch[j], &str[j])) {
+            PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
             goto done;
         }
-        i64 j = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 0));
-        long part = PyLong_AsLong(PyTuple_GET_ITEM(e, 1));
-        i64 cond = PyLong_AsLongLong(PyTuple_GET_ITEM(e, 3));
-        Py_ssize_t mem = PyLong_AsSsize_t(PyTuple_GET_ITEM(e, 4));
-        if (PyErr_Occurred()) goto done;
-        if (j < len || j >= n || cond >= j || mem < 0 || mem >= nmem) {
-            PyErr_SetString(PyExc_ValueError, "schedule: the queue is not in op order");
+        if (wait[j] >= j || op[1] >= j || op[4] < 0 || op[5] > nother || op[4] > op[5]) {
+            PyErr_SetString(PyExc_ValueError, "run: an op waits for itself or a later one");
             goto done;
         }
-        if (j != op) {
-            if (op >= 0) {   /* (the op before ends) */
-                i64 end = prev + COMPUTE(op);
-                prev = arrive > end ? arrive : end;
-                ended[len++] = prev;
-            }
-            while (len < j) {   /* the ops before j move nothing: one after the other */
-                prev += COMPUTE(len);
-                ended[len++] = prev;
-            }
-            op = j;
-            arrive = 0;
+        i64 g = speculative ? -1 : op[1], arrive = 0, end;
+        if (wasted && j == first_gated) {   /* (Part.GUESS: nothing waits for it) */
+            if (transfer(&ch, wmem, 0, wasted, max3(-1, j - depth - 1, op[1] - 1), &end))
+                goto done;
         }
-        Py_ssize_t port = PyLong_AsSsize_t(PyList_GET_ITEM(port_of, mem));
-        if (port < 0 || port >= nports) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "schedule: a bad port");
+        if (kept[j]) {
+            if (transfer(&ch, wmem, 0, kept[j], max3(j - depth - 1, wait[j], g), &end))
+                goto done;
+            if (end > arrive) arrive = end;
+        }
+        i64 s = str[j] + op[2];
+        if (s) {
+            if (transfer(&ch, wmem, 0, s, max3(j - 1, wait[j], g), &end)) goto done;
+            if (end > arrive) arrive = end;
+        }
+        for (i64 k = op[4]; k < op[5]; k++) {
+            const i64 *o = other + 3 * k;
+            if (transfer(&ch, o[0], o[1] != 0, o[2], j - 1, &end)) goto done;
+            if (end > arrive) arrive = end;
+        }
+        if (__builtin_add_overflow(prev, op[0], &end)) {
+            PyErr_SetString(PyExc_OverflowError, "run: a time past 64 bits");
             goto done;
         }
-        i64 start = free_at[port];
-        if (cond >= 0 && ended[cond] > start) start = ended[cond];
-        PyObject *key = PyTuple_Pack(3, PyTuple_GET_ITEM(e, 4), PyTuple_GET_ITEM(e, 5),
-                                     PyTuple_GET_ITEM(e, 2));
-        if (key == NULL) goto done;
-        PyObject *t = PyDict_GetItemWithError(cache, key);   /* borrowed */
-        Py_DECREF(key);
-        i64 took;
-        if (t != NULL) took = PyLong_AsLongLong(t);
-        else if (PyErr_Occurred()) goto done;
-        else {
-            PyObject *x = PyObject_CallFunctionObjArgs(transfer_ps, PyTuple_GET_ITEM(e, 2),
-                                                       PyTuple_GET_ITEM(e, 4),
-                                                       PyTuple_GET_ITEM(e, 5), NULL);
-            if (x == NULL) goto done;
-            took = PyLong_AsLongLong(x);
-            Py_DECREF(x);
+        prev = ended[j] = arrive > end ? arrive : end;
+    }
+    PyObject *waits = PyList_New(0);
+    if (waits == NULL) goto done;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        i64 took = ended[j] - (j ? ended[j - 1] : 0);
+        if (took > ops[6 * j]) {
+            PyObject *w = Py_BuildValue("(nL)", j, (long long)took);
+            if (w == NULL || PyList_Append(waits, w)) { Py_XDECREF(w); Py_DECREF(waits); goto done; }
+            Py_DECREF(w);
         }
-        if (PyErr_Occurred()) goto done;
-        i64 end = free_at[port] = start + took;
-        if (end > arrive && part != 2) arrive = end;   /* (Part.GUESS: nothing waits) */
     }
-    if (op >= 0) {
-        i64 end = prev + COMPUTE(op);
-        prev = arrive > end ? arrive : end;
-        ended[len++] = prev;
-    }
-    while (len < n) {
-        prev += COMPUTE(len);
-        ended[len++] = prev;
-    }
-    if (PyErr_Occurred()) goto done;
-    result = list_of(ended, n);
+    PyObject *s = list_of(str, n), *r = list_of(refetch, n);
+    if (s == NULL || r == NULL) { Py_XDECREF(s); Py_XDECREF(r); Py_DECREF(waits); goto done; }
+    result = Py_BuildValue("(LNNN)", (long long)(n ? ended[n - 1] : 0), s, r, waits);
 done:
     PyMem_Free(mem_);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&cb);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"schedule", schedule, METH_VARARGS, "engine._schedule's end times (see _kernel.c)."},
+    {"run", run, METH_VARARGS, "engine._run_one's timeline in one pass (see _kernel.c)."},
     {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},
     {"first", first, METH_VARARGS, "Belady.met: the first memo entry that holds."},
     {"bytes_pass", bytes_pass, METH_VARARGS,

@@ -92,16 +92,27 @@ def stall_bounds(units: Sequence[str], unit_time: dict[str, int], compute_ps: Se
     the compute time per unit of all ops, the weight bytes of op j ``kept[j] +
     streamed[j]``."""
     out = list(units)
-    spent = dict.fromkeys(BOUNDS, 0)
-    spent.update(unit_time)
+    waits = []
     for j in ops:
         took = ended[j] - (ended[j - 1] if j else 0)
-        c = compute_ps[j]
-        if took > c:
-            bound = out[j] = _waited(kept[j] + streamed[j], act_bytes[j])
-            spent[units[j]] -= c
-            spent[bound] += took
-    return out, _most(spent)
+        if took > compute_ps[j]:
+            waits.append((j, took))
+            out[j] = _waited(kept[j] + streamed[j], act_bytes[j])
+    return out, wait_bound(units, unit_time, compute_ps, kept, streamed, act_bytes, waits)
+
+
+def wait_bound(units: Sequence[str], unit_time: dict[str, int], compute_ps: Sequence[int],
+               kept: Sequence[int], streamed: Sequence[int], act_bytes: Sequence[int],
+               waits: Sequence[tuple[int, int]]) -> str:
+    """``stall_bounds``' bound of the inference from the ops that waited, ``(op, its end less
+    the previous op's end)`` (each longer than its compute time; the compiled timeline finds
+    them, ``_kernel.run``)."""
+    spent = dict.fromkeys(BOUNDS, 0)
+    spent.update(unit_time)
+    for j, took in waits:
+        spent[units[j]] -= compute_ps[j]
+        spent[_waited(kept[j] + streamed[j], act_bytes[j])] += took
+    return _most(spent)
 
 
 def _waited(weight_bytes: int, act_bytes: int) -> str:
@@ -121,5 +132,5 @@ def dominant(bounds: Sequence[str], times: Sequence[int]) -> str:
 def _most(spent: dict[str, int]) -> str:
     """``dominant`` of the time spent per bound."""
     spent["none"] = 0
-    best = max(BOUNDS, key=lambda b: spent[b])     # max keeps the first of equal ones
+    best = max(BOUNDS, key=spent.__getitem__)     # max keeps the first of equal ones
     return best if spent[best] > 0 else "none"

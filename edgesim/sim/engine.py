@@ -70,7 +70,7 @@ import numpy as np
 
 from edgesim.encodings import resolve
 from edgesim.sim import des
-from edgesim.sim.bound import op_bounds, stall_bounds
+from edgesim.sim.bound import op_bounds, stall_bounds, wait_bound
 from edgesim.sim.energy import inference_energy, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, _kernel, make_policy
@@ -115,7 +115,7 @@ class _Channel:
     transfers in queue order), so transfers on one port queue and on different ports overlap.
     """
 
-    __slots__ = ("cache", "memories", "port_of", "ports", "weights_mem")
+    __slots__ = ("cache", "flat", "memories", "port_of", "ports", "weights_mem")
 
     def __init__(self, m: Machine) -> None:
         self.memories = m.memories
@@ -123,6 +123,12 @@ class _Channel:
         self.ports = len(m.ports)
         self.port_of = [mm.port for mm in m.memories]
         self.cache: dict[tuple[int, bool, int], int] = {}
+        # what ``_kernel.run`` reads to take ``transfer_ps`` itself: per memory its port,
+        # read and write latency, burst and read and write rate
+        self.flat = np.array(
+            [(mm.port, mm.latency_ps, mm.write_latency_ps, mm.burst_bytes,
+              mm.read_bytes_per_s or mm.bytes_per_s, mm.write_bytes_per_s or mm.bytes_per_s)
+             for mm in m.memories], dtype=np.int64).tobytes()
 
     def transfer_ps(self, nbytes: int, mem: int = 0, write: bool = False) -> int:
         """Read (or write) latency plus the bytes rounded up to whole bursts at what one
@@ -157,7 +163,7 @@ class _Inference:
     streamed: list[int]                 # per op, re-fetches included
     refetch: list[int]
     timings: list[tuple[int | None, int | None, int, int]] | None
-    bounds: list[str]                   # per op (``sim.bound``)
+    bounds: list[str] | None            # per op (``sim.bound``), with per-op timings
     bound: str                          # where most of the time went
     row: InferenceRow | None = None
 
@@ -200,8 +206,9 @@ class _Derived:
     bytes it reads from the weight memory (they travel with its streamed weights) and its
     other activation transfers (memory, write, bytes); the input stripes past the first its
     streamed weights pass over again (None: no op has any); the ops with activation
-    transfers; the first op a router gates (-1: none); and the compute time of the path per
-    unit (``sim.bound``)."""
+    transfers; the first op a router gates (-1: none); the compute time of the path per
+    unit (``sim.bound``); and all of it for the compiled timeline (``_flat_plan``, made
+    when first asked)."""
 
     same: list[int]
     other: list[tuple]
@@ -209,6 +216,7 @@ class _Derived:
     acts: list[int]
     first_gated: int
     unit_time: dict[str, int]
+    flat: bytes | None = None
 
 
 def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
@@ -231,6 +239,21 @@ def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
         [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
         next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time)
     return derived
+
+
+def _flat_plan(plan: PathPlan, d: _Derived) -> bytes:
+    """What ``_kernel.run`` reads of a path (the layout is in ``_kernel.c``): per op its
+    compute time, gate, activation bytes riding with its streamed weights, input stripes
+    passed over again and its other activation transfers, as int64."""
+    n = len(plan.gate)
+    head, other = [n, d.first_gated], []
+    again = d.again or [0] * n
+    for j in range(n):
+        start = len(other) // 3
+        for mem, write, nbytes in d.other[j]:
+            other += (mem, int(write), nbytes)
+        head += (plan.compute_ps[j], plan.gate[j], d.same[j], again[j], start, len(other) // 3)
+    return np.array(head + other, dtype=np.int64).tobytes()
 
 
 def _transfers(plan: PathPlan, kept: list[int], streamed: list[int], wait: list[int],
@@ -391,6 +414,32 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer], per_lay
     return ended, timings
 
 
+def _timeline_of(channel: _Channel, plan: PathPlan, d: _Derived, kept: list[int],
+                 streamed: list[int], wait: list[int], wasted: int, depth: int,
+                 speculative: bool, per_layer: bool, events: bool):
+    """An inference's (latency, per-op timings or None, per-op bounds, bound) in Python:
+    event by event (``events``: the memo off), else by ``_schedule`` over the ops that move
+    something (only they can wait). ``streamed`` has the re-fetches in."""
+    if events:
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem)
+        ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
+        bounds, bound = op_bounds(plan.units, plan.compute_ps, ended,
+                                  list(map(add, kept, streamed)), plan.spill)
+    else:
+        moving = set(compress(range(len(kept)), map(or_, kept, streamed)))
+        moving.update(d.acts)
+        if wasted and d.first_gated >= 0:
+            moving.add(d.first_gated)
+        ops = sorted(moving)
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem, ops)
+        ended, timings = _schedule(channel, plan, queue, per_layer)
+        bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
+                                     kept, streamed, plan.spill, ops)
+    return (ended[-1] if ended else 0), timings, bounds, bound
+
+
 def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth: int,
              speculative: bool, wasted: int, per_layer: bool,
              runs: dict[Hashable, _Inference] | None = None) -> _Inference:
@@ -406,37 +455,34 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         inf = runs.get(key)
         if inf is not None:
             return inf
-    # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
     d = _per_plan(plan, channel.weights_mem)
-    if d.again is None:
-        refetch = [0] * len(streamed)
-    else:
-        refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
-        streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
-    if runs is None:   # the memo off: every op, event by event
-        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
-                           channel.weights_mem)
-        ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
-        bounds, bound = op_bounds(plan.units, plan.compute_ps, ended,
-                                  list(map(add, kept, streamed)), plan.spill)
-    else:              # only the ops that move something can wait (``_schedule``)
-        moving = set(compress(range(len(kept)), map(or_, kept, streamed)))
-        moving.update(d.acts)
-        if wasted and d.first_gated >= 0:
-            moving.add(d.first_gated)
-        ops = sorted(moving)
-        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
-                           channel.weights_mem, ops)
-        if _kernel is None or per_layer:
-            ended, timings = _schedule(channel, plan, queue, per_layer)
-        else:   # (the same pass compiled, ``_kernel.c``)
-            ended, timings = _kernel.schedule(queue, plan.compute_ps, channel.port_of,
-                                              channel.ports, channel.cache,
-                                              channel.transfer_ps), None
-        bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
-                                     kept, streamed, plan.spill, ops)
-    latency = ended[-1] if ended else 0
-    inf = _Inference(sum(kept) + sum(streamed) + wasted, sum(streamed), wasted, sum(refetch),
+    out = None
+    if runs is not None and _kernel is not None and not per_layer:
+        # the memo on and no per-op timings: queue, schedule and waits in one compiled pass
+        if d.flat is None:
+            d.flat = _flat_plan(plan, d)
+        try:
+            latency, streamed, refetch, waits = _kernel.run(
+                d.flat, kept, streamed, wait, wasted, depth, speculative, channel.weights_mem,
+                channel.flat, channel.ports)
+        except OverflowError:   # (a time or byte count past 64 bits: the Python passes)
+            pass
+        else:
+            # (per-op bounds are for per-op rows alone: none here)
+            out = latency, None, None, wait_bound(plan.units, d.unit_time, plan.compute_ps,
+                                                  kept, streamed, plan.spill, waits)
+    if out is None:
+        # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
+        if d.again is None:
+            refetch = [0] * len(streamed)
+        else:
+            refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
+            streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
+        out = _timeline_of(channel, plan, d, kept, streamed, wait, wasted, depth, speculative,
+                           per_layer, runs is None)
+    latency, timings, bounds, bound = out
+    streamed_bytes = sum(streamed)
+    inf = _Inference(sum(kept) + streamed_bytes + wasted, streamed_bytes, wasted, sum(refetch),
                      int(latency), kept, streamed, refetch, timings, bounds, bound)
     if key is not None:
         if len(runs) >= MEMO_LIMIT:
