@@ -15,6 +15,7 @@ from edgesim.sim.energy import (
     ACCUMULATOR_BITS,
     REGISTER_ACCESSES,
     compute_energy,
+    energy_parts,
     register_bits_per_mac,
 )
 from edgesim.testing import tiny_config, tiny_workload
@@ -135,6 +136,12 @@ def test_board_power_is_charged_for_the_latency():
     assert math.isclose(e.leak, 246e-9, rel_tol=1e-12)
     assert math.isclose(e.sram, 175e-12, rel_tol=1e-12)
     assert e.total == e.mac + e.array + e.sram + e.offchip + e.decode + e.leak
+    # the engine's rows take the same parts as a tuple (``energy_parts``), total first, to
+    # the bit
+    parts = energy_parts(board, 1e-9, 2e-9, 3e-9, 100, 10, 2e-6, [(20, 3, DRAM)])
+    e = inference_energy(board, mac_j=1e-9, array_j=2e-9, decode_j=3e-9, sram_read_bytes=100,
+                         sram_write_bytes=10, latency_s=2e-6, memories=[(20, 3, DRAM)])
+    assert parts == (e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak, e.board)
 
 
 @pytest.mark.slow

@@ -526,8 +526,9 @@ static i64 max3(i64 a, i64 b, i64 c) { i64 m = a > b ? a : b; return m > c ? m :
  *     (compute ps, gate, same, again, first other, past its last other), then per other
  *     transfer (memory, is a write, bytes)]. memories (bytes, int64, engine._Channel.flat):
  *     per memory (port, read latency, write latency, burst, read rate, write rate).
- *   streamed: per op with its re-fetches; waits: [(op, ps from the op before's end to its
- *     end)] for the ops that took longer than their compute time.
+ *   streamed, refetch: per op, with its re-fetches and those alone (both None: no op passed
+ *     its input stripes over again, streamed is as given); waits: [(op, ps from the op
+ *     before's end to its end)] for the ops that took longer than their compute time.
  * Why one pass: _transfers queues an op's transfers in op order, each waiting for an op before
  * its own, so _schedule's recurrence can take each transfer as it is made; an op that moves
  * nothing ends its compute time after the one before, which also makes it no wait
@@ -566,12 +567,17 @@ static PyObject *run(PyObject *self, PyObject *args)
         ints(wait_o, wait, n, "run: wait"))
         goto done;
     i64 prev = 0, first_gated = P[1];
+    int again = 0;   /* whether an op passes its stripes over again */
     for (Py_ssize_t j = 0; j < n; j++) {
         const i64 *op = ops + 6 * j;
-        if (__builtin_mul_overflow(op[3], str[j], &refetch[j]) ||
-            __builtin_add_overflow(str[j], refetch[j], &str[j])) {
-            PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
-            goto done;
+        refetch[j] = 0;
+        if (op[3] && str[j]) {   /* (its streamed weights pass over op[3] more stripes) */
+            again = 1;
+            if (__builtin_mul_overflow(op[3], str[j], &refetch[j]) ||
+                __builtin_add_overflow(str[j], refetch[j], &str[j])) {
+                PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
+                goto done;
+            }
         }
         if (wait[j] >= j || op[1] >= j || op[4] < 0 || op[5] > nother || op[4] > op[5]) {
             PyErr_SetString(PyExc_ValueError, "run: an op waits for itself or a later one");
@@ -613,7 +619,14 @@ static PyObject *run(PyObject *self, PyObject *args)
             Py_DECREF(w);
         }
     }
-    PyObject *s = list_of(str, n), *r = list_of(refetch, n);
+    PyObject *s, *r;
+    if (again) {
+        s = list_of(str, n);
+        r = list_of(refetch, n);
+    } else {   /* (streamed as given) */
+        s = Py_NewRef(Py_None);
+        r = Py_NewRef(Py_None);
+    }
     if (s == NULL || r == NULL) { Py_XDECREF(s); Py_XDECREF(r); Py_DECREF(waits); goto done; }
     result = Py_BuildValue("(LNNN)", (long long)(n ? ended[n - 1] : 0), s, r, waits);
 done:

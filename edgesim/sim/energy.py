@@ -157,6 +157,18 @@ def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
     ``memories`` gives, per off-chip memory, ``(read bytes, write bytes, memory)``, charged at
     that memory's own ``read_pj_per_bit`` / ``write_pj_per_bit`` (``edgesim.sim.plan.Memory``).
     """
+    parts = energy_parts(hw, mac_j, array_j, decode_j, sram_read_bytes, sram_write_bytes,
+                         latency_s, memories)
+    return Energy(*parts[1:])
+
+
+def energy_parts(hw, mac_j: float, array_j: float, decode_j: float, sram_read_bytes: int,
+                 sram_write_bytes: int, latency_s: float,
+                 memories: Sequence[tuple[int, int, Any]]) -> tuple[float, ...]:
+    """``inference_energy`` as a tuple ``(total, mac, array, sram, offchip, decode, leak,
+    board)``, ``total`` as ``Energy.total`` sums it: what the engine puts in a row, without
+    making an ``Energy`` (a frozen dataclass takes ~2 us to make; rows are made by the
+    million)."""
     sram = (sram_read_bytes * hw.sram_read_pj_per_byte
             + sram_write_bytes * hw.sram_write_pj_per_byte) * _PJ
     pj = 0
@@ -165,8 +177,8 @@ def inference_energy(hw, *, mac_j: float, array_j: float, decode_j: float,
     offchip = pj * _PJ
     board = getattr(hw, "board_w", 0.0) * latency_s
     leak = hw.sram_leak_w * latency_s + board
-    return Energy(mac=mac_j, array=array_j, sram=sram, offchip=offchip, decode=decode_j,
-                  leak=leak, board=board)
+    return (mac_j + array_j + sram + offchip + decode_j + leak,
+            mac_j, array_j, sram, offchip, decode_j, leak, board)
 
 
 def op_energy(hw, *, mac_j: float, array_j: float, decode_j: float, sram_read_bytes: int,

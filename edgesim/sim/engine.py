@@ -71,7 +71,7 @@ import numpy as np
 from edgesim.encodings import resolve
 from edgesim.sim import des
 from edgesim.sim.bound import op_bounds, stall_bounds, wait_bound
-from edgesim.sim.energy import inference_energy, layer_energy
+from edgesim.sim.energy import energy_parts, layer_energy
 from edgesim.sim.plan import PS_PER_S, Machine, PathPlan, compile_paths, path_blocks
 from edgesim.sim.residency import POLICIES, Residency, Stream, _kernel, make_policy
 from edgesim.sim.result import InferenceRow, LayerRow, Result, Summary
@@ -207,8 +207,8 @@ class _Derived:
     other activation transfers (memory, write, bytes); the input stripes past the first its
     streamed weights pass over again (None: no op has any); the ops with activation
     transfers; the first op a router gates (-1: none); the compute time of the path per
-    unit (``sim.bound``); and all of it for the compiled timeline (``_flat_plan``, made
-    when first asked)."""
+    unit (``sim.bound``) and the path's bound when no op waits (``calm``); and all of it for
+    the compiled timeline (``_flat_plan``, made when first asked)."""
 
     same: list[int]
     other: list[tuple]
@@ -216,7 +216,9 @@ class _Derived:
     acts: list[int]
     first_gated: int
     unit_time: dict[str, int]
+    calm: str
     flat: bytes | None = None
+    traffic: list[tuple[int, int, int]] | None = None   # (``_inference_row``)
 
 
 def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
@@ -237,7 +239,8 @@ def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
     derived = plan.derived[wmem] = _Derived(
         same, other, again,
         [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
-        next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time)
+        next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time,
+        wait_bound(plan.units, unit_time, plan.compute_ps, (), (), (), ()))
     return derived
 
 
@@ -462,15 +465,19 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         if d.flat is None:
             d.flat = _flat_plan(plan, d)
         try:
-            latency, streamed, refetch, waits = _kernel.run(
+            latency, again, refetch, waits = _kernel.run(
                 d.flat, kept, streamed, wait, wasted, depth, speculative, channel.weights_mem,
                 channel.flat, channel.ports)
         except OverflowError:   # (a time or byte count past 64 bits: the Python passes)
             pass
         else:
+            if again is None:   # (no stripe passed over again)
+                refetch = [0] * len(streamed)
+            else:
+                streamed = again
             # (per-op bounds are for per-op rows alone: none here)
-            out = latency, None, None, wait_bound(plan.units, d.unit_time, plan.compute_ps,
-                                                  kept, streamed, plan.spill, waits)
+            out = latency, None, None, (d.calm if not waits else wait_bound(
+                plan.units, d.unit_time, plan.compute_ps, kept, streamed, plan.spill, waits))
     if out is None:
         # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
         if d.again is None:
@@ -504,18 +511,20 @@ def _inference_row(i: int, plan: PathPlan, inf: _Inference, m: Machine) -> Infer
     # activations moved off-chip are read out of SRAM or written into it (``sram_*_fixed``)
     sram_read = plan.sram_read_fixed
     sram_write = plan.sram_write_fixed + wb - inf.wasted_bytes
-    traffic = {mem: [r, w] for mem, r, w in plan.act_traffic}
-    traffic.setdefault(m.weights_mem, [0, 0])[0] += wb
-    e = inference_energy(
-        m.hw, mac_j=plan.energy_mac_j, array_j=plan.energy_array_j, decode_j=plan.energy_decode_j,
-        sram_read_bytes=sram_read, sram_write_bytes=sram_write, latency_s=latency_s,
-        memories=[(r, w, m.memories[k]) for k, (r, w) in sorted(traffic.items())])
-    return InferenceRow(i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes,
-                        inf.refetch_bytes, plan.act_dram_bytes, plan.act_reread_bytes,
-                        sram_read, sram_write, plan.macs,
-                        plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s,
-                        e.total, e.mac, e.array, e.sram, e.offchip, e.decode, e.leak,
-                        inf.bound)
+    d = _per_plan(plan, m.weights_mem)
+    if d.traffic is None:   # per memory in order, its activation bytes read and written
+        traffic = {mem: (r, w) for mem, r, w in plan.act_traffic}
+        traffic.setdefault(m.weights_mem, (0, 0))
+        d.traffic = [(k, r, w) for k, (r, w) in sorted(traffic.items())]
+    wm, mems = m.weights_mem, m.memories   # (and the weights read from theirs)
+    e = energy_parts(m.hw, plan.energy_mac_j, plan.energy_array_j, plan.energy_decode_j,
+                     sram_read, sram_write, latency_s,
+                     [(r + wb if k == wm else r, w, mems[k]) for k, r, w in d.traffic])
+    return _new_row(InferenceRow, (
+        i, plan.name, wb, inf.stream_bytes, inf.wasted_bytes, inf.refetch_bytes,
+        plan.act_dram_bytes, plan.act_reread_bytes, sram_read, sram_write, plan.macs,
+        plan.compute_cycles, cycles - plan.compute_cycles, cycles, latency_s, *e[:7],
+        inf.bound))
 
 
 def _order(t) -> str:
