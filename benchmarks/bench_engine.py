@@ -98,36 +98,56 @@ def main() -> int:
     # run, plans compiled, is in the notes.
     from edgesim.sim import engine
     routed = api.workload("sigmab_r50", inputs=a.inputs)
-    for size in a.routed_srams:
-        hw_s = load_config(npu, [f"sram.size={size}"])
-        for policy in ("lru", "belady"):
-            engine._PLANS.clear()
-            t0 = time.process_time()
-            # memo entries: the inferences run event by event (what the time grows with)
-            entries = simulate(hw_s, routed, policy=policy).meta["memo_entries"]
-            first = time.process_time() - t0
-            t = _median(lambda hw_s=hw_s, policy=policy: simulate(hw_s, routed, policy=policy),
-                        a.repeat)
-            target = (f" ({a.inputs / t / ROUTED_TARGET:.2f}x the {ROUTED_TARGET:,}/s target)"
-                      if policy == "belady" else "")
-            rows.append((f"sigmab_r50 on npu_small, sram.size={size}, {policy}, memo on",
-                         f"{a.inputs / t:,.0f} inferences/s{target}",
-                         f"{a.inputs} routed inputs, median of {a.repeat}; first run (plans "
-                         f"compiled) {a.inputs / first:,.0f}/s; {entries} memo entries"))
     # the same, belady, on a sequence drawn independently from the routed paths' frequencies
     # (seeded): more varied than the routed inputs, so more situations the memo has not seen
     freq = np.bincount(routed.sequence, minlength=len(routed.paths)) / routed.sequence.size
     drawn = routed.with_sequence(np.random.default_rng(0).choice(len(routed.paths),
                                                                  size=a.inputs, p=freq))
-    for size in a.routed_srams:
-        hw_s = load_config(npu, [f"sram.size={size}"])
-        entries = simulate(hw_s, drawn, policy="belady").meta["memo_entries"]
-        t = _median(lambda hw_s=hw_s: simulate(hw_s, drawn, policy="belady"), a.repeat)
-        rows.append((f"sigmab_r50 on npu_small, sram.size={size}, belady, drawn paths",
-                     f"{a.inputs / t:,.0f} inferences/s ({a.inputs / t / ROUTED_TARGET:.2f}x "
-                     f"the {ROUTED_TARGET:,}/s target)",
-                     f"{a.inputs} inputs drawn from the routed paths' frequencies (seed 0), "
-                     f"median of {a.repeat}; {entries} memo entries"))
+    cases = [(size, policy, kind) for kind in ("routed", "drawn") for size in a.routed_srams
+             for policy in (("lru", "belady") if kind == "routed" else ("belady",))]
+    hws = {size: load_config(npu, [f"sram.size={size}"]) for size in a.routed_srams}
+    first, entries, distinct = {}, {}, {}
+    for case in cases:
+        size, policy, kind = case
+        engine._PLANS.clear()
+        t0 = time.process_time()
+        # memo entries: the inferences run event by event (what the time grows with); distinct
+        # rows: the different answers among the inputs (the least an exact engine works out)
+        r = simulate(hws[size], routed if kind == "routed" else drawn, policy=policy)
+        first[case] = time.process_time() - t0
+        entries[case] = r.meta["memo_entries"]
+        distinct[case] = len({row[1:] for row in r.rows})
+    # each round times every case once, so a slow spell of the machine falls on all sizes
+    # alike rather than on the ones measured during it (the spread in SRAM size is the point)
+    times: dict[tuple, list[float]] = {case: [] for case in cases}
+    for _ in range(a.repeat):
+        for case in cases:
+            size, policy, kind = case
+            wl = routed if kind == "routed" else drawn
+            times[case].append(_median(
+                lambda hw_s=hws[size], wl=wl, policy=policy: simulate(hw_s, wl, policy=policy),
+                1))
+    rates = {case: a.inputs / statistics.median(ts) for case, ts in times.items()}
+    for case in cases:
+        size, policy, kind = case
+        target = (f" ({rates[case] / ROUTED_TARGET:.2f}x the {ROUTED_TARGET:,}/s target)"
+                  if policy == "belady" else "")
+        what = ("memo on" if kind == "routed" else "drawn paths")
+        note = (f"{a.inputs} routed inputs" if kind == "routed" else
+                f"{a.inputs} inputs drawn from the routed paths' frequencies (seed 0)")
+        rows.append((f"sigmab_r50 on npu_small, sram.size={size}, {policy}, {what}",
+                     f"{rates[case]:,.0f} inferences/s{target}",
+                     f"{note}, median of {a.repeat} rounds; first run (plans compiled) "
+                     f"{a.inputs / first[case]:,.0f}/s; {entries[case]} memo entries, "
+                     f"{distinct[case]} distinct rows"))
+    for policy, kind in (("belady", "routed"), ("belady", "drawn"), ("lru", "routed")):
+        mine = [c for c in cases if c[1] == policy and c[2] == kind]
+        lo, hi = min(mine, key=rates.get), max(mine, key=rates.get)
+        rows.append((f"sigmab_r50, {policy}, {kind}: spread over SRAM sizes",
+                     f"highest / lowest = {rates[hi] / rates[lo]:.2f}x",
+                     f"lowest {rates[lo]:,.0f}/s at {lo[0]} ({entries[lo]} memo entries, "
+                     f"{distinct[lo]} distinct rows); highest {rates[hi]:,.0f}/s at {hi[0]} "
+                     f"({entries[hi]} memo entries, {distinct[hi]} distinct rows)"))
     if a.routed_only:
         return _table(rows)
 
