@@ -23,13 +23,14 @@ A, B, C = 0, 1, 2
 
 
 @pytest.fixture(params=["compiled", "python"])
-def byte_pass(request, monkeypatch):
-    """Belady's byte pass as the compiled kernel (``_kernel.c``, an optional extension: the
-    case is skipped where it could not be built) or as the Python pass it is held to."""
+def passes(request, monkeypatch):
+    """The policies' compiled passes (``_kernel.c``, an optional extension: Belady's byte
+    pass and memo lookup, LRU's pass; the case is skipped where it could not be built) or
+    the Python passes they are held to."""
     if request.param == "python":
         monkeypatch.setattr(residency, "_kernel", None)
     elif residency._kernel is None:
-        pytest.skip("the compiled byte pass was not built on this machine")
+        pytest.skip("the compiled passes were not built on this machine")
     return request.param
 
 
@@ -365,7 +366,7 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
 
 
 @pytest.mark.parametrize("seed", [2, 9])
-def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed):
+def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed, passes):
     # LRU's memo-on run against the op-by-op loop on random staged streams and rooms (from
     # less than a path to the whole tree): its one-loop ``serve_path``, its memo key (an
     # interned state, or what is missing when nothing can be evicted) and ``restore`` of an
@@ -373,7 +374,8 @@ def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed):
     # inference, the kept, streamed and wait and the order after of serving op by op; and
     # so from states restored at random as a memo hit of another situation leaves them, and
     # with the memo started over at times (a key worked out before, asked again, must still
-    # say what ``after`` is to note).
+    # say what ``after`` is to note). With the compiled pass (``_kernel.lru_pass``, from and
+    # to the order as a tuple) and with the Python loop.
     rng = np.random.default_rng(seed)
     hits = advanced = 0
     for case in range(60):
@@ -441,7 +443,7 @@ def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
              for op in v[k]] for c in sorted(picked.tolist())]
 
 
-def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(byte_pass):
+def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(passes):
     # On paths that read each block once and at one op whichever of them reads it (a tree,
     # ``_staged``) ``Belady.serve_path`` takes its sets' stacks instead of a heap of blocks. Per
     # inference it must give the op-by-op loop's kept, streamed and wait and leave the same
@@ -488,7 +490,7 @@ def test_belady_a_set_at_a_time_serves_trees_as_op_by_op_and_its_memo_as_well(by
     assert cases > 500   # memo hits were checked, not only runs
 
 
-def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_pass):
+def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(passes):
     # Two paths share set X = {x0 (5 B), y0 (12 B)} at ops 0 and 2; A = {a0 (10), a1 (8)} is
     # path 0's, B = {b0, b1} path 1's. Inference 0 runs path 0 with 20 B of room, holding
     # a0 and 6 B of a1 (a prefix of A); the stream is 0, 1, 0, so A (next read at inference
@@ -514,7 +516,7 @@ def test_belady_on_byte_sums_per_set_drops_a_gapped_set_through_both_parts(byte_
 
 @pytest.mark.parametrize(("seed", "cases", "restores"), [(5, 200, True), (17, 5, False)])
 def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, cases, restores,
-                                                                    byte_pass):
+                                                                    passes):
     # ``_serve_bytes`` against the op-by-op loop on many random staged streams (``_staged``)
     # and rooms, from states restored as the engine's memo does: per inference the same
     # kept, streamed and wait and the same held bytes after, and the condition on the
@@ -575,7 +577,7 @@ def test_the_compiled_kernel_is_built_where_it_can_be():
     importlib.import_module("edgesim.sim._kernel")   # (whatever EDGESIM_NO_KERNEL says)
 
 
-def test_belady_memo_is_exact_where_paths_read_shared_blocks_at_different_ops(byte_pass):
+def test_belady_memo_is_exact_where_paths_read_shared_blocks_at_different_ops(passes):
     # Paths that read shared blocks in orders of their own (random, small): a set's blocks
     # sit at an op that depends on the path (not ``uniform``), so when two sets are next read
     # at one inference, which of them is farther depends on the path there, and a condition

@@ -20,6 +20,8 @@
  * holds(condition, col, there) -> bool: Belady.holds.
  * first(entries, cols, theres, k, nsets) -> the first memo entry whose condition holds at row
  *     k of a chunk of Future (Belady.met), or None.
+ * lru_pass(order, used, capacity, sizes, path) -> (kept, streamed, wait, order after, used
+ *     after), or None: residency.LRU.serve_path; see lru_pass() below.
  * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports) ->
  *     (latency, streamed, refetch, waits): engine._run_one's timeline with the
  *     memo on and no per-op rows (engine._transfers, engine._schedule, bound.stall_bounds) in
@@ -636,7 +638,138 @@ done:
     return result;
 }
 
+/* residency.LRU.serve_path on a linked list of block ids, from and to the order as a tuple.
+ * lru_pass(order, used, capacity, sizes, path) -> (kept, streamed, wait, order after, used
+ *     after), or None when a block id or size is out of range (the caller runs the Python
+ *     pass).
+ *   order: the held blocks, least recent first (LRU._snap); sizes (bytes, int64): per block;
+ *   path (bytes, int64, LRU._flat_path): [n, then n + 1 offsets into the ids that follow,
+ *     then the ids of every op's blocks in op order].
+ * The same steps as the Python loop: an op's held blocks move to the most recent end; each of
+ * its missing ones is streamed when larger than what could be freed beside the op's own
+ * blocks, else the least recent blocks are evicted until it fits (never one of this op's:
+ * they were all moved or added last) and it is added last. */
+static PyObject *lru_pass(PyObject *self, PyObject *args)
+{
+    PyObject *order;
+    long long used, capacity;
+    Py_buffer sb, pb;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!LLy*y*", &PyTuple_Type, &order, &used, &capacity, &sb,
+                          &pb))
+        return NULL;
+    PyObject *result = NULL;
+    i64 *mem_ = NULL;
+    const i64 *sizes = sb.buf, *P = pb.buf;
+    Py_ssize_t nb = sb.len / (Py_ssize_t)sizeof(i64), words = pb.len / (Py_ssize_t)sizeof(i64);
+    if (words < 2 || P[0] < 0 || P[0] > words - 2) {
+        PyErr_SetString(PyExc_ValueError, "lru_pass: a bad path");
+        goto done;
+    }
+    Py_ssize_t n = (Py_ssize_t)P[0];
+    const i64 *off = P + 1, *ids = P + 2 + n;
+    Py_ssize_t nids = words - 2 - n;
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (off[j] < 0 || off[j] > off[j + 1] || off[j + 1] > nids) {
+            PyErr_SetString(PyExc_ValueError, "lru_pass: a bad path");
+            goto done;
+        }
+    /* per block (and the list's head at nb): next, prev, held, last use, stamp; per op:
+       kept, streamed, wait; the misses of an op */
+    mem_ = PyMem_Malloc(sizeof(i64) * (5 * (nb + 1) + 3 * n + nids + 1));
+    if (mem_ == NULL) { PyErr_NoMemory(); goto done; }
+    i64 *nxt = mem_, *prv = mem_ + nb + 1, *held = mem_ + 2 * (nb + 1);
+    i64 *last = mem_ + 3 * (nb + 1), *stamp = mem_ + 4 * (nb + 1);
+    i64 *kept = mem_ + 5 * (nb + 1), *str = kept + n, *wait = str + n, *miss = wait + n;
+    const i64 head = nb;
+    nxt[head] = prv[head] = head;
+    for (Py_ssize_t b = 0; b < nb; b++) { held[b] = 0; last[b] = -1; stamp[b] = -1; }
+#define UNLINK(b) do { nxt[prv[b]] = nxt[b]; prv[nxt[b]] = prv[b]; } while (0)
+#define APPEND(b) do { prv[b] = prv[head]; nxt[b] = head; nxt[prv[head]] = b; \
+                       prv[head] = b; } while (0)
+    Py_ssize_t norder = PyTuple_GET_SIZE(order);
+    for (Py_ssize_t k = 0; k < norder; k++) {
+        i64 b = PyLong_AsLongLong(PyTuple_GET_ITEM(order, k));
+        if (b == -1 && PyErr_Occurred()) goto done;
+        if (b < 0 || b >= nb || held[b]) { result = Py_NewRef(Py_None); goto done; }
+        held[b] = 1;
+        APPEND(b);
+    }
+    for (Py_ssize_t k = 0; k < nids; k++)
+        if (ids[k] < 0 || ids[k] >= nb || sizes[ids[k]] < 0) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        kept[j] = 0;
+        str[j] = 0;
+        wait[j] = -1;
+        Py_ssize_t nmiss = 0;
+        for (i64 k = off[j]; k < off[j + 1]; k++) {
+            i64 b = ids[k];
+            if (held[b]) { UNLINK(b); APPEND(b); }
+            else miss[nmiss++] = b;
+        }
+        if (nmiss) {
+            i64 mine = 0, w = -1, kk = 0, s = 0;
+            for (i64 k = off[j]; k < off[j + 1]; k++) {   /* the op's own held bytes, once */
+                i64 b = ids[k];
+                if (stamp[b] != j) { stamp[b] = j; if (held[b]) mine += sizes[b]; }
+            }
+            for (Py_ssize_t m = 0; m < nmiss; m++) {
+                i64 b = miss[m], size = sizes[b];
+                if (held[b]) continue;   /* the same block twice in one op */
+                if (size > capacity - mine) { s += size; continue; }
+                while (used + size > capacity) {
+                    i64 victim = nxt[head];
+                    if (victim == head) {   /* (cannot be: ``mine`` leaves another block) */
+                        PyErr_SetString(PyExc_RuntimeError, "lru_pass: nothing to evict");
+                        goto done;
+                    }
+                    UNLINK(victim);
+                    held[victim] = 0;
+                    used -= sizes[victim];
+                    if (last[victim] > w) w = last[victim];
+                }
+                held[b] = 1;
+                APPEND(b);
+                used += size;
+                mine += size;
+                kk += size;
+            }
+            kept[j] = kk;
+            str[j] = s;
+            wait[j] = w;
+        }
+        for (i64 k = off[j]; k < off[j + 1]; k++) last[ids[k]] = j;
+    }
+#undef UNLINK
+#undef APPEND
+    Py_ssize_t count = 0;
+    for (i64 b = nxt[head]; b != head; b = nxt[b]) count++;
+    PyObject *after = PyTuple_New(count);
+    if (after == NULL) goto done;
+    Py_ssize_t k = 0;
+    for (i64 b = nxt[head]; b != head; b = nxt[b]) {
+        PyObject *x = PyLong_FromLongLong(b);
+        if (x == NULL) { Py_DECREF(after); goto done; }
+        PyTuple_SET_ITEM(after, k++, x);
+    }
+    PyObject *a = list_of(kept, n), *s = list_of(str, n), *w = list_of(wait, n);
+    if (a == NULL || s == NULL || w == NULL) {
+        Py_XDECREF(a); Py_XDECREF(s); Py_XDECREF(w); Py_DECREF(after);
+        goto done;
+    }
+    result = Py_BuildValue("(NNNNL)", a, s, w, after, used);
+done:
+    PyMem_Free(mem_);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&pb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"lru_pass", lru_pass, METH_VARARGS, "LRU.serve_path on a linked list (see _kernel.c)."},
     {"run", run, METH_VARARGS, "engine._run_one's timeline in one pass (see _kernel.c)."},
     {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},
     {"first", first, METH_VARARGS, "Belady.met: the first memo entry that holds."},

@@ -385,6 +385,12 @@ class LRU(Residency):
         self._moves: dict[tuple[int, int], tuple[tuple[int, ...], _Advance,
                                                   tuple[int, ...], tuple]] = {}
         self._now = self._of(())   # ``_of(_snap)`` while _snap is set
+        # the compiled pass (``_kernel.lru_pass``): the sizes as int64 (made when first
+        # asked), by id of a path's blocks them and their ids per op; bytes past 62 bits:
+        # the Python pass
+        self._flat_sizes: bytes | None = None
+        self._flat_paths: dict[int, tuple[Sequence[tuple[int, ...]], bytes]] = {}
+        self._compiled = sum(self.sizes) < 1 << 62 and self.capacity < 1 << 62
 
     def _of(self, state: tuple[int, ...], used: int | None = None):
         """What is worked out once per state; ``used``: its bytes when known."""
@@ -436,10 +442,10 @@ class LRU(Residency):
     def after(self) -> Hashable:
         if self._free is None:
             return self.state()
-        if self._pending:
-            self._unpack()
+        # (the order as the compiled pass leaves it, pending, or as the Python one does)
+        order = self._snap if self._pending else list(self._order)
         return _interned(self._advances,
-                         _Advance(list(self._order)[len(self._order) - self._free:]))
+                         _Advance(order[len(order) - self._free:]))  # type: ignore[index]
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
@@ -511,7 +517,13 @@ class LRU(Residency):
     def serve_path(self, blocks: Sequence[tuple[int, ...]], inference: int
                    ) -> tuple[list[int], list[int], list[int]]:
         """``serve`` op by op in one loop (no call and ``Served`` per op): the same answers
-        and order after (the engine's memo-off run takes the op-by-op loop; tests compare)."""
+        and order after (the engine's memo-off run takes the op-by-op loop; tests compare).
+        The compiled pass (``_kernel.lru_pass``) takes it where built, from and to the order
+        as a tuple, so a memo miss after a run of hits never builds the ``OrderedDict``."""
+        if _kernel is not None and self._compiled:
+            out = self._compiled_pass(blocks)
+            if out is not None:
+                return out
         if self._pending:
             self._unpack()
         order, sizes, capacity = self._order, self.sizes, self.capacity
@@ -559,6 +571,33 @@ class LRU(Residency):
             for b in ids:
                 last_use[b] = j
         self._used = used
+        return kept, streamed, wait
+
+
+    def _compiled_pass(self, blocks: Sequence[tuple[int, ...]]
+                       ) -> tuple[list[int], list[int], list[int]] | None:
+        """``serve_path`` by ``_kernel.lru_pass``; None (nothing changed) when it does not
+        take the blocks (an id past the sizes)."""
+        if self._flat_sizes is None:
+            self._flat_sizes = np.array(self.sizes, dtype=np.int64).tobytes()
+        path = self._flat_paths.get(id(blocks))
+        if path is None or path[0] is not blocks:
+            if len(self._flat_paths) >= INTERNED:
+                self._flat_paths.clear()
+            flat = [len(blocks), *itertools.accumulate(map(len, blocks), initial=0),
+                    *itertools.chain.from_iterable(blocks)]
+            path = self._flat_paths[id(blocks)] = (
+                blocks, np.array(flat, dtype=np.int64).tobytes())
+        order = self._snap if self._snap is not None else tuple(self._order)
+        out = _kernel.lru_pass(order, self._used, self.capacity,  # type: ignore[union-attr]
+                               self._flat_sizes, path[1])
+        if out is None:
+            return None
+        kept, streamed, wait, after, self._used = out
+        # the order after, pending (``_order`` is built from it only if a Python pass asks)
+        self._snap = _interned(self._states, after)
+        self._now = self._of(self._snap, self._used)
+        self._pending = True
         return kept, streamed, wait
 
 
