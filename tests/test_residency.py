@@ -355,7 +355,8 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     key = first.memo_key(0, blocks)
     assert key == other.memo_key(0, blocks) == ("free", (D,))
     assert _run(first, s) == [(0, 0, ()), (0, 0, ()), (10, 0, ())]
-    other.restore(first.after())
+    advance = first.after()
+    other.restore(advance)
     _run(served, s)
     assert other.state() == served.state() == (C, E, B, A, D)
     assert other.resident_bytes() == served.resident_bytes() == 50
@@ -363,6 +364,17 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     assert first.memo_key(1, ()) == ("free", ())
     other.restore(first.after())
     assert other.state() == (C, E, B, A, D)
+    # the same key from another held set (A, B, E: 30 bytes): the change adds D to that set
+    # (held sets are kept apart from orders, ``_set_of``), and what is free next is asked of
+    # the set it leads to: C (10 bytes more, 50 in all) still fits
+    third = make_policy("lru", s)
+    third.restore((E, B, A))
+    assert third.memo_key(0, blocks) == ("free", (D,))
+    third.restore(advance)
+    assert third.resident_set() == {A, B, D, E}
+    assert third.resident_bytes() == 40
+    assert third.state() == (E, B, A, D)
+    assert third.memo_key(1, (C,)) == ("free", (C,))
 
 
 @pytest.mark.parametrize("seed", [2, 9])
@@ -374,8 +386,10 @@ def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed, passes):
     # inference, the kept, streamed and wait and the order after of serving op by op; and
     # so from states restored at random as a memo hit of another situation leaves them, and
     # with the memo started over at times (a key worked out before, asked again, must still
-    # say what ``after`` is to note). With the compiled pass (``_kernel.lru_pass``, from and
-    # to the order as a tuple) and with the Python loop.
+    # say what ``after`` is to note). Held sets are interned apart from orders (``_set_of``:
+    # the free key per path and where an advance leads, shared by every order holding one
+    # set). With the compiled pass (``_kernel.lru_pass``, from and to the order as a tuple)
+    # and with the Python loop.
     rng = np.random.default_rng(seed)
     hits = advanced = 0
     for case in range(60):
@@ -408,6 +422,7 @@ def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed, passes):
             assert out == Residency.serve_path(slow, s.paths[p], i), (case, i)
             assert fast.state() == slow.state(), (case, i)
             assert fast.resident_bytes() == slow.resident_bytes()
+            assert fast.resident_set() == slow.resident_set()
             states.append(slow.state())
     assert hits > 1000   # (both kinds of memo hit met, often)
     assert advanced > 150

@@ -356,10 +356,13 @@ class LRU(Residency):
     order of their last use, wherever they were before (``after``: an ``_Advance``).
 
     States are interned (one tuple object per order met), so what a memo hit asks of one is
-    looked up by identity once it was worked out: its bytes, held set and memo key per path
-    (``_of``), and the state an ``_Advance`` leads to from it (``restore``). A stream of hits
-    where paths take turns then costs O(1) per input instead of O(blocks) (moving each
-    block of the path and hashing the new order).
+    looked up by identity once it was worked out: its held set and memo key (``_of``), and
+    the state an ``_Advance`` leads to from it (``restore``). A stream of hits where paths
+    take turns then costs O(1) per input instead of O(blocks) (moving each block of the path
+    and hashing the new order). Held sets are interned too (``_set_of``), with their bytes,
+    the free key per path and the held set an ``_Advance`` leads to: many orders hold one set
+    (a stream of free hits leaves a new order per input, rarely a new set), so a new order
+    costs its making and hashing alone.
     """
 
     name = "lru"
@@ -374,13 +377,15 @@ class LRU(Residency):
         self._free: int | None = None
         # by id of a path's blocks: them, their bytes, and them without repeats
         self._bytes: dict[int, tuple[tuple[int, ...], int, tuple[int, ...]]] = {}
-        # by id of a state: it, its bytes, its blocks as a set, its memo key, and by id of a
-        # path's blocks (them, the memo key there, ``_free`` there)
-        self._info: dict[int, tuple[tuple[int, ...], int, frozenset[int], _Hashed,
-                                    dict[int, tuple[tuple[int, ...], Hashable, int | None]]]
-                         ] = {}
+        # held sets, interned by the set: (the set, its bytes, by id of a path's blocks (them,
+        # the free key there or None, ``_free`` there), by id of an advance (it, the held set
+        # it leads to))
+        self._sets: dict[frozenset[int], tuple[frozenset[int], int, dict, dict]] = {}
+        # by id of a state: it, its held set, its memo key
+        self._info: dict[int, tuple[tuple[int, ...], tuple, _Hashed]] = {}
         self._states: dict[tuple[int, ...], tuple[int, ...]] = {}   # interned states
-        self._advances: dict[_Advance, _Advance] = {}              # interned advances
+        # interned advances, each with its blocks as a set
+        self._advances: dict[_Advance, tuple[_Advance, frozenset[int]]] = {}
         # by (id of a state, id of an advance): them and the state it leads to
         self._moves: dict[tuple[int, int], tuple[tuple[int, ...], _Advance,
                                                   tuple[int, ...], tuple]] = {}
@@ -392,15 +397,27 @@ class LRU(Residency):
         self._flat_paths: dict[int, tuple[Sequence[tuple[int, ...]], bytes]] = {}
         self._compiled = sum(self.sizes) < 1 << 62 and self.capacity < 1 << 62
 
-    def _of(self, state: tuple[int, ...], used: int | None = None):
-        """What is worked out once per state; ``used``: its bytes when known."""
+    def _set_of(self, held: frozenset[int], used: int | None = None) -> tuple:
+        """The interned held set ``held``; ``used``: its bytes when known."""
+        info = self._sets.get(held)
+        if info is None:
+            if len(self._sets) >= INTERNED:
+                self._sets.clear()
+            if used is None:
+                used = sum(self.sizes[b] for b in held)
+            info = self._sets[held] = (held, used, {}, {})
+        return info
+
+    def _of(self, state: tuple[int, ...], held: tuple | None = None):
+        """What is worked out once per state: it, its held set (``held`` when known), its
+        memo key."""
         info = self._info.get(id(state))
         if info is None or info[0] is not state:
             if len(self._info) >= INTERNED:
                 self._info.clear()
-            if used is None:
-                used = sum(self.sizes[b] for b in state)
-            info = self._info[id(state)] = (state, used, frozenset(state), _Hashed(state), {})
+            if held is None:
+                held = self._set_of(frozenset(state))
+            info = self._info[id(state)] = (state, held, _Hashed(state))
         return info
 
     def _unpack(self) -> None:
@@ -410,42 +427,47 @@ class LRU(Residency):
     def state(self) -> Hashable:
         if self._snap is None:
             self._snap = _interned(self._states, tuple(self._order))
-            self._now = self._of(self._snap, self._used)
+            self._now = self._of(self._snap)
         return self._snap
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
-        """The state with its hash computed once per state, not per inference (a steady
-        stream asks for the same key thousands of times); or, when ``blocks`` all fit beside
-        what is held, ``("free", the missing ones)``. Worked out once per state and path."""
+        """``("free", the missing ones)`` when ``blocks`` all fit beside what is held, worked
+        out once per held set and path; else the state with its hash computed once per
+        state, not per inference (a steady stream asks for the same key thousands of
+        times)."""
         if self._snap is None:
             self.state()
         info = self._now
-        known = info[4].get(id(blocks))
-        if known is not None and known[0] is blocks:
-            self._free = known[2]
-            return known[1]
-        self._free = None
-        key: Hashable = info[3]
-        hit = self._bytes.get(id(blocks))
-        if hit is None or hit[0] is not blocks:
-            once = tuple(dict.fromkeys(blocks))
-            hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once), once)
-        if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
-            held, sizes = info[2], self.sizes
-            missing = tuple(itertools.filterfalse(held.__contains__, hit[2]))
-            if info[1] + sum(sizes[b] for b in missing) <= self.capacity:
-                self._free = len(hit[2])
-                key = ("free", missing)
-        info[4][id(blocks)] = (blocks, key, self._free)
-        return key
+        held = info[1]
+        known = held[2].get(id(blocks))
+        if known is None or known[0] is not blocks:
+            key = free = None
+            hit = self._bytes.get(id(blocks))
+            if hit is None or hit[0] is not blocks:
+                once = tuple(dict.fromkeys(blocks))
+                hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once),
+                                                 once)
+            if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
+                sizes = self.sizes
+                missing = tuple(itertools.filterfalse(held[0].__contains__, hit[2]))
+                if held[1] + sum(sizes[b] for b in missing) <= self.capacity:
+                    free, key = len(hit[2]), ("free", missing)
+            known = held[2][id(blocks)] = (blocks, key, free)
+        self._free = known[2]
+        return info[2] if known[1] is None else known[1]
 
     def after(self) -> Hashable:
         if self._free is None:
             return self.state()
         # (the order as the compiled pass leaves it, pending, or as the Python one does)
         order = self._snap if self._pending else list(self._order)
-        return _interned(self._advances,
-                         _Advance(order[len(order) - self._free:]))  # type: ignore[index]
+        advance = _Advance(order[len(order) - self._free:])  # type: ignore[index]
+        known = self._advances.get(advance)
+        if known is None:
+            if len(self._advances) >= INTERNED:
+                self._advances.clear()
+            known = self._advances[advance] = (advance, frozenset(advance))
+        return known[0]
 
     def restore(self, state: Hashable) -> None:
         if state is self._snap:   # a memo hit in a steady stream: already there
@@ -455,29 +477,41 @@ class LRU(Residency):
             move = self._moves.get((id(start), id(state)))
             if move is None or move[0] is not start or move[1] is not state:
                 # its blocks last, in its order; the others as they were
-                _, used, held = self._now[:3]
-                moved = frozenset(state)
-                used += sum(self.sizes[b] for b in moved - held)
+                moved = self._moved(state)  # type: ignore[arg-type]
                 after = _interned(self._states,
                                   (*itertools.filterfalse(moved.__contains__, start), *state))
+                held = self._now[1]   # (the held set it leads to, once per set and advance)
+                to = held[3].get(id(state))
+                if to is None or to[0] is not state:
+                    new = moved - held[0]
+                    to = held[3][id(state)] = (state, self._set_of(
+                        held[0] | new, held[1] + sum(self.sizes[b] for b in new))
+                        if new else held)
                 if len(self._moves) >= INTERNED:
                     self._moves.clear()
                 move = self._moves[id(start), id(state)] = (  # type: ignore[assignment]
-                    start, state, after, self._of(after, used))
+                    start, state, after, self._of(after, to[1]))
             # (the state it leads to, pending like a restore)
             self._snap, self._now = move[2], move[3]  # type: ignore[assignment]
         else:
             self._snap = state  # type: ignore[assignment]
             self._now = self._of(state)  # type: ignore[arg-type]
-        self._used = self._now[1]
+        self._used = self._now[1][1]
         self._pending = True
+
+    def _moved(self, advance: _Advance) -> frozenset[int]:
+        """The blocks of an advance as a set, made once per advance."""
+        known = self._advances.get(advance)
+        if known is None or known[0] is not advance:   # (not one this policy noted)
+            return frozenset(advance)
+        return known[1]
 
     def resident_bytes(self) -> int:
         return self._used
 
     def resident_set(self) -> frozenset[int]:
         if self._pending:
-            return self._now[2]
+            return self._now[1][0]
         return frozenset(self._order)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
@@ -596,7 +630,7 @@ class LRU(Residency):
         kept, streamed, wait, after, self._used = out
         # the order after, pending (``_order`` is built from it only if a Python pass asks)
         self._snap = _interned(self._states, after)
-        self._now = self._of(self._snap, self._used)
+        self._now = self._of(self._snap)
         self._pending = True
         return kept, streamed, wait
 
