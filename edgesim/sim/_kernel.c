@@ -22,6 +22,7 @@
  *     k of a chunk of Future (Belady.met), or None.
  * lru_pass(order, used, capacity, sizes, path) -> (kept, streamed, wait, order after, used
  *     after), or None: residency.LRU.serve_path; see lru_pass() below.
+ * lru_advance(order, advance, nblocks) -> the order after an _Advance (LRU.restore), or None.
  * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports) ->
  *     (latency, streamed, refetch, waits): engine._run_one's timeline with the
  *     memo on and no per-op rows (engine._transfers, engine._schedule, bound.stall_bounds) in
@@ -768,7 +769,54 @@ done:
     return result;
 }
 
+/* residency.LRU.restore's order after an _Advance: the blocks of ``order`` not in ``advance``
+ * as they were, then those of ``advance`` in its order.
+ * lru_advance(order, advance, nblocks) -> tuple, or None when an id is outside [0, nblocks)
+ * (the caller does it in Python). */
+static PyObject *lru_advance(PyObject *self, PyObject *args)
+{
+    PyObject *order, *advance;
+    Py_ssize_t nb;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!n", &PyTuple_Type, &order, &PyTuple_Type, &advance, &nb))
+        return NULL;
+    if (nb < 0) {
+        PyErr_SetString(PyExc_ValueError, "lru_advance: a negative block count");
+        return NULL;
+    }
+    Py_ssize_t no = PyTuple_GET_SIZE(order), na = PyTuple_GET_SIZE(advance);
+    unsigned char *moved = PyMem_Calloc(nb + 1, 1);
+    if (moved == NULL) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    for (Py_ssize_t k = 0; k < na; k++) {
+        Py_ssize_t b = PyLong_AsSsize_t(PyTuple_GET_ITEM(advance, k));
+        if (b == -1 && PyErr_Occurred()) goto done;
+        if (b < 0 || b >= nb) { result = Py_NewRef(Py_None); goto done; }
+        moved[b] = 1;
+    }
+    Py_ssize_t keep = 0;
+    for (Py_ssize_t k = 0; k < no; k++) {
+        Py_ssize_t b = PyLong_AsSsize_t(PyTuple_GET_ITEM(order, k));
+        if (b == -1 && PyErr_Occurred()) goto done;
+        if (b < 0 || b >= nb) { result = Py_NewRef(Py_None); goto done; }
+        keep += !moved[b];
+    }
+    result = PyTuple_New(keep + na);
+    if (result == NULL) goto done;
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < no; k++) {
+        PyObject *x = PyTuple_GET_ITEM(order, k);
+        if (!moved[PyLong_AsSsize_t(x)]) PyTuple_SET_ITEM(result, at++, Py_NewRef(x));
+    }
+    for (Py_ssize_t k = 0; k < na; k++)
+        PyTuple_SET_ITEM(result, at++, Py_NewRef(PyTuple_GET_ITEM(advance, k)));
+done:
+    PyMem_Free(moved);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"lru_advance", lru_advance, METH_VARARGS, "LRU.restore's order after an _Advance."},
     {"lru_pass", lru_pass, METH_VARARGS, "LRU.serve_path on a linked list (see _kernel.c)."},
     {"run", run, METH_VARARGS, "engine._run_one's timeline in one pass (see _kernel.c)."},
     {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},

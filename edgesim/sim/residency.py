@@ -478,8 +478,11 @@ class LRU(Residency):
             if move is None or move[0] is not start or move[1] is not state:
                 # its blocks last, in its order; the others as they were
                 moved = self._moved(state)  # type: ignore[arg-type]
-                after = _interned(self._states,
-                                  (*itertools.filterfalse(moved.__contains__, start), *state))
+                after = None if _kernel is None else _kernel.lru_advance(
+                    start, state, len(self.sizes))
+                if after is None:   # (no kernel, or an id it does not take)
+                    after = (*itertools.filterfalse(moved.__contains__, start), *state)
+                after = _interned(self._states, after)
                 held = self._now[1]   # (the held set it leads to, once per set and advance)
                 to = held[3].get(id(state))
                 if to is None or to[0] is not state:
