@@ -38,6 +38,20 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(params=["compiled", "python"])
+def passes(request, monkeypatch):
+    """The engine's and the policies' compiled passes (``edgesim/sim/_kernel.c``, an optional
+    extension: the case is skipped where it could not be built) or the Python passes they are
+    held to."""
+    from edgesim.sim import engine, residency
+    if request.param == "python":
+        monkeypatch.setattr(residency, "_kernel", None)
+        monkeypatch.setattr(engine, "_kernel", None)
+    elif residency._kernel is None:
+        pytest.skip("the compiled passes were not built on this machine")
+    return request.param
+
+
 @pytest.fixture
 def tiny_yaml(tmp_path) -> Path:
     """``edgesim.testing.TINY_CONFIG`` written as a YAML file (what a sweep reads)."""

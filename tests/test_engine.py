@@ -497,8 +497,7 @@ def test_a_streamed_routed_run_counts_each_distinct_inference_in_its_summary(mon
             assert len({r.weight_dram_bytes for r in rows}) > 1, policy  # paths differ
 
 
-@pytest.mark.parametrize("kernel", ["compiled", "python"])
-def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op(kernel, monkeypatch):
+def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op(passes):
     # The routed tree (a backbone, a router, two 4000 B leaves) on random path sequences, at
     # SRAM sizes from less than a leaf to the whole tree, every prefetch mode (speculative:
     # a wrong guess moves the other leaf before the router decides, queued at the first
@@ -506,13 +505,7 @@ def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op(kern
     # move bytes) must give every inference's and every op's row of the run without it.
     # (The arena in SRAM too: then a leaf op whose leaf is on chip moves nothing but a
     # wrong guess.) Both with the compiled passes (``sim/_kernel.c``, where built) and
-    # with the Python ones they stand for.
-    from edgesim.sim import engine, residency
-    if kernel == "python":
-        monkeypatch.setattr(residency, "_kernel", None)
-        monkeypatch.setattr(engine, "_kernel", None)
-    elif residency._kernel is None:
-        pytest.skip("the compiled passes were not built on this machine")
+    # with the Python ones they stand for (``passes``).
     rng = np.random.default_rng(8)
     for sram, arena in itertools.product((2000, 5010, 6000, 9010), ("offchip", "sram")):
         w = _routed().with_sequence(rng.integers(0, 2, size=30))

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from edgesim.sim import POLICIES, Residency, residency
+from edgesim.sim import POLICIES, Residency
 from edgesim.sim.residency import (
     LRU,
     NEVER,
@@ -20,18 +20,6 @@ from edgesim.sim.residency import (
 )
 
 A, B, C = 0, 1, 2
-
-
-@pytest.fixture(params=["compiled", "python"])
-def passes(request, monkeypatch):
-    """The policies' compiled passes (``_kernel.c``, an optional extension: Belady's byte
-    pass and memo lookup, LRU's pass; the case is skipped where it could not be built) or
-    the Python passes they are held to."""
-    if request.param == "python":
-        monkeypatch.setattr(residency, "_kernel", None)
-    elif residency._kernel is None:
-        pytest.skip("the compiled passes were not built on this machine")
-    return request.param
 
 
 def _stream(sizes, capacity, paths, sequence=(0,)) -> Stream:

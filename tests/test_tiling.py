@@ -104,17 +104,10 @@ def test_simulated_input_outer_refetches_the_weights():
     assert r.layer_rows[0].weight_refetch_bytes == 2000
 
 
-@pytest.mark.parametrize("kernel", ["compiled", "python"])
-def test_refetched_weights_are_the_same_with_the_memo_and_without(kernel, monkeypatch):
+def test_refetched_weights_are_the_same_with_the_memo_and_without(passes):
     # the case above, three inputs: the memo's run (with the compiled timeline where built,
     # ``_kernel.run``, which adds the re-fetches itself) gives the rows of the run event by
     # event, 4000 B crossing per input of which 2000 B re-fetched
-    from edgesim.sim import engine, residency
-    if kernel == "python":
-        monkeypatch.setattr(residency, "_kernel", None)
-        monkeypatch.setattr(engine, "_kernel", None)
-    elif engine._kernel is None:
-        pytest.skip("the compiled passes were not built on this machine")
     w = _one_conv(2000, 1500, 300).with_sequence([0, 0, 0])
     on = simulate(tiny_config(sram=500), w).rows
     assert on == simulate(tiny_config(sram=500), w, memo=False).rows

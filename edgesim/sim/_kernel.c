@@ -644,7 +644,7 @@ done:
  *     after), or None when a block id or size is out of range (the caller runs the Python
  *     pass).
  *   order: the held blocks, least recent first (LRU._snap); sizes (bytes, int64): per block;
- *   path (bytes, int64, LRU._flat_path): [n, then n + 1 offsets into the ids that follow,
+ *   path (bytes, int64, LRU._compiled_pass): [n, then n + 1 offsets into the ids that follow,
  *     then the ids of every op's blocks in op order].
  * The same steps as the Python loop: an op's held blocks move to the most recent end; each of
  * its missing ones is streamed when larger than what could be freed beside the op's own
