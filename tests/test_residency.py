@@ -404,8 +404,9 @@ def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed, passes):
                 fast.restore(after)
                 hits += 1
                 advanced += type(after).__name__ == "_Advance"
-            else:
-                out = fast.serve_path(s.paths[p], i)
+            else:   # (as the engine asks with the compiled kernel now and then: one vector)
+                vec = fast.serve_vec(s.paths[p], i) if rng.random() < 0.5 else None
+                out = fast.serve_path(s.paths[p], i) if vec is None else _vec_lists(vec)
                 memo[key] = (out, fast.after())
             assert out == Residency.serve_path(slow, s.paths[p], i), (case, i)
             assert fast.state() == slow.state(), (case, i)
@@ -414,6 +415,13 @@ def test_lru_with_its_memo_serves_as_op_by_op_on_many_trees(seed, passes):
             states.append(slow.state())
     assert hits > 1000   # (both kinds of memo hit met, often)
     assert advanced > 150
+
+
+def _vec_lists(vec: bytes) -> tuple[list[int], list[int], list[int]]:
+    """A policy's ``serve_vec`` as ``serve_path``'s three lists."""
+    values = np.frombuffer(vec, dtype=np.int64).tolist()
+    n = len(values) // 3
+    return values[:n], values[n:2 * n], values[2 * n:]
 
 
 def _staged(rng, most_ops: int = 3) -> list[list[tuple[int, ...]]]:
@@ -546,7 +554,12 @@ def test_belady_on_byte_sums_per_set_serves_as_op_by_op_on_many_trees(seed, case
             for pol in (fast, sets, slow):
                 pol.watch()
             program = fast._program(s.paths[p])
-            out = fast._serve_bytes(program, len(s.paths[p]), i)
+            # (every other inference as the engine asks first with the compiled kernel: the
+            # pass's answers as one vector, ``serve_vec``, None where it does not take them)
+            vec = fast.serve_vec(s.paths[p], i) if i % 2 else None
+            out = None if vec is None else _vec_lists(vec)
+            if out is None:
+                out = fast._serve_bytes(program, len(s.paths[p]), i)
             if out is None:
                 out = fast._serve_sets(program, len(s.paths[p]), i)
             else:

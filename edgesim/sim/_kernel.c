@@ -5,10 +5,11 @@
  * reference: the tests run both on the same random trees and streams and require the same
  * answers, state after and condition on the future, and the same rows.
  *
- * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched, there) -> None, or
- *     (kept, streamed, wait, top, low, up, total, condition): residency.Belady._bytes_pass on
- *     flat int64 arrays (``_flat_layout``, ``_flat_program`` there), ``condition`` being what
- *     Belady.condition makes of the notes (None: nothing noted, or not watched).
+ * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched, there[, packed]) ->
+ *     None, or (kept, streamed, wait, top, low, up, total, condition):
+ *     residency.Belady._bytes_pass on flat int64 arrays (``_flat_layout``, ``_flat_program`` there), ``condition`` being what
+ *     Belady.condition makes of the notes (None: nothing noted, or not watched). packed: kept
+ *     is kept, streamed and wait as one vector (bytes, int64, 3 n), streamed and wait None.
  *   layout (bytes, int64): [nsets, then per set s at 1 + 6 s: its block count m, the offsets
  *     of its cum (m + 1 values), ranks_at, by_use and ops_at (m values each), flags (1:
  *     positive, 2: in_block_order)].
@@ -20,13 +21,14 @@
  * holds(condition, col, there) -> bool: Belady.holds.
  * first(entries, cols, theres, k, nsets) -> the first memo entry whose condition holds at row
  *     k of a chunk of Future (Belady.met), or None.
- * lru_pass(order, used, capacity, sizes, path) -> (kept, streamed, wait, order after, used
- *     after), or None: residency.LRU.serve_path; see lru_pass() below.
+ * lru_pass(order, used, capacity, sizes, path[, packed]) -> (kept, streamed, wait, order
+ *     after, used after), or None: residency.LRU.serve_path (packed: kept, streamed and wait
+ *     as one vector, as bytes_pass's); see lru_pass() below.
  * lru_advance(order, advance, nblocks) -> the order after an _Advance (LRU.restore), or None.
- * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports) ->
- *     (latency, streamed, refetch, waits): engine._run_one's timeline with the
- *     memo on and no per-op rows (engine._transfers, engine._schedule, bound.stall_bounds) in
- *     one pass; see run() below.
+ * run(plan, vec, wasted, depth, speculative, wmem, memories, nports) ->
+ *     (latency, kept bytes, streamed bytes, refetch bytes, waits): engine._run_one's timeline
+ *     with the memo on and no per-op rows (engine._transfers, engine._schedule,
+ *     bound.stall_bounds) in one pass; see run() below.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -127,10 +129,10 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
     PyObject *lay_o, *prog_o, *h0_o, *col_o, *there;
     long long end, span, capacity;
     Py_ssize_t n;
-    int watched;
+    int watched, packed = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "SSOOLLLnpO", &lay_o, &prog_o, &h0_o, &col_o, &end, &span,
-                          &capacity, &n, &watched, &there))
+    if (!PyArg_ParseTuple(args, "SSOOLLLnpO|p", &lay_o, &prog_o, &h0_o, &col_o, &end, &span,
+                          &capacity, &n, &watched, &there, &packed))
         return NULL;
     if (PyBytes_GET_SIZE(lay_o) < (Py_ssize_t)sizeof(i64) ||
         PyBytes_GET_SIZE(prog_o) < 5 * (Py_ssize_t)sizeof(i64)) {
@@ -347,7 +349,17 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
     if (watched && no.streak >= 0) went_first(&no);
 
     {
-        PyObject *lk = list_of(kept, n), *ls = list_of(streamed, n), *lw = list_of(wait, n);
+        /* (packed: kept, streamed and wait as one int64 vector, ``vec``, in place of lists) */
+        PyObject *lk, *ls, *lw;
+        if (packed) {
+            lk = PyBytes_FromStringAndSize((const char *)kept, (Py_ssize_t)sizeof(i64) * 3 * n);
+            ls = Py_NewRef(Py_None);
+            lw = Py_NewRef(Py_None);
+        } else {
+            lk = list_of(kept, n);
+            ls = list_of(streamed, n);
+            lw = list_of(wait, n);
+        }
         PyObject *lt = list_of(top, ns), *ll = list_of(low, ns), *lu = list_of(up, ns);
         PyObject *sets = PyList_New(0), *pairs = PyList_New(0), *cond = NULL;
         PyObject *tt = lt == NULL ? NULL : PyList_AsTuple(lt);
@@ -523,15 +535,17 @@ static i64 max3(i64 a, i64 b, i64 c) { i64 m = a > b ? a : b; return m > c ? m :
 /* engine._run_one's timeline with the memo on and no per-op rows: the re-fetched stripes
  * (d.again), the DMA queue (engine._transfers), its times (engine._schedule) and the ops
  * that waited (bound.stall_bounds) in one pass over the ops, with no queue made.
- * run(plan, kept, streamed, wait, wasted, depth, speculative, wmem, memories, nports)
- *     -> (latency, streamed, refetch, waits)
+ * run(plan, vec, wasted, depth, speculative, wmem, memories, nports)
+ *     -> (latency, kept bytes, streamed bytes, refetch bytes, waits)
+ *   vec (bytes, int64): per op its kept bytes, then per op its streamed bytes, then per op
+ *     the op its kept bytes wait for (residency: Belady._compiled_pass, LRU._compiled_pass).
  *   plan (bytes, int64, engine._flat_plan): [n, first gated op or -1, then per op j at 2 + 6 j
  *     (compute ps, gate, same, again, first other, past its last other), then per other
  *     transfer (memory, is a write, bytes)]. memories (bytes, int64, engine._Channel.flat):
  *     per memory (port, read latency, write latency, burst, read rate, write rate).
- *   streamed, refetch: per op, with its re-fetches and those alone (both None: no op passed
- *     its input stripes over again, streamed is as given); waits: [(op, ps from the op
- *     before's end to its end)] for the ops that took longer than their compute time.
+ *   the bytes: of the inference, the streamed ones with their re-fetches; waits: [(op, ps
+ *     from the op before's end to its end, its weight bytes)] for the ops that took longer
+ *     than their compute time.
  * Why one pass: _transfers queues an op's transfers in op order, each waiting for an op before
  * its own, so _schedule's recurrence can take each transfer as it is made; an op that moves
  * nothing ends its compute time after the one before, which also makes it no wait
@@ -540,14 +554,13 @@ static i64 max3(i64 a, i64 b, i64 c) { i64 m = a > b ? a : b; return m > c ? m :
  * passes, which say what is wrong). */
 static PyObject *run(PyObject *self, PyObject *args)
 {
-    Py_buffer pb, cb;
-    PyObject *kept_o, *str_o, *wait_o;
+    Py_buffer pb, vb, cb;
     long long wasted, depth;
     int speculative;
     Py_ssize_t wmem, nports;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*OOOLLpny*n", &pb, &kept_o, &str_o, &wait_o, &wasted,
-                          &depth, &speculative, &wmem, &cb, &nports))
+    if (!PyArg_ParseTuple(args, "y*y*LLpny*n", &pb, &vb, &wasted, &depth, &speculative, &wmem,
+                          &cb, &nports))
         return NULL;
     PyObject *result = NULL;
     i64 *mem_ = NULL;
@@ -566,21 +579,23 @@ static PyObject *run(PyObject *self, PyObject *args)
     Channel ch = {mem_ + 5 * n, ended, cb.buf, nports,
                   cb.len / (Py_ssize_t)sizeof(i64) / 6};
     for (Py_ssize_t k = 0; k < nports; k++) ch.free_at[k] = 0;
-    if (ints(kept_o, kept, n, "run: kept") || ints(str_o, str, n, "run: streamed") ||
-        ints(wait_o, wait, n, "run: wait"))
+    if (vb.len != (Py_ssize_t)sizeof(i64) * 3 * n) {
+        PyErr_SetString(PyExc_ValueError, "run: the vector is not 3 values per op of the plan");
         goto done;
-    i64 prev = 0, first_gated = P[1];
-    int again = 0;   /* whether an op passes its stripes over again */
+    }
+    memcpy(kept, vb.buf, vb.len);   /* (kept, streamed and wait follow one another) */
+    i64 prev = 0, first_gated = P[1], ksum = 0, ssum = 0, rsum = 0;
     for (Py_ssize_t j = 0; j < n; j++) {
         const i64 *op = ops + 6 * j;
         refetch[j] = 0;
-        if (op[3] && str[j]) {   /* (its streamed weights pass over op[3] more stripes) */
-            again = 1;
-            if (__builtin_mul_overflow(op[3], str[j], &refetch[j]) ||
-                __builtin_add_overflow(str[j], refetch[j], &str[j])) {
-                PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
-                goto done;
-            }
+        if ((op[3] && str[j] &&   /* (its streamed weights pass over op[3] more stripes) */
+             (__builtin_mul_overflow(op[3], str[j], &refetch[j]) ||
+              __builtin_add_overflow(str[j], refetch[j], &str[j]))) ||
+            __builtin_add_overflow(ksum, kept[j], &ksum) ||
+            __builtin_add_overflow(ssum, str[j], &ssum) ||
+            __builtin_add_overflow(rsum, refetch[j], &rsum)) {
+            PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
+            goto done;
         }
         if (wait[j] >= j || op[1] >= j || op[4] < 0 || op[5] > nother || op[4] > op[5]) {
             PyErr_SetString(PyExc_ValueError, "run: an op waits for itself or a later one");
@@ -617,24 +632,23 @@ static PyObject *run(PyObject *self, PyObject *args)
     for (Py_ssize_t j = 0; j < n; j++) {
         i64 took = ended[j] - (j ? ended[j - 1] : 0);
         if (took > ops[6 * j]) {
-            PyObject *w = Py_BuildValue("(nL)", j, (long long)took);
+            PyObject *w = Py_BuildValue("(nLL)", j, (long long)took,
+                                        (long long)(kept[j] + str[j]));
             if (w == NULL || PyList_Append(waits, w)) { Py_XDECREF(w); Py_DECREF(waits); goto done; }
             Py_DECREF(w);
         }
     }
-    PyObject *s, *r;
-    if (again) {
-        s = list_of(str, n);
-        r = list_of(refetch, n);
-    } else {   /* (streamed as given) */
-        s = Py_NewRef(Py_None);
-        r = Py_NewRef(Py_None);
+    if (__builtin_add_overflow(ksum, ssum, &prev)) {   /* (the weight bytes, summed later) */
+        Py_DECREF(waits);
+        PyErr_SetString(PyExc_OverflowError, "run: bytes past 64 bits");
+        goto done;
     }
-    if (s == NULL || r == NULL) { Py_XDECREF(s); Py_XDECREF(r); Py_DECREF(waits); goto done; }
-    result = Py_BuildValue("(LNNN)", (long long)(n ? ended[n - 1] : 0), s, r, waits);
+    result = Py_BuildValue("(LLLLN)", (long long)(n ? ended[n - 1] : 0), (long long)ksum,
+                           (long long)ssum, (long long)rsum, waits);
 done:
     PyMem_Free(mem_);
     PyBuffer_Release(&pb);
+    PyBuffer_Release(&vb);
     PyBuffer_Release(&cb);
     return result;
 }
@@ -655,9 +669,10 @@ static PyObject *lru_pass(PyObject *self, PyObject *args)
     PyObject *order;
     long long used, capacity;
     Py_buffer sb, pb;
+    int packed = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!LLy*y*", &PyTuple_Type, &order, &used, &capacity, &sb,
-                          &pb))
+    if (!PyArg_ParseTuple(args, "O!LLy*y*|p", &PyTuple_Type, &order, &used, &capacity, &sb,
+                          &pb, &packed))
         return NULL;
     PyObject *result = NULL;
     i64 *mem_ = NULL;
@@ -756,7 +771,16 @@ static PyObject *lru_pass(PyObject *self, PyObject *args)
         if (x == NULL) { Py_DECREF(after); goto done; }
         PyTuple_SET_ITEM(after, k++, x);
     }
-    PyObject *a = list_of(kept, n), *s = list_of(str, n), *w = list_of(wait, n);
+    PyObject *a, *s, *w;
+    if (packed) {   /* (kept, streamed and wait as one int64 vector, as bytes_pass's) */
+        a = PyBytes_FromStringAndSize((const char *)kept, (Py_ssize_t)sizeof(i64) * 3 * n);
+        s = Py_NewRef(Py_None);
+        w = Py_NewRef(Py_None);
+    } else {
+        a = list_of(kept, n);
+        s = list_of(str, n);
+        w = list_of(wait, n);
+    }
     if (a == NULL || s == NULL || w == NULL) {
         Py_XDECREF(a); Py_XDECREF(s); Py_XDECREF(w); Py_DECREF(after);
         goto done;

@@ -96,22 +96,21 @@ def stall_bounds(units: Sequence[str], unit_time: dict[str, int], compute_ps: Se
     for j in ops:
         took = ended[j] - (ended[j - 1] if j else 0)
         if took > compute_ps[j]:
-            waits.append((j, took))
+            waits.append((j, took, kept[j] + streamed[j]))
             out[j] = _waited(kept[j] + streamed[j], act_bytes[j])
-    return out, wait_bound(units, unit_time, compute_ps, kept, streamed, act_bytes, waits)
+    return out, wait_bound(units, unit_time, compute_ps, act_bytes, waits)
 
 
 def wait_bound(units: Sequence[str], unit_time: dict[str, int], compute_ps: Sequence[int],
-               kept: Sequence[int], streamed: Sequence[int], act_bytes: Sequence[int],
-               waits: Sequence[tuple[int, int]]) -> str:
+               act_bytes: Sequence[int], waits: Sequence[tuple[int, int, int]]) -> str:
     """``stall_bounds``' bound of the inference from the ops that waited, ``(op, its end less
-    the previous op's end)`` (each longer than its compute time; the compiled timeline finds
-    them, ``_kernel.run``)."""
+    the previous op's end, its weight bytes)`` (each longer than its compute time; the
+    compiled timeline finds them, ``_kernel.run``)."""
     spent = dict.fromkeys(BOUNDS, 0)
     spent.update(unit_time)
-    for j, took in waits:
+    for j, took, weight_bytes in waits:
         spent[units[j]] -= compute_ps[j]
-        spent[_waited(kept[j] + streamed[j], act_bytes[j])] += took
+        spent[_waited(weight_bytes, act_bytes[j])] += took
     return _most(spent)
 
 

@@ -59,6 +59,7 @@ belady at 16 MiB), what a routed stream meets most at 1,000 inputs (issue 22).
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -159,9 +160,9 @@ class _Inference:
     wasted_bytes: int
     refetch_bytes: int
     latency_ps: int
-    kept: list[int]
-    streamed: list[int]                 # per op, re-fetches included
-    refetch: list[int]
+    kept: list[int] | None              # per op (None: the compiled timeline's, no per-op rows)
+    streamed: list[int] | None          # per op, re-fetches included
+    refetch: list[int] | None
     timings: list[tuple[int | None, int | None, int, int]] | None
     bounds: list[str] | None            # per op (``sim.bound``), with per-op timings
     bound: str                          # where most of the time went
@@ -240,7 +241,7 @@ def _per_plan(plan: PathPlan, wmem: int) -> _Derived:
         same, other, again,
         [j for j, (sb, o) in enumerate(zip(same, other, strict=True)) if sb or o],
         next((j for j, g in enumerate(plan.gate) if g >= 0), -1), unit_time,
-        wait_bound(plan.units, unit_time, plan.compute_ps, (), (), (), ()))
+        wait_bound(plan.units, unit_time, plan.compute_ps, (), ()))
     return derived
 
 
@@ -448,7 +449,27 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
              runs: dict[Hashable, _Inference] | None = None) -> _Inference:
     """Inference i on path ``plan``: serve, queue the transfers, run the timeline. ``runs``
     (when given) memoises the last two by what they depend on: the path and, per op, the
-    kept and streamed bytes and the op the kept bytes wait for, and the wasted bytes."""
+    kept and streamed bytes and the op the kept bytes wait for, and the wasted bytes.
+
+    With the memo on, no per-op rows and the compiled kernel, the policy's compiled pass
+    hands those per-op values over as one int64 vector (``serve_vec``), which keys ``runs``
+    (hashed once, as bytes are) and is what the compiled timeline reads (``_kernel.run``): no
+    list or tuple is made per op. The inference then keeps no per-op values (only per-op
+    rows read them)."""
+    compiled = runs is not None and _kernel is not None and not per_layer
+    if compiled:
+        vec = policy.serve_vec(plan.blocks, i)
+        if vec is not None:
+            key = (id(plan), vec, wasted)
+            inf = runs.get(key)  # type: ignore[union-attr]
+            if inf is None:
+                inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
+                if inf is None:   # (past 64 bits: the Python timeline, from lists)
+                    kept, streamed, wait = _lists(vec)
+                    inf = _python_timeline(channel, plan, kept, streamed, wait, wasted,
+                                           depth, speculative, per_layer, False)
+                _keep(runs, key, inf)  # type: ignore[arg-type]
+            return inf
     # (the memo off: op by op, event by event; on: the policy's own pass over the path)
     serve = Residency.serve_path if runs is None else type(policy).serve_path
     kept, streamed, wait = serve(policy, plan.blocks, i)
@@ -458,44 +479,72 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
         inf = runs.get(key)
         if inf is not None:
             return inf
-    d = _per_plan(plan, channel.weights_mem)
-    out = None
-    if runs is not None and _kernel is not None and not per_layer:
-        # the memo on and no per-op timings: queue, schedule and waits in one compiled pass
-        if d.flat is None:
-            d.flat = _flat_plan(plan, d)
+    inf = None
+    if compiled:
         try:
-            latency, again, refetch, waits = _kernel.run(
-                d.flat, kept, streamed, wait, wasted, depth, speculative, channel.weights_mem,
-                channel.flat, channel.ports)
-        except OverflowError:   # (a time or byte count past 64 bits: the Python passes)
+            vec = array("q", (*kept, *streamed, *wait)).tobytes()
+        except OverflowError:   # (past 64 bits)
             pass
         else:
-            if again is None:   # (no stripe passed over again)
-                refetch = [0] * len(streamed)
-            else:
-                streamed = again
-            # (per-op bounds are for per-op rows alone: none here)
-            out = latency, None, None, (d.calm if not waits else wait_bound(
-                plan.units, d.unit_time, plan.compute_ps, kept, streamed, plan.spill, waits))
-    if out is None:
-        # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
-        if d.again is None:
-            refetch = [0] * len(streamed)
-        else:
-            refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
-            streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
-        out = _timeline_of(channel, plan, d, kept, streamed, wait, wasted, depth, speculative,
-                           per_layer, runs is None)
-    latency, timings, bounds, bound = out
-    streamed_bytes = sum(streamed)
-    inf = _Inference(sum(kept) + streamed_bytes + wasted, streamed_bytes, wasted, sum(refetch),
-                     int(latency), kept, streamed, refetch, timings, bounds, bound)
+            inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
+    if inf is None:
+        inf = _python_timeline(channel, plan, kept, streamed, wait, wasted, depth, speculative,
+                               per_layer, runs is None)
     if key is not None:
-        if len(runs) >= MEMO_LIMIT:
-            runs.clear()
-        runs[key] = inf
+        _keep(runs, key, inf)  # type: ignore[arg-type]
     return inf
+
+
+def _keep(runs: dict[Hashable, _Inference], key: Hashable, inf: _Inference) -> None:
+    """``runs[key] = inf``, ``runs`` started over at ``MEMO_LIMIT`` entries."""
+    if len(runs) >= MEMO_LIMIT:
+        runs.clear()
+    runs[key] = inf
+
+
+def _lists(vec: bytes) -> tuple[list[int], list[int], list[int]]:
+    """The kept, streamed and wait per op of a policy's vector (``serve_vec``)."""
+    values = array("q", vec).tolist()
+    n = len(values) // 3
+    return values[:n], values[n:2 * n], values[2 * n:]
+
+
+def _compiled_timeline(channel: _Channel, plan: PathPlan, vec: bytes, wasted: int, depth: int,
+                       speculative: bool) -> _Inference | None:
+    """The inference from the compiled timeline (``_kernel.run``: queue, recurrence and waits
+    in one pass over the ops), or None when a time or a byte count passes 64 bits. It keeps
+    no per-op values: per-op rows, which read them, take the Python timeline."""
+    d = _per_plan(plan, channel.weights_mem)
+    if d.flat is None:
+        d.flat = _flat_plan(plan, d)
+    try:
+        latency, kept_bytes, streamed_bytes, refetch_bytes, waits = _kernel.run(
+            d.flat, vec, wasted, depth, speculative, channel.weights_mem, channel.flat,
+            channel.ports)
+    except OverflowError:
+        return None
+    bound = d.calm if not waits else wait_bound(plan.units, d.unit_time, plan.compute_ps,
+                                                plan.spill, waits)
+    return _Inference(kept_bytes + streamed_bytes + wasted, streamed_bytes, wasted,
+                      refetch_bytes, latency, None, None, None, None, None, bound)
+
+
+def _python_timeline(channel: _Channel, plan: PathPlan, kept: list[int], streamed: list[int],
+                     wait: list[int], wasted: int, depth: int, speculative: bool,
+                     per_layer: bool, events: bool) -> _Inference:
+    """The inference from the Python timeline (``_timeline_of``), with its per-op values."""
+    d = _per_plan(plan, channel.weights_mem)
+    # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
+    if d.again is None:
+        refetch = [0] * len(streamed)
+    else:
+        refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
+        streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
+    latency, timings, bounds, bound = _timeline_of(channel, plan, d, kept, streamed, wait,
+                                                   wasted, depth, speculative, per_layer, events)
+    streamed_bytes = sum(streamed)
+    return _Inference(sum(kept) + streamed_bytes + wasted, streamed_bytes, wasted, sum(refetch),
+                      int(latency), kept, streamed, refetch, timings, bounds, bound)
 
 
 # ---------------------------------------------------------------------------------------------

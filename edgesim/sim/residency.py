@@ -158,6 +158,13 @@ class Residency(ABC):
                     last_use[b] = j
         return kept, streamed, wait
 
+    def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
+        """``serve_path`` as one vector (int64 bytes: per op the kept bytes, then per op the
+        streamed bytes, then per op the op waited for), from a policy's compiled pass; None
+        (nothing changed) where it has none, or where it does not take this path now: the
+        engine then asks ``serve_path``."""
+        return None
+
     @abstractmethod
     def resident_bytes(self) -> int:
         """Weight bytes on chip now."""
@@ -611,10 +618,15 @@ class LRU(Residency):
         return kept, streamed, wait
 
 
-    def _compiled_pass(self, blocks: Sequence[tuple[int, ...]]
-                       ) -> tuple[list[int], list[int], list[int]] | None:
+    def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
+        """``Residency.serve_vec`` by the compiled pass (``_kernel.lru_pass``), where built."""
+        if _kernel is None or not self._compiled:
+            return None
+        return self._compiled_pass(blocks, True)
+
+    def _compiled_pass(self, blocks: Sequence[tuple[int, ...]], packed: bool = False):
         """``serve_path`` by ``_kernel.lru_pass``; None (nothing changed) when it does not
-        take the blocks (an id past the sizes)."""
+        take the blocks (an id past the sizes); ``packed``: as one vector (``serve_vec``)."""
         if self._flat_sizes is None:
             self._flat_sizes = np.array(self.sizes, dtype=np.int64).tobytes()
         path = self._flat_paths.get(id(blocks))
@@ -627,7 +639,7 @@ class LRU(Residency):
                 blocks, np.array(flat, dtype=np.int64).tobytes())
         order = self._snap if self._snap is not None else tuple(self._order)
         out = _kernel.lru_pass(order, self._used, self.capacity,  # type: ignore[union-attr]
-                               self._flat_sizes, path[1])
+                               self._flat_sizes, path[1], packed)
         if out is None:
             return None
         kept, streamed, wait, after, self._used = out
@@ -635,7 +647,7 @@ class LRU(Residency):
         self._snap = _interned(self._states, after)
         self._now = self._of(self._snap)
         self._pending = True
-        return kept, streamed, wait
+        return kept if packed else (kept, streamed, wait)
 
 
 class Pinned(Residency):
@@ -1083,11 +1095,11 @@ class Belady(Residency):
                 watched[2].update(saved[1])
         return out
 
-    def _compiled_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
-                       ) -> tuple[list[int], list[int], list[int]] | None:
+    def _compiled_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...],
+                       packed: bool = False):
         """``_bytes_pass`` by the compiled pass (``_kernel.c``): the same steps on flat
         arrays, the same answers, state after and notes for ``condition`` (the tests run
-        both)."""
+        both); ``packed``: the answers as one vector (``serve_vec``)."""
         future = self._future
         sets = self._sets
         if sets.flat is None:  # type: ignore[union-attr]
@@ -1099,7 +1111,7 @@ class Belady(Residency):
         out = _kernel.bytes_pass(  # type: ignore[union-attr]
             sets.flat, program.flat, h0, col, future.n,  # type: ignore[union-attr]
             future.layout.span, self.capacity, n,  # type: ignore[union-attr]
-            watched is not None, there)
+            watched is not None, there, packed)
         if out is None:
             return None
         kept, streamed, wait, top, low, up, total, condition = out
@@ -1107,7 +1119,22 @@ class Belady(Residency):
             self._watched = _MADE
             self._made = condition
         self._leave(top, low, up, total)
-        return kept, streamed, wait
+        return kept if packed else (kept, streamed, wait)
+
+    def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
+        """``Residency.serve_vec``: where ``serve_path`` would take the compiled byte pass
+        (the path a set at a time, the state a prefix per set, nothing noted before), the
+        same pass handing its answers over as one vector; else None, nothing changed."""
+        if _kernel is None or not self._compiled:
+            return None
+        program = self._program(blocks)
+        if program.sets is None or program.spans is None:
+            return None
+        h0 = self._prefix()
+        watched = self._watched
+        if h0 is None or (watched is not None and bool(watched[1] or watched[2])):
+            return None
+        return self._compiled_pass(program, len(blocks), inference, h0, True)
 
     def _leave(self, top: tuple[int, ...], low: list[int], up: list[int], total: int) -> None:
         """The state a byte pass leaves: its held bytes per set ``[0, top)``, or ``[0, low)
