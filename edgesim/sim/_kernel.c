@@ -5,11 +5,13 @@
  * reference: the tests run both on the same random trees and streams and require the same
  * answers, state after and condition on the future, and the same rows.
  *
- * bytes_pass(layout, program, h0, col, end, span, capacity, n, watched, there[, packed]) ->
- *     None, or (kept, streamed, wait, top, low, up, total, condition):
+ * bytes_pass(layout, program, h0, cols, theres, k, end, span, capacity, n, watched, packed)
+ *     -> None, or (kept, streamed, wait, top, low, up, total, condition):
  *     residency.Belady._bytes_pass on flat int64 arrays (``_flat_layout``, ``_flat_program`` there), ``condition`` being what
- *     Belady.condition makes of the notes (None: nothing noted, or not watched). packed: kept
- *     is kept, streamed and wait as one vector (bytes, int64, 3 n), streamed and wait None.
+ *     Belady.condition makes of the notes (None: nothing noted, or not watched). cols,
+ *     theres, k: Future's chunk (``Future.raw``) and the inference's row in it (``col`` and
+ *     ``there`` of ``Future.column``). packed: kept is kept, streamed and wait as one vector
+ *     (bytes, int64, 3 n), streamed and wait None.
  *   layout (bytes, int64): [nsets, then per set s at 1 + 6 s: its block count m, the offsets
  *     of its cum (m + 1 values), ranks_at, by_use and ops_at (m values each), flags (1:
  *     positive, 2: in_block_order)].
@@ -126,13 +128,13 @@ static int ints(PyObject *seq, i64 *out, Py_ssize_t n, const char *what)
 
 static PyObject *bytes_pass(PyObject *self, PyObject *args)
 {
-    PyObject *lay_o, *prog_o, *h0_o, *col_o, *there;
+    PyObject *lay_o, *prog_o, *h0_o, *cols_o, *theres_o;
     long long end, span, capacity;
-    Py_ssize_t n;
-    int watched, packed = 0;
+    Py_ssize_t n, k;
+    int watched, packed;
     (void)self;
-    if (!PyArg_ParseTuple(args, "SSOOLLLnpO|p", &lay_o, &prog_o, &h0_o, &col_o, &end, &span,
-                          &capacity, &n, &watched, &there, &packed))
+    if (!PyArg_ParseTuple(args, "SSOSSnLLLnpp", &lay_o, &prog_o, &h0_o, &cols_o, &theres_o, &k,
+                          &end, &span, &capacity, &n, &watched, &packed))
         return NULL;
     if (PyBytes_GET_SIZE(lay_o) < (Py_ssize_t)sizeof(i64) ||
         PyBytes_GET_SIZE(prog_o) < 5 * (Py_ssize_t)sizeof(i64)) {
@@ -146,10 +148,15 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bytes_pass: layout and program disagree");
         return NULL;
     }
-    if (watched && (!PyList_Check(there) || PyList_GET_SIZE(there) != ns)) {
-        PyErr_SetString(PyExc_ValueError, "bytes_pass: there: expected a list per set");
+    Py_ssize_t rows = PyBytes_GET_SIZE(cols_o) / (Py_ssize_t)sizeof(i64) / (ns ? ns : 1);
+    if (PyBytes_GET_SIZE(theres_o) != PyBytes_GET_SIZE(cols_o) || k < 0 ||
+        (ns && k >= rows)) {   /* (no set: nothing is read of the chunk) */
+        PyErr_SetString(PyExc_ValueError, "bytes_pass: no row k in the chunk");
         return NULL;
     }
+    /* the next inference reading each set and the path there, at row k of Future's chunk */
+    const i64 *col_k = (const i64 *)PyBytes_AS_STRING(cols_o) + k * ns;
+    const i64 *there = (const i64 *)PyBytes_AS_STRING(theres_o) + k * ns;
     Py_ssize_t nruns = (Py_ssize_t)P[1];
     const i64 *runs = P + P[2], *steps = P + P[3], *segs = P + P[4], *on_path = P + 5;
     Py_ssize_t nsegs_all = 0;
@@ -175,8 +182,9 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
     i64 *h0 = mem + 4 * ns, *col = mem + 5 * ns, *since_val = mem + 6 * ns;
     i64 *since_gen = mem + 7 * ns, *live = mem + 8 * ns;
     i64 *kept = live + cap_live, *streamed = kept + n, *wait = streamed + n;
-    if (ints(h0_o, h0, ns, "bytes_pass: h0") < 0 || ints(col_o, col, ns, "bytes_pass: col") < 0)
+    if (ints(h0_o, h0, ns, "bytes_pass: h0") < 0)
         goto done;
+    memcpy(col, col_k, sizeof(i64) * ns);
     Notes no = {ns, span, keys, live, 0, since_val, since_gen, 1, marks, marks + ns * ns, -1, 0};
 #define CUM(s) (L + L[1 + 6 * (s) + 1])
 #define M(s) ((Py_ssize_t)L[1 + 6 * (s)])
@@ -367,16 +375,15 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
         /* Belady.condition's tuples, sets and pairs in sorted order, with the paths there */
         for (Py_ssize_t s = 0; ok && s < ns; s++) {
             if (no.sets[s]) {
-                PyObject *x = Py_BuildValue("(nO)", s, PyList_GET_ITEM(there, s));
+                PyObject *x = Py_BuildValue("(nL)", s, (long long)there[s]);
                 ok = x != NULL && PyList_Append(sets, x) == 0;
                 Py_XDECREF(x);
             }
             for (Py_ssize_t t = 0; ok && t < ns; t++) {
                 unsigned char c = no.pairs[s * ns + t];
                 if (!c) continue;
-                PyObject *x = Py_BuildValue("(nnOOO)", s, t, c == 2 ? Py_True : Py_False,
-                                            PyList_GET_ITEM(there, s),
-                                            PyList_GET_ITEM(there, t));
+                PyObject *x = Py_BuildValue("(nnOLL)", s, t, c == 2 ? Py_True : Py_False,
+                                            (long long)there[s], (long long)there[t]);
                 ok = x != NULL && PyList_Append(pairs, x) == 0;
                 Py_XDECREF(x);
             }

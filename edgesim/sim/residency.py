@@ -1107,11 +1107,11 @@ class Belady(Residency):
         if program.flat is None:
             program.flat = _flat_program(program, len(future.members))  # type: ignore[union-attr]
         watched = self._watched
-        col, there = future.column(inference)  # type: ignore[union-attr]
+        k = future.row(inference)  # type: ignore[union-attr]
         out = _kernel.bytes_pass(  # type: ignore[union-attr]
-            sets.flat, program.flat, h0, col, future.n,  # type: ignore[union-attr]
+            sets.flat, program.flat, h0, *future.raw, k, future.n,  # type: ignore[union-attr]
             future.layout.span, self.capacity, n,  # type: ignore[union-attr]
-            watched is not None, there, packed)
+            watched is not None, packed)
         if out is None:
             return None
         kept, streamed, wait, top, low, up, total, condition = out
