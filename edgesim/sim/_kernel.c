@@ -108,6 +108,27 @@ static PyObject *list_of(const i64 *v, Py_ssize_t n)
     return out;
 }
 
+/* A pass's per-op answers (kept, streamed and wait: 3 n values one after another) as three
+ * lists, or, packed, as one int64 vector (bytes) and two None (``Residency.serve_vec``).
+ * 0, or -1 with an exception set and the three NULL. */
+static int answers(const i64 *v, Py_ssize_t n, int packed, PyObject **out)
+{
+    if (packed) {
+        out[0] = PyBytes_FromStringAndSize((const char *)v, (Py_ssize_t)sizeof(i64) * 3 * n);
+        out[1] = Py_NewRef(Py_None);
+        out[2] = Py_NewRef(Py_None);
+    } else {
+        out[0] = list_of(v, n);
+        out[1] = list_of(v + n, n);
+        out[2] = list_of(v + 2 * n, n);
+    }
+    if (out[0] != NULL && out[1] != NULL && out[2] != NULL) return 0;
+    Py_CLEAR(out[0]);
+    Py_CLEAR(out[1]);
+    Py_CLEAR(out[2]);
+    return -1;
+}
+
 static int ints(PyObject *seq, i64 *out, Py_ssize_t n, const char *what)
 {
     PyObject *fast = PySequence_Fast(seq, what);
@@ -357,17 +378,9 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
     if (watched && no.streak >= 0) went_first(&no);
 
     {
-        /* (packed: kept, streamed and wait as one int64 vector, ``vec``, in place of lists) */
-        PyObject *lk, *ls, *lw;
-        if (packed) {
-            lk = PyBytes_FromStringAndSize((const char *)kept, (Py_ssize_t)sizeof(i64) * 3 * n);
-            ls = Py_NewRef(Py_None);
-            lw = Py_NewRef(Py_None);
-        } else {
-            lk = list_of(kept, n);
-            ls = list_of(streamed, n);
-            lw = list_of(wait, n);
-        }
+        PyObject *kw[3];   /* (kept, streamed and wait follow one another) */
+        answers(kept, n, packed, kw);
+        PyObject *lk = kw[0], *ls = kw[1], *lw = kw[2];
         PyObject *lt = list_of(top, ns), *ll = list_of(low, ns), *lu = list_of(up, ns);
         PyObject *sets = PyList_New(0), *pairs = PyList_New(0), *cond = NULL;
         PyObject *tt = lt == NULL ? NULL : PyList_AsTuple(lt);
@@ -778,21 +791,12 @@ static PyObject *lru_pass(PyObject *self, PyObject *args)
         if (x == NULL) { Py_DECREF(after); goto done; }
         PyTuple_SET_ITEM(after, k++, x);
     }
-    PyObject *a, *s, *w;
-    if (packed) {   /* (kept, streamed and wait as one int64 vector, as bytes_pass's) */
-        a = PyBytes_FromStringAndSize((const char *)kept, (Py_ssize_t)sizeof(i64) * 3 * n);
-        s = Py_NewRef(Py_None);
-        w = Py_NewRef(Py_None);
-    } else {
-        a = list_of(kept, n);
-        s = list_of(str, n);
-        w = list_of(wait, n);
-    }
-    if (a == NULL || s == NULL || w == NULL) {
-        Py_XDECREF(a); Py_XDECREF(s); Py_XDECREF(w); Py_DECREF(after);
+    PyObject *kw[3];   /* (kept, streamed and wait follow one another) */
+    if (answers(kept, n, packed, kw)) {
+        Py_DECREF(after);
         goto done;
     }
-    result = Py_BuildValue("(NNNNL)", a, s, w, after, used);
+    result = Py_BuildValue("(NNNNL)", kw[0], kw[1], kw[2], after, used);
 done:
     PyMem_Free(mem_);
     PyBuffer_Release(&sb);
