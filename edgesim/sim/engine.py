@@ -418,32 +418,6 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer], per_lay
     return ended, timings
 
 
-def _timeline_of(channel: _Channel, plan: PathPlan, d: _Derived, kept: list[int],
-                 streamed: list[int], wait: list[int], wasted: int, depth: int,
-                 speculative: bool, per_layer: bool, events: bool):
-    """An inference's (latency, per-op timings or None, per-op bounds, bound) in Python:
-    event by event (``events``: the memo off), else by ``_schedule`` over the ops that move
-    something (only they can wait). ``streamed`` has the re-fetches in."""
-    if events:
-        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
-                           channel.weights_mem)
-        ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
-        bounds, bound = op_bounds(plan.units, plan.compute_ps, ended,
-                                  list(map(add, kept, streamed)), plan.spill)
-    else:
-        moving = set(compress(range(len(kept)), map(or_, kept, streamed)))
-        moving.update(d.acts)
-        if wasted and d.first_gated >= 0:
-            moving.add(d.first_gated)
-        ops = sorted(moving)
-        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
-                           channel.weights_mem, ops)
-        ended, timings = _schedule(channel, plan, queue, per_layer)
-        bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
-                                     kept, streamed, plan.spill, ops)
-    return (ended[-1] if ended else 0), timings, bounds, bound
-
-
 def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth: int,
              speculative: bool, wasted: int, per_layer: bool,
              runs: dict[Hashable, _Inference] | None = None) -> _Inference:
@@ -532,7 +506,9 @@ def _compiled_timeline(channel: _Channel, plan: PathPlan, vec: bytes, wasted: in
 def _python_timeline(channel: _Channel, plan: PathPlan, kept: list[int], streamed: list[int],
                      wait: list[int], wasted: int, depth: int, speculative: bool,
                      per_layer: bool, events: bool) -> _Inference:
-    """The inference from the Python timeline (``_timeline_of``), with its per-op values."""
+    """The inference from the Python timeline, with its per-op values: event by event
+    (``events``: the memo off), else by ``_schedule`` over the ops that move something (only
+    they can wait)."""
     d = _per_plan(plan, channel.weights_mem)
     # input outer: the streamed weights pass over every input stripe (``sim.tiling``)
     if d.again is None:
@@ -540,11 +516,27 @@ def _python_timeline(channel: _Channel, plan: PathPlan, kept: list[int], streame
     else:
         refetch = [x * s for x, s in zip(d.again, streamed, strict=True)]
         streamed = [s + r for s, r in zip(streamed, refetch, strict=True)]
-    latency, timings, bounds, bound = _timeline_of(channel, plan, d, kept, streamed, wait,
-                                                   wasted, depth, speculative, per_layer, events)
+    if events:
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem)
+        ended, timings = _timeline(channel, plan, queue, kept, streamed, per_layer)
+        bounds, bound = op_bounds(plan.units, plan.compute_ps, ended,
+                                  list(map(add, kept, streamed)), plan.spill)
+    else:
+        moving = set(compress(range(len(kept)), map(or_, kept, streamed)))
+        moving.update(d.acts)
+        if wasted and d.first_gated >= 0:
+            moving.add(d.first_gated)
+        ops = sorted(moving)
+        queue = _transfers(plan, kept, streamed, wait, wasted, depth, speculative,
+                           channel.weights_mem, ops)
+        ended, timings = _schedule(channel, plan, queue, per_layer)
+        bounds, bound = stall_bounds(plan.units, d.unit_time, plan.compute_ps, ended,
+                                     kept, streamed, plan.spill, ops)
     streamed_bytes = sum(streamed)
     return _Inference(sum(kept) + streamed_bytes + wasted, streamed_bytes, wasted, sum(refetch),
-                      int(latency), kept, streamed, refetch, timings, bounds, bound)
+                      ended[-1] if ended else 0, kept, streamed, refetch, timings, bounds,
+                      bound)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -617,7 +617,6 @@ class LRU(Residency):
         self._used = used
         return kept, streamed, wait
 
-
     def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
         """``Residency.serve_vec`` by the compiled pass (``_kernel.lru_pass``), where built."""
         if _kernel is None or not self._compiled:
@@ -1060,8 +1059,7 @@ class Belady(Residency):
             held = dict(snap)  # type: ignore[arg-type]
         return self._sets.prefix(held)  # type: ignore[union-attr]
 
-    def _serve_bytes(self, program: _Program, n: int, inference: int
-                     ) -> tuple[list[int], list[int], list[int]] | None:
+    def _serve_bytes(self, program: _Program, n: int, inference: int, packed: bool = False):
         """``_serve_sets`` on held bytes per set instead of blocks, when the state holds a
         prefix of each set (``_Prefix``), as Belady's order keeps it on a tree's paths; None
         (nothing changed) when it does not, or when what the path reads would leave one
@@ -1075,7 +1073,8 @@ class Belady(Residency):
         left at the end leaves the state as blocks). On byte sums per set (``_Sets.cum``),
         each op's fetch, each set's drops down to where the next farthest set's last would
         come first (one ``bisect``), its kept bytes and the op it waits for are a few
-        integer steps each, whatever its blocks."""
+        integer steps each, whatever its blocks. ``packed``: the compiled pass's answers as
+        one vector (``serve_vec``), None where that pass does not take the path."""
         h0 = self._prefix()
         if h0 is None:
             return None
@@ -1084,7 +1083,9 @@ class Belady(Residency):
         if _kernel is not None and self._compiled and not noted:
             # (it changes nothing when it gives up, and makes the condition from its own
             # notes: so only when nothing was noted before this pass)
-            return self._compiled_pass(program, n, inference, h0)
+            return self._compiled_pass(program, n, inference, h0, packed)
+        if packed:   # (a vector comes from the compiled pass alone)
+            return None
         saved = (set(watched[1]), dict(watched[2])) if noted else None  # type: ignore[index]
         out = self._bytes_pass(program, n, inference, h0)
         if out is None and watched is not None:   # (what it noted goes with it)
@@ -1130,11 +1131,7 @@ class Belady(Residency):
         program = self._program(blocks)
         if program.sets is None or program.spans is None:
             return None
-        h0 = self._prefix()
-        watched = self._watched
-        if h0 is None or (watched is not None and bool(watched[1] or watched[2])):
-            return None
-        return self._compiled_pass(program, len(blocks), inference, h0, True)
+        return self._serve_bytes(program, len(blocks), inference, True)
 
     def _leave(self, top: tuple[int, ...], low: list[int], up: list[int], total: int) -> None:
         """The state a byte pass leaves: its held bytes per set ``[0, top)``, or ``[0, low)
