@@ -434,16 +434,7 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
     if compiled:
         vec = policy.serve_vec(plan.blocks, i)
         if vec is not None:
-            key = (id(plan), vec, wasted)
-            inf = runs.get(key)  # type: ignore[union-attr]
-            if inf is None:
-                inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
-                if inf is None:   # (past 64 bits: the Python timeline, from lists)
-                    kept, streamed, wait = _lists(vec)
-                    inf = _python_timeline(channel, plan, kept, streamed, wait, wasted,
-                                           depth, speculative, per_layer, False)
-                _keep(runs, key, inf)  # type: ignore[arg-type]
-            return inf
+            return _run_vec(channel, plan, vec, wasted, depth, speculative, runs)  # type: ignore
     # (the memo off: op by op, event by event; on: the policy's own pass over the path)
     serve = Residency.serve_path if runs is None else type(policy).serve_path
     kept, streamed, wait = serve(policy, plan.blocks, i)
@@ -466,6 +457,22 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
                                per_layer, runs is None)
     if key is not None:
         _keep(runs, key, inf)  # type: ignore[arg-type]
+    return inf
+
+
+def _run_vec(channel: _Channel, plan: PathPlan, vec: bytes, wasted: int, depth: int,
+             speculative: bool, runs: dict[Hashable, _Inference]) -> _Inference:
+    """The inference of a policy's vector (``serve_vec``) on ``plan``: from ``runs`` when
+    met before, else by the compiled timeline (the Python one past 64 bits)."""
+    key = (id(plan), vec, wasted)
+    inf = runs.get(key)
+    if inf is None:
+        inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
+        if inf is None:   # (past 64 bits: the Python timeline, from lists)
+            kept, streamed, wait = _lists(vec)
+            inf = _python_timeline(channel, plan, kept, streamed, wait, wasted, depth,
+                                   speculative, False, False)
+        _keep(runs, key, inf)
     return inf
 
 
@@ -626,6 +633,10 @@ class _Runner:
         self.entries = 0    # inferences in the memo (run event by event)
         self.runs: dict[Hashable, _Inference] = {}   # _run_one's memo of the timeline
         self.depth = 0 if prefetch == "none" else max(0, int(machine.hw.prefetch_depth))
+        # per path, what the policy's one-call step takes (``Residency.quick``; None: the
+        # memo's general steps), with the memo on, no per-op rows and the compiled kernel
+        self.quick = ([policy.quick(plan.blocks) for plan in plans]
+                      if memo and not per_layer and _kernel is not None else [None] * len(plans))
         self.guess: int | None = None   # the path a speculative prefetch bets on
         if prefetch == "speculative" and len(plans) > 1:
             freq = np.bincount(sequence, minlength=len(plans)) if sequence.size else None
@@ -642,13 +653,21 @@ class _Runner:
 
     def infer(self, i: int, p: int) -> _Inference:
         """Input i on path p: from the memo if its situation was met before (the policy's
-        state, the path, and the policy's ``condition`` on the future holds), else run."""
+        state, the path, and the policy's ``condition`` on the future holds), else run.
+
+        Where the policy has a one-call step for the path (``Residency.quick``) and the
+        state allows it (``quick_state``), that state keys the entries as it is (no key of
+        ``memo_key``'s is equal to one of these) and a new situation is served by ``step``
+        (``watch``, ``serve_vec``, ``condition`` and ``after`` in one call): the same
+        entries, fewer calls."""
         plan, policy, memo = self.plans[p], self.policy, self.memo
         wasted = 0 if self.guess is None else self.wasted_bytes(p)
         if memo is None:
             return _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
                             wasted, self.per_layer)
-        key = (p, wasted, policy.memo_key(i, plan.all_blocks))
+        quick = self.quick[p]
+        state = None if quick is None else policy.quick_state()
+        key = (p, wasted, policy.memo_key(i, plan.all_blocks) if state is None else state)
         entries = memo.get(key)
         if entries:   # (an entry with no condition is met: an online policy's only one)
             hit = entries[0] if entries[0][0] is None else policy.met(entries, i)
@@ -659,15 +678,22 @@ class _Runner:
             memo.clear()                 # so memory stays flat (results are the same)
             self.entries = 0
             entries = None
-        policy.watch()
-        inf = _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
-                       wasted, self.per_layer, self.runs)
+        out = None if state is None else policy.step(quick, i)
+        if out is not None:
+            vec, condition, after = out
+            inf = _run_vec(self.channel, plan, vec, wasted, self.depth,
+                           self.guess is not None, self.runs)
+        else:   # (no step, or it did not take it: nothing changed)
+            policy.watch()
+            inf = _run_one(self.channel, plan, policy, i, self.depth, self.guess is not None,
+                           wasted, self.per_layer, self.runs)
+            condition, after = policy.condition(), policy.after()
         if entries is None:
             entries = memo[key] = []
         elif len(entries) >= MEMO_PER_STATE:   # the oldest conditions of this state go
             del entries[0]
             self.entries -= 1
-        entries.append((policy.condition(), inf, policy.after()))
+        entries.append((condition, inf, after))
         self.entries += 1
         return inf
 

@@ -165,6 +165,23 @@ class Residency(ABC):
         engine then asks ``serve_path``."""
         return None
 
+    def quick(self, blocks: Sequence[tuple[int, ...]]) -> object | None:
+        """What ``step`` takes for a path (made once per path), or None where the policy has
+        no one-call step for it: the engine then asks ``memo_key``, ``watch``, ``serve_vec``,
+        ``condition`` and ``after``."""
+        return None
+
+    def quick_state(self) -> Hashable | None:
+        """The state, when ``step`` can start from it (a memo key for its entries as it is:
+        hashed in C), else None."""
+        return None
+
+    def step(self, quick: object, inference: int) -> tuple[bytes, Hashable, Hashable] | None:
+        """``watch``, ``serve_vec``, ``condition`` and ``after`` in one call, for a path
+        ``quick`` took, from a state ``quick_state`` took: the vector, the condition and the
+        state after; None (nothing changed) where the compiled pass does not take it."""
+        return None
+
     @abstractmethod
     def resident_bytes(self) -> int:
         """Weight bytes on chip now."""
@@ -765,6 +782,7 @@ class Belady(Residency):
         self._per_state: dict[int, tuple[_Held, _Hashed]] = {}
         self._last_key: tuple[_Held | None, _Hashed | None] = (None, None)   # the last asked
         self._states: dict[_Held, _Held] = {}
+        self._prefixes: dict[tuple[int, ...], _Prefix] = {}   # held bytes per set -> state
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -1133,6 +1151,44 @@ class Belady(Residency):
             return None
         return self._serve_bytes(program, len(blocks), inference, True)
 
+    def quick(self, blocks: Sequence[tuple[int, ...]]) -> tuple[bytes, int] | None:
+        """The path's flat program and op count, where ``serve_vec`` would take the compiled
+        byte pass for it (from a state that is a prefix per set)."""
+        if _kernel is None or not self._compiled:
+            return None
+        program = self._program(blocks)
+        if program.sets is None or program.spans is None:
+            return None
+        if self._sets.flat is None:  # type: ignore[union-attr]
+            self._sets.flat = _flat_layout(self._future.layout, self._sets)  # type: ignore
+        if program.flat is None:
+            program.flat = _flat_program(program, len(self._future.members))  # type: ignore
+        return program.flat, len(blocks)
+
+    def quick_state(self) -> tuple[int, ...] | None:
+        """The held bytes per set (``_Prefix.held``) when the state is a prefix per set."""
+        snap = self._snap
+        if snap is None:
+            snap = self.state()
+        return snap.held if type(snap) is _Prefix else None  # type: ignore[union-attr]
+
+    def step(self, quick: tuple[bytes, int], inference: int
+             ) -> tuple[bytes, Hashable, Hashable] | None:
+        """``serve_vec`` with ``watch`` before and ``condition`` and ``after`` after, from a
+        prefix state: the compiled byte pass alone, with nothing noted before it (as after
+        ``watch``), so it makes the condition from its own notes."""
+        future = self._future
+        k = future.row(inference)  # type: ignore[union-attr]
+        out = _kernel.bytes_pass(  # type: ignore[union-attr]
+            self._sets.flat, quick[0], self._snap.held, *future.raw,  # type: ignore
+            k, future.n, future.layout.span, self.capacity, quick[1],  # type: ignore
+            True, True)
+        if out is None:
+            return None
+        vec, _, _, top, low, up, total, condition = out
+        self._leave(top, low, up, total)
+        return vec, condition, self._snap or self.state()
+
     def _leave(self, top: tuple[int, ...], low: list[int], up: list[int], total: int) -> None:
         """The state a byte pass leaves: its held bytes per set ``[0, top)``, or ``[0, low)
         + [up, top)`` for a set with a gap, ``total`` in all."""
@@ -1142,7 +1198,13 @@ class Belady(Residency):
             self._snap = None
             self._pending = False
             return
-        self._snap = _interned(self._states, _Prefix(top, self._sets))  # type: ignore[arg-type]
+        snap = self._prefixes.get(top)   # (the interned state of these held bytes)
+        if snap is None:
+            if len(self._prefixes) >= INTERNED:
+                self._prefixes.clear()
+            snap = self._prefixes[top] = _interned(self._states,
+                                                   _Prefix(top, self._sets))  # type: ignore
+        self._snap = snap
         self._pending = True   # (the held blocks: made from it when asked)
 
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
