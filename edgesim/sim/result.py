@@ -15,8 +15,10 @@ type. Units are in the names: bytes, cycles, seconds (``_s``), joules (``_j``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+from bisect import bisect_right
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -164,8 +166,9 @@ class Summary:
                 c[v] = c.get(v, 0) + n
         for m, c, k in zip(SUMMARY_METRICS, per_metric, _METRIC_INDEX, strict=True):
             items = sorted(c.items()) if c else [(self.cold[k], 1)]
-            out[m] = {"cold": self.cold[k], "steady_mean": _mean(items),
-                      "p50": _percentile(items, 50), "p99": _percentile(items, 99)}
+            cum = list(itertools.accumulate(n for _, n in items))
+            out[m] = {"cold": self.cold[k], "steady_mean": _mean(items, cum[-1]),
+                      "p50": _percentile(items, cum, 50), "p99": _percentile(items, cum, 99)}
         return out
 
 
@@ -173,29 +176,22 @@ _METRIC_INDEX = tuple(INFERENCE_COLUMNS.index(m) for m in SUMMARY_METRICS)
 _metrics = operator.itemgetter(*_METRIC_INDEX)
 
 
-def _mean(items: list[tuple[Any, int]]) -> float:
-    """Mean of a multiset given as sorted (value, count) pairs (exactly rounded sum)."""
-    n = sum(c for _, c in items)
+def _mean(items: list[tuple[Any, int]], n: int) -> float:
+    """Mean of a multiset given as sorted (value, count) pairs, ``n`` counts in all (exactly
+    rounded sum)."""
     return math.fsum(float(v) * c for v, c in items) / n
 
 
-def _percentile(items: list[tuple[Any, int]], q: float) -> float:
-    """The q-th percentile of a multiset of sorted (value, count) pairs, interpolated linearly
-    between order statistics as ``numpy.percentile`` does by default (index (n - 1) q / 100)."""
-    n = sum(c for _, c in items)
+def _percentile(items: list[tuple[Any, int]], cum: list[int], q: float) -> float:
+    """The q-th percentile of a multiset of sorted (value, count) pairs (``cum``: their counts
+    summed, ``itertools.accumulate``), interpolated linearly between order statistics as
+    ``numpy.percentile`` does by default (index (n - 1) q / 100)."""
+    n = cum[-1]
     h = (n - 1) * q / 100
     lo = math.floor(h)
-
-    def order_stat(r: int) -> float:
-        seen = 0
-        for v, c in items:
-            seen += c
-            if r < seen:
-                return float(v)
-        return float(items[-1][0])
-
-    a = order_stat(lo)
-    b = order_stat(min(lo + 1, n - 1))
+    # order statistic r: the value of the first pair whose counts so far pass r
+    a = float(items[bisect_right(cum, lo)][0])
+    b = float(items[bisect_right(cum, min(lo + 1, n - 1))][0])
     t = h - lo
     return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
 
