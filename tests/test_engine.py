@@ -525,6 +525,33 @@ def test_a_routed_stream_with_the_memo_is_the_one_run_event_by_event_per_op(pass
                     assert any(r.spec_wasted_bytes for r in on.rows)   # guesses went wrong
 
 
+def test_vectors_of_one_digest_are_told_apart_by_the_timeline_memo(monkeypatch):
+    # The timeline memo files a policy's vector under its digest (``_kernel.digest``) and
+    # compares the vectors it finds there: with every vector given one digest, each
+    # inference must still be the one run event by event (a wrong compare would hand one
+    # path's or state's timeline to another), and the memo must have met more than one
+    # vector under it.
+    from edgesim.sim import engine
+    if engine._kernel is None:
+        pytest.skip("the compiled passes were not built on this machine")
+    met = []
+    run_vec = engine._run_vec
+
+    def one_digest(channel, plan, vec, wasted, depth, speculative, runs):
+        met.append(len(runs.get((id(plan), 0, wasted), ())))
+        return run_vec(channel, plan, vec, wasted, depth, speculative, runs)
+    monkeypatch.setattr(engine._kernel, "digest", lambda vec: 0)
+    monkeypatch.setattr(engine, "_run_vec", one_digest)
+    w = _routed().with_sequence(np.random.default_rng(3).integers(0, 2, size=60))
+    for sram in (2000, 5010, 9010):
+        hw = tiny_config(sram=sram)
+        for policy in ("lru", "belady"):
+            on = simulate(hw, w, policy=policy)
+            off = simulate(hw, w, policy=policy, memo=False)
+            assert on.rows == off.rows, (sram, policy)
+    assert max(met) > 1
+
+
 def test_times_past_64_bits_take_the_python_timeline_and_the_same_rows(monkeypatch):
     # 10^7 weight bytes at 1 B/s take 10^7 s = 10^19 ps, past 2^63 ps (~9.2 x 10^18): the
     # compiled timeline (``_kernel.run``, int64) must give way to the Python one (ints of any

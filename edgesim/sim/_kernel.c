@@ -147,6 +147,58 @@ static int ints(PyObject *seq, i64 *out, Py_ssize_t n, const char *what)
     return 0;
 }
 
+/* A tuple of n ints (NULL with an exception set). */
+static PyObject *tuple_of(const i64 *v, Py_ssize_t n)
+{
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *x = PyLong_FromLongLong(v[k]);
+        if (x == NULL) { Py_DECREF(out); return NULL; }
+        PyTuple_SET_ITEM(out, k, x);
+    }
+    return out;
+}
+
+/* Belady.condition's tuple from a pass's notes: ``(((s, path there), ...), ((s, t, strict,
+ * path there of s, of t), ...))``, sets and pairs in sorted order; None when nothing was
+ * noted (NULL with an exception set). */
+static PyObject *condition(const Notes *no, const i64 *there, Py_ssize_t ns)
+{
+    Py_ssize_t nsets = 0, npairs = 0;
+    for (Py_ssize_t s = 0; s < ns; s++) {
+        nsets += no->sets[s] != 0;
+        for (Py_ssize_t t = 0; t < ns; t++) npairs += no->pairs[s * ns + t] != 0;
+    }
+    if (!nsets && !npairs) return Py_NewRef(Py_None);
+    PyObject *sets = PyTuple_New(nsets), *pairs = PyTuple_New(npairs);
+    PyObject *out = sets && pairs ? PyTuple_Pack(2, sets, pairs) : NULL;
+    Py_XDECREF(sets);
+    Py_XDECREF(pairs);
+    if (out == NULL) return NULL;
+    Py_ssize_t a = 0, b = 0;
+    for (Py_ssize_t s = 0; s < ns; s++) {
+        if (no->sets[s]) {
+            i64 v[2] = {(i64)s, there[s]};
+            PyObject *x = tuple_of(v, 2);
+            if (x == NULL) { Py_DECREF(out); return NULL; }
+            PyTuple_SET_ITEM(sets, a++, x);
+        }
+        for (Py_ssize_t t = 0; t < ns; t++) {
+            unsigned char c = no->pairs[s * ns + t];
+            if (!c) continue;
+            i64 v[5] = {(i64)s, (i64)t, 0, there[s], there[t]};
+            PyObject *x = tuple_of(v, 5);
+            if (x == NULL) { Py_DECREF(out); return NULL; }
+            PyObject *zero = PyTuple_GET_ITEM(x, 2);   /* (the flag: a bool) */
+            PyTuple_SET_ITEM(x, 2, Py_NewRef(c == 2 ? Py_True : Py_False));
+            Py_DECREF(zero);
+            PyTuple_SET_ITEM(pairs, b++, x);
+        }
+    }
+    return out;
+}
+
 static PyObject *bytes_pass(PyObject *self, PyObject *args)
 {
     PyObject *lay_o, *prog_o, *h0_o, *cols_o, *theres_o;
@@ -381,40 +433,16 @@ static PyObject *bytes_pass(PyObject *self, PyObject *args)
         PyObject *kw[3];   /* (kept, streamed and wait follow one another) */
         answers(kept, n, packed, kw);
         PyObject *lk = kw[0], *ls = kw[1], *lw = kw[2];
-        PyObject *lt = list_of(top, ns), *ll = list_of(low, ns), *lu = list_of(up, ns);
-        PyObject *sets = PyList_New(0), *pairs = PyList_New(0), *cond = NULL;
-        PyObject *tt = lt == NULL ? NULL : PyList_AsTuple(lt);
-        int ok = lk && ls && lw && lt && ll && lu && sets && pairs && tt;
-        /* Belady.condition's tuples, sets and pairs in sorted order, with the paths there */
-        for (Py_ssize_t s = 0; ok && s < ns; s++) {
-            if (no.sets[s]) {
-                PyObject *x = Py_BuildValue("(nL)", s, (long long)there[s]);
-                ok = x != NULL && PyList_Append(sets, x) == 0;
-                Py_XDECREF(x);
-            }
-            for (Py_ssize_t t = 0; ok && t < ns; t++) {
-                unsigned char c = no.pairs[s * ns + t];
-                if (!c) continue;
-                PyObject *x = Py_BuildValue("(nnOLL)", s, t, c == 2 ? Py_True : Py_False,
-                                            (long long)there[s], (long long)there[t]);
-                ok = x != NULL && PyList_Append(pairs, x) == 0;
-                Py_XDECREF(x);
-            }
-        }
-        if (ok && (PyList_GET_SIZE(sets) || PyList_GET_SIZE(pairs))) {
-            PyObject *st = PyList_AsTuple(sets), *pt = PyList_AsTuple(pairs);
-            if (st && pt) cond = PyTuple_Pack(2, st, pt);
-            ok = cond != NULL;
-            Py_XDECREF(st);
-            Py_XDECREF(pt);
-        } else if (ok) {
-            cond = Py_None;
-            Py_INCREF(cond);
-        }
-        if (ok)
+        int gap = 0;   /* low and up only where a set has a gap (else None: no gap) */
+        for (Py_ssize_t s = 0; s < ns; s++) gap = gap || low[s] != up[s];
+        PyObject *tt = tuple_of(top, ns);
+        PyObject *ll = gap ? list_of(low, ns) : Py_NewRef(Py_None);
+        PyObject *lu = gap ? list_of(up, ns) : Py_NewRef(Py_None);
+        PyObject *cond = condition(&no, there, ns);
+        if (lk && ls && lw && tt && ll && lu && cond)
             result = Py_BuildValue("(OOOOOOLO)", lk, ls, lw, tt, ll, lu, (long long)total, cond);
-        Py_XDECREF(lk); Py_XDECREF(ls); Py_XDECREF(lw); Py_XDECREF(lt); Py_XDECREF(ll);
-        Py_XDECREF(lu); Py_XDECREF(sets); Py_XDECREF(pairs); Py_XDECREF(tt); Py_XDECREF(cond);
+        Py_XDECREF(lk); Py_XDECREF(ls); Py_XDECREF(lw); Py_XDECREF(tt); Py_XDECREF(ll);
+        Py_XDECREF(lu); Py_XDECREF(cond);
     }
 done:
     PyMem_Free(mem);
@@ -850,10 +878,37 @@ done:
     return result;
 }
 
+/* engine._run_vec: a 62-bit digest of a vector's int64 words, for the timeline memo's key in
+ * place of the vector's own hash (SipHash over its bytes: ~0.7 us for a path of 131 ops, a
+ * tenth of that here); the memo then compares the vectors it finds under it, so equal
+ * digests of different vectors cost a compare, never a wrong answer. */
+static PyObject *digest(PyObject *self, PyObject *vec)
+{
+    (void)self;
+    if (!PyBytes_Check(vec)) {
+        PyErr_SetString(PyExc_TypeError, "digest: a vector (bytes) expected");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(vec);
+    Py_ssize_t n = PyBytes_GET_SIZE(vec);
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w;
+        memcpy(&w, p + k, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    for (; k < n; k++) h = (h ^ p[k]) * 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    return PyLong_FromLongLong((long long)(h >> 2));
+}
+
 static PyMethodDef methods[] = {
     {"lru_advance", lru_advance, METH_VARARGS, "LRU.restore's order after an _Advance."},
     {"lru_pass", lru_pass, METH_VARARGS, "LRU.serve_path on a linked list (see _kernel.c)."},
     {"run", run, METH_VARARGS, "engine._run_one's timeline in one pass (see _kernel.c)."},
+    {"digest", digest, METH_O, "A 62-bit digest of a vector (the timeline memo's key)."},
     {"holds", holds, METH_VARARGS, "Belady.holds on a condition's tuples (see _kernel.c)."},
     {"first", first, METH_VARARGS, "Belady.met: the first memo entry that holds."},
     {"bytes_pass", bytes_pass, METH_VARARGS,

@@ -66,6 +66,7 @@ from enum import IntEnum
 from itertools import accumulate, compress, islice
 from operator import add, or_
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -420,7 +421,7 @@ def _schedule(channel: _Channel, plan: PathPlan, queue: list[_Transfer], per_lay
 
 def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth: int,
              speculative: bool, wasted: int, per_layer: bool,
-             runs: dict[Hashable, _Inference] | None = None) -> _Inference:
+             runs: dict[Hashable, Any] | None = None) -> _Inference:
     """Inference i on path ``plan``: serve, queue the transfers, run the timeline. ``runs``
     (when given) memoises the last two by what they depend on: the path and, per op, the
     kept and streamed bytes and the op the kept bytes wait for, and the wasted bytes.
@@ -461,22 +462,30 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
 
 
 def _run_vec(channel: _Channel, plan: PathPlan, vec: bytes, wasted: int, depth: int,
-             speculative: bool, runs: dict[Hashable, _Inference]) -> _Inference:
+             speculative: bool, runs: dict[Hashable, list]) -> _Inference:
     """The inference of a policy's vector (``serve_vec``) on ``plan``: from ``runs`` when
-    met before, else by the compiled timeline (the Python one past 64 bits)."""
-    key = (id(plan), vec, wasted)
-    inf = runs.get(key)
-    if inf is None:
-        inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
-        if inf is None:   # (past 64 bits: the Python timeline, from lists)
-            kept, streamed, wait = _lists(vec)
-            inf = _python_timeline(channel, plan, kept, streamed, wait, wasted, depth,
-                                   speculative, False, False)
-        _keep(runs, key, inf)
+    met before, else by the compiled timeline (the Python one past 64 bits). ``runs`` holds
+    the vectors under their digest (``_kernel.digest``: a tenth of the time of the vector's
+    own hash), each compared whole."""
+    key = (id(plan), _kernel.digest(vec), wasted)
+    met = runs.get(key)
+    if met is not None:
+        for v, inf in met:
+            if v == vec:
+                return inf
+    inf = _compiled_timeline(channel, plan, vec, wasted, depth, speculative)
+    if inf is None:   # (past 64 bits: the Python timeline, from lists)
+        kept, streamed, wait = _lists(vec)
+        inf = _python_timeline(channel, plan, kept, streamed, wait, wasted, depth, speculative,
+                               False, False)
+    if met is None:
+        _keep(runs, key, [(vec, inf)])
+    else:
+        met.append((vec, inf))
     return inf
 
 
-def _keep(runs: dict[Hashable, _Inference], key: Hashable, inf: _Inference) -> None:
+def _keep(runs: dict[Hashable, Any], key: Hashable, inf: Any) -> None:
     """``runs[key] = inf``, ``runs`` started over at ``MEMO_LIMIT`` entries."""
     if len(runs) >= MEMO_LIMIT:
         runs.clear()
@@ -631,7 +640,8 @@ class _Runner:
         self.memo: dict[Hashable, list[tuple[Hashable, _Inference, Hashable]]] | None = (
             {} if memo else None)
         self.entries = 0    # inferences in the memo (run event by event)
-        self.runs: dict[Hashable, _Inference] = {}   # _run_one's memo of the timeline
+        # _run_one's memo of the timeline: an _Inference, or a list of (vector, _Inference)
+        self.runs: dict[Hashable, Any] = {}
         self.depth = 0 if prefetch == "none" else max(0, int(machine.hw.prefetch_depth))
         # per path, what the policy's one-call step takes (``Residency.quick``; None: the
         # memo's general steps), with the memo on, no per-op rows and the compiled kernel

@@ -888,7 +888,9 @@ class Belady(Residency):
         future = self._future
         if _kernel is None or future is None:
             return Residency.met(self, entries, inference)
-        k = future.row(inference)
+        k = inference - future._clo   # (``Future.row``, as it answers within its chunk:
+        if not 0 <= k < future._cm:    # a memo hit asks once)
+            k = future.row(inference)
         return _kernel.first(entries, *future.raw, k, len(future.members))
 
     def holds(self, condition: Hashable, inference: int) -> bool:
@@ -1189,9 +1191,11 @@ class Belady(Residency):
         self._leave(top, low, up, total)
         return vec, condition, self._snap or self.state()
 
-    def _leave(self, top: tuple[int, ...], low: list[int], up: list[int], total: int) -> None:
+    def _leave(self, top: tuple[int, ...], low: list[int] | None, up: list[int] | None,
+               total: int) -> None:
         """The state a byte pass leaves: its held bytes per set ``[0, top)``, or ``[0, low)
-        + [up, top)`` for a set with a gap, ``total`` in all."""
+        + [up, top)`` for a set with a gap, ``total`` in all (``low`` and ``up`` None: no
+        set has one, as the compiled pass says it)."""
         self._total = total
         if low != up:   # a gap left: the held blocks (the next serve takes them)
             self._held = self._sets.blocks(top, low, up)  # type: ignore[union-attr]
