@@ -334,8 +334,10 @@ def test_lru_key_when_nothing_can_be_evicted_is_what_is_missing():
     # D and leaves its blocks last in the order of their last use. Two orders share one memo
     # key, and the change one inference noted (``after``) applied to the other order is what
     # serving it there gives
+    # (a sixth block, F, read by no path, so that the model does not fit whole: then nothing
+    # is ever evicted and the order is not kept at all)
     D, E = 3, 4
-    s = _stream([10] * 5, 60, [[(B,), (A,), (D,)]])
+    s = _stream([10] * 5 + [20], 60, [[(B,), (A,), (D,)]])
     blocks = (B, A, D)
     first, other, served = (make_policy("lru", s) for _ in range(3))
     for pol, order in ((first, (E, C, A, B)), (other, (C, E, B, A)), (served, (C, E, B, A))):

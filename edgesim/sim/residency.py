@@ -387,6 +387,11 @@ class LRU(Residency):
     the free key per path and the held set an ``_Advance`` leads to: many orders hold one set
     (a stream of free hits leaves a new order per input, rarely a new set), so a new order
     costs its making and hashing alone.
+
+    When the whole model fits (its blocks' bytes at most the capacity), nothing is ever
+    evicted, so the order can never matter: the state is then the held blocks in block order
+    (``_roomy``), a memo key is that state, and a stream of hits leaves it as it is, where
+    tracking the order made a new one per input.
     """
 
     name = "lru"
@@ -420,6 +425,9 @@ class LRU(Residency):
         self._flat_sizes: bytes | None = None
         self._flat_paths: dict[int, tuple[Sequence[tuple[int, ...]], bytes]] = {}
         self._compiled = sum(self.sizes) < 1 << 62 and self.capacity < 1 << 62
+        #: whether the whole model fits, so that nothing is ever evicted (the order is kept
+        #: in block order: it cannot change what an inference costs)
+        self._roomy = sum(self.sizes) <= self.capacity
 
     def _set_of(self, held: frozenset[int], used: int | None = None) -> tuple:
         """The interned held set ``held``; ``used``: its bytes when known."""
@@ -450,9 +458,14 @@ class LRU(Residency):
 
     def state(self) -> Hashable:
         if self._snap is None:
-            self._snap = _interned(self._states, tuple(self._order))
+            self._snap = _interned(self._states, self._canonical(tuple(self._order)))
             self._now = self._of(self._snap)
         return self._snap
+
+    def _canonical(self, order: tuple[int, ...]) -> tuple[int, ...]:
+        """The state of an order: the order itself, or, where nothing is ever evicted
+        (``_roomy``), its blocks in block order."""
+        return tuple(sorted(order)) if self._roomy else order
 
     def memo_key(self, inference: int, blocks: tuple[int, ...]) -> Hashable:
         """``("free", the missing ones)`` when ``blocks`` all fit beside what is held, worked
@@ -471,7 +484,9 @@ class LRU(Residency):
                 once = tuple(dict.fromkeys(blocks))
                 hit = self._bytes[id(blocks)] = (blocks, sum(self.sizes[b] for b in once),
                                                  once)
-            if hit[1] <= self.capacity:   # else they cannot all fit, whatever is held
+            # (they cannot all fit, whatever is held; or, the whole model fitting, the state
+            # says what is held in a form no inference changes: it is the key)
+            if hit[1] <= self.capacity and not self._roomy:
                 sizes = self.sizes
                 missing = tuple(itertools.filterfalse(held[0].__contains__, hit[2]))
                 if held[1] + sum(sizes[b] for b in missing) <= self.capacity:
@@ -660,7 +675,7 @@ class LRU(Residency):
             return None
         kept, streamed, wait, after, self._used = out
         # the order after, pending (``_order`` is built from it only if a Python pass asks)
-        self._snap = _interned(self._states, after)
+        self._snap = _interned(self._states, self._canonical(after))
         self._now = self._of(self._snap)
         self._pending = True
         return kept if packed else (kept, streamed, wait)
