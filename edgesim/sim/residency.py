@@ -1136,26 +1136,36 @@ class Belady(Residency):
         """``_bytes_pass`` by the compiled pass (``_kernel.c``): the same steps on flat
         arrays, the same answers, state after and notes for ``condition`` (the tests run
         both); ``packed``: the answers as one vector (``serve_vec``)."""
-        future = self._future
-        sets = self._sets
-        if sets.flat is None:  # type: ignore[union-attr]
-            sets.flat = _flat_layout(future.layout, sets)  # type: ignore[union-attr]
-        if program.flat is None:
-            program.flat = _flat_program(program, len(future.members))  # type: ignore[union-attr]
         watched = self._watched
-        k = future.row(inference)  # type: ignore[union-attr]
-        out = _kernel.bytes_pass(  # type: ignore[union-attr]
-            sets.flat, program.flat, h0, *future.raw, k, future.n,  # type: ignore[union-attr]
-            future.layout.span, self.capacity, n,  # type: ignore[union-attr]
-            watched is not None, packed)
+        out = self._pass(self._flat(program), n, inference, h0, watched is not None, packed)
         if out is None:
             return None
-        kept, streamed, wait, top, low, up, total, condition = out
         if watched is not None:   # (``condition`` as it would make it from the notes)
             self._watched = _MADE
-            self._made = condition
-        self._leave(top, low, up, total)
-        return kept if packed else (kept, streamed, wait)
+            self._made = out[7]
+        return out[0] if packed else out[:3]
+
+    def _flat(self, program: _Program) -> bytes:
+        """The program as the compiled pass reads it, the layout's sets too (made once)."""
+        if self._sets.flat is None:  # type: ignore[union-attr]
+            self._sets.flat = _flat_layout(self._future.layout, self._sets)  # type: ignore
+        if program.flat is None:
+            program.flat = _flat_program(program, len(self._future.members))  # type: ignore
+        return program.flat
+
+    def _pass(self, flat: bytes, n: int, inference: int, h0: tuple[int, ...], watched: bool,
+              packed: bool) -> tuple | None:
+        """``_kernel.bytes_pass`` over a flat program of n ops from held bytes ``h0`` per
+        set, the state it leaves taken (``_leave``); its answers, or None (it gave up:
+        nothing changed)."""
+        future = self._future
+        k = future.row(inference)  # type: ignore[union-attr]
+        out = _kernel.bytes_pass(  # type: ignore[union-attr]
+            self._sets.flat, flat, h0, *future.raw, k, future.n,  # type: ignore[union-attr]
+            future.layout.span, self.capacity, n, watched, packed)  # type: ignore[union-attr]
+        if out is not None:
+            self._leave(*out[3:7])
+        return out
 
     def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
         """``Residency.serve_vec``: where ``serve_path`` would take the compiled byte pass
@@ -1176,11 +1186,7 @@ class Belady(Residency):
         program = self._program(blocks)
         if program.sets is None or program.spans is None:
             return None
-        if self._sets.flat is None:  # type: ignore[union-attr]
-            self._sets.flat = _flat_layout(self._future.layout, self._sets)  # type: ignore
-        if program.flat is None:
-            program.flat = _flat_program(program, len(self._future.members))  # type: ignore
-        return program.flat, len(blocks)
+        return self._flat(program), len(blocks)
 
     def quick_state(self) -> tuple[int, ...] | None:
         """The held bytes per set (``_Prefix.held``) when the state is a prefix per set."""
@@ -1194,17 +1200,10 @@ class Belady(Residency):
         """``serve_vec`` with ``watch`` before and ``condition`` and ``after`` after, from a
         prefix state: the compiled byte pass alone, with nothing noted before it (as after
         ``watch``), so it makes the condition from its own notes."""
-        future = self._future
-        k = future.row(inference)  # type: ignore[union-attr]
-        out = _kernel.bytes_pass(  # type: ignore[union-attr]
-            self._sets.flat, quick[0], self._snap.held, *future.raw,  # type: ignore
-            k, future.n, future.layout.span, self.capacity, quick[1],  # type: ignore
-            True, True)
+        out = self._pass(*quick, inference, self._snap.held, True, True)  # type: ignore
         if out is None:
             return None
-        vec, _, _, top, low, up, total, condition = out
-        self._leave(top, low, up, total)
-        return vec, condition, self._snap or self.state()
+        return out[0], out[7], self._snap or self.state()
 
     def _leave(self, top: tuple[int, ...], low: list[int] | None, up: list[int] | None,
                total: int) -> None:
