@@ -96,17 +96,23 @@ static void note_drop(Notes *no, i64 best, int many)
     no->gen++;   /* since.clear() */
 }
 
-static PyObject *list_of(const i64 *v, Py_ssize_t n)
+/* n ints as a list, or as a tuple (NULL with an exception set). */
+static PyObject *ints_of(const i64 *v, Py_ssize_t n, int tuple)
 {
-    PyObject *out = PyList_New(n);
+    PyObject *out = tuple ? PyTuple_New(n) : PyList_New(n);
     if (out == NULL) return NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *x = PyLong_FromLongLong(v[k]);
         if (x == NULL) { Py_DECREF(out); return NULL; }
-        PyList_SET_ITEM(out, k, x);
+        if (tuple) PyTuple_SET_ITEM(out, k, x);
+        else PyList_SET_ITEM(out, k, x);
     }
     return out;
 }
+
+static PyObject *list_of(const i64 *v, Py_ssize_t n) { return ints_of(v, n, 0); }
+
+static PyObject *tuple_of(const i64 *v, Py_ssize_t n) { return ints_of(v, n, 1); }
 
 /* A pass's per-op answers (kept, streamed and wait: 3 n values one after another) as three
  * lists, or, packed, as one int64 vector (bytes) and two None (``Residency.serve_vec``).
@@ -145,19 +151,6 @@ static int ints(PyObject *seq, i64 *out, Py_ssize_t n, const char *what)
     }
     Py_DECREF(fast);
     return 0;
-}
-
-/* A tuple of n ints (NULL with an exception set). */
-static PyObject *tuple_of(const i64 *v, Py_ssize_t n)
-{
-    PyObject *out = PyTuple_New(n);
-    if (out == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *x = PyLong_FromLongLong(v[k]);
-        if (x == NULL) { Py_DECREF(out); return NULL; }
-        PyTuple_SET_ITEM(out, k, x);
-    }
-    return out;
 }
 
 /* Belady.condition's tuple from a pass's notes: ``(((s, path there), ...), ((s, t, strict,
