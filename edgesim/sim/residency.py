@@ -1164,7 +1164,7 @@ class Belady(Residency):
             self._sets.flat, flat, h0, *future.raw, k, future.n,  # type: ignore[union-attr]
             future.layout.span, self.capacity, n, watched, packed)  # type: ignore[union-attr]
         if out is not None:
-            self._leave(*out[3:7])
+            self._leave(out[3], out[4], out[5], out[6])
         return out
 
     def serve_vec(self, blocks: Sequence[tuple[int, ...]], inference: int) -> bytes | None:
@@ -1200,7 +1200,8 @@ class Belady(Residency):
         """``serve_vec`` with ``watch`` before and ``condition`` and ``after`` after, from a
         prefix state: the compiled byte pass alone, with nothing noted before it (as after
         ``watch``), so it makes the condition from its own notes."""
-        out = self._pass(*quick, inference, self._snap.held, True, True)  # type: ignore
+        out = self._pass(quick[0], quick[1], inference, self._snap.held,  # type: ignore
+                         True, True)
         if out is None:
             return None
         return out[0], out[7], self._snap or self.state()
