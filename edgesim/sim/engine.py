@@ -428,7 +428,7 @@ def _run_one(channel: _Channel, plan: PathPlan, policy: Residency, i: int, depth
 
     With the memo on, no per-op rows and the compiled kernel, the policy's compiled pass
     hands those per-op values over as one int64 vector (``serve_vec``), which keys ``runs``
-    (hashed once, as bytes are) and is what the compiled timeline reads (``_kernel.run``): no
+    (under its digest, ``_run_vec``) and is what the compiled timeline reads (``_kernel.run``): no
     list or tuple is made per op. The inference then keeps no per-op values (only per-op
     rows read them)."""
     compiled = runs is not None and _kernel is not None and not per_layer

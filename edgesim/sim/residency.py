@@ -797,7 +797,6 @@ class Belady(Residency):
         self._per_state: dict[int, tuple[_Held, _Hashed]] = {}
         self._last_key: tuple[_Held | None, _Hashed | None] = (None, None)   # the last asked
         self._states: dict[_Held, _Held] = {}
-        self._prefixes: dict[tuple[int, ...], _Prefix] = {}   # held bytes per set -> state
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -1217,13 +1216,7 @@ class Belady(Residency):
             self._snap = None
             self._pending = False
             return
-        snap = self._prefixes.get(top)   # (the interned state of these held bytes)
-        if snap is None:
-            if len(self._prefixes) >= INTERNED:
-                self._prefixes.clear()
-            snap = self._prefixes[top] = _interned(self._states,
-                                                   _Prefix(top, self._sets))  # type: ignore
-        self._snap = snap
+        self._snap = _interned(self._states, _Prefix(top, self._sets))  # type: ignore[arg-type]
         self._pending = True   # (the held blocks: made from it when asked)
 
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
