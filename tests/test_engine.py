@@ -580,3 +580,33 @@ def test_times_past_64_bits_take_the_python_timeline_and_the_same_rows(monkeypat
     assert gave_way
     assert on.rows == off.rows
     assert on.rows[0].latency_s >= big   # (at least the bytes at 1 B/s)
+
+
+def test_the_plan_cache_takes_equal_configs_and_hashes_each_config_once(monkeypatch):
+    # Compiled plans are kept per (config, paths, blocks, policy room): a config equal to
+    # one met before (loaded again) takes its plans, a different one (another SRAM) compiles
+    # its own, and rows are the same either way. A config hashes every field (~25 us for a
+    # shipped one), so each config object is hashed once however often it is run.
+    from edgesim.sim import engine
+    calls = []
+    real = engine.compile_paths
+    monkeypatch.setattr(engine, "compile_paths", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(engine, "_PLANS", {})
+    monkeypatch.setattr(engine, "_HASHED", {})
+    w = tiny_workload(inputs=4)
+    hw = tiny_config(sram=1500)
+    cls = type(hw)
+    hashes = []
+    monkeypatch.setattr(cls, "__hash__", lambda self, real=cls.__hash__: hashes.append(1)
+                        or real(self))
+    first = simulate(hw, w, policy="lru")
+    again = tiny_config(sram=1500)   # (equal, another object)
+    assert again == hw
+    assert again is not hw
+    assert type(again) is cls
+    for _ in range(3):
+        assert simulate(again, w, policy="lru").rows == first.rows
+    assert len(calls) == 1
+    assert len(hashes) == 2   # (once per config object)
+    simulate(tiny_config(sram=3000), w, policy="lru")
+    assert len(calls) == 2
