@@ -797,6 +797,9 @@ class Belady(Residency):
         self._per_state: dict[int, tuple[_Held, _Hashed]] = {}
         self._last_key: tuple[_Held | None, _Hashed | None] = (None, None)   # the last asked
         self._states: dict[_Held, _Held] = {}
+        # the prefix states (``_Prefix``) interned by their held bytes per set (a tuple:
+        # hashed and compared in C, no ``_Prefix`` made to look one up)
+        self._prefixes: dict[tuple[int, ...], _Prefix] = {}
         # while watched: the inference, the sets involved, and per pair of sets (s dropped,
         # t kept) whether a tie of their next inferences would reverse a decision (strict)
         self._watched: tuple[int, set[int], dict[tuple[int, int], bool]] | None = None
@@ -827,9 +830,8 @@ class Belady(Residency):
             prefix = None
             if self._future is not None:   # (as ``_serve_bytes`` leaves it, when it is one)
                 prefix = self._sets.prefix(self._held)  # type: ignore[union-attr]
-            snap = (_Held(self._held.copy()) if prefix is None
-                    else _Prefix(prefix, self._sets))  # type: ignore[arg-type]
-            self._snap = _interned(self._states, snap)
+            self._snap = (_interned(self._states, _Held(self._held.copy())) if prefix is None
+                          else self._prefix_state(prefix))
         return self._snap
 
     def restore(self, state: Hashable) -> None:
@@ -1216,8 +1218,18 @@ class Belady(Residency):
             self._snap = None
             self._pending = False
             return
-        self._snap = _interned(self._states, _Prefix(top, self._sets))  # type: ignore[arg-type]
+        snap = self._prefixes.get(top)
+        self._snap = self._prefix_state(top) if snap is None else snap
         self._pending = True   # (the held blocks: made from it when asked)
+
+    def _prefix_state(self, held: tuple[int, ...]) -> _Prefix:
+        """The one ``_Prefix`` of held bytes ``held`` per set (interned, as ``_interned``)."""
+        snap = self._prefixes.get(held)
+        if snap is None:
+            if len(self._prefixes) >= INTERNED:
+                self._prefixes.clear()
+            snap = self._prefixes[held] = _Prefix(held, self._sets)  # type: ignore[arg-type]
+        return snap
 
     def _bytes_pass(self, program: _Program, n: int, inference: int, h0: tuple[int, ...]
                     ) -> tuple[list[int], list[int], list[int]] | None:
