@@ -1218,8 +1218,7 @@ class Belady(Residency):
             self._snap = None
             self._pending = False
             return
-        snap = self._prefixes.get(top)
-        self._snap = self._prefix_state(top) if snap is None else snap
+        self._snap = self._prefix_state(top)
         self._pending = True   # (the held blocks: made from it when asked)
 
     def _prefix_state(self, held: tuple[int, ...]) -> _Prefix:
