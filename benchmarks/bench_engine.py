@@ -15,7 +15,8 @@ time of a subprocess):
 * routed ``sigmab_r50`` at ``--inputs`` routed inputs, lru and belady with the memo on, at
   each of ``--routed-srams``, and belady on as many inputs whose paths are drawn
   independently from the routed paths' frequencies (``--routed-only``: these and the dense
-  rows alone);
+  rows alone); rounds in a shuffled order, the spread over sizes by medians and by each
+  case's fastest round, and a run's time fitted as a fixed part plus a cost per distinct row;
 * simulating a 10,000-input ``sigmab_r50`` stream. Routing 10,000 images at 224x224 through the
   backbone would take an hour on one core, so the stream's path sequence is drawn (seeded) from
   the path frequencies of 64 routed synthetic inputs; the simulation itself is what is timed.
@@ -117,15 +118,18 @@ def main() -> int:
         first[case] = time.process_time() - t0
         entries[case] = r.meta["memo_entries"]
         distinct[case] = len({row[1:] for row in r.rows})
-    # each round times every case once, so a slow spell of the machine falls on all sizes
-    # alike rather than on the ones measured during it (the spread in SRAM size is the point);
+    # each round times every case once, in an order shuffled per round (seeded), so a slow
+    # spell of the machine falls on all sizes alike rather than on the ones measured during
+    # it, round after round (the spread in SRAM size is the point);
     # the engine keeps the plans of every size meanwhile (``PLAN_CACHE`` holds 8 configs, the
     # rounds revisit more), so each timed run takes its plans compiled, as a second run on
     # one config does
     engine.PLAN_CACHE = max(engine.PLAN_CACHE, len(a.routed_srams) + 1)
     times: dict[tuple, list[float]] = {case: [] for case in cases}
+    rng = np.random.default_rng(0)
     for _ in range(a.repeat):
-        for case in cases:
+        for k in rng.permutation(len(cases)):
+            case = cases[k]
             size, policy, kind = case
             wl = routed if kind == "routed" else drawn
             times[case].append(_median(
@@ -144,14 +148,22 @@ def main() -> int:
                      f"{note}, median of {a.repeat} rounds; first run (plans compiled) "
                      f"{a.inputs / first[case]:,.0f}/s; {entries[case]} memo entries, "
                      f"{distinct[case]} distinct rows"))
+    # a case's fastest round: the run least disturbed by the machine's other work (a slow
+    # spell can outlast a round, and then moves the medians of the cases it falls on)
+    fastest = {case: a.inputs / min(ts) for case, ts in times.items()}
     for policy, kind in (("belady", "routed"), ("belady", "drawn"), ("lru", "routed")):
         mine = [c for c in cases if c[1] == policy and c[2] == kind]
         lo, hi = min(mine, key=rates.get), max(mine, key=rates.get)
+        flo, fhi = min(mine, key=fastest.get), max(mine, key=fastest.get)
         rows.append((f"sigmab_r50, {policy}, {kind}: spread over SRAM sizes",
-                     f"highest / lowest = {rates[hi] / rates[lo]:.2f}x",
+                     f"highest / lowest = {rates[hi] / rates[lo]:.2f}x "
+                     f"({fastest[fhi] / fastest[flo]:.2f}x by fastest rounds)",
                      f"lowest {rates[lo]:,.0f}/s at {lo[0]} ({entries[lo]} memo entries, "
                      f"{distinct[lo]} distinct rows); highest {rates[hi]:,.0f}/s at {hi[0]} "
-                     f"({entries[hi]} memo entries, {distinct[hi]} distinct rows)"))
+                     f"({entries[hi]} memo entries, {distinct[hi]} distinct rows); by fastest "
+                     f"rounds {fastest[flo]:,.0f}/s at {flo[0]} to {fastest[fhi]:,.0f}/s at "
+                     f"{fhi[0]}"))
+    rows.append(_per_distinct([c for c in cases if c[1] == "belady"], times, distinct))
     if a.routed_only:
         return _table(rows)
 
@@ -201,6 +213,24 @@ def main() -> int:
                      f"{t:.2f} s", "path sequence drawn from 64 routed inputs"))
 
     return _table(rows)
+
+
+def _per_distinct(cases, times, distinct) -> tuple[str, str, str]:
+    """Where the spread in SRAM size comes from: the time of a run (its fastest round)
+    fitted (least squares) as a fixed part plus a cost per distinct row, over the belady
+    cases; the largest relative residual says how much of the spread the count of distinct
+    rows (the situations an exact engine must work out) leaves unexplained."""
+    import numpy as np
+
+    y = np.array([min(times[c]) for c in cases])   # (fastest rounds: the least noise)
+    x = np.array([[1.0, distinct[c]] for c in cases])
+    (fixed, per), *_ = np.linalg.lstsq(x, y, rcond=None)
+    worst = float(np.max(np.abs(y - x @ (fixed, per)) / y))
+    return ("sigmab_r50, belady, routed and drawn: a run fitted as fixed + per distinct row",
+            f"{fixed * 1e3:.2f} ms + {per * 1e6:.1f} us x distinct rows",
+            f"least squares over {len(cases)} cases' fastest rounds; largest residual "
+            f"{worst:.0%}; the rate is flat where the distinct rows are few and falls with "
+            f"their number")
 
 
 def _table(rows) -> int:
