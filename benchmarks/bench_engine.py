@@ -150,7 +150,8 @@ def main() -> int:
                      f"{distinct[case]} distinct rows"))
     # a case's fastest round: the run least disturbed by the machine's other work (a slow
     # spell can outlast a round, and then moves the medians of the cases it falls on)
-    fastest = {case: a.inputs / min(ts) for case, ts in times.items()}
+    best = {case: min(ts) for case, ts in times.items()}
+    fastest = {case: a.inputs / t for case, t in best.items()}
     for policy, kind in (("belady", "routed"), ("belady", "drawn"), ("lru", "routed")):
         mine = [c for c in cases if c[1] == policy and c[2] == kind]
         lo, hi = min(mine, key=rates.get), max(mine, key=rates.get)
@@ -163,7 +164,7 @@ def main() -> int:
                      f"({entries[hi]} memo entries, {distinct[hi]} distinct rows); by fastest "
                      f"rounds {fastest[flo]:,.0f}/s at {flo[0]} to {fastest[fhi]:,.0f}/s at "
                      f"{fhi[0]}"))
-    rows.append(_per_distinct([c for c in cases if c[1] == "belady"], times, distinct))
+    rows.append(_per_distinct([c for c in cases if c[1] == "belady"], best, distinct))
     if a.routed_only:
         return _table(rows)
 
@@ -215,22 +216,21 @@ def main() -> int:
     return _table(rows)
 
 
-def _per_distinct(cases, times, distinct) -> tuple[str, str, str]:
+def _per_distinct(cases, best, distinct) -> tuple[str, str, str]:
     """Where the spread in SRAM size comes from: the time of a run (its fastest round)
     fitted (least squares) as a fixed part plus a cost per distinct row, over the belady
     cases; the largest relative residual says how much of the spread the count of distinct
     rows (the situations an exact engine must work out) leaves unexplained."""
     import numpy as np
 
-    y = np.array([min(times[c]) for c in cases])   # (fastest rounds: the least noise)
+    y = np.array([best[c] for c in cases])
     x = np.array([[1.0, distinct[c]] for c in cases])
     (fixed, per), *_ = np.linalg.lstsq(x, y, rcond=None)
     worst = float(np.max(np.abs(y - x @ (fixed, per)) / y))
     return ("sigmab_r50, belady, routed and drawn: a run fitted as fixed + per distinct row",
             f"{fixed * 1e3:.2f} ms + {per * 1e6:.1f} us x distinct rows",
             f"least squares over {len(cases)} cases' fastest rounds; largest residual "
-            f"{worst:.0%}; the rate is flat where the distinct rows are few and falls with "
-            f"their number")
+            f"{worst:.0%}")
 
 
 def _table(rows) -> int:
