@@ -697,6 +697,10 @@ class Pinned(Residency):
                 room -= self.sizes[b]
         self.pinned = frozenset(pinned)
         self._loaded: set[int] = set()
+        # the state, made when asked and kept until serve loads a block: a stream of memo
+        # hits asks for it and restores it once per input, and then neither copies nor
+        # hashes a set (a frozenset keeps its hash)
+        self._snap: frozenset[int] | None = frozenset()
 
     @classmethod
     def for_stream(cls, stream: Stream) -> Pinned:
@@ -706,9 +710,14 @@ class Pinned(Residency):
         return sum(self.sizes[b] for b in self.pinned)
 
     def state(self) -> Hashable:
-        return frozenset(self._loaded)
+        if self._snap is None:
+            self._snap = frozenset(self._loaded)
+        return self._snap
 
     def restore(self, state: Hashable) -> None:
+        if state is self._snap:   # (what is loaded is that state already)
+            return
+        self._snap = state  # type: ignore[assignment]
         self._loaded = set(state)  # type: ignore[arg-type]
 
     def resident_bytes(self) -> int:
@@ -724,6 +733,7 @@ class Pinned(Residency):
                 continue
             if b in self.pinned:
                 self._loaded.add(b)
+                self._snap = None
                 kept += self.sizes[b]
             else:
                 streamed += self.sizes[b]
@@ -745,7 +755,8 @@ def pinned_priority(stream: Stream) -> list[int]:
                     order += 1
         for b in {b for ids in ops for b in ids}:
             use[b] += freq[p]
-    return sorted(first, key=lambda b: (-round(use[b], 12), first[b]))
+    rounded = np.round(use, 12).tolist()   # (as ``round(use[b], 12)`` per block, at once)
+    return sorted(first, key=lambda b: (-rounded[b], first[b]))
 
 
 class Belady(Residency):
