@@ -724,7 +724,7 @@ class Pinned(Residency):
         return sum(self.sizes[b] for b in self._loaded)
 
     def resident_set(self) -> frozenset[int]:
-        return frozenset(self._loaded)
+        return self.state()  # type: ignore[return-value]  # (the loaded blocks, kept)
 
     def serve(self, blocks: tuple[int, ...], inference: int, op: int) -> Served:
         kept = streamed = 0
